@@ -1,0 +1,73 @@
+"""The one error hierarchy of invsync.
+
+Every error the user can meet is an `InvsyncError`. Each subclass carries a `hint`: what to do
+next. The CLI catches only the base class and prints `diagnostics()`; foreign exceptions are
+wrapped at the boundary with ``raise ... from e`` so the cause is kept.
+"""
+
+from __future__ import annotations
+
+
+class InvsyncError(Exception):
+    """Base of every invsync error."""
+
+    hint = "See `invsync --help`."
+
+    def diagnostics(self) -> str:
+        """The message and what to do next, for a person."""
+        return f"error: {self}\nhint: {self.hint}"
+
+
+class SourceError(InvsyncError):
+    """A source file, line or entry could not be read. The message names it."""
+
+    hint = "Fix or remove the named file, line or entry; nothing from this import was written."
+
+
+class StoreError(InvsyncError):
+    """The SQLite database is missing, corrupt, locked or of an unknown schema."""
+
+    hint = "Check the database path; restore it from backup if it is corrupt (it is never re-created silently)."
+
+
+class ConfigError(InvsyncError):
+    """A configuration file is missing, unreadable or invalid. The message names the key."""
+
+    hint = "Fix the named key in the configuration file; `invsync --help` lists the commands."
+
+
+class KeyLoadError(InvsyncError):
+    """A signing key could not be loaded or is of an unsupported type."""
+
+    hint = "Use an Ed25519 or ECDSA P-256/P-384 key in PEM (PKCS#8 private, SubjectPublicKeyInfo public)."
+
+
+class SignatureError(InvsyncError):
+    """A signature is missing, malformed, or does not verify with a trusted key."""
+
+    hint = "Check that the signer's public key is the one pinned for it, and that the file was not altered."
+
+
+class SnapshotRejected(InvsyncError):
+    """A snapshot broke an acceptance rule (DESIGN §5). Nothing was stored.
+
+    `rule` is the stable name of the rule, shown in messages, logs and metrics.
+    """
+
+    rule = "snapshot"
+    hint = "Fix the sender's snapshot as the message says and push a new version; nothing was stored."
+
+    def __str__(self) -> str:
+        return f"snapshot rejected [{self.rule}]: {super().__str__()}"
+
+
+class TransportError(InvsyncError):
+    """A gRPC call failed: the peer is down, refused us, or the deadline passed."""
+
+    hint = "Check the server address, that the server runs, and the TLS files; then retry."
+
+
+class ReportError(InvsyncError):
+    """A report could not be built, verified or co-signed."""
+
+    hint = "Compare both parties' inventories with `invsync reconcile`; the message says what differs."

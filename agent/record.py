@@ -1,0 +1,186 @@
+"""The certificate record (DESIGN §3): what every part of invsync knows about one CA certificate.
+
+Identity is the SHA-256 of the DER certificate, as 64 uppercase hex digits (CCADB's spelling).
+Everything derived from the certificate is computed here, once, with `cryptography`; the party's
+view (operator, lifecycle, revocation) and provenance travel beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+LIFECYCLES = ("in-use", "unused", "decommissioned")
+
+# RFC 5280 §5.3.1 CRLReason names, as `cryptography.x509.ReasonFlags` values spell them.
+REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Uppercase hex SHA-256, the way CCADB writes fingerprints."""
+    return hashlib.sha256(data).hexdigest().upper()
+
+
+@dataclass(frozen=True)
+class Revocation:
+    revoked_at: datetime
+    reason: str  # a REVOCATION_REASONS value, or "" when the source gave none
+    source: str  # "kind:location" of the source that said so
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    kind: str  # "pem", "der", "issuance-log", ...
+    location: str  # path, or path:line
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """Everything derived from the DER bytes alone."""
+
+    sha256: str
+    der: bytes
+    subject: str
+    subject_der: bytes
+    issuer: str
+    issuer_der: bytes
+    serial_hex: str  # uppercase, the DER INTEGER content bytes (so its length is the serial length)
+    not_before: datetime
+    not_after: datetime
+    spki_der: bytes
+    spki_sha256: str
+    doppelganger_key: str  # SHA-256(subject DER || SPKI DER), as CCADB and CRLite group issuers
+    tbs_sha256: str
+    ski: str | None
+    aki: str | None
+    is_ca: bool
+    path_len: int | None
+    ekus: tuple[str, ...]  # dotted OIDs
+    has_name_constraints: bool
+    crl_urls: tuple[str, ...]
+    self_issued: bool  # subject == issuer
+
+    @property
+    def serial_bytes(self) -> int:
+        return len(self.serial_hex) // 2
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One CA certificate as a party holds it."""
+
+    info: CertInfo
+    operator: str | None = None
+    lifecycle: str | None = None
+    revocation: Revocation | None = None
+    sources: tuple[SourceRef, ...] = field(default=())
+
+    @property
+    def sha256(self) -> str:
+        return self.info.sha256
+
+    def with_view(self, **changes: object) -> CertRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def parse_certificate(der: bytes) -> CertInfo:
+    """Derive every field of DESIGN §3 from a DER certificate.
+
+    Raises ValueError (from `cryptography`) when the bytes are not a certificate it accepts; the
+    sources wrap it into a SourceError naming the file and line.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    subject_der = cert.subject.public_bytes()
+    spki_der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ca, path_len = _basic_constraints(cert)
+    return CertInfo(
+        sha256=sha256_hex(der),
+        der=der,
+        subject=cert.subject.rfc4514_string(),
+        subject_der=subject_der,
+        issuer=cert.issuer.rfc4514_string(),
+        issuer_der=cert.issuer.public_bytes(),
+        serial_hex=_serial_hex(cert.serial_number),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        spki_der=spki_der,
+        spki_sha256=sha256_hex(spki_der),
+        doppelganger_key=sha256_hex(subject_der + spki_der),
+        tbs_sha256=sha256_hex(cert.tbs_certificate_bytes),
+        ski=_ski(cert),
+        aki=_aki(cert),
+        is_ca=ca,
+        path_len=path_len,
+        ekus=_ekus(cert),
+        has_name_constraints=_has_extension(cert, x509.NameConstraints),
+        crl_urls=_crl_urls(cert),
+        self_issued=subject_der == cert.issuer.public_bytes(),
+    )
+
+
+def _serial_hex(serial: int) -> str:
+    # The DER INTEGER content: two's complement, so a high first bit gets a leading zero byte.
+    length = serial.bit_length() // 8 + 1
+    return serial.to_bytes(length, "big", signed=True).hex().upper()
+
+
+def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _has_extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
+    return _ext(cert, kind) is not None
+
+
+def _basic_constraints(cert: x509.Certificate) -> tuple[bool, int | None]:
+    bc = _ext(cert, x509.BasicConstraints)
+    if not isinstance(bc, x509.BasicConstraints):
+        return False, None
+    return bc.ca, bc.path_length
+
+
+def _ski(cert: x509.Certificate) -> str | None:
+    ski = _ext(cert, x509.SubjectKeyIdentifier)
+    return ski.digest.hex().upper() if isinstance(ski, x509.SubjectKeyIdentifier) else None
+
+
+def _aki(cert: x509.Certificate) -> str | None:
+    aki = _ext(cert, x509.AuthorityKeyIdentifier)
+    if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None:
+        return aki.key_identifier.hex().upper()
+    return None
+
+
+def _ekus(cert: x509.Certificate) -> tuple[str, ...]:
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if not isinstance(eku, x509.ExtendedKeyUsage):
+        return ()
+    return tuple(sorted(oid.dotted_string for oid in eku))
+
+
+def _crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    cdp = _ext(cert, x509.CRLDistributionPoints)
+    if not isinstance(cdp, x509.CRLDistributionPoints):
+        return ()
+    urls = [
+        name.value
+        for point in cdp
+        for name in point.full_name or ()
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+    return tuple(urls)
+
+
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string
