@@ -1,0 +1,235 @@
+"""Findings: what the reconciler reports, as data (DESIGN §7).
+
+A finding has a stable code from `CATALOGUE`, a severity, the certificate it is about, the party
+that must act, the policy it rests on and a due date where that policy sets a clock. Adding a code
+is one `CodeInfo` entry here plus one rule in `agent.reconcile`; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from agent.errors import ReportError
+
+
+class Severity(StrEnum):
+    """How urgent a finding is; `rank` orders them, most urgent first."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    NOTICE = "notice"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.NOTICE)
+
+MISSING_AT_SUBORDINATE = "missing-at-subordinate"
+MISSING_AT_ROOT = "missing-at-root"
+STATUS_MISMATCH = "status-mismatch"
+DOPPELGANGER_UNTRACKED = "doppelganger-untracked"
+RULE_CRASHED = "rule-crashed"
+
+MOZILLA_DISCLOSURE = "Mozilla Root Store Policy 5.3.2"
+BR_REVOCATION = "TLS BR 4.9.1.2"
+BR_ISSUANCE_RECORDS = "TLS BR 5.4.1"
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """One catalogue entry: a code's default severity, its policy and what it means."""
+
+    code: str
+    severity: Severity
+    policy: str
+    description: str
+
+
+def _catalogue(*entries: CodeInfo) -> Mapping[str, CodeInfo]:
+    return MappingProxyType({entry.code: entry for entry in entries})
+
+
+CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
+    CodeInfo(
+        MISSING_AT_SUBORDINATE,
+        Severity.ERROR,
+        MOZILLA_DISCLOSURE,
+        "The root issued a CA certificate to the subordinate that the subordinate does not list.",
+    ),
+    CodeInfo(
+        MISSING_AT_ROOT,
+        Severity.ERROR,
+        BR_ISSUANCE_RECORDS,
+        "The subordinate lists a CA certificate under the root's key that the root does not list.",
+    ),
+    CodeInfo(
+        STATUS_MISMATCH,
+        Severity.ERROR,
+        BR_REVOCATION,
+        "Both list the certificate but disagree on whether, when or why it was revoked.",
+    ),
+    CodeInfo(
+        DOPPELGANGER_UNTRACKED,
+        Severity.WARNING,
+        "",
+        "A certificate shares subject and key with others that are listed or revoked differently.",
+    ),
+    CodeInfo(
+        RULE_CRASHED,
+        Severity.ERROR,
+        "",
+        "A reconciliation rule raised an exception; its findings are missing from this run.",
+    ),
+)
+
+_SHA256 = re.compile(r"[0-9A-F]{64}")
+
+# The keys of `Finding.to_json`, fixed: the report schema depends on them.
+FINDING_FIELDS = (
+    "code",
+    "severity",
+    "sha256",
+    "subject",
+    "party",
+    "policy",
+    "due",
+    "message",
+    "related",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One disagreement, about one certificate (or none: `sha256` is "" for `rule-crashed`).
+
+    `party` is the id of the party that must act ("" when no party can), `related` the sorted
+    SHA-256s of other certificates involved, `due` the policy deadline or None.
+    """
+
+    code: str
+    severity: Severity
+    sha256: str
+    subject: str
+    party: str
+    policy: str
+    due: datetime | None
+    message: str
+    related: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A rule that builds a malformed finding is a bug: it surfaces as `rule-crashed`.
+        if self.code not in CATALOGUE:
+            raise ValueError(f"unknown finding code {self.code!r}")
+        for digest in (self.sha256, *self.related):
+            if digest and not _SHA256.fullmatch(digest):
+                raise ValueError(f"not an uppercase hex SHA-256: {digest!r}")
+        if self.due is not None and self.due.tzinfo is None:
+            raise ValueError("due must be timezone-aware")
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "related", tuple(sorted(self.related)))
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str]:
+        """Total order of findings: (code, sha256) first, then party and message."""
+        return (self.code, self.sha256, self.party, self.message)
+
+    def to_json(self) -> dict[str, object]:
+        """The finding as a JSON object with exactly the keys of `FINDING_FIELDS`."""
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "sha256": self.sha256,
+            "subject": self.subject,
+            "party": self.party,
+            "policy": self.policy,
+            "due": None if self.due is None else rfc3339(self.due),
+            "message": self.message,
+            "related": list(self.related),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "finding") -> Finding:
+        """Read a finding written by `to_json`; ReportError names `where` and the bad field."""
+        if not isinstance(obj, dict) or set(obj) != set(FINDING_FIELDS):
+            raise ReportError(f"{where}: expected an object with keys {', '.join(FINDING_FIELDS)}")
+        text = {key: _text(obj, key, where) for key in FINDING_FIELDS if key not in _NOT_TEXT}
+        due = None if obj["due"] is None else parse_rfc3339(_text(obj, "due", where), where)
+        related = obj["related"]
+        if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
+            raise ReportError(f"{where}: field 'related' must be a list of strings")
+        try:
+            return cls(**text, due=due, related=tuple(related))  # type: ignore[arg-type]
+        except ValueError as e:
+            raise ReportError(f"{where}: {e}") from e
+
+
+_NOT_TEXT = ("due", "related")
+
+
+def _text(obj: Mapping[str, object], key: str, where: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ReportError(f"{where}: field {key!r} must be a string")
+    return value
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC RFC 3339 with a `Z`, seconds precision unless there are microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no defined UTC instant")
+    utc = moment.astimezone(UTC)
+    spec = "seconds" if utc.microsecond == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def parse_rfc3339(text: str, where: str) -> datetime:
+    """The inverse of `rfc3339`; ReportError names `where` for anything else."""
+    try:
+        if not text.endswith("Z"):
+            raise ValueError("no Z")
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError as e:
+        raise ReportError(f"{where}: {text!r} is not an RFC 3339 UTC time ending in Z") from e
+
+
+def make_finding(
+    code: str,
+    *,
+    sha256: str,
+    subject: str,
+    party: str,
+    message: str,
+    due: datetime | None = None,
+    related: tuple[str, ...] = (),
+    severity: Severity | None = None,
+) -> Finding:
+    """A finding with the catalogue's policy, and its default severity unless one is given."""
+    info = CATALOGUE.get(code)
+    if info is None:
+        raise ValueError(f"unknown finding code {code!r}")
+    return Finding(
+        code=code,
+        severity=info.severity if severity is None else severity,
+        sha256=sha256,
+        subject=subject,
+        party=party,
+        policy=info.policy,
+        due=due,
+        message=message,
+        related=related,
+    )
+
+
+def count_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
+    """{"error": n, "warning": n, "notice": n}, every severity present even when zero."""
+    counts = {severity.value: 0 for severity in Severity}
+    for finding in findings:
+        counts[finding.severity.value] += 1
+    return counts

@@ -1,0 +1,103 @@
+"""Which of a party's records belong to a pairing (DESIGN §2, §7).
+
+A pairing's scope is defined by the root's CA keys: a certificate is under the root when its
+signature verifies with one of those keys. Names are never trusted for this (anyone can write
+"SECOM" in an issuer field, and an issuer name does not say which of a root's keys signed).
+Self-signed certificates are the roots themselves, never something issued to a subordinate.
+
+On the root's side, the pairing's subordinate is picked by operator attribution; a record with no
+operator falls back to the subject's organization, as CCADB's "Subordinate CA Owner" does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.oid import NameOID
+
+from agent.record import CertRecord
+
+
+def root_scope(
+    records: Iterable[CertRecord],
+    *,
+    issuer_spkis: Sequence[bytes],
+    subordinate: str,
+    subject_organizations: Sequence[str],
+) -> list[CertRecord]:
+    """The root's records issued to `subordinate`: CA certificates signed by one of the root's
+    keys (`issuer_spkis`, SubjectPublicKeyInfo DER), not self-signed, whose operator is
+    `subordinate` or, when the operator is unknown, whose subject O is in
+    `subject_organizations`. Input order is kept."""
+    keys = _load_keys(issuer_spkis)
+    organizations = frozenset(subject_organizations)
+    return [
+        record
+        for record in records
+        if _issued_under(record, keys) and _attributed(record, subordinate, organizations)
+    ]
+
+
+def subordinate_scope(
+    records: Iterable[CertRecord], *, issuer_spkis: Sequence[bytes]
+) -> list[CertRecord]:
+    """The subordinate's CA certificates signed by one of the root's keys (not self-signed).
+    Input order is kept."""
+    keys = _load_keys(issuer_spkis)
+    return [record for record in records if _issued_under(record, keys)]
+
+
+def signed_by(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
+    """Whether `cert`'s signature verifies with `key`, whatever the algorithm pair."""
+    try:
+        _verify(cert, key)
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
+        # A key of another type than the signature's algorithm did not sign it.
+        return False
+    return True
+
+
+def _verify(cert: x509.Certificate, key: PublicKeyTypes) -> None:
+    signature, tbs = cert.signature, cert.tbs_certificate_bytes
+    params = cert.signature_algorithm_parameters
+    digest = cert.signature_hash_algorithm
+    if isinstance(key, rsa.RSAPublicKey) and isinstance(params, padding.PKCS1v15 | padding.PSS):
+        if digest is None:
+            raise TypeError("RSA signature without a hash")
+        key.verify(signature, tbs, params, digest)
+    elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+        key.verify(signature, tbs, params)
+    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey) and params is None:
+        key.verify(signature, tbs)
+    else:
+        raise TypeError("key type does not match the signature algorithm")
+
+
+def _load_keys(spkis: Sequence[bytes]) -> list[PublicKeyTypes]:
+    return [serialization.load_der_public_key(spki) for spki in spkis]
+
+
+def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
+    if not record.info.is_ca:
+        return False
+    cert = x509.load_der_x509_certificate(record.info.der)
+    if signed_by(cert, cert.public_key()):
+        return False
+    return any(signed_by(cert, key) for key in keys)
+
+
+def _attributed(record: CertRecord, subordinate: str, organizations: frozenset[str]) -> bool:
+    if record.operator:
+        return record.operator == subordinate
+    return bool(organizations & _subject_organizations(record))
+
+
+def _subject_organizations(record: CertRecord) -> set[str]:
+    cert = x509.load_der_x509_certificate(record.info.der)
+    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return {value.value for value in values if isinstance(value.value, str)}
