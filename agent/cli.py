@@ -1,0 +1,234 @@
+"""The `invsync` commands an agent host needs: offline reconcile, report verification, the agent.
+
+`server/cli.py` adds the server commands and is the console entry point, because `agent` never
+imports `server`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from agent.config import load_agent_config
+from agent.errors import InvsyncError, ReportError
+from agent.findings import Finding, Severity
+from agent.model import ROOT, SUBORDINATE, Side
+from agent.reconcile import reconcile
+from agent.render import findings_json, findings_text, report_markdown
+from agent.report import (
+    SnapshotRef,
+    build_report_body,
+    parse_report_body,
+    read_report_file,
+    verify_report,
+)
+from agent.sources import load_sources
+
+MAX_EXIT = 100
+
+
+class RfcTime(click.ParamType):
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not an RFC 3339 time such as 2021-03-10T00:00:00Z", param, ctx)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed
+
+
+@click.command("reconcile")
+@click.option(
+    "--root",
+    "root_sources",
+    multiple=True,
+    required=True,
+    metavar="SOURCE",
+    help="A source of the root operator's list (repeat for several): PEM, DER, "
+    "directory or .jsonl issuance log; KIND:PATH overrides detection.",
+)
+@click.option(
+    "--subordinate",
+    "sub_sources",
+    multiple=True,
+    required=True,
+    metavar="SOURCE",
+    help="A source of the subordinate operator's list (repeat for several).",
+)
+@click.option(
+    "--at",
+    "at",
+    type=RfcTime(),
+    default=None,
+    help="Evaluate as of this time (RFC 3339); default: now.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+def reconcile_command(
+    root_sources: tuple[str, ...], sub_sources: tuple[str, ...], at: datetime | None, fmt: str
+) -> None:
+    """Compare two parties' CA certificate lists offline, with no server and no configuration.
+
+    Each side's sources are taken as the pairing's scope. The exit code is the number of
+    findings of severity error, capped at 100.
+    """
+    at = at or datetime.now(UTC)
+    root = Side("root", load_sources(list(root_sources), at))
+    sub = Side("subordinate", load_sources(list(sub_sources), at))
+    findings = reconcile(root, sub, at)
+    click.echo(_render(findings, fmt, at), nl=False)
+    errors = sum(1 for f in findings if f.severity == Severity.ERROR)
+    sys.exit(min(errors, MAX_EXIT))
+
+
+def _render(findings: tuple[Finding, ...], fmt: str, at: datetime) -> str:
+    if fmt == "json":
+        return findings_json(findings, as_of=at) + "\n"
+    if fmt == "markdown":
+        ref = SnapshotRef("root", ROOT, 0, "")
+        body = build_report_body(
+            pairing="offline",
+            as_of=at,
+            root=ref,
+            subordinate=SnapshotRef("subordinate", SUBORDINATE, 0, ""),
+            findings=findings,
+            signers=[],
+        )
+        return report_markdown(parse_report_body(body), None)
+    return findings_text(findings) or "no findings\n"
+
+
+@click.group("report")
+def report_group() -> None:
+    """Work with signed reconciliation reports."""
+
+
+@report_group.command("verify")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="NAME=KEYID",
+    help="Require signer NAME to use the key with this id (repeatable).",
+)
+def report_verify(file: Path, pins: tuple[str, ...]) -> None:
+    """Check every signature on a report FILE and say whose are present.
+
+    Exits 0 only if the server and both parties signed it and every signature is valid.
+    """
+    env = read_report_file(file)
+    result = verify_report(env, _pins(pins))
+    click.echo(result.describe())
+    sys.exit(0 if result.complete else 1)
+
+
+def _pins(pins: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pin in pins:
+        name, sep, keyid = pin.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pin!r}: expected NAME=KEYID", param_hint="--pin")
+        out[name] = keyid
+    return out
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """Run the inventory agent of one party."""
+
+
+@agent_group.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The agent's TOML configuration.",
+)
+@click.option("--once", is_flag=True, help="Run one full cycle, write the reports and exit.")
+@click.option(
+    "--interval",
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between cycles when not --once.",
+)
+@click.option(
+    "--wait",
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a cycle waits for the report and the peer's signature.",
+)
+def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None:
+    """Collect the inventory, push signed snapshots, co-sign and write the reports."""
+    from agent.daemon import Agent
+
+    config = load_agent_config(config_path)
+    agent = Agent(config)
+    try:
+        while True:
+            _cycle(agent, wait)
+            if once:
+                return
+            time.sleep(interval)
+    finally:
+        agent.close()
+
+
+def _cycle(agent: object, wait: float) -> None:
+    from agent.daemon import Agent
+
+    assert isinstance(agent, Agent)
+    count = agent.collect()
+    click.echo(f"{agent.config.party}: collected {count} certificates")
+    for pairing in agent.config.pairings.values():
+        version = agent.push(pairing)
+        click.echo(f"{agent.config.party}: pushed {pairing.name} snapshot version {version}")
+        rid = agent.cosign(pairing, wait)
+        click.echo(f"{agent.config.party}: co-signed report {rid}")
+        result = agent.write_report(pairing.name, want=3, wait_seconds=wait)
+        click.echo(
+            f"{agent.config.party}: report {result.report_path} ({result.signatures} signatures)"
+        )
+
+
+def run_cli(group: click.Group) -> None:
+    """Run `group`, turning every InvsyncError into its diagnostics and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except InvsyncError as e:
+        click.echo(e.diagnostics(), err=True)
+        sys.exit(2)
+
+
+__all__ = ["ReportError", "agent_group", "reconcile_command", "report_group", "run_cli"]

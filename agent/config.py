@@ -1,0 +1,149 @@
+"""The agent's configuration file (TOML). Every key is documented in docs/configuration.md.
+
+[agent]
+party = "secom"                 # this party's id
+database = "secom.db"           # SQLite state, created on first run
+signing_key = "keys/secom.key"  # snapshot and report signing key (PEM, PKCS#8)
+sources = ["issuance.jsonl"]    # inventory sources, as for `invsync inventory import`
+report_dir = "reports"          # where signed reports and their Markdown are written
+snapshot_validity_seconds = 86400
+rpc_timeout_seconds = 10
+
+[server]
+address = "localhost:7443"
+ca = "tls/ca.pem"               # trusts the exchange server's TLS certificate
+cert = "tls/secom.crt"          # this party's TLS client certificate
+key = "tls/secom.key"
+signing_keys = ["keys/server.pub"]  # the server's receipt and report signing key(s)
+
+[peers.jprs]
+signing_keys = ["keys/jprs.pub"]
+
+[pairings.secom-jprs]
+role = "root"                   # or "subordinate"
+peer = "jprs"
+issuer_certificates = ["secom_roots.pem"]  # the root CA certificates whose keys define scope
+subject_organizations = ["Japan Registry Services Co., Ltd."]  # root side only
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.model import ROOT, SUBORDINATE
+from agent.tomlconf import Table
+
+
+@dataclass(frozen=True)
+class ServerEndpoint:
+    address: str
+    ca: Path
+    cert: Path
+    key: Path
+    signing_keys: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class PairingConfig:
+    name: str
+    role: str
+    peer: str
+    issuer_certificates: tuple[Path, ...]
+    subject_organizations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    file: Path
+    party: str
+    database: Path
+    signing_key: Path
+    sources: tuple[str, ...]
+    report_dir: Path
+    snapshot_validity_seconds: int
+    rpc_timeout_seconds: int
+    server: ServerEndpoint
+    peers: dict[str, tuple[Path, ...]]
+    pairings: dict[str, PairingConfig]
+
+
+def load_agent_config(file: Path) -> AgentConfig:
+    root = Table.load(file)
+    root.only(["agent", "server", "peers", "pairings"])
+    agent = root.table("agent")
+    agent.only(_AGENT_KEYS)
+    peers = {name: _peer(table) for name, table in root.tables("peers").items()}
+    pairings = {name: _pairing(name, t) for name, t in root.tables("pairings").items()}
+    for name, pairing in pairings.items():
+        if pairing.peer not in peers:
+            raise root.fail(f"pairings.{name}.peer", f"no [peers.{pairing.peer}] table")
+    return AgentConfig(
+        file=file,
+        party=agent.text("party"),
+        database=agent.path("database"),
+        signing_key=agent.existing_path("signing_key"),
+        sources=tuple(_sources(agent)),
+        report_dir=agent.path("report_dir"),
+        snapshot_validity_seconds=agent.integer("snapshot_validity_seconds", 86400),
+        rpc_timeout_seconds=agent.integer("rpc_timeout_seconds", 10),
+        server=_server(root.table("server")),
+        peers=peers,
+        pairings=pairings,
+    )
+
+
+_AGENT_KEYS = (
+    "party",
+    "database",
+    "signing_key",
+    "sources",
+    "report_dir",
+    "snapshot_validity_seconds",
+    "rpc_timeout_seconds",
+)
+
+
+def _sources(agent: Table) -> list[str]:
+    # A source may carry a KIND: prefix; only the path part is relative to the config file.
+    specs = []
+    for spec in agent.texts("sources"):
+        kind, sep, rest = spec.partition(":")
+        if sep and kind in _SOURCE_KINDS:
+            specs.append(f"{kind}:{agent.resolve(rest)}")
+        else:
+            specs.append(str(agent.resolve(spec)))
+    return specs
+
+
+_SOURCE_KINDS = ("pem", "der", "dir", "issuance-log")
+
+
+def _server(table: Table) -> ServerEndpoint:
+    table.only(["address", "ca", "cert", "key", "signing_keys"])
+    return ServerEndpoint(
+        address=table.text("address"),
+        ca=table.existing_path("ca"),
+        cert=table.existing_path("cert"),
+        key=table.existing_path("key"),
+        signing_keys=tuple(table.existing_paths("signing_keys")),
+    )
+
+
+def _peer(table: Table) -> tuple[Path, ...]:
+    table.only(["signing_keys"])
+    return tuple(table.existing_paths("signing_keys"))
+
+
+def _pairing(name: str, table: Table) -> PairingConfig:
+    table.only(["role", "peer", "issuer_certificates", "subject_organizations"])
+    role = table.text("role")
+    if role not in (ROOT, SUBORDINATE):
+        raise table.fail("role", f"expected 'root' or 'subordinate', got {role!r}")
+    return PairingConfig(
+        name=name,
+        role=role,
+        peer=table.text("peer"),
+        issuer_certificates=tuple(table.existing_paths("issuer_certificates")),
+        subject_organizations=tuple(table.texts("subject_organizations", [])),
+    )

@@ -1,0 +1,248 @@
+"""One agent cycle: collect, push, co-sign, write reports.
+
+The agent never takes the server's word for a report: it fetches the peer's signed snapshot,
+verifies it with the peer's pinned key, recomputes the findings itself and signs only a body
+byte-identical to the one it would have built. Otherwise it refuses and says what differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from agent.acceptance import PartyPolicy, verify_peer_snapshot
+from agent.client import ExchangeClient, NotFoundYet
+from agent.config import AgentConfig, PairingConfig
+from agent.envelope import Envelope, Sig, pae, verify_or_raise
+from agent.errors import ReportError, SourceError
+from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
+from agent.model import ROOT, Side, Snapshot
+from agent.reconcile import reconcile
+from agent.render import report_markdown
+from agent.report import (
+    REPORT_PAYLOAD_TYPE,
+    build_report_body,
+    compare_findings,
+    parse_report_body,
+    write_report_file,
+)
+from agent.scope import root_scope, subordinate_scope
+from agent.snapshot import build_payload, decode_payload, sign_snapshot
+from agent.sources import load_sources
+from agent.store import AgentStore
+
+log = logging.getLogger("invsync.agent")
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    pairing: str
+    version: int
+    report_id: str
+    report_path: Path
+    markdown_path: Path
+    signatures: int
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, clock: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.store = AgentStore(config.database)
+        self.key: SigningKey = load_signing_key(config.signing_key)
+        self.server_keys = _keys(config.server.signing_keys)
+        self.peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
+        self.client = ExchangeClient(config.server, timeout=config.rpc_timeout_seconds)
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()
+
+    def collect(self) -> int:
+        """Read every configured source and replace the stored inventory in one transaction."""
+        now = self.clock()
+        records = load_sources(list(self.config.sources), now)
+        self.store.replace_inventory(records, now)
+        log.info("party=%s collected %d certificates", self.config.party, len(records))
+        return len(records)
+
+    def push(self, pairing: PairingConfig) -> int:
+        """Build, sign and push the next snapshot of `pairing`; returns its version."""
+        now = self.clock()
+        last = self.store.latest_sent_snapshot(pairing.name)
+        version = (last.version if last else 0) + 1
+        payload = build_payload(
+            party=self.config.party,
+            pairing=pairing.name,
+            role=pairing.role,
+            version=version,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=self.config.snapshot_validity_seconds),
+            previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
+            scope_issuer_spki=_issuer_spkis(pairing),
+            records=self._scoped(pairing),
+        )
+        env = sign_snapshot(payload, self.key)
+        receipt = self.client.push(env)
+        verify_or_raise(receipt, self.server_keys, who="the exchange server (receipt)")
+        self.store.record_sent_snapshot(
+            pairing.name,
+            version,
+            payload,
+            env.payload_type,
+            [(s.keyid, s.sig) for s in env.signatures],
+            now,
+            now + timedelta(seconds=self.config.snapshot_validity_seconds),
+        )
+        log.info("party=%s pairing=%s pushed version=%d", self.config.party, pairing.name, version)
+        return version
+
+    def _scoped(self, pairing: PairingConfig) -> list:  # type: ignore[type-arg]
+        records = self.store.inventory()
+        spkis = _issuer_spkis(pairing)
+        if pairing.role == ROOT:
+            return root_scope(
+                records,
+                issuer_spkis=spkis,
+                subordinate=pairing.peer,
+                subject_organizations=list(pairing.subject_organizations),
+            )
+        return subordinate_scope(records, issuer_spkis=spkis)
+
+    def cosign(self, pairing: PairingConfig, wait_seconds: float) -> str:
+        """Wait for the report on our latest snapshot, check it, sign it; returns its id."""
+        own = self._own_snapshot(pairing.name)
+        env, rid = self._await_report(pairing.name, own, wait_seconds)
+        verify_or_raise(env, self.server_keys, who="the exchange server (report)")
+        self._check_report(pairing, own, env.payload)
+        sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
+        self.client.sign_report(pairing.name, rid, sig)
+        self.store.record_cosigned(rid, pairing.name, self.clock())
+        log.info("party=%s pairing=%s co-signed report=%s", self.config.party, pairing.name, rid)
+        return rid
+
+    def _own_snapshot(self, pairing: str) -> Snapshot:
+        sent = self.store.latest_sent_snapshot(pairing)
+        if sent is None:
+            raise ReportError(f"pairing {pairing!r}: this agent has not pushed a snapshot yet")
+        return decode_payload(sent.payload)
+
+    def _await_report(
+        self, pairing: str, own: Snapshot, wait_seconds: float
+    ) -> tuple[Envelope, str]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            found = self._report_naming(pairing, own)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise ReportError(
+                    f"pairing {pairing!r}: no report on our snapshot version "
+                    f"{own.header.version} after {wait_seconds:.0f} s; has the peer pushed?"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _report_naming(self, pairing: str, own: Snapshot) -> tuple[Envelope, str] | None:
+        try:
+            report = self.client.report(pairing)
+        except NotFoundYet:
+            return None
+        env = Envelope.from_pb(report.envelope)
+        body = parse_report_body(env.payload)
+        ref = body.root if body.root.party == self.config.party else body.subordinate
+        if ref.digest != own.payload_sha256:
+            return None
+        return env, report.report_id
+
+    def _check_report(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
+        body = parse_report_body(body_bytes)
+        peer_ref = body.subordinate if pairing.role == ROOT else body.root
+        peer_env = self.client.fetch_peer_snapshot(pairing.name, peer_ref.version)
+        peer = verify_peer_snapshot(
+            peer_env, peer=self.peers[pairing.peer], pairing=pairing.name, now=self.clock()
+        )
+        if peer.payload_sha256 != peer_ref.digest:
+            raise ReportError(
+                f"report names {pairing.peer} snapshot {peer_ref.digest[:16]}, "
+                f"the server served {peer.payload_sha256[:16]}"
+            )
+        root, sub = (own, peer) if pairing.role == ROOT else (peer, own)
+        findings = reconcile(Side.of(root), Side.of(sub), body.as_of)
+        self._check_signers(pairing, body.signers)
+        mine = build_report_body(
+            pairing=pairing.name,
+            as_of=body.as_of,
+            root=body.root,
+            subordinate=body.subordinate,
+            findings=findings,
+            signers=body.signers,
+        )
+        if mine != body_bytes:
+            differences = compare_findings(body.findings, findings) or ["the report bodies differ"]
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
+            )
+
+    def _check_signers(self, pairing: PairingConfig, signers: list) -> None:  # type: ignore[type-arg]
+        expected = {
+            "server": set(self.server_keys),
+            pairing.role: {self.key.public.keyid},
+        }
+        for signer in signers:
+            allowed = expected.get(signer.role, set(self.peers[pairing.peer].keys))
+            if signer.keyid not in allowed and signer.role != pairing.role:
+                raise ReportError(
+                    f"report lists {signer.role} key {signer.keyid[:16]} that is not pinned here"
+                )
+
+    def write_report(self, pairing: str, want: int, wait_seconds: float) -> CycleResult:
+        """Fetch the latest report, waiting up to `wait_seconds` for `want` signatures; write it."""
+        deadline = time.monotonic() + wait_seconds
+        report = self.client.report(pairing)
+        while len(report.envelope.signatures) < want and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            report = self.client.report(pairing)
+        env = Envelope.from_pb(report.envelope)
+        return self._write(pairing, report.report_id, env)
+
+    def _write(self, pairing: str, rid: str, env: Envelope) -> CycleResult:
+        directory = self.config.report_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        body = parse_report_body(env.payload)
+        stem = f"{pairing}-{body.as_of.strftime('%Y%m%dT%H%M%SZ')}-{rid[:12]}"
+        json_path = directory / f"{stem}.report.json"
+        md_path = directory / f"{stem}.md"
+        write_report_file(json_path, env)
+        md_path.write_text(report_markdown(body, None), encoding="utf-8")
+        own = self.store.latest_sent_snapshot(pairing)
+        version = own.version if own else 0
+        return CycleResult(pairing, version, rid, json_path, md_path, len(env.signatures))
+
+
+def _keys(paths: tuple[Path, ...]) -> dict[str, VerifyKey]:
+    keys = [load_verify_key(p) for p in paths]
+    return {k.keyid: k for k in keys}
+
+
+def _issuer_spkis(pairing: PairingConfig) -> list[bytes]:
+    spkis = []
+    for path in pairing.issuer_certificates:
+        try:
+            certs = x509.load_pem_x509_certificates(path.read_bytes())
+        except ValueError as e:
+            raise SourceError(f"{path}: issuer certificates cannot be read: {e}") from e
+        spkis += [
+            c.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            for c in certs
+        ]
+    return spkis

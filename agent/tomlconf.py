@@ -1,0 +1,110 @@
+"""Typed reading of a TOML table, with errors that name the file and the key path.
+
+Both daemons' configurations are read through `Table`, so a wrong type, a missing key or an
+unknown key (usually a typo that would silently drop a setting) all fail the same way:
+``agent.toml: pairings.secom-jprs.peer: missing``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+
+class Table:
+    def __init__(self, data: Mapping[str, Any], path: str, file: Path) -> None:
+        self._data = data
+        self._path = path
+        self.file = file
+
+    @classmethod
+    def load(cls, file: Path) -> Table:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{file}: cannot read: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file}: not valid TOML: {e}") from e
+        return cls(data, "", file)
+
+    def key_path(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.key_path(key)}: {problem}")
+
+    def names(self) -> list[str]:
+        return list(self._data)
+
+    def only(self, allowed: Iterable[str]) -> None:
+        """Reject unknown keys: a misspelt key must not silently fall back to a default."""
+        unknown = sorted(set(self._data) - set(allowed))
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+    def _get(self, key: str, kind: type, default: Any) -> Any:
+        if key not in self._data:
+            if default is _REQUIRED:
+                raise self.fail(key, "missing")
+            return default
+        value = self._data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value: str = self._get(key, str, _REQUIRED if default is None else default)
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        value = self._get(key, str, None)
+        return value if isinstance(value, str) else None
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        value = self._get(key, int, _REQUIRED if default is None else default)
+        if value < 0:
+            raise self.fail(key, f"must not be negative, got {value}")
+        return int(value)
+
+    def texts(self, key: str, default: list[str] | None = None) -> list[str]:
+        values = self._get(key, list, _REQUIRED if default is None else default)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self.fail(f"{key}[{i}]", f"expected str, got {type(value).__name__}")
+        return list(values)
+
+    def path(self, key: str) -> Path:
+        return self.resolve(self.text(key))
+
+    def existing_path(self, key: str) -> Path:
+        path = self.path(key)
+        if not path.exists():
+            raise self.fail(key, f"file not found: {path}")
+        return path
+
+    def existing_paths(self, key: str, default: list[str] | None = None) -> list[Path]:
+        paths = [self.resolve(p) for p in self.texts(key, default)]
+        for i, path in enumerate(paths):
+            if not path.exists():
+                raise self.fail(f"{key}[{i}]", f"file not found: {path}")
+        return paths
+
+    def resolve(self, value: str) -> Path:
+        """Relative paths are relative to the configuration file, not to the working directory."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.file.parent / path
+
+    def table(self, key: str) -> Table:
+        value = self._get(key, dict, _REQUIRED)
+        return Table(value, self.key_path(key), self.file)
+
+    def tables(self, key: str) -> dict[str, Table]:
+        parent = self.table(key)
+        return {name: parent.table(name) for name in parent.names()}
+
+
+_REQUIRED = object()

@@ -1,0 +1,153 @@
+"""The exchange server's configuration file (TOML). Documented key by key in docs/configuration.md.
+
+[server]
+name = "exchange"                # named in every receipt it signs
+listen = "127.0.0.1:7443"
+database = "server.db"
+signing_key = "keys/server.key"  # signs receipts and reports
+max_snapshot_bytes = 268435456   # bytes; a larger push is refused while it streams
+max_clock_skew_seconds = 300
+max_snapshot_validity_seconds = 2678400
+report_as_of = ""                # empty: findings are evaluated now; an RFC 3339 time replays one
+
+[tls]
+cert = "tls/server.crt"
+key = "tls/server.key"
+client_ca = "tls/ca.pem"         # required: clients must present a certificate it issued
+
+[parties.secom]
+tls_identity = "secom"           # Common Name of the party's TLS client certificate
+signing_keys = ["keys/secom.pub"]
+
+[pairings.secom-jprs]
+root = "secom"
+subordinate = "jprs"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agent.errors import ConfigError
+from agent.tomlconf import Table
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    name: str
+    tls_identity: str
+    signing_keys: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class PairingConfig:
+    name: str
+    root: str
+    subordinate: str
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    file: Path
+    name: str
+    listen: str
+    database: Path
+    signing_key: Path
+    max_snapshot_bytes: int
+    max_clock_skew_seconds: int
+    max_snapshot_validity_seconds: int
+    report_as_of: datetime | None
+    tls: TlsConfig
+    parties: dict[str, PartyConfig]
+    pairings: dict[str, PairingConfig]
+
+
+_SERVER_KEYS = (
+    "name",
+    "listen",
+    "database",
+    "signing_key",
+    "max_snapshot_bytes",
+    "max_clock_skew_seconds",
+    "max_snapshot_validity_seconds",
+    "report_as_of",
+)
+
+
+def load_server_config(file: Path) -> ServerConfig:
+    root = Table.load(file)
+    root.only(["server", "tls", "parties", "pairings"])
+    server = root.table("server")
+    server.only(_SERVER_KEYS)
+    parties = {name: _party(name, t) for name, t in root.tables("parties").items()}
+    pairings = {name: _pairing(name, t, parties) for name, t in root.tables("pairings").items()}
+    return ServerConfig(
+        file=file,
+        name=server.text("name", "exchange"),
+        listen=server.text("listen"),
+        database=server.path("database"),
+        signing_key=server.existing_path("signing_key"),
+        max_snapshot_bytes=server.integer("max_snapshot_bytes", 256 * 1024 * 1024),
+        max_clock_skew_seconds=server.integer("max_clock_skew_seconds", 300),
+        max_snapshot_validity_seconds=server.integer("max_snapshot_validity_seconds", 31 * 86400),
+        report_as_of=_as_of(server),
+        tls=_tls(root),
+        parties=parties,
+        pairings=pairings,
+    )
+
+
+def _tls(root: Table) -> TlsConfig:
+    # gRPC silently accepts anonymous clients unless a client CA and require_client_auth are set,
+    # so a missing client_ca is an error, never a fallback to server-only TLS.
+    table = root.table("tls")
+    table.only(["cert", "key", "client_ca"])
+    return TlsConfig(
+        cert=table.existing_path("cert"),
+        key=table.existing_path("key"),
+        client_ca=table.existing_path("client_ca"),
+    )
+
+
+def _party(name: str, table: Table) -> PartyConfig:
+    table.only(["tls_identity", "signing_keys"])
+    keys = tuple(table.existing_paths("signing_keys"))
+    if not keys:
+        raise table.fail("signing_keys", "at least one key is required")
+    return PartyConfig(name, table.text("tls_identity"), keys)
+
+
+def _pairing(name: str, table: Table, parties: dict[str, PartyConfig]) -> PairingConfig:
+    table.only(["root", "subordinate"])
+    pairing = PairingConfig(name, table.text("root"), table.text("subordinate"))
+    for key in ("root", "subordinate"):
+        if getattr(pairing, key) not in parties:
+            raise table.fail(key, f"no [parties.{getattr(pairing, key)}] table")
+    if pairing.root == pairing.subordinate:
+        raise table.fail("subordinate", "must differ from root")
+    return pairing
+
+
+def _as_of(server: Table) -> datetime | None:
+    text = server.text("report_as_of", "")
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise server.fail("report_as_of", f"not an RFC 3339 time: {text!r}") from e
+    if value.tzinfo is None:
+        raise server.fail("report_as_of", f"needs a timezone, e.g. {text}Z")
+    return value
+
+
+__all__ = ["ConfigError", "ServerConfig", "load_server_config"]

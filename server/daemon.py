@@ -1,0 +1,145 @@
+"""The exchange server process: mutual TLS, the Exchange service and the standard health service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from agent.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
+from agent.errors import ConfigError
+from agent.keys import load_signing_key, load_verify_key
+from invsync.v1 import invsync_pb2_grpc as pb_grpc
+from server.config import ServerConfig
+from server.exchange import Exchange
+from server.reconciling import ReportMaker
+from server.service import ExchangeService
+from server.store import ServerStore
+
+SERVICE_NAME = "invsync.v1.Exchange"
+GRACE_SECONDS = 5.0
+log = logging.getLogger("invsync.server")
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    store: ServerStore
+
+    def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.store.close()
+
+
+def policy_of(config: ServerConfig) -> AcceptancePolicy:
+    parties = {
+        name: PartyPolicy(name, {k.keyid: k for k in map(load_verify_key, p.signing_keys)})
+        for name, p in config.parties.items()
+    }
+    pairings = {
+        name: PairingPolicy(name, p.root, p.subordinate) for name, p in config.pairings.items()
+    }
+    return AcceptancePolicy(
+        parties=parties,
+        pairings=pairings,
+        max_clock_skew=_seconds(config.max_clock_skew_seconds),
+        max_validity=_seconds(config.max_snapshot_validity_seconds),
+    )
+
+
+def start(config: ServerConfig) -> RunningServer:
+    """Start serving on `config.listen` (port 0 picks a free port); returns at once."""
+    store = ServerStore(config.database)
+    policy = policy_of(config)
+    key = load_signing_key(config.signing_key)
+    reports = ReportMaker(
+        server_name=config.name,
+        store=store,
+        policy=policy,
+        signing_key=key,
+        as_of=config.report_as_of,
+    )
+    exchange = Exchange(
+        name=config.name,
+        store=store,
+        policy=policy,
+        signing_key=key,
+        reports=reports,
+        max_snapshot_bytes=config.max_snapshot_bytes,
+    )
+    identities = {p.tls_identity: name for name, p in config.parties.items()}
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_options())
+    pb_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange, identities), server)
+    health_servicer = _add_health(server)
+    port = server.add_secure_port(config.listen, server_credentials(config))
+    if port == 0:
+        raise ConfigError(f"{config.file}: server.listen: cannot listen on {config.listen}")
+    server.start()
+    return RunningServer(server, port, health_servicer, store)
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """Mutual TLS, always: the client CA is mandatory and client certificates are required."""
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls.key), _read(config.tls.cert))],
+        root_certificates=_read(config.tls.client_ca),
+        require_client_auth=True,
+    )
+
+
+def serve_forever(config: ServerConfig) -> None:
+    running = start(config)
+    host = config.listen.rsplit(":", 1)[0]
+    print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
+    running.stop()
+
+
+def _add_health(server: grpc.Server) -> health.HealthServicer:
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", SERVICE_NAME):
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return servicer
+
+
+def _options() -> list[tuple[str, int]]:
+    # Keepalive with a ping timeout: without it a silent peer is noticed only after ~60 s.
+    return [
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.ping_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+
+
+def _seconds(n: int) -> timedelta:
+    return timedelta(seconds=n)

@@ -1,0 +1,75 @@
+"""The two-organization demo: SECOM (root) and JPRS (subordinate) as things stood in early 2021.
+
+Builds a throwaway federation (TLS CA, server and client certificates, one signing key per
+party and one for the server), starts an exchange server and two agents as separate processes
+on loopback, runs one full cycle and prints the findings and the signed reports' paths.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from agent.errors import InvsyncError
+from agent.findings import Finding
+from agent.render import findings_text
+from agent.report import parse_report_body, read_report_file, verify_report
+from server.localfed import (
+    AS_OF,
+    PARTIES,
+    agent_config,
+    run_agents,
+    server_process,
+    write_federation,
+)
+
+MARKER = ".invsync-demo"
+
+
+class DemoError(InvsyncError):
+    hint = "Read the process logs under the demo's logs/ directory."
+
+
+def run_demo(workdir: Path | None) -> None:
+    work = _prepare(workdir)
+    click.echo(f"demo directory: {work}")
+    write_federation(work)
+    with server_process(work) as port:
+        click.echo(f"exchange server listening on 127.0.0.1:{port} (mutual TLS)")
+        for party in PARTIES:
+            (work / f"{party}.toml").write_text(agent_config(party, port))
+        run_agents(work)
+    _summarize(work)
+
+
+def _prepare(workdir: Path | None) -> Path:
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="invsync-demo-"))
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise DemoError(
+                f"{workdir}: not empty and not a previous demo directory; choose another"
+            )
+        shutil.rmtree(workdir)  # a previous demo's state would not match the new federation
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text("made by `invsync demo`; deleted by the next run\n")
+    return workdir
+
+
+def _summarize(work: Path) -> None:
+    reports = sorted((work / "reports").glob("*/*.report.json"))
+    if not reports:
+        raise DemoError(f"no report was written under {work / 'reports'}")
+    env = read_report_file(reports[0])
+    body = parse_report_body(env.payload)
+    findings: tuple[Finding, ...] = tuple(body.findings)
+    click.echo(f"\nfindings for pairing {body.pairing} as of {AS_OF} ({len(findings)}):")
+    click.echo(findings_text(findings), nl=False)
+    click.echo("\nsigned reports:")
+    for path in reports:
+        click.echo(f"  {path}")
+        click.echo(f"  {path.with_suffix('').with_suffix('.md')}")
+    click.echo("\n" + verify_report(env).describe())

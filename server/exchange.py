@@ -1,0 +1,142 @@
+"""The exchange service's domain logic, free of gRPC: accept, serve and sign.
+
+`service.py` adapts it to gRPC. Every method takes the caller's party as established from the
+TLS certificate by `auth.py`; none trusts a party named in a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.acceptance import AcceptancePolicy, accept
+from agent.envelope import Envelope, Sig, pae, sign
+from agent.keys import SigningKey
+from agent.report import REPORT_PAYLOAD_TYPE
+from agent.snapshot import from_chunks
+from invsync.v1 import invsync_pb2 as pb
+from server.errors import AccessDenied, BadReportSignature, NotFound
+from server.reconciling import ReportMaker
+from server.store import ServerStore, StoredReport
+
+RECEIPT_PAYLOAD_TYPE = "application/vnd.invsync.receipt.v1+protobuf"
+
+log = logging.getLogger("invsync.server")
+
+
+class Exchange:
+    def __init__(
+        self,
+        *,
+        name: str,
+        store: ServerStore,
+        policy: AcceptancePolicy,
+        signing_key: SigningKey,
+        reports: ReportMaker,
+        max_snapshot_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.policy = policy
+        self.key = signing_key
+        self.reports = reports
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.clock = clock
+        # One writer at a time: acceptance reads the last version, then commits the next.
+        self._lock = threading.Lock()
+
+    def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
+        """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
+        env = from_chunks(chunks, self.max_snapshot_bytes)
+        with self._lock:
+            accepted = accept(
+                env,
+                tls_party=tls_party,
+                policy=self.policy,
+                last=self.store.last_accepted,
+                now=self.clock(),
+            )
+            header = accepted.snapshot.header
+            if accepted.duplicate:
+                receipt = self.store.receipt(header.party, header.pairing, header.version)
+                assert receipt is not None  # a duplicate was accepted before, with its receipt
+                return receipt
+            receipt = self._receipt(header.party, header.pairing, header.version, env)
+            self.store.commit_snapshot(header.party, header.pairing, header.version, env, receipt)
+            log.info(
+                "accepted snapshot party=%s pairing=%s version=%d records=%d",
+                header.party,
+                header.pairing,
+                header.version,
+                header.record_count,
+            )
+            self._reconcile(header.pairing)
+        return receipt
+
+    def fetch_peer_snapshot(self, tls_party: str | None, pairing: str, version: int) -> Envelope:
+        peer = self._peer_of(tls_party, pairing)
+        env = self.store.snapshot(peer, pairing, version)
+        if env is None:
+            which = f"version {version}" if version else "any snapshot"
+            raise NotFound(f"pairing {pairing!r}: party {peer!r} has not pushed {which}")
+        return env
+
+    def report(self, tls_party: str | None, pairing: str, report_id: str) -> StoredReport:
+        self._peer_of(tls_party, pairing)
+        stored = self.store.report(pairing, report_id)
+        if stored is None:
+            raise NotFound(f"pairing {pairing!r}: no report {report_id or 'yet'}")
+        return stored
+
+    def add_signature(
+        self, tls_party: str | None, pairing: str, report_id: str, sig: Sig
+    ) -> StoredReport:
+        stored = self.report(tls_party, pairing, report_id)
+        assert tls_party is not None  # report() checked membership
+        key = self.policy.parties[tls_party].keys.get(sig.keyid)
+        data = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
+        if key is None or not key.verify(sig.sig, data):
+            raise BadReportSignature(
+                f"report {report_id}: signature by key {sig.keyid[:16]} does not verify "
+                f"with a key pinned for party {tls_party!r}"
+            )
+        self.store.add_report_signature(stored.report_id, sig)
+        log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
+        return self.report(tls_party, pairing, report_id)
+
+    def _peer_of(self, tls_party: str | None, pairing: str) -> str:
+        spec = self.policy.pairings.get(pairing)
+        if tls_party is None or spec is None or tls_party not in (spec.root, spec.subordinate):
+            raise AccessDenied(f"party {tls_party!r} is not a member of pairing {pairing!r}")
+        return spec.subordinate if tls_party == spec.root else spec.root
+
+    def _receipt(self, party: str, pairing: str, version: int, env: Envelope) -> bytes:
+        accepted_at = Timestamp()
+        accepted_at.FromDatetime(self.clock())
+        body = pb.ReceiptBody(
+            party=party,
+            pairing=pairing,
+            version=version,
+            payload_sha256=_sha256(env.payload),
+            accepted_at=accepted_at,
+            server=self.name,
+        )
+        signed = sign(RECEIPT_PAYLOAD_TYPE, body.SerializeToString(), [self.key])
+        return signed.to_pb().SerializeToString()
+
+    def _reconcile(self, pairing: str) -> None:
+        # The snapshot is committed already; a failing reconciliation must not undo the push.
+        try:
+            self.reports.make(pairing)
+        except Exception:
+            log.exception("reconciling pairing=%s failed", pairing)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()

@@ -1,0 +1,188 @@
+"""A local federation on loopback: its files, its server process and its agent processes.
+
+Used by `invsync demo` and by the integration tests, so that both exercise the same real
+processes over mutual TLS: a TLS CA, a server certificate, a client certificate and a signing
+key per party, the SECOM/JPRS demo inventories, and the TOML configurations tying them together.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from agent.errors import InvsyncError
+from agent.keys import generate, write_private_key
+from agent.pki import make_federation
+
+AS_OF = "2021-03-01T00:00:00Z"
+STARTUP_SECONDS = 30.0
+CYCLE_SECONDS = 120.0
+PARTIES = {"secom": "root", "jprs": "subordinate"}
+
+
+class FederationError(InvsyncError):
+    hint = "Read the process logs under the federation's logs/ directory."
+
+
+def write_federation(work: Path, as_of: str = AS_OF) -> None:
+    data = work / "data"
+    data.mkdir()
+    for item in resources.files("agent.demo_data").iterdir():
+        if item.name.endswith((".pem", ".jsonl")):
+            (data / item.name).write_bytes(item.read_bytes())
+    make_federation(work / "tls", "localhost", list(PARTIES))
+    keys = work / "keys"
+    keys.mkdir()
+    for name in ("server", *PARTIES):
+        key = generate()
+        write_private_key(keys / f"{name}.key", key)
+        (keys / f"{name}.pub").write_bytes(key.public.public_pem())
+    (work / "logs").mkdir()
+    (work / "server.toml").write_text(_server_config(as_of))
+
+
+def _server_config(as_of: str) -> str:
+    return f"""# Exchange server of the demo federation.
+[server]
+name = "demo-exchange"
+listen = "127.0.0.1:0"
+database = "state/server.db"
+signing_key = "keys/server.key"
+# The demo replays early 2021: findings are evaluated as of this time.
+report_as_of = "{as_of}"
+
+[tls]
+cert = "tls/server.crt"
+key = "tls/server.key"
+client_ca = "tls/ca.pem"
+
+[parties.secom]
+tls_identity = "secom"
+signing_keys = ["keys/secom.pub"]
+
+[parties.jprs]
+tls_identity = "jprs"
+signing_keys = ["keys/jprs.pub"]
+
+[pairings.secom-jprs]
+root = "secom"
+subordinate = "jprs"
+"""
+
+
+def agent_config(party: str, port: int) -> str:
+    peer = "jprs" if party == "secom" else "secom"
+    sources = (
+        '["issuance-log:data/secom_issuance_log.jsonl"]'
+        if party == "secom"
+        else '["data/jprs_ca_certificates.pem"]'
+    )
+    organizations = (
+        'subject_organizations = ["Japan Registry Services Co., Ltd."]\n'
+        if party == "secom"
+        else ""
+    )
+    return f"""# Agent of {party} in the demo federation.
+[agent]
+party = "{party}"
+database = "state/{party}.db"
+signing_key = "keys/{party}.key"
+sources = {sources}
+report_dir = "reports/{party}"
+
+[server]
+address = "127.0.0.1:{port}"
+ca = "tls/ca.pem"
+cert = "tls/{party}.crt"
+key = "tls/{party}.key"
+signing_keys = ["keys/server.pub"]
+
+[peers.{peer}]
+signing_keys = ["keys/{peer}.pub"]
+
+[pairings.secom-jprs]
+role = "{PARTIES[party]}"
+peer = "{peer}"
+issuer_certificates = ["data/secom_roots.pem"]
+{organizations}"""
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+@contextmanager
+def server_process(work: Path) -> Iterator[int]:
+    log = (work / "logs" / "server.log").open("wb")
+    proc = subprocess.Popen(
+        command("server", "run", "--config", str(work / "server.toml")),
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        yield _await_port(proc, work)
+    finally:
+        stop(proc)
+        log.close()
+
+
+def _await_port(proc: subprocess.Popen[bytes], work: Path) -> int:
+    """The server prints its port once listening; wait for that line, not a fixed sleep."""
+    found: list[int] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if b" listening on " in line:
+                found.append(int(line.rsplit(b":", 1)[1]))
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(STARTUP_SECONDS)
+    if not found:
+        raise FederationError(f"the server did not start; see {work / 'logs' / 'server.log'}")
+    return found[0]
+
+
+def run_agents(work: Path) -> None:
+    procs = {}
+    for party in PARTIES:
+        log = (work / "logs" / f"{party}.log").open("wb")
+        config = str(work / f"{party}.toml")
+        procs[party] = (
+            subprocess.Popen(
+                command("agent", "run", "--config", config, "--once"),
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            ),
+            log,
+        )
+    try:
+        for party, (proc, log) in procs.items():
+            code = proc.wait(CYCLE_SECONDS)
+            log.close()
+            if code != 0:
+                raise FederationError(
+                    f"agent {party} exited {code}; see {work / 'logs' / (party + '.log')}"
+                )
+    finally:
+        for proc, _ in procs.values():
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

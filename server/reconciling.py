@@ -1,0 +1,88 @@
+"""Making a pairing's report once both parties have an accepted snapshot.
+
+The server decodes the snapshots it stored (their signatures were verified when accepted),
+runs the same pure reconciler the agents run, and signs the deterministic report body. The
+agents then recompute it themselves before adding their signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from agent.acceptance import AcceptancePolicy
+from agent.envelope import Sig, pae
+from agent.keys import SigningKey
+from agent.model import ROOT, SUBORDINATE, Side, Snapshot
+from agent.reconcile import reconcile
+from agent.report import (
+    REPORT_PAYLOAD_TYPE,
+    Signer,
+    SnapshotRef,
+    build_report_body,
+    report_id,
+)
+from agent.snapshot import decode_payload
+from server.store import ServerStore
+
+
+class ReportMaker:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        store: ServerStore,
+        policy: AcceptancePolicy,
+        signing_key: SigningKey,
+        as_of: datetime | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.server_name = server_name
+        self.store = store
+        self.policy = policy
+        self.key = signing_key
+        self.as_of = as_of
+        self.clock = clock
+
+    def make(self, pairing: str) -> str | None:
+        """Reconcile and store a signed report; returns its id, or None while a side is missing."""
+        spec = self.policy.pairings[pairing]
+        root_env = self.store.snapshot(spec.root, pairing)
+        sub_env = self.store.snapshot(spec.subordinate, pairing)
+        if root_env is None or sub_env is None:
+            return None
+        root, sub = decode_payload(root_env.payload), decode_payload(sub_env.payload)
+        as_of = self.as_of or self.clock()
+        body = build_report_body(
+            pairing=pairing,
+            as_of=as_of,
+            root=_ref(root, ROOT),
+            subordinate=_ref(sub, SUBORDINATE),
+            findings=reconcile(Side.of(root), Side.of(sub), as_of),
+            signers=self.signers(spec.root, spec.subordinate),
+        )
+        rid = report_id(body)
+        sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
+        self.store.save_report(rid, pairing, body, sig)
+        return rid
+
+    def signers(self, root: str, subordinate: str) -> list[Signer]:
+        """Every key whose signature the report expects: the server's, then each party's."""
+        server = [
+            Signer("server", self.server_name, self.key.public.keyid, self.key.public.spki_der)
+        ]
+        return (
+            server
+            + _party_signers(self.policy, ROOT, root)
+            + _party_signers(self.policy, SUBORDINATE, subordinate)
+        )
+
+
+def _party_signers(policy: AcceptancePolicy, role: str, party: str) -> list[Signer]:
+    keys = policy.parties[party].keys
+    return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
+
+
+def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:
+    header = snapshot.header
+    return SnapshotRef(header.party, role, header.version, snapshot.payload_sha256)

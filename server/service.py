@@ -1,0 +1,94 @@
+"""The gRPC servicer: a thin adapter from gRPC to `Exchange`.
+
+It decodes requests, asks `auth.py` who the caller is, calls the domain method and encodes the
+answer. One table maps invsync errors to status codes; the caller sees the error's message,
+which names the rule it broke.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+
+import grpc
+
+from agent.envelope import Envelope, Sig
+from agent.errors import InvsyncError, SnapshotRejected
+from agent.snapshot import to_chunks
+from invsync.v1 import invsync_pb2 as pb
+from invsync.v1 import invsync_pb2_grpc as pb_grpc
+from server.auth import party_of
+from server.exchange import Exchange
+from server.store import StoredReport
+
+T = TypeVar("T")
+log = logging.getLogger("invsync.server")
+
+
+def status_of(error: InvsyncError) -> grpc.StatusCode:
+    """The gRPC status for an error: its own `grpc_status` if it names one."""
+    name = getattr(error, "grpc_status", None)
+    if isinstance(name, str) and hasattr(grpc.StatusCode, name):
+        return getattr(grpc.StatusCode, name)  # type: ignore[no-any-return]
+    if isinstance(error, SnapshotRejected):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+class ExchangeService(pb_grpc.ExchangeServicer):
+    def __init__(self, exchange: Exchange, identities: Mapping[str, str]) -> None:
+        self.exchange = exchange
+        self.identities = identities  # TLS Common Name -> party
+
+    def PushSnapshot(
+        self, request_iterator: Iterator[pb.SnapshotChunk], context: grpc.ServicerContext
+    ) -> pb.Receipt:
+        party = party_of(context, self.identities)
+        receipt = _guard(context, lambda: self.exchange.push(party, request_iterator))
+        return pb.Receipt(envelope=pb.Envelope.FromString(receipt))
+
+    def FetchSnapshot(
+        self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.SnapshotChunk]:
+        party = party_of(context, self.identities)
+        env = _guard(
+            context,
+            lambda: self.exchange.fetch_peer_snapshot(party, request.pairing, request.version),
+        )
+        yield from to_chunks(env)
+
+    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
+        party = party_of(context, self.identities)
+        stored = _guard(
+            context, lambda: self.exchange.report(party, request.pairing, request.report_id)
+        )
+        return _report_pb(stored)
+
+    def SubmitReportSignature(
+        self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
+    ) -> pb.Report:
+        party = party_of(context, self.identities)
+        sig = Sig(request.signature.keyid, request.signature.sig)
+        stored = _guard(
+            context,
+            lambda: self.exchange.add_signature(party, request.pairing, request.report_id, sig),
+        )
+        return _report_pb(stored)
+
+
+def _guard(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except InvsyncError as e:
+        log.warning("refused peer=%s: %s", context.peer(), e)
+        context.abort(status_of(e), str(e))
+        raise  # unreachable: abort raises; this keeps type checkers honest
+
+
+def _report_pb(stored: StoredReport) -> pb.Report:
+    return pb.Report(report_id=stored.report_id, envelope=_envelope_pb(stored.envelope))
+
+
+def _envelope_pb(env: Envelope) -> pb.Envelope:
+    return env.to_pb()

@@ -1,0 +1,169 @@
+"""The exchange server's database: accepted snapshots as received, receipts, reports, signatures.
+
+A snapshot and its receipt are written in one transaction, and the receipt is handed out only
+after that commit, so an acknowledged snapshot is never lost (DESIGN §9).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.acceptance import LastAccepted
+from agent.db import open_database
+from agent.envelope import Envelope, Sig
+from agent.report import REPORT_PAYLOAD_TYPE
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    report_id: str
+    pairing: str
+    created_at: datetime
+    envelope: Envelope
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["snapshots"].create(
+        {
+            "party": str,
+            "pairing": str,
+            "version": int,
+            "payload": bytes,
+            "payload_sha256": str,
+            "payload_type": str,
+            "signatures": str,
+            "received_at": str,
+            "receipt": bytes,
+        },
+        pk=("party", "pairing", "version"),
+    )
+    db["reports"].create(
+        {"report_id": str, "pairing": str, "created_at": str, "body": bytes}, pk="report_id"
+    )
+    db["reports"].create_index(["pairing", "created_at"])
+    db["report_signatures"].create(
+        {"report_id": str, "keyid": str, "sig": bytes, "added_at": str},
+        pk=("report_id", "keyid"),
+        foreign_keys=[("report_id", "reports", "report_id")],
+    )
+
+
+MIGRATIONS = (_m001_initial,)
+
+
+class ServerStore:
+    def __init__(self, path: Path) -> None:
+        self.db = open_database(path, MIGRATIONS)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def last_accepted(self, party: str, pairing: str) -> LastAccepted | None:
+        row = self._latest_row(party, pairing)
+        return None if row is None else LastAccepted(row["version"], row["payload_sha256"])
+
+    def commit_snapshot(
+        self, party: str, pairing: str, version: int, env: Envelope, receipt: bytes
+    ) -> None:
+        """Store the exact received payload and its receipt together, or neither."""
+        row = {
+            "party": party,
+            "pairing": pairing,
+            "version": version,
+            "payload": env.payload,
+            "payload_sha256": _sha256(env.payload),
+            "payload_type": env.payload_type,
+            "signatures": _sigs_to_json(env.signatures),
+            "received_at": _now(),
+            "receipt": receipt,
+        }
+        with self.db.atomic():
+            self.db["snapshots"].insert(row)
+
+    def snapshot(self, party: str, pairing: str, version: int = 0) -> Envelope | None:
+        row = self._row(party, pairing, version) if version else self._latest_row(party, pairing)
+        if row is None:
+            return None
+        sigs = _sigs_from_json(row["signatures"])
+        return Envelope(row["payload_type"], row["payload"], sigs)
+
+    def receipt(self, party: str, pairing: str, version: int) -> bytes | None:
+        row = self._row(party, pairing, version)
+        return None if row is None else bytes(row["receipt"])
+
+    def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> None:
+        with self.db.atomic():
+            if self.db["reports"].count_where("report_id = ?", [report_id]):
+                return
+            self.db["reports"].insert(
+                {"report_id": report_id, "pairing": pairing, "created_at": _now(), "body": body}
+            )
+            self._insert_sig(report_id, server_sig)
+
+    def add_report_signature(self, report_id: str, sig: Sig) -> None:
+        with self.db.atomic():
+            self._insert_sig(report_id, sig)
+
+    def report(self, pairing: str, report_id: str = "") -> StoredReport | None:
+        where, args = ("pairing = ?", [pairing])
+        if report_id:
+            where, args = ("pairing = ? and report_id = ?", [pairing, report_id])
+        rows = list(
+            self.db["reports"].rows_where(
+                where, args, order_by="created_at desc, rowid desc", limit=1
+            )
+        )
+        return self._stored_report(rows[0]) if rows else None
+
+    def _stored_report(self, row: dict[str, Any]) -> StoredReport:
+        sigs = tuple(
+            Sig(r["keyid"], bytes(r["sig"]))
+            for r in self.db["report_signatures"].rows_where(
+                "report_id = ?", [row["report_id"]], order_by="added_at, rowid"
+            )
+        )
+        env = Envelope(REPORT_PAYLOAD_TYPE, bytes(row["body"]), sigs)
+        created = datetime.fromisoformat(row["created_at"])
+        return StoredReport(row["report_id"], row["pairing"], created, env)
+
+    def _insert_sig(self, report_id: str, sig: Sig) -> None:
+        self.db["report_signatures"].insert(
+            {"report_id": report_id, "keyid": sig.keyid, "sig": sig.sig, "added_at": _now()},
+            replace=True,
+        )
+
+    def _row(self, party: str, pairing: str, version: int) -> dict[str, Any] | None:
+        rows = self.db["snapshots"].rows_where(
+            "party = ? and pairing = ? and version = ?", [party, pairing, version]
+        )
+        return next(iter(rows), None)
+
+    def _latest_row(self, party: str, pairing: str) -> dict[str, Any] | None:
+        rows = self.db["snapshots"].rows_where(
+            "party = ? and pairing = ?", [party, pairing], order_by="version desc", limit=1
+        )
+        return next(iter(rows), None)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _sigs_to_json(sigs: tuple[Sig, ...]) -> str:
+    return json.dumps([{"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()} for s in sigs])
+
+
+def _sigs_from_json(text: str) -> tuple[Sig, ...]:
+    return tuple(Sig(s["keyid"], base64.b64decode(s["sig"])) for s in json.loads(text))
