@@ -1,0 +1,44 @@
+"""A real exchange server process over mutual TLS on loopback, in a fresh federation per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.client import ExchangeClient
+from agent.config import ServerEndpoint
+from server.localfed import PARTIES, agent_config, server_process, write_federation
+
+
+@dataclass(frozen=True)
+class Federation:
+    work: Path
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, party: str) -> ExchangeClient:
+        """A client holding `party`'s TLS certificate."""
+        tls = self.work / "tls"
+        endpoint = ServerEndpoint(
+            address=self.address,
+            ca=tls / "ca.pem",
+            cert=tls / f"{party}.crt",
+            key=tls / f"{party}.key",
+            signing_keys=(self.work / "keys" / "server.pub",),
+        )
+        return ExchangeClient(endpoint, timeout=10)
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Iterator[Federation]:
+    write_federation(tmp_path)
+    with server_process(tmp_path) as port:
+        for party in PARTIES:
+            (tmp_path / f"{party}.toml").write_text(agent_config(party, port))
+        yield Federation(tmp_path, port)

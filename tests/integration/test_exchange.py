@@ -1,0 +1,155 @@
+"""A real server process and real agent processes over mutual TLS on loopback."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent.errors import TransportError
+from agent.keys import load_signing_key
+from agent.model import ROOT, SUBORDINATE
+from agent.report import parse_report_body, read_report_file, verify_report
+from agent.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.v1 import invsync_pb2 as pb
+from invsync.v1 import invsync_pb2_grpc as pb_grpc
+from server.localfed import command
+from tests.integration.conftest import Federation
+
+BUG_1695993 = {
+    "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62",
+    "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4",
+}
+
+pytestmark = pytest.mark.integration
+
+
+def _snapshot_of(fed: Federation, party: str, role: str, pairing: str = "secom-jprs") -> bytes:
+    now = datetime.now(UTC)
+    return build_payload(
+        party=party,
+        pairing=pairing,
+        role=role,
+        version=1,
+        issued_at=now,
+        expires_at=now + timedelta(hours=1),
+        records=[],
+    )
+
+
+def _signed(fed: Federation, party: str, payload: bytes):  # type: ignore[no-untyped-def]
+    return sign_snapshot(payload, load_signing_key(fed.work / "keys" / f"{party}.key"))
+
+
+def _stored_snapshots(fed: Federation) -> int:
+    with sqlite3.connect(fed.work / "state" / "server.db") as db:
+        return int(db.execute("select count(*) from snapshots").fetchone()[0])
+
+
+def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
+    federation: Federation,
+) -> None:
+    procs = [
+        subprocess.Popen(
+            command("agent", "run", "--config", str(federation.work / f"{p}.toml"), "--once"),
+            cwd=federation.work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for p in ("secom", "jprs")
+    ]
+    outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    reports = sorted((federation.work / "reports").glob("*/*.report.json"))
+    assert len(reports) == 2
+    env = read_report_file(reports[0])
+    assert read_report_file(reports[1]).payload == env.payload
+    result = verify_report(env)
+    assert result.complete, result.describe()
+    assert sorted(result.valid_roles()) == ["root", "server", "subordinate"]
+    body = parse_report_body(env.payload)
+    missing = {f.sha256 for f in body.findings if f.code == "missing-at-subordinate"}
+    assert missing == BUG_1695993
+
+
+def test_a_client_without_a_certificate_is_refused(federation: Federation) -> None:
+    ca = (federation.work / "tls" / "ca.pem").read_bytes()
+    channel = grpc.secure_channel(federation.address, grpc.ssl_channel_credentials(ca))
+    stub = pb_grpc.ExchangeStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetReport(pb.GetReportRequest(pairing="secom-jprs"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    channel.close()
+
+
+def test_party_a_cannot_push_a_snapshot_of_party_b(federation: Federation) -> None:
+    # jprs's own valid TLS certificate, jprs's key, but the header says secom.
+    env = _signed(federation, "jprs", _snapshot_of(federation, "secom", ROOT))
+    client = federation.client("jprs")
+    with pytest.raises(TransportError, match=r"PERMISSION_DENIED: snapshot rejected"):
+        client.push(env)
+    client.close()
+    assert _stored_snapshots(federation) == 0
+
+
+def test_a_snapshot_signed_with_another_partys_key_is_refused(federation: Federation) -> None:
+    env = _signed(federation, "secom", _snapshot_of(federation, "jprs", SUBORDINATE))
+    client = federation.client("jprs")
+    with pytest.raises(TransportError, match=r"pinned for party 'secom', not for 'jprs'"):
+        client.push(env)
+    client.close()
+    assert _stored_snapshots(federation) == 0
+
+
+def test_a_stream_cut_before_its_trailer_commits_nothing(federation: Federation) -> None:
+    env = _signed(federation, "jprs", _snapshot_of(federation, "jprs", SUBORDINATE))
+    data_only: Iterator[pb.SnapshotChunk] = (c for c in to_chunks(env) if c.HasField("data"))
+    client = federation.client("jprs")
+    with pytest.raises(TransportError, match=r"INVALID_ARGUMENT: .*trailer"):
+        client.stub.PushSnapshot(data_only, timeout=10)
+    client.close()
+    assert _stored_snapshots(federation) == 0
+
+
+def test_an_accepted_snapshot_gets_a_receipt_and_an_identical_repush_is_a_no_op(
+    federation: Federation,
+) -> None:
+    env = _signed(federation, "jprs", _snapshot_of(federation, "jprs", SUBORDINATE))
+    client = federation.client("jprs")
+    first = client.push(env)
+    again = client.push(env)
+    client.close()
+    assert first == again
+    body = pb.ReceiptBody.FromString(first.payload)
+    assert (body.party, body.pairing, body.version) == ("jprs", "secom-jprs", 1)
+    assert _stored_snapshots(federation) == 1
+
+
+def test_the_health_service_reports_serving(federation: Federation) -> None:
+    client = federation.client("jprs")
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    response = stub.Check(health_pb2.HealthCheckRequest(service="invsync.v1.Exchange"), timeout=5)
+    client.close()
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_server_refuses_to_start_without_a_client_ca(tmp_path: Path) -> None:
+    from server.localfed import write_federation
+
+    write_federation(tmp_path)
+    config = tmp_path / "server.toml"
+    config.write_text(config.read_text().replace('client_ca = "tls/ca.pem"\n', ""))
+    proc = subprocess.run(
+        command("server", "run", "--config", str(config)),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"{config}: tls.client_ca: missing" in proc.stderr.decode()
