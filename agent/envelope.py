@@ -51,6 +51,24 @@ class Envelope:
     payload: bytes  # the exact signed bytes; never re-serialized
     signatures: tuple[Sig, ...] = ()
 
+    def to_pb(self) -> pb.Envelope:
+        """The wire form; same as `to_pb(env)`."""
+        return to_pb(self)
+
+    @classmethod
+    def from_pb(cls, msg: pb.Envelope) -> Envelope:
+        """From the wire form; same as `from_pb(msg)`."""
+        return from_pb(msg)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The DSSE JSON shape; same as `to_json_dict(env)`."""
+        return to_json_dict(self)
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        """From the DSSE JSON shape; same as `from_json_dict(data)`."""
+        return from_json_dict(data)
+
 
 @dataclass(frozen=True)
 class VerificationResult:

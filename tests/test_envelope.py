@@ -134,6 +134,7 @@ def test_pb_round_trip(alice: keys.SigningKey, bob: keys.SigningKey) -> None:
     env = envelope.sign(TYPE, b"\x00\xffpayload", [alice, bob])
     wire = envelope.to_pb(env).SerializeToString()
     assert envelope.from_pb(pb.Envelope.FromString(wire)) == env
+    assert Envelope.from_pb(env.to_pb()) == env
 
 
 def test_json_round_trip(alice: keys.SigningKey) -> None:
@@ -143,6 +144,7 @@ def test_json_round_trip(alice: keys.SigningKey) -> None:
     assert base64.b64decode(data["payload"]) == b"\x00\xffpayload"
     assert data["signatures"][0]["keyid"] == alice.keyid
     assert envelope.from_json_dict(data) == env
+    assert Envelope.from_json_dict(env.to_json_dict()) == env
 
 
 @pytest.mark.parametrize(

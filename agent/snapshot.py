@@ -1,0 +1,295 @@
+"""Signed inventory snapshots: build a payload, sign it, decode a verified one, stream it.
+
+The payload is a serialized `invsync.v1.SnapshotPayload`; it is signed as those exact bytes
+(`agent.envelope`), and `decode_payload` must only ever see bytes whose signature was already
+checked (`agent.acceptance` does so in that order). Every derived certificate field is recomputed
+from the DER on decoding; nothing the sender claims about a certificate is trusted.
+
+On the wire a snapshot is a stream of data chunks closed by a trailer (DESIGN §6): the trailer
+carries the total length, digest, payload type and signatures, so a stream that breaks or ends
+early is detected before anything is verified or stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from invsync.v1 import invsync_pb2 as pb
+
+from agent import envelope
+from agent.envelope import Envelope, Sig
+from agent.errors import SnapshotRejected
+from agent.keys import SigningKey
+from agent.merkle import records_digest
+from agent.model import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
+from agent.record import (
+    LIFECYCLES,
+    REVOCATION_REASONS,
+    CertRecord,
+    Revocation,
+    SourceRef,
+    parse_certificate,
+)
+
+SNAPSHOT_PAYLOAD_TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
+DEFAULT_CHUNK_SIZE = 256 * 1024  # bytes; well under gRPC's 4 MiB default message limit
+
+_ROLE_TO_PB = {ROOT: pb.ROLE_ROOT, SUBORDINATE: pb.ROLE_SUBORDINATE}
+_ROLE_FROM_PB = {v: k for k, v in _ROLE_TO_PB.items()}
+
+
+class MalformedSnapshot(SnapshotRejected):
+    """The signed payload is not a well-formed snapshot. The message names the record or field."""
+
+    rule = "malformed-snapshot"
+    grpc_status = "INVALID_ARGUMENT"
+    hint = "The sender's agent built an invalid snapshot; fix the named record or field."
+
+
+class IncompleteStream(SnapshotRejected):
+    """A snapshot stream broke, ended without its trailer, or did not match the trailer."""
+
+    rule = "incomplete-stream"
+    grpc_status = "INVALID_ARGUMENT"
+    hint = "The transfer was cut or altered; push or fetch the snapshot again."
+
+
+class StreamTooLarge(IncompleteStream):
+    """A snapshot stream went past the receiver's size limit; it was dropped unread."""
+
+    rule = "stream-too-large"
+    grpc_status = "RESOURCE_EXHAUSTED"
+    hint = "Raise the receiver's maximum snapshot size, or split the pairing's scope."
+
+
+def build_payload(
+    *,
+    party: str,
+    pairing: str,
+    role: str,
+    version: int,
+    issued_at: datetime,
+    expires_at: datetime,
+    records: Sequence[CertRecord],
+    previous_digest: bytes = b"",
+    scope_issuer_spki: Sequence[bytes] = (),
+) -> bytes:
+    """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
+
+    `role` is "root" or "subordinate"; `previous_digest` is the raw SHA-256 of the previous
+    accepted payload (empty for the first). Raises ValueError on a caller bug: an unknown role,
+    a naive datetime, or two records with one identity (the inventory merges those).
+    """
+    if role not in _ROLE_TO_PB:
+        raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
+    ordered = sorted(records, key=lambda r: r.sha256)
+    _refuse_duplicates(ordered)
+    header = pb.SnapshotHeader(
+        party=party,
+        pairing=pairing,
+        role=_ROLE_TO_PB[role],
+        version=version,
+        issued_at=_timestamp(issued_at),
+        expires_at=_timestamp(expires_at),
+        previous_digest=previous_digest,
+        record_count=len(ordered),
+        records_digest=records_digest(r.sha256 for r in ordered),
+        scope_issuer_spki=scope_issuer_spki,
+    )
+    msg = pb.SnapshotPayload(header=header, records=[_record_to_pb(r) for r in ordered])
+    serialized: bytes = msg.SerializeToString(deterministic=True)
+    return serialized
+
+
+def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
+    """An envelope of type SNAPSHOT_PAYLOAD_TYPE over `payload`, signed by `key`."""
+    return envelope.sign(SNAPSHOT_PAYLOAD_TYPE, payload, [key])
+
+
+def decode_payload(payload: bytes) -> Snapshot:
+    """Decode payload bytes whose signature was already verified into a Snapshot.
+
+    The header's record_count and records_digest are returned as claimed; `agent.acceptance`
+    compares them with the records. Raises MalformedSnapshot naming the field or record index.
+    """
+    try:
+        msg = pb.SnapshotPayload.FromString(payload)
+    except DecodeError as e:
+        raise MalformedSnapshot(f"payload is not a SnapshotPayload ({e})") from e
+    if not msg.HasField("header"):
+        raise MalformedSnapshot("payload has no header")
+    header = _header_from_pb(msg.header)
+    records = tuple(_record_from_pb(r, i) for i, r in enumerate(msg.records))
+    return Snapshot(header, records, hashlib.sha256(payload).hexdigest())
+
+
+def to_chunks(env: Envelope, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pb.SnapshotChunk]:
+    """The payload as data chunks of at most `chunk_size` bytes, then the trailer."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    for start in range(0, len(env.payload), chunk_size):
+        yield pb.SnapshotChunk(data=env.payload[start : start + chunk_size])
+    trailer = pb.SnapshotTrailer(
+        total_length=len(env.payload),
+        payload_sha256=hashlib.sha256(env.payload).digest(),
+        payload_type=env.payload_type,
+        signatures=[pb.Signature(keyid=s.keyid, sig=s.sig) for s in env.signatures],
+    )
+    yield pb.SnapshotChunk(trailer=trailer)
+
+
+def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
+    """Reassemble a streamed snapshot, refusing anything incomplete or over `max_bytes`.
+
+    The size limit is checked before each chunk is buffered, so a sender cannot make the
+    receiver hold more than `max_bytes` of payload. The signatures are not checked here.
+    """
+    buffer = bytearray()
+    trailer: pb.SnapshotTrailer | None = None
+    for index, chunk in enumerate(chunks):
+        if trailer is not None:
+            raise IncompleteStream(f"chunk {index} follows the trailer")
+        part = chunk.WhichOneof("part")
+        if part == "trailer":
+            trailer = chunk.trailer
+        elif part == "data":
+            _check_room(len(buffer), len(chunk.data), max_bytes)
+            buffer += chunk.data
+        else:
+            raise IncompleteStream(f"chunk {index} carries neither data nor a trailer")
+    if trailer is None:
+        raise IncompleteStream(f"stream ended after {len(buffer)} bytes without a trailer")
+    payload = bytes(buffer)
+    _check_trailer(payload, trailer)
+    sigs = tuple(Sig(s.keyid, s.sig) for s in trailer.signatures)
+    return Envelope(trailer.payload_type, payload, sigs)
+
+
+def _check_room(held: int, incoming: int, max_bytes: int) -> None:
+    if held + incoming > max_bytes:
+        raise StreamTooLarge(f"snapshot stream exceeds the limit of {max_bytes} bytes")
+
+
+def _check_trailer(payload: bytes, trailer: pb.SnapshotTrailer) -> None:
+    if trailer.total_length != len(payload):
+        raise IncompleteStream(
+            f"received {len(payload)} bytes but the trailer announces {trailer.total_length}"
+        )
+    digest = hashlib.sha256(payload).digest()
+    if trailer.payload_sha256 != digest:
+        raise IncompleteStream(
+            f"payload SHA-256 {digest.hex()} differs from the trailer's "
+            f"{trailer.payload_sha256.hex()}"
+        )
+
+
+def _refuse_duplicates(ordered: Sequence[CertRecord]) -> None:
+    for before, after in pairwise(ordered):
+        if before.sha256 == after.sha256:
+            raise ValueError(f"record {after.sha256} appears twice; merge the inventory first")
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}; use a timezone-aware UTC time")
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+def _datetime(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _record_to_pb(record: CertRecord) -> pb.Record:
+    msg = pb.Record(
+        certificate_der=record.info.der,
+        operator=record.operator or "",
+        lifecycle=record.lifecycle or "",
+        sources=[_source_to_pb(s) for s in record.sources],
+    )
+    if record.revocation is not None:
+        msg.revocation.CopyFrom(_revocation_to_pb(record.revocation))
+    return msg
+
+
+def _revocation_to_pb(revocation: Revocation) -> pb.Revocation:
+    return pb.Revocation(
+        revoked_at=_timestamp(revocation.revoked_at),
+        reason=revocation.reason,
+        source=revocation.source,
+    )
+
+
+def _source_to_pb(source: SourceRef) -> pb.SourceRef:
+    return pb.SourceRef(
+        kind=source.kind,
+        location=source.location,
+        first_seen=_timestamp(source.first_seen),
+        last_seen=_timestamp(source.last_seen),
+    )
+
+
+def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
+    _require(msg.party, "header has no party")
+    _require(msg.pairing, "header has no pairing")
+    if msg.role not in _ROLE_FROM_PB:
+        raise MalformedSnapshot(f"header has unknown role {msg.role}")
+    if msg.version < 1:
+        raise MalformedSnapshot("header version is 0; versions start at 1")
+    _require(msg.HasField("issued_at"), "header has no issued_at")
+    _require(msg.HasField("expires_at"), "header has no expires_at")
+    return SnapshotHeader(
+        party=msg.party,
+        pairing=msg.pairing,
+        role=_ROLE_FROM_PB[msg.role],
+        version=msg.version,
+        issued_at=_datetime(msg.issued_at),
+        expires_at=_datetime(msg.expires_at),
+        previous_digest=msg.previous_digest,
+        record_count=msg.record_count,
+        records_digest=msg.records_digest,
+        scope_issuer_spki=tuple(msg.scope_issuer_spki),
+    )
+
+
+def _record_from_pb(msg: pb.Record, index: int) -> CertRecord:
+    try:
+        info = parse_certificate(msg.certificate_der)
+    except ValueError as e:
+        raise MalformedSnapshot(f"record {index}: certificate DER does not parse ({e})") from e
+    where = f"record {index} ({info.sha256})"
+    if msg.lifecycle and msg.lifecycle not in LIFECYCLES:
+        raise MalformedSnapshot(f"{where}: unknown lifecycle {msg.lifecycle!r}")
+    return CertRecord(
+        info=info,
+        operator=msg.operator or None,
+        lifecycle=msg.lifecycle or None,
+        revocation=_revocation_from_pb(msg, where),
+        sources=tuple(_source_from_pb(s, f"{where} source {i}") for i, s in enumerate(msg.sources)),
+    )
+
+
+def _revocation_from_pb(msg: pb.Record, where: str) -> Revocation | None:
+    if not msg.HasField("revocation"):
+        return None
+    rev = msg.revocation
+    _require(rev.HasField("revoked_at"), f"{where}: revocation has no revoked_at")
+    if rev.reason and rev.reason not in REVOCATION_REASONS:
+        raise MalformedSnapshot(f"{where}: unknown revocation reason {rev.reason!r}")
+    return Revocation(_datetime(rev.revoked_at), rev.reason, rev.source)
+
+
+def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
+    _require(msg.HasField("first_seen") and msg.HasField("last_seen"), f"{where}: no times")
+    return SourceRef(msg.kind, msg.location, _datetime(msg.first_seen), _datetime(msg.last_seen))
+
+
+def _require(condition: object, message: str) -> None:
+    if not condition:
+        raise MalformedSnapshot(message)
