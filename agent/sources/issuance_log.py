@@ -1,0 +1,174 @@
+"""The issuance log: JSON Lines exported from the CA system, one issued certificate a line.
+
+"The list of CA certificates it issued, extracted from its logs" (DESIGN §1). Each line is
+`{"certificate": ..., "operator": ..., "lifecycle": ..., "revoked_at": ..., "revocation_reason":
+...}`; only `certificate` is required. The import is all or nothing: a bad line is a SourceError
+naming `path:line`, and nothing of the file is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.errors import SourceError
+from agent.record import (
+    LIFECYCLES,
+    REVOCATION_REASONS,
+    CertInfo,
+    CertRecord,
+    Revocation,
+    SourceRef,
+    parse_certificate,
+)
+from agent.sources.detect import ISSUANCE_LOG, read_bytes
+from agent.sources.pem import pem_certificates
+
+FIELDS = ("certificate", "operator", "lifecycle", "revoked_at", "revocation_reason")
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _squash(name: str) -> str:
+    return name.replace("-", "").replace("_", "").lower()
+
+
+# "key-compromise", "key_compromise" and "keyCompromise" all name ReasonFlags.key_compromise.
+_REASONS = {_squash(reason): reason for reason in REVOCATION_REASONS}
+
+
+def load_issuance_log(path: Path, now: datetime) -> list[CertRecord]:
+    """Every line of a JSON Lines issuance log as a record; blank lines are skipped."""
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
+    records = [
+        _record(line, f"{path}:{number}", now)
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    ]
+    if not records:
+        raise SourceError(f"{path}: no certificate found (the issuance log has no entries)")
+    return records
+
+
+def normalize_reason(name: str) -> str | None:
+    """The ReasonFlags value a reason name spells (camel, kebab or snake case), or None."""
+    return _REASONS.get(_squash(name))
+
+
+def _record(line: str, location: str, now: datetime) -> CertRecord:
+    entry = _json_object(line, location)
+    return CertRecord(
+        _certificate(entry, location),
+        operator=_optional_str(entry, "operator", location),
+        lifecycle=_lifecycle(entry, location),
+        revocation=_revocation(entry, location),
+        sources=(SourceRef(ISSUANCE_LOG, location, now, now),),
+    )
+
+
+def _json_object(line: str, location: str) -> dict[str, Any]:
+    try:
+        entry = json.loads(line, object_pairs_hook=lambda pairs: _no_duplicates(pairs, location))
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{location}: invalid JSON: {e.msg} at column {e.colno}") from e
+    if not isinstance(entry, dict):
+        raise SourceError(f"{location}: expected a JSON object, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - set(FIELDS))
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise SourceError(f"{location}: unknown field {names} (known: {', '.join(FIELDS)})")
+    return entry
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]], location: str) -> dict[str, Any]:
+    # json.loads would keep the last of two equal keys and silently drop the other value.
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise SourceError(f"{location}: field {key!r} appears twice")
+    return dict(pairs)
+
+
+def _optional_str(entry: dict[str, Any], name: str, location: str) -> str | None:
+    value = entry.get(name)
+    if value is not None and not isinstance(value, str):
+        raise SourceError(f"{location}: {name} must be a string, got {type(value).__name__}")
+    return value or None
+
+
+def _certificate(entry: dict[str, Any], location: str) -> CertInfo:
+    value = _optional_str(entry, "certificate", location)
+    if value is None:
+        raise SourceError(f"{location}: missing required field 'certificate'")
+    if "-----BEGIN" in value:
+        return _pem_certificate(value, location)
+    try:
+        der = base64.b64decode("".join(value.split()), validate=True)
+    except binascii.Error as e:
+        raise SourceError(f"{location}: certificate is neither PEM nor base64 DER ({e})") from e
+    try:
+        return parse_certificate(der)
+    except ValueError as e:
+        raise SourceError(f"{location}: certificate cannot be parsed: {e}") from e
+
+
+def _pem_certificate(text: str, location: str) -> CertInfo:
+    infos = pem_certificates(text, lambda _line: location)
+    if len(infos) != 1:
+        raise SourceError(f"{location}: certificate holds {len(infos)} PEM certificates, not 1")
+    return infos[0]
+
+
+def _lifecycle(entry: dict[str, Any], location: str) -> str | None:
+    value = _optional_str(entry, "lifecycle", location)
+    if value is not None and value not in LIFECYCLES:
+        raise SourceError(f"{location}: lifecycle {value!r} is not one of {', '.join(LIFECYCLES)}")
+    return value
+
+
+def _revocation(entry: dict[str, Any], location: str) -> Revocation | None:
+    revoked_at = _optional_str(entry, "revoked_at", location)
+    reason = _reason(entry, location)
+    if revoked_at is None:
+        if reason:
+            raise SourceError(f"{location}: revocation_reason given without revoked_at")
+        return None
+    at = _rfc3339(revoked_at, location)
+    return Revocation(at, reason, f"{ISSUANCE_LOG}:{location}")
+
+
+def _reason(entry: dict[str, Any], location: str) -> str:
+    value = _optional_str(entry, "revocation_reason", location)
+    if value is None:
+        return ""
+    reason = normalize_reason(value)
+    if reason is None:
+        raise SourceError(
+            f"{location}: revocation_reason {value!r} is not an RFC 5280 reason"
+            f" (one of {', '.join(REVOCATION_REASONS)})"
+        )
+    return reason
+
+
+def _rfc3339(value: str, location: str) -> datetime:
+    match = _RFC3339.match(value)
+    if match is None:
+        raise SourceError(
+            f"{location}: revoked_at {value!r} is not an RFC 3339 time like 2021-03-09T00:00:00Z"
+        )
+    if match.group("tz") is None:
+        raise SourceError(f"{location}: revoked_at {value!r} has no timezone (add Z or +09:00)")
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except ValueError as e:  # well-formed but impossible, such as month 13
+        raise SourceError(f"{location}: revoked_at {value!r} is not a valid time: {e}") from e

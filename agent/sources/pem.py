@@ -1,0 +1,123 @@
+"""PEM and DER certificate files, and directories of them (the CA repository).
+
+Every certificate a file holds becomes a record; anything else in a PEM file (a private key, a
+CSR, a CRL) is refused, because an inventory must never carry keys and a silently skipped block
+is a certificate nobody tracks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agent.errors import SourceError
+from agent.record import CertInfo, CertRecord, SourceRef, parse_certificate
+from agent.sources.detect import CERT_SUFFIXES, DER, PEM, read_bytes, sniff
+
+_BEGIN = re.compile(r"^-----BEGIN ([^-]*)-----\s*$")
+_END = re.compile(r"^-----END ([^-]*)-----\s*$")
+_CERTIFICATE = "CERTIFICATE"
+
+Where = Callable[[int], str]
+"""Names a line for error messages: `where(14)` -> `"bad.pem:14"`."""
+
+
+@dataclass(frozen=True)
+class _Block:
+    label: str
+    line: int  # 1-based line of the BEGIN armor
+    body: str
+
+
+def load_pem_file(path: Path, now: datetime) -> list[CertRecord]:
+    """Every certificate of a PEM file or bundle, in file order."""
+    text = read_bytes(path).decode("utf-8", errors="replace")
+    infos = pem_certificates(text, lambda line: f"{path}:{line}")
+    if not infos:
+        raise SourceError(f"{path}: no certificate found (expected PEM CERTIFICATE blocks)")
+    return [_record(info, PEM, path, now) for info in infos]
+
+
+def load_der_file(path: Path, now: datetime) -> list[CertRecord]:
+    """The one certificate of a DER file."""
+    data = read_bytes(path)
+    if not data:
+        raise SourceError(f"{path}: file is empty, no certificate found")
+    try:
+        info = parse_certificate(data)
+    except ValueError as e:
+        raise SourceError(f"{path}: not a DER certificate: {e}") from e
+    return [_record(info, DER, path, now)]
+
+
+def load_directory(path: Path, now: datetime) -> list[CertRecord]:
+    """Every certificate file under a directory, recursively, in sorted path order."""
+    if not path.is_dir():
+        raise SourceError(f"{path}: not a directory")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in CERT_SUFFIXES and p.is_file())
+    records = [record for file in files for record in _load_file(file, now)]
+    if not records:
+        suffixes = " ".join(CERT_SUFFIXES)
+        raise SourceError(f"{path}: directory holds no certificate files ({suffixes})")
+    return records
+
+
+def pem_certificates(text: str, where: Where) -> list[CertInfo]:
+    """Parse every CERTIFICATE block of `text`; any other block or a bad one is a SourceError."""
+    blocks = list(_blocks(text, where))
+    return [_parse_block(block, number, where) for number, block in enumerate(blocks, 1)]
+
+
+def _load_file(path: Path, now: datetime) -> list[CertRecord]:
+    if path.suffix.lower() == ".pem" or sniff(path) == PEM:
+        return load_pem_file(path, now)
+    return load_der_file(path, now)
+
+
+def _record(info: CertInfo, kind: str, path: Path, now: datetime) -> CertRecord:
+    return CertRecord(info, sources=(SourceRef(kind, str(path), now, now),))
+
+
+def _blocks(text: str, where: Where) -> Iterator[_Block]:
+    # Text outside armor (bundle comments such as "# Subject: ...") is allowed and ignored.
+    lines = iter(enumerate(text.splitlines(), 1))
+    for number, line in lines:
+        begin = _BEGIN.match(line.strip())
+        if begin is None:
+            continue
+        label = begin.group(1)
+        if label != _CERTIFICATE:
+            raise SourceError(
+                f"{where(number)}: PEM block {label!r} is not a certificate"
+                " (keys and other objects do not belong in an inventory)"
+            )
+        yield _Block(label, number, _body(lines, label, where(number)))
+
+
+def _body(lines: Iterator[tuple[int, str]], label: str, where: str) -> str:
+    body: list[str] = []
+    for _, line in lines:
+        end = _END.match(line.strip())
+        if end is not None:
+            if end.group(1) != label:
+                raise SourceError(f"{where}: BEGIN {label} closed by END {end.group(1)}")
+            return "".join(body)
+        body.append(line.strip())
+    raise SourceError(f"{where}: BEGIN {label} has no END line")
+
+
+def _parse_block(block: _Block, number: int, where: Where) -> CertInfo:
+    prefix = f"{where(block.line)}: certificate {number} cannot be parsed"
+    try:
+        der = base64.b64decode(block.body, validate=True)
+    except binascii.Error as e:
+        raise SourceError(f"{prefix}: invalid base64 ({e})") from e
+    try:
+        return parse_certificate(der)
+    except ValueError as e:
+        raise SourceError(f"{prefix}: {e}") from e
