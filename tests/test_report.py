@@ -1,0 +1,329 @@
+"""The report body (determinism, schema), comparing findings, signatures and report files."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import agent
+from agent import envelope
+from agent.envelope import Envelope, Sig
+from agent.errors import ReportError, SignatureError
+from agent.findings import Finding, Severity
+from agent.keys import SigningKey, generate
+from agent.model import Side
+from agent.reconcile import reconcile
+from agent.record import CertRecord, parse_certificate
+from agent.report import (
+    REPORT_PAYLOAD_TYPE,
+    ReportBody,
+    Signer,
+    SignerStatus,
+    SnapshotRef,
+    build_report_body,
+    compare_findings,
+    parse_report_body,
+    read_report_file,
+    report_id,
+    verify_report,
+    write_report_file,
+)
+
+DEMO = Path(agent.__file__).parent / "demo_data"
+AS_OF = datetime(2021, 1, 1, tzinfo=UTC)
+OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
+ROOT_REF = SnapshotRef("secom", "root", 3, "a" * 64)
+SUB_REF = SnapshotRef("jprs", "subordinate", 7, "b" * 64)
+
+
+def _records(path: Path, operator: str | None) -> list[CertRecord]:
+    if path.suffix == ".jsonl":
+        pems = [json.loads(line)["certificate"] for line in path.read_text().splitlines()]
+        certs = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
+    else:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    infos = [parse_certificate(cert.public_bytes(Encoding.DER)) for cert in certs]
+    return [CertRecord(info, operator=operator) for info in infos]
+
+
+FINDINGS = reconcile(
+    Side("secom", _records(DEMO / "secom_issuance_log.jsonl", "jprs")),
+    Side("jprs", _records(DEMO / "jprs_ca_certificates.pem", None)),
+    AS_OF,
+)
+KEYS = {"server": generate(), "secom": generate("ecdsa-p256"), "jprs": generate()}
+ROLES = {"server": "server", "secom": "root", "jprs": "subordinate"}
+
+
+def _signers(keys: dict[str, SigningKey] = KEYS) -> list[Signer]:
+    return [
+        Signer(ROLES[name], name, key.keyid, key.public.spki_der)  # type: ignore[arg-type]
+        for name, key in keys.items()
+    ]
+
+
+def _body(**changes: object) -> bytes:
+    args: dict[str, object] = {
+        "pairing": "secom-jprs",
+        "as_of": AS_OF,
+        "root": ROOT_REF,
+        "subordinate": SUB_REF,
+        "findings": FINDINGS,
+        "signers": _signers(),
+    }
+    args.update(changes)
+    return build_report_body(**args)  # type: ignore[arg-type]
+
+
+def _signed(body: bytes, *names: str) -> Envelope:
+    return envelope.sign(REPORT_PAYLOAD_TYPE, body, [KEYS[name] for name in names])
+
+
+# --- the body ---------------------------------------------------------------------------------
+
+
+def test_same_inputs_give_byte_identical_bodies() -> None:
+    assert _body() == _body()
+    assert report_id(_body()) == report_id(_body())
+
+
+def test_input_order_does_not_change_the_body() -> None:
+    shuffler = random.Random(1695993)
+    findings, signers = list(FINDINGS), _signers()
+    for _ in range(5):
+        shuffler.shuffle(findings)
+        shuffler.shuffle(signers)
+        assert _body(findings=findings, signers=signers) == _body()
+
+
+def test_body_is_canonical_json_of_the_schema() -> None:
+    body = _body()
+    obj = json.loads(body)
+    assert body == json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    assert obj["schema"] == "invsync.report.v1"
+    assert obj["as_of"] == "2021-01-01T00:00:00Z"
+    assert obj["root"] == {"party": "secom", "role": "root", "version": 3, "digest": "a" * 64}
+    assert obj["summary"] == {"error": 2, "warning": 2, "notice": 0}
+    assert [(f["code"], f["sha256"][:8]) for f in obj["findings"]] == [
+        ("doppelganger-untracked", "21C06633"),
+        ("doppelganger-untracked", "659B7A51"),
+        ("missing-at-subordinate", "21C06633"),
+        ("missing-at-subordinate", "659B7A51"),
+    ]
+    assert [s["role"] for s in obj["signers"]] == ["server", "root", "subordinate"]
+
+
+def test_non_ascii_stays_utf8() -> None:
+    finding = replace(FINDINGS[0], subject="O=株式会社日本レジストリサービス")
+    assert "株式会社".encode() in _body(findings=[finding])
+
+
+def test_report_id_is_lowercase_sha256_hex() -> None:
+    rid = report_id(b"{}")
+    assert rid == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+
+def test_parse_round_trips_to_the_same_bytes() -> None:
+    parsed = parse_report_body(_body())
+    assert parsed.findings == FINDINGS
+    assert (parsed.pairing, parsed.as_of, parsed.root, parsed.subordinate) == (
+        "secom-jprs",
+        AS_OF,
+        ROOT_REF,
+        SUB_REF,
+    )
+    rebuilt = _body(findings=parsed.findings, signers=parsed.signers)
+    assert rebuilt == _body()
+
+
+def _mutated(change: dict[str, object]) -> bytes:
+    obj = json.loads(_body())
+    for key, value in change.items():
+        if value is None:
+            del obj[key]
+        else:
+            obj[key] = value
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pairing": None}, r"report body: missing \['pairing'\], unexpected \[\]"),
+        ({"colour": "red"}, r"report body: missing \[\], unexpected \['colour'\]"),
+        ({"schema": "invsync.report.v2"}, "field 'schema' is 'invsync.report.v2'"),
+        ({"as_of": "2021-01-01"}, "field 'as_of': '2021-01-01' is not an RFC 3339 UTC time"),
+        ({"root": {"party": "x", "role": "subordinate", "version": 1, "digest": ""}},
+         "root.role is 'subordinate', expected 'root'"),
+        ({"summary": {"error": 0, "warning": 0, "notice": 0}}, "'summary' does not match"),
+        ({"findings": [{"code": "x"}]}, r"findings\[0\]: expected an object with keys"),
+        ({"signers": [{"role": "auditor", "name": "x", "keyid": "", "public_key": ""}]},
+         r"signers\[0\]: role 'auditor' is not one of server, root, subordinate"),
+    ],
+)  # fmt: skip
+def test_parse_names_the_bad_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ReportError, match=message):
+        parse_report_body(_mutated(change))
+
+
+def test_parse_refuses_what_is_not_json() -> None:
+    with pytest.raises(ReportError, match="report body: not valid UTF-8 JSON"):
+        parse_report_body(b"\xff{")
+    with pytest.raises(ReportError, match="report body: expected a JSON object"):
+        parse_report_body(b"[]")
+
+
+# --- comparing findings -----------------------------------------------------------------------
+
+
+def test_compare_agreeing_findings_is_empty() -> None:
+    assert compare_findings(_body(), FINDINGS) == []
+    assert compare_findings(parse_report_body(_body()), list(reversed(FINDINGS))) == []
+
+
+def test_compare_names_findings_only_one_side_has() -> None:
+    server = [f for f in FINDINGS if f.code == "missing-at-subordinate"]
+    mine = [f for f in FINDINGS if not (f.code == "missing-at-subordinate" and f.sha256 == OV_BUG)]
+    assert compare_findings(server, mine) == [
+        f"I find doppelganger-untracked {FINDINGS[0].sha256} that server does not list",
+        f"I find doppelganger-untracked {FINDINGS[1].sha256} that server does not list",
+        f"server lists missing-at-subordinate {OV_BUG} that I do not",
+    ]
+
+
+def test_compare_names_the_fields_that_differ() -> None:
+    (theirs,) = [f for f in FINDINGS if f.code == "missing-at-subordinate" and f.sha256 == OV_BUG]
+    downgraded = replace(theirs, severity=Severity.NOTICE, party="secom")
+    assert compare_findings([downgraded], [theirs], theirs="secom") == [
+        f"secom and I differ on missing-at-subordinate {OV_BUG}: "
+        "severity 'notice' vs mine 'error', party 'secom' vs mine 'jprs'"
+    ]
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def test_verify_a_report_signed_by_all_three() -> None:
+    result = verify_report(_signed(_body(), "server", "secom", "jprs"))
+    assert result.roles == {
+        "server": SignerStatus.VALID,
+        "root": SignerStatus.VALID,
+        "subordinate": SignerStatus.VALID,
+    }
+    assert result.complete
+    assert result.report_id == report_id(_body())
+    assert isinstance(result.body, ReportBody)
+    result.raise_unless_complete()
+    assert result.describe().endswith("complete: server valid, root valid, subordinate valid")
+
+
+def test_a_tampered_body_invalidates_every_signature() -> None:
+    env = _signed(_body(), "server", "secom", "jprs")
+    tampered = env.payload.replace(b'"severity":"error"', b'"severity":"notice"')
+    tampered = tampered.replace(b'"error":2,', b'"error":0,').replace(b'"notice":0', b'"notice":2')
+    assert tampered != env.payload and b'"notice":2' in tampered
+    result = verify_report(replace(env, payload=tampered))
+    assert set(result.roles.values()) == {SignerStatus.INVALID}
+    assert not result.complete
+
+
+def test_a_missing_signer_is_absent() -> None:
+    result = verify_report(_signed(_body(), "server", "secom"))
+    assert result.roles["subordinate"] is SignerStatus.ABSENT
+    assert not result.complete
+    with pytest.raises(SignatureError, match=r"report [0-9a-f]{64}: subordinate absent$"):
+        result.raise_unless_complete()
+
+
+def test_a_signer_with_another_key_than_the_pinned_one_is_untrusted() -> None:
+    impostor = {**KEYS, "secom": generate()}
+    body = _body(signers=_signers(impostor))
+    env = envelope.sign(REPORT_PAYLOAD_TYPE, body, list(impostor.values()))
+    pinned = {name: key.keyid for name, key in KEYS.items()}
+    result = verify_report(env, pinned)
+    assert result.roles == {
+        "server": SignerStatus.VALID,
+        "root": SignerStatus.UNTRUSTED,
+        "subordinate": SignerStatus.VALID,
+    }
+    (check,) = [c for c in result.checks if c.signer.name == "secom"]
+    assert check.detail == f"pinned key is {KEYS['secom'].keyid}"
+    assert verify_report(env).complete  # without pins it is only self-consistent
+
+
+def test_an_unpinned_name_is_untrusted_when_pins_are_given() -> None:
+    env = _signed(_body(), "server", "secom", "jprs")
+    result = verify_report(env, {"server": KEYS["server"].keyid, "secom": KEYS["secom"].keyid})
+    assert result.roles["subordinate"] is SignerStatus.UNTRUSTED
+
+
+def test_a_keyid_that_is_not_the_listed_keys_is_invalid() -> None:
+    # A body must not pair a pinned keyid with some other key.
+    lying = [replace(s, public_key=generate().public.spki_der) if s.name == "jprs" else s
+             for s in _signers()]  # fmt: skip
+    result = verify_report(_signed(_body(signers=lying), "server", "secom", "jprs"))
+    assert result.roles["subordinate"] is SignerStatus.INVALID
+    assert "keyid is not that of the listed key" in result.describe()
+
+
+def test_signatures_by_unlisted_keys_are_reported() -> None:
+    stranger = generate()
+    env = _signed(_body(), "server", "secom", "jprs")
+    env = envelope.add_signature(env, stranger)
+    result = verify_report(env)
+    assert result.complete
+    assert result.unknown_keyids == (stranger.keyid,)
+
+
+def test_a_bad_signature_is_invalid() -> None:
+    env = _signed(_body(), "server", "secom")
+    env = replace(env, signatures=(*env.signatures, Sig(KEYS["jprs"].keyid, b"\x00" * 64)))
+    assert verify_report(env).roles["subordinate"] is SignerStatus.INVALID
+
+
+def test_another_payload_type_is_not_a_report() -> None:
+    env = envelope.sign("application/vnd.invsync.snapshot.v1+protobuf", _body(), [KEYS["server"]])
+    with pytest.raises(ReportError, match="payload type .*snapshot.* is not .*report"):
+        verify_report(env)
+
+
+# --- report files -----------------------------------------------------------------------------
+
+
+def test_write_and_read_a_report_file(tmp_path: Path) -> None:
+    env = _signed(_body(), "server", "secom", "jprs")
+    path = tmp_path / "secom-jprs.report.json"
+    write_report_file(path, env)
+    assert read_report_file(path) == env
+    assert set(json.loads(path.read_text())) == {"payloadType", "payload", "signatures"}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_write_replaces_an_existing_report(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_report_file(path, _signed(_body(), "server"))
+    write_report_file(path, _signed(_body(), "server", "jprs"))
+    assert len(read_report_file(path).signatures) == 2
+
+
+def test_read_names_the_path_of_a_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"payloadType": ')
+    with pytest.raises(ReportError, match=f"report file {path}: not valid UTF-8 JSON"):
+        read_report_file(path)
+    path.write_text('{"payloadType": "x", "payload": "!!", "signatures": []}')
+    with pytest.raises(ReportError, match=f"report file {path}: payload: not valid base64"):
+        read_report_file(path)
+    with pytest.raises(ReportError, match=f"report file {tmp_path / 'none.json'}: cannot read"):
+        read_report_file(tmp_path / "none.json")
+
+
+def test_findings_in_a_report_are_findings() -> None:
+    assert all(isinstance(f, Finding) for f in parse_report_body(_body()).findings)
