@@ -17,10 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from invsync.v1 import invsync_pb2 as pb
-
 from agent.errors import SignatureError
 from agent.keys import SigningKey, VerifyKey
+from invsync.v1 import invsync_pb2 as pb
 
 
 class MalformedEnvelope(SignatureError):

@@ -19,7 +19,6 @@ from itertools import pairwise
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from invsync.v1 import invsync_pb2 as pb
 
 from agent import envelope
 from agent.envelope import Envelope, Sig
@@ -35,6 +34,7 @@ from agent.record import (
     SourceRef,
     parse_certificate,
 )
+from invsync.v1 import invsync_pb2 as pb
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
 DEFAULT_CHUNK_SIZE = 256 * 1024  # bytes; well under gRPC's 4 MiB default message limit

@@ -6,11 +6,11 @@ import base64
 import json
 
 import pytest
-from invsync.v1 import invsync_pb2 as pb
 
 from agent import envelope, keys
 from agent.envelope import Envelope, MalformedEnvelope, Sig
 from agent.errors import SignatureError
+from invsync.v1 import invsync_pb2 as pb
 
 TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
 
