@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from agent.envelope import Envelope, from_json_dict, pae, to_json_dict
 from agent.errors import InvsyncError, ReportError, SignatureError
@@ -33,7 +33,6 @@ from agent.keys import verify_key_from_spki_der
 REPORT_PAYLOAD_TYPE = "application/vnd.invsync.report.v1+json"
 SCHEMA = "invsync.report.v1"
 SIGNER_ROLES = ("server", "root", "subordinate")
-SignerRole = Literal["server", "root", "subordinate"]
 
 T = TypeVar("T")
 
@@ -73,10 +72,14 @@ class Signer:
     """A key whose signature the report expects; `keyid` is the SHA-256 of `public_key`
     (SubjectPublicKeyInfo DER)."""
 
-    role: SignerRole
+    role: str  # one of SIGNER_ROLES
     name: str
     keyid: str
     public_key: bytes
+
+    def __post_init__(self) -> None:
+        if self.role not in SIGNER_ROLES:
+            raise ValueError(f"signer role {self.role!r} is not one of {', '.join(SIGNER_ROLES)}")
 
     def to_json(self) -> dict[str, object]:
         encoded = base64.b64encode(self.public_key).decode("ascii")
@@ -217,7 +220,7 @@ def _signer(value: object, where: str) -> Signer:
     except (binascii.Error, ValueError) as e:
         raise ReportError(f"{where}: field 'public_key' is not base64") from e
     name, keyid = _str(obj, "name", where), _str(obj, "keyid", where)
-    return Signer(role, name, keyid, public_key)  # type: ignore[arg-type]
+    return Signer(role, name, keyid, public_key)
 
 
 # --- comparing a report with what this agent computed -----------------------------------------

@@ -64,10 +64,7 @@ ROLES = {"server": "server", "secom": "root", "jprs": "subordinate"}
 
 
 def _signers(keys: dict[str, SigningKey] = KEYS) -> list[Signer]:
-    return [
-        Signer(ROLES[name], name, key.keyid, key.public.spki_der)  # type: ignore[arg-type]
-        for name, key in keys.items()
-    ]
+    return [Signer(ROLES[name], name, key.keyid, key.public.spki_der) for name, key in keys.items()]
 
 
 def _body(**changes: object) -> bytes:
@@ -124,6 +121,11 @@ def test_body_is_canonical_json_of_the_schema() -> None:
 def test_non_ascii_stays_utf8() -> None:
     finding = replace(FINDINGS[0], subject="O=株式会社日本レジストリサービス")
     assert "株式会社".encode() in _body(findings=[finding])
+
+
+def test_a_signer_role_is_one_of_three() -> None:
+    with pytest.raises(ValueError, match="signer role 'auditor' is not one of server, root"):
+        Signer("auditor", "kpmg", "", b"")
 
 
 def test_report_id_is_lowercase_sha256_hex() -> None:
