@@ -1,0 +1,173 @@
+"""The agent's database, on the real JPRS intermediates."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import agent.store
+from agent.errors import StoreError
+from agent.record import CertRecord, Revocation
+from agent.sources import load_source
+from agent.store import AgentStore
+
+JPRS_BUNDLE = (
+    Path(__file__).parent / "fixtures" / "secom_jprs" / "jprs_intermediates_all_generations.pem"
+)
+BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
+BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
+T0 = datetime(2021, 3, 1, tzinfo=UTC)
+T1 = T0 + timedelta(days=1, microseconds=250)
+REVOKED = datetime(2021, 3, 9, 1, 2, 3, tzinfo=UTC)
+
+
+def _collection(now: datetime, without: tuple[str, ...] = ()) -> list[CertRecord]:
+    """The JPRS bundle as collected at `now`, with a full view on the two bug certificates."""
+    records = []
+    for record in load_source(str(JPRS_BUNDLE), now):
+        if record.sha256 == BUG_OV:
+            revocation = Revocation(REVOKED, "cessationOfOperation", "issuance-log:log.jsonl:3")
+            record = record.with_view(operator="jprs", lifecycle="unused", revocation=revocation)
+        elif record.sha256 == BUG_DV:
+            record = record.with_view(operator="jprs", lifecycle="decommissioned")
+        if record.sha256 not in without:
+            records.append(record)
+    return records
+
+
+def _present_flags(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT sha256, present FROM certificates").fetchall())
+
+
+def test_inventory_round_trips_every_field(tmp_path: Path) -> None:
+    records = _collection(T0)
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(records, T0)
+        assert store.inventory() == records
+        assert store.count() == 16
+    with AgentStore(tmp_path / "agent.db", create=False) as reopened:
+        assert reopened.inventory() == records
+
+
+def test_stored_columns_are_readable_by_people(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+    with sqlite3.connect(tmp_path / "agent.db") as conn:
+        row = conn.execute(
+            "SELECT serial_hex, not_before, revoked_at, revocation_reason, is_ca, operator"
+            " FROM certificates WHERE sha256 = ?",
+            [BUG_OV],
+        ).fetchone()
+    assert row == (
+        "22B9B172FA931A5B74",
+        "2020-07-10T04:48:56Z",
+        "2021-03-09T01:02:03Z",
+        "cessationOfOperation",
+        1,
+        "jprs",
+    )
+
+
+def test_first_seen_is_kept_across_collections(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+        store.replace_inventory(_collection(T1), T1)
+        refs = {ref for record in store.inventory() for ref in record.sources}
+    assert {(ref.first_seen, ref.last_seen) for ref in refs} == {(T0, T1)}
+
+
+def test_records_missing_from_a_collection_are_kept_but_not_present(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    with AgentStore(path) as store:
+        store.replace_inventory(_collection(T0), T0)
+        store.replace_inventory(_collection(T1, without=(BUG_OV, BUG_DV)), T1)
+        assert store.count() == 14
+        assert {BUG_OV, BUG_DV}.isdisjoint(r.sha256 for r in store.inventory())
+        flags = _present_flags(path)
+        assert (len(flags), flags[BUG_OV], flags[BUG_DV]) == (16, 0, 0)
+        store.replace_inventory(_collection(T1), T1)
+        back = next(r for r in store.inventory() if r.sha256 == BUG_OV)
+    assert back.sources[0].first_seen == T0
+
+
+def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "agent.db"
+    store = AgentStore(path)
+    store.replace_inventory(_collection(T0, without=(BUG_DV,)), T0)
+    before, flags = store.inventory(), _present_flags(path)
+    real_row = agent.store._certificate_row
+
+    def failing_row(record: CertRecord) -> dict[str, object]:
+        # The last record's insert hits the NOT NULL constraint, after 15 good writes.
+        return {**real_row(record), "sha256": None} if record.sha256 == BUG_DV else real_row(record)
+
+    monkeypatch.setattr(agent.store, "_certificate_row", failing_row)
+    changed = [r.with_view(operator="secom") for r in _collection(T1, without=(BUG_OV,))]
+    expected = (
+        f"{path}: cannot store the inventory: NOT NULL constraint failed: certificates.sha256"
+    )
+    with pytest.raises(StoreError, match=re.escape(expected)):
+        store.replace_inventory(sorted(changed, key=lambda r: r.sha256 == BUG_DV), T1)
+    assert store.inventory() == before
+    assert _present_flags(path) == flags
+    store.close()
+
+
+def test_naive_time_is_refused(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store, pytest.raises(StoreError, match="no timezone"):
+        store.replace_inventory(_collection(T0), datetime(2021, 3, 1))
+
+
+def test_certificate_with_other_der_is_reported_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    with AgentStore(path) as store:
+        store.replace_inventory(_collection(T0), T0)
+    with sqlite3.connect(path) as conn:
+        der = conn.execute("SELECT der FROM certificates WHERE sha256 = ?", [BUG_DV]).fetchone()[0]
+        conn.execute("UPDATE certificates SET der = ? WHERE sha256 = ?", [der, BUG_OV])
+    with AgentStore(path) as store, pytest.raises(StoreError, match=f"{BUG_OV} has other DER"):
+        store.inventory()
+
+
+def test_sent_snapshots(tmp_path: Path) -> None:
+    sigs = [("ab" * 32, b"\x01sig"), ("cd" * 32, b"\x02sig")]
+    with AgentStore(tmp_path / "agent.db") as store:
+        assert store.latest_sent_snapshot("secom-jprs") is None
+        store.record_sent_snapshot("secom-jprs", 1, b"one", "t", sigs, T0, T1)
+        store.record_sent_snapshot("secom-jprs", 2, b"two", "t", sigs[:1], T1, T1 + timedelta(1))
+        store.record_sent_snapshot("other", 7, b"x", "t", [], T0, T1)
+        latest = store.latest_sent_snapshot("secom-jprs")
+        first = store.sent_snapshot("secom-jprs", 1)
+    assert latest is not None and first is not None
+    assert (latest.version, latest.payload, latest.signatures) == (2, b"two", (sigs[0],))
+    assert first.signatures == tuple(sigs)
+    assert (first.issued_at, first.expires_at) == (T0, T1)
+    assert (
+        first.payload_sha256 == "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed"
+    )
+
+
+def test_a_sent_version_is_never_reused_with_other_bytes(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.record_sent_snapshot("p", 1, b"one", "t", [], T0, T1)
+        store.record_sent_snapshot("p", 1, b"one", "t", [], T0, T1)  # a retry: no-op
+        with pytest.raises(StoreError, match="snapshot p v1 was already sent with other bytes"):
+            store.record_sent_snapshot("p", 1, b"forged", "t", [], T0, T1)
+        snapshot = store.sent_snapshot("p", 1)
+    assert snapshot is not None and snapshot.payload == b"one"
+
+
+def test_cosigned_reports(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        assert not store.has_cosigned("r1")
+        store.record_cosigned("r1", "secom-jprs", T0)
+        store.record_cosigned("r1", "secom-jprs", T1)
+        assert store.has_cosigned("r1")
+        assert not store.has_cosigned("r2")
+        rows = store.db.execute("SELECT signed_at FROM cosigned_reports").fetchall()
+    assert rows == [("2021-03-01T00:00:00Z",)]
