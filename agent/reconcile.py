@@ -236,7 +236,8 @@ def _unrevoked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[
             member,
             members,
             f"{describe(member)} shares subject and key with {_shas(distrusted)}, revoked for "
-            "a key reason, but is not revoked; whoever holds the key can use it",
+            f"a key reason, but neither {ctx.root_party} nor {ctx.sub_party} lists it as "
+            "revoked; whoever holds the key can use it",
         )
 
 
