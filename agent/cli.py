@@ -32,7 +32,7 @@ from agent.sources import load_sources
 MAX_EXIT = 100
 
 
-class RfcTime(click.ParamType):
+class RfcTime(click.ParamType):  # type: ignore[type-arg]
     name = "TIME"
 
     def convert(

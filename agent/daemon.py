@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from agent.reconcile import reconcile
 from agent.render import report_markdown
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
+    Signer,
     build_report_body,
     compare_findings,
     parse_report_body,
@@ -191,7 +192,7 @@ class Agent:
                 f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
             )
 
-    def _check_signers(self, pairing: PairingConfig, signers: list) -> None:  # type: ignore[type-arg]
+    def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:
         expected = {
             "server": set(self.server_keys),
             pairing.role: {self.key.public.keyid},

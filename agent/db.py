@@ -32,12 +32,16 @@ class Migration(Protocol):
 
 
 def open_database(
-    path: Path, migrations: Sequence[Migration], *, create: bool = True
+    path: Path, migrations: Sequence[Migration], *, create: bool = True, threaded: bool = False
 ) -> sqlite_utils.Database:
-    """Open (or, with `create`, create) the database at `path` and apply pending migrations."""
+    """Open (or, with `create`, create) the database at `path` and apply pending migrations.
+
+    `threaded` lets other threads use the connection; the caller must then serialize its use
+    (the server's store holds a lock around every call).
+    """
     _check_names(migrations)
     _ensure_exists(path, create)
-    db = _connect(path)
+    db = _connect(path, threaded)
     try:
         with _wrapped(f"{path}: cannot open database"):
             _configure(db, path)
@@ -81,10 +85,11 @@ def _ensure_exists(path: Path, create: bool) -> None:
         raise StoreError(f"{path}: cannot create the database directory: {e}") from e
 
 
-def _connect(path: Path) -> sqlite_utils.Database:
+def _connect(path: Path, threaded: bool) -> sqlite_utils.Database:
     with _wrapped(f"{path}: cannot open database"):
+        conn = sqlite3.connect(path, check_same_thread=not threaded)
         # No plugins: whatever sqlite-utils plugins are installed must not touch our connection.
-        return sqlite_utils.Database(path, execute_plugins=False)
+        return sqlite_utils.Database(conn, execute_plugins=False)
 
 
 def _configure(db: sqlite_utils.Database, path: Path) -> None:

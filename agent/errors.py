@@ -12,6 +12,8 @@ class InvsyncError(Exception):
     """Base of every invsync error."""
 
     hint = "See `invsync --help`."
+    # The gRPC status name the server answers with when this error refuses a call.
+    grpc_status = "INTERNAL"
 
     def diagnostics(self) -> str:
         """The message and what to do next, for a person."""
@@ -27,7 +29,10 @@ class SourceError(InvsyncError):
 class StoreError(InvsyncError):
     """The SQLite database is missing, corrupt, locked or of an unknown schema."""
 
-    hint = "Check the database path; restore it from backup if it is corrupt (it is never re-created silently)."
+    hint = (
+        "Check the database path; restore it from backup if it is corrupt "
+        "(it is never re-created silently)."
+    )
 
 
 class ConfigError(InvsyncError):
@@ -39,13 +44,19 @@ class ConfigError(InvsyncError):
 class KeyLoadError(InvsyncError):
     """A signing key could not be loaded or is of an unsupported type."""
 
-    hint = "Use an Ed25519 or ECDSA P-256/P-384 key in PEM (PKCS#8 private, SubjectPublicKeyInfo public)."
+    hint = (
+        "Use an Ed25519 or ECDSA P-256/P-384 key in PEM "
+        "(PKCS#8 private, SubjectPublicKeyInfo public)."
+    )
 
 
 class SignatureError(InvsyncError):
     """A signature is missing, malformed, or does not verify with a trusted key."""
 
-    hint = "Check that the signer's public key is the one pinned for it, and that the file was not altered."
+    hint = (
+        "Check that the signer's public key is the one pinned for it, "
+        "and that the file was not altered."
+    )
 
 
 class SnapshotRejected(InvsyncError):
@@ -55,7 +66,10 @@ class SnapshotRejected(InvsyncError):
     """
 
     rule = "snapshot"
-    hint = "Fix the sender's snapshot as the message says and push a new version; nothing was stored."
+    grpc_status = "INVALID_ARGUMENT"
+    hint = (
+        "Fix the sender's snapshot as the message says and push a new version; nothing was stored."
+    )
 
     def __str__(self) -> str:
         return f"snapshot rejected [{self.rule}]: {super().__str__()}"
@@ -70,4 +84,6 @@ class TransportError(InvsyncError):
 class ReportError(InvsyncError):
     """A report could not be built, verified or co-signed."""
 
-    hint = "Compare both parties' inventories with `invsync reconcile`; the message says what differs."
+    hint = (
+        "Compare both parties' inventories with `invsync reconcile`; the message says what differs."
+    )

@@ -8,12 +8,23 @@ view (operator, lifecycle, revocation) and provenance travel beside it.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+# Real trusted roots (SECOM's RootCA1 and RootCA2 among them) have serial number 0, which RFC 5280
+# disallows; `cryptography` still parses them but warns on each. An inventory must hold them, so
+# the warning is silenced for that one message only. (A future `cryptography` may refuse them.)
+warnings.filterwarnings(
+    "ignore",
+    message="Parsed a serial number which wasn't positive",
+    category=CryptographyDeprecationWarning,
+)
 
 LIFECYCLES = ("in-use", "unused", "decommissioned")
 

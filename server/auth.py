@@ -6,7 +6,7 @@ that is comes from its Common Name, looked up in the configured `tls_identity` o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import grpc
 
@@ -14,11 +14,11 @@ import grpc
 def peer_common_name(context: grpc.ServicerContext) -> str | None:
     """The authenticated client certificate's Common Name, or None without one."""
     auth = context.auth_context()
-    names = auth.get("x509_common_name", [])
+    found: bytes | Iterable[bytes] = auth.get("x509_common_name") or []
+    names = [found] if isinstance(found, bytes) else list(found)
     if len(names) != 1:
         return None
-    value = names[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return names[0].decode("utf-8", "replace")
 
 
 def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> str | None:

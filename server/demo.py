@@ -48,6 +48,7 @@ def run_demo(workdir: Path | None) -> None:
 def _prepare(workdir: Path | None) -> Path:
     if workdir is None:
         return Path(tempfile.mkdtemp(prefix="invsync-demo-"))
+    workdir = workdir.resolve()  # the processes run with the demo directory as their cwd
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists():
             raise DemoError(

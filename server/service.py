@@ -14,7 +14,7 @@ from typing import TypeVar
 import grpc
 
 from agent.envelope import Envelope, Sig
-from agent.errors import InvsyncError, SnapshotRejected
+from agent.errors import InvsyncError
 from agent.snapshot import to_chunks
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
@@ -27,13 +27,8 @@ log = logging.getLogger("invsync.server")
 
 
 def status_of(error: InvsyncError) -> grpc.StatusCode:
-    """The gRPC status for an error: its own `grpc_status` if it names one."""
-    name = getattr(error, "grpc_status", None)
-    if isinstance(name, str) and hasattr(grpc.StatusCode, name):
-        return getattr(grpc.StatusCode, name)  # type: ignore[no-any-return]
-    if isinstance(error, SnapshotRejected):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status each error class names for itself."""
+    return grpc.StatusCode[error.grpc_status]
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):

@@ -7,12 +7,15 @@ after that commit, so an acknowledged snapshot is never lost (DESIGN §9).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -30,8 +33,20 @@ class StoredReport:
     envelope: Envelope
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: ServerStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["snapshots"].create(
+    db.table("snapshots").create(
         {
             "party": str,
             "pairing": str,
@@ -45,11 +60,11 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk=("party", "pairing", "version"),
     )
-    db["reports"].create(
+    db.table("reports").create(
         {"report_id": str, "pairing": str, "created_at": str, "body": bytes}, pk="report_id"
     )
-    db["reports"].create_index(["pairing", "created_at"])
-    db["report_signatures"].create(
+    db.table("reports").create_index(["pairing", "created_at"])
+    db.table("report_signatures").create(
         {"report_id": str, "keyid": str, "sig": bytes, "added_at": str},
         pk=("report_id", "keyid"),
         foreign_keys=[("report_id", "reports", "report_id")],
@@ -60,16 +75,22 @@ MIGRATIONS = (_m001_initial,)
 
 
 class ServerStore:
-    def __init__(self, path: Path) -> None:
-        self.db = open_database(path, MIGRATIONS)
+    """Thread-safe: gRPC serves calls on a pool of threads, so every call holds `_lock`."""
 
+    def __init__(self, path: Path) -> None:
+        self.db = open_database(path, MIGRATIONS, threaded=True)
+        self._lock = threading.RLock()
+
+    @_locked
     def close(self) -> None:
         self.db.close()
 
+    @_locked
     def last_accepted(self, party: str, pairing: str) -> LastAccepted | None:
         row = self._latest_row(party, pairing)
         return None if row is None else LastAccepted(row["version"], row["payload_sha256"])
 
+    @_locked
     def commit_snapshot(
         self, party: str, pairing: str, version: int, env: Envelope, receipt: bytes
     ) -> None:
@@ -86,8 +107,9 @@ class ServerStore:
             "receipt": receipt,
         }
         with self.db.atomic():
-            self.db["snapshots"].insert(row)
+            self.db.table("snapshots").insert(row)
 
+    @_locked
     def snapshot(self, party: str, pairing: str, version: int = 0) -> Envelope | None:
         row = self._row(party, pairing, version) if version else self._latest_row(party, pairing)
         if row is None:
@@ -95,29 +117,33 @@ class ServerStore:
         sigs = _sigs_from_json(row["signatures"])
         return Envelope(row["payload_type"], row["payload"], sigs)
 
+    @_locked
     def receipt(self, party: str, pairing: str, version: int) -> bytes | None:
         row = self._row(party, pairing, version)
         return None if row is None else bytes(row["receipt"])
 
+    @_locked
     def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> None:
         with self.db.atomic():
-            if self.db["reports"].count_where("report_id = ?", [report_id]):
+            if self.db.table("reports").count_where("report_id = ?", [report_id]):
                 return
-            self.db["reports"].insert(
+            self.db.table("reports").insert(
                 {"report_id": report_id, "pairing": pairing, "created_at": _now(), "body": body}
             )
             self._insert_sig(report_id, server_sig)
 
+    @_locked
     def add_report_signature(self, report_id: str, sig: Sig) -> None:
         with self.db.atomic():
             self._insert_sig(report_id, sig)
 
+    @_locked
     def report(self, pairing: str, report_id: str = "") -> StoredReport | None:
         where, args = ("pairing = ?", [pairing])
         if report_id:
             where, args = ("pairing = ? and report_id = ?", [pairing, report_id])
         rows = list(
-            self.db["reports"].rows_where(
+            self.db.table("reports").rows_where(
                 where, args, order_by="created_at desc, rowid desc", limit=1
             )
         )
@@ -126,7 +152,7 @@ class ServerStore:
     def _stored_report(self, row: dict[str, Any]) -> StoredReport:
         sigs = tuple(
             Sig(r["keyid"], bytes(r["sig"]))
-            for r in self.db["report_signatures"].rows_where(
+            for r in self.db.table("report_signatures").rows_where(
                 "report_id = ?", [row["report_id"]], order_by="added_at, rowid"
             )
         )
@@ -135,19 +161,19 @@ class ServerStore:
         return StoredReport(row["report_id"], row["pairing"], created, env)
 
     def _insert_sig(self, report_id: str, sig: Sig) -> None:
-        self.db["report_signatures"].insert(
+        self.db.table("report_signatures").insert(
             {"report_id": report_id, "keyid": sig.keyid, "sig": sig.sig, "added_at": _now()},
             replace=True,
         )
 
     def _row(self, party: str, pairing: str, version: int) -> dict[str, Any] | None:
-        rows = self.db["snapshots"].rows_where(
+        rows = self.db.table("snapshots").rows_where(
             "party = ? and pairing = ? and version = ?", [party, pairing, version]
         )
         return next(iter(rows), None)
 
     def _latest_row(self, party: str, pairing: str) -> dict[str, Any] | None:
-        rows = self.db["snapshots"].rows_where(
+        rows = self.db.table("snapshots").rows_where(
             "party = ? and pairing = ?", [party, pairing], order_by="version desc", limit=1
         )
         return next(iter(rows), None)
