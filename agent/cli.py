@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from agent.config import load_agent_config
+from agent.daemon import Agent
 from agent.errors import InvsyncError, ReportError
 from agent.findings import Finding, Severity
 from agent.model import ROOT, SUBORDINATE, Side
@@ -182,8 +183,6 @@ def agent_group() -> None:
 )
 def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None:
     """Collect the inventory, push signed snapshots, co-sign and write the reports."""
-    from agent.daemon import Agent
-
     config = load_agent_config(config_path)
     agent = Agent(config)
     try:
@@ -196,10 +195,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
         agent.close()
 
 
-def _cycle(agent: object, wait: float) -> None:
-    from agent.daemon import Agent
-
-    assert isinstance(agent, Agent)
+def _cycle(agent: Agent, wait: float) -> None:
     count = agent.collect()
     click.echo(f"{agent.config.party}: collected {count} certificates")
     for pairing in agent.config.pairings.values():

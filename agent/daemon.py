@@ -17,14 +17,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.acceptance import PartyPolicy, verify_peer_snapshot
+from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
 from agent.client import ExchangeClient, NotFoundYet
 from agent.config import AgentConfig, PairingConfig
 from agent.envelope import Envelope, Sig, pae, verify_or_raise
 from agent.errors import ReportError, SourceError
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
-from agent.model import ROOT, Side, Snapshot
+from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
+from agent.record import CertRecord
 from agent.render import report_markdown
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
@@ -80,6 +81,7 @@ class Agent:
         now = self.clock()
         last = self.store.latest_sent_snapshot(pairing.name)
         version = (last.version if last else 0) + 1
+        spkis = _issuer_spkis(pairing)
         payload = build_payload(
             party=self.config.party,
             pairing=pairing.name,
@@ -88,8 +90,8 @@ class Agent:
             issued_at=now,
             expires_at=now + timedelta(seconds=self.config.snapshot_validity_seconds),
             previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
-            scope_issuer_spki=_issuer_spkis(pairing),
-            records=self._scoped(pairing),
+            scope_issuer_spki=spkis,
+            records=self._scoped(pairing, spkis),
         )
         env = sign_snapshot(payload, self.key)
         receipt = self.client.push(env)
@@ -106,9 +108,8 @@ class Agent:
         log.info("party=%s pairing=%s pushed version=%d", self.config.party, pairing.name, version)
         return version
 
-    def _scoped(self, pairing: PairingConfig) -> list:  # type: ignore[type-arg]
+    def _scoped(self, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
         records = self.store.inventory()
-        spkis = _issuer_spkis(pairing)
         if pairing.role == ROOT:
             return root_scope(
                 records,
@@ -168,7 +169,10 @@ class Agent:
         peer_ref = body.subordinate if pairing.role == ROOT else body.root
         peer_env = self.client.fetch_peer_snapshot(pairing.name, peer_ref.version)
         peer = verify_peer_snapshot(
-            peer_env, peer=self.peers[pairing.peer], pairing=pairing.name, now=self.clock()
+            peer_env,
+            peer=self.peers[pairing.peer],
+            pairing=_policy(pairing, self.config.party),
+            now=self.clock(),
         )
         if peer.payload_sha256 != peer_ref.digest:
             raise ReportError(
@@ -193,16 +197,23 @@ class Agent:
             )
 
     def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:
-        expected = {
+        """Every key the report expects must be one this agent pins for that role."""
+        pinned = {
             "server": set(self.server_keys),
             pairing.role: {self.key.public.keyid},
+            _other_role(pairing.role): set(self.peers[pairing.peer].keys),
         }
         for signer in signers:
-            allowed = expected.get(signer.role, set(self.peers[pairing.peer].keys))
-            if signer.keyid not in allowed and signer.role != pairing.role:
+            if signer.keyid not in pinned.get(signer.role, set()):
                 raise ReportError(
-                    f"report lists {signer.role} key {signer.keyid[:16]} that is not pinned here"
+                    f"refusing to sign report on pairing {pairing.name!r}: it expects a "
+                    f"{signer.role} signature by key {signer.keyid[:16]}, which is not pinned here"
                 )
+        if self.key.public.keyid not in {s.keyid for s in signers if s.role == pairing.role}:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
+                f"{self.key.public.keyid[:16]} as the {pairing.role}'s"
+            )
 
     def write_report(self, pairing: str, want: int, wait_seconds: float) -> CycleResult:
         """Fetch the latest report, waiting up to `wait_seconds` for `want` signatures; write it."""
@@ -226,6 +237,17 @@ class Agent:
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
         return CycleResult(pairing, version, rid, json_path, md_path, len(env.signatures))
+
+
+def _other_role(role: str) -> str:
+    return SUBORDINATE if role == ROOT else ROOT
+
+
+def _policy(pairing: PairingConfig, party: str) -> PairingPolicy:
+    """The pairing as the acceptance rules see it, so the peer's role is checked too."""
+    if pairing.role == ROOT:
+        return PairingPolicy(pairing.name, root=party, subordinate=pairing.peer)
+    return PairingPolicy(pairing.name, root=pairing.peer, subordinate=party)
 
 
 def _keys(paths: tuple[Path, ...]) -> dict[str, VerifyKey]:
