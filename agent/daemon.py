@@ -33,6 +33,7 @@ from agent.report import (
     build_report_body,
     compare_findings,
     parse_report_body,
+    verify_report,
     write_report_file,
 )
 from agent.scope import root_scope, subordinate_scope
@@ -233,7 +234,7 @@ class Agent:
         json_path = directory / f"{stem}.report.json"
         md_path = directory / f"{stem}.md"
         write_report_file(json_path, env)
-        md_path.write_text(report_markdown(body, None), encoding="utf-8")
+        md_path.write_text(report_markdown(body, verify_report(env)), encoding="utf-8")
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
         return CycleResult(pairing, version, rid, json_path, md_path, len(env.signatures))

@@ -46,8 +46,13 @@ def markdown_text(text: str) -> str:
 
 
 def findings_text(findings: Iterable[Finding]) -> str:
-    """One line per finding: severity, code, certificate SHA-256, message ("" when none)."""
-    return "".join(_text_line(finding) + "\n" for finding in findings)
+    """One line per finding, most urgent first: severity, code, SHA-256, message ("" if none)."""
+    return "".join(_text_line(finding) + "\n" for finding in by_urgency(findings))
+
+
+def by_urgency(findings: Iterable[Finding]) -> list[Finding]:
+    """People read errors first; the report body itself keeps its (code, sha256) order."""
+    return sorted(findings, key=lambda f: (f.severity.rank, f.code, f.sha256))
 
 
 def _text_line(finding: Finding) -> str:
@@ -124,7 +129,7 @@ def _summary(body: ReportBody) -> str:
 
 
 def _findings_table(findings: Iterable[Finding]) -> str:
-    rows = [_finding_row(finding) for finding in findings]
+    rows = [_finding_row(finding) for finding in by_urgency(findings)]
     if not rows:
         return "## Findings\n\nNo findings."
     header = ["severity", "code", "certificate (SHA-256)", "subject", "party", "policy", "due"]
