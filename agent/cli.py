@@ -20,6 +20,7 @@ from agent.errors import InvsyncError, ReportError
 from agent.findings import Finding, Severity
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.reconcile import reconcile
+from agent.record import CertRecord
 from agent.render import findings_json, findings_text, report_markdown
 from agent.report import (
     SnapshotRef,
@@ -28,6 +29,7 @@ from agent.report import (
     read_report_file,
     verify_report,
 )
+from agent.scope import issued_ca_certificates
 from agent.sources import load_sources
 
 MAX_EXIT = 100
@@ -51,14 +53,41 @@ class RfcTime(click.ParamType):  # type: ignore[type-arg]
         return parsed
 
 
-@click.command("reconcile")
+class GreedyCommand(click.Command):
+    """Lets `--root A B C` stand for `--root A --root B --root C`, as the usage line promises.
+
+    Click options take one value each; this rewrites the arguments before click parses them.
+    A value that starts with "-" ends the run, so other options still work in any order.
+    """
+
+    greedy = ("--root", "--subordinate")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _spread(args, self.greedy))
+
+
+def _spread(args: list[str], greedy: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            current = arg if arg in greedy else None
+            out.append(arg)
+        elif current is not None and out[-1] != current:
+            out += [current, arg]
+        else:
+            out.append(arg)
+    return out
+
+
+@click.command("reconcile", cls=GreedyCommand)
 @click.option(
     "--root",
     "root_sources",
     multiple=True,
     required=True,
     metavar="SOURCE",
-    help="A source of the root operator's list (repeat for several): PEM, DER, "
+    help="Sources of the root operator's list: PEM, DER, "
     "directory or .jsonl issuance log; KIND:PATH overrides detection.",
 )
 @click.option(
@@ -89,16 +118,28 @@ def reconcile_command(
 ) -> None:
     """Compare two parties' CA certificate lists offline, with no server and no configuration.
 
-    Each side's sources are taken as the pairing's scope. The exit code is the number of
-    findings of severity error, capped at 100.
+    Each side's sources are taken as the pairing's scope: every CA certificate in them except
+    self-signed roots. The exit code is the number of findings of severity error, capped at 100.
     """
     at = at or datetime.now(UTC)
-    root = Side("root", load_sources(list(root_sources), at))
-    sub = Side("subordinate", load_sources(list(sub_sources), at))
+    root = Side("root", _offline_scope("--root", root_sources, at))
+    sub = Side("subordinate", _offline_scope("--subordinate", sub_sources, at))
     findings = reconcile(root, sub, at)
     click.echo(_render(findings, fmt, at), nl=False)
     errors = sum(1 for f in findings if f.severity == Severity.ERROR)
     sys.exit(min(errors, MAX_EXIT))
+
+
+def _offline_scope(option: str, sources: tuple[str, ...], at: datetime) -> list[CertRecord]:
+    records = load_sources(list(sources), at)
+    scoped = issued_ca_certificates(records)
+    if len(scoped) < len(records):
+        click.echo(
+            f"note: {option}: set aside {len(records) - len(scoped)} of {len(records)} "
+            "certificates that are self-signed or not CA certificates",
+            err=True,
+        )
+    return scoped
 
 
 def _render(findings: tuple[Finding, ...], fmt: str, at: datetime) -> str:

@@ -52,6 +52,17 @@ def subordinate_scope(
     return [record for record in records if _issued_under(record, keys)]
 
 
+def issued_ca_certificates(records: Iterable[CertRecord]) -> list[CertRecord]:
+    """The scope of an offline comparison, where the sources themselves define the pairing:
+    every CA certificate that is not self-signed (a root is nobody's issued certificate)."""
+    return [record for record in records if record.info.is_ca and not _self_signed(record)]
+
+
+def _self_signed(record: CertRecord) -> bool:
+    cert = x509.load_der_x509_certificate(record.info.der)
+    return signed_by(cert, cert.public_key())
+
+
 def signed_by(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
     """Whether `cert`'s signature verifies with `key`, whatever the algorithm pair."""
     try:
@@ -83,11 +94,9 @@ def _load_keys(spkis: Sequence[bytes]) -> list[PublicKeyTypes]:
 
 
 def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
-    if not record.info.is_ca:
+    if not record.info.is_ca or _self_signed(record):
         return False
     cert = x509.load_der_x509_certificate(record.info.der)
-    if signed_by(cert, cert.public_key()):
-        return False
     return any(signed_by(cert, key) for key in keys)
 
 

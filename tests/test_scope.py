@@ -114,3 +114,12 @@ def test_signed_by_rejects_a_key_of_another_algorithm() -> None:
     rsa_root = next(r for r in ROOTS if "RootCA2" in r.info.subject)
     assert signed_by(cert, x509.load_der_x509_certificate(ecc_root.info.der).public_key())
     assert not signed_by(cert, x509.load_der_x509_certificate(rsa_root.info.der).public_key())
+
+
+def test_offline_scope_sets_aside_self_signed_roots_and_keeps_issued_ca_certificates() -> None:
+    from agent.scope import issued_ca_certificates
+
+    roots = _records("secom_roots_selfsigned.pem")
+    issued = _records("jprs_intermediates_all_generations.pem")
+    kept = issued_ca_certificates([*roots, *issued])
+    assert {r.sha256 for r in kept} == {r.sha256 for r in issued}
