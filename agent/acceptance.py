@@ -46,6 +46,7 @@ from agent.snapshot import (
     StreamTooLarge,
     decode_payload,
 )
+from agent.times import rfc3339
 
 __all__ = [
     "REJECTIONS",
@@ -414,13 +415,14 @@ def _check_times(header: SnapshotHeader, policy: AcceptancePolicy, now: datetime
     _check_not_expired(header, now)
     if header.issued_at > now + policy.max_clock_skew:
         raise FutureIssuedError(
-            f"issued_at {_iso(header.issued_at)} is more than {policy.max_clock_skew} "
-            f"after now ({_iso(now)})"
+            f"issued_at {rfc3339(header.issued_at)} is more than {policy.max_clock_skew} "
+            f"after now ({rfc3339(now)})"
         )
     validity = header.expires_at - header.issued_at
     if validity <= timedelta(0):
         raise BadValidityError(
-            f"expires_at {_iso(header.expires_at)} is not after issued_at {_iso(header.issued_at)}"
+            f"expires_at {rfc3339(header.expires_at)} "
+            f"is not after issued_at {rfc3339(header.issued_at)}"
         )
     if validity > policy.max_validity:
         raise BadValidityError(f"validity {validity} exceeds the maximum {policy.max_validity}")
@@ -428,11 +430,7 @@ def _check_times(header: SnapshotHeader, policy: AcceptancePolicy, now: datetime
 
 def _check_not_expired(header: SnapshotHeader, now: datetime) -> None:
     if now >= header.expires_at:
-        raise ExpiredError(f"expired at {_iso(header.expires_at)} (now {_iso(now)})")
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+        raise ExpiredError(f"expired at {rfc3339(header.expires_at)} (now {rfc3339(now)})")
 
 
 # 6. records

@@ -11,13 +11,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import sqlite_utils
 
 from agent.errors import StoreError
+from agent.times import rfc3339, utc_now
 
 BUSY_TIMEOUT_MS = 5000
 MIGRATIONS_TABLE = "_migrations"
@@ -153,7 +153,7 @@ def _apply(db: sqlite_utils.Database, path: Path, migration: Migration) -> None:
     )
     with _wrapped(f"{path}: migration {migration.__name__!r} failed"):
         migration(db)
-    applied_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    applied_at = rfc3339(utc_now())
     db.execute(
         f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
         [migration.__name__, applied_at],

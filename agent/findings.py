@@ -15,6 +15,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from agent.errors import ReportError
+from agent.times import rfc3339
 
 
 class Severity(StrEnum):
@@ -178,15 +179,6 @@ def _text(obj: Mapping[str, object], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise ReportError(f"{where}: field {key!r} must be a string")
     return value
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC RFC 3339 with a `Z`, seconds precision unless there are microseconds."""
-    if moment.tzinfo is None:
-        raise ValueError("a naive datetime has no defined UTC instant")
-    utc = moment.astimezone(UTC)
-    spec = "seconds" if utc.microsecond == 0 else "microseconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def parse_rfc3339(text: str, where: str) -> datetime:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from agent.errors import SourceError
 from agent.record import CertInfo, CertRecord, Revocation, SourceRef
+from agent.times import rfc3339
 
 T = TypeVar("T")
 
@@ -75,11 +76,7 @@ def _agree(
 
 
 def _show(value: object) -> str:
-    return _rfc3339(value) if isinstance(value, datetime) else repr(value)
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(value) if isinstance(value, datetime) else repr(value)
 
 
 def _widen(known: SourceRef, ref: SourceRef) -> SourceRef:

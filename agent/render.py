@@ -14,8 +14,9 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 
-from agent.findings import Finding, Severity, count_by_severity, rfc3339
+from agent.findings import Finding, Severity, count_by_severity
 from agent.report import ReportBody, ReportVerification, SignerStatus, SnapshotRef
+from agent.times import rfc3339
 
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp")  # controls, bidi overrides, line/paragraph separators
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -27,8 +27,9 @@ from typing import TypeVar
 
 from agent.envelope import Envelope, from_json_dict, pae, to_json_dict
 from agent.errors import InvsyncError, ReportError, SignatureError
-from agent.findings import Finding, count_by_severity, parse_rfc3339, rfc3339
+from agent.findings import Finding, count_by_severity, parse_rfc3339
 from agent.keys import verify_key_from_spki_der
+from agent.times import rfc3339
 
 REPORT_PAYLOAD_TYPE = "application/vnd.invsync.report.v1+json"
 SCHEMA = "invsync.report.v1"

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +23,8 @@ import sqlite_utils
 from agent.db import Migration, open_database, transaction
 from agent.errors import StoreError
 from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
+from agent.times import parse_rfc3339
+from agent.times import rfc3339 as _utc_text
 
 _SCHEMA_V1 = (
     """CREATE TABLE certificates (
@@ -228,15 +230,11 @@ class AgentStore:
 
 
 def rfc3339(at: datetime) -> str:
-    """`at` as RFC 3339 UTC with a `Z`, microseconds kept when present."""
-    if at.tzinfo is None:
-        raise StoreError(f"time {at.isoformat()} has no timezone; invsync stores only UTC times")
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """The inverse of `rfc3339`."""
-    return datetime.fromisoformat(text).astimezone(UTC)
+    """`at` as stored: RFC 3339 UTC. A naive time is a caller's bug that must not reach disk."""
+    try:
+        return _utc_text(at)
+    except ValueError as e:
+        raise StoreError(f"{e}; invsync stores only UTC times") from e
 
 
 def _certificate_row(record: CertRecord) -> dict[str, object]:
