@@ -75,6 +75,7 @@ class CertInfo:
     path_len: int | None
     ekus: tuple[str, ...]  # dotted OIDs
     has_name_constraints: bool
+    technically_constrained: bool  # Mozilla Root Store Policy 5.3.1, see _technically_constrained
     crl_urls: tuple[str, ...]
     self_issued: bool  # subject == issuer
 
@@ -133,6 +134,7 @@ def parse_certificate(der: bytes) -> CertInfo:
         path_len=path_len,
         ekus=_ekus(cert),
         has_name_constraints=_has_extension(cert, x509.NameConstraints),
+        technically_constrained=_technically_constrained(cert),
         crl_urls=_crl_urls(cert),
         self_issued=subject_der == cert.issuer.public_bytes(),
     )
@@ -179,6 +181,34 @@ def _ekus(cert: x509.Certificate) -> tuple[str, ...]:
     if not isinstance(eku, x509.ExtendedKeyUsage):
         return ()
     return tuple(sorted(oid.dotted_string for oid in eku))
+
+
+def _technically_constrained(cert: x509.Certificate) -> bool:
+    """Mozilla Root Store Policy 5.3.1: an EKU extension without anyExtendedKeyUsage; if it
+    allows serverAuth, name constraints on both dNSName and iPAddress; if it allows
+    emailProtection, name constraints on rfc822Name. Such a CA certificate is exempt from the
+    audit and disclosure rules that apply to unconstrained ones."""
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if not isinstance(eku, x509.ExtendedKeyUsage):
+        return False
+    usages = set(eku)
+    if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages:
+        return False
+    constrained = _constrained_name_types(cert)
+    needed: set[type] = set()
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        needed |= {x509.DNSName, x509.IPAddress}
+    if ExtendedKeyUsageOID.EMAIL_PROTECTION in usages:
+        needed.add(x509.RFC822Name)
+    return needed <= constrained
+
+
+def _constrained_name_types(cert: x509.Certificate) -> set[type]:
+    nc = _ext(cert, x509.NameConstraints)
+    if not isinstance(nc, x509.NameConstraints):
+        return set()
+    subtrees = [*(nc.permitted_subtrees or ()), *(nc.excluded_subtrees or ())]
+    return {type(name) for name in subtrees}
 
 
 def _crl_urls(cert: x509.Certificate) -> tuple[str, ...]:

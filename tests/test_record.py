@@ -1,0 +1,85 @@
+"""Fields derived from real certificates (DESIGN §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.record import CertInfo, parse_certificate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
+
+
+def _infos(name: str) -> list[CertInfo]:
+    certs = x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
+    return [parse_certificate(c.public_bytes(Encoding.DER)) for c in certs]
+
+
+def _by_sha(name: str) -> dict[str, CertInfo]:
+    return {info.sha256: info for info in _infos(name)}
+
+
+def test_the_bug_certificate_fields() -> None:
+    info = _by_sha("jprs_intermediates_all_generations.pem")[BUG_OV]
+    assert info.serial_hex == "22B9B172FA931A5B74"
+    assert info.serial_bytes == 9
+    assert info.subject == (
+        "CN=JPRS Organization Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd.,C=JP"
+    )
+    assert info.ski == "A11015D81BFE9E4E9A4E1DF2B65F4113821D4153"
+    assert info.aki == "0A85A9776505987C4081F80F972C38F10AEC3CCF"
+    assert info.is_ca and info.path_len == 0
+    assert info.ekus == ("1.3.6.1.5.5.7.3.1",)
+    assert info.crl_urls == ("http://repository.secomtrust.net/SC-Root2/SCRoot2CRL.crl",)
+    assert not info.self_issued
+    assert not info.technically_constrained  # serverAuth without name constraints
+
+
+def test_the_three_ov_g3_certificates_share_one_doppelganger_key() -> None:
+    g3 = [
+        info
+        for info in _infos("jprs_intermediates_all_generations.pem")
+        if info.subject.startswith("CN=JPRS Organization Validation Authority - G3")
+    ]
+    assert len(g3) == 3
+    assert len({info.doppelganger_key for info in g3}) == 1
+    assert len({info.sha256 for info in g3}) == 3
+    assert sorted(info.serial_bytes for info in g3) == [9, 16, 16]
+
+
+def test_every_other_generation_has_a_distinct_doppelganger_key() -> None:
+    infos = _infos("jprs_intermediates_all_generations.pem")
+    groups = {info.doppelganger_key for info in infos}
+    # 16 certificates: the OV and DV G3 triples collapse to one key each.
+    assert len(groups) == 16 - 2 - 2
+
+
+def test_a_serial_with_its_high_bit_set_keeps_its_leading_zero_byte() -> None:
+    lengths = {info.serial_bytes for info in _infos("jprs_intermediates_all_generations.pem")}
+    assert lengths <= {9, 16, 17}
+    for info in _infos("secom_hierarchy_all_ccadb.pem"):
+        assert int(info.serial_hex[:2], 16) < 0x80, info.sha256
+
+
+def test_self_signed_roots_are_self_issued() -> None:
+    assert all(info.self_issued for info in _infos("secom_roots_selfsigned.pem"))
+
+
+def test_technically_constrained_follows_mozilla_policy_5_3_1() -> None:
+    infos = _by_sha("secom_hierarchy_all_ccadb.pem")
+    nii_g6 = [i for i in infos.values() if i.subject.startswith("CN=NII Open Domain CA - G6")]
+    # Four real NII G6 certificates: two carry dNSName and iPAddress name constraints.
+    constrained = {i.sha256[:12] for i in nii_g6 if i.technically_constrained}
+    assert constrained == {"AE59CD71C4DE", "9C669F3AC59B"}
+    assert all(i.has_name_constraints for i in nii_g6 if i.sha256[:12] in constrained)
+    time_stamping = [i for i in infos.values() if i.ekus == ("1.3.6.1.5.5.7.3.8",)]
+    assert time_stamping and all(i.technically_constrained for i in time_stamping)
+    smime = [
+        i for i in infos.values() if "1.3.6.1.5.5.7.3.4" in i.ekus and not i.has_name_constraints
+    ]
+    assert smime and not any(i.technically_constrained for i in smime)
+    no_eku = [i for i in infos.values() if i.is_ca and not i.ekus]
+    assert no_eku and not any(i.technically_constrained for i in no_eku)
