@@ -1,0 +1,695 @@
+"""The exchange's domain logic in process (no gRPC): a real SQLite store, real keys, real certs.
+
+Every rejection is pinned by class, message and gRPC status, and must leave the store as it
+was: no snapshot row, no report. The accepted path checks the signed receipt, the report made
+once both sides pushed, idempotent re-pushes, peer fetches and report co-signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent import acceptance as acc
+from agent.envelope import Envelope, Sig, pae, verify_or_raise
+from agent.errors import InvsyncError
+from agent.keys import SigningKey, generate
+from agent.merkle import records_digest
+from agent.model import ROOT, SUBORDINATE
+from agent.record import CertRecord, parse_certificate
+from agent.report import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
+from agent.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.v1 import invsync_pb2 as pb
+from server.errors import AccessDenied, BadReportSignature, NotFound
+from server.exchange import RECEIPT_PAYLOAD_TYPE, Exchange
+from server.reconciling import ReportMaker
+from server.service import status_of
+from server.store import ServerStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
+PAIRING = "secom-jprs"
+SERVER = "test-exchange"
+CHUNK = 4096  # small chunks, so every push is really streamed in several parts
+
+
+@dataclass(frozen=True)
+class Keys:
+    server: SigningKey
+    secom: SigningKey
+    jprs: SigningKey
+    stranger: SigningKey
+
+    def of(self, party: str) -> SigningKey:
+        key: SigningKey = getattr(self, party)
+        return key
+
+
+@dataclass
+class Clock:
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Rig:
+    exchange: Exchange
+    store: ServerStore
+    clock: Clock
+    keys: Keys
+    pushed: dict[tuple[str, int], bytes] = field(default_factory=dict)
+
+    def snapshots(self) -> int:
+        return self.store.db.table("snapshots").count
+
+    def reports(self) -> int:
+        return self.store.db.table("reports").count
+
+    def signatures(self) -> int:
+        return self.store.db.table("report_signatures").count
+
+    def push(self, env: Envelope, tls_party: str | None) -> bytes:
+        return self.exchange.push(tls_party, to_chunks(env, CHUNK))
+
+
+@pytest.fixture(scope="module")
+def records() -> list[CertRecord]:
+    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
+    certs = x509.load_pem_x509_certificates(pem)
+    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs]
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(
+        server=generate(), secom=generate("ecdsa-p256"), jprs=generate(), stranger=generate()
+    )
+
+
+def make_rig(path: Path, keys: Keys, max_snapshot_bytes: int = 1 << 20) -> Rig:
+    store = ServerStore(path)
+    clock = Clock()
+    policy = acc.AcceptancePolicy(
+        parties={
+            name: acc.PartyPolicy(name, {keys.of(name).keyid: keys.of(name).public})
+            for name in ("secom", "jprs")
+        },
+        pairings={PAIRING: acc.PairingPolicy(PAIRING, root="secom", subordinate="jprs")},
+    )
+    reports = ReportMaker(
+        server_name=SERVER, store=store, policy=policy, signing_key=keys.server, clock=clock
+    )
+    exchange = Exchange(
+        name=SERVER,
+        store=store,
+        policy=policy,
+        signing_key=keys.server,
+        reports=reports,
+        max_snapshot_bytes=max_snapshot_bytes,
+        clock=clock,
+    )
+    return Rig(exchange, store, clock, keys)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
+    made = make_rig(tmp_path / "server.db", keys)
+    yield made
+    made.store.close()
+
+
+def payload(records: list[CertRecord], party: str = "jprs", **changes: object) -> bytes:
+    """A snapshot payload of `party` (version 1, issued an hour before NOW) with `changes`."""
+    fields: dict[str, object] = {
+        "party": party,
+        "pairing": PAIRING,
+        "role": SUBORDINATE if party == "jprs" else ROOT,
+        "version": 1,
+        "issued_at": NOW - timedelta(hours=1),
+        "expires_at": NOW + timedelta(days=1),
+        # jprs lists two certificates fewer than secom: the report has findings to show.
+        "records": records[2:] if party == "jprs" else records,
+    }
+    fields.update(changes)
+    return build_payload(**fields)  # type: ignore[arg-type]
+
+
+def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
+    """A hand-edited payload: what build_payload never produces, a broken sender might."""
+    msg = pb.SnapshotPayload.FromString(data)
+    edit(msg)
+    return msg.SerializeToString()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def receipt_of(data: bytes) -> tuple[Envelope, pb.ReceiptBody]:
+    env = Envelope.from_pb(pb.Envelope.FromString(data))
+    return env, pb.ReceiptBody.FromString(env.payload)
+
+
+@dataclass(frozen=True)
+class State:
+    snapshots: int
+    reports: int
+    signatures: int
+    last: dict[str, acc.LastAccepted | None]
+
+
+def state(rig: Rig) -> State:
+    last = {p: rig.store.last_accepted(p, PAIRING) for p in ("secom", "jprs")}
+    return State(rig.snapshots(), rig.reports(), rig.signatures(), last)
+
+
+def refused(
+    rig: Rig,
+    call: Callable[[], object],
+    kind: type[InvsyncError],
+    message: str,
+    status: grpc.StatusCode,
+) -> InvsyncError:
+    """`call` raises `kind` with `message` and `status`, and the store did not change."""
+    before = state(rig)
+    with pytest.raises(kind, match=re.escape(message)) as caught:
+        call()
+    assert type(caught.value) is kind
+    assert status_of(caught.value) == status
+    assert state(rig) == before
+    return caught.value
+
+
+@pytest.fixture
+def secom_pushed(rig: Rig, records: list[CertRecord]) -> Envelope:
+    """secom's v1 is in: any jprs snapshot accepted now would make a report at once."""
+    env = sign_snapshot(payload(records, "secom"), rig.keys.secom)  # ECDSA: not deterministic
+    rig.push(env, "secom")
+    assert (rig.snapshots(), rig.reports()) == (1, 0)
+    return env
+
+
+@pytest.fixture
+def jprs_v1(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> bytes:
+    data = payload(records)
+    rig.push(sign_snapshot(data, rig.keys.jprs), "jprs")
+    assert (rig.snapshots(), rig.reports()) == (2, 1)
+    return data
+
+
+# Rejections: class, message, status, and nothing written.
+
+
+@pytest.mark.parametrize(
+    ("tls_party", "message"),
+    [
+        (None, "snapshot rejected [unknown-party]: the TLS peer presented no party identity"),
+        ("mallory", "TLS identity 'mallory' is not an allowed party (jprs, secom)"),
+    ],
+)
+def test_unknown_tls_identity(
+    rig: Rig,
+    records: list[CertRecord],
+    secom_pushed: Envelope,
+    tls_party: str | None,
+    message: str,
+) -> None:
+    env = sign_snapshot(payload(records), rig.keys.jprs)
+    refused(
+        rig,
+        lambda: rig.push(env, tls_party),
+        acc.UnknownPartyError,
+        message,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_signed_with_the_key_of_another_party(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    env = sign_snapshot(payload(records), rig.keys.secom)
+    refused(
+        rig,
+        lambda: rig.push(env, "jprs"),
+        acc.UntrustedSignerError,
+        "snapshot rejected [untrusted-signer]: signed by a key pinned for party 'secom', "
+        "not for 'jprs'",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_signed_with_a_key_pinned_for_nobody(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    env = sign_snapshot(payload(records), rig.keys.stranger)
+    refused(
+        rig,
+        lambda: rig.push(env, "jprs"),
+        acc.UntrustedSignerError,
+        f"no signature by a key pinned for party 'jprs' (signed by: {rig.keys.stranger.keyid})",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_tampered_payload(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    data = payload(records)
+    env = sign_snapshot(data, rig.keys.jprs)
+    flipped = data[:60] + bytes([data[60] ^ 1]) + data[61:]
+    tampered = Envelope(env.payload_type, flipped, env.signatures)
+    refused(
+        rig,
+        lambda: rig.push(tampered, "jprs"),
+        acc.BadSignatureError,
+        f"signature by key {rig.keys.jprs.keyid} pinned for party 'jprs' does not verify "
+        "over the received payload",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_header_party_is_not_the_tls_identity(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    # jprs's TLS identity and jprs's own key, but the header claims to be secom's snapshot.
+    env = sign_snapshot(payload(records, "secom", version=2), rig.keys.jprs)
+    refused(
+        rig,
+        lambda: rig.push(env, "jprs"),
+        acc.PartyMismatchError,
+        "header names party 'secom' but the TLS identity is 'jprs'",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_unknown_pairing(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    env = sign_snapshot(payload(records, pairing="secom-acme"), rig.keys.jprs)
+    refused(
+        rig,
+        lambda: rig.push(env, "jprs"),
+        acc.PairingMismatchError,
+        "snapshot rejected [pairing-mismatch]: unknown pairing 'secom-acme'",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+def test_lower_version(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> None:
+    v2 = payload(records, version=2, previous_digest=hashlib.sha256(jprs_v1).digest())
+    rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs")
+    older = payload(records, issued_at=NOW - timedelta(minutes=5))
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(older, rig.keys.jprs), "jprs"),
+        acc.RollbackError,
+        "version 1 is below the last accepted version 2 of party 'jprs' in pairing 'secom-jprs'",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_equivocation(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> None:
+    other = payload(records, issued_at=NOW - timedelta(minutes=5))
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(other, rig.keys.jprs), "jprs"),
+        acc.EquivocationError,
+        f"version 1 was already accepted with digest {sha(jprs_v1)}; this one is {sha(other)}",
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    assert rig.store.snapshot("jprs", PAIRING, 1) == sign_snapshot(jprs_v1, rig.keys.jprs)
+
+
+def test_broken_chain(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> None:
+    wrong = hashlib.sha256(b"not the last snapshot").digest()
+    v2 = payload(records, version=2, previous_digest=wrong)
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs"),
+        acc.ChainError,
+        f"previous_digest {wrong.hex()} is not the last accepted digest {sha(jprs_v1)}",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_a_first_snapshot_claiming_a_predecessor_breaks_the_chain(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    data = payload(records, previous_digest=bytes(32))
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.ChainError,
+        f"previous_digest {'00' * 32} is not the last accepted digest "
+        "(empty: no snapshot accepted yet)",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_expired(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    data = payload(records, expires_at=NOW - timedelta(seconds=1))
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.ExpiredError,
+        "expired at 2021-03-01T11:59:59Z (now 2021-03-01T12:00:00Z)",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_expired_by_the_injected_clock(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    # The snapshot is fine at NOW; the exchange must judge it by its clock, not the wall clock.
+    env = sign_snapshot(payload(records), rig.keys.jprs)
+    rig.clock.now = NOW + timedelta(days=2)
+    refused(
+        rig,
+        lambda: rig.push(env, "jprs"),
+        acc.ExpiredError,
+        "expired at 2021-03-02T12:00:00Z (now 2021-03-03T12:00:00Z)",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_issued_in_the_future(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    data = payload(records, issued_at=NOW + timedelta(minutes=6))
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.FutureIssuedError,
+        "issued_at 2021-03-01T12:06:00Z is more than 0:05:00 after now (2021-03-01T12:00:00Z)",
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+
+
+def test_wrong_record_count(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    def bump(msg: pb.SnapshotPayload) -> None:
+        msg.header.record_count += 1
+
+    data = edited(payload(records), bump)
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.CountMismatchError,
+        f"header says {len(records) - 1} records, the payload holds {len(records) - 2}",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def test_wrong_records_digest(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    def zero(msg: pb.SnapshotPayload) -> None:
+        msg.header.records_digest = bytes(32)
+
+    data = edited(payload(records), zero)
+    right = records_digest(r.sha256 for r in records[2:]).hex()
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.DigestMismatchError,
+        f"records_digest {'00' * 32} is not the Merkle root {right} of the records",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def test_duplicate_record(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> None:
+    def repeat_first(msg: pb.SnapshotPayload) -> None:
+        msg.records.add().CopyFrom(msg.records[0])
+        identities = [parse_certificate(r.certificate_der).sha256 for r in msg.records]
+        msg.header.record_count = len(identities)
+        msg.header.records_digest = records_digest(identities)
+
+    data = edited(payload(records), repeat_first)
+    first = min(r.sha256 for r in records[2:])
+    refused(
+        rig,
+        lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
+        acc.DuplicateRecordError,
+        f"record {len(records) - 2} ({first}) repeats record 0",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def test_stream_without_trailer(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    data = payload(records)
+    env = sign_snapshot(data, rig.keys.jprs)
+    chunks = [c for c in to_chunks(env, CHUNK) if c.HasField("data")]
+    assert len(chunks) > 1
+    refused(
+        rig,
+        lambda: rig.exchange.push("jprs", iter(chunks)),
+        acc.IncompleteStream,
+        f"stream ended after {len(data)} bytes without a trailer",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def test_oversized_stream_is_dropped_unread(
+    tmp_path: Path, keys: Keys, records: list[CertRecord]
+) -> None:
+    small = make_rig(tmp_path / "small.db", keys, max_snapshot_bytes=2 * CHUNK)
+    env = sign_snapshot(payload(records), keys.jprs)
+    chunks = list(to_chunks(env, CHUNK))
+    assert len(chunks) > 4
+    taken: list[pb.SnapshotChunk] = []
+
+    def stream() -> Iterator[pb.SnapshotChunk]:
+        for chunk in chunks:
+            taken.append(chunk)
+            yield chunk
+
+    refused(
+        small,
+        lambda: small.exchange.push("jprs", stream()),
+        acc.StreamTooLarge,
+        f"snapshot rejected [stream-too-large]: snapshot stream exceeds the limit of "
+        f"{2 * CHUNK} bytes",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert len(taken) == 3  # stopped at the first chunk past the limit
+    small.store.close()
+
+
+# Accepted
+
+
+def test_receipt_is_signed_by_the_server_and_names_the_snapshot(
+    rig: Rig, records: list[CertRecord]
+) -> None:
+    data = payload(records)
+    receipt = rig.push(sign_snapshot(data, rig.keys.jprs), "jprs")
+    env, body = receipt_of(receipt)
+    assert env.payload_type == RECEIPT_PAYLOAD_TYPE
+    server = rig.keys.server.public
+    verify_or_raise(env, {server.keyid: server}, who="the exchange server (receipt)")
+    with pytest.raises(InvsyncError, match=r"signed by untrusted key"):
+        verify_or_raise(env, {rig.keys.jprs.keyid: rig.keys.jprs.public}, who="jprs")
+    assert (body.party, body.pairing, body.version, body.server) == ("jprs", PAIRING, 1, SERVER)
+    assert body.payload_sha256 == hashlib.sha256(data).digest()
+    assert body.accepted_at.ToDatetime(tzinfo=UTC) == NOW
+    assert rig.store.receipt("jprs", PAIRING, 1) == receipt
+    assert rig.store.snapshot("jprs", PAIRING) == sign_snapshot(data, rig.keys.jprs)
+
+
+def test_report_is_made_once_both_sides_pushed_and_signed_by_the_server(
+    rig: Rig, records: list[CertRecord]
+) -> None:
+    jprs = payload(records)
+    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
+    assert rig.reports() == 0
+    with pytest.raises(NotFound, match=re.escape("pairing 'secom-jprs': no report yet")):
+        rig.exchange.report("jprs", PAIRING, "")
+    secom = payload(records, "secom")
+    rig.push(sign_snapshot(secom, rig.keys.secom), "secom")
+    assert rig.reports() == 1
+    stored = rig.exchange.report("secom", PAIRING, "")
+    assert stored.report_id == sha(stored.envelope.payload)
+    assert stored.envelope.payload_type == REPORT_PAYLOAD_TYPE
+    assert [s.keyid for s in stored.envelope.signatures] == [rig.keys.server.keyid]
+    assert rig.keys.server.public.verify(
+        stored.envelope.signatures[0].sig, pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
+    )
+    pinned = {name: rig.keys.of(name).keyid for name in ("secom", "jprs")}
+    verification = verify_report(stored.envelope, {SERVER: rig.keys.server.keyid, **pinned})
+    assert {r: s.value for r, s in verification.roles.items()} == {
+        "server": "valid",
+        "root": "absent",
+        "subordinate": "absent",
+    }
+    body = parse_report_body(stored.envelope.payload)
+    assert (body.root.party, body.root.version, body.root.digest) == ("secom", 1, sha(secom))
+    assert (body.subordinate.party, body.subordinate.digest) == ("jprs", sha(jprs))
+    assert body.as_of == NOW
+    missing = {f.sha256 for f in body.findings if f.code == "missing-at-subordinate"}
+    assert missing == {r.sha256 for r in records[:2]}
+
+
+def test_same_snapshot_twice_returns_the_identical_receipt_and_stores_one_row(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    env = sign_snapshot(payload(records), rig.keys.jprs)
+    first = rig.push(env, "jprs")
+    rig.clock.now = NOW + timedelta(minutes=1)  # a fresh receipt would carry another time
+    again = rig.push(env, "jprs")
+    assert again == first
+    assert rig.snapshots() == 2
+    assert rig.reports() == 1
+
+
+def test_concurrent_identical_pushes_store_one_row(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    env = sign_snapshot(payload(records), rig.keys.jprs)
+    start = threading.Barrier(8)
+
+    def push_once() -> bytes:
+        start.wait(timeout=10)
+        return rig.push(env, "jprs")
+
+    with ThreadPoolExecutor(8) as pool:
+        receipts = [f.result(timeout=30) for f in [pool.submit(push_once) for _ in range(8)]]
+    assert len(set(receipts)) == 1
+    assert (rig.snapshots(), rig.reports()) == (2, 1)
+
+
+def test_fetch_peer_snapshot_returns_the_exact_bytes(
+    rig: Rig, records: list[CertRecord], secom_pushed: Envelope
+) -> None:
+    assert rig.exchange.fetch_peer_snapshot("jprs", PAIRING, 0) == secom_pushed
+    assert rig.exchange.fetch_peer_snapshot("jprs", PAIRING, 1) == secom_pushed
+    with pytest.raises(
+        NotFound, match=re.escape("pairing 'secom-jprs': party 'jprs' has not pushed any snapshot")
+    ):
+        rig.exchange.fetch_peer_snapshot("secom", PAIRING, 0)
+    with pytest.raises(
+        NotFound, match=re.escape("pairing 'secom-jprs': party 'secom' has not pushed version 2")
+    ):
+        rig.exchange.fetch_peer_snapshot("jprs", PAIRING, 2)
+    jprs = payload(records)
+    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
+    fetched = rig.exchange.fetch_peer_snapshot("secom", PAIRING, 0)
+    assert fetched.payload == jprs
+    assert fetched.signatures == sign_snapshot(jprs, rig.keys.jprs).signatures
+
+
+@pytest.mark.parametrize(
+    ("tls_party", "pairing"),
+    [(None, PAIRING), ("mallory", PAIRING), ("jprs", "secom-acme")],
+)
+def test_fetch_refuses_a_non_member(
+    rig: Rig, secom_pushed: Envelope, tls_party: str | None, pairing: str
+) -> None:
+    message = f"party {tls_party!r} is not a member of pairing {pairing!r}"
+    for call in (
+        lambda: rig.exchange.fetch_peer_snapshot(tls_party, pairing, 0),
+        lambda: rig.exchange.report(tls_party, pairing, ""),
+    ):
+        refused(rig, call, AccessDenied, message, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_add_signature_refuses_a_key_not_pinned_for_the_party(rig: Rig, jprs_v1: bytes) -> None:
+    stored = rig.exchange.report("jprs", PAIRING, "")
+    message = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
+    for key in (rig.keys.stranger, rig.keys.secom, rig.keys.server):
+        sig = Sig(key.keyid, key.sign(message))
+        refused(
+            rig,
+            partial(rig.exchange.add_signature, "jprs", PAIRING, stored.report_id, sig),
+            BadReportSignature,
+            f"report {stored.report_id}: signature by key {key.keyid[:16]} does not verify "
+            "with a key pinned for party 'jprs'",
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+
+
+def test_add_signature_refuses_a_signature_over_other_bytes(rig: Rig, jprs_v1: bytes) -> None:
+    stored = rig.exchange.report("jprs", PAIRING, "")
+    key = rig.keys.jprs
+    for message in (
+        stored.envelope.payload,  # the body without PAE
+        pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload + b" "),
+        pae(RECEIPT_PAYLOAD_TYPE, stored.envelope.payload),
+    ):
+        sig = Sig(key.keyid, key.sign(message))
+        refused(
+            rig,
+            partial(rig.exchange.add_signature, "jprs", PAIRING, stored.report_id, sig),
+            BadReportSignature,
+            f"signature by key {key.keyid[:16]} does not verify with a key pinned for party 'jprs'",
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+
+
+def test_add_signature_refuses_a_non_member_and_an_unknown_report(rig: Rig, jprs_v1: bytes) -> None:
+    stored = rig.exchange.report("jprs", PAIRING, "")
+    key = rig.keys.jprs
+    sig = Sig(key.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)))
+    refused(
+        rig,
+        lambda: rig.exchange.add_signature("mallory", PAIRING, stored.report_id, sig),
+        AccessDenied,
+        "party 'mallory' is not a member of pairing 'secom-jprs'",
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    refused(
+        rig,
+        lambda: rig.exchange.add_signature("jprs", PAIRING, "ab" * 32, sig),
+        NotFound,
+        f"pairing 'secom-jprs': no report {'ab' * 32}",
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+
+def test_add_signature_accepts_each_partys_real_signature(rig: Rig, jprs_v1: bytes) -> None:
+    stored = rig.exchange.report("jprs", PAIRING, "")
+    message = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
+    for party in ("jprs", "secom"):
+        key = rig.keys.of(party)
+        after = rig.exchange.add_signature(
+            party, PAIRING, stored.report_id, Sig(key.keyid, key.sign(message))
+        )
+    assert after.report_id == stored.report_id
+    assert after.envelope.payload == stored.envelope.payload
+    assert [s.keyid for s in after.envelope.signatures] == [
+        rig.keys.server.keyid,
+        rig.keys.jprs.keyid,
+        rig.keys.secom.keyid,
+    ]
+    pinned = {name: rig.keys.of(name).keyid for name in ("secom", "jprs")}
+    pinned[SERVER] = rig.keys.server.keyid
+    result = verify_report(after.envelope, pinned)
+    assert result.complete, result.describe()
+
+
+def test_a_failing_reconciliation_does_not_undo_the_committed_snapshot(
+    rig: Rig,
+    records: list[CertRecord],
+    secom_pushed: Envelope,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def crash(self: ReportMaker, pairing: str) -> str | None:
+        raise RuntimeError("reconciler exploded")
+
+    monkeypatch.setattr(ReportMaker, "make", crash)
+    data = payload(records)
+    with caplog.at_level(logging.ERROR, logger="invsync.server"):
+        receipt = rig.push(sign_snapshot(data, rig.keys.jprs), "jprs")
+    assert "reconciling pairing=secom-jprs failed" in caplog.text
+    assert receipt_of(receipt)[1].version == 1
+    assert (rig.snapshots(), rig.reports()) == (2, 0)
+    assert rig.store.last_accepted("jprs", PAIRING) == acc.LastAccepted(1, sha(data))
+    assert rig.store.receipt("jprs", PAIRING, 1) == receipt
