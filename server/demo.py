@@ -33,6 +33,10 @@ class DemoError(InvsyncError):
     hint = "Read the process logs under the demo's logs/ directory."
 
 
+class DemoDirectoryError(DemoError):
+    hint = "Pass --workdir a new or empty directory, or one a previous demo made."
+
+
 def run_demo(workdir: Path | None) -> None:
     work = _prepare(workdir)
     click.echo(f"demo directory: {work}")
@@ -51,11 +55,11 @@ def _prepare(workdir: Path | None) -> Path:
     workdir = workdir.resolve()  # the processes run with the demo directory as their cwd
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists():
-            raise DemoError(
+            raise DemoDirectoryError(
                 f"{workdir}: not empty and not a previous demo directory; choose another"
             )
         shutil.rmtree(workdir)  # a previous demo's state would not match the new federation
-    workdir.mkdir(parents=True)
+    workdir.mkdir(parents=True, exist_ok=True)  # an existing empty directory is fine
     (workdir / MARKER).write_text("made by `invsync demo`; deleted by the next run\n")
     return workdir
 
