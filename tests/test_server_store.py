@@ -1,0 +1,217 @@
+"""ServerStore: migrations, exact bytes, versions, reports and signatures, threads, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from agent.acceptance import LastAccepted
+from agent.envelope import Envelope, Sig
+from agent.report import REPORT_PAYLOAD_TYPE
+from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE
+from server.store import ServerStore
+
+PAIRING = "secom-jprs"
+# Bytes no text round trip survives: NUL, invalid UTF-8, a lone CR, high bytes.
+AWKWARD = b"\x00\xff\xfe\r\x80payload\x00" + bytes(range(256))
+
+
+def env(payload: bytes, *keyids: str) -> Envelope:
+    sigs = tuple(Sig(k, hashlib.sha256(k.encode() + payload).digest() + b"\x00") for k in keyids)
+    return Envelope(SNAPSHOT_PAYLOAD_TYPE, payload, sigs)
+
+
+def sig(keyid: str) -> Sig:
+    return Sig(keyid, b"sig-by-" + keyid.encode() + b"\x00\xff")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "server.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[ServerStore]:
+    opened = ServerStore(path)
+    yield opened
+    opened.close()
+
+
+def count(store: ServerStore, table: str) -> int:
+    return store.db.table(table).count
+
+
+def test_migrations_are_recorded_once(path: Path) -> None:
+    ServerStore(path).close()
+    again = ServerStore(path)
+    names = [row["name"] for row in again.db.table("_migrations").rows]
+    assert names == ["_m001_initial"]
+    assert set(again.db.table_names()) >= {"snapshots", "reports", "report_signatures"}
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    again.close()
+
+
+def test_snapshot_payload_signatures_and_receipt_round_trip_exactly(store: ServerStore) -> None:
+    sent = env(AWKWARD, "a" * 64, "b" * 64)
+    receipt = b"\x00receipt\xff" + AWKWARD
+    store.commit_snapshot("jprs", PAIRING, 1, sent, receipt)
+    got = store.snapshot("jprs", PAIRING, 1)
+    assert got == sent
+    assert got is not None and type(got.payload) is bytes
+    assert store.receipt("jprs", PAIRING, 1) == receipt
+    digest = hashlib.sha256(AWKWARD).hexdigest()
+    assert store.last_accepted("jprs", PAIRING) == LastAccepted(1, digest)
+
+
+def test_latest_versus_a_given_version(store: ServerStore) -> None:
+    for version in (2, 3, 1):  # committed out of order: "latest" is the highest version
+        store.commit_snapshot("jprs", PAIRING, version, env(b"v%d" % version, "k"), b"r")
+    store.commit_snapshot("secom", PAIRING, 7, env(b"secom", "k"), b"r")
+    latest = store.snapshot("jprs", PAIRING)
+    assert latest is not None and latest.payload == b"v3"
+    second = store.snapshot("jprs", PAIRING, 2)
+    assert second is not None and second.payload == b"v2"
+    assert store.snapshot("jprs", PAIRING, 4) is None
+    assert store.snapshot("jprs", "secom-acme") is None
+    assert store.snapshot("acme", PAIRING) is None
+    assert store.receipt("jprs", PAIRING, 4) is None
+    assert store.last_accepted("jprs", PAIRING) == LastAccepted(
+        3, hashlib.sha256(b"v3").hexdigest()
+    )
+    assert store.last_accepted("acme", PAIRING) is None
+
+
+def test_a_version_is_stored_once(store: ServerStore) -> None:
+    store.commit_snapshot("jprs", PAIRING, 1, env(b"first", "k"), b"r1")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        store.commit_snapshot("jprs", PAIRING, 1, env(b"second", "k"), b"r2")
+    kept = store.snapshot("jprs", PAIRING, 1)
+    assert kept is not None and kept.payload == b"first"
+    assert store.receipt("jprs", PAIRING, 1) == b"r1"
+
+
+def test_report_keeps_its_signatures_in_the_order_they_came(store: ServerStore) -> None:
+    body = b'{"report":1}'
+    store.save_report("r1", PAIRING, body, sig("server"))
+    store.add_report_signature("r1", sig("jprs"))
+    store.add_report_signature("r1", sig("secom"))
+    stored = store.report(PAIRING, "r1")
+    assert stored is not None
+    assert (stored.report_id, stored.pairing) == ("r1", PAIRING)
+    assert stored.envelope == Envelope(
+        REPORT_PAYLOAD_TYPE, body, (sig("server"), sig("jprs"), sig("secom"))
+    )
+    assert stored.created_at.tzinfo is not None
+
+
+def test_latest_report_and_a_given_report(store: ServerStore) -> None:
+    store.save_report("r1", PAIRING, b"one", sig("server"))
+    store.save_report("r2", PAIRING, b"two", sig("server"))
+    store.save_report("x1", "secom-acme", b"other", sig("server"))
+    latest = store.report(PAIRING)
+    assert latest is not None and latest.report_id == "r2"
+    first = store.report(PAIRING, "r1")
+    assert first is not None and first.envelope.payload == b"one"
+    assert store.report(PAIRING, "x1") is None  # another pairing's report is not this one's
+    assert store.report("nobody") is None
+
+
+def test_save_report_is_idempotent(store: ServerStore) -> None:
+    store.save_report("r1", PAIRING, b"body", sig("server"))
+    store.add_report_signature("r1", sig("jprs"))
+    store.save_report("r1", PAIRING, b"body", Sig("server", b"another signature"))
+    assert count(store, "reports") == 1
+    stored = store.report(PAIRING, "r1")
+    assert stored is not None
+    assert stored.envelope.signatures == (sig("server"), sig("jprs"))
+
+
+def test_a_signature_for_no_report_is_refused(store: ServerStore) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+        store.add_report_signature("missing", sig("jprs"))
+    assert count(store, "report_signatures") == 0
+
+
+def test_usable_from_many_threads_at_once(store: ServerStore) -> None:
+    threads, rounds = 8, 15
+    start = threading.Barrier(threads)
+
+    def work(n: int) -> int:
+        start.wait(timeout=10)
+        party = f"party{n}"
+        for version in range(1, rounds + 1):
+            payload = f"{party} v{version}".encode()
+            store.commit_snapshot(party, PAIRING, version, env(payload, "k"), b"r")
+            last = store.last_accepted(party, PAIRING)
+            assert last == LastAccepted(version, hashlib.sha256(payload).hexdigest())
+            got = store.snapshot(party, PAIRING)
+            assert got is not None and got.payload == payload
+            rid = f"{party}-{version}"
+            store.save_report(rid, PAIRING, payload, sig("server"))
+            store.add_report_signature(rid, sig(party))
+            assert store.report(PAIRING) is not None
+        return n
+
+    with ThreadPoolExecutor(threads) as pool:
+        done = [f.result(timeout=60) for f in [pool.submit(work, n) for n in range(threads)]]
+    assert done == list(range(threads))
+    assert count(store, "snapshots") == threads * rounds
+    assert count(store, "reports") == threads * rounds
+    assert count(store, "report_signatures") == 2 * threads * rounds
+
+
+def _crash_after_insert(monkeypatch: pytest.MonkeyPatch, table: str, nth: int = 1) -> None:
+    """Make the `nth` insert into `table` write its row, then die before the commit."""
+    real = sqlite_utils.db.Table.insert
+    seen = [0]
+
+    def insert(self: sqlite_utils.db.Table, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        if self.name == table:
+            seen[0] += 1
+            if seen[0] == nth:
+                raise KeyboardInterrupt("killed mid-transaction")
+        return result
+
+    monkeypatch.setattr(sqlite_utils.db.Table, "insert", insert)
+
+
+def test_a_crash_inside_commit_snapshot_leaves_nothing(
+    store: ServerStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_insert(monkeypatch, "snapshots")
+    with pytest.raises(KeyboardInterrupt, match="killed mid-transaction"):
+        store.commit_snapshot("jprs", PAIRING, 1, env(b"v1", "k"), b"receipt")
+    monkeypatch.undo()
+    assert store.snapshot("jprs", PAIRING) is None
+    assert store.receipt("jprs", PAIRING, 1) is None
+    assert not store.db.conn.in_transaction
+    # Another connection (another process, after a restart) sees nothing either...
+    with sqlite3.connect(path) as other:
+        assert other.execute("select count(*) from snapshots").fetchone()[0] == 0
+    # ...and the store still works: the same version can now be committed.
+    store.commit_snapshot("jprs", PAIRING, 1, env(b"v1", "k"), b"receipt")
+    assert store.receipt("jprs", PAIRING, 1) == b"receipt"
+
+
+def test_a_crash_between_a_report_and_its_server_signature_leaves_nothing(
+    store: ServerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_insert(monkeypatch, "report_signatures")
+    with pytest.raises(KeyboardInterrupt, match="killed mid-transaction"):
+        store.save_report("r1", PAIRING, b"body", sig("server"))
+    monkeypatch.undo()
+    assert store.report(PAIRING) is None
+    assert (count(store, "reports"), count(store, "report_signatures")) == (0, 0)
+    store.save_report("r1", PAIRING, b"body", sig("server"))
+    stored = store.report(PAIRING)
+    assert stored is not None and stored.envelope.signatures == (sig("server"),)
