@@ -27,6 +27,8 @@ class Table:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{file}: cannot read: {e.strerror}") from e
+        except UnicodeDecodeError as e:  # TOML is UTF-8; this is a ValueError, not an OSError
+            raise ConfigError(f"{file}: not UTF-8: byte {e.start}: {e.reason}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{file}: not valid TOML: {e}") from e
         return cls(data, "", file)
