@@ -89,6 +89,7 @@ def load_server_config(file: Path) -> ServerConfig:
     server = root.table("server")
     server.only(_SERVER_KEYS)
     parties = {name: _party(name, t) for name, t in root.tables("parties").items()}
+    _unique_identities(root, parties)
     pairings = {name: _pairing(name, t, parties) for name, t in root.tables("pairings").items()}
     return ServerConfig(
         file=file,
@@ -124,6 +125,20 @@ def _party(name: str, table: Table) -> PartyConfig:
     if not keys:
         raise table.fail("signing_keys", "at least one key is required")
     return PartyConfig(name, table.text("tls_identity"), keys)
+
+
+def _unique_identities(root: Table, parties: dict[str, PartyConfig]) -> None:
+    # The daemon maps a client certificate's Common Name to one party: a shared identity would
+    # let one party's certificate speak as the other.
+    seen: dict[str, str] = {}
+    for name, party in parties.items():
+        if party.tls_identity in seen:
+            raise root.fail(
+                f"parties.{name}.tls_identity",
+                f"{party.tls_identity!r} is already the tls_identity of "
+                f"parties.{seen[party.tls_identity]}",
+            )
+        seen[party.tls_identity] = name
 
 
 def _pairing(name: str, table: Table, parties: dict[str, PartyConfig]) -> PairingConfig:
