@@ -179,7 +179,7 @@ def report_verify(file: Path, pins: tuple[str, ...]) -> None:
     Exits 0 only if the server and both parties signed it and every signature is valid.
     """
     env = read_report_file(file)
-    result = verify_report(env, _pins(pins))
+    result = verify_report(env, _pins(pins) or None)
     click.echo(result.describe())
     sys.exit(0 if result.complete else 1)
 

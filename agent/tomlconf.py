@@ -66,10 +66,11 @@ class Table:
         value = self._get(key, str, None)
         return value if isinstance(value, str) else None
 
-    def integer(self, key: str, default: int | None = None) -> int:
+    def integer(self, key: str, default: int | None = None, minimum: int = 1) -> int:
+        """A whole number of at least `minimum`: a zero limit or timeout would only fail later."""
         value = self._get(key, int, _REQUIRED if default is None else default)
-        if value < 0:
-            raise self.fail(key, f"must not be negative, got {value}")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
         return int(value)
 
     def texts(self, key: str, default: list[str] | None = None) -> list[str]:

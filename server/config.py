@@ -98,7 +98,7 @@ def load_server_config(file: Path) -> ServerConfig:
         database=server.path("database"),
         signing_key=server.existing_path("signing_key"),
         max_snapshot_bytes=server.integer("max_snapshot_bytes", 256 * 1024 * 1024),
-        max_clock_skew_seconds=server.integer("max_clock_skew_seconds", 300),
+        max_clock_skew_seconds=server.integer("max_clock_skew_seconds", 300, minimum=0),
         max_snapshot_validity_seconds=server.integer("max_snapshot_validity_seconds", 31 * 86400),
         report_as_of=_as_of(server),
         tls=_tls(root),

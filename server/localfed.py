@@ -167,7 +167,13 @@ def run_agents(work: Path) -> None:
         )
     try:
         for party, (proc, log) in procs.items():
-            code = proc.wait(CYCLE_SECONDS)
+            try:
+                code = proc.wait(CYCLE_SECONDS)
+            except subprocess.TimeoutExpired as e:
+                raise FederationError(
+                    f"agent {party} did not finish its cycle in {CYCLE_SECONDS:.0f} s; "
+                    f"see {work / 'logs' / (party + '.log')}"
+                ) from e
             log.close()
             if code != 0:
                 raise FederationError(

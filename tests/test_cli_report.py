@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 import agent
@@ -95,11 +94,6 @@ def test_a_report_signed_by_all_three_with_their_pinned_keys_verifies(tmp_path: 
     assert result.stdout.endswith("complete: server valid, root valid, subordinate valid\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in agent/cli.py: without --pin, report verify passes an empty pin map to "
-    "verify_report, which then treats every signer as untrusted ('no key pinned for ...')",
-)
 def test_a_report_signed_by_all_three_verifies_without_pins(tmp_path: Path) -> None:
     result = _verify(_report(tmp_path))
     assert result.stdout.endswith("complete: server valid, root valid, subordinate valid\n")

@@ -146,9 +146,19 @@ def test_a_boolean_is_not_an_integer(fed: Path) -> None:
     _server_fails(fed, "server.max_clock_skew_seconds: expected int, got bool")
 
 
+def test_a_zero_limit_is_refused(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "max_snapshot_bytes = 0\n\n[tls]")
+    _server_fails(fed, "server.max_snapshot_bytes: must be at least 1, got 0")
+
+
+def test_a_zero_clock_skew_is_allowed(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "max_clock_skew_seconds = 0\n\n[tls]")
+    assert load_server_config(fed / "server.toml").max_clock_skew_seconds == 0
+
+
 def test_a_negative_integer(fed: Path) -> None:
     _edit(fed / "server.toml", "[tls]", "max_snapshot_validity_seconds = -1\n\n[tls]")
-    _server_fails(fed, "server.max_snapshot_validity_seconds: must not be negative, got -1")
+    _server_fails(fed, "server.max_snapshot_validity_seconds: must be at least 1, got -1")
 
 
 def test_a_missing_server_key(fed: Path) -> None:
