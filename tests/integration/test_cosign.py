@@ -285,11 +285,6 @@ def test_a_report_listing_another_key_as_this_partys_signer_is_refused(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/daemon.py _check_report takes the agent's own snapshot reference (version) "
-    "from the report body unchecked: a report misstating that version is co-signed",
-)
 @pytest.mark.parametrize("party", ["secom", "jprs"])
 def test_a_report_misstating_the_agents_own_snapshot_version_is_refused(
     agents: dict[str, Agent], party: str
@@ -300,5 +295,9 @@ def test_a_report_misstating_the_agents_own_snapshot_version_is_refused(
     ref = getattr(parse_report_body(real.payload), side)
     assert ref.party == party
     body = rebuilt(real.payload, **{side: dataclasses.replace(ref, version=99)})
-    with pytest.raises(ReportError, match=r"version"):
+    message = (
+        f"refusing to sign report on pairing {PAIRING!r}: it names the {side} snapshot as "
+        f"{party} version 99 ({ref.digest[:16]}), but that snapshot is {party} version 1"
+    )
+    with pytest.raises(ReportError, match=re.escape(message)):
         agent._check_report(pairing_of(agent), agent._own_snapshot(PAIRING), body)
