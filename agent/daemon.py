@@ -30,6 +30,7 @@ from agent.render import report_markdown
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
     Signer,
+    SnapshotRef,
     build_report_body,
     compare_findings,
     parse_report_body,
@@ -166,28 +167,21 @@ class Agent:
         return env, report.report_id
 
     def _check_report(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
+        """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
         body = parse_report_body(body_bytes)
-        peer_ref = body.subordinate if pairing.role == ROOT else body.root
-        peer_env = self.client.fetch_peer_snapshot(pairing.name, peer_ref.version)
-        peer = verify_peer_snapshot(
-            peer_env,
-            peer=self.peers[pairing.peer],
-            pairing=_policy(pairing, self.config.party),
-            now=self.clock(),
-        )
-        if peer.payload_sha256 != peer_ref.digest:
-            raise ReportError(
-                f"report names {pairing.peer} snapshot {peer_ref.digest[:16]}, "
-                f"the server served {peer.payload_sha256[:16]}"
-            )
+        peer_role = _other_role(pairing.role)
+        peer = self._fetch_peer(pairing, getattr(body, peer_role).version)
+        refs = {pairing.role: _ref(own, pairing.role), peer_role: _ref(peer, peer_role)}
+        for role, actual in refs.items():
+            _check_ref(pairing.name, getattr(body, role), actual)
+        self._check_signers(pairing, body.signers)
         root, sub = (own, peer) if pairing.role == ROOT else (peer, own)
         findings = reconcile(Side.of(root), Side.of(sub), body.as_of)
-        self._check_signers(pairing, body.signers)
         mine = build_report_body(
             pairing=pairing.name,
             as_of=body.as_of,
-            root=body.root,
-            subordinate=body.subordinate,
+            root=refs[ROOT],
+            subordinate=refs[SUBORDINATE],
             findings=findings,
             signers=body.signers,
         )
@@ -196,6 +190,15 @@ class Agent:
             raise ReportError(
                 f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
             )
+
+    def _fetch_peer(self, pairing: PairingConfig, version: int) -> Snapshot:
+        env = self.client.fetch_peer_snapshot(pairing.name, version)
+        return verify_peer_snapshot(
+            env,
+            peer=self.peers[pairing.peer],
+            pairing=_policy(pairing, self.config.party),
+            now=self.clock(),
+        )
 
     def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:
         """Every key the report expects must be one this agent pins for that role."""
@@ -238,6 +241,21 @@ class Agent:
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
         return CycleResult(pairing, version, rid, json_path, md_path, len(env.signatures))
+
+
+def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:
+    header = snapshot.header
+    return SnapshotRef(header.party, role, header.version, snapshot.payload_sha256)
+
+
+def _check_ref(pairing: str, claimed: SnapshotRef, actual: SnapshotRef) -> None:
+    """The report must name the very snapshots compared: party, version and digest."""
+    if claimed != actual:
+        raise ReportError(
+            f"refusing to sign report on pairing {pairing!r}: it names the {actual.role} snapshot "
+            f"as {claimed.party} version {claimed.version} ({claimed.digest[:16]}), but that "
+            f"snapshot is {actual.party} version {actual.version} ({actual.digest[:16]})"
+        )
 
 
 def _other_role(role: str) -> str:
