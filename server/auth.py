@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
+from server.errors import AccessDenied
+
 
 def peer_common_name(context: grpc.ServicerContext) -> str | None:
     """The authenticated client certificate's Common Name, or None without one."""
@@ -21,7 +23,15 @@ def peer_common_name(context: grpc.ServicerContext) -> str | None:
     return names[0].decode("utf-8", "replace")
 
 
-def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> str | None:
-    """The party whose `tls_identity` is the caller's Common Name, or None if none is."""
+def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> str:
+    """The party whose `tls_identity` is the caller's Common Name; AccessDenied names the
+    Common Name when it belongs to no party, so an operator sees who was turned away."""
     name = peer_common_name(context)
-    return None if name is None else identities.get(name)
+    if name is None:
+        raise AccessDenied("the TLS client certificate has no single Common Name")
+    party = identities.get(name)
+    if party is None:
+        raise AccessDenied(
+            f"TLS client certificate CN={name!r} is not the tls_identity of any party"
+        )
+    return party

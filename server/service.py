@@ -39,35 +39,41 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def PushSnapshot(
         self, request_iterator: Iterator[pb.SnapshotChunk], context: grpc.ServicerContext
     ) -> pb.Receipt:
-        party = party_of(context, self.identities)
-        receipt = _guard(context, lambda: self.exchange.push(party, request_iterator))
+        receipt = _guard(
+            context,
+            lambda: self.exchange.push(party_of(context, self.identities), request_iterator),
+        )
         return pb.Receipt(envelope=pb.Envelope.FromString(receipt))
 
     def FetchSnapshot(
         self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.SnapshotChunk]:
-        party = party_of(context, self.identities)
         env = _guard(
             context,
-            lambda: self.exchange.fetch_peer_snapshot(party, request.pairing, request.version),
+            lambda: self.exchange.fetch_peer_snapshot(
+                party_of(context, self.identities), request.pairing, request.version
+            ),
         )
         yield from to_chunks(env)
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
-        party = party_of(context, self.identities)
         stored = _guard(
-            context, lambda: self.exchange.report(party, request.pairing, request.report_id)
+            context,
+            lambda: self.exchange.report(
+                party_of(context, self.identities), request.pairing, request.report_id
+            ),
         )
         return _report_pb(stored)
 
     def SubmitReportSignature(
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
     ) -> pb.Report:
-        party = party_of(context, self.identities)
         sig = Sig(request.signature.keyid, request.signature.sig)
         stored = _guard(
             context,
-            lambda: self.exchange.add_signature(party, request.pairing, request.report_id, sig),
+            lambda: self.exchange.add_signature(
+                party_of(context, self.identities), request.pairing, request.report_id, sig
+            ),
         )
         return _report_pb(stored)
 
