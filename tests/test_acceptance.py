@@ -439,7 +439,7 @@ def test_every_rejection_has_a_stable_rule_and_a_grpc_status() -> None:
     assert len(set(rules)) == len(rules)
     for kind in acc.REJECTIONS:
         assert re.fullmatch("[a-z]+(-[a-z]+)*", kind.rule), kind
-        assert hasattr(grpc.StatusCode, kind.grpc_status), kind  # type: ignore[attr-defined]
+        assert hasattr(grpc.StatusCode, kind.grpc_status), kind
         assert kind.hint != SnapshotRejected.hint, kind
 
 
