@@ -165,7 +165,7 @@ def report_group() -> None:
 
 
 @report_group.command("verify")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--pin",
     "pins",
@@ -173,15 +173,19 @@ def report_group() -> None:
     metavar="NAME=KEYID",
     help="Require signer NAME to use the key with this id (repeatable).",
 )
-def report_verify(file: Path, pins: tuple[str, ...]) -> None:
-    """Check every signature on a report FILE and say whose are present.
+def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
+    """Check every signature on each report FILE and say whose are present.
 
-    Exits 0 only if the server and both parties signed it and every signature is valid.
+    Exits 0 only if, in every file, the server and both parties signed and every signature is
+    valid; 1 otherwise.
     """
-    env = read_report_file(file)
-    result = verify_report(env, _pins(pins) or None)
-    click.echo(result.describe())
-    sys.exit(0 if result.complete else 1)
+    pinned = _pins(pins) or None
+    complete = True
+    for file in files:
+        result = verify_report(read_report_file(file), pinned)
+        click.echo(f"{file}:\n{result.describe()}" if len(files) > 1 else result.describe())
+        complete = complete and result.complete
+    sys.exit(0 if complete else 1)
 
 
 def _pins(pins: tuple[str, ...]) -> dict[str, str]:
@@ -228,26 +232,30 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     agent = Agent(config)
     try:
         while True:
-            _cycle(agent, wait)
+            complete = _cycle(agent, wait)
             if once:
+                if not complete:
+                    raise ReportError("the report is not signed by every party yet; see above")
                 return
             time.sleep(interval)
     finally:
         agent.close()
 
 
-def _cycle(agent: Agent, wait: float) -> None:
+def _cycle(agent: Agent, wait: float) -> bool:
+    """One cycle over every pairing; True when each report carries every signature."""
+    party = agent.config.party
     count = agent.collect()
-    click.echo(f"{agent.config.party}: collected {count} certificates")
+    click.echo(f"{party}: collected {count} certificates")
+    complete = True
     for pairing in agent.config.pairings.values():
         version = agent.push(pairing)
-        click.echo(f"{agent.config.party}: pushed {pairing.name} snapshot version {version}")
-        rid = agent.cosign(pairing, wait)
-        click.echo(f"{agent.config.party}: co-signed report {rid}")
-        result = agent.write_report(pairing.name, want=3, wait_seconds=wait)
-        click.echo(
-            f"{agent.config.party}: report {result.report_path} ({result.signatures} signatures)"
-        )
+        click.echo(f"{party}: pushed {pairing.name} snapshot version {version}")
+        result = agent.settle(pairing, wait)
+        roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
+        click.echo(f"{party}: report {result.report_path} ({roles})")
+        complete = complete and result.complete
+    return complete
 
 
 def run_cli(group: click.Group) -> None:

@@ -29,6 +29,7 @@ from agent.record import CertRecord
 from agent.render import report_markdown
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
+    ReportVerification,
     Signer,
     SnapshotRef,
     build_report_body,
@@ -53,7 +54,11 @@ class CycleResult:
     report_id: str
     report_path: Path
     markdown_path: Path
-    signatures: int
+    verification: ReportVerification
+
+    @property
+    def complete(self) -> bool:
+        return self.verification.complete
 
 
 class Agent:
@@ -125,13 +130,52 @@ class Agent:
         """Wait for the report on our latest snapshot, check it, sign it; returns its id."""
         own = self._own_snapshot(pairing.name)
         env, rid = self._await_report(pairing.name, own, wait_seconds)
+        self._cosign_report(pairing, own, env, rid)
+        return rid
+
+    def _cosign_report(
+        self, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
+    ) -> None:
         verify_or_raise(env, self.server_keys, who="the exchange server (report)")
         self._check_report(pairing, own, env.payload)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
         self.client.sign_report(pairing.name, rid, sig)
         self.store.record_cosigned(rid, pairing.name, self.clock())
         log.info("party=%s pairing=%s co-signed report=%s", self.config.party, pairing.name, rid)
-        return rid
+
+    def settle(self, pairing: PairingConfig, wait_seconds: float) -> CycleResult:
+        """Co-sign each report on our latest snapshot until one carries every signature; write it.
+
+        The peer may push again while we sign, making a newer report on our same snapshot; that
+        one is checked and co-signed too, so the cycle ends on the report both parties signed.
+        If time runs out, the latest report is written as it stands and `complete` says so.
+        """
+        own = self._own_snapshot(pairing.name)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            found = self._report_naming(pairing.name, own)
+            if found is not None and not self.store.has_cosigned(found[1]):
+                self._cosign_report(pairing, own, *found)
+                continue
+            if found is not None and verify_report(found[0]).complete:
+                return self._write(pairing.name, found[1], found[0])
+            if time.monotonic() > deadline:
+                return self._timed_out(pairing.name, own, found, wait_seconds)
+            time.sleep(POLL_SECONDS)
+
+    def _timed_out(
+        self,
+        pairing: str,
+        own: Snapshot,
+        found: tuple[Envelope, str] | None,
+        wait_seconds: float,
+    ) -> CycleResult:
+        if found is None:
+            raise ReportError(
+                f"pairing {pairing!r}: no report on our snapshot version {own.header.version} "
+                f"after {wait_seconds:.0f} s; has the peer pushed?"
+            )
+        return self._write(pairing, found[1], found[0])
 
     def _own_snapshot(self, pairing: str) -> Snapshot:
         sent = self.store.latest_sent_snapshot(pairing)
@@ -219,16 +263,6 @@ class Agent:
                 f"{self.key.public.keyid[:16]} as the {pairing.role}'s"
             )
 
-    def write_report(self, pairing: str, want: int, wait_seconds: float) -> CycleResult:
-        """Fetch the latest report, waiting up to `wait_seconds` for `want` signatures; write it."""
-        deadline = time.monotonic() + wait_seconds
-        report = self.client.report(pairing)
-        while len(report.envelope.signatures) < want and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            report = self.client.report(pairing)
-        env = Envelope.from_pb(report.envelope)
-        return self._write(pairing, report.report_id, env)
-
     def _write(self, pairing: str, rid: str, env: Envelope) -> CycleResult:
         directory = self.config.report_dir
         directory.mkdir(parents=True, exist_ok=True)
@@ -237,10 +271,11 @@ class Agent:
         json_path = directory / f"{stem}.report.json"
         md_path = directory / f"{stem}.md"
         write_report_file(json_path, env)
-        md_path.write_text(report_markdown(body, verify_report(env)), encoding="utf-8")
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
-        return CycleResult(pairing, version, rid, json_path, md_path, len(env.signatures))
+        verification = verify_report(env)
+        md_path.write_text(report_markdown(body, verification), encoding="utf-8")
+        return CycleResult(pairing, version, rid, json_path, md_path, verification)
 
 
 def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:

@@ -53,6 +53,7 @@ def _body() -> bytes:
 
 def _report(tmp_path: Path, signed_by: Iterable[str] = KEYS) -> Path:
     keys: list[SigningKey] = [KEYS[name] for name in signed_by]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "secom-jprs.report.json"
     write_report_file(path, envelope.sign(REPORT_PAYLOAD_TYPE, _body(), keys))
     return path
@@ -170,4 +171,25 @@ def test_report_verify_has_help() -> None:
     result = CliRunner().invoke(invsync, ["report", "verify", "--help"])
     assert result.exit_code == 0
     assert "--pin NAME=KEYID" in result.stdout
-    assert "Exits 0 only if the server and both parties signed it" in result.stdout
+    assert "Exits 0 only if, in every file, the server and both parties signed" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_several_files_are_each_named_and_one_incomplete_report_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    complete = _report(tmp_path / "a")
+    incomplete = _report(tmp_path / "b", signed_by=["exchange", "secom"])
+    result = CliRunner().invoke(invsync, ["report", "verify", str(complete), str(incomplete)])
+    assert result.exit_code == 1
+    assert f"{complete}:\nreport " in result.stdout
+    assert f"{incomplete}:\nreport " in result.stdout
+    assert result.stdout.count("complete: server valid, root valid, subordinate valid") == 1
+    assert "INCOMPLETE: server valid, root valid, subordinate absent" in result.stdout
+
+
+def test_several_complete_files_pass(tmp_path: Path) -> None:
+    files = [str(_report(tmp_path / name)) for name in ("a", "b")]
+    result = CliRunner().invoke(invsync, ["report", "verify", *files])
+    assert result.exit_code == 0, result.stdout

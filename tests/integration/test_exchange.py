@@ -52,9 +52,8 @@ def _stored_snapshots(fed: Federation) -> int:
         return int(db.execute("select count(*) from snapshots").fetchone()[0])
 
 
-def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
-    federation: Federation,
-) -> None:
+def _run_both_agents(federation: Federation) -> list[str]:
+    """Both agents' --once cycles, at the same time, as separate processes."""
     procs = [
         subprocess.Popen(
             command("agent", "run", "--config", str(federation.work / f"{p}.toml"), "--once"),
@@ -66,6 +65,18 @@ def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
     ]
     outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
+    return outputs
+
+
+def _latest_reports(federation: Federation) -> list[Path]:
+    reports = (federation.work / "reports").glob("*/*.report.json")
+    return sorted(reports, key=lambda p: p.stat().st_mtime)[-2:]
+
+
+def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
+    federation: Federation,
+) -> None:
+    _run_both_agents(federation)
     reports = sorted((federation.work / "reports").glob("*/*.report.json"))
     assert len(reports) == 2
     env = read_report_file(reports[0])
@@ -80,6 +91,19 @@ def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
     body = parse_report_body(env.payload)
     missing = {f.sha256 for f in body.findings if f.code == "missing-at-subordinate"}
     assert missing == BUG_1695993
+
+
+def test_a_second_concurrent_cycle_also_ends_fully_signed(federation: Federation) -> None:
+    # Both push version 2 at once: the first report of the round names one side's version 1,
+    # so each agent must go on to co-sign the report on both version-2 snapshots.
+    _run_both_agents(federation)
+    outputs = _run_both_agents(federation)
+    assert all("pushed secom-jprs snapshot version 2" in out for out in outputs), outputs
+    envs = [read_report_file(path) for path in _latest_reports(federation)]
+    assert envs[0].payload == envs[1].payload
+    body = parse_report_body(envs[0].payload)
+    assert (body.root.version, body.subordinate.version) == (2, 2)
+    assert verify_report(envs[0]).complete
 
 
 def test_a_client_without_a_certificate_is_refused(federation: Federation) -> None:
