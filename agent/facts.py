@@ -1,0 +1,130 @@
+"""What a source can tell about CA certificates besides the certificates themselves (DESIGN §4).
+
+Certificate sources (PEM, DER, PKCS#7, issuance logs, CCADB's PEM report, CT) give records.
+The public view and the audit give facts *about* certificates, keyed by SHA-256 or by issuer
+key and serial: CCADB disclosure records, audit scope lists, CRL entries. A source returns a
+`Facts` bundle; `agent.inventory` merges bundles and attaches facts to records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from agent.record import CertInfo, CertRecord
+
+
+@dataclass(frozen=True)
+class AuditPeriod:
+    """Which audit a scope list or a CCADB audit entry belongs to."""
+
+    kind: str  # e.g. "WebTrust CA", "WebTrust BR", "ETSI EN 319 411-1"; "" when unknown
+    period_start: date | None
+    period_end: date | None
+    statement_date: date | None = None
+
+
+@dataclass(frozen=True)
+class AuditScopeEntry:
+    """`sha256` is in scope of `audit`, according to `source` (file and row or line)."""
+
+    sha256: str
+    audit: AuditPeriod
+    source: str
+    flags: tuple[str, ...] = ()  # scheme flags a list gives, e.g. ("WTCA", "WTBRSSL")
+
+
+@dataclass(frozen=True)
+class CcadbAudit:
+    """One audit kind of a CCADB record: standard, BR (TLS), EV, code signing, S/MIME..."""
+
+    kind: str  # "standard", "br", "ev-ssl", "ev-code-signing", "code-signing", "smime", "vmc"...
+    url: str
+    type: str  # "WebTrust", "ETSI EN 319 411-1", ...
+    statement_date: date | None
+    period_start: date | None
+    period_end: date | None
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """A CCADB `AllCertificateRecordsCSVFormatV5` row: the certificate as root programs see it."""
+
+    sha256: str
+    source: str
+    ca_owner: str
+    subordinate_ca_owner: str
+    record_type: str  # "Root Certificate" or "Intermediate Certificate"
+    revocation_status: str  # "", "Not Revoked", "Revoked", "Parent Cert Revoked"
+    revocation_date: date | None
+    revocation_reason: str
+    technically_constrained: bool | None
+    derived_trust_bits: tuple[str, ...]
+    audits: tuple[CcadbAudit, ...]
+
+
+@dataclass(frozen=True)
+class CrlRevocation:
+    """An entry of a CRL whose signature verified with the key `issuer_spki_sha256`."""
+
+    issuer_spki_sha256: str
+    serial_hex: str  # as `CertInfo.serial_hex`: the DER INTEGER content bytes, uppercase
+    revoked_at: datetime
+    reason: str  # a REVOCATION_REASONS value, or ""
+    source: str  # "crl:<path>" and, where useful, the entry index
+    crl_signature_hash: str  # "sha256", "sha1", ...: SHA-1 CRLs are accepted, and say so
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row, line or entry left out under --skip-invalid, and why."""
+
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    records: tuple[CertRecord, ...] = ()
+    disclosures: tuple[Disclosure, ...] = ()
+    audit_scope: tuple[AuditScopeEntry, ...] = ()
+    crl_revocations: tuple[CrlRevocation, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+    @staticmethod
+    def combine(bundles: Iterable[Facts]) -> Facts:
+        parts = list(bundles)
+        return Facts(
+            records=tuple(r for p in parts for r in p.records),
+            disclosures=tuple(d for p in parts for d in p.disclosures),
+            audit_scope=tuple(a for p in parts for a in p.audit_scope),
+            crl_revocations=tuple(c for p in parts for c in p.crl_revocations),
+            skipped=tuple(s for p in parts for s in p.skipped),
+        )
+
+
+Progress = Callable[[int, int | None], None]  # (done, total or None when unknown)
+
+
+def _no_progress(done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a reader may need beyond its file.
+
+    `issuers`: CA certificates already known (the stored inventory and this import's
+    certificates), against which CRL signatures are verified. `party_ca_spkis`: the party's own
+    CA keys (SubjectPublicKeyInfo DER), for keeping only the CT entries they signed.
+    `audit`: the audit a scope list belongs to, when given on the command line or in config.
+    `skip_invalid`: leave out bad rows and report them in `Facts.skipped` instead of failing.
+    """
+
+    now: datetime
+    issuers: Sequence[CertInfo] = ()
+    party_ca_spkis: Sequence[bytes] = ()
+    audit: AuditPeriod | None = None
+    skip_invalid: bool = False
+    progress: Progress = field(default=_no_progress)
