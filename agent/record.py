@@ -121,7 +121,7 @@ def parse_certificate(der: bytes) -> CertInfo:
         subject_der=subject_der,
         issuer=cert.issuer.rfc4514_string(),
         issuer_der=cert.issuer.public_bytes(),
-        serial_hex=_serial_hex(cert.serial_number),
+        serial_hex=serial_hex(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         spki_der=spki_der,
@@ -140,7 +140,8 @@ def parse_certificate(der: bytes) -> CertInfo:
     )
 
 
-def _serial_hex(serial: int) -> str:
+def serial_hex(serial: int) -> str:
+    """A serial number as invsync spells it: the DER INTEGER content bytes, uppercase hex."""
     # The DER INTEGER content: two's complement, so a high first bit gets a leading zero byte.
     length = serial.bit_length() // 8 + 1
     return serial.to_bytes(length, "big", signed=True).hex().upper()
