@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-from agent.record import CertInfo, CertRecord
+if TYPE_CHECKING:  # agent.record refers to these facts; importing it at run time would loop
+    from agent.record import CertInfo, CertRecord
 
 
 @dataclass(frozen=True)

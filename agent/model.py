@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent.profiles import OperatorProfile
 from agent.record import CertRecord
 
 ROOT = "root"
@@ -28,6 +29,7 @@ class SnapshotHeader:
     record_count: int
     records_digest: bytes
     scope_issuer_spki: tuple[bytes, ...]
+    profiles: tuple[OperatorProfile, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ import hashlib
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+if TYPE_CHECKING:  # agent.facts speaks of records too; only the names are needed here
+    from agent.facts import AuditScopeEntry, Disclosure
 
 # Real trusted roots (SECOM's RootCA1 and RootCA2 among them) have serial number 0, which RFC 5280
 # disallows; `cryptography` still parses them but warns on each. An inventory must hold them, so
@@ -42,6 +46,7 @@ class Revocation:
     revoked_at: datetime
     reason: str  # a REVOCATION_REASONS value, or "" when the source gave none
     source: str  # "kind:location" of the source that said so
+    crl_signature_hash: str = ""  # for CRL evidence: "sha256", "sha1"... (SHA-1 is accepted)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,13 @@ class CertRecord:
     lifecycle: str | None = None
     revocation: Revocation | None = None
     sources: tuple[SourceRef, ...] = field(default=())
+    # How `operator` was determined (see agent/attribution.py); "" while unattributed.
+    attribution: str = ""
+    # The public view and the audit, attached by agent/inventory.py.
+    disclosure: Disclosure | None = None
+    audit_scope: tuple[AuditScopeEntry, ...] = ()
+    # Every revocation claim (issuance log, CRLs); `revocation` is the effective one.
+    revocation_evidence: tuple[Revocation, ...] = ()
 
     @property
     def sha256(self) -> str:

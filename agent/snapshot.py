@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent import envelope
 from agent.envelope import Envelope, Sig
@@ -26,14 +25,11 @@ from agent.errors import SnapshotRejected
 from agent.keys import SigningKey
 from agent.merkle import records_digest
 from agent.model import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
+from agent.profiles import OperatorProfile
 from agent.record import (
-    LIFECYCLES,
-    REVOCATION_REASONS,
     CertRecord,
-    Revocation,
-    SourceRef,
-    parse_certificate,
 )
+from agent.record_codec import from_timestamp, record_from_pb, record_to_pb, timestamp
 from invsync.v1 import invsync_pb2 as pb
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
@@ -78,6 +74,7 @@ def build_payload(
     records: Sequence[CertRecord],
     previous_digest: bytes = b"",
     scope_issuer_spki: Sequence[bytes] = (),
+    profiles: Sequence[OperatorProfile] = (),
 ) -> bytes:
     """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
 
@@ -94,14 +91,15 @@ def build_payload(
         pairing=pairing,
         role=_ROLE_TO_PB[role],
         version=version,
-        issued_at=_timestamp(issued_at),
-        expires_at=_timestamp(expires_at),
+        issued_at=timestamp(issued_at),
+        expires_at=timestamp(expires_at),
         previous_digest=previous_digest,
         record_count=len(ordered),
         records_digest=records_digest(r.sha256 for r in ordered),
         scope_issuer_spki=scope_issuer_spki,
+        profiles=[_profile_to_pb(p) for p in profiles],
     )
-    msg = pb.SnapshotPayload(header=header, records=[_record_to_pb(r) for r in ordered])
+    msg = pb.SnapshotPayload(header=header, records=[record_to_pb(r) for r in ordered])
     serialized: bytes = msg.SerializeToString(deterministic=True)
     return serialized
 
@@ -194,47 +192,6 @@ def _refuse_duplicates(ordered: Sequence[CertRecord]) -> None:
             raise ValueError(f"record {after.sha256} appears twice; merge the inventory first")
 
 
-def _timestamp(at: datetime) -> Timestamp:
-    if at.tzinfo is None:
-        raise ValueError(f"naive datetime {at.isoformat()}; use a timezone-aware UTC time")
-    ts = Timestamp()
-    ts.FromDatetime(at)
-    return ts
-
-
-def _datetime(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def _record_to_pb(record: CertRecord) -> pb.Record:
-    msg = pb.Record(
-        certificate_der=record.info.der,
-        operator=record.operator or "",
-        lifecycle=record.lifecycle or "",
-        sources=[_source_to_pb(s) for s in record.sources],
-    )
-    if record.revocation is not None:
-        msg.revocation.CopyFrom(_revocation_to_pb(record.revocation))
-    return msg
-
-
-def _revocation_to_pb(revocation: Revocation) -> pb.Revocation:
-    return pb.Revocation(
-        revoked_at=_timestamp(revocation.revoked_at),
-        reason=revocation.reason,
-        source=revocation.source,
-    )
-
-
-def _source_to_pb(source: SourceRef) -> pb.SourceRef:
-    return pb.SourceRef(
-        kind=source.kind,
-        location=source.location,
-        first_seen=_timestamp(source.first_seen),
-        last_seen=_timestamp(source.last_seen),
-    )
-
-
 def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
     _require(msg.party, "header has no party")
     _require(msg.pairing, "header has no pairing")
@@ -249,45 +206,39 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         pairing=msg.pairing,
         role=_ROLE_FROM_PB[msg.role],
         version=msg.version,
-        issued_at=_datetime(msg.issued_at),
-        expires_at=_datetime(msg.expires_at),
+        issued_at=from_timestamp(msg.issued_at),
+        expires_at=from_timestamp(msg.expires_at),
         previous_digest=msg.previous_digest,
         record_count=msg.record_count,
         records_digest=msg.records_digest,
         scope_issuer_spki=tuple(msg.scope_issuer_spki),
+        profiles=tuple(_profile_from_pb(p) for p in msg.profiles),
+    )
+
+
+def _profile_to_pb(profile: OperatorProfile) -> pb.OperatorProfile:
+    return pb.OperatorProfile(
+        operator=profile.operator,
+        serial_bytes=profile.serial_bytes or 0,
+        allowed_ekus=profile.allowed_ekus,
+        max_validity_days=profile.max_validity_days or 0,
+    )
+
+
+def _profile_from_pb(msg: pb.OperatorProfile) -> OperatorProfile:
+    return OperatorProfile(
+        operator=msg.operator,
+        serial_bytes=msg.serial_bytes or None,
+        allowed_ekus=tuple(msg.allowed_ekus),
+        max_validity_days=msg.max_validity_days or None,
     )
 
 
 def _record_from_pb(msg: pb.Record, index: int) -> CertRecord:
     try:
-        info = parse_certificate(msg.certificate_der)
+        return record_from_pb(msg, index)
     except ValueError as e:
-        raise MalformedSnapshot(f"record {index}: certificate DER does not parse ({e})") from e
-    where = f"record {index} ({info.sha256})"
-    if msg.lifecycle and msg.lifecycle not in LIFECYCLES:
-        raise MalformedSnapshot(f"{where}: unknown lifecycle {msg.lifecycle!r}")
-    return CertRecord(
-        info=info,
-        operator=msg.operator or None,
-        lifecycle=msg.lifecycle or None,
-        revocation=_revocation_from_pb(msg, where),
-        sources=tuple(_source_from_pb(s, f"{where} source {i}") for i, s in enumerate(msg.sources)),
-    )
-
-
-def _revocation_from_pb(msg: pb.Record, where: str) -> Revocation | None:
-    if not msg.HasField("revocation"):
-        return None
-    rev = msg.revocation
-    _require(rev.HasField("revoked_at"), f"{where}: revocation has no revoked_at")
-    if rev.reason and rev.reason not in REVOCATION_REASONS:
-        raise MalformedSnapshot(f"{where}: unknown revocation reason {rev.reason!r}")
-    return Revocation(_datetime(rev.revoked_at), rev.reason, rev.source)
-
-
-def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
-    _require(msg.HasField("first_seen") and msg.HasField("last_seen"), f"{where}: no times")
-    return SourceRef(msg.kind, msg.location, _datetime(msg.first_seen), _datetime(msg.last_seen))
+        raise MalformedSnapshot(str(e)) from e
 
 
 def _require(condition: object, message: str) -> None:

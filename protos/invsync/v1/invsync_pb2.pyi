@@ -47,6 +47,23 @@ ROLE_SUBORDINATE: Role.ValueType  # 2
 """The party that operates the CA certificates the root issued to it."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _TriState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TriStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TriState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRI_STATE_UNKNOWN: _TriState.ValueType  # 0
+    TRI_STATE_TRUE: _TriState.ValueType  # 1
+    TRI_STATE_FALSE: _TriState.ValueType  # 2
+
+class TriState(_TriState, metaclass=_TriStateEnumTypeWrapper): ...
+
+TRI_STATE_UNKNOWN: TriState.ValueType  # 0
+TRI_STATE_TRUE: TriState.ValueType  # 1
+TRI_STATE_FALSE: TriState.ValueType  # 2
+Global___TriState: _TypeAlias = TriState  # noqa: Y015
+
 @_typing.final
 class Signature(_message.Message):
     """One signature of an envelope."""
@@ -116,6 +133,7 @@ class SnapshotHeader(_message.Message):
     RECORD_COUNT_FIELD_NUMBER: _builtins.int
     RECORDS_DIGEST_FIELD_NUMBER: _builtins.int
     SCOPE_ISSUER_SPKI_FIELD_NUMBER: _builtins.int
+    PROFILES_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     role: Global___Role.ValueType
@@ -136,6 +154,10 @@ class SnapshotHeader(_message.Message):
     def scope_issuer_spki(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """SubjectPublicKeyInfo (DER) of the root CA keys that define the pairing's scope."""
 
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___OperatorProfile]:
+        """What the sender declares its operators' CA certificates look like."""
+
     def __init__(
         self,
         *,
@@ -149,14 +171,50 @@ class SnapshotHeader(_message.Message):
         record_count: _builtins.int = ...,
         records_digest: _builtins.bytes = ...,
         scope_issuer_spki: _abc.Iterable[_builtins.bytes] | None = ...,
+        profiles: _abc.Iterable[Global___OperatorProfile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SnapshotHeader: _TypeAlias = SnapshotHeader  # noqa: Y015
+
+@_typing.final
+class OperatorProfile(_message.Message):
+    """A declared certificate profile of an operator, for the profile-deviation rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    SERIAL_BYTES_FIELD_NUMBER: _builtins.int
+    ALLOWED_EKUS_FIELD_NUMBER: _builtins.int
+    MAX_VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
+    operator: _builtins.str
+    serial_bytes: _builtins.int
+    """Serial number length in bytes (0: not declared)."""
+    max_validity_days: _builtins.int
+    """Longest validity in days (0: not declared)."""
+    @_builtins.property
+    def allowed_ekus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Dotted OIDs; empty: not declared."""
+
+    def __init__(
+        self,
+        *,
+        operator: _builtins.str = ...,
+        serial_bytes: _builtins.int = ...,
+        allowed_ekus: _abc.Iterable[_builtins.str] | None = ...,
+        max_validity_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ekus", b"allowed_ekus", "max_validity_days", b"max_validity_days", "operator", b"operator", "serial_bytes", b"serial_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperatorProfile: _TypeAlias = OperatorProfile  # noqa: Y015
 
 @_typing.final
 class Revocation(_message.Message):
@@ -165,10 +223,13 @@ class Revocation(_message.Message):
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    CRL_SIGNATURE_HASH_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """RFC 5280 CRLReason name in camelCase ("keyCompromise", "superseded", ...); empty if none given."""
     source: _builtins.str
     """Which source said so ("issuance-log:secom.jsonl", "crl:...")."""
+    crl_signature_hash: _builtins.str
+    """For a CRL: the hash of its signature ("sha256", "sha1"...), so weak evidence is visible."""
     @_builtins.property
     def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -177,14 +238,156 @@ class Revocation(_message.Message):
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
         source: _builtins.str = ...,
+        crl_signature_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "revoked_at", b"revoked_at", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crl_signature_hash", b"crl_signature_hash", "reason", b"reason", "revoked_at", b"revoked_at", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Revocation: _TypeAlias = Revocation  # noqa: Y015
+
+@_typing.final
+class AuditPeriod(_message.Message):
+    """Dates are "YYYY-MM-DD", or empty when the source gives none."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    STATEMENT_DATE_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    period_start: _builtins.str
+    period_end: _builtins.str
+    statement_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        statement_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "period_end", b"period_end", "period_start", b"period_start", "statement_date", b"statement_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditPeriod: _TypeAlias = AuditPeriod  # noqa: Y015
+
+@_typing.final
+class AuditScopeEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    @_builtins.property
+    def audit(self) -> Global___AuditPeriod: ...
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        audit: Global___AuditPeriod | None = ...,
+        source: _builtins.str = ...,
+        flags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "flags", b"flags", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditScopeEntry: _TypeAlias = AuditScopeEntry  # noqa: Y015
+
+@_typing.final
+class CcadbAudit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATEMENT_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    url: _builtins.str
+    type: _builtins.str
+    statement_date: _builtins.str
+    period_start: _builtins.str
+    period_end: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        url: _builtins.str = ...,
+        type: _builtins.str = ...,
+        statement_date: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "period_end", b"period_end", "period_start", b"period_start", "statement_date", b"statement_date", "type", b"type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CcadbAudit: _TypeAlias = CcadbAudit  # noqa: Y015
+
+@_typing.final
+class Disclosure(_message.Message):
+    """A CCADB AllCertificateRecordsCSVFormatV5 row about the certificate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CA_OWNER_FIELD_NUMBER: _builtins.int
+    SUBORDINATE_CA_OWNER_FIELD_NUMBER: _builtins.int
+    RECORD_TYPE_FIELD_NUMBER: _builtins.int
+    REVOCATION_STATUS_FIELD_NUMBER: _builtins.int
+    REVOCATION_DATE_FIELD_NUMBER: _builtins.int
+    REVOCATION_REASON_FIELD_NUMBER: _builtins.int
+    TECHNICALLY_CONSTRAINED_FIELD_NUMBER: _builtins.int
+    DERIVED_TRUST_BITS_FIELD_NUMBER: _builtins.int
+    AUDITS_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    ca_owner: _builtins.str
+    subordinate_ca_owner: _builtins.str
+    record_type: _builtins.str
+    revocation_status: _builtins.str
+    revocation_date: _builtins.str
+    revocation_reason: _builtins.str
+    technically_constrained: Global___TriState.ValueType
+    @_builtins.property
+    def derived_trust_bits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def audits(self) -> _containers.RepeatedCompositeFieldContainer[Global___CcadbAudit]: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        ca_owner: _builtins.str = ...,
+        subordinate_ca_owner: _builtins.str = ...,
+        record_type: _builtins.str = ...,
+        revocation_status: _builtins.str = ...,
+        revocation_date: _builtins.str = ...,
+        revocation_reason: _builtins.str = ...,
+        technically_constrained: Global___TriState.ValueType = ...,
+        derived_trust_bits: _abc.Iterable[_builtins.str] | None = ...,
+        audits: _abc.Iterable[Global___CcadbAudit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audits", b"audits", "ca_owner", b"ca_owner", "derived_trust_bits", b"derived_trust_bits", "record_type", b"record_type", "revocation_date", b"revocation_date", "revocation_reason", b"revocation_reason", "revocation_status", b"revocation_status", "source", b"source", "subordinate_ca_owner", b"subordinate_ca_owner", "technically_constrained", b"technically_constrained"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Disclosure: _TypeAlias = Disclosure  # noqa: Y015
 
 @_typing.final
 class SourceRef(_message.Message):
@@ -229,15 +432,33 @@ class Record(_message.Message):
     LIFECYCLE_FIELD_NUMBER: _builtins.int
     REVOCATION_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_FIELD_NUMBER: _builtins.int
+    AUDIT_SCOPE_FIELD_NUMBER: _builtins.int
+    REVOCATION_EVIDENCE_FIELD_NUMBER: _builtins.int
+    ATTRIBUTION_FIELD_NUMBER: _builtins.int
     certificate_der: _builtins.bytes
     operator: _builtins.str
     """Party id of who holds the CA key, as the sender knows it; empty if unknown."""
     lifecycle: _builtins.str
     """"in-use", "unused", "decommissioned" or empty."""
+    attribution: _builtins.str
+    """How `operator` was determined: "issuance-log", "ccadb", "rule:subject-organization",
+    "rule:subject-key-id", "rule:fingerprint"; empty when unattributed.
+    """
     @_builtins.property
     def revocation(self) -> Global___Revocation: ...
     @_builtins.property
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceRef]: ...
+    @_builtins.property
+    def disclosure(self) -> Global___Disclosure:
+        """The public view and the audit, as this party collected them."""
+
+    @_builtins.property
+    def audit_scope(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditScopeEntry]: ...
+    @_builtins.property
+    def revocation_evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___Revocation]:
+        """Every revocation claim any source made (issuance log, CRLs), the effective one included."""
+
     def __init__(
         self,
         *,
@@ -246,10 +467,14 @@ class Record(_message.Message):
         lifecycle: _builtins.str = ...,
         revocation: Global___Revocation | None = ...,
         sources: _abc.Iterable[Global___SourceRef] | None = ...,
+        disclosure: Global___Disclosure | None = ...,
+        audit_scope: _abc.Iterable[Global___AuditScopeEntry] | None = ...,
+        revocation_evidence: _abc.Iterable[Global___Revocation] | None = ...,
+        attribution: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["revocation", b"revocation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disclosure", b"disclosure", "revocation", b"revocation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_der", b"certificate_der", "lifecycle", b"lifecycle", "operator", b"operator", "revocation", b"revocation", "sources", b"sources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribution", b"attribution", "audit_scope", b"audit_scope", "certificate_der", b"certificate_der", "disclosure", b"disclosure", "lifecycle", b"lifecycle", "operator", b"operator", "revocation", b"revocation", "revocation_evidence", b"revocation_evidence", "sources", b"sources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,87 @@
+"""The public view, audit scope, evidence, attribution and profiles survive a snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
+from agent.profiles import OperatorProfile
+from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
+from agent.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.v1 import invsync_pb2 as pb
+
+BUG = Path(__file__).parent / "fixtures/secom_jprs/individual/JPRS_OV_G3_bug1695993_21C06633.pem"
+T0 = datetime(2021, 3, 10, tzinfo=UTC)
+
+
+def _record() -> CertRecord:
+    cert = x509.load_pem_x509_certificate(BUG.read_bytes())
+    info = parse_certificate(cert.public_bytes(Encoding.DER))
+    audit = AuditPeriod("WebTrust BR", date(2019, 10, 30), date(2020, 10, 29), date(2021, 1, 20))
+    revoked = Revocation(datetime(2021, 3, 9, tzinfo=UTC), "superseded", "issuance-log:l.jsonl:3")
+    crl = Revocation(datetime(2021, 3, 9, 1, tzinfo=UTC), "", "crl:root2.crl#4", "sha1")
+    return CertRecord(
+        info,
+        operator="jprs",
+        lifecycle="unused",
+        revocation=revoked,
+        sources=(SourceRef("issuance-log", "l.jsonl:3", T0, T0),),
+        attribution="issuance-log",
+        disclosure=Disclosure(
+            sha256=info.sha256,
+            source="ccadb:v5.csv:7",
+            ca_owner="SECOM Trust Systems CO.,LTD.",
+            subordinate_ca_owner="Japan Registry Services Co., Ltd.",
+            record_type="Intermediate Certificate",
+            revocation_status="Revoked",
+            revocation_date=date(2021, 3, 9),
+            revocation_reason="",
+            technically_constrained=False,
+            derived_trust_bits=("Server Authentication", "Client Authentication"),
+            audits=(CcadbAudit("br", "https://a.example/br.pdf", "WebTrust", None, None, None),),
+        ),
+        audit_scope=(AuditScopeEntry(info.sha256, audit, "audit.csv:12", ("WTBRSSL",)),),
+        revocation_evidence=(revoked, crl),
+    )
+
+
+def _payload(record: CertRecord, profiles: tuple[OperatorProfile, ...] = ()) -> bytes:
+    return build_payload(
+        party="secom",
+        pairing="secom-jprs",
+        role="root",
+        version=1,
+        issued_at=T0,
+        expires_at=T0 + timedelta(days=1),
+        records=[record],
+        profiles=profiles,
+    )
+
+
+def test_every_fact_round_trips() -> None:
+    record = _record()
+    profile = OperatorProfile("jprs", 16, ("1.3.6.1.5.5.7.3.1",), 3650)
+    snapshot = decode_payload(_payload(record, (profile,)))
+    assert snapshot.records == (record,)
+    assert snapshot.header.profiles == (profile,)
+
+
+def test_an_undeclared_profile_field_stays_undeclared() -> None:
+    snapshot = decode_payload(_payload(_record(), (OperatorProfile("jprs", serial_bytes=16),)))
+    (profile,) = snapshot.header.profiles
+    assert (profile.max_validity_days, profile.allowed_ekus) == (None, ())
+
+
+def test_a_bad_audit_date_names_the_record() -> None:
+    msg = pb.SnapshotPayload.FromString(_payload(_record()))
+    msg.records[0].audit_scope[0].audit.period_end = "2020-13-45"
+    with pytest.raises(
+        MalformedSnapshot,
+        match=r"record 0 \(21C0663.*\) audit scope: '2020-13-45' is not a YYYY-MM-DD date",
+    ):
+        decode_payload(msg.SerializeToString())
