@@ -6,6 +6,7 @@ MalformedSnapshot naming the record.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -203,4 +204,35 @@ def _disclosure_from_pb(msg: pb.Disclosure, sha256: str, where: str) -> Disclosu
         technically_constrained=_TRI_FROM_PB.get(msg.technically_constrained),
         derived_trust_bits=tuple(msg.derived_trust_bits),
         audits=tuple(_ccadb_audit_from_pb(a, where) for a in msg.audits),
+    )
+
+
+def facts_to_bytes(record: CertRecord) -> bytes:
+    """Only the facts beside the certificate (attribution, public view, audit, evidence), for
+    the agent's store, which keeps the DER and the sources in columns of their own."""
+    msg = pb.Record(
+        audit_scope=[_audit_entry_to_pb(a) for a in record.audit_scope],
+        revocation_evidence=[revocation_to_pb(r) for r in record.revocation_evidence],
+        attribution=record.attribution,
+    )
+    if record.disclosure is not None:
+        msg.disclosure.CopyFrom(_disclosure_to_pb(record.disclosure))
+    serialized: bytes = msg.SerializeToString(deterministic=True)
+    return serialized
+
+
+def with_facts(record: CertRecord, data: bytes) -> CertRecord:
+    """`record` with the facts `facts_to_bytes` wrote; ValueError names the bad field."""
+    msg = pb.Record.FromString(data)
+    where = f"certificate {record.sha256}"
+    return replace(
+        record,
+        attribution=msg.attribution,
+        disclosure=_disclosure_from_pb(msg.disclosure, record.sha256, where)
+        if msg.HasField("disclosure")
+        else None,
+        audit_scope=tuple(_audit_entry_from_pb(a, record.sha256, where) for a in msg.audit_scope),
+        revocation_evidence=tuple(
+            _revocation_from_pb(r, f"{where} evidence") for r in msg.revocation_evidence
+        ),
     )

@@ -23,6 +23,7 @@ import sqlite_utils
 from agent.db import Migration, open_database, transaction
 from agent.errors import StoreError
 from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
+from agent.record_codec import facts_to_bytes, with_facts
 from agent.times import parse_rfc3339
 from agent.times import rfc3339 as _utc_text
 
@@ -58,12 +59,21 @@ def m001_agent_schema(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_agent_schema,)
+def m002_certificate_facts(db: sqlite_utils.Database) -> None:
+    """Facts beside each certificate: attribution, CCADB disclosure, audit scope, revocation
+    evidence (a serialized `invsync.v1.Record` without its DER), and the CRL signature hash."""
+    db.execute("ALTER TABLE certificates ADD COLUMN attribution TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE certificates ADD COLUMN revocation_crl_hash TEXT")
+    db.execute("ALTER TABLE certificates ADD COLUMN facts BLOB")
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_agent_schema, m002_certificate_facts)
 
 _CERT_COLUMNS = (
     "sha256", "der", "subject", "issuer", "serial_hex", "not_before", "not_after", "spki_sha256",
     "doppelganger_key", "ski", "aki", "is_ca", "operator", "lifecycle", "revoked_at",
-    "revocation_reason", "revocation_source", "present",
+    "revocation_reason", "revocation_source", "present", "attribution", "revocation_crl_hash",
+    "facts",
 )  # fmt: skip
 _UPSERT_CERT = (
     f"INSERT INTO certificates ({', '.join(_CERT_COLUMNS)})"
@@ -219,7 +229,11 @@ class AgentStore:
             raise StoreError(f"{self.path}: certificate {row['sha256']} is corrupt: {e}") from e
         if info.sha256 != row["sha256"]:
             raise StoreError(f"{self.path}: certificate {row['sha256']} has other DER bytes")
-        return CertRecord(info, row["operator"], row["lifecycle"], _revocation(row), sources)
+        record = CertRecord(info, row["operator"], row["lifecycle"], _revocation(row), sources)
+        try:
+            return with_facts(record, row["facts"] or b"")
+        except ValueError as e:
+            raise StoreError(f"{self.path}: {e}") from e
 
     def _check_same_payload(self, known: SentSnapshot, payload: bytes) -> None:
         if known.payload != payload:
@@ -248,7 +262,9 @@ def _certificate_row(record: CertRecord) -> dict[str, object]:
         "revoked_at": rfc3339(revocation.revoked_at) if revocation else None,
         "revocation_reason": revocation.reason if revocation else None,
         "revocation_source": revocation.source if revocation else None,
-        "present": 1,
+        "present": 1, "attribution": record.attribution,
+        "revocation_crl_hash": revocation.crl_signature_hash if revocation else None,
+        "facts": facts_to_bytes(record),
     }  # fmt: skip
 
 
@@ -261,7 +277,12 @@ def _revocation(row: dict[str, Any]) -> Revocation | None:
     if row["revoked_at"] is None:
         return None
     at = parse_rfc3339(row["revoked_at"])
-    return Revocation(at, row["revocation_reason"] or "", row["revocation_source"] or "")
+    return Revocation(
+        at,
+        row["revocation_reason"] or "",
+        row["revocation_source"] or "",
+        row["revocation_crl_hash"] or "",
+    )
 
 
 def _signatures_json(signatures: list[tuple[str, bytes]]) -> str:

@@ -85,3 +85,12 @@ def test_a_bad_audit_date_names_the_record() -> None:
         match=r"record 0 \(21C0663.*\) audit scope: '2020-13-45' is not a YYYY-MM-DD date",
     ):
         decode_payload(msg.SerializeToString())
+
+
+def test_the_agent_store_keeps_every_fact(tmp_path: Path) -> None:
+    from agent.store import AgentStore
+
+    record = _record()
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory([record], T0)
+        assert store.inventory() == [record]
