@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from agent.errors import SourceError
+from agent.facts import AuditScopeEntry, Disclosure
 from agent.record import CertInfo, CertRecord, Revocation, SourceRef
 from agent.times import rfc3339
 
@@ -35,6 +36,11 @@ class _Merging:
     lifecycle: _Stated[str] | None = None
     revoked_at: _Stated[datetime] | None = None
     reason: _Stated[str] | None = None
+    # Facts a record may already carry (e.g. read back from the store) are kept, not dropped.
+    attribution: str = ""
+    disclosure: Disclosure | None = None
+    audit_scope: tuple[AuditScopeEntry, ...] = ()
+    evidence: tuple[Revocation, ...] = ()
 
 
 def merge(records: Iterable[CertRecord]) -> list[CertRecord]:
@@ -53,11 +59,19 @@ def _add(target: _Merging, record: CertRecord) -> None:
     sha, source = record.sha256, _describe(record)
     target.operator = _agree(sha, "operator", target.operator, record.operator or None, source)
     target.lifecycle = _agree(sha, "lifecycle", target.lifecycle, record.lifecycle or None, source)
+    _keep_facts(target, record)
     revocation = record.revocation
     if revocation is not None:
         at, reason, said = revocation.revoked_at, revocation.reason, revocation.source
         target.revoked_at = _agree(sha, "revocation time", target.revoked_at, at, said)
         target.reason = _agree(sha, "revocation reason", target.reason, reason or None, said)
+
+
+def _keep_facts(target: _Merging, record: CertRecord) -> None:
+    target.attribution = target.attribution or record.attribution
+    target.disclosure = target.disclosure or record.disclosure
+    target.audit_scope += tuple(a for a in record.audit_scope if a not in target.audit_scope)
+    target.evidence += tuple(r for r in record.revocation_evidence if r not in target.evidence)
 
 
 def _agree(
@@ -96,6 +110,10 @@ def _result(merged: _Merging) -> CertRecord:
         lifecycle=_value(merged.lifecycle),
         revocation=_revocation(merged),
         sources=tuple(merged.sources.values()),
+        attribution=merged.attribution,
+        disclosure=merged.disclosure,
+        audit_scope=merged.audit_scope,
+        revocation_evidence=merged.evidence,
     )
 
 

@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.x509.oid import NameOID
 
+from agent.attribution import subject_organizations
 from agent.record import CertRecord
 
 # What `cryptography` gives as `signature_algorithm_parameters` of a certificate or a CRL.
@@ -128,10 +128,4 @@ def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
 def _attributed(record: CertRecord, subordinate: str, organizations: frozenset[str]) -> bool:
     if record.operator:
         return record.operator == subordinate
-    return bool(organizations & _subject_organizations(record))
-
-
-def _subject_organizations(record: CertRecord) -> set[str]:
-    cert = x509.load_der_x509_certificate(record.info.der)
-    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return {value.value for value in values if isinstance(value.value, str)}
+    return bool(organizations & subject_organizations(record))
