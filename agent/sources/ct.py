@@ -1,0 +1,145 @@
+"""Certificate Transparency (RFC 6962): the party's CA certificates found in a log.
+
+A log holds mostly end-entity certificates of everyone. Of its entries, only the CA
+certificates that one of the party's CA keys (`SourceContext.party_ca_spkis`) signed are kept,
+and whether a key signed is decided by verifying the signature, never by the issuer name
+(anyone can put "SECOM" in an issuer field). For an x509_entry the logged certificate is
+checked; for a precert_entry the signed pre-certificate from extra_data, kept with the source
+kind `ct-precert` (its SHA-256 differs from the final certificate's; its TBS hash links them).
+
+Entries are read from files here (`load_ct_entries`) and from a live log in
+`agent.sources.ct_client`; both name an entry `<file or log URL>#<entry index>`. A malformed
+entry is a SourceError naming it, or, with `skip_invalid`, a `Skipped` entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from agent.errors import SourceError
+from agent.facts import Facts, Skipped, SourceContext
+from agent.record import CertRecord, SourceRef, parse_certificate
+from agent.scope import signed_by
+from agent.sources.ct_entries import EntryError, decode_entry
+from agent.sources.detect import read_bytes
+
+CT = "ct"
+CT_PRECERT = "ct-precert"
+
+
+def load_ct_entries(path: Path, ctx: SourceContext) -> Facts:
+    """The party's CA certificates in a file holding one get-entries response (JSON), or a JSON
+    Lines file of them. Entries are numbered from 0 across the whole file."""
+    keys = party_keys(ctx, str(path))
+    responses = [response_entries(body, where) for where, body in _json_documents(path)]
+    total = sum(len(entries) for entries in responses)
+    bundles: list[Facts] = []
+    done = 0
+    for entries in responses:
+        bundles.append(entries_facts(entries, str(path), done, keys, ctx))
+        done += len(entries)
+        ctx.progress(done, total)
+    return Facts.combine(bundles)
+
+
+def party_keys(ctx: SourceContext, source: str) -> list[PublicKeyTypes]:
+    """The party's CA public keys; without any, no entry could ever be kept, so that is refused
+    rather than returning an empty result that looks like a clean log."""
+    if not ctx.party_ca_spkis:
+        raise SourceError(f"{source}: no party CA keys to select CT entries by")
+    keys: list[PublicKeyTypes] = []
+    for number, spki in enumerate(ctx.party_ca_spkis, 1):
+        try:
+            keys.append(serialization.load_der_public_key(spki))
+        except (ValueError, TypeError) as e:
+            raise SourceError(f"{source}: party CA key {number} cannot be loaded: {e}") from e
+    return keys
+
+
+def response_entries(body: object, where: str) -> list[object]:
+    """The `entries` list of a decoded get-entries response."""
+    if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
+        expected = '{"entries": [...]}'
+        raise SourceError(f"{where}: not a get-entries response (expected {expected})")
+    entries: list[object] = body["entries"]
+    return entries
+
+
+def entries_facts(
+    entries: Sequence[object],
+    source: str,
+    first_index: int,
+    keys: Sequence[PublicKeyTypes],
+    ctx: SourceContext,
+) -> Facts:
+    """The records of the entries the party's keys signed; entry i is `source#(first_index+i)`."""
+    records: list[CertRecord] = []
+    skipped: list[Skipped] = []
+    for index, entry in enumerate(entries, first_index):
+        location = f"{source}#{index}"
+        try:
+            record = _entry_record(entry, location, keys, ctx)
+        except EntryError as e:
+            if not ctx.skip_invalid:
+                raise SourceError(f"{location}: {e}") from e
+            skipped.append(Skipped(location, str(e)))
+            continue
+        if record is not None:
+            records.append(record)
+    return Facts(records=tuple(records), skipped=tuple(skipped))
+
+
+def _entry_record(
+    raw: object, location: str, keys: Sequence[PublicKeyTypes], ctx: SourceContext
+) -> CertRecord | None:
+    entry = decode_entry(raw)
+    what = "pre-certificate" if entry.precert else "certificate"
+    try:
+        # Parse lazily and cheaply first: nearly every entry of a real log is dropped here.
+        cert = x509.load_der_x509_certificate(entry.certificate)
+        if not _is_ca(cert) or not any(signed_by(cert, key) for key in keys):
+            return None
+        info = parse_certificate(entry.certificate)
+    except ValueError as e:
+        raise EntryError(f"{what} cannot be parsed: {e}") from e
+    kind = CT_PRECERT if entry.precert else CT
+    return CertRecord(info, sources=(SourceRef(kind, location, ctx.now, ctx.now),))
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.ca
+
+
+def _json_documents(path: Path) -> list[tuple[str, object]]:
+    """One JSON document (any layout), or JSON Lines: each with the place to name in errors."""
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise SourceError(f"{path}: no get-entries response found (the file is empty)")
+    try:
+        return [(str(path), json.loads(text))]
+    except json.JSONDecodeError as e:
+        if len(lines) == 1:
+            raise SourceError(f"{path}: invalid JSON: {e.msg} at column {e.colno}") from e
+    # Not one document: a JSON Lines file, one response a line.
+    return [(f"{path}:{n}", _json_line(line, f"{path}:{n}")) for n, line in lines]
+
+
+def _json_line(line: str, where: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{where}: invalid JSON: {e.msg} at column {e.colno}") from e
