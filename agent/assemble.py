@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_der_public_key
@@ -21,6 +22,8 @@ from agent.facts import AuditScopeEntry, CrlRevocation, Disclosure, Facts, Skipp
 from agent.inventory import merge
 from agent.record import CertInfo, CertRecord, Revocation
 from agent.scope import signed_by
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,14 @@ def _with_public_view(
     return replace(
         record,
         disclosure=disclosure or record.disclosure,
-        audit_scope=record.audit_scope + scope,
+        audit_scope=_union(record.audit_scope, scope),
         revocation_evidence=record.revocation_evidence or evidence,
     )
+
+
+def _union(known: tuple[T, ...], new: Iterable[T]) -> tuple[T, ...]:
+    """`known` then what `new` adds: importing the same list twice must not list it twice."""
+    return known + tuple(item for item in dict.fromkeys(new) if item not in known)
 
 
 def _apply_crls(
@@ -114,6 +122,5 @@ def _revoked(record: CertRecord, crl: list[Revocation]) -> CertRecord:
     if not crl:
         return record
     effective = record.revocation or min(crl, key=lambda r: r.revoked_at)
-    return replace(
-        record, revocation=effective, revocation_evidence=record.revocation_evidence + tuple(crl)
-    )
+    evidence = _union(record.revocation_evidence, crl)
+    return replace(record, revocation=effective, revocation_evidence=evidence)

@@ -137,14 +137,36 @@ class AgentStore:
 
     def replace_inventory(self, records: Sequence[CertRecord], now: datetime) -> None:
         """Make `records` the present inventory in one transaction; others stay, not present."""
-        seen = rfc3339(now)
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
             self.db.execute("UPDATE certificates SET present = 0")
-            for record in records:
-                self.db.execute(_UPSERT_CERT, _certificate_row(record))
-                for ref in record.sources:
-                    row = [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), seen]
-                    self.db.execute(_UPSERT_SOURCE, row)
+            self._upsert(records, now)
+
+    def import_records(self, records: Sequence[CertRecord], now: datetime) -> None:
+        """Add or update `records` in one transaction; the rest of the inventory is untouched.
+
+        A certificate already held keeps its other sources; the facts this import states
+        replace the stored ones (the caller assembles them with what was stored).
+        """
+        with transaction(self.db, f"{self.path}: cannot import into the inventory"):
+            self._upsert(records, now)
+
+    def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
+        rfc3339(now)  # a naive time is refused before anything is written
+        for record in records:
+            self.db.execute(_UPSERT_CERT, _certificate_row(record))
+            for ref in record.sources:
+                # Each source keeps its own last sighting: a record read back from the store
+                # and stored again must not look freshly reported by every old source.
+                first, last = rfc3339(ref.first_seen), rfc3339(ref.last_seen)
+                self.db.execute(
+                    _UPSERT_SOURCE, [record.sha256, ref.kind, ref.location, first, last]
+                )
+
+    def record(self, sha256: str) -> CertRecord | None:
+        """One record, present or not, with every source that ever reported it."""
+        rows = self._rows("SELECT * FROM certificates WHERE sha256 = ?", [sha256.upper()])
+        sources = self._sources(sha256.upper())
+        return next((self._record(row, sources.get(row["sha256"], ())) for row in rows), None)
 
     def inventory(self) -> list[CertRecord]:
         """The present records, sorted by SHA-256, rebuilt from their stored DER."""
@@ -215,10 +237,11 @@ class AgentStore:
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def _sources(self) -> dict[str, tuple[SourceRef, ...]]:
-        sql = "SELECT * FROM certificate_sources ORDER BY sha256, rowid"
+    def _sources(self, sha256: str | None = None) -> dict[str, tuple[SourceRef, ...]]:
+        where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
+        sql = f"SELECT * FROM certificate_sources {where} ORDER BY sha256, rowid"
         grouped: dict[str, list[SourceRef]] = {}
-        for row in self._rows(sql):
+        for row in self._rows(sql, params):
             grouped.setdefault(row["sha256"], []).append(_source(row))
         return {sha: tuple(refs) for sha, refs in grouped.items()}
 
