@@ -73,6 +73,13 @@ def pem_certificates(text: str, where: Where) -> list[CertInfo]:
     return [_parse_block(block, number, where) for number, block in enumerate(blocks, 1)]
 
 
+def pem_ders(text: str, where: Where) -> list[bytes]:
+    """The DER bytes of every CERTIFICATE block of `text`, not parsed yet: for readers that check
+    a fingerprint first or parse each distinct certificate once (CCADB's PEM report)."""
+    blocks = list(_blocks(text, where))
+    return [_block_der(block, number, where) for number, block in enumerate(blocks, 1)]
+
+
 def _load_file(path: Path, now: datetime) -> list[CertRecord]:
     if path.suffix.lower() == ".pem" or sniff(path) == PEM:
         return load_pem_file(path, now)
@@ -112,12 +119,19 @@ def _body(lines: Iterator[tuple[int, str]], label: str, where: str) -> str:
 
 
 def _parse_block(block: _Block, number: int, where: Where) -> CertInfo:
-    prefix = f"{where(block.line)}: certificate {number} cannot be parsed"
-    try:
-        der = base64.b64decode(block.body, validate=True)
-    except binascii.Error as e:
-        raise SourceError(f"{prefix}: invalid base64 ({e})") from e
+    der = _block_der(block, number, where)
     try:
         return parse_certificate(der)
     except ValueError as e:
-        raise SourceError(f"{prefix}: {e}") from e
+        raise SourceError(f"{_cannot_parse(block, number, where)}: {e}") from e
+
+
+def _block_der(block: _Block, number: int, where: Where) -> bytes:
+    try:
+        return base64.b64decode(block.body, validate=True)
+    except binascii.Error as e:
+        raise SourceError(f"{_cannot_parse(block, number, where)}: invalid base64 ({e})") from e
+
+
+def _cannot_parse(block: _Block, number: int, where: Where) -> str:
+    return f"{where(block.line)}: certificate {number} cannot be parsed"
