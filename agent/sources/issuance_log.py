@@ -3,7 +3,8 @@
 "The list of CA certificates it issued, extracted from its logs" (DESIGN §1). Each line is
 `{"certificate": ..., "operator": ..., "lifecycle": ..., "revoked_at": ..., "revocation_reason":
 ...}`; only `certificate` is required. The import is all or nothing: a bad line is a SourceError
-naming `path:line`, and nothing of the file is returned.
+naming `path:line`, and nothing of the file is returned. The CSV form (`csv_log`) reads its rows
+with the same `log_record`, so both forms accept and refuse exactly the same values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,12 @@ def normalize_reason(name: str) -> str | None:
 
 
 def _record(line: str, location: str, now: datetime) -> CertRecord:
-    entry = _json_object(line, location)
+    return log_record(_json_object(line, location), location, now)
+
+
+def log_record(entry: Mapping[str, Any], location: str, now: datetime) -> CertRecord:
+    """The record of one log entry, JSON Lines or CSV: `entry` maps FIELDS to their values,
+    an absent or empty one meaning not given. Errors are SourceErrors naming `location`."""
     return CertRecord(
         _certificate(entry, location),
         operator=_optional_str(entry, "operator", location),
@@ -99,14 +106,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]], location: str) -> dict[str, Any
     return dict(pairs)
 
 
-def _optional_str(entry: dict[str, Any], name: str, location: str) -> str | None:
+def _optional_str(entry: Mapping[str, Any], name: str, location: str) -> str | None:
     value = entry.get(name)
     if value is not None and not isinstance(value, str):
         raise SourceError(f"{location}: {name} must be a string, got {type(value).__name__}")
     return value or None
 
 
-def _certificate(entry: dict[str, Any], location: str) -> CertInfo:
+def _certificate(entry: Mapping[str, Any], location: str) -> CertInfo:
     value = _optional_str(entry, "certificate", location)
     if value is None:
         raise SourceError(f"{location}: missing required field 'certificate'")
@@ -129,14 +136,14 @@ def _pem_certificate(text: str, location: str) -> CertInfo:
     return infos[0]
 
 
-def _lifecycle(entry: dict[str, Any], location: str) -> str | None:
+def _lifecycle(entry: Mapping[str, Any], location: str) -> str | None:
     value = _optional_str(entry, "lifecycle", location)
     if value is not None and value not in LIFECYCLES:
         raise SourceError(f"{location}: lifecycle {value!r} is not one of {', '.join(LIFECYCLES)}")
     return value
 
 
-def _revocation(entry: dict[str, Any], location: str) -> Revocation | None:
+def _revocation(entry: Mapping[str, Any], location: str) -> Revocation | None:
     revoked_at = _optional_str(entry, "revoked_at", location)
     reason = _reason(entry, location)
     if revoked_at is None:
@@ -147,7 +154,7 @@ def _revocation(entry: dict[str, Any], location: str) -> Revocation | None:
     return Revocation(at, reason, f"{ISSUANCE_LOG}:{location}")
 
 
-def _reason(entry: dict[str, Any], location: str) -> str:
+def _reason(entry: Mapping[str, Any], location: str) -> str:
     value = _optional_str(entry, "revocation_reason", location)
     if value is None:
         return ""

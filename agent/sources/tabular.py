@@ -1,0 +1,174 @@
+"""CSV sources (the issuance log's CSV form, CCADB's reports) and row-by-row collection.
+
+What every row-based reader shares: a file that may be gzip-compressed, a header row, rows that
+span several lines (PEM in a quoted field), locations that name the line where a row *starts*,
+`--skip-invalid`, and progress reports for long files.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from agent.errors import SourceError
+from agent.facts import Progress, Skipped, SourceContext
+from agent.sources.detect import read_bytes
+
+GZIP_MAGIC = b"\x1f\x8b"
+PROGRESS_EVERY = 500  # rows between two progress reports
+
+Item = TypeVar("Item")  # one item of a source: a CSV row, a bundle entry
+T = TypeVar("T")
+
+
+class RowError(SourceError):
+    """A SourceError about one row or entry, with where and what kept apart, so that
+    --skip-invalid can report them as a `Skipped(location, reason)`."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV row: `location` is `path:line` of the line where it starts."""
+
+    location: str
+    cells: tuple[str, ...]
+    header: tuple[str, ...]
+
+    def fields(self) -> dict[str, str]:
+        """Column name -> cell; a row with more or fewer cells than the header is a RowError."""
+        if len(self.cells) != len(self.header):
+            reason = f"row has {len(self.cells)} fields, the header has {len(self.header)}"
+            raise RowError(self.location, reason)
+        return dict(zip(self.header, self.cells, strict=True))
+
+
+@dataclass(frozen=True)
+class Table:
+    """A CSV file's header and its rows, read lazily (`rows` can be iterated once)."""
+
+    path: Path
+    header: tuple[str, ...]
+    header_location: str
+    rows: Iterator[Row]
+
+    def require(self, names: Sequence[str]) -> None:
+        """A missing required column is an error naming it, before any row is read."""
+        missing = [name for name in names if name not in self.header]
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            listed = ", ".join(repr(name) for name in missing)
+            raise SourceError(f"{self.header_location}: missing required column{plural} {listed}")
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a file, gunzipped first when it starts with gzip's magic bytes."""
+    data = read_bytes(path)
+    if data.startswith(GZIP_MAGIC):
+        data = _gunzip(path, data)
+    try:
+        return data.decode("utf-8-sig")  # a spreadsheet's byte order mark is not a column name
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
+
+
+def open_table(path: Path) -> Table:
+    """The header (the first non-blank row, unique names) and the rows after it."""
+    rows = _numbered_rows(path, read_text(path))
+    first = next(rows, None)
+    if first is None:
+        raise SourceError(f"{path}: file is empty, expected a header row")
+    line, cells = first
+    header = tuple(cell.strip() for cell in cells)
+    header_location = f"{path}:{line}"
+    _check_unique(header, header_location)
+    data = (Row(f"{path}:{start}", tuple(cells), header) for start, cells in rows)
+    return Table(path, header, header_location, data)
+
+
+def csv_header(path: Path) -> tuple[str, ...]:
+    """Just the header of a CSV file, for telling its kind (issuance log or a CCADB report)."""
+    return open_table(path).header
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise SourceError(f"{path}: not a valid gzip file: {e}") from e
+
+
+def _numbered_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    # strict: an unclosed quote must fail, not swallow the rest of the file into one field.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise SourceError(f"{path}:{start}: malformed CSV: {e}") from e
+        if any(cell.strip() for cell in cells):  # blank lines and ",,," rows are not rows
+            yield start, cells
+        # line_num is the line where this row ended; quoted fields may span lines.
+        start = reader.line_num + 1
+
+
+def _check_unique(header: Sequence[str], location: str) -> None:
+    for name in header:
+        if header.count(name) > 1:
+            raise SourceError(f"{location}: column {name!r} appears twice")
+
+
+class Tally:
+    """Counts rows read and reports them to `progress` every PROGRESS_EVERY rows."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done % PROGRESS_EVERY == 0:
+            self.progress(self.done, None)
+
+    def finish(self) -> None:
+        self.progress(self.done, self.done)
+
+
+def collect(
+    items: Iterable[tuple[str, Item]],
+    parse: Callable[[Item], T],
+    ctx: SourceContext,
+    tally: Tally,
+) -> tuple[list[T], list[Skipped]]:
+    """`parse` every (location, item); a bad one raises, or is skipped with ctx.skip_invalid."""
+    results: list[T] = []
+    skipped: list[Skipped] = []
+    for location, item in items:
+        tally.tick()
+        try:
+            results.append(parse(item))
+        except SourceError as e:
+            if not ctx.skip_invalid:
+                raise
+            skipped.append(skipped_entry(e, location))
+    return results, skipped
+
+
+def skipped_entry(error: SourceError, location: str) -> Skipped:
+    """`error` as a Skipped entry; its own location when it is a RowError, else `location`."""
+    if isinstance(error, RowError):
+        return Skipped(error.location, error.reason)
+    return Skipped(location, str(error).removeprefix(f"{location}: "))
