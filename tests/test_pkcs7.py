@@ -1,0 +1,150 @@
+"""PKCS#7 bundles built from the real SECOM/JPRS certificates, PEM and DER."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gzip
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from agent.errors import SourceError
+from agent.facts import Skipped, SourceContext
+from agent.record import SourceRef
+from agent.sources.pkcs7 import load_pkcs7
+
+FIXTURES = Path(__file__).parent / "fixtures"
+JPRS_BUNDLE = FIXTURES / "secom_jprs" / "jprs_intermediates_all_generations.pem"
+# A real CCADB certificate that loads, but whose name constraints `cryptography` refuses.
+HOST_BITS_SET = "01FD614879394B3AE149252FC15698674159CE5550669FF912892E19835A1E4C"
+HOST_BITS_REPORT = (
+    FIXTURES / "ccadb" / "pems" / "AllCertificatePEMsCSVFormat_NotBeforeYear_2014.csv.gz"
+)
+NOW = datetime(2021, 3, 1, tzinfo=UTC)
+CTX = SourceContext(now=NOW)
+PEM, DER = serialization.Encoding.PEM, serialization.Encoding.DER
+
+# A well-formed "certs-only" SignedData without a single certificate (DER ContentInfo).
+EMPTY_BUNDLE = bytes.fromhex(
+    "302306092a864886f70d010702a01630140201013100300b06092a864886f70d0107013100"
+)
+
+
+def _jprs() -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(JPRS_BUNDLE.read_bytes())
+
+
+def _sha256(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex().upper()
+
+
+def _host_bits_set() -> x509.Certificate:
+    with gzip.open(HOST_BITS_REPORT, "rt", encoding="utf-8", newline="") as report:
+        pem = next(row[1] for row in csv.reader(report) if row[0] == HOST_BITS_SET)
+    return x509.load_pem_x509_certificate(pem.replace("\n\n", "\n").encode())
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "bundle.p7b") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _bundle(
+    tmp_path: Path, certs: list[x509.Certificate], encoding: serialization.Encoding
+) -> Path:
+    return _write(tmp_path, pkcs7.serialize_certificates(certs, encoding))
+
+
+def _armor(der: bytes, label: str = "PKCS7") -> bytes:
+    body = base64.encodebytes(der).decode()
+    return f"-----BEGIN {label}-----\n{body}-----END {label}-----\n".encode()
+
+
+def _fails(path: Path, message: str) -> None:
+    with pytest.raises(SourceError, match="^" + re.escape(message)):
+        load_pkcs7(path, CTX)
+
+
+@pytest.mark.parametrize("encoding", [PEM, DER])
+def test_every_certificate_of_a_bundle_in_order(
+    tmp_path: Path, encoding: serialization.Encoding
+) -> None:
+    certs = _jprs()
+    path = _bundle(tmp_path, certs, encoding)
+    facts = load_pkcs7(path, CTX)
+    # DER sorts a SET OF, so the bundle's order is not the list's: compare as sets, then order.
+    assert {r.sha256 for r in facts.records} == {_sha256(c) for c in certs}
+    assert len(facts.records) == 16
+    in_bundle = pkcs7.load_der_pkcs7_certificates(pkcs7.serialize_certificates(certs, DER))
+    assert [r.sha256 for r in facts.records] == [_sha256(c) for c in in_bundle]
+    assert facts.records[0].sources == (SourceRef("pkcs7", str(path), NOW, NOW),)
+    assert facts.skipped == ()
+
+
+def test_rfc_7468_label_pkcs_7_signed_data(tmp_path: Path) -> None:
+    der = pkcs7.serialize_certificates(_jprs()[:2], DER)
+    facts = load_pkcs7(_write(tmp_path, _armor(der, "PKCS #7 SIGNED DATA")), CTX)
+    assert {r.sha256 for r in facts.records} == {_sha256(c) for c in _jprs()[:2]}
+
+
+def test_progress_is_reported_at_the_end(tmp_path: Path) -> None:
+    calls: list[tuple[int, int | None]] = []
+    path = _bundle(tmp_path, _jprs(), DER)
+    load_pkcs7(path, SourceContext(now=NOW, progress=lambda d, t: calls.append((d, t))))
+    assert calls == [(16, 16)]
+
+
+def test_truncated_der_bundle_names_the_file(tmp_path: Path) -> None:
+    der = pkcs7.serialize_certificates(_jprs(), DER)
+    path = _write(tmp_path, der[: len(der) // 2])
+    _fails(path, f"{path}: not a PKCS#7 certificate bundle: Unable to parse PKCS7 data")
+
+
+def test_corrupt_pem_bundle_names_the_file(tmp_path: Path) -> None:
+    armored = pkcs7.serialize_certificates(_jprs(), PEM).replace(b"M", b"!", 1)
+    path = _write(tmp_path, armored)
+    _fails(path, f"{path}: not a PKCS#7 certificate bundle: ")
+
+
+def test_a_certificate_file_is_not_a_bundle(tmp_path: Path) -> None:
+    path = _write(tmp_path, JPRS_BUNDLE.read_bytes())
+    _fails(path, f"{path}: not a PKCS#7 certificate bundle: The provided PEM data does not have")
+
+
+@pytest.mark.parametrize("data", [EMPTY_BUNDLE, _armor(EMPTY_BUNDLE)], ids=["der", "pem"])
+def test_empty_bundle_is_an_error(tmp_path: Path, data: bytes) -> None:
+    path = _write(tmp_path, data)
+    _fails(path, f"{path}: PKCS#7 bundle holds no certificate")
+
+
+def test_missing_bundle(tmp_path: Path) -> None:
+    _fails(tmp_path / "gone.p7b", f"{tmp_path / 'gone.p7b'}: cannot read: No such file")
+
+
+def test_unparseable_certificate_names_its_position(tmp_path: Path) -> None:
+    path = _bundle(tmp_path, [_jprs()[0], _host_bits_set()], DER)
+    _fails(path, f"{path}: certificate 2: cannot be parsed: 81.27.169.51/24 has host bits set")
+
+
+def test_skip_invalid_keeps_the_rest_and_says_what_it_left_out(tmp_path: Path) -> None:
+    good = _jprs()[0]
+    path = _bundle(tmp_path, [good, _host_bits_set()], DER)
+    facts = load_pkcs7(path, SourceContext(now=NOW, skip_invalid=True))
+    assert [r.sha256 for r in facts.records] == [_sha256(good)]
+    reason = "cannot be parsed: 81.27.169.51/24 has host bits set"
+    assert facts.skipped == (Skipped(f"{path}: certificate 2", reason),)
+
+
+def test_host_bits_certificate_really_is_refused() -> None:
+    # The two tests above depend on `cryptography` refusing this certificate's fields.
+    cert = _host_bits_set()
+    assert _sha256(cert) == HOST_BITS_SET
+    with pytest.raises(ValueError, match="host bits set"):
+        _ = cert.extensions
