@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,69 +12,29 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from agent.errors import SourceError
 from agent.facts import Facts, Skipped, SourceContext
 from agent.record import SourceRef, sha256_hex
 from agent.sources.ct import load_ct_entries
-from tests import ct_encode as enc
-
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
-NOW = datetime(2021, 3, 1, tzinfo=UTC)
-BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
-# CCADB's fingerprints of the 16 CA certificates SECOM's roots issued to JPRS.
-JPRS_SHA256 = {
-    "04C1871C68607515389FA3B0CFB83DBE6A4AF05E8C80E745702969F240606E36",
-    "11A27671872265445CB7258EB2844EE614D14777B9F6F73BE9532122F21FAD0D",
-    "1B901D550A5A51F6737279C6021445F051BD293015612A5BAA3F8588829EE69A",
+from tests import ct_helpers as enc
+from tests.ct_helpers import (
     BUG_OV,
-    "27E093E883607E4E0E0BB1EBABAE2C9C0E55A9CF020373BFA234FE05FE0BA743",
-    "52361A6ABC835E7AD4B375F2165055303169DDE9FBEB4FAAF588ED532DDC2DCB",
-    "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4",
-    "801C522D3AD138E4F05D467EA369C1CC276078BF284018D0525EBBBC5342C836",
-    "90EE548EBACACAB40207A61A378CE186B94D24AE7C55BFC83065EA96072E2B38",
-    "927E9BFC0D75C3146070C3F3AFDD4A2C10F765289124997CC52CFD1209E763CB",
-    "9C280369D072F89D9C9B62640BBF2F28D2F30ECEE9759854031D5C5C53E8D1B6",
-    "C3F908A79CDD80C13025CB5323B111AC79099EB80122F999DBB22F1AA1662DDC",
-    "DAFA254E0173F0FD793A92ECFDF2C72C53EA5A761A73B7A3394C49182EA90933",
-    "DB2F0194EDCB78CBA9D1BAF4C3DBA8D56837D97B20233D617DD50B713BD313C8",
-    "F19D55CD08A3EA42BD91508073823174DD92370213C177F82531756DA7508A51",
-    "F77CE159D3888EA2BCC35DD46472CED8CC33007E0DA6C89139CD3A270D890033",
-}
-# The four JPRS CAs of 2024 are under SECOM's newer roots; the other twelve under RootCA2.
-JPRS_2024 = {
-    "1B901D550A5A51F6737279C6021445F051BD293015612A5BAA3F8588829EE69A",
-    "52361A6ABC835E7AD4B375F2165055303169DDE9FBEB4FAAF588ED532DDC2DCB",
-    "9C280369D072F89D9C9B62640BBF2F28D2F30ECEE9759854031D5C5C53E8D1B6",
-    "DAFA254E0173F0FD793A92ECFDF2C72C53EA5A761A73B7A3394C49182EA90933",
-}
+    HIERARCHY,
+    JPRS,
+    JPRS_2024,
+    JPRS_SHA256,
+    ROOT_CA2,
+    ROOT_CA2_SPKI,
+    ROOTS,
+    SECOM_KEYS,
+    der,
+    spki,
+)
 
-
-def _certificates(name: str) -> list[x509.Certificate]:
-    with warnings.catch_warnings():  # three SECOM roots have serial 0 (see agent/record.py)
-        warnings.filterwarnings("ignore", "Parsed a serial number")
-        return x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
-
-
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-ROOTS = _certificates("secom_roots_selfsigned.pem")
-HIERARCHY = _certificates("secom_hierarchy_all_ccadb.pem")
-JPRS = _certificates("jprs_intermediates_all_generations.pem")
-SECOM_KEYS = [_spki(r.public_key()) for r in ROOTS]
-ROOT_CA2 = next(r for r in ROOTS if "Security Communication RootCA2" in r.subject.rfc4514_string())
-ROOT_CA2_SPKI = _spki(ROOT_CA2.public_key())
-BUG_OV_CERT = next(c for c in JPRS if sha256_hex(_der(c)) == BUG_OV)
-# Keys made once per session: one the test party holds, one nobody in the test trusts.
+NOW = datetime(2021, 3, 1, tzinfo=UTC)
+# Keys made once per test run: one the test party holds, one nobody in the test trusts.
 TEST_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -127,23 +86,23 @@ def _kept(facts: Facts) -> list[tuple[str, str, str]]:
 
 
 def _jprs_entries() -> list[dict[str, str]]:
-    return [enc.x509_entry(_der(c), [_der(ROOT_CA2)]) for c in JPRS]
+    return [enc.x509_entry(der(c), [der(ROOT_CA2)]) for c in JPRS]
 
 
 def test_fixture_sizes() -> None:
     assert (len(ROOTS), len(HIERARCHY), len(JPRS)) == (11, 185, 16)
-    assert {sha256_hex(_der(c)) for c in JPRS} == JPRS_SHA256
+    assert {sha256_hex(der(c)) for c in JPRS} == JPRS_SHA256
 
 
 def test_keeps_the_16_jprs_certificates_and_the_precert_not_the_forged_name(
     tmp_path: Path,
 ) -> None:
-    # Issuer name and key identifier of RootCA2, but signed by another key: never by name.
+    # RootCA2's name as issuer, but signed by another key: the name must not count.
     forged = _issue("forged JPRS CA", issuer=ROOT_CA2.subject, key=OTHER_KEY, ca=True)
-    precert = enc.precert_entry(_der(BUG_OV_CERT), BUG_OV_CERT.tbs_certificate_bytes, ROOT_CA2_SPKI)
-    path = _file(tmp_path, _response([enc.x509_entry(_der(forged)), *_jprs_entries(), precert]))
+    precert = enc.bug_ov_precert_entry()
+    path = _file(tmp_path, _response([enc.x509_entry(der(forged)), *_jprs_entries(), precert]))
     facts = load_ct_entries(path, _ctx())
-    x509_kept = [(sha256_hex(_der(c)), "ct", f"{path}#{i}") for i, c in enumerate(JPRS, 1)]
+    x509_kept = [(sha256_hex(der(c)), "ct", f"{path}#{i}") for i, c in enumerate(JPRS, 1)]
     assert _kept(facts) == [*x509_kept, (BUG_OV, "ct-precert", f"{path}#17")]
     assert {sha for sha, _, _ in _kept(facts)} == JPRS_SHA256
     assert facts.records[0].sources == (SourceRef("ct", f"{path}#1", NOW, NOW),)
@@ -151,11 +110,11 @@ def test_keeps_the_16_jprs_certificates_and_the_precert_not_the_forged_name(
 
 
 def test_only_the_party_keys_count_rootca2_signed_102_of_the_hierarchy(tmp_path: Path) -> None:
-    path = _file(tmp_path, _response([enc.x509_entry(_der(c)) for c in HIERARCHY]))
+    path = _file(tmp_path, _response([enc.x509_entry(der(c)) for c in HIERARCHY]))
     kept = {r.sha256 for r in load_ct_entries(path, _ctx([ROOT_CA2_SPKI])).records}
     # The test's oracle is the issuer name, which is unique in this hierarchy; the code under
     # test verifies signatures.
-    by_name = {sha256_hex(_der(c)) for c in HIERARCHY if c.issuer == ROOT_CA2.subject}
+    by_name = {sha256_hex(der(c)) for c in HIERARCHY if c.issuer == ROOT_CA2.subject}
     assert len(kept) == 102
     assert kept == by_name, (kept - by_name, by_name - kept)
     assert JPRS_SHA256 & kept == JPRS_SHA256 - JPRS_2024
@@ -165,16 +124,16 @@ def test_end_entity_certificates_are_dropped_and_a_real_precert_is_kept(tmp_path
     ca = _issue("test sub CA", issuer=TEST_ISSUER, key=TEST_KEY, ca=True)
     leaf = _issue("www.example.jp", issuer=TEST_ISSUER, key=TEST_KEY, ca=False)
     pre = _issue("test precert CA", issuer=TEST_ISSUER, key=TEST_KEY, ca=True, precert=True)
-    test_spki = _spki(TEST_KEY.public_key())
+    test_spki = spki(TEST_KEY.public_key())
     entries = [
-        enc.x509_entry(_der(leaf)),
-        enc.x509_entry(_der(ca)),
-        enc.precert_entry(_der(pre), pre.tbs_certificate_bytes, test_spki),
+        enc.x509_entry(der(leaf)),
+        enc.x509_entry(der(ca)),
+        enc.precert_entry(der(pre), pre.tbs_certificate_bytes, test_spki),
     ]
     facts = load_ct_entries(_file(tmp_path, _response(entries)), _ctx([test_spki]))
     assert [(sha, kind) for sha, kind, _ in _kept(facts)] == [
-        (sha256_hex(_der(ca)), "ct"),
-        (sha256_hex(_der(pre)), "ct-precert"),
+        (sha256_hex(der(ca)), "ct"),
+        (sha256_hex(der(pre)), "ct-precert"),
     ]
 
 
@@ -195,7 +154,7 @@ def test_a_pretty_printed_response_is_one_document(tmp_path: Path) -> None:
     assert len(load_ct_entries(path, _ctx()).records) == 3
 
 
-GOOD = enc.x509_entry(_der(JPRS[0]))
+GOOD = enc.x509_entry(der(JPRS[0]))
 HEADER = enc.leaf_header(enc.X509_ENTRY)
 NOT_A_CERT = b"not a certificate"
 
@@ -205,7 +164,7 @@ def _raw(leaf: bytes, extra: bytes = enc.chain([])) -> dict[str, str]:
 
 
 def _x509_leaf_with(tail: bytes) -> bytes:
-    return HEADER + enc.vector(_der(JPRS[0]), 3) + tail
+    return HEADER + enc.vector(der(JPRS[0]), 3) + tail
 
 
 MALFORMED: list[tuple[str, object, str]] = [
@@ -255,17 +214,17 @@ MALFORMED: list[tuple[str, object, str]] = [
     ),
     (
         "truncated chain",
-        _raw(enc.x509_leaf(_der(JPRS[0])), enc.uint(10, 3) + b"\x00\x00\x05abc"),
+        _raw(enc.x509_leaf(der(JPRS[0])), enc.uint(10, 3) + b"\x00\x00\x05abc"),
         "extra_data truncated: certificate_chain needs 10 bytes at offset 3, 6 left",
     ),
     (
         "truncated chain certificate",
-        _raw(enc.x509_leaf(_der(JPRS[0])), enc.vector(enc.uint(9, 3) + b"abc", 3)),
+        _raw(enc.x509_leaf(der(JPRS[0])), enc.vector(enc.uint(9, 3) + b"abc", 3)),
         "extra_data certificate_chain truncated: chain certificate 1 needs 9 bytes",
     ),
     (
         "trailing extra bytes",
-        _raw(enc.x509_leaf(_der(JPRS[0])), enc.chain([]) + b"\x00"),
+        _raw(enc.x509_leaf(der(JPRS[0])), enc.chain([]) + b"\x00"),
         "extra_data has 1 bytes after its last field",
     ),
     (

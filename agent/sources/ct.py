@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
@@ -106,7 +107,7 @@ def _entry_record(
         if not _is_ca(cert) or not any(signed_by(cert, key) for key in keys):
             return None
         info = parse_certificate(entry.certificate)
-    except ValueError as e:
+    except (ValueError, UnsupportedAlgorithm) as e:  # the latter: a key type cryptography lacks
         raise EntryError(f"{what} cannot be parsed: {e}") from e
     kind = CT_PRECERT if entry.precert else CT
     return CertRecord(info, sources=(SourceRef(kind, location, ctx.now, ctx.now),))
