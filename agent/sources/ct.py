@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -85,7 +86,7 @@ def entries_facts(
     for index, entry in enumerate(entries, first_index):
         location = f"{source}#{index}"
         try:
-            record = _entry_record(entry, location, keys, ctx)
+            record = _entry_record(entry, location, keys, ctx.now)
         except EntryError as e:
             if not ctx.skip_invalid:
                 raise SourceError(f"{location}: {e}") from e
@@ -97,7 +98,7 @@ def entries_facts(
 
 
 def _entry_record(
-    raw: object, location: str, keys: Sequence[PublicKeyTypes], ctx: SourceContext
+    raw: object, location: str, keys: Sequence[PublicKeyTypes], now: datetime
 ) -> CertRecord | None:
     entry = decode_entry(raw)
     what = "pre-certificate" if entry.precert else "certificate"
@@ -110,7 +111,7 @@ def _entry_record(
     except (ValueError, UnsupportedAlgorithm) as e:  # the latter: a key type cryptography lacks
         raise EntryError(f"{what} cannot be parsed: {e}") from e
     kind = CT_PRECERT if entry.precert else CT
-    return CertRecord(info, sources=(SourceRef(kind, location, ctx.now, ctx.now),))
+    return CertRecord(info, sources=(SourceRef(kind, location, now, now),))
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
