@@ -14,11 +14,16 @@ from pathlib import Path
 
 import click
 
+from agent.assemble import Assembled
+from agent.cli_options import audit_options
 from agent.config import load_agent_config
 from agent.daemon import Agent
 from agent.errors import InvsyncError, ReportError
+from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.model import ROOT, SUBORDINATE, Side
+from agent.offline import PublicSources, offline_sides
+from agent.progress import terminal_progress
 from agent.reconcile import reconcile
 from agent.record import CertRecord
 from agent.render import findings_json, findings_text, report_markdown
@@ -30,7 +35,6 @@ from agent.report import (
     verify_report,
 )
 from agent.scope import issued_ca_certificates
-from agent.sources import load_sources
 
 MAX_EXIT = 100
 
@@ -87,8 +91,8 @@ def _spread(args: list[str], greedy: tuple[str, ...]) -> list[str]:
     multiple=True,
     required=True,
     metavar="SOURCE",
-    help="Sources of the root operator's list: PEM, DER, "
-    "directory or .jsonl issuance log; KIND:PATH overrides detection.",
+    help="Sources of the root operator's list: PEM, DER, PKCS#7, directory, issuance log "
+    "(.jsonl or .csv), CT entries; KIND:PATH overrides detection.",
 )
 @click.option(
     "--subordinate",
@@ -96,8 +100,20 @@ def _spread(args: list[str], greedy: tuple[str, ...]) -> list[str]:
     multiple=True,
     required=True,
     metavar="SOURCE",
-    help="A source of the subordinate operator's list (repeat for several).",
+    help="Sources of the subordinate operator's list (same kinds).",
 )
+@click.option(
+    "--ccadb", multiple=True, metavar="SOURCE", help="CCADB reports (V5 records or PEMs)."
+)
+@click.option("--crl", multiple=True, metavar="SOURCE", help="CRLs (DER or PEM).")
+@click.option(
+    "--audit-scope",
+    multiple=True,
+    metavar="SOURCE",
+    help="An audit's list of in-scope fingerprints (CSV, text or PDF).",
+)
+@audit_options
+@click.option("--skip-invalid", is_flag=True, help="Leave out bad rows, and list each one.")
 @click.option(
     "--at",
     "at",
@@ -114,24 +130,40 @@ def _spread(args: list[str], greedy: tuple[str, ...]) -> list[str]:
     help="Output format.",
 )
 def reconcile_command(
-    root_sources: tuple[str, ...], sub_sources: tuple[str, ...], at: datetime | None, fmt: str
+    root_sources: tuple[str, ...],
+    sub_sources: tuple[str, ...],
+    ccadb: tuple[str, ...],
+    crl: tuple[str, ...],
+    audit_scope: tuple[str, ...],
+    audit: AuditPeriod | None,
+    skip_invalid: bool,
+    at: datetime | None,
+    fmt: str,
 ) -> None:
     """Compare two parties' CA certificate lists offline, with no server and no configuration.
 
     Each side's sources are taken as the pairing's scope: every CA certificate in them except
-    self-signed roots. The exit code is the number of findings of severity error, capped at 100.
+    self-signed roots. CCADB reports, CRLs and audit scope lists add the public view to both
+    sides. The exit code is the number of findings of severity error, capped at 100.
     """
     at = at or datetime.now(UTC)
-    root = Side("root", _offline_scope("--root", root_sources, at))
-    sub = Side("subordinate", _offline_scope("--subordinate", sub_sources, at))
+    ctx = SourceContext(
+        now=at, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
+    )
+    public = PublicSources(ccadb, crl, audit_scope)
+    root_view, sub_view = offline_sides(root_sources, sub_sources, public, ctx)
+    root = Side("root", _offline_scope("--root", root_view))
+    sub = Side("subordinate", _offline_scope("--subordinate", sub_view))
     findings = reconcile(root, sub, at)
     click.echo(_render(findings, fmt, at), nl=False)
     errors = sum(1 for f in findings if f.severity == Severity.ERROR)
     sys.exit(min(errors, MAX_EXIT))
 
 
-def _offline_scope(option: str, sources: tuple[str, ...], at: datetime) -> list[CertRecord]:
-    records = load_sources(list(sources), at)
+def _offline_scope(option: str, assembled: Assembled) -> list[CertRecord]:
+    records = assembled.records
+    for skipped in assembled.skipped:
+        click.echo(f"skipped: {skipped.location}: {skipped.reason}", err=True)
     scoped = issued_ca_certificates(records)
     if len(scoped) < len(records):
         click.echo(

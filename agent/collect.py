@@ -16,6 +16,9 @@ from agent.assemble import Assembled, assemble
 from agent.attribution import Attribution
 from agent.facts import Facts, SourceContext
 from agent.record import CertInfo, CertRecord
+from agent.sources.audit_scope import load_audit_scope
+from agent.sources.ccadb import load_ccadb_records
+from agent.sources.ccadb_pems import load_ccadb_pem_files, load_ccadb_pems
 from agent.sources.crl import load_crl
 from agent.sources.csv_log import load_csv_log
 from agent.sources.ct import load_ct_entries
@@ -37,6 +40,7 @@ from agent.sources.detect import (
 from agent.sources.issuance_log import load_issuance_log
 from agent.sources.pem import load_der_file, load_directory, load_pem_file
 from agent.sources.pkcs7 import load_pkcs7
+from agent.sources.tabular import csv_header
 
 Reader = Callable[[Path, SourceContext], Facts]
 
@@ -53,15 +57,15 @@ def _issuance_log(path: Path, ctx: SourceContext) -> Facts:
 
 
 def _ccadb(path: Path, ctx: SourceContext) -> Facts:
-    from agent.sources.ccadb import load_ccadb
-
-    return load_ccadb(path, ctx)
-
-
-def _audit_scope(path: Path, ctx: SourceContext) -> Facts:
-    from agent.sources.audit_scope import load_audit_scope
-
-    return load_audit_scope(path, ctx)
+    """A CCADB report: the certificate records (V5) or the PEMs, told by the header; a
+    directory holds the per-year PEM reports (`.csv` or `.csv.gz`)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.endswith((".csv", ".csv.gz")))
+        return load_ccadb_pem_files(files, ctx)
+    header = {name.strip().casefold() for name in csv_header(path)}
+    if "x.509 certificate (pem)" in header:
+        return load_ccadb_pems(path, ctx)
+    return load_ccadb_records(path, ctx)
 
 
 READERS: dict[str, Reader] = {
@@ -71,7 +75,7 @@ READERS: dict[str, Reader] = {
     ISSUANCE_LOG: _issuance_log,
     PKCS7: load_pkcs7,
     CCADB: _ccadb,
-    AUDIT_SCOPE: _audit_scope,
+    AUDIT_SCOPE: load_audit_scope,
     CRL: load_crl,
     CT: load_ct_entries,
 }
@@ -113,10 +117,12 @@ def collect(
     known: Sequence[CertInfo] = (),
     attribution: Attribution | None = None,
     ct_state: Path | None = None,
+    base: Facts | None = None,
 ) -> Collected:
     """Read `specs` ((spec, kind or None) pairs) into one assembled inventory.
 
     `known`: CA certificates already held (the stored inventory), for CRL issuer keys.
+    `base`: facts the result builds on, such as the stored records an import adds to.
     """
     crls = [(s, k) for s, k in specs if kind_of(s, k) == CRL]
     others = [(s, k) for s, k in specs if kind_of(s, k) != CRL]
@@ -126,5 +132,7 @@ def collect(
     issuers = [*known, *(r.info for r in facts.records)]
     crl_ctx = replace(ctx, issuers=issuers)
     crl_facts = [read_source(s, crl_ctx, kind=k) for s, k in crls]
-    everything = Facts.combine([facts, *(f for f in crl_facts if isinstance(f, Facts))])
+    everything = Facts.combine(
+        [base or Facts(), facts, *(f for f in crl_facts if isinstance(f, Facts))]
+    )
     return Collected(assemble(everything, issuers=known, attribution=attribution), fetches)

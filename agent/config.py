@@ -28,10 +28,14 @@ subject_organizations = ["Japan Registry Services Co., Ltd."]  # root side only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.attribution import Attribution
+from agent.config_inventory import AuditScopeSource, attribution, audit_scope_sources, profiles
 from agent.model import ROOT, SUBORDINATE
+from agent.profiles import OperatorProfile
+from agent.sources.detect import KINDS
 from agent.tomlconf import Table
 
 
@@ -66,11 +70,14 @@ class AgentConfig:
     server: ServerEndpoint
     peers: dict[str, tuple[Path, ...]]
     pairings: dict[str, PairingConfig]
+    audit_scope: tuple[AuditScopeSource, ...] = ()
+    attribution: Attribution = field(default_factory=Attribution)
+    profiles: tuple[OperatorProfile, ...] = ()
 
 
 def load_agent_config(file: Path) -> AgentConfig:
     root = Table.load(file)
-    root.only(["agent", "server", "peers", "pairings"])
+    root.only(["agent", "server", "peers", "pairings", "audit_scope", "attribution", "profiles"])
     agent = root.table("agent")
     agent.only(_AGENT_KEYS)
     peers = {name: _peer(table) for name, table in root.tables("peers").items()}
@@ -90,6 +97,9 @@ def load_agent_config(file: Path) -> AgentConfig:
         server=_server(root.table("server")),
         peers=peers,
         pairings=pairings,
+        audit_scope=audit_scope_sources(root),
+        attribution=attribution(root),
+        profiles=profiles(root),
     )
 
 
@@ -109,14 +119,11 @@ def _sources(agent: Table) -> list[str]:
     specs = []
     for spec in agent.texts("sources"):
         kind, sep, rest = spec.partition(":")
-        if sep and kind in _SOURCE_KINDS:
+        if sep and kind in KINDS:
             specs.append(f"{kind}:{agent.resolve(rest)}")
         else:
             specs.append(str(agent.resolve(spec)))
     return specs
-
-
-_SOURCE_KINDS = ("pem", "der", "dir", "issuance-log")
 
 
 def _server(table: Table) -> ServerEndpoint:

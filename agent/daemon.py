@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives import serialization
 
 from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
 from agent.client import ExchangeClient, NotFoundYet
+from agent.collect import collect, read_source
 from agent.config import AgentConfig, PairingConfig
 from agent.envelope import Envelope, Sig, pae, verify_or_raise
 from agent.errors import ReportError, SourceError
+from agent.facts import Facts, SourceContext
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
@@ -40,7 +42,8 @@ from agent.report import (
 )
 from agent.scope import root_scope, subordinate_scope
 from agent.snapshot import build_payload, decode_payload, sign_snapshot
-from agent.sources import load_sources
+from agent.sources.ct_client import CtFetch
+from agent.sources.detect import AUDIT_SCOPE
 from agent.store import AgentStore
 
 log = logging.getLogger("invsync.agent")
@@ -78,10 +81,28 @@ class Agent:
     def collect(self) -> int:
         """Read every configured source and replace the stored inventory in one transaction."""
         now = self.clock()
-        records = load_sources(list(self.config.sources), now)
+        ctx = SourceContext(now=now, party_ca_spkis=self._pairing_spkis())
+        audits = Facts.combine(
+            _facts(read_source(a.spec, replace(ctx, audit=a.audit), kind=AUDIT_SCOPE))
+            for a in self.config.audit_scope
+        )
+        state = self.config.database.with_suffix(".ct-progress.json")
+        collected = collect(
+            [(spec, None) for spec in self.config.sources],
+            ctx,
+            attribution=self.config.attribution,
+            ct_state=state,
+            base=audits,
+        )
+        records = collected.assembled.records
         self.store.replace_inventory(records, now)
+        collected.commit_ct_progress(state)
         log.info("party=%s collected %d certificates", self.config.party, len(records))
         return len(records)
+
+    def _pairing_spkis(self) -> list[bytes]:
+        """The root CA keys of every pairing: CT entries they signed belong in the inventory."""
+        return [spki for p in self.config.pairings.values() for spki in _issuer_spkis(p)]
 
     def push(self, pairing: PairingConfig) -> int:
         """Build, sign and push the next snapshot of `pairing`; returns its version."""
@@ -99,6 +120,7 @@ class Agent:
             previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
             scope_issuer_spki=spkis,
             records=self._scoped(pairing, spkis),
+            profiles=self.config.profiles,
         )
         env = sign_snapshot(payload, self.key)
         receipt = self.client.push(env)
@@ -276,6 +298,10 @@ class Agent:
         verification = verify_report(env)
         md_path.write_text(report_markdown(body, verification), encoding="utf-8")
         return CycleResult(pairing, version, rid, json_path, md_path, verification)
+
+
+def _facts(read: Facts | CtFetch) -> Facts:
+    return read.facts if isinstance(read, CtFetch) else read
 
 
 def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:

@@ -16,8 +16,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +25,7 @@ from typing import TypeVar
 
 from agent.envelope import Envelope, from_json_dict, pae, to_json_dict
 from agent.errors import InvsyncError, ReportError, SignatureError
+from agent.files import write_atomically
 from agent.findings import Finding, count_by_severity, parse_rfc3339
 from agent.keys import verify_key_from_spki_der
 from agent.times import rfc3339
@@ -403,32 +402,10 @@ def _check_signer(
 
 
 def write_report_file(path: str | Path, env: Envelope) -> None:
-    """Write the DSSE JSON envelope atomically: a temp file beside it, fsync, rename.
-
-    A reader sees the old file or the new one, never half a report, even after a crash.
-    """
-    target = Path(path)
-    data = json.dumps(to_json_dict(env), indent=2, sort_keys=True).encode() + b"\n"
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write the DSSE JSON envelope atomically: a reader sees the old report or the new one,
+    never half a report, even after a crash."""
+    data = json.dumps(to_json_dict(env), indent=2, sort_keys=True) + "\n"
+    write_atomically(Path(path), data)
 
 
 def read_report_file(path: str | Path) -> Envelope:

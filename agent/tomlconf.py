@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,34 @@ class Table:
     def tables(self, key: str) -> dict[str, Table]:
         parent = self.table(key)
         return {name: parent.table(name) for name in parent.names()}
+
+    def optional_table(self, key: str) -> Table | None:
+        return self.table(key) if key in self._data else None
+
+    def array(self, key: str) -> list[Table]:
+        """An array of tables (`[[key]]`), each named `key[i]` in errors."""
+        values = self._get(key, list, [])
+        tables = []
+        for i, value in enumerate(values):
+            if not isinstance(value, dict):
+                raise self.fail(f"{key}[{i}]", f"expected a table, got {type(value).__name__}")
+            tables.append(Table(value, self.key_path(f"{key}[{i}]"), self.file))
+        return tables
+
+    def day(self, key: str) -> date | None:
+        """A TOML date (`2020-10-29`, unquoted), or None when absent."""
+        value = self._get(key, date, None)
+        if isinstance(value, datetime):
+            raise self.fail(key, "expected a date such as 2020-10-29, got a date and time")
+        return value if isinstance(value, date) else None
+
+    def text_map(self, key: str) -> dict[str, str]:
+        """An inline table of strings: `{ "JPRS" = "jprs" }`."""
+        values = self._get(key, dict, {})
+        for name, value in values.items():
+            if not isinstance(value, str):
+                raise self.fail(f"{key}.{name}", f"expected str, got {type(value).__name__}")
+        return dict(values)
 
 
 _REQUIRED = object()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from agent.cli import agent_group, reconcile_command, report_group, run_cli
+from agent.inventory_cli import inventory_group
 
 
 @click.group()
@@ -53,6 +54,7 @@ def demo(workdir: Path | None) -> None:
 
 
 invsync.add_command(agent_group)
+invsync.add_command(inventory_group)
 invsync.add_command(reconcile_command)
 invsync.add_command(report_group)
 

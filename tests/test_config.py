@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent import config as agent_config_module
+from agent import config_inventory as config_inventory_module
 from agent.config import load_agent_config
 from agent.errors import ConfigError
 from server import config as server_config_module
@@ -445,9 +446,10 @@ def _accepted_keys(module: object) -> set[str]:
     return keys
 
 
-AGENT_KEYS = _accepted_keys(agent_config_module)
+AGENT_KEYS = _accepted_keys(agent_config_module) | _accepted_keys(config_inventory_module)
 SERVER_KEYS = _accepted_keys(server_config_module)
-NAMED_TABLES = ("peers", "pairings", "parties")  # their children are named by the user
+NAMED_TABLES = ("peers", "pairings", "parties", "profiles")  # children named by the user
+USER_NAMED_VALUES = ("ccadb_owners",)  # an inline table whose keys are the user's own
 
 
 def _doc_section(title: str) -> str:
@@ -461,14 +463,19 @@ def _examples(section: str) -> list[str]:
     return re.findall(r"```toml\n(.*?)```", section, flags=re.DOTALL)
 
 
-def _keys_of(document: dict[str, object]) -> set[str]:
-    keys = set()
+def _keys_of(document: object) -> set[str]:
+    """Every key an example uses, at any depth; the names of named tables are not keys."""
+    keys: set[str] = set()
+    if isinstance(document, list):
+        for item in document:
+            keys |= _keys_of(item)
+    if not isinstance(document, dict):
+        return keys
     for name, value in document.items():
         keys.add(name)
-        children = value.values() if name in NAMED_TABLES and isinstance(value, dict) else [value]
-        for child in children:
-            if isinstance(child, dict):
-                keys |= set(child)
+        named = name in NAMED_TABLES and isinstance(value, dict)
+        for child in value.values() if named else [value]:
+            keys |= _keys_of(child) if name not in USER_NAMED_VALUES else set()
     return keys
 
 
@@ -484,7 +491,7 @@ def test_the_loaders_accept_the_keys_this_test_expects() -> None:
 )
 def test_every_accepted_key_is_documented(title: str, keys: set[str]) -> None:
     section = _doc_section(title)
-    spellings = ("`{}`", "`[{}]`", "`[{}.NAME]`")  # a key, a table, a table of named tables
+    spellings = ("`{}`", "`[{}]`", "`[{}.NAME]`", "`[[{}]]`")  # key, table, named, array
     undocumented = sorted(k for k in keys if not any(s.format(k) in section for s in spellings))
     assert undocumented == []
 

@@ -43,6 +43,7 @@ def detect_kind(path: Path) -> str:
     suffix = _suffix(path)
     by_suffix = {
         ".jsonl": ISSUANCE_LOG,
+        ".pem": PEM,
         ".p7b": PKCS7,
         ".p7c": PKCS7,
         ".crl": CRL,
