@@ -37,7 +37,7 @@ from agent.sources.detect import (
     detect_kind,
     parse_spec,
 )
-from agent.sources.issuance_log import load_issuance_log
+from agent.sources.issuance_log import load_issuance_log_facts
 from agent.sources.pem import load_der_file, load_directory, load_pem_file
 from agent.sources.pkcs7 import load_pkcs7
 from agent.sources.tabular import csv_header
@@ -53,7 +53,7 @@ def _records(load: Callable[[Path, datetime], list[CertRecord]]) -> Reader:
 def _issuance_log(path: Path, ctx: SourceContext) -> Facts:
     if path.suffix.lower() == ".csv":
         return load_csv_log(path, ctx)
-    return Facts(records=tuple(load_issuance_log(path, ctx.now)))
+    return load_issuance_log_facts(path, ctx)
 
 
 def _ccadb(path: Path, ctx: SourceContext) -> Facts:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import SourceError
+from agent.facts import Facts, SourceContext
 from agent.record import (
     LIFECYCLES,
     REVOCATION_REASONS,
@@ -30,6 +31,7 @@ from agent.record import (
 )
 from agent.sources.detect import ISSUANCE_LOG, read_bytes
 from agent.sources.pem import pem_certificates
+from agent.sources.tabular import Tally, collect
 
 FIELDS = ("certificate", "operator", "lifecycle", "revoked_at", "revocation_reason")
 
@@ -48,18 +50,26 @@ _REASONS = {_squash(reason): reason for reason in REVOCATION_REASONS}
 
 def load_issuance_log(path: Path, now: datetime) -> list[CertRecord]:
     """Every line of a JSON Lines issuance log as a record; blank lines are skipped."""
+    return list(load_issuance_log_facts(path, SourceContext(now=now)).records)
+
+
+def load_issuance_log_facts(path: Path, ctx: SourceContext) -> Facts:
+    """As `load_issuance_log`; with `ctx.skip_invalid` a bad line is skipped and reported."""
     try:
         text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as e:
         raise SourceError(f"{path}: not UTF-8 text: {e}") from e
-    records = [
-        _record(line, f"{path}:{number}", now)
+    lines = [
+        (f"{path}:{number}", (f"{path}:{number}", line))
         for number, line in enumerate(text.splitlines(), 1)
         if line.strip()
     ]
-    if not records:
+    if not lines:
         raise SourceError(f"{path}: no certificate found (the issuance log has no entries)")
-    return records
+    tally = Tally(ctx.progress)
+    records, skipped = collect(lines, lambda item: _record(item[1], item[0], ctx.now), ctx, tally)
+    tally.finish()
+    return Facts(records=tuple(records), skipped=tuple(skipped))
 
 
 def normalize_reason(name: str) -> str | None:
