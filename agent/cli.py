@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,7 +156,13 @@ def reconcile_command(
     root = Side("root", _offline_scope("--root", root_view))
     sub = Side("subordinate", _offline_scope("--subordinate", sub_view))
     findings = reconcile(root, sub, at)
-    click.echo(_render(findings, fmt, at), nl=False)
+    inputs = {"root": inputs_summary(root.records), "subordinate": inputs_summary(sub.records)}
+    if fmt != "json":
+        for side, counts in inputs.items():
+            click.echo(
+                f"note: {side}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), err=True
+            )
+    click.echo(_render(findings, fmt, at, inputs), nl=False)
     errors = sum(1 for f in findings if f.severity == Severity.ERROR)
     sys.exit(min(errors, MAX_EXIT))
 
@@ -174,9 +181,24 @@ def _offline_scope(option: str, assembled: Assembled) -> list[CertRecord]:
     return scoped
 
 
-def _render(findings: tuple[Finding, ...], fmt: str, at: datetime) -> str:
+def inputs_summary(records: Sequence[CertRecord]) -> dict[str, int]:
+    """What each side brought: certificates, and how many carry each fact of the public view."""
+    return {
+        "ca_certificates": len(records),
+        "disclosed_in_ccadb": sum(1 for r in records if r.disclosure),
+        "in_an_audit_scope": sum(1 for r in records if r.audit_scope),
+        "revoked": sum(1 for r in records if r.revocation),
+        "revoked_per_crl": sum(
+            1 for r in records if any(e.source.startswith("crl:") for e in r.revocation_evidence)
+        ),
+    }
+
+
+def _render(
+    findings: tuple[Finding, ...], fmt: str, at: datetime, inputs: dict[str, dict[str, int]]
+) -> str:
     if fmt == "json":
-        return findings_json(findings, as_of=at) + "\n"
+        return findings_json(findings, as_of=at, inputs=inputs) + "\n"
     if fmt == "markdown":
         ref = SnapshotRef("root", ROOT, 0, "")
         body = build_report_body(
