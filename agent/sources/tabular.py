@@ -57,9 +57,8 @@ class Row:
 class Table:
     """A CSV file's header and its rows, read lazily (`rows` can be iterated once)."""
 
-    path: Path
     header: tuple[str, ...]
-    header_location: str
+    header_location: str  # path:line of the header row
     rows: Iterator[Row]
 
     def require(self, names: Sequence[str]) -> None:
@@ -93,7 +92,7 @@ def open_table(path: Path) -> Table:
     header_location = f"{path}:{line}"
     _check_unique(header, header_location)
     data = (Row(f"{path}:{start}", tuple(cells), header) for start, cells in rows)
-    return Table(path, header, header_location, data)
+    return Table(header, header_location, data)
 
 
 def csv_header(path: Path) -> tuple[str, ...]:
