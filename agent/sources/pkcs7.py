@@ -18,10 +18,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from agent.errors import SourceError
 from agent.facts import Facts, SourceContext
 from agent.record import CertRecord, SourceRef, parse_certificate
-from agent.sources.detect import read_bytes
+from agent.sources.detect import PKCS7, read_bytes
 from agent.sources.tabular import RowError, Tally, collect
-
-PKCS7 = "pkcs7"
 
 # OpenSSL writes "PKCS7"; RFC 7468 also allows "PKCS #7 SIGNED DATA", which cryptography refuses.
 _LONG_LABEL = re.compile(rb"^(-----(?:BEGIN|END) )PKCS #7 SIGNED DATA-----", re.MULTILINE)
