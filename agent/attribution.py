@@ -8,7 +8,6 @@ an empty `attribution`: it is unattributed, kept and reported, never dropped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -16,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent.record import CertRecord
+from agent.sources.ccadb import normalize_owner
 
 ISSUANCE_LOG = "issuance-log"
 CCADB = "ccadb"
@@ -44,7 +44,7 @@ class AttributionRule:
 @dataclass(frozen=True)
 class Attribution:
     rules: tuple[AttributionRule, ...] = ()
-    # CCADB "Subordinate CA Owner" (as `normalize_owner` spells it) -> party id
+    # CCADB "Subordinate CA Owner" (as agent.sources.ccadb.normalize_owner spells it) -> party id
     ccadb_owners: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -70,13 +70,3 @@ def subject_organizations(record: CertRecord) -> frozenset[str]:
     cert = x509.load_der_x509_certificate(record.info.der)
     values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return frozenset(v.value for v in values if isinstance(v.value, str))
-
-
-_SUFFIXES = re.compile(r"\b(co|company|corp|corporation|inc|incorporated|ltd|limited|llc|kk)\b")
-
-
-def normalize_owner(name: str) -> str:
-    """An owner name as CCADB's two spellings of it agree: "SECOM Trust Systems CO.,LTD." and
-    "SECOM Trust Systems Co., Ltd." both become "secom trust systems"."""
-    words = re.sub(r"[^\w]+", " ", name.casefold())
-    return " ".join(_SUFFIXES.sub(" ", words).split())

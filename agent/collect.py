@@ -51,7 +51,7 @@ def _records(load: Callable[[Path, datetime], list[CertRecord]]) -> Reader:
 
 
 def _issuance_log(path: Path, ctx: SourceContext) -> Facts:
-    if path.suffix.lower() == ".csv":
+    if path.name.lower().endswith((".csv", ".csv.gz")):
         return load_csv_log(path, ctx)
     return load_issuance_log_facts(path, ctx)
 

@@ -31,12 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from agent.attribution import Attribution
 from agent.config_inventory import AuditScopeSource, attribution, audit_scope_sources, profiles
+from agent.errors import SourceError
 from agent.model import ROOT, SUBORDINATE
 from agent.profiles import OperatorProfile
 from agent.sources.detect import KINDS
 from agent.tomlconf import Table
+
+SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,17 @@ class PairingConfig:
     issuer_certificates: tuple[Path, ...]
     subject_organizations: tuple[str, ...]
 
+    def issuer_spkis(self) -> list[bytes]:
+        """The SubjectPublicKeyInfo (DER) of every issuer certificate: the pairing's scope."""
+        spkis = []
+        for path in self.issuer_certificates:
+            try:
+                certs = x509.load_pem_x509_certificates(path.read_bytes())
+            except (OSError, ValueError) as e:
+                raise SourceError(f"{path}: issuer certificates cannot be read: {e}") from e
+            spkis += [c.public_key().public_bytes(Encoding.DER, SPKI) for c in certs]
+        return spkis
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -73,6 +90,10 @@ class AgentConfig:
     audit_scope: tuple[AuditScopeSource, ...] = ()
     attribution: Attribution = field(default_factory=Attribution)
     profiles: tuple[OperatorProfile, ...] = ()
+
+    def ca_spkis(self) -> list[bytes]:
+        """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
+        return [spki for pairing in self.pairings.values() for spki in pairing.issuer_spkis()]
 
 
 def load_agent_config(file: Path) -> AgentConfig:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.attribution import Attribution, AttributionRule, normalize_owner
+from agent.attribution import Attribution, AttributionRule
 from agent.facts import AuditPeriod
 from agent.profiles import OperatorProfile
+from agent.sources.ccadb import normalize_owner
 from agent.tomlconf import Table
 
 

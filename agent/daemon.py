@@ -14,15 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
 from agent.client import ExchangeClient, NotFoundYet
 from agent.collect import collect, read_source
 from agent.config import AgentConfig, PairingConfig
 from agent.envelope import Envelope, Sig, pae, verify_or_raise
-from agent.errors import ReportError, SourceError
+from agent.errors import ReportError
 from agent.facts import Facts, SourceContext
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
@@ -102,14 +99,14 @@ class Agent:
 
     def _pairing_spkis(self) -> list[bytes]:
         """The root CA keys of every pairing: CT entries they signed belong in the inventory."""
-        return [spki for p in self.config.pairings.values() for spki in _issuer_spkis(p)]
+        return self.config.ca_spkis()
 
     def push(self, pairing: PairingConfig) -> int:
         """Build, sign and push the next snapshot of `pairing`; returns its version."""
         now = self.clock()
         last = self.store.latest_sent_snapshot(pairing.name)
         version = (last.version if last else 0) + 1
-        spkis = _issuer_spkis(pairing)
+        spkis = pairing.issuer_spkis()
         payload = build_payload(
             party=self.config.party,
             pairing=pairing.name,
@@ -333,19 +330,3 @@ def _policy(pairing: PairingConfig, party: str) -> PairingPolicy:
 def _keys(paths: tuple[Path, ...]) -> dict[str, VerifyKey]:
     keys = [load_verify_key(p) for p in paths]
     return {k.keyid: k for k in keys}
-
-
-def _issuer_spkis(pairing: PairingConfig) -> list[bytes]:
-    spkis = []
-    for path in pairing.issuer_certificates:
-        try:
-            certs = x509.load_pem_x509_certificates(path.read_bytes())
-        except ValueError as e:
-            raise SourceError(f"{path}: issuer certificates cannot be read: {e}") from e
-        spkis += [
-            c.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            for c in certs
-        ]
-    return spkis

@@ -95,7 +95,11 @@ def import_command(
     with _store(db, config) as store:
         now = datetime.now(UTC)
         ctx = SourceContext(
-            now=now, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
+            now=now,
+            party_ca_spkis=_ca_spkis(config),
+            audit=audit,
+            skip_invalid=skip_invalid,
+            progress=terminal_progress("reading"),
         )
         held = [_without_derived(r) for r in store.inventory()]
         # Without a configuration there are no rules, but the issuance log still attributes.
@@ -112,6 +116,10 @@ def import_command(
         store.import_records(assembled.records, now)
         collected.commit_ct_progress(state)
     _summary(assembled, len(held))
+
+
+def _ca_spkis(config: Path | None) -> list[bytes]:
+    return load_agent_config(config).ca_spkis() if config else []
 
 
 def _attribution(config: Path | None) -> Attribution:

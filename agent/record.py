@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from agent.der import basic_constraints
+
 if TYPE_CHECKING:  # agent.facts speaks of records too; only the names are needed here
     from agent.facts import AuditScopeEntry, Disclosure
 
@@ -27,6 +29,14 @@ if TYPE_CHECKING:  # agent.facts speaks of records too; only the names are neede
 warnings.filterwarnings(
     "ignore",
     message="Parsed a serial number which wasn't positive",
+    category=CryptographyDeprecationWarning,
+)
+# Likewise real CCADB certificates with name attributes over 64 characters, and UTF-8 in a
+# VisibleString policy notice: defects for a profile check to report, not reasons to lose them.
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
+warnings.filterwarnings(
+    "ignore",
+    message=r"Invalid ASN\.1 \(UTF-8 characters in a VisibleString\)",
     category=CryptographyDeprecationWarning,
 )
 
@@ -83,6 +93,9 @@ class CertInfo:
     technically_constrained: bool  # Mozilla Root Store Policy 5.3.1, see _technically_constrained
     crl_urls: tuple[str, ...]
     self_issued: bool  # subject == issuer
+    # Why `cryptography` could not decode the extensions ("" when it could). Then only the CA
+    # flag is read (agent/der.py); key ids, EKUs and name constraints stay unknown.
+    extensions_error: str = ""
 
     @property
     def serial_bytes(self) -> int:
@@ -125,7 +138,8 @@ def parse_certificate(der: bytes) -> CertInfo:
     spki_der = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    ca, path_len = _basic_constraints(cert)
+    extensions, problem = _extensions(cert)
+    ca, path_len = _basic_constraints(cert, extensions)
     return CertInfo(
         sha256=sha256_hex(der),
         der=der,
@@ -140,16 +154,25 @@ def parse_certificate(der: bytes) -> CertInfo:
         spki_sha256=sha256_hex(spki_der),
         doppelganger_key=sha256_hex(subject_der + spki_der),
         tbs_sha256=sha256_hex(cert.tbs_certificate_bytes),
-        ski=_ski(cert),
-        aki=_aki(cert),
+        ski=_ski(extensions),
+        aki=_aki(extensions),
         is_ca=ca,
         path_len=path_len,
-        ekus=_ekus(cert),
-        has_name_constraints=_has_extension(cert, x509.NameConstraints),
-        technically_constrained=_technically_constrained(cert),
-        crl_urls=_crl_urls(cert),
+        ekus=_ekus(extensions),
+        has_name_constraints=_ext(extensions, x509.NameConstraints) is not None,
+        technically_constrained=_technically_constrained(extensions),
+        crl_urls=_crl_urls(extensions),
         self_issued=subject_der == cert.issuer.public_bytes(),
+        extensions_error=problem,
     )
+
+
+def _extensions(cert: x509.Certificate) -> tuple[x509.Extensions, str]:
+    """All extensions, decoded once; an empty set and the reason when they cannot be."""
+    try:
+        return cert.extensions, ""
+    except ValueError as e:
+        return x509.Extensions([]), str(e)
 
 
 def serial_hex(serial: int) -> str:
@@ -159,55 +182,59 @@ def serial_hex(serial: int) -> str:
     return serial.to_bytes(length, "big", signed=True).hex().upper()
 
 
-def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+def _ext(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
-        return cert.extensions.get_extension_for_class(kind).value
+        return extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
 
-def _has_extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
-    return _ext(cert, kind) is not None
+def _basic_constraints(
+    cert: x509.Certificate, extensions: x509.Extensions
+) -> tuple[bool, int | None]:
+    bc = _ext(extensions, x509.BasicConstraints)
+    if isinstance(bc, x509.BasicConstraints):
+        return bc.ca, bc.path_length
+    if len(extensions) == 0:
+        # Extensions cryptography refused (or none at all): read the CA flag from the DER.
+        try:
+            return basic_constraints(cert.tbs_certificate_bytes)
+        except ValueError:
+            return False, None
+    return False, None
 
 
-def _basic_constraints(cert: x509.Certificate) -> tuple[bool, int | None]:
-    bc = _ext(cert, x509.BasicConstraints)
-    if not isinstance(bc, x509.BasicConstraints):
-        return False, None
-    return bc.ca, bc.path_length
-
-
-def _ski(cert: x509.Certificate) -> str | None:
-    ski = _ext(cert, x509.SubjectKeyIdentifier)
+def _ski(extensions: x509.Extensions) -> str | None:
+    ski = _ext(extensions, x509.SubjectKeyIdentifier)
     return ski.digest.hex().upper() if isinstance(ski, x509.SubjectKeyIdentifier) else None
 
 
-def _aki(cert: x509.Certificate) -> str | None:
-    aki = _ext(cert, x509.AuthorityKeyIdentifier)
+def _aki(extensions: x509.Extensions) -> str | None:
+    aki = _ext(extensions, x509.AuthorityKeyIdentifier)
     if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None:
         return aki.key_identifier.hex().upper()
     return None
 
 
-def _ekus(cert: x509.Certificate) -> tuple[str, ...]:
-    eku = _ext(cert, x509.ExtendedKeyUsage)
+def _ekus(extensions: x509.Extensions) -> tuple[str, ...]:
+    eku = _ext(extensions, x509.ExtendedKeyUsage)
     if not isinstance(eku, x509.ExtendedKeyUsage):
         return ()
     return tuple(sorted(oid.dotted_string for oid in eku))
 
 
-def _technically_constrained(cert: x509.Certificate) -> bool:
+def _technically_constrained(extensions: x509.Extensions) -> bool:
     """Mozilla Root Store Policy 5.3.1: an EKU extension without anyExtendedKeyUsage; if it
     allows serverAuth, name constraints on both dNSName and iPAddress; if it allows
     emailProtection, name constraints on rfc822Name. Such a CA certificate is exempt from the
     audit and disclosure rules that apply to unconstrained ones."""
-    eku = _ext(cert, x509.ExtendedKeyUsage)
+    eku = _ext(extensions, x509.ExtendedKeyUsage)
     if not isinstance(eku, x509.ExtendedKeyUsage):
         return False
     usages = set(eku)
     if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages:
         return False
-    constrained = _constrained_name_types(cert)
+    constrained = _constrained_name_types(extensions)
     needed: set[type] = set()
     if ExtendedKeyUsageOID.SERVER_AUTH in usages:
         needed |= {x509.DNSName, x509.IPAddress}
@@ -216,16 +243,16 @@ def _technically_constrained(cert: x509.Certificate) -> bool:
     return needed <= constrained
 
 
-def _constrained_name_types(cert: x509.Certificate) -> set[type]:
-    nc = _ext(cert, x509.NameConstraints)
+def _constrained_name_types(extensions: x509.Extensions) -> set[type]:
+    nc = _ext(extensions, x509.NameConstraints)
     if not isinstance(nc, x509.NameConstraints):
         return set()
     subtrees = [*(nc.permitted_subtrees or ()), *(nc.excluded_subtrees or ())]
     return {type(name) for name in subtrees}
 
 
-def _crl_urls(cert: x509.Certificate) -> tuple[str, ...]:
-    cdp = _ext(cert, x509.CRLDistributionPoints)
+def _crl_urls(extensions: x509.Extensions) -> tuple[str, ...]:
+    cdp = _ext(extensions, x509.CRLDistributionPoints)
     if not isinstance(cdp, x509.CRLDistributionPoints):
         return ()
     urls = [

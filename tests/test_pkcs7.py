@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from agent.errors import SourceError
-from agent.facts import Skipped, SourceContext
+from agent.facts import SourceContext
 from agent.record import SourceRef
 from agent.sources.pkcs7 import load_pkcs7
 
@@ -128,23 +128,38 @@ def test_missing_bundle(tmp_path: Path) -> None:
     _fails(tmp_path / "gone.p7b", f"{tmp_path / 'gone.p7b'}: cannot read: No such file")
 
 
-def test_unparseable_certificate_names_its_position(tmp_path: Path) -> None:
-    path = _bundle(tmp_path, [_jprs()[0], _host_bits_set()], DER)
-    _fails(path, f"{path}: certificate 2: cannot be parsed: 81.27.169.51/24 has host bits set")
+def _with_bad_time(tmp_path: Path) -> Path:
+    """A bundle of two real certificates whose second one's notBefore is no longer a UTCTime:
+    the same length, so the PKCS#7 structure stays valid while `cryptography` refuses the
+    certificate itself."""
+    good, other = _jprs()[0], _jprs()[1]
+    data = pkcs7.serialize_certificates([good, other], DER)
+    other_der = other.public_bytes(DER)
+    stamp = other.not_valid_before_utc.strftime("%y%m%d%H%M%SZ").encode()
+    assert other_der.count(stamp) == 1
+    broken = other_der.replace(stamp, b"x" + stamp[1:])
+    assert data.count(other_der) == 1
+    return _write(tmp_path, data.replace(other_der, broken))
 
 
-def test_skip_invalid_keeps_the_rest_and_says_what_it_left_out(tmp_path: Path) -> None:
-    good = _jprs()[0]
-    path = _bundle(tmp_path, [good, _host_bits_set()], DER)
-    facts = load_pkcs7(path, SourceContext(now=NOW, skip_invalid=True))
-    assert [r.sha256 for r in facts.records] == [_sha256(good)]
-    reason = "cannot be parsed: 81.27.169.51/24 has host bits set"
-    assert facts.skipped == (Skipped(f"{path}: certificate 2", reason),)
+def test_a_broken_certificate_makes_the_bundle_unreadable_and_names_the_file(
+    tmp_path: Path,
+) -> None:
+    # cryptography parses a PKCS#7 bundle whole, so even --skip-invalid cannot keep the rest.
+    path = _with_bad_time(tmp_path)
+    expected = rf"^{re.escape(str(path))}: not a PKCS#7 certificate bundle: .*UtcTime"
+    for ctx in (CTX, SourceContext(now=NOW, skip_invalid=True)):
+        with pytest.raises(SourceError, match=expected):
+            load_pkcs7(path, ctx)
 
 
-def test_host_bits_certificate_really_is_refused() -> None:
-    # The two tests above depend on `cryptography` refusing this certificate's fields.
+def test_a_certificate_with_undecodable_extensions_is_kept_and_says_why(tmp_path: Path) -> None:
+    # Real CCADB certificate: cryptography refuses its name constraints, not the certificate.
     cert = _host_bits_set()
     assert _sha256(cert) == HOST_BITS_SET
     with pytest.raises(ValueError, match="host bits set"):
         _ = cert.extensions
+    facts = load_pkcs7(_bundle(tmp_path, [cert], DER), CTX)
+    (record,) = facts.records
+    assert record.info.extensions_error == "81.27.169.51/24 has host bits set"
+    assert record.info.is_ca

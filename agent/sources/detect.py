@@ -86,7 +86,7 @@ def sniff(path: Path) -> str:
     data = read_bytes(path)
     if b"-----BEGIN X509 CRL-----" in data:
         return CRL
-    if b"-----BEGIN PKCS7-----" in data:
+    if b"-----BEGIN PKCS7-----" in data or b"-----BEGIN PKCS #7 SIGNED DATA-----" in data:
         return PKCS7
     return PEM if b"-----BEGIN " in data else DER
 

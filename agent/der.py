@@ -1,0 +1,71 @@
+"""Just enough DER to read basicConstraints when `cryptography` refuses a certificate's
+other extensions (real CCADB certificates carry malformed policy text or name constraints).
+
+An inventory must still know whether such a certificate is a CA; everything else derived from
+extensions is left unknown for it.
+"""
+
+from __future__ import annotations
+
+_SEQUENCE = 0x30
+_BOOLEAN = 0x01
+_INTEGER = 0x02
+_OCTET_STRING = 0x04
+_OID = 0x06
+_EXTENSIONS = 0xA3  # [3] EXPLICIT in TBSCertificate
+BASIC_CONSTRAINTS_OID = bytes([0x55, 0x1D, 0x13])  # 2.5.29.19
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, bytes, int]:
+    """(tag, value, next offset) of the DER element at `at`; ValueError when truncated."""
+    if at + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length, at = data[at], data[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or at + count > len(data):
+            raise ValueError("bad DER length")
+        length, at = int.from_bytes(data[at : at + count], "big"), at + count
+    if at + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, data[at : at + length], at + length
+
+
+def _children(value: bytes) -> list[tuple[int, bytes]]:
+    out, at = [], 0
+    while at < len(value):
+        tag, inner, at = _tlv(value, at)
+        out.append((tag, inner))
+    return out
+
+
+def basic_constraints(tbs: bytes) -> tuple[bool, int | None]:
+    """(cA, pathLenConstraint) from a TBSCertificate's raw extensions; (False, None) without
+    the extension. ValueError when the DER itself is broken."""
+    tag, body, _ = _tlv(tbs, 0)
+    if tag != _SEQUENCE:
+        raise ValueError("TBSCertificate is not a SEQUENCE")
+    for field_tag, field in _children(body):
+        if field_tag == _EXTENSIONS:
+            return _from_extensions(field)
+    return False, None
+
+
+def _from_extensions(explicit: bytes) -> tuple[bool, int | None]:
+    _, extensions, _ = _tlv(explicit, 0)
+    for _, extension in _children(extensions):
+        parts = _children(extension)
+        if parts and parts[0] == (_OID, BASIC_CONSTRAINTS_OID):
+            return _decode_basic_constraints(parts[-1][1])
+    return False, None
+
+
+def _decode_basic_constraints(octets: bytes) -> tuple[bool, int | None]:
+    _, body, _ = _tlv(octets, 0)
+    ca, path_len = False, None
+    for tag, value in _children(body):
+        if tag == _BOOLEAN:
+            ca = value != b"\x00"
+        elif tag == _INTEGER:
+            path_len = int.from_bytes(value, "big")
+    return ca, path_len
