@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +29,7 @@ from pathlib import Path
 
 from agent.errors import SourceError
 from agent.facts import Facts, SourceContext
+from agent.files import write_atomically
 from agent.sources.ct import entries_facts, party_keys, response_entries
 
 STATE_VERSION = 1
@@ -194,24 +193,6 @@ def _write_atomically(path: Path, text: str) -> None:
     """Replace `path` so that a crash leaves the old or the new file, never a part of one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)  # makes the rename itself durable
+        write_atomically(path, text)
     except OSError as e:
         raise SourceError(f"{path}: cannot write CT resume state: {e}") from e
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
