@@ -32,8 +32,6 @@ from agent.report import (
     SnapshotRef,
     build_report_body,
     parse_report_body,
-    read_report_file,
-    verify_report,
 )
 from agent.scope import issued_ca_certificates
 
@@ -213,45 +211,6 @@ def _render(
     return findings_text(findings) or "no findings\n"
 
 
-@click.group("report")
-def report_group() -> None:
-    """Work with signed reconciliation reports."""
-
-
-@report_group.command("verify")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--pin",
-    "pins",
-    multiple=True,
-    metavar="NAME=KEYID",
-    help="Require signer NAME to use the key with this id (repeatable).",
-)
-def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
-    """Check every signature on each report FILE and say whose are present.
-
-    Exits 0 only if, in every file, the server and both parties signed and every signature is
-    valid; 1 otherwise.
-    """
-    pinned = _pins(pins) or None
-    complete = True
-    for file in files:
-        result = verify_report(read_report_file(file), pinned)
-        click.echo(f"{file}:\n{result.describe()}" if len(files) > 1 else result.describe())
-        complete = complete and result.complete
-    sys.exit(0 if complete else 1)
-
-
-def _pins(pins: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pin in pins:
-        name, sep, keyid = pin.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pin!r}: expected NAME=KEYID", param_hint="--pin")
-        out[name] = keyid
-    return out
-
-
 @click.group("agent")
 def agent_group() -> None:
     """Run the inventory agent of one party."""
@@ -330,4 +289,4 @@ def run_cli(group: click.Group) -> None:
         sys.exit(2)
 
 
-__all__ = ["ReportError", "agent_group", "reconcile_command", "report_group", "run_cli"]
+__all__ = ["ReportError", "agent_group", "reconcile_command", "run_cli"]

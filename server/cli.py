@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from agent.cli import agent_group, reconcile_command, report_group, run_cli
+from agent.cli import agent_group, reconcile_command, run_cli
 from agent.inventory_cli import inventory_group
+from agent.report_cli import report_group
 
 
 @click.group()

@@ -1,0 +1,103 @@
+"""`invsync report list / show / diff` over real signed reports in a directory."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+import agent
+from agent import envelope
+from agent.keys import generate
+from agent.model import Side
+from agent.reconcile import reconcile
+from agent.record import CertRecord
+from agent.report import (
+    REPORT_PAYLOAD_TYPE,
+    Signer,
+    SnapshotRef,
+    build_report_body,
+    report_id,
+    write_report_file,
+)
+from agent.sources import load_sources
+from server.cli import invsync
+
+DEMO = Path(agent.__file__).parent / "demo_data"
+KEYS = {"exchange": generate(), "secom": generate(), "jprs": generate()}
+ROLES = {"exchange": "server", "secom": "root", "jprs": "subordinate"}
+BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
+BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
+
+
+def _write(directory: Path, at: datetime, version: int, jprs: list[CertRecord]) -> str:
+    secom = load_sources([str(DEMO / "secom_issuance_log.jsonl")], at)
+    body = build_report_body(
+        pairing="secom-jprs",
+        as_of=at,
+        root=SnapshotRef("secom", "root", version, "a" * 64),
+        subordinate=SnapshotRef("jprs", "subordinate", version, "b" * 64),
+        findings=reconcile(Side("secom", secom), Side("jprs", jprs), at),
+        signers=[Signer(ROLES[n], n, k.keyid, k.public.spki_der) for n, k in KEYS.items()],
+    )
+    rid = report_id(body)
+    env = envelope.sign(REPORT_PAYLOAD_TYPE, body, list(KEYS.values()))
+    write_report_file(directory / f"secom-jprs-v{version}-{rid[:12]}.report.json", env)
+    return rid
+
+
+def _history(tmp_path: Path) -> tuple[str, str]:
+    """Two reports: JPRS first lacks the two bug certificates, then lists the OV one too."""
+    at1, at2 = datetime(2021, 3, 1, tzinfo=UTC), datetime(2021, 3, 2, tzinfo=UTC)
+    jprs = load_sources([str(DEMO / "jprs_ca_certificates.pem")], at1)
+    secom = load_sources([str(DEMO / "secom_issuance_log.jsonl")], at1)
+    bug_ov = next(r for r in secom if r.sha256 == BUG_OV)
+    return _write(tmp_path, at1, 1, jprs), _write(tmp_path, at2, 2, [*jprs, bug_ov])
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(invsync, ["report", *args])
+
+
+def test_list_shows_each_report_with_its_counts_and_signatures(tmp_path: Path) -> None:
+    first, second = _history(tmp_path)
+    result = _run("list", "--dir", str(tmp_path), "--format", "json")
+    rows = json.loads(result.output)
+    assert [r["id"] for r in rows] == [first, second]
+    assert [r["summary"]["error"] for r in rows] == [2, 1]
+    assert {r["signatures"] for r in rows} == {"complete"}
+    text = _run("list", "--dir", str(tmp_path)).output
+    assert text.splitlines()[-1] == "reports: 2"
+    assert f"{first[:12]}  secom-jprs  2021-03-01T00:00:00Z  root v1  subordinate v1" in text
+
+
+def test_show_by_id_prefix_in_json_is_the_signed_body(tmp_path: Path) -> None:
+    first, _ = _history(tmp_path)
+    result = _run("show", first[:8], "--dir", str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["as_of"] == "2021-03-01T00:00:00Z"
+    markdown = _run("show", first[:8], "--dir", str(tmp_path), "--format", "markdown").output
+    assert BUG_DV in markdown
+
+
+def test_an_unknown_id_is_refused_with_the_directory(tmp_path: Path) -> None:
+    _history(tmp_path)
+    result = _run("show", "ffff", "--dir", str(tmp_path))
+    assert f"no report with id 'ffff' in {tmp_path}" in str(result.exception)
+
+
+def test_diff_names_the_resolved_finding(tmp_path: Path) -> None:
+    first, second = _history(tmp_path)
+    text = _run("diff", first[:10], second[:10], "--dir", str(tmp_path)).output
+    assert f"- ERROR   missing-at-subordinate  {BUG_OV}" in text
+    assert text.splitlines()[-1].startswith("0 new, 2 resolved")
+    data = json.loads(
+        _run("diff", first[:10], second[:10], "--dir", str(tmp_path), "--format", "json").output
+    )
+    assert {(f["code"], f["sha256"]) for f in data["resolved"]} == {
+        ("missing-at-subordinate", BUG_OV),
+        ("doppelganger-untracked", BUG_OV),
+    }
+    assert data["new"] == []
