@@ -1,0 +1,51 @@
+"""Findings as CSV for spreadsheets and scripts (DESIGN §8).
+
+One row per finding, most urgent first, with the columns of `FINDING_FIELDS` in that order, so the
+CSV cannot drift from the report body. RFC 4180: CRLF line ends, a field holding a comma, quote,
+CR or LF is quoted and its quotes doubled.
+
+Subjects and messages are attacker-controlled certificate text and a compliance engineer opens
+this file in a spreadsheet, where a cell starting with `=`, `+`, `-` or `@` (or a tab or CR that
+the application strips first) is a formula that can run commands or leak data. Such a cell gets a
+leading `'`, which spreadsheets read as "this is text" (OWASP's CSV injection advice).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+
+from agent.findings import FINDING_FIELDS, Finding
+from agent.render import by_urgency
+
+RELATED_SEPARATOR = ";"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def findings_csv(findings: Iterable[Finding]) -> str:
+    """A header row of `FINDING_FIELDS`, then one row per finding, most urgent first."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(FINDING_FIELDS)
+    writer.writerows(_row(finding) for finding in by_urgency(findings))
+    return out.getvalue()
+
+
+def _row(finding: Finding) -> list[str]:
+    obj = finding.to_json()
+    return [safe_cell(_text(obj[name])) for name in FINDING_FIELDS]
+
+
+def _text(value: object) -> str:
+    """The cell text of a `Finding.to_json` value: None (no due date) is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return RELATED_SEPARATOR.join(str(item) for item in value)
+    return str(value)
+
+
+def safe_cell(text: str) -> str:
+    """`text`, with a leading `'` when a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

