@@ -2,7 +2,8 @@
 
 A finding has a stable code from `CATALOGUE`, a severity, the certificate it is about, the party
 that must act, the policy it rests on and a due date where that policy sets a clock. Adding a code
-is one `CodeInfo` entry here plus one rule in `agent.reconcile`; a test checks that the two agree.
+is one `CodeInfo` entry here plus one rule module in `agent.rules`; a test checks that the two
+agree, and `invsync rules` lists this catalogue.
 """
 
 from __future__ import annotations
@@ -36,11 +37,25 @@ MISSING_AT_SUBORDINATE = "missing-at-subordinate"
 MISSING_AT_ROOT = "missing-at-root"
 STATUS_MISMATCH = "status-mismatch"
 DOPPELGANGER_UNTRACKED = "doppelganger-untracked"
+NOT_IN_AUDIT_SCOPE = "not-in-audit-scope"
+AUDIT_OVERDUE = "audit-overdue"
+UNUSED_NOT_REVOKED = "unused-not-revoked"
+NOT_DISCLOSED = "not-disclosed"
+PROFILE_DEVIATION = "profile-deviation"
+UNATTRIBUTED = "unattributed"
+STALE_PEER = "stale-peer"
+DISAPPEARED = "disappeared"
 RULE_CRASHED = "rule-crashed"
 
-MOZILLA_DISCLOSURE = "Mozilla Root Store Policy 5.3.2"
-BR_REVOCATION = "TLS BR 4.9.1.2"
-BR_ISSUANCE_RECORDS = "TLS BR 5.4.1"
+# The policies findings rest on, spelled once. "" is a finding no root program policy sets: it
+# rests on the pairing's own agreement (both parties keep the same, current, complete list).
+MOZILLA_DISCLOSURE = "Mozilla Root Store Policy 5.3.2"  # disclose within 7 days
+MOZILLA_AUDIT_SCOPE = "Mozilla Root Store Policy 3.1.3"  # every capable CA certificate audited
+MOZILLA_TECHNICALLY_CONSTRAINED = "Mozilla Root Store Policy 5.3.1"  # exempt only if constrained
+BR_REVOCATION = "TLS BR 4.9.1.2"  # revoke a subordinate CA certificate within 7 days
+BR_ISSUANCE_RECORDS = "TLS BR 5.4.1"  # the issuer records every certificate it signs
+CCADB_AUDIT_DELIVERY = "CCADB Policy 5.2"  # audit report within 92 days of the period's end
+PAIRING_AGREEMENT = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,8 @@ def _catalogue(*entries: CodeInfo) -> Mapping[str, CodeInfo]:
     return MappingProxyType({entry.code: entry for entry in entries})
 
 
+# In the order `invsync rules` lists them: the two-party comparison first, then the public view
+# and the audit, then the operators' declarations, then the exchange itself.
 CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
     CodeInfo(
         MISSING_AT_SUBORDINATE,
@@ -74,18 +91,68 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         STATUS_MISMATCH,
         Severity.ERROR,
         BR_REVOCATION,
-        "Both list the certificate but disagree on whether, when or why it was revoked.",
+        "The parties, a CRL or CCADB disagree on whether, when or why a certificate was revoked.",
     ),
     CodeInfo(
         DOPPELGANGER_UNTRACKED,
         Severity.WARNING,
-        "",
+        PAIRING_AGREEMENT,
         "A certificate shares subject and key with others that are listed or revoked differently.",
+    ),
+    CodeInfo(
+        NOT_IN_AUDIT_SCOPE,
+        Severity.ERROR,
+        MOZILLA_AUDIT_SCOPE,
+        "A live, not technically constrained CA certificate issued before an audit period's end "
+        "is absent from that audit's list.",
+    ),
+    CodeInfo(
+        AUDIT_OVERDUE,
+        Severity.ERROR,
+        CCADB_AUDIT_DELIVERY,
+        "CCADB holds no audit for a live CA certificate, or its next audit report is overdue.",
+    ),
+    CodeInfo(
+        UNUSED_NOT_REVOKED,
+        Severity.ERROR,
+        BR_REVOCATION,
+        "A CA certificate marked unused or decommissioned is still valid and not revoked.",
+    ),
+    CodeInfo(
+        NOT_DISCLOSED,
+        Severity.ERROR,
+        MOZILLA_DISCLOSURE,
+        "A CA certificate has no CCADB record seven days after its notBefore.",
+    ),
+    CodeInfo(
+        PROFILE_DEVIATION,
+        Severity.WARNING,
+        PAIRING_AGREEMENT,
+        "A live CA certificate's serial length, EKUs or validity differ from its operator's "
+        "declared profile.",
+    ),
+    CodeInfo(
+        UNATTRIBUTED,
+        Severity.WARNING,
+        PAIRING_AGREEMENT,
+        "The root lists a CA certificate under its key without knowing who operates it.",
+    ),
+    CodeInfo(
+        STALE_PEER,
+        Severity.WARNING,
+        PAIRING_AGREEMENT,
+        "A party's snapshot has expired or is older than its maximum age.",
+    ),
+    CodeInfo(
+        DISAPPEARED,
+        Severity.ERROR,
+        PAIRING_AGREEMENT,
+        "A certificate left a party's snapshot without being revoked or expiring.",
     ),
     CodeInfo(
         RULE_CRASHED,
         Severity.ERROR,
-        "",
+        PAIRING_AGREEMENT,
         "A reconciliation rule raised an exception; its findings are missing from this run.",
     ),
 )
@@ -201,8 +268,10 @@ def make_finding(
     due: datetime | None = None,
     related: tuple[str, ...] = (),
     severity: Severity | None = None,
+    policy: str | None = None,
 ) -> Finding:
-    """A finding with the catalogue's policy, and its default severity unless one is given."""
+    """A finding with the catalogue's policy and default severity, unless one is given (a rule
+    whose findings rest on more than one policy, such as a revocation missing from CCADB)."""
     info = CATALOGUE.get(code)
     if info is None:
         raise ValueError(f"unknown finding code {code!r}")
@@ -212,7 +281,7 @@ def make_finding(
         sha256=sha256,
         subject=subject,
         party=party,
-        policy=info.policy,
+        policy=info.policy if policy is None else policy,
         due=due,
         message=message,
         related=related,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agent.profiles import OperatorProfile
 from agent.record import CertRecord
@@ -41,11 +41,32 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Side:
-    """One party's records in scope of a pairing: what the reconciler compares."""
+    """One party's records in scope of a pairing: what the reconciler compares.
+
+    `header` is the snapshot's header (its times for `stale-peer`, its declared profiles for
+    `profile-deviation`), None for an offline comparison of plain lists. `previous` is the records
+    of the party's previous accepted snapshot of the pairing (for `disappeared`), None when there
+    is none or the caller does not know it. `max_age` is how old the party's snapshot may be
+    before it counts as stale, None for no limit beyond its own expiry.
+    """
 
     party: str
     records: Sequence[CertRecord]
+    header: SnapshotHeader | None = None
+    previous: tuple[CertRecord, ...] | None = None
+    max_age: timedelta | None = None
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> Side:
-        return cls(snapshot.header.party, snapshot.records)
+    def of(
+        cls,
+        snapshot: Snapshot,
+        previous: Snapshot | None = None,
+        max_age: timedelta | None = None,
+    ) -> Side:
+        return cls(
+            snapshot.header.party,
+            snapshot.records,
+            header=snapshot.header,
+            previous=None if previous is None else previous.records,
+            max_age=max_age,
+        )

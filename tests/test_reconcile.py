@@ -22,8 +22,9 @@ from agent import reconcile as reconcile_module
 from agent.errors import ReportError
 from agent.findings import Finding, Severity
 from agent.model import Side
-from agent.reconcile import Context, reconcile
+from agent.reconcile import Context, Rule, reconcile
 from agent.record import CertRecord, Revocation, parse_certificate
+from agent.rules import missing
 
 DEMO = Path(agent.__file__).parent / "demo_data"
 
@@ -259,10 +260,14 @@ def test_a_crashing_rule_becomes_a_finding_and_the_others_still_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def exploding_rule(ctx: Context) -> Iterable[Finding]:
-        yield from reconcile_module.missing_at_root(ctx)
+        yield from missing.check_root(ctx)
         raise KeyError("no such column")
 
-    rules = (exploding_rule, *reconcile_module.RULES[:-1])  # replace doppelganger-untracked
+    # doppelganger-untracked's check replaced by one that yields, then raises.
+    rules = tuple(
+        Rule(rule.code, exploding_rule) if rule.code == "doppelganger-untracked" else rule
+        for rule in reconcile_module.RULES
+    )
     monkeypatch.setattr(reconcile_module, "RULES", rules)
     findings = _run(SECOM_LOG, JPRS_LIST, NEW_YEAR_2021)
     assert_finding_set(
@@ -276,7 +281,7 @@ def test_a_crashing_rule_becomes_a_finding_and_the_others_still_run(
     (crash,) = _of(findings, "rule-crashed")
     assert crash.severity is Severity.ERROR
     assert crash.message == (
-        "rule exploding_rule crashed with KeyError: 'no such column'; "
+        "rule doppelganger-untracked crashed with KeyError: 'no such column'; "
         "its findings are missing from this run"
     )
 

@@ -1,0 +1,40 @@
+"""`stale-peer`: a party's snapshot has expired, or is older than its maximum age.
+
+Findings are only as current as the snapshots they compare: a stale side hides whatever changed
+since. The stale party must send a new snapshot. A side without a header (an offline comparison
+of plain lists) has no age and is never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agent.findings import STALE_PEER, Finding, make_finding
+from agent.model import Side
+from agent.rules.context import Context
+
+
+def check(ctx: Context) -> Iterable[Finding]:
+    for side in (ctx.root_side, ctx.sub_side):
+        problem = staleness(side, ctx)
+        if problem:
+            yield make_finding(
+                STALE_PEER,
+                sha256="",
+                subject="",
+                party=side.party,
+                message=f"{side.party}'s snapshot {problem}; it must send a new one",
+            )
+
+
+def staleness(side: Side, ctx: Context) -> str:
+    """Why the side's snapshot is stale at `ctx.at`, "" when it is not."""
+    header = side.header
+    if header is None:
+        return ""
+    issued = f"version {header.version} issued {header.issued_at:%Y-%m-%dT%H:%M:%SZ}"
+    if header.expires_at <= ctx.at:
+        return f"{issued} expired {header.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+    if side.max_age is not None and header.issued_at + side.max_age < ctx.at:
+        return f"{issued} is older than its maximum age of {side.max_age}"
+    return ""
