@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from agent.findings import FINDING_FIELDS, Finding, make_finding
+from agent.findings import FINDING_FIELDS, Finding, Severity, make_finding
+from agent.render import by_urgency
 from agent.render_csv import findings_csv, safe_cell
 from tests.report_helpers import DV_BUG, OV_BUG, demo_findings, hostile_findings, hostile_record
 
@@ -31,20 +32,24 @@ def test_real_incident_findings_round_trip_most_urgent_first() -> None:
     findings = demo_findings()
     rows = _rows(findings_csv(findings))
     assert [(r["severity"], r["code"], r["sha256"]) for r in rows] == [
-        ("error", "missing-at-subordinate", OV_BUG),
-        ("error", "missing-at-subordinate", DV_BUG),
-        ("warning", "doppelganger-untracked", OV_BUG),
-        ("warning", "doppelganger-untracked", DV_BUG),
+        (f.severity.value, f.code, f.sha256) for f in by_urgency(findings)
     ]
-    first = rows[0]
+    assert [r["severity"] for r in rows] == sorted(
+        (r["severity"] for r in rows), key=lambda name: Severity(name).rank
+    )
+    by_key = {(r["code"], r["sha256"]): r for r in rows}
+    missing = by_key["missing-at-subordinate", OV_BUG]
+    assert by_key["missing-at-subordinate", DV_BUG]["severity"] == "error"
     # The real subject holds a comma and a backslash: quoted, read back exactly.
-    assert first["subject"] == OV_SUBJECT
-    assert first["due"] == "2020-07-17T04:48:56Z"
-    assert first["policy"] == "Mozilla Root Store Policy 5.3.2"
-    assert first["related"] == ""
-    ov_group = [f for f in findings if f.code == "doppelganger-untracked" and f.sha256 == OV_BUG]
-    assert rows[2]["related"] == ";".join(ov_group[0].related)
-    assert rows[2]["due"] == ""
+    assert missing["subject"] == OV_SUBJECT
+    assert missing["due"] == "2020-07-17T04:48:56Z"
+    assert missing["policy"] == "Mozilla Root Store Policy 5.3.2"
+    assert missing["related"] == ""
+    doppelganger = by_key["doppelganger-untracked", OV_BUG]
+    (finding,) = [f for f in findings if f.code == "doppelganger-untracked" and f.sha256 == OV_BUG]
+    assert doppelganger["related"] == ";".join(finding.related)
+    assert len(finding.related) == 2
+    assert doppelganger["due"] == ""
 
 
 def test_quotes_commas_and_newlines_are_quoted_per_rfc_4180() -> None:
