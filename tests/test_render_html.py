@@ -374,3 +374,16 @@ def test_element_escapes_text_children_and_attributes_but_not_markup() -> None:
     assert element("text", x=1.25, text_anchor="end", class_="c") == (
         '<text x="1.2" text-anchor="end" class="c"></text>'
     )
+
+
+def _axis_labels(history: list[HistoryPoint]) -> list[str]:
+    page = report_html(demo_body(), None, history)
+    axis = page[page.index('<g class="count-axis">') : page.index('<g class="time-axis">')]
+    return Page(axis).text
+
+
+def test_the_count_axis_reaches_the_tallest_bar_in_round_steps() -> None:
+    # No findings at all: still an axis from 0 to 1.
+    assert _axis_labels([HistoryPoint(AS_OF, {})]) == ["0", "1", "open findings"]
+    busy = [HistoryPoint(AS_OF - timedelta(days=i), {"warning": 1234 - i}) for i in range(3)]
+    assert _axis_labels(busy) == ["0", "500", "1000", "1500", "open findings"]
