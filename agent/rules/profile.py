@@ -26,15 +26,17 @@ def check(ctx: Context) -> Iterable[Finding]:
         if not ctx.live(record):
             continue
         operator = ctx.operator_of(sha)
-        deviations = sorted(
-            {
-                f"{deviation} ({declarer} declared {profile.operator}'s profile)"
-                for declarer, profile in declared
-                if profile.operator == operator
-                or (sha in ctx.sub and profile.operator == ctx.sub_party)
-                for deviation in deviations_from(record.info, profile)
-            }
-        )
+        declarers: dict[str, set[str]] = {}
+        for declarer, profile in declared:
+            if profile.operator == operator or (
+                sha in ctx.sub and profile.operator == ctx.sub_party
+            ):
+                for deviation in deviations_from(record.info, profile):
+                    declarers.setdefault(deviation, set()).add(declarer)
+        deviations = [
+            f"{deviation} (declared by {' and '.join(sorted(parties))})"
+            for deviation, parties in sorted(declarers.items())
+        ]
         if deviations:
             yield make_finding(
                 PROFILE_DEVIATION,

@@ -8,6 +8,7 @@ of plain lists) has no age and is never stale.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from agent.findings import STALE_PEER, Finding, make_finding
 from agent.model import Side
@@ -36,5 +37,10 @@ def staleness(side: Side, ctx: Context) -> str:
     if header.expires_at <= ctx.at:
         return f"{issued} expired {header.expires_at:%Y-%m-%dT%H:%M:%SZ}"
     if side.max_age is not None and header.issued_at + side.max_age < ctx.at:
-        return f"{issued} is older than its maximum age of {side.max_age}"
+        return f"{issued} is older than its maximum age of {_duration(side.max_age)}"
     return ""
+
+
+def _duration(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"

@@ -50,12 +50,19 @@ def against_crls(ctx: Context) -> Iterable[Finding]:
     more than a day apart or for other reasons: warning for the root.
     """
     for party, records in _sides(ctx):
-        covered = {_issuer(r) for r in records if _crl_claims(ctx, r)}
+        crls: dict[tuple[bytes, str | None], set[str]] = {}
         for record in records:
-            yield from _against_crl(ctx, party, record, _issuer(record) in covered)
+            for claim in _crl_claims(ctx, record):
+                crls.setdefault(_issuer(record), set()).add(claim.source)
+        for record in records:
+            yield from _against_crl(ctx, party, record, sorted(crls.get(_issuer(record), ())))
 
 
-def _against_crl(ctx: Context, party: str, record: CertRecord, covered: bool) -> Iterable[Finding]:
+def _against_crl(
+    ctx: Context, party: str, record: CertRecord, issuer_crls: list[str]
+) -> Iterable[Finding]:
+    """`issuer_crls`: the CRLs of the record's issuer this party imported (known from the
+    entries they contributed: a CRL that revokes none of the party's records is invisible)."""
     own, crl = _own_claim(ctx, record), _crl_claims(ctx, record)
     if crl and own is None:
         yield _finding(
@@ -66,14 +73,14 @@ def _against_crl(ctx: Context, party: str, record: CertRecord, covered: bool) ->
             f"{crl[0].source} revokes {describe(record)} on {revocation_text(crl[0])}, "
             f"{party} lists it as not revoked",
         )
-    elif own is not None and not crl and covered:
+    elif own is not None and not crl and issuer_crls:
         yield _finding(
             ctx,
             record,
             ctx.root_party,
             Severity.ERROR,
-            f"{party} lists {describe(record)} as revoked on {revocation_text(own)}, but the "
-            "CRL of its issuer that was imported does not list it",
+            f"{party} lists {describe(record)} as revoked on {revocation_text(own)}, but its "
+            f"issuer's CRL {', '.join(issuer_crls)} does not list it",
             due=own.revoked_at + REVOCATION_DAYS,
         )
     elif own is not None and crl and revocations_differ(own, crl[0]):
