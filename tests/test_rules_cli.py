@@ -1,0 +1,54 @@
+"""`invsync rules`: the catalogue as text and JSON (agent/rules_cli.py)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from agent.findings import CATALOGUE
+from agent.rules import RULES
+from agent.rules_cli import rules_command
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(rules_command, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_text_lists_every_code_with_severity_policy_and_description() -> None:
+    lines = _run().splitlines()
+    assert len(lines) == 2 * len(CATALOGUE)
+    for (head, description), info in zip(
+        zip(lines[::2], lines[1::2], strict=True), CATALOGUE.values(), strict=True
+    ):
+        assert head.split()[:2] == [info.code, info.severity.value]
+        assert head.endswith(info.policy or "(no root program policy)")
+        assert description.strip() == info.description
+
+
+def test_text_names_the_incident_rules_policies() -> None:
+    text = _run()
+    assert "not-in-audit-scope      error    Mozilla Root Store Policy 3.1.3\n" in text
+    assert "audit-overdue           error    CCADB Policy 5.2\n" in text
+
+
+def test_json_is_the_catalogue_in_rule_order() -> None:
+    listed = json.loads(_run("--format", "json"))
+    assert [entry["code"] for entry in listed] == [rule.code for rule in RULES] + ["rule-crashed"]
+    assert listed == [
+        {
+            "code": info.code,
+            "severity": info.severity.value,
+            "policy": info.policy,
+            "description": info.description,
+        }
+        for info in CATALOGUE.values()
+    ]
+
+
+def test_an_unknown_format_is_refused() -> None:
+    result = CliRunner().invoke(rules_command, ["--format", "yaml"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--format': 'yaml' is not one of 'text', 'json'." in result.output
