@@ -21,11 +21,13 @@ from agent.config import AgentConfig, PairingConfig
 from agent.envelope import Envelope, Sig, pae, verify_or_raise
 from agent.errors import ReportError
 from agent.facts import Facts, SourceContext
+from agent.files import write_atomically
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
 from agent.record import CertRecord
 from agent.render import report_markdown
+from agent.render_csv import findings_csv
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
     ReportVerification,
@@ -37,6 +39,7 @@ from agent.report import (
     verify_report,
     write_report_file,
 )
+from agent.report_files import page, report_files
 from agent.scope import root_scope, subordinate_scope
 from agent.snapshot import build_payload, decode_payload, sign_snapshot
 from agent.sources.ct_client import CtFetch
@@ -293,7 +296,11 @@ class Agent:
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
         verification = verify_report(env)
-        md_path.write_text(report_markdown(body, verification), encoding="utf-8")
+        write_atomically(md_path, report_markdown(body, verification))
+        files = report_files(directory)
+        current = next(f for f in files if f.report_id == rid)
+        write_atomically(json_path.with_name(f"{stem}.html"), page(current, files))
+        write_atomically(json_path.with_name(f"{stem}.csv"), findings_csv(body.findings))
         return CycleResult(pairing, version, rid, json_path, md_path, verification)
 
 

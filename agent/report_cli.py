@@ -18,8 +18,10 @@ from agent.config import load_agent_config
 from agent.envelope import Envelope
 from agent.errors import ReportError
 from agent.render import findings_json, findings_text, report_markdown
+from agent.render_csv import findings_csv
 from agent.report import ReportBody, parse_report_body, read_report_file, report_id, verify_report
 from agent.report_diff import diff_findings, diff_text
+from agent.report_files import ReportFile, page, report_files
 
 
 @click.group("report")
@@ -147,14 +149,24 @@ def _summary(path: Path) -> dict[str, Any]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
+    type=click.Choice(["text", "json", "markdown", "html", "csv"]),
     default="text",
     show_default=True,
 )
 def report_show(report: str, directory: Path | None, config: Path | None, fmt: str) -> None:
-    """Show one REPORT (a file, or an id in the directory) in a format for people or machines."""
-    _, env, body = _load(report, _directory(directory, config))
-    if fmt == "json":
+    """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
+
+    `html` is a self-contained page with the pairing's history from the same directory;
+    `csv` lists the findings for a spreadsheet (cells that could be formulas are quoted)."""
+    where = _directory(directory, config)
+    path, env, body = _load(report, where)
+    if fmt == "html":
+        files = report_files(where)
+        current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
+        sys.stdout.write(page(current, files))
+    elif fmt == "csv":
+        sys.stdout.write(findings_csv(body.findings))
+    elif fmt == "json":
         sys.stdout.write(env.payload.decode() + "\n")
     elif fmt == "markdown":
         click.echo(report_markdown(body, verify_report(env)), nl=False)

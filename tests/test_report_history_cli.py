@@ -101,3 +101,14 @@ def test_diff_names_the_resolved_finding(tmp_path: Path) -> None:
         ("doppelganger-untracked", BUG_OV),
     }
     assert data["new"] == []
+
+
+def test_show_as_html_has_the_history_and_as_csv_the_findings(tmp_path: Path) -> None:
+    first, second = _history(tmp_path)
+    page = _run("show", second[:10], "--dir", str(tmp_path), "--format", "html").output
+    assert page.startswith("<!DOCTYPE html>")
+    assert BUG_DV in page
+    csv_text = _run("show", first[:10], "--dir", str(tmp_path), "--format", "csv").output
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("code,severity,sha256")
+    assert sum(BUG_OV in line for line in lines) == 2  # missing-at-subordinate, doppelganger
