@@ -87,7 +87,7 @@ def _files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.report.json"))
 
 
-def _load(reference: str, directory: Path) -> tuple[Path, Envelope, ReportBody]:
+def load_report(reference: str, directory: Path) -> tuple[Path, Envelope, ReportBody]:
     """A report by path, or by id or unique id prefix among the directory's report files."""
     path = Path(reference)
     if not path.is_file():
@@ -159,7 +159,7 @@ def report_show(report: str, directory: Path | None, config: Path | None, fmt: s
     `html` is a self-contained page with the pairing's history from the same directory;
     `csv` lists the findings for a spreadsheet (cells that could be formulas are quoted)."""
     where = _directory(directory, config)
-    path, env, body = _load(report, where)
+    path, env, body = load_report(report, where)
     if fmt == "html":
         files = report_files(where)
         current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
@@ -185,7 +185,7 @@ def report_show(report: str, directory: Path | None, config: Path | None, fmt: s
 def report_diff(old: str, new: str, directory: Path | None, config: Path | None, fmt: str) -> None:
     """What changed from report OLD to report NEW: new, resolved and changed findings."""
     where = _directory(directory, config)
-    before, after = _load(old, where)[2], _load(new, where)[2]
+    before, after = load_report(old, where)[2], load_report(new, where)[2]
     if before.pairing != after.pairing:
         raise ReportError(
             f"the reports are of different pairings: {before.pairing} and {after.pairing}"
