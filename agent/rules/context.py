@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from types import MappingProxyType
 
 from agent.errors import ReportError
 from agent.model import Side
@@ -47,9 +49,14 @@ class Context:
         a duplicate raises ReportError naming the party."""
         return cls(root.party, sub.party, _index(root), _index(sub), at, root, sub)
 
-    def union(self) -> dict[str, CertRecord]:
-        """Every certificate either side lists (the root's record when both do), by SHA-256."""
-        return dict(sorted({**self.sub, **self.root}.items()))
+    @cached_property
+    def _union(self) -> Mapping[str, CertRecord]:
+        return MappingProxyType(dict(sorted({**self.sub, **self.root}.items())))
+
+    def union(self) -> Mapping[str, CertRecord]:
+        """Every certificate either side lists (the root's record when both do), by SHA-256,
+        in SHA-256 order. Computed once: most rules walk it, and a side may hold 1M records."""
+        return self._union
 
     def records_of(self, sha: str) -> list[CertRecord]:
         """Both parties' records of one certificate, the root's first."""
