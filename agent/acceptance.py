@@ -267,12 +267,13 @@ def accept(
 
 
 def verify_peer_snapshot(
-    env: Envelope, *, peer: PartyPolicy, pairing: PairingPolicy | str, now: datetime
+    env: Envelope, *, peer: PartyPolicy, pairing: PairingPolicy | str, now: datetime | None
 ) -> Snapshot:
     """Check a peer's snapshot fetched from the server: what needs no version state.
 
     Signature by a key pinned for `peer`, decoding, party and pairing (and the peer's role
-    when `pairing` is a PairingPolicy), expiry, record count, digest and duplicates.
+    when `pairing` is a PairingPolicy), expiry, record count, digest and duplicates. `now` is
+    None for a past snapshot (the one before the compared one), whose expiry does not matter.
     """
     _check_pinned_signature(env, peer)
     snapshot = _decode(env)
@@ -285,7 +286,8 @@ def verify_peer_snapshot(
         raise PairingMismatchError(
             f"peer snapshot is for pairing {header.pairing!r}, not {pairing!r}"
         )
-    _check_not_expired(header, now)
+    if now is not None:
+        _check_not_expired(header, now)
     _check_records(snapshot)
     return snapshot
 

@@ -241,8 +241,10 @@ class Agent:
         for role, actual in refs.items():
             _check_ref(pairing.name, getattr(body, role), actual)
         self._check_signers(pairing, body.signers)
-        root, sub = (own, peer) if pairing.role == ROOT else (peer, own)
-        findings = reconcile(Side.of(root), Side.of(sub), body.as_of)
+        own_side = Side.of(own, previous=self._own_previous(pairing.name, own))
+        peer_side = Side.of(peer, previous=self._peer_previous(pairing, peer))
+        root, sub = (own_side, peer_side) if pairing.role == ROOT else (peer_side, own_side)
+        findings = reconcile(root, sub, body.as_of)
         mine = build_report_body(
             pairing=pairing.name,
             as_of=body.as_of,
@@ -257,13 +259,26 @@ class Agent:
                 f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
             )
 
-    def _fetch_peer(self, pairing: PairingConfig, version: int) -> Snapshot:
+    def _own_previous(self, pairing: str, own: Snapshot) -> Snapshot | None:
+        sent = self.store.sent_snapshot(pairing, own.header.version - 1)
+        return None if sent is None else decode_payload(sent.payload)
+
+    def _peer_previous(self, pairing: PairingConfig, peer: Snapshot) -> Snapshot | None:
+        """The peer's snapshot before the compared one, verified like it (for `disappeared`)."""
+        if peer.header.version <= 1:
+            return None
+        try:
+            return self._fetch_peer(pairing, peer.header.version - 1, current=False)
+        except NotFoundYet:
+            return None
+
+    def _fetch_peer(self, pairing: PairingConfig, version: int, current: bool = True) -> Snapshot:
         env = self.client.fetch_peer_snapshot(pairing.name, version)
         return verify_peer_snapshot(
             env,
             peer=self.peers[pairing.peer],
             pairing=_policy(pairing, self.config.party),
-            now=self.clock(),
+            now=self.clock() if current else None,
         )
 
     def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:

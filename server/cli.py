@@ -10,6 +10,7 @@ from agent.cli import agent_group, reconcile_command, run_cli
 from agent.incident_cli import incident_group
 from agent.inventory_cli import inventory_group
 from agent.report_cli import report_group
+from agent.rules_cli import rules_command
 
 
 @click.group()
@@ -58,6 +59,7 @@ def demo(workdir: Path | None) -> None:
 invsync.add_command(agent_group)
 invsync.add_command(inventory_group)
 invsync.add_command(incident_group)
+invsync.add_command(rules_command)
 invsync.add_command(reconcile_command)
 invsync.add_command(report_group)
 

@@ -52,19 +52,29 @@ class ReportMaker:
         if root_env is None or sub_env is None:
             return None
         root, sub = decode_payload(root_env.payload), decode_payload(sub_env.payload)
+        root_side = Side.of(root, previous=self._previous(root))
+        sub_side = Side.of(sub, previous=self._previous(sub))
         as_of = self.as_of or self.clock()
         body = build_report_body(
             pairing=pairing,
             as_of=as_of,
             root=_ref(root, ROOT),
             subordinate=_ref(sub, SUBORDINATE),
-            findings=reconcile(Side.of(root), Side.of(sub), as_of),
+            findings=reconcile(root_side, sub_side, as_of),
             signers=self.signers(spec.root, spec.subordinate),
         )
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
         self.store.save_report(rid, pairing, body, sig)
         return rid
+
+    def _previous(self, snapshot: Snapshot) -> Snapshot | None:
+        """The party's snapshot before this one: what vanished since is `disappeared`."""
+        header = snapshot.header
+        if header.version <= 1:
+            return None
+        env = self.store.snapshot(header.party, header.pairing, header.version - 1)
+        return None if env is None else decode_payload(env.payload)
 
     def signers(self, root: str, subordinate: str) -> list[Signer]:
         """Every key whose signature the report expects: the server's, then each party's."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.errors import TransportError
@@ -183,3 +186,21 @@ def test_the_server_refuses_to_start_without_a_client_ca(tmp_path: Path) -> None
     )
     assert proc.returncode == 2
     assert f"{config}: tls.client_ca: missing" in proc.stderr.decode()
+
+
+def test_a_certificate_dropped_from_the_roots_log_is_disappeared_and_both_agents_agree(
+    federation: Federation,
+) -> None:
+    _run_both_agents(federation)
+    log = federation.work / "data" / "secom_issuance_log.jsonl"
+    lines = log.read_text().splitlines()
+    dropped = json.loads(lines[0])["certificate"]
+    log.write_text("\n".join(lines[1:]) + "\n")
+    _run_both_agents(federation)
+    env = read_report_file(_latest_reports(federation)[-1])
+    assert verify_report(env).complete
+    body = parse_report_body(env.payload)
+    found = {(f.code, f.sha256) for f in body.findings}
+    sha = x509.load_pem_x509_certificate(dropped.encode()).fingerprint(hashes.SHA256()).hex()
+    assert ("disappeared", sha.upper()) in found
+    assert ("missing-at-root", sha.upper()) in found
