@@ -39,6 +39,11 @@ def main() -> None:
             log.write(json.dumps({"certificate": _pem(cert), "operator": "jprs"}) + "\n")
     used = [c for c in issued if _fingerprint(c) not in NEVER_USED]
     (OUT / "jprs_ca_certificates.pem").write_text("".join(_pem(c) for c in used))
+    # JPRS's audit scope was its own list: the two unused certificates were left out of it.
+    scope = "".join(f"{_fingerprint(c)}\n" for c in used)
+    (OUT / "jprs_audit_scope_webtrust_br_2020.txt").write_text(
+        "CA certificates in scope of JPRS's WebTrust BR audit, 2019-10-30 to 2020-10-29\n" + scope
+    )
     roots = (FIXTURES / "secom_roots_selfsigned.pem").read_text()
     (OUT / "secom_roots.pem").write_text(roots)
     print(f"{len(issued)} issued, {len(used)} used by JPRS")

@@ -73,8 +73,9 @@ def _summarize(work: Path) -> None:
     findings: tuple[Finding, ...] = tuple(body.findings)
     click.echo(f"\nfindings for pairing {body.pairing} as of {AS_OF} ({len(findings)}):")
     click.echo(findings_text(findings), nl=False)
-    click.echo("\nsigned reports:")
+    click.echo("\nsigned reports (and the same report for people: .md, .html, .csv):")
     for path in reports:
         click.echo(f"  {path}")
-        click.echo(f"  {path.with_suffix('').with_suffix('.md')}")
+    page = reports[0].with_suffix("").with_suffix(".html")
+    click.echo(f"\nopen {page} in a browser for the page both parties signed")
     click.echo("\n" + verify_report(env).describe())

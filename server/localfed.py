@@ -33,7 +33,7 @@ def write_federation(work: Path, as_of: str = AS_OF) -> None:
     data = work / "data"
     data.mkdir()
     for item in resources.files("agent.demo_data").iterdir():
-        if item.name.endswith((".pem", ".jsonl")):
+        if item.name.endswith((".pem", ".jsonl", ".txt")):
             (data / item.name).write_bytes(item.read_bytes())
     make_federation(work / "tls", "localhost", list(PARTIES))
     keys = work / "keys"
@@ -109,7 +109,23 @@ signing_keys = ["keys/{peer}.pub"]
 role = "{PARTIES[party]}"
 peer = "{peer}"
 issuer_certificates = ["data/secom_roots.pem"]
-{organizations}"""
+{organizations}{_inventory_sections(party)}"""
+
+
+def _inventory_sections(party: str) -> str:
+    """JPRS declares its profile and its audit's scope list; SECOM has neither to declare."""
+    if party != "jprs":
+        return ""
+    return """
+[[audit_scope]]
+source = "data/jprs_audit_scope_webtrust_br_2020.txt"
+kind = "WebTrust BR"
+period_start = 2019-10-30
+period_end = 2020-10-29
+
+[profiles.jprs]
+serial_bytes = 16
+"""
 
 
 def command(*args: str) -> list[str]:

@@ -51,7 +51,11 @@ def test_demo_flags_both_bug_1695993_certificates(demo_run: tuple[Path, str]) ->
     assert len(missing) == 2
     assert any(line.startswith("ERROR") and OV_BUG in line for line in missing)
     assert any(line.startswith("ERROR") and DV_BUG in line for line in missing)
-    assert "findings for pairing secom-jprs as of 2021-03-01T00:00:00Z (4):" in stdout
+    assert "findings for pairing secom-jprs as of 2021-03-01T00:00:00Z (12):" in stdout
+    for code in ("not-in-audit-scope", "doppelganger-untracked", "profile-deviation"):
+        flagged = [line for line in stdout.splitlines() if f" {code} " in line]
+        assert any(OV_BUG in line for line in flagged), code
+        assert any(DV_BUG in line for line in flagged), code
 
 
 def test_demo_says_where_it_works_and_that_the_server_uses_mutual_tls(
@@ -67,9 +71,16 @@ def test_demo_prints_report_paths_that_exist(demo_run: tuple[Path, str]) -> None
     workdir, stdout = demo_run
     paths = _report_paths(stdout)
     names = sorted(p.relative_to(workdir / "reports").parent.name for p in paths)
-    assert names == ["jprs", "jprs", "secom", "secom"]
+    assert names == ["jprs", "secom"]
     assert all(path.is_file() for path in paths)
-    assert sorted(p.suffix for p in paths) == [".json", ".json", ".md", ".md"]
+    for path in paths:
+        stem = path.name.removesuffix(".report.json")
+        assert {p.name for p in path.parent.iterdir()} == {
+            f"{stem}{suffix}" for suffix in (".report.json", ".md", ".html", ".csv")
+        }
+    assert (
+        f"open {paths[0].with_name(paths[0].name.removesuffix('.report.json') + '.html')}" in stdout
+    )
 
 
 def test_demo_reports_are_identical_and_signed_three_times(demo_run: tuple[Path, str]) -> None:
