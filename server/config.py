@@ -33,6 +33,8 @@ from pathlib import Path
 from agent.errors import ConfigError
 from agent.tomlconf import Table
 
+SCHEDULES = ("daily", "weekly", "monthly", "never")
+
 
 @dataclass(frozen=True)
 class TlsConfig:
@@ -53,6 +55,7 @@ class PairingConfig:
     name: str
     root: str
     subordinate: str
+    report_schedule: str = "daily"  # or "weekly", "monthly", "never"
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,13 @@ def _unique_identities(root: Table, parties: dict[str, PartyConfig]) -> None:
 
 
 def _pairing(name: str, table: Table, parties: dict[str, PartyConfig]) -> PairingConfig:
-    table.only(["root", "subordinate"])
-    pairing = PairingConfig(name, table.text("root"), table.text("subordinate"))
+    table.only(["root", "subordinate", "report_schedule"])
+    schedule = table.text("report_schedule", "daily")
+    if schedule not in SCHEDULES:
+        raise table.fail(
+            "report_schedule", f"expected one of {', '.join(SCHEDULES)}, got {schedule!r}"
+        )
+    pairing = PairingConfig(name, table.text("root"), table.text("subordinate"), schedule)
     for key in ("root", "subordinate"):
         if getattr(pairing, key) not in parties:
             raise table.fail(key, f"no [parties.{getattr(pairing, key)}] table")

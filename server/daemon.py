@@ -7,7 +7,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +21,7 @@ from invsync.v1 import invsync_pb2_grpc as pb_grpc
 from server.config import ServerConfig
 from server.exchange import Exchange
 from server.reconciling import ReportMaker
+from server.schedule import start_scheduler
 from server.service import ExchangeService
 from server.store import ServerStore
 
@@ -35,10 +36,12 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     store: ServerStore
+    schedule_stop: threading.Event
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store."""
         self.health.enter_graceful_shutdown()
+        self.schedule_stop.set()
         self.server.stop(grace).wait()
         self.store.close()
 
@@ -87,7 +90,10 @@ def start(config: ServerConfig) -> RunningServer:
     if port == 0:
         raise ConfigError(f"{config.file}: server.listen: cannot listen on {config.listen}")
     server.start()
-    return RunningServer(server, port, health_servicer, store)
+    stop = threading.Event()
+    schedules = {name: p.report_schedule for name, p in config.pairings.items()}
+    start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
+    return RunningServer(server, port, health_servicer, store, stop)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

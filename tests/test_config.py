@@ -518,3 +518,16 @@ def test_the_documented_server_example_loads(fed: Path) -> None:
     config = load_server_config(fed / "example-server.toml")
     assert set(config.parties) == {"secom", "jprs"}
     assert config.report_as_of is None
+
+
+def test_an_unknown_report_schedule(fed: Path) -> None:
+    _edit(
+        fed / "server.toml",
+        'subordinate = "jprs"\n',
+        'subordinate = "jprs"\nreport_schedule = "hourly"\n',
+    )
+    _server_fails(
+        fed,
+        "pairings.secom-jprs.report_schedule: expected one of daily, weekly, monthly, never,"
+        " got 'hourly'",
+    )

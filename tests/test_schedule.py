@@ -1,0 +1,76 @@
+"""Scheduled reports: calendar periods, and a new report only when a period turned."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_pem_x509_certificates as load
+
+from agent.keys import generate
+from agent.record import CertRecord, parse_certificate
+from agent.snapshot import sign_snapshot
+from server.schedule import due, period_key, run_due
+from tests.test_exchange_core import FIXTURES, PAIRING, Keys, make_rig, payload
+
+MONDAY = datetime(2021, 3, 1, 23, 59, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(server=generate(), secom=generate(), jprs=generate(), stranger=generate())
+
+
+@pytest.fixture(scope="module")
+def records() -> list[CertRecord]:
+    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
+    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in load(pem)]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "later", "expected"),
+    [
+        ("daily", timedelta(minutes=1), True),  # Tuesday 00:00
+        ("daily", timedelta(seconds=30), False),
+        ("weekly", timedelta(days=6), False),  # Sunday, same ISO week
+        ("weekly", timedelta(days=6, minutes=2), True),  # next Monday
+        ("monthly", timedelta(days=31), True),  # 1 April
+        ("monthly", timedelta(days=29), False),  # 30 March
+        ("never", timedelta(days=400), False),
+    ],
+)
+def test_a_report_is_due_when_the_calendar_period_turns(
+    schedule: str, later: timedelta, expected: bool
+) -> None:
+    assert due(schedule, MONDAY, MONDAY + later) is expected
+
+
+def test_a_pairing_never_reported_is_due_and_an_unknown_schedule_is_refused() -> None:
+    assert due("monthly", None, MONDAY)
+    with pytest.raises(ValueError, match="no period for schedule 'hourly'"):
+        period_key("hourly", MONDAY)
+
+
+def test_run_due_makes_a_report_once_per_period(
+    tmp_path: Path, keys: Keys, records: list[CertRecord]
+) -> None:
+    rig = make_rig(tmp_path / "server.db", keys)
+    for party in ("secom", "jprs"):
+        rig.push(sign_snapshot(payload(records, party), keys.of(party)), party)
+    assert rig.reports() == 1  # made on the second push
+    last = rig.store.report(PAIRING)
+    assert last is not None
+    tried: dict[str, tuple[int, ...]] = {}
+    same_day = last.created_at
+    assert run_due(rig.exchange.reports, rig.store, {PAIRING: "daily"}, same_day, tried) == []
+    next_day = last.created_at + timedelta(days=1)
+    rig.clock.now = rig.clock.now + timedelta(days=1)  # the report's as-of moves too
+    assert run_due(rig.exchange.reports, rig.store, {PAIRING: "daily"}, next_day, tried) == [
+        PAIRING
+    ]
+    assert rig.reports() == 2
+    # Tried in this period already: not rebuilt on every tick.
+    assert run_due(rig.exchange.reports, rig.store, {PAIRING: "daily"}, next_day, tried) == []
+    rig.store.close()
