@@ -31,9 +31,20 @@ def incident_group() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="An agent configuration: its report_dir and its inventory's history are used.",
 )
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A directory of report files (default: the agent's report_dir, or here).",
+)
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="An agent database.")
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the draft here instead of standard output.",
+)
 def draft_command(
     finding: str,
     report: str,

@@ -162,7 +162,9 @@ _FORMATS = click.Choice(["text", "json", "csv"])
 @click.option("--revoked/--unrevoked", default=None, help="Only revoked, or only unrevoked ones.")
 @click.option("--source-kind", default=None, help="Only those a source of this kind reported.")
 @click.option("--ca-only", is_flag=True, help="Only CA certificates.")
-@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=_FORMATS, default="text", show_default=True, help="Output format."
+)
 def list_command(
     db: Path | None,
     config: Path | None,
@@ -233,7 +235,12 @@ def _render_rows(rows: list[dict[str, str]], fmt: str) -> str:
 @click.argument("sha256")
 @_where
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
 )
 def show_command(sha256: str, db: Path | None, config: Path | None, fmt: str) -> None:
     """Every field of one certificate, and every source that reported it."""
@@ -274,7 +281,12 @@ def _scalar(value: object) -> str:
 @inventory_group.command("export")
 @_where
 @click.option(
-    "--format", "fmt", type=click.Choice(["pem", "jsonl"]), default="pem", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["pem", "jsonl"]),
+    default="pem",
+    show_default=True,
+    help="A PEM bundle, or a JSON Lines issuance log that imports back.",
 )
 @click.option(
     "--output",

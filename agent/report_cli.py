@@ -109,7 +109,12 @@ def _by_id(prefix: str, directory: Path) -> Path:
 @report_group.command("list")
 @_where
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
 )
 def report_list(directory: Path | None, config: Path | None, fmt: str) -> None:
     """List the reports in a directory: id, pairing, as of, versions, findings, signatures."""
@@ -152,6 +157,7 @@ def _summary(path: Path) -> dict[str, Any]:
     type=click.Choice(["text", "json", "markdown", "html", "csv"]),
     default="text",
     show_default=True,
+    help="Output format: json is the signed body itself.",
 )
 def report_show(report: str, directory: Path | None, config: Path | None, fmt: str) -> None:
     """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
@@ -180,7 +186,12 @@ def report_show(report: str, directory: Path | None, config: Path | None, fmt: s
 @click.argument("new")
 @_where
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
 )
 def report_diff(old: str, new: str, directory: Path | None, config: Path | None, fmt: str) -> None:
     """What changed from report OLD to report NEW: new, resolved and changed findings."""
