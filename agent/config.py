@@ -34,8 +34,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from agent.acknowledgements import Acknowledgement
 from agent.attribution import Attribution
-from agent.config_inventory import AuditScopeSource, attribution, audit_scope_sources, profiles
+from agent.config_inventory import (
+    AuditScopeSource,
+    acknowledgements,
+    attribution,
+    audit_scope_sources,
+    profiles,
+)
 from agent.errors import SourceError
 from agent.model import ROOT, SUBORDINATE
 from agent.profiles import OperatorProfile
@@ -90,6 +97,7 @@ class AgentConfig:
     audit_scope: tuple[AuditScopeSource, ...] = ()
     attribution: Attribution = field(default_factory=Attribution)
     profiles: tuple[OperatorProfile, ...] = ()
+    acknowledgements: tuple[Acknowledgement, ...] = ()
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -98,7 +106,18 @@ class AgentConfig:
 
 def load_agent_config(file: Path) -> AgentConfig:
     root = Table.load(file)
-    root.only(["agent", "server", "peers", "pairings", "audit_scope", "attribution", "profiles"])
+    root.only(
+        [
+            "agent",
+            "server",
+            "peers",
+            "pairings",
+            "audit_scope",
+            "attribution",
+            "profiles",
+            "acknowledgements",
+        ]
+    )
     agent = root.table("agent")
     agent.only(_AGENT_KEYS)
     peers = {name: _peer(table) for name, table in root.tables("peers").items()}
@@ -121,6 +140,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         audit_scope=audit_scope_sources(root),
         attribution=attribution(root),
         profiles=profiles(root),
+        acknowledgements=acknowledgements(root),
     )
 
 

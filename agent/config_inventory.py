@@ -20,14 +20,23 @@ sha256 = []                      # fingerprints, uppercase hex
 serial_bytes = 16
 allowed_ekus = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]
 max_validity_days = 3650
+
+[[acknowledgements]]             # a finding this party knows about, signed in its snapshots
+code = "not-in-audit-scope"
+sha256 = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
+reason = "revocation planned for 2021-04"
+acknowledged_at = 2021-02-15T00:00:00Z  # TOML date-times with an offset, unquoted
+expires_at = 2021-04-30T00:00:00Z
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.acknowledgements import Acknowledgement
 from agent.attribution import Attribution, AttributionRule
 from agent.facts import AuditPeriod
+from agent.findings import CATALOGUE
 from agent.profiles import OperatorProfile
 from agent.sources.ccadb import normalize_owner
 from agent.tomlconf import Table
@@ -96,3 +105,24 @@ def _profile(operator: str, table: Table) -> OperatorProfile:
         if "max_validity_days" in has
         else None,
     )
+
+
+def acknowledgements(root: Table) -> tuple[Acknowledgement, ...]:
+    return tuple(_acknowledgement(table) for table in root.array("acknowledgements"))
+
+
+def _acknowledgement(table: Table) -> Acknowledgement:
+    table.only(["code", "sha256", "reason", "acknowledged_at", "expires_at"])
+    code = table.text("code")
+    if code not in CATALOGUE:
+        raise table.fail("code", f"unknown finding code {code!r} (see `invsync rules`)")
+    sha256 = table.text("sha256").upper()
+    if len(sha256) != 64 or any(c not in "0123456789ABCDEF" for c in sha256):
+        raise table.fail("sha256", f"expected 64 hex digits, got {table.text('sha256')!r}")
+    reason = table.text("reason")
+    if not reason.strip():
+        raise table.fail("reason", "must say why the finding is acknowledged")
+    acknowledged_at, expires_at = table.moment("acknowledged_at"), table.moment("expires_at")
+    if expires_at <= acknowledged_at:
+        raise table.fail("expires_at", "must be after acknowledged_at")
+    return Acknowledgement(code, sha256, reason, acknowledged_at, expires_at)

@@ -121,6 +121,7 @@ class Agent:
             scope_issuer_spki=spkis,
             records=self._scoped(pairing, spkis),
             profiles=self.config.profiles,
+            acknowledgements=self.config.acknowledgements,
         )
         env = sign_snapshot(payload, self.key)
         receipt = self.client.push(env)

@@ -170,7 +170,42 @@ FINDING_FIELDS = (
     "due",
     "message",
     "related",
+    "acknowledgement",
 )
+ACKNOWLEDGEMENT_FIELDS = ("party", "reason", "acknowledged_at", "expires_at")
+
+
+@dataclass(frozen=True)
+class AckMark:
+    """The acknowledgement in force on a finding: which party gave it, why, and until when."""
+
+    party: str
+    reason: str
+    acknowledged_at: datetime
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "party": self.party,
+            "reason": self.reason,
+            "acknowledged_at": rfc3339(self.acknowledged_at),
+            "expires_at": rfc3339(self.expires_at),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str) -> AckMark:
+        if not isinstance(obj, dict) or set(obj) != set(ACKNOWLEDGEMENT_FIELDS):
+            raise ReportError(
+                f"{where}: field 'acknowledgement' must be null or an object with keys "
+                + ", ".join(ACKNOWLEDGEMENT_FIELDS)
+            )
+        text = {key: _text(obj, key, f"{where}: acknowledgement") for key in obj}
+        return cls(
+            party=text["party"],
+            reason=text["reason"],
+            acknowledged_at=parse_rfc3339(text["acknowledged_at"], where),
+            expires_at=parse_rfc3339(text["expires_at"], where),
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +214,7 @@ class Finding:
 
     `party` is the id of the party that must act ("" when no party can), `related` the sorted
     SHA-256s of other certificates involved, `due` the policy deadline or None.
+    `acknowledgement` the acknowledgement in force of the party that must act, or None (open).
     """
 
     code: str
@@ -190,6 +226,7 @@ class Finding:
     due: datetime | None
     message: str
     related: tuple[str, ...] = ()
+    acknowledgement: AckMark | None = None
 
     def __post_init__(self) -> None:
         # A rule that builds a malformed finding is a bug: it surfaces as `rule-crashed`.
@@ -220,7 +257,14 @@ class Finding:
             "due": None if self.due is None else rfc3339(self.due),
             "message": self.message,
             "related": list(self.related),
+            "acknowledgement": None
+            if self.acknowledgement is None
+            else self.acknowledgement.to_json(),
         }
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledgement is not None
 
     @classmethod
     def from_json(cls, obj: object, where: str = "finding") -> Finding:
@@ -232,13 +276,20 @@ class Finding:
         related = obj["related"]
         if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
             raise ReportError(f"{where}: field 'related' must be a list of strings")
+        ack = obj["acknowledgement"]
+        mark = None if ack is None else AckMark.from_json(ack, where)
         try:
-            return cls(**text, due=due, related=tuple(related))  # type: ignore[arg-type]
+            return cls(
+                **text,  # type: ignore[arg-type]
+                due=due,
+                related=tuple(related),
+                acknowledgement=mark,
+            )
         except ValueError as e:
             raise ReportError(f"{where}: {e}") from e
 
 
-_NOT_TEXT = ("due", "related")
+_NOT_TEXT = ("due", "related", "acknowledgement")
 
 
 def _text(obj: Mapping[str, object], key: str, where: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from agent.acknowledgements import Acknowledgement
 from agent.profiles import OperatorProfile
 from agent.record import CertRecord
 
@@ -30,6 +31,7 @@ class SnapshotHeader:
     records_digest: bytes
     scope_issuer_spki: tuple[bytes, ...]
     profiles: tuple[OperatorProfile, ...] = ()
+    acknowledgements: tuple[Acknowledgement, ...] = ()
 
 
 @dataclass(frozen=True)

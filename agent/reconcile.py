@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from agent.acknowledgements import apply_acknowledgements
 from agent.findings import RULE_CRASHED, Finding, make_finding
 from agent.model import Side
 from agent.rules import RULES, Context, Rule
@@ -20,12 +21,16 @@ __all__ = ["RULES", "Context", "Rule", "reconcile"]
 def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
     """Every finding for the pairing (root, sub) at `at`, sorted by (code, sha256).
 
+    A finding is marked acknowledged when the party that must act acknowledged it in its
+    snapshot's header and that acknowledgement is in force at `at` (`agent.acknowledgements`).
     Pure: no I/O, no clock but `at`. Each side must list a certificate at most once (snapshot
     acceptance guarantees it); a duplicate raises ReportError naming the party.
     """
     ctx = Context.of(root, sub, at)
     findings = [finding for rule in RULES for finding in _run(rule, ctx)]
-    return tuple(sorted(findings, key=lambda finding: finding.sort_key))
+    acks = {side.party: side.header.acknowledgements for side in (root, sub) if side.header}
+    marked = apply_acknowledgements(findings, acks, at)
+    return tuple(sorted(marked, key=lambda finding: finding.sort_key))
 
 
 def _run(rule: Rule, ctx: Context) -> list[Finding]:

@@ -43,7 +43,9 @@ th{background:#f3f3f3}code{font-size:.9em;white-space:nowrap}
 .subject{font-family:monospace;overflow-wrap:anywhere}time{white-space:nowrap}
 table.findings{width:100%}table.findings td:nth-child(6){min-width:36em}
 table.findings td:last-child{overflow-wrap:anywhere}
-tr.overdue{background:#fde8e6}strong.overdue{color:#b00020}strong.ok{color:#1b6e20}
+tr.overdue{background:#fde8e6}tr.acknowledged{background:#eef3f8}
+p.acknowledgement{margin:.3em 0 0;color:#2e4a6d}
+strong.overdue{color:#b00020}strong.ok{color:#1b6e20}
 .badge{border-radius:3px;padding:0 .35em;color:#fff}
 .badge.error{background:#c0392b}.badge.warning{background:#b9770e}.badge.notice{background:#2e6da4}
 .valid{color:#1b6e20}.invalid,.untrusted{color:#b00020;font-weight:bold}.absent{color:#8a6d00}
@@ -135,22 +137,31 @@ def _snapshots(body: ReportBody) -> Html:
 
 
 def _summary(body: ReportBody) -> Html:
+    """Open findings, acknowledged ones counted apart: an acknowledgement is not a fix."""
     overdue = [f for f in body.findings if is_overdue(f, body.as_of)]
+    still_open = [f for f in body.findings if not f.acknowledged]
+    acknowledged = [f for f in body.findings if f.acknowledged]
     mark = element("strong", f"{len(overdue)} overdue", class_="overdue" if overdue else "ok")
     lead = element(
         "p",
-        f"{_findings_count(len(body.findings))}, ",
+        f"{_findings_count(len(still_open))}, {len(acknowledged)} acknowledged, ",
         mark,
         f" (due before {rfc3339(body.as_of)}).",
     )
     severity_rows = [
         row(
-            [badge(s), str(body.summary.get(s.value, 0)), str(_tally(overdue, severity=s))],
+            [
+                badge(s),
+                str(_tally(still_open, severity=s)),
+                str(_tally(acknowledged, severity=s)),
+                str(_tally(overdue, severity=s)),
+            ],
             id=f"summary-{s.value}",
         )
         for s in Severity
     ]
-    by_severity = table(["severity", "open", "overdue"], severity_rows, class_="by-severity")
+    header = ["severity", "open", "acknowledged", "overdue"]
+    by_severity = table(header, severity_rows, class_="by-severity")
     return section("summary", "Summary", lead, by_severity, _by_party(body, overdue))
 
 
@@ -216,10 +227,28 @@ def _finding_row(index: int, finding: Finding, as_of: datetime) -> Html:
         finding.policy or "-",
         _due(finding, as_of),
         certificate(finding),
-        finding.message,
+        _message(finding),
     ]
     overdue = "overdue" if is_overdue(finding, as_of) else finding.severity.value
-    return row(cells, id=f"finding-{index}", class_=overdue)
+    kind = f"{overdue} acknowledged" if finding.acknowledged else overdue
+    return row(cells, id=f"finding-{index}", class_=kind)
+
+
+def _message(finding: Finding) -> Html | str:
+    """The message, then who acknowledged the finding, why and until when (both escaped)."""
+    ack = finding.acknowledgement
+    if ack is None:
+        return finding.message
+    until = rfc3339(ack.expires_at)
+    note = element(
+        "p",
+        element("strong", "Acknowledged"),
+        f" by {ack.party} until ",
+        element("time", until, datetime=until),
+        f": {ack.reason}",
+        class_="acknowledgement",
+    )
+    return join([finding.message, note])
 
 
 def _due(finding: Finding, as_of: datetime) -> Html | str:

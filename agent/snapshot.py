@@ -20,6 +20,7 @@ from itertools import pairwise
 from google.protobuf.message import DecodeError
 
 from agent import envelope
+from agent.acknowledgements import Acknowledgement
 from agent.envelope import Envelope, Sig
 from agent.errors import SnapshotRejected
 from agent.keys import SigningKey
@@ -75,6 +76,7 @@ def build_payload(
     previous_digest: bytes = b"",
     scope_issuer_spki: Sequence[bytes] = (),
     profiles: Sequence[OperatorProfile] = (),
+    acknowledgements: Sequence[Acknowledgement] = (),
 ) -> bytes:
     """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
 
@@ -98,6 +100,7 @@ def build_payload(
         records_digest=records_digest(r.sha256 for r in ordered),
         scope_issuer_spki=scope_issuer_spki,
         profiles=[_profile_to_pb(p) for p in profiles],
+        acknowledgements=[_ack_to_pb(a) for a in acknowledgements],
     )
     msg = pb.SnapshotPayload(header=header, records=[record_to_pb(r) for r in ordered])
     serialized: bytes = msg.SerializeToString(deterministic=True)
@@ -213,7 +216,34 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         records_digest=msg.records_digest,
         scope_issuer_spki=tuple(msg.scope_issuer_spki),
         profiles=tuple(_profile_from_pb(p) for p in msg.profiles),
+        acknowledgements=tuple(_ack_from_pb(a, i) for i, a in enumerate(msg.acknowledgements)),
     )
+
+
+def _ack_to_pb(ack: Acknowledgement) -> pb.Acknowledgement:
+    return pb.Acknowledgement(
+        code=ack.code,
+        sha256=ack.sha256,
+        reason=ack.reason,
+        acknowledged_at=timestamp(ack.acknowledged_at),
+        expires_at=timestamp(ack.expires_at),
+    )
+
+
+def _ack_from_pb(msg: pb.Acknowledgement, index: int) -> Acknowledgement:
+    where = f"header acknowledgement {index}"
+    _require(msg.HasField("acknowledged_at"), f"{where} has no acknowledged_at")
+    _require(msg.HasField("expires_at"), f"{where} has no expires_at")
+    try:
+        return Acknowledgement(
+            code=msg.code,
+            sha256=msg.sha256,
+            reason=msg.reason,
+            acknowledged_at=from_timestamp(msg.acknowledged_at),
+            expires_at=from_timestamp(msg.expires_at),
+        )
+    except ValueError as e:
+        raise MalformedSnapshot(f"{where}: {e}") from e
 
 
 def _profile_to_pb(profile: OperatorProfile) -> pb.OperatorProfile:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,13 @@ class Table:
         if isinstance(value, datetime):
             raise self.fail(key, "expected a date such as 2020-10-29, got a date and time")
         return value if isinstance(value, date) else None
+
+    def moment(self, key: str) -> datetime:
+        """A required TOML date-time with an offset (`2021-03-01T00:00:00Z`, unquoted), in UTC."""
+        value = self._get(key, datetime, _REQUIRED)
+        if value.tzinfo is None:
+            raise self.fail(key, "needs a UTC offset, such as 2021-03-01T00:00:00Z")
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
 
     def text_map(self, key: str) -> dict[str, str]:
         """An inline table of strings: `{ "JPRS" = "jprs" }`."""

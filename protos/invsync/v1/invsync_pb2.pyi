@@ -134,6 +134,7 @@ class SnapshotHeader(_message.Message):
     RECORDS_DIGEST_FIELD_NUMBER: _builtins.int
     SCOPE_ISSUER_SPKI_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     role: Global___Role.ValueType
@@ -158,6 +159,10 @@ class SnapshotHeader(_message.Message):
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___OperatorProfile]:
         """What the sender declares its operators' CA certificates look like."""
 
+    @_builtins.property
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Acknowledgement]:
+        """Findings this party acknowledges; only those the party itself must act on take effect."""
+
     def __init__(
         self,
         *,
@@ -172,14 +177,54 @@ class SnapshotHeader(_message.Message):
         records_digest: _builtins.bytes = ...,
         scope_issuer_spki: _abc.Iterable[_builtins.bytes] | None = ...,
         profiles: _abc.Iterable[Global___OperatorProfile] | None = ...,
+        acknowledgements: _abc.Iterable[Global___Acknowledgement] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SnapshotHeader: _TypeAlias = SnapshotHeader  # noqa: Y015
+
+@_typing.final
+class Acknowledgement(_message.Message):
+    """A party's acknowledgement of one finding, signed with its snapshot: the finding stays in the
+    report, marked, from acknowledged_at until expires_at, then becomes open again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The finding's code, from the catalogue (`invsync rules`)."""
+    sha256: _builtins.str
+    """The certificate's SHA-256, 64 uppercase hex digits."""
+    reason: _builtins.str
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "code", b"code", "expires_at", b"expires_at", "reason", b"reason", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Acknowledgement: _TypeAlias = Acknowledgement  # noqa: Y015
 
 @_typing.final
 class OperatorProfile(_message.Message):
