@@ -30,6 +30,7 @@ from agent.render import report_markdown
 from agent.render_csv import findings_csv
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
+    ReportBody,
     ReportVerification,
     Signer,
     SnapshotRef,
@@ -253,12 +254,41 @@ class Agent:
             subordinate=refs[SUBORDINATE],
             findings=findings,
             signers=body.signers,
+            previous=self._previous_report(pairing.name, body.previous_report),
         )
         if mine != body_bytes:
-            differences = compare_findings(body.findings, findings) or ["the report bodies differ"]
+            my_findings = parse_report_body(mine).findings
+            differences = compare_findings(body.findings, my_findings) or [
+                "the report bodies differ"
+            ]
             raise ReportError(
                 f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
             )
+
+    def _previous_report(self, pairing: str, rid: str | None) -> ReportBody | None:
+        """The report the server's body says it continues, checked as the server's own.
+
+        first_seen and resolved depend on it, so it must be a report the server signed for this
+        pairing: its server signature is verified with the pinned keys before it is parsed.
+        """
+        if rid is None:
+            return None
+        try:
+            stored = self.client.report(pairing, rid)
+        except NotFoundYet as e:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing!r}: the server does not have "
+                f"the previous report {rid} it names"
+            ) from e
+        env = Envelope.from_pb(stored.envelope)
+        verify_or_raise(env, self.server_keys, who="the exchange server (previous report)")
+        previous = parse_report_body(env.payload)
+        if previous.report_id != rid or previous.pairing != pairing:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing!r}: the server sent another "
+                f"report ({previous.report_id}) for the previous report {rid}"
+            )
+        return previous
 
     def _own_previous(self, pairing: str, own: Snapshot) -> Snapshot | None:
         sent = self.store.sent_snapshot(pairing, own.header.version - 1)

@@ -170,6 +170,7 @@ FINDING_FIELDS = (
     "due",
     "message",
     "related",
+    "first_seen",
     "acknowledgement",
 )
 ACKNOWLEDGEMENT_FIELDS = ("party", "reason", "acknowledged_at", "expires_at")
@@ -214,6 +215,8 @@ class Finding:
 
     `party` is the id of the party that must act ("" when no party can), `related` the sorted
     SHA-256s of other certificates involved, `due` the policy deadline or None.
+    `first_seen` is the `as_of` of the first report of the pairing that listed this finding
+    without a gap (set by `agent.report.build_report_body`; None before that);
     `acknowledgement` the acknowledgement in force of the party that must act, or None (open).
     """
 
@@ -226,6 +229,7 @@ class Finding:
     due: datetime | None
     message: str
     related: tuple[str, ...] = ()
+    first_seen: datetime | None = None
     acknowledgement: AckMark | None = None
 
     def __post_init__(self) -> None:
@@ -235,8 +239,9 @@ class Finding:
         for digest in (self.sha256, *self.related):
             if digest and not _SHA256.fullmatch(digest):
                 raise ValueError(f"not an uppercase hex SHA-256: {digest!r}")
-        if self.due is not None and self.due.tzinfo is None:
-            raise ValueError("due must be timezone-aware")
+        for moment in (self.due, self.first_seen):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("due and first_seen must be timezone-aware")
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "related", tuple(sorted(self.related)))
 
@@ -257,6 +262,7 @@ class Finding:
             "due": None if self.due is None else rfc3339(self.due),
             "message": self.message,
             "related": list(self.related),
+            "first_seen": None if self.first_seen is None else rfc3339(self.first_seen),
             "acknowledgement": None
             if self.acknowledgement is None
             else self.acknowledgement.to_json(),
@@ -276,6 +282,9 @@ class Finding:
         related = obj["related"]
         if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
             raise ReportError(f"{where}: field 'related' must be a list of strings")
+        first_seen = None
+        if obj["first_seen"] is not None:
+            first_seen = parse_rfc3339(_text(obj, "first_seen", where), where)
         ack = obj["acknowledgement"]
         mark = None if ack is None else AckMark.from_json(ack, where)
         try:
@@ -283,13 +292,14 @@ class Finding:
                 **text,  # type: ignore[arg-type]
                 due=due,
                 related=tuple(related),
+                first_seen=first_seen,
                 acknowledgement=mark,
             )
         except ValueError as e:
             raise ReportError(f"{where}: {e}") from e
 
 
-_NOT_TEXT = ("due", "related", "acknowledgement")
+_NOT_TEXT = ("due", "related", "first_seen", "acknowledgement")
 
 
 def _text(obj: Mapping[str, object], key: str, where: str) -> str:

@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +28,7 @@ from agent.errors import InvsyncError, ReportError, SignatureError
 from agent.files import write_atomically
 from agent.findings import Finding, count_by_severity, parse_rfc3339
 from agent.keys import verify_key_from_spki_der
+from agent.report_diff import FindingKey, finding_key
 from agent.times import rfc3339
 
 REPORT_PAYLOAD_TYPE = "application/vnd.invsync.report.v1+json"
@@ -45,6 +46,8 @@ _BODY_FIELDS = (
     "summary",
     "findings",
     "signers",
+    "previous_report",
+    "resolved",
 )
 
 
@@ -91,8 +94,30 @@ class Signer:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """A finding of the previous report that this report no longer lists: when it was first
+    seen, when it was found resolved (this report's `as_of`) and by which snapshot versions."""
+
+    finding: Finding  # as the previous report listed it, first_seen included
+    resolved_at: datetime
+    root_version: int
+    subordinate_version: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **self.finding.to_json(),
+            "resolved_at": rfc3339(self.resolved_at),
+            "resolved_by": {
+                "root_version": self.root_version,
+                "subordinate_version": self.subordinate_version,
+            },
+        }
+
+
+@dataclass(frozen=True)
 class ReportBody:
-    """A parsed report body; `parse_report_body` checked every field."""
+    """A parsed report body; `parse_report_body` checked every field. `report_id` is the id of
+    the bytes it was parsed from ("" for a body built in memory)."""
 
     pairing: str
     as_of: datetime
@@ -102,6 +127,9 @@ class ReportBody:
     findings: tuple[Finding, ...]
     signers: tuple[Signer, ...]
     schema: str = SCHEMA
+    previous_report: str | None = None
+    resolved: tuple[Resolved, ...] = ()
+    report_id: str = ""
 
 
 def build_report_body(
@@ -112,9 +140,21 @@ def build_report_body(
     subordinate: SnapshotRef,
     findings: Iterable[Finding],
     signers: Iterable[Signer],
+    previous: ReportBody | None = None,
 ) -> bytes:
-    """The canonical body bytes: what the server and both parties sign."""
-    ordered = sorted(findings, key=lambda finding: finding.sort_key)
+    """The canonical body bytes: what the server and both parties sign.
+
+    A pure function of its arguments. `previous` is the pairing's report this one continues
+    (parsed, so it knows its id): a finding with the same identity (`finding_key`) there keeps
+    its `first_seen`, any other is first seen now; the previous findings gone from `findings`
+    are listed as `resolved` by this report's snapshot versions.
+    """
+    if previous is not None and (previous.pairing != pairing or not previous.report_id):
+        raise ValueError("previous must be a parsed report of the same pairing")
+    seen = _first_seen(previous)
+    dated = [replace(f, first_seen=seen.get(finding_key(f), as_of)) for f in findings]
+    ordered = sorted(dated, key=lambda finding: finding.sort_key)
+    resolved = _resolved(previous, {finding_key(f) for f in ordered}, as_of, root, subordinate)
     obj = {
         "schema": SCHEMA,
         "pairing": pairing,
@@ -124,8 +164,42 @@ def build_report_body(
         "summary": count_by_severity(ordered),
         "findings": [finding.to_json() for finding in ordered],
         "signers": [signer.to_json() for signer in sorted(signers, key=lambda s: s.sort_key)],
+        "previous_report": None if previous is None else previous.report_id,
+        "resolved": [r.to_json() for r in resolved],
     }
     return canonical_json(obj)
+
+
+def _first_seen(previous: ReportBody | None) -> dict[FindingKey, datetime]:
+    """Each identity's earliest first_seen in `previous` (its as_of when a finding has none)."""
+    seen: dict[FindingKey, datetime] = {}
+    for finding in () if previous is None else previous.findings:
+        assert previous is not None
+        when = finding.first_seen or previous.as_of
+        key = finding_key(finding)
+        seen[key] = min(when, seen.get(key, when))
+    return seen
+
+
+def _resolved(
+    previous: ReportBody | None,
+    current: set[FindingKey],
+    as_of: datetime,
+    root: SnapshotRef,
+    subordinate: SnapshotRef,
+) -> list[Resolved]:
+    if previous is None:
+        return []
+    gone = [f for f in previous.findings if finding_key(f) not in current]
+    return [
+        Resolved(
+            replace(f, first_seen=f.first_seen or previous.as_of),
+            as_of,
+            root.version,
+            subordinate.version,
+        )
+        for f in sorted(gone, key=lambda finding: finding.sort_key)
+    ]
 
 
 def canonical_json(obj: object) -> bytes:
@@ -154,10 +228,44 @@ def parse_report_body(body: bytes) -> ReportBody:
         summary=_summary(obj["summary"]),
         findings=tuple(_list_of(obj, "findings", Finding.from_json)),
         signers=tuple(_list_of(obj, "signers", _signer)),
+        previous_report=_previous_report(obj["previous_report"]),
+        resolved=tuple(_list_of(obj, "resolved", _resolved_entry)),
+        report_id=report_id(body),
     )
     if dict(parsed.summary) != count_by_severity(parsed.findings):
         raise ReportError("report body: field 'summary' does not match the findings")
+    for index, finding in enumerate(parsed.findings):
+        if finding.first_seen is None:
+            raise ReportError(f"report body: findings[{index}]: field 'first_seen' is null")
     return parsed
+
+
+def _previous_report(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+        raise ReportError("report body: field 'previous_report' must be null or a report id")
+    return value
+
+
+_RESOLVED_EXTRA = ("resolved_at", "resolved_by")
+
+
+def _resolved_entry(value: object, where: str) -> Resolved:
+    obj = _object(value, where)
+    finding = Finding.from_json({k: v for k, v in obj.items() if k not in _RESOLVED_EXTRA}, where)
+    if finding.first_seen is None:
+        raise ReportError(f"{where}: field 'first_seen' is null")
+    by = _object(obj.get("resolved_by"), f"{where}: field 'resolved_by'")
+    versions = [by.get("root_version"), by.get("subordinate_version")]
+    if set(by) != {"root_version", "subordinate_version"} or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in versions
+    ):
+        raise ReportError(
+            f"{where}: field 'resolved_by' must hold integers root_version, subordinate_version"
+        )
+    resolved_at = parse_rfc3339(_str(obj, "resolved_at", where), f"{where}: field 'resolved_at'")
+    return Resolved(finding, resolved_at, int(str(versions[0])), int(str(versions[1])))
 
 
 def _json(data: bytes, where: str) -> object:

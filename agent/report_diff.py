@@ -8,7 +8,7 @@ the same problem on the same certificate is the same finding, whatever its wordi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.findings import Finding
 
@@ -37,9 +37,14 @@ def diff_findings(old: Iterable[Finding], new: Iterable[Finding]) -> ReportDiff:
     return ReportDiff(
         new=tuple(after[k] for k in sorted(after.keys() - before.keys())),
         resolved=tuple(before[k] for k in sorted(before.keys() - after.keys())),
-        changed=tuple((before[k], after[k]) for k in sorted(both) if before[k] != after[k]),
-        unchanged=tuple(after[k] for k in sorted(both) if before[k] == after[k]),
+        changed=tuple((before[k], after[k]) for k in sorted(both) if _differ(before[k], after[k])),
+        unchanged=tuple(after[k] for k in sorted(both) if not _differ(before[k], after[k])),
     )
+
+
+def _differ(old: Finding, new: Finding) -> bool:
+    """Whether a finding changed; its first_seen is history, not a change."""
+    return replace(old, first_seen=None) != replace(new, first_seen=None)
 
 
 def diff_text(diff: ReportDiff) -> str:
@@ -58,7 +63,7 @@ def _line(finding: Finding) -> str:
 
 
 def _changes(old: Finding, new: Finding) -> str:
-    fields = ("severity", "due", "policy", "message", "related")
+    fields = ("severity", "due", "policy", "message", "related", "acknowledgement")
     return ", ".join(
         f"{name} {getattr(old, name)}"
         for name in fields

@@ -12,14 +12,17 @@ from datetime import UTC, datetime
 
 from agent.acceptance import AcceptancePolicy
 from agent.envelope import Sig, pae
+from agent.errors import ReportError
 from agent.keys import SigningKey
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
+    ReportBody,
     Signer,
     SnapshotRef,
     build_report_body,
+    parse_report_body,
     report_id,
 )
 from agent.snapshot import decode_payload
@@ -55,18 +58,41 @@ class ReportMaker:
         root_side = Side.of(root, previous=self._previous(root))
         sub_side = Side.of(sub, previous=self._previous(sub))
         as_of = self.as_of or self.clock()
+        root_ref, sub_ref = _ref(root, ROOT), _ref(sub, SUBORDINATE)
+        previous = self._latest(pairing)
+        if previous is not None and (previous.root, previous.subordinate, previous.as_of) == (
+            root_ref,
+            sub_ref,
+            as_of,
+        ):
+            return previous.report_id  # the same snapshots at the same clock: nothing new
         body = build_report_body(
             pairing=pairing,
             as_of=as_of,
-            root=_ref(root, ROOT),
-            subordinate=_ref(sub, SUBORDINATE),
+            root=root_ref,
+            subordinate=sub_ref,
             findings=reconcile(root_side, sub_side, as_of),
             signers=self.signers(spec.root, spec.subordinate),
+            previous=previous,
         )
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
         self.store.save_report(rid, pairing, body, sig)
         return rid
+
+    def _latest(self, pairing: str) -> ReportBody | None:
+        """The pairing's latest report, which the next one continues (first_seen, resolved).
+
+        A stored body this version cannot read (an older format) starts a new history rather
+        than stopping reports; the new body then says `previous_report: null`.
+        """
+        stored = self.store.report(pairing)
+        if stored is None:
+            return None
+        try:
+            return parse_report_body(stored.envelope.payload)
+        except ReportError:
+            return None
 
     def _previous(self, snapshot: Snapshot) -> Snapshot | None:
         """The party's snapshot before this one: what vanished since is `disappeared`."""

@@ -129,7 +129,7 @@ def test_bad_findings_are_refused() -> None:
         make_finding("nope", sha256=SHA, subject="", party="", message="")
     with pytest.raises(ValueError, match="not an uppercase hex SHA-256"):
         _finding(sha256=SHA.lower())
-    with pytest.raises(ValueError, match="due must be timezone-aware"):
+    with pytest.raises(ValueError, match=r"^due and first_seen must be timezone-aware$"):
         _finding(due=datetime(2020, 7, 17))
 
 

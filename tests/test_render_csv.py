@@ -25,7 +25,7 @@ def _rows(text: str) -> list[dict[str, str]]:
 def test_header_is_the_finding_fields_in_order_with_the_acknowledgement_flattened() -> None:
     text = findings_csv([])
     assert text == (
-        "code,severity,sha256,subject,party,policy,due,message,related,"
+        "code,severity,sha256,subject,party,policy,due,message,related,first_seen,"
         "acknowledged_by,acknowledged_until,acknowledgement_reason\r\n"
     )
     header = tuple(next(csv.reader(io.StringIO(text))))

@@ -54,10 +54,14 @@ def _records(path: Path, operator: str | None) -> list[CertRecord]:
     return [CertRecord(info, operator=operator) for info in infos]
 
 
-FINDINGS = reconcile(
-    Side("secom", _records(DEMO / "secom_issuance_log.jsonl", "jprs")),
-    Side("jprs", _records(DEMO / "jprs_ca_certificates.pem", None)),
-    AS_OF,
+# As a first report lists them: each first seen at its as_of.
+FINDINGS = tuple(
+    replace(finding, first_seen=AS_OF)
+    for finding in reconcile(
+        Side("secom", _records(DEMO / "secom_issuance_log.jsonl", "jprs")),
+        Side("jprs", _records(DEMO / "jprs_ca_certificates.pem", None)),
+        AS_OF,
+    )
 )
 KEYS = {"server": generate(), "secom": generate("ecdsa-p256"), "jprs": generate()}
 ROLES = {"server": "server", "secom": "root", "jprs": "subordinate"}

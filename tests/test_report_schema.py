@@ -85,9 +85,9 @@ def test_an_extra_field_fails(where: str) -> None:
         "summary": body["summary"],
         "signer": body["signers"][0],
     }[where]
-    target["first_seen"] = "2021-01-01T00:00:00Z"
+    target["last_seen"] = "2021-01-01T00:00:00Z"
     (error,) = _errors(body)
-    assert "Additional properties are not allowed ('first_seen' was unexpected)" in error
+    assert "Additional properties are not allowed ('last_seen' was unexpected)" in error
 
 
 @pytest.mark.parametrize(
