@@ -80,7 +80,14 @@ def _impact(affected: Sequence[str], records: Sequence[CertRecord]) -> str:
 
 def _timeline(finding: Finding, body: ReportBody, records: Sequence[CertRecord]) -> str:
     entries = [entry for record in records for entry in _events(record)]
+    if finding.first_seen and finding.first_seen != body.as_of:
+        entries.append(TimelineEntry(finding.first_seen, f"invsync first reports `{finding.code}`"))
     entries.append(TimelineEntry(body.as_of, f"invsync reports `{finding.code}`"))
+    if finding.acknowledgement:
+        ack = finding.acknowledgement
+        entries.append(
+            TimelineEntry(ack.acknowledged_at, f"{ack.party} acknowledges it: {ack.reason}")
+        )
     if finding.due:
         entries.append(TimelineEntry(finding.due, f"due under {finding.policy}"))
     rows = [f"| {rfc3339(e.at)} | {markdown_text(e.what)} |" for e in sorted(entries, key=_when)]

@@ -90,6 +90,7 @@ def report_markdown(body: ReportBody, verification: ReportVerification | None) -
         _snapshots(body.root, body.subordinate),
         _summary(body),
         _findings_table(body.findings),
+        _resolved(body),
         _signatures(body, verification),
     ]
     return "\n\n".join(sections) + "\n"
@@ -134,7 +135,7 @@ def _findings_table(findings: Iterable[Finding]) -> str:
     if not rows:
         return "## Findings\n\nNo findings."
     header = ["severity", "code", "certificate (SHA-256)", "subject", "party", "policy", "due"]
-    return "## Findings\n\n" + _table([*header, "message"], rows)
+    return "## Findings\n\n" + _table([*header, "first seen", "status", "message"], rows)
 
 
 def _finding_row(finding: Finding) -> list[str]:
@@ -146,8 +147,38 @@ def _finding_row(finding: Finding) -> list[str]:
         _or_dash(finding.party),
         _or_dash(finding.policy),
         "-" if finding.due is None else rfc3339(finding.due),
+        "-" if finding.first_seen is None else rfc3339(finding.first_seen),
+        _acknowledged(finding),
         markdown_text(finding.message),
     ]
+
+
+def _acknowledged(finding: Finding) -> str:
+    ack = finding.acknowledgement
+    if ack is None:
+        return "open"
+    return (
+        f"acknowledged by {markdown_text(ack.party)} until {rfc3339(ack.expires_at)}: "
+        f"{markdown_text(ack.reason)}"
+    )
+
+
+def _resolved(body: ReportBody) -> str:
+    """The findings of the previous report that this one no longer lists."""
+    if not body.resolved:
+        return "## Resolved since the previous report\n\nNone."
+    header = ["code", "certificate (SHA-256)", "first seen", "resolved at", "resolved by"]
+    rows = [
+        [
+            markdown_text(r.finding.code),
+            _or_dash(r.finding.sha256),
+            "-" if r.finding.first_seen is None else rfc3339(r.finding.first_seen),
+            rfc3339(r.resolved_at),
+            f"root v{r.root_version}, subordinate v{r.subordinate_version}",
+        ]
+        for r in body.resolved
+    ]
+    return "## Resolved since the previous report\n\n" + _table(header, rows)
 
 
 def _signatures(body: ReportBody, verification: ReportVerification | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 import agent
 from agent.errors import ReportError
+from agent.findings import AckMark
 from agent.incident import TO_WRITE, incident_draft
 from agent.incident_cli import pick
 from agent.model import Side
@@ -68,3 +70,17 @@ def test_a_reference_matching_two_findings_is_refused_with_both() -> None:
     _, body = _case()
     with pytest.raises(ReportError, match=r"names 2 findings of the report \(doppelganger"):
         pick(BUG_OV[:8], body.findings)
+
+
+def test_the_timeline_has_when_invsync_first_saw_it_and_the_acknowledgement() -> None:
+    _, body = _case()
+    finding = pick(f"missing-at-subordinate:{BUG_OV[:8]}", body.findings)
+    first = datetime(2021, 1, 1, tzinfo=UTC)
+    ack = AckMark(
+        "jprs", "revocation planned for 2021-04", first, datetime(2021, 4, 30, tzinfo=UTC)
+    )
+    text = incident_draft(
+        replace(finding, first_seen=first, acknowledgement=ack), body, [], "f" * 64
+    )
+    assert "| 2021-01-01T00:00:00Z | invsync first reports \\`missing-at-subordinate\\` |" in text
+    assert "jprs acknowledges it: revocation planned for 2021-04" in text

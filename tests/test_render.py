@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agent import envelope
-from agent.findings import Finding, Severity, make_finding
+from agent.findings import AckMark, Finding, Severity, make_finding
 from agent.keys import generate
 from agent.render import findings_json, findings_text, markdown_text, report_markdown, visible
 from agent.report import (
     REPORT_PAYLOAD_TYPE,
+    Resolved,
     Signer,
     SnapshotRef,
     build_report_body,
@@ -128,8 +129,8 @@ def test_report_markdown_escapes_a_hostile_subject() -> None:
     hostile = replace(MISSING, subject=HOSTILE, message=f"secom issued {HOSTILE} to jprs")
     text = report_markdown(parse_report_body(_body([hostile])), None)
     (row,) = [line for line in text.splitlines() if line.startswith("| error | missing")]
-    # Unescaped pipes are the table's own: 8 columns need 9, whatever the subject holds.
-    assert _unescaped(row, "|") == 9
+    # Unescaped pipes are the table's own: 10 columns need 11, whatever the subject holds.
+    assert _unescaped(row, "|") == 11
     assert _unescaped(row, "`") == 0
     assert _unescaped(row, "<") == 0
     assert _unescaped(row, "[") == 0
@@ -157,3 +158,14 @@ def test_severities_render_in_their_order() -> None:
     text = report_markdown(parse_report_body(_body([MISSING])), None)
     positions = [text.index(f"| {s.value} |") for s in Severity]
     assert positions == sorted(positions)
+
+
+def test_report_markdown_shows_acknowledgements_and_what_was_resolved() -> None:
+    ack = AckMark("jprs", "revocation planned for 2021-04", AS_OF, AS_OF + timedelta(days=40))
+    body = parse_report_body(_body([replace(MISSING, acknowledgement=ack, first_seen=AS_OF)]))
+    gone = Resolved(replace(MISSING, code="not-in-audit-scope", first_seen=AS_OF), AS_OF, 2, 3)
+    text = report_markdown(replace(body, resolved=(gone,)), None)
+    assert "acknowledged by jprs until" in text
+    assert "revocation planned for 2021-04" in text
+    assert "## Resolved since the previous report" in text
+    assert "root v2, subordinate v3" in text
