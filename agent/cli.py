@@ -22,6 +22,7 @@ from agent.daemon import Agent
 from agent.errors import InvsyncError, ReportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
+from agent.lock import DaemonLock
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -242,17 +243,22 @@ def agent_group() -> None:
 def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None:
     """Collect the inventory, push signed snapshots, co-sign and write the reports."""
     config = load_agent_config(config_path)
-    agent = Agent(config)
-    try:
-        while True:
-            complete = _cycle(agent, wait)
-            if once:
-                if not complete:
-                    raise ReportError("the report is not signed by every party yet; see above")
-                return
-            time.sleep(interval)
-    finally:
-        agent.close()
+    with DaemonLock(config.database):
+        agent = Agent(config)
+        try:
+            _run(agent, once, interval, wait)
+        finally:
+            agent.close()
+
+
+def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
+    while True:
+        complete = _cycle(agent, wait)
+        if once:
+            if not complete:
+                raise ReportError("the report is not signed by every party yet; see above")
+            return
+        time.sleep(interval)
 
 
 def _cycle(agent: Agent, wait: float) -> bool:

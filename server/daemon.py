@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from agent.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from agent.errors import ConfigError
 from agent.keys import load_signing_key, load_verify_key
+from agent.lock import DaemonLock
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 from server.config import ServerConfig
 from server.exchange import Exchange
@@ -106,6 +107,11 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 
 
 def serve_forever(config: ServerConfig) -> None:
+    with DaemonLock(config.database):
+        _serve(config)
+
+
+def _serve(config: ServerConfig) -> None:
     running = start(config)
     host = config.listen.rsplit(":", 1)[0]
     print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
