@@ -7,8 +7,9 @@ imports `server`.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-import time
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,7 +242,11 @@ def agent_group() -> None:
     help="How long a cycle waits for the report and the peer's signature.",
 )
 def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None:
-    """Collect the inventory, push signed snapshots, co-sign and write the reports."""
+    """Collect the inventory, push signed snapshots, co-sign and write the reports.
+
+    Without --once it runs a cycle every --interval seconds, and at once on SIGHUP; SIGTERM
+    ends it after the cycle under way (every cycle commits or writes nothing), exit status 0.
+    """
     config = load_agent_config(config_path)
     with DaemonLock(config.database):
         agent = Agent(config)
@@ -252,13 +257,31 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
 
 
 def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
-    while True:
-        complete = _cycle(agent, wait)
-        if once:
-            if not complete:
-                raise ReportError("the report is not signed by every party yet; see above")
-            return
-        time.sleep(interval)
+    if once:
+        if not _cycle(agent, wait):
+            raise ReportError("the report is not signed by every party yet; see above")
+        return
+    wake, stop = threading.Event(), threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGHUP, lambda signum, frame: wake.set())
+    signal.signal(signal.SIGTERM, on_term)
+    while not stop.is_set():
+        _cycle_logged(agent, wait)
+        wake.wait(interval)  # SIGHUP starts the next cycle at once; SIGTERM ends the loop
+        wake.clear()
+    click.echo(f"{agent.config.party}: stopped")
+
+
+def _cycle_logged(agent: Agent, wait: float) -> None:
+    """A daemon outlives a failed cycle: the error is logged and the next cycle retries."""
+    try:
+        _cycle(agent, wait)
+    except InvsyncError as e:
+        logging.getLogger("invsync.agent").error("cycle failed: %s", e)
 
 
 def _cycle(agent: Agent, wait: float) -> bool:
