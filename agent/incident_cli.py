@@ -15,6 +15,7 @@ from agent.incident import incident_draft
 from agent.record import CertRecord
 from agent.report import report_id
 from agent.report_cli import load_report
+from agent.report_files import report_files
 from agent.store import AgentStore
 
 
@@ -25,7 +26,12 @@ def incident_group() -> None:
 
 @incident_group.command("draft")
 @click.argument("finding")
-@click.option("--report", "report", required=True, help="The report: a file, or an id in --dir.")
+@click.option(
+    "--report",
+    "report",
+    default=None,
+    help="The report: a file, or an id in --dir (default: the latest report there).",
+)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -47,7 +53,7 @@ def incident_group() -> None:
 )
 def draft_command(
     finding: str,
-    report: str,
+    report: str | None,
     config: Path | None,
     directory: Path | None,
     db: Path | None,
@@ -57,7 +63,7 @@ def draft_command(
     report, with a timeline from the inventory's history when --config or --db is given."""
     agent_config = load_agent_config(config) if config else None
     where = directory or (agent_config.report_dir if agent_config else Path("."))
-    _, env, body = load_report(report, where)
+    _, env, body = load_report(report or _latest(where), where)
     chosen = pick(finding, body.findings)
     database = db or (agent_config.database if agent_config else None)
     records = _records(database, [chosen.sha256, *chosen.related]) if database else []
@@ -67,6 +73,13 @@ def draft_command(
     else:
         write_atomically(output, text)
         click.echo(f"wrote {output}", err=True)
+
+
+def _latest(directory: Path) -> str:
+    files = report_files(directory)
+    if not files:
+        raise ReportError(f"no report in {directory}; name one with --report")
+    return str(files[-1].path)
 
 
 def pick(reference: str, findings: tuple[Finding, ...]) -> Finding:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import agent
 from agent.errors import ReportError
@@ -18,6 +19,7 @@ from agent.reconcile import reconcile
 from agent.record import Revocation
 from agent.report import SnapshotRef, build_report_body, parse_report_body
 from agent.sources import load_sources
+from server.cli import invsync
 
 DEMO = Path(agent.__file__).parent / "demo_data"
 AT = datetime(2021, 3, 1, tzinfo=UTC)
@@ -84,3 +86,8 @@ def test_the_timeline_has_when_invsync_first_saw_it_and_the_acknowledgement() ->
     )
     assert "| 2021-01-01T00:00:00Z | invsync first reports \\`missing-at-subordinate\\` |" in text
     assert "jprs acknowledges it: revocation planned for 2021-04" in text
+
+
+def test_without_report_the_cli_takes_the_latest_in_the_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(invsync, ["incident", "draft", BUG_OV[:8], "--dir", str(tmp_path)])
+    assert f"no report in {tmp_path}; name one with --report" in str(result.exception)
