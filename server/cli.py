@@ -9,8 +9,11 @@ import click
 from agent.cli import agent_group, reconcile_command, run_cli
 from agent.incident_cli import incident_group
 from agent.inventory_cli import inventory_group
+from agent.keys_cli import keys_group
 from agent.report_cli import report_group
 from agent.rules_cli import rules_command
+from agent.tls_cli import tls_group
+from server.config_cli import config_group
 
 
 @click.group()
@@ -60,6 +63,9 @@ invsync.add_command(agent_group)
 invsync.add_command(inventory_group)
 invsync.add_command(incident_group)
 invsync.add_command(rules_command)
+invsync.add_command(keys_group)
+invsync.add_command(tls_group)
+invsync.add_command(config_group)
 invsync.add_command(reconcile_command)
 invsync.add_command(report_group)
 

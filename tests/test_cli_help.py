@@ -40,6 +40,10 @@ def test_the_tree_is_what_the_readme_lists() -> None:
         "report diff",
         "rules",
         "server run",
+        "keys generate",
+        "keys show",
+        "tls init",
+        "config check",
     } <= names
 
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent import keys
-from agent.config_cli import config_group
 from agent.errors import ConfigError
+from server.config_cli import config_group
 from server.localfed import agent_config, write_federation
 
 

@@ -22,6 +22,7 @@ from agent.config import load_agent_config
 from agent.errors import ConfigError, InvsyncError
 from agent.keys import load_signing_key, load_verify_key
 from agent.tomlconf import Table
+from server.config import load_server_config
 
 
 def _plural(count: int, word: str) -> str:
@@ -76,9 +77,6 @@ def check_agent(file: Path) -> str:
 
 def check_server(file: Path) -> str:
     """Validate an exchange server configuration; a one-line summary when it is sound."""
-    # Imported here: the rest of `agent` never imports `server`; only this command needs it.
-    from server.config import load_server_config
-
     config = load_server_config(file)
     _private_mode(file, "server.signing_key", config.signing_key)
     _signing_key(file, "server.signing_key", config.signing_key)
