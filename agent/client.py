@@ -1,33 +1,54 @@
 """The agent's client of the exchange service: mutual TLS, a deadline on every call, chunked pushes.
 
 gRPC failures become `TransportError`s that name the server and the status, so an operator
-can tell "server down" from "server refused this snapshot, and why".
+can tell "server down" from "server refused this snapshot, and why". A call that fails for want
+of a server (UNAVAILABLE, DEADLINE_EXCEEDED) is retried with exponential backoff, full jitter and
+a cap (`agent.backoff`); a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, ...) never is. When the
+retries run out, `Unreachable` says since when the server has not answered.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
 
+from agent.backoff import RetryPolicy
 from agent.config import ServerEndpoint
 from agent.envelope import Envelope, Sig
 from agent.errors import TransportError
 from agent.snapshot import from_chunks, to_chunks
+from agent.times import rfc3339
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class ExchangeClient:
     def __init__(
-        self, endpoint: ServerEndpoint, timeout: float, max_snapshot_bytes: int = 256 << 20
+        self,
+        endpoint: ServerEndpoint,
+        timeout: float,
+        max_snapshot_bytes: int = 256 << 20,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.address = endpoint.address
         self.timeout = timeout
         self.max_snapshot_bytes = max_snapshot_bytes
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.clock = clock
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -71,16 +92,43 @@ class ExchangeClient:
         )
 
     def _call(self, method: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except grpc.RpcError as e:
-            raise rpc_error(self.address, method, e) from e
+        """`call()`, retried while the server is unreachable; `call` must rebuild its request."""
+        since: datetime | None = None
+        waits = self.retry.delays(self.rng)
+        for attempt in range(len(waits) + 1):
+            try:
+                return call()
+            except grpc.RpcError as e:
+                code = e.code() if isinstance(e, grpc.Call) else None
+                if code not in RETRIED:
+                    raise rpc_error(self.address, method, e) from e
+                since = since or self.clock()
+                if attempt == len(waits):
+                    raise Unreachable(
+                        self.address, since, attempt + 1, rpc_error("", method, e)
+                    ) from e
+                self.sleep(waits[attempt])
+        raise AssertionError("unreachable code: the loop returns or raises")
 
 
 class NotFoundYet(TransportError):
     """The server has nothing of that kind yet (e.g. no report before both sides pushed)."""
 
     hint = "Wait for the peer to push its snapshot; the server reconciles as soon as both are in."
+
+
+class Unreachable(TransportError):
+    """The server did not answer, through every retry: the caller's state must stay unchanged."""
+
+    hint = "Check that the exchange server is running and reachable; the next cycle retries."
+
+    def __init__(self, address: str, since: datetime, attempts: int, last: TransportError) -> None:
+        super().__init__(
+            f"{address}: unreachable since {rfc3339(since)} ({attempts} attempts); last error{last}"
+        )
+        self.address = address
+        self.since = since
+        self.attempts = attempts
 
 
 def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
