@@ -24,6 +24,7 @@ from agent.errors import InvsyncError, ReportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.lock import DaemonLock
+from agent.logs import setup_logging
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -302,7 +303,7 @@ def _cycle(agent: Agent, wait: float) -> bool:
 
 def run_cli(group: click.Group) -> None:
     """Run `group`, turning every InvsyncError into its diagnostics and exit status 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     try:
         group.main(standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -98,7 +98,12 @@ class Agent:
         records = collected.assembled.records
         self.store.replace_inventory(records, now)
         collected.commit_ct_progress(state)
-        log.info("party=%s collected %d certificates", self.config.party, len(records))
+        log.info(
+            "party=%s collected %d certificates",
+            self.config.party,
+            len(records),
+            extra={"party": self.config.party},
+        )
         return len(records)
 
     def _pairing_spkis(self) -> list[bytes]:
@@ -136,7 +141,13 @@ class Agent:
             now,
             now + timedelta(seconds=self.config.snapshot_validity_seconds),
         )
-        log.info("party=%s pairing=%s pushed version=%d", self.config.party, pairing.name, version)
+        log.info(
+            "party=%s pairing=%s pushed version=%d",
+            self.config.party,
+            pairing.name,
+            version,
+            extra={"party": self.config.party, "pairing": pairing.name, "version": version},
+        )
         return version
 
     def _scoped(self, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:

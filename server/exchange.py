@@ -75,6 +75,11 @@ class Exchange:
                 header.pairing,
                 header.version,
                 header.record_count,
+                extra={
+                    "party": header.party,
+                    "pairing": header.pairing,
+                    "version": header.version,
+                },
             )
             self._reconcile(header.pairing)
         return receipt

@@ -82,7 +82,7 @@ def _guard(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     try:
         return call()
     except InvsyncError as e:
-        log.warning("refused peer=%s: %s", context.peer(), e)
+        log.warning("refused peer=%s: %s", context.peer(), e, extra={"peer": context.peer()})
         context.abort(status_of(e), str(e))
         raise  # unreachable: abort raises; this keeps type checkers honest
 
