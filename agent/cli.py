@@ -25,6 +25,7 @@ from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.lock import DaemonLock
 from agent.logs import setup_logging
+from agent.metrics import serve as serve_metrics
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -250,6 +251,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     """
     config = load_agent_config(config_path)
     with DaemonLock(config.database):
+        serve_metrics(config.metrics_listen)
         agent = Agent(config)
         try:
             _run(agent, once, interval, wait)

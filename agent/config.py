@@ -8,6 +8,7 @@ sources = ["issuance.jsonl"]    # inventory sources, as for `invsync inventory i
 report_dir = "reports"          # where signed reports and their Markdown are written
 snapshot_validity_seconds = 86400
 rpc_timeout_seconds = 10
+metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
 
 [server]
 address = "localhost:7443"
@@ -44,6 +45,7 @@ from agent.config_inventory import (
     profiles,
 )
 from agent.errors import SourceError
+from agent.metrics import parse_listen
 from agent.model import ROOT, SUBORDINATE
 from agent.profiles import OperatorProfile
 from agent.sources.detect import KINDS
@@ -98,6 +100,7 @@ class AgentConfig:
     attribution: Attribution = field(default_factory=Attribution)
     profiles: tuple[OperatorProfile, ...] = ()
     acknowledgements: tuple[Acknowledgement, ...] = ()
+    metrics_listen: str = ""
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -141,6 +144,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         attribution=attribution(root),
         profiles=profiles(root),
         acknowledgements=acknowledgements(root),
+        metrics_listen=_metrics_listen(agent),
     )
 
 
@@ -152,7 +156,18 @@ _AGENT_KEYS = (
     "report_dir",
     "snapshot_validity_seconds",
     "rpc_timeout_seconds",
+    "metrics_listen",
 )
+
+
+def _metrics_listen(agent: Table) -> str:
+    value = agent.text("metrics_listen", "")
+    if value:
+        try:
+            parse_listen(value)
+        except ValueError as e:
+            raise agent.fail("metrics_listen", str(e)) from e
+    return value
 
 
 def _sources(agent: Table) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent import metrics
 from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
 from agent.client import ExchangeClient, NotFoundYet
 from agent.collect import collect, read_source
@@ -81,6 +82,12 @@ class Agent:
 
     def collect(self) -> int:
         """Read every configured source and replace the stored inventory in one transaction."""
+        with metrics.COLLECTION_DURATION.time():
+            count = self._collect()
+        metrics.INVENTORY_RECORDS.set(count)
+        return count
+
+    def _collect(self) -> int:
         now = self.clock()
         ctx = SourceContext(now=now, party_ca_spkis=self._pairing_spkis())
         audits = Facts.combine(
@@ -148,6 +155,7 @@ class Agent:
             version,
             extra={"party": self.config.party, "pairing": pairing.name, "version": version},
         )
+        metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
         return version
 
     def _scoped(self, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:

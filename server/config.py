@@ -9,6 +9,7 @@ max_snapshot_bytes = 268435456   # bytes; a larger push is refused while it stre
 max_clock_skew_seconds = 300
 max_snapshot_validity_seconds = 2678400
 report_as_of = ""                # empty: findings are evaluated now; an RFC 3339 time replays one
+metrics_listen = ""              # e.g. "127.0.0.1:9464": Prometheus metrics; empty: off
 
 [tls]
 cert = "tls/server.crt"
@@ -31,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.metrics import parse_listen
 from agent.tomlconf import Table
 
 SCHEDULES = ("daily", "weekly", "monthly", "never")
@@ -72,6 +74,7 @@ class ServerConfig:
     tls: TlsConfig
     parties: dict[str, PartyConfig]
     pairings: dict[str, PairingConfig]
+    metrics_listen: str = ""
 
 
 _SERVER_KEYS = (
@@ -83,6 +86,7 @@ _SERVER_KEYS = (
     "max_clock_skew_seconds",
     "max_snapshot_validity_seconds",
     "report_as_of",
+    "metrics_listen",
 )
 
 
@@ -107,7 +111,19 @@ def load_server_config(file: Path) -> ServerConfig:
         tls=_tls(root),
         parties=parties,
         pairings=pairings,
+        metrics_listen=metrics_listen(server),
     )
+
+
+def metrics_listen(table: Table) -> str:
+    """`metrics_listen`: "" (off) or HOST:PORT, checked here so a typo fails at start-up."""
+    value = table.text("metrics_listen", "")
+    if value:
+        try:
+            parse_listen(value)
+        except ValueError as e:
+            raise table.fail("metrics_listen", str(e)) from e
+    return value
 
 
 def _tls(root: Table) -> TlsConfig:

@@ -18,7 +18,9 @@ from agent.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from agent.errors import ConfigError
 from agent.keys import load_signing_key, load_verify_key
 from agent.lock import DaemonLock
+from agent.metrics import serve as serve_metrics
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
+from server import metrics
 from server.config import ServerConfig
 from server.exchange import Exchange
 from server.reconciling import ReportMaker
@@ -113,6 +115,7 @@ def serve_forever(config: ServerConfig) -> None:
 
 def _serve(config: ServerConfig) -> None:
     running = start(config)
+    serve_metrics(config.metrics_listen, metrics.REGISTRY)
     host = config.listen.rsplit(":", 1)[0]
     print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
     stopping = threading.Event()

@@ -16,10 +16,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.acceptance import AcceptancePolicy, accept
 from agent.envelope import Envelope, Sig, pae, sign
+from agent.errors import SnapshotRejected
 from agent.keys import SigningKey
 from agent.report import REPORT_PAYLOAD_TYPE
-from agent.snapshot import from_chunks
+from agent.snapshot import decode_payload, from_chunks
 from invsync.v1 import invsync_pb2 as pb
+from server import metrics
 from server.errors import AccessDenied, BadReportSignature, NotFound
 from server.reconciling import ReportMaker
 from server.store import ServerStore, StoredReport
@@ -53,35 +55,50 @@ class Exchange:
 
     def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
-        env = from_chunks(chunks, self.max_snapshot_bytes)
-        with self._lock:
-            accepted = accept(
-                env,
-                tls_party=tls_party,
-                policy=self.policy,
-                last=self.store.last_accepted,
-                now=self.clock(),
-            )
-            header = accepted.snapshot.header
-            if accepted.duplicate:
-                receipt = self.store.receipt(header.party, header.pairing, header.version)
-                assert receipt is not None  # a duplicate was accepted before, with its receipt
-                return receipt
-            receipt = self._receipt(header.party, header.pairing, header.version, env)
-            self.store.commit_snapshot(header.party, header.pairing, header.version, env, receipt)
-            log.info(
-                "accepted snapshot party=%s pairing=%s version=%d records=%d",
-                header.party,
-                header.pairing,
-                header.version,
-                header.record_count,
-                extra={
-                    "party": header.party,
-                    "pairing": header.pairing,
-                    "version": header.version,
-                },
-            )
-            self._reconcile(header.pairing)
+        env: Envelope | None = None
+        try:
+            env = from_chunks(chunks, self.max_snapshot_bytes)
+            with self._lock:
+                receipt = self._accept(tls_party, env)
+        except SnapshotRejected as e:
+            party, pairing = self._labels(tls_party, env)
+            metrics.SNAPSHOTS_RECEIVED.labels(party, pairing, metrics.REJECTED, e.rule).inc()
+            raise
+        return receipt
+
+    def _accept(self, tls_party: str | None, env: Envelope) -> bytes:
+        accepted = accept(
+            env,
+            tls_party=tls_party,
+            policy=self.policy,
+            last=self.store.last_accepted,
+            now=self.clock(),
+        )
+        header = accepted.snapshot.header
+        if accepted.duplicate:
+            receipt = self.store.receipt(header.party, header.pairing, header.version)
+            assert receipt is not None  # a duplicate was accepted before, with its receipt
+            metrics.SNAPSHOTS_RECEIVED.labels(
+                header.party, header.pairing, metrics.ACCEPTED, "duplicate"
+            ).inc()
+            return receipt
+        receipt = self._receipt(header.party, header.pairing, header.version, env)
+        self.store.commit_snapshot(header.party, header.pairing, header.version, env, receipt)
+        log.info(
+            "accepted snapshot party=%s pairing=%s version=%d records=%d",
+            header.party,
+            header.pairing,
+            header.version,
+            header.record_count,
+            extra={
+                "party": header.party,
+                "pairing": header.pairing,
+                "version": header.version,
+            },
+        )
+        metrics.SNAPSHOTS_RECEIVED.labels(header.party, header.pairing, metrics.ACCEPTED, "").inc()
+        metrics.LAST_ACCEPTED.labels(header.party, header.pairing).set(self.clock().timestamp())
+        self._reconcile(header.pairing)
         return receipt
 
     def fetch_peer_snapshot(self, tls_party: str | None, pairing: str, version: int) -> Envelope:
@@ -114,6 +131,19 @@ class Exchange:
         self.store.add_report_signature(stored.report_id, sig)
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
         return self.report(tls_party, pairing, report_id)
+
+    def _labels(self, tls_party: str | None, env: Envelope | None) -> tuple[str, str]:
+        """Metric labels of a rejected push: configured names only, never a sender's free text."""
+        party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
+        pairing = metrics.UNKNOWN
+        if env is not None:
+            try:
+                claimed = decode_payload(env.payload).header.pairing
+            except Exception:  # a malformed payload names no pairing
+                claimed = ""
+            if claimed in self.policy.pairings:
+                pairing = claimed
+        return str(party), pairing
 
     def _peer_of(self, tls_party: str | None, pairing: str) -> str:
         spec = self.policy.pairings.get(pairing)

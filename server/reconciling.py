@@ -26,6 +26,7 @@ from agent.report import (
     report_id,
 )
 from agent.snapshot import decode_payload
+from server import metrics
 from server.store import ServerStore
 
 
@@ -66,18 +67,20 @@ class ReportMaker:
             as_of,
         ):
             return previous.report_id  # the same snapshots at the same clock: nothing new
+        findings = reconcile(root_side, sub_side, as_of)
         body = build_report_body(
             pairing=pairing,
             as_of=as_of,
             root=root_ref,
             subordinate=sub_ref,
-            findings=reconcile(root_side, sub_side, as_of),
+            findings=findings,
             signers=self.signers(spec.root, spec.subordinate),
             previous=previous,
         )
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
         self.store.save_report(rid, pairing, body, sig)
+        metrics.set_open_findings(pairing, findings)
         return rid
 
     def _latest(self, pairing: str) -> ReportBody | None:

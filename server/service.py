@@ -18,6 +18,7 @@ from agent.errors import InvsyncError
 from agent.snapshot import to_chunks
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
+from server import metrics
 from server.auth import party_of
 from server.exchange import Exchange
 from server.store import StoredReport
@@ -40,6 +41,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         self, request_iterator: Iterator[pb.SnapshotChunk], context: grpc.ServicerContext
     ) -> pb.Receipt:
         receipt = _guard(
+            "PushSnapshot",
             context,
             lambda: self.exchange.push(party_of(context, self.identities), request_iterator),
         )
@@ -49,6 +51,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.SnapshotChunk]:
         env = _guard(
+            "FetchSnapshot",
             context,
             lambda: self.exchange.fetch_peer_snapshot(
                 party_of(context, self.identities), request.pairing, request.version
@@ -58,6 +61,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
         stored = _guard(
+            "GetReport",
             context,
             lambda: self.exchange.report(
                 party_of(context, self.identities), request.pairing, request.report_id
@@ -70,6 +74,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     ) -> pb.Report:
         sig = Sig(request.signature.keyid, request.signature.sig)
         stored = _guard(
+            "SubmitReportSignature",
             context,
             lambda: self.exchange.add_signature(
                 party_of(context, self.identities), request.pairing, request.report_id, sig
@@ -78,9 +83,11 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         return _report_pb(stored)
 
 
-def _guard(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+def _guard(method: str, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+    """Run `call`, timed as `method`; an InvsyncError aborts the call with its status."""
     try:
-        return call()
+        with metrics.RPC_DURATION.labels(method).time():
+            return call()
     except InvsyncError as e:
         log.warning("refused peer=%s: %s", context.peer(), e, extra={"peer": context.peer()})
         context.abort(status_of(e), str(e))

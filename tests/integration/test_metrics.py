@@ -1,0 +1,91 @@
+"""The server's metrics endpoint, served by a real process after a real cycle of both agents."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.localfed import PARTIES, agent_config, command, server_process, write_federation
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_metrics_endpoint_serves_the_documented_names(tmp_path: Path) -> None:
+    write_federation(tmp_path)
+    metrics_port = _free_port()
+    toml = tmp_path / "server.toml"
+    text = toml.read_text()
+    assert 'listen = "127.0.0.1:0"\n' in text
+    toml.write_text(
+        text.replace(
+            'listen = "127.0.0.1:0"\n',
+            f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:{metrics_port}"\n',
+        )
+    )
+    with server_process(tmp_path) as port:
+        for party in PARTIES:
+            (tmp_path / f"{party}.toml").write_text(agent_config(party, port))
+        procs = [
+            subprocess.Popen(
+                command("agent", "run", "--config", str(tmp_path / f"{p}.toml"), "--once"),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for p in ("secom", "jprs")
+        ]
+        outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0], outputs
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            body = answer.read().decode()
+    samples = _samples(body)
+    documented = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    server_names = [
+        "invsync_snapshots_received_total",
+        "invsync_last_accepted_snapshot_timestamp_seconds",
+        "invsync_open_findings",
+        "invsync_rpc_duration_seconds_count",
+    ]
+    for name in server_names:
+        assert any(key[0] == name for key in samples), (name, body)
+        assert f"`{name.removesuffix('_count')}`" in documented, name
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    for party in ("secom", "jprs"):
+        labels = {"party": party, "pairing": "secom-jprs"}
+        assert (
+            value("invsync_snapshots_received_total", **labels, result="accepted", reason="") == 1
+        )
+        assert (value("invsync_last_accepted_snapshot_timestamp_seconds", **labels) or 0) > 0
+    rejected = [
+        k
+        for k in samples
+        if k[0] == "invsync_snapshots_received_total" and ("result", "rejected") in k[1]
+    ]
+    assert rejected == []
+    findings = {"pairing": "secom-jprs", "code": "missing-at-subordinate", "severity": "error"}
+    assert value("invsync_open_findings", **findings) == 2
+    assert (value("invsync_rpc_duration_seconds_count", method="PushSnapshot") or 0) >= 2
+    assert (value("invsync_rpc_duration_seconds_count", method="SubmitReportSignature") or 0) >= 2
