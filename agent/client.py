@@ -28,6 +28,15 @@ from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The server read the request and said no: retrying the same request cannot help.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
 
 
 class ExchangeClient:
@@ -131,11 +140,21 @@ class Unreachable(TransportError):
         self.attempts = attempts
 
 
+class Refused(TransportError):
+    """The server answered and refused the request (the message says why)."""
+
+    hint = "Read the server's reason; the same request will be refused again."
+
+
 def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
     code = e.code() if isinstance(e, grpc.Call) else None
     details = e.details() if isinstance(e, grpc.Call) else str(e)
     name = code.name if code is not None else "UNKNOWN"
-    kind = NotFoundYet if code == grpc.StatusCode.NOT_FOUND else TransportError
+    kind: type[TransportError] = TransportError
+    if code == grpc.StatusCode.NOT_FOUND:
+        kind = NotFoundYet
+    elif code in REFUSALS:
+        kind = Refused
     return kind(f"{address}: {method}: {name}: {details}")
 
 

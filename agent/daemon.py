@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent import metrics
 from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
-from agent.client import ExchangeClient, NotFoundYet
+from agent.client import ExchangeClient, NotFoundYet, Refused
 from agent.collect import collect, read_source
 from agent.config import AgentConfig, PairingConfig
 from agent.envelope import Envelope, Sig, pae, verify_or_raise
@@ -118,7 +118,14 @@ class Agent:
         return self.config.ca_spkis()
 
     def push(self, pairing: PairingConfig) -> int:
-        """Build, sign and push the next snapshot of `pairing`; returns its version."""
+        """Build, sign and push the next snapshot of `pairing`; returns its version.
+
+        The snapshot is stored as pending before it is pushed and marked sent once the server's
+        receipt is in. A pending one, left by a cycle whose receipt was lost, is re-pushed first
+        byte for byte (the server answers an identical re-push with its stored receipt), so the
+        next version's previous_digest names the snapshot the server holds.
+        """
+        self._resume_pending(pairing.name)
         now = self.clock()
         last = self.store.latest_sent_snapshot(pairing.name)
         version = (last.version if last else 0) + 1
@@ -137,8 +144,6 @@ class Agent:
             acknowledgements=self.config.acknowledgements,
         )
         env = sign_snapshot(payload, self.key)
-        receipt = self.client.push(env)
-        verify_or_raise(receipt, self.server_keys, who="the exchange server (receipt)")
         self.store.record_sent_snapshot(
             pairing.name,
             version,
@@ -147,7 +152,9 @@ class Agent:
             [(s.keyid, s.sig) for s in env.signatures],
             now,
             now + timedelta(seconds=self.config.snapshot_validity_seconds),
+            pending=True,
         )
+        self._push_pending(pairing.name, version, env)
         log.info(
             "party=%s pairing=%s pushed version=%d",
             self.config.party,
@@ -157,6 +164,39 @@ class Agent:
         )
         metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
         return version
+
+    def _push_pending(self, pairing: str, version: int, env: Envelope) -> None:
+        receipt = self.client.push(env)
+        verify_or_raise(receipt, self.server_keys, who="the exchange server (receipt)")
+        self.store.mark_sent(pairing, version)
+
+    def _resume_pending(self, pairing: str) -> None:
+        """Re-push the pending snapshot, if any; one the server refuses was never accepted."""
+        pending = self.store.pending_snapshot(pairing)
+        if pending is None:
+            return
+        sigs = tuple(Sig(keyid, sig) for keyid, sig in pending.signatures)
+        env = Envelope(pending.payload_type, pending.payload, sigs)
+        try:
+            self._push_pending(pairing, pending.version, env)
+        except Refused as e:
+            # The server never accepted this version (an identical re-push would be answered
+            # with its receipt), so the number is free: the next snapshot is built for it.
+            self.store.drop_pending(pairing, pending.version)
+            log.warning(
+                "party=%s pairing=%s pending version=%d refused, rebuilt: %s",
+                self.config.party,
+                pairing,
+                pending.version,
+                e,
+            )
+            return
+        log.info(
+            "party=%s pairing=%s re-pushed pending version=%d",
+            self.config.party,
+            pairing,
+            pending.version,
+        )
 
     def _scoped(self, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
         records = self.store.inventory()

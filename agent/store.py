@@ -67,7 +67,17 @@ def m002_certificate_facts(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE certificates ADD COLUMN facts BLOB")
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_agent_schema, m002_certificate_facts)
+def m003_pending_snapshots(db: sqlite_utils.Database) -> None:
+    """A snapshot is kept as pending before it is pushed and marked sent once its receipt is in,
+    so a push whose receipt was lost is re-pushed byte for byte instead of being built anew."""
+    db.execute("ALTER TABLE sent_snapshots ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_agent_schema,
+    m002_certificate_facts,
+    m003_pending_snapshots,
+)
 
 _CERT_COLUMNS = (
     "sha256", "der", "subject", "issuer", "serial_hex", "not_before", "not_after", "spki_sha256",
@@ -91,7 +101,7 @@ _UPSERT_SOURCE = (
 
 _SENT_COLUMNS = (
     "pairing", "version", "payload", "payload_sha256", "payload_type", "signatures",
-    "issued_at", "expires_at",
+    "issued_at", "expires_at", "pending",
 )  # fmt: skip
 _INSERT_SENT = (
     f"INSERT INTO sent_snapshots ({', '.join(_SENT_COLUMNS)})"
@@ -189,8 +199,14 @@ class AgentStore:
         signatures: list[tuple[str, bytes]],
         issued_at: datetime,
         expires_at: datetime,
+        *,
+        pending: bool = False,
     ) -> None:
-        """Keep a sent snapshot; the same bytes again are a no-op, other bytes are refused."""
+        """Keep a sent snapshot; the same bytes again are a no-op, other bytes are refused.
+
+        With `pending`, the snapshot is kept before it is pushed, and is not yet the latest sent
+        one: `mark_sent` makes it so once the server's receipt arrived.
+        """
         row = {
             "pairing": pairing,
             "version": version,
@@ -200,23 +216,53 @@ class AgentStore:
             "signatures": _signatures_json(signatures),
             "issued_at": rfc3339(issued_at),
             "expires_at": rfc3339(expires_at),
+            "pending": int(pending),
         }
         with transaction(self.db, f"{self.path}: cannot record snapshot {pairing} v{version}"):
-            known = self.sent_snapshot(pairing, version)
+            known = self._snapshot_row(pairing, version)
             if known is not None:
                 self._check_same_payload(known, payload)
+                if not pending:
+                    self._set_sent(pairing, version)
                 return
             self.db.execute(_INSERT_SENT, row)
 
+    def pending_snapshot(self, pairing: str) -> SentSnapshot | None:
+        """The snapshot built and pushed for `pairing` whose receipt has not arrived, or None."""
+        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 1 ORDER BY version"
+        return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+
+    def mark_sent(self, pairing: str, version: int) -> None:
+        """The server's receipt for a pending snapshot arrived: it is now sent."""
+        with transaction(self.db, f"{self.path}: cannot mark snapshot {pairing} v{version} sent"):
+            self._set_sent(pairing, version)
+
+    def drop_pending(self, pairing: str, version: int) -> None:
+        """Forget a pending snapshot the server refused: its version was never accepted."""
+        sql = "DELETE FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 1"
+        with transaction(self.db, f"{self.path}: cannot drop snapshot {pairing} v{version}"):
+            self.db.execute(sql, [pairing, version])
+
     def latest_sent_snapshot(self, pairing: str) -> SentSnapshot | None:
-        """The highest version sent for `pairing`, or None."""
-        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 1"
+        """The highest version sent (its receipt arrived) for `pairing`, or None."""
+        sql = (
+            "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 0"
+            " ORDER BY version DESC LIMIT 1"
+        )
         return next((_sent(row) for row in self._rows(sql, [pairing])), None)
 
     def sent_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
-        """The snapshot sent for `pairing` at `version`, or None."""
+        """The snapshot sent (its receipt arrived) for `pairing` at `version`, or None."""
+        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 0"
+        return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+
+    def _snapshot_row(self, pairing: str, version: int) -> SentSnapshot | None:
         sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ?"
         return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+
+    def _set_sent(self, pairing: str, version: int) -> None:
+        sql = "UPDATE sent_snapshots SET pending = 0 WHERE pairing = ? AND version = ?"
+        self.db.execute(sql, [pairing, version])
 
     def record_cosigned(self, report_id: str, pairing: str, now: datetime) -> None:
         """Remember that this agent co-signed a report (the first time counts)."""
