@@ -27,6 +27,7 @@ from server.localfed import _await_port, command, server_process, stop, write_fe
 from tests.integration.test_retry import _pin_port, free_port
 
 pytestmark = pytest.mark.integration
+EXIT_SLACK = 25.0  # seconds
 
 
 def _start_server(work: Path) -> subprocess.Popen[bytes]:
@@ -125,7 +126,9 @@ def test_sigterm_mid_push_drains_or_aborts_cleanly_and_the_next_start_resumes(
         monkeypatch.undo()
         killer.join(30)
         assert sent_at, "the push never started streaming"
-        code = server.wait(max(0.1, sent_at[0] + GRACE_SECONDS + 5 - time.monotonic()))
+        # Exit comes after the grace period at the latest; the slack beyond it only absorbs a
+        # loaded machine's process teardown, it is not part of what is tested.
+        code = server.wait(max(0.1, sent_at[0] + GRACE_SECONDS + EXIT_SLACK - time.monotonic()))
         assert code == 0
         watcher.join(10)
         assert health[0] == health_pb2.HealthCheckResponse.SERVING
