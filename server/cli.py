@@ -12,6 +12,7 @@ from agent.inventory_cli import inventory_group
 from agent.keys_cli import keys_group
 from agent.report_cli import report_group
 from agent.rules_cli import rules_command
+from agent.status_cli import status_command
 from agent.tls_cli import tls_group
 from server.config_cli import config_group
 
@@ -63,6 +64,7 @@ invsync.add_command(agent_group)
 invsync.add_command(inventory_group)
 invsync.add_command(incident_group)
 invsync.add_command(rules_command)
+invsync.add_command(status_command)
 invsync.add_command(keys_group)
 invsync.add_command(tls_group)
 invsync.add_command(config_group)

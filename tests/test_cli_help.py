@@ -44,6 +44,7 @@ def test_the_tree_is_what_the_readme_lists() -> None:
         "keys show",
         "tls init",
         "config check",
+        "status",
     } <= names
 
 
