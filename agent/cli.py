@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from agent.assemble import Assembled
-from agent.cli_options import audit_options
+from agent.cli_options import audit_options, config_option, format_option
 from agent.config import load_agent_config
 from agent.daemon import Agent
 from agent.errors import InvsyncError, ReportError
@@ -124,14 +124,7 @@ def _spread(args: list[str], greedy: tuple[str, ...]) -> list[str]:
     default=None,
     help="Evaluate as of this time (RFC 3339); default: now.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json", "markdown")
 def reconcile_command(
     root_sources: tuple[str, ...],
     sub_sources: tuple[str, ...],
@@ -221,13 +214,7 @@ def agent_group() -> None:
 
 
 @agent_group.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The agent's TOML configuration.",
-)
+@config_option("The agent's TOML configuration.", required=True)
 @click.option("--once", is_flag=True, help="Run one full cycle, write the reports and exit.")
 @click.option(
     "--interval",

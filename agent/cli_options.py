@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +12,31 @@ import click
 from agent.facts import AuditPeriod
 
 _DAY = click.DateTime(["%Y-%m-%d"])
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def format_option(*choices: str, help: str = "Output format.") -> Decorator:
+    """`--format` (passed as `fmt`), the first choice the default."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help=help,
+    )
+
+
+def config_option(help: str, required: bool = False) -> Decorator:
+    """`--config FILE` (passed as `config_path` when required, else `config`)."""
+    name = "config_path" if required else "config"
+    return click.option(
+        "--config",
+        name,
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help,
+    )
 
 
 def audit_options(f: Callable[..., Any]) -> Callable[..., Any]:

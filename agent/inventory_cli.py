@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.assemble import Assembled
 from agent.attribution import Attribution
-from agent.cli_options import audit_options
+from agent.cli_options import audit_options, config_option, format_option
 from agent.collect import collect
 from agent.config import load_agent_config
 from agent.details import record_details
@@ -48,11 +48,7 @@ def _store(db: Path | None, config: Path | None) -> AgentStore:
 
 
 def _where(f: Callable[..., None]) -> Callable[..., None]:
-    f = click.option(
-        "--config",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="An agent configuration; its [agent] database is used.",
-    )(f)
+    f = config_option("An agent configuration; its [agent] database is used.")(f)
     return click.option(
         "--db", type=click.Path(path_type=Path, dir_okay=False), help="The agent's SQLite database."
     )(f)
@@ -152,9 +148,6 @@ def _summary(assembled: Assembled, held_before: int) -> None:
         click.echo(f"skipped {len(assembled.skipped)} invalid rows or entries", err=True)
 
 
-_FORMATS = click.Choice(["text", "json", "csv"])
-
-
 @inventory_group.command("list")
 @_where
 @click.option("--operator", default=None, help="Only certificates operated by this party.")
@@ -162,9 +155,7 @@ _FORMATS = click.Choice(["text", "json", "csv"])
 @click.option("--revoked/--unrevoked", default=None, help="Only revoked, or only unrevoked ones.")
 @click.option("--source-kind", default=None, help="Only those a source of this kind reported.")
 @click.option("--ca-only", is_flag=True, help="Only CA certificates.")
-@click.option(
-    "--format", "fmt", type=_FORMATS, default="text", show_default=True, help="Output format."
-)
+@format_option("text", "json", "csv")
 def list_command(
     db: Path | None,
     config: Path | None,
@@ -234,14 +225,7 @@ def _render_rows(rows: list[dict[str, str]], fmt: str) -> str:
 @inventory_group.command("show")
 @click.argument("sha256")
 @_where
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def show_command(sha256: str, db: Path | None, config: Path | None, fmt: str) -> None:
     """Every field of one certificate, and every source that reported it."""
     with _store(db, config) as store:
@@ -280,14 +264,7 @@ def _scalar(value: object) -> str:
 
 @inventory_group.command("export")
 @_where
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["pem", "jsonl"]),
-    default="pem",
-    show_default=True,
-    help="A PEM bundle, or a JSON Lines issuance log that imports back.",
-)
+@format_option("pem", "jsonl", help="A PEM bundle, or a JSON Lines issuance log that imports back.")
 @click.option(
     "--output",
     "-o",

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from agent.cli_options import config_option, format_option
 from agent.config import load_agent_config
 from agent.envelope import Envelope
 from agent.errors import ReportError
@@ -64,11 +65,7 @@ def _pins(pins: tuple[str, ...]) -> dict[str, str]:
 
 
 def _where(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--config",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="An agent configuration; its report_dir is searched.",
-    )(f)
+    f = config_option("An agent configuration; its report_dir is searched.")(f)
     return click.option(
         "--dir",
         "directory",
@@ -108,14 +105,7 @@ def _by_id(prefix: str, directory: Path) -> Path:
 
 @report_group.command("list")
 @_where
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def report_list(directory: Path | None, config: Path | None, fmt: str) -> None:
     """List the reports in a directory: id, pairing, as of, versions, findings, signatures."""
     rows = [_summary(path) for path in _files(_directory(directory, config))]
@@ -151,13 +141,8 @@ def _summary(path: Path) -> dict[str, Any]:
 @report_group.command("show")
 @click.argument("report")
 @_where
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown", "html", "csv"]),
-    default="text",
-    show_default=True,
-    help="Output format: json is the signed body itself.",
+@format_option(
+    "text", "json", "markdown", "html", "csv", help="Output format: json is the signed body itself."
 )
 def report_show(report: str, directory: Path | None, config: Path | None, fmt: str) -> None:
     """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
@@ -185,14 +170,7 @@ def report_show(report: str, directory: Path | None, config: Path | None, fmt: s
 @click.argument("old")
 @click.argument("new")
 @_where
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def report_diff(old: str, new: str, directory: Path | None, config: Path | None, fmt: str) -> None:
     """What changed from report OLD to report NEW: new, resolved and changed findings."""
     where = _directory(directory, config)

@@ -10,24 +10,22 @@ import json
 
 import click
 
+from agent.cli_options import format_option
 from agent.findings import CATALOGUE, CodeInfo
 
 NO_POLICY = "(no root program policy)"  # text for a code resting on the pairing alone
 
 
 @click.command("rules")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
+@format_option(
+    "text",
+    "json",
     help="text: one code a line with its severity and policy; json: a list of objects.",
 )
-def rules_command(output_format: str) -> None:
+def rules_command(fmt: str) -> None:
     """List every finding code with its severity, policy and description."""
     entries = list(CATALOGUE.values())
-    click.echo(rules_json(entries) if output_format == "json" else rules_text(entries), nl=False)
+    click.echo(rules_json(entries) if fmt == "json" else rules_text(entries), nl=False)
 
 
 def rules_text(entries: list[CodeInfo]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from agent.backoff import RetryPolicy
+from agent.cli_options import config_option, format_option
 from agent.client import ExchangeClient, NotFoundYet
 from agent.config import AgentConfig, load_agent_config
 from agent.status import Probe, pairing_status, status_text
@@ -18,22 +19,9 @@ PROBE_SECONDS = 5.0
 
 
 @click.command("status")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The agent's TOML configuration.",
-)
+@config_option("The agent's TOML configuration.", required=True)
 @click.option("--offline", is_flag=True, help="Do not ask the exchange server.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def status_command(config_path: Path, offline: bool, fmt: str) -> None:
     """Show each pairing: the last snapshot (version, age, expiry), a snapshot awaiting its
     receipt, the latest report (signatures, open and acknowledged findings), and whether the
