@@ -61,8 +61,12 @@ def issued_ca_certificates(records: Iterable[CertRecord]) -> list[CertRecord]:
     return [record for record in records if record.info.is_ca and not _self_signed(record)]
 
 
-def _self_signed(record: CertRecord) -> bool:
-    cert = x509.load_der_x509_certificate(record.info.der)
+def _self_signed(record: CertRecord, cert: x509.Certificate | None = None) -> bool:
+    # Only a self-issued certificate (subject == issuer) can be self-signed: the name check is
+    # free, so the signature is checked only for those.
+    if not record.info.self_issued:
+        return False
+    cert = cert or x509.load_der_x509_certificate(record.info.der)
     return signed_by(cert, cert.public_key())
 
 
@@ -119,10 +123,10 @@ def _load_keys(spkis: Sequence[bytes]) -> list[PublicKeyTypes]:
 
 
 def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
-    if not record.info.is_ca or _self_signed(record):
+    if not record.info.is_ca:
         return False
     cert = x509.load_der_x509_certificate(record.info.der)
-    return any(signed_by(cert, key) for key in keys)
+    return not _self_signed(record, cert) and any(signed_by(cert, key) for key in keys)
 
 
 def _attributed(record: CertRecord, subordinate: str, organizations: frozenset[str]) -> bool:
