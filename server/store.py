@@ -184,6 +184,8 @@ def _sha256(data: bytes) -> str:
 
 
 def _now() -> str:
+    # Always with microseconds, unlike agent.times.rfc3339: rows are ordered by this text, and
+    # "10:00:00Z" would sort after "10:00:00.5Z".
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
