@@ -18,9 +18,9 @@ import click
 
 from agent.assemble import Assembled
 from agent.cli_options import audit_options, config_option, format_option
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.errors import InvsyncError, ReportError
+from agent.config import AgentConfig, load_agent_config
+from agent.daemon import Agent, PushOutcome
+from agent.errors import ConfigError, InvsyncError, ReportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.lock import DaemonLock
@@ -38,6 +38,7 @@ from agent.report import (
     parse_report_body,
 )
 from agent.scope import issued_ca_certificates
+from agent.times import rfc3339
 
 MAX_EXIT = 100
 
@@ -237,6 +238,8 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     ends it after the cycle under way (every cycle commits or writes nothing), exit status 0.
     """
     config = load_agent_config(config_path)
+    if not once:
+        _check_interval(config, interval)
     with DaemonLock(config.database):
         serve_metrics(config.metrics_listen)
         agent = Agent(config)
@@ -281,13 +284,34 @@ def _cycle(agent: Agent, wait: float) -> bool:
     click.echo(f"{party}: collected {count} certificates")
     complete = True
     for pairing in agent.config.pairings.values():
-        version = agent.push(pairing)
-        click.echo(f"{party}: pushed {pairing.name} snapshot version {version}")
+        outcome = agent.sync(pairing)
+        click.echo(_push_line(party, pairing.name, outcome))
         result = agent.settle(pairing, wait)
         roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
         click.echo(f"{party}: report {result.report_path} ({roles})")
         complete = complete and result.complete
     return complete
+
+
+def _push_line(party: str, pairing: str, outcome: PushOutcome) -> str:
+    if outcome.reason is None:
+        return (
+            f"{party}: {pairing} unchanged since snapshot version {outcome.version} "
+            f"(expires {rfc3339(outcome.expires_at)})"
+        )
+    return f"{party}: pushed {pairing} snapshot version {outcome.version} ({outcome.reason.value})"
+
+
+def _check_interval(config: AgentConfig, interval: int) -> None:
+    """A cycle must come between a snapshot's refresh age and its expiry, or it lapses."""
+    window = config.snapshot_validity_seconds - config.snapshot_refresh_seconds
+    if interval >= window:
+        raise ConfigError(
+            f"--interval {interval} s is not shorter than the {window} s between a snapshot's "
+            f"refresh (agent.snapshot_refresh_seconds = {config.snapshot_refresh_seconds}) and "
+            f"its expiry (agent.snapshot_validity_seconds = {config.snapshot_validity_seconds}) "
+            f"in {config.file}: the snapshot would expire between cycles"
+        )
 
 
 def run_cli(group: click.Group) -> None:

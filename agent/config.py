@@ -7,6 +7,7 @@ signing_key = "keys/secom.key"  # snapshot and report signing key (PEM, PKCS#8)
 sources = ["issuance.jsonl"]    # inventory sources, as for `invsync inventory import`
 report_dir = "reports"          # where signed reports and their Markdown are written
 snapshot_validity_seconds = 86400
+snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
 rpc_timeout_seconds = 10
 metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
 
@@ -92,6 +93,7 @@ class AgentConfig:
     sources: tuple[str, ...]
     report_dir: Path
     snapshot_validity_seconds: int
+    snapshot_refresh_seconds: int
     rpc_timeout_seconds: int
     server: ServerEndpoint
     peers: dict[str, tuple[Path, ...]]
@@ -128,6 +130,7 @@ def load_agent_config(file: Path) -> AgentConfig:
     for name, pairing in pairings.items():
         if pairing.peer not in peers:
             raise root.fail(f"pairings.{name}.peer", f"no [peers.{pairing.peer}] table")
+    validity = agent.integer("snapshot_validity_seconds", 86400)
     return AgentConfig(
         file=file,
         party=agent.text("party"),
@@ -135,7 +138,8 @@ def load_agent_config(file: Path) -> AgentConfig:
         signing_key=agent.existing_path("signing_key"),
         sources=tuple(_sources(agent)),
         report_dir=agent.path("report_dir"),
-        snapshot_validity_seconds=agent.integer("snapshot_validity_seconds", 86400),
+        snapshot_validity_seconds=validity,
+        snapshot_refresh_seconds=_refresh(agent, validity),
         rpc_timeout_seconds=agent.integer("rpc_timeout_seconds", 10),
         server=_server(root.table("server")),
         peers=peers,
@@ -155,9 +159,21 @@ _AGENT_KEYS = (
     "sources",
     "report_dir",
     "snapshot_validity_seconds",
+    "snapshot_refresh_seconds",
     "rpc_timeout_seconds",
     "metrics_listen",
 )
+
+
+def _refresh(agent: Table, validity: int) -> int:
+    """The age at which an unchanged snapshot is pushed again; before its expiry, or it lapses."""
+    refresh = agent.integer("snapshot_refresh_seconds", validity // 2, minimum=0)
+    if refresh >= validity:
+        raise agent.fail(
+            "snapshot_refresh_seconds",
+            f"must be less than agent.snapshot_validity_seconds ({validity}), got {refresh}",
+        )
+    return refresh
 
 
 def _metrics_listen(agent: Table) -> str:

@@ -23,6 +23,7 @@ from agent.envelope import Envelope, Sig, pae, verify_or_raise
 from agent.errors import ReportError
 from agent.facts import Facts, SourceContext
 from agent.files import write_atomically
+from agent.freshness import PushReason, push_reason
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
@@ -46,7 +47,7 @@ from agent.scope import root_scope, subordinate_scope
 from agent.snapshot import build_payload, decode_payload, sign_snapshot
 from agent.sources.ct_client import CtFetch
 from agent.sources.detect import AUDIT_SCOPE
-from agent.store import AgentStore
+from agent.store import AgentStore, SentSnapshot
 
 log = logging.getLogger("invsync.agent")
 POLL_SECONDS = 0.2
@@ -64,6 +65,19 @@ class CycleResult:
     @property
     def complete(self) -> bool:
         return self.verification.complete
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The pairing's latest snapshot after `Agent.sync`: pushed now (with why) or kept."""
+
+    version: int
+    reason: PushReason | None  # None: the last snapshot was kept
+    expires_at: datetime
+
+    @property
+    def pushed(self) -> bool:
+        return self.reason is not None
 
 
 class Agent:
@@ -117,8 +131,40 @@ class Agent:
         """The root CA keys of every pairing: CT entries they signed belong in the inventory."""
         return self.config.ca_spkis()
 
+    def sync(self, pairing: PairingConfig) -> PushOutcome:
+        """Push the next snapshot of `pairing` if its content changed or the last one ages.
+
+        The refresh age (`agent.snapshot_refresh_seconds`) comes before the expiry, so an agent
+        that runs its cycles keeps a valid snapshot at the server even when nothing changes.
+        """
+        self._resume_pending(pairing.name)
+        now = self.clock()
+        last = self.store.latest_sent_snapshot(pairing.name)
+        payload = self._build(pairing, last, now)
+        reason = push_reason(
+            last.payload if last else None,
+            last.issued_at if last else None,
+            payload,
+            now=now,
+            refresh_after=timedelta(seconds=self.config.snapshot_refresh_seconds),
+        )
+        if last is not None and reason is None:
+            log.info(
+                "party=%s pairing=%s unchanged since version=%d",
+                self.config.party,
+                pairing.name,
+                last.version,
+                extra={
+                    "party": self.config.party,
+                    "pairing": pairing.name,
+                    "version": last.version,
+                },
+            )
+            return PushOutcome(last.version, None, last.expires_at)
+        return self._send(pairing, payload, now, reason)
+
     def push(self, pairing: PairingConfig) -> int:
-        """Build, sign and push the next snapshot of `pairing`; returns its version.
+        """Build, sign and push the next snapshot of `pairing`, changed or not; its version.
 
         The snapshot is stored as pending before it is pushed and marked sent once the server's
         receipt is in. A pending one, left by a cycle whose receipt was lost, is re-pushed first
@@ -127,14 +173,17 @@ class Agent:
         """
         self._resume_pending(pairing.name)
         now = self.clock()
-        last = self.store.latest_sent_snapshot(pairing.name)
-        version = (last.version if last else 0) + 1
+        payload = self._build(pairing, self.store.latest_sent_snapshot(pairing.name), now)
+        return self._send(pairing, payload, now, None).version
+
+    def _build(self, pairing: PairingConfig, last: SentSnapshot | None, now: datetime) -> bytes:
+        """The payload of the version after `last`, from the stored inventory."""
         spkis = pairing.issuer_spkis()
-        payload = build_payload(
+        return build_payload(
             party=self.config.party,
             pairing=pairing.name,
             role=pairing.role,
-            version=version,
+            version=(last.version if last else 0) + 1,
             issued_at=now,
             expires_at=now + timedelta(seconds=self.config.snapshot_validity_seconds),
             previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
@@ -143,27 +192,33 @@ class Agent:
             profiles=self.config.profiles,
             acknowledgements=self.config.acknowledgements,
         )
+
+    def _send(
+        self, pairing: PairingConfig, payload: bytes, now: datetime, reason: PushReason | None
+    ) -> PushOutcome:
+        header = decode_payload(payload).header
         env = sign_snapshot(payload, self.key)
         self.store.record_sent_snapshot(
             pairing.name,
-            version,
+            header.version,
             payload,
             env.payload_type,
             [(s.keyid, s.sig) for s in env.signatures],
             now,
-            now + timedelta(seconds=self.config.snapshot_validity_seconds),
+            header.expires_at,
             pending=True,
         )
-        self._push_pending(pairing.name, version, env)
+        self._push_pending(pairing.name, header.version, env)
         log.info(
-            "party=%s pairing=%s pushed version=%d",
+            "party=%s pairing=%s pushed version=%d (%s)",
             self.config.party,
             pairing.name,
-            version,
-            extra={"party": self.config.party, "pairing": pairing.name, "version": version},
+            header.version,
+            reason.value if reason else "requested",
+            extra={"party": self.config.party, "pairing": pairing.name, "version": header.version},
         )
         metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
-        return version
+        return PushOutcome(header.version, reason, header.expires_at)
 
     def _push_pending(self, pairing: str, version: int, env: Envelope) -> None:
         receipt = self.client.push(env)

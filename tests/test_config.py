@@ -283,7 +283,29 @@ def test_the_demo_agent_configs_load(fed: Path) -> None:
 def test_agent_defaults(fed: Path) -> None:
     config = load_agent_config(fed / "secom.toml")
     assert config.snapshot_validity_seconds == 86400
+    assert config.snapshot_refresh_seconds == 43200  # half the validity
     assert config.rpc_timeout_seconds == 10
+
+
+def test_the_refresh_age_defaults_to_half_the_configured_validity(fed: Path) -> None:
+    _edit(fed / "secom.toml", "[server]", "snapshot_validity_seconds = 3600\n\n[server]")
+    assert load_agent_config(fed / "secom.toml").snapshot_refresh_seconds == 1800
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "agent.snapshot_refresh_seconds: must be at least 0, got -1"),
+        (
+            "86400",
+            "agent.snapshot_refresh_seconds: must be less than "
+            "agent.snapshot_validity_seconds (86400), got 86400",
+        ),
+    ],
+)
+def test_a_refresh_age_not_before_expiry_is_refused(fed: Path, value: str, message: str) -> None:
+    _edit(fed / "secom.toml", "[server]", f"snapshot_refresh_seconds = {value}\n\n[server]")
+    _agent_fails(fed, message)
 
 
 def test_agent_settings_override_defaults(fed: Path) -> None:

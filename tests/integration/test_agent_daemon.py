@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.localfed import command
+from server.localfed import agent_config, command, write_federation
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,13 @@ def _wait_for(path: Path, text: str, seconds: float = 60) -> str:
             return content
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not in {path}:\n{path.read_text()}")
+
+
+def _drop_last_certificate(pem: Path) -> None:
+    """JPRS's repository loses a certificate: the inventory changed."""
+    marker = "-----BEGIN CERTIFICATE-----"
+    text = pem.read_text()
+    pem.write_text(text[: text.rindex(marker)])
 
 
 def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -> None:
@@ -43,10 +50,34 @@ def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -
         assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == 0
         _wait_for(out, "subordinate valid)")  # the first cycle ended fully signed
         daemon.send_signal(signal.SIGHUP)
-        _wait_for(out, "jprs: pushed secom-jprs snapshot version 2")
+        _wait_for(out, "jprs: secom-jprs unchanged since snapshot version 1 (expires ")
+        _drop_last_certificate(federation.work / "data" / "jprs_ca_certificates.pem")
+        daemon.send_signal(signal.SIGHUP)
+        _wait_for(out, "jprs: pushed secom-jprs snapshot version 2 (content changed)")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     finally:
         if daemon.poll() is None:
             daemon.kill()
     assert out.read_text().rstrip().endswith("jprs: stopped")
+
+
+def test_an_interval_that_would_let_the_snapshot_expire_is_refused(tmp_path: Path) -> None:
+    write_federation(tmp_path)
+    (tmp_path / "jprs.toml").write_text(agent_config("jprs", 7443))
+    config = tmp_path / "jprs.toml"
+    proc = subprocess.run(
+        command("agent", "run", "--config", str(config), "--interval", "43200"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-2] == (
+        "error: --interval 43200 s is not shorter than the 43200 s between a snapshot's refresh "
+        "(agent.snapshot_refresh_seconds = 43200) and its expiry "
+        f"(agent.snapshot_validity_seconds = 86400) in {config}: the snapshot would expire "
+        "between cycles"
+    )
+    assert not (tmp_path / "state" / "jprs.db").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +72,35 @@ def _run_both_agents(federation: Federation) -> list[str]:
     return outputs
 
 
+def _run_changed_then_peer(federation: Federation, *, changed: str, peer: str) -> None:
+    """The changed party pushes; the unchanged peer's cycle then co-signs the new report.
+
+    Run at once, the peer might settle on the last complete report before the push and exit,
+    leaving the new report to its next cycle; a test needs the order fixed.
+    """
+    out = federation.work / f"{changed}-cycle.log"
+    with out.open("w") as log:
+        first = subprocess.Popen(
+            command("agent", "run", "--config", str(federation.work / f"{changed}.toml"), "--once"),
+            cwd=federation.work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "pushed secom-jprs snapshot" not in out.read_text():
+            assert time.monotonic() < deadline and first.poll() is None, out.read_text()
+            time.sleep(0.1)
+        second = command(
+            "agent", "run", "--config", str(federation.work / f"{peer}.toml"), "--once"
+        )
+        assert subprocess.run(second, cwd=federation.work, timeout=120).returncode == 0
+        assert first.wait(120) == 0, out.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
 def _latest_reports(federation: Federation) -> list[Path]:
     reports = (federation.work / "reports").glob("*/*.report.json")
     return sorted(reports, key=lambda p: p.stat().st_mtime)[-2:]
@@ -96,12 +126,30 @@ def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
     assert missing == BUG_1695993
 
 
+def _refresh_every_cycle(config: Path) -> None:
+    """snapshot_refresh_seconds = 0: the unchanged inventory is pushed again at once."""
+    text = config.read_text()
+    config.write_text(text.replace("[server]", "snapshot_refresh_seconds = 0\n\n[server]", 1))
+
+
+def test_an_unchanged_inventory_is_not_pushed_again(federation: Federation) -> None:
+    _run_both_agents(federation)
+    outputs = _run_both_agents(federation)
+    for party, out in zip(("secom", "jprs"), outputs, strict=True):
+        assert f"{party}: secom-jprs unchanged since snapshot version 1 (expires " in out, out
+        assert "pushed" not in out, out
+    env = read_report_file(_latest_reports(federation)[-1])
+    assert verify_report(env).complete
+
+
 def test_a_second_concurrent_cycle_also_ends_fully_signed(federation: Federation) -> None:
     # Both push version 2 at once: the first report of the round names one side's version 1,
     # so each agent must go on to co-sign the report on both version-2 snapshots.
     _run_both_agents(federation)
+    for party in ("secom", "jprs"):
+        _refresh_every_cycle(federation.work / f"{party}.toml")
     outputs = _run_both_agents(federation)
-    assert all("pushed secom-jprs snapshot version 2" in out for out in outputs), outputs
+    assert all("pushed secom-jprs snapshot version 2 (refresh" in out for out in outputs), outputs
     envs = [read_report_file(path) for path in _latest_reports(federation)]
     assert envs[0].payload == envs[1].payload
     body = parse_report_body(envs[0].payload)
@@ -196,7 +244,7 @@ def test_a_certificate_dropped_from_the_roots_log_is_disappeared_and_both_agents
     lines = log.read_text().splitlines()
     dropped = json.loads(lines[0])["certificate"]
     log.write_text("\n".join(lines[1:]) + "\n")
-    _run_both_agents(federation)
+    _run_changed_then_peer(federation, changed="secom", peer="jprs")
     env = read_report_file(_latest_reports(federation)[-1])
     assert verify_report(env).complete
     body = parse_report_body(env.payload)

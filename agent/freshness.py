@@ -1,0 +1,57 @@
+"""When the agent pushes a new snapshot: on a change of content, or to refresh one that ages.
+
+A new version every cycle would bury real changes among identical snapshots and grow both
+databases for nothing; never pushing an unchanged inventory would let the last snapshot expire,
+and the peer could not tell a quiet party from a frozen one. So a snapshot is pushed when its
+content differs from the last one sent, or when the last one is older than the refresh age
+(`agent.snapshot_refresh_seconds`), which comes before its expiry.
+
+"Content" is the payload minus what changes with every build: version, issue and expiry times,
+the previous digest, and each source's `last_seen` (it moves forward at every collection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import Enum
+
+from invsync.v1 import invsync_pb2 as pb
+
+__all__ = ["PushReason", "content_key", "push_reason"]
+
+
+class PushReason(Enum):
+    FIRST = "first snapshot"
+    CHANGED = "content changed"
+    REFRESH = "refresh before expiry"
+
+
+def content_key(payload: bytes) -> bytes:
+    """The payload's content, without the fields every build changes, as comparable bytes."""
+    msg = pb.SnapshotPayload.FromString(payload)
+    header = msg.header
+    for name in ("version", "issued_at", "expires_at", "previous_digest"):
+        header.ClearField(name)
+    for record in msg.records:
+        for source in record.sources:
+            source.ClearField("last_seen")
+    key: bytes = msg.SerializeToString(deterministic=True)
+    return key
+
+
+def push_reason(
+    last_payload: bytes | None,
+    last_issued_at: datetime | None,
+    candidate: bytes,
+    *,
+    now: datetime,
+    refresh_after: timedelta,
+) -> PushReason | None:
+    """Why `candidate` must be pushed after the last sent snapshot, or None to keep the last."""
+    if last_payload is None or last_issued_at is None:
+        return PushReason.FIRST
+    if content_key(last_payload) != content_key(candidate):
+        return PushReason.CHANGED
+    if now - last_issued_at >= refresh_after:
+        return PushReason.REFRESH
+    return None

@@ -1,0 +1,110 @@
+"""When an agent pushes: the first time, on a change of content, or to refresh an old snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.acknowledgements import Acknowledgement
+from agent.freshness import PushReason, content_key, push_reason
+from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
+from agent.snapshot import build_payload
+
+FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
+NOW = datetime(2021, 3, 1, tzinfo=UTC)
+REFRESH = timedelta(hours=12)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[CertRecord]:
+    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
+    certs = x509.load_pem_x509_certificates(pem)
+    seen = SourceRef("pem", "jprs.pem", NOW - timedelta(days=30), NOW)
+    return [
+        CertRecord(parse_certificate(c.public_bytes(Encoding.DER))).with_view(sources=(seen,))
+        for c in certs
+    ]
+
+
+def payload(
+    records: list[CertRecord], version: int = 1, at: datetime = NOW, **extra: object
+) -> bytes:
+    return build_payload(
+        party="jprs",
+        pairing="secom-jprs",
+        role="subordinate",
+        version=version,
+        issued_at=at,
+        expires_at=at + timedelta(days=1),
+        previous_digest=b"\x22" * 32 if version > 1 else b"",
+        records=records,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def seen_again(records: list[CertRecord], at: datetime) -> list[CertRecord]:
+    """The same records after another collection: every source's last_seen moved on."""
+    return [
+        r.with_view(
+            sources=tuple(SourceRef(s.kind, s.location, s.first_seen, at) for s in r.sources)
+        )
+        for r in records
+    ]
+
+
+def test_the_first_snapshot_is_always_pushed(records: list[CertRecord]) -> None:
+    reason = push_reason(None, None, payload(records), now=NOW, refresh_after=REFRESH)
+    assert reason is PushReason.FIRST
+
+
+def test_a_rebuild_of_the_same_inventory_an_hour_later_is_not_pushed(
+    records: list[CertRecord],
+) -> None:
+    later = NOW + timedelta(hours=1)
+    candidate = payload(seen_again(records, later), version=2, at=later)
+    assert candidate != payload(records)  # version, times, digest and last_seen all differ
+    assert content_key(candidate) == content_key(payload(records))
+    assert push_reason(payload(records), NOW, candidate, now=later, refresh_after=REFRESH) is None
+
+
+def test_an_unchanged_inventory_is_pushed_again_once_the_snapshot_reaches_the_refresh_age(
+    records: list[CertRecord],
+) -> None:
+    at = NOW + REFRESH
+    candidate = payload(records, version=2, at=at)
+    last = payload(records)
+    assert push_reason(last, NOW, candidate, now=at, refresh_after=REFRESH) is PushReason.REFRESH
+    just_before = at - timedelta(seconds=1)
+    assert push_reason(last, NOW, candidate, now=just_before, refresh_after=REFRESH) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["a certificate gone", "a revocation", "a new source", "an acknowledgement", "another scope"],
+)
+def test_any_change_of_content_is_pushed_at_once(records: list[CertRecord], change: str) -> None:
+    changed = list(records)
+    extra: dict[str, object] = {}
+    if change == "a certificate gone":
+        changed = records[1:]
+    elif change == "a revocation":
+        gone = Revocation(NOW, "superseded", "issuance-log:jprs.jsonl")
+        changed[0] = records[0].with_view(revocation=gone)
+    elif change == "a new source":
+        also = SourceRef("ccadb", "ccadb.csv", NOW, NOW)
+        changed[0] = records[0].with_view(sources=(*records[0].sources, also))
+    elif change == "an acknowledgement":
+        ack = Acknowledgement(
+            "profile-deviation", "AA" * 32, "fixed in 2022", NOW, NOW + timedelta(days=90)
+        )
+        extra["acknowledgements"] = [ack]
+    else:
+        extra["scope_issuer_spki"] = [b"another root key"]
+    soon = NOW + timedelta(minutes=5)
+    candidate = payload(changed, version=2, at=soon, **extra)
+    reason = push_reason(payload(records), NOW, candidate, now=soon, refresh_after=REFRESH)
+    assert reason is PushReason.CHANGED
