@@ -5,12 +5,14 @@ raises; a rejected snapshot must write nothing:
 
 1. identity: the TLS identity maps to an allowed party                 UnknownPartyError
 2. signature, over the exact received bytes before anything parses them:
-   a key pinned for that party signed                                   UntrustedSignerError
+   a key of that party signed (pinned, or rotated in)                  UntrustedSignerError
    (a key pinned for another party is named as such),
    and its signature verifies (no tampered or appended bytes)           BadSignatureError
 3. the payload is a snapshot (payload type, header, every record's DER) MalformedSnapshot
    header party is the TLS identity's party                             PartyMismatchError
    the pairing exists, the party is a member, the role is its role      PairingMismatchError
+   a key in force for the pairing and version signed (agent.keyring)    RetiredKeyError
+   an announced next_signing_key signed too, and was never retired      KeyAnnouncementError
 4. version > last accepted                                              RollbackError
    equal version: identical bytes are an idempotent no-op (duplicate),
    other bytes are equivocation                                         EquivocationError
@@ -29,13 +31,21 @@ no version state, for a snapshot of its peer fetched from the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agent import envelope
 from agent.envelope import Envelope
 from agent.errors import SnapshotRejected
+from agent.keyring import (
+    KeyAnnouncementError,
+    KeyRing,
+    RetiredKeyError,
+    Rotation,
+    UntrustedSignerError,
+    check_key_schedule,
+)
 from agent.keys import VerifyKey
 from agent.merkle import records_digest
 from agent.model import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
@@ -62,6 +72,7 @@ __all__ = [
     "ExpiredError",
     "FutureIssuedError",
     "IncompleteStream",
+    "KeyAnnouncementError",
     "LastAccepted",
     "LastLookup",
     "MalformedSnapshot",
@@ -69,12 +80,15 @@ __all__ = [
     "PairingPolicy",
     "PartyMismatchError",
     "PartyPolicy",
+    "RetiredKeyError",
     "RollbackError",
+    "RotationLookup",
     "StreamTooLarge",
     "UnknownPartyError",
     "UntrustedSignerError",
     "accept",
     "grpc_status_of",
+    "verify_peer_rotation",
     "verify_peer_snapshot",
 ]
 
@@ -83,12 +97,6 @@ class UnknownPartyError(SnapshotRejected):
     rule = "unknown-party"
     grpc_status = "PERMISSION_DENIED"
     hint = "Use the TLS client certificate issued to your party; the server maps it to a party."
-
-
-class UntrustedSignerError(SnapshotRejected):
-    rule = "untrusted-signer"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "Sign with your party's pinned key, or have the operator pin your new key."
 
 
 class BadSignatureError(SnapshotRejected):
@@ -173,6 +181,8 @@ REJECTIONS: tuple[type[SnapshotRejected], ...] = (
     MalformedSnapshot,
     PartyMismatchError,
     PairingMismatchError,
+    RetiredKeyError,
+    KeyAnnouncementError,
     RollbackError,
     EquivocationError,
     ChainError,
@@ -232,11 +242,14 @@ class LastAccepted:
 class Accepted:
     snapshot: Snapshot
     duplicate: bool  # an idempotent re-push of the bytes already accepted: store nothing
+    rotation: Rotation | None = None  # a new key the snapshot announced: store with it
 
 
 # (party, pairing) -> the last accepted snapshot: the caller's store, read once the header
 # (which names the pairing) has been verified and decoded.
 LastLookup = Callable[[str, str], LastAccepted | None]
+# party -> the key rotations recorded for it (agent.keyring), from the caller's store.
+RotationLookup = Callable[[str], Sequence[Rotation]]
 
 
 def accept(
@@ -246,6 +259,7 @@ def accept(
     policy: AcceptancePolicy,
     last: LastAccepted | LastLookup | None,
     now: datetime,
+    rotations: RotationLookup | None = None,
 ) -> Accepted:
     """Apply the acceptance rules (module docstring) in order; the first broken one raises.
 
@@ -253,9 +267,11 @@ def accept(
     it, because a caller cannot know the pairing before the payload was verified and decoded.
     """
     party = _check_identity(tls_party, policy)
-    _check_signature(env, party, policy)
+    ring = KeyRing(party.party, party.keys, tuple(rotations(party.party)) if rotations else ())
+    _check_signature(env, ring, policy)
     snapshot = _decode(env)
     _check_membership(snapshot.header, party.party, policy.pairings)
+    rotation = check_key_schedule(env, snapshot.header, ring)
     previous = last(party.party, snapshot.header.pairing) if callable(last) else last
     if _check_version(snapshot, previous):
         # The same bytes passed every rule when first accepted; re-checking the clock would
@@ -263,19 +279,40 @@ def accept(
         return Accepted(snapshot, duplicate=True)
     _check_times(snapshot.header, policy, now)
     _check_records(snapshot)
-    return Accepted(snapshot, duplicate=False)
+    return Accepted(snapshot, duplicate=False, rotation=rotation)
 
 
 def verify_peer_snapshot(
-    env: Envelope, *, peer: PartyPolicy, pairing: PairingPolicy | str, now: datetime | None
+    env: Envelope,
+    *,
+    peer: PartyPolicy,
+    pairing: PairingPolicy | str,
+    now: datetime | None,
+    rotations: Sequence[Rotation] = (),
 ) -> Snapshot:
     """Check a peer's snapshot fetched from the server: what needs no version state.
 
-    Signature by a key pinned for `peer`, decoding, party and pairing (and the peer's role
-    when `pairing` is a PairingPolicy), expiry, record count, digest and duplicates. `now` is
-    None for a past snapshot (the one before the compared one), whose expiry does not matter.
+    Signature by a key of `peer` (pinned, or rotated in by `rotations`) in force for the
+    snapshot's pairing and version, decoding, party and pairing (and the peer's role when
+    `pairing` is a PairingPolicy), expiry, record count, digest and duplicates. `now` is None
+    for a past snapshot (the one before the compared one), whose expiry does not matter.
     """
-    _check_pinned_signature(env, peer)
+    return verify_peer_rotation(
+        env, peer=peer, pairing=pairing, now=now, rotations=rotations
+    ).snapshot
+
+
+def verify_peer_rotation(
+    env: Envelope,
+    *,
+    peer: PartyPolicy,
+    pairing: PairingPolicy | str,
+    now: datetime | None,
+    rotations: Sequence[Rotation] = (),
+) -> Accepted:
+    """`verify_peer_snapshot`, also giving the key rotation the snapshot announces, if any."""
+    ring = KeyRing(peer.party, peer.keys, tuple(rotations))
+    _require_pinned(envelope.verify(env, ring.known()), peer)
     snapshot = _decode(env)
     header = snapshot.header
     if header.party != peer.party:
@@ -286,10 +323,11 @@ def verify_peer_snapshot(
         raise PairingMismatchError(
             f"peer snapshot is for pairing {header.pairing!r}, not {pairing!r}"
         )
+    rotation = check_key_schedule(env, header, ring)
     if now is not None:
         _check_not_expired(header, now)
     _check_records(snapshot)
-    return snapshot
+    return Accepted(snapshot, duplicate=False, rotation=rotation)
 
 
 # 1. identity
@@ -308,19 +346,15 @@ def _check_identity(tls_party: str | None, policy: AcceptancePolicy) -> PartyPol
 # 2. signature
 
 
-def _check_signature(env: Envelope, party: PartyPolicy, policy: AcceptancePolicy) -> None:
-    result = envelope.verify(env, party.keys)
+def _check_signature(env: Envelope, ring: KeyRing, policy: AcceptancePolicy) -> None:
+    result = envelope.verify(env, ring.known())
     if not result.threshold_met(1) and not result.invalid_keyids:
-        other = _other_signer(env, party.party, policy)
+        other = _other_signer(env, ring.party, policy)
         if other is not None:
             raise UntrustedSignerError(
-                f"signed by a key pinned for party {other!r}, not for {party.party!r}"
+                f"signed by a key pinned for party {other!r}, not for {ring.party!r}"
             )
-    _require_pinned(result, party)
-
-
-def _check_pinned_signature(env: Envelope, party: PartyPolicy) -> None:
-    _require_pinned(envelope.verify(env, party.keys), party)
+    _require_pinned(result, policy.parties[ring.party])
 
 
 def _other_signer(env: Envelope, party: str, policy: AcceptancePolicy) -> str | None:

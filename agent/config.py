@@ -10,6 +10,7 @@ snapshot_validity_seconds = 86400
 snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
 rpc_timeout_seconds = 10
 metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
+next_signing_key = "keys/secom-2027.key"  # optional: announce and switch to this key
 
 [server]
 address = "localhost:7443"
@@ -103,6 +104,7 @@ class AgentConfig:
     profiles: tuple[OperatorProfile, ...] = ()
     acknowledgements: tuple[Acknowledgement, ...] = ()
     metrics_listen: str = ""
+    next_signing_key: Path | None = None  # a key being rotated to (agent.keyring)
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -149,6 +151,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         profiles=profiles(root),
         acknowledgements=acknowledgements(root),
         metrics_listen=_metrics_listen(agent),
+        next_signing_key=_next_signing_key(agent),
     )
 
 
@@ -162,7 +165,17 @@ _AGENT_KEYS = (
     "snapshot_refresh_seconds",
     "rpc_timeout_seconds",
     "metrics_listen",
+    "next_signing_key",
 )
+
+
+def _next_signing_key(agent: Table) -> Path | None:
+    if agent.opt_str("next_signing_key") is None:
+        return None
+    path = agent.existing_path("next_signing_key")
+    if path == agent.path("signing_key"):
+        raise agent.fail("next_signing_key", "is the signing_key itself; name the new key")
+    return path
 
 
 def _refresh(agent: Table, validity: int) -> int:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import metrics
-from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_snapshot
+from agent import envelope, metrics
+from agent.acceptance import PairingPolicy, PartyPolicy
 from agent.client import ExchangeClient, NotFoundYet, Refused
 from agent.collect import collect, read_source
 from agent.config import AgentConfig, PairingConfig
@@ -43,8 +43,9 @@ from agent.report import (
     write_report_file,
 )
 from agent.report_files import page, report_files
+from agent.rotation import OwnKeys, PeerKeys
 from agent.scope import root_scope, subordinate_scope
-from agent.snapshot import build_payload, decode_payload, sign_snapshot
+from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload, decode_payload
 from agent.sources.ct_client import CtFetch
 from agent.sources.detect import AUDIT_SCOPE
 from agent.store import AgentStore, SentSnapshot
@@ -85,9 +86,13 @@ class Agent:
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
         self.store = AgentStore(config.database)
-        self.key: SigningKey = load_signing_key(config.signing_key)
+        next_key = config.next_signing_key
+        self.keys = OwnKeys(
+            load_signing_key(config.signing_key), load_signing_key(next_key) if next_key else None
+        )
         self.server_keys = _keys(config.server.signing_keys)
-        self.peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
+        peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
+        self.peer_keys = PeerKeys(self.store, peers, self.clock)
         self.client = ExchangeClient(config.server, timeout=config.rpc_timeout_seconds)
 
     def close(self) -> None:
@@ -140,7 +145,8 @@ class Agent:
         self._resume_pending(pairing.name)
         now = self.clock()
         last = self.store.latest_sent_snapshot(pairing.name)
-        payload = self._build(pairing, last, now)
+        keys, announce = self.keys.for_snapshot(last)
+        payload = self._build(pairing, last, now, announce)
         reason = push_reason(
             last.payload if last else None,
             last.issued_at if last else None,
@@ -161,7 +167,7 @@ class Agent:
                 },
             )
             return PushOutcome(last.version, None, last.expires_at)
-        return self._send(pairing, payload, now, reason)
+        return self._send(pairing, payload, keys, now, reason)
 
     def push(self, pairing: PairingConfig) -> int:
         """Build, sign and push the next snapshot of `pairing`, changed or not; its version.
@@ -173,10 +179,14 @@ class Agent:
         """
         self._resume_pending(pairing.name)
         now = self.clock()
-        payload = self._build(pairing, self.store.latest_sent_snapshot(pairing.name), now)
-        return self._send(pairing, payload, now, None).version
+        last = self.store.latest_sent_snapshot(pairing.name)
+        keys, announce = self.keys.for_snapshot(last)
+        payload = self._build(pairing, last, now, announce)
+        return self._send(pairing, payload, keys, now, None).version
 
-    def _build(self, pairing: PairingConfig, last: SentSnapshot | None, now: datetime) -> bytes:
+    def _build(
+        self, pairing: PairingConfig, last: SentSnapshot | None, now: datetime, announce: bytes
+    ) -> bytes:
         """The payload of the version after `last`, from the stored inventory."""
         spkis = pairing.issuer_spkis()
         return build_payload(
@@ -191,13 +201,19 @@ class Agent:
             records=self._scoped(pairing, spkis),
             profiles=self.config.profiles,
             acknowledgements=self.config.acknowledgements,
+            next_signing_key=announce,
         )
 
     def _send(
-        self, pairing: PairingConfig, payload: bytes, now: datetime, reason: PushReason | None
+        self,
+        pairing: PairingConfig,
+        payload: bytes,
+        keys: list[SigningKey],
+        now: datetime,
+        reason: PushReason | None,
     ) -> PushOutcome:
         header = decode_payload(payload).header
-        env = sign_snapshot(payload, self.key)
+        env = envelope.sign(SNAPSHOT_PAYLOAD_TYPE, payload, keys)
         self.store.record_sent_snapshot(
             pairing.name,
             header.version,
@@ -276,7 +292,8 @@ class Agent:
     ) -> None:
         verify_or_raise(env, self.server_keys, who="the exchange server (report)")
         self._check_report(pairing, own, env.payload)
-        sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
+        key = self._report_key(pairing.name)
+        sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
         self.client.sign_report(pairing.name, rid, sig)
         self.store.record_cosigned(rid, pairing.name, self.clock())
         log.info("party=%s pairing=%s co-signed report=%s", self.config.party, pairing.name, rid)
@@ -419,19 +436,28 @@ class Agent:
 
     def _fetch_peer(self, pairing: PairingConfig, version: int, current: bool = True) -> Snapshot:
         env = self.client.fetch_peer_snapshot(pairing.name, version)
-        return verify_peer_snapshot(
+        return self.peer_keys.verify(
             env,
-            peer=self.peers[pairing.peer],
-            pairing=_policy(pairing, self.config.party),
-            now=self.clock() if current else None,
+            pairing.peer,
+            _policy(pairing, self.config.party),
+            self.clock() if current else None,
+            lambda earlier: self.client.fetch_peer_snapshot(pairing.name, earlier),
+            version,
         )
+
+    def _report_key(self, pairing: str) -> SigningKey:
+        """Our key in force in `pairing`: the new one once a snapshot signed by it is receipted."""
+        return self.keys.for_reports(self.store.latest_sent_snapshot(pairing))
 
     def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:
         """Every key the report expects must be one this agent pins for that role."""
+        ours = self._report_key(pairing.name).public.keyid
         pinned = {
             "server": set(self.server_keys),
-            pairing.role: {self.key.public.keyid},
-            _other_role(pairing.role): set(self.peers[pairing.peer].keys),
+            pairing.role: {ours},
+            _other_role(pairing.role): set(
+                self.peer_keys.ring(pairing.peer).keys_for(pairing.name)
+            ),
         }
         for signer in signers:
             if signer.keyid not in pinned.get(signer.role, set()):
@@ -439,10 +465,10 @@ class Agent:
                     f"refusing to sign report on pairing {pairing.name!r}: it expects a "
                     f"{signer.role} signature by key {signer.keyid[:16]}, which is not pinned here"
                 )
-        if self.key.public.keyid not in {s.keyid for s in signers if s.role == pairing.role}:
+        if ours not in {s.keyid for s in signers if s.role == pairing.role}:
             raise ReportError(
                 f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
-                f"{self.key.public.keyid[:16]} as the {pairing.role}'s"
+                f"{ours[:16]} as the {pairing.role}'s"
             )
 
     def _write(self, pairing: str, rid: str, env: Envelope) -> CycleResult:

@@ -23,6 +23,7 @@ __all__ = ["PushReason", "content_key", "push_reason"]
 class PushReason(Enum):
     FIRST = "first snapshot"
     CHANGED = "content changed"
+    ROTATION = "announces a new signing key"
     REFRESH = "refresh before expiry"
 
 
@@ -51,7 +52,8 @@ def push_reason(
     if last_payload is None or last_issued_at is None:
         return PushReason.FIRST
     if content_key(last_payload) != content_key(candidate):
-        return PushReason.CHANGED
+        announces = pb.SnapshotPayload.FromString(candidate).header.next_signing_key
+        return PushReason.ROTATION if announces else PushReason.CHANGED
     if now - last_issued_at >= refresh_after:
         return PushReason.REFRESH
     return None

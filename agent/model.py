@@ -32,6 +32,7 @@ class SnapshotHeader:
     scope_issuer_spki: tuple[bytes, ...]
     profiles: tuple[OperatorProfile, ...] = ()
     acknowledgements: tuple[Acknowledgement, ...] = ()
+    next_signing_key: bytes = b""  # SubjectPublicKeyInfo DER of an announced key; empty: none
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,15 @@ def build_payload(
     scope_issuer_spki: Sequence[bytes] = (),
     profiles: Sequence[OperatorProfile] = (),
     acknowledgements: Sequence[Acknowledgement] = (),
+    next_signing_key: bytes = b"",
 ) -> bytes:
     """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
 
     `role` is "root" or "subordinate"; `previous_digest` is the raw SHA-256 of the previous
-    accepted payload (empty for the first). Raises ValueError on a caller bug: an unknown role,
-    a naive datetime, or two records with one identity (the inventory merges those).
+    accepted payload (empty for the first); `next_signing_key` is the SubjectPublicKeyInfo DER
+    of a key the party announces (agent.keyring), which must then sign the envelope too.
+    Raises ValueError on a caller bug: an unknown role, a naive datetime, or two records with
+    one identity (the inventory merges those).
     """
     if role not in _ROLE_TO_PB:
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
@@ -101,6 +104,7 @@ def build_payload(
         scope_issuer_spki=scope_issuer_spki,
         profiles=[_profile_to_pb(p) for p in profiles],
         acknowledgements=[_ack_to_pb(a) for a in acknowledgements],
+        next_signing_key=next_signing_key,
     )
     msg = pb.SnapshotPayload(header=header, records=[record_to_pb(r) for r in ordered])
     serialized: bytes = msg.SerializeToString(deterministic=True)
@@ -217,6 +221,7 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         scope_issuer_spki=tuple(msg.scope_issuer_spki),
         profiles=tuple(_profile_from_pb(p) for p in msg.profiles),
         acknowledgements=tuple(_ack_from_pb(a, i) for i, a in enumerate(msg.acknowledgements)),
+        next_signing_key=msg.next_signing_key,
     )
 
 

@@ -22,6 +22,7 @@ import sqlite_utils
 
 from agent.db import Migration, open_database, transaction
 from agent.errors import StoreError
+from agent.keyring import Rotation, rotation_from_row, rotation_row
 from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
 from agent.record_codec import facts_to_bytes, with_facts
 from agent.times import parse_rfc3339
@@ -73,10 +74,22 @@ def m003_pending_snapshots(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sent_snapshots ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
 
 
+def m004_peer_key_rotations(db: sqlite_utils.Database) -> None:
+    """Signing keys a peer rotated to (agent.keyring), accepted from its snapshots signed by
+    both the old and the new key; the same columns as the server's table."""
+    db.execute(
+        """CREATE TABLE peer_key_rotations (
+        party TEXT NOT NULL, pairing TEXT NOT NULL, version INTEGER NOT NULL,
+        new_key BLOB NOT NULL, old_keys TEXT NOT NULL, accepted_at TEXT NOT NULL,
+        PRIMARY KEY (party, pairing, version))"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
     m003_pending_snapshots,
+    m004_peer_key_rotations,
 )
 
 _CERT_COLUMNS = (
@@ -272,6 +285,24 @@ class AgentStore:
         )
         with transaction(self.db, f"{self.path}: cannot record co-signed report {report_id}"):
             self.db.execute(sql, [report_id, pairing, rfc3339(now)])
+
+    def record_rotation(self, rotation: Rotation, now: datetime) -> None:
+        """Keep a peer's key rotation; the same one again is a no-op."""
+        row = rotation_row(rotation, rfc3339(now))
+        sql = (
+            f"INSERT INTO peer_key_rotations ({', '.join(row)})"
+            f" VALUES ({', '.join(':' + c for c in row)})"
+            " ON CONFLICT (party, pairing, version) DO NOTHING"
+        )
+        with transaction(
+            self.db, f"{self.path}: cannot record the key rotation of {rotation.party}"
+        ):
+            self.db.execute(sql, row)
+
+    def rotations(self, party: str) -> list[Rotation]:
+        """The key rotations of peer `party` this agent accepted, in any pairing."""
+        sql = "SELECT * FROM peer_key_rotations WHERE party = ? ORDER BY pairing, version"
+        return [rotation_from_row(row) for row in self._rows(sql, [party])]
 
     def has_cosigned(self, report_id: str) -> bool:
         """Whether this agent already co-signed the report."""

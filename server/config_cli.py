@@ -67,6 +67,8 @@ def check_agent(file: Path) -> str:
     """Validate an agent configuration; a one-line summary when it is sound."""
     config = load_agent_config(file)
     _signing_key(file, "agent.signing_key", config.signing_key)
+    if config.next_signing_key is not None:
+        _signing_key(file, "agent.next_signing_key", config.next_signing_key)
     _tls_key(file, "server.key", config.server.key)
     _public_keys(file, "server.signing_keys", config.server.signing_keys)
     for name, paths in config.peers.items():

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.acceptance import AcceptancePolicy, accept
 from agent.envelope import Envelope, Sig, pae, sign
 from agent.errors import SnapshotRejected
+from agent.keyring import KeyRing, Rotation
 from agent.keys import SigningKey
 from agent.report import REPORT_PAYLOAD_TYPE
 from agent.snapshot import decode_payload, from_chunks
@@ -73,6 +74,7 @@ class Exchange:
             policy=self.policy,
             last=self.store.last_accepted,
             now=self.clock(),
+            rotations=self.store.rotations,
         )
         header = accepted.snapshot.header
         if accepted.duplicate:
@@ -83,7 +85,11 @@ class Exchange:
             ).inc()
             return receipt
         receipt = self._receipt(header.party, header.pairing, header.version, env)
-        self.store.commit_snapshot(header.party, header.pairing, header.version, env, receipt)
+        self.store.commit_snapshot(
+            header.party, header.pairing, header.version, env, receipt, accepted.rotation
+        )
+        if accepted.rotation is not None:
+            self._log_rotation(accepted.rotation)
         log.info(
             "accepted snapshot party=%s pairing=%s version=%d records=%d",
             header.party,
@@ -121,16 +127,37 @@ class Exchange:
     ) -> StoredReport:
         stored = self.report(tls_party, pairing, report_id)
         assert tls_party is not None  # report() checked membership
-        key = self.policy.parties[tls_party].keys.get(sig.keyid)
+        key = self.keyring(tls_party).keys_for(pairing).get(sig.keyid)
         data = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
         if key is None or not key.verify(sig.sig, data):
             raise BadReportSignature(
                 f"report {report_id}: signature by key {sig.keyid[:16]} does not verify "
-                f"with a key pinned for party {tls_party!r}"
+                f"with a key in force for party {tls_party!r} in pairing {pairing!r}"
             )
         self.store.add_report_signature(stored.report_id, sig)
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
         return self.report(tls_party, pairing, report_id)
+
+    def keyring(self, party: str) -> KeyRing:
+        """The party's pinned keys and the rotations it announced so far."""
+        pinned = self.policy.parties[party].keys
+        return KeyRing(party, pinned, tuple(self.store.rotations(party)))
+
+    def _log_rotation(self, rotation: Rotation) -> None:
+        old = ", ".join(k.keyid[:16] for k in rotation.old_keys)
+        log.info(
+            "party=%s pairing=%s rotated its signing key at version=%d: %s -> %s",
+            rotation.party,
+            rotation.pairing,
+            rotation.version,
+            old,
+            rotation.new_key.keyid[:16],
+            extra={
+                "party": rotation.party,
+                "pairing": rotation.pairing,
+                "version": rotation.version,
+            },
+        )
 
     def _labels(self, tls_party: str | None, env: Envelope | None) -> tuple[str, str]:
         """Metric labels of a rejected push: configured names only, never a sender's free text."""

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from agent.acceptance import AcceptancePolicy
 from agent.envelope import Sig, pae
 from agent.errors import ReportError
+from agent.keyring import KeyRing
 from agent.keys import SigningKey
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
 from agent.reconcile import reconcile
@@ -74,7 +75,7 @@ class ReportMaker:
             root=root_ref,
             subordinate=sub_ref,
             findings=findings,
-            signers=self.signers(spec.root, spec.subordinate),
+            signers=self.signers(pairing, spec.root, spec.subordinate),
             previous=previous,
         )
         rid = report_id(body)
@@ -105,21 +106,22 @@ class ReportMaker:
         env = self.store.snapshot(header.party, header.pairing, header.version - 1)
         return None if env is None else decode_payload(env.payload)
 
-    def signers(self, root: str, subordinate: str) -> list[Signer]:
+    def signers(self, pairing: str, root: str, subordinate: str) -> list[Signer]:
         """Every key whose signature the report expects: the server's, then each party's."""
         server = [
             Signer("server", self.server_name, self.key.public.keyid, self.key.public.spki_der)
         ]
         return (
             server
-            + _party_signers(self.policy, ROOT, root)
-            + _party_signers(self.policy, SUBORDINATE, subordinate)
+            + self._party_signers(pairing, ROOT, root)
+            + self._party_signers(pairing, SUBORDINATE, subordinate)
         )
 
-
-def _party_signers(policy: AcceptancePolicy, role: str, party: str) -> list[Signer]:
-    keys = policy.parties[party].keys
-    return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
+    def _party_signers(self, pairing: str, role: str, party: str) -> list[Signer]:
+        """The party's keys in force for the pairing: pinned, or the one it rotated to."""
+        pinned = self.policy.parties[party].keys
+        keys = KeyRing(party, pinned, tuple(self.store.rotations(party))).keys_for(pairing)
+        return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
 
 
 def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:

@@ -22,6 +22,7 @@ import sqlite_utils
 from agent.acceptance import LastAccepted
 from agent.db import open_database
 from agent.envelope import Envelope, Sig
+from agent.keyring import Rotation, rotation_from_row, rotation_row
 from agent.report import REPORT_PAYLOAD_TYPE
 
 
@@ -71,7 +72,22 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (_m001_initial,)
+def _m002_key_rotations(db: sqlite_utils.Database) -> None:
+    """Signing keys a party rotated to in a pairing (agent.keyring), with the keys they retired."""
+    db.table("key_rotations").create(
+        {
+            "party": str,
+            "pairing": str,
+            "version": int,
+            "new_key": bytes,  # SubjectPublicKeyInfo DER
+            "old_keys": str,  # JSON list of base64 SubjectPublicKeyInfo DER
+            "accepted_at": str,
+        },
+        pk=("party", "pairing", "version"),
+    )
+
+
+MIGRATIONS = (_m001_initial, _m002_key_rotations)
 
 
 class ServerStore:
@@ -92,9 +108,15 @@ class ServerStore:
 
     @_locked
     def commit_snapshot(
-        self, party: str, pairing: str, version: int, env: Envelope, receipt: bytes
+        self,
+        party: str,
+        pairing: str,
+        version: int,
+        env: Envelope,
+        receipt: bytes,
+        rotation: Rotation | None = None,
     ) -> None:
-        """Store the exact received payload and its receipt together, or neither."""
+        """Store the exact received payload, its receipt and the key it rotated to, or none."""
         row = {
             "party": party,
             "pairing": pairing,
@@ -108,6 +130,16 @@ class ServerStore:
         }
         with self.db.atomic():
             self.db.table("snapshots").insert(row)
+            if rotation is not None:
+                self.db.table("key_rotations").insert(rotation_row(rotation, _now()))
+
+    @_locked
+    def rotations(self, party: str) -> list[Rotation]:
+        """Every key rotation recorded for `party`, in any pairing."""
+        rows = self.db.table("key_rotations").rows_where(
+            "party = ?", [party], order_by="pairing, version"
+        )
+        return [rotation_from_row(row) for row in rows]
 
     @_locked
     def snapshot(self, party: str, pairing: str, version: int = 0) -> Envelope | None:

@@ -20,6 +20,7 @@ from agent import config as agent_config_module
 from agent import config_inventory as config_inventory_module
 from agent.config import load_agent_config
 from agent.errors import ConfigError
+from agent.keys import generate, write_private_key
 from server import config as server_config_module
 from server.config import load_server_config
 from server.localfed import PARTIES, agent_config, write_federation
@@ -529,8 +530,10 @@ def test_the_complete_example_has_every_key_and_no_other(title: str, keys: set[s
 def test_the_documented_agent_example_loads(fed: Path) -> None:
     (example,) = _examples(_doc_section("Agent configuration"))
     (fed / "example-agent.toml").write_text(example)
+    write_private_key(fed / "keys" / "secom-next.key", generate())  # the example is mid-rotation
     config = load_agent_config(fed / "example-agent.toml")
     assert config.party == "secom"
+    assert config.next_signing_key == fed / "keys" / "secom-next.key"
     assert config.pairings["secom-jprs"].peer == "jprs"
 
 
@@ -553,3 +556,11 @@ def test_an_unknown_report_schedule(fed: Path) -> None:
         "pairings.secom-jprs.report_schedule: expected one of daily, weekly, monthly, never,"
         " got 'hourly'",
     )
+
+
+def test_a_next_signing_key_must_exist_and_differ_from_the_signing_key(fed: Path) -> None:
+    missing = fed / "keys" / "secom-next.key"
+    _edit(fed / "secom.toml", "[server]", 'next_signing_key = "keys/secom-next.key"\n\n[server]')
+    _agent_fails(fed, f"agent.next_signing_key: file not found: {missing}")
+    _edit(fed / "secom.toml", "keys/secom-next.key", "keys/secom.key")
+    _agent_fails(fed, "agent.next_signing_key: is the signing_key itself; name the new key")

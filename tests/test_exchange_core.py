@@ -610,7 +610,7 @@ def test_add_signature_refuses_a_key_not_pinned_for_the_party(rig: Rig, jprs_v1:
             partial(rig.exchange.add_signature, "jprs", PAIRING, stored.report_id, sig),
             BadReportSignature,
             f"report {stored.report_id}: signature by key {key.keyid[:16]} does not verify "
-            "with a key pinned for party 'jprs'",
+            "with a key in force for party 'jprs' in pairing 'secom-jprs'",
             grpc.StatusCode.PERMISSION_DENIED,
         )
 
@@ -628,7 +628,8 @@ def test_add_signature_refuses_a_signature_over_other_bytes(rig: Rig, jprs_v1: b
             rig,
             partial(rig.exchange.add_signature, "jprs", PAIRING, stored.report_id, sig),
             BadReportSignature,
-            f"signature by key {key.keyid[:16]} does not verify with a key pinned for party 'jprs'",
+            f"signature by key {key.keyid[:16]} does not verify with a key in force for party "
+            "'jprs' in pairing 'secom-jprs'",
             grpc.StatusCode.PERMISSION_DENIED,
         )
 

@@ -53,8 +53,9 @@ def test_migrations_are_recorded_once(path: Path) -> None:
     ServerStore(path).close()
     again = ServerStore(path)
     names = [row["name"] for row in again.db.table("_migrations").rows]
-    assert names == ["_m001_initial"]
-    assert set(again.db.table_names()) >= {"snapshots", "reports", "report_signatures"}
+    assert names == ["_m001_initial", "_m002_key_rotations"]
+    tables = {"snapshots", "reports", "report_signatures", "key_rotations"}
+    assert set(again.db.table_names()) >= tables
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert again.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     again.close()

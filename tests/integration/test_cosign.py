@@ -277,7 +277,7 @@ def test_a_report_listing_another_key_as_this_partys_signer_is_refused(
     dropped = [s for s in listed if s.role != "root"]
     message = (
         f"refusing to sign report on pairing {PAIRING!r}: it does not list our key "
-        f"{secom.key.keyid[:16]} as the root's"
+        f"{secom.keys.current.keyid[:16]} as the root's"
     )
     with pytest.raises(ReportError, match=re.escape(message)):
         secom._check_report(

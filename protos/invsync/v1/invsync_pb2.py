@@ -25,59 +25,59 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18invsync/v1/invsync.proto\x12\ninvsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"\\\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12)\n\nsignatures\x18\x03 \x03(\x0b\x32\x15.invsync.v1.Signature\"\x88\x03\n\x0eSnapshotHeader\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07pairing\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.invsync.v1.Role\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprevious_digest\x18\x07 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x08 \x01(\x04\x12\x16\n\x0erecords_digest\x18\t \x01(\x0c\x12\x19\n\x11scope_issuer_spki\x18\n \x03(\x0c\x12-\n\x08profiles\x18\x0b \x03(\x0b\x32\x1b.invsync.v1.OperatorProfile\x12\x35\n\x10\x61\x63knowledgements\x18\x0c \x03(\x0b\x32\x1b.invsync.v1.Acknowledgement\"\xa4\x01\n\x0f\x41\x63knowledgement\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0fOperatorProfile\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x14\n\x0cserial_bytes\x18\x02 \x01(\r\x12\x14\n\x0c\x61llowed_ekus\x18\x03 \x03(\t\x12\x19\n\x11max_validity_days\x18\x04 \x01(\r\"x\n\nRevocation\x12.\n\nrevoked_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x1a\n\x12\x63rl_signature_hash\x18\x04 \x01(\t\"]\n\x0b\x41uditPeriod\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x16\n\x0estatement_date\x18\x04 \x01(\t\"X\n\x0f\x41uditScopeEntry\x12&\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x17.invsync.v1.AuditPeriod\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05\x66lags\x18\x03 \x03(\t\"w\n\nCcadbAudit\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0estatement_date\x18\x04 \x01(\t\x12\x14\n\x0cperiod_start\x18\x05 \x01(\t\x12\x12\n\nperiod_end\x18\x06 \x01(\t\"\xab\x02\n\nDisclosure\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61_owner\x18\x02 \x01(\t\x12\x1c\n\x14subordinate_ca_owner\x18\x03 \x01(\t\x12\x13\n\x0brecord_type\x18\x04 \x01(\t\x12\x19\n\x11revocation_status\x18\x05 \x01(\t\x12\x17\n\x0frevocation_date\x18\x06 \x01(\t\x12\x19\n\x11revocation_reason\x18\x07 \x01(\t\x12\x35\n\x17technically_constrained\x18\x08 \x01(\x0e\x32\x14.invsync.v1.TriState\x12\x1a\n\x12\x64\x65rived_trust_bits\x18\t \x03(\t\x12&\n\x06\x61udits\x18\n \x03(\x0b\x32\x16.invsync.v1.CcadbAudit\"\x8a\x01\n\tSourceRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12.\n\nfirst_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\x06Record\x12\x17\n\x0f\x63\x65rtificate_der\x18\x01 \x01(\x0c\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x11\n\tlifecycle\x18\x03 \x01(\t\x12*\n\nrevocation\x18\x04 \x01(\x0b\x32\x16.invsync.v1.Revocation\x12&\n\x07sources\x18\x05 \x03(\x0b\x32\x15.invsync.v1.SourceRef\x12*\n\ndisclosure\x18\x06 \x01(\x0b\x32\x16.invsync.v1.Disclosure\x12\x30\n\x0b\x61udit_scope\x18\x07 \x03(\x0b\x32\x1b.invsync.v1.AuditScopeEntry\x12\x33\n\x13revocation_evidence\x18\x08 \x03(\x0b\x32\x16.invsync.v1.Revocation\x12\x13\n\x0b\x61ttribution\x18\t \x01(\t\"b\n\x0fSnapshotPayload\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.invsync.v1.SnapshotHeader\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.invsync.v1.Record\"\x80\x01\n\x0fSnapshotTrailer\x12\x14\n\x0ctotal_length\x18\x01 \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12\x14\n\x0cpayload_type\x18\x03 \x01(\t\x12)\n\nsignatures\x18\x04 \x03(\x0b\x32\x15.invsync.v1.Signature\"W\n\rSnapshotChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12.\n\x07trailer\x18\x02 \x01(\x0b\x32\x1b.invsync.v1.SnapshotTrailerH\x00\x42\x06\n\x04part\"\x97\x01\n\x0bReceiptBody\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07pairing\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06server\x18\x06 \x01(\t\"1\n\x07Receipt\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.invsync.v1.Envelope\"C\n\x06Report\x12\x11\n\treport_id\x18\x01 \x01(\t\x12&\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x14.invsync.v1.Envelope\"8\n\x14\x46\x65tchSnapshotRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"6\n\x10GetReportRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\"l\n\x1cSubmitReportSignatureRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12(\n\tsignature\x18\x03 \x01(\x0b\x32\x15.invsync.v1.Signature*A\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_ROOT\x10\x01\x12\x14\n\x10ROLE_SUBORDINATE\x10\x02*J\n\x08TriState\x12\x15\n\x11TRI_STATE_UNKNOWN\x10\x00\x12\x12\n\x0eTRI_STATE_TRUE\x10\x01\x12\x13\n\x0fTRI_STATE_FALSE\x10\x02\x32\xb2\x02\n\x08\x45xchange\x12@\n\x0cPushSnapshot\x12\x19.invsync.v1.SnapshotChunk\x1a\x13.invsync.v1.Receipt(\x01\x12N\n\rFetchSnapshot\x12 .invsync.v1.FetchSnapshotRequest\x1a\x19.invsync.v1.SnapshotChunk0\x01\x12=\n\tGetReport\x12\x1c.invsync.v1.GetReportRequest\x1a\x12.invsync.v1.Report\x12U\n\x15SubmitReportSignature\x12(.invsync.v1.SubmitReportSignatureRequest\x1a\x12.invsync.v1.Reportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18invsync/v1/invsync.proto\x12\ninvsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"\\\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12)\n\nsignatures\x18\x03 \x03(\x0b\x32\x15.invsync.v1.Signature\"\xa2\x03\n\x0eSnapshotHeader\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07pairing\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.invsync.v1.Role\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprevious_digest\x18\x07 \x01(\x0c\x12\x14\n\x0crecord_count\x18\x08 \x01(\x04\x12\x16\n\x0erecords_digest\x18\t \x01(\x0c\x12\x19\n\x11scope_issuer_spki\x18\n \x03(\x0c\x12-\n\x08profiles\x18\x0b \x03(\x0b\x32\x1b.invsync.v1.OperatorProfile\x12\x35\n\x10\x61\x63knowledgements\x18\x0c \x03(\x0b\x32\x1b.invsync.v1.Acknowledgement\x12\x18\n\x10next_signing_key\x18\r \x01(\x0c\"\xa4\x01\n\x0f\x41\x63knowledgement\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0fOperatorProfile\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x14\n\x0cserial_bytes\x18\x02 \x01(\r\x12\x14\n\x0c\x61llowed_ekus\x18\x03 \x03(\t\x12\x19\n\x11max_validity_days\x18\x04 \x01(\r\"x\n\nRevocation\x12.\n\nrevoked_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x1a\n\x12\x63rl_signature_hash\x18\x04 \x01(\t\"]\n\x0b\x41uditPeriod\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x16\n\x0estatement_date\x18\x04 \x01(\t\"X\n\x0f\x41uditScopeEntry\x12&\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x17.invsync.v1.AuditPeriod\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05\x66lags\x18\x03 \x03(\t\"w\n\nCcadbAudit\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x16\n\x0estatement_date\x18\x04 \x01(\t\x12\x14\n\x0cperiod_start\x18\x05 \x01(\t\x12\x12\n\nperiod_end\x18\x06 \x01(\t\"\xab\x02\n\nDisclosure\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61_owner\x18\x02 \x01(\t\x12\x1c\n\x14subordinate_ca_owner\x18\x03 \x01(\t\x12\x13\n\x0brecord_type\x18\x04 \x01(\t\x12\x19\n\x11revocation_status\x18\x05 \x01(\t\x12\x17\n\x0frevocation_date\x18\x06 \x01(\t\x12\x19\n\x11revocation_reason\x18\x07 \x01(\t\x12\x35\n\x17technically_constrained\x18\x08 \x01(\x0e\x32\x14.invsync.v1.TriState\x12\x1a\n\x12\x64\x65rived_trust_bits\x18\t \x03(\t\x12&\n\x06\x61udits\x18\n \x03(\x0b\x32\x16.invsync.v1.CcadbAudit\"\x8a\x01\n\tSourceRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12.\n\nfirst_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\x06Record\x12\x17\n\x0f\x63\x65rtificate_der\x18\x01 \x01(\x0c\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x11\n\tlifecycle\x18\x03 \x01(\t\x12*\n\nrevocation\x18\x04 \x01(\x0b\x32\x16.invsync.v1.Revocation\x12&\n\x07sources\x18\x05 \x03(\x0b\x32\x15.invsync.v1.SourceRef\x12*\n\ndisclosure\x18\x06 \x01(\x0b\x32\x16.invsync.v1.Disclosure\x12\x30\n\x0b\x61udit_scope\x18\x07 \x03(\x0b\x32\x1b.invsync.v1.AuditScopeEntry\x12\x33\n\x13revocation_evidence\x18\x08 \x03(\x0b\x32\x16.invsync.v1.Revocation\x12\x13\n\x0b\x61ttribution\x18\t \x01(\t\"b\n\x0fSnapshotPayload\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.invsync.v1.SnapshotHeader\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.invsync.v1.Record\"\x80\x01\n\x0fSnapshotTrailer\x12\x14\n\x0ctotal_length\x18\x01 \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12\x14\n\x0cpayload_type\x18\x03 \x01(\t\x12)\n\nsignatures\x18\x04 \x03(\x0b\x32\x15.invsync.v1.Signature\"W\n\rSnapshotChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12.\n\x07trailer\x18\x02 \x01(\x0b\x32\x1b.invsync.v1.SnapshotTrailerH\x00\x42\x06\n\x04part\"\x97\x01\n\x0bReceiptBody\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07pairing\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06server\x18\x06 \x01(\t\"1\n\x07Receipt\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.invsync.v1.Envelope\"C\n\x06Report\x12\x11\n\treport_id\x18\x01 \x01(\t\x12&\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x14.invsync.v1.Envelope\"8\n\x14\x46\x65tchSnapshotRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"6\n\x10GetReportRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\"l\n\x1cSubmitReportSignatureRequest\x12\x0f\n\x07pairing\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12(\n\tsignature\x18\x03 \x01(\x0b\x32\x15.invsync.v1.Signature*A\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_ROOT\x10\x01\x12\x14\n\x10ROLE_SUBORDINATE\x10\x02*J\n\x08TriState\x12\x15\n\x11TRI_STATE_UNKNOWN\x10\x00\x12\x12\n\x0eTRI_STATE_TRUE\x10\x01\x12\x13\n\x0fTRI_STATE_FALSE\x10\x02\x32\xb2\x02\n\x08\x45xchange\x12@\n\x0cPushSnapshot\x12\x19.invsync.v1.SnapshotChunk\x1a\x13.invsync.v1.Receipt(\x01\x12N\n\rFetchSnapshot\x12 .invsync.v1.FetchSnapshotRequest\x1a\x19.invsync.v1.SnapshotChunk0\x01\x12=\n\tGetReport\x12\x1c.invsync.v1.GetReportRequest\x1a\x12.invsync.v1.Report\x12U\n\x15SubmitReportSignature\x12(.invsync.v1.SubmitReportSignatureRequest\x1a\x12.invsync.v1.Reportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invsync.v1.invsync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=2892
-  _globals['_ROLE']._serialized_end=2957
-  _globals['_TRISTATE']._serialized_start=2959
-  _globals['_TRISTATE']._serialized_end=3033
+  _globals['_ROLE']._serialized_start=2918
+  _globals['_ROLE']._serialized_end=2983
+  _globals['_TRISTATE']._serialized_start=2985
+  _globals['_TRISTATE']._serialized_end=3059
   _globals['_SIGNATURE']._serialized_start=73
   _globals['_SIGNATURE']._serialized_end=112
   _globals['_ENVELOPE']._serialized_start=114
   _globals['_ENVELOPE']._serialized_end=206
   _globals['_SNAPSHOTHEADER']._serialized_start=209
-  _globals['_SNAPSHOTHEADER']._serialized_end=601
-  _globals['_ACKNOWLEDGEMENT']._serialized_start=604
-  _globals['_ACKNOWLEDGEMENT']._serialized_end=768
-  _globals['_OPERATORPROFILE']._serialized_start=770
-  _globals['_OPERATORPROFILE']._serialized_end=876
-  _globals['_REVOCATION']._serialized_start=878
-  _globals['_REVOCATION']._serialized_end=998
-  _globals['_AUDITPERIOD']._serialized_start=1000
-  _globals['_AUDITPERIOD']._serialized_end=1093
-  _globals['_AUDITSCOPEENTRY']._serialized_start=1095
-  _globals['_AUDITSCOPEENTRY']._serialized_end=1183
-  _globals['_CCADBAUDIT']._serialized_start=1185
-  _globals['_CCADBAUDIT']._serialized_end=1304
-  _globals['_DISCLOSURE']._serialized_start=1307
-  _globals['_DISCLOSURE']._serialized_end=1606
-  _globals['_SOURCEREF']._serialized_start=1609
-  _globals['_SOURCEREF']._serialized_end=1747
-  _globals['_RECORD']._serialized_start=1750
-  _globals['_RECORD']._serialized_end=2072
-  _globals['_SNAPSHOTPAYLOAD']._serialized_start=2074
-  _globals['_SNAPSHOTPAYLOAD']._serialized_end=2172
-  _globals['_SNAPSHOTTRAILER']._serialized_start=2175
-  _globals['_SNAPSHOTTRAILER']._serialized_end=2303
-  _globals['_SNAPSHOTCHUNK']._serialized_start=2305
-  _globals['_SNAPSHOTCHUNK']._serialized_end=2392
-  _globals['_RECEIPTBODY']._serialized_start=2395
-  _globals['_RECEIPTBODY']._serialized_end=2546
-  _globals['_RECEIPT']._serialized_start=2548
-  _globals['_RECEIPT']._serialized_end=2597
-  _globals['_REPORT']._serialized_start=2599
-  _globals['_REPORT']._serialized_end=2666
-  _globals['_FETCHSNAPSHOTREQUEST']._serialized_start=2668
-  _globals['_FETCHSNAPSHOTREQUEST']._serialized_end=2724
-  _globals['_GETREPORTREQUEST']._serialized_start=2726
-  _globals['_GETREPORTREQUEST']._serialized_end=2780
-  _globals['_SUBMITREPORTSIGNATUREREQUEST']._serialized_start=2782
-  _globals['_SUBMITREPORTSIGNATUREREQUEST']._serialized_end=2890
-  _globals['_EXCHANGE']._serialized_start=3036
-  _globals['_EXCHANGE']._serialized_end=3342
+  _globals['_SNAPSHOTHEADER']._serialized_end=627
+  _globals['_ACKNOWLEDGEMENT']._serialized_start=630
+  _globals['_ACKNOWLEDGEMENT']._serialized_end=794
+  _globals['_OPERATORPROFILE']._serialized_start=796
+  _globals['_OPERATORPROFILE']._serialized_end=902
+  _globals['_REVOCATION']._serialized_start=904
+  _globals['_REVOCATION']._serialized_end=1024
+  _globals['_AUDITPERIOD']._serialized_start=1026
+  _globals['_AUDITPERIOD']._serialized_end=1119
+  _globals['_AUDITSCOPEENTRY']._serialized_start=1121
+  _globals['_AUDITSCOPEENTRY']._serialized_end=1209
+  _globals['_CCADBAUDIT']._serialized_start=1211
+  _globals['_CCADBAUDIT']._serialized_end=1330
+  _globals['_DISCLOSURE']._serialized_start=1333
+  _globals['_DISCLOSURE']._serialized_end=1632
+  _globals['_SOURCEREF']._serialized_start=1635
+  _globals['_SOURCEREF']._serialized_end=1773
+  _globals['_RECORD']._serialized_start=1776
+  _globals['_RECORD']._serialized_end=2098
+  _globals['_SNAPSHOTPAYLOAD']._serialized_start=2100
+  _globals['_SNAPSHOTPAYLOAD']._serialized_end=2198
+  _globals['_SNAPSHOTTRAILER']._serialized_start=2201
+  _globals['_SNAPSHOTTRAILER']._serialized_end=2329
+  _globals['_SNAPSHOTCHUNK']._serialized_start=2331
+  _globals['_SNAPSHOTCHUNK']._serialized_end=2418
+  _globals['_RECEIPTBODY']._serialized_start=2421
+  _globals['_RECEIPTBODY']._serialized_end=2572
+  _globals['_RECEIPT']._serialized_start=2574
+  _globals['_RECEIPT']._serialized_end=2623
+  _globals['_REPORT']._serialized_start=2625
+  _globals['_REPORT']._serialized_end=2692
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_start=2694
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_end=2750
+  _globals['_GETREPORTREQUEST']._serialized_start=2752
+  _globals['_GETREPORTREQUEST']._serialized_end=2806
+  _globals['_SUBMITREPORTSIGNATUREREQUEST']._serialized_start=2808
+  _globals['_SUBMITREPORTSIGNATUREREQUEST']._serialized_end=2916
+  _globals['_EXCHANGE']._serialized_start=3062
+  _globals['_EXCHANGE']._serialized_end=3368
 # @@protoc_insertion_point(module_scope)

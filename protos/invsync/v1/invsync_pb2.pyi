@@ -135,6 +135,7 @@ class SnapshotHeader(_message.Message):
     SCOPE_ISSUER_SPKI_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_SIGNING_KEY_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     role: Global___Role.ValueType
@@ -147,6 +148,12 @@ class SnapshotHeader(_message.Message):
     record_count: _builtins.int
     records_digest: _builtins.bytes
     """Merkle root over the records' SHA-256 identities in ascending byte order (see agent/merkle.py)."""
+    next_signing_key: _builtins.bytes
+    """A new snapshot-signing key this party announces (SubjectPublicKeyInfo, DER); empty: none.
+    The snapshot must be signed by a key the receiver trusts for the party AND by this key. Once
+    it is accepted, the party's later snapshots of the pairing must be signed by the new key;
+    a snapshot signed by the old key alone is refused.
+    """
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -178,10 +185,11 @@ class SnapshotHeader(_message.Message):
         scope_issuer_spki: _abc.Iterable[_builtins.bytes] | None = ...,
         profiles: _abc.Iterable[Global___OperatorProfile] | None = ...,
         acknowledgements: _abc.Iterable[Global___Acknowledgement] | None = ...,
+        next_signing_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "next_signing_key", b"next_signing_key", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
