@@ -74,7 +74,12 @@ class Agent:
         self.key: SigningKey = load_signing_key(config.signing_key)
         self.server_keys = _keys(config.server.signing_keys)
         self.peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
-        self.client = ExchangeClient(config.server, timeout=config.rpc_timeout_seconds)
+        self.client = ExchangeClient(
+            config.server,
+            timeout=config.rpc_timeout_seconds,
+            retry=config.retry,
+            keepalive=config.keepalive,
+        )
 
     def close(self) -> None:
         self.client.close()
