@@ -4,7 +4,9 @@ gRPC failures become `TransportError`s that name the server and the status, so a
 can tell "server down" from "server refused this snapshot, and why". A call that fails for want
 of a server (UNAVAILABLE, DEADLINE_EXCEEDED) is retried with exponential backoff, full jitter and
 a cap (`agent.backoff`); a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, ...) never is. When the
-retries run out, `Unreachable` says since when the server has not answered.
+retries run out, `Unreachable` says since when the server has not answered. A server that
+goes silent mid-call without closing the connection is noticed by keepalive (`agent.keepalive`)
+within its configured bound, however long the call's deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.backoff import RetryPolicy
 from agent.config import ServerEndpoint
 from agent.envelope import Envelope, Sig
 from agent.errors import TransportError
+from agent.keepalive import Keepalive, client_options
 from agent.snapshot import from_chunks, to_chunks
 from agent.times import rfc3339
 from invsync.v1 import invsync_pb2 as pb
@@ -47,6 +50,7 @@ class ExchangeClient:
         max_snapshot_bytes: int = 256 << 20,
         *,
         retry: RetryPolicy | None = None,
+        keepalive: Keepalive | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -63,7 +67,10 @@ class ExchangeClient:
             private_key=endpoint.key.read_bytes(),
             certificate_chain=endpoint.cert.read_bytes(),
         )
-        self.channel = grpc.secure_channel(self.address, credentials, options=_options())
+        self.keepalive = keepalive or Keepalive()
+        self.channel = grpc.secure_channel(
+            self.address, credentials, options=client_options(self.keepalive)
+        )
         self.stub = pb_grpc.ExchangeStub(self.channel)
 
     def close(self) -> None:
@@ -156,11 +163,3 @@ def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
     elif code in REFUSALS:
         kind = Refused
     return kind(f"{address}: {method}: {name}: {details}")
-
-
-def _options() -> list[tuple[str, int]]:
-    return [
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.ping_timeout_ms", 10_000),
-    ]

@@ -9,6 +9,8 @@ report_dir = "reports"          # where signed reports and their Markdown are wr
 snapshot_validity_seconds = 86400
 snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
 rpc_timeout_seconds = 10
+keepalive_seconds = 20          # ping a server silent this long; see agent.keepalive
+keepalive_timeout_seconds = 10  # and give the connection up if the ping is not answered by then
 metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
 next_signing_key = "keys/secom-2027.key"  # optional: announce and switch to this key
 
@@ -27,6 +29,11 @@ role = "root"                   # or "subordinate"
 peer = "jprs"
 issuer_certificates = ["secom_roots.pem"]  # the root CA certificates whose keys define scope
 subject_organizations = ["Japan Registry Services Co., Ltd."]  # root side only
+
+[retry]                         # a call that finds no server; every key has a default
+attempts = 5                    # tries per call, the first included
+initial_backoff_seconds = 0.5   # the first wait is drawn from [0, this], doubling each time
+max_backoff_seconds = 8         # up to this
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.acknowledgements import Acknowledgement
 from agent.attribution import Attribution
+from agent.backoff import RetryPolicy
 from agent.config_inventory import (
     AuditScopeSource,
     acknowledgements,
@@ -47,6 +55,7 @@ from agent.config_inventory import (
     profiles,
 )
 from agent.errors import SourceError
+from agent.keepalive import Keepalive, read_keepalive
 from agent.metrics import parse_listen
 from agent.model import ROOT, SUBORDINATE
 from agent.profiles import OperatorProfile
@@ -105,6 +114,8 @@ class AgentConfig:
     acknowledgements: tuple[Acknowledgement, ...] = ()
     metrics_listen: str = ""
     next_signing_key: Path | None = None  # a key being rotated to (agent.keyring)
+    keepalive: Keepalive = field(default_factory=Keepalive)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -123,6 +134,7 @@ def load_agent_config(file: Path) -> AgentConfig:
             "attribution",
             "profiles",
             "acknowledgements",
+            "retry",
         ]
     )
     agent = root.table("agent")
@@ -152,6 +164,8 @@ def load_agent_config(file: Path) -> AgentConfig:
         acknowledgements=acknowledgements(root),
         metrics_listen=_metrics_listen(agent),
         next_signing_key=_next_signing_key(agent),
+        keepalive=read_keepalive(agent),
+        retry=_retry(root),
     )
 
 
@@ -164,6 +178,8 @@ _AGENT_KEYS = (
     "snapshot_validity_seconds",
     "snapshot_refresh_seconds",
     "rpc_timeout_seconds",
+    "keepalive_seconds",
+    "keepalive_timeout_seconds",
     "metrics_listen",
     "next_signing_key",
 )
@@ -197,6 +213,24 @@ def _metrics_listen(agent: Table) -> str:
         except ValueError as e:
             raise agent.fail("metrics_listen", str(e)) from e
     return value
+
+
+def _retry(root: Table) -> RetryPolicy:
+    """`[retry]`: how a call that finds no server is retried. Every key has a default."""
+    default = RetryPolicy()
+    table = root.optional_table("retry")
+    if table is None:
+        return default
+    table.only(["attempts", "initial_backoff_seconds", "max_backoff_seconds"])
+    attempts = table.integer("attempts", default.retries + 1)
+    initial = table.number("initial_backoff_seconds", default.base)
+    cap = table.number("max_backoff_seconds", default.cap)
+    if cap < initial:  # every wait would be capped below the first step: surely a slip
+        raise table.fail(
+            "max_backoff_seconds",
+            f"must be at least initial_backoff_seconds ({initial:g}), got {cap:g}",
+        )
+    return RetryPolicy(base=initial, factor=default.factor, cap=cap, retries=attempts - 1)
 
 
 def _sources(agent: Table) -> list[str]:

@@ -93,7 +93,12 @@ class Agent:
         self.server_keys = _keys(config.server.signing_keys)
         peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
         self.peer_keys = PeerKeys(self.store, peers, self.clock)
-        self.client = ExchangeClient(config.server, timeout=config.rpc_timeout_seconds)
+        self.client = ExchangeClient(
+            config.server,
+            timeout=config.rpc_timeout_seconds,
+            retry=config.retry,
+            keepalive=config.keepalive,
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -29,20 +29,31 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
-class _Issued:
+class Issued:
+    """A certificate and its private key, in memory."""
+
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
 
-def make_federation(directory: Path, server_name: str, clients: list[str]) -> dict[str, TlsFiles]:
+def new_ca() -> Issued:
+    """A new federation CA, for `make_federation(..., ca=)` to issue certificates and renewals."""
+    return _make_ca(datetime.now(UTC))
+
+
+def make_federation(
+    directory: Path, server_name: str, clients: list[str], ca: Issued | None = None
+) -> dict[str, TlsFiles]:
     """Write a CA, a server certificate for `server_name` and one client certificate per name.
 
     Returns TlsFiles keyed by "server" and by each client name. The server certificate also
-    names 127.0.0.1 and ::1 so loopback tests can connect by address.
+    names 127.0.0.1 and ::1 so loopback tests can connect by address. Every certificate has a
+    new key. Without `ca` a new CA issues them and its key is not kept; with it, that CA, so a
+    second call renews the certificates of the same federation.
     """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
-    ca = _make_ca(now)
+    ca = ca or _make_ca(now)
     ca_path = directory / "ca.pem"
     ca_path.write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     files = {"server": _write(directory, "server", _server_cert(ca, server_name, now), ca_path)}
@@ -51,17 +62,17 @@ def make_federation(directory: Path, server_name: str, clients: list[str]) -> di
     return files
 
 
-def _make_ca(now: datetime) -> _Issued:
+def _make_ca(now: datetime) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "invsync federation CA")])
     builder = _base(name, name, key.public_key(), now).add_extension(
         x509.BasicConstraints(ca=True, path_length=0), critical=True
     )
     builder = builder.add_extension(_key_usage(ca=True), critical=True)
-    return _Issued(builder.sign(key, hashes.SHA256()), key)
+    return Issued(builder.sign(key, hashes.SHA256()), key)
 
 
-def _server_cert(ca: _Issued, server_name: str, now: datetime) -> _Issued:
+def _server_cert(ca: Issued, server_name: str, now: datetime) -> Issued:
     sans: list[x509.GeneralName] = [
         x509.DNSName(server_name),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -70,17 +81,17 @@ def _server_cert(ca: _Issued, server_name: str, now: datetime) -> _Issued:
     return _leaf(ca, server_name, sans, ExtendedKeyUsageOID.SERVER_AUTH, now)
 
 
-def _client_cert(ca: _Issued, name: str, now: datetime) -> _Issued:
+def _client_cert(ca: Issued, name: str, now: datetime) -> Issued:
     return _leaf(ca, name, [x509.DNSName(name)], ExtendedKeyUsageOID.CLIENT_AUTH, now)
 
 
 def _leaf(
-    ca: _Issued,
+    ca: Issued,
     common_name: str,
     sans: list[x509.GeneralName],
     eku: x509.ObjectIdentifier,
     now: datetime,
-) -> _Issued:
+) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = _base(subject, ca.cert.subject, key.public_key(), now)
@@ -88,7 +99,7 @@ def _leaf(
     builder = builder.add_extension(_key_usage(ca=False), critical=True)
     builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
     builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return _Issued(builder.sign(ca.key, hashes.SHA256()), key)
+    return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 
 def _base(
@@ -119,7 +130,7 @@ def _key_usage(ca: bool) -> x509.KeyUsage:
     )
 
 
-def _write(directory: Path, name: str, issued: _Issued, ca_path: Path) -> TlsFiles:
+def _write(directory: Path, name: str, issued: Issued, ca_path: Path) -> TlsFiles:
     cert_path = directory / f"{name}.crt"
     key_path = directory / f"{name}.key"
     cert_path.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))

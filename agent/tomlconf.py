@@ -7,6 +7,7 @@ unknown key (usually a typo that would silently drop a setting) all fail the sam
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -73,6 +74,15 @@ class Table:
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, got {value}")
         return int(value)
+
+    def number(self, key: str, default: float) -> float:
+        """A finite number more than 0, whole or not (`0.5`): for waits shorter than a second."""
+        value = self._data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"expected int or float, got {type(value).__name__}")
+        if not (math.isfinite(value) and value > 0):
+            raise self.fail(key, f"must be more than 0 and finite, got {value}")
+        return float(value)
 
     def texts(self, key: str, default: list[str] | None = None) -> list[str]:
         values = self._get(key, list, _REQUIRED if default is None else default)

@@ -9,6 +9,9 @@ max_snapshot_bytes = 268435456   # bytes; a larger push is refused while it stre
 max_clock_skew_seconds = 300
 max_snapshot_validity_seconds = 2678400
 report_as_of = ""                # empty: findings are evaluated now; an RFC 3339 time replays one
+keepalive_seconds = 20           # ping a client connection silent this long
+keepalive_timeout_seconds = 10   # and drop its connection if the ping is not answered by then
+min_client_keepalive_seconds = 5  # clients may ping this often: at most any agent's keepalive
 metrics_listen = ""              # e.g. "127.0.0.1:9464": Prometheus metrics; empty: off
 
 [tls]
@@ -27,11 +30,12 @@ subordinate = "jprs"
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.keepalive import Keepalive, read_keepalive
 from agent.metrics import parse_listen
 from agent.tomlconf import Table
 
@@ -75,6 +79,8 @@ class ServerConfig:
     parties: dict[str, PartyConfig]
     pairings: dict[str, PairingConfig]
     metrics_listen: str = ""
+    keepalive: Keepalive = field(default_factory=Keepalive)
+    min_client_keepalive_seconds: int = 5
 
 
 _SERVER_KEYS = (
@@ -87,6 +93,9 @@ _SERVER_KEYS = (
     "max_snapshot_validity_seconds",
     "report_as_of",
     "metrics_listen",
+    "keepalive_seconds",
+    "keepalive_timeout_seconds",
+    "min_client_keepalive_seconds",
 )
 
 
@@ -112,6 +121,8 @@ def load_server_config(file: Path) -> ServerConfig:
         parties=parties,
         pairings=pairings,
         metrics_listen=metrics_listen(server),
+        keepalive=read_keepalive(server),
+        min_client_keepalive_seconds=server.integer("min_client_keepalive_seconds", 5),
     )
 
 

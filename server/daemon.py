@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from agent.errors import ConfigError
+from agent.keepalive import server_options
 from agent.keys import load_signing_key, load_verify_key
 from agent.lock import DaemonLock
 from agent.metrics import serve as serve_metrics
@@ -86,7 +87,8 @@ def start(config: ServerConfig) -> RunningServer:
         max_snapshot_bytes=config.max_snapshot_bytes,
     )
     identities = {p.tls_identity: name for name, p in config.parties.items()}
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_options())
+    options = server_options(config.keepalive, config.min_client_keepalive_seconds)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
     pb_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange, identities), server)
     health_servicer = _add_health(server)
     port = server.add_secure_port(config.listen, server_credentials(config))
@@ -136,17 +138,6 @@ def _add_health(server: grpc.Server) -> health.HealthServicer:
     for name in ("", SERVICE_NAME):
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return servicer
-
-
-def _options() -> list[tuple[str, int]]:
-    # Keepalive with a ping timeout: without it a silent peer is noticed only after ~60 s.
-    return [
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.ping_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ]
 
 
 def _read(path: Path) -> bytes:

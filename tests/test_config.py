@@ -18,8 +18,10 @@ import pytest
 
 from agent import config as agent_config_module
 from agent import config_inventory as config_inventory_module
+from agent.backoff import RetryPolicy
 from agent.config import load_agent_config
 from agent.errors import ConfigError
+from agent.keepalive import Keepalive
 from agent.keys import generate, write_private_key
 from server import config as server_config_module
 from server.config import load_server_config
@@ -87,6 +89,37 @@ def test_server_defaults(fed: Path) -> None:
     assert config.max_snapshot_bytes == 256 * 1024 * 1024
     assert config.max_clock_skew_seconds == 300
     assert config.max_snapshot_validity_seconds == 31 * 86400
+    assert config.keepalive == Keepalive(seconds=20, timeout_seconds=10)
+    assert config.min_client_keepalive_seconds == 5
+
+
+def test_server_keepalive_settings(fed: Path) -> None:
+    settings = (
+        "keepalive_seconds = 4\nkeepalive_timeout_seconds = 2\nmin_client_keepalive_seconds = 1"
+    )
+    _edit(fed / "server.toml", "[tls]", f"{settings}\n\n[tls]")
+    config = load_server_config(fed / "server.toml")
+    assert config.keepalive == Keepalive(seconds=4, timeout_seconds=2)
+    assert config.min_client_keepalive_seconds == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("keepalive_seconds = 0", "server.keepalive_seconds: must be at least 1, got 0"),
+        (
+            "keepalive_timeout_seconds = 0.5",
+            "server.keepalive_timeout_seconds: expected int, got float",
+        ),
+        (
+            "min_client_keepalive_seconds = 0",
+            "server.min_client_keepalive_seconds: must be at least 1, got 0",
+        ),
+    ],
+)
+def test_server_keepalive_errors(fed: Path, setting: str, message: str) -> None:
+    _edit(fed / "server.toml", "[tls]", f"{setting}\n\n[tls]")
+    _server_fails(fed, message)
 
 
 def test_server_paths_are_relative_to_the_config_file_not_the_cwd(
@@ -286,6 +319,8 @@ def test_agent_defaults(fed: Path) -> None:
     assert config.snapshot_validity_seconds == 86400
     assert config.snapshot_refresh_seconds == 43200  # half the validity
     assert config.rpc_timeout_seconds == 10
+    assert config.keepalive == Keepalive(seconds=20, timeout_seconds=10)
+    assert config.retry == RetryPolicy(base=0.5, factor=2.0, cap=8.0, retries=4)
 
 
 def test_the_refresh_age_defaults_to_half_the_configured_validity(fed: Path) -> None:
@@ -314,6 +349,94 @@ def test_agent_settings_override_defaults(fed: Path) -> None:
     _edit(fed / "secom.toml", "[server]", "rpc_timeout_seconds = 30\n\n[server]")
     config = load_agent_config(fed / "secom.toml")
     assert (config.snapshot_validity_seconds, config.rpc_timeout_seconds) == (3600, 30)
+
+
+def test_agent_keepalive_settings(fed: Path) -> None:
+    _edit(fed / "secom.toml", "[server]", "keepalive_seconds = 2\n\n[server]")
+    _edit(fed / "secom.toml", "[server]", "keepalive_timeout_seconds = 3\n\n[server]")
+    config = load_agent_config(fed / "secom.toml")
+    assert config.keepalive == Keepalive(seconds=2, timeout_seconds=3)
+    assert config.keepalive.bound_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("keepalive_seconds = 0", "agent.keepalive_seconds: must be at least 1, got 0"),
+        ("keepalive_seconds = 1.5", "agent.keepalive_seconds: expected int, got float"),
+        (
+            "keepalive_timeout_seconds = -1",
+            "agent.keepalive_timeout_seconds: must be at least 1, got -1",
+        ),
+        (
+            'keepalive_timeout_seconds = "10s"',
+            "agent.keepalive_timeout_seconds: expected int, got str",
+        ),
+        ("keepalive_second = 5", "agent.keepalive_second: unknown key"),
+    ],
+)
+def test_agent_keepalive_errors(fed: Path, setting: str, message: str) -> None:
+    _edit(fed / "secom.toml", "[server]", f"{setting}\n\n[server]")
+    _agent_fails(fed, message)
+
+
+def test_a_retry_table_sets_the_clients_policy(fed: Path) -> None:
+    retry = "[retry]\nattempts = 3\ninitial_backoff_seconds = 0.25\nmax_backoff_seconds = 2\n"
+    (fed / "secom.toml").write_text((fed / "secom.toml").read_text() + retry)
+    config = load_agent_config(fed / "secom.toml")
+    assert config.retry == RetryPolicy(base=0.25, factor=2.0, cap=2.0, retries=2)
+
+
+def test_each_retry_key_has_a_default(fed: Path) -> None:
+    (fed / "secom.toml").write_text((fed / "secom.toml").read_text() + "[retry]\nattempts = 1\n")
+    assert load_agent_config(fed / "secom.toml").retry == RetryPolicy(retries=0)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("attempts = 0", "retry.attempts: must be at least 1, got 0"),
+        ("attempts = 2.5", "retry.attempts: expected int, got float"),
+        ("attempts = true", "retry.attempts: expected int, got bool"),
+        ("attemps = 3", "retry.attemps: unknown key"),
+        (
+            'initial_backoff_seconds = "1s"',
+            "retry.initial_backoff_seconds: expected int or float, got str",
+        ),
+        (
+            "initial_backoff_seconds = true",
+            "retry.initial_backoff_seconds: expected int or float, got bool",
+        ),
+        (
+            "initial_backoff_seconds = 0",
+            "retry.initial_backoff_seconds: must be more than 0 and finite, got 0",
+        ),
+        (
+            "max_backoff_seconds = -0.5",
+            "retry.max_backoff_seconds: must be more than 0 and finite, got -0.5",
+        ),
+        (
+            "max_backoff_seconds = inf",
+            "retry.max_backoff_seconds: must be more than 0 and finite, got inf",
+        ),
+        (
+            "initial_backoff_seconds = 2\nmax_backoff_seconds = 1.5",
+            "retry.max_backoff_seconds: must be at least initial_backoff_seconds (2), got 1.5",
+        ),
+        (
+            "initial_backoff_seconds = 10",  # above the default max_backoff_seconds of 8
+            "retry.max_backoff_seconds: must be at least initial_backoff_seconds (10), got 8",
+        ),
+    ],
+)
+def test_retry_errors(fed: Path, table: str, message: str) -> None:
+    (fed / "secom.toml").write_text((fed / "secom.toml").read_text() + f"[retry]\n{table}\n")
+    _agent_fails(fed, message)
+
+
+def test_retry_must_be_a_table(fed: Path) -> None:
+    _edit(fed / "secom.toml", "[agent]", "retry = 3\n\n[agent]")
+    _agent_fails(fed, "retry: expected dict, got int")
 
 
 def test_agent_paths_are_relative_to_the_config_file_not_the_cwd(

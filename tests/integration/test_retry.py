@@ -144,3 +144,26 @@ def test_a_peer_that_stays_down_leaves_the_agents_state_unchanged(tmp_path: Path
         agent.push(agent.config.pairings["secom-jprs"])
     assert agent.store.latest_sent_snapshot("secom-jprs") is None
     agent.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_the_configured_retry_table_sets_how_often_the_agent_tries(
+    tmp_path: Path, attempts: int
+) -> None:
+    write_federation(tmp_path)
+    port = free_port()
+    retry = f"initial_backoff_seconds = 0.01\nmax_backoff_seconds = 0.05\nattempts = {attempts}"
+    (tmp_path / "jprs.toml").write_text(f"{agent_config('jprs', port)}\n[retry]\n{retry}\n")
+    agent = Agent(load_agent_config(tmp_path / "jprs.toml"))
+    agent.collect()
+    try:
+        with pytest.raises(Unreachable) as caught:
+            agent.push(agent.config.pairings["secom-jprs"])
+    finally:
+        agent.close()
+    assert re.fullmatch(
+        rf"127\.0\.0\.1:{port}: unreachable since \S+Z \({attempts} attempts\); "
+        r"last error: PushSnapshot: UNAVAILABLE: .*",
+        str(caught.value),
+        flags=re.DOTALL,
+    )
