@@ -23,6 +23,7 @@ from agent.daemon import Agent
 from agent.errors import InvsyncError, ReportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
+from agent.keyfiles import check_agent_keys
 from agent.lock import DaemonLock
 from agent.logs import setup_logging
 from agent.metrics import serve as serve_metrics
@@ -237,6 +238,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     ends it after the cycle under way (every cycle commits or writes nothing), exit status 0.
     """
     config = load_agent_config(config_path)
+    check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database):
         serve_metrics(config.metrics_listen)
         agent = Agent(config)
