@@ -240,7 +240,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     config = load_agent_config(config_path)
     check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database):
-        serve_metrics(config.metrics_listen)
+        serve_metrics(config.metrics_listen, f"{config.file}: agent.metrics_listen")
         agent = Agent(config)
         try:
             _run(agent, once, interval, wait)

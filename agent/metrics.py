@@ -39,12 +39,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(listen: str, registry: CollectorRegistry = REGISTRY) -> None:
-    """Serve `registry` on `listen` (`host:port`) in a daemon thread; "" serves nothing."""
+def serve(listen: str, key_path: str, registry: CollectorRegistry = REGISTRY) -> None:
+    """Serve `registry` on `listen` (`host:port`) in a daemon thread; "" serves nothing.
+
+    `key_path` (`FILE: agent.metrics_listen`) starts the error when the address cannot be bound,
+    e.g. a port another process holds: the daemon stops at start rather than run unobserved.
+    """
     if not listen:
         return
     host, port = parse_listen(listen)
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as e:
-        raise ConfigError(f"metrics_listen: cannot listen on {listen}: {e.strerror}") from e
+        raise ConfigError(f"{key_path}: cannot listen on {listen}: {e.strerror}") from e
