@@ -16,17 +16,18 @@ from pathlib import Path
 
 import click
 
+from agent import metrics
 from agent.assemble import Assembled
 from agent.cli_options import audit_options, config_option, format_option
-from agent.config import load_agent_config
+from agent.client import rejection_rule
+from agent.config import PairingConfig, load_agent_config
 from agent.daemon import Agent
-from agent.errors import InvsyncError, ReportError
+from agent.errors import InvsyncError, ReportError, TransportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.keyfiles import check_agent_keys
 from agent.lock import DaemonLock
 from agent.logs import setup_logging
-from agent.metrics import serve as serve_metrics
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -240,7 +241,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     config = load_agent_config(config_path)
     check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database):
-        serve_metrics(config.metrics_listen, f"{config.file}: agent.metrics_listen")
+        metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
         agent = Agent(config)
         try:
             _run(agent, once, interval, wait)
@@ -283,13 +284,26 @@ def _cycle(agent: Agent, wait: float) -> bool:
     click.echo(f"{party}: collected {count} certificates")
     complete = True
     for pairing in agent.config.pairings.values():
-        version = agent.push(pairing)
+        version = _push(agent, pairing)
         click.echo(f"{party}: pushed {pairing.name} snapshot version {version}")
         result = agent.settle(pairing, wait)
         roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
         click.echo(f"{party}: report {result.report_path} ({roles})")
         complete = complete and result.complete
     return complete
+
+
+def _push(agent: Agent, pairing: PairingConfig) -> int:
+    """Push the pairing's next snapshot, counting it accepted, or rejected under its rule."""
+    try:
+        version = agent.push(pairing)
+    except TransportError as e:
+        rule = rejection_rule(e)
+        if rule is not None:  # else the server never answered: no verdict to count
+            metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.REJECTED, rule).inc()
+        raise
+    metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.ACCEPTED, "").inc()
+    return version
 
 
 def run_cli(group: click.Group) -> None:
