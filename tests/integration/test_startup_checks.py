@@ -83,36 +83,38 @@ def test_a_private_key_open_to_others_stops_the_daemon_before_it_writes(
     assert not (fed / "state").exists()  # no database, not even its lock file
 
 
-@pytest.mark.parametrize(
+EACH_DAEMON = pytest.mark.parametrize(
     ("daemon", "file", "table"),
     [("agent", "secom.toml", "agent"), ("server", "server.toml", "server")],
 )
+
+
+def _metrics_listen_refused(fed: Path, daemon: str, file: str, table: str, value: str) -> str:
+    """The daemon's problem with `metrics_listen = value`, after checking how it was refused."""
+    config = fed / file
+    _set(config, table, f'metrics_listen = "{value}"')
+    proc = _run(fed, daemon, config)
+    prefix = f"error: {config}: {table}.metrics_listen: "
+    assert prefix in proc.stderr, proc.stderr
+    problem = proc.stderr.split(prefix, 1)[1].split("\n", 1)[0]
+    _refused(proc, f"{config}: {table}.metrics_listen: {problem}")
+    assert not (fed / "state" / f"{file.removesuffix('.toml')}.db").exists()
+    return problem
+
+
+@EACH_DAEMON
 @pytest.mark.parametrize("value", ["localhost", "127.0.0.1:99999", ":9464"])
 def test_an_invalid_metrics_listen_stops_the_daemon_naming_the_key(
     fed: Path, daemon: str, file: str, table: str, value: str
 ) -> None:
-    config = fed / file
-    _set(config, table, f'metrics_listen = "{value}"')
-    _refused(
-        _run(fed, daemon, config),
-        f"{config}: {table}.metrics_listen: expected HOST:PORT such as 127.0.0.1:9464, "
-        f"got {value!r}",
-    )
-    assert not (fed / "state").exists()
+    problem = _metrics_listen_refused(fed, daemon, file, table, value)
+    assert problem == f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}"
+    assert not (fed / "state").exists()  # refused while loading, before the lock
 
 
-@pytest.mark.parametrize(
-    ("daemon", "file", "table"),
-    [("agent", "secom.toml", "agent"), ("server", "server.toml", "server")],
-)
+@EACH_DAEMON
 def test_a_metrics_port_in_use_stops_the_daemon_naming_the_address(
     fed: Path, taken_port: int, daemon: str, file: str, table: str
 ) -> None:
-    config = fed / file
-    _set(config, table, f'metrics_listen = "127.0.0.1:{taken_port}"')
-    _refused(
-        _run(fed, daemon, config),
-        f"{config}: {table}.metrics_listen: cannot listen on 127.0.0.1:{taken_port}: "
-        "Address already in use",
-    )
-    assert not (fed / "state" / f"{file.removesuffix('.toml')}.db").exists()
+    problem = _metrics_listen_refused(fed, daemon, file, table, f"127.0.0.1:{taken_port}")
+    assert problem == f"cannot listen on 127.0.0.1:{taken_port}: Address already in use"
