@@ -16,16 +16,18 @@ from pathlib import Path
 
 import click
 
+from agent import metrics
 from agent.assemble import Assembled
 from agent.cli_options import audit_options, config_option, format_option
-from agent.config import AgentConfig, load_agent_config
+from agent.client import rejection_rule
+from agent.config import AgentConfig, PairingConfig, load_agent_config
 from agent.daemon import Agent, PushOutcome
-from agent.errors import ConfigError, InvsyncError, ReportError
+from agent.errors import ConfigError, InvsyncError, ReportError, TransportError
 from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
+from agent.keyfiles import check_agent_keys
 from agent.lock import DaemonLock
 from agent.logs import setup_logging
-from agent.metrics import serve as serve_metrics
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -240,8 +242,9 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     config = load_agent_config(config_path)
     if not once:
         _check_interval(config, interval)
+    check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database):
-        serve_metrics(config.metrics_listen)
+        metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
         agent = Agent(config)
         try:
             _run(agent, once, interval, wait)
@@ -284,7 +287,7 @@ def _cycle(agent: Agent, wait: float) -> bool:
     click.echo(f"{party}: collected {count} certificates")
     complete = True
     for pairing in agent.config.pairings.values():
-        outcome = agent.sync(pairing)
+        outcome = _push(agent, pairing)
         click.echo(_push_line(party, pairing.name, outcome))
         result = agent.settle(pairing, wait)
         roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
@@ -312,6 +315,20 @@ def _check_interval(config: AgentConfig, interval: int) -> None:
             f"its expiry (agent.snapshot_validity_seconds = {config.snapshot_validity_seconds}) "
             f"in {config.file}: the snapshot would expire between cycles"
         )
+
+
+def _push(agent: Agent, pairing: PairingConfig) -> PushOutcome:
+    """Push the pairing's next snapshot if due, counting it accepted, or rejected under its rule."""
+    try:
+        outcome = agent.sync(pairing)
+    except TransportError as e:
+        rule = rejection_rule(e)
+        if rule is not None:  # else the server never answered: no verdict to count
+            metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.REJECTED, rule).inc()
+        raise
+    if outcome.pushed:
+        metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.ACCEPTED, "").inc()
+    return outcome
 
 
 def run_cli(group: click.Group) -> None:

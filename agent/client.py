@@ -12,6 +12,7 @@ within its configured bound, however long the call's deadline.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,10 +20,12 @@ from typing import TypeVar
 
 import grpc
 
+import agent.acceptance  # noqa: F401  (defines the rule classes that _rule_names() walks)
+from agent import metrics
 from agent.backoff import RetryPolicy
 from agent.config import ServerEndpoint
 from agent.envelope import Envelope, Sig
-from agent.errors import TransportError
+from agent.errors import SnapshotRejected, TransportError
 from agent.keepalive import Keepalive, client_options
 from agent.snapshot import from_chunks, to_chunks
 from agent.times import rfc3339
@@ -113,7 +116,8 @@ class ExchangeClient:
         waits = self.retry.delays(self.rng)
         for attempt in range(len(waits) + 1):
             try:
-                return call()
+                with metrics.CLIENT_RPC_DURATION.labels(method).time():
+                    return call()
             except grpc.RpcError as e:
                 code = e.code() if isinstance(e, grpc.Call) else None
                 if code not in RETRIED:
@@ -151,6 +155,31 @@ class Refused(TransportError):
     """The server answered and refused the request (the message says why)."""
 
     hint = "Read the server's reason; the same request will be refused again."
+
+
+# How the server words a refusal for an acceptance rule (SnapshotRejected.__str__).
+_RULE = re.compile(r"snapshot rejected \[([a-z0-9-]+)\]")
+
+
+def rejection_rule(error: TransportError) -> str | None:
+    """The acceptance rule a refused push broke, as a metric label; None if it was not refused.
+
+    Only the names of rules this agent knows become labels, never other text of the server's:
+    a refusal naming none of them (a newer server's rule, or no rule) is "unknown".
+    """
+    found = _RULE.search(str(error))
+    if found is not None and found.group(1) in _rule_names():
+        return found.group(1)
+    return "unknown" if isinstance(error, Refused) else None
+
+
+def _rule_names() -> frozenset[str]:
+    names, classes = set(), [SnapshotRejected]
+    while classes:
+        cls = classes.pop()
+        names.add(cls.rule)
+        classes += cls.__subclasses__()
+    return frozenset(names)
 
 
 def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:

@@ -480,6 +480,7 @@ class Agent:
         directory = self.config.report_dir
         directory.mkdir(parents=True, exist_ok=True)
         body = parse_report_body(env.payload)
+        metrics.OPEN_FINDINGS.set(pairing, body.findings)
         stem = f"{pairing}-{body.as_of.strftime('%Y%m%dT%H%M%SZ')}-{rid[:12]}"
         json_path = directory / f"{stem}.report.json"
         md_path = directory / f"{stem}.md"

@@ -9,7 +9,6 @@ printed or logged, and never taken on the command line, where `ps` would show it
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from agent.errors import InvsyncError
+from agent.keyfiles import is_private
 from agent.keys import KINDS, generate, load_signing_key, load_verify_key, write_private_key
 
 
@@ -45,8 +45,7 @@ def read_passphrase(passphrase_file: Path | None, passphrase_env: str | None) ->
         raise click.UsageError("give --passphrase-file or --passphrase-env, not both")
     if passphrase_file is not None:
         try:
-            mode = passphrase_file.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            if not is_private(passphrase_file):
                 raise PassphraseError(
                     f"passphrase file {passphrase_file} is readable by group or others; "
                     "chmod 600 it"

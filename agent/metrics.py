@@ -6,9 +6,13 @@ prometheus_client's global one, so nothing else in the process (or in a test run
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+import threading
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from agent.errors import ConfigError
+from agent.findings import Finding
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -30,6 +34,58 @@ LAST_EXCHANGE = Gauge(
     registry=REGISTRY,
 )
 
+SNAPSHOTS_PUSHED = Counter(
+    "invsync_snapshots_pushed",
+    "Snapshot pushes of a cycle by result; `reason` is the acceptance rule the server named.",
+    ["pairing", "result", "reason"],
+    registry=REGISTRY,
+)
+CLIENT_RPC_DURATION = Histogram(
+    "invsync_client_rpc_duration_seconds",
+    "Time each call to the exchange server took as the agent saw it, by method.",
+    ["method"],
+    registry=REGISTRY,
+)
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+
+class FindingsGauge:
+    """Open findings of each pairing's latest report by code and severity, for either daemon.
+
+    Open means not acknowledged, as `invsync status` counts them: an acknowledged finding stays
+    in the report but needs no alert. A newer report replaces the pairing's counts: a code it no
+    longer has open drops to 0 rather than keep the old count, so an alert on it clears.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "invsync_open_findings",
+            "Open (unacknowledged) findings in the pairing's latest report, by code and severity.",
+            ["pairing", "code", "severity"],
+            registry=registry,
+        )
+        self._lock = threading.Lock()
+        self._seen: dict[str, set[tuple[str, str]]] = {}
+
+    def set(self, pairing: str, findings: Iterable[Finding]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for finding in findings:
+            if finding.acknowledgement is not None:
+                continue
+            key = (finding.code, str(finding.severity))
+            counts[key] = counts.get(key, 0) + 1
+        with self._lock:
+            for key in self._seen.get(pairing, set()) - counts.keys():
+                self.gauge.labels(pairing, *key).set(0)
+            for key, count in counts.items():
+                self.gauge.labels(pairing, *key).set(count)
+            self._seen[pairing] = self._seen.get(pairing, set()) | counts.keys()
+
+
+OPEN_FINDINGS = FindingsGauge(REGISTRY)
+
 
 def parse_listen(value: str) -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:port`) -> (host, port); raises ValueError."""
@@ -39,12 +95,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(listen: str, registry: CollectorRegistry = REGISTRY) -> None:
-    """Serve `registry` on `listen` (`host:port`) in a daemon thread; "" serves nothing."""
+def serve(listen: str, key_path: str, registry: CollectorRegistry = REGISTRY) -> None:
+    """Serve `registry` on `listen` (`host:port`) in a daemon thread; "" serves nothing.
+
+    `key_path` (`FILE: agent.metrics_listen`) starts the error when the address cannot be bound,
+    e.g. a port another process holds: the daemon stops at start rather than run unobserved.
+    """
     if not listen:
         return
     host, port = parse_listen(listen)
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as e:
-        raise ConfigError(f"metrics_listen: cannot listen on {listen}: {e.strerror}") from e
+        raise ConfigError(f"{key_path}: cannot listen on {listen}: {e.strerror}") from e

@@ -40,9 +40,12 @@ def server_group() -> None:
 def server_run(config_path: Path) -> None:
     """Serve the exchange over mutual TLS until SIGTERM or SIGINT."""
     from server.config import load_server_config
+    from server.config_cli import check_server_keys
     from server.daemon import serve_forever
 
-    serve_forever(load_server_config(config_path))
+    config = load_server_config(config_path)
+    check_server_keys(config)  # before the lock: a refused start leaves nothing behind
+    serve_forever(config)
 
 
 @invsync.command("demo")

@@ -2,8 +2,10 @@
 
 It loads the file with load_agent_config or load_server_config, then loads every key file the
 configuration names, as the daemon would: the signing key as a private key, every pinned
-`signing_keys` entry as a public key, and the TLS key as a private key. The server also refuses
-private key files (`server.signing_key`, `tls.key`) that group or others can read.
+`signing_keys` entry as a public key, and the TLS key as a private key. Private key files
+(the agent's `agent.signing_key` and `server.key`, the server's `server.signing_key` and
+`tls.key`) that group or others can read are refused. The checks are `agent.keyfiles`', which
+both daemons also run at start.
 
 The daemons read the signing key without a passphrase, so a passphrase-protected signing key is
 reported as an error ("is encrypted; a passphrase is required"): the daemon would fail on it.
@@ -11,81 +13,42 @@ reported as an error ("is encrypted; a passphrase is required"): the daemon woul
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import click
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from agent.config import load_agent_config
-from agent.errors import ConfigError, InvsyncError
-from agent.keys import load_signing_key, load_verify_key
+from agent.errors import ConfigError
+from agent.keyfiles import check_agent_keys, public_key_files, signing_key_file, tls_key_file
 from agent.tomlconf import Table
-from server.config import load_server_config
+from server.config import ServerConfig, load_server_config
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _fail(file: Path, key_path: str, problem: str) -> ConfigError:
-    return ConfigError(f"{file}: {key_path}: {problem}")
-
-
-def _signing_key(file: Path, key_path: str, path: Path) -> None:
-    try:
-        load_signing_key(path)
-    except InvsyncError as e:
-        raise _fail(file, key_path, str(e)) from e
-
-
-def _public_keys(file: Path, key_path: str, paths: tuple[Path, ...]) -> None:
-    for i, path in enumerate(paths):
-        try:
-            load_verify_key(path)
-        except InvsyncError as e:
-            raise _fail(file, f"{key_path}[{i}]", str(e)) from e
-
-
-def _tls_key(file: Path, key_path: str, path: Path) -> None:
-    try:
-        serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as e:
-        raise _fail(file, key_path, f"TLS key {path}: cannot read ({e.strerror})") from e
-    except (TypeError, ValueError, UnsupportedAlgorithm) as e:
-        # TypeError: encrypted; gRPC cannot read an encrypted TLS key either.
-        raise _fail(file, key_path, f"TLS key {path}: not an unencrypted PEM private key") from e
-
-
-def _private_mode(file: Path, key_path: str, path: Path) -> None:
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise _fail(file, key_path, f"file {path} is readable by group or others; chmod 600 it")
-
-
 def check_agent(file: Path) -> str:
     """Validate an agent configuration; a one-line summary when it is sound."""
     config = load_agent_config(file)
-    _signing_key(file, "agent.signing_key", config.signing_key)
-    if config.next_signing_key is not None:
-        _signing_key(file, "agent.next_signing_key", config.next_signing_key)
-    _tls_key(file, "server.key", config.server.key)
-    _public_keys(file, "server.signing_keys", config.server.signing_keys)
-    for name, paths in config.peers.items():
-        _public_keys(file, f"peers.{name}.signing_keys", paths)
+    check_agent_keys(config)
     pairings = _plural(len(config.pairings), "pairing")
     return f"agent config for party {config.party}, {pairings}"
+
+
+def check_server_keys(config: ServerConfig) -> None:
+    """Every key file of a server configuration, private ones first (they must be 0600)."""
+    file = config.file
+    signing_key_file(file, "server.signing_key", config.signing_key)
+    tls_key_file(file, "tls.key", config.tls.key)
+    for name, party in config.parties.items():
+        public_key_files(file, f"parties.{name}.signing_keys", party.signing_keys)
 
 
 def check_server(file: Path) -> str:
     """Validate an exchange server configuration; a one-line summary when it is sound."""
     config = load_server_config(file)
-    _private_mode(file, "server.signing_key", config.signing_key)
-    _signing_key(file, "server.signing_key", config.signing_key)
-    _private_mode(file, "tls.key", config.tls.key)
-    _tls_key(file, "tls.key", config.tls.key)
-    for name, party in config.parties.items():
-        _public_keys(file, f"parties.{name}.signing_keys", party.signing_keys)
+    check_server_keys(config)
     parties = _plural(len(config.parties), "party").replace("partys", "parties")
     pairings = _plural(len(config.pairings), "pairing")
     return f"server config {config.name!r}, {parties}, {pairings}"
@@ -120,8 +83,8 @@ def config_group() -> None:
 def config_check(file: Path, kind: str | None) -> None:
     """Run the validation a daemon runs at start, without starting anything.
 
-    Every key file the configuration names must load as a key; the server's private key files
-    must not be readable by group or others. Exit 0 when sound; 2 with the first error, which
+    Every key file the configuration names must load as a key; private key files must not be
+    readable by group or others. Exit 0 when sound; 2 with the first error, which
     names the configuration key. A passphrase-protected signing key is an error: the daemons
     read it without a passphrase.
     """

@@ -116,8 +116,9 @@ def serve_forever(config: ServerConfig) -> None:
 
 
 def _serve(config: ServerConfig) -> None:
+    # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
+    serve_metrics(config.metrics_listen, f"{config.file}: server.metrics_listen", metrics.REGISTRY)
     running = start(config)
-    serve_metrics(config.metrics_listen, metrics.REGISTRY)
     host = config.listen.rsplit(":", 1)[0]
     print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
     stopping = threading.Event()

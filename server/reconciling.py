@@ -81,7 +81,7 @@ class ReportMaker:
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
         self.store.save_report(rid, pairing, body, sig)
-        metrics.set_open_findings(pairing, findings)
+        metrics.OPEN_FINDINGS.set(pairing, findings)
         return rid
 
     def _latest(self, pairing: str) -> ReportBody | None:

@@ -93,19 +93,38 @@ def test_encrypted_signing_key_is_an_error_the_daemon_would_hit(fed: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("key_path", "relative"),
-    [("server.signing_key", "keys/server.key"), ("tls.key", "tls/server.key")],
+    ("config", "key_path", "relative"),
+    [
+        ("server.toml", "server.signing_key", "keys/server.key"),
+        ("server.toml", "tls.key", "tls/server.key"),
+        ("secom.toml", "agent.signing_key", "keys/secom.key"),
+        ("secom.toml", "server.key", "tls/secom.key"),
+    ],
 )
-def test_server_refuses_loose_private_key_files(fed: Path, key_path: str, relative: str) -> None:
+@pytest.mark.parametrize(("mode", "shown"), [(0o640, "0640"), (0o604, "0604"), (0o620, "0620")])
+def test_loose_private_key_files_are_refused(
+    fed: Path, config: str, key_path: str, relative: str, mode: int, shown: str
+) -> None:
     path = fed / relative
-    path.chmod(0o640)
-    message = _error(_check(fed / "server.toml"))
+    path.chmod(mode)
+    message = _error(_check(fed / config))
     assert message == (
-        f"{fed / 'server.toml'}: {key_path}: file {path} is readable by group or others; "
+        f"{fed / config}: {key_path}: file {path} is open to group or others (mode {shown}); "
         "chmod 600 it"
     )
-    path.chmod(0o600)
-    assert _check(fed / "server.toml").exit_code == 0
+    path.chmod(0o400)  # read-only for the owner is as private as 0600
+    assert _check(fed / config).exit_code == 0
+
+
+@pytest.mark.parametrize(("config", "table"), [("server.toml", "server"), ("secom.toml", "agent")])
+def test_an_invalid_metrics_listen_names_the_key(fed: Path, config: str, table: str) -> None:
+    file = fed / config
+    file.write_text(
+        file.read_text().replace(f"[{table}]\n", f'[{table}]\nmetrics_listen = "9464"\n', 1)
+    )
+    assert _error(_check(file)) == (
+        f"{file}: {table}.metrics_listen: expected HOST:PORT such as 127.0.0.1:9464, got '9464'"
+    )
 
 
 def test_public_key_file_that_is_not_a_key(fed: Path) -> None:

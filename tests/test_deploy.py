@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_agent_config
+from agent.keyfiles import check_agent_keys
 from server.config import load_server_config
+from server.config_cli import check_server_keys
 from server.localfed import write_federation
 
 ROOT = Path(__file__).parent.parent
@@ -288,8 +290,11 @@ def test_compose_init_writes_a_federation_the_services_load(tmp_path: Path) -> N
     subprocess.run(run, check=True, cwd=ROOT, capture_output=True)
     server = load_server_config(work / "server.toml")
     assert server.listen == "127.0.0.1:7443"
+    check_server_keys(server)  # the daemons' start-up check: private keys 0600, all loadable
     for party in ("secom", "jprs"):
-        assert load_agent_config(work / f"{party}.toml").server.address == "localhost:7443"
+        agent = load_agent_config(work / f"{party}.toml")
+        assert agent.server.address == "localhost:7443"
+        check_agent_keys(agent)
     again = subprocess.run(run, check=True, cwd=ROOT, capture_output=True, text=True)
     assert "already set up" in again.stdout
 

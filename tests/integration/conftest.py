@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,17 @@ class Federation:
             signing_keys=(self.work / "keys" / "server.pub",),
         )
         return ExchangeClient(endpoint, timeout=10)
+
+
+def wait_for(path: Path, text: str, seconds: float = 60) -> str:
+    """The content of a daemon's output file once `text` appears in it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        content = path.read_text()
+        if text in content:
+            return content
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path}:\n{path.read_text()}")
 
 
 @pytest.fixture

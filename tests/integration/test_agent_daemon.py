@@ -5,25 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from server.localfed import agent_config, command, write_federation
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for(path: Path, text: str, seconds: float = 60) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        content = path.read_text()
-        if text in content:
-            return content
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {path}:\n{path.read_text()}")
 
 
 def _drop_last_certificate(pem: Path) -> None:
@@ -48,12 +37,12 @@ def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -
     try:
         secom = command("agent", "run", "--config", str(federation.work / "secom.toml"), "--once")
         assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == 0
-        _wait_for(out, "subordinate valid)")  # the first cycle ended fully signed
+        wait_for(out, "subordinate valid)")  # the first cycle ended fully signed
         daemon.send_signal(signal.SIGHUP)
-        _wait_for(out, "jprs: secom-jprs unchanged since snapshot version 1 (expires ")
+        wait_for(out, "jprs: secom-jprs unchanged since snapshot version 1 (expires ")
         _drop_last_certificate(federation.work / "data" / "jprs_ca_certificates.pem")
         daemon.send_signal(signal.SIGHUP)
-        _wait_for(out, "jprs: pushed secom-jprs snapshot version 2 (content changed)")
+        wait_for(out, "jprs: pushed secom-jprs snapshot version 2 (content changed)")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     finally:

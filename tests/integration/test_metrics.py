@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from server.localfed import PARTIES, agent_config, command, server_process, write_federation
+from tests.integration.scrape import assert_serves_documented, free_port, scrape
+from tests.integration.scrape import value as sample
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def test_the_metrics_endpoint_serves_the_documented_names(tmp_path: Path) -> None:
     write_federation(tmp_path)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     toml = tmp_path / "server.toml"
     text = toml.read_text()
     assert 'listen = "127.0.0.1:0"\n' in text
@@ -55,23 +40,11 @@ def test_the_metrics_endpoint_serves_the_documented_names(tmp_path: Path) -> Non
         ]
         outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
         assert [proc.returncode for proc in procs] == [0, 0], outputs
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            body = answer.read().decode()
-    samples = _samples(body)
-    documented = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
-    server_names = [
-        "invsync_snapshots_received_total",
-        "invsync_last_accepted_snapshot_timestamp_seconds",
-        "invsync_open_findings",
-        "invsync_rpc_duration_seconds_count",
-    ]
-    for name in server_names:
-        assert any(key[0] == name for key in samples), (name, body)
-        assert f"`{name.removesuffix('_count')}`" in documented, name
+        body, samples = scrape(metrics_port)
+    assert len(assert_serves_documented("Exchange server", body, samples)) == 4
 
     def value(name: str, **labels: str) -> float | None:
-        return samples.get((name, frozenset(labels.items())))
+        return sample(samples, name, **labels)
 
     for party in ("secom", "jprs"):
         labels = {"party": party, "pairing": "secom-jprs"}

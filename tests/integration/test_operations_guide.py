@@ -1,0 +1,116 @@
+"""docs/operations.md's first pairing, run as written: every shell and TOML block of section 2.
+
+The guide says every command was run as written; this test keeps it so. The blocks are taken
+from the guide in order and run by bash in an empty directory with the installed `invsync` on
+PATH. Only what a person does by hand is added: the same 2.1 block again for JPRS, the three
+terminals of 2.6 as background jobs, a wait until the daemons finish their first cycle, and
+stopping everything. The guide's port 7443 becomes a free one, so parallel runs do not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.scrape import free_port
+
+pytestmark = pytest.mark.integration
+GUIDE = Path(__file__).parents[2] / "docs" / "operations.md"
+COMPLETE = "complete: server valid, root valid, subordinate valid"
+# Bash that waits up to a minute for FILE to contain TEXT, printing FILE if it never does.
+WAIT = """wait_for() {
+  for _ in $(seq 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  cat "$1" >&2; return 1
+}
+"""
+
+
+def _section() -> str:
+    text = GUIDE.read_text()
+    return text[text.index("## 2. First pairing") : text.index("### 2.8")]
+
+
+def _step(kind: str, body: str, name: str | None) -> str:
+    """One block of the guide as the script runs it."""
+    if kind == "toml":
+        assert name is not None, body
+        return f"cat > {name} <<'EOF_TOML'\n{body}EOF_TOML\n"
+    if body.startswith("p=secom;"):  # 2.1: "and by JPRS in jprs/ with p=jprs"
+        return body + body.replace("p=secom;", "p=jprs;", 1)
+    lines: list[str] = []
+    daemons: list[str] = []
+    for line in body.splitlines():
+        if " server run " in line:  # a terminal of its own
+            lines += [f"{line} > server.out 2>&1 &", "SERVER=$!", "wait_for server.out listening"]
+        elif line.endswith("--once)"):  # a terminal each, started together
+            lines += [f"{line} > {line.split()[1]}.once 2>&1 &", "ONCE+=($!)"]
+        elif line.endswith(") &"):  # the daemons
+            party = line.split()[1]
+            lines += [f"{line[:-2]} > {party}.daemon 2>&1 &", "DAEMONS+=($!)"]
+            daemons.append(party)
+        else:
+            lines.append(line)
+    if any("--once)" in line for line in body.splitlines()):
+        lines += ['for pid in "${ONCE[@]}"; do wait "$pid"; done']
+    if daemons:  # each daemon's first cycle needs the other's snapshot: start all, then wait
+        lines += [f"wait_for {party}.daemon 'subordinate valid)'" for party in daemons]
+        lines += ['kill -TERM "${DAEMONS[@]}"', 'for pid in "${DAEMONS[@]}"; do wait "$pid"; done']
+    return "\n".join(lines) + "\n"
+
+
+def _script(port: int) -> str:
+    section = _section()
+    steps = [WAIT, "ONCE=(); DAEMONS=()\n"]
+    for match in re.finditer(
+        r"(?:`([a-z]+/[a-z]+\.toml)`:\n\n)?```(sh|toml)\n(.*?)```", section, re.S
+    ):
+        name, kind, body = match.groups()
+        steps.append(_step(kind, body, name))
+    steps.append('kill -TERM "$SERVER"; wait "$SERVER"\n')
+    return "".join(steps).replace("7443", str(port))
+
+
+def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    script = _script(free_port())
+    assert "openssl" not in script  # invsync's own commands only
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "invsync").exists(), "the installed invsync must be beside the test's python"
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, PATH=path, PYTHONUNBUFFERED="1")  # daemons' lines as they come
+    # A session of its own: if a step fails, the server and daemons it started in the
+    # background are killed with the whole group, not left running.
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    pilot = tmp_path / "pilot"
+    logs = {p.name: p.read_text() for p in pilot.glob("*.*") if p.suffix in (".once", ".daemon")}
+    assert proc.returncode == 0, (stdout, stderr, logs)
+    for config in ("exchange/server.toml", "secom/agent.toml", "jprs/agent.toml"):
+        assert f"{config}: ok (" in stdout
+    for party in ("secom", "jprs"):
+        assert f"{party}: pushed secom-jprs snapshot version 1" in logs[f"{party}.once"]
+        daemon = logs[f"{party}.daemon"]
+        assert f"{party}: pushed secom-jprs snapshot version 2" in daemon, daemon
+        assert daemon.rstrip().endswith(f"{party}: stopped"), daemon
+    # Both `report verify` runs, unpinned and with every signer pinned, on both reports.
+    assert stdout.count(COMPLETE) == 4, stdout
+    assert len(list((pilot / "secom" / "reports").glob("*.report.json"))) == 2

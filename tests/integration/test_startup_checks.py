@@ -1,0 +1,120 @@
+"""What stops a daemon process at start: loose private key files and a bad `metrics_listen`.
+
+Each case starts the real `invsync agent run` or `invsync server run` process and pins its exit
+status and the whole error line, which names the configuration file and key path. None of them
+needs a running server: every check happens before the agent connects or the server listens.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.localfed import agent_config, command, write_federation
+
+pytestmark = pytest.mark.integration
+HINT = "hint: Fix the named key in the configuration file; `invsync --help` lists the commands.\n"
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Path:
+    write_federation(tmp_path)
+    for party in ("secom", "jprs"):
+        (tmp_path / f"{party}.toml").write_text(agent_config(party, 7443))
+    return tmp_path
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port another socket is listening on for the test's duration."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def _run(fed: Path, daemon: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(daemon, "run", "--config", str(config), *(["--once"] if daemon == "agent" else [])),
+        cwd=fed,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _set(config: Path, table: str, line: str) -> None:
+    """Add `line` as the first key of `[table]`."""
+    text = config.read_text()
+    assert f"[{table}]\n" in text
+    config.write_text(text.replace(f"[{table}]\n", f"[{table}]\n{line}\n", 1))
+
+
+def _refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.endswith(f"error: {message}\n{HINT}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("daemon", "file", "key_path", "relative", "mode", "shown"),
+    [
+        ("agent", "secom.toml", "agent.signing_key", "keys/secom.key", 0o640, "0640"),
+        ("agent", "secom.toml", "server.key", "tls/secom.key", 0o604, "0604"),
+        ("server", "server.toml", "server.signing_key", "keys/server.key", 0o640, "0640"),
+        ("server", "server.toml", "tls.key", "tls/server.key", 0o660, "0660"),
+    ],
+)
+def test_a_private_key_open_to_others_stops_the_daemon_before_it_writes(
+    fed: Path, daemon: str, file: str, key_path: str, relative: str, mode: int, shown: str
+) -> None:
+    (fed / relative).chmod(mode)
+    config = fed / file
+    _refused(
+        _run(fed, daemon, config),
+        f"{config}: {key_path}: file {fed / relative} is open to group or others (mode {shown}); "
+        "chmod 600 it",
+    )
+    assert not (fed / "state").exists()  # no database, not even its lock file
+
+
+EACH_DAEMON = pytest.mark.parametrize(
+    ("daemon", "file", "table"),
+    [("agent", "secom.toml", "agent"), ("server", "server.toml", "server")],
+)
+
+
+def _metrics_listen_refused(fed: Path, daemon: str, file: str, table: str, value: str) -> str:
+    """The daemon's problem with `metrics_listen = value`, after checking how it was refused."""
+    config = fed / file
+    _set(config, table, f'metrics_listen = "{value}"')
+    proc = _run(fed, daemon, config)
+    prefix = f"error: {config}: {table}.metrics_listen: "
+    assert prefix in proc.stderr, proc.stderr
+    problem = proc.stderr.split(prefix, 1)[1].split("\n", 1)[0]
+    _refused(proc, f"{config}: {table}.metrics_listen: {problem}")
+    assert not (fed / "state" / f"{file.removesuffix('.toml')}.db").exists()
+    return problem
+
+
+@EACH_DAEMON
+@pytest.mark.parametrize("value", ["localhost", "127.0.0.1:99999", ":9464"])
+def test_an_invalid_metrics_listen_stops_the_daemon_naming_the_key(
+    fed: Path, daemon: str, file: str, table: str, value: str
+) -> None:
+    problem = _metrics_listen_refused(fed, daemon, file, table, value)
+    assert problem == f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}"
+    assert not (fed / "state").exists()  # refused while loading, before the lock
+
+
+@EACH_DAEMON
+def test_a_metrics_port_in_use_stops_the_daemon_naming_the_address(
+    fed: Path, taken_port: int, daemon: str, file: str, table: str
+) -> None:
+    problem = _metrics_listen_refused(fed, daemon, file, table, f"127.0.0.1:{taken_port}")
+    assert problem == f"cannot listen on 127.0.0.1:{taken_port}: Address already in use"

@@ -1,0 +1,88 @@
+"""agent/metrics.py's findings gauge and the rule a refused push is counted under."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.client import Refused, Unreachable, rejection_rule
+from agent.errors import TransportError
+from agent.findings import AckMark, Finding, make_finding
+from agent.metrics import FindingsGauge
+
+AT = datetime(2021, 3, 1, tzinfo=UTC)
+
+
+def _finding(code: str, sha256: str) -> Finding:
+    return make_finding(code, sha256=sha256, subject="CN=x", party="jprs", message="m")
+
+
+def _values(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["pairing"], s.labels["code"], s.labels["severity"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+
+
+def test_the_gauge_counts_open_findings_and_a_newer_report_replaces_them() -> None:
+    registry = CollectorRegistry()
+    gauge = FindingsGauge(registry)
+    acked = replace(
+        _finding("not-in-audit-scope", "C" * 64), acknowledgement=AckMark("jprs", "r", AT, AT)
+    )
+    gauge.set(
+        "p",
+        [
+            _finding("missing-at-subordinate", "A" * 64),
+            _finding("missing-at-subordinate", "B" * 64),
+            acked,  # acknowledged: in the report, but not open
+        ],
+    )
+    gauge.set("q", [_finding("unattributed", "D" * 64)])
+    assert _values(registry) == {
+        ("p", "missing-at-subordinate", "error"): 2,
+        ("q", "unattributed", "warning"): 1,
+    }
+    gauge.set("p", [_finding("not-in-audit-scope", "C" * 64)])
+    assert _values(registry) == {
+        ("p", "missing-at-subordinate", "error"): 0,  # resolved: back to 0, not left at 2
+        ("p", "not-in-audit-scope", "error"): 1,
+        ("q", "unattributed", "warning"): 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "rule"),
+    [
+        (
+            Refused("a:1: PushSnapshot: PERMISSION_DENIED: snapshot rejected [rollback]: v1 <= 2"),
+            "rollback",
+        ),
+        # RESOURCE_EXHAUSTED is not a refusal the client knows, but it names a rule.
+        (
+            TransportError(
+                "a:1: PushSnapshot: RESOURCE_EXHAUSTED: snapshot rejected [stream-too-large]: x"
+            ),
+            "stream-too-large",
+        ),
+        # A rule this agent does not know never becomes a label; the refusal still counts.
+        (
+            Refused("a:1: PushSnapshot: INVALID_ARGUMENT: snapshot rejected [Evil label]: x"),
+            "unknown",
+        ),
+        (
+            Refused("a:1: PushSnapshot: PERMISSION_DENIED: snapshot rejected [new-rule]: x"),
+            "unknown",
+        ),
+        (Refused("a:1: PushSnapshot: PERMISSION_DENIED: caller unknown"), "unknown"),
+        # The server never answered: there is no verdict to count.
+        (Unreachable("a:1", AT, 3, TransportError(": PushSnapshot: UNAVAILABLE: down")), None),
+        (TransportError("a:1: PushSnapshot: INTERNAL: oops"), None),
+    ],
+)
+def test_the_rule_a_refused_push_is_counted_under(error: TransportError, rule: str | None) -> None:
+    assert rejection_rule(error) == rule
