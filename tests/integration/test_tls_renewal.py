@@ -23,7 +23,7 @@ from agent.report import parse_report_body, read_report_file, verify_report
 from agent.snapshot import decode_payload
 from server.localfed import PARTIES, server_process, write_federation
 from tests.integration.conftest import Federation
-from tests.integration.test_exchange import _latest_reports, _run_both_agents
+from tests.integration.test_exchange import _latest_reports, _refresh_every_cycle, _run_both_agents
 from tests.integration.test_retry import _pin_port, free_port
 
 pytestmark = pytest.mark.integration
@@ -99,6 +99,8 @@ def test_renewed_tls_certificates_take_effect_on_restart_and_state_carries_over(
         finally:
             client.close()
         assert peer.payload == before[("secom", 1)]
+        for party in PARTIES:  # push again though nothing changed: the chain must continue
+            _refresh_every_cycle(tmp_path / f"{party}.toml")
         _run_both_agents(fed)
 
     after = _snapshots(tmp_path)
