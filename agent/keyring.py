@@ -82,38 +82,52 @@ class KeyRing:
     rotations: tuple[Rotation, ...] = field(default=())
 
     def known(self) -> dict[str, VerifyKey]:
-        """Every key ever trusted for the party, in any pairing: the check before parsing."""
+        """Every key trusted for the party at some version of some pairing: the check before
+        parsing, so that only bytes one of the party's keys signed are ever decoded."""
         keys = dict(self.pinned)
-        for rotation in self.rotations:
-            keys.update(_by_id([rotation.new_key, *rotation.old_keys]))
+        for pairing in {r.pairing for r in self.rotations}:
+            for rotation in self._chain(pairing):
+                keys.update(_by_id([rotation.new_key, *rotation.old_keys]))
         return keys
 
     def keys_for(self, pairing: str, version: int | None = None) -> dict[str, VerifyKey]:
         """The keys that may sign the party's snapshot `version` of `pairing` (None: the next).
 
-        Before the first rotation: the pinned keys and the ones that rotation retired (the
-        operator may since have pinned only the new key). The announcing snapshot itself is
-        signed by the keys before it; every later one by the new key alone.
+        The announcing snapshot itself is signed by the keys before it (kept valid for earlier
+        versions even if the operator has since pinned only the new key); every later one by
+        the new key alone.
         """
-        ordered = self._of(pairing)
         keys = dict(self.pinned)
-        if ordered:
-            keys.update(_by_id(ordered[0].old_keys))
-        for rotation in ordered:
+        for rotation in self._chain(pairing):
             if version is not None and rotation.version >= version:
+                keys.update(_by_id(rotation.old_keys))
                 break
             keys = _by_id([rotation.new_key])
         return keys
 
     def retired_by(self, pairing: str, keyid: str) -> Rotation | None:
         """The rotation of `pairing` that retired `keyid`; None if it is in force or never was."""
-        current = self.keys_for(pairing)
-        if keyid in current:
+        if keyid in self.keys_for(pairing):
             return None
-        return next((r for r in self._of(pairing) if keyid in _by_id(r.old_keys)), None)
+        return next((r for r in self._chain(pairing) if keyid in _by_id(r.old_keys)), None)
 
-    def _of(self, pairing: str) -> list[Rotation]:
-        return sorted((r for r in self.rotations if r.pairing == pairing), key=lambda r: r.version)
+    def _chain(self, pairing: str) -> list[Rotation]:
+        """The recorded rotations of `pairing` that continue from the pinned keys.
+
+        A rotation whose old keys are no longer pinned, and whose new key is not either, is
+        left out: the operators re-pinned the party's key out of band (after a compromise, the
+        old key's holder could have announced a key of its own), and the pin wins.
+        """
+        chain: list[Rotation] = []
+        keys = set(self.pinned)
+        ordered = sorted(
+            (r for r in self.rotations if r.pairing == pairing), key=lambda r: r.version
+        )
+        for rotation in ordered:
+            if keys & {k.keyid for k in rotation.old_keys} or rotation.new_key.keyid in keys:
+                chain.append(rotation)
+                keys = {rotation.new_key.keyid}
+        return chain
 
 
 def check_key_schedule(env: Envelope, header: SnapshotHeader, ring: KeyRing) -> Rotation | None:

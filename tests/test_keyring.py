@@ -262,6 +262,19 @@ def test_keys_by_version_let_a_peer_verify_history() -> None:
     assert set(ring.known()) == {NEW.keyid, OLD.keyid}
 
 
+def test_a_key_pinned_out_of_band_wins_over_a_rotation_from_a_key_no_longer_pinned() -> None:
+    # OLD leaked and its holder announced NEWER; the operators then pinned NEW by hand.
+    stolen = Rotation("jprs", PAIRING, 5, NEWER.public, (OLD.public,))
+    ring = KeyRing("jprs", {NEW.keyid: NEW.public}, (stolen,))
+    assert set(ring.keys_for(PAIRING)) == {NEW.keyid}
+    assert set(ring.known()) == {NEW.keyid}
+    assert ring.retired_by(PAIRING, OLD.keyid) is None
+    # Pinned as before, the recorded rotation stands.
+    assert set(KeyRing("jprs", {OLD.keyid: OLD.public}, (stolen,)).keys_for(PAIRING)) == {
+        NEWER.keyid
+    }
+
+
 def test_the_peer_agent_applies_the_same_rules(rotated: Server, records: list[CertRecord]) -> None:
     jprs = acc.PartyPolicy("jprs", {OLD.keyid: OLD.public})
     old_alone = envelope.sign(snapshot.SNAPSHOT_PAYLOAD_TYPE, rotated.payload(records), [OLD])

@@ -72,8 +72,9 @@ def _run_both_agents(federation: Federation) -> list[str]:
     return outputs
 
 
-def _run_changed_then_peer(federation: Federation, *, changed: str, peer: str) -> None:
+def _run_changed_then_peer(federation: Federation, *, changed: str, peer: str) -> str:
     """The changed party pushes; the unchanged peer's cycle then co-signs the new report.
+    Returns the changed party's output.
 
     Run at once, the peer might settle on the last complete report before the push and exit,
     leaving the new report to its next cycle; a test needs the order fixed.
@@ -99,6 +100,7 @@ def _run_changed_then_peer(federation: Federation, *, changed: str, peer: str) -
     finally:
         if first.poll() is None:
             first.kill()
+    return out.read_text()
 
 
 def _latest_reports(federation: Federation) -> list[Path]:
