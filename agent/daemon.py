@@ -23,6 +23,7 @@ from agent.envelope import Envelope, Sig, pae, verify_or_raise
 from agent.errors import ReportError
 from agent.facts import Facts, SourceContext
 from agent.files import write_atomically
+from agent.findings import Finding
 from agent.freshness import PushReason, push_reason
 from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
@@ -44,6 +45,7 @@ from agent.report import (
 )
 from agent.report_files import page, report_files
 from agent.rotation import OwnKeys, PeerKeys
+from agent.rules.stale_peer import never_sent
 from agent.scope import root_scope, subordinate_scope
 from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload, decode_payload
 from agent.sources.ct_client import CtFetch
@@ -66,6 +68,14 @@ class CycleResult:
     @property
     def complete(self) -> bool:
         return self.verification.complete
+
+
+class PeerArrived(ReportError):
+    """A report says the peer sent no snapshot, but the server now holds one.
+
+    Expected when both parties push their first snapshots at once: the report made on the first
+    push is overtaken by the one made on the second, which the cycle goes on to co-sign.
+    """
 
 
 @dataclass(frozen=True)
@@ -315,8 +325,11 @@ class Agent:
         while True:
             found = self._report_naming(pairing.name, own)
             if found is not None and not self.store.has_cosigned(found[1]):
-                self._cosign_report(pairing, own, *found)
-                continue
+                try:
+                    self._cosign_report(pairing, own, *found)
+                    continue
+                except PeerArrived:
+                    pass  # the report on both snapshots is being made: poll for it
             if found is not None and verify_report(found[0]).complete:
                 return self._write(pairing.name, found[1], found[0])
             if time.monotonic() > deadline:
@@ -374,15 +387,18 @@ class Agent:
         """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
         body = parse_report_body(body_bytes)
         peer_role = _other_role(pairing.role)
-        peer = self._fetch_peer(pairing, getattr(body, peer_role).version)
-        refs = {pairing.role: _ref(own, pairing.role), peer_role: _ref(peer, peer_role)}
+        claimed = getattr(body, peer_role)
+        peer = None if claimed.version == 0 else self._fetch_peer(pairing, claimed.version)
+        if peer is None:
+            self._check_peer_absent(pairing)
+            peer_ref = SnapshotRef.absent(pairing.peer, peer_role)
+        else:
+            peer_ref = _ref(peer, peer_role)
+        refs = {pairing.role: _ref(own, pairing.role), peer_role: peer_ref}
         for role, actual in refs.items():
             _check_ref(pairing.name, getattr(body, role), actual)
         self._check_signers(pairing, body.signers)
-        own_side = Side.of(own, previous=self._own_previous(pairing.name, own))
-        peer_side = Side.of(peer, previous=self._peer_previous(pairing, peer))
-        root, sub = (own_side, peer_side) if pairing.role == ROOT else (peer_side, own_side)
-        findings = reconcile(root, sub, body.as_of)
+        findings = self._findings(pairing, own, peer, body.as_of)
         mine = build_report_body(
             pairing=pairing.name,
             as_of=body.as_of,
@@ -400,6 +416,27 @@ class Agent:
             raise ReportError(
                 f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
             )
+
+    def _findings(
+        self, pairing: PairingConfig, own: Snapshot, peer: Snapshot | None, at: datetime
+    ) -> tuple[Finding, ...]:
+        if peer is None:
+            return (never_sent(pairing.peer, pairing.name),)
+        own_side = Side.of(own, previous=self._own_previous(pairing.name, own))
+        peer_side = Side.of(peer, previous=self._peer_previous(pairing, peer))
+        root, sub = (own_side, peer_side) if pairing.role == ROOT else (peer_side, own_side)
+        return reconcile(root, sub, at)
+
+    def _check_peer_absent(self, pairing: PairingConfig) -> None:
+        """A report saying the peer sent nothing is signed only if the server indeed has nothing."""
+        try:
+            self.client.fetch_peer_snapshot(pairing.name, 0)
+        except NotFoundYet:
+            return
+        raise PeerArrived(
+            f"refusing to sign report on pairing {pairing.name!r}: it says {pairing.peer} has "
+            "sent no snapshot, but the server holds one"
+        )
 
     def _previous_report(self, pairing: str, rid: str | None) -> ReportBody | None:
         """The report the server's body says it continues, checked as the server's own.

@@ -61,6 +61,11 @@ class SnapshotRef:
     version: int
     digest: str
 
+    @classmethod
+    def absent(cls, party: str, role: str) -> SnapshotRef:
+        """The side of a party that has sent no snapshot yet: version 0, no digest."""
+        return cls(party, role, 0, "")
+
     def to_json(self) -> dict[str, object]:
         return {
             "party": self.party,

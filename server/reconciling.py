@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from agent.acceptance import AcceptancePolicy
 from agent.envelope import Sig, pae
 from agent.errors import ReportError
+from agent.findings import Finding
 from agent.keyring import KeyRing
 from agent.keys import SigningKey
 from agent.model import ROOT, SUBORDINATE, Side, Snapshot
@@ -26,6 +27,7 @@ from agent.report import (
     parse_report_body,
     report_id,
 )
+from agent.rules.stale_peer import never_sent
 from agent.snapshot import decode_payload
 from server import metrics
 from server.store import ServerStore
@@ -50,17 +52,21 @@ class ReportMaker:
         self.clock = clock
 
     def make(self, pairing: str) -> str | None:
-        """Reconcile and store a signed report; returns its id, or None while a side is missing."""
+        """Reconcile and store a signed report; its id, or None while neither side has pushed.
+
+        While one side has pushed and the other has not, the report compares nothing and says
+        so in its one finding (`never_sent`), so the silence shows on the schedule too.
+        """
         spec = self.policy.pairings[pairing]
-        root_env = self.store.snapshot(spec.root, pairing)
-        sub_env = self.store.snapshot(spec.subordinate, pairing)
-        if root_env is None or sub_env is None:
+        root = self._latest_snapshot(spec.root, pairing)
+        sub = self._latest_snapshot(spec.subordinate, pairing)
+        if root is None and sub is None:
             return None
-        root, sub = decode_payload(root_env.payload), decode_payload(sub_env.payload)
-        root_side = Side.of(root, previous=self._previous(root))
-        sub_side = Side.of(sub, previous=self._previous(sub))
         as_of = self.as_of or self.clock()
-        root_ref, sub_ref = _ref(root, ROOT), _ref(sub, SUBORDINATE)
+        root_ref = _ref(root, ROOT) if root else SnapshotRef.absent(spec.root, ROOT)
+        sub_ref = (
+            _ref(sub, SUBORDINATE) if sub else SnapshotRef.absent(spec.subordinate, SUBORDINATE)
+        )
         previous = self._latest(pairing)
         if previous is not None and (previous.root, previous.subordinate, previous.as_of) == (
             root_ref,
@@ -68,7 +74,13 @@ class ReportMaker:
             as_of,
         ):
             return previous.report_id  # the same snapshots at the same clock: nothing new
-        findings = reconcile(root_side, sub_side, as_of)
+        if root is None or sub is None:
+            findings: tuple[Finding, ...] = (
+                never_sent(spec.root if root is None else spec.subordinate, pairing),
+            )
+        else:
+            root_side = Side.of(root, previous=self._previous(root))
+            findings = reconcile(root_side, Side.of(sub, previous=self._previous(sub)), as_of)
         body = build_report_body(
             pairing=pairing,
             as_of=as_of,
@@ -83,6 +95,10 @@ class ReportMaker:
         self.store.save_report(rid, pairing, body, sig)
         metrics.OPEN_FINDINGS.set(pairing, findings)
         return rid
+
+    def _latest_snapshot(self, party: str, pairing: str) -> Snapshot | None:
+        env = self.store.snapshot(party, pairing)
+        return None if env is None else decode_payload(env.payload)
 
     def _latest(self, pairing: str) -> ReportBody | None:
         """The pairing's latest report, which the next one continues (first_seen, resolved).

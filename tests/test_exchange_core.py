@@ -197,10 +197,11 @@ def refused(
 
 @pytest.fixture
 def secom_pushed(rig: Rig, records: list[CertRecord]) -> Envelope:
-    """secom's v1 is in: any jprs snapshot accepted now would make a report at once."""
+    """secom's v1 is in (with the report saying jprs sent nothing yet): any jprs snapshot
+    accepted now would make a report on both at once."""
     env = sign_snapshot(payload(records, "secom"), rig.keys.secom)  # ECDSA: not deterministic
     rig.push(env, "secom")
-    assert (rig.snapshots(), rig.reports()) == (1, 0)
+    assert (rig.snapshots(), rig.reports()) == (1, 1)
     return env
 
 
@@ -208,7 +209,7 @@ def secom_pushed(rig: Rig, records: list[CertRecord]) -> Envelope:
 def jprs_v1(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) -> bytes:
     data = payload(records)
     rig.push(sign_snapshot(data, rig.keys.jprs), "jprs")
-    assert (rig.snapshots(), rig.reports()) == (2, 1)
+    assert (rig.snapshots(), rig.reports()) == (2, 2)
     return data
 
 
@@ -507,14 +508,24 @@ def test_receipt_is_signed_by_the_server_and_names_the_snapshot(
 def test_report_is_made_once_both_sides_pushed_and_signed_by_the_server(
     rig: Rig, records: list[CertRecord]
 ) -> None:
-    jprs = payload(records)
-    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
-    assert rig.reports() == 0
     with pytest.raises(NotFound, match=re.escape("pairing 'secom-jprs': no report yet")):
         rig.exchange.report("jprs", PAIRING, "")
+    jprs = payload(records)
+    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
+    assert rig.reports() == 1
+    alone = parse_report_body(rig.exchange.report("jprs", PAIRING, "").envelope.payload)
+    assert (alone.root.version, alone.root.digest, alone.subordinate.version) == (0, "", 1)
+    assert [(f.code, f.party, f.message) for f in alone.findings] == [
+        (
+            "stale-peer",
+            "secom",
+            "secom has not sent a snapshot of pairing secom-jprs yet; nothing was compared. "
+            "It must configure its agent for the pairing and send one",
+        )
+    ]
     secom = payload(records, "secom")
     rig.push(sign_snapshot(secom, rig.keys.secom), "secom")
-    assert rig.reports() == 1
+    assert rig.reports() == 2
     stored = rig.exchange.report("secom", PAIRING, "")
     assert stored.report_id == sha(stored.envelope.payload)
     assert stored.envelope.payload_type == REPORT_PAYLOAD_TYPE
@@ -546,7 +557,7 @@ def test_same_snapshot_twice_returns_the_identical_receipt_and_stores_one_row(
     again = rig.push(env, "jprs")
     assert again == first
     assert rig.snapshots() == 2
-    assert rig.reports() == 1
+    assert rig.reports() == 2
 
 
 def test_concurrent_identical_pushes_store_one_row(
@@ -562,7 +573,7 @@ def test_concurrent_identical_pushes_store_one_row(
     with ThreadPoolExecutor(8) as pool:
         receipts = [f.result(timeout=30) for f in [pool.submit(push_once) for _ in range(8)]]
     assert len(set(receipts)) == 1
-    assert (rig.snapshots(), rig.reports()) == (2, 1)
+    assert (rig.snapshots(), rig.reports()) == (2, 2)
 
 
 def test_fetch_peer_snapshot_returns_the_exact_bytes(
@@ -691,6 +702,6 @@ def test_a_failing_reconciliation_does_not_undo_the_committed_snapshot(
         receipt = rig.push(sign_snapshot(data, rig.keys.jprs), "jprs")
     assert "reconciling pairing=secom-jprs failed" in caplog.text
     assert receipt_of(receipt)[1].version == 1
-    assert (rig.snapshots(), rig.reports()) == (2, 0)
+    assert (rig.snapshots(), rig.reports()) == (2, 1)  # only the one made before
     assert rig.store.last_accepted("jprs", PAIRING) == acc.LastAccepted(1, sha(data))
     assert rig.store.receipt("jprs", PAIRING, 1) == receipt

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from agent.findings import CATALOGUE, FINDING_FIELDS, Severity
 from agent.report import SIGNER_ROLES, parse_report_body
+from agent.rules.stale_peer import never_sent
 from tests.report_helpers import (
     AS_OF,
     OV_BUG,
@@ -155,3 +156,11 @@ def test_enumerations_are_the_code_s() -> None:
     code = defs["finding"]["properties"]["code"]
     for name in CATALOGUE:
         assert VALIDATOR.evolve(schema=code).is_valid(name), name
+
+
+def test_a_body_on_a_party_that_sent_nothing_validates_and_its_digest_must_be_empty() -> None:
+    body = json.loads(body_bytes([never_sent("jprs", "secom-jprs")]))
+    body["subordinate"] = {"party": "jprs", "role": "subordinate", "version": 0, "digest": ""}
+    assert _errors(body) == []
+    body["subordinate"]["digest"] = "ab" * 32  # version 0 names no snapshot
+    assert _errors(body) != []

@@ -2,7 +2,8 @@
 
 Findings are only as current as the snapshots they compare: a stale side hides whatever changed
 since. The stale party must send a new snapshot. A side without a header (an offline comparison
-of plain lists) has no age and is never stale.
+of plain lists) has no age and is never stale. A party that has sent no snapshot at all is the
+one finding of its pairing's reports until it does (`never_sent`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,24 @@ def check(ctx: Context) -> Iterable[Finding]:
                 party=side.party,
                 message=f"{side.party}'s snapshot {problem}; it must send a new one",
             )
+
+
+def never_sent(party: str, pairing: str) -> Finding:
+    """The one finding of a report made while `party` has sent no snapshot of the pairing.
+
+    Nothing can be compared yet; the report exists so that both the server's schedule and the
+    party that did send one show the silence instead of waiting for it.
+    """
+    return make_finding(
+        STALE_PEER,
+        sha256="",
+        subject="",
+        party=party,
+        message=(
+            f"{party} has not sent a snapshot of pairing {pairing} yet; nothing was compared. "
+            f"It must configure its agent for the pairing and send one"
+        ),
+    )
 
 
 def staleness(side: Side, ctx: Context) -> str:
