@@ -118,3 +118,81 @@ def test_a_metrics_port_in_use_stops_the_daemon_naming_the_address(
 ) -> None:
     problem = _metrics_listen_refused(fed, daemon, file, table, f"127.0.0.1:{taken_port}")
     assert problem == f"cannot listen on 127.0.0.1:{taken_port}: Address already in use"
+
+
+def _edit(config: Path, old: str, new: str) -> None:
+    text = config.read_text()
+    assert old in text, f"{old!r} not in {config}"
+    config.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("daemon", "file", "old", "new", "problem"),
+    [
+        (
+            "agent",
+            "secom.toml",
+            "[server]\n",
+            "[server]\nadress = 1\n",
+            "server.adress: unknown key",
+        ),
+        (
+            "agent",
+            "secom.toml",
+            "[agent]\n",
+            '[agent]\nrpc_timeout_seconds = "10"\n',
+            "agent.rpc_timeout_seconds: expected int, got str",
+        ),
+        ("agent", "secom.toml", 'party = "secom"\n', "", "agent.party: missing"),
+        ("server", "server.toml", "[tls]\n", "[tls]\nciphers = 1\n", "tls.ciphers: unknown key"),
+        (
+            "server",
+            "server.toml",
+            "[server]\n",
+            "[server]\nmax_snapshot_bytes = 1.5\n",
+            "server.max_snapshot_bytes: expected int, got float",
+        ),
+        ("server", "server.toml", 'listen = "127.0.0.1:0"\n', "", "server.listen: missing"),
+        (
+            "server",
+            "server.toml",
+            'client_ca = "tls/ca.pem"\n',
+            "",
+            "tls.client_ca: missing",  # no TLS without client authentication
+        ),
+    ],
+    ids=[
+        "agent-unknown-key",
+        "agent-wrong-type",
+        "agent-missing-key",
+        "server-unknown-key",
+        "server-wrong-type",
+        "server-missing-key",
+        "server-no-client-auth",
+    ],
+)
+def test_a_bad_configuration_stops_the_daemon_naming_the_key_path(
+    fed: Path, daemon: str, file: str, old: str, new: str, problem: str
+) -> None:
+    config = fed / file
+    _edit(config, old, new)
+    _refused(_run(fed, daemon, config), f"{config}: {problem}")
+    assert not (fed / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("daemon", "file", "key_path", "missing"),
+    [
+        ("agent", "jprs.toml", "peers.secom.signing_keys[0]", "keys/secom.pub"),
+        ("agent", "secom.toml", "server.ca", "tls/ca.pem"),
+        ("server", "server.toml", "parties.jprs.signing_keys[0]", "keys/jprs.pub"),
+        ("server", "server.toml", "tls.cert", "tls/server.crt"),
+    ],
+)
+def test_a_missing_file_stops_the_daemon_naming_the_key_path(
+    fed: Path, daemon: str, file: str, key_path: str, missing: str
+) -> None:
+    (fed / missing).unlink()
+    config = fed / file
+    _refused(_run(fed, daemon, config), f"{config}: {key_path}: file not found: {fed / missing}")
+    assert not (fed / "state").exists()
