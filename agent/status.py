@@ -1,6 +1,7 @@
 """What `invsync status` tells an operator about each pairing of an agent: its last snapshot
-(version, age, expiry), a snapshot still waiting for its receipt, the latest report in the
-report_dir (signatures, open and acknowledged findings), and whether the server answers."""
+(version, age, expiry), a snapshot still waiting for its receipt, the peer's last snapshot
+(verified, from the server; offline, the version the latest report names), the latest report in
+the report_dir (signatures, open and acknowledged findings), and whether the server answers."""
 
 from __future__ import annotations
 
@@ -10,24 +11,59 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.errors import InvsyncError
 from agent.findings import Severity
+from agent.model import SnapshotHeader
 from agent.report import verify_report
 from agent.report_files import report_files
 from agent.store import AgentStore
 from agent.times import rfc3339
 
 Probe = Callable[[str], str]  # pairing -> "reachable ..." or raises InvsyncError
+# pairing -> the header of the peer's latest snapshot at the server, verified with the peer's
+# keys; None when the peer has pushed none. Raises InvsyncError when it cannot tell.
+PeerLookup = Callable[[str], SnapshotHeader | None]
 
 
 def pairing_status(
-    config: AgentConfig, store: AgentStore, pairing: str, now: datetime, probe: Probe | None
+    config: AgentConfig,
+    store: AgentStore,
+    pairing: str,
+    now: datetime,
+    probe: Probe | None,
+    peer: PeerLookup | None = None,
 ) -> dict[str, Any]:
+    report = _report(config.report_dir, pairing, config.party)
     return {
         "pairing": pairing,
         "snapshot": _snapshot(store, pairing, now),
         "pending_version": _pending(store, pairing),
-        "report": _report(config.report_dir, pairing),
+        "peer_snapshot": _peer_snapshot(peer, pairing, now, report),
+        "report": report,
         "server": _server(probe, pairing),
+    }
+
+
+def _peer_snapshot(
+    peer: PeerLookup | None, pairing: str, now: datetime, report: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The peer's latest snapshot as the server holds it, or, offline, as the report names it."""
+    if peer is None:
+        version = None if report is None else report["peer_version"]
+        return {"source": "latest report", "version": version}
+    try:
+        header = peer(pairing)
+    except InvsyncError as e:
+        return {"source": "server", "error": str(e)}
+    if header is None:
+        return {"source": "server", "version": None}
+    return {
+        "source": "server",
+        "version": header.version,
+        "issued_at": rfc3339(header.issued_at),
+        "age_seconds": int((now - header.issued_at).total_seconds()),
+        "expires_at": rfc3339(header.expires_at),
+        "expired": header.expires_at <= now,
     }
 
 
@@ -49,7 +85,7 @@ def _pending(store: AgentStore, pairing: str) -> int | None:
     return None if pending is None else pending.version
 
 
-def _report(directory: Path, pairing: str) -> dict[str, Any] | None:
+def _report(directory: Path, pairing: str, party: str = "") -> dict[str, Any] | None:
     files = (
         [f for f in report_files(directory) if f.body.pairing == pairing]
         if directory.is_dir()
@@ -61,8 +97,10 @@ def _report(directory: Path, pairing: str) -> dict[str, Any] | None:
     verification = verify_report(latest.envelope)
     findings = latest.body.findings
     open_ = [f for f in findings if f.acknowledgement is None]
+    sides = (latest.body.root, latest.body.subordinate)
     return {
         "id": latest.report_id,
+        "peer_version": next((s.version for s in sides if s.party != party), None),
         "as_of": rfc3339(latest.body.as_of),
         "file": str(latest.path),
         "signatures": {role: status.value for role, status in verification.roles.items()},
@@ -94,9 +132,21 @@ def status_text(rows: list[dict[str, Any]]) -> str:
             )
         if row["pending_version"] is not None:
             lines.append(f"  pending: version {row['pending_version']} awaits its receipt")
+        lines.append("  " + _peer_line(row["peer_snapshot"]))
         lines.append("  " + _report_line(row["report"]))
         lines.append(f"  server: {row['server']}")
     return "\n".join(lines) + "\n"
+
+
+def _peer_line(peer: dict[str, Any]) -> str:
+    if "error" in peer:
+        return f"peer snapshot: cannot tell ({peer['error']})"
+    if peer["version"] is None:
+        return f"peer snapshot: none ({peer['source']})"
+    if peer["source"] != "server":
+        return f"peer snapshot: version {peer['version']} (in the latest report; --offline)"
+    state = "EXPIRED" if peer["expired"] else f"expires {peer['expires_at']}"
+    return f"peer snapshot: version {peer['version']}, {peer['age_seconds']} s old, {state}"
 
 
 def _report_line(report: dict[str, Any] | None) -> str:

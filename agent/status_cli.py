@@ -8,11 +8,14 @@ from pathlib import Path
 
 import click
 
+from agent.acceptance import PartyPolicy, verify_peer_snapshot
 from agent.backoff import RetryPolicy
 from agent.cli_options import config_option, format_option
 from agent.client import ExchangeClient, NotFoundYet
 from agent.config import AgentConfig, load_agent_config
-from agent.status import Probe, pairing_status, status_text
+from agent.keys import load_verify_key
+from agent.model import SnapshotHeader
+from agent.status import PeerLookup, Probe, pairing_status, status_text
 from agent.store import AgentStore
 
 PROBE_SECONDS = 5.0
@@ -23,16 +26,19 @@ PROBE_SECONDS = 5.0
 @click.option("--offline", is_flag=True, help="Do not ask the exchange server.")
 @format_option("text", "json")
 def status_command(config_path: Path, offline: bool, fmt: str) -> None:
-    """Show each pairing: the last snapshot (version, age, expiry), a snapshot awaiting its
-    receipt, the latest report (signatures, open and acknowledged findings), and whether the
-    exchange server answers (one try, no retries)."""
+    """Show each pairing: our last snapshot and the peer's (version, age, expiry), a snapshot
+    awaiting its receipt, the latest report (signatures, open and acknowledged findings), and
+    whether the exchange server answers (one try, no retries)."""
     config = load_agent_config(config_path)
     client = None if offline else _client(config)
     probe = None if client is None else _probe(client)
     now = datetime.now(UTC)
     try:
         with AgentStore(config.database, create=False) as store:
-            rows = [pairing_status(config, store, name, now, probe) for name in config.pairings]
+            peer = None if client is None else _peer_lookup(config, store, client)
+            rows = [
+                pairing_status(config, store, name, now, probe, peer) for name in config.pairings
+            ]
     finally:
         if client is not None:
             client.close()
@@ -43,6 +49,28 @@ def status_command(config_path: Path, offline: bool, fmt: str) -> None:
 
 def _client(config: AgentConfig) -> ExchangeClient:
     return ExchangeClient(config.server, timeout=PROBE_SECONDS, retry=RetryPolicy(retries=0))
+
+
+def _peer_lookup(config: AgentConfig, store: AgentStore, client: ExchangeClient) -> PeerLookup:
+    """The peer's latest snapshot, verified like a cycle does; read-only: a rotation it
+    announces is left for the next cycle to record."""
+
+    def lookup(name: str) -> SnapshotHeader | None:
+        pairing = config.pairings[name]
+        try:
+            env = client.fetch_peer_snapshot(name, 0)
+        except NotFoundYet:
+            return None
+        keys = {k.keyid: k for k in map(load_verify_key, config.peers[pairing.peer])}
+        return verify_peer_snapshot(
+            env,
+            peer=PartyPolicy(pairing.peer, keys),
+            pairing=name,
+            now=None,  # an expired snapshot is shown as such, not refused
+            rotations=store.rotations(pairing.peer),
+        ).header
+
+    return lookup
 
 
 def _probe(client: ExchangeClient) -> Probe:

@@ -46,8 +46,17 @@ def test_status_after_a_full_cycle(federation: Federation) -> None:
     assert errors >= 2
     assert report["signatures"] == {"server": "valid", "root": "valid", "subordinate": "valid"}
     assert str(row["server"]).startswith(f"reachable at {federation.address} (latest report ")
+    peer = row["peer_snapshot"]
+    assert isinstance(peer, dict)
+    assert (peer["source"], peer["version"], peer["expired"]) == ("server", 1, False)
+    jprs_v1 = parse_report_body(read_report_file(str(report["file"])).payload).subordinate
+    assert jprs_v1.version == 1
     (offline,) = _status(federation, "--offline")
     assert offline["server"] == "not asked (--offline)"
+    assert offline["peer_snapshot"] == {"source": "latest report", "version": 1}
+    config = str(federation.work / "secom.toml")
+    text = CliRunner().invoke(invsync, ["status", "--config", config]).output
+    assert "  peer snapshot: version 1, " in text and ", expires " in text, text
 
 
 def test_status_before_any_cycle_says_so(federation: Federation) -> None:
@@ -67,4 +76,5 @@ def test_status_before_any_cycle_says_so(federation: Federation) -> None:
     text = CliRunner().invoke(invsync, ["status", "--config", config]).output
     assert "snapshot: none pushed yet" in text
     assert "report: none written yet" in text
+    assert "peer snapshot: none (server)" in text
     assert f"server: reachable at {federation.address} (no report yet)" in text
