@@ -27,7 +27,7 @@ from agent.facts import AuditPeriod, SourceContext
 from agent.findings import Finding, Severity
 from agent.keyfiles import check_agent_keys
 from agent.lock import DaemonLock
-from agent.logs import setup_logging
+from agent.logs import log_context, setup_logging
 from agent.model import ROOT, SUBORDINATE, Side
 from agent.offline import PublicSources, offline_sides
 from agent.progress import terminal_progress
@@ -243,7 +243,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     if not once:
         _check_interval(config, interval)
     check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
-    with DaemonLock(config.database):
+    with DaemonLock(config.database), log_context(party=config.party):
         metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
         agent = Agent(config)
         try:
@@ -287,13 +287,20 @@ def _cycle(agent: Agent, wait: float) -> bool:
     click.echo(f"{party}: collected {count} certificates")
     complete = True
     for pairing in agent.config.pairings.values():
-        outcome = _push(agent, pairing)
-        click.echo(_push_line(party, pairing.name, outcome))
-        result = agent.settle(pairing, wait)
-        roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
-        click.echo(f"{party}: report {result.report_path} ({roles})")
-        complete = complete and result.complete
+        with log_context(pairing=pairing.name, peer=pairing.peer):
+            complete = _pairing_cycle(agent, pairing, wait) and complete
     return complete
+
+
+def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> bool:
+    party = agent.config.party
+    outcome = _push(agent, pairing)
+    click.echo(_push_line(party, pairing.name, outcome))
+    with log_context(version=outcome.version):
+        result = agent.settle(pairing, wait)
+    roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
+    click.echo(f"{party}: report {result.report_path} ({roles})")
+    return result.complete
 
 
 def _push_line(party: str, pairing: str, outcome: PushOutcome) -> str:

@@ -11,14 +11,47 @@ no caller passes key material or passphrases.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TextIO
 
 FIELDS = ("party", "pairing", "version", "peer")
+# The fields of the work under way (this daemon's party, the pairing of the cycle), which every
+# line logged meanwhile carries unless its caller gave the field itself.
+_CONTEXT: contextvars.ContextVar[tuple[tuple[str, object], ...]] = contextvars.ContextVar(
+    "invsync_log_context", default=()
+)
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Every line logged inside the block carries `fields` (names from FIELDS)."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"not log fields: {sorted(unknown)}")
+    token = _CONTEXT.set(tuple({**dict(_CONTEXT.get()), **fields}.items()))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the fields of `log_context` to each record that does not set them itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _CONTEXT.get():
+            if record.__dict__.get(name) is None:
+                record.__dict__[name] = value
+        return True
+
+
 ENV_VAR = "INVSYNC_LOG_FORMAT"
 FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -84,6 +117,7 @@ def setup_logging(
     out = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter_for(choose_format(out, environ)))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -15,6 +15,7 @@ import grpc
 
 from agent.envelope import Envelope, Sig
 from agent.errors import InvsyncError
+from agent.logs import log_context
 from agent.snapshot import to_chunks
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
@@ -86,7 +87,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
 def _guard(method: str, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     """Run `call`, timed as `method`; an InvsyncError aborts the call with its status."""
     try:
-        with metrics.RPC_DURATION.labels(method).time():
+        with metrics.RPC_DURATION.labels(method).time(), log_context(peer=context.peer()):
             return call()
     except InvsyncError as e:
         log.warning("refused peer=%s: %s", context.peer(), e, extra={"peer": context.peer()})

@@ -10,7 +10,14 @@ from datetime import datetime
 
 import pytest
 
-from agent.logs import JsonFormatter, TextFormatter, choose_format, setup_logging
+from agent.logs import (
+    FIELDS,
+    JsonFormatter,
+    TextFormatter,
+    choose_format,
+    log_context,
+    setup_logging,
+)
 
 
 class Tty(io.StringIO):
@@ -94,3 +101,25 @@ def test_only_the_named_fields_reach_a_line() -> None:
         line = formatter.format(record)
         assert secret not in line
         assert "hunter2" not in line
+
+
+def test_every_line_inside_a_log_context_carries_its_fields(restore_root: None) -> None:
+    stream = io.StringIO()
+    setup_logging(stream, environ={"INVSYNC_LOG_FORMAT": "json"})
+    log = logging.getLogger("invsync.test")
+    with log_context(party="jprs"):
+        with log_context(pairing="secom-jprs", peer="secom"):
+            log.info("cycle failed")  # a line whose caller named no field
+            log.info("pushed", extra={"pairing": "other", "version": 2})  # the caller's win
+        log.info("stopped")
+    log.info("outside")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    fields = [{k: v for k, v in line.items() if k in FIELDS} for line in lines]
+    assert fields == [
+        {"party": "jprs", "pairing": "secom-jprs", "peer": "secom"},
+        {"party": "jprs", "pairing": "other", "peer": "secom", "version": 2},
+        {"party": "jprs"},
+        {},
+    ]
+    with pytest.raises(ValueError, match=r"not log fields: \['secret'\]"), log_context(secret=1):
+        pass

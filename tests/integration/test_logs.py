@@ -42,6 +42,11 @@ def test_a_cycle_logs_json_lines_with_fields_and_never_a_key(federation: Federat
     outputs = [proc.communicate(timeout=120)[1].decode() for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     secom = _json_lines(outputs[0])
+    assert secom and all(line.get("party") == "secom" for line in secom), outputs[0]
+    cycle = [line for line in secom if "collected" not in str(line["message"])]
+    assert cycle and all(
+        (line.get("pairing"), line.get("peer")) == ("secom-jprs", "jprs") for line in cycle
+    ), outputs[0]
     pushed = [line for line in secom if "pushed" in str(line["message"])]
     assert pushed, outputs[0]
     assert {k: pushed[0][k] for k in ("party", "pairing", "version", "level")} == {
