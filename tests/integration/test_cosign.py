@@ -147,7 +147,7 @@ def test_an_agent_that_computes_other_findings_refuses_to_sign_and_says_why(
             f for f in reconcile(root, sub, at) if (f.code, f.sha256) != (MISSING, dropped)
         )
 
-    monkeypatch.setattr("agent.daemon.reconcile", blind)
+    monkeypatch.setattr("agent.report_check.reconcile", blind)
     secom = agents["secom"]
     rid, _ = server_report(secom)
     with refusing(f"server lists {MISSING} {dropped} that I do not"):
