@@ -15,6 +15,8 @@ import sqlite_utils
 
 from agent.acceptance import LastAccepted
 from agent.envelope import Envelope, Sig
+from agent.keyring import Rotation
+from agent.keys import generate
 from agent.report import REPORT_PAYLOAD_TYPE
 from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from server.store import ServerStore
@@ -216,3 +218,30 @@ def test_a_crash_between_a_report_and_its_server_signature_leaves_nothing(
     store.save_report("r1", PAIRING, b"body", sig("server"))
     stored = store.report(PAIRING)
     assert stored is not None and stored.envelope.signatures == (sig("server"),)
+
+
+OLD_KEY, NEW_KEY = generate(), generate()
+
+
+def test_a_rotation_is_kept_with_its_snapshot_across_a_restart(path: Path) -> None:
+    rotation = Rotation("jprs", PAIRING, 2, NEW_KEY.public, (OLD_KEY.public,))
+    store = ServerStore(path)
+    store.commit_snapshot("jprs", PAIRING, 1, env(b"v1", "k"), b"r1")
+    store.commit_snapshot("jprs", PAIRING, 2, env(b"v2", "k", "k2"), b"r2", rotation)
+    store.close()
+    again = ServerStore(path)
+    assert again.rotations("jprs") == [rotation]
+    assert again.rotations("secom") == []
+    again.close()
+
+
+def test_a_crash_after_the_snapshot_row_keeps_no_rotation_and_no_snapshot(
+    store: ServerStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rotation = Rotation("jprs", PAIRING, 1, NEW_KEY.public, (OLD_KEY.public,))
+    _crash_after_insert(monkeypatch, "key_rotations")
+    with pytest.raises(KeyboardInterrupt, match="killed mid-transaction"):
+        store.commit_snapshot("jprs", PAIRING, 1, env(b"v1", "k"), b"receipt", rotation)
+    monkeypatch.undo()
+    assert store.snapshot("jprs", PAIRING) is None
+    assert store.rotations("jprs") == []

@@ -11,6 +11,8 @@ import pytest
 
 import agent.store
 from agent.errors import StoreError
+from agent.keyring import Rotation
+from agent.keys import generate
 from agent.record import CertRecord, Revocation
 from agent.sources import load_source
 from agent.store import AgentStore
@@ -171,3 +173,15 @@ def test_cosigned_reports(tmp_path: Path) -> None:
         assert not store.has_cosigned("r2")
         rows = store.db.execute("SELECT signed_at FROM cosigned_reports").fetchall()
     assert rows == [("2021-03-01T00:00:00Z",)]
+
+
+def test_a_peer_rotation_is_recorded_once_and_survives_a_reopen(tmp_path: Path) -> None:
+    old, new = generate(), generate()
+    rotation = Rotation("secom", "secom-jprs", 4, new.public, (old.public,))
+    path = tmp_path / "jprs.db"
+    with AgentStore(path) as store:
+        store.record_rotation(rotation, datetime(2021, 3, 1, tzinfo=UTC))
+        store.record_rotation(rotation, datetime(2021, 3, 2, tzinfo=UTC))  # seen again: no-op
+    with AgentStore(path, create=False) as store:
+        assert store.rotations("secom") == [rotation]
+        assert store.rotations("jprs") == []
