@@ -56,7 +56,7 @@ from agent.config_inventory import (
 )
 from agent.errors import SourceError
 from agent.keepalive import Keepalive, read_keepalive
-from agent.metrics import parse_listen
+from agent.metrics import read_listen
 from agent.model import ROOT, SUBORDINATE
 from agent.profiles import OperatorProfile
 from agent.sources.detect import KINDS
@@ -162,7 +162,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         attribution=attribution(root),
         profiles=profiles(root),
         acknowledgements=acknowledgements(root),
-        metrics_listen=_metrics_listen(agent),
+        metrics_listen=read_listen(agent),
         next_signing_key=_next_signing_key(agent),
         keepalive=read_keepalive(agent),
         retry=_retry(root),
@@ -203,16 +203,6 @@ def _refresh(agent: Table, validity: int) -> int:
             f"must be less than agent.snapshot_validity_seconds ({validity}), got {refresh}",
         )
     return refresh
-
-
-def _metrics_listen(agent: Table) -> str:
-    value = agent.text("metrics_listen", "")
-    if value:
-        try:
-            parse_listen(value)
-        except ValueError as e:
-            raise agent.fail("metrics_listen", str(e)) from e
-    return value
 
 
 def _retry(root: Table) -> RetryPolicy:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent import envelope, metrics
-from agent.acceptance import PartyPolicy
 from agent.client import ExchangeClient, NotFoundYet, Refused
 from agent.collect import collect, read_source
 from agent.config import AgentConfig, PairingConfig
@@ -23,7 +22,7 @@ from agent.errors import ReportError
 from agent.facts import Facts, SourceContext
 from agent.files import write_atomically
 from agent.freshness import PushReason, push_reason
-from agent.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
+from agent.keys import SigningKey, load_signing_key
 from agent.model import ROOT, Snapshot
 from agent.record import CertRecord
 from agent.render import report_markdown
@@ -37,7 +36,7 @@ from agent.report import (
 )
 from agent.report_check import PeerArrived, ReportCheck
 from agent.report_files import page, report_files
-from agent.rotation import OwnKeys, PeerKeys
+from agent.rotation import OwnKeys, PeerKeys, peer_policies, pinned_keys
 from agent.scope import root_scope, subordinate_scope
 from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload, decode_payload
 from agent.sources.ct_client import CtFetch
@@ -63,6 +62,18 @@ class CycleResult:
 
 
 @dataclass(frozen=True)
+class _Draft:
+    """A pairing's next snapshot, built but not yet signed, with what was known to build it."""
+
+    last: SentSnapshot | None  # the latest sent snapshot it follows
+    payload: bytes
+    version: int
+    expires_at: datetime
+    keys: list[SigningKey]  # which of our keys sign it
+    announces: bool  # it announces our next signing key
+
+
+@dataclass(frozen=True)
 class PushOutcome:
     """The pairing's latest snapshot after `Agent.sync`: pushed now (with why) or kept."""
 
@@ -84,9 +95,8 @@ class Agent:
         self.keys = OwnKeys(
             load_signing_key(config.signing_key), load_signing_key(next_key) if next_key else None
         )
-        self.server_keys = _keys(config.server.signing_keys)
-        peers = {name: PartyPolicy(name, _keys(paths)) for name, paths in config.peers.items()}
-        self.peer_keys = PeerKeys(self.store, peers, self.clock)
+        self.server_keys = pinned_keys(config.server.signing_keys)
+        self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
         self.client = ExchangeClient(
             config.server,
             timeout=config.rpc_timeout_seconds,
@@ -152,15 +162,15 @@ class Agent:
         """
         self._resume_pending(pairing.name)
         now = self.clock()
-        last = self.store.latest_sent_snapshot(pairing.name)
-        keys, announce = self.keys.for_snapshot(last)
-        payload = self._build(pairing, last, now, announce)
+        draft = self._draft(pairing, now)
+        last = draft.last
         reason = push_reason(
             last.payload if last else None,
             last.issued_at if last else None,
-            payload,
+            draft.payload,
             now=now,
             refresh_after=timedelta(seconds=self.config.snapshot_refresh_seconds),
+            announces=draft.announces,
         )
         if last is not None and reason is None:
             log.info(
@@ -175,7 +185,7 @@ class Agent:
                 },
             )
             return PushOutcome(last.version, None, last.expires_at)
-        return self._send(pairing, payload, keys, now, reason)
+        return self._send(pairing, draft, now, reason)
 
     def push(self, pairing: PairingConfig) -> int:
         """Build, sign and push the next snapshot of `pairing`, changed or not; its version.
@@ -187,23 +197,22 @@ class Agent:
         """
         self._resume_pending(pairing.name)
         now = self.clock()
+        return self._send(pairing, self._draft(pairing, now), now, None).version
+
+    def _draft(self, pairing: PairingConfig, now: datetime) -> _Draft:
+        """The version after the last sent one, from the stored inventory, not yet signed."""
         last = self.store.latest_sent_snapshot(pairing.name)
         keys, announce = self.keys.for_snapshot(last)
-        payload = self._build(pairing, last, now, announce)
-        return self._send(pairing, payload, keys, now, None).version
-
-    def _build(
-        self, pairing: PairingConfig, last: SentSnapshot | None, now: datetime, announce: bytes
-    ) -> bytes:
-        """The payload of the version after `last`, from the stored inventory."""
+        version = (last.version if last else 0) + 1
+        expires_at = now + timedelta(seconds=self.config.snapshot_validity_seconds)
         spkis = pairing.issuer_spkis()
-        return build_payload(
+        payload = build_payload(
             party=self.config.party,
             pairing=pairing.name,
             role=pairing.role,
-            version=(last.version if last else 0) + 1,
+            version=version,
             issued_at=now,
-            expires_at=now + timedelta(seconds=self.config.snapshot_validity_seconds),
+            expires_at=expires_at,
             previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
             scope_issuer_spki=spkis,
             records=self._scoped(pairing, spkis),
@@ -211,38 +220,33 @@ class Agent:
             acknowledgements=self.config.acknowledgements,
             next_signing_key=announce,
         )
+        return _Draft(last, payload, version, expires_at, keys, bool(announce))
 
     def _send(
-        self,
-        pairing: PairingConfig,
-        payload: bytes,
-        keys: list[SigningKey],
-        now: datetime,
-        reason: PushReason | None,
+        self, pairing: PairingConfig, draft: _Draft, now: datetime, reason: PushReason | None
     ) -> PushOutcome:
-        header = decode_payload(payload).header
-        env = envelope.sign(SNAPSHOT_PAYLOAD_TYPE, payload, keys)
+        env = envelope.sign(SNAPSHOT_PAYLOAD_TYPE, draft.payload, draft.keys)
         self.store.record_sent_snapshot(
             pairing.name,
-            header.version,
-            payload,
+            draft.version,
+            draft.payload,
             env.payload_type,
             [(s.keyid, s.sig) for s in env.signatures],
             now,
-            header.expires_at,
+            draft.expires_at,
             pending=True,
         )
-        self._push_pending(pairing.name, header.version, env)
+        self._push_pending(pairing.name, draft.version, env)
         log.info(
             "party=%s pairing=%s pushed version=%d (%s)",
             self.config.party,
             pairing.name,
-            header.version,
+            draft.version,
             reason.value if reason else "requested",
-            extra={"party": self.config.party, "pairing": pairing.name, "version": header.version},
+            extra={"party": self.config.party, "pairing": pairing.name, "version": draft.version},
         )
         metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
-        return PushOutcome(header.version, reason, header.expires_at)
+        return PushOutcome(draft.version, reason, draft.expires_at)
 
     def _push_pending(self, pairing: str, version: int, env: Envelope) -> None:
         receipt = self.client.push(env)
@@ -401,8 +405,3 @@ class Agent:
 
 def _facts(read: Facts | CtFetch) -> Facts:
     return read.facts if isinstance(read, CtFetch) else read
-
-
-def _keys(paths: tuple[Path, ...]) -> dict[str, VerifyKey]:
-    keys = [load_verify_key(p) for p in paths]
-    return {k.keyid: k for k in keys}

@@ -47,12 +47,15 @@ def push_reason(
     *,
     now: datetime,
     refresh_after: timedelta,
+    announces: bool = False,
 ) -> PushReason | None:
-    """Why `candidate` must be pushed after the last sent snapshot, or None to keep the last."""
+    """Why `candidate` must be pushed after the last sent snapshot, or None to keep the last.
+
+    `announces`: the candidate announces a new signing key, which makes it differ.
+    """
     if last_payload is None or last_issued_at is None:
         return PushReason.FIRST
     if content_key(last_payload) != content_key(candidate):
-        announces = pb.SnapshotPayload.FromString(candidate).header.next_signing_key
         return PushReason.ROTATION if announces else PushReason.CHANGED
     if now - last_issued_at >= refresh_after:
         return PushReason.REFRESH

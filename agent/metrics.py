@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from agent.errors import ConfigError
 from agent.findings import Finding
+from agent.tomlconf import Table
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -85,6 +86,17 @@ class FindingsGauge:
 
 
 OPEN_FINDINGS = FindingsGauge(REGISTRY)
+
+
+def read_listen(table: Table) -> str:
+    """`metrics_listen` of a daemon's table: "" (off) or HOST:PORT, checked at start-up."""
+    value = table.text("metrics_listen", "")
+    if value:
+        try:
+            parse_listen(value)
+        except ValueError as e:
+            raise table.fail("metrics_listen", str(e)) from e
+    return value
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -28,6 +28,7 @@ from agent.errors import InvsyncError, ReportError, SignatureError
 from agent.files import write_atomically
 from agent.findings import Finding, count_by_severity, parse_rfc3339
 from agent.keys import verify_key_from_spki_der
+from agent.model import Snapshot
 from agent.report_diff import FindingKey, finding_key
 from agent.times import rfc3339
 
@@ -60,6 +61,12 @@ class SnapshotRef:
     role: str
     version: int
     digest: str
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, role: str) -> SnapshotRef:
+        """The reference to a decoded snapshot, compared in `role`."""
+        header = snapshot.header
+        return cls(header.party, role, header.version, snapshot.payload_sha256)
 
     @classmethod
     def absent(cls, party: str, role: str) -> SnapshotRef:

@@ -74,8 +74,8 @@ class ReportCheck:
             self._check_peer_absent(pairing)
             peer_ref = SnapshotRef.absent(pairing.peer, peer_role)
         else:
-            peer_ref = ref_of(peer, peer_role)
-        refs = {pairing.role: ref_of(own, pairing.role), peer_role: peer_ref}
+            peer_ref = SnapshotRef.of(peer, peer_role)
+        refs = {pairing.role: SnapshotRef.of(own, pairing.role), peer_role: peer_ref}
         for role, actual in refs.items():
             _check_ref(pairing.name, getattr(body, role), actual)
         self._check_signers(pairing, body.signers)
@@ -191,11 +191,6 @@ class ReportCheck:
                 f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
                 f"{ours[:16]} as the {pairing.role}'s"
             )
-
-
-def ref_of(snapshot: Snapshot, role: str) -> SnapshotRef:
-    header = snapshot.header
-    return SnapshotRef(header.party, role, header.version, snapshot.payload_sha256)
 
 
 def _check_ref(pairing: str, claimed: SnapshotRef, actual: SnapshotRef) -> None:

@@ -12,14 +12,16 @@ between two cycles), so the agent walks back through the peer's earlier versions
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from agent.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
+from agent.config import AgentConfig
 from agent.envelope import Envelope
 from agent.keyring import KeyRing, UntrustedSignerError
-from agent.keys import SigningKey
+from agent.keys import SigningKey, VerifyKey, load_verify_key
 from agent.model import Snapshot
 from agent.store import AgentStore, SentSnapshot
 
@@ -53,6 +55,17 @@ class OwnKeys:
         if self.next is None or last is None:
             return False
         return any(keyid == self.next.public.keyid for keyid, _ in last.signatures)
+
+
+def pinned_keys(paths: Iterable[Path]) -> dict[str, VerifyKey]:
+    """The public keys in `paths`, by key id."""
+    keys = [load_verify_key(path) for path in paths]
+    return {key.keyid: key for key in keys}
+
+
+def peer_policies(config: AgentConfig) -> dict[str, PartyPolicy]:
+    """Each configured peer with the keys pinned for it."""
+    return {name: PartyPolicy(name, pinned_keys(paths)) for name, paths in config.peers.items()}
 
 
 class PeerKeys:

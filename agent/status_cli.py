@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from agent.acceptance import PartyPolicy, verify_peer_snapshot
+from agent.acceptance import verify_peer_snapshot
 from agent.backoff import RetryPolicy
 from agent.cli_options import config_option, format_option
 from agent.client import ExchangeClient, NotFoundYet
 from agent.config import AgentConfig, load_agent_config
-from agent.keys import load_verify_key
 from agent.model import SnapshotHeader
+from agent.rotation import peer_policies
 from agent.status import PeerLookup, Probe, pairing_status, status_text
 from agent.store import AgentStore
 
@@ -55,16 +55,17 @@ def _peer_lookup(config: AgentConfig, store: AgentStore, client: ExchangeClient)
     """The peer's latest snapshot, verified like a cycle does; read-only: a rotation it
     announces is left for the next cycle to record."""
 
+    peers = peer_policies(config)
+
     def lookup(name: str) -> SnapshotHeader | None:
         pairing = config.pairings[name]
         try:
             env = client.fetch_peer_snapshot(name, 0)
         except NotFoundYet:
             return None
-        keys = {k.keyid: k for k in map(load_verify_key, config.peers[pairing.peer])}
         return verify_peer_snapshot(
             env,
-            peer=PartyPolicy(pairing.peer, keys),
+            peer=peers[pairing.peer],
             pairing=name,
             now=None,  # an expired snapshot is shown as such, not refused
             rotations=store.rotations(pairing.peer),

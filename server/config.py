@@ -36,7 +36,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from agent.keepalive import Keepalive, read_keepalive
-from agent.metrics import parse_listen
+from agent.metrics import read_listen
 from agent.tomlconf import Table
 
 SCHEDULES = ("daily", "weekly", "monthly", "never")
@@ -120,21 +120,10 @@ def load_server_config(file: Path) -> ServerConfig:
         tls=_tls(root),
         parties=parties,
         pairings=pairings,
-        metrics_listen=metrics_listen(server),
+        metrics_listen=read_listen(server),
         keepalive=read_keepalive(server),
         min_client_keepalive_seconds=server.integer("min_client_keepalive_seconds", 5),
     )
-
-
-def metrics_listen(table: Table) -> str:
-    """`metrics_listen`: "" (off) or HOST:PORT, checked here so a typo fails at start-up."""
-    value = table.text("metrics_listen", "")
-    if value:
-        try:
-            parse_listen(value)
-        except ValueError as e:
-            raise table.fail("metrics_listen", str(e)) from e
-    return value
 
 
 def _tls(root: Table) -> TlsConfig:

@@ -17,14 +17,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.acceptance import AcceptancePolicy, accept
 from agent.envelope import Envelope, Sig, pae, sign
 from agent.errors import SnapshotRejected
-from agent.keyring import KeyRing, Rotation
+from agent.keyring import Rotation
 from agent.keys import SigningKey
 from agent.report import REPORT_PAYLOAD_TYPE
 from agent.snapshot import decode_payload, from_chunks
 from invsync.v1 import invsync_pb2 as pb
 from server import metrics
 from server.errors import AccessDenied, BadReportSignature, NotFound
-from server.reconciling import ReportMaker
+from server.reconciling import ReportMaker, party_keyring
 from server.store import ServerStore, StoredReport
 
 RECEIPT_PAYLOAD_TYPE = "application/vnd.invsync.receipt.v1+protobuf"
@@ -127,7 +127,7 @@ class Exchange:
     ) -> StoredReport:
         stored = self.report(tls_party, pairing, report_id)
         assert tls_party is not None  # report() checked membership
-        key = self.keyring(tls_party).keys_for(pairing).get(sig.keyid)
+        key = party_keyring(self.policy, self.store, tls_party).keys_for(pairing).get(sig.keyid)
         data = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
         if key is None or not key.verify(sig.sig, data):
             raise BadReportSignature(
@@ -137,11 +137,6 @@ class Exchange:
         self.store.add_report_signature(stored.report_id, sig)
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
         return self.report(tls_party, pairing, report_id)
-
-    def keyring(self, party: str) -> KeyRing:
-        """The party's pinned keys and the rotations it announced so far."""
-        pinned = self.policy.parties[party].keys
-        return KeyRing(party, pinned, tuple(self.store.rotations(party)))
 
     def _log_rotation(self, rotation: Rotation) -> None:
         old = ", ".join(k.keyid[:16] for k in rotation.old_keys)

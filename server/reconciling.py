@@ -63,10 +63,8 @@ class ReportMaker:
         if root is None and sub is None:
             return None
         as_of = self.as_of or self.clock()
-        root_ref = _ref(root, ROOT) if root else SnapshotRef.absent(spec.root, ROOT)
-        sub_ref = (
-            _ref(sub, SUBORDINATE) if sub else SnapshotRef.absent(spec.subordinate, SUBORDINATE)
-        )
+        root_ref = _ref(root, spec.root, ROOT)
+        sub_ref = _ref(sub, spec.subordinate, SUBORDINATE)
         previous = self._latest(pairing)
         if previous is not None and (previous.root, previous.subordinate, previous.as_of) == (
             root_ref,
@@ -135,11 +133,15 @@ class ReportMaker:
 
     def _party_signers(self, pairing: str, role: str, party: str) -> list[Signer]:
         """The party's keys in force for the pairing: pinned, or the one it rotated to."""
-        pinned = self.policy.parties[party].keys
-        keys = KeyRing(party, pinned, tuple(self.store.rotations(party))).keys_for(pairing)
+        keys = party_keyring(self.policy, self.store, party).keys_for(pairing)
         return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
 
 
-def _ref(snapshot: Snapshot, role: str) -> SnapshotRef:
-    header = snapshot.header
-    return SnapshotRef(header.party, role, header.version, snapshot.payload_sha256)
+def party_keyring(policy: AcceptancePolicy, store: ServerStore, party: str) -> KeyRing:
+    """The party's pinned keys and the rotations it announced so far."""
+    return KeyRing(party, policy.parties[party].keys, tuple(store.rotations(party)))
+
+
+def _ref(snapshot: Snapshot | None, party: str, role: str) -> SnapshotRef:
+    """The compared snapshot, or the side of a party that has sent none."""
+    return SnapshotRef.absent(party, role) if snapshot is None else SnapshotRef.of(snapshot, role)
