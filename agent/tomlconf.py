@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from invsync.agent.errors import ConfigError
 
 
 class Table:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.facts import SourceContext
-from agent.sources.ccadb_pems import load_ccadb_pem_files
-from agent.store import AgentStore
+from invsync.agent.model.bundle import SourceContext
+from invsync.agent.sources.ccadb_pems import load_ccadb_pem_files
+from invsync.agent.store.agent_store import AgentStore
 
 PATTERNS = ("AllCertificatePEMsCSVFormat*.csv", "AllCertificatePEMsCSVFormat*.csv.gz")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from server.localfed import PARTIES, agent_config, write_federation
+from invsync.server.localfed import PARTIES, agent_config, write_federation
 
 PORT = 7443
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from agent.cli import agent_group, reconcile_command, run_cli
-from agent.incident_cli import incident_group
-from agent.inventory_cli import inventory_group
-from agent.keys_cli import keys_group
-from agent.report_cli import report_group
-from agent.rules_cli import rules_command
-from agent.status_cli import status_command
-from agent.tls_cli import tls_group
-from server.config_cli import config_group
+from invsync.agent.cli.commands import agent_group, reconcile_command, run_cli
+from invsync.agent.cli.incident import incident_group
+from invsync.agent.cli.inventory import inventory_group
+from invsync.agent.cli.keys import keys_group
+from invsync.agent.cli.report import report_group
+from invsync.agent.cli.rules import rules_command
+from invsync.agent.cli.status import status_command
+from invsync.agent.cli.tls import tls_group
+from invsync.server.config_cli import config_group
 
 
 @click.group()
@@ -39,9 +39,9 @@ def server_group() -> None:
 )
 def server_run(config_path: Path) -> None:
     """Serve the exchange over mutual TLS until SIGTERM or SIGINT."""
-    from server.config import load_server_config
-    from server.config_cli import check_server_keys
-    from server.daemon import serve_forever
+    from invsync.server.config import load_server_config
+    from invsync.server.config_cli import check_server_keys
+    from invsync.server.daemon import serve_forever
 
     config = load_server_config(config_path)
     check_server_keys(config)  # before the lock: a refused start leaves nothing behind
@@ -58,7 +58,7 @@ def server_run(config_path: Path) -> None:
 )
 def demo(workdir: Path | None) -> None:
     """Run the two-organization demo: SECOM and JPRS as of early 2021, on loopback."""
-    from server.demo import run_demo
+    from invsync.server.demo import run_demo
 
     run_demo(workdir)
 

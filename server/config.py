@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from agent.errors import ConfigError
-from agent.keepalive import Keepalive, read_keepalive
-from agent.metrics import read_listen
-from agent.tomlconf import Table
+from invsync.agent.errors import ConfigError
+from invsync.agent.exchange.keepalive import Keepalive, read_keepalive
+from invsync.agent.telemetry.metrics import read_listen
+from invsync.agent.tomlconf import Table
 
 SCHEDULES = ("daily", "weekly", "monthly", "never")
 

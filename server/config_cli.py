@@ -4,7 +4,7 @@ It loads the file with load_agent_config or load_server_config, then loads every
 configuration names, as the daemon would: the signing key as a private key, every pinned
 `signing_keys` entry as a public key, and the TLS key as a private key. Private key files
 (the agent's `agent.signing_key` and `server.key`, the server's `server.signing_key` and
-`tls.key`) that group or others can read are refused. The checks are `agent.keyfiles`', which
+`tls.key`) that group or others can read are refused. The checks are `agent.config.keyfiles`', which
 both daemons also run at start.
 
 The daemons read the signing key without a passphrase, so a passphrase-protected signing key is
@@ -17,11 +17,16 @@ from pathlib import Path
 
 import click
 
-from agent.config import load_agent_config
-from agent.errors import ConfigError
-from agent.keyfiles import check_agent_keys, public_key_files, signing_key_file, tls_key_file
-from agent.tomlconf import Table
-from server.config import ServerConfig, load_server_config
+from invsync.agent.config.keyfiles import (
+    check_agent_keys,
+    public_key_files,
+    signing_key_file,
+    tls_key_file,
+)
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ConfigError
+from invsync.agent.tomlconf import Table
+from invsync.server.config import ServerConfig, load_server_config
 
 
 def _plural(count: int, word: str) -> str:

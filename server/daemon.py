@@ -14,20 +14,20 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from agent.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
-from agent.errors import ConfigError
-from agent.keepalive import server_options
-from agent.keys import load_signing_key, load_verify_key
-from agent.lock import DaemonLock
-from agent.metrics import serve as serve_metrics
+from invsync.agent.errors import ConfigError
+from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
+from invsync.agent.exchange.keepalive import server_options
+from invsync.agent.exchange.keys import load_signing_key, load_verify_key
+from invsync.agent.store.lock import DaemonLock
+from invsync.agent.telemetry.metrics import serve as serve_metrics
+from invsync.server import metrics
+from invsync.server.config import ServerConfig
+from invsync.server.exchange import Exchange
+from invsync.server.reconciling import ReportMaker
+from invsync.server.schedule import start_scheduler
+from invsync.server.service import ExchangeService
+from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
-from server import metrics
-from server.config import ServerConfig
-from server.exchange import Exchange
-from server.reconciling import ReportMaker
-from server.schedule import start_scheduler
-from server.service import ExchangeService
-from server.store import ServerStore
 
 SERVICE_NAME = "invsync.v1.Exchange"
 GRACE_SECONDS = 5.0

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from agent.errors import InvsyncError
-from agent.findings import Finding
-from agent.render import findings_text
-from agent.report import parse_report_body, read_report_file, verify_report
-from server.localfed import (
+from invsync.agent.errors import InvsyncError
+from invsync.agent.model.findings import Finding
+from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.agent.report.render.text import findings_text
+from invsync.server.localfed import (
     AS_OF,
     PARTIES,
     agent_config,

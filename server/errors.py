@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.errors import InvsyncError
+from invsync.agent.errors import InvsyncError
 
 
 class AccessDenied(InvsyncError):

@@ -14,18 +14,18 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.acceptance import AcceptancePolicy, accept
-from agent.envelope import Envelope, Sig, pae, sign
-from agent.errors import SnapshotRejected
-from agent.keyring import Rotation
-from agent.keys import SigningKey
-from agent.report import REPORT_PAYLOAD_TYPE
-from agent.snapshot import decode_payload, from_chunks
+from invsync.agent.errors import SnapshotRejected
+from invsync.agent.exchange.acceptance import AcceptancePolicy, accept
+from invsync.agent.exchange.envelope import Envelope, Sig, pae, sign
+from invsync.agent.exchange.keyring import Rotation
+from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.snapshot import decode_payload, from_chunks
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.server import metrics
+from invsync.server.errors import AccessDenied, BadReportSignature, NotFound
+from invsync.server.reconciling import ReportMaker, party_keyring
+from invsync.server.store import ServerStore, StoredReport
 from invsync.v1 import invsync_pb2 as pb
-from server import metrics
-from server.errors import AccessDenied, BadReportSignature, NotFound
-from server.reconciling import ReportMaker, party_keyring
-from server.store import ServerStore, StoredReport
 
 RECEIPT_PAYLOAD_TYPE = "application/vnd.invsync.receipt.v1+protobuf"
 

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from agent.errors import InvsyncError
-from agent.keys import generate, write_private_key
-from agent.pki import make_federation
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange.keys import generate, write_private_key
+from invsync.agent.exchange.pki import make_federation
 
 AS_OF = "2021-03-01T00:00:00Z"
 STARTUP_SECONDS = 30.0
@@ -32,7 +32,7 @@ class FederationError(InvsyncError):
 def write_federation(work: Path, as_of: str = AS_OF) -> None:
     data = work / "data"
     data.mkdir()
-    for item in resources.files("agent.demo_data").iterdir():
+    for item in resources.files("invsync.agent.demo_data").iterdir():
         if item.name.endswith((".pem", ".jsonl", ".txt")):
             (data / item.name).write_bytes(item.read_bytes())
     make_federation(work / "tls", "localhost", list(PARTIES))
@@ -129,7 +129,7 @@ serial_bytes = 16
 
 
 def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server.cli", *args]
+    return [sys.executable, "-m", "invsync.server.cli", *args]
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from agent.metrics import ACCEPTED, REJECTED, FindingsGauge
+from invsync.agent.telemetry.metrics import ACCEPTED, REJECTED, FindingsGauge
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from agent.acceptance import AcceptancePolicy
-from agent.envelope import Sig, pae
-from agent.errors import ReportError
-from agent.findings import Finding
-from agent.keyring import KeyRing
-from agent.keys import SigningKey
-from agent.model import ROOT, SUBORDINATE, Side, Snapshot
-from agent.reconcile import reconcile
-from agent.report import (
+from invsync.agent.errors import ReportError
+from invsync.agent.exchange.acceptance import AcceptancePolicy
+from invsync.agent.exchange.envelope import Sig, pae
+from invsync.agent.exchange.keyring import KeyRing
+from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.model.findings import Finding
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, Snapshot
+from invsync.agent.reconcile.rules.stale_peer import never_sent
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     ReportBody,
     Signer,
@@ -27,10 +29,8 @@ from agent.report import (
     parse_report_body,
     report_id,
 )
-from agent.rules.stale_peer import never_sent
-from agent.snapshot import decode_payload
-from server import metrics
-from server.store import ServerStore
+from invsync.server import metrics
+from invsync.server.store import ServerStore
 
 
 class ReportMaker:

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from server.config import SCHEDULES
-from server.reconciling import ReportMaker
-from server.store import ServerStore
+from invsync.server.config import SCHEDULES
+from invsync.server.reconciling import ReportMaker
+from invsync.server.store import ServerStore
 
 TICK_SECONDS = 60.0
 log = logging.getLogger("invsync.server")

@@ -13,16 +13,16 @@ from typing import TypeVar
 
 import grpc
 
-from agent.envelope import Envelope, Sig
-from agent.errors import InvsyncError
-from agent.logs import log_context
-from agent.snapshot import to_chunks
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.snapshot import to_chunks
+from invsync.agent.telemetry.logs import log_context
+from invsync.server import metrics
+from invsync.server.auth import party_of
+from invsync.server.exchange import Exchange
+from invsync.server.store import StoredReport
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
-from server import metrics
-from server.auth import party_of
-from server.exchange import Exchange
-from server.store import StoredReport
 
 T = TypeVar("T")
 log = logging.getLogger("invsync.server")

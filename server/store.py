@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from agent.acceptance import LastAccepted
-from agent.db import open_database
-from agent.envelope import Envelope, Sig
-from agent.keyring import Rotation, rotation_from_row, rotation_row
-from agent.report import REPORT_PAYLOAD_TYPE
+from invsync.agent.exchange.acceptance import LastAccepted
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.agent.store.db import open_database
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
 
 
 def _m002_key_rotations(db: sqlite_utils.Database) -> None:
-    """Signing keys a party rotated to in a pairing (agent.keyring), with the keys they retired."""
+    """Signing keys a party rotated to in a pairing (agent.exchange.keyring), with the keys they
+    retired."""
     db.table("key_rotations").create(
         {
             "party": str,

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.record import sha256_hex
+from invsync.agent.model.record import sha256_hex
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
@@ -49,7 +49,7 @@ JPRS_2024 = {
 
 
 def certificates(name: str) -> list[x509.Certificate]:
-    with warnings.catch_warnings():  # three SECOM roots have serial 0 (see agent/record.py)
+    with warnings.catch_warnings():  # three SECOM roots have serial 0 (see agent/model/record.py)
         warnings.filterwarnings("ignore", "Parsed a serial number")
         return x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
 

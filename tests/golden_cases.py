@@ -2,8 +2,8 @@
 
 A case file (tests/golden/*.json) names certificates by SHA-256 only; their DER comes from
 tests/fixtures/secom_jprs/ and agent/demo_data/. Each side goes through the same assembly an
-inventory does (agent.assemble): CCADB disclosures and audit scope entries attach by SHA-256,
-CRL entries by issuer key and serial, checked by signature against SECOM's real roots.
+inventory does (agent.inventory.assemble): CCADB disclosures and audit scope entries attach by
+SHA-256, CRL entries by issuer key and serial, checked by signature against SECOM's real roots.
 
     {
       "description": "...", "at": "2021-01-01T00:00:00Z",
@@ -41,21 +41,20 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent.assemble import assemble
-from agent.facts import (
+from invsync.agent.inventory.assemble import assemble
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import (
     AuditPeriod,
     AuditScopeEntry,
     CcadbAudit,
     CrlRevocation,
     Disclosure,
-    Facts,
-    SourceContext,
 )
-from agent.model import ROOT, SUBORDINATE, Side, SnapshotHeader
-from agent.profiles import OperatorProfile
-from agent.record import CertInfo, CertRecord, Revocation, parse_certificate
-from agent.scope import signed_by
-from agent.sources.ccadb import load_ccadb_records
+from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.record import CertInfo, CertRecord, Revocation, parse_certificate
+from invsync.agent.model.signatures import signed_by
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, SnapshotHeader
+from invsync.agent.sources.ccadb import load_ccadb_records
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"

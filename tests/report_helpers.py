@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -17,14 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-import agent
-from agent import envelope
-from agent.findings import Finding
-from agent.keys import SigningKey, generate
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.record import CertRecord, parse_certificate
-from agent.report import (
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.model.findings import Finding
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     ReportBody,
     ReportVerification,
@@ -34,9 +32,9 @@ from agent.report import (
     parse_report_body,
     verify_report,
 )
-from agent.sources import load_sources
+from invsync.agent.sources.registry import load_sources
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 AS_OF = datetime(2021, 1, 1, tzinfo=UTC)
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 DV_BUG = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"

@@ -13,12 +13,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent import acceptance as acc
-from agent import envelope, keys, snapshot
-from agent.envelope import Envelope
-from agent.errors import SnapshotRejected
-from agent.merkle import records_digest
-from agent.record import CertRecord, parse_certificate
+from invsync.agent.errors import SnapshotRejected
+from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange import envelope, keys, snapshot
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.v1 import invsync_pb2 as pb
 
 FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"

@@ -13,17 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from agent.acknowledgements import Acknowledgement
-from agent.config import load_agent_config
-from agent.errors import ConfigError
-from agent.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_SUBORDINATE, AckMark, Finding
-from agent.model import ROOT, SUBORDINATE, Side, SnapshotHeader
-from agent.reconcile import reconcile
-from agent.render_csv import findings_csv
-from agent.render_html import report_html
-from agent.report import parse_report_body
-from agent.snapshot import MalformedSnapshot, build_payload, decode_payload
-from server.localfed import agent_config, write_federation
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ConfigError
+from invsync.agent.exchange.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.agent.model.acknowledgements import Acknowledgement
+from invsync.agent.model.findings import (
+    DOPPELGANGER_UNTRACKED,
+    MISSING_AT_SUBORDINATE,
+    AckMark,
+    Finding,
+)
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, SnapshotHeader
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import parse_report_body
+from invsync.agent.report.render.csv import findings_csv
+from invsync.agent.report.render.html import report_html
+from invsync.server.localfed import agent_config, write_federation
 from tests.report_helpers import AS_OF, DV_BUG, JPRS_LIST, OV_BUG, SECOM_LOG, body_bytes
 from tests.test_report_schema import VALIDATOR
 

@@ -1,4 +1,4 @@
-"""agent/metrics.py's findings gauge and the rule a refused push is counted under."""
+"""agent/telemetry/metrics.py's findings gauge and the rule a refused push is counted under."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.client import Refused, Unreachable, rejection_rule
-from agent.errors import TransportError
-from agent.findings import AckMark, Finding, make_finding
-from agent.metrics import FindingsGauge
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.client import Refused, Unreachable, rejection_rule
+from invsync.agent.model.findings import AckMark, Finding, make_finding
+from invsync.agent.telemetry.metrics import FindingsGauge
 
 AT = datetime(2021, 3, 1, tzinfo=UTC)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent.assemble import assemble
-from agent.attribution import Attribution, AttributionRule
-from agent.facts import AuditPeriod, AuditScopeEntry, CrlRevocation, Disclosure, Facts
-from agent.record import CertInfo, CertRecord, Revocation, parse_certificate
-from agent.sources.ccadb import normalize_owner
+from invsync.agent.inventory.assemble import assemble
+from invsync.agent.inventory.attribution import Attribution, AttributionRule
+from invsync.agent.model.bundle import Facts
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CrlRevocation, Disclosure
+from invsync.agent.model.record import CertInfo, CertRecord, Revocation, parse_certificate
+from invsync.agent.sources.ccadb import normalize_owner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

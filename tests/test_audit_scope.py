@@ -14,10 +14,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.errors import SourceError
-from agent.facts import AuditPeriod, AuditScopeEntry, Facts, Skipped, SourceContext
-from agent.record import CertInfo, parse_certificate
-from agent.sources.audit_scope import (
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, Skipped
+from invsync.agent.model.record import CertInfo, parse_certificate
+from invsync.agent.sources.audit_scope import (
     load_audit_csv,
     load_audit_pdf,
     load_audit_scope,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.backoff import RetryPolicy, delays
+from invsync.agent.exchange.backoff import RetryPolicy, delays
 
 
 def test_each_wait_is_drawn_below_its_capped_exponential_step() -> None:

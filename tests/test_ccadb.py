@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from agent.errors import SourceError
-from agent.facts import CcadbAudit, Disclosure, Facts, Skipped, SourceContext
-from agent.record import SourceRef
-from agent.sources.ccadb import load_ccadb_records, normalize_owner
-from agent.sources.ccadb_pems import load_ccadb_pem_files, load_ccadb_pems
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import CcadbAudit, Disclosure, Skipped
+from invsync.agent.model.record import SourceRef
+from invsync.agent.sources.ccadb import load_ccadb_records, normalize_owner
+from invsync.agent.sources.ccadb_pems import load_ccadb_pem_files, load_ccadb_pems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V5 = FIXTURES / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"

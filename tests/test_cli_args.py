@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.cli import _spread
+from invsync.agent.cli.commands import _spread
 
 GREEDY = ("--root", "--subordinate")
 

@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from server.cli import invsync
+from invsync.server.cli import invsync
 
 
 def _commands(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from server.cli import invsync
+from invsync.server.cli import invsync
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "agent" / "demo_data"
@@ -90,7 +90,16 @@ def test_a_bad_line_writes_nothing_and_skip_invalid_keeps_the_rest(tmp_path: Pat
     log.write_text("\n".join([lines[0], '{"certificate": "not base64!"}', *lines[1:]]) + "\n")
     db = tmp_path / "inv.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "server.cli", "inventory", "import", "--db", str(db), str(log)],
+        [
+            sys.executable,
+            "-m",
+            "invsync.server.cli",
+            "inventory",
+            "import",
+            "--db",
+            str(db),
+            str(log),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

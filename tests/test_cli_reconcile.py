@@ -15,10 +15,9 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-import agent
-from server.cli import invsync
+from invsync.server.cli import invsync
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 SECOM_LOG = DEMO / "secom_issuance_log.jsonl"
 JPRS_LIST = DEMO / "jprs_ca_certificates.pem"
@@ -56,7 +55,7 @@ def _json_findings(result: Result) -> list[dict[str, object]]:
 
 
 def _subprocess(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "server.cli", "reconcile", *map(str, args)]
+    command = [sys.executable, "-m", "invsync.server.cli", "reconcile", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 

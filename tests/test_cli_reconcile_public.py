@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from server.cli import invsync
+from invsync.server.cli import invsync
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "agent" / "demo_data"

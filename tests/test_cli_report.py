@@ -16,22 +16,21 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-import agent
-from agent import envelope
-from agent.keys import SigningKey, generate
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.report import (
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     Signer,
     SnapshotRef,
     build_report_body,
     write_report_file,
 )
-from agent.sources import load_sources
-from server.cli import invsync
+from invsync.agent.sources.registry import load_sources
+from invsync.server.cli import invsync
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 AS_OF = datetime(2021, 3, 1, tzinfo=UTC)
 KEYS = {"exchange": generate(), "secom": generate("ecdsa-p256"), "jprs": generate()}
 ROLES = {"exchange": "server", "secom": "root", "jprs": "subordinate"}
@@ -136,7 +135,7 @@ def test_a_pin_without_equals_sign_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def _subprocess(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "server.cli", "report", "verify", *map(str, args)]
+    command = [sys.executable, "-m", "invsync.server.cli", "report", "verify", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as agent_config_module
-from agent import config_inventory as config_inventory_module
-from agent.backoff import RetryPolicy
-from agent.config import load_agent_config
-from agent.errors import ConfigError
-from agent.keepalive import Keepalive
-from agent.keys import generate, write_private_key
-from server import config as server_config_module
-from server.config import load_server_config
-from server.localfed import PARTIES, agent_config, write_federation
+from invsync.agent.config import inventory as config_inventory_module
+from invsync.agent.config import settings as agent_config_module
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ConfigError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.keepalive import Keepalive
+from invsync.agent.exchange.keys import generate, write_private_key
+from invsync.server import config as server_config_module
+from invsync.server.config import load_server_config
+from invsync.server.localfed import PARTIES, agent_config, write_federation
 
 ROOT_DIR = Path(__file__).parent.parent
 DOC = ROOT_DIR / "docs" / "configuration.md"

@@ -8,10 +8,10 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from agent import keys
-from agent.errors import ConfigError
-from server.config_cli import config_group
-from server.localfed import agent_config, write_federation
+from invsync.agent.errors import ConfigError
+from invsync.agent.exchange import keys
+from invsync.server.config_cli import config_group
+from invsync.server.localfed import agent_config, write_federation
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from agent.errors import SourceError
-from agent.facts import CrlRevocation, Facts, Skipped, SourceContext
-from agent.record import CertInfo, parse_certificate
-from agent.sources.crl import load_crl
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import CrlRevocation, Skipped
+from invsync.agent.model.record import CertInfo, parse_certificate
+from invsync.agent.sources.crl import load_crl
 
 CRLS = Path(__file__).parent / "fixtures" / "crls"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

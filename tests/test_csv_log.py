@@ -13,10 +13,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.errors import SourceError
-from agent.facts import Skipped, SourceContext
-from agent.record import Revocation, SourceRef
-from agent.sources.csv_log import load_csv_log
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.model.record import Revocation, SourceRef
+from invsync.agent.sources.csv_log import load_csv_log
 
 INDIVIDUAL = Path(__file__).parent / "fixtures" / "secom_jprs" / "individual"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

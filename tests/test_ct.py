@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.errors import SourceError
-from agent.facts import Facts, Skipped, SourceContext
-from agent.record import SourceRef, sha256_hex
-from agent.sources.ct import load_ct_entries
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.model.record import SourceRef, sha256_hex
+from invsync.agent.sources.ct import load_ct_entries
 from tests import ct_helpers as enc
 from tests.ct_helpers import (
     BUG_OV,

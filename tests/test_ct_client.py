@@ -17,11 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SourceError
-from agent.facts import Skipped, SourceContext
-from agent.pki import make_federation
-from agent.record import SourceRef, sha256_hex
-from agent.sources.ct_client import CtFetch, commit_ct_progress, fetch_ct_log, read_ct_progress
+from invsync.agent.errors import SourceError
+from invsync.agent.exchange.pki import make_federation
+from invsync.agent.model.bundle import SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.model.record import SourceRef, sha256_hex
+from invsync.agent.sources.ct_client import (
+    CtFetch,
+    commit_ct_progress,
+    fetch_ct_log,
+    read_ct_progress,
+)
 from tests import ct_helpers as enc
 from tests.ct_helpers import BUG_OV, JPRS, JPRS_2024, ROOT_CA2_SPKI, der
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from agent.db import open_database, transaction
-from agent.errors import StoreError
+from invsync.agent.errors import StoreError
+from invsync.agent.store.db import open_database, transaction
 
 
 def m001_things(db: sqlite_utils.Database) -> None:

@@ -15,7 +15,7 @@ COMPLETE = "complete: server valid, root valid, subordinate valid"
 
 
 def _demo(workdir: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "server.cli", "demo", "--workdir", str(workdir)]
+    command = [sys.executable, "-m", "invsync.server.cli", "demo", "--workdir", str(workdir)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 

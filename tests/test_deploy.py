@@ -1,7 +1,7 @@
 """deploy/: the systemd units, the container image and compose file, the example configs.
 
 No Docker engine runs where this is developed, so the image is checked by reading the
-Dockerfile's instructions and by running its ENTRYPOINT + CMD as `python -m server.cli ARGS
+Dockerfile's instructions and by running its ENTRYPOINT + CMD as `python -m invsync.server.cli ARGS
 --help`; compose.yaml is read with the small parser below (it is kept to block mappings and
 lists, and PyYAML is not a dependency). The units are parsed here, and also given to
 `systemd-analyze verify` when that exists. The example configs are loaded by the real loaders
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_agent_config
-from agent.keyfiles import check_agent_keys
-from server.config import load_server_config
-from server.config_cli import check_server_keys
-from server.localfed import write_federation
+from invsync.agent.config.keyfiles import check_agent_keys
+from invsync.agent.config.settings import load_agent_config
+from invsync.server.config import load_server_config
+from invsync.server.config_cli import check_server_keys
+from invsync.server.localfed import write_federation
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -94,7 +94,7 @@ def test_unit_command_lines_are_accepted(args: list[str], tmp_path: Path) -> Non
     options = exec_start[3:]
     assert exec_start[1:3] == args
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, *options, "--help"],
+        [sys.executable, "-m", "invsync.server.cli", *args, *options, "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -170,12 +170,13 @@ def test_dockerfile_copies_only_what_exists() -> None:
 
 
 def test_the_image_entrypoint_and_cmd_run() -> None:
-    """ENTRYPOINT ["invsync"] is the console script `server.cli:main`; CMD are its arguments."""
+    """ENTRYPOINT ["invsync"] is the console script `invsync.server.cli:main`; CMD are its
+    arguments."""
     steps = dockerfile()
     cmd = json.loads(_one(steps, "CMD")[1])
     assert cmd[:2] == ["server", "run"]
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", *cmd, "--help"],
+        [sys.executable, "-m", "invsync.server.cli", *cmd, "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -271,7 +272,7 @@ def test_compose_commands_are_accepted_by_the_cli(service: str) -> None:
     command = _services()[service]["command"]
     assert isinstance(command, list)
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", *command, "--help"],
+        [sys.executable, "-m", "invsync.server.cli", *command, "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

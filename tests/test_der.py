@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from agent.der import basic_constraints
+from invsync.agent.model.der import basic_constraints
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from agent import envelope, keys
-from agent.envelope import Envelope, MalformedEnvelope, Sig
-from agent.errors import SignatureError
+from invsync.agent.errors import SignatureError
+from invsync.agent.exchange import envelope, keys
+from invsync.agent.exchange.envelope import Envelope, MalformedEnvelope, Sig
 from invsync.v1 import invsync_pb2 as pb
 
 TYPE = "application/vnd.invsync.snapshot.v1+protobuf"

@@ -23,21 +23,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent import acceptance as acc
-from agent.envelope import Envelope, Sig, pae, verify_or_raise
-from agent.errors import InvsyncError
-from agent.keys import SigningKey, generate
-from agent.merkle import records_digest
-from agent.model import ROOT, SUBORDINATE
-from agent.record import CertRecord, parse_certificate
-from agent.report import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
-from agent.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange.envelope import Envelope, Sig, pae, verify_or_raise
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
+from invsync.server.errors import AccessDenied, BadReportSignature, NotFound
+from invsync.server.exchange import RECEIPT_PAYLOAD_TYPE, Exchange
+from invsync.server.reconciling import ReportMaker
+from invsync.server.service import status_of
+from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
-from server.errors import AccessDenied, BadReportSignature, NotFound
-from server.exchange import RECEIPT_PAYLOAD_TYPE, Exchange
-from server.reconciling import ReportMaker
-from server.service import status_of
-from server.store import ServerStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)

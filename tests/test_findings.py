@@ -10,10 +10,12 @@ from types import ModuleType
 
 import pytest
 
-from agent import findings, reconcile, rules
-from agent.errors import ReportError
-from agent.findings import CATALOGUE, FINDING_FIELDS, Finding, Severity, make_finding
-from agent.rules import status_public
+from invsync.agent.errors import ReportError
+from invsync.agent.model import findings
+from invsync.agent.model.findings import CATALOGUE, FINDING_FIELDS, Finding, Severity, make_finding
+from invsync.agent.reconcile import rules
+from invsync.agent.reconcile import runner as reconcile
+from invsync.agent.reconcile.rules import status_public
 
 SHA = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 OTHER = "04C1871C68608B3E5F9B0E62FE6A0D0A9F2E5E5F8A6E9E0B1C2D3E4F5A6B7C8D"
@@ -57,7 +59,7 @@ def test_each_rule_module_builds_only_the_codes_it_is_registered_for() -> None:
     for rule in rules.RULES:
         registered.setdefault(rule.check.__module__, set()).add(rule.code)
     # status-mismatch's public half lives in a helper module; count its codes with status's.
-    built["agent.rules.status"] |= _codes_built_in(status_public)
+    built["invsync.agent.reconcile.rules.status"] |= _codes_built_in(status_public)
     assert built == registered
     assert _codes_built_in(reconcile) == {"rule-crashed"}
 

@@ -9,10 +9,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent.acknowledgements import Acknowledgement
-from agent.freshness import PushReason, content_key, push_reason
-from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
-from agent.snapshot import build_payload
+from invsync.agent.daemon.freshness import PushReason, content_key, push_reason
+from invsync.agent.exchange.snapshot import build_payload
+from invsync.agent.model.acknowledgements import Acknowledgement
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 
 FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
 NOW = datetime(2021, 3, 1, tzinfo=UTC)

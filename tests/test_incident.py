@@ -9,19 +9,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import agent
-from agent.errors import ReportError
-from agent.findings import AckMark
-from agent.incident import TO_WRITE, incident_draft
-from agent.incident_cli import pick
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.record import Revocation
-from agent.report import SnapshotRef, build_report_body, parse_report_body
-from agent.sources import load_sources
-from server.cli import invsync
+from invsync.agent.cli.incident import pick
+from invsync.agent.errors import ReportError
+from invsync.agent.model.findings import AckMark
+from invsync.agent.model.record import CertRecord, Revocation
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import ReportBody, SnapshotRef, build_report_body, parse_report_body
+from invsync.agent.report.incident import TO_WRITE, incident_draft
+from invsync.agent.sources.registry import load_sources
+from invsync.server.cli import invsync
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 AT = datetime(2021, 3, 1, tzinfo=UTC)
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 HEADINGS = [
@@ -36,7 +35,7 @@ HEADINGS = [
 ]
 
 
-def _case() -> tuple[list[agent.record.CertRecord], agent.report.ReportBody]:
+def _case() -> tuple[list[CertRecord], ReportBody]:
     secom = load_sources([str(DEMO / "secom_issuance_log.jsonl")], AT)
     jprs = load_sources([str(DEMO / "jprs_ca_certificates.pem")], AT)
     body = build_report_body(

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SourceError
-from agent.inventory import merge
-from agent.record import CertRecord, Revocation, SourceRef
-from agent.sources import load_sources
-from agent.sources.pem import pem_certificates
+from invsync.agent.errors import SourceError
+from invsync.agent.model.merge import merge
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
+from invsync.agent.sources.pem import pem_certificates
+from invsync.agent.sources.registry import load_sources
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
 JPRS_BUNDLE = FIXTURES / "jprs_intermediates_all_generations.pem"

@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.errors import SourceError
-from agent.record import Revocation, SourceRef
-from agent.sources import load_source
+from invsync.agent.errors import SourceError
+from invsync.agent.model.record import Revocation, SourceRef
+from invsync.agent.sources.registry import load_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs" / "individual"
 DEMO_LOG = Path(__file__).parent.parent / "agent" / "demo_data" / "secom_issuance_log.jsonl"

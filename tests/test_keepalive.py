@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.backoff import RetryPolicy
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.keepalive import Keepalive, client_options, server_options
-from server.localfed import agent_config, write_federation
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.keepalive import Keepalive, client_options, server_options
+from invsync.server.localfed import agent_config, write_federation
 
 
 def test_the_client_pings_with_a_ping_timeout_and_keeps_pinging_through_quiet_calls() -> None:

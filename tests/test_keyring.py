@@ -13,10 +13,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent import acceptance as acc
-from agent import envelope, keys, snapshot
-from agent.errors import SnapshotRejected
-from agent.keyring import (
+from invsync.agent.errors import SnapshotRejected
+from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange import envelope, keys, snapshot
+from invsync.agent.exchange.keyring import (
     KeyAnnouncementError,
     KeyRing,
     RetiredKeyError,
@@ -25,7 +25,7 @@ from agent.keyring import (
     rotation_from_row,
     rotation_row,
 )
-from agent.record import CertRecord, parse_certificate
+from invsync.agent.model.record import CertRecord, parse_certificate
 
 FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from agent import keys
-from agent.errors import KeyLoadError
+from invsync.agent.errors import KeyLoadError
+from invsync.agent.exchange import keys
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from agent import keys
-from agent.errors import InvsyncError, KeyLoadError
-from agent.keys_cli import keys_group
+from invsync.agent.cli.keys import keys_group
+from invsync.agent.errors import InvsyncError, KeyLoadError
+from invsync.agent.exchange import keys
 
 SECRET = "correct horse battery staple"
 

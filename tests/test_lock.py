@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lock import DaemonLock, DatabaseInUse
-from server.localfed import command, server_process, write_federation
+from invsync.agent.store.lock import DaemonLock, DatabaseInUse
+from invsync.server.localfed import command, server_process, write_federation
 
 
 def test_a_second_lock_on_the_same_database_is_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""agent/logs.py: JSON lines off a terminal, text on one, and the override."""
+"""agent/telemetry/logs.py: JSON lines off a terminal, text on one, and the override."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from agent.logs import (
+from invsync.agent.telemetry.logs import (
     FIELDS,
     JsonFormatter,
     TextFormatter,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from agent.merkle import merkle_root, records_digest
+from invsync.agent.exchange.merkle import merkle_root, records_digest
 
 
 def h(data: bytes) -> bytes:

@@ -14,10 +14,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from agent.errors import SourceError
-from agent.facts import SourceContext
-from agent.record import SourceRef
-from agent.sources.pkcs7 import load_pkcs7
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import SourceContext
+from invsync.agent.model.record import SourceRef
+from invsync.agent.sources.pkcs7 import load_pkcs7
 
 FIXTURES = Path(__file__).parent / "fixtures"
 JPRS_BUNDLE = FIXTURES / "secom_jprs" / "jprs_intermediates_all_generations.pem"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from agent.progress import terminal_progress
+from invsync.agent.telemetry.progress import terminal_progress
 
 
 class FakeTerminal(io.StringIO):

@@ -17,16 +17,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-import agent
-from agent import reconcile as reconcile_module
-from agent.errors import ReportError
-from agent.findings import Finding, Severity
-from agent.model import Side
-from agent.reconcile import Context, Rule, reconcile
-from agent.record import CertRecord, Revocation, parse_certificate
-from agent.rules import missing
-
-DEMO = Path(agent.__file__).parent / "demo_data"
+from invsync.agent.errors import ReportError
+from invsync.agent.model.findings import Finding, Severity
+from invsync.agent.model.record import CertRecord, Revocation, parse_certificate
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile import runner as reconcile_module
+from invsync.agent.reconcile.rules import missing
+from invsync.agent.reconcile.runner import Context, Rule, reconcile
+from tests.paths import DEMO
 
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 DV_BUG = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"

@@ -9,10 +9,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
-from agent.profiles import OperatorProfile
-from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
-from agent.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.agent.exchange.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
+from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 from invsync.v1 import invsync_pb2 as pb
 
 BUG = Path(__file__).parent / "fixtures/secom_jprs/individual/JPRS_OV_G3_bug1695993_21C06633.pem"
@@ -88,7 +88,7 @@ def test_a_bad_audit_date_names_the_record() -> None:
 
 
 def test_the_agent_store_keeps_every_fact(tmp_path: Path) -> None:
-    from agent.store import AgentStore
+    from invsync.agent.store.agent_store import AgentStore
 
     record = _record()
     with AgentStore(tmp_path / "agent.db") as store:

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent import envelope
-from agent.findings import AckMark, Finding, Severity, make_finding
-from agent.keys import generate
-from agent.render import findings_json, findings_text, markdown_text, report_markdown, visible
-from agent.report import (
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.keys import generate
+from invsync.agent.model.findings import AckMark, Finding, Severity, make_finding
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     Resolved,
     Signer,
@@ -20,6 +19,13 @@ from agent.report import (
     build_report_body,
     parse_report_body,
     verify_report,
+)
+from invsync.agent.report.render.text import (
+    findings_json,
+    findings_text,
+    markdown_text,
+    report_markdown,
+    visible,
 )
 
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from agent.findings import FINDING_FIELDS, Finding, Severity, make_finding
-from agent.render import by_urgency
-from agent.render_csv import findings_csv, safe_cell
+from invsync.agent.model.findings import FINDING_FIELDS, Finding, Severity, make_finding
+from invsync.agent.report.render.csv import findings_csv, safe_cell
+from invsync.agent.report.render.text import by_urgency
 from tests.report_helpers import DV_BUG, OV_BUG, demo_findings, hostile_findings, hostile_record
 
 OV_SUBJECT = (

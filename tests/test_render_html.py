@@ -11,11 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.findings import make_finding
-from agent.html_markup import Html, element, join, text
-from agent.render_chart import HistoryPoint, history_point
-from agent.render_html import CONTENT_SECURITY_POLICY, report_html
-from agent.report import ReportBody, Signer, SnapshotRef, build_report_body, parse_report_body
+from invsync.agent.model.findings import make_finding
+from invsync.agent.report.body import (
+    ReportBody,
+    Signer,
+    SnapshotRef,
+    build_report_body,
+    parse_report_body,
+)
+from invsync.agent.report.render.chart import HistoryPoint, history_point
+from invsync.agent.report.render.html import CONTENT_SECURITY_POLICY, report_html
+from invsync.agent.report.render.markup import Html, element, join, text
 from tests.report_helpers import (
     AS_OF,
     DV_BUG,

@@ -13,16 +13,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-import agent
-from agent import envelope
-from agent.envelope import Envelope, Sig
-from agent.errors import ReportError, SignatureError
-from agent.findings import Finding, Severity
-from agent.keys import SigningKey, generate
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.record import CertRecord, parse_certificate
-from agent.report import (
+from invsync.agent.errors import ReportError, SignatureError
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.model.findings import Finding, Severity
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     ReportBody,
     Signer,
@@ -36,8 +35,8 @@ from agent.report import (
     verify_report,
     write_report_file,
 )
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 AS_OF = datetime(2021, 1, 1, tzinfo=UTC)
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 ROOT_REF = SnapshotRef("secom", "root", 3, "a" * 64)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.findings import Finding, Severity, make_finding
-from agent.report_diff import diff_findings, diff_text
+from invsync.agent.model.findings import Finding, Severity, make_finding
+from invsync.agent.report.diff import diff_findings, diff_text
 
 SHA = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 

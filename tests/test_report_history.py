@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agent.errors import ReportError
-from agent.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_SUBORDINATE, Finding
-from agent.report import ReportBody, SnapshotRef, build_report_body, parse_report_body
+from invsync.agent.errors import ReportError
+from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_SUBORDINATE, Finding
+from invsync.agent.report.body import ReportBody, SnapshotRef, build_report_body, parse_report_body
 from tests.report_helpers import AS_OF, DV_BUG, OV_BUG, demo_findings, signers
 from tests.test_report_schema import VALIDATOR
 

@@ -8,13 +8,12 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-import agent
-from agent import envelope
-from agent.keys import generate
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.record import CertRecord
-from agent.report import (
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.keys import generate
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     Signer,
     SnapshotRef,
@@ -22,10 +21,10 @@ from agent.report import (
     report_id,
     write_report_file,
 )
-from agent.sources import load_sources
-from server.cli import invsync
+from invsync.agent.sources.registry import load_sources
+from invsync.server.cli import invsync
+from tests.paths import DEMO
 
-DEMO = Path(agent.__file__).parent / "demo_data"
 KEYS = {"exchange": generate(), "secom": generate(), "jprs": generate()}
 ROLES = {"exchange": "server", "secom": "root", "jprs": "subordinate"}
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from agent.findings import CATALOGUE, FINDING_FIELDS, Severity
-from agent.report import SIGNER_ROLES, parse_report_body
-from agent.rules.stale_peer import never_sent
+from invsync.agent.model.findings import CATALOGUE, FINDING_FIELDS, Severity
+from invsync.agent.reconcile.rules.stale_peer import never_sent
+from invsync.agent.report.body import SIGNER_ROLES, parse_report_body
 from tests.report_helpers import (
     AS_OF,
     OV_BUG,

@@ -1,4 +1,4 @@
-"""`invsync rules`: the catalogue as text and JSON (agent/rules_cli.py)."""
+"""`invsync rules`: the catalogue as text and JSON (agent/cli/rules.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 from click.testing import CliRunner
 
-from agent.findings import CATALOGUE
-from agent.rules import RULES
-from agent.rules_cli import rules_command
+from invsync.agent.cli.rules import rules_command
+from invsync.agent.model.findings import CATALOGUE
+from invsync.agent.reconcile.rules import RULES
 
 
 def _run(*args: str) -> str:

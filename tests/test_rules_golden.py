@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
-from agent import reconcile as reconcile_module
-from agent.findings import CATALOGUE, Finding
-from agent.reconcile import Rule, reconcile
-from agent.rules import RULES, Context
-from agent.times import rfc3339
+from invsync.agent.model.findings import CATALOGUE, Finding
+from invsync.agent.reconcile import runner as reconcile_module
+from invsync.agent.reconcile.rules import RULES, Context
+from invsync.agent.reconcile.runner import Rule, reconcile
+from invsync.agent.times import rfc3339
 from tests.golden_cases import GOLDEN, Case, load
 
 CASE_FILES = sorted(GOLDEN.glob("*.json"))

@@ -7,16 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agent.errors import ReportError
-from agent.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
-from agent.findings import Finding
-from agent.model import Side, Snapshot
-from agent.profiles import OperatorProfile
-from agent.reconcile import reconcile
-from agent.record import CertRecord, Revocation
-from agent.rules import profile, stale_peer
-from agent.rules.audit_overdue import next_report_due
-from agent.rules.context import Context
+from invsync.agent.errors import ReportError
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
+from invsync.agent.model.findings import Finding
+from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.record import CertRecord, Revocation
+from invsync.agent.model.snapshot import Side, Snapshot
+from invsync.agent.reconcile.rules import profile, stale_peer
+from invsync.agent.reconcile.rules.audit_overdue import next_report_due
+from invsync.agent.reconcile.rules.context import Context
+from invsync.agent.reconcile.runner import reconcile
 from tests.golden_cases import GOLDEN, certificates, load
 
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

@@ -9,10 +9,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificates as load
 
-from agent.keys import generate
-from agent.record import CertRecord, parse_certificate
-from agent.snapshot import sign_snapshot
-from server.schedule import due, period_key, run_due
+from invsync.agent.exchange.keys import generate
+from invsync.agent.exchange.snapshot import sign_snapshot
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.server.schedule import due, period_key, run_due
 from tests.test_exchange_core import FIXTURES, PAIRING, Keys, make_rig, payload
 
 MONDAY = datetime(2021, 3, 1, 23, 59, tzinfo=UTC)

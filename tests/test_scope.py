@@ -10,8 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.record import CertRecord, parse_certificate
-from agent.scope import root_scope, signed_by, subordinate_scope
+from invsync.agent.inventory.scope import root_scope, subordinate_scope
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.signatures import signed_by
 
 # Three real SECOM roots (RootCA1, RootCA2, EV RootCA1) have serial 0, which cryptography warns
 # about; record.py meets the same certificates and owns that question.
@@ -117,7 +118,7 @@ def test_signed_by_rejects_a_key_of_another_algorithm() -> None:
 
 
 def test_offline_scope_sets_aside_self_signed_roots_and_keeps_issued_ca_certificates() -> None:
-    from agent.scope import issued_ca_certificates
+    from invsync.agent.inventory.scope import issued_ca_certificates
 
     roots = _records("secom_roots_selfsigned.pem")
     issued = _records("jprs_intermediates_all_generations.pem")

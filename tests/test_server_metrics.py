@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import acceptance as acc
-from agent.record import CertRecord
-from agent.snapshot import sign_snapshot
-from server import metrics
+from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange.snapshot import sign_snapshot
+from invsync.agent.model.record import CertRecord
+from invsync.server import metrics
 from tests.test_exchange_core import PAIRING, Keys, make_rig, payload, records  # noqa: F401
 from tests.test_exchange_core import keys as keys
 

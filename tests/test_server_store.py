@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from agent.acceptance import LastAccepted
-from agent.envelope import Envelope, Sig
-from agent.keyring import Rotation
-from agent.keys import generate
-from agent.report import REPORT_PAYLOAD_TYPE
-from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE
-from server.store import ServerStore
+from invsync.agent.exchange.acceptance import LastAccepted
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keyring import Rotation
+from invsync.agent.exchange.keys import generate
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.server.store import ServerStore
 
 PAIRING = "secom-jprs"
 # Bytes no text round trip survives: NUL, invalid UTF-8, a lone CR, high bytes.

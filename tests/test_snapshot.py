@@ -12,11 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent import keys, snapshot
-from agent.envelope import Envelope, Sig
-from agent.merkle import records_digest
-from agent.record import CertRecord, Revocation, SourceRef, parse_certificate
-from agent.snapshot import IncompleteStream, MalformedSnapshot, StreamTooLarge
+from invsync.agent.exchange import keys, snapshot
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.exchange.snapshot import IncompleteStream, MalformedSnapshot, StreamTooLarge
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 from invsync.v1 import invsync_pb2 as pb
 
 FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"

@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agent.errors import SourceError
-from agent.record import SourceRef
-from agent.sources import load_source
+from invsync.agent.errors import SourceError
+from invsync.agent.model.record import SourceRef
+from invsync.agent.sources.registry import load_source
 from tests.ct_helpers import JPRS_SHA256
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"

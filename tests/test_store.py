@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-import agent.store
-from agent.errors import StoreError
-from agent.keyring import Rotation
-from agent.keys import generate
-from agent.record import CertRecord, Revocation
-from agent.sources import load_source
-from agent.store import AgentStore
+from invsync.agent.errors import StoreError
+from invsync.agent.exchange.keyring import Rotation
+from invsync.agent.exchange.keys import generate
+from invsync.agent.model.record import CertRecord, Revocation
+from invsync.agent.sources.registry import load_source
+from invsync.agent.store import agent_store
+from invsync.agent.store.agent_store import AgentStore
 
 JPRS_BUNDLE = (
     Path(__file__).parent / "fixtures" / "secom_jprs" / "jprs_intermediates_all_generations.pem"
@@ -102,13 +102,13 @@ def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     store = AgentStore(path)
     store.replace_inventory(_collection(T0, without=(BUG_DV,)), T0)
     before, flags = store.inventory(), _present_flags(path)
-    real_row = agent.store._certificate_row
+    real_row = agent_store._certificate_row
 
     def failing_row(record: CertRecord) -> dict[str, object]:
         # The last record's insert hits the NOT NULL constraint, after 15 good writes.
         return {**real_row(record), "sha256": None} if record.sha256 == BUG_DV else real_row(record)
 
-    monkeypatch.setattr(agent.store, "_certificate_row", failing_row)
+    monkeypatch.setattr(agent_store, "_certificate_row", failing_row)
     changed = [r.with_view(operator="secom") for r in _collection(T1, without=(BUG_OV,))]
     expected = (
         f"{path}: cannot store the inventory: NOT NULL constraint failed: certificates.sha256"

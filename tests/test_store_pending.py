@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import open_database
-from agent.errors import StoreError
-from agent.store import MIGRATIONS, AgentStore
+from invsync.agent.errors import StoreError
+from invsync.agent.store.agent_store import MIGRATIONS, AgentStore
+from invsync.agent.store.db import open_database
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,8 +14,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.errors import InvsyncError
-from agent.tls_cli import tls_group
+from invsync.agent.cli.tls import tls_group
+from invsync.agent.errors import InvsyncError
 
 
 def _init(directory: Path, *extra: str) -> Result:

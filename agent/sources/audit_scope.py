@@ -24,9 +24,10 @@ from pathlib import Path
 import pypdf
 from pypdf.errors import PyPdfError
 
-from agent.errors import SourceError
-from agent.facts import AuditPeriod, AuditScopeEntry, Facts, Skipped, SourceContext
-from agent.sources.detect import read_bytes
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, Skipped
+from invsync.agent.sources.reading import read_bytes
 
 AUDIT_SCOPE = "audit-scope"
 PROGRESS_EVERY = 1000

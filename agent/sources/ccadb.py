@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
-from agent.errors import SourceError
-from agent.facts import CcadbAudit, Disclosure, Facts, SourceContext
-from agent.sources.issuance_log import normalize_reason
-from agent.sources.tabular import Row, RowError, Tally, collect, open_table
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import CcadbAudit, Disclosure
+from invsync.agent.sources.issuance_log import normalize_reason
+from invsync.agent.sources.tabular import Row, RowError, Tally, collect, open_table
 
 SHA256 = "SHA-256 Fingerprint"
 CA_OWNER = "CA Owner"

@@ -15,13 +15,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from agent.errors import SourceError
-from agent.facts import Facts, Skipped, SourceContext
-from agent.inventory import merge
-from agent.record import CertInfo, CertRecord, SourceRef, parse_certificate, sha256_hex
-from agent.sources.ccadb import SHA256, fingerprint
-from agent.sources.pem import pem_ders
-from agent.sources.tabular import Row, RowError, Tally, collect, open_table
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.model.merge import merge
+from invsync.agent.model.record import (
+    CertInfo,
+    CertRecord,
+    SourceRef,
+    parse_certificate,
+    sha256_hex,
+)
+from invsync.agent.sources.ccadb import SHA256, fingerprint
+from invsync.agent.sources.pem import pem_ders
+from invsync.agent.sources.tabular import Row, RowError, Tally, collect, open_table
 
 CCADB_PEM = "ccadb-pem"
 PEM = "X.509 Certificate (PEM)"

@@ -21,11 +21,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.errors import SourceError
-from agent.facts import CrlRevocation, Facts, Skipped, SourceContext
-from agent.record import CertInfo, serial_hex
-from agent.scope import signature_verifies
-from agent.sources.detect import read_bytes
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import CrlRevocation, Skipped
+from invsync.agent.model.record import CertInfo, serial_hex
+from invsync.agent.model.signatures import signature_verifies
+from invsync.agent.sources.reading import read_bytes
 
 CRL = "crl"
 PROGRESS_EVERY = 1000

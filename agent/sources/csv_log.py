@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import SourceError
-from agent.facts import Facts, SourceContext
-from agent.record import CertRecord
-from agent.sources.issuance_log import FIELDS, log_record
-from agent.sources.tabular import Row, Table, Tally, collect, open_table
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.record import CertRecord
+from invsync.agent.sources.issuance_log import FIELDS, log_record
+from invsync.agent.sources.tabular import Row, Table, Tally, collect, open_table
 
 _REQUIRED = "certificate"
 

@@ -24,12 +24,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from agent.errors import SourceError
-from agent.facts import Facts, Skipped, SourceContext
-from agent.record import CertRecord, SourceRef, parse_certificate
-from agent.scope import signed_by
-from agent.sources.ct_entries import EntryError, decode_entry
-from agent.sources.detect import read_bytes
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.model.record import CertRecord, SourceRef, parse_certificate
+from invsync.agent.model.signatures import signed_by
+from invsync.agent.sources.ct_entries import EntryError, decode_entry
+from invsync.agent.sources.reading import read_bytes
 
 CT = "ct"
 CT_PRECERT = "ct-precert"

@@ -27,10 +27,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import SourceError
-from agent.facts import Facts, SourceContext
-from agent.files import write_atomically
-from agent.sources.ct import entries_facts, party_keys, response_entries
+from invsync.agent.errors import SourceError
+from invsync.agent.files import write_atomically
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.sources.ct import entries_facts, party_keys, response_entries
 
 STATE_VERSION = 1
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # bytes; a get-entries batch of 256 is a few MB at most

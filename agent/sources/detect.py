@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import SourceError
+from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.tabular import csv_header
 
 PEM = "pem"
 DER = "der"
@@ -68,8 +69,6 @@ def _suffix(path: Path) -> str:
 
 def _csv_kind(path: Path) -> str:
     """By the header row: CCADB's reports, an issuance log, or an audit's fingerprint list."""
-    from agent.sources.tabular import csv_header  # tabular reads files through this module
-
     header = {name.strip().casefold() for name in csv_header(path)}
     if {"sha-256 fingerprint", "x.509 certificate (pem)"} <= header or (
         "certificate record type" in header
@@ -89,11 +88,3 @@ def sniff(path: Path) -> str:
     if b"-----BEGIN PKCS7-----" in data or b"-----BEGIN PKCS #7 SIGNED DATA-----" in data:
         return PKCS7
     return PEM if b"-----BEGIN " in data else DER
-
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; a missing or unreadable file is a SourceError naming it."""
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import SourceError
-from agent.facts import Facts, SourceContext
-from agent.record import (
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.record import (
     LIFECYCLES,
     REVOCATION_REASONS,
     CertInfo,
@@ -29,9 +29,10 @@ from agent.record import (
     SourceRef,
     parse_certificate,
 )
-from agent.sources.detect import ISSUANCE_LOG, read_bytes
-from agent.sources.pem import pem_certificates
-from agent.sources.tabular import Tally, collect
+from invsync.agent.sources.detect import ISSUANCE_LOG
+from invsync.agent.sources.pem import pem_certificates
+from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.tabular import Tally, collect
 
 FIELDS = ("certificate", "operator", "lifecycle", "revoked_at", "revocation_reason")
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from agent.errors import SourceError
-from agent.record import CertInfo, CertRecord, SourceRef, parse_certificate
-from agent.sources.detect import CERT_SUFFIXES, DER, PEM, read_bytes, sniff
+from invsync.agent.errors import SourceError
+from invsync.agent.model.record import CertInfo, CertRecord, SourceRef, parse_certificate
+from invsync.agent.sources.detect import CERT_SUFFIXES, DER, PEM, sniff
+from invsync.agent.sources.reading import read_bytes
 
 _BEGIN = re.compile(r"^-----BEGIN ([^-]*)-----\s*$")
 _END = re.compile(r"^-----END ([^-]*)-----\s*$")

@@ -15,11 +15,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from agent.errors import SourceError
-from agent.facts import Facts, SourceContext
-from agent.record import CertRecord, SourceRef, parse_certificate
-from agent.sources.detect import PKCS7, read_bytes
-from agent.sources.tabular import RowError, Tally, collect
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.record import CertRecord, SourceRef, parse_certificate
+from invsync.agent.sources.detect import PKCS7
+from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.tabular import RowError, Tally, collect
 
 # OpenSSL writes "PKCS7"; RFC 7468 also allows "PKCS #7 SIGNED DATA", which cryptography refuses.
 _LONG_LABEL = re.compile(rb"^(-----(?:BEGIN|END) )PKCS #7 SIGNED DATA-----", re.MULTILINE)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from agent.errors import SourceError
-from agent.facts import Progress, Skipped, SourceContext
-from agent.sources.detect import read_bytes
+from invsync.agent.errors import SourceError
+from invsync.agent.model.bundle import Progress, SourceContext
+from invsync.agent.model.facts import Skipped
+from invsync.agent.sources.reading import read_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_EVERY = 500  # rows between two progress reports

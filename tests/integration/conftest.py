@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.client import ExchangeClient
-from agent.config import ServerEndpoint
-from server.localfed import PARTIES, agent_config, server_process, write_federation
+from invsync.agent.exchange.client import ExchangeClient
+from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.server.localfed import PARTIES, agent_config, server_process, write_federation
 
 
 @dataclass(frozen=True)

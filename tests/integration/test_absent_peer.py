@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from agent.report import parse_report_body, read_report_file, verify_report
-from server.localfed import command
+from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.server.localfed import command
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import _run_both_agents
 

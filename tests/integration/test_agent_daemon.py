@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.localfed import agent_config, command, write_federation
+from invsync.server.localfed import agent_config, command, write_federation
 from tests.integration.conftest import Federation, wait_for
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from agent.report import parse_report_body, read_report_file
-from server.localfed import agent_config, command, server_process, write_federation
+from invsync.agent.report.body import parse_report_body, read_report_file
+from invsync.server.localfed import agent_config, command, server_process, write_federation
 from tests.integration.conftest import Federation, wait_for
 from tests.integration.scrape import Samples, assert_serves_documented, free_port, scrape, value
 

@@ -1,6 +1,6 @@
 """Co-signing against a real server process: an agent signs only a report it computed itself.
 
-Both agents run in process (`agent.daemon.Agent`) against the federation's real server over
+Both agents run in process (`agent.daemon.cycle.Agent`) against the federation's real server over
 mutual TLS. A report whose findings differ from the agent's own, even one carrying a valid
 signature of the pinned server key, is refused with a message naming the differing finding;
 a report signed by any other key is refused as not the exchange server's.
@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from agent.config import PairingConfig, load_agent_config
-from agent.daemon import Agent
-from agent.envelope import Envelope, Sig, pae
-from agent.errors import ReportError, SignatureError
-from agent.findings import Finding, Severity
-from agent.keys import SigningKey, generate, load_signing_key
-from agent.model import Side
-from agent.reconcile import reconcile
-from agent.report import (
+from invsync.agent.config.settings import PairingConfig, load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import ReportError, SignatureError
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
+from invsync.agent.exchange.keys import SigningKey, generate, load_signing_key
+from invsync.agent.model.findings import Finding, Severity
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     Signer,
     build_report_body,
@@ -32,8 +32,8 @@ from agent.report import (
     report_id,
     verify_report,
 )
-from server.localfed import PARTIES
-from server.store import ServerStore
+from invsync.server.localfed import PARTIES
+from invsync.server.store import ServerStore
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_an_agent_that_computes_other_findings_refuses_to_sign_and_says_why(
             f for f in reconcile(root, sub, at) if (f.code, f.sha256) != (MISSING, dropped)
         )
 
-    monkeypatch.setattr("agent.report_check.reconcile", blind)
+    monkeypatch.setattr("invsync.agent.daemon.report_check.reconcile", blind)
     secom = agents["secom"]
     rid, _ = server_report(secom)
     with refusing(f"server lists {MISSING} {dropped} that I do not"):

@@ -16,14 +16,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.errors import TransportError
-from agent.keys import load_signing_key
-from agent.model import ROOT, SUBORDINATE
-from agent.report import parse_report_body, read_report_file, verify_report
-from agent.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.keys import load_signing_key
+from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE
+from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.server.localfed import command
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
-from server.localfed import command
 from tests.integration.conftest import Federation
 
 BUG_1695993 = {
@@ -223,7 +223,7 @@ def test_the_health_service_reports_serving(federation: Federation) -> None:
 
 
 def test_the_server_refuses_to_start_without_a_client_ca(tmp_path: Path) -> None:
-    from server.localfed import write_federation
+    from invsync.server.localfed import write_federation
 
     write_federation(tmp_path)
     config = tmp_path / "server.toml"

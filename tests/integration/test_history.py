@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.envelope import Envelope
-from agent.report import ReportBody, parse_report_body, read_report_file, verify_report
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.report.body import ReportBody, parse_report_body, read_report_file, verify_report
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import (
     _latest_reports,

@@ -19,14 +19,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.client import Unreachable
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.envelope import Envelope
-from agent.snapshot import to_chunks
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.exchange.client import Unreachable
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.snapshot import to_chunks
+from invsync.server.daemon import SERVICE_NAME
+from invsync.server.localfed import agent_config, server_process, write_federation
 from invsync.v1 import invsync_pb2 as pb
-from server.daemon import SERVICE_NAME
-from server.localfed import agent_config, server_process, write_federation
 from tests.integration.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_an_agent_notices_a_server_gone_silent_mid_push_within_its_keepalive_bou
         proxy = SilentProxy(port)
         agent = _agent(tmp_path, proxy.port, settings)
         stalled = StalledPush()
-        monkeypatch.setattr("agent.client.to_chunks", stalled.chunks)
+        monkeypatch.setattr("invsync.agent.exchange.client.to_chunks", stalled.chunks)
         silent_from: list[float] = []
 
         def silence_once_streaming() -> None:
@@ -144,7 +144,7 @@ def test_the_server_drops_an_agent_gone_silent_mid_push_within_its_keepalive_bou
         proxy = SilentProxy(port)
         agent = _agent(tmp_path, proxy.port, "")  # the agent's own keepalive: the default 30 s
         stalled = StalledPush()
-        monkeypatch.setattr("agent.client.to_chunks", stalled.chunks)
+        monkeypatch.setattr("invsync.agent.exchange.client.to_chunks", stalled.chunks)
         silent_from: list[float] = []
 
         def silence_then_wait_for_the_server() -> None:

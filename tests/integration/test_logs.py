@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.localfed import command
+from invsync.server.localfed import command
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration

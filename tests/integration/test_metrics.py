@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.localfed import PARTIES, agent_config, command, server_process, write_federation
+from invsync.server.localfed import PARTIES, agent_config, command, server_process, write_federation
 from tests.integration.scrape import assert_serves_documented, free_port, scrape
 from tests.integration.scrape import value as sample
 

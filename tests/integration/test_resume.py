@@ -7,11 +7,11 @@ import sqlite3
 
 import pytest
 
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.envelope import Envelope
-from agent.errors import TransportError
-from agent.snapshot import decode_payload
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.snapshot import decode_payload
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.backoff import RetryPolicy
-from agent.client import ExchangeClient, Unreachable
-from agent.config import ServerEndpoint, load_agent_config
-from agent.daemon import Agent
-from agent.errors import TransportError
-from server.localfed import agent_config, server_process, write_federation
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.client import ExchangeClient, Unreachable
+from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.server.localfed import agent_config, server_process, write_federation
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import _signed, _snapshot_of
 

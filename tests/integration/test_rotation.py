@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from agent import envelope
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.errors import TransportError
-from agent.freshness import PushReason
-from agent.keys import SigningKey, load_signing_key
-from agent.report import parse_report_body, read_report_file, verify_report
-from agent.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload
-from server.localfed import command
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.daemon.freshness import PushReason
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.keys import SigningKey, load_signing_key
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload
+from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.server.localfed import command
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import (
     _latest_reports,

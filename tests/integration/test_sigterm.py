@@ -15,15 +15,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.backoff import RetryPolicy
-from agent.config import load_agent_config
-from agent.daemon import Agent
-from agent.envelope import Envelope
-from agent.errors import TransportError
-from agent.snapshot import decode_payload, to_chunks
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.snapshot import decode_payload, to_chunks
+from invsync.server.daemon import GRACE_SECONDS, SERVICE_NAME
+from invsync.server.localfed import _await_port, command, server_process, stop, write_federation
 from invsync.v1 import invsync_pb2 as pb
-from server.daemon import GRACE_SECONDS, SERVICE_NAME
-from server.localfed import _await_port, command, server_process, stop, write_federation
 from tests.integration.test_retry import _pin_port, free_port
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ def test_sigterm_mid_push_drains_or_aborts_cleanly_and_the_next_start_resumes(
 
         killer = threading.Thread(target=terminate)
         killer.start()
-        monkeypatch.setattr("agent.client.to_chunks", slow_chunks)
+        monkeypatch.setattr("invsync.agent.exchange.client.to_chunks", slow_chunks)
         try:
             pushed: int | None = agent.push(pairing)
         except TransportError:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.localfed import agent_config, command, write_federation
+from invsync.server.localfed import agent_config, command, write_federation
 
 pytestmark = pytest.mark.integration
 HINT = "hint: Fix the named key in the configuration file; `invsync --help` lists the commands.\n"

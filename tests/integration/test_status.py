@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from agent.report import parse_report_body, read_report_file
-from server.cli import invsync
-from server.localfed import command
+from invsync.agent.report.body import parse_report_body, read_report_file
+from invsync.server.cli import invsync
+from invsync.server.localfed import command
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration

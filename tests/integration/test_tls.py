@@ -17,19 +17,19 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.backoff import RetryPolicy
-from agent.client import ExchangeClient
-from agent.config import ServerEndpoint
-from agent.envelope import Envelope
-from agent.errors import TransportError
-from agent.keys import load_signing_key
-from agent.model import SUBORDINATE
-from agent.pki import make_federation
-from agent.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.errors import TransportError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.client import ExchangeClient
+from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.keys import load_signing_key
+from invsync.agent.exchange.pki import make_federation
+from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.model.snapshot import SUBORDINATE
+from invsync.server.daemon import SERVICE_NAME
+from invsync.server.localfed import PARTIES, server_process, write_federation
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
-from server.daemon import SERVICE_NAME
-from server.localfed import PARTIES, server_process, write_federation
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.pki import make_federation, new_ca
-from agent.report import parse_report_body, read_report_file, verify_report
-from agent.snapshot import decode_payload
-from server.localfed import PARTIES, server_process, write_federation
+from invsync.agent.exchange.pki import make_federation, new_ca
+from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.server.localfed import PARTIES, server_process, write_federation
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import _latest_reports, _refresh_every_cycle, _run_both_agents
 from tests.integration.test_retry import _pin_port, free_port

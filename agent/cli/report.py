@@ -1,0 +1,202 @@
+"""`invsync report`: verify, list, show and compare signed reconciliation reports.
+
+Reports are the signed DSSE files an agent writes to its `report_dir`; a REPORT argument is a
+file path, or a report id (or a unique prefix of one) found in `--dir` / the agent's report_dir.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from invsync.agent.cli.options import config_option, format_option
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ReportError
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.report.body import (
+    ReportBody,
+    parse_report_body,
+    read_report_file,
+    report_id,
+    verify_report,
+)
+from invsync.agent.report.diff import diff_findings, diff_text
+from invsync.agent.report.files import ReportFile, page, report_files
+from invsync.agent.report.render.csv import findings_csv
+from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
+
+
+@click.group("report")
+def report_group() -> None:
+    """Verify, list, show and compare signed reconciliation reports."""
+
+
+@report_group.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="NAME=KEYID",
+    help="Require signer NAME to use the key with this id (repeatable).",
+)
+def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
+    """Check every signature on each report FILE and say whose are present.
+
+    Exits 0 only if, in every file, the server and both parties signed and every signature is
+    valid; 1 otherwise.
+    """
+    pinned = _pins(pins) or None
+    complete = True
+    for file in files:
+        result = verify_report(read_report_file(file), pinned)
+        click.echo(f"{file}:\n{result.describe()}" if len(files) > 1 else result.describe())
+        complete = complete and result.complete
+    sys.exit(0 if complete else 1)
+
+
+def _pins(pins: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pin in pins:
+        name, sep, keyid = pin.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pin!r}: expected NAME=KEYID", param_hint="--pin")
+        out[name] = keyid
+    return out
+
+
+def _where(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = config_option("An agent configuration; its report_dir is searched.")(f)
+    return click.option(
+        "--dir",
+        "directory",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="A directory of report files (default: the current directory).",
+    )(f)
+
+
+def _directory(directory: Path | None, config: Path | None) -> Path:
+    if directory is not None:
+        return directory
+    return load_agent_config(config).report_dir if config else Path(".")
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.report.json"))
+
+
+def load_report(reference: str, directory: Path) -> tuple[Path, Envelope, ReportBody]:
+    """A report by path, or by id or unique id prefix among the directory's report files."""
+    path = Path(reference)
+    if not path.is_file():
+        path = _by_id(reference.lower(), directory)
+    env = read_report_file(path)
+    return path, env, parse_report_body(env.payload)
+
+
+def _by_id(prefix: str, directory: Path) -> Path:
+    found = [
+        p for p in _files(directory) if report_id(read_report_file(p).payload).startswith(prefix)
+    ]
+    if len(found) != 1:
+        what = "no report" if not found else f"{len(found)} reports"
+        raise ReportError(f"{what} with id {prefix!r} in {directory}; give a longer id or a path")
+    return found[0]
+
+
+@report_group.command("list")
+@_where
+@format_option("text", "json")
+def report_list(directory: Path | None, config: Path | None, fmt: str) -> None:
+    """List the reports in a directory: id, pairing, as of, versions, findings, signatures."""
+    rows = [_summary(path) for path in _files(_directory(directory, config))]
+    rows.sort(key=lambda r: (r["pairing"], r["as_of"], r["id"]))
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        counts = "/".join(str(r["summary"][k]) for k in ("error", "warning", "notice"))
+        click.echo(
+            f"{r['id'][:12]}  {r['pairing']}  {r['as_of']}  root v{r['root_version']}"
+            f"  subordinate v{r['subordinate_version']}  e/w/n {counts}  {r['signatures']}"
+        )
+    click.echo(f"reports: {len(rows)}")
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    env = read_report_file(path)
+    body = parse_report_body(env.payload)
+    verification = verify_report(env)
+    return {
+        "id": report_id(env.payload),
+        "file": str(path),
+        "pairing": body.pairing,
+        "as_of": body.as_of.isoformat().replace("+00:00", "Z"),
+        "root_version": body.root.version,
+        "subordinate_version": body.subordinate.version,
+        "summary": dict(body.summary),
+        "signatures": "complete" if verification.complete else "incomplete",
+    }
+
+
+@report_group.command("show")
+@click.argument("report")
+@_where
+@format_option(
+    "text", "json", "markdown", "html", "csv", help="Output format: json is the signed body itself."
+)
+def report_show(report: str, directory: Path | None, config: Path | None, fmt: str) -> None:
+    """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
+
+    `html` is a self-contained page with the pairing's history from the same directory;
+    `csv` lists the findings for a spreadsheet (cells that could be formulas are quoted)."""
+    where = _directory(directory, config)
+    path, env, body = load_report(report, where)
+    if fmt == "html":
+        files = report_files(where)
+        current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
+        sys.stdout.write(page(current, files))
+    elif fmt == "csv":
+        sys.stdout.write(findings_csv(body.findings))
+    elif fmt == "json":
+        sys.stdout.write(env.payload.decode() + "\n")
+    elif fmt == "markdown":
+        click.echo(report_markdown(body, verify_report(env)), nl=False)
+    else:
+        click.echo(verify_report(env).describe())
+        click.echo(findings_text(body.findings) or "no findings", nl=False)
+
+
+@report_group.command("diff")
+@click.argument("old")
+@click.argument("new")
+@_where
+@format_option("text", "json")
+def report_diff(old: str, new: str, directory: Path | None, config: Path | None, fmt: str) -> None:
+    """What changed from report OLD to report NEW: new, resolved and changed findings."""
+    where = _directory(directory, config)
+    before, after = load_report(old, where)[2], load_report(new, where)[2]
+    if before.pairing != after.pairing:
+        raise ReportError(
+            f"the reports are of different pairings: {before.pairing} and {after.pairing}"
+        )
+    diff = diff_findings(before.findings, after.findings)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "new": json.loads(findings_json(diff.new))["findings"],
+                    "resolved": json.loads(findings_json(diff.resolved))["findings"],
+                    "changed": [{"old": o.to_json(), "new": n.to_json()} for o, n in diff.changed],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    click.echo(diff_text(diff), nl=False)

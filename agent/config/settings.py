@@ -1,0 +1,257 @@
+"""The agent's configuration file (TOML). Every key is documented in docs/configuration.md.
+
+[agent]
+party = "secom"                 # this party's id
+database = "secom.db"           # SQLite state, created on first run
+signing_key = "keys/secom.key"  # snapshot and report signing key (PEM, PKCS#8)
+sources = ["issuance.jsonl"]    # inventory sources, as for `invsync inventory import`
+report_dir = "reports"          # where signed reports and their Markdown are written
+snapshot_validity_seconds = 86400
+snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
+rpc_timeout_seconds = 10
+keepalive_seconds = 20          # ping a server silent this long; see agent.keepalive
+keepalive_timeout_seconds = 10  # and give the connection up if the ping is not answered by then
+metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
+next_signing_key = "keys/secom-2027.key"  # optional: announce and switch to this key
+
+[server]
+address = "localhost:7443"
+ca = "tls/ca.pem"               # trusts the exchange server's TLS certificate
+cert = "tls/secom.crt"          # this party's TLS client certificate
+key = "tls/secom.key"
+signing_keys = ["keys/server.pub"]  # the server's receipt and report signing key(s)
+
+[peers.jprs]
+signing_keys = ["keys/jprs.pub"]
+
+[pairings.secom-jprs]
+role = "root"                   # or "subordinate"
+peer = "jprs"
+issuer_certificates = ["secom_roots.pem"]  # the root CA certificates whose keys define scope
+subject_organizations = ["Japan Registry Services Co., Ltd."]  # root side only
+
+[retry]                         # a call that finds no server; every key has a default
+attempts = 5                    # tries per call, the first included
+initial_backoff_seconds = 0.5   # the first wait is drawn from [0, this], doubling each time
+max_backoff_seconds = 8         # up to this
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from invsync.agent.config.inventory import (
+    AuditScopeSource,
+    acknowledgements,
+    attribution,
+    audit_scope_sources,
+    profiles,
+)
+from invsync.agent.errors import SourceError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.agent.exchange.keepalive import Keepalive, read_keepalive
+from invsync.agent.inventory.attribution import Attribution
+from invsync.agent.model.acknowledgements import Acknowledgement
+from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE
+from invsync.agent.sources.detect import KINDS
+from invsync.agent.telemetry.metrics import read_listen
+from invsync.agent.tomlconf import Table
+
+SPKI = PublicFormat.SubjectPublicKeyInfo
+
+
+@dataclass(frozen=True)
+class PairingConfig:
+    name: str
+    role: str
+    peer: str
+    issuer_certificates: tuple[Path, ...]
+    subject_organizations: tuple[str, ...]
+
+    def issuer_spkis(self) -> list[bytes]:
+        """The SubjectPublicKeyInfo (DER) of every issuer certificate: the pairing's scope."""
+        spkis = []
+        for path in self.issuer_certificates:
+            try:
+                certs = x509.load_pem_x509_certificates(path.read_bytes())
+            except (OSError, ValueError) as e:
+                raise SourceError(f"{path}: issuer certificates cannot be read: {e}") from e
+            spkis += [c.public_key().public_bytes(Encoding.DER, SPKI) for c in certs]
+        return spkis
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    file: Path
+    party: str
+    database: Path
+    signing_key: Path
+    sources: tuple[str, ...]
+    report_dir: Path
+    snapshot_validity_seconds: int
+    snapshot_refresh_seconds: int
+    rpc_timeout_seconds: int
+    server: ServerEndpoint
+    peers: dict[str, tuple[Path, ...]]
+    pairings: dict[str, PairingConfig]
+    audit_scope: tuple[AuditScopeSource, ...] = ()
+    attribution: Attribution = field(default_factory=Attribution)
+    profiles: tuple[OperatorProfile, ...] = ()
+    acknowledgements: tuple[Acknowledgement, ...] = ()
+    metrics_listen: str = ""
+    next_signing_key: Path | None = None  # a key being rotated to (agent.exchange.keyring)
+    keepalive: Keepalive = field(default_factory=Keepalive)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def ca_spkis(self) -> list[bytes]:
+        """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
+        return [spki for pairing in self.pairings.values() for spki in pairing.issuer_spkis()]
+
+
+def load_agent_config(file: Path) -> AgentConfig:
+    root = Table.load(file)
+    root.only(
+        [
+            "agent",
+            "server",
+            "peers",
+            "pairings",
+            "audit_scope",
+            "attribution",
+            "profiles",
+            "acknowledgements",
+            "retry",
+        ]
+    )
+    agent = root.table("agent")
+    agent.only(_AGENT_KEYS)
+    peers = {name: _peer(table) for name, table in root.tables("peers").items()}
+    pairings = {name: _pairing(name, t) for name, t in root.tables("pairings").items()}
+    for name, pairing in pairings.items():
+        if pairing.peer not in peers:
+            raise root.fail(f"pairings.{name}.peer", f"no [peers.{pairing.peer}] table")
+    validity = agent.integer("snapshot_validity_seconds", 86400)
+    return AgentConfig(
+        file=file,
+        party=agent.text("party"),
+        database=agent.path("database"),
+        signing_key=agent.existing_path("signing_key"),
+        sources=tuple(_sources(agent)),
+        report_dir=agent.path("report_dir"),
+        snapshot_validity_seconds=validity,
+        snapshot_refresh_seconds=_refresh(agent, validity),
+        rpc_timeout_seconds=agent.integer("rpc_timeout_seconds", 10),
+        server=_server(root.table("server")),
+        peers=peers,
+        pairings=pairings,
+        audit_scope=audit_scope_sources(root),
+        attribution=attribution(root),
+        profiles=profiles(root),
+        acknowledgements=acknowledgements(root),
+        metrics_listen=read_listen(agent),
+        next_signing_key=_next_signing_key(agent),
+        keepalive=read_keepalive(agent),
+        retry=_retry(root),
+    )
+
+
+_AGENT_KEYS = (
+    "party",
+    "database",
+    "signing_key",
+    "sources",
+    "report_dir",
+    "snapshot_validity_seconds",
+    "snapshot_refresh_seconds",
+    "rpc_timeout_seconds",
+    "keepalive_seconds",
+    "keepalive_timeout_seconds",
+    "metrics_listen",
+    "next_signing_key",
+)
+
+
+def _next_signing_key(agent: Table) -> Path | None:
+    if agent.opt_str("next_signing_key") is None:
+        return None
+    path = agent.existing_path("next_signing_key")
+    if path == agent.path("signing_key"):
+        raise agent.fail("next_signing_key", "is the signing_key itself; name the new key")
+    return path
+
+
+def _refresh(agent: Table, validity: int) -> int:
+    """The age at which an unchanged snapshot is pushed again; before its expiry, or it lapses."""
+    refresh = agent.integer("snapshot_refresh_seconds", validity // 2, minimum=0)
+    if refresh >= validity:
+        raise agent.fail(
+            "snapshot_refresh_seconds",
+            f"must be less than agent.snapshot_validity_seconds ({validity}), got {refresh}",
+        )
+    return refresh
+
+
+def _retry(root: Table) -> RetryPolicy:
+    """`[retry]`: how a call that finds no server is retried. Every key has a default."""
+    default = RetryPolicy()
+    table = root.optional_table("retry")
+    if table is None:
+        return default
+    table.only(["attempts", "initial_backoff_seconds", "max_backoff_seconds"])
+    attempts = table.integer("attempts", default.retries + 1)
+    initial = table.number("initial_backoff_seconds", default.base)
+    cap = table.number("max_backoff_seconds", default.cap)
+    if cap < initial:  # every wait would be capped below the first step: surely a slip
+        raise table.fail(
+            "max_backoff_seconds",
+            f"must be at least initial_backoff_seconds ({initial:g}), got {cap:g}",
+        )
+    return RetryPolicy(base=initial, factor=default.factor, cap=cap, retries=attempts - 1)
+
+
+def _sources(agent: Table) -> list[str]:
+    # A source may carry a KIND: prefix; only the path part is relative to the config file.
+    specs = []
+    for spec in agent.texts("sources"):
+        kind, sep, rest = spec.partition(":")
+        if sep and kind in KINDS:
+            specs.append(f"{kind}:{agent.resolve(rest)}")
+        else:
+            specs.append(str(agent.resolve(spec)))
+    return specs
+
+
+def _server(table: Table) -> ServerEndpoint:
+    table.only(["address", "ca", "cert", "key", "signing_keys"])
+    return ServerEndpoint(
+        address=table.text("address"),
+        ca=table.existing_path("ca"),
+        cert=table.existing_path("cert"),
+        key=table.existing_path("key"),
+        signing_keys=tuple(table.existing_paths("signing_keys")),
+    )
+
+
+def _peer(table: Table) -> tuple[Path, ...]:
+    table.only(["signing_keys"])
+    return tuple(table.existing_paths("signing_keys"))
+
+
+def _pairing(name: str, table: Table) -> PairingConfig:
+    table.only(["role", "peer", "issuer_certificates", "subject_organizations"])
+    role = table.text("role")
+    if role not in (ROOT, SUBORDINATE):
+        raise table.fail("role", f"expected 'root' or 'subordinate', got {role!r}")
+    return PairingConfig(
+        name=name,
+        role=role,
+        peer=table.text("peer"),
+        issuer_certificates=tuple(table.existing_paths("issuer_certificates")),
+        subject_organizations=tuple(table.texts("subject_organizations", [])),
+    )

@@ -1,0 +1,409 @@
+"""One agent cycle: collect, push, co-sign, write reports.
+
+What is checked before co-signing is `agent.daemon.report_check`: the agent never takes the server's
+word for a report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from invsync.agent.config.settings import AgentConfig, PairingConfig
+from invsync.agent.daemon.freshness import PushReason, push_reason
+from invsync.agent.daemon.report_check import PeerArrived, ReportCheck
+from invsync.agent.daemon.rotation import OwnKeys, PeerKeys, peer_policies, pinned_keys
+from invsync.agent.errors import ReportError
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.client import ExchangeClient, NotFoundYet, Refused
+from invsync.agent.exchange.envelope import Envelope, Sig, pae, verify_or_raise
+from invsync.agent.exchange.keys import SigningKey, load_signing_key
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload, decode_payload
+from invsync.agent.files import write_atomically
+from invsync.agent.inventory.collect import collect
+from invsync.agent.inventory.scope import root_scope, subordinate_scope
+from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import ROOT, Snapshot
+from invsync.agent.report.body import (
+    REPORT_PAYLOAD_TYPE,
+    ReportVerification,
+    parse_report_body,
+    verify_report,
+    write_report_file,
+)
+from invsync.agent.report.files import page, report_files
+from invsync.agent.report.render.csv import findings_csv
+from invsync.agent.report.render.text import report_markdown
+from invsync.agent.sources.ct_client import CtFetch
+from invsync.agent.sources.detect import AUDIT_SCOPE
+from invsync.agent.sources.registry import read_source
+from invsync.agent.store.agent_store import AgentStore, SentSnapshot
+from invsync.agent.telemetry import metrics
+
+log = logging.getLogger("invsync.agent")
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    pairing: str
+    version: int
+    report_id: str
+    report_path: Path
+    markdown_path: Path
+    verification: ReportVerification
+
+    @property
+    def complete(self) -> bool:
+        return self.verification.complete
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A pairing's next snapshot, built but not yet signed, with what was known to build it."""
+
+    last: SentSnapshot | None  # the latest sent snapshot it follows
+    payload: bytes
+    version: int
+    expires_at: datetime
+    keys: list[SigningKey]  # which of our keys sign it
+    announces: bool  # it announces our next signing key
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The pairing's latest snapshot after `Agent.sync`: pushed now (with why) or kept."""
+
+    version: int
+    reason: PushReason | None  # None: the last snapshot was kept
+    expires_at: datetime
+
+    @property
+    def pushed(self) -> bool:
+        return self.reason is not None
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, clock: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.store = AgentStore(config.database)
+        next_key = config.next_signing_key
+        self.keys = OwnKeys(
+            load_signing_key(config.signing_key), load_signing_key(next_key) if next_key else None
+        )
+        self.server_keys = pinned_keys(config.server.signing_keys)
+        self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
+        self.client = ExchangeClient(
+            config.server,
+            timeout=config.rpc_timeout_seconds,
+            retry=config.retry,
+            keepalive=config.keepalive,
+        )
+        self.checker = ReportCheck(
+            config=config,
+            store=self.store,
+            client=self.client,
+            keys=self.keys,
+            server_keys=self.server_keys,
+            peer_keys=self.peer_keys,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()
+
+    def collect(self) -> int:
+        """Read every configured source and replace the stored inventory in one transaction."""
+        with metrics.COLLECTION_DURATION.time():
+            count = self._collect()
+        metrics.INVENTORY_RECORDS.set(count)
+        return count
+
+    def _collect(self) -> int:
+        now = self.clock()
+        ctx = SourceContext(now=now, party_ca_spkis=self._pairing_spkis())
+        audits = Facts.combine(
+            _facts(read_source(a.spec, replace(ctx, audit=a.audit), kind=AUDIT_SCOPE))
+            for a in self.config.audit_scope
+        )
+        state = self.config.database.with_suffix(".ct-progress.json")
+        collected = collect(
+            [(spec, None) for spec in self.config.sources],
+            ctx,
+            attribution=self.config.attribution,
+            ct_state=state,
+            base=audits,
+        )
+        records = collected.assembled.records
+        self.store.replace_inventory(records, now)
+        collected.commit_ct_progress(state)
+        log.info(
+            "party=%s collected %d certificates",
+            self.config.party,
+            len(records),
+            extra={"party": self.config.party},
+        )
+        return len(records)
+
+    def _pairing_spkis(self) -> list[bytes]:
+        """The root CA keys of every pairing: CT entries they signed belong in the inventory."""
+        return self.config.ca_spkis()
+
+    def sync(self, pairing: PairingConfig) -> PushOutcome:
+        """Push the next snapshot of `pairing` if its content changed or the last one ages.
+
+        The refresh age (`agent.snapshot_refresh_seconds`) comes before the expiry, so an agent
+        that runs its cycles keeps a valid snapshot at the server even when nothing changes.
+        """
+        self._resume_pending(pairing.name)
+        now = self.clock()
+        draft = self._draft(pairing, now)
+        last = draft.last
+        reason = push_reason(
+            last.payload if last else None,
+            last.issued_at if last else None,
+            draft.payload,
+            now=now,
+            refresh_after=timedelta(seconds=self.config.snapshot_refresh_seconds),
+            announces=draft.announces,
+        )
+        if last is not None and reason is None:
+            log.info(
+                "party=%s pairing=%s unchanged since version=%d",
+                self.config.party,
+                pairing.name,
+                last.version,
+                extra={
+                    "party": self.config.party,
+                    "pairing": pairing.name,
+                    "version": last.version,
+                },
+            )
+            return PushOutcome(last.version, None, last.expires_at)
+        return self._send(pairing, draft, now, reason)
+
+    def push(self, pairing: PairingConfig) -> int:
+        """Build, sign and push the next snapshot of `pairing`, changed or not; its version.
+
+        The snapshot is stored as pending before it is pushed and marked sent once the server's
+        receipt is in. A pending one, left by a cycle whose receipt was lost, is re-pushed first
+        byte for byte (the server answers an identical re-push with its stored receipt), so the
+        next version's previous_digest names the snapshot the server holds.
+        """
+        self._resume_pending(pairing.name)
+        now = self.clock()
+        return self._send(pairing, self._draft(pairing, now), now, None).version
+
+    def _draft(self, pairing: PairingConfig, now: datetime) -> _Draft:
+        """The version after the last sent one, from the stored inventory, not yet signed."""
+        last = self.store.latest_sent_snapshot(pairing.name)
+        keys, announce = self.keys.for_snapshot(last)
+        version = (last.version if last else 0) + 1
+        expires_at = now + timedelta(seconds=self.config.snapshot_validity_seconds)
+        spkis = pairing.issuer_spkis()
+        payload = build_payload(
+            party=self.config.party,
+            pairing=pairing.name,
+            role=pairing.role,
+            version=version,
+            issued_at=now,
+            expires_at=expires_at,
+            previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
+            scope_issuer_spki=spkis,
+            records=self._scoped(pairing, spkis),
+            profiles=self.config.profiles,
+            acknowledgements=self.config.acknowledgements,
+            next_signing_key=announce,
+        )
+        return _Draft(last, payload, version, expires_at, keys, bool(announce))
+
+    def _send(
+        self, pairing: PairingConfig, draft: _Draft, now: datetime, reason: PushReason | None
+    ) -> PushOutcome:
+        env = envelope.sign(SNAPSHOT_PAYLOAD_TYPE, draft.payload, draft.keys)
+        self.store.record_sent_snapshot(
+            pairing.name,
+            draft.version,
+            draft.payload,
+            env.payload_type,
+            [(s.keyid, s.sig) for s in env.signatures],
+            now,
+            draft.expires_at,
+            pending=True,
+        )
+        self._push_pending(pairing.name, draft.version, env)
+        log.info(
+            "party=%s pairing=%s pushed version=%d (%s)",
+            self.config.party,
+            pairing.name,
+            draft.version,
+            reason.value if reason else "requested",
+            extra={"party": self.config.party, "pairing": pairing.name, "version": draft.version},
+        )
+        metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
+        return PushOutcome(draft.version, reason, draft.expires_at)
+
+    def _push_pending(self, pairing: str, version: int, env: Envelope) -> None:
+        receipt = self.client.push(env)
+        verify_or_raise(receipt, self.server_keys, who="the exchange server (receipt)")
+        self.store.mark_sent(pairing, version)
+
+    def _resume_pending(self, pairing: str) -> None:
+        """Re-push the pending snapshot, if any; one the server refuses was never accepted."""
+        pending = self.store.pending_snapshot(pairing)
+        if pending is None:
+            return
+        sigs = tuple(Sig(keyid, sig) for keyid, sig in pending.signatures)
+        env = Envelope(pending.payload_type, pending.payload, sigs)
+        try:
+            self._push_pending(pairing, pending.version, env)
+        except Refused as e:
+            # The server never accepted this version (an identical re-push would be answered
+            # with its receipt), so the number is free: the next snapshot is built for it.
+            self.store.drop_pending(pairing, pending.version)
+            log.warning(
+                "party=%s pairing=%s pending version=%d refused, rebuilt: %s",
+                self.config.party,
+                pairing,
+                pending.version,
+                e,
+            )
+            return
+        log.info(
+            "party=%s pairing=%s re-pushed pending version=%d",
+            self.config.party,
+            pairing,
+            pending.version,
+        )
+
+    def _scoped(self, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
+        records = self.store.inventory()
+        if pairing.role == ROOT:
+            return root_scope(
+                records,
+                issuer_spkis=spkis,
+                subordinate=pairing.peer,
+                subject_organizations=list(pairing.subject_organizations),
+            )
+        return subordinate_scope(records, issuer_spkis=spkis)
+
+    def cosign(self, pairing: PairingConfig, wait_seconds: float) -> str:
+        """Wait for the report on our latest snapshot, check it, sign it; returns its id."""
+        own = self._own_snapshot(pairing.name)
+        env, rid = self._await_report(pairing.name, own, wait_seconds)
+        self._cosign_report(pairing, own, env, rid)
+        return rid
+
+    def _cosign_report(
+        self, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
+    ) -> None:
+        verify_or_raise(env, self.server_keys, who="the exchange server (report)")
+        self._check_report(pairing, own, env.payload)
+        key = self.checker.report_key(pairing.name)
+        sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
+        self.client.sign_report(pairing.name, rid, sig)
+        self.store.record_cosigned(rid, pairing.name, self.clock())
+        log.info("party=%s pairing=%s co-signed report=%s", self.config.party, pairing.name, rid)
+
+    def settle(self, pairing: PairingConfig, wait_seconds: float) -> CycleResult:
+        """Co-sign each report on our latest snapshot until one carries every signature; write it.
+
+        The peer may push again while we sign, making a newer report on our same snapshot; that
+        one is checked and co-signed too, so the cycle ends on the report both parties signed.
+        If time runs out, the latest report is written as it stands and `complete` says so.
+        """
+        own = self._own_snapshot(pairing.name)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            found = self._report_naming(pairing.name, own)
+            if found is not None and not self.store.has_cosigned(found[1]):
+                try:
+                    self._cosign_report(pairing, own, *found)
+                    continue
+                except PeerArrived:
+                    pass  # the report on both snapshots is being made: poll for it
+            if found is not None and verify_report(found[0]).complete:
+                return self._write(pairing.name, found[1], found[0])
+            if time.monotonic() > deadline:
+                return self._timed_out(pairing.name, own, found, wait_seconds)
+            time.sleep(POLL_SECONDS)
+
+    def _timed_out(
+        self,
+        pairing: str,
+        own: Snapshot,
+        found: tuple[Envelope, str] | None,
+        wait_seconds: float,
+    ) -> CycleResult:
+        if found is None:
+            raise ReportError(
+                f"pairing {pairing!r}: no report on our snapshot version {own.header.version} "
+                f"after {wait_seconds:.0f} s; has the peer pushed?"
+            )
+        return self._write(pairing, found[1], found[0])
+
+    def _own_snapshot(self, pairing: str) -> Snapshot:
+        sent = self.store.latest_sent_snapshot(pairing)
+        if sent is None:
+            raise ReportError(f"pairing {pairing!r}: this agent has not pushed a snapshot yet")
+        return decode_payload(sent.payload)
+
+    def _await_report(
+        self, pairing: str, own: Snapshot, wait_seconds: float
+    ) -> tuple[Envelope, str]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            found = self._report_naming(pairing, own)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise ReportError(
+                    f"pairing {pairing!r}: no report on our snapshot version "
+                    f"{own.header.version} after {wait_seconds:.0f} s; has the peer pushed?"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _report_naming(self, pairing: str, own: Snapshot) -> tuple[Envelope, str] | None:
+        try:
+            report = self.client.report(pairing)
+        except NotFoundYet:
+            return None
+        env = Envelope.from_pb(report.envelope)
+        body = parse_report_body(env.payload)
+        ref = body.root if body.root.party == self.config.party else body.subordinate
+        if ref.digest != own.payload_sha256:
+            return None
+        return env, report.report_id
+
+    def _check_report(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
+        self.checker.check(pairing, own, body_bytes)
+
+    def _write(self, pairing: str, rid: str, env: Envelope) -> CycleResult:
+        directory = self.config.report_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        body = parse_report_body(env.payload)
+        metrics.OPEN_FINDINGS.set(pairing, body.findings)
+        stem = f"{pairing}-{body.as_of.strftime('%Y%m%dT%H%M%SZ')}-{rid[:12]}"
+        json_path = directory / f"{stem}.report.json"
+        md_path = directory / f"{stem}.md"
+        write_report_file(json_path, env)
+        own = self.store.latest_sent_snapshot(pairing)
+        version = own.version if own else 0
+        verification = verify_report(env)
+        write_atomically(md_path, report_markdown(body, verification))
+        files = report_files(directory)
+        current = next(f for f in files if f.report_id == rid)
+        write_atomically(json_path.with_name(f"{stem}.html"), page(current, files))
+        write_atomically(json_path.with_name(f"{stem}.csv"), findings_csv(body.findings))
+        return CycleResult(pairing, version, rid, json_path, md_path, verification)
+
+
+def _facts(read: Facts | CtFetch) -> Facts:
+    return read.facts if isinstance(read, CtFetch) else read

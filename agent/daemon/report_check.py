@@ -1,0 +1,214 @@
+"""Checking a report before co-signing it: the agent rebuilds the body and signs only its twin.
+
+The agent never takes the server's word for a report: it fetches the peer's signed snapshot,
+verifies it with the peer's keys (pinned, or rotated in band), recomputes the findings itself
+and signs only a body byte-identical to the one it would have built. Otherwise it refuses and
+says what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from invsync.agent.config.settings import AgentConfig, PairingConfig
+from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
+from invsync.agent.errors import ReportError
+from invsync.agent.exchange.acceptance import PairingPolicy
+from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
+from invsync.agent.exchange.envelope import Envelope, verify_or_raise
+from invsync.agent.exchange.keys import SigningKey, VerifyKey
+from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.model.findings import Finding
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, Snapshot
+from invsync.agent.reconcile.rules.stale_peer import never_sent
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import (
+    ReportBody,
+    Signer,
+    SnapshotRef,
+    build_report_body,
+    compare_findings,
+    parse_report_body,
+)
+from invsync.agent.store.agent_store import AgentStore
+
+
+class PeerArrived(ReportError):
+    """A report says the peer sent no snapshot, but the server now holds one.
+
+    Expected when both parties push their first snapshots at once: the report made on the first
+    push is overtaken by the one made on the second, which the cycle goes on to co-sign.
+    """
+
+
+class ReportCheck:
+    """What an agent checks before it adds its signature to a report of one of its pairings."""
+
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        store: AgentStore,
+        client: ExchangeClient,
+        keys: OwnKeys,
+        server_keys: Mapping[str, VerifyKey],
+        peer_keys: PeerKeys,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.keys = keys
+        self.server_keys = server_keys
+        self.peer_keys = peer_keys
+        self.clock = clock
+
+    def check(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
+        """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
+        body = parse_report_body(body_bytes)
+        peer_role = other_role(pairing.role)
+        claimed = getattr(body, peer_role)
+        peer = None if claimed.version == 0 else self._fetch_peer(pairing, claimed.version)
+        if peer is None:
+            self._check_peer_absent(pairing)
+            peer_ref = SnapshotRef.absent(pairing.peer, peer_role)
+        else:
+            peer_ref = SnapshotRef.of(peer, peer_role)
+        refs = {pairing.role: SnapshotRef.of(own, pairing.role), peer_role: peer_ref}
+        for role, actual in refs.items():
+            _check_ref(pairing.name, getattr(body, role), actual)
+        self._check_signers(pairing, body.signers)
+        findings = self._findings(pairing, own, peer, body.as_of)
+        mine = build_report_body(
+            pairing=pairing.name,
+            as_of=body.as_of,
+            root=refs[ROOT],
+            subordinate=refs[SUBORDINATE],
+            findings=findings,
+            signers=body.signers,
+            previous=self._previous_report(pairing.name, body.previous_report),
+        )
+        if mine != body_bytes:
+            my_findings = parse_report_body(mine).findings
+            differences = compare_findings(body.findings, my_findings) or [
+                "the report bodies differ"
+            ]
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
+            )
+
+    def _findings(
+        self, pairing: PairingConfig, own: Snapshot, peer: Snapshot | None, at: datetime
+    ) -> tuple[Finding, ...]:
+        if peer is None:
+            return (never_sent(pairing.peer, pairing.name),)
+        own_side = Side.of(own, previous=self._own_previous(pairing.name, own))
+        peer_side = Side.of(peer, previous=self._peer_previous(pairing, peer))
+        root, sub = (own_side, peer_side) if pairing.role == ROOT else (peer_side, own_side)
+        return reconcile(root, sub, at)
+
+    def _check_peer_absent(self, pairing: PairingConfig) -> None:
+        """A report saying the peer sent nothing is signed only if the server indeed has nothing."""
+        try:
+            self.client.fetch_peer_snapshot(pairing.name, 0)
+        except NotFoundYet:
+            return
+        raise PeerArrived(
+            f"refusing to sign report on pairing {pairing.name!r}: it says {pairing.peer} has "
+            "sent no snapshot, but the server holds one"
+        )
+
+    def _previous_report(self, pairing: str, rid: str | None) -> ReportBody | None:
+        """The report the server's body says it continues, checked as the server's own.
+
+        first_seen and resolved depend on it, so it must be a report the server signed for this
+        pairing: its server signature is verified with the pinned keys before it is parsed.
+        """
+        if rid is None:
+            return None
+        try:
+            stored = self.client.report(pairing, rid)
+        except NotFoundYet as e:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing!r}: the server does not have "
+                f"the previous report {rid} it names"
+            ) from e
+        env = Envelope.from_pb(stored.envelope)
+        verify_or_raise(env, self.server_keys, who="the exchange server (previous report)")
+        previous = parse_report_body(env.payload)
+        if previous.report_id != rid or previous.pairing != pairing:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing!r}: the server sent another "
+                f"report ({previous.report_id}) for the previous report {rid}"
+            )
+        return previous
+
+    def _own_previous(self, pairing: str, own: Snapshot) -> Snapshot | None:
+        sent = self.store.sent_snapshot(pairing, own.header.version - 1)
+        return None if sent is None else decode_payload(sent.payload)
+
+    def _peer_previous(self, pairing: PairingConfig, peer: Snapshot) -> Snapshot | None:
+        """The peer's snapshot before the compared one, verified like it (for `disappeared`)."""
+        if peer.header.version <= 1:
+            return None
+        try:
+            return self._fetch_peer(pairing, peer.header.version - 1, current=False)
+        except NotFoundYet:
+            return None
+
+    def _fetch_peer(self, pairing: PairingConfig, version: int, current: bool = True) -> Snapshot:
+        env = self.client.fetch_peer_snapshot(pairing.name, version)
+        return self.peer_keys.verify(
+            env,
+            pairing.peer,
+            _policy(pairing, self.config.party),
+            self.clock() if current else None,
+            lambda earlier: self.client.fetch_peer_snapshot(pairing.name, earlier),
+            version,
+        )
+
+    def report_key(self, pairing: str) -> SigningKey:
+        """Our key in force in `pairing`: the new one once a snapshot signed by it is receipted."""
+        return self.keys.for_reports(self.store.latest_sent_snapshot(pairing))
+
+    def _check_signers(self, pairing: PairingConfig, signers: Sequence[Signer]) -> None:
+        """Every key the report expects must be one this agent pins for that role."""
+        ours = self.report_key(pairing.name).public.keyid
+        pinned = {
+            "server": set(self.server_keys),
+            pairing.role: {ours},
+            other_role(pairing.role): set(self.peer_keys.ring(pairing.peer).keys_for(pairing.name)),
+        }
+        for signer in signers:
+            if signer.keyid not in pinned.get(signer.role, set()):
+                raise ReportError(
+                    f"refusing to sign report on pairing {pairing.name!r}: it expects a "
+                    f"{signer.role} signature by key {signer.keyid[:16]}, which is not pinned here"
+                )
+        if ours not in {s.keyid for s in signers if s.role == pairing.role}:
+            raise ReportError(
+                f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
+                f"{ours[:16]} as the {pairing.role}'s"
+            )
+
+
+def _check_ref(pairing: str, claimed: SnapshotRef, actual: SnapshotRef) -> None:
+    """The report must name the very snapshots compared: party, version and digest."""
+    if claimed != actual:
+        raise ReportError(
+            f"refusing to sign report on pairing {pairing!r}: it names the {actual.role} snapshot "
+            f"as {claimed.party} version {claimed.version} ({claimed.digest[:16]}), but that "
+            f"snapshot is {actual.party} version {actual.version} ({actual.digest[:16]})"
+        )
+
+
+def other_role(role: str) -> str:
+    return SUBORDINATE if role == ROOT else ROOT
+
+
+def _policy(pairing: PairingConfig, party: str) -> PairingPolicy:
+    """The pairing as the acceptance rules see it, so the peer's role is checked too."""
+    if pairing.role == ROOT:
+        return PairingPolicy(pairing.name, root=party, subordinate=pairing.peer)
+    return PairingPolicy(pairing.name, root=pairing.peer, subordinate=party)

@@ -1,0 +1,194 @@
+"""The agent's client of the exchange service: mutual TLS, a deadline on every call, chunked pushes.
+
+gRPC failures become `TransportError`s that name the server and the status, so an operator
+can tell "server down" from "server refused this snapshot, and why". A call that fails for want
+of a server (UNAVAILABLE, DEADLINE_EXCEEDED) is retried with exponential backoff, full jitter and
+a cap (`agent.exchange.backoff`); a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, ...) never is.
+When the retries run out, `Unreachable` says since when the server has not answered. A server that
+goes silent mid-call without closing the connection is noticed by keepalive
+(`agent.exchange.keepalive`) within its configured bound, however long the call's deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+
+import invsync.agent.exchange.acceptance  # noqa: F401  (defines the rule classes that _rule_names() walks)
+from invsync.agent.errors import SnapshotRejected, TransportError
+from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keepalive import Keepalive, client_options
+from invsync.agent.exchange.snapshot import from_chunks, to_chunks
+from invsync.agent.telemetry import metrics
+from invsync.agent.times import rfc3339
+from invsync.v1 import invsync_pb2 as pb
+from invsync.v1 import invsync_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The server read the request and said no: retrying the same request cannot help.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+
+
+class ExchangeClient:
+    def __init__(
+        self,
+        endpoint: ServerEndpoint,
+        timeout: float,
+        max_snapshot_bytes: int = 256 << 20,
+        *,
+        retry: RetryPolicy | None = None,
+        keepalive: Keepalive | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.address = endpoint.address
+        self.timeout = timeout
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.clock = clock
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=endpoint.ca.read_bytes(),
+            private_key=endpoint.key.read_bytes(),
+            certificate_chain=endpoint.cert.read_bytes(),
+        )
+        self.keepalive = keepalive or Keepalive()
+        self.channel = grpc.secure_channel(
+            self.address, credentials, options=client_options(self.keepalive)
+        )
+        self.stub = pb_grpc.ExchangeStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def push(self, env: Envelope) -> Envelope:
+        """Push a signed snapshot; returns the server's signed receipt."""
+        receipt = self._call(
+            "PushSnapshot", lambda: self.stub.PushSnapshot(to_chunks(env), timeout=self.timeout)
+        )
+        return Envelope.from_pb(receipt.envelope)
+
+    def fetch_peer_snapshot(self, pairing: str, version: int = 0) -> Envelope:
+        request = pb.FetchSnapshotRequest(pairing=pairing, version=version)
+        return self._call(
+            "FetchSnapshot",
+            lambda: from_chunks(
+                self.stub.FetchSnapshot(request, timeout=self.timeout), self.max_snapshot_bytes
+            ),
+        )
+
+    def report(self, pairing: str, report_id: str = "") -> pb.Report:
+        request = pb.GetReportRequest(pairing=pairing, report_id=report_id)
+        return self._call("GetReport", lambda: self.stub.GetReport(request, timeout=self.timeout))
+
+    def sign_report(self, pairing: str, report_id: str, sig: Sig) -> pb.Report:
+        request = pb.SubmitReportSignatureRequest(
+            pairing=pairing,
+            report_id=report_id,
+            signature=pb.Signature(keyid=sig.keyid, sig=sig.sig),
+        )
+        return self._call(
+            "SubmitReportSignature",
+            lambda: self.stub.SubmitReportSignature(request, timeout=self.timeout),
+        )
+
+    def _call(self, method: str, call: Callable[[], T]) -> T:
+        """`call()`, retried while the server is unreachable; `call` must rebuild its request."""
+        since: datetime | None = None
+        waits = self.retry.delays(self.rng)
+        for attempt in range(len(waits) + 1):
+            try:
+                with metrics.CLIENT_RPC_DURATION.labels(method).time():
+                    return call()
+            except grpc.RpcError as e:
+                code = e.code() if isinstance(e, grpc.Call) else None
+                if code not in RETRIED:
+                    raise rpc_error(self.address, method, e) from e
+                since = since or self.clock()
+                if attempt == len(waits):
+                    raise Unreachable(
+                        self.address, since, attempt + 1, rpc_error("", method, e)
+                    ) from e
+                self.sleep(waits[attempt])
+        raise AssertionError("unreachable code: the loop returns or raises")
+
+
+class NotFoundYet(TransportError):
+    """The server has nothing of that kind yet (e.g. no report before both sides pushed)."""
+
+    hint = "Wait for the peer to push its snapshot; the server reconciles as soon as both are in."
+
+
+class Unreachable(TransportError):
+    """The server did not answer, through every retry: the caller's state must stay unchanged."""
+
+    hint = "Check that the exchange server is running and reachable; the next cycle retries."
+
+    def __init__(self, address: str, since: datetime, attempts: int, last: TransportError) -> None:
+        super().__init__(
+            f"{address}: unreachable since {rfc3339(since)} ({attempts} attempts); last error{last}"
+        )
+        self.address = address
+        self.since = since
+        self.attempts = attempts
+
+
+class Refused(TransportError):
+    """The server answered and refused the request (the message says why)."""
+
+    hint = "Read the server's reason; the same request will be refused again."
+
+
+# How the server words a refusal for an acceptance rule (SnapshotRejected.__str__).
+_RULE = re.compile(r"snapshot rejected \[([a-z0-9-]+)\]")
+
+
+def rejection_rule(error: TransportError) -> str | None:
+    """The acceptance rule a refused push broke, as a metric label; None if it was not refused.
+
+    Only the names of rules this agent knows become labels, never other text of the server's:
+    a refusal naming none of them (a newer server's rule, or no rule) is "unknown".
+    """
+    found = _RULE.search(str(error))
+    if found is not None and found.group(1) in _rule_names():
+        return found.group(1)
+    return "unknown" if isinstance(error, Refused) else None
+
+
+def _rule_names() -> frozenset[str]:
+    names, classes = set(), [SnapshotRejected]
+    while classes:
+        cls = classes.pop()
+        names.add(cls.rule)
+        classes += cls.__subclasses__()
+    return frozenset(names)
+
+
+def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
+    code = e.code() if isinstance(e, grpc.Call) else None
+    details = e.details() if isinstance(e, grpc.Call) else str(e)
+    name = code.name if code is not None else "UNKNOWN"
+    kind: type[TransportError] = TransportError
+    if code == grpc.StatusCode.NOT_FOUND:
+        kind = NotFoundYet
+    elif code in REFUSALS:
+        kind = Refused
+    return kind(f"{address}: {method}: {name}: {details}")

@@ -1,0 +1,244 @@
+"""A record and its facts on the wire (`invsync.v1.Record`) and back.
+
+Decoding raises ValueError with a message naming the field; `agent.exchange.snapshot` turns it into
+a MalformedSnapshot naming the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
+from invsync.agent.model.record import (
+    LIFECYCLES,
+    REVOCATION_REASONS,
+    CertRecord,
+    Revocation,
+    SourceRef,
+)
+from invsync.agent.model.record import parse_certificate as _parse
+from invsync.v1 import invsync_pb2 as pb
+
+_TRI_TO_PB = {None: pb.TRI_STATE_UNKNOWN, True: pb.TRI_STATE_TRUE, False: pb.TRI_STATE_FALSE}
+_TRI_FROM_PB = {v: k for k, v in _TRI_TO_PB.items()}
+
+
+def timestamp(at: datetime) -> Timestamp:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}; use a timezone-aware UTC time")
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def record_to_pb(record: CertRecord) -> pb.Record:
+    msg = pb.Record(
+        certificate_der=record.info.der,
+        operator=record.operator or "",
+        lifecycle=record.lifecycle or "",
+        sources=[_source_to_pb(s) for s in record.sources],
+        audit_scope=[_audit_entry_to_pb(a) for a in record.audit_scope],
+        revocation_evidence=[revocation_to_pb(r) for r in record.revocation_evidence],
+        attribution=record.attribution,
+    )
+    if record.revocation is not None:
+        msg.revocation.CopyFrom(revocation_to_pb(record.revocation))
+    if record.disclosure is not None:
+        msg.disclosure.CopyFrom(_disclosure_to_pb(record.disclosure))
+    return msg
+
+
+def record_from_pb(msg: pb.Record, index: int) -> CertRecord:
+    try:
+        info = _parse(msg.certificate_der)
+    except ValueError as e:
+        raise ValueError(f"record {index}: certificate DER does not parse ({e})") from e
+    where = f"record {index} ({info.sha256})"
+    if msg.lifecycle and msg.lifecycle not in LIFECYCLES:
+        raise ValueError(f"{where}: unknown lifecycle {msg.lifecycle!r}")
+    return CertRecord(
+        info=info,
+        operator=msg.operator or None,
+        lifecycle=msg.lifecycle or None,
+        revocation=_revocation_from_pb(msg.revocation, where)
+        if msg.HasField("revocation")
+        else None,
+        sources=tuple(_source_from_pb(s, f"{where} source {i}") for i, s in enumerate(msg.sources)),
+        attribution=msg.attribution,
+        disclosure=_disclosure_from_pb(msg.disclosure, info.sha256, where)
+        if msg.HasField("disclosure")
+        else None,
+        audit_scope=tuple(_audit_entry_from_pb(a, info.sha256, where) for a in msg.audit_scope),
+        revocation_evidence=tuple(
+            _revocation_from_pb(r, f"{where} evidence {i}")
+            for i, r in enumerate(msg.revocation_evidence)
+        ),
+    )
+
+
+def revocation_to_pb(revocation: Revocation) -> pb.Revocation:
+    return pb.Revocation(
+        revoked_at=timestamp(revocation.revoked_at),
+        reason=revocation.reason,
+        source=revocation.source,
+        crl_signature_hash=revocation.crl_signature_hash,
+    )
+
+
+def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
+    if not rev.HasField("revoked_at"):
+        raise ValueError(f"{where}: revocation has no revoked_at")
+    if rev.reason and rev.reason not in REVOCATION_REASONS:
+        raise ValueError(f"{where}: unknown revocation reason {rev.reason!r}")
+    return Revocation(
+        from_timestamp(rev.revoked_at), rev.reason, rev.source, rev.crl_signature_hash
+    )
+
+
+def _source_to_pb(source: SourceRef) -> pb.SourceRef:
+    return pb.SourceRef(
+        kind=source.kind,
+        location=source.location,
+        first_seen=timestamp(source.first_seen),
+        last_seen=timestamp(source.last_seen),
+    )
+
+
+def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
+    if not (msg.HasField("first_seen") and msg.HasField("last_seen")):
+        raise ValueError(f"{where}: no times")
+    return SourceRef(
+        msg.kind, msg.location, from_timestamp(msg.first_seen), from_timestamp(msg.last_seen)
+    )
+
+
+def _day(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _parse_day(text: str, where: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError as e:
+        raise ValueError(f"{where}: {text!r} is not a YYYY-MM-DD date") from e
+
+
+def _period_to_pb(period: AuditPeriod) -> pb.AuditPeriod:
+    return pb.AuditPeriod(
+        kind=period.kind,
+        period_start=_day(period.period_start),
+        period_end=_day(period.period_end),
+        statement_date=_day(period.statement_date),
+    )
+
+
+def _period_from_pb(msg: pb.AuditPeriod, where: str) -> AuditPeriod:
+    return AuditPeriod(
+        msg.kind,
+        _parse_day(msg.period_start, where),
+        _parse_day(msg.period_end, where),
+        _parse_day(msg.statement_date, where),
+    )
+
+
+def _audit_entry_to_pb(entry: AuditScopeEntry) -> pb.AuditScopeEntry:
+    return pb.AuditScopeEntry(
+        audit=_period_to_pb(entry.audit), source=entry.source, flags=entry.flags
+    )
+
+
+def _audit_entry_from_pb(msg: pb.AuditScopeEntry, sha256: str, where: str) -> AuditScopeEntry:
+    period = _period_from_pb(msg.audit, f"{where} audit scope")
+    return AuditScopeEntry(sha256, period, msg.source, tuple(msg.flags))
+
+
+def _ccadb_audit_to_pb(audit: CcadbAudit) -> pb.CcadbAudit:
+    return pb.CcadbAudit(
+        kind=audit.kind,
+        url=audit.url,
+        type=audit.type,
+        statement_date=_day(audit.statement_date),
+        period_start=_day(audit.period_start),
+        period_end=_day(audit.period_end),
+    )
+
+
+def _ccadb_audit_from_pb(msg: pb.CcadbAudit, where: str) -> CcadbAudit:
+    return CcadbAudit(
+        msg.kind,
+        msg.url,
+        msg.type,
+        _parse_day(msg.statement_date, where),
+        _parse_day(msg.period_start, where),
+        _parse_day(msg.period_end, where),
+    )
+
+
+def _disclosure_to_pb(d: Disclosure) -> pb.Disclosure:
+    return pb.Disclosure(
+        source=d.source,
+        ca_owner=d.ca_owner,
+        subordinate_ca_owner=d.subordinate_ca_owner,
+        record_type=d.record_type,
+        revocation_status=d.revocation_status,
+        revocation_date=_day(d.revocation_date),
+        revocation_reason=d.revocation_reason,
+        technically_constrained=_TRI_TO_PB[d.technically_constrained],
+        derived_trust_bits=d.derived_trust_bits,
+        audits=[_ccadb_audit_to_pb(a) for a in d.audits],
+    )
+
+
+def _disclosure_from_pb(msg: pb.Disclosure, sha256: str, where: str) -> Disclosure:
+    where = f"{where} disclosure"
+    return Disclosure(
+        sha256=sha256,
+        source=msg.source,
+        ca_owner=msg.ca_owner,
+        subordinate_ca_owner=msg.subordinate_ca_owner,
+        record_type=msg.record_type,
+        revocation_status=msg.revocation_status,
+        revocation_date=_parse_day(msg.revocation_date, where),
+        revocation_reason=msg.revocation_reason,
+        technically_constrained=_TRI_FROM_PB.get(msg.technically_constrained),
+        derived_trust_bits=tuple(msg.derived_trust_bits),
+        audits=tuple(_ccadb_audit_from_pb(a, where) for a in msg.audits),
+    )
+
+
+def facts_to_bytes(record: CertRecord) -> bytes:
+    """Only the facts beside the certificate (attribution, public view, audit, evidence), for
+    the agent's store, which keeps the DER and the sources in columns of their own."""
+    msg = pb.Record(
+        audit_scope=[_audit_entry_to_pb(a) for a in record.audit_scope],
+        revocation_evidence=[revocation_to_pb(r) for r in record.revocation_evidence],
+        attribution=record.attribution,
+    )
+    if record.disclosure is not None:
+        msg.disclosure.CopyFrom(_disclosure_to_pb(record.disclosure))
+    serialized: bytes = msg.SerializeToString(deterministic=True)
+    return serialized
+
+
+def with_facts(record: CertRecord, data: bytes) -> CertRecord:
+    """`record` with the facts `facts_to_bytes` wrote; ValueError names the bad field."""
+    msg = pb.Record.FromString(data)
+    where = f"certificate {record.sha256}"
+    return replace(
+        record,
+        attribution=msg.attribution,
+        disclosure=_disclosure_from_pb(msg.disclosure, record.sha256, where)
+        if msg.HasField("disclosure")
+        else None,
+        audit_scope=tuple(_audit_entry_from_pb(a, record.sha256, where) for a in msg.audit_scope),
+        revocation_evidence=tuple(
+            _revocation_from_pb(r, f"{where} evidence") for r in msg.revocation_evidence
+        ),
+    )

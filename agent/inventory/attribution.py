@@ -1,0 +1,72 @@
+"""Who operates each CA certificate the root issued (issue 3, operator attribution).
+
+In order: the issuance log's `operator` (the root's own record of whom it issued to), CCADB's
+"Subordinate CA Owner" mapped to a party id, then configured rules — an explicit fingerprint,
+a subject key identifier, a subject organization. A certificate none of them attributes keeps
+an empty `attribution`: it is unattributed, kept and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from invsync.agent.model.record import CertRecord
+from invsync.agent.sources.ccadb import normalize_owner
+
+ISSUANCE_LOG = "issuance-log"
+CCADB = "ccadb"
+
+
+@dataclass(frozen=True)
+class AttributionRule:
+    """Attribute to `operator` the certificates matching one of the given selectors."""
+
+    operator: str
+    sha256: frozenset[str] = frozenset()  # uppercase hex fingerprints
+    subject_key_ids: frozenset[str] = frozenset()  # uppercase hex
+    subject_organizations: frozenset[str] = frozenset()
+
+    def match(self, record: CertRecord) -> str | None:
+        """The kind of selector that matched ("rule:fingerprint"...), or None."""
+        if record.sha256 in self.sha256:
+            return "rule:fingerprint"
+        if record.info.ski is not None and record.info.ski in self.subject_key_ids:
+            return "rule:subject-key-id"
+        if self.subject_organizations & subject_organizations(record):
+            return "rule:subject-organization"
+        return None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    rules: tuple[AttributionRule, ...] = ()
+    # CCADB "Subordinate CA Owner" (as agent.sources.ccadb.normalize_owner spells it) -> party id
+    ccadb_owners: Mapping[str, str] = field(default_factory=dict)
+
+
+def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[CertRecord]:
+    return [_attribute(record, attribution) for record in records]
+
+
+def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:
+    if record.operator:
+        return replace(record, attribution=record.attribution or ISSUANCE_LOG)
+    owner = record.disclosure.subordinate_ca_owner if record.disclosure else ""
+    party = attribution.ccadb_owners.get(normalize_owner(owner)) if owner else None
+    if party:
+        return replace(record, operator=party, attribution=CCADB)
+    for rule in attribution.rules:
+        kind = rule.match(record)
+        if kind:
+            return replace(record, operator=rule.operator, attribution=kind)
+    return replace(record, attribution="")
+
+
+def subject_organizations(record: CertRecord) -> frozenset[str]:
+    cert = x509.load_der_x509_certificate(record.info.der)
+    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return frozenset(v.value for v in values if isinstance(v.value, str))

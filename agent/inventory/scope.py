@@ -1,0 +1,85 @@
+"""Which of a party's records belong to a pairing (DESIGN §2, §7).
+
+A pairing's scope is defined by the root's CA keys: a certificate is under the root when its
+signature verifies with one of those keys. Names are never trusted for this (anyone can write
+"SECOM" in an issuer field, and an issuer name does not say which of a root's keys signed).
+Self-signed certificates are the roots themselves, never something issued to a subordinate.
+
+On the root's side, the pairing's subordinate is picked by operator attribution; a record with no
+operator falls back to the subject's organization, as CCADB's "Subordinate CA Owner" does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from invsync.agent.inventory.attribution import subject_organizations
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.signatures import signed_by
+
+# What `cryptography` gives as `signature_algorithm_parameters` of a certificate or a CRL.
+
+
+def root_scope(
+    records: Iterable[CertRecord],
+    *,
+    issuer_spkis: Sequence[bytes],
+    subordinate: str,
+    subject_organizations: Sequence[str],
+) -> list[CertRecord]:
+    """The root's records issued to `subordinate`: CA certificates signed by one of the root's
+    keys (`issuer_spkis`, SubjectPublicKeyInfo DER), not self-signed, whose operator is
+    `subordinate` or, when the operator is unknown, whose subject O is in
+    `subject_organizations`. Input order is kept."""
+    keys = _load_keys(issuer_spkis)
+    organizations = frozenset(subject_organizations)
+    return [
+        record
+        for record in records
+        if _issued_under(record, keys) and _attributed(record, subordinate, organizations)
+    ]
+
+
+def subordinate_scope(
+    records: Iterable[CertRecord], *, issuer_spkis: Sequence[bytes]
+) -> list[CertRecord]:
+    """The subordinate's CA certificates signed by one of the root's keys (not self-signed).
+    Input order is kept."""
+    keys = _load_keys(issuer_spkis)
+    return [record for record in records if _issued_under(record, keys)]
+
+
+def issued_ca_certificates(records: Iterable[CertRecord]) -> list[CertRecord]:
+    """The scope of an offline comparison, where the sources themselves define the pairing:
+    every CA certificate that is not self-signed (a root is nobody's issued certificate)."""
+    return [record for record in records if record.info.is_ca and not _self_signed(record)]
+
+
+def _self_signed(record: CertRecord, cert: x509.Certificate | None = None) -> bool:
+    # Only a self-issued certificate (subject == issuer) can be self-signed: the name check is
+    # free, so the signature is checked only for those.
+    if not record.info.self_issued:
+        return False
+    cert = cert or x509.load_der_x509_certificate(record.info.der)
+    return signed_by(cert, cert.public_key())
+
+
+def _load_keys(spkis: Sequence[bytes]) -> list[PublicKeyTypes]:
+    return [serialization.load_der_public_key(spki) for spki in spkis]
+
+
+def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
+    if not record.info.is_ca:
+        return False
+    cert = x509.load_der_x509_certificate(record.info.der)
+    return not _self_signed(record, cert) and any(signed_by(cert, key) for key in keys)
+
+
+def _attributed(record: CertRecord, subordinate: str, organizations: frozenset[str]) -> bool:
+    if record.operator:
+        return record.operator == subordinate
+    return bool(organizations & subject_organizations(record))

@@ -1,0 +1,264 @@
+"""The certificate record (DESIGN §3): what every part of invsync knows about one CA certificate.
+
+Identity is the SHA-256 of the DER certificate, as 64 uppercase hex digits (CCADB's spelling).
+Everything derived from the certificate is computed here, once, with `cryptography`; the party's
+view (operator, lifecycle, revocation) and provenance travel beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from invsync.agent.model.der import basic_constraints
+from invsync.agent.model.facts import AuditScopeEntry, Disclosure
+
+# Real trusted roots (SECOM's RootCA1 and RootCA2 among them) have serial number 0, which RFC 5280
+# disallows; `cryptography` still parses them but warns on each. An inventory must hold them, so
+# the warning is silenced for that one message only. (A future `cryptography` may refuse them.)
+warnings.filterwarnings(
+    "ignore",
+    message="Parsed a serial number which wasn't positive",
+    category=CryptographyDeprecationWarning,
+)
+# Likewise real CCADB certificates with name attributes over 64 characters, and UTF-8 in a
+# VisibleString policy notice: defects for a profile check to report, not reasons to lose them.
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
+warnings.filterwarnings(
+    "ignore",
+    message=r"Invalid ASN\.1 \(UTF-8 characters in a VisibleString\)",
+    category=CryptographyDeprecationWarning,
+)
+
+LIFECYCLES = ("in-use", "unused", "decommissioned")
+
+# RFC 5280 §5.3.1 CRLReason names, as `cryptography.x509.ReasonFlags` values spell them.
+REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Uppercase hex SHA-256, the way CCADB writes fingerprints."""
+    return hashlib.sha256(data).hexdigest().upper()
+
+
+@dataclass(frozen=True)
+class Revocation:
+    revoked_at: datetime
+    reason: str  # a REVOCATION_REASONS value, or "" when the source gave none
+    source: str  # "kind:location" of the source that said so
+    crl_signature_hash: str = ""  # for CRL evidence: "sha256", "sha1"... (SHA-1 is accepted)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    kind: str  # "pem", "der", "issuance-log", ...
+    location: str  # path, or path:line
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """Everything derived from the DER bytes alone."""
+
+    sha256: str
+    der: bytes
+    subject: str
+    subject_der: bytes
+    issuer: str
+    issuer_der: bytes
+    serial_hex: str  # uppercase, the DER INTEGER content bytes (so its length is the serial length)
+    not_before: datetime
+    not_after: datetime
+    spki_der: bytes
+    spki_sha256: str
+    doppelganger_key: str  # SHA-256(subject DER || SPKI DER), as CCADB and CRLite group issuers
+    tbs_sha256: str
+    ski: str | None
+    aki: str | None
+    is_ca: bool
+    path_len: int | None
+    ekus: tuple[str, ...]  # dotted OIDs
+    has_name_constraints: bool
+    technically_constrained: bool  # Mozilla Root Store Policy 5.3.1, see _technically_constrained
+    crl_urls: tuple[str, ...]
+    self_issued: bool  # subject == issuer
+    # Why `cryptography` could not decode the extensions ("" when it could). Then only the CA
+    # flag is read (agent/model/der.py); key ids, EKUs and name constraints stay unknown.
+    extensions_error: str = ""
+
+    @property
+    def serial_bytes(self) -> int:
+        return len(self.serial_hex) // 2
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One CA certificate as a party holds it."""
+
+    info: CertInfo
+    operator: str | None = None
+    lifecycle: str | None = None
+    revocation: Revocation | None = None
+    sources: tuple[SourceRef, ...] = field(default=())
+    # How `operator` was determined (see agent/inventory/attribution.py); "" while unattributed.
+    attribution: str = ""
+    # The public view and the audit, attached by agent/model/merge.py.
+    disclosure: Disclosure | None = None
+    audit_scope: tuple[AuditScopeEntry, ...] = ()
+    # Every revocation claim (issuance log, CRLs); `revocation` is the effective one.
+    revocation_evidence: tuple[Revocation, ...] = ()
+
+    @property
+    def sha256(self) -> str:
+        return self.info.sha256
+
+    def with_view(self, **changes: object) -> CertRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def parse_certificate(der: bytes) -> CertInfo:
+    """Derive every field of DESIGN §3 from a DER certificate.
+
+    Raises ValueError (from `cryptography`) when the bytes are not a certificate it accepts; the
+    sources wrap it into a SourceError naming the file and line.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    subject_der = cert.subject.public_bytes()
+    spki_der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    extensions, problem = _extensions(cert)
+    ca, path_len = _basic_constraints(cert, extensions)
+    return CertInfo(
+        sha256=sha256_hex(der),
+        der=der,
+        subject=cert.subject.rfc4514_string(),
+        subject_der=subject_der,
+        issuer=cert.issuer.rfc4514_string(),
+        issuer_der=cert.issuer.public_bytes(),
+        serial_hex=serial_hex(cert.serial_number),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        spki_der=spki_der,
+        spki_sha256=sha256_hex(spki_der),
+        doppelganger_key=sha256_hex(subject_der + spki_der),
+        tbs_sha256=sha256_hex(cert.tbs_certificate_bytes),
+        ski=_ski(extensions),
+        aki=_aki(extensions),
+        is_ca=ca,
+        path_len=path_len,
+        ekus=_ekus(extensions),
+        has_name_constraints=_ext(extensions, x509.NameConstraints) is not None,
+        technically_constrained=_technically_constrained(extensions),
+        crl_urls=_crl_urls(extensions),
+        self_issued=subject_der == cert.issuer.public_bytes(),
+        extensions_error=problem,
+    )
+
+
+def _extensions(cert: x509.Certificate) -> tuple[x509.Extensions, str]:
+    """All extensions, decoded once; an empty set and the reason when they cannot be."""
+    try:
+        return cert.extensions, ""
+    except ValueError as e:
+        return x509.Extensions([]), str(e)
+
+
+def serial_hex(serial: int) -> str:
+    """A serial number as invsync spells it: the DER INTEGER content bytes, uppercase hex."""
+    # The DER INTEGER content: two's complement, so a high first bit gets a leading zero byte.
+    length = serial.bit_length() // 8 + 1
+    return serial.to_bytes(length, "big", signed=True).hex().upper()
+
+
+def _ext(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _basic_constraints(
+    cert: x509.Certificate, extensions: x509.Extensions
+) -> tuple[bool, int | None]:
+    bc = _ext(extensions, x509.BasicConstraints)
+    if isinstance(bc, x509.BasicConstraints):
+        return bc.ca, bc.path_length
+    if len(extensions) == 0:
+        # Extensions cryptography refused (or none at all): read the CA flag from the DER.
+        try:
+            return basic_constraints(cert.tbs_certificate_bytes)
+        except ValueError:
+            return False, None
+    return False, None
+
+
+def _ski(extensions: x509.Extensions) -> str | None:
+    ski = _ext(extensions, x509.SubjectKeyIdentifier)
+    return ski.digest.hex().upper() if isinstance(ski, x509.SubjectKeyIdentifier) else None
+
+
+def _aki(extensions: x509.Extensions) -> str | None:
+    aki = _ext(extensions, x509.AuthorityKeyIdentifier)
+    if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None:
+        return aki.key_identifier.hex().upper()
+    return None
+
+
+def _ekus(extensions: x509.Extensions) -> tuple[str, ...]:
+    eku = _ext(extensions, x509.ExtendedKeyUsage)
+    if not isinstance(eku, x509.ExtendedKeyUsage):
+        return ()
+    return tuple(sorted(oid.dotted_string for oid in eku))
+
+
+def _technically_constrained(extensions: x509.Extensions) -> bool:
+    """Mozilla Root Store Policy 5.3.1: an EKU extension without anyExtendedKeyUsage; if it
+    allows serverAuth, name constraints on both dNSName and iPAddress; if it allows
+    emailProtection, name constraints on rfc822Name. Such a CA certificate is exempt from the
+    audit and disclosure rules that apply to unconstrained ones."""
+    eku = _ext(extensions, x509.ExtendedKeyUsage)
+    if not isinstance(eku, x509.ExtendedKeyUsage):
+        return False
+    usages = set(eku)
+    if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages:
+        return False
+    constrained = _constrained_name_types(extensions)
+    needed: set[type] = set()
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        needed |= {x509.DNSName, x509.IPAddress}
+    if ExtendedKeyUsageOID.EMAIL_PROTECTION in usages:
+        needed.add(x509.RFC822Name)
+    return needed <= constrained
+
+
+def _constrained_name_types(extensions: x509.Extensions) -> set[type]:
+    nc = _ext(extensions, x509.NameConstraints)
+    if not isinstance(nc, x509.NameConstraints):
+        return set()
+    subtrees = [*(nc.permitted_subtrees or ()), *(nc.excluded_subtrees or ())]
+    return {type(name) for name in subtrees}
+
+
+def _crl_urls(extensions: x509.Extensions) -> tuple[str, ...]:
+    cdp = _ext(extensions, x509.CRLDistributionPoints)
+    if not isinstance(cdp, x509.CRLDistributionPoints):
+        return ()
+    urls = [
+        name.value
+        for point in cdp
+        for name in point.full_name or ()
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+    return tuple(urls)
+
+
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string

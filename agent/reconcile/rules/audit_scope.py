@@ -1,0 +1,84 @@
+"""`not-in-audit-scope`: a CA certificate that can issue but that an audit left out.
+
+The incident's heart: JPRS's audit listed the reissued certificates, not the two unused ones.
+The audits known to the pairing are the distinct `AuditPeriod`s of its records' audit scope
+entries (an audit list is imported with its period). An audit belongs to the operators of the
+certificates it lists; it must list every certificate of those operators that was issued by the
+end of its period and is still live and not technically constrained (Mozilla Root Store Policy
+3.1.3). Of each kind of audit only the latest period counts: a later list supersedes an earlier
+one, and what the earlier one missed is judged by the later one. The clock is the audit report's
+(CCADB Policy 5.2): 92 days after the period's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from invsync.agent.model.facts import AuditPeriod
+from invsync.agent.model.findings import NOT_IN_AUDIT_SCOPE, Finding, make_finding
+from invsync.agent.model.record import CertRecord
+from invsync.agent.reconcile.rules.context import (
+    AUDIT_REPORT_DAYS,
+    Context,
+    audit_capable,
+    describe,
+    midnight,
+)
+
+
+def check(ctx: Context) -> Iterable[Finding]:
+    listed = _listed(ctx)
+    for audit in latest_audits(listed):
+        operators = {ctx.operator_of(sha) for sha, audits in listed.items() if audit in audits}
+        for sha, record in ctx.union().items():
+            if audit in listed.get(sha, ()) or ctx.operator_of(sha) not in operators:
+                continue
+            if _must_be_listed(ctx, record, audit):
+                yield _finding(ctx, record, audit)
+
+
+def _listed(ctx: Context) -> dict[str, set[AuditPeriod]]:
+    """For each certificate, the audits whose list names it (at either side)."""
+    listed: dict[str, set[AuditPeriod]] = {}
+    for sha in ctx.union():
+        audits = {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
+        if audits:
+            listed[sha] = audits
+    return listed
+
+
+def latest_audits(listed: dict[str, set[AuditPeriod]]) -> list[AuditPeriod]:
+    """The latest period of each kind of audit, those without a period end left out (nothing
+    can be judged against them)."""
+    latest: dict[str, AuditPeriod] = {}
+    for audit in sorted({a for audits in listed.values() for a in audits}, key=_order):
+        if audit.period_end is not None:
+            latest[audit.kind] = audit
+    return [latest[kind] for kind in sorted(latest)]
+
+
+def _order(audit: AuditPeriod) -> tuple[str, str, str]:
+    return (audit.kind, str(audit.period_end), str(audit.period_start))
+
+
+def _must_be_listed(ctx: Context, record: CertRecord, audit: AuditPeriod) -> bool:
+    assert audit.period_end is not None  # latest_audits keeps only audits with an end
+    issued_in_time = record.info.not_before.date() <= audit.period_end
+    return issued_in_time and audit_capable(record) and ctx.live(record)
+
+
+def _finding(ctx: Context, record: CertRecord, audit: AuditPeriod) -> Finding:
+    assert audit.period_end is not None
+    start = f"{audit.period_start:%Y-%m-%d}" if audit.period_start else "?"
+    return make_finding(
+        NOT_IN_AUDIT_SCOPE,
+        sha256=record.sha256,
+        subject=record.info.subject,
+        party=ctx.sub_party,
+        due=midnight(audit.period_end) + AUDIT_REPORT_DAYS,
+        message=(
+            f"{describe(record)}, issued {record.info.not_before:%Y-%m-%d}, not technically "
+            f"constrained and neither revoked nor expired, is absent from the "
+            f"{audit.kind or 'audit'} list for {start}..{audit.period_end:%Y-%m-%d}"
+        ),
+    )

@@ -1,0 +1,146 @@
+"""What every rule sees, and the few judgements they share (DESIGN §7).
+
+Terms used by the rules, all evaluated at `Context.at`:
+- revoked: some revocation claim with `revoked_at <= at` (a revocation scheduled for later does
+  not count yet). `revoked` looks at one record; `revoked_anywhere` at both parties' records;
+- expired: `not_after <= at`;
+- live: neither revoked (anywhere) nor expired;
+- audit capable: a CA certificate that is not technically constrained (Mozilla Root Store
+  Policy 5.3.1), so the audit and disclosure rules apply to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from types import MappingProxyType
+
+from invsync.agent.errors import ReportError
+from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.record import CertRecord, Revocation
+from invsync.agent.model.snapshot import Side
+
+DISCLOSURE_DAYS = timedelta(days=7)  # Mozilla Root Store Policy 5.3.2: disclose within 7 days
+REVOCATION_DAYS = timedelta(days=7)  # TLS BR 4.9.1.2: revoke a subordinate CA within 7 days
+AUDIT_REPORT_DAYS = timedelta(days=92)  # CCADB Policy 5.2: report within 92 days of period end
+AUDIT_PERIOD = timedelta(days=365)  # audits are annual: the next period ends a year later
+DATE_TOLERANCE = timedelta(days=1)  # sources round revocation times; a day apart is the same
+
+CRL_SOURCE = "crl:"  # `Revocation.source` prefix of a claim read from a verified CRL
+
+
+@dataclass(frozen=True)
+class Context:
+    """Both sides indexed by certificate SHA-256, their snapshot facts, and the clock."""
+
+    root_party: str
+    sub_party: str
+    root: Mapping[str, CertRecord]
+    sub: Mapping[str, CertRecord]
+    at: datetime
+    root_side: Side = field(default_factory=lambda: Side("", ()))
+    sub_side: Side = field(default_factory=lambda: Side("", ()))
+
+    @classmethod
+    def of(cls, root: Side, sub: Side, at: datetime) -> Context:
+        """Each side must list a certificate at most once (snapshot acceptance guarantees it);
+        a duplicate raises ReportError naming the party."""
+        return cls(root.party, sub.party, _index(root), _index(sub), at, root, sub)
+
+    @cached_property
+    def _union(self) -> Mapping[str, CertRecord]:
+        return MappingProxyType(dict(sorted({**self.sub, **self.root}.items())))
+
+    def union(self) -> Mapping[str, CertRecord]:
+        """Every certificate either side lists (the root's record when both do), by SHA-256,
+        in SHA-256 order. Computed once: most rules walk it, and a side may hold 1M records."""
+        return self._union
+
+    def records_of(self, sha: str) -> list[CertRecord]:
+        """Both parties' records of one certificate, the root's first."""
+        return [side[sha] for side in (self.root, self.sub) if sha in side]
+
+    def revoked(self, record: CertRecord) -> bool:
+        return revocation_at(record, self.at) is not None
+
+    def revoked_anywhere(self, sha: str) -> bool:
+        return any(self.revoked(record) for record in self.records_of(sha))
+
+    def expired(self, record: CertRecord) -> bool:
+        return record.info.not_after <= self.at
+
+    def live(self, record: CertRecord) -> bool:
+        return not self.expired(record) and not self.revoked_anywhere(record.sha256)
+
+    def operator_of(self, sha: str) -> str:
+        """Who operates a certificate of the pairing: the root's attribution when it has one,
+        else the subordinate (the pairing's scope holds only certificates issued to it)."""
+        root = self.root.get(sha)
+        return root.operator if root is not None and root.operator else self.sub_party
+
+    def profiles(self) -> list[tuple[str, OperatorProfile]]:
+        """(declaring party, profile) for every declared profile of either side's header."""
+        return [
+            (side.party, profile)
+            for side in (self.root_side, self.sub_side)
+            if side.header is not None
+            for profile in side.header.profiles
+            if profile.declared()
+        ]
+
+
+def _index(side: Side) -> dict[str, CertRecord]:
+    index: dict[str, CertRecord] = {}
+    for record in side.records:
+        if record.sha256 in index:
+            raise ReportError(f"{side.party} lists certificate {record.sha256} more than once")
+        index[record.sha256] = record
+    return index
+
+
+def revocation_at(record: CertRecord, at: datetime) -> Revocation | None:
+    """The record's effective revocation if it has taken effect at `at`."""
+    revocation = record.revocation
+    if revocation is None or revocation.revoked_at > at:
+        return None
+    return revocation
+
+
+def revocations_differ(one: Revocation, other: Revocation) -> bool:
+    """Two revocations of one certificate disagree: over a day apart, or for other reasons."""
+    return abs(one.revoked_at - other.revoked_at) > DATE_TOLERANCE or one.reason != other.reason
+
+
+def audit_capable(record: CertRecord) -> bool:
+    """A CA certificate the audit and disclosure rules apply to (not technically constrained)."""
+    return record.info.is_ca and not record.info.technically_constrained
+
+
+def midnight(day: date) -> datetime:
+    """A policy date (CCADB and audit lists give dates, not times) as 00:00 UTC of that day."""
+    return datetime.combine(day, time.min, UTC)
+
+
+def describe(record: CertRecord) -> str:
+    """How messages name a certificate: its subject and serial."""
+    return f"{record.info.subject} (serial {record.info.serial_hex})"
+
+
+def revocation_text(revocation: Revocation) -> str:
+    return f"{revocation.revoked_at:%Y-%m-%d} ({revocation.reason or 'no reason'})"
+
+
+def state(ctx: Context, record: CertRecord) -> str:
+    """ " (expired ...)" or " (revoked ...)" for a message, "" for a live record."""
+    revocation = revocation_at(record, ctx.at)
+    if ctx.expired(record):
+        return f" (expired {record.info.not_after:%Y-%m-%d})"
+    if revocation is not None:
+        return f" (revoked {revocation_text(revocation)})"
+    return ""
+
+
+def shas(records: Sequence[CertRecord]) -> str:
+    return ", ".join(record.sha256 for record in records)

@@ -1,0 +1,38 @@
+"""`unattributed`: the root lists a CA certificate under its key without knowing its operator.
+
+A certificate nobody is known to operate is a certificate nobody tracks (the root cannot tell
+which subordinate must list, audit and revoke it). Only the root attributes: an issuance log's
+operator, CCADB's owner or a configured rule (agent/inventory/attribution.py); only the root can fix
+it.
+
+A root side is judged when it comes from a snapshot (its agent ran attribution) or when it
+attributes some record. A plain list given to `invsync reconcile --root` carries no operators
+at all: every record would be flagged for what the list cannot say, so the rule stays silent.
+Expired certificates are left out: nobody can issue from them any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from invsync.agent.model.findings import UNATTRIBUTED, Finding, make_finding
+from invsync.agent.reconcile.rules.context import Context, describe
+
+
+def check(ctx: Context) -> Iterable[Finding]:
+    attributes = ctx.root_side.header is not None or any(r.operator for r in ctx.root.values())
+    if not attributes:
+        return
+    for sha, record in sorted(ctx.root.items()):
+        if record.operator or ctx.expired(record):
+            continue
+        yield make_finding(
+            UNATTRIBUTED,
+            sha256=sha,
+            subject=record.info.subject,
+            party=ctx.root_party,
+            message=(
+                f"{ctx.root_party} lists {describe(record)} without an operator: no issuance "
+                "log entry, CCADB owner or attribution rule says who holds its key"
+            ),
+        )

@@ -1,0 +1,49 @@
+"""Reconciliation (DESIGN §7): a pure function of both sides, their snapshots and a clock.
+
+The rules live in `agent.reconcile.rules`, one module each; this module runs them. A rule that
+raises is replaced by one `rule-crashed` finding naming it and the exception (its partial output is
+dropped, so a report never holds half a rule); the other rules still run. Findings come out
+sorted by (code, sha256), so both agents and the server produce the same tuple.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from invsync.agent.model.acknowledgements import apply_acknowledgements
+from invsync.agent.model.findings import RULE_CRASHED, Finding, make_finding
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.rules import RULES, Context, Rule
+
+__all__ = ["RULES", "Context", "Rule", "reconcile"]
+
+
+def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
+    """Every finding for the pairing (root, sub) at `at`, sorted by (code, sha256).
+
+    A finding is marked acknowledged when the party that must act acknowledged it in its
+    snapshot's header and that acknowledgement is in force at `at` (`agent.model.acknowledgements`).
+    Pure: no I/O, no clock but `at`. Each side must list a certificate at most once (snapshot
+    acceptance guarantees it); a duplicate raises ReportError naming the party.
+    """
+    ctx = Context.of(root, sub, at)
+    findings = [finding for rule in RULES for finding in _run(rule, ctx)]
+    acks = {side.party: side.header.acknowledgements for side in (root, sub) if side.header}
+    marked = apply_acknowledgements(findings, acks, at)
+    return tuple(sorted(marked, key=lambda finding: finding.sort_key))
+
+
+def _run(rule: Rule, ctx: Context) -> list[Finding]:
+    try:
+        return list(rule.check(ctx))
+    except Exception as e:  # DESIGN §7: a crashing check never stops the run
+        return [
+            make_finding(
+                RULE_CRASHED,
+                sha256="",
+                subject="",
+                party="",
+                message=f"rule {rule.code} crashed with {type(e).__name__}: {e}; "
+                "its findings are missing from this run",
+            )
+        ]

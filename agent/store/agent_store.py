@@ -1,0 +1,406 @@
+"""The agent's own database: its inventory, the snapshots it sent, the reports it co-signed.
+
+The inventory keeps history: a certificate that drops out of a collection is marked not present,
+never deleted, and each source keeps the time it first reported a certificate. Times are stored
+as RFC 3339 UTC strings with a `Z`; certificates as their DER, from which every derived field is
+recomputed on reading (the derived columns are there for people and queries).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlite_utils
+
+from invsync.agent.errors import StoreError
+from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
+from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
+from invsync.agent.store.db import Migration, open_database, transaction
+from invsync.agent.times import parse_rfc3339
+from invsync.agent.times import rfc3339 as _utc_text
+
+_SCHEMA_V1 = (
+    """CREATE TABLE certificates (
+        sha256 TEXT PRIMARY KEY NOT NULL, der BLOB NOT NULL,
+        subject TEXT NOT NULL, issuer TEXT NOT NULL, serial_hex TEXT NOT NULL,
+        not_before TEXT NOT NULL, not_after TEXT NOT NULL,
+        spki_sha256 TEXT NOT NULL, doppelganger_key TEXT NOT NULL,
+        ski TEXT, aki TEXT, is_ca INTEGER NOT NULL,
+        operator TEXT, lifecycle TEXT,
+        revoked_at TEXT, revocation_reason TEXT, revocation_source TEXT,
+        present INTEGER NOT NULL)""",
+    "CREATE INDEX certificates_doppelganger_key ON certificates (doppelganger_key)",
+    """CREATE TABLE certificate_sources (
+        sha256 TEXT NOT NULL REFERENCES certificates (sha256),
+        kind TEXT NOT NULL, location TEXT NOT NULL,
+        first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+        PRIMARY KEY (sha256, kind, location))""",
+    """CREATE TABLE sent_snapshots (
+        pairing TEXT NOT NULL, version INTEGER NOT NULL,
+        payload BLOB NOT NULL, payload_sha256 TEXT NOT NULL, payload_type TEXT NOT NULL,
+        signatures TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        PRIMARY KEY (pairing, version))""",
+    """CREATE TABLE cosigned_reports (
+        report_id TEXT PRIMARY KEY NOT NULL, pairing TEXT NOT NULL, signed_at TEXT NOT NULL)""",
+)
+
+
+def m001_agent_schema(db: sqlite_utils.Database) -> None:
+    """The first schema: inventory, its sources, sent snapshots, co-signed reports."""
+    for statement in _SCHEMA_V1:
+        db.execute(statement)
+
+
+def m002_certificate_facts(db: sqlite_utils.Database) -> None:
+    """Facts beside each certificate: attribution, CCADB disclosure, audit scope, revocation
+    evidence (a serialized `invsync.v1.Record` without its DER), and the CRL signature hash."""
+    db.execute("ALTER TABLE certificates ADD COLUMN attribution TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE certificates ADD COLUMN revocation_crl_hash TEXT")
+    db.execute("ALTER TABLE certificates ADD COLUMN facts BLOB")
+
+
+def m003_pending_snapshots(db: sqlite_utils.Database) -> None:
+    """A snapshot is kept as pending before it is pushed and marked sent once its receipt is in,
+    so a push whose receipt was lost is re-pushed byte for byte instead of being built anew."""
+    db.execute("ALTER TABLE sent_snapshots ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+
+
+def m004_peer_key_rotations(db: sqlite_utils.Database) -> None:
+    """Signing keys a peer rotated to (agent.exchange.keyring), accepted from its snapshots signed
+    by both the old and the new key; the same columns as the server's table."""
+    db.execute(
+        """CREATE TABLE peer_key_rotations (
+        party TEXT NOT NULL, pairing TEXT NOT NULL, version INTEGER NOT NULL,
+        new_key BLOB NOT NULL, old_keys TEXT NOT NULL, accepted_at TEXT NOT NULL,
+        PRIMARY KEY (party, pairing, version))"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_agent_schema,
+    m002_certificate_facts,
+    m003_pending_snapshots,
+    m004_peer_key_rotations,
+)
+
+_CERT_COLUMNS = (
+    "sha256", "der", "subject", "issuer", "serial_hex", "not_before", "not_after", "spki_sha256",
+    "doppelganger_key", "ski", "aki", "is_ca", "operator", "lifecycle", "revoked_at",
+    "revocation_reason", "revocation_source", "present", "attribution", "revocation_crl_hash",
+    "facts",
+)  # fmt: skip
+_UPSERT_CERT = (
+    f"INSERT INTO certificates ({', '.join(_CERT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _CERT_COLUMNS)})"
+    " ON CONFLICT (sha256) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CERT_COLUMNS[1:])
+)
+# A known source keeps its first_seen: provenance says since when it has reported the certificate.
+_UPSERT_SOURCE = (
+    "INSERT INTO certificate_sources (sha256, kind, location, first_seen, last_seen)"
+    " VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (sha256, kind, location) DO UPDATE SET last_seen = excluded.last_seen"
+)
+
+
+_SENT_COLUMNS = (
+    "pairing", "version", "payload", "payload_sha256", "payload_type", "signatures",
+    "issued_at", "expires_at", "pending",
+)  # fmt: skip
+_INSERT_SENT = (
+    f"INSERT INTO sent_snapshots ({', '.join(_SENT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _SENT_COLUMNS)})"
+)
+
+
+@dataclass(frozen=True)
+class SentSnapshot:
+    """A snapshot this agent built and signed, kept byte for byte as it was sent."""
+
+    pairing: str
+    version: int
+    payload: bytes
+    payload_sha256: str  # lowercase hex
+    payload_type: str
+    signatures: tuple[tuple[str, bytes], ...]  # (keyid, signature)
+    issued_at: datetime
+    expires_at: datetime
+
+
+class AgentStore:
+    """The agent's SQLite database (see the module docstring)."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        self.db = open_database(path, MIGRATIONS, create=create)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
+    def __enter__(self) -> AgentStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def replace_inventory(self, records: Sequence[CertRecord], now: datetime) -> None:
+        """Make `records` the present inventory in one transaction; others stay, not present."""
+        with transaction(self.db, f"{self.path}: cannot store the inventory"):
+            self.db.execute("UPDATE certificates SET present = 0")
+            self._upsert(records, now)
+
+    def import_records(self, records: Sequence[CertRecord], now: datetime) -> None:
+        """Add or update `records` in one transaction; the rest of the inventory is untouched.
+
+        A certificate already held keeps its other sources; the facts this import states
+        replace the stored ones (the caller assembles them with what was stored).
+        """
+        with transaction(self.db, f"{self.path}: cannot import into the inventory"):
+            self._upsert(records, now)
+
+    def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
+        rfc3339(now)  # a naive time is refused before anything is written
+        for record in records:
+            self.db.execute(_UPSERT_CERT, _certificate_row(record))
+            for ref in record.sources:
+                # Each source keeps its own last sighting: a record read back from the store
+                # and stored again must not look freshly reported by every old source.
+                first, last = rfc3339(ref.first_seen), rfc3339(ref.last_seen)
+                self.db.execute(
+                    _UPSERT_SOURCE, [record.sha256, ref.kind, ref.location, first, last]
+                )
+
+    def record(self, sha256: str) -> CertRecord | None:
+        """One record, present or not, with every source that ever reported it."""
+        rows = self._rows("SELECT * FROM certificates WHERE sha256 = ?", [sha256.upper()])
+        sources = self._sources(sha256.upper())
+        return next((self._record(row, sources.get(row["sha256"], ())) for row in rows), None)
+
+    def inventory(self) -> list[CertRecord]:
+        """The present records, sorted by SHA-256, rebuilt from their stored DER."""
+        rows = self._rows("SELECT * FROM certificates WHERE present = 1 ORDER BY sha256")
+        sources = self._sources()
+        return [self._record(row, sources.get(row["sha256"], ())) for row in rows]
+
+    def count(self) -> int:
+        """How many records the latest collection holds."""
+        return int(
+            self.db.execute("SELECT count(*) FROM certificates WHERE present = 1").fetchone()[0]
+        )
+
+    def record_sent_snapshot(
+        self,
+        pairing: str,
+        version: int,
+        payload: bytes,
+        payload_type: str,
+        signatures: list[tuple[str, bytes]],
+        issued_at: datetime,
+        expires_at: datetime,
+        *,
+        pending: bool = False,
+    ) -> None:
+        """Keep a sent snapshot; the same bytes again are a no-op, other bytes are refused.
+
+        With `pending`, the snapshot is kept before it is pushed, and is not yet the latest sent
+        one: `mark_sent` makes it so once the server's receipt arrived.
+        """
+        row = {
+            "pairing": pairing,
+            "version": version,
+            "payload": payload,
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "payload_type": payload_type,
+            "signatures": _signatures_json(signatures),
+            "issued_at": rfc3339(issued_at),
+            "expires_at": rfc3339(expires_at),
+            "pending": int(pending),
+        }
+        with transaction(self.db, f"{self.path}: cannot record snapshot {pairing} v{version}"):
+            known = self._snapshot_row(pairing, version)
+            if known is not None:
+                self._check_same_payload(known, payload)
+                if not pending:
+                    self._set_sent(pairing, version)
+                return
+            self.db.execute(_INSERT_SENT, row)
+
+    def pending_snapshot(self, pairing: str) -> SentSnapshot | None:
+        """The snapshot built and pushed for `pairing` whose receipt has not arrived, or None."""
+        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 1 ORDER BY version"
+        return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+
+    def mark_sent(self, pairing: str, version: int) -> None:
+        """The server's receipt for a pending snapshot arrived: it is now sent."""
+        with transaction(self.db, f"{self.path}: cannot mark snapshot {pairing} v{version} sent"):
+            self._set_sent(pairing, version)
+
+    def drop_pending(self, pairing: str, version: int) -> None:
+        """Forget a pending snapshot the server refused: its version was never accepted."""
+        sql = "DELETE FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 1"
+        with transaction(self.db, f"{self.path}: cannot drop snapshot {pairing} v{version}"):
+            self.db.execute(sql, [pairing, version])
+
+    def latest_sent_snapshot(self, pairing: str) -> SentSnapshot | None:
+        """The highest version sent (its receipt arrived) for `pairing`, or None."""
+        sql = (
+            "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 0"
+            " ORDER BY version DESC LIMIT 1"
+        )
+        return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+
+    def sent_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
+        """The snapshot sent (its receipt arrived) for `pairing` at `version`, or None."""
+        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 0"
+        return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+
+    def _snapshot_row(self, pairing: str, version: int) -> SentSnapshot | None:
+        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ?"
+        return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+
+    def _set_sent(self, pairing: str, version: int) -> None:
+        sql = "UPDATE sent_snapshots SET pending = 0 WHERE pairing = ? AND version = ?"
+        self.db.execute(sql, [pairing, version])
+
+    def record_cosigned(self, report_id: str, pairing: str, now: datetime) -> None:
+        """Remember that this agent co-signed a report (the first time counts)."""
+        sql = (
+            "INSERT INTO cosigned_reports (report_id, pairing, signed_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (report_id) DO NOTHING"
+        )
+        with transaction(self.db, f"{self.path}: cannot record co-signed report {report_id}"):
+            self.db.execute(sql, [report_id, pairing, rfc3339(now)])
+
+    def record_rotation(self, rotation: Rotation, now: datetime) -> None:
+        """Keep a peer's key rotation; the same one again is a no-op."""
+        row = rotation_row(rotation, rfc3339(now))
+        sql = (
+            f"INSERT INTO peer_key_rotations ({', '.join(row)})"
+            f" VALUES ({', '.join(':' + c for c in row)})"
+            " ON CONFLICT (party, pairing, version) DO NOTHING"
+        )
+        with transaction(
+            self.db, f"{self.path}: cannot record the key rotation of {rotation.party}"
+        ):
+            self.db.execute(sql, row)
+
+    def rotations(self, party: str) -> list[Rotation]:
+        """The key rotations of peer `party` this agent accepted, in any pairing."""
+        sql = "SELECT * FROM peer_key_rotations WHERE party = ? ORDER BY pairing, version"
+        return [rotation_from_row(row) for row in self._rows(sql, [party])]
+
+    def has_cosigned(self, report_id: str) -> bool:
+        """Whether this agent already co-signed the report."""
+        sql = "SELECT 1 FROM cosigned_reports WHERE report_id = ?"
+        return self.db.execute(sql, [report_id]).fetchone() is not None
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        cursor = self.db.execute(sql, list(params))
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+    def _sources(self, sha256: str | None = None) -> dict[str, tuple[SourceRef, ...]]:
+        where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
+        sql = f"SELECT * FROM certificate_sources {where} ORDER BY sha256, rowid"
+        grouped: dict[str, list[SourceRef]] = {}
+        for row in self._rows(sql, params):
+            grouped.setdefault(row["sha256"], []).append(_source(row))
+        return {sha: tuple(refs) for sha, refs in grouped.items()}
+
+    def _record(self, row: dict[str, Any], sources: tuple[SourceRef, ...]) -> CertRecord:
+        try:
+            info = parse_certificate(row["der"])
+        except ValueError as e:
+            raise StoreError(f"{self.path}: certificate {row['sha256']} is corrupt: {e}") from e
+        if info.sha256 != row["sha256"]:
+            raise StoreError(f"{self.path}: certificate {row['sha256']} has other DER bytes")
+        record = CertRecord(info, row["operator"], row["lifecycle"], _revocation(row), sources)
+        try:
+            return with_facts(record, row["facts"] or b"")
+        except ValueError as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+    def _check_same_payload(self, known: SentSnapshot, payload: bytes) -> None:
+        if known.payload != payload:
+            raise StoreError(
+                f"{self.path}: snapshot {known.pairing} v{known.version} was already sent with"
+                " other bytes; a version number is never reused"
+            )
+
+
+def rfc3339(at: datetime) -> str:
+    """`at` as stored: RFC 3339 UTC. A naive time is a caller's bug that must not reach disk."""
+    try:
+        return _utc_text(at)
+    except ValueError as e:
+        raise StoreError(f"{e}; invsync stores only UTC times") from e
+
+
+def _certificate_row(record: CertRecord) -> dict[str, object]:
+    info, revocation = record.info, record.revocation
+    return {
+        "sha256": info.sha256, "der": info.der, "subject": info.subject, "issuer": info.issuer,
+        "serial_hex": info.serial_hex, "not_before": rfc3339(info.not_before),
+        "not_after": rfc3339(info.not_after), "spki_sha256": info.spki_sha256,
+        "doppelganger_key": info.doppelganger_key, "ski": info.ski, "aki": info.aki,
+        "is_ca": int(info.is_ca), "operator": record.operator, "lifecycle": record.lifecycle,
+        "revoked_at": rfc3339(revocation.revoked_at) if revocation else None,
+        "revocation_reason": revocation.reason if revocation else None,
+        "revocation_source": revocation.source if revocation else None,
+        "present": 1, "attribution": record.attribution,
+        "revocation_crl_hash": revocation.crl_signature_hash if revocation else None,
+        "facts": facts_to_bytes(record),
+    }  # fmt: skip
+
+
+def _source(row: dict[str, Any]) -> SourceRef:
+    first, last = parse_rfc3339(row["first_seen"]), parse_rfc3339(row["last_seen"])
+    return SourceRef(row["kind"], row["location"], first, last)
+
+
+def _revocation(row: dict[str, Any]) -> Revocation | None:
+    if row["revoked_at"] is None:
+        return None
+    at = parse_rfc3339(row["revoked_at"])
+    return Revocation(
+        at,
+        row["revocation_reason"] or "",
+        row["revocation_source"] or "",
+        row["revocation_crl_hash"] or "",
+    )
+
+
+def _signatures_json(signatures: list[tuple[str, bytes]]) -> str:
+    items = [{"keyid": keyid, "sig": base64.b64encode(sig).decode()} for keyid, sig in signatures]
+    return json.dumps(items)
+
+
+def _sent(row: dict[str, Any]) -> SentSnapshot:
+    signatures = tuple(
+        (s["keyid"], base64.b64decode(s["sig"])) for s in json.loads(row["signatures"])
+    )
+    return SentSnapshot(
+        pairing=row["pairing"],
+        version=row["version"],
+        payload=row["payload"],
+        payload_sha256=row["payload_sha256"],
+        payload_type=row["payload_type"],
+        signatures=signatures,
+        issued_at=parse_rfc3339(row["issued_at"]),
+        expires_at=parse_rfc3339(row["expires_at"]),
+    )
