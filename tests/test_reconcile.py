@@ -8,6 +8,7 @@ issued to JPRS up to 2020-07-22; JPRS lists 10, without the two 2020-07-10 certi
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from invsync.agent.errors import ReportError
 from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.model.record import CertRecord, Revocation, parse_certificate
-from invsync.agent.model.snapshot import Side
+from invsync.agent.model.snapshot import ROOT, Side, SnapshotHeader
 from invsync.agent.reconcile import runner as reconcile_module
 from invsync.agent.reconcile.rules import missing
 from invsync.agent.reconcile.runner import Context, Rule, reconcile
@@ -282,6 +283,41 @@ def test_a_crashing_rule_becomes_a_finding_and_the_others_still_run(
         "rule doppelganger-untracked crashed with KeyError: 'no such column'; "
         "its findings are missing from this run"
     )
+
+
+def test_a_crashing_rule_is_logged_with_its_traceback_rule_and_pairing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def exploding_rule(ctx: Context) -> Iterable[Finding]:
+        raise KeyError("no such column")
+
+    rules = tuple(
+        Rule(rule.code, exploding_rule) if rule.code == "unused-not-revoked" else rule
+        for rule in reconcile_module.RULES
+    )
+    monkeypatch.setattr(reconcile_module, "RULES", rules)
+    header = SnapshotHeader(
+        party="secom",
+        pairing="secom-jprs",
+        role=ROOT,
+        version=1,
+        issued_at=NEW_YEAR_2021,
+        expires_at=NEW_YEAR_2021 + timedelta(days=1),
+        previous_digest=b"",
+        record_count=0,
+        records_digest=b"",
+        scope_issuer_spki=(),
+    )
+    with caplog.at_level(logging.ERROR, logger="invsync.agent.reconcile.runner"):
+        reconcile(Side("secom", [], header=header), Side("jprs", []), NEW_YEAR_2021)
+    (logged,) = caplog.records
+    assert logged.getMessage() == "rule unused-not-revoked crashed"
+    assert (getattr(logged, "rule"), getattr(logged, "pairing")) == (
+        "unused-not-revoked",
+        "secom-jprs",
+    )
+    assert logged.exc_info is not None and "KeyError: 'no such column'" in caplog.text
+    assert "in exploding_rule" in caplog.text  # the traceback itself, not only the message
 
 
 def test_findings_are_sorted_and_independent_of_input_order() -> None:

@@ -8,6 +8,7 @@ sorted by (code, sha256), so both agents and the server produce the same tuple.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from invsync.agent.model.acknowledgements import apply_acknowledgements
@@ -16,6 +17,8 @@ from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.rules import RULES, Context, Rule
 
 __all__ = ["RULES", "Context", "Rule", "reconcile"]
+
+log = logging.getLogger(__name__)
 
 
 def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
@@ -27,16 +30,26 @@ def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
     acceptance guarantees it); a duplicate raises ReportError naming the party.
     """
     ctx = Context.of(root, sub, at)
-    findings = [finding for rule in RULES for finding in _run(rule, ctx)]
+    pairing = _pairing(root, sub)
+    findings = [finding for rule in RULES for finding in _run(rule, ctx, pairing)]
     acks = {side.party: side.header.acknowledgements for side in (root, sub) if side.header}
     marked = apply_acknowledgements(findings, acks, at)
     return tuple(sorted(marked, key=lambda finding: finding.sort_key))
 
 
-def _run(rule: Rule, ctx: Context) -> list[Finding]:
+def _pairing(root: Side, sub: Side) -> str:
+    """The pairing both snapshots name; "" for an offline comparison of plain lists."""
+    header = root.header or sub.header
+    return header.pairing if header else ""
+
+
+def _run(rule: Rule, ctx: Context, pairing: str) -> list[Finding]:
     try:
         return list(rule.check(ctx))
     except Exception as e:  # DESIGN §7: a crashing check never stops the run
+        # The finding carries one line; whoever fixes the rule needs the traceback, so it is
+        # logged here, where it still exists.
+        log.exception("rule %s crashed", rule.code, extra={"rule": rule.code, "pairing": pairing})
         return [
             make_finding(
                 RULE_CRASHED,

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TextIO
 
-FIELDS = ("party", "pairing", "version", "peer")
+FIELDS = ("party", "pairing", "version", "peer", "rule")
 # The fields of the work under way (this daemon's party, the pairing of the cycle), which every
 # line logged meanwhile carries unless its caller gave the field itself.
 _CONTEXT: contextvars.ContextVar[tuple[tuple[str, object], ...]] = contextvars.ContextVar(
