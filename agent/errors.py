@@ -2,7 +2,8 @@
 
 Every error the user can meet is an `InvsyncError`. Each subclass carries a `hint`: what to do
 next. The CLI catches only the base class and prints `diagnostics()`; foreign exceptions are
-wrapped at the boundary with ``raise ... from e`` so the cause is kept.
+wrapped at the boundary with ``raise ... from e`` so the cause is kept. The exchange's
+refusals, each with the rule it names, are in `agent.exchange.rejections`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ class InvsyncError(Exception):
     """Base of every invsync error."""
 
     hint = "See `invsync --help`."
-    # The gRPC status name the server answers with when this error refuses a call.
-    grpc_status = "INTERNAL"
 
     def diagnostics(self) -> str:
         """The message and what to do next, for a person."""
@@ -59,26 +58,13 @@ class SignatureError(InvsyncError):
     )
 
 
-class SnapshotRejected(InvsyncError):
-    """A snapshot broke an acceptance rule (DESIGN §5). Nothing was stored.
-
-    `rule` is the stable name of the rule, shown in messages, logs and metrics.
-    """
-
-    rule = "snapshot"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = (
-        "Fix the sender's snapshot as the message says and push a new version; nothing was stored."
-    )
-
-    def __str__(self) -> str:
-        return f"snapshot rejected [{self.rule}]: {super().__str__()}"
-
-
 class TransportError(InvsyncError):
     """A gRPC call failed: the peer is down, refused us, or the deadline passed."""
 
     hint = "Check the server address, that the server runs, and the TLS files; then retry."
+    # The rule the server named when it refused the call (agent.exchange.rejections), or None
+    # when it did not answer with a refusal.
+    rule: str | None = None
 
 
 class ReportError(InvsyncError):

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
-from invsync.server.errors import AccessDenied
+from invsync.agent.exchange.rejections import AccessDenied
 
 
 def peer_common_name(context: grpc.ServicerContext) -> str | None:

@@ -6,28 +6,28 @@ TLS certificate by `auth.py`; none trusts a party named in a request.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from invsync.agent.errors import SnapshotRejected
 from invsync.agent.exchange.acceptance import AcceptancePolicy, accept
-from invsync.agent.exchange.envelope import Envelope, Sig, pae, sign
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.receipt import receipt_for, sign_receipt
+from invsync.agent.exchange.rejections import (
+    AccessDenied,
+    BadReportSignature,
+    NotFound,
+    SnapshotRejected,
+)
 from invsync.agent.exchange.snapshot import decode_payload, from_chunks
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
-from invsync.server.errors import AccessDenied, BadReportSignature, NotFound
 from invsync.server.reconciling import ReportMaker, party_keyring
 from invsync.server.store import ServerStore, StoredReport
 from invsync.v1 import invsync_pb2 as pb
-
-RECEIPT_PAYLOAD_TYPE = "application/vnd.invsync.receipt.v1+protobuf"
 
 log = logging.getLogger("invsync.server")
 
@@ -174,18 +174,16 @@ class Exchange:
         return spec.subordinate if tls_party == spec.root else spec.root
 
     def _receipt(self, party: str, pairing: str, version: int, env: Envelope) -> bytes:
-        accepted_at = Timestamp()
-        accepted_at.FromDatetime(self.clock())
-        body = pb.ReceiptBody(
+        receipt = receipt_for(
             party=party,
             pairing=pairing,
             version=version,
-            payload_sha256=_sha256(env.payload),
-            accepted_at=accepted_at,
+            payload=env.payload,
+            accepted_at=self.clock(),
             server=self.name,
         )
-        signed = sign(RECEIPT_PAYLOAD_TYPE, body.SerializeToString(), [self.key])
-        return signed.to_pb().SerializeToString()
+        signed: bytes = sign_receipt(receipt, self.key).to_pb().SerializeToString()
+        return signed
 
     def _reconcile(self, pairing: str) -> None:
         # The snapshot is committed already; a failing reconciliation must not undo the push.
@@ -193,7 +191,3 @@ class Exchange:
             self.reports.make(pairing)
         except Exception:
             log.exception("reconciling pairing=%s failed", pairing)
-
-
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()

@@ -1,20 +1,22 @@
 """The gRPC servicer: a thin adapter from gRPC to `Exchange`.
 
 It decodes requests, asks `auth.py` who the caller is, calls the domain method and encodes the
-answer. One table maps invsync errors to status codes; the caller sees the error's message,
-which names the rule it broke.
+answer. A refused call ends with the status of the error's class (the one table in
+`agent.exchange.rejections`), the error's message as the status text, and, for a rejection, its
+rule in the trailing metadata `invsync-rule`, which clients read instead of the text.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.rejections import RULE_METADATA_KEY, Rejection, status_of
 from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics
@@ -26,11 +28,6 @@ from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 log = logging.getLogger("invsync.server")
-
-
-def status_of(error: InvsyncError) -> grpc.StatusCode:
-    """The gRPC status each error class names for itself."""
-    return grpc.StatusCode[error.grpc_status]
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):
@@ -91,8 +88,14 @@ def _guard(method: str, context: grpc.ServicerContext, call: Callable[[], T]) ->
             return call()
     except InvsyncError as e:
         log.warning("refused peer=%s: %s", context.peer(), e, extra={"peer": context.peer()})
-        context.abort(status_of(e), str(e))
-        raise  # unreachable: abort raises; this keeps type checkers honest
+        _abort(context, e)
+
+
+def _abort(context: grpc.ServicerContext, error: InvsyncError) -> NoReturn:
+    """End the call with the error's status; a rejection also names its rule, as data."""
+    if isinstance(error, Rejection):
+        context.set_trailing_metadata(((RULE_METADATA_KEY, error.rule),))
+    context.abort(status_of(error), str(error))
 
 
 def _report_pb(stored: StoredReport) -> pb.Report:

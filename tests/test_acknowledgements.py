@@ -15,7 +15,8 @@ import pytest
 
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError
-from invsync.agent.exchange.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.agent.exchange.rejections import MalformedSnapshot
+from invsync.agent.exchange.snapshot import build_payload, decode_payload
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.findings import (
     DOPPELGANGER_UNTRACKED,

@@ -9,13 +9,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from invsync.agent.exchange.snapshot import MalformedSnapshot, build_payload, decode_payload
+from invsync.agent.exchange.rejections import MalformedSnapshot
+from invsync.agent.exchange.snapshot import build_payload, decode_payload
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 from invsync.v1 import invsync_pb2 as pb
+from tests.paths import SECOM_JPRS
 
-BUG = Path(__file__).parent / "fixtures/secom_jprs/individual/JPRS_OV_G3_bug1695993_21C06633.pem"
+BUG = SECOM_JPRS / "individual/JPRS_OV_G3_bug1695993_21C06633.pem"
 T0 = datetime(2021, 3, 10, tzinfo=UTC)
 
 

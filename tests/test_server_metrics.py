@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange import rejections as acc
 from invsync.agent.exchange.snapshot import sign_snapshot
 from invsync.agent.model.record import CertRecord
 from invsync.server import metrics
-from tests.test_exchange_core import PAIRING, Keys, make_rig, payload, records  # noqa: F401
-from tests.test_exchange_core import keys as keys
+from tests.exchange_rig import PAIRING, Keys, make_rig, payload
 
 
 def _count(party: str, pairing: str, result: str, reason: str) -> float:
@@ -25,7 +24,7 @@ def _count(party: str, pairing: str, result: str, reason: str) -> float:
 def test_a_rejected_push_counts_under_its_rule(
     tmp_path: Path,
     keys: Keys,
-    records: list[CertRecord],  # noqa: F811
+    records: list[CertRecord],
 ) -> None:
     rig = make_rig(tmp_path / "server.db", keys)
     try:

@@ -6,7 +6,6 @@ import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -15,11 +14,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from invsync.agent.exchange import keys, snapshot
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.merkle import records_digest
-from invsync.agent.exchange.snapshot import IncompleteStream, MalformedSnapshot, StreamTooLarge
+from invsync.agent.exchange.rejections import IncompleteStream, MalformedSnapshot, StreamTooLarge
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 from invsync.v1 import invsync_pb2 as pb
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
+FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from invsync.agent.config.settings import AgentConfig
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keyring import KeyRing, UntrustedSignerError
+from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey, load_verify_key
+from invsync.agent.exchange.rejections import UntrustedSignerError
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 

@@ -24,8 +24,8 @@ raises; a rejected snapshot must write nothing:
    records_digest is the Merkle root of the identities                  DigestMismatchError
    no record appears twice                                              DuplicateRecordError
 
-Every error has a stable kebab-case `rule` and the name of the gRPC status code the server
-answers with (`grpc_status`). `verify_peer_snapshot` is the agent's side: the rules that need
+The errors, each with its stable `rule`, and the gRPC status the server answers with are in
+`agent.exchange.rejections`. `verify_peer_snapshot` is the agent's side: the rules that need
 no version state, for a snapshot of its peer fetched from the server.
 """
 
@@ -35,170 +35,44 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from invsync.agent.errors import SnapshotRejected
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keyring import (
-    KeyAnnouncementError,
-    KeyRing,
-    RetiredKeyError,
-    Rotation,
-    UntrustedSignerError,
-    check_key_schedule,
-)
+from invsync.agent.exchange.keyring import KeyRing, Rotation, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.merkle import records_digest
-from invsync.agent.exchange.snapshot import (
-    SNAPSHOT_PAYLOAD_TYPE,
-    IncompleteStream,
+from invsync.agent.exchange.rejections import (
+    BadSignatureError,
+    BadValidityError,
+    ChainError,
+    CountMismatchError,
+    DigestMismatchError,
+    DuplicateRecordError,
+    EquivocationError,
+    ExpiredError,
+    FutureIssuedError,
     MalformedSnapshot,
-    StreamTooLarge,
-    decode_payload,
+    PairingMismatchError,
+    PartyMismatchError,
+    RollbackError,
+    UnknownPartyError,
+    UntrustedSignerError,
 )
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
 from invsync.agent.times import rfc3339
 
 __all__ = [
-    "REJECTIONS",
     "AcceptancePolicy",
     "Accepted",
-    "BadSignatureError",
-    "BadValidityError",
-    "ChainError",
-    "CountMismatchError",
-    "DigestMismatchError",
-    "DuplicateRecordError",
-    "EquivocationError",
-    "ExpiredError",
-    "FutureIssuedError",
-    "IncompleteStream",
-    "KeyAnnouncementError",
     "LastAccepted",
     "LastLookup",
-    "MalformedSnapshot",
-    "PairingMismatchError",
     "PairingPolicy",
-    "PartyMismatchError",
     "PartyPolicy",
-    "RetiredKeyError",
-    "RollbackError",
     "RotationLookup",
-    "StreamTooLarge",
-    "UnknownPartyError",
-    "UntrustedSignerError",
     "accept",
-    "grpc_status_of",
     "verify_peer_rotation",
     "verify_peer_snapshot",
 ]
-
-
-class UnknownPartyError(SnapshotRejected):
-    rule = "unknown-party"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "Use the TLS client certificate issued to your party; the server maps it to a party."
-
-
-class BadSignatureError(SnapshotRejected):
-    rule = "bad-signature"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "The payload was altered after signing; rebuild and re-sign the snapshot."
-
-
-class PartyMismatchError(SnapshotRejected):
-    rule = "party-mismatch"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "A party may only push its own snapshots; check the agent's configured party."
-
-
-class PairingMismatchError(SnapshotRejected):
-    rule = "pairing-mismatch"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "Check the pairing name and role in the agent's configuration against the server's."
-
-
-class RollbackError(SnapshotRejected):
-    rule = "rollback"
-    grpc_status = "FAILED_PRECONDITION"
-    hint = "Versions only go up; the agent's state may be older than the server's (restored?)."
-
-
-class EquivocationError(SnapshotRejected):
-    rule = "equivocation"
-    grpc_status = "ALREADY_EXISTS"
-    hint = "A version can be signed once; push the new content under the next version."
-
-
-class ChainError(SnapshotRejected):
-    rule = "broken-chain"
-    grpc_status = "FAILED_PRECONDITION"
-    hint = "Build the snapshot on the last one the server accepted (its digest is in the receipt)."
-
-
-class ExpiredError(SnapshotRejected):
-    rule = "expired"
-    grpc_status = "FAILED_PRECONDITION"
-    hint = "Build and sign a fresh snapshot; check the sender's clock."
-
-
-class FutureIssuedError(SnapshotRejected):
-    rule = "issued-in-future"
-    grpc_status = "FAILED_PRECONDITION"
-    hint = "The sender's clock is ahead; synchronize it (NTP) and sign again."
-
-
-class BadValidityError(SnapshotRejected):
-    rule = "bad-validity"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "Set expires_at after issued_at and within the server's maximum snapshot validity."
-
-
-class CountMismatchError(SnapshotRejected):
-    rule = "count-mismatch"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "The sender's agent built an inconsistent snapshot; report it as a bug."
-
-
-class DigestMismatchError(SnapshotRejected):
-    rule = "digest-mismatch"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "The sender's agent built an inconsistent snapshot; report it as a bug."
-
-
-class DuplicateRecordError(SnapshotRejected):
-    rule = "duplicate-record"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "Merge records with the same SHA-256 into one before building the snapshot."
-
-
-# Every rejection a snapshot push or fetch can meet, for the server's status table and tests.
-REJECTIONS: tuple[type[SnapshotRejected], ...] = (
-    IncompleteStream,
-    StreamTooLarge,
-    UnknownPartyError,
-    UntrustedSignerError,
-    BadSignatureError,
-    MalformedSnapshot,
-    PartyMismatchError,
-    PairingMismatchError,
-    RetiredKeyError,
-    KeyAnnouncementError,
-    RollbackError,
-    EquivocationError,
-    ChainError,
-    ExpiredError,
-    FutureIssuedError,
-    BadValidityError,
-    CountMismatchError,
-    DigestMismatchError,
-    DuplicateRecordError,
-)
-
-
-def grpc_status_of(error: SnapshotRejected) -> str:
-    """The grpc.StatusCode name for a rejection; INVALID_ARGUMENT when it names none."""
-    status = getattr(error, "grpc_status", "INVALID_ARGUMENT")
-    return status if isinstance(status, str) else "INVALID_ARGUMENT"
 
 
 @dataclass(frozen=True)

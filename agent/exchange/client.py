@@ -1,7 +1,9 @@
 """The agent's client of the exchange service: mutual TLS, a deadline on every call, chunked pushes.
 
 gRPC failures become `TransportError`s that name the server and the status, so an operator
-can tell "server down" from "server refused this snapshot, and why". A call that fails for want
+can tell "server down" from "server refused this snapshot, and why". A refusal's rule comes as
+data, in the trailing metadata `invsync-rule` (`agent.exchange.rejections`), never from the
+status text. A call that fails for want
 of a server (UNAVAILABLE, DEADLINE_EXCEEDED) is retried with exponential backoff, full jitter and
 a cap (`agent.exchange.backoff`); a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, ...) never is.
 When the retries run out, `Unreachable` says since when the server has not answered. A server that
@@ -12,20 +14,19 @@ goes silent mid-call without closing the connection is noticed by keepalive
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 
-import invsync.agent.exchange.acceptance  # noqa: F401  (defines the rule classes that _rule_names() walks)
-from invsync.agent.errors import SnapshotRejected, TransportError
+from invsync.agent.errors import TransportError
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keepalive import Keepalive, client_options
+from invsync.agent.exchange.rejections import BY_RULE, RULE_METADATA_KEY, UNKNOWN_RULE, known_rule
 from invsync.agent.exchange.snapshot import from_chunks, to_chunks
 from invsync.agent.telemetry import metrics
 from invsync.agent.times import rfc3339
@@ -155,31 +156,13 @@ class Refused(TransportError):
     """The server answered and refused the request (the message says why)."""
 
     hint = "Read the server's reason; the same request will be refused again."
-
-
-# How the server words a refusal for an acceptance rule (SnapshotRejected.__str__).
-_RULE = re.compile(r"snapshot rejected \[([a-z0-9-]+)\]")
+    # A refusal that names no rule this agent knows (an older or foreign server's) still counts.
+    rule: str | None = UNKNOWN_RULE
 
 
 def rejection_rule(error: TransportError) -> str | None:
-    """The acceptance rule a refused push broke, as a metric label; None if it was not refused.
-
-    Only the names of rules this agent knows become labels, never other text of the server's:
-    a refusal naming none of them (a newer server's rule, or no rule) is "unknown".
-    """
-    found = _RULE.search(str(error))
-    if found is not None and found.group(1) in _rule_names():
-        return found.group(1)
-    return "unknown" if isinstance(error, Refused) else None
-
-
-def _rule_names() -> frozenset[str]:
-    names, classes = set(), [SnapshotRejected]
-    while classes:
-        cls = classes.pop()
-        names.add(cls.rule)
-        classes += cls.__subclasses__()
-    return frozenset(names)
+    """The rule a refused call broke, as a metric label; None if the server never refused it."""
+    return error.rule
 
 
 def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
@@ -191,4 +174,29 @@ def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
         kind = NotFoundYet
     elif code in REFUSALS:
         kind = Refused
-    return kind(f"{address}: {method}: {name}: {details}")
+    error = kind(f"{address}: {method}: {name}: {details}")
+    _name_rule(error, _metadata_rule(e))
+    return error
+
+
+def _metadata_rule(e: grpc.RpcError) -> str | None:
+    """The rule the server's trailing metadata names (see `known_rule`); None without one."""
+    if not isinstance(e, grpc.Call):
+        return None
+    # As a Call its items are (key, value) pairs; the stubs' RpcError calls them otherwise.
+    metadata = cast(grpc.Call, e).trailing_metadata()
+    for key, value in metadata or ():  # None when the call ended without any
+        if key == RULE_METADATA_KEY:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            return known_rule(text)
+    return None
+
+
+def _name_rule(error: TransportError, rule: str | None) -> None:
+    # The server may answer a rule with a status the client does not call a refusal (e.g.
+    # RESOURCE_EXHAUSTED for stream-too-large); the rule still says the server refused.
+    if rule is None:
+        return
+    error.rule = rule
+    if rule in BY_RULE:
+        error.hint = BY_RULE[rule].hint  # the rule's own advice beats a generic one

@@ -20,46 +20,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from invsync.agent.errors import InvsyncError, SnapshotRejected
+from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
+from invsync.agent.exchange.rejections import (
+    KeyAnnouncementError,
+    RetiredKeyError,
+    SnapshotRejected,
+    UntrustedSignerError,
+)
 from invsync.agent.model.snapshot import SnapshotHeader
 
 __all__ = [
-    "KeyAnnouncementError",
     "KeyRing",
-    "RetiredKeyError",
     "Rotation",
-    "UntrustedSignerError",
     "check_key_schedule",
     "rotation_from_row",
     "rotation_row",
 ]
-
-
-class UntrustedSignerError(SnapshotRejected):
-    rule = "untrusted-signer"
-    grpc_status = "PERMISSION_DENIED"
-    hint = "Sign with your party's pinned key, or have the operator pin your new key."
-
-
-class RetiredKeyError(SnapshotRejected):
-    rule = "retired-key"
-    grpc_status = "PERMISSION_DENIED"
-    hint = (
-        "The party rotated to a new signing key; sign with it (agent.next_signing_key, or "
-        "agent.signing_key once the rotation is done)."
-    )
-
-
-class KeyAnnouncementError(SnapshotRejected):
-    rule = "bad-key-announcement"
-    grpc_status = "PERMISSION_DENIED"
-    hint = (
-        "Announce a new key in a snapshot signed by both the current key and the new one; a "
-        "retired key cannot come back."
-    )
 
 
 @dataclass(frozen=True)

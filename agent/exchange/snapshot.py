@@ -19,7 +19,6 @@ from itertools import pairwise
 
 from google.protobuf.message import DecodeError
 
-from invsync.agent.errors import SnapshotRejected
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
@@ -30,6 +29,7 @@ from invsync.agent.exchange.record_codec import (
     record_to_pb,
     timestamp,
 )
+from invsync.agent.exchange.rejections import IncompleteStream, MalformedSnapshot, StreamTooLarge
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord
@@ -41,30 +41,6 @@ DEFAULT_CHUNK_SIZE = 256 * 1024  # bytes; well under gRPC's 4 MiB default messag
 
 _ROLE_TO_PB = {ROOT: pb.ROLE_ROOT, SUBORDINATE: pb.ROLE_SUBORDINATE}
 _ROLE_FROM_PB = {v: k for k, v in _ROLE_TO_PB.items()}
-
-
-class MalformedSnapshot(SnapshotRejected):
-    """The signed payload is not a well-formed snapshot. The message names the record or field."""
-
-    rule = "malformed-snapshot"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "The sender's agent built an invalid snapshot; fix the named record or field."
-
-
-class IncompleteStream(SnapshotRejected):
-    """A snapshot stream broke, ended without its trailer, or did not match the trailer."""
-
-    rule = "incomplete-stream"
-    grpc_status = "INVALID_ARGUMENT"
-    hint = "The transfer was cut or altered; push or fetch the snapshot again."
-
-
-class StreamTooLarge(IncompleteStream):
-    """A snapshot stream went past the receiver's size limit; it was dropped unread."""
-
-    rule = "stream-too-large"
-    grpc_status = "RESOURCE_EXHAUSTED"
-    hint = "Raise the receiver's maximum snapshot size, or split the pairing's scope."
 
 
 def build_payload(

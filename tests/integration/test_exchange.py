@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from invsync.agent.errors import TransportError
+from invsync.agent.exchange.client import NotFoundYet, Refused, rejection_rule
 from invsync.agent.exchange.keys import load_signing_key
+from invsync.agent.exchange.receipt import decode_receipt
+from invsync.agent.exchange.rejections import RollbackError, UntrustedSignerError
 from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE
 from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
@@ -182,22 +185,69 @@ def test_party_a_cannot_push_a_snapshot_of_party_b(federation: Federation) -> No
 def test_a_snapshot_signed_with_another_partys_key_is_refused(federation: Federation) -> None:
     env = _signed(federation, "secom", _snapshot_of(federation, "jprs", SUBORDINATE))
     client = federation.client("jprs")
-    with pytest.raises(TransportError, match=r"pinned for party 'secom', not for 'jprs'"):
+    with pytest.raises(Refused, match=r"pinned for party 'secom', not for 'jprs'") as caught:
         client.push(env)
     client.close()
+    assert rejection_rule(caught.value) == "untrusted-signer"
+    assert caught.value.hint == UntrustedSignerError.hint
     assert _stored_snapshots(federation) == 0
 
 
-def test_a_stream_cut_before_its_trailer_commits_nothing(federation: Federation) -> None:
-    env = _signed(federation, "jprs", _snapshot_of(federation, "jprs", SUBORDINATE))
-    data_only: Iterator[pb.SnapshotChunk] = (c for c in to_chunks(env) if c.HasField("data"))
+def _rules(error: grpc.RpcError) -> list[object]:
+    """The `invsync-rule` values of a failed call's trailing metadata."""
+    return [m.value for m in error.trailing_metadata() if m.key == "invsync-rule"]
+
+
+def test_a_rollback_reaches_the_client_as_its_rule_in_the_trailing_metadata(
+    federation: Federation,
+) -> None:
+    first = _snapshot_of(federation, "jprs", SUBORDINATE)
+    now = datetime.now(UTC)
+    second = build_payload(
+        party="jprs",
+        pairing="secom-jprs",
+        role=SUBORDINATE,
+        version=2,
+        issued_at=now,
+        expires_at=now + timedelta(hours=1),
+        records=[],
+        previous_digest=hashlib.sha256(first).digest(),
+    )
+    older = build_payload(  # version 1 again, other bytes, after version 2
+        party="jprs",
+        pairing="secom-jprs",
+        role=SUBORDINATE,
+        version=1,
+        issued_at=now - timedelta(minutes=1),
+        expires_at=now + timedelta(hours=1),
+        records=[],
+    )
     client = federation.client("jprs")
-    with pytest.raises(grpc.RpcError) as caught:
-        client.stub.PushSnapshot(data_only, timeout=10)
+    client.push(_signed(federation, "jprs", first))
+    client.push(_signed(federation, "jprs", second))
+    with pytest.raises(grpc.RpcError) as raw:
+        client.stub.PushSnapshot(to_chunks(_signed(federation, "jprs", older)), timeout=10)
+    with pytest.raises(Refused, match=r"FAILED_PRECONDITION: .*below the last accepted") as caught:
+        client.push(_signed(federation, "jprs", older))
     client.close()
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "trailer" in (caught.value.details() or "")
-    assert _stored_snapshots(federation) == 0
+    assert raw.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _rules(raw.value) == ["rollback"]
+    # The status text stays the human message; the rule is data beside it.
+    assert raw.value.details() == (
+        "snapshot rejected [rollback]: version 1 is below the last accepted version 2 "
+        "of party 'jprs' in pairing 'secom-jprs'"
+    )
+    assert rejection_rule(caught.value) == "rollback"
+    assert caught.value.hint == RollbackError.hint
+    assert _stored_snapshots(federation) == 2
+
+
+def test_nothing_to_fetch_yet_is_not_found_with_its_rule(federation: Federation) -> None:
+    client = federation.client("jprs")
+    with pytest.raises(NotFoundYet, match="pairing 'secom-jprs': no report yet") as caught:
+        client.report("secom-jprs")
+    client.close()
+    assert rejection_rule(caught.value) == "not-found"
 
 
 def test_an_accepted_snapshot_gets_a_receipt_and_an_identical_repush_is_a_no_op(
@@ -209,8 +259,9 @@ def test_an_accepted_snapshot_gets_a_receipt_and_an_identical_repush_is_a_no_op(
     again = client.push(env)
     client.close()
     assert first == again
-    body = pb.ReceiptBody.FromString(first.payload)
-    assert (body.party, body.pairing, body.version) == ("jprs", "secom-jprs", 1)
+    receipt = decode_receipt(first)
+    assert (receipt.party, receipt.pairing, receipt.version) == ("jprs", "secom-jprs", 1)
+    assert receipt.payload_sha256 == hashlib.sha256(env.payload).digest()
     assert _stored_snapshots(federation) == 1
 
 

@@ -78,6 +78,7 @@ def test_a_refusal_is_never_retried(federation: Federation) -> None:
         client.push(env)
     client.close()
     assert not isinstance(caught.value, Unreachable)
+    assert caught.value.rule == "party-mismatch"  # from the trailing metadata
     assert slept == []
 
 

@@ -66,14 +66,15 @@ def _next_jprs_snapshot(work: Path, signer: SigningKey) -> envelope.Envelope:
     return envelope.sign(SNAPSHOT_PAYLOAD_TYPE, payload, [signer])
 
 
-def _refused(fed: Federation, env: envelope.Envelope, message: str) -> None:
+def _refused(fed: Federation, env: envelope.Envelope, rule: str, message: str) -> None:
     before = _stored(fed.work)
     client = fed.client("jprs")
     try:
-        with pytest.raises(TransportError, match=re.escape(message)):
+        with pytest.raises(TransportError, match=re.escape(message)) as caught:
             client.push(env)
     finally:
         client.close()
+    assert caught.value.rule == rule  # the server's trailing metadata, not its text
     assert _stored(fed.work) == before  # nothing written
 
 
@@ -93,6 +94,7 @@ def test_a_signing_key_rotation_announced_by_both_keys(federation: Federation) -
     _refused(
         federation,
         _next_jprs_snapshot(work, new),
+        "untrusted-signer",
         "PERMISSION_DENIED: snapshot rejected [untrusted-signer]: no signature by a key pinned "
         f"for party 'jprs' (signed by: {new.keyid})",
     )
@@ -131,6 +133,7 @@ def test_a_signing_key_rotation_announced_by_both_keys(federation: Federation) -
     _refused(
         federation,
         _next_jprs_snapshot(work, old),
+        "retired-key",
         "PERMISSION_DENIED: snapshot rejected [retired-key]: version 4 of party 'jprs' in "
         f"pairing 'secom-jprs' is signed by key {old.keyid[:16]} alone, which the party "
         f"replaced with key {new.keyid[:16]} at version 2",

@@ -101,6 +101,11 @@ def calls(stub: pb_grpc.ExchangeStub, env: Envelope) -> dict[str, grpc.RpcError]
     return errors
 
 
+def rules(error: grpc.RpcError) -> list[object]:
+    """The `invsync-rule` values of a failed call's trailing metadata."""
+    return [m.value for m in error.trailing_metadata() if m.key == "invsync-rule"]
+
+
 def test_a_client_certificate_of_another_ca_is_refused_at_the_handshake(
     federation: Federation,
 ) -> None:
@@ -113,6 +118,7 @@ def test_a_client_certificate_of_another_ca_is_refused_at_the_handshake(
     assert {name: e.code() for name, e in errors.items()} == dict.fromkeys(
         errors, grpc.StatusCode.UNAVAILABLE
     )
+    assert [rules(e) for e in errors.values()] == [[]] * len(errors)  # no server answered
     assert stored(federation, "snapshots") == 0
     # The very same snapshot, from jprs's federation certificate, is accepted.
     client = federation.client("jprs")
@@ -151,6 +157,7 @@ def test_a_federation_certificate_of_no_party_is_denied_every_call(
     )
     not_a_party = "TLS client certificate CN='mallory' is not the tls_identity of any party"
     assert {name: e.details() for name, e in errors.items()} == dict.fromkeys(errors, not_a_party)
+    assert [rules(e) for e in errors.values()] == [["access-denied"]] * len(errors)
     assert stored(fed, "snapshots") == 0
     # The same CA's certificate for jprs works: mallory was refused by party, not by TLS.
     client = fed.client("jprs")

@@ -1,0 +1,82 @@
+"""The server's signed receipt for an accepted snapshot: part of the wire format, so both sides
+share it here. The server builds and signs one (`sign_receipt`); the agent decodes it
+(`decode_receipt`) from an envelope whose signature it has already checked.
+
+The payload is a serialized `invsync.v1.ReceiptBody`, signed as those exact bytes
+(`agent.exchange.envelope`) under its own payload type, so a receipt's signature can never pass
+for a snapshot's or a report's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from google.protobuf.message import DecodeError
+
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.record_codec import from_timestamp, timestamp
+from invsync.v1 import invsync_pb2 as pb
+
+RECEIPT_PAYLOAD_TYPE = "application/vnd.invsync.receipt.v1+protobuf"
+
+
+class MalformedReceipt(InvsyncError):
+    """A receipt is not a well-formed ReceiptBody of the receipt payload type."""
+
+    hint = "The exchange server answered with something else than a receipt; check its version."
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the server signs when it accepts a snapshot."""
+
+    party: str
+    pairing: str
+    version: int
+    payload_sha256: bytes  # raw SHA-256 of the accepted snapshot payload
+    accepted_at: datetime
+    server: str  # the server's configured name
+
+
+def receipt_for(
+    *, party: str, pairing: str, version: int, payload: bytes, accepted_at: datetime, server: str
+) -> Receipt:
+    """The receipt for the snapshot `payload` accepted at `accepted_at`."""
+    digest = hashlib.sha256(payload).digest()
+    return Receipt(party, pairing, version, digest, accepted_at, server)
+
+
+def sign_receipt(receipt: Receipt, key: SigningKey) -> Envelope:
+    """An envelope of type RECEIPT_PAYLOAD_TYPE over the serialized receipt, signed by `key`."""
+    body = pb.ReceiptBody(
+        party=receipt.party,
+        pairing=receipt.pairing,
+        version=receipt.version,
+        payload_sha256=receipt.payload_sha256,
+        accepted_at=timestamp(receipt.accepted_at),
+        server=receipt.server,
+    )
+    return envelope.sign(RECEIPT_PAYLOAD_TYPE, body.SerializeToString(), [key])
+
+
+def decode_receipt(env: Envelope) -> Receipt:
+    """The receipt in `env`, whose signature the caller has already verified."""
+    if env.payload_type != RECEIPT_PAYLOAD_TYPE:
+        raise MalformedReceipt(f"payload type {env.payload_type!r} is not {RECEIPT_PAYLOAD_TYPE!r}")
+    try:
+        body = pb.ReceiptBody.FromString(env.payload)
+    except DecodeError as e:
+        raise MalformedReceipt(f"payload is not a ReceiptBody ({e})") from e
+    return Receipt(
+        party=body.party,
+        pairing=body.pairing,
+        version=body.version,
+        payload_sha256=body.payload_sha256,
+        accepted_at=from_timestamp(body.accepted_at),
+        server=body.server,
+    )
