@@ -1,8 +1,8 @@
-"""Making a pairing's report once both parties have an accepted snapshot.
+"""Making a pairing's report once either party has an accepted snapshot.
 
-The server decodes the snapshots it stored (their signatures were verified when accepted),
-runs the same pure reconciler the agents run, and signs the deterministic report body. The
-agents then recompute it themselves before adding their signatures.
+The server decodes the snapshots it stored (their signatures were verified when accepted), hands
+them to the one report builder the agents call too (`agent.report.build`), and signs the body.
+The agents then rebuild it themselves before adding their signatures.
 """
 
 from __future__ import annotations
@@ -16,19 +16,15 @@ from invsync.agent.exchange.envelope import Sig, pae
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import decode_payload
-from invsync.agent.model.findings import Finding
-from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, Snapshot
-from invsync.agent.reconcile.rules.stale_peer import never_sent
-from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
     ReportBody,
     Signer,
-    SnapshotRef,
-    build_report_body,
     parse_report_body,
     report_id,
 )
+from invsync.agent.report.build import ReportSide, build_report
 from invsync.server import metrics
 from invsync.server.store import ServerStore
 
@@ -58,41 +54,38 @@ class ReportMaker:
         so in its one finding (`never_sent`), so the silence shows on the schedule too.
         """
         spec = self.policy.pairings[pairing]
-        root = self._latest_snapshot(spec.root, pairing)
-        sub = self._latest_snapshot(spec.subordinate, pairing)
-        if root is None and sub is None:
+        root, sub = self._side(spec.root, pairing), self._side(spec.subordinate, pairing)
+        if root.snapshot is None and sub.snapshot is None:
             return None
         as_of = self.as_of or self.clock()
-        root_ref = _ref(root, spec.root, ROOT)
-        sub_ref = _ref(sub, spec.subordinate, SUBORDINATE)
         previous = self._latest(pairing)
-        if previous is not None and (previous.root, previous.subordinate, previous.as_of) == (
-            root_ref,
-            sub_ref,
-            as_of,
-        ):
-            return previous.report_id  # the same snapshots at the same clock: nothing new
-        if root is None or sub is None:
-            findings: tuple[Finding, ...] = (
-                never_sent(spec.root if root is None else spec.subordinate, pairing),
-            )
-        else:
-            root_side = Side.of(root, previous=self._previous(root))
-            findings = reconcile(root_side, Side.of(sub, previous=self._previous(sub)), as_of)
-        body = build_report_body(
+        unchanged = _same_report(previous, root, sub, as_of)
+        if unchanged is not None:
+            return unchanged
+        body = build_report(
             pairing=pairing,
             as_of=as_of,
-            root=root_ref,
-            subordinate=sub_ref,
-            findings=findings,
+            root=root,
+            subordinate=sub,
             signers=self.signers(pairing, spec.root, spec.subordinate),
             previous=previous,
         )
+        return self._save(pairing, body)
+
+    def _save(self, pairing: str, body: bytes) -> str:
+        """Sign and store the body; its findings become the pairing's open-findings gauge."""
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
         self.store.save_report(rid, pairing, body, sig)
-        metrics.OPEN_FINDINGS.set(pairing, findings)
+        metrics.OPEN_FINDINGS.set(pairing, parse_report_body(body).findings)
         return rid
+
+    def _side(self, party: str, pairing: str) -> ReportSide:
+        """The party's latest accepted snapshot and the one before it, or the party alone."""
+        latest = self._latest_snapshot(party, pairing)
+        return (
+            ReportSide(party) if latest is None else ReportSide.of(latest, self._previous(latest))
+        )
 
     def _latest_snapshot(self, party: str, pairing: str) -> Snapshot | None:
         env = self.store.snapshot(party, pairing)
@@ -142,6 +135,13 @@ def party_keyring(policy: AcceptancePolicy, store: ServerStore, party: str) -> K
     return KeyRing(party, policy.parties[party].keys, tuple(store.rotations(party)))
 
 
-def _ref(snapshot: Snapshot | None, party: str, role: str) -> SnapshotRef:
-    """The compared snapshot, or the side of a party that has sent none."""
-    return SnapshotRef.absent(party, role) if snapshot is None else SnapshotRef.of(snapshot, role)
+def _same_report(
+    previous: ReportBody | None, root: ReportSide, sub: ReportSide, as_of: datetime
+) -> str | None:
+    """The previous report's id when it compared the same snapshots at the same clock."""
+    if previous is None:
+        return None
+    now = (root.ref(ROOT), sub.ref(SUBORDINATE), as_of)
+    return (
+        previous.report_id if (previous.root, previous.subordinate, previous.as_of) == now else None
+    )

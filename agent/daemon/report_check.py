@@ -1,9 +1,9 @@
 """Checking a report before co-signing it: the agent rebuilds the body and signs only its twin.
 
 The agent never takes the server's word for a report: it fetches the peer's signed snapshot,
-verifies it with the peer's keys (pinned, or rotated in band), recomputes the findings itself
-and signs only a body byte-identical to the one it would have built. Otherwise it refuses and
-says what differs.
+verifies it with the peer's keys (pinned, or rotated in band), rebuilds the body with the same
+builder the server calls (`agent.report.build`) and signs only when the bytes are identical.
+Otherwise it refuses and says what differs.
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
 from invsync.agent.exchange.snapshot import decode_payload
-from invsync.agent.model.findings import Finding
-from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, Snapshot
-from invsync.agent.reconcile.rules.stale_peer import never_sent
-from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
     ReportBody,
     Signer,
     SnapshotRef,
-    build_report_body,
     compare_findings,
     parse_report_body,
 )
+from invsync.agent.report.build import ReportSide, build_report
 from invsync.agent.store.agent_store import AgentStore
 
 
@@ -67,46 +64,38 @@ class ReportCheck:
     def check(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
         """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
         body = parse_report_body(body_bytes)
-        peer_role = other_role(pairing.role)
-        claimed = getattr(body, peer_role)
-        peer = None if claimed.version == 0 else self._fetch_peer(pairing, claimed.version)
-        if peer is None:
-            self._check_peer_absent(pairing)
-            peer_ref = SnapshotRef.absent(pairing.peer, peer_role)
-        else:
-            peer_ref = SnapshotRef.of(peer, peer_role)
-        refs = {pairing.role: SnapshotRef.of(own, pairing.role), peer_role: peer_ref}
-        for role, actual in refs.items():
-            _check_ref(pairing.name, getattr(body, role), actual)
+        sides = self._sides(pairing, own, getattr(body, other_role(pairing.role)).version)
+        for role, side in sides.items():
+            _check_ref(pairing.name, getattr(body, role), side.ref(role))
         self._check_signers(pairing, body.signers)
-        findings = self._findings(pairing, own, peer, body.as_of)
-        mine = build_report_body(
+        mine = build_report(
             pairing=pairing.name,
             as_of=body.as_of,
-            root=refs[ROOT],
-            subordinate=refs[SUBORDINATE],
-            findings=findings,
+            root=sides[ROOT],
+            subordinate=sides[SUBORDINATE],
             signers=body.signers,
             previous=self._previous_report(pairing.name, body.previous_report),
         )
-        if mine != body_bytes:
-            my_findings = parse_report_body(mine).findings
-            differences = compare_findings(body.findings, my_findings) or [
-                "the report bodies differ"
-            ]
-            raise ReportError(
-                f"refusing to sign report on pairing {pairing.name!r}: " + "; ".join(differences)
-            )
+        _refuse_unless_twin(pairing.name, body_bytes, mine)
 
-    def _findings(
-        self, pairing: PairingConfig, own: Snapshot, peer: Snapshot | None, at: datetime
-    ) -> tuple[Finding, ...]:
-        if peer is None:
-            return (never_sent(pairing.peer, pairing.name),)
-        own_side = Side.of(own, previous=self._own_previous(pairing.name, own))
-        peer_side = Side.of(peer, previous=self._peer_previous(pairing, peer))
-        root, sub = (own_side, peer_side) if pairing.role == ROOT else (peer_side, own_side)
-        return reconcile(root, sub, at)
+    def _sides(
+        self, pairing: PairingConfig, own: Snapshot, peer_version: int
+    ) -> dict[str, ReportSide]:
+        """Both sides by role: our own snapshot, and the peer's the report names as verified here
+        (the server's word is taken for the peer's version only, never for its content)."""
+        mine = ReportSide.of(own, self._own_previous(pairing.name, own))
+        return {
+            pairing.role: mine,
+            other_role(pairing.role): self._peer_side(pairing, peer_version),
+        }
+
+    def _peer_side(self, pairing: PairingConfig, version: int) -> ReportSide:
+        """The peer's snapshot the report names, verified here; absent only if the server agrees."""
+        if version == 0:
+            self._check_peer_absent(pairing)
+            return ReportSide(pairing.peer)
+        peer = self._fetch_peer(pairing, version)
+        return ReportSide.of(peer, self._peer_previous(pairing, peer))
 
     def _check_peer_absent(self, pairing: PairingConfig) -> None:
         """A report saying the peer sent nothing is signed only if the server indeed has nothing."""
@@ -191,6 +180,14 @@ class ReportCheck:
                 f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
                 f"{ours[:16]} as the {pairing.role}'s"
             )
+
+
+def _refuse_unless_twin(pairing: str, received: bytes, built: bytes) -> None:
+    """Byte for byte or not at all; a refusal names the findings that differ, if any do."""
+    if built == received:
+        return
+    differences = compare_findings(received, built) or ["the report bodies differ"]
+    raise ReportError(f"refusing to sign report on pairing {pairing!r}: " + "; ".join(differences))
 
 
 def _check_ref(pairing: str, claimed: SnapshotRef, actual: SnapshotRef) -> None:

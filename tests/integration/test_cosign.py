@@ -32,6 +32,7 @@ from invsync.agent.report.body import (
     report_id,
     verify_report,
 )
+from invsync.agent.report.build import build_report
 from invsync.server.localfed import PARTIES
 from invsync.server.store import ServerStore
 from tests.integration.conftest import Federation
@@ -136,6 +137,24 @@ def test_both_honest_agents_co_sign_the_servers_report(agents: dict[str, Agent])
     assert all(agent.store.has_cosigned(rid) for agent in agents.values())
 
 
+def test_each_agent_builds_the_very_bytes_the_server_process_built(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server process and the agents call one builder: the agent's bytes are the served ones."""
+    built: list[bytes] = []
+
+    def recording(**kwargs: Any) -> bytes:
+        built.append(build_report(**kwargs))
+        return built[-1]
+
+    monkeypatch.setattr("invsync.agent.daemon.report_check.build_report", recording)
+    for agent in agents.values():
+        _, served = server_report(agent)
+        agent._check_report(pairing_of(agent), agent._own_snapshot(PAIRING), served.payload)
+        assert built[-1] == served.payload
+    assert len(built) == len(agents)
+
+
 def test_an_agent_that_computes_other_findings_refuses_to_sign_and_says_why(
     agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,7 +166,7 @@ def test_an_agent_that_computes_other_findings_refuses_to_sign_and_says_why(
             f for f in reconcile(root, sub, at) if (f.code, f.sha256) != (MISSING, dropped)
         )
 
-    monkeypatch.setattr("invsync.agent.daemon.report_check.reconcile", blind)
+    monkeypatch.setattr("invsync.agent.report.build.reconcile", blind)
     secom = agents["secom"]
     rid, _ = server_report(secom)
     with refusing(f"server lists {MISSING} {dropped} that I do not"):
