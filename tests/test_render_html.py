@@ -19,9 +19,8 @@ from invsync.agent.report.body import (
     build_report_body,
     parse_report_body,
 )
-from invsync.agent.report.render.chart import HistoryPoint, history_point
+from invsync.agent.report.render.chart import HistoryPoint, history_chart, history_point
 from invsync.agent.report.render.html import CONTENT_SECURITY_POLICY, report_html
-from invsync.agent.report.render.markup import Html, element, join, text
 from tests.report_helpers import (
     AS_OF,
     DV_BUG,
@@ -365,22 +364,25 @@ def test_the_page_loads_nothing_from_outside(tmp_path: Path) -> None:
     assert Page(out.read_text(encoding="utf-8")).tags == parsed.tags
 
 
-# --- the markup primitives ----------------------------------------------------------------------
+# --- the chart ----------------------------------------------------------------------------------
 
 
-def test_element_escapes_text_children_and_attributes_but_not_markup() -> None:
-    bold = element("b", "<i>")
-    assert bold == "<b>&lt;i&gt;</b>"
-    assert element("p", bold, '"&', title='x" onload="y') == (
-        '<p title="x&quot; onload=&quot;y"><b>&lt;i&gt;</b>&quot;&amp;</p>'
-    )
-    # Markup turned back into a plain string is escaped again: wrong, but never unsafe.
-    assert element("p", str(bold) + "") == "<p>&lt;b&gt;&amp;lt;i&amp;gt;&lt;/b&gt;</p>"
-    assert join(["<", Html("<br>")]) == "&lt;<br>"
-    assert text("a\tb'") == "a\\tb&#x27;"
-    assert element("text", x=1.25, text_anchor="end", class_="c") == (
-        '<text x="1.2" text-anchor="end" class="c"></text>'
-    )
+def test_the_chart_stacks_each_bar_from_the_time_axis_errors_first() -> None:
+    older = HistoryPoint(AS_OF - timedelta(days=1), {"notice": 1, "error": 3})
+    chart = history_chart([HistoryPoint(AS_OF, {"warning": 2}), older])
+    assert [bar.as_of for bar in chart.bars] == ["2020-12-31T00:00:00Z", "2021-01-01T00:00:00Z"]
+    first = chart.bars[0]
+    assert [s.severity for s in first.segments] == ["error", "notice"]
+    assert first.segments[0].y + first.segments[0].height == chart.base
+    assert first.segments[1].y + first.segments[1].height == first.segments[0].y
+    assert first.segments[1].y == chart.top  # 4 open: the tallest bar reaches the top tick
+    assert [t.count for t in chart.ticks] == [0, 1, 2, 3, 4] and first.total == 4
+    assert [label.text for label in chart.labels] == ["2020-12-31", "2021-01-01"]
+
+
+def test_a_chart_needs_a_report() -> None:
+    with pytest.raises(ValueError, match=r"^a chart needs at least one report$"):
+        history_chart([])
 
 
 def _axis_labels(history: list[HistoryPoint]) -> list[str]:

@@ -2,7 +2,8 @@
 
 One bar per report, stacked by severity (errors at the bottom, where the eye starts), with the
 count on top, a labelled time axis and a labelled count axis. Inline SVG needs no script and
-no external resource, so the page stays one self-contained file.
+no external resource, so the page stays one self-contained file. This module computes where
+everything goes; `templates/chart.svg.j2` draws it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import ClassVar
 
 from invsync.agent.model.findings import Severity
 from invsync.agent.report.body import ReportBody
-from invsync.agent.report.render.markup import Html, element, join
 from invsync.agent.times import rfc3339
 
 WIDTH, HEIGHT = 720, 280
@@ -52,7 +53,70 @@ def history_point(body: ReportBody) -> HistoryPoint:
     return HistoryPoint(body.as_of, body.summary)
 
 
-def history_chart(history: Sequence[HistoryPoint]) -> Html:
+@dataclass(frozen=True)
+class Tick:
+    """A mark of the count axis, and the gridline at its height."""
+
+    count: int
+    y: float
+
+    @property
+    def mark_y(self) -> float:
+        return self.y + 4.0  # the baseline that centres the mark's digits on the gridline
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One severity's part of a bar, titled with its count."""
+
+    severity: str
+    title: str
+    y: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One report: its stacked segments, errors first (at the bottom), and its total on top."""
+
+    as_of: str
+    x: float
+    width: float
+    segments: tuple[Segment, ...]
+    total: int
+    total_y: float
+
+    @property
+    def middle(self) -> float:
+        return self.x + self.width / 2
+
+
+@dataclass(frozen=True)
+class DateLabel:
+    text: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Everything `chart.svg.j2` draws, in SVG user units, in a frame the same for every chart."""
+
+    ticks: tuple[Tick, ...]
+    bars: tuple[Bar, ...]
+    labels: tuple[DateLabel, ...]
+    width: ClassVar[int] = WIDTH
+    height: ClassVar[int] = HEIGHT
+    left: ClassVar[int] = LEFT
+    right: ClassVar[int] = WIDTH - RIGHT
+    top: ClassVar[int] = TOP
+    base: ClassVar[int] = BASE
+    mark_x: ClassVar[int] = LEFT - 6  # where the count axis's marks end
+    count_title: ClassVar[tuple[float, float]] = (14.0, TOP + PLOT_H / 2)  # (x, y), turned
+    time_title: ClassVar[tuple[float, float]] = (LEFT + PLOT_W / 2, HEIGHT - 6.0)
+
+
+def history_chart(history: Sequence[HistoryPoint]) -> Chart:
     """The chart, oldest report on the left; `history` in any order, at least one point."""
     if not history:
         raise ValueError("a chart needs at least one report")
@@ -60,23 +124,14 @@ def history_chart(history: Sequence[HistoryPoint]) -> Html:
     ticks = _ticks(max(point.total for point in points))
     slot = PLOT_W / len(points)
     every = math.ceil(len(points) / MAX_LABELS)
-    labels = [
-        _date_label(i, p, slot)
-        for i, p in enumerate(points)
-        if i % every == 0 or i == len(points) - 1
-    ]
-    return element(
-        "svg",
-        element("title", "Open findings per report, by severity"),
-        _count_axis(ticks),
-        _time_axis(),
-        *(_bar(i, point, slot, ticks[-1]) for i, point in enumerate(points)),
-        *labels,
-        width=WIDTH,
-        height=HEIGHT,
-        viewBox=f"0 0 {WIDTH} {HEIGHT}",
-        role="img",
-        class_="chart",
+    return Chart(
+        ticks=tuple(Tick(t, _y(t, ticks[-1])) for t in ticks),
+        bars=tuple(_bar(i, point, slot, ticks[-1]) for i, point in enumerate(points)),
+        labels=tuple(
+            _date_label(i, p, slot)
+            for i, p in enumerate(points)
+            if i % every == 0 or i == len(points) - 1
+        ),
     )
 
 
@@ -96,70 +151,26 @@ def _y(count: float, top: int) -> float:
     return BASE - count / top * PLOT_H
 
 
-def _count_axis(ticks: list[int]) -> Html:
-    top = ticks[-1]
-    marks = [
-        element("text", str(t), x=LEFT - 6, y=_y(t, top) + 4.0, text_anchor="end") for t in ticks
-    ]
-    grid = [
-        element("line", x1=LEFT, x2=WIDTH - RIGHT, y1=_y(t, top), y2=_y(t, top), class_="grid")
-        for t in ticks[1:]
-    ]
-    middle = TOP + PLOT_H / 2
-    title = element(
-        "text",
-        "open findings",
-        x=14.0,
-        y=middle,
-        transform=f"rotate(-90 14 {middle:.1f})",
-        text_anchor="middle",
-        class_="axis-title",
-    )
-    axis = element("line", x1=LEFT, x2=LEFT, y1=TOP, y2=BASE, class_="axis")
-    return element("g", *grid, axis, *marks, title, class_="count-axis")
-
-
-def _time_axis() -> Html:
-    axis = element("line", x1=LEFT, x2=WIDTH - RIGHT, y1=BASE, y2=BASE, class_="axis")
-    title = element(
-        "text",
-        "report (as of, UTC)",
-        x=LEFT + PLOT_W / 2,
-        y=float(HEIGHT - 6),
-        text_anchor="middle",
-        class_="axis-title",
-    )
-    return element("g", axis, title, class_="time-axis")
-
-
-def _bar(index: int, point: HistoryPoint, slot: float, top: int) -> Html:
+def _bar(index: int, point: HistoryPoint, slot: float, top: int) -> Bar:
     width = max(2.0, min(48.0, slot * 0.6))
-    x = LEFT + index * slot + (slot - width) / 2
     when = f"{point.as_of:%Y-%m-%d %H:%M}"
-    stacked, bottom = [], 0
+    segments, bottom = [], 0
     for severity in Severity:
         count = point.open_by_severity.get(severity.value, 0)
         if count:
-            label = element("title", f"{when}: {count} {severity.value}")
+            title = f"{when}: {count} {severity.value}"
             y, height = _y(bottom + count, top), count / top * PLOT_H
-            stacked.append(
-                element("rect", label, x=x, y=y, width=width, height=height, class_=severity.value)
-            )
+            segments.append(Segment(severity.value, title, y, height))
             bottom += count
-    total = element(
-        "text", str(point.total), x=x + width / 2, y=_y(bottom, top) - 4.0, text_anchor="middle"
+    return Bar(
+        as_of=rfc3339(point.as_of),
+        x=LEFT + index * slot + (slot - width) / 2,
+        width=width,
+        segments=tuple(segments),
+        total=point.total,
+        total_y=_y(bottom, top) - 4.0,
     )
-    return element("g", join(stacked), total, class_="point", data_as_of=rfc3339(point.as_of))
 
 
-def _date_label(index: int, point: HistoryPoint, slot: float) -> Html:
-    x, y = LEFT + index * slot + slot / 2, BASE + 14.0
-    return element(
-        "text",
-        f"{point.as_of:%Y-%m-%d}",
-        x=x,
-        y=y,
-        transform=f"rotate(-35 {x:.1f} {y:.1f})",
-        text_anchor="end",
-        class_="date",
-    )
+def _date_label(index: int, point: HistoryPoint, slot: float) -> DateLabel:
+    return DateLabel(f"{point.as_of:%Y-%m-%d}", LEFT + index * slot + slot / 2, BASE + 14.0)

@@ -1,18 +1,19 @@
-"""Parts of the HTML report about findings: the cells every table shares, the doppelganger
-groups and the changes since a previous report (`agent.report.render.html` assembles the page).
+"""Parts of the HTML report about findings, as plain data for the templates: a finding as every
+table shows it, the doppelganger groups and the changes since a previous report
+(`agent.report.render.html` assembles the page).
 
-All markup comes from `agent.report.render.markup`, which escapes every string it is given.
+Every string here is body text, attacker-controlled; the templates escape it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, Finding, Severity
+from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, Finding
 from invsync.agent.report.body import ReportBody
 from invsync.agent.report.diff import diff_findings
-from invsync.agent.report.render.markup import Html, element, join, row, section, table
 from invsync.agent.times import rfc3339
 
 
@@ -21,31 +22,52 @@ def is_overdue(finding: Finding, as_of: datetime) -> bool:
     return finding.due is not None and finding.due < as_of
 
 
-def badge(severity: Severity) -> Html:
-    return element("span", severity.value, class_=f"badge {severity.value}")
-
-
-def sha(digest: str) -> Html:
-    return element("code", digest) if digest else Html("(no certificate)")
-
-
 def party_name(name: str) -> str:
     return name or "(no party)"
 
 
-def certificate(finding: Finding) -> Html:
-    """SHA-256, subject and the related certificates of a finding."""
-    parts = [sha(finding.sha256)]
-    if finding.subject:
-        parts.append(element("div", finding.subject, class_="subject"))
-    if finding.related:
-        items = (element("li", element("code", r)) for r in finding.related)
-        related = element("ul", *items, class_="related")
-        parts.append(element("div", "related certificates:", related))
-    return join(parts)
+@dataclass(frozen=True)
+class FindingView:
+    """What every findings table shows of a finding; `sha256` is "" when about no certificate."""
+
+    severity: str
+    code: str
+    party: str  # who must act
+    sha256: str
+    subject: str
+    related: tuple[str, ...]
+
+
+def finding_view(finding: Finding) -> FindingView:
+    return FindingView(
+        severity=finding.severity.value,
+        code=finding.code,
+        party=party_name(finding.party),
+        sha256=finding.sha256,
+        subject=finding.subject,
+        related=finding.related,
+    )
 
 
 # --- doppelganger groups ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A certificate of a group; `severity` and `party` of its doppelganger finding, if any."""
+
+    sha256: str
+    flagged: bool
+    severity: str
+    party: str
+    others: str  # the codes of its other findings, "-" when none
+
+
+@dataclass(frozen=True)
+class Group:
+    number: int
+    subject: str
+    members: tuple[Member, ...]
 
 
 def doppelganger_groups(findings: Iterable[Finding]) -> list[tuple[tuple[str, ...], list[Finding]]]:
@@ -59,80 +81,69 @@ def doppelganger_groups(findings: Iterable[Finding]) -> list[tuple[tuple[str, ..
     return sorted(groups.items())
 
 
-def doppelganger_section(body: ReportBody) -> Html:
-    groups = doppelganger_groups(body.findings)
-    title = "Doppelganger groups (same subject and key)"
-    if not groups:
-        return section("doppelgangers", title, element("p", "No doppelganger findings."))
-    intro = element(
-        "p",
-        "Certificates sharing subject and key: whoever holds the key can use every member, "
-        "so every member must be listed, revoked and audited alike.",
+def groups(body: ReportBody) -> tuple[Group, ...]:
+    """The body's doppelganger groups, numbered from 1, each titled with its subject."""
+    return tuple(
+        Group(number, flagged[0].subject, _members(members, flagged, body))
+        for number, (members, flagged) in enumerate(doppelganger_groups(body.findings), 1)
     )
-    tables = [
-        _group_table(n, members, flagged, body) for n, (members, flagged) in enumerate(groups, 1)
-    ]
-    return section("doppelgangers", title, intro, *tables)
 
 
-def _group_table(
-    number: int, members: Sequence[str], flagged: Sequence[Finding], body: ReportBody
-) -> Html:
+def _members(
+    members: Sequence[str], flagged: Sequence[Finding], body: ReportBody
+) -> tuple[Member, ...]:
     by_member = {finding.sha256: finding for finding in flagged}
-    rows = [_member_row(sha256, by_member.get(sha256), body) for sha256 in members]
-    header = ["member (SHA-256)", "doppelganger finding", "must act", "other findings"]
-    caption = f"Group {number}: {flagged[0].subject}"
-    return table(header, rows, caption=caption, class_="doppelganger-group", id=f"group-{number}")
+    return tuple(_member(sha256, by_member.get(sha256), body) for sha256 in members)
 
 
-def _member_row(sha256: str, finding: Finding | None, body: ReportBody) -> Html:
+def _member(sha256: str, finding: Finding | None, body: ReportBody) -> Member:
     others = sorted(
         {f.code for f in body.findings if f.sha256 == sha256} - {DOPPELGANGER_UNTRACKED}
     )
+    listed = ", ".join(others) or "-"
     if finding is None:
-        return row([sha(sha256), "none", "-", ", ".join(others) or "-"])
-    cells: list[Html | str] = [sha(sha256), badge(finding.severity), party_name(finding.party)]
-    return row([*cells, ", ".join(others) or "-"], class_="flagged")
+        return Member(sha256, flagged=False, severity="", party="", others=listed)
+    severity, party = finding.severity.value, party_name(finding.party)
+    return Member(sha256, flagged=True, severity=severity, party=party, others=listed)
 
 
 # --- changes since the previous report --------------------------------------------------------
 
 
-def changes_section(body: ReportBody, previous: ReportBody | None) -> Html:
+@dataclass(frozen=True)
+class Change:
+    finding: FindingView
+    was: str  # the previous values of the fields that changed; "" for new and resolved ones
+
+
+@dataclass(frozen=True)
+class Changes:
     """New, resolved and changed findings, matched as `invsync report diff` matches them."""
-    title = "Changes since the previous report"
-    if previous is None:
-        return section("changes", title, element("p", "No previous report given."))
+
+    as_of: str  # of the previous report, and its snapshots' parties and versions:
+    root: str
+    root_version: int
+    subordinate: str
+    subordinate_version: int
+    new: tuple[Change, ...]
+    resolved: tuple[Change, ...]
+    changed: tuple[Change, ...]
+    unchanged: int
+
+
+def changes(body: ReportBody, previous: ReportBody) -> Changes:
     diff = diff_findings(previous.findings, body.findings)
-    lead = element(
-        "p",
-        f"Compared with the report as of {rfc3339(previous.as_of)} "
-        f"({previous.root.party} v{previous.root.version}, "
-        f"{previous.subordinate.party} v{previous.subordinate.version}): "
-        f"{len(diff.new)} new, {len(diff.resolved)} resolved, {len(diff.changed)} changed, "
-        f"{len(diff.unchanged)} unchanged.",
+    return Changes(
+        as_of=rfc3339(previous.as_of),
+        root=previous.root.party,
+        root_version=previous.root.version,
+        subordinate=previous.subordinate.party,
+        subordinate_version=previous.subordinate.version,
+        new=tuple(Change(finding_view(f), "") for f in diff.new),
+        resolved=tuple(Change(finding_view(f), "") for f in diff.resolved),
+        changed=tuple(Change(finding_view(new), _was(old, new)) for old, new in diff.changed),
+        unchanged=len(diff.unchanged),
     )
-    parts = [
-        _change_table("new", "New", [(f, "") for f in diff.new]),
-        _change_table("resolved", "Resolved", [(f, "") for f in diff.resolved]),
-        _change_table("changed", "Changed", [(new, _was(old, new)) for old, new in diff.changed]),
-    ]
-    return section("changes", title, lead, *parts)
-
-
-def _change_table(kind: str, caption: str, changes: Sequence[tuple[Finding, str]]) -> Html:
-    if not changes:
-        return Html("")
-    header = ["severity", "code", "must act", "certificate"]
-    rows = [
-        row(
-            [badge(f.severity), element("code", f.code), party_name(f.party), certificate(f)]
-            + ([was] if kind == "changed" else [])
-        )
-        for f, was in changes
-    ]
-    header += ["was"] if kind == "changed" else []
-    return table(header, rows, caption=caption, class_=f"changes-{kind}")
 
 
 _COMPARED = ("severity", "due", "policy", "message", "related")

@@ -1,74 +1,51 @@
-"""The one way report HTML is built: markup is its own type, and all else is escaped.
+"""The Jinja2 environment the HTML report is rendered with: every value escaped.
 
 Report text is attacker-controlled (anyone can get a certificate whose subject is markup), so
-markup is `Html`, a str subclass that only `element`, `join` and `text` make. `element` escapes
-every child that is not `Html` and every attribute value, so forgetting to escape cannot happen:
-a plain string, even one built by formatting `Html`, is escaped again (visibly wrong, never
-unsafe). Tag and attribute names come from the code, never from a report.
+autoescaping is on and no template marks a value `|safe`. Every `{{ }}` value passes through
+`shown` first: it makes control and format characters visible (a right-to-left override or a
+newline cannot disguise a subject), has MarkupSafe escape the result, and prints floats (SVG
+coordinates) to a tenth of a pixel. Only markup a template made itself, the output of a macro,
+passes unchanged. Undefined names are errors, not empty text.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Sequence
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from invsync.agent.report.render.text import visible
 
-AttrValue = str | int | float
+# Inside the installed package, so a wheel finds them as a source checkout does.
+TEMPLATES = ("invsync.agent", "report/render/templates")
 
 
-class Html(str):
-    """Markup made by this module; anything else handed to `element` is escaped."""
-
-    __slots__ = ()
-
-
-def text(value: str) -> Html:
-    """`value` as HTML text or attribute content: controls shown, `<>&"'` escaped."""
-    return Html(html.escape(visible(value), quote=True))
-
-
-def element(tag: str, *children: Html | str, **attrs: AttrValue) -> Html:
-    """`<tag attrs>children</tag>`.
-
-    Attribute names are Python names made HTML: a trailing `_` is dropped (`class_`) and other
-    `_` become `-` (`text_anchor`, `data_as_of`).
-    """
-    return Html(f"<{tag}{_attributes(attrs)}>{join(children)}</{tag}>")
+def shown(value: object) -> Markup:
+    """`value` as HTML text or attribute content."""
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, float):
+        return Markup(f"{value:.1f}")  # a tenth of a pixel is enough, and stable
+    # MarkupSafe spells quotes `&#34;` and `&#39;`; report pages have always spelt them as
+    # `html.escape` does, and a search of a page for an escaped subject should still find it.
+    escaped = str(escape(visible(str(value))))  # Markup.replace would escape its arguments
+    return Markup(escaped.replace("&#34;", "&quot;").replace("&#39;", "&#x27;"))
 
 
-def join(parts: Iterable[Html | str]) -> Html:
-    """The parts in order, each escaped unless it is `Html`."""
-    return Html("".join(part if isinstance(part, Html) else text(part) for part in parts))
-
-
-def void_element(tag: str, **attrs: AttrValue) -> Html:
-    """An element without content or end tag (`meta`)."""
-    return Html(f"<{tag}{_attributes(attrs)}>")
-
-
-def table(header: Sequence[str], rows: Iterable[Html], *, caption: str = "", **attrs: str) -> Html:
-    """A table of `rows` (made by `row`) under a header row of plain text."""
-    head = element("thead", element("tr", *(element("th", name, scope="col") for name in header)))
-    title = [element("caption", caption)] if caption else []
-    return element("table", *title, head, element("tbody", *rows), **attrs)
-
-
-def row(cells: Iterable[Html | str], **attrs: str) -> Html:
-    return element("tr", *(element("td", cell) for cell in cells), **attrs)
-
-
-def section(anchor: str, title: str, *content: Html) -> Html:
-    return element("section", element("h2", title), *content, id=anchor)
-
-
-def _attributes(attrs: dict[str, AttrValue]) -> str:
-    return "".join(
-        f' {name.rstrip("_").replace("_", "-")}="{_value(value)}"' for name, value in attrs.items()
+@cache
+def environment() -> Environment:
+    """One environment for the process: it caches the compiled templates."""
+    return Environment(
+        loader=PackageLoader(*TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        finalize=shown,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
-def _value(value: AttrValue) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"  # SVG coordinates: a tenth of a pixel is enough, and stable
-    return text(str(value))
+def render(template: str, **context: object) -> str:
+    return environment().get_template(template).render(**context)
