@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
-from invsync.agent.cli.commands import agent_group, reconcile_command, run_cli
+from invsync.agent.cli.agent import agent_group
+from invsync.agent.cli.entry import run_cli
 from invsync.agent.cli.incident import incident_group
 from invsync.agent.cli.inventory import inventory_group
 from invsync.agent.cli.keys import keys_group
+from invsync.agent.cli.reconcile import reconcile_command
 from invsync.agent.cli.report import report_group
 from invsync.agent.cli.rules import rules_command
 from invsync.agent.cli.status import status_command

@@ -16,9 +16,9 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from invsync.server.cli import invsync
-from tests.paths import DEMO
+from tests.paths import DEMO, SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 SECOM_LOG = DEMO / "secom_issuance_log.jsonl"
 JPRS_LIST = DEMO / "jprs_ca_certificates.pem"
 ONE_JPRS_CERT = FIXTURES / "individual" / "JPRS_DV_G3_2019-07-11_11A27671.pem"
@@ -104,6 +104,18 @@ def test_json_flags_the_two_bug_1695993_certificates_missing_at_subordinate() ->
 def test_exit_code_is_the_number_of_error_findings() -> None:
     for fmt in ("text", "json", "markdown"):
         assert _demo("--format", fmt).exit_code == 2
+
+
+def test_the_entry_point_exits_with_the_number_of_error_findings() -> None:
+    args = ("--root", SECOM_LOG, "--subordinate", ONE_JPRS_CERT, "--at", "2026-04-01T00:00:00Z")
+    assert _subprocess(*args).returncode == 11
+
+
+def test_the_entry_point_rejects_several_values_after_one_option() -> None:
+    result = _subprocess("--root", SECOM_LOG, JPRS_LIST, "--subordinate", JPRS_LIST)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"Error: Got unexpected extra argument ({JPRS_LIST})" in result.stderr
 
 
 def test_no_findings_says_so_and_exits_0() -> None:

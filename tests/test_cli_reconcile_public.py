@@ -79,6 +79,7 @@ def test_a_crl_revokes_on_both_sides_when_its_issuer_is_known() -> None:
     inputs = _inputs(
         "--root",
         str(CRLS / "17.pem"),
+        "--root",
         str(TRUSTWAVE),
         "--subordinate",
         str(TRUSTWAVE),

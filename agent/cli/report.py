@@ -57,7 +57,7 @@ def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
         result = verify_report(read_report_file(file), pinned)
         click.echo(f"{file}:\n{result.describe()}" if len(files) > 1 else result.describe())
         complete = complete and result.complete
-    sys.exit(0 if complete else 1)
+    click.get_current_context().exit(0 if complete else 1)
 
 
 def _pins(pins: tuple[str, ...]) -> dict[str, str]:

@@ -1,0 +1,148 @@
+"""`invsync agent`: the inventory agent of one party, as a daemon or for one cycle."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from invsync.agent.cli.options import config_option
+from invsync.agent.config.keyfiles import check_agent_keys
+from invsync.agent.config.settings import AgentConfig, PairingConfig, load_agent_config
+from invsync.agent.daemon.cycle import Agent, PushOutcome
+from invsync.agent.errors import ConfigError, InvsyncError, ReportError, TransportError
+from invsync.agent.exchange.client import rejection_rule
+from invsync.agent.store.lock import DaemonLock
+from invsync.agent.telemetry import metrics
+from invsync.agent.telemetry.logs import log_context
+from invsync.agent.times import rfc3339
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """Run the inventory agent of one party."""
+
+
+@agent_group.command("run")
+@config_option("The agent's TOML configuration.", required=True)
+@click.option("--once", is_flag=True, help="Run one full cycle, write the reports and exit.")
+@click.option(
+    "--interval",
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between cycles when not --once.",
+)
+@click.option(
+    "--wait",
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a cycle waits for the report and the peer's signature.",
+)
+def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None:
+    """Collect the inventory, push signed snapshots, co-sign and write the reports.
+
+    Without --once it runs a cycle every --interval seconds, and at once on SIGHUP; SIGTERM
+    ends it after the cycle under way (every cycle commits or writes nothing), exit status 0.
+    """
+    config = load_agent_config(config_path)
+    if not once:
+        _check_interval(config, interval)
+    check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
+    with DaemonLock(config.database), log_context(party=config.party):
+        metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
+        agent = Agent(config)
+        try:
+            _run(agent, once, interval, wait)
+        finally:
+            agent.close()
+
+
+def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
+    if once:
+        if not _cycle(agent, wait):
+            raise ReportError("the report is not signed by every party yet; see above")
+        return
+    wake, stop = threading.Event(), threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGHUP, lambda signum, frame: wake.set())
+    signal.signal(signal.SIGTERM, on_term)
+    while not stop.is_set():
+        _cycle_logged(agent, wait)
+        wake.wait(interval)  # SIGHUP starts the next cycle at once; SIGTERM ends the loop
+        wake.clear()
+    click.echo(f"{agent.config.party}: stopped")
+
+
+def _cycle_logged(agent: Agent, wait: float) -> None:
+    """A daemon outlives a failed cycle: the error is logged and the next cycle retries."""
+    try:
+        _cycle(agent, wait)
+    except InvsyncError as e:
+        logging.getLogger("invsync.agent").error("cycle failed: %s", e)
+
+
+def _cycle(agent: Agent, wait: float) -> bool:
+    """One cycle over every pairing; True when each report carries every signature."""
+    party = agent.config.party
+    count = agent.collect()
+    click.echo(f"{party}: collected {count} certificates")
+    complete = True
+    for pairing in agent.config.pairings.values():
+        with log_context(pairing=pairing.name, peer=pairing.peer):
+            complete = _pairing_cycle(agent, pairing, wait) and complete
+    return complete
+
+
+def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> bool:
+    party = agent.config.party
+    outcome = _push(agent, pairing)
+    click.echo(_push_line(party, pairing.name, outcome))
+    with log_context(version=outcome.version):
+        result = agent.settle(pairing, wait)
+    roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
+    click.echo(f"{party}: report {result.report_path} ({roles})")
+    return result.complete
+
+
+def _push_line(party: str, pairing: str, outcome: PushOutcome) -> str:
+    if outcome.reason is None:
+        return (
+            f"{party}: {pairing} unchanged since snapshot version {outcome.version} "
+            f"(expires {rfc3339(outcome.expires_at)})"
+        )
+    return f"{party}: pushed {pairing} snapshot version {outcome.version} ({outcome.reason.value})"
+
+
+def _check_interval(config: AgentConfig, interval: int) -> None:
+    """A cycle must come between a snapshot's refresh age and its expiry, or it lapses."""
+    window = config.snapshot_validity_seconds - config.snapshot_refresh_seconds
+    if interval >= window:
+        raise ConfigError(
+            f"--interval {interval} s is not shorter than the {window} s between a snapshot's "
+            f"refresh (agent.snapshot_refresh_seconds = {config.snapshot_refresh_seconds}) and "
+            f"its expiry (agent.snapshot_validity_seconds = {config.snapshot_validity_seconds}) "
+            f"in {config.file}: the snapshot would expire between cycles"
+        )
+
+
+def _push(agent: Agent, pairing: PairingConfig) -> PushOutcome:
+    """Push the pairing's next snapshot if due, counting it accepted, or rejected under its rule."""
+    try:
+        outcome = agent.sync(pairing)
+    except TransportError as e:
+        rule = rejection_rule(e)
+        if rule is not None:  # else the server never answered: no verdict to count
+            metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.REJECTED, rule).inc()
+        raise
+    if outcome.pushed:
+        metrics.SNAPSHOTS_PUSHED.labels(pairing.name, metrics.ACCEPTED, "").inc()
+    return outcome

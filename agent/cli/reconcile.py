@@ -1,0 +1,148 @@
+"""`invsync reconcile`: two parties' lists compared offline, with no server and no configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import click
+
+from invsync.agent.cli.options import audit_options, format_option
+from invsync.agent.cli.types import RfcTime
+from invsync.agent.inventory.assemble import Assembled
+from invsync.agent.inventory.offline import PublicSources, offline_sides
+from invsync.agent.inventory.scope import issued_ca_certificates
+from invsync.agent.model.bundle import SourceContext
+from invsync.agent.model.facts import AuditPeriod
+from invsync.agent.model.findings import Finding, Severity
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side
+from invsync.agent.reconcile.runner import reconcile
+from invsync.agent.report.body import SnapshotRef, build_report_body, parse_report_body
+from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
+from invsync.agent.telemetry.progress import terminal_progress
+
+# An exit status is one byte: uncapped, 256 errors would read as success.
+MAX_EXIT = 100
+
+
+@click.command("reconcile")
+@click.option(
+    "--root",
+    "root_sources",
+    multiple=True,
+    required=True,
+    metavar="SOURCE",
+    help="A source of the root operator's list: PEM, DER, PKCS#7, directory, issuance log "
+    "(.jsonl or .csv), CT entries; KIND:PATH overrides detection. Repeat for each source.",
+)
+@click.option(
+    "--subordinate",
+    "sub_sources",
+    multiple=True,
+    required=True,
+    metavar="SOURCE",
+    help="A source of the subordinate operator's list (same kinds). Repeat for each source.",
+)
+@click.option(
+    "--ccadb", multiple=True, metavar="SOURCE", help="A CCADB report (V5 records or PEMs)."
+)
+@click.option("--crl", multiple=True, metavar="SOURCE", help="A CRL (DER or PEM).")
+@click.option(
+    "--audit-scope",
+    multiple=True,
+    metavar="SOURCE",
+    help="An audit's list of in-scope fingerprints (CSV, text or PDF).",
+)
+@audit_options
+@click.option("--skip-invalid", is_flag=True, help="Leave out bad rows, and list each one.")
+@click.option(
+    "--at",
+    "at",
+    type=RfcTime(),
+    default=None,
+    help="Evaluate as of this time (RFC 3339); default: now.",
+)
+@format_option("text", "json", "markdown")
+def reconcile_command(
+    root_sources: tuple[str, ...],
+    sub_sources: tuple[str, ...],
+    ccadb: tuple[str, ...],
+    crl: tuple[str, ...],
+    audit_scope: tuple[str, ...],
+    audit: AuditPeriod | None,
+    skip_invalid: bool,
+    at: datetime | None,
+    fmt: str,
+) -> None:
+    """Compare two parties' CA certificate lists offline, with no server and no configuration.
+
+    Each source option takes one SOURCE and may be repeated: --root A --root B. Each side's
+    sources are taken as the pairing's scope: every CA certificate in them except self-signed
+    roots. CCADB reports, CRLs and audit scope lists add the public view to both sides. The exit
+    code is the number of findings of severity error, capped at 100.
+    """
+    at = at or datetime.now(UTC)
+    ctx = SourceContext(
+        now=at, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
+    )
+    public = PublicSources(ccadb, crl, audit_scope)
+    root_view, sub_view = offline_sides(root_sources, sub_sources, public, ctx)
+    root = Side("root", _offline_scope("--root", root_view))
+    sub = Side("subordinate", _offline_scope("--subordinate", sub_view))
+    findings = reconcile(root, sub, at)
+    inputs = {"root": inputs_summary(root.records), "subordinate": inputs_summary(sub.records)}
+    if fmt != "json":
+        for side, counts in inputs.items():
+            click.echo(
+                f"note: {side}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), err=True
+            )
+    click.echo(_render(findings, fmt, at, inputs), nl=False)
+    errors = sum(1 for f in findings if f.severity == Severity.ERROR)
+    click.get_current_context().exit(min(errors, MAX_EXIT))
+
+
+def _offline_scope(option: str, assembled: Assembled) -> list[CertRecord]:
+    records = assembled.records
+    for skipped in assembled.skipped:
+        click.echo(f"skipped: {skipped.location}: {skipped.reason}", err=True)
+    scoped = issued_ca_certificates(records)
+    if len(scoped) < len(records):
+        click.echo(
+            f"note: {option}: set aside {len(records) - len(scoped)} of {len(records)} "
+            "certificates that are self-signed or not CA certificates",
+            err=True,
+        )
+    return scoped
+
+
+def inputs_summary(records: Sequence[CertRecord]) -> dict[str, int]:
+    """What each side brought: certificates, and how many carry each fact of the public view."""
+    return {
+        "ca_certificates": len(records),
+        "disclosed_in_ccadb": sum(1 for r in records if r.disclosure),
+        "in_an_audit_scope": sum(1 for r in records if r.audit_scope),
+        "revoked": sum(1 for r in records if r.revocation),
+        "revoked_per_crl": sum(
+            1 for r in records if any(e.source.startswith("crl:") for e in r.revocation_evidence)
+        ),
+    }
+
+
+def _render(
+    findings: tuple[Finding, ...], fmt: str, at: datetime, inputs: dict[str, dict[str, int]]
+) -> str:
+    if fmt == "json":
+        return findings_json(findings, as_of=at, inputs=inputs) + "\n"
+    if fmt == "markdown":
+        ref = SnapshotRef("root", ROOT, 0, "")
+        body = build_report_body(
+            pairing="offline",
+            as_of=at,
+            root=ref,
+            subordinate=SnapshotRef("subordinate", SUBORDINATE, 0, ""),
+            findings=findings,
+            signers=[],
+        )
+        return report_markdown(parse_report_body(body), None)
+    return findings_text(findings) or "no findings\n"
