@@ -10,15 +10,15 @@ import base64
 import hashlib
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from invsync.agent.model.record import sha256_hex
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 # CCADB's fingerprints of the 16 CA certificates SECOM's roots issued to JPRS.
 JPRS_SHA256 = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -14,8 +13,9 @@ from invsync.agent.model.bundle import Facts
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CrlRevocation, Disclosure
 from invsync.agent.model.record import CertInfo, CertRecord, Revocation, parse_certificate
 from invsync.agent.sources.ccadb import normalize_owner
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 REVOKED = datetime(2021, 3, 9, 5, 0, tzinfo=UTC)
 

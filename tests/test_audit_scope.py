@@ -24,9 +24,9 @@ from invsync.agent.sources.audit_scope import (
     load_audit_scope,
     load_audit_text,
 )
+from tests.paths import FIXTURES
 from tests.pdf_writer import Cell, pdf
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SECTIGO = FIXTURES / "audit" / "sectigo_20220401_AllRootsAndIntermediatesForSectigoAudit.csv"
 JPRS_PEM = FIXTURES / "secom_jprs" / "jprs_intermediates_all_generations.pem"
 NOW = datetime(2022, 6, 1, tzinfo=UTC)

@@ -25,8 +25,8 @@ from invsync.agent.model.facts import CcadbAudit, Disclosure, Skipped
 from invsync.agent.model.record import SourceRef
 from invsync.agent.sources.ccadb import load_ccadb_records, normalize_owner
 from invsync.agent.sources.ccadb_pems import load_ccadb_pem_files, load_ccadb_pems
+from tests.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 V5 = FIXTURES / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
 PEMS = sorted((FIXTURES / "ccadb" / "pems").glob("AllCertificatePEMsCSVFormat_*.csv.gz"))
 INDIVIDUAL = FIXTURES / "secom_jprs" / "individual"

@@ -25,19 +25,10 @@ from invsync.agent.exchange.keepalive import Keepalive
 from invsync.agent.exchange.keys import generate, write_private_key
 from invsync.server import config as server_config_module
 from invsync.server.config import load_server_config
-from invsync.server.localfed import PARTIES, agent_config, write_federation
 
 ROOT_DIR = Path(__file__).parent.parent
 DOC = ROOT_DIR / "docs" / "configuration.md"
 PORT = 7443
-
-
-@pytest.fixture
-def fed(tmp_path: Path) -> Path:
-    write_federation(tmp_path)
-    for party in PARTIES:
-        (tmp_path / f"{party}.toml").write_text(agent_config(party, PORT))
-    return tmp_path
 
 
 def _edit(file: Path, old: str, new: str) -> Path:

@@ -11,15 +11,6 @@ from click.testing import CliRunner, Result
 from invsync.agent.errors import ConfigError
 from invsync.agent.exchange import keys
 from invsync.server.config_cli import config_group
-from invsync.server.localfed import agent_config, write_federation
-
-
-@pytest.fixture
-def fed(tmp_path: Path) -> Path:
-    write_federation(tmp_path)
-    (tmp_path / "secom.toml").write_text(agent_config("secom", 7443))
-    (tmp_path / "jprs.toml").write_text(agent_config("jprs", 7443))
-    return tmp_path
 
 
 def _check(file: Path, *extra: str) -> Result:

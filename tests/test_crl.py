@@ -25,8 +25,9 @@ from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import CrlRevocation, Skipped
 from invsync.agent.model.record import CertInfo, parse_certificate
 from invsync.agent.sources.crl import load_crl
+from tests.paths import FIXTURES
 
-CRLS = Path(__file__).parent / "fixtures" / "crls"
+CRLS = FIXTURES / "crls"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 XRAMP = "CN=XRamp Global Certification Authority,O=XRamp Security Services Inc"
 XRAMP_NAME = XRAMP + ",OU=www.xrampsecurity.com,C=US"

@@ -18,8 +18,9 @@ from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.facts import Skipped
 from invsync.agent.model.record import Revocation, SourceRef
 from invsync.agent.sources.csv_log import load_csv_log
+from tests.paths import SECOM_JPRS
 
-INDIVIDUAL = Path(__file__).parent / "fixtures" / "secom_jprs" / "individual"
+INDIVIDUAL = SECOM_JPRS / "individual"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
 BUG_OV_PEM = (INDIVIDUAL / "JPRS_OV_G3_bug1695993_21C06633.pem").read_text()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from cryptography import x509
 
 from invsync.agent.model.der import basic_constraints
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 
 
 def _certs() -> list[x509.Certificate]:

@@ -16,11 +16,6 @@ TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
 
 
 @pytest.fixture(scope="module")
-def all_keys() -> dict[str, keys.SigningKey]:
-    return {kind: keys.generate(kind) for kind in keys.KINDS}
-
-
-@pytest.fixture(scope="module")
 def alice(all_keys: dict[str, keys.SigningKey]) -> keys.SigningKey:
     return all_keys["ed25519"]
 

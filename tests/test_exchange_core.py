@@ -13,117 +13,32 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange import rejections as rej
 from invsync.agent.exchange.envelope import Envelope, Sig, pae, verify_or_raise
-from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.exchange.merkle import records_digest
-from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.exchange.receipt import (
+    RECEIPT_PAYLOAD_TYPE,
+    MalformedReceipt,
+    Receipt,
+    decode_receipt,
+)
+from invsync.agent.exchange.rejections import AccessDenied, BadReportSignature, NotFound, status_of
+from invsync.agent.exchange.snapshot import sign_snapshot, to_chunks
 from invsync.agent.model.record import CertRecord, parse_certificate
-from invsync.agent.model.snapshot import ROOT, SUBORDINATE
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
-from invsync.server.errors import AccessDenied, BadReportSignature, NotFound
-from invsync.server.exchange import RECEIPT_PAYLOAD_TYPE, Exchange
 from invsync.server.reconciling import ReportMaker
-from invsync.server.service import status_of
-from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
-
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
-NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
-PAIRING = "secom-jprs"
-SERVER = "test-exchange"
-CHUNK = 4096  # small chunks, so every push is really streamed in several parts
-
-
-@dataclass(frozen=True)
-class Keys:
-    server: SigningKey
-    secom: SigningKey
-    jprs: SigningKey
-    stranger: SigningKey
-
-    def of(self, party: str) -> SigningKey:
-        key: SigningKey = getattr(self, party)
-        return key
-
-
-@dataclass
-class Clock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Rig:
-    exchange: Exchange
-    store: ServerStore
-    clock: Clock
-    keys: Keys
-    pushed: dict[tuple[str, int], bytes] = field(default_factory=dict)
-
-    def snapshots(self) -> int:
-        return self.store.db.table("snapshots").count
-
-    def reports(self) -> int:
-        return self.store.db.table("reports").count
-
-    def signatures(self) -> int:
-        return self.store.db.table("report_signatures").count
-
-    def push(self, env: Envelope, tls_party: str | None) -> bytes:
-        return self.exchange.push(tls_party, to_chunks(env, CHUNK))
-
-
-@pytest.fixture(scope="module")
-def records() -> list[CertRecord]:
-    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
-    certs = x509.load_pem_x509_certificates(pem)
-    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs]
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys(
-        server=generate(), secom=generate("ecdsa-p256"), jprs=generate(), stranger=generate()
-    )
-
-
-def make_rig(path: Path, keys: Keys, max_snapshot_bytes: int = 1 << 20) -> Rig:
-    store = ServerStore(path)
-    clock = Clock()
-    policy = acc.AcceptancePolicy(
-        parties={
-            name: acc.PartyPolicy(name, {keys.of(name).keyid: keys.of(name).public})
-            for name in ("secom", "jprs")
-        },
-        pairings={PAIRING: acc.PairingPolicy(PAIRING, root="secom", subordinate="jprs")},
-    )
-    reports = ReportMaker(
-        server_name=SERVER, store=store, policy=policy, signing_key=keys.server, clock=clock
-    )
-    exchange = Exchange(
-        name=SERVER,
-        store=store,
-        policy=policy,
-        signing_key=keys.server,
-        reports=reports,
-        max_snapshot_bytes=max_snapshot_bytes,
-        clock=clock,
-    )
-    return Rig(exchange, store, clock, keys)
+from tests.exchange_rig import CHUNK, NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
 
 
 @pytest.fixture
@@ -131,22 +46,6 @@ def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
     made = make_rig(tmp_path / "server.db", keys)
     yield made
     made.store.close()
-
-
-def payload(records: list[CertRecord], party: str = "jprs", **changes: object) -> bytes:
-    """A snapshot payload of `party` (version 1, issued an hour before NOW) with `changes`."""
-    fields: dict[str, object] = {
-        "party": party,
-        "pairing": PAIRING,
-        "role": SUBORDINATE if party == "jprs" else ROOT,
-        "version": 1,
-        "issued_at": NOW - timedelta(hours=1),
-        "expires_at": NOW + timedelta(days=1),
-        # jprs lists two certificates fewer than secom: the report has findings to show.
-        "records": records[2:] if party == "jprs" else records,
-    }
-    fields.update(changes)
-    return build_payload(**fields)  # type: ignore[arg-type]
 
 
 def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
@@ -160,9 +59,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def receipt_of(data: bytes) -> tuple[Envelope, pb.ReceiptBody]:
+def receipt_of(data: bytes) -> tuple[Envelope, Receipt]:
     env = Envelope.from_pb(pb.Envelope.FromString(data))
-    return env, pb.ReceiptBody.FromString(env.payload)
+    return env, decode_receipt(env)
 
 
 @dataclass(frozen=True)
@@ -234,7 +133,7 @@ def test_unknown_tls_identity(
     refused(
         rig,
         lambda: rig.push(env, tls_party),
-        acc.UnknownPartyError,
+        rej.UnknownPartyError,
         message,
         grpc.StatusCode.PERMISSION_DENIED,
     )
@@ -247,7 +146,7 @@ def test_signed_with_the_key_of_another_party(
     refused(
         rig,
         lambda: rig.push(env, "jprs"),
-        acc.UntrustedSignerError,
+        rej.UntrustedSignerError,
         "snapshot rejected [untrusted-signer]: signed by a key pinned for party 'secom', "
         "not for 'jprs'",
         grpc.StatusCode.PERMISSION_DENIED,
@@ -261,7 +160,7 @@ def test_signed_with_a_key_pinned_for_nobody(
     refused(
         rig,
         lambda: rig.push(env, "jprs"),
-        acc.UntrustedSignerError,
+        rej.UntrustedSignerError,
         f"no signature by a key pinned for party 'jprs' (signed by: {rig.keys.stranger.keyid})",
         grpc.StatusCode.PERMISSION_DENIED,
     )
@@ -275,7 +174,7 @@ def test_tampered_payload(rig: Rig, records: list[CertRecord], secom_pushed: Env
     refused(
         rig,
         lambda: rig.push(tampered, "jprs"),
-        acc.BadSignatureError,
+        rej.BadSignatureError,
         f"signature by key {rig.keys.jprs.keyid} pinned for party 'jprs' does not verify "
         "over the received payload",
         grpc.StatusCode.PERMISSION_DENIED,
@@ -290,7 +189,7 @@ def test_header_party_is_not_the_tls_identity(
     refused(
         rig,
         lambda: rig.push(env, "jprs"),
-        acc.PartyMismatchError,
+        rej.PartyMismatchError,
         "header names party 'secom' but the TLS identity is 'jprs'",
         grpc.StatusCode.PERMISSION_DENIED,
     )
@@ -301,7 +200,7 @@ def test_unknown_pairing(rig: Rig, records: list[CertRecord], secom_pushed: Enve
     refused(
         rig,
         lambda: rig.push(env, "jprs"),
-        acc.PairingMismatchError,
+        rej.PairingMismatchError,
         "snapshot rejected [pairing-mismatch]: unknown pairing 'secom-acme'",
         grpc.StatusCode.PERMISSION_DENIED,
     )
@@ -314,7 +213,7 @@ def test_lower_version(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> N
     refused(
         rig,
         lambda: rig.push(sign_snapshot(older, rig.keys.jprs), "jprs"),
-        acc.RollbackError,
+        rej.RollbackError,
         "version 1 is below the last accepted version 2 of party 'jprs' in pairing 'secom-jprs'",
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -325,7 +224,7 @@ def test_equivocation(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> No
     refused(
         rig,
         lambda: rig.push(sign_snapshot(other, rig.keys.jprs), "jprs"),
-        acc.EquivocationError,
+        rej.EquivocationError,
         f"version 1 was already accepted with digest {sha(jprs_v1)}; this one is {sha(other)}",
         grpc.StatusCode.ALREADY_EXISTS,
     )
@@ -338,7 +237,7 @@ def test_broken_chain(rig: Rig, records: list[CertRecord], jprs_v1: bytes) -> No
     refused(
         rig,
         lambda: rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs"),
-        acc.ChainError,
+        rej.ChainError,
         f"previous_digest {wrong.hex()} is not the last accepted digest {sha(jprs_v1)}",
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -351,7 +250,7 @@ def test_a_first_snapshot_claiming_a_predecessor_breaks_the_chain(
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.ChainError,
+        rej.ChainError,
         f"previous_digest {'00' * 32} is not the last accepted digest "
         "(empty: no snapshot accepted yet)",
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -363,7 +262,7 @@ def test_expired(rig: Rig, records: list[CertRecord], secom_pushed: Envelope) ->
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.ExpiredError,
+        rej.ExpiredError,
         "expired at 2021-03-01T11:59:59Z (now 2021-03-01T12:00:00Z)",
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -378,7 +277,7 @@ def test_expired_by_the_injected_clock(
     refused(
         rig,
         lambda: rig.push(env, "jprs"),
-        acc.ExpiredError,
+        rej.ExpiredError,
         "expired at 2021-03-02T12:00:00Z (now 2021-03-03T12:00:00Z)",
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -389,7 +288,7 @@ def test_issued_in_the_future(rig: Rig, records: list[CertRecord], secom_pushed:
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.FutureIssuedError,
+        rej.FutureIssuedError,
         "issued_at 2021-03-01T12:06:00Z is more than 0:05:00 after now (2021-03-01T12:00:00Z)",
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -403,7 +302,7 @@ def test_wrong_record_count(rig: Rig, records: list[CertRecord], secom_pushed: E
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.CountMismatchError,
+        rej.CountMismatchError,
         f"header says {len(records) - 1} records, the payload holds {len(records) - 2}",
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -418,7 +317,7 @@ def test_wrong_records_digest(rig: Rig, records: list[CertRecord], secom_pushed:
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.DigestMismatchError,
+        rej.DigestMismatchError,
         f"records_digest {'00' * 32} is not the Merkle root {right} of the records",
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -436,7 +335,7 @@ def test_duplicate_record(rig: Rig, records: list[CertRecord], secom_pushed: Env
     refused(
         rig,
         lambda: rig.push(sign_snapshot(data, rig.keys.jprs), "jprs"),
-        acc.DuplicateRecordError,
+        rej.DuplicateRecordError,
         f"record {len(records) - 2} ({first}) repeats record 0",
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -452,7 +351,7 @@ def test_stream_without_trailer(
     refused(
         rig,
         lambda: rig.exchange.push("jprs", iter(chunks)),
-        acc.IncompleteStream,
+        rej.IncompleteStream,
         f"stream ended after {len(data)} bytes without a trailer",
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -475,7 +374,7 @@ def test_oversized_stream_is_dropped_unread(
     refused(
         small,
         lambda: small.exchange.push("jprs", stream()),
-        acc.StreamTooLarge,
+        rej.StreamTooLarge,
         f"snapshot rejected [stream-too-large]: snapshot stream exceeds the limit of "
         f"{2 * CHUNK} bytes",
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -500,9 +399,18 @@ def test_receipt_is_signed_by_the_server_and_names_the_snapshot(
         verify_or_raise(env, {rig.keys.jprs.keyid: rig.keys.jprs.public}, who="jprs")
     assert (body.party, body.pairing, body.version, body.server) == ("jprs", PAIRING, 1, SERVER)
     assert body.payload_sha256 == hashlib.sha256(data).digest()
-    assert body.accepted_at.ToDatetime(tzinfo=UTC) == NOW
+    assert body.accepted_at == NOW
     assert rig.store.receipt("jprs", PAIRING, 1) == receipt
     assert rig.store.snapshot("jprs", PAIRING) == sign_snapshot(data, rig.keys.jprs)
+
+
+def test_only_a_receipt_decodes_as_one(rig: Rig, records: list[CertRecord]) -> None:
+    snapshot = sign_snapshot(payload(records), rig.keys.jprs)
+    with pytest.raises(MalformedReceipt, match=re.escape("payload type 'application/vnd.invsync")):
+        decode_receipt(snapshot)
+    garbage = Envelope(RECEIPT_PAYLOAD_TYPE, b"\xff\xff", ())
+    with pytest.raises(MalformedReceipt, match="payload is not a ReceiptBody"):
+        decode_receipt(garbage)
 
 
 def test_report_is_made_once_both_sides_pushed_and_signed_by_the_server(

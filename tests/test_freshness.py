@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,8 +12,9 @@ from invsync.agent.daemon.freshness import PushReason, content_key, push_reason
 from invsync.agent.exchange.snapshot import build_payload
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
+FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 REFRESH = timedelta(hours=12)
 

@@ -14,8 +14,9 @@ from invsync.agent.model.merge import merge
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 from invsync.agent.sources.pem import pem_certificates
 from invsync.agent.sources.registry import load_sources
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 JPRS_BUNDLE = FIXTURES / "jprs_intermediates_all_generations.pem"
 BUG_OV_PEM = FIXTURES / "individual" / "JPRS_OV_G3_bug1695993_21C06633.pem"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

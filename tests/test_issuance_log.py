@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from invsync.agent.errors import SourceError
 from invsync.agent.model.record import Revocation, SourceRef
 from invsync.agent.sources.registry import load_source
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs" / "individual"
+FIXTURES = SECOM_JPRS / "individual"
 DEMO_LOG = Path(__file__).parent.parent / "agent" / "demo_data" / "secom_issuance_log.jsonl"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"

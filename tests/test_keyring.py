@@ -7,37 +7,25 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from invsync.agent.errors import SnapshotRejected
 from invsync.agent.exchange import acceptance as acc
 from invsync.agent.exchange import envelope, keys, snapshot
-from invsync.agent.exchange.keyring import (
+from invsync.agent.exchange.keyring import KeyRing, Rotation, rotation_from_row, rotation_row
+from invsync.agent.exchange.rejections import (
     KeyAnnouncementError,
-    KeyRing,
     RetiredKeyError,
-    Rotation,
+    SnapshotRejected,
     UntrustedSignerError,
-    rotation_from_row,
-    rotation_row,
 )
-from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.record import CertRecord
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures/secom_jprs"
+FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
 PAIRING = "secom-jprs"
 OTHER = "secom-jprs-2"
-
-
-@pytest.fixture(scope="module")
-def records() -> list[CertRecord]:
-    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
-    certs = x509.load_pem_x509_certificates(pem)
-    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs]
 
 
 OLD, NEW, NEWER, SECOM = (keys.generate() for _ in range(4))

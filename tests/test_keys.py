@@ -13,11 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from invsync.agent.errors import KeyLoadError
 from invsync.agent.exchange import keys
-
-
-@pytest.fixture(scope="module")
-def all_keys() -> dict[str, keys.SigningKey]:
-    return {kind: keys.generate(kind) for kind in keys.KINDS}
+from tests.paths import SECOM_JPRS
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +156,7 @@ def test_public_key_round_trip(tmp_path: Path, all_keys: dict[str, keys.SigningK
 
 
 def test_certificate_is_not_a_public_key(tmp_path: Path) -> None:
-    fixture = Path(__file__).parent / "fixtures/secom_jprs/individual"
+    fixture = SECOM_JPRS / "individual"
     path = fixture / "Security_Communication_RootCA2.pem"
     with pytest.raises(KeyLoadError, match="is a certificate, not a PEM public key"):
         keys.load_verify_key(path)

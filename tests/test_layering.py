@@ -153,4 +153,4 @@ def test_the_circle_finder_finds_circles(
 def test_a_lower_layer_importing_a_higher_one_is_caught() -> None:
     assert _rank("invsync.agent.model.record") < _rank("invsync.agent.exchange.envelope")
     assert _rank("invsync.agent.errors") == 0
-    assert _rank("invsync.server.service") > _rank("invsync.agent.cli.commands")
+    assert _rank("invsync.server.service") > _rank("invsync.agent.cli.reconcile")

@@ -18,8 +18,8 @@ from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.record import SourceRef
 from invsync.agent.sources.pkcs7 import load_pkcs7
+from tests.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 JPRS_BUNDLE = FIXTURES / "secom_jprs" / "jprs_intermediates_all_generations.pem"
 # A real CCADB certificate that loads, but whose name constraints `cryptography` refuses.
 HOST_BITS_SET = "01FD614879394B3AE149252FC15698674159CE5550669FF912892E19835A1E4C"

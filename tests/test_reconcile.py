@@ -312,10 +312,8 @@ def test_a_crashing_rule_is_logged_with_its_traceback_rule_and_pairing(
         reconcile(Side("secom", [], header=header), Side("jprs", []), NEW_YEAR_2021)
     (logged,) = caplog.records
     assert logged.getMessage() == "rule unused-not-revoked crashed"
-    assert (getattr(logged, "rule"), getattr(logged, "pairing")) == (
-        "unused-not-revoked",
-        "secom-jprs",
-    )
+    fields = vars(logged)  # `extra=` fields are plain attributes of the record
+    assert (fields["rule"], fields["pairing"]) == ("unused-not-revoked", "secom-jprs")
     assert logged.exc_info is not None and "KeyError: 'no such column'" in caplog.text
     assert "in exploding_rule" in caplog.text  # the traceback itself, not only the message
 

@@ -6,27 +6,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509 import load_pem_x509_certificates as load
 
-from invsync.agent.exchange.keys import generate
 from invsync.agent.exchange.snapshot import sign_snapshot
-from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.record import CertRecord
 from invsync.server.schedule import due, period_key, run_due
-from tests.test_exchange_core import FIXTURES, PAIRING, Keys, make_rig, payload
+from tests.exchange_rig import PAIRING, Keys, make_rig, payload
 
 MONDAY = datetime(2021, 3, 1, 23, 59, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys(server=generate(), secom=generate(), jprs=generate(), stranger=generate())
-
-
-@pytest.fixture(scope="module")
-def records() -> list[CertRecord]:
-    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
-    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in load(pem)]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,12 +12,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
 from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.agent.model.signatures import signed_by
+from tests.paths import SECOM_JPRS
 
 # Three real SECOM roots (RootCA1, RootCA2, EV RootCA1) have serial 0, which cryptography warns
 # about; record.py meets the same certificates and owns that question.
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number:UserWarning")
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 JPRS_O = "Japan Registry Services Co., Ltd."
 
 

@@ -16,8 +16,9 @@ from invsync.agent.errors import SourceError
 from invsync.agent.model.record import SourceRef
 from invsync.agent.sources.registry import load_source
 from tests.ct_helpers import JPRS_SHA256
+from tests.paths import SECOM_JPRS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "secom_jprs"
+FIXTURES = SECOM_JPRS
 JPRS_BUNDLE = FIXTURES / "jprs_intermediates_all_generations.pem"
 INDIVIDUAL = FIXTURES / "individual"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"

@@ -16,10 +16,9 @@ from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.sources.registry import load_source
 from invsync.agent.store import agent_store
 from invsync.agent.store.agent_store import AgentStore
+from tests.paths import SECOM_JPRS
 
-JPRS_BUNDLE = (
-    Path(__file__).parent / "fixtures" / "secom_jprs" / "jprs_intermediates_all_generations.pem"
-)
+JPRS_BUNDLE = SECOM_JPRS / "jprs_intermediates_all_generations.pem"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
 T0 = datetime(2021, 3, 1, tzinfo=UTC)

@@ -1,0 +1,58 @@
+"""Fixtures shared across test files, defined once (tests/integration/conftest.py adds the real
+server process). Keys are made once per session: generating them is the slow part, and a fixed
+set keeps key ids stable within a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from invsync.agent.exchange import keys as signing_keys
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.server.localfed import PARTIES, agent_config, write_federation
+from tests.exchange_rig import Keys
+from tests.paths import SECOM_JPRS
+
+CONFIG_PORT = 7443  # written into configurations that no test starts a server for
+
+
+@pytest.fixture(scope="session")
+def jprs_records() -> tuple[CertRecord, ...]:
+    """JPRS's 16 real intermediate CA certificates (every generation), as plain records."""
+    pem = (SECOM_JPRS / "jprs_intermediates_all_generations.pem").read_bytes()
+    certs = x509.load_pem_x509_certificates(pem)
+    return tuple(CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs)
+
+
+@pytest.fixture
+def records(jprs_records: tuple[CertRecord, ...]) -> list[CertRecord]:
+    """A fresh list of `jprs_records` for each test, so that no test sees another's edits."""
+    return list(jprs_records)
+
+
+@pytest.fixture(scope="session")
+def all_keys() -> dict[str, SigningKey]:
+    """One signing key of every kind invsync supports (Ed25519, ECDSA P-256 and P-384)."""
+    return {kind: signing_keys.generate(kind) for kind in signing_keys.KINDS}
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    """The exchange rig's keys; SECOM's is ECDSA, so both key kinds meet in one exchange."""
+    return Keys(
+        server=generate(), secom=generate("ecdsa-p256"), jprs=generate(), stranger=generate()
+    )
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Path:
+    """The demo federation's files (TLS, keys, data, server.toml) and both agents'
+    configurations in tmp_path, for tests that read or break a configuration."""
+    write_federation(tmp_path)
+    for party in PARTIES:
+        (tmp_path / f"{party}.toml").write_text(agent_config(party, CONFIG_PORT))
+    return tmp_path
