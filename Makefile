@@ -33,4 +33,4 @@ protos: $(STAMP)
 		protos/invsync/v1/invsync.proto
 
 clean:
-	rm -rf $(VENV) demo-work build *.egg-info
+	rm -rf $(VENV) demo-work build *.egg-info protos/*.egg-info

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.layers import AGENT_LAYERS
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "architecture.md").read_text()
 RULES = ROOT / "agent" / "reconcile" / "rules"
 NAMED = set(re.findall(r"`([\w/*]+\.py)`", DOC))
+LAYERS_BLOCK = DOC.split("## Layers", 1)[1].split("\n\n")[2]
 
 
 def _documented_as(path: Path) -> str:
@@ -42,3 +45,8 @@ def test_every_module_on_the_map_exists() -> None:
         and not (ROOT / "agent" / name).exists()
     )
     assert gone == []
+
+
+def test_the_layers_on_the_map_are_the_enforced_ones() -> None:
+    drawn = [line.split()[0] for line in LAYERS_BLOCK.splitlines()]
+    assert drawn == ["foundation", *AGENT_LAYERS, "server"]

@@ -17,22 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.layers import AGENT_LAYERS, FOUNDATION
+
 ROOT = Path(__file__).resolve().parent.parent
 TREES = {"invsync.agent": ROOT / "agent", "invsync.server": ROOT / "server"}
-FOUNDATION = ("errors", "times", "files", "tomlconf")
-AGENT_LAYERS = (
-    "model",
-    "telemetry",
-    "sources",
-    "inventory",
-    "exchange",
-    "store",
-    "config",
-    "reconcile",
-    "report",
-    "daemon",
-    "cli",
-)
 
 
 def _modules() -> dict[str, Path]:
@@ -51,7 +39,11 @@ MODULES = _modules()
 
 def _imports(path: Path) -> Iterator[str]:
     """Every `invsync.*` module `path` imports, a `from PACKAGE import MODULE` as MODULE."""
-    for node in ast.walk(ast.parse(path.read_text())):
+    yield from _imports_in(path.read_text())
+
+
+def _imports_in(source: str) -> Iterator[str]:
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("invsync."))
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -81,6 +73,33 @@ def _rank(module: str) -> int:
     return AGENT_LAYERS.index(parts[2]) + 1
 
 
+def _stray_imports(source: str) -> list[str]:
+    """Relative imports, and the old top-level names `agent` and `server`: both bypass the
+    namespace (the second would even load a second copy of a module from a checkout)."""
+    stray = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            stray.append(f"line {node.lineno}: relative import")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            stray += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] in TOP_LEVEL]
+    return stray
+
+
+TOP_LEVEL = ("agent", "server")
+
+
+def test_imports_go_through_the_namespace() -> None:
+    files = [
+        *MODULES.values(),
+        *(ROOT / "tests").rglob("*.py"),
+        *(ROOT / "benchmarks").rglob("*.py"),
+    ]
+    stray = [f"{path}: {s}" for path in files for s in _stray_imports(path.read_text())]
+    assert stray == []
+
+
 def test_every_agent_module_is_in_a_layer() -> None:
     top = {m.split(".")[2] for m in MODULES if m.startswith("invsync.agent.")}
     assert top == {*FOUNDATION, *AGENT_LAYERS}
@@ -103,7 +122,7 @@ def test_no_import_circles() -> None:
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
-    """Tarjan's algorithm, iterative enough for a few hundred modules."""
+    """Tarjan's algorithm (recursive: the graph is a few hundred modules deep at most)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -151,6 +170,20 @@ def test_the_circle_finder_finds_circles(
 
 
 def test_a_lower_layer_importing_a_higher_one_is_caught() -> None:
-    assert _rank("invsync.agent.model.record") < _rank("invsync.agent.exchange.envelope")
+    source = "from invsync.agent.exchange import envelope\nimport invsync.agent.cli.reconcile\n"
+    found = set(_imports_in(source))
+    assert found == {"invsync.agent.exchange.envelope", "invsync.agent.cli.reconcile"}
+    assert all(_rank(dep) > _rank("invsync.agent.model.record") for dep in found)
     assert _rank("invsync.agent.errors") == 0
     assert _rank("invsync.server.service") > _rank("invsync.agent.cli.reconcile")
+
+
+def test_stray_imports_are_caught() -> None:
+    source = (
+        "from . import x\nimport agent.record\nfrom server.cli import main\nimport invsync.v1\n"
+    )
+    assert _stray_imports(source) == [
+        "line 1: relative import",
+        "line 2: agent.record",
+        "line 3: server.cli",
+    ]

@@ -74,6 +74,8 @@ def test_the_wheel_holds_the_files_read_at_run_time(wheel_names: set[str]) -> No
         "invsync/v1/invsync_pb2.pyi",
         "invsync/agent/demo_data/secom_issuance_log.jsonl",
         "invsync/agent/demo_data/jprs_ca_certificates.pem",
+        "invsync/agent/report/render/templates/report.html.j2",
+        "invsync/agent/report/render/templates/chart.svg.j2",
     }
     assert needed - wheel_names == set()
 

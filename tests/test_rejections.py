@@ -182,11 +182,19 @@ def test_a_binary_metadata_value_of_a_known_rule_is_read() -> None:
     assert rejection_rule(error) == "untrusted-signer"
 
 
-def test_a_rule_under_a_status_the_client_does_not_call_a_refusal_still_counts() -> None:
+def test_a_named_rule_makes_a_refusal_whatever_its_status() -> None:
+    # RESOURCE_EXHAUSTED alone may be gRPC's own limit; with the trailer it is the server's
+    # verdict, so a pending snapshot it refused is dropped rather than pushed again forever.
     error = _refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, ("invsync-rule", "stream-too-large"))
-    assert type(error) is TransportError
+    assert type(error) is Refused
     assert rejection_rule(error) == "stream-too-large"
     assert error.hint == rej.StreamTooLarge.hint
+
+
+def test_resource_exhausted_without_a_rule_is_no_refusal() -> None:
+    error = _refusal(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert type(error) is TransportError
+    assert rejection_rule(error) is None
 
 
 def test_not_found_keeps_its_class_and_names_its_rule() -> None:

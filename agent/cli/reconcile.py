@@ -16,9 +16,9 @@ from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.facts import AuditPeriod
 from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.model.record import CertRecord
-from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side
+from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
-from invsync.agent.report.body import SnapshotRef, build_report_body, parse_report_body
+from invsync.agent.report.build import offline_report
 from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
 from invsync.agent.telemetry.progress import terminal_progress
 
@@ -135,14 +135,5 @@ def _render(
     if fmt == "json":
         return findings_json(findings, as_of=at, inputs=inputs) + "\n"
     if fmt == "markdown":
-        ref = SnapshotRef("root", ROOT, 0, "")
-        body = build_report_body(
-            pairing="offline",
-            as_of=at,
-            root=ref,
-            subordinate=SnapshotRef("subordinate", SUBORDINATE, 0, ""),
-            findings=findings,
-            signers=[],
-        )
-        return report_markdown(parse_report_body(body), None)
+        return report_markdown(offline_report(findings, at), None)
     return findings_text(findings) or "no findings\n"

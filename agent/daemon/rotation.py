@@ -1,4 +1,4 @@
-"""Key rotation as the agent does it: its own keys, and its peer's (see agent.keyring).
+"""Key rotation as the agent does it: its own keys, and its peer's (see agent.exchange.keyring).
 
 Own keys: with `agent.next_signing_key` set, the next snapshot of each pairing announces the new
 key and is signed by the current and the new key; once the server has receipted that snapshot,

@@ -35,7 +35,9 @@ from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# The server read the request and said no: retrying the same request cannot help.
+# Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
+# server read the request and said no: retrying the same request cannot help. With the trailer,
+# the rule alone decides (agent.exchange.rejections holds the one status table).
 REFUSALS = frozenset(
     {
         grpc.StatusCode.PERMISSION_DENIED,
@@ -169,13 +171,14 @@ def rpc_error(address: str, method: str, e: grpc.RpcError) -> TransportError:
     code = e.code() if isinstance(e, grpc.Call) else None
     details = e.details() if isinstance(e, grpc.Call) else str(e)
     name = code.name if code is not None else "UNKNOWN"
+    rule = _metadata_rule(e)
     kind: type[TransportError] = TransportError
     if code == grpc.StatusCode.NOT_FOUND:
         kind = NotFoundYet
-    elif code in REFUSALS:
+    elif rule is not None or code in REFUSALS:
         kind = Refused
     error = kind(f"{address}: {method}: {name}: {details}")
-    _name_rule(error, _metadata_rule(e))
+    _name_rule(error, rule)
     return error
 
 
@@ -193,8 +196,6 @@ def _metadata_rule(e: grpc.RpcError) -> str | None:
 
 
 def _name_rule(error: TransportError, rule: str | None) -> None:
-    # The server may answer a rule with a status the client does not call a refusal (e.g.
-    # RESOURCE_EXHAUSTED for stream-too-large); the rule still says the server refused.
     if rule is None:
         return
     error.rule = rule

@@ -26,7 +26,8 @@ def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
 
     A finding is marked acknowledged when the party that must act acknowledged it in its
     snapshot's header and that acknowledgement is in force at `at` (`agent.model.acknowledgements`).
-    Pure: no I/O, no clock but `at`. Each side must list a certificate at most once (snapshot
+    A function of its arguments alone (no clock but `at`; its only effect is a log line for a
+    crashing rule). Each side must list a certificate at most once (snapshot
     acceptance guarantees it); a duplicate raises ReportError naming the party.
     """
     ctx = Context.of(root, sub, at)

@@ -17,7 +17,13 @@ from invsync.agent.model.findings import Finding
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, Snapshot
 from invsync.agent.reconcile.rules.stale_peer import never_sent
 from invsync.agent.reconcile.runner import reconcile
-from invsync.agent.report.body import ReportBody, Signer, SnapshotRef, build_report_body
+from invsync.agent.report.body import (
+    ReportBody,
+    Signer,
+    SnapshotRef,
+    build_report_body,
+    parse_report_body,
+)
 
 
 @dataclass(frozen=True)
@@ -83,3 +89,18 @@ def _findings(
         return (never_sent(silent.party, pairing),)
     root_side = Side.of(root.snapshot, previous=root.previous)
     return reconcile(root_side, Side.of(subordinate.snapshot, previous=subordinate.previous), as_of)
+
+
+def offline_report(findings: tuple[Finding, ...], as_of: datetime) -> ReportBody:
+    """The report-shaped view of an offline comparison (`invsync reconcile --format markdown`):
+    no snapshots (version 0 on both sides), no signers, never signed or exchanged. It is built
+    here, beside the exchanged report, so that both are rendered from one body layout."""
+    body = build_report_body(
+        pairing="offline",
+        as_of=as_of,
+        root=SnapshotRef("root", ROOT, 0, ""),
+        subordinate=SnapshotRef("subordinate", SUBORDINATE, 0, ""),
+        findings=findings,
+        signers=[],
+    )
+    return parse_report_body(body)

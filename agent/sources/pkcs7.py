@@ -56,7 +56,7 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
 
 
 def _record(path: Path, number: int, cert: x509.Certificate, ctx: SourceContext) -> CertRecord:
-    # Re-parsed from DER so that every field comes from the one parser of agent.record.
+    # Re-parsed from DER so that every field comes from the one parser of agent.model.record.
     der = cert.public_bytes(serialization.Encoding.DER)
     try:
         info = parse_certificate(der)

@@ -147,7 +147,7 @@ class SnapshotHeader(_message.Message):
     """
     record_count: _builtins.int
     records_digest: _builtins.bytes
-    """Merkle root over the records' SHA-256 identities in ascending byte order (see agent/merkle.py)."""
+    """Merkle root over the records' SHA-256 identities in ascending byte order (see agent/exchange/merkle.py)."""
     next_signing_key: _builtins.bytes
     """A new snapshot-signing key this party announces (SubjectPublicKeyInfo, DER); empty: none.
     The snapshot must be signed by a key the receiver trusts for the party AND by this key. Once

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class ExchangeStub:
-    """Missing associated documentation comment in .proto file."""
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +61,11 @@ class ExchangeStub:
 
 
 class ExchangeServicer:
-    """Missing associated documentation comment in .proto file."""
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
 
     def PushSnapshot(self, request_iterator, context):
         """Push a signed snapshot as a stream of data chunks closed by a trailer. The answer is sent
@@ -120,7 +128,11 @@ def add_ExchangeServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Exchange:
-    """Missing associated documentation comment in .proto file."""
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
 
     @staticmethod
     def PushSnapshot(request_iterator,

@@ -33,6 +33,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ExchangeStub:
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -50,6 +56,12 @@ class ExchangeStub:
 
 @_typing.type_check_only
 class ExchangeAsyncStub(ExchangeStub):
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     PushSnapshot: _aio.StreamUnaryMultiCallable[_invsync_pb2.SnapshotChunk, _invsync_pb2.Receipt]  # type: ignore[assignment]
     """Push a signed snapshot as a stream of data chunks closed by a trailer. The answer is sent
@@ -63,6 +75,12 @@ class ExchangeAsyncStub(ExchangeStub):
     """Add the caller's signature to a report; answers with the report as now signed."""
 
 class ExchangeServicer(metaclass=_abc_1.ABCMeta):
+    """A refused call ends with a gRPC status whose text is for people, and, when the server refused
+    the request itself (an acceptance rule, access, a missing report), the trailing metadata
+    `invsync-rule` naming the rule (`rollback`, `untrusted-signer`, ...): clients read the rule
+    there, never from the text. The rules and their statuses: agent/exchange/rejections.py.
+    """
+
     @_abc_1.abstractmethod
     def PushSnapshot(
         self,
