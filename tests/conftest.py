@@ -7,15 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from invsync.agent.exchange import keys as signing_keys
 from invsync.agent.exchange.keys import SigningKey, generate
-from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.record import CertRecord
 from invsync.server.localfed import PARTIES, agent_config, write_federation
+from tests.certs import cert_infos
 from tests.exchange_rig import Keys
-from tests.paths import SECOM_JPRS
 
 CONFIG_PORT = 7443  # written into configurations that no test starts a server for
 
@@ -23,9 +21,7 @@ CONFIG_PORT = 7443  # written into configurations that no test starts a server f
 @pytest.fixture(scope="session")
 def jprs_records() -> tuple[CertRecord, ...]:
     """JPRS's 16 real intermediate CA certificates (every generation), as plain records."""
-    pem = (SECOM_JPRS / "jprs_intermediates_all_generations.pem").read_bytes()
-    certs = x509.load_pem_x509_certificates(pem)
-    return tuple(CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs)
+    return tuple(CertRecord(info) for info in cert_infos("jprs_intermediates_all_generations.pem"))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ the rig tests of the exchange's domain logic, its reports and its schedule share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from invsync.agent.model.snapshot import ROOT, SUBORDINATE
 from invsync.server.exchange import Exchange
 from invsync.server.reconciling import ReportMaker
 from invsync.server.store import ServerStore
+from invsync.v1 import invsync_pb2 as pb
 
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
 PAIRING = "secom-jprs"
@@ -103,3 +105,10 @@ def payload(records: list[CertRecord], party: str = "jprs", **changes: object) -
     }
     fields.update(changes)
     return build_payload(**fields)  # type: ignore[arg-type]
+
+
+def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
+    """A hand-edited payload: what build_payload never produces, a broken sender might."""
+    msg = pb.SnapshotPayload.FromString(data)
+    edit(msg)
+    return msg.SerializeToString()

@@ -55,17 +55,15 @@ from invsync.agent.model.record import CertInfo, CertRecord, Revocation, parse_c
 from invsync.agent.model.signatures import signed_by
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Side, SnapshotHeader
 from invsync.agent.sources.ccadb import load_ccadb_records
+from tests.paths import DEMO, FIXTURES, SECOM_JPRS
 
-REPO = Path(__file__).resolve().parent.parent
-GOLDEN = REPO / "tests" / "golden"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 CERTIFICATES = (
-    *sorted((REPO / "tests" / "fixtures" / "secom_jprs").glob("**/*.pem")),
-    REPO / "agent" / "demo_data" / "jprs_ca_certificates.pem",
-    REPO / "agent" / "demo_data" / "secom_roots.pem",
+    *sorted(SECOM_JPRS.glob("**/*.pem")),
+    DEMO / "jprs_ca_certificates.pem",
+    DEMO / "secom_roots.pem",
 )
-CCADB_V5 = (
-    REPO / "tests" / "fixtures" / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
-)
+CCADB_V5 = FIXTURES / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
 
 Json = Mapping[str, Any]
 

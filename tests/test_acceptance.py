@@ -16,9 +16,8 @@ from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.merkle import records_digest
 from invsync.agent.model.record import CertRecord
 from invsync.v1 import invsync_pb2 as pb
-from tests.paths import SECOM_JPRS
+from tests.exchange_rig import edited
 
-FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
 PAIRING = "secom-jprs"
 
@@ -74,13 +73,6 @@ def payload(records: list[CertRecord], **changes: object) -> bytes:
     }
     fields.update(changes)
     return snapshot.build_payload(**fields)  # type: ignore[arg-type]
-
-
-def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
-    """Hand-edit a payload: what build_payload never produces, a broken sender might."""
-    msg = pb.SnapshotPayload.FromString(data)
-    edit(msg)
-    return msg.SerializeToString()
 
 
 @pytest.fixture

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from invsync.agent.inventory.assemble import assemble
 from invsync.agent.inventory.attribution import Attribution, AttributionRule
 from invsync.agent.model.bundle import Facts
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CrlRevocation, Disclosure
-from invsync.agent.model.record import CertInfo, CertRecord, Revocation, parse_certificate
+from invsync.agent.model.record import CertInfo, CertRecord, Revocation
 from invsync.agent.sources.ccadb import normalize_owner
-from tests.paths import SECOM_JPRS
+from tests.certs import cert_infos
 
-FIXTURES = SECOM_JPRS
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 REVOKED = datetime(2021, 3, 9, 5, 0, tzinfo=UTC)
 
 
-def _infos(name: str) -> list[CertInfo]:
-    certs = x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
-    return [parse_certificate(c.public_bytes(Encoding.DER)) for c in certs]
-
-
 def _root(name: str) -> CertInfo:
-    return next(i for i in _infos("secom_roots_selfsigned.pem") if name in i.subject)
+    return next(i for i in cert_infos("secom_roots_selfsigned.pem") if name in i.subject)
 
 
-JPRS = [CertRecord(info) for info in _infos("jprs_intermediates_all_generations.pem")]
+JPRS = [CertRecord(info) for info in cert_infos("jprs_intermediates_all_generations.pem")]
 ROOT2 = _root("OU=Security Communication RootCA2")
 ROOT3 = _root("CN=Security Communication RootCA3")
 

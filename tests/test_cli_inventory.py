@@ -11,12 +11,10 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from invsync.server.cli import invsync
+from tests.paths import DEMO, FIXTURES
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "agent" / "demo_data"
-FIX = ROOT / "tests" / "fixtures"
-V5 = FIX / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
-CRLS = FIX / "crls"
+V5 = FIXTURES / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
+CRLS = FIXTURES / "crls"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 TRUSTWAVE = "9E8077AB54AED337540CF45AC72AE25FF1625C4D21542C13D129FB3381600B74"
 

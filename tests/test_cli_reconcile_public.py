@@ -10,12 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from invsync.server.cli import invsync
+from tests.paths import DEMO, FIXTURES
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "agent" / "demo_data"
-FIX = ROOT / "tests" / "fixtures"
-V5 = FIX / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
-CRLS = FIX / "crls"
+V5 = FIXTURES / "ccadb" / "AllCertificateRecordsCSVFormatV5_SECOM_JPRS_rows.csv"
+CRLS = FIXTURES / "crls"
 TRUSTWAVE = CRLS / "17_revoked_trustwave_ev_sha256_ca_level1.pem"
 G4_OV = "801C522D3AD138E4"  # prefixes of real JPRS fingerprints
 G4_DV = "F19D55CD08A3EA42"

@@ -25,9 +25,9 @@ from invsync.agent.exchange.keepalive import Keepalive
 from invsync.agent.exchange.keys import generate, write_private_key
 from invsync.server import config as server_config_module
 from invsync.server.config import load_server_config
+from tests.paths import ROOT
 
-ROOT_DIR = Path(__file__).parent.parent
-DOC = ROOT_DIR / "docs" / "configuration.md"
+DOC = ROOT / "docs" / "configuration.md"
 PORT = 7443
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
 import re
@@ -10,14 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.facts import Skipped
 from invsync.agent.model.record import Revocation, SourceRef
 from invsync.agent.sources.csv_log import load_csv_log
+from tests.certs import b64_der
 from tests.paths import SECOM_JPRS
 
 INDIVIDUAL = SECOM_JPRS / "individual"
@@ -30,11 +28,6 @@ NOW = datetime(2021, 3, 1, tzinfo=UTC)
 CTX = SourceContext(now=NOW)
 HEADER = ["certificate", "operator", "lifecycle", "revoked_at", "revocation_reason"]
 KNOWN = "known: certificate, operator, lifecycle, revoked_at, revocation_reason"
-
-
-def _b64_der(pem: str) -> str:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
 
 
 def _log(tmp_path: Path, *rows: list[str], name: str = "log.csv") -> Path:
@@ -55,7 +48,7 @@ def test_pem_and_base64_der_rows_with_their_view(tmp_path: Path) -> None:
         tmp_path,
         HEADER,
         [BUG_OV_PEM, "jprs", "unused", "2021-03-09T00:00:00Z", "cessation-of-operation"],
-        [_b64_der(BUG_DV_PEM), "jprs", "in-use", "", ""],
+        [b64_der(BUG_DV_PEM), "jprs", "in-use", "", ""],
     )
     ov, dv = load_csv_log(path, CTX).records
     assert (ov.sha256, ov.operator, ov.lifecycle) == (BUG_OV, "jprs", "unused")
@@ -121,7 +114,7 @@ def test_skip_invalid_reports_the_bad_rows_and_keeps_the_good(tmp_path: Path) ->
 
 
 def test_progress_every_500_rows(tmp_path: Path) -> None:
-    der = _b64_der(BUG_OV_PEM)
+    der = b64_der(BUG_OV_PEM)
     path = _log(tmp_path, ["certificate"], *([der] for _ in range(1001)))
     calls: list[tuple[int, int | None]] = []
     facts = load_csv_log(path, SourceContext(now=NOW, progress=lambda d, t: calls.append((d, t))))

@@ -24,8 +24,8 @@ from invsync.agent.config.settings import load_agent_config
 from invsync.server.config import load_server_config
 from invsync.server.config_cli import check_server_keys
 from invsync.server.localfed import write_federation
+from tests.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
 UNITS = ("invsync-server.service", "invsync-agent@.service")
 HARDENING = {

@@ -38,7 +38,7 @@ from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
 from invsync.server.reconciling import ReportMaker
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import CHUNK, NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
+from tests.exchange_rig import CHUNK, NOW, PAIRING, SERVER, Keys, Rig, edited, make_rig, payload
 
 
 @pytest.fixture
@@ -46,13 +46,6 @@ def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
     made = make_rig(tmp_path / "server.db", keys)
     yield made
     made.store.close()
-
-
-def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
-    """A hand-edited payload: what build_payload never produces, a broken sender might."""
-    msg = pb.SnapshotPayload.FromString(data)
-    edit(msg)
-    return msg.SerializeToString()
 
 
 def sha(data: bytes) -> str:

@@ -5,29 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from invsync.agent.daemon.freshness import PushReason, content_key, push_reason
 from invsync.agent.exchange.snapshot import build_payload
 from invsync.agent.model.acknowledgements import Acknowledgement
-from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
-from tests.paths import SECOM_JPRS
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 
-FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 REFRESH = timedelta(hours=12)
 
 
 @pytest.fixture(scope="module")
-def records() -> list[CertRecord]:
-    pem = (FIXTURES / "jprs_intermediates_all_generations.pem").read_bytes()
-    certs = x509.load_pem_x509_certificates(pem)
+def viewed_records(jprs_records: tuple[CertRecord, ...]) -> list[CertRecord]:
+    """`jprs_records` as collected from a PEM file: first seen 30 days before NOW, last at NOW."""
     seen = SourceRef("pem", "jprs.pem", NOW - timedelta(days=30), NOW)
-    return [
-        CertRecord(parse_certificate(c.public_bytes(Encoding.DER))).with_view(sources=(seen,))
-        for c in certs
-    ]
+    return [r.with_view(sources=(seen,)) for r in jprs_records]
 
 
 def payload(
@@ -56,27 +48,30 @@ def seen_again(records: list[CertRecord], at: datetime) -> list[CertRecord]:
     ]
 
 
-def test_the_first_snapshot_is_always_pushed(records: list[CertRecord]) -> None:
-    reason = push_reason(None, None, payload(records), now=NOW, refresh_after=REFRESH)
+def test_the_first_snapshot_is_always_pushed(viewed_records: list[CertRecord]) -> None:
+    reason = push_reason(None, None, payload(viewed_records), now=NOW, refresh_after=REFRESH)
     assert reason is PushReason.FIRST
 
 
 def test_a_rebuild_of_the_same_inventory_an_hour_later_is_not_pushed(
-    records: list[CertRecord],
+    viewed_records: list[CertRecord],
 ) -> None:
     later = NOW + timedelta(hours=1)
-    candidate = payload(seen_again(records, later), version=2, at=later)
-    assert candidate != payload(records)  # version, times, digest and last_seen all differ
-    assert content_key(candidate) == content_key(payload(records))
-    assert push_reason(payload(records), NOW, candidate, now=later, refresh_after=REFRESH) is None
+    candidate = payload(seen_again(viewed_records, later), version=2, at=later)
+    assert candidate != payload(viewed_records)  # version, times, digest and last_seen all differ
+    assert content_key(candidate) == content_key(payload(viewed_records))
+    assert (
+        push_reason(payload(viewed_records), NOW, candidate, now=later, refresh_after=REFRESH)
+        is None
+    )
 
 
 def test_an_unchanged_inventory_is_pushed_again_once_the_snapshot_reaches_the_refresh_age(
-    records: list[CertRecord],
+    viewed_records: list[CertRecord],
 ) -> None:
     at = NOW + REFRESH
-    candidate = payload(records, version=2, at=at)
-    last = payload(records)
+    candidate = payload(viewed_records, version=2, at=at)
+    last = payload(viewed_records)
     assert push_reason(last, NOW, candidate, now=at, refresh_after=REFRESH) is PushReason.REFRESH
     just_before = at - timedelta(seconds=1)
     assert push_reason(last, NOW, candidate, now=just_before, refresh_after=REFRESH) is None
@@ -86,17 +81,19 @@ def test_an_unchanged_inventory_is_pushed_again_once_the_snapshot_reaches_the_re
     "change",
     ["a certificate gone", "a revocation", "a new source", "an acknowledgement", "another scope"],
 )
-def test_any_change_of_content_is_pushed_at_once(records: list[CertRecord], change: str) -> None:
-    changed = list(records)
+def test_any_change_of_content_is_pushed_at_once(
+    viewed_records: list[CertRecord], change: str
+) -> None:
+    changed = list(viewed_records)
     extra: dict[str, object] = {}
     if change == "a certificate gone":
-        changed = records[1:]
+        changed = viewed_records[1:]
     elif change == "a revocation":
         gone = Revocation(NOW, "superseded", "issuance-log:jprs.jsonl")
-        changed[0] = records[0].with_view(revocation=gone)
+        changed[0] = viewed_records[0].with_view(revocation=gone)
     elif change == "a new source":
         also = SourceRef("ccadb", "ccadb.csv", NOW, NOW)
-        changed[0] = records[0].with_view(sources=(*records[0].sources, also))
+        changed[0] = viewed_records[0].with_view(sources=(*viewed_records[0].sources, also))
     elif change == "an acknowledgement":
         ack = Acknowledgement(
             "profile-deviation", "AA" * 32, "fixed in 2022", NOW, NOW + timedelta(days=90)
@@ -106,5 +103,5 @@ def test_any_change_of_content_is_pushed_at_once(records: list[CertRecord], chan
         extra["scope_issuer_spki"] = [b"another root key"]
     soon = NOW + timedelta(minutes=5)
     candidate = payload(changed, version=2, at=soon, **extra)
-    reason = push_reason(payload(records), NOW, candidate, now=soon, refresh_after=REFRESH)
+    reason = push_reason(payload(viewed_records), NOW, candidate, now=soon, refresh_after=REFRESH)
     assert reason is PushReason.CHANGED

@@ -9,27 +9,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.record import Revocation, SourceRef
 from invsync.agent.sources.registry import load_source
-from tests.paths import SECOM_JPRS
+from tests.certs import b64_der
+from tests.paths import DEMO, SECOM_JPRS
 
 FIXTURES = SECOM_JPRS / "individual"
-DEMO_LOG = Path(__file__).parent.parent / "agent" / "demo_data" / "secom_issuance_log.jsonl"
+DEMO_LOG = DEMO / "secom_issuance_log.jsonl"
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
 BUG_OV_PEM = (FIXTURES / "JPRS_OV_G3_bug1695993_21C06633.pem").read_text()
 BUG_DV_PEM = (FIXTURES / "JPRS_DV_G3_bug1695993_659B7A51.pem").read_text()
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 REVOKED = datetime(2021, 3, 9, tzinfo=UTC)
-
-
-def _b64_der(pem: str) -> str:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
 
 
 def _log(tmp_path: Path, *entries: dict[str, object] | str) -> Path:
@@ -56,7 +50,7 @@ def test_pem_and_base64_der_entries_with_their_view(tmp_path: Path) -> None:
     path = _log(
         tmp_path,
         {"certificate": BUG_OV_PEM, "operator": "jprs", "lifecycle": "unused"},
-        {"certificate": _b64_der(BUG_DV_PEM), "operator": "jprs", "lifecycle": "in-use"},
+        {"certificate": b64_der(BUG_DV_PEM), "operator": "jprs", "lifecycle": "in-use"},
     )
     by_sha = {r.sha256: r for r in load_source(str(path), NOW)}
     assert (by_sha[BUG_OV].operator, by_sha[BUG_OV].lifecycle) == ("jprs", "unused")
@@ -109,7 +103,7 @@ def test_same_certificate_on_two_lines_is_one_record(tmp_path: Path) -> None:
     path = _log(
         tmp_path,
         {"certificate": BUG_OV_PEM, "operator": "jprs"},
-        {"certificate": _b64_der(BUG_OV_PEM), "lifecycle": "unused"},
+        {"certificate": b64_der(BUG_OV_PEM), "lifecycle": "unused"},
     )
     [record] = load_source(str(path), NOW)
     assert (record.operator, record.lifecycle) == ("jprs", "unused")

@@ -18,11 +18,7 @@ from invsync.agent.telemetry.logs import (
     log_context,
     setup_logging,
 )
-
-
-class Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+from tests.terminal import Tty
 
 
 @pytest.fixture

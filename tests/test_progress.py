@@ -5,15 +5,11 @@ from __future__ import annotations
 import io
 
 from invsync.agent.telemetry.progress import terminal_progress
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+from tests.terminal import Tty
 
 
 def test_a_terminal_sees_the_count_and_the_final_line() -> None:
-    out = FakeTerminal()
+    out = Tty()
     show = terminal_progress("reading", out)
     show(500, None)
     show(10_229, 10_229)

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+
 GENERATED = (
     "invsync_pb2.py",
     "invsync_pb2.pyi",

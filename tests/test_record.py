@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from invsync.agent.model.record import CertInfo
+from tests.certs import cert_infos
 
-from invsync.agent.model.record import CertInfo, parse_certificate
-from tests.paths import SECOM_JPRS
-
-FIXTURES = SECOM_JPRS
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 
 
-def _infos(name: str) -> list[CertInfo]:
-    certs = x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
-    return [parse_certificate(c.public_bytes(Encoding.DER)) for c in certs]
-
-
 def _by_sha(name: str) -> dict[str, CertInfo]:
-    return {info.sha256: info for info in _infos(name)}
+    return {info.sha256: info for info in cert_infos(name)}
 
 
 def test_the_bug_certificate_fields() -> None:
@@ -40,7 +31,7 @@ def test_the_bug_certificate_fields() -> None:
 def test_the_three_ov_g3_certificates_share_one_doppelganger_key() -> None:
     g3 = [
         info
-        for info in _infos("jprs_intermediates_all_generations.pem")
+        for info in cert_infos("jprs_intermediates_all_generations.pem")
         if info.subject.startswith("CN=JPRS Organization Validation Authority - G3")
     ]
     assert len(g3) == 3
@@ -50,21 +41,21 @@ def test_the_three_ov_g3_certificates_share_one_doppelganger_key() -> None:
 
 
 def test_every_other_generation_has_a_distinct_doppelganger_key() -> None:
-    infos = _infos("jprs_intermediates_all_generations.pem")
+    infos = cert_infos("jprs_intermediates_all_generations.pem")
     groups = {info.doppelganger_key for info in infos}
     # 16 certificates: the OV and DV G3 triples collapse to one key each.
     assert len(groups) == 16 - 2 - 2
 
 
 def test_a_serial_with_its_high_bit_set_keeps_its_leading_zero_byte() -> None:
-    lengths = {info.serial_bytes for info in _infos("jprs_intermediates_all_generations.pem")}
+    lengths = {info.serial_bytes for info in cert_infos("jprs_intermediates_all_generations.pem")}
     assert lengths <= {9, 16, 17}
-    for info in _infos("secom_hierarchy_all_ccadb.pem"):
+    for info in cert_infos("secom_hierarchy_all_ccadb.pem"):
         assert int(info.serial_hex[:2], 16) < 0x80, info.sha256
 
 
 def test_self_signed_roots_are_self_issued() -> None:
-    assert all(info.self_issued for info in _infos("secom_roots_selfsigned.pem"))
+    assert all(info.self_issued for info in cert_infos("secom_roots_selfsigned.pem"))
 
 
 def test_technically_constrained_follows_mozilla_policy_5_3_1() -> None:

@@ -17,9 +17,9 @@ import invsync.agent
 from invsync.agent.report.body import parse_report_body
 from invsync.agent.report.render.html import report_html
 from invsync.agent.report.render.markup import TEMPLATES, environment, shown
+from tests.paths import ROOT
 from tests.report_helpers import body_bytes, hostile_findings, hostile_record
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = [
     "changes.html.j2",
     "chart.svg.j2",

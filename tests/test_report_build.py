@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,11 +21,10 @@ from invsync.agent.config.settings import AgentConfig, PairingConfig
 from invsync.agent.daemon.report_check import ReportCheck
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.errors import ReportError
-from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.rejections import NotFound
 from invsync.agent.exchange.snapshot import (
     SNAPSHOT_PAYLOAD_TYPE,
@@ -43,18 +42,16 @@ from invsync.agent.report.body import ReportBody, build_report_body, parse_repor
 from invsync.agent.report.build import ReportSide, build_report
 from invsync.agent.store.agent_store import AgentStore
 from invsync.server.exchange import Exchange
-from invsync.server.reconciling import ReportMaker
 from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
+from tests.exchange_rig import NOW, PAIRING, Clock, Keys, make_rig
 from tests.report_helpers import DV_BUG, JPRS_LIST, OV_BUG, SECOM_LOG
 
-T0 = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
-PAIRING = "secom-jprs"
 ROLES = {"secom": ROOT, "jprs": SUBORDINATE}
 PEERS = {"secom": "jprs", "jprs": "secom"}
 MISSING = "missing-at-subordinate"
 # JPRS acknowledges the OV certificate of bug 1695993 in its second snapshot.
-ACK = Acknowledgement(MISSING, OV_BUG, "revocation planned", T0, T0 + timedelta(days=30))
+ACK = Acknowledgement(MISSING, OV_BUG, "revocation planned", NOW, NOW + timedelta(days=30))
 
 
 @dataclass(frozen=True)
@@ -82,14 +79,6 @@ SCENARIOS = [
     # The fresh side's agent refuses an expired peer snapshot: only the stale side can co-sign.
     pytest.param(3, ("jprs",), id="stale-peer"),
 ]
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -126,7 +115,9 @@ class Party:
 
 
 @dataclass
-class Federation:
+class InProcessFederation:
+    """The in-process exchange and both agents, pushing STEPS in turn on one clock."""
+
     clock: Clock
     store: ServerStore
     exchange: Exchange
@@ -168,28 +159,6 @@ class Federation:
         )
 
 
-@pytest.fixture(scope="module")
-def keys() -> dict[str, SigningKey]:
-    return {"server": generate(), "secom": generate(), "jprs": generate()}
-
-
-def party_policy(party: str, keys: dict[str, SigningKey]) -> PartyPolicy:
-    return PartyPolicy(party, {keys[party].keyid: keys[party].public})
-
-
-def make_exchange(path: Path, keys: dict[str, SigningKey], clock: Clock) -> Exchange:
-    store = ServerStore(path)
-    policy = AcceptancePolicy(
-        parties={party: party_policy(party, keys) for party in ROLES},
-        pairings={PAIRING: PairingPolicy(PAIRING, root="secom", subordinate="jprs")},
-    )
-    common: dict[str, Any] = {"store": store, "policy": policy, "signing_key": keys["server"]}
-    reports = ReportMaker(server_name="test-exchange", clock=clock, **common)
-    return Exchange(
-        name="test-exchange", reports=reports, max_snapshot_bytes=1 << 20, clock=clock, **common
-    )
-
-
 def agent_config(party: str, tmp: Path) -> AgentConfig:
     """Only `party` matters to the report check; the paths name files it never opens."""
     endpoint = ServerEndpoint("127.0.0.1:1", tmp / "ca.pem", tmp / "tls.crt", tmp / "tls.key", ())
@@ -209,31 +178,31 @@ def agent_config(party: str, tmp: Path) -> AgentConfig:
     )
 
 
-def make_party(
-    name: str, tmp: Path, keys: dict[str, SigningKey], exchange: Exchange, clock: Clock
-) -> Party:
+def make_party(name: str, tmp: Path, keys: Keys, exchange: Exchange, clock: Clock) -> Party:
     store = AgentStore(tmp / f"{name}.db")
+    peer = PEERS[name]
     checker = ReportCheck(
         config=agent_config(name, tmp),
         store=store,
         client=cast(ExchangeClient, InProcessClient(exchange, name)),
-        keys=OwnKeys(keys[name]),
-        server_keys={keys["server"].keyid: keys["server"].public},
-        peer_keys=PeerKeys(store, {PEERS[name]: party_policy(PEERS[name], keys)}, clock),
+        keys=OwnKeys(keys.of(name)),
+        server_keys={keys.server.keyid: keys.server.public},
+        peer_keys=PeerKeys(store, {peer: exchange.policy.parties[peer]}, clock),
         clock=clock,
     )
-    return Party(name, keys[name], store, checker)
+    return Party(name, keys.of(name), store, checker)
 
 
 @pytest.fixture
-def fed(tmp_path: Path, keys: dict[str, SigningKey]) -> Iterator[Federation]:
-    clock = Clock()
-    exchange = make_exchange(tmp_path / "server.db", keys, clock)
-    parties = {name: make_party(name, tmp_path, keys, exchange, clock) for name in ROLES}
-    yield Federation(clock, exchange.store, exchange, parties)
+def inproc_fed(tmp_path: Path, keys: Keys) -> Iterator[InProcessFederation]:
+    """The exchange rig's in-process exchange with both parties' agents (named apart from
+    conftest's `fed`, the demo federation's files)."""
+    rig = make_rig(tmp_path / "server.db", keys)
+    parties = {name: make_party(name, tmp_path, keys, rig.exchange, rig.clock) for name in ROLES}
+    yield InProcessFederation(rig.clock, rig.store, rig.exchange, parties)
     for party in parties.values():
         party.store.close()
-    exchange.store.close()
+    rig.store.close()
 
 
 @pytest.fixture
@@ -262,32 +231,35 @@ def _recording(into: list[bytes]) -> Callable[..., bytes]:
 
 @pytest.mark.parametrize(("last", "checkers"), SCENARIOS)
 def test_the_server_and_each_agent_build_the_same_bytes(
-    fed: Federation, built: dict[str, list[bytes]], last: int, checkers: tuple[str, ...]
+    inproc_fed: InProcessFederation,
+    built: dict[str, list[bytes]],
+    last: int,
+    checkers: tuple[str, ...],
 ) -> None:
-    body = fed.replay(last)
+    body = inproc_fed.replay(last)
     assert built["server"][-1] == body
     for party in checkers:
-        fed.parties[party].check(body)  # raises unless the agent built these very bytes
+        inproc_fed.parties[party].check(body)  # raises unless the agent built these very bytes
     assert built["agent"] == [body] * len(checkers)
 
 
-def test_the_scenarios_are_what_they_claim(fed: Federation) -> None:
-    alone = parse_report_body(fed.replay(0))
+def test_the_scenarios_are_what_they_claim(inproc_fed: InProcessFederation) -> None:
+    alone = parse_report_body(inproc_fed.replay(0))
     assert (alone.subordinate.version, alone.previous_report) == (0, None)
     assert [f.message for f in alone.findings] == [never_sent("jprs", PAIRING).message]
-    both = parse_report_body(fed.replay(1))
+    both = parse_report_body(inproc_fed.replay(1))
     assert (both.root.version, both.subordinate.version) == (1, 1)
     assert (both.previous_report, [r.finding.code for r in both.resolved]) == (
         alone.report_id,
         ["stale-peer"],
     )
-    changed = parse_report_body(fed.replay(2))
+    changed = parse_report_body(inproc_fed.replay(2))
     acked = _finding(changed, MISSING, OV_BUG)
     assert (acked.acknowledgement is not None, acked.first_seen) == (True, both.as_of)
     dropped = JPRS_LIST[0].sha256  # needs jprs's previous snapshot on both sides
     assert _finding(changed, "disappeared", dropped).first_seen == changed.as_of
     assert _finding(changed, MISSING, dropped).first_seen == changed.as_of
-    stale = parse_report_body(fed.replay(3))
+    stale = parse_report_body(inproc_fed.replay(3))
     (finding,) = [f for f in stale.findings if f.code == "stale-peer"]
     assert finding.party == "jprs"
     assert finding.message.startswith("jprs's snapshot version 2 issued 2021-03-01T14:00:00Z")
@@ -302,7 +274,9 @@ def _finding(body: ReportBody, code: str, sha256: str) -> Finding:
 # --- an agent refuses a body it did not build ---------------------------------------------------
 
 
-def forged(fed: Federation, body: bytes, edit: Callable[[list[Finding]], list[Finding]]) -> bytes:
+def forged(
+    fed: InProcessFederation, body: bytes, edit: Callable[[list[Finding]], list[Finding]]
+) -> bytes:
     """The body with its findings edited, rebuilt canonically on the same previous report."""
     parsed = parse_report_body(body)
     assert parsed.previous_report is not None
@@ -340,13 +314,16 @@ def _dropped(findings: list[Finding]) -> list[Finding]:
     ids=["severity", "dropped"],
 )
 def test_a_changed_finding_is_refused_saying_which(
-    fed: Federation, party: str, edit: Callable[[list[Finding]], list[Finding]], why: str
+    inproc_fed: InProcessFederation,
+    party: str,
+    edit: Callable[[list[Finding]], list[Finding]],
+    why: str,
 ) -> None:
-    body = fed.replay(2)
-    fed.parties[party].check(body)  # the real one is signed
+    body = inproc_fed.replay(2)
+    inproc_fed.parties[party].check(body)  # the real one is signed
     message = f"refusing to sign report on pairing {PAIRING!r}: {why}"
     with pytest.raises(ReportError, match=f"^{re.escape(message)}$"):
-        fed.parties[party].check(forged(fed, body, edit))
+        inproc_fed.parties[party].check(forged(inproc_fed, body, edit))
 
 
 # --- the builder alone ----------------------------------------------------------------------
@@ -357,7 +334,7 @@ def test_a_report_needs_a_snapshot_of_either_side() -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         build_report(
             pairing=PAIRING,
-            as_of=T0,
+            as_of=NOW,
             root=ReportSide("secom"),
             subordinate=ReportSide("jprs"),
             signers=[],

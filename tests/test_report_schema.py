@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from jsonschema import Draft202012Validator
 from invsync.agent.model.findings import CATALOGUE, FINDING_FIELDS, Severity
 from invsync.agent.reconcile.rules.stale_peer import never_sent
 from invsync.agent.report.body import SIGNER_ROLES, parse_report_body
+from tests.paths import ROOT
 from tests.report_helpers import (
     AS_OF,
     OV_BUG,
@@ -22,7 +22,7 @@ from tests.report_helpers import (
     hostile_record,
 )
 
-SCHEMA_PATH = Path(__file__).parent.parent / "docs" / "report.schema.json"
+SCHEMA_PATH = ROOT / "docs" / "report.schema.json"
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 LATER = datetime(2021, 3, 10, tzinfo=UTC)

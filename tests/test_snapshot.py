@@ -8,35 +8,27 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from invsync.agent.exchange import keys, snapshot
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.merkle import records_digest
 from invsync.agent.exchange.rejections import IncompleteStream, MalformedSnapshot, StreamTooLarge
-from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 from invsync.v1 import invsync_pb2 as pb
-from tests.paths import SECOM_JPRS
+from tests.exchange_rig import edited
 
-FIXTURES = SECOM_JPRS
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 
 
-def load_records(name: str) -> list[CertRecord]:
-    certs = x509.load_pem_x509_certificates((FIXTURES / name).read_bytes())
-    return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs]
-
-
 @pytest.fixture(scope="module")
-def records() -> list[CertRecord]:
-    plain = load_records("jprs_intermediates_all_generations.pem")
+def viewed_records(jprs_records: tuple[CertRecord, ...]) -> list[CertRecord]:
+    """`jprs_records` with a party's view: an operator, lifecycles, a source, a revocation."""
     seen = SourceRef("pem", "jprs.pem:1", NOW - timedelta(days=30), NOW)
     revoked = Revocation(datetime(2021, 3, 9, tzinfo=UTC), "superseded", "issuance-log:s.jsonl")
     return [
-        plain[0].with_view(operator="jprs", lifecycle="in-use", sources=(seen,)),
-        plain[1].with_view(lifecycle="unused", revocation=revoked),
-        *plain[2:],
+        jprs_records[0].with_view(operator="jprs", lifecycle="in-use", sources=(seen,)),
+        jprs_records[1].with_view(lifecycle="unused", revocation=revoked),
+        *jprs_records[2:],
     ]
 
 
@@ -61,8 +53,8 @@ def build(records: list[CertRecord], **changes: object) -> bytes:
     return snapshot.build_payload(**fields)  # type: ignore[arg-type]
 
 
-def test_round_trip(records: list[CertRecord]) -> None:
-    payload = build(list(reversed(records)))
+def test_round_trip(viewed_records: list[CertRecord]) -> None:
+    payload = build(list(reversed(viewed_records)))
     decoded = snapshot.decode_payload(payload)
     header = decoded.header
     assert (header.party, header.pairing, header.role, header.version) == (
@@ -74,42 +66,36 @@ def test_round_trip(records: list[CertRecord]) -> None:
     assert (header.issued_at, header.expires_at) == (NOW, NOW + timedelta(days=7))
     assert header.previous_digest == b"\x11" * 32
     assert header.scope_issuer_spki == (b"spki-1",)
-    assert header.record_count == len(records) == 16
-    assert header.records_digest == records_digest(r.sha256 for r in records)
+    assert header.record_count == len(viewed_records) == 16
+    assert header.records_digest == records_digest(r.sha256 for r in viewed_records)
     assert decoded.payload_sha256 == hashlib.sha256(payload).hexdigest()
     # Sorted by identity, and the party's view survives the trip unchanged.
-    assert list(decoded.records) == sorted(records, key=lambda r: r.sha256)
+    assert list(decoded.records) == sorted(viewed_records, key=lambda r: r.sha256)
 
 
-def test_build_is_order_independent(records: list[CertRecord]) -> None:
-    assert build(records) == build(list(reversed(records)))
+def test_build_is_order_independent(viewed_records: list[CertRecord]) -> None:
+    assert build(viewed_records) == build(list(reversed(viewed_records)))
 
 
-def test_build_refuses_duplicates(records: list[CertRecord]) -> None:
-    with pytest.raises(ValueError, match=f"record {records[0].sha256} appears twice"):
-        build([records[0], records[1], records[0]])
+def test_build_refuses_duplicates(viewed_records: list[CertRecord]) -> None:
+    with pytest.raises(ValueError, match=f"record {viewed_records[0].sha256} appears twice"):
+        build([viewed_records[0], viewed_records[1], viewed_records[0]])
 
 
-def test_build_refuses_naive_time(records: list[CertRecord]) -> None:
+def test_build_refuses_naive_time(viewed_records: list[CertRecord]) -> None:
     with pytest.raises(ValueError, match="naive datetime 2021-03-01T00:00:00"):
-        build(records, issued_at=datetime(2021, 3, 1))
+        build(viewed_records, issued_at=datetime(2021, 3, 1))
 
 
-def test_build_refuses_unknown_role(records: list[CertRecord]) -> None:
+def test_build_refuses_unknown_role(viewed_records: list[CertRecord]) -> None:
     with pytest.raises(ValueError, match="role must be 'root' or 'subordinate', got 'peer'"):
-        build(records, role="peer")
+        build(viewed_records, role="peer")
 
 
-def test_sign_snapshot(records: list[CertRecord], key: keys.SigningKey) -> None:
-    env = snapshot.sign_snapshot(build(records), key)
+def test_sign_snapshot(viewed_records: list[CertRecord], key: keys.SigningKey) -> None:
+    env = snapshot.sign_snapshot(build(viewed_records), key)
     assert env.payload_type == snapshot.SNAPSHOT_PAYLOAD_TYPE
     assert [s.keyid for s in env.signatures] == [key.keyid]
-
-
-def edited(payload: bytes, edit: object) -> bytes:
-    msg = pb.SnapshotPayload.FromString(payload)
-    edit(msg)  # type: ignore[operator]
-    return msg.SerializeToString()
 
 
 def malformed(payload: bytes, message: str) -> None:
@@ -117,30 +103,30 @@ def malformed(payload: bytes, message: str) -> None:
         snapshot.decode_payload(payload)
 
 
-def test_decode_bad_der_names_record(records: list[CertRecord]) -> None:
+def test_decode_bad_der_names_record(viewed_records: list[CertRecord]) -> None:
     def corrupt(msg: pb.SnapshotPayload) -> None:
         msg.records[1].certificate_der = b"\x30\x03\x02\x01\x01"
 
-    malformed(edited(build(records), corrupt), "record 1: certificate DER does not parse")
+    malformed(edited(build(viewed_records), corrupt), "record 1: certificate DER does not parse")
 
 
-def test_decode_unknown_role(records: list[CertRecord]) -> None:
+def test_decode_unknown_role(viewed_records: list[CertRecord]) -> None:
     def unset(msg: pb.SnapshotPayload) -> None:
         msg.header.role = pb.ROLE_UNSPECIFIED
 
-    malformed(edited(build(records), unset), "header has unknown role 0")
+    malformed(edited(build(viewed_records), unset), "header has unknown role 0")
 
 
 @pytest.mark.parametrize("field", ["issued_at", "expires_at"])
-def test_decode_missing_time(records: list[CertRecord], field: str) -> None:
+def test_decode_missing_time(viewed_records: list[CertRecord], field: str) -> None:
     def drop(msg: pb.SnapshotPayload) -> None:
         msg.header.ClearField(field)  # type: ignore[arg-type]
 
-    malformed(edited(build(records), drop), f"header has no {field}")
+    malformed(edited(build(viewed_records), drop), f"header has no {field}")
 
 
-def test_decode_version_zero(records: list[CertRecord]) -> None:
-    malformed(build(records, version=0), "header version is 0; versions start at 1")
+def test_decode_version_zero(viewed_records: list[CertRecord]) -> None:
+    malformed(build(viewed_records, version=0), "header version is 0; versions start at 1")
 
 
 def test_decode_no_header() -> None:
@@ -151,20 +137,20 @@ def test_decode_not_protobuf() -> None:
     malformed(b"\xff\xff\xff", "payload is not a SnapshotPayload")
 
 
-def test_decode_unknown_lifecycle(records: list[CertRecord]) -> None:
+def test_decode_unknown_lifecycle(viewed_records: list[CertRecord]) -> None:
     def odd(msg: pb.SnapshotPayload) -> None:
         msg.records[2].lifecycle = "retired"
 
-    sha = sorted(r.sha256 for r in records)[2]
-    malformed(edited(build(records), odd), f"record 2 ({sha}): unknown lifecycle 'retired'")
+    sha = sorted(r.sha256 for r in viewed_records)[2]
+    malformed(edited(build(viewed_records), odd), f"record 2 ({sha}): unknown lifecycle 'retired'")
 
 
-def test_decode_unknown_revocation_reason(records: list[CertRecord]) -> None:
+def test_decode_unknown_revocation_reason(viewed_records: list[CertRecord]) -> None:
     def odd(msg: pb.SnapshotPayload) -> None:
         msg.records[0].revocation.revoked_at.FromDatetime(NOW)
         msg.records[0].revocation.reason = "bored"
 
-    malformed(edited(build(records), odd), "unknown revocation reason 'bored'")
+    malformed(edited(build(viewed_records), odd), "unknown revocation reason 'bored'")
 
 
 # The chunked stream

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-import socket
 import urllib.request
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
+from tests.paths import ROOT
+
+DOC = ROOT / "docs" / "metrics.md"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> tuple[str, Samples]:

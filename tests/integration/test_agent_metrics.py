@@ -23,7 +23,8 @@ from cryptography import x509
 from invsync.agent.report.body import parse_report_body, read_report_file
 from invsync.server.localfed import agent_config, command, server_process, write_federation
 from tests.integration.conftest import Federation, wait_for
-from tests.integration.scrape import Samples, assert_serves_documented, free_port, scrape, value
+from tests.integration.ports import free_port
+from tests.integration.scrape import Samples, assert_serves_documented, scrape, value
 
 pytestmark = pytest.mark.integration
 PAIRING = {"pairing": "secom-jprs"}

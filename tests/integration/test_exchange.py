@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from invsync.agent.errors import TransportError
 from invsync.agent.exchange.client import NotFoundYet, Refused, rejection_rule
+from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.receipt import decode_receipt
 from invsync.agent.exchange.rejections import RollbackError, UntrustedSignerError
@@ -50,7 +51,7 @@ def _snapshot_of(fed: Federation, party: str, role: str, pairing: str = "secom-j
     )
 
 
-def _signed(fed: Federation, party: str, payload: bytes):  # type: ignore[no-untyped-def]
+def _signed(fed: Federation, party: str, payload: bytes) -> Envelope:
     return sign_snapshot(payload, load_signing_key(fed.work / "keys" / f"{party}.key"))
 
 

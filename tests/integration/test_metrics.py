@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from invsync.server.localfed import PARTIES, agent_config, command, server_process, write_federation
-from tests.integration.scrape import assert_serves_documented, free_port, scrape
+from tests.integration.ports import free_port
+from tests.integration.scrape import assert_serves_documented, scrape
 from tests.integration.scrape import value as sample
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.scrape import free_port
+from tests.integration.ports import free_port
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
-GUIDE = Path(__file__).parents[2] / "docs" / "operations.md"
+GUIDE = ROOT / "docs" / "operations.md"
 COMPLETE = "complete: server valid, root valid, subordinate valid"
 # Bash that waits up to a minute for FILE to contain TEXT, printing FILE if it never does.
 WAIT = """wait_for() {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -21,17 +20,12 @@ from invsync.agent.exchange.client import ExchangeClient, Unreachable
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.server.localfed import agent_config, server_process, write_federation
 from tests.integration.conftest import Federation
+from tests.integration.ports import free_port as free_port  # test_sigterm imports it from here
 from tests.integration.test_exchange import _signed, _snapshot_of
 
 pytestmark = pytest.mark.integration
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _endpoint(work: Path, party: str, address: str) -> ServerEndpoint:

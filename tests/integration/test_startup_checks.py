@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from invsync.server.localfed import agent_config, command, write_federation
+from invsync.server.localfed import command
 
 pytestmark = pytest.mark.integration
 HINT = "hint: Fix the named key in the configuration file; `invsync --help` lists the commands.\n"
-
-
-@pytest.fixture
-def fed(tmp_path: Path) -> Path:
-    write_federation(tmp_path)
-    for party in ("secom", "jprs"):
-        (tmp_path / f"{party}.toml").write_text(agent_config(party, 7443))
-    return tmp_path
 
 
 @pytest.fixture

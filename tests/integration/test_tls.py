@@ -8,9 +8,7 @@ refused every call with PERMISSION_DENIED: TLS authenticates any member, not the
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -22,15 +20,15 @@ from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.pki import make_federation
-from invsync.agent.exchange.snapshot import build_payload, sign_snapshot, to_chunks
+from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.model.snapshot import SUBORDINATE
 from invsync.server.daemon import SERVICE_NAME
 from invsync.server.localfed import PARTIES, server_process, write_federation
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 from tests.integration.conftest import Federation
+from tests.integration.test_exchange import _rules, _signed, _snapshot_of, _stored_snapshots
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +58,7 @@ def channel(fed: Federation, cert: Path, key: Path) -> grpc.Channel:
 
 def jprs_snapshot(fed: Federation) -> Envelope:
     """A valid jprs snapshot, signed with jprs's real key."""
-    now = datetime.now(UTC)
-    payload = build_payload(
-        party="jprs",
-        pairing=PAIRING,
-        role=SUBORDINATE,
-        version=1,
-        issued_at=now,
-        expires_at=now + timedelta(hours=1),
-        records=[],
-    )
-    return sign_snapshot(payload, load_signing_key(fed.work / "keys" / "jprs.key"))
-
-
-def stored(fed: Federation, table: str) -> int:
-    with sqlite3.connect(fed.work / "state" / "server.db") as db:
-        return int(db.execute(f"select count(*) from {table}").fetchone()[0])
+    return _signed(fed, "jprs", _snapshot_of(fed, "jprs", SUBORDINATE, PAIRING))
 
 
 def calls(stub: pb_grpc.ExchangeStub, env: Envelope) -> dict[str, grpc.RpcError]:
@@ -101,11 +84,6 @@ def calls(stub: pb_grpc.ExchangeStub, env: Envelope) -> dict[str, grpc.RpcError]
     return errors
 
 
-def rules(error: grpc.RpcError) -> list[object]:
-    """The `invsync-rule` values of a failed call's trailing metadata."""
-    return [m.value for m in error.trailing_metadata() if m.key == "invsync-rule"]
-
-
 def test_a_client_certificate_of_another_ca_is_refused_at_the_handshake(
     federation: Federation,
 ) -> None:
@@ -118,13 +96,13 @@ def test_a_client_certificate_of_another_ca_is_refused_at_the_handshake(
     assert {name: e.code() for name, e in errors.items()} == dict.fromkeys(
         errors, grpc.StatusCode.UNAVAILABLE
     )
-    assert [rules(e) for e in errors.values()] == [[]] * len(errors)  # no server answered
-    assert stored(federation, "snapshots") == 0
+    assert [_rules(e) for e in errors.values()] == [[]] * len(errors)  # no server answered
+    assert _stored_snapshots(federation) == 0
     # The very same snapshot, from jprs's federation certificate, is accepted.
     client = federation.client("jprs")
     client.push(env)
     client.close()
-    assert stored(federation, "snapshots") == 1
+    assert _stored_snapshots(federation) == 1
 
 
 def test_the_agents_client_reports_the_refused_handshake(federation: Federation) -> None:
@@ -157,13 +135,13 @@ def test_a_federation_certificate_of_no_party_is_denied_every_call(
     )
     not_a_party = "TLS client certificate CN='mallory' is not the tls_identity of any party"
     assert {name: e.details() for name, e in errors.items()} == dict.fromkeys(errors, not_a_party)
-    assert [rules(e) for e in errors.values()] == [["access-denied"]] * len(errors)
-    assert stored(fed, "snapshots") == 0
+    assert [_rules(e) for e in errors.values()] == [["access-denied"]] * len(errors)
+    assert _stored_snapshots(fed) == 0
     # The same CA's certificate for jprs works: mallory was refused by party, not by TLS.
     client = fed.client("jprs")
     client.push(env)
     client.close()
-    assert stored(fed, "snapshots") == 1
+    assert _stored_snapshots(fed) == 1
 
 
 def test_mallory_reads_nothing_once_there_is_something_to_read(

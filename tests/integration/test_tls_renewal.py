@@ -23,8 +23,9 @@ from invsync.agent.exchange.snapshot import decode_payload
 from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
 from invsync.server.localfed import PARTIES, server_process, write_federation
 from tests.integration.conftest import Federation
+from tests.integration.ports import free_port
 from tests.integration.test_exchange import _latest_reports, _refresh_every_cycle, _run_both_agents
-from tests.integration.test_retry import _pin_port, free_port
+from tests.integration.test_retry import _pin_port
 
 pytestmark = pytest.mark.integration
 
