@@ -2,6 +2,10 @@
 
 `service.py` adapts it to gRPC. Every method takes the caller's party as established from the
 TLS certificate by `auth.py`; none trusts a party named in a request.
+
+Every accepted or issued envelope is appended to the transparency log (DESIGN §6a, the entry
+format in invsync.proto's LogEntry) in the transaction that commits it, and each append signs a
+new checkpoint; the receipt names the snapshot's entry and a checkpoint that includes it.
 """
 
 from __future__ import annotations
@@ -11,25 +15,37 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from google.protobuf.message import DecodeError
+
+from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import AcceptancePolicy, accept
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.receipt import receipt_for, sign_receipt
 from invsync.agent.exchange.rejections import (
     AccessDenied,
+    BadLogRequest,
     BadReportSignature,
     NotFound,
     SnapshotRejected,
 )
 from invsync.agent.exchange.snapshot import decode_payload, from_chunks
+from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
-from invsync.server.store import ServerStore, StoredReport
+from invsync.server.storage import ExchangeStorage, Logged, LogWriter, StoredReport, log_entry
 from invsync.v1 import invsync_pb2 as pb
 
 log = logging.getLogger("invsync.server")
+# The most entries one GetLogEntries request may ask for; a larger range is refused, so a client
+# learns the cap instead of mistaking a short answer for the log's end.
+MAX_LOG_ENTRIES = 256
+# Entries past this many bytes in all are left to the next request (at least one is answered),
+# so a range of large snapshots cannot make one answer of gigabytes.
+MAX_LOG_ANSWER_BYTES = 3 << 20
 
 
 class Exchange:
@@ -37,7 +53,7 @@ class Exchange:
         self,
         *,
         name: str,
-        store: ServerStore,
+        store: ExchangeStorage,
         policy: AcceptancePolicy,
         signing_key: SigningKey,
         reports: ReportMaker,
@@ -51,6 +67,7 @@ class Exchange:
         self.reports = reports
         self.max_snapshot_bytes = max_snapshot_bytes
         self.clock = clock
+        self.log = LogWriter(name, signing_key)
         # One writer at a time: acceptance reads the last version, then commits the next.
         self._lock = threading.Lock()
 
@@ -84,10 +101,8 @@ class Exchange:
                 header.party, header.pairing, metrics.ACCEPTED, "duplicate"
             ).inc()
             return receipt
-        receipt = self._receipt(header.party, header.pairing, header.version, env)
-        self.store.commit_snapshot(
-            header.party, header.pairing, header.version, env, receipt, accepted.rotation
-        )
+        with self.store.transaction():
+            receipt = self._commit(header, env, accepted.rotation)
         if accepted.rotation is not None:
             self._log_rotation(accepted.rotation)
         log.info(
@@ -105,6 +120,22 @@ class Exchange:
         metrics.SNAPSHOTS_RECEIVED.labels(header.party, header.pairing, metrics.ACCEPTED, "").inc()
         metrics.LAST_ACCEPTED.labels(header.party, header.pairing).set(self.clock().timestamp())
         self._reconcile(header.pairing)
+        return receipt
+
+    def _commit(self, header: SnapshotHeader, env: Envelope, rotation: Rotation | None) -> bytes:
+        """The snapshot, its receipt, the key it rotated to, and their log entries, in the
+        caller's transaction; the receipt points at the snapshot's entry, so that comes first."""
+        logged = self.log.append(self.store, _entry(pb.LOG_ENTRY_KIND_SNAPSHOT, header, env))
+        receipt = self._receipt(header.party, header.pairing, header.version, env, logged)
+        self.store.commit_snapshot(
+            header.party, header.pairing, header.version, env, receipt, rotation
+        )
+        signed = Envelope.from_pb(pb.Envelope.FromString(receipt))
+        self.log.append(self.store, _entry(pb.LOG_ENTRY_KIND_RECEIPT, header, signed))
+        if rotation is not None:
+            key = rotation.new_key.spki_der
+            entry = _entry(pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT, header, env, key)
+            self.log.append(self.store, entry)
         return receipt
 
     def fetch_peer_snapshot(self, tls_party: str | None, pairing: str, version: int) -> Envelope:
@@ -134,9 +165,89 @@ class Exchange:
                 f"report {report_id}: signature by key {sig.keyid[:16]} does not verify "
                 f"with a key in force for party {tls_party!r} in pairing {pairing!r}"
             )
-        self.store.add_report_signature(stored.report_id, sig)
+        self._add_signature(tls_party, stored, sig)
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
         return self.report(tls_party, pairing, report_id)
+
+    def _add_signature(self, party: str, stored: StoredReport, sig: Sig) -> None:
+        """Store the signature and log the party's signed envelope of the body, at once."""
+        with self.store.transaction():
+            if not self.store.add_report_signature(stored.report_id, sig):
+                return
+            env = Envelope(REPORT_PAYLOAD_TYPE, stored.envelope.payload, (sig,))
+            entry = log_entry(
+                pb.LOG_ENTRY_KIND_REPORT_SIGNATURE,
+                env,
+                party=party,
+                pairing=stored.pairing,
+                report_id=stored.report_id,
+            )
+            self.log.append(self.store, entry)
+
+    # The transparency log: its checkpoints, proofs and leaf hashes are readable by every member
+    # of the federation, because an inclusion or consistency proof needs the whole tree. An
+    # entry's bytes (snapshots, reports) only by the parties of its pairing: the others get its
+    # leaf hash alone, so no pairing's inventories leak to another's members.
+
+    def checkpoint(self, tls_party: str | None, size: int) -> bytes:
+        """The latest signed checkpoint, or with `size` the one signed at that size."""
+        self._member(tls_party)
+        note = self.store.checkpoint(size)
+        if note is None:
+            which = f"of size {size}" if size else "yet"
+            raise NotFound(f"the log has no checkpoint {which} (it has {self._size()} entries)")
+        return note
+
+    def log_entries(self, tls_party: str | None, start: int, end: int) -> LogRange:
+        """The leaf hashes of start <= index < end and, byte for byte, the entries of the
+        caller's own pairings (maybe the first part of the range only)."""
+        self._member(tls_party)
+        if end <= start:
+            raise _bad_request(f"log entries {start}..{end}: the end must be after the start")
+        if end - start > MAX_LOG_ENTRIES:
+            raise _bad_request(
+                f"log entries {start}..{end}: {end - start} asked for, at most "
+                f"{MAX_LOG_ENTRIES} per request"
+            )
+        self._within(end)
+        leaves = self.store.log_entries(start, end, MAX_LOG_ANSWER_BYTES)
+        own = self._pairings_of(tls_party)
+        return LogRange.of(start, leaves, lambda leaf: _pairing_of(leaf) in own)
+
+    def inclusion_proof(self, tls_party: str | None, index: int, size: int) -> list[bytes]:
+        self._member(tls_party)
+        if not 0 <= index < size:
+            raise _bad_request(f"inclusion proof: entry {index} is not in a tree of size {size}")
+        self._within(size)
+        return tlog.inclusion_proof(self.store.leaf_hashes(size), index)
+
+    def consistency_proof(self, tls_party: str | None, first: int, second: int) -> list[bytes]:
+        self._member(tls_party)
+        if not 0 < first <= second:
+            raise _bad_request(
+                f"consistency proof {first} -> {second}: sizes must be 0 < first <= second"
+            )
+        self._within(second)
+        return tlog.consistency_proof(self.store.leaf_hashes(second), first)
+
+    def _pairings_of(self, tls_party: str | None) -> frozenset[str]:
+        return frozenset(
+            name
+            for name, spec in self.policy.pairings.items()
+            if tls_party in (spec.root, spec.subordinate)
+        )
+
+    def _member(self, tls_party: str | None) -> None:
+        if tls_party not in self.policy.parties:
+            raise AccessDenied(f"party {tls_party!r} is not a member of the federation")
+
+    def _within(self, size: int) -> None:
+        """NotFound unless the log has at least `size` entries: the caller is ahead of it."""
+        if size > self._size():
+            raise NotFound(f"the log has {self._size()} entries, not {size}")
+
+    def _size(self) -> int:
+        return self.store.log_size()
 
     def _log_rotation(self, rotation: Rotation) -> None:
         old = ", ".join(k.keyid[:16] for k in rotation.old_keys)
@@ -173,7 +284,9 @@ class Exchange:
             raise AccessDenied(f"party {tls_party!r} is not a member of pairing {pairing!r}")
         return spec.subordinate if tls_party == spec.root else spec.root
 
-    def _receipt(self, party: str, pairing: str, version: int, env: Envelope) -> bytes:
+    def _receipt(
+        self, party: str, pairing: str, version: int, env: Envelope, logged: Logged
+    ) -> bytes:
         receipt = receipt_for(
             party=party,
             pairing=pairing,
@@ -181,6 +294,8 @@ class Exchange:
             payload=env.payload,
             accepted_at=self.clock(),
             server=self.name,
+            log_index=logged.index,
+            checkpoint=logged.checkpoint,
         )
         signed: bytes = sign_receipt(receipt, self.key).to_pb().SerializeToString()
         return signed
@@ -191,3 +306,30 @@ class Exchange:
             self.reports.make(pairing)
         except Exception:
             log.exception("reconciling pairing=%s failed", pairing)
+
+
+def _entry(
+    kind: pb.LogEntryKind.ValueType, header: SnapshotHeader, env: Envelope, key: bytes = b""
+) -> pb.LogEntry:
+    """The log entry of an envelope about the snapshot `header` heads."""
+    return log_entry(
+        kind,
+        env,
+        party=header.party,
+        pairing=header.pairing,
+        version=header.version,
+        announced_key=key,
+    )
+
+
+def _bad_request(message: str) -> BadLogRequest:
+    return BadLogRequest(message)
+
+
+def _pairing_of(leaf: bytes) -> str:
+    """The pairing of a stored entry; "" (nobody's) for bytes that do not parse, which only a
+    damaged database could hold: withheld rather than served."""
+    try:
+        return pb.LogEntry.FromString(leaf).pairing
+    except DecodeError:
+        return ""

@@ -2,7 +2,8 @@
 
 The server decodes the snapshots it stored (their signatures were verified when accepted), hands
 them to the one report builder the agents call too (`agent.report.build`), and signs the body.
-The agents then rebuild it themselves before adding their signatures.
+The agents then rebuild it themselves before adding their signatures. A new report is
+appended to the transparency log in the transaction that stores it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange.acceptance import AcceptancePolicy
-from invsync.agent.exchange.envelope import Sig, pae
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import decode_payload
@@ -26,7 +27,8 @@ from invsync.agent.report.body import (
 )
 from invsync.agent.report.build import ReportSide, build_report
 from invsync.server import metrics
-from invsync.server.store import ServerStore
+from invsync.server.storage import ExchangeStorage, LogWriter, log_entry
+from invsync.v1 import invsync_pb2 as pb
 
 
 class ReportMaker:
@@ -34,7 +36,7 @@ class ReportMaker:
         self,
         *,
         server_name: str,
-        store: ServerStore,
+        store: ExchangeStorage,
         policy: AcceptancePolicy,
         signing_key: SigningKey,
         as_of: datetime | None = None,
@@ -46,6 +48,7 @@ class ReportMaker:
         self.key = signing_key
         self.as_of = as_of
         self.clock = clock
+        self.log = LogWriter(server_name, signing_key)
 
     def make(self, pairing: str) -> str | None:
         """Reconcile and store a signed report; its id, or None while neither side has pushed.
@@ -76,7 +79,11 @@ class ReportMaker:
         """Sign and store the body; its findings become the pairing's open-findings gauge."""
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
-        self.store.save_report(rid, pairing, body, sig)
+        with self.store.transaction():
+            if self.store.save_report(rid, pairing, body, sig):
+                env = Envelope(REPORT_PAYLOAD_TYPE, body, (sig,))
+                entry = log_entry(pb.LOG_ENTRY_KIND_REPORT, env, pairing=pairing, report_id=rid)
+                self.log.append(self.store, entry)
         metrics.OPEN_FINDINGS.set(pairing, parse_report_body(body).findings)
         return rid
 
@@ -130,7 +137,7 @@ class ReportMaker:
         return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
 
 
-def party_keyring(policy: AcceptancePolicy, store: ServerStore, party: str) -> KeyRing:
+def party_keyring(policy: AcceptancePolicy, store: ExchangeStorage, party: str) -> KeyRing:
     """The party's pinned keys and the rotations it announced so far."""
     return KeyRing(party, policy.parties[party].keys, tuple(store.rotations(party)))
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from invsync.server.config import SCHEDULES
 from invsync.server.reconciling import ReportMaker
-from invsync.server.store import ServerStore
+from invsync.server.storage import ExchangeStorage
 
 TICK_SECONDS = 60.0
 log = logging.getLogger("invsync.server")
@@ -45,7 +45,7 @@ def due(schedule: str, last_report: datetime | None, now: datetime) -> bool:
 
 def run_due(
     maker: ReportMaker,
-    store: ServerStore,
+    store: ExchangeStorage,
     schedules: Mapping[str, str],
     now: datetime,
     tried: dict[str, tuple[int, ...]],
@@ -72,7 +72,7 @@ def run_due(
 
 def start_scheduler(
     maker: ReportMaker,
-    store: ServerStore,
+    store: ExchangeStorage,
     schedules: Mapping[str, str],
     clock: Callable[[], datetime],
     stop: threading.Event,

@@ -22,7 +22,7 @@ from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics
 from invsync.server.auth import party_of
 from invsync.server.exchange import Exchange
-from invsync.server.store import StoredReport
+from invsync.server.storage import StoredReport
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
@@ -79,6 +79,55 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             ),
         )
         return _report_pb(stored)
+
+    # The transparency log: any authenticated member may read its hashes and proofs, and the
+    # entries of its own pairings (see Exchange.log_entries).
+
+    def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> pb.SignedCheckpoint:
+        note = _guard(
+            "GetCheckpoint",
+            context,
+            lambda: self.exchange.checkpoint(party_of(context, self.identities), request.tree_size),
+        )
+        return pb.SignedCheckpoint(note=note)
+
+    def GetLogEntries(
+        self, request: pb.GetLogEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.LogEntries:
+        answer = _guard(
+            "GetLogEntries",
+            context,
+            lambda: self.exchange.log_entries(
+                party_of(context, self.identities), request.start, request.end
+            ),
+        )
+        return answer.to_pb()  # the stored bytes, never re-serialized
+
+    def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> pb.LogProof:
+        hashes = _guard(
+            "GetInclusionProof",
+            context,
+            lambda: self.exchange.inclusion_proof(
+                party_of(context, self.identities), request.index, request.tree_size
+            ),
+        )
+        return pb.LogProof(hashes=hashes)
+
+    def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> pb.LogProof:
+        hashes = _guard(
+            "GetConsistencyProof",
+            context,
+            lambda: self.exchange.consistency_proof(
+                party_of(context, self.identities), request.first_size, request.second_size
+            ),
+        )
+        return pb.LogProof(hashes=hashes)
 
 
 def _guard(method: str, context: grpc.ServicerContext, call: Callable[[], T]) -> T:

@@ -1,7 +1,10 @@
-"""The exchange server's database: accepted snapshots as received, receipts, reports, signatures.
+"""The exchange server's database: accepted snapshots as received, receipts, reports, signatures,
+and the transparency log with its signed checkpoints. It implements
+`server.storage.ExchangeStorage`.
 
 A snapshot and its receipt are written in one transaction, and the receipt is handed out only
-after that commit, so an acknowledged snapshot is never lost (DESIGN §9).
+after that commit, so an acknowledged snapshot is never lost (DESIGN §9). The log's tables refuse
+UPDATE and DELETE: the log only grows, whatever code runs against the file.
 """
 
 from __future__ import annotations
@@ -11,28 +14,21 @@ import functools
 import hashlib
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 
+from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import LastAccepted
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.agent.store.db import open_database
-
-
-@dataclass(frozen=True)
-class StoredReport:
-    report_id: str
-    pairing: str
-    created_at: datetime
-    envelope: Envelope
-
+from invsync.server.storage import StoredReport as StoredReport  # re-exported: its old home
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,7 +84,28 @@ def _m002_key_rotations(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (_m001_initial, _m002_key_rotations)
+def _m003_transparency_log(db: sqlite_utils.Database) -> None:
+    """The log's leaves (exact serialized LogEntry bytes) and the checkpoint signed at each size.
+
+    A database from before this migration starts an empty log: its earlier exchanges stay in
+    their own tables, unlogged, since only the running server can sign checkpoints."""
+    db.execute(
+        "CREATE TABLE log_entries (idx INTEGER PRIMARY KEY NOT NULL, leaf BLOB NOT NULL,"
+        " leaf_hash BLOB NOT NULL, added_at TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY NOT NULL, note BLOB NOT NULL,"
+        " signed_at TEXT NOT NULL)"
+    )
+    for table in ("log_entries", "checkpoints"):
+        for event in ("UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table}"
+                f" BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+
+
+MIGRATIONS = (_m001_initial, _m002_key_rotations, _m003_transparency_log)
 
 
 class ServerStore:
@@ -101,6 +118,13 @@ class ServerStore:
     @_locked
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction for every call inside (theirs nest as savepoints); holding the lock
+        throughout keeps other threads' writes out of it."""
+        with self._lock, self.db.atomic():
+            yield
 
     @_locked
     def last_accepted(self, party: str, pairing: str) -> LastAccepted | None:
@@ -156,19 +180,23 @@ class ServerStore:
         return None if row is None else bytes(row["receipt"])
 
     @_locked
-    def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> None:
+    def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> bool:
         with self.db.atomic():
             if self.db.table("reports").count_where("report_id = ?", [report_id]):
-                return
+                return False
             self.db.table("reports").insert(
                 {"report_id": report_id, "pairing": pairing, "created_at": _now(), "body": body}
             )
             self._insert_sig(report_id, server_sig)
+        return True
 
     @_locked
-    def add_report_signature(self, report_id: str, sig: Sig) -> None:
+    def add_report_signature(self, report_id: str, sig: Sig) -> bool:
+        if self._stored_sig(report_id, sig.keyid) == sig.sig:
+            return False  # the same bytes again: a retried call, nothing new to keep or log
         with self.db.atomic():
             self._insert_sig(report_id, sig)
+        return True
 
     @_locked
     def report(self, pairing: str, report_id: str = "") -> StoredReport | None:
@@ -181,6 +209,61 @@ class ServerStore:
             )
         )
         return self._stored_report(rows[0]) if rows else None
+
+    @_locked
+    def append_log_entry(self, leaf: bytes) -> int:
+        with self.db.atomic():
+            index = self.log_size()
+            self.db.table("log_entries").insert(
+                {"idx": index, "leaf": leaf, "leaf_hash": tlog.leaf_hash(leaf), "added_at": _now()}
+            )
+        return index
+
+    @_locked
+    def log_size(self) -> int:
+        # idx runs 0, 1, 2... without gaps (nothing is ever deleted), so the count is the size.
+        return int(self.db.execute("SELECT count(*) FROM log_entries").fetchone()[0])
+
+    @_locked
+    def log_entries(self, start: int, end: int, max_bytes: int) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT leaf FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", [start, end]
+        )
+        leaves: list[bytes] = []
+        total = 0
+        for (leaf,) in rows:  # read lazily: a range of large entries stops at the budget
+            total += len(leaf)
+            if leaves and total > max_bytes:
+                break
+            leaves.append(bytes(leaf))
+        return leaves
+
+    @_locked
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT leaf_hash FROM log_entries WHERE idx < ? ORDER BY idx", [size]
+        )
+        return [bytes(h) for (h,) in rows]
+
+    @_locked
+    def save_checkpoint(self, size: int, note: bytes) -> None:
+        with self.db.atomic():
+            self.db.table("checkpoints").insert({"size": size, "note": note, "signed_at": _now()})
+
+    @_locked
+    def checkpoint(self, size: int = 0) -> bytes | None:
+        where, args = ("size = ?", [size]) if size else ("1", [])
+        row = self.db.execute(
+            f"SELECT note FROM checkpoints WHERE {where} ORDER BY size DESC LIMIT 1", args
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _stored_sig(self, report_id: str, keyid: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT sig FROM report_signatures WHERE report_id = ? AND keyid = ?",
+            [report_id, keyid],
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _stored_report(self, row: dict[str, Any]) -> StoredReport:
         sigs = tuple(

@@ -1,4 +1,5 @@
-"""ServerStore: migrations, exact bytes, versions, reports and signatures, threads, atomicity."""
+"""ServerStore: migrations, exact bytes, versions, reports and signatures, threads, atomicity,
+and the transparency log's tables."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import LastAccepted
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import generate
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.server.storage import ExchangeStorage
 from invsync.server.store import ServerStore
 
 PAIRING = "secom-jprs"
@@ -55,8 +58,15 @@ def test_migrations_are_recorded_once(path: Path) -> None:
     ServerStore(path).close()
     again = ServerStore(path)
     names = [row["name"] for row in again.db.table("_migrations").rows]
-    assert names == ["_m001_initial", "_m002_key_rotations"]
-    tables = {"snapshots", "reports", "report_signatures", "key_rotations"}
+    assert names == ["_m001_initial", "_m002_key_rotations", "_m003_transparency_log"]
+    tables = {
+        "snapshots",
+        "reports",
+        "report_signatures",
+        "key_rotations",
+        "log_entries",
+        "checkpoints",
+    }
     assert set(again.db.table_names()) >= tables
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert again.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -245,3 +255,111 @@ def test_a_crash_after_the_snapshot_row_keeps_no_rotation_and_no_snapshot(
     monkeypatch.undo()
     assert store.snapshot("jprs", PAIRING) is None
     assert store.rotations("jprs") == []
+
+
+def test_save_report_and_add_signature_say_whether_they_stored_anything(
+    store: ServerStore,
+) -> None:
+    assert store.save_report("r1", PAIRING, b"body", sig("server")) is True
+    assert store.save_report("r1", PAIRING, b"body", sig("server")) is False
+    assert store.add_report_signature("r1", sig("jprs")) is True
+    assert store.add_report_signature("r1", sig("jprs")) is False  # the same bytes: a retry
+    other = Sig("jprs", b"another signature by the same key")
+    assert store.add_report_signature("r1", other) is True
+    stored = store.report(PAIRING, "r1")
+    assert stored is not None and stored.envelope.signatures == (sig("server"), other)
+
+
+def test_the_store_is_an_exchange_storage(store: ServerStore) -> None:
+    storage: ExchangeStorage = store  # mypy checks the structure; this checks it is usable
+    assert storage.log_size() == 0
+    assert storage.checkpoint() is None
+
+
+def test_log_entries_get_consecutive_indexes_and_keep_their_exact_bytes(
+    store: ServerStore,
+) -> None:
+    leaves = [AWKWARD, b"", b"\x00", AWKWARD + b"2"]
+    assert [store.append_log_entry(leaf) for leaf in leaves] == [0, 1, 2, 3]
+    assert store.log_size() == 4
+    assert store.log_entries(0, 4, 1 << 20) == leaves
+    assert store.log_entries(1, 3, 1 << 20) == leaves[1:3]
+    assert store.log_entries(4, 9, 1 << 20) == []
+    assert store.leaf_hashes(4) == [tlog.leaf_hash(leaf) for leaf in leaves]
+    assert store.leaf_hashes(2) == [tlog.leaf_hash(leaf) for leaf in leaves[:2]]
+    assert all(type(leaf) is bytes for leaf in store.log_entries(0, 4, 1 << 20))
+
+
+def test_a_range_stops_at_the_byte_budget_but_answers_at_least_one_entry(
+    store: ServerStore,
+) -> None:
+    for n in range(4):
+        store.append_log_entry(bytes([n]) * 100)
+    assert [len(leaf) for leaf in store.log_entries(0, 4, 250)] == [100, 100]
+    assert store.log_entries(2, 4, 10) == [b"\x02" * 100]
+
+
+def test_checkpoints_latest_and_by_size(store: ServerStore) -> None:
+    store.save_checkpoint(1, b"one\n")
+    store.save_checkpoint(2, b"two\n")
+    assert store.checkpoint() == b"two\n"
+    assert store.checkpoint(1) == b"one\n"
+    assert store.checkpoint(3) is None
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        store.save_checkpoint(2, b"another two\n")
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("UPDATE log_entries SET leaf = x'00'", "log_entries is append-only"),
+        ("DELETE FROM log_entries", "log_entries is append-only"),
+        ("UPDATE checkpoints SET note = x'00'", "checkpoints is append-only"),
+        ("DELETE FROM checkpoints", "checkpoints is append-only"),
+    ],
+)
+def test_the_log_tables_refuse_updates_and_deletes(
+    store: ServerStore, path: Path, statement: str, message: str
+) -> None:
+    store.append_log_entry(b"entry")
+    store.save_checkpoint(1, b"note")
+    with sqlite3.connect(path) as other, pytest.raises(sqlite3.IntegrityError, match=message):
+        other.execute(statement)
+    assert store.log_entries(0, 1, 100) == [b"entry"]
+    assert store.checkpoint() == b"note"
+
+
+def test_a_failure_inside_a_transaction_keeps_no_entry_no_checkpoint_and_no_snapshot(
+    store: ServerStore,
+) -> None:
+    with pytest.raises(KeyboardInterrupt, match="killed mid-transaction"), store.transaction():
+        store.append_log_entry(b"snapshot entry")
+        store.save_checkpoint(1, b"note")
+        store.commit_snapshot("jprs", PAIRING, 1, env(b"v1", "k"), b"receipt")
+        raise KeyboardInterrupt("killed mid-transaction")
+    assert (store.log_size(), store.checkpoint(), store.snapshot("jprs", PAIRING)) == (
+        0,
+        None,
+        None,
+    )
+    assert not store.db.conn.in_transaction
+    assert store.append_log_entry(b"next") == 0  # the index was not used up
+
+
+def test_another_thread_waits_for_a_transaction_to_finish(store: ServerStore) -> None:
+    inside, appended = threading.Event(), []
+
+    def other() -> None:
+        inside.wait(timeout=10)
+        appended.append(store.append_log_entry(b"from another thread"))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with store.transaction():
+        store.append_log_entry(b"first")
+        inside.set()
+        thread.join(timeout=0.2)  # blocked on the store's lock, not interleaved
+        assert appended == [] and store.log_size() == 1
+    thread.join(timeout=10)
+    assert appended == [1]
+    assert store.log_entries(0, 2, 1000) == [b"first", b"from another thread"]

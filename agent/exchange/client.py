@@ -9,6 +9,11 @@ a cap (`agent.exchange.backoff`); a refusal (PERMISSION_DENIED, INVALID_ARGUMENT
 When the retries run out, `Unreachable` says since when the server has not answered. A server that
 goes silent mid-call without closing the connection is noticed by keepalive
 (`agent.exchange.keepalive`) within its configured bound, however long the call's deadline.
+
+The transparency log's calls hand back what the server sent, unverified: the signed checkpoint
+note (`agent.exchange.checkpoint` opens it), the stored entries byte for byte (only those of this
+party's pairings; every leaf hash, `agent.exchange.logrange`), and proof hashes
+(`agent.exchange.tlog` checks them).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keepalive import Keepalive, client_options
+from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.rejections import BY_RULE, RULE_METADATA_KEY, UNKNOWN_RULE, known_rule
 from invsync.agent.exchange.snapshot import from_chunks, to_chunks
 from invsync.agent.telemetry import metrics
@@ -74,9 +80,8 @@ class ExchangeClient:
             certificate_chain=endpoint.cert.read_bytes(),
         )
         self.keepalive = keepalive or Keepalive()
-        self.channel = grpc.secure_channel(
-            self.address, credentials, options=client_options(self.keepalive)
-        )
+        options = [*client_options(self.keepalive), _receive_limit(max_snapshot_bytes)]
+        self.channel = grpc.secure_channel(self.address, credentials, options=options)
         self.stub = pb_grpc.ExchangeStub(self.channel)
 
     def close(self) -> None:
@@ -113,6 +118,44 @@ class ExchangeClient:
             lambda: self.stub.SubmitReportSignature(request, timeout=self.timeout),
         )
 
+    def checkpoint(self, tree_size: int = 0) -> bytes:
+        """The log's latest signed checkpoint note, or the one signed at `tree_size`."""
+        request = pb.GetCheckpointRequest(tree_size=tree_size)
+        answer = self._call(
+            "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
+        )
+        return answer.note
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """The log's entries start <= index < end as stored (serialized LogEntry messages), empty
+        bytes for those of pairings this party is not in; the server may answer only the first
+        part of a range of large entries."""
+        return list(self.log_range(start, end).entries)
+
+    def log_range(self, start: int, end: int) -> LogRange:
+        """Entries start <= index < end with every leaf hash (`LogRange`), unchecked: call its
+        `check()` before parsing an entry."""
+        request = pb.GetLogEntriesRequest(start=start, end=end)
+        answer = self._call(
+            "GetLogEntries", lambda: self.stub.GetLogEntries(request, timeout=self.timeout)
+        )
+        return LogRange.from_pb(start, answer)
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        request = pb.GetInclusionProofRequest(index=index, tree_size=tree_size)
+        answer = self._call(
+            "GetInclusionProof", lambda: self.stub.GetInclusionProof(request, timeout=self.timeout)
+        )
+        return list(answer.hashes)
+
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        request = pb.GetConsistencyProofRequest(first_size=first_size, second_size=second_size)
+        answer = self._call(
+            "GetConsistencyProof",
+            lambda: self.stub.GetConsistencyProof(request, timeout=self.timeout),
+        )
+        return list(answer.hashes)
+
     def _call(self, method: str, call: Callable[[], T]) -> T:
         """`call()`, retried while the server is unreachable; `call` must rebuild its request."""
         since: datetime | None = None
@@ -132,6 +175,15 @@ class ExchangeClient:
                     ) from e
                 self.sleep(waits[attempt])
         raise AssertionError("unreachable code: the loop returns or raises")
+
+
+def _receive_limit(max_snapshot_bytes: int) -> tuple[str, int]:
+    """gRPC's 4 MiB answer limit raised to fit one log entry holding the largest snapshot we
+    accept: base64 in the entry's JSON envelope grows it by a third, plus its signatures."""
+    return (
+        "grpc.max_receive_message_length",
+        max(4 << 20, max_snapshot_bytes * 4 // 3 + (1 << 20)),
+    )
 
 
 class NotFoundYet(TransportError):

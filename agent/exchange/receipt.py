@@ -4,12 +4,15 @@ share it here. The server builds and signs one (`sign_receipt`); the agent decod
 
 The payload is a serialized `invsync.v1.ReceiptBody`, signed as those exact bytes
 (`agent.exchange.envelope`) under its own payload type, so a receipt's signature can never pass
-for a snapshot's or a report's.
+for a snapshot's or a report's. It also says where the snapshot went in the server's
+transparency log: the entry's index and a signed checkpoint of a tree that includes it
+(`logged_checkpoint` opens that checkpoint with the pinned server key).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,8 +20,9 @@ from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import envelope
+from invsync.agent.exchange.checkpoint import Checkpoint, open_checkpoint
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.keys import SigningKey, VerifyKey
 from invsync.agent.exchange.record_codec import from_timestamp, timestamp
 from invsync.v1 import invsync_pb2 as pb
 
@@ -41,14 +45,25 @@ class Receipt:
     payload_sha256: bytes  # raw SHA-256 of the accepted snapshot payload
     accepted_at: datetime
     server: str  # the server's configured name
+    log_index: int  # the index of the snapshot's entry in the server's log
+    checkpoint: bytes  # a signed note of a tree including log_index; b"" from a server without
 
 
 def receipt_for(
-    *, party: str, pairing: str, version: int, payload: bytes, accepted_at: datetime, server: str
+    *,
+    party: str,
+    pairing: str,
+    version: int,
+    payload: bytes,
+    accepted_at: datetime,
+    server: str,
+    log_index: int,
+    checkpoint: bytes,
 ) -> Receipt:
-    """The receipt for the snapshot `payload` accepted at `accepted_at`."""
+    """The receipt for the snapshot `payload` accepted at `accepted_at` and logged at
+    `log_index`, with the signed `checkpoint` of a tree that includes it."""
     digest = hashlib.sha256(payload).digest()
-    return Receipt(party, pairing, version, digest, accepted_at, server)
+    return Receipt(party, pairing, version, digest, accepted_at, server, log_index, checkpoint)
 
 
 def sign_receipt(receipt: Receipt, key: SigningKey) -> Envelope:
@@ -60,6 +75,8 @@ def sign_receipt(receipt: Receipt, key: SigningKey) -> Envelope:
         payload_sha256=receipt.payload_sha256,
         accepted_at=timestamp(receipt.accepted_at),
         server=receipt.server,
+        log_index=receipt.log_index,
+        checkpoint=receipt.checkpoint,
     )
     return envelope.sign(RECEIPT_PAYLOAD_TYPE, body.SerializeToString(), [key])
 
@@ -79,4 +96,18 @@ def decode_receipt(env: Envelope) -> Receipt:
         payload_sha256=body.payload_sha256,
         accepted_at=from_timestamp(body.accepted_at),
         server=body.server,
+        log_index=body.log_index,
+        checkpoint=body.checkpoint,
     )
+
+
+def logged_checkpoint(receipt: Receipt, keys: Mapping[str, VerifyKey]) -> Checkpoint:
+    """The receipt's checkpoint, opened with the pinned `keys` (name -> key) under the origin
+    the receipt names; MalformedReceipt unless its tree includes the receipt's log index."""
+    checkpoint = open_checkpoint(receipt.checkpoint, receipt.server, keys)
+    if receipt.log_index >= checkpoint.size:
+        raise MalformedReceipt(
+            f"receipt of {receipt.party} version {receipt.version}: log entry "
+            f"{receipt.log_index} is not in its checkpoint's tree of size {checkpoint.size}"
+        )
+    return checkpoint

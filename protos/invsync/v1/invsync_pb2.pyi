@@ -64,6 +64,48 @@ TRI_STATE_TRUE: TriState.ValueType  # 1
 TRI_STATE_FALSE: TriState.ValueType  # 2
 Global___TriState: _TypeAlias = TriState  # noqa: Y015
 
+class _LogEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_ENTRY_KIND_UNSPECIFIED: _LogEntryKind.ValueType  # 0
+    LOG_ENTRY_KIND_SNAPSHOT: _LogEntryKind.ValueType  # 1
+    """A party's accepted snapshot: `envelope` as the party signed it."""
+    LOG_ENTRY_KIND_RECEIPT: _LogEntryKind.ValueType  # 2
+    """The server's receipt for that snapshot (the same party, pairing and version)."""
+    LOG_ENTRY_KIND_REPORT: _LogEntryKind.ValueType  # 3
+    """A report as the server signed it: the body and the server's signature alone."""
+    LOG_ENTRY_KIND_REPORT_SIGNATURE: _LogEntryKind.ValueType  # 4
+    """A party's co-signature on a report: the body and that party's signature alone."""
+    LOG_ENTRY_KIND_KEY_ANNOUNCEMENT: _LogEntryKind.ValueType  # 5
+    """A snapshot that announced a new signing key (SnapshotHeader.next_signing_key): `envelope` is
+    that snapshot again, signed by the old and the new key, so the entry proves the rotation on
+    its own.
+    """
+
+class LogEntryKind(_LogEntryKind, metaclass=_LogEntryKindEnumTypeWrapper):
+    """What the exchange's transparency log records (DESIGN §6a): one envelope the exchange accepted
+    or issued.
+    """
+
+LOG_ENTRY_KIND_UNSPECIFIED: LogEntryKind.ValueType  # 0
+LOG_ENTRY_KIND_SNAPSHOT: LogEntryKind.ValueType  # 1
+"""A party's accepted snapshot: `envelope` as the party signed it."""
+LOG_ENTRY_KIND_RECEIPT: LogEntryKind.ValueType  # 2
+"""The server's receipt for that snapshot (the same party, pairing and version)."""
+LOG_ENTRY_KIND_REPORT: LogEntryKind.ValueType  # 3
+"""A report as the server signed it: the body and the server's signature alone."""
+LOG_ENTRY_KIND_REPORT_SIGNATURE: LogEntryKind.ValueType  # 4
+"""A party's co-signature on a report: the body and that party's signature alone."""
+LOG_ENTRY_KIND_KEY_ANNOUNCEMENT: LogEntryKind.ValueType  # 5
+"""A snapshot that announced a new signing key (SnapshotHeader.next_signing_key): `envelope` is
+that snapshot again, signed by the old and the new key, so the entry proves the rotation on
+its own.
+"""
+Global___LogEntryKind: _TypeAlias = LogEntryKind  # noqa: Y015
+
 @_typing.final
 class Signature(_message.Message):
     """One signature of an envelope."""
@@ -136,6 +178,7 @@ class SnapshotHeader(_message.Message):
     PROFILES_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     NEXT_SIGNING_KEY_FIELD_NUMBER: _builtins.int
+    LOG_CHECKPOINT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     role: Global___Role.ValueType
@@ -153,6 +196,11 @@ class SnapshotHeader(_message.Message):
     The snapshot must be signed by a key the receiver trusts for the party AND by this key. Once
     it is accepted, the party's later snapshots of the pairing must be signed by the new key;
     a snapshot signed by the old key alone is refused.
+    """
+    log_checkpoint: _builtins.bytes
+    """The latest checkpoint of the exchange's transparency log that this party's agent verified
+    (a C2SP signed note, as GetCheckpoint returns it); empty before its first. The peer checks it
+    against its own view, so two parties shown different logs (a split view) come to light.
     """
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -186,10 +234,11 @@ class SnapshotHeader(_message.Message):
         profiles: _abc.Iterable[Global___OperatorProfile] | None = ...,
         acknowledgements: _abc.Iterable[Global___Acknowledgement] | None = ...,
         next_signing_key: _builtins.bytes = ...,
+        log_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "next_signing_key", b"next_signing_key", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "log_checkpoint", b"log_checkpoint", "next_signing_key", b"next_signing_key", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -626,12 +675,20 @@ class ReceiptBody(_message.Message):
     PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
     ACCEPTED_AT_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
+    LOG_INDEX_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     version: _builtins.int
     payload_sha256: _builtins.bytes
     server: _builtins.str
     """The server's own name, so a receipt cannot be passed off as another server's."""
+    log_index: _builtins.int
+    """Where the snapshot's SNAPSHOT entry is in the server's transparency log (see LogEntry)."""
+    checkpoint: _builtins.bytes
+    """A signed checkpoint note (C2SP tlog-checkpoint) of a tree that includes log_index: the
+    origin and key name are `server`. Empty only from a server without a log.
+    """
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -643,10 +700,12 @@ class ReceiptBody(_message.Message):
         payload_sha256: _builtins.bytes = ...,
         accepted_at: _timestamp_pb2.Timestamp | None = ...,
         server: _builtins.str = ...,
+        log_index: _builtins.int = ...,
+        checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "pairing", b"pairing", "party", b"party", "payload_sha256", b"payload_sha256", "server", b"server", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "checkpoint", b"checkpoint", "log_index", b"log_index", "pairing", b"pairing", "party", b"party", "payload_sha256", b"payload_sha256", "server", b"server", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -774,3 +833,234 @@ class SubmitReportSignatureRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitReportSignatureRequest: _TypeAlias = SubmitReportSignatureRequest  # noqa: Y015
+
+@_typing.final
+class LogEntry(_message.Message):
+    """One leaf of the transparency log. The leaf is the exact bytes of this message as the server
+    first serialized and stored it: the server never re-serializes a stored entry, and
+    GetLogEntries returns those bytes, so a reader hashes what it received (RFC 6962 leaf hash:
+    SHA-256 of 0x00 followed by the bytes) and parses it only afterwards.
+
+    The log is appended in the same transaction as what it records: an accepted snapshot adds
+    SNAPSHOT, RECEIPT and, when it announces a key, KEY_ANNOUNCEMENT, in that order; a new report
+    adds REPORT; each new or changed co-signature adds REPORT_SIGNATURE. A refused request, an
+    identical re-push and an identical re-signature add nothing. After each entry the server signs
+    a checkpoint of the tree that ends with it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    PAIRING_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    ANNOUNCED_KEY_FIELD_NUMBER: _builtins.int
+    kind: Global___LogEntryKind.ValueType
+    party: _builtins.str
+    """The party that pushed the snapshot (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT) or co-signed the
+    report (REPORT_SIGNATURE); empty for REPORT, which the server signs.
+    """
+    pairing: _builtins.str
+    version: _builtins.int
+    """The snapshot's version (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT); 0 otherwise."""
+    report_id: _builtins.str
+    """Lowercase hex SHA-256 of the report body (REPORT, REPORT_SIGNATURE); empty otherwise."""
+    envelope: _builtins.bytes
+    """The envelope in one canonical byte form: the DSSE JSON object {"payload", "payloadType",
+    "signatures": [{"keyid", "sig"}]} (payload and sig in standard base64 with padding), as
+    UTF-8 with keys sorted and no whitespace, i.e. Python's
+    json.dumps(obj, sort_keys=True, separators=(",", ":")) (agent/exchange/envelope.py).
+    Its signatures verify over PAE(payloadType, payload) as for any envelope.
+    """
+    announced_key: _builtins.bytes
+    """KEY_ANNOUNCEMENT: the announced key's SubjectPublicKeyInfo (DER), as the server read it from
+    the header; a verifier checks it against the payload. Empty otherwise.
+    """
+    def __init__(
+        self,
+        *,
+        kind: Global___LogEntryKind.ValueType = ...,
+        party: _builtins.str = ...,
+        pairing: _builtins.str = ...,
+        version: _builtins.int = ...,
+        report_id: _builtins.str = ...,
+        envelope: _builtins.bytes = ...,
+        announced_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announced_key", b"announced_key", "envelope", b"envelope", "kind", b"kind", "pairing", b"pairing", "party", b"party", "report_id", b"report_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class GetCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    tree_size: _builtins.int
+    """0 asks for the latest checkpoint; otherwise the one signed when the log reached this size."""
+    def __init__(
+        self,
+        *,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckpointRequest: _TypeAlias = GetCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class SignedCheckpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTE_FIELD_NUMBER: _builtins.int
+    note: _builtins.bytes
+    """A C2SP signed note: the checkpoint body (origin, tree size, base64 root hash, one line each),
+    a blank line, and the server's signature line. Origin and key name are the server's name.
+    """
+    def __init__(
+        self,
+        *,
+        note: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedCheckpoint: _TypeAlias = SignedCheckpoint  # noqa: Y015
+
+@_typing.final
+class GetLogEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """The entries with start <= index < end."""
+    end: _builtins.int
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLogEntriesRequest: _TypeAlias = GetLogEntriesRequest  # noqa: Y015
+
+@_typing.final
+class LogEntries(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    LEAF_HASHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """entries[i] is the stored leaf at index start + i, byte for byte (a serialized LogEntry), when
+        that entry is of a pairing the caller is a member of; empty bytes otherwise (withheld: other
+        pairings' snapshots and reports stay between their parties). A range of large entries may
+        be answered in part (at least one entry): ask again from start + len(leaf_hashes).
+        """
+
+    @_builtins.property
+    def leaf_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """leaf_hashes[i] is the RFC 6962 leaf hash of the entry at index start + i, withheld or not,
+        so that a member can check proofs over the whole tree. As many as entries; a reader checks
+        each entry it got against its leaf hash before parsing it. An older server sends none.
+        """
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[_builtins.bytes] | None = ...,
+        leaf_hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "leaf_hashes", b"leaf_hashes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntries: _TypeAlias = LogEntries  # noqa: Y015
+
+@_typing.final
+class GetInclusionProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    tree_size: _builtins.int
+    """The size of the tree to prove inclusion in: index < tree_size <= the log's size."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInclusionProofRequest: _TypeAlias = GetInclusionProofRequest  # noqa: Y015
+
+@_typing.final
+class GetConsistencyProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_SIZE_FIELD_NUMBER: _builtins.int
+    SECOND_SIZE_FIELD_NUMBER: _builtins.int
+    first_size: _builtins.int
+    """0 < first_size <= second_size <= the log's size."""
+    second_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        first_size: _builtins.int = ...,
+        second_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_size", b"first_size", "second_size", b"second_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsistencyProofRequest: _TypeAlias = GetConsistencyProofRequest  # noqa: Y015
+
+@_typing.final
+class LogProof(_message.Message):
+    """An RFC 9162 inclusion or consistency proof: the node hashes (SHA-256), in the RFC's order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HASHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogProof: _TypeAlias = LogProof  # noqa: Y015

@@ -58,6 +58,26 @@ class ExchangeStub:
                 request_serializer=invsync_dot_v1_dot_invsync__pb2.SubmitReportSignatureRequest.SerializeToString,
                 response_deserializer=invsync_dot_v1_dot_invsync__pb2.Report.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/invsync.v1.Exchange/GetCheckpoint',
+                request_serializer=invsync_dot_v1_dot_invsync__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=invsync_dot_v1_dot_invsync__pb2.SignedCheckpoint.FromString,
+                _registered_method=True)
+        self.GetLogEntries = channel.unary_unary(
+                '/invsync.v1.Exchange/GetLogEntries',
+                request_serializer=invsync_dot_v1_dot_invsync__pb2.GetLogEntriesRequest.SerializeToString,
+                response_deserializer=invsync_dot_v1_dot_invsync__pb2.LogEntries.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/invsync.v1.Exchange/GetInclusionProof',
+                request_serializer=invsync_dot_v1_dot_invsync__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=invsync_dot_v1_dot_invsync__pb2.LogProof.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/invsync.v1.Exchange/GetConsistencyProof',
+                request_serializer=invsync_dot_v1_dot_invsync__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=invsync_dot_v1_dot_invsync__pb2.LogProof.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -96,6 +116,42 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The transparency log (DESIGN §6a). Every authenticated member of the federation may read
+        the checkpoints, proofs and leaf hashes of the whole log, whatever its pairings: a proof
+        needs the whole tree. The entries themselves are served only to the parties of their
+        pairing; a member of one pairing gets the other pairings' leaf hashes alone. A range, size
+        or checkpoint the log does not have is refused with rule `not-found`; a malformed or
+        over-cap request with rule `log-range`.
+
+        A signed checkpoint of the log (the latest, or of a given size).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLogEntries(self, request, context):
+        """Entries start <= index < end (each with its leaf hash; the caller's own pairings' entries
+        in full); at most 256 per request (more is refused, not truncated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """The inclusion proof of entry `index` in the tree of `tree_size` entries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """The consistency proof from the tree of `first_size` entries to that of `second_size`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +174,26 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.SubmitReportSignature,
                     request_deserializer=invsync_dot_v1_dot_invsync__pb2.SubmitReportSignatureRequest.FromString,
                     response_serializer=invsync_dot_v1_dot_invsync__pb2.Report.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=invsync_dot_v1_dot_invsync__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=invsync_dot_v1_dot_invsync__pb2.SignedCheckpoint.SerializeToString,
+            ),
+            'GetLogEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLogEntries,
+                    request_deserializer=invsync_dot_v1_dot_invsync__pb2.GetLogEntriesRequest.FromString,
+                    response_serializer=invsync_dot_v1_dot_invsync__pb2.LogEntries.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=invsync_dot_v1_dot_invsync__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=invsync_dot_v1_dot_invsync__pb2.LogProof.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=invsync_dot_v1_dot_invsync__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=invsync_dot_v1_dot_invsync__pb2.LogProof.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +308,114 @@ class Exchange:
             '/invsync.v1.Exchange/SubmitReportSignature',
             invsync_dot_v1_dot_invsync__pb2.SubmitReportSignatureRequest.SerializeToString,
             invsync_dot_v1_dot_invsync__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invsync.v1.Exchange/GetCheckpoint',
+            invsync_dot_v1_dot_invsync__pb2.GetCheckpointRequest.SerializeToString,
+            invsync_dot_v1_dot_invsync__pb2.SignedCheckpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invsync.v1.Exchange/GetLogEntries',
+            invsync_dot_v1_dot_invsync__pb2.GetLogEntriesRequest.SerializeToString,
+            invsync_dot_v1_dot_invsync__pb2.LogEntries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invsync.v1.Exchange/GetInclusionProof',
+            invsync_dot_v1_dot_invsync__pb2.GetInclusionProofRequest.SerializeToString,
+            invsync_dot_v1_dot_invsync__pb2.LogProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invsync.v1.Exchange/GetConsistencyProof',
+            invsync_dot_v1_dot_invsync__pb2.GetConsistencyProofRequest.SerializeToString,
+            invsync_dot_v1_dot_invsync__pb2.LogProof.FromString,
             options,
             channel_credentials,
             insecure,

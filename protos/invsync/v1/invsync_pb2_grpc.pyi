@@ -53,6 +53,24 @@ class ExchangeStub:
     """The latest (or a given) report of a pairing the caller belongs to."""
     SubmitReportSignature: _grpc.UnaryUnaryMultiCallable[_invsync_pb2.SubmitReportSignatureRequest, _invsync_pb2.Report]
     """Add the caller's signature to a report; answers with the report as now signed."""
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_invsync_pb2.GetCheckpointRequest, _invsync_pb2.SignedCheckpoint]
+    """The transparency log (DESIGN §6a). Every authenticated member of the federation may read
+    the checkpoints, proofs and leaf hashes of the whole log, whatever its pairings: a proof
+    needs the whole tree. The entries themselves are served only to the parties of their
+    pairing; a member of one pairing gets the other pairings' leaf hashes alone. A range, size
+    or checkpoint the log does not have is refused with rule `not-found`; a malformed or
+    over-cap request with rule `log-range`.
+
+    A signed checkpoint of the log (the latest, or of a given size).
+    """
+    GetLogEntries: _grpc.UnaryUnaryMultiCallable[_invsync_pb2.GetLogEntriesRequest, _invsync_pb2.LogEntries]
+    """Entries start <= index < end (each with its leaf hash; the caller's own pairings' entries
+    in full); at most 256 per request (more is refused, not truncated).
+    """
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_invsync_pb2.GetInclusionProofRequest, _invsync_pb2.LogProof]
+    """The inclusion proof of entry `index` in the tree of `tree_size` entries."""
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_invsync_pb2.GetConsistencyProofRequest, _invsync_pb2.LogProof]
+    """The consistency proof from the tree of `first_size` entries to that of `second_size`."""
 
 @_typing.type_check_only
 class ExchangeAsyncStub(ExchangeStub):
@@ -73,6 +91,24 @@ class ExchangeAsyncStub(ExchangeStub):
     """The latest (or a given) report of a pairing the caller belongs to."""
     SubmitReportSignature: _aio.UnaryUnaryMultiCallable[_invsync_pb2.SubmitReportSignatureRequest, _invsync_pb2.Report]  # type: ignore[assignment]
     """Add the caller's signature to a report; answers with the report as now signed."""
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_invsync_pb2.GetCheckpointRequest, _invsync_pb2.SignedCheckpoint]  # type: ignore[assignment]
+    """The transparency log (DESIGN §6a). Every authenticated member of the federation may read
+    the checkpoints, proofs and leaf hashes of the whole log, whatever its pairings: a proof
+    needs the whole tree. The entries themselves are served only to the parties of their
+    pairing; a member of one pairing gets the other pairings' leaf hashes alone. A range, size
+    or checkpoint the log does not have is refused with rule `not-found`; a malformed or
+    over-cap request with rule `log-range`.
+
+    A signed checkpoint of the log (the latest, or of a given size).
+    """
+    GetLogEntries: _aio.UnaryUnaryMultiCallable[_invsync_pb2.GetLogEntriesRequest, _invsync_pb2.LogEntries]  # type: ignore[assignment]
+    """Entries start <= index < end (each with its leaf hash; the caller's own pairings' entries
+    in full); at most 256 per request (more is refused, not truncated).
+    """
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_invsync_pb2.GetInclusionProofRequest, _invsync_pb2.LogProof]  # type: ignore[assignment]
+    """The inclusion proof of entry `index` in the tree of `tree_size` entries."""
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_invsync_pb2.GetConsistencyProofRequest, _invsync_pb2.LogProof]  # type: ignore[assignment]
+    """The consistency proof from the tree of `first_size` entries to that of `second_size`."""
 
 class ExchangeServicer(metaclass=_abc_1.ABCMeta):
     """A refused call ends with a gRPC status whose text is for people, and, when the server refused
@@ -114,5 +150,47 @@ class ExchangeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_invsync_pb2.Report, _abc.Awaitable[_invsync_pb2.Report]]:
         """Add the caller's signature to a report; answers with the report as now signed."""
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _invsync_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invsync_pb2.SignedCheckpoint, _abc.Awaitable[_invsync_pb2.SignedCheckpoint]]:
+        """The transparency log (DESIGN §6a). Every authenticated member of the federation may read
+        the checkpoints, proofs and leaf hashes of the whole log, whatever its pairings: a proof
+        needs the whole tree. The entries themselves are served only to the parties of their
+        pairing; a member of one pairing gets the other pairings' leaf hashes alone. A range, size
+        or checkpoint the log does not have is refused with rule `not-found`; a malformed or
+        over-cap request with rule `log-range`.
+
+        A signed checkpoint of the log (the latest, or of a given size).
+        """
+
+    @_abc_1.abstractmethod
+    def GetLogEntries(
+        self,
+        request: _invsync_pb2.GetLogEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invsync_pb2.LogEntries, _abc.Awaitable[_invsync_pb2.LogEntries]]:
+        """Entries start <= index < end (each with its leaf hash; the caller's own pairings' entries
+        in full); at most 256 per request (more is refused, not truncated).
+        """
+
+    @_abc_1.abstractmethod
+    def GetInclusionProof(
+        self,
+        request: _invsync_pb2.GetInclusionProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invsync_pb2.LogProof, _abc.Awaitable[_invsync_pb2.LogProof]]:
+        """The inclusion proof of entry `index` in the tree of `tree_size` entries."""
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _invsync_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invsync_pb2.LogProof, _abc.Awaitable[_invsync_pb2.LogProof]]:
+        """The consistency proof from the tree of `first_size` entries to that of `second_size`."""
 
 def add_ExchangeServicer_to_server(servicer: ExchangeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

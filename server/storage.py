@@ -1,0 +1,136 @@
+"""What the exchange keeps, as one interface, and how the transparency log is written over it.
+
+`ExchangeStorage` is every method `Exchange`, `ReportMaker`, the schedule and the servicer use;
+`server.store.ServerStore` (SQLite) implements it. The log (DESIGN §6a) is an RFC 6962 tree over
+the exact bytes of serialized `invsync.v1.LogEntry` messages: `LogWriter` appends an entry and
+signs and stores the checkpoint of the tree that now ends with it, inside the caller's
+`transaction()`, so the log never records what was not committed, nor misses what was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from invsync.agent.exchange import tlog
+from invsync.agent.exchange.acceptance import LastAccepted
+from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keyring import Rotation
+from invsync.agent.exchange.keys import SigningKey
+
+# The entries' byte form is the agents' too (they check their own entries): made there, once.
+from invsync.agent.exchange.log_entry import canonical_envelope as canonical_envelope
+from invsync.agent.exchange.log_entry import log_entry as log_entry
+from invsync.v1 import invsync_pb2 as pb
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    report_id: str
+    pairing: str
+    created_at: datetime
+    envelope: Envelope
+
+
+class ExchangeStorage(Protocol):
+    """Accepted snapshots (exact bytes), receipts, reports, signatures, rotations and the log.
+
+    Writers that must commit together run inside one `transaction()`; outside one, each write
+    commits on its own. Implementations are safe to call from several threads.
+    """
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything done inside commits together, or not at all; other callers wait."""
+        ...
+
+    # Snapshots, receipts and key rotations
+
+    def last_accepted(self, party: str, pairing: str) -> LastAccepted | None: ...
+
+    def commit_snapshot(
+        self,
+        party: str,
+        pairing: str,
+        version: int,
+        env: Envelope,
+        receipt: bytes,
+        rotation: Rotation | None = None,
+    ) -> None: ...
+
+    def snapshot(self, party: str, pairing: str, version: int = 0) -> Envelope | None:
+        """A given version, or with 0 the latest; None if there is none."""
+        ...
+
+    def receipt(self, party: str, pairing: str, version: int) -> bytes | None: ...
+
+    def rotations(self, party: str) -> list[Rotation]: ...
+
+    # Reports and their signatures
+
+    def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> bool:
+        """True if the report is new; a report already stored is kept as it is."""
+        ...
+
+    def add_report_signature(self, report_id: str, sig: Sig) -> bool:
+        """True if the signature is new or replaces other bytes by the same key."""
+        ...
+
+    def report(self, pairing: str, report_id: str = "") -> StoredReport | None:
+        """A given report of the pairing, or with "" its latest; None if there is none."""
+        ...
+
+    # The transparency log
+
+    def append_log_entry(self, leaf: bytes) -> int:
+        """Store `leaf` as the log's next entry; its index."""
+        ...
+
+    def log_size(self) -> int: ...
+
+    def log_entries(self, start: int, end: int, max_bytes: int) -> list[bytes]:
+        """The leaves start <= index < end as stored, stopping before `max_bytes` in all
+        (but at least one leaf when the range has any)."""
+        ...
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The RFC 6962 leaf hashes of the first `size` entries, in order."""
+        ...
+
+    def save_checkpoint(self, size: int, note: bytes) -> None: ...
+
+    def checkpoint(self, size: int = 0) -> bytes | None:
+        """The signed note of the tree of `size` entries, or with 0 the latest; None if none."""
+        ...
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Where an entry went: its index, and the signed checkpoint of the tree ending with it."""
+
+    index: int
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class LogWriter:
+    """Appends entries and signs checkpoints as the server: origin and key name are its name."""
+
+    name: str
+    key: SigningKey
+
+    def append(self, store: ExchangeStorage, entry: pb.LogEntry) -> Logged:
+        """Append `entry` (serialized here, once) and store the checkpoint that includes it.
+        Call it inside `store.transaction()`, with what the entry records."""
+        index = store.append_log_entry(entry.SerializeToString())
+        note = self.sign(index + 1, store.leaf_hashes(index + 1))
+        store.save_checkpoint(index + 1, note)
+        return Logged(index, note)
+
+    def sign(self, size: int, leaves: Sequence[bytes]) -> bytes:
+        return sign_checkpoint(Checkpoint(self.name, size, tlog.root(leaves)), self.name, self.key)
