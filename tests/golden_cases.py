@@ -14,7 +14,8 @@ SHA-256, CRL entries by issuer key and serial, checked by signature against SECO
     }
     SIDE = {"party": "secom", "records": [RECORD...], "previous": [RECORD...],
             "header": {"issued_at": T, "expires_at": T, "version": 1,
-                       "profiles": [{"operator": "jprs", "serial_bytes": 16, ...}]},
+                       "profiles": [{"operator": "jprs", "serial_bytes": 16, ...}],
+                       "log_checkpoint": "NOTE"},
             "max_age_days": 7}
     RECORD = {"sha256": "...", "operator": "jprs", "lifecycle": "unused",
               "revoked": {"at": T, "reason": "superseded"},
@@ -221,6 +222,7 @@ def _header(party: str, role: str, spec: Json) -> SnapshotHeader:
             )
             for p in spec.get("profiles", ())
         ),
+        log_checkpoint=spec.get("log_checkpoint", "").encode(),
     )
 
 

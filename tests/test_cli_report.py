@@ -17,7 +17,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from invsync.agent.exchange import envelope
-from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.exchange.keys import SigningKey, generate, write_private_key
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.body import (
@@ -94,10 +94,27 @@ def test_a_report_signed_by_all_three_with_their_pinned_keys_verifies(tmp_path: 
     assert result.stdout.endswith("complete: server valid, root valid, subordinate valid\n")
 
 
-def test_a_report_signed_by_all_three_verifies_without_pins(tmp_path: Path) -> None:
+def test_without_pins_every_signer_is_unverified_and_the_run_fails(tmp_path: Path) -> None:
+    # The keys a report lists about itself are never a trust anchor.
     result = _verify(_report(tmp_path))
-    assert result.stdout.endswith("complete: server valid, root valid, subordinate valid\n")
-    assert result.exit_code == 0
+    assert result.exit_code == 1
+    expected = {name: f"unverified (no key pinned for {name})" for name in KEYS}
+    assert _status_lines(result) == expected
+    assert result.stdout.endswith(
+        "INCOMPLETE: server unverified, root unverified, subordinate unverified\n"
+    )
+    assert "no key is pinned (--pin or --config): every signer is unverified" in result.stderr
+
+
+def test_a_signer_left_unpinned_is_unverified_never_valid(tmp_path: Path) -> None:
+    result = _verify(_report(tmp_path), *ALL_PINS[:2])
+    assert result.exit_code == 1
+    assert _status_lines(result) == {
+        "exchange": "valid",
+        "secom": "valid",
+        "jprs": "unverified (no key pinned for jprs)",
+    }
+    assert result.stdout.endswith("INCOMPLETE: server valid, root valid, subordinate unverified\n")
 
 
 def test_a_tampered_payload_invalidates_every_signature(tmp_path: Path) -> None:
@@ -170,9 +187,14 @@ def test_report_verify_has_help() -> None:
     result = CliRunner().invoke(invsync, ["report", "verify", "--help"])
     assert result.exit_code == 0
     assert "--pin NAME=KEYID" in result.stdout
-    assert "Exits 0 only if, in every file, the server and both parties signed" in " ".join(
-        result.stdout.split()
-    )
+    assert "--config FILE" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert (
+        "Exit status: 0 only if, in every file, the server and both parties signed with pinned "
+        "keys and every signature is valid; 1 otherwise; 2 if a file cannot be read or an "
+        "option is wrong."
+    ) in text
+    assert 'a valid signature by a key that is not pinned is "unverified"' in text
 
 
 def test_several_files_are_each_named_and_one_incomplete_report_fails_the_run(
@@ -180,7 +202,10 @@ def test_several_files_are_each_named_and_one_incomplete_report_fails_the_run(
 ) -> None:
     complete = _report(tmp_path / "a")
     incomplete = _report(tmp_path / "b", signed_by=["exchange", "secom"])
-    result = CliRunner().invoke(invsync, ["report", "verify", str(complete), str(incomplete)])
+    pins = [arg for pin in ALL_PINS for arg in ("--pin", pin)]
+    result = CliRunner().invoke(
+        invsync, ["report", "verify", str(complete), str(incomplete), *pins]
+    )
     assert result.exit_code == 1
     assert f"{complete}:\nreport " in result.stdout
     assert f"{incomplete}:\nreport " in result.stdout
@@ -190,5 +215,80 @@ def test_several_files_are_each_named_and_one_incomplete_report_fails_the_run(
 
 def test_several_complete_files_pass(tmp_path: Path) -> None:
     files = [str(_report(tmp_path / name)) for name in ("a", "b")]
-    result = CliRunner().invoke(invsync, ["report", "verify", *files])
+    pins = [arg for pin in ALL_PINS for arg in ("--pin", pin)]
+    result = CliRunner().invoke(invsync, ["report", "verify", *files, *pins])
     assert result.exit_code == 0, result.stdout
+    assert result.stdout.count("complete: server valid, root valid, subordinate valid") == 2
+
+
+def _agent_config(fed: Path, party: str) -> Path:
+    """`party`'s configuration of the demo federation, its own key swapped for this file's."""
+    keys = {"secom": fed / "keys" / "secom.key", "jprs": fed / "keys" / "jprs.key"}
+    write_private_key(keys["secom"].with_name("test-secom.key"), KEYS["secom"])
+    config = fed / f"{party}.toml"
+    config.write_text(config.read_text().replace('"keys/secom.key"', '"keys/test-secom.key"'))
+    for name, public in (("server", "exchange"), ("jprs", "jprs")):
+        (fed / "keys" / f"{name}.pub").write_bytes(KEYS[public].public.public_pem())
+    return config
+
+
+def test_config_takes_the_pins_from_an_agent_configuration(fed: Path, tmp_path: Path) -> None:
+    # secom's agent pins the server's key (for the server role, whatever its name), its own
+    # signing key and jprs's: all three signers are valid, and the run passes.
+    config = _agent_config(fed, "secom")
+    result = CliRunner().invoke(
+        invsync, ["report", "verify", str(_report(tmp_path)), "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    assert _status_lines(result) == {"exchange": "valid", "secom": "valid", "jprs": "valid"}
+    assert result.stdout.endswith("complete: server valid, root valid, subordinate valid\n")
+
+
+def test_config_pins_refuse_a_report_signed_by_keys_it_does_not_pin(
+    fed: Path, tmp_path: Path
+) -> None:
+    config = _agent_config(fed, "secom")
+    (fed / "keys" / "jprs.pub").write_bytes(generate().public.public_pem())  # another jprs key
+    result = CliRunner().invoke(
+        invsync, ["report", "verify", str(_report(tmp_path)), "--config", str(config)]
+    )
+    assert result.exit_code == 1
+    assert _status_lines(result)["jprs"].startswith("untrusted (pinned key is ")
+    assert result.stdout.endswith("INCOMPLETE: server valid, root valid, subordinate untrusted\n")
+
+
+def test_show_and_list_judge_signatures_with_the_pins(tmp_path: Path) -> None:
+    path = _report(tmp_path)
+    pins = [arg for pin in ALL_PINS for arg in ("--pin", pin)]
+    listed = CliRunner().invoke(invsync, ["report", "list", "--dir", str(tmp_path)])
+    assert listed.stdout.splitlines()[0].endswith("  incomplete")
+    pinned = CliRunner().invoke(invsync, ["report", "list", "--dir", str(tmp_path), *pins])
+    assert pinned.stdout.splitlines()[0].endswith("  complete")
+    shows = [
+        (
+            "markdown",
+            "| unverified (no key pinned for jprs) |",
+            "Signatures complete: server valid",
+        ),
+        ("html", ">unverified (no key pinned for jprs)</span>", "<strong>Signatures complete<"),
+        ("text", "unverified (no key pinned for jprs)", "\ncomplete: server valid, root valid"),
+    ]
+    for fmt, unpinned, pinned_verdict in shows:
+        args = ["report", "show", str(path), "--dir", str(tmp_path), "--format"]
+        shown = CliRunner().invoke(invsync, [*args, fmt]).stdout
+        assert unpinned in shown, fmt
+        assert "valid (" not in shown and " valid |" not in shown, fmt
+        trusted = CliRunner().invoke(invsync, [*args, fmt, *pins]).stdout
+        assert "unverified (" not in trusted, fmt
+        assert pinned_verdict in trusted, fmt
+
+
+def test_diff_says_how_the_pins_judge_both_reports(tmp_path: Path) -> None:
+    path = _report(tmp_path)
+    result = CliRunner().invoke(
+        invsync, ["report", "diff", str(path), str(path), "--pin", ALL_PINS[0]]
+    )
+    lines = result.stdout.splitlines()
+    verdict = "INCOMPLETE: server valid, root unverified, subordinate unverified"
+    assert lines[0].endswith(f": {verdict}") and lines[0].startswith("old ")
+    assert lines[1].endswith(f": {verdict}") and lines[1].startswith("new ")

@@ -10,7 +10,9 @@ from types import ModuleType
 
 import pytest
 
+from invsync.agent.daemon import log_watch
 from invsync.agent.errors import ReportError
+from invsync.agent.exchange import trusted
 from invsync.agent.model import findings
 from invsync.agent.model.findings import CATALOGUE, FINDING_FIELDS, Finding, Severity, make_finding
 from invsync.agent.reconcile import rules
@@ -41,13 +43,16 @@ def test_catalogue_codes_match_the_rules_and_the_constants() -> None:
         for name, value in vars(findings).items()
         if name.isupper() and isinstance(value, str) and value in CATALOGUE
     }
-    # Every code but rule-crashed (the runner's own) has exactly one registered rule.
-    assert sorted(registered) == sorted(set(CATALOGUE) - {"rule-crashed"}), set(registered) ^ set(
-        CATALOGUE
-    )
+    # Every code but rule-crashed (the runner's own), peer-rollback (the agent's trusted
+    # state's) and log-inconsistent (the agent's log watch's) has exactly one registered rule;
+    # log-split-view has one, and the log watch makes it too.
+    assert findings.NOT_FROM_RULES == ("peer-rollback", "log-inconsistent", "rule-crashed")
+    assert sorted(registered) == sorted(set(CATALOGUE) - set(findings.NOT_FROM_RULES)), set(
+        registered
+    ) ^ set(CATALOGUE)
     assert declared == set(CATALOGUE)
-    # The catalogue lists the codes in the order the rules run, rule-crashed last.
-    assert [*registered, "rule-crashed"] == list(CATALOGUE)
+    # The catalogue lists the codes in the order the rules run, then the exchange's own.
+    assert [*registered, *findings.NOT_FROM_RULES] == list(CATALOGUE)
 
 
 def test_each_rule_module_builds_only_the_codes_it_is_registered_for() -> None:
@@ -62,6 +67,14 @@ def test_each_rule_module_builds_only_the_codes_it_is_registered_for() -> None:
     built["invsync.agent.reconcile.rules.status"] |= _codes_built_in(status_public)
     assert built == registered
     assert _codes_built_in(reconcile) == {"rule-crashed"}
+    assert _codes_built_in(trusted) == {"peer-rollback"}
+    assert _codes_built_in(log_watch) == {"log-inconsistent", "log-split-view"}
+
+
+@pytest.mark.parametrize("code", ["peer-rollback", "log-inconsistent", "log-split-view"])
+def test_the_agents_own_findings_are_errors_resting_on_the_exchange_history(code: str) -> None:
+    info = CATALOGUE[code]
+    assert (info.severity, info.policy) == (Severity.ERROR, "invsync exchange history (DESIGN 6a)")
 
 
 def _codes_built_in(module: ModuleType) -> set[str]:

@@ -105,3 +105,14 @@ def test_any_change_of_content_is_pushed_at_once(
     candidate = payload(changed, version=2, at=soon, **extra)
     reason = push_reason(payload(viewed_records), NOW, candidate, now=soon, refresh_after=REFRESH)
     assert reason is PushReason.CHANGED
+
+
+def test_a_newer_log_checkpoint_alone_is_not_a_change_of_content(
+    viewed_records: list[CertRecord],
+) -> None:
+    """The log grows at every exchange: a new checkpoint in the header would push every cycle."""
+    last = payload(viewed_records, log_checkpoint=b"checkpoint of size 3")
+    candidate = payload(viewed_records, version=2, log_checkpoint=b"checkpoint of size 9")
+    assert content_key(last) == content_key(candidate)
+    later = NOW + timedelta(hours=1)
+    assert push_reason(last, NOW, candidate, now=later, refresh_after=REFRESH) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import re
@@ -23,6 +24,7 @@ from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
+    Pins,
     ReportBody,
     Signer,
     SignerStatus,
@@ -264,10 +266,87 @@ def test_a_signer_with_another_key_than_the_pinned_one_is_untrusted() -> None:
     assert verify_report(env).complete  # without pins it is only self-consistent
 
 
-def test_an_unpinned_name_is_untrusted_when_pins_are_given() -> None:
+def test_an_unpinned_name_is_unverified_never_valid_when_pins_are_given() -> None:
     env = _signed(_body(), "server", "secom", "jprs")
     result = verify_report(env, {"server": KEYS["server"].keyid, "secom": KEYS["secom"].keyid})
-    assert result.roles["subordinate"] is SignerStatus.UNTRUSTED
+    assert result.roles["subordinate"] is SignerStatus.UNVERIFIED
+    (check,) = [c for c in result.checks if c.signer.name == "jprs"]
+    assert check.detail == "no key pinned for jprs"
+    assert not result.complete
+    assert result.describe().endswith(
+        "INCOMPLETE: server valid, root valid, subordinate unverified"
+    )
+    with pytest.raises(SignatureError, match=r"report [0-9a-f]{64}: subordinate unverified$"):
+        result.raise_unless_complete()
+
+
+def test_no_pins_at_all_leave_every_signer_unverified() -> None:
+    result = verify_report(_signed(_body(), "server", "secom", "jprs"), Pins())
+    assert set(result.roles.values()) == {SignerStatus.UNVERIFIED}
+    assert not result.complete
+
+
+def test_an_unpinned_signer_without_a_signature_is_absent_and_a_bad_one_invalid() -> None:
+    env = _signed(_body(), "server", "secom")
+    env = replace(env, signatures=(*env.signatures, Sig(KEYS["jprs"].keyid, b"\x00" * 64)))
+    assert verify_report(env, Pins()).roles["subordinate"] is SignerStatus.INVALID
+    assert verify_report(_signed(_body(), "server"), Pins()).roles["root"] is SignerStatus.ABSENT
+
+
+def test_role_pins_bind_the_server_role_and_the_party_roles() -> None:
+    # An agent does not know the server's name: it pins the server's keys for the server role.
+    env = _signed(_body(), "server", "secom", "jprs")
+    parties = {name: frozenset([KEYS[name].keyid]) for name in ("secom", "jprs")}
+    pins = Pins(server=frozenset([KEYS["server"].keyid]), parties=parties)
+    assert verify_report(env, pins).complete
+    # A party's key pinned for the party roles is not the server's.
+    mixed = Pins(server=frozenset([KEYS["secom"].keyid]), parties=parties)
+    result = verify_report(env, mixed)
+    assert result.roles["server"] is SignerStatus.UNTRUSTED
+    (check,) = [c for c in result.checks if c.signer.role == "server"]
+    assert check.detail == f"pinned key is {KEYS['secom'].keyid}"
+
+
+def test_a_party_listed_as_the_server_too_is_invalid_in_both_roles() -> None:
+    # Else, with every name pinned, a body listing secom's key as the "server" would pass as
+    # complete without the exchange server ever signing it.
+    keys = {"server": KEYS["secom"], "secom": KEYS["secom"], "jprs": KEYS["jprs"]}
+    signers = [Signer(ROLES[n], "secom" if n == "server" else n, k.keyid, k.public.spki_der)
+               for n, k in keys.items()]  # fmt: skip
+    env = envelope.sign(REPORT_PAYLOAD_TYPE, _body(signers=signers), [KEYS["secom"], KEYS["jprs"]])
+    result = verify_report(env, {"secom": KEYS["secom"].keyid, "jprs": KEYS["jprs"].keyid})
+    assert result.roles == {
+        "server": SignerStatus.INVALID,
+        "root": SignerStatus.INVALID,
+        "subordinate": SignerStatus.VALID,
+    }
+    assert "secom is listed as server and root: one name, one role" in result.describe()
+
+
+def test_one_name_may_be_pinned_to_several_keys_and_pins_merge() -> None:
+    env = _signed(_body(), "server", "secom", "jprs")
+    other = generate().keyid
+    names = {n: frozenset([k.keyid, other]) for n, k in KEYS.items() if n != "jprs"}
+    merged = Pins(names=names).merged(Pins.of({"jprs": KEYS["jprs"].keyid}))
+    assert verify_report(env, merged).complete
+    result = verify_report(env, Pins(names={**names, "jprs": frozenset([other, "f" * 64])}))
+    (check,) = [c for c in result.checks if c.signer.name == "jprs"]
+    assert (check.status, check.detail) == (
+        SignerStatus.UNTRUSTED,
+        f"pinned keys are {', '.join(sorted([other, 'f' * 64]))}",
+    )
+
+
+def test_a_valid_role_with_an_untrusted_second_key_is_not_complete() -> None:
+    second = generate()
+    signers = [*_signers(), Signer("subordinate", "jprs", second.keyid, second.public.spki_der)]
+    body = _body(signers=signers)
+    env = envelope.sign(REPORT_PAYLOAD_TYPE, body, [*KEYS.values(), second])
+    result = verify_report(env, {name: key.keyid for name, key in KEYS.items()})
+    assert result.roles["subordinate"] is SignerStatus.VALID  # its best signer
+    assert not result.complete
+    with pytest.raises(SignatureError, match=r": subordinate jprs untrusted$"):
+        result.raise_unless_complete()
 
 
 def test_a_keyid_that_is_not_the_listed_keys_is_invalid() -> None:
@@ -292,6 +371,21 @@ def test_a_bad_signature_is_invalid() -> None:
     env = _signed(_body(), "server", "secom")
     env = replace(env, signatures=(*env.signatures, Sig(KEYS["jprs"].keyid, b"\x00" * 64)))
     assert verify_report(env).roles["subordinate"] is SignerStatus.INVALID
+
+
+def test_every_reader_in_invsync_passes_pins() -> None:
+    # verify_report without pins only checks a body against the keys it lists about itself:
+    # that is for tests; no command, daemon or page of invsync may call it so.
+    root = Path(__file__).resolve().parent.parent
+    unpinned = [
+        f"{path.relative_to(root)}:{call.lineno}"
+        for path in sorted([*(root / "agent").rglob("*.py"), *(root / "server").rglob("*.py")])
+        for call in ast.walk(ast.parse(path.read_text()))
+        if isinstance(call, ast.Call)
+        and getattr(call.func, "id", getattr(call.func, "attr", None)) == "verify_report"
+        and len(call.args) + len(call.keywords) < 2
+    ]
+    assert unpinned == []
 
 
 def test_another_payload_type_is_not_a_report() -> None:

@@ -27,6 +27,7 @@ from tests.paths import DEMO
 
 KEYS = {"exchange": generate(), "secom": generate(), "jprs": generate()}
 ROLES = {"exchange": "server", "secom": "root", "jprs": "subordinate"}
+PINS = [arg for name, key in KEYS.items() for arg in ("--pin", f"{name}={key.keyid}")]
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 BUG_DV = "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4"
 
@@ -62,11 +63,14 @@ def _run(*args: str) -> Result:
 
 def test_list_shows_each_report_with_its_counts_and_signatures(tmp_path: Path) -> None:
     first, second = _history(tmp_path)
-    result = _run("list", "--dir", str(tmp_path), "--format", "json")
+    result = _run("list", "--dir", str(tmp_path), "--format", "json", *PINS)
     rows = json.loads(result.output)
     assert [r["id"] for r in rows] == [first, second]
     assert [r["summary"]["error"] for r in rows] == [2, 1]
     assert {r["signatures"] for r in rows} == {"complete"}
+    # Without pins no signer is trusted: the same reports are listed, but not as complete.
+    unpinned = json.loads(_run("list", "--dir", str(tmp_path), "--format", "json").output)
+    assert {r["signatures"] for r in unpinned} == {"incomplete"}
     text = _run("list", "--dir", str(tmp_path)).output
     assert text.splitlines()[-1] == "reports: 2"
     assert f"{first[:12]}  secom-jprs  2021-03-01T00:00:00Z  root v1  subordinate v1" in text

@@ -36,7 +36,12 @@ def test_text_names_the_incident_rules_policies() -> None:
 
 def test_json_is_the_catalogue_in_rule_order() -> None:
     listed = json.loads(_run("--format", "json"))
-    assert [entry["code"] for entry in listed] == [rule.code for rule in RULES] + ["rule-crashed"]
+    expected = [rule.code for rule in RULES] + [
+        "peer-rollback",
+        "log-inconsistent",
+        "rule-crashed",
+    ]
+    assert [entry["code"] for entry in listed] == expected
     assert listed == [
         {
             "code": info.code,
@@ -46,6 +51,11 @@ def test_json_is_the_catalogue_in_rule_order() -> None:
         }
         for info in CATALOGUE.values()
     ]
+
+
+def test_the_trusted_states_code_is_listed_with_its_policy() -> None:
+    text = _run()
+    assert "peer-rollback           error    invsync exchange history (DESIGN 6a)\n" in text
 
 
 def test_an_unknown_format_is_refused() -> None:

@@ -181,3 +181,25 @@ def test_an_offline_root_list_without_operators_is_not_judged_for_attribution() 
     attributed = _record(DV_G4)
     findings = reconcile(Side("root", (plain, attributed)), Side("subordinate", (plain,)), AT)
     assert ("unattributed", OV_G4) in _codes(findings)
+
+
+def test_log_split_view_message_and_the_cases_it_leaves_to_the_agents() -> None:
+    case = load(GOLDEN / "log-split-view.json")
+    assert case.root.header is not None and case.sub.header is not None
+    (finding,) = [f for f in reconcile(case.root, case.sub, case.at) if f.code == "log-split-view"]
+    assert finding.message == (
+        "secom's snapshot version 4 and jprs's version 9 carry checkpoints of log "
+        "'demo-exchange' of size 12 with different root hashes: the exchange showed the two "
+        "parties different logs"
+    )
+    root_note = case.root.header.log_checkpoint
+    quiet = {
+        "same root": root_note,
+        "other size": root_note.replace(b"\n12\n", b"\n13\n"),
+        "none verified yet": b"",
+        "not a note": b"demo-exchange\n12\n",
+    }
+    for name, note in quiet.items():
+        sub = replace(case.sub, header=replace(case.sub.header, log_checkpoint=note))
+        codes = {f.code for f in reconcile(case.root, sub, case.at)}
+        assert "log-split-view" not in codes, name

@@ -73,6 +73,15 @@ def test_round_trip(viewed_records: list[CertRecord]) -> None:
     assert list(decoded.records) == sorted(viewed_records, key=lambda r: r.sha256)
 
 
+def test_the_header_carries_the_latest_log_checkpoint_verified(
+    viewed_records: list[CertRecord],
+) -> None:
+    note = "demo-exchange\n9\nAAAA\n\n\u2014 demo-exchange c2lnbmF0dXJl\n".encode()
+    carried = snapshot.decode_payload(build(viewed_records, log_checkpoint=note)).header
+    assert carried.log_checkpoint == note  # as the agent verified it, byte for byte
+    assert snapshot.decode_payload(build(viewed_records)).header.log_checkpoint == b""
+
+
 def test_build_is_order_independent(viewed_records: list[CertRecord]) -> None:
     assert build(viewed_records) == build(list(reversed(viewed_records)))
 

@@ -2,6 +2,10 @@
 
 Reports are the signed DSSE files an agent writes to its `report_dir`; a REPORT argument is a
 file path, or a report id (or a unique prefix of one) found in `--dir` / the agent's report_dir.
+
+Every command judges signatures with pinned keys only (`--pin NAME=KEYID`, or the pins of an
+agent's configuration with `--config`), never with the keys a report lists about itself: a
+signer whose key is not pinned is shown as "unverified", never "valid".
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import click
 
 from invsync.agent.cli.options import config_option, format_option
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.rotation import report_pins
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.report.body import (
+    Pins,
     ReportBody,
+    ReportVerification,
     parse_report_body,
     read_report_file,
     report_id,
@@ -29,6 +36,7 @@ from invsync.agent.report.diff import diff_findings, diff_text
 from invsync.agent.report.files import ReportFile, page, report_files
 from invsync.agent.report.render.csv import findings_csv
 from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
+from invsync.agent.store.agent_store import AgentStore
 
 
 @click.group("report")
@@ -36,22 +44,34 @@ def report_group() -> None:
     """Verify, list, show and compare signed reconciliation reports."""
 
 
+def _pin_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--pin",
+        "pins",
+        multiple=True,
+        metavar="NAME=KEYID",
+        help="Trust the key with this id for signer NAME (repeatable; a name may have several).",
+    )(f)
+
+
 @report_group.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--pin",
-    "pins",
-    multiple=True,
-    metavar="NAME=KEYID",
-    help="Require signer NAME to use the key with this id (repeatable).",
-)
-def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
-    """Check every signature on each report FILE and say whose are present.
+@_pin_option
+@config_option("Take the pins from this agent configuration (and its database's key rotations).")
+def report_verify(files: tuple[Path, ...], pins: tuple[str, ...], config: Path | None) -> None:
+    """Check every signature on each report FILE against pinned keys and say whose are present.
 
-    Exits 0 only if, in every file, the server and both parties signed and every signature is
-    valid; 1 otherwise.
+    Pin each signer with --pin NAME=KEYID, or take an agent's pins with --config AGENT.toml: the
+    server's keys, the party's own and its peers' (with the rotations its database recorded).
+    The keys a report lists about itself are never trusted: a valid signature by a key that is
+    not pinned is "unverified".
+
+    Exit status: 0 only if, in every file, the server and both parties signed with pinned keys
+    and every signature is valid; 1 otherwise; 2 if a file cannot be read or an option is wrong.
     """
-    pinned = _pins(pins) or None
+    pinned = _reader_pins(pins, config)
+    if pinned == Pins():
+        click.echo("no key is pinned (--pin or --config): every signer is unverified", err=True)
     complete = True
     for file in files:
         result = verify_report(read_report_file(file), pinned)
@@ -60,18 +80,37 @@ def report_verify(files: tuple[Path, ...], pins: tuple[str, ...]) -> None:
     click.get_current_context().exit(0 if complete else 1)
 
 
-def _pins(pins: tuple[str, ...]) -> dict[str, str]:
-    out = {}
+def _reader_pins(pins: tuple[str, ...], config: Path | None) -> Pins:
+    """The --pin options, and the pins of the agent configuration `config` if one is given."""
+    given = Pins(names=_pins(pins))
+    return given if config is None else given.merged(config_pins(config))
+
+
+def config_pins(path: Path) -> Pins:
+    """What the agent configured at `path` pins, with the peer rotations its database recorded
+    (none if it has no database yet)."""
+    config = load_agent_config(path)
+    if not config.database.exists():
+        return report_pins(config, None)
+    with AgentStore(config.database, create=False) as store:
+        return report_pins(config, store)
+
+
+def _pins(pins: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
     for pin in pins:
         name, sep, keyid = pin.partition("=")
         if not sep:
             raise click.BadParameter(f"{pin!r}: expected NAME=KEYID", param_hint="--pin")
-        out[name] = keyid
+        out[name] = out.get(name, frozenset()) | {keyid}
     return out
 
 
 def _where(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = config_option("An agent configuration; its report_dir is searched.")(f)
+    f = _pin_option(f)
+    f = config_option(
+        "An agent configuration: its report_dir is searched, and its pins verify signatures."
+    )(f)
     return click.option(
         "--dir",
         "directory",
@@ -112,9 +151,13 @@ def _by_id(prefix: str, directory: Path) -> Path:
 @report_group.command("list")
 @_where
 @format_option("text", "json")
-def report_list(directory: Path | None, config: Path | None, fmt: str) -> None:
-    """List the reports in a directory: id, pairing, as of, versions, findings, signatures."""
-    rows = [_summary(path) for path in _files(_directory(directory, config))]
+def report_list(
+    directory: Path | None, config: Path | None, pins: tuple[str, ...], fmt: str
+) -> None:
+    """List the reports in a directory: id, pairing, as of, versions, findings, signatures
+    ("complete" only when every signer is pinned and valid)."""
+    pinned = _reader_pins(pins, config)
+    rows = [_summary(path, pinned) for path in _files(_directory(directory, config))]
     rows.sort(key=lambda r: (r["pairing"], r["as_of"], r["id"]))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -128,10 +171,10 @@ def report_list(directory: Path | None, config: Path | None, fmt: str) -> None:
     click.echo(f"reports: {len(rows)}")
 
 
-def _summary(path: Path) -> dict[str, Any]:
+def _summary(path: Path, pins: Pins) -> dict[str, Any]:
     env = read_report_file(path)
     body = parse_report_body(env.payload)
-    verification = verify_report(env)
+    verification = verify_report(env, pins)
     return {
         "id": report_id(env.payload),
         "file": str(path),
@@ -150,25 +193,29 @@ def _summary(path: Path) -> dict[str, Any]:
 @format_option(
     "text", "json", "markdown", "html", "csv", help="Output format: json is the signed body itself."
 )
-def report_show(report: str, directory: Path | None, config: Path | None, fmt: str) -> None:
+def report_show(
+    report: str, directory: Path | None, config: Path | None, pins: tuple[str, ...], fmt: str
+) -> None:
     """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
 
     `html` is a self-contained page with the pairing's history from the same directory;
-    `csv` lists the findings for a spreadsheet (cells that could be formulas are quoted)."""
+    `csv` lists the findings for a spreadsheet (cells that could be formulas are quoted).
+    Signatures are shown as the pins judge them."""
     where = _directory(directory, config)
     path, env, body = load_report(report, where)
+    pinned = _reader_pins(pins, config)
     if fmt == "html":
         files = report_files(where)
         current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
-        sys.stdout.write(page(current, files))
+        sys.stdout.write(page(current, files, pinned))
     elif fmt == "csv":
         sys.stdout.write(findings_csv(body.findings))
     elif fmt == "json":
         sys.stdout.write(env.payload.decode() + "\n")
     elif fmt == "markdown":
-        click.echo(report_markdown(body, verify_report(env)), nl=False)
+        click.echo(report_markdown(body, verify_report(env, pinned)), nl=False)
     else:
-        click.echo(verify_report(env).describe())
+        click.echo(verify_report(env, pinned).describe())
         click.echo(findings_text(body.findings) or "no findings", nl=False)
 
 
@@ -177,19 +224,31 @@ def report_show(report: str, directory: Path | None, config: Path | None, fmt: s
 @click.argument("new")
 @_where
 @format_option("text", "json")
-def report_diff(old: str, new: str, directory: Path | None, config: Path | None, fmt: str) -> None:
-    """What changed from report OLD to report NEW: new, resolved and changed findings."""
+def report_diff(
+    old: str,
+    new: str,
+    directory: Path | None,
+    config: Path | None,
+    pins: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """What changed from report OLD to report NEW: new, resolved and changed findings, after
+    each report's signatures as the pins judge them."""
     where = _directory(directory, config)
-    before, after = load_report(old, where)[2], load_report(new, where)[2]
+    pinned = _reader_pins(pins, config)
+    _, before_env, before = load_report(old, where)
+    _, after_env, after = load_report(new, where)
     if before.pairing != after.pairing:
         raise ReportError(
             f"the reports are of different pairings: {before.pairing} and {after.pairing}"
         )
+    checked = (verify_report(before_env, pinned), verify_report(after_env, pinned))
     diff = diff_findings(before.findings, after.findings)
     if fmt == "json":
         click.echo(
             json.dumps(
                 {
+                    "signatures": {"old": _roles(checked[0]), "new": _roles(checked[1])},
                     "new": json.loads(findings_json(diff.new))["findings"],
                     "resolved": json.loads(findings_json(diff.resolved))["findings"],
                     "changed": [{"old": o.to_json(), "new": n.to_json()} for o, n in diff.changed],
@@ -199,4 +258,15 @@ def report_diff(old: str, new: str, directory: Path | None, config: Path | None,
             )
         )
         return
+    for label, verification in zip(("old", "new"), checked, strict=True):
+        click.echo(f"{label} {verification.report_id[:12]}: {_verdict(verification)}")
     click.echo(diff_text(diff), nl=False)
+
+
+def _roles(verification: ReportVerification) -> dict[str, str]:
+    return {role: status.value for role, status in verification.roles.items()}
+
+
+def _verdict(verification: ReportVerification) -> str:
+    """describe()'s last line: complete or INCOMPLETE, and each role's status."""
+    return verification.describe().splitlines()[-1]

@@ -10,9 +10,9 @@ import click
 
 from invsync.agent.cli.options import config_option, format_option
 from invsync.agent.config.settings import AgentConfig, load_agent_config
-from invsync.agent.daemon.rotation import peer_policies
+from invsync.agent.daemon.report_check import pairing_trust
+from invsync.agent.daemon.rotation import peer_policies, pinned_keys
 from invsync.agent.daemon.status import PeerLookup, Probe, pairing_status, status_text
-from invsync.agent.exchange.acceptance import verify_peer_snapshot
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.model.snapshot import SnapshotHeader
@@ -52,10 +52,12 @@ def _client(config: AgentConfig) -> ExchangeClient:
 
 
 def _peer_lookup(config: AgentConfig, store: AgentStore, client: ExchangeClient) -> PeerLookup:
-    """The peer's latest snapshot, verified like a cycle does; read-only: a rotation it
-    announces is left for the next cycle to record."""
+    """The peer's latest snapshot, through the pairing's trusted state as a cycle sees it (so an
+    older one than the last verified is refused); read-only: nothing it accepts is saved, and a
+    rotation it announces is left for the next cycle to record."""
 
     peers = peer_policies(config)
+    server_keys = pinned_keys(config.server.signing_keys)
 
     def lookup(name: str) -> SnapshotHeader | None:
         pairing = config.pairings[name]
@@ -63,13 +65,9 @@ def _peer_lookup(config: AgentConfig, store: AgentStore, client: ExchangeClient)
             env = client.fetch_peer_snapshot(name, 0)
         except NotFoundYet:
             return None
-        return verify_peer_snapshot(
-            env,
-            peer=peers[pairing.peer],
-            pairing=name,
-            now=None,  # an expired snapshot is shown as such, not refused
-            rotations=store.rotations(pairing.peer),
-        ).header
+        trust = pairing_trust(config.party, pairing, store, server_keys, peers[pairing.peer])
+        # No clock: an expired snapshot is shown as such, not refused.
+        return trust.update_peer(env, version=0, now=None).snapshot.header
 
     return lookup
 

@@ -1,7 +1,15 @@
-"""One agent cycle: collect, push, co-sign, write reports.
+"""One agent cycle: collect, push, check the exchange's log, co-sign, write reports.
 
 What is checked before co-signing is `agent.daemon.report_check`: the agent never takes the server's
-word for a report.
+word for a report. Every receipt, peer snapshot and report passes the pairing's trusted state
+(`agent.exchange.trusted`, held by the report check): payload type, a pinned key's signature, and
+only then parsing. The reports the agent writes show their signatures as its configuration pins
+them, never as the keys a report lists about itself.
+
+Before co-signing, the agent checks the exchange's transparency log (`agent.daemon.log_watch`),
+and each snapshot it builds carries the latest log checkpoint it verified. A database older than
+what the server accepted from it (restored from a backup) continues after our latest snapshot in
+the log (`agent.daemon.restore`).
 """
 
 from __future__ import annotations
@@ -15,13 +23,21 @@ from pathlib import Path
 
 from invsync.agent.config.settings import AgentConfig, PairingConfig
 from invsync.agent.daemon.freshness import PushReason, push_reason
+from invsync.agent.daemon.log_watch import LogWatch
 from invsync.agent.daemon.report_check import PeerArrived, ReportCheck
-from invsync.agent.daemon.rotation import OwnKeys, PeerKeys, peer_policies, pinned_keys
+from invsync.agent.daemon.restore import Restore, is_behind, reported_version
+from invsync.agent.daemon.rotation import (
+    PeerKeys,
+    load_own_keys,
+    peer_policies,
+    pinned_keys,
+    pins_of,
+)
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet, Refused
-from invsync.agent.exchange.envelope import Envelope, Sig, pae, verify_or_raise
-from invsync.agent.exchange.keys import SigningKey, load_signing_key
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
+from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload, decode_payload
 from invsync.agent.files import write_atomically
 from invsync.agent.inventory.collect import collect
@@ -31,6 +47,7 @@ from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT, Snapshot
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
+    Pins,
     ReportVerification,
     parse_report_body,
     verify_report,
@@ -93,10 +110,7 @@ class Agent:
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
         self.store = AgentStore(config.database)
-        next_key = config.next_signing_key
-        self.keys = OwnKeys(
-            load_signing_key(config.signing_key), load_signing_key(next_key) if next_key else None
-        )
+        self.keys = load_own_keys(config)
         self.server_keys = pinned_keys(config.server.signing_keys)
         self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
         self.client = ExchangeClient(
@@ -104,6 +118,16 @@ class Agent:
             timeout=config.rpc_timeout_seconds,
             retry=config.retry,
             keepalive=config.keepalive,
+        )
+        self.log_watch = LogWatch(
+            party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock
+        )
+        self.restorer = Restore(
+            party=config.party,
+            keys=self.keys,
+            store=self.store,
+            watch=self.log_watch,
+            clock=self.clock,
         )
         self.checker = ReportCheck(
             config=config,
@@ -113,6 +137,7 @@ class Agent:
             server_keys=self.server_keys,
             peer_keys=self.peer_keys,
             clock=self.clock,
+            log_watch=self.log_watch,
         )
 
     def close(self) -> None:
@@ -161,18 +186,37 @@ class Agent:
 
         The refresh age (`agent.snapshot_refresh_seconds`) comes before the expiry, so an agent
         that runs its cycles keeps a valid snapshot at the server even when nothing changes.
+        When the server holds a later snapshot of ours than this database (restored from a
+        backup), the chain continues after it, taken from the log (`agent.daemon.restore`).
         """
-        self._resume_pending(pairing.name)
+        try:
+            self._resume_pending(pairing.name)
+            ahead = self._reported_ahead(pairing)
+            if ahead:
+                self._restore(pairing, ahead)
+            return self._sync(pairing, restored=bool(ahead))
+        except Refused as e:
+            if not is_behind(e):
+                raise
+            self._restore(pairing, f"the server refused our push: {e}")
+            return self._sync(pairing, restored=True)
+
+    def _sync(self, pairing: PairingConfig, *, restored: bool) -> PushOutcome:
+        """`sync` once the server's view of our chain is ours: a restored chain always pushes."""
         now = self.clock()
         draft = self._draft(pairing, now)
         last = draft.last
-        reason = push_reason(
-            last.payload if last else None,
-            last.issued_at if last else None,
-            draft.payload,
-            now=now,
-            refresh_after=timedelta(seconds=self.config.snapshot_refresh_seconds),
-            announces=draft.announces,
+        reason = (
+            PushReason.RESTORED
+            if restored
+            else push_reason(
+                last.payload if last else None,
+                last.issued_at if last else None,
+                draft.payload,
+                now=now,
+                refresh_after=timedelta(seconds=self.config.snapshot_refresh_seconds),
+                announces=draft.announces,
+            )
         )
         if last is not None and reason is None:
             log.info(
@@ -189,6 +233,24 @@ class Agent:
             return PushOutcome(last.version, None, last.expires_at)
         return self._send(pairing, draft, now, reason)
 
+    def _reported_ahead(self, pairing: PairingConfig) -> str:
+        """Why this database is behind, when the server's latest report names a version of ours
+        it never sent; "" otherwise."""
+        last = self.store.latest_sent_snapshot(pairing.name)
+        known = last.version if last else 0
+        named = reported_version(self.client, self.checker.trust(pairing), pairing.role)
+        if named <= known:
+            return ""
+        return f"the server's latest report names our version {named}, this database {known}"
+
+    def _restore(self, pairing: PairingConfig, why: str) -> None:
+        self.restorer.restore(self.client, self.checker.trust(pairing), why)
+
+    def watch_log(self, pairing: PairingConfig) -> None:
+        """Check the exchange's log for the pairing (`agent.daemon.log_watch`): a log that does
+        not hold together is recorded and raised, so nothing is co-signed."""
+        self.log_watch.check(self.client, self.checker.trust(pairing))
+
     def push(self, pairing: PairingConfig) -> int:
         """Build, sign and push the next snapshot of `pairing`, changed or not; its version.
 
@@ -204,6 +266,7 @@ class Agent:
     def _draft(self, pairing: PairingConfig, now: datetime) -> _Draft:
         """The version after the last sent one, from the stored inventory, not yet signed."""
         last = self.store.latest_sent_snapshot(pairing.name)
+        verified = self.checker.trust(pairing).state.checkpoint
         keys, announce = self.keys.for_snapshot(last)
         version = (last.version if last else 0) + 1
         expires_at = now + timedelta(seconds=self.config.snapshot_validity_seconds)
@@ -221,6 +284,7 @@ class Agent:
             profiles=self.config.profiles,
             acknowledgements=self.config.acknowledgements,
             next_signing_key=announce,
+            log_checkpoint=verified.note if verified else b"",
         )
         return _Draft(last, payload, version, expires_at, keys, bool(announce))
 
@@ -251,9 +315,12 @@ class Agent:
         return PushOutcome(draft.version, reason, draft.expires_at)
 
     def _push_pending(self, pairing: str, version: int, env: Envelope) -> None:
+        """Push; the snapshot is sent once the trusted state took the server's receipt for it,
+        which is kept in the same transaction. A refused receipt leaves it pending."""
         receipt = self.client.push(env)
-        verify_or_raise(receipt, self.server_keys, who="the exchange server (receipt)")
-        self.store.mark_sent(pairing, version)
+        trust = self.checker.trust(self.config.pairings[pairing])
+        trust.update_receipt(receipt, version=version, payload=env.payload)
+        self.store.record_receipt(pairing, version, trust.state, self.clock())
 
     def _resume_pending(self, pairing: str) -> None:
         """Re-push the pending snapshot, if any; one the server refuses was never accepted."""
@@ -265,6 +332,8 @@ class Agent:
         try:
             self._push_pending(pairing, pending.version, env)
         except Refused as e:
+            if is_behind(e):
+                raise  # the server holds a later version of ours: `sync` restores
             # The server never accepted this version (an identical re-push would be answered
             # with its receipt), so the number is free: the next snapshot is built for it.
             self.store.drop_pending(pairing, pending.version)
@@ -295,16 +364,18 @@ class Agent:
         return subordinate_scope(records, issuer_spkis=spkis)
 
     def cosign(self, pairing: PairingConfig, wait_seconds: float) -> str:
-        """Wait for the report on our latest snapshot, check it, sign it; returns its id."""
+        """Check the log; wait for the report on our latest snapshot, check it, sign it; returns
+        its id."""
         own = self._own_snapshot(pairing.name)
-        env, rid = self._await_report(pairing.name, own, wait_seconds)
+        self.watch_log(pairing)
+        env, rid = self._await_report(pairing, own, wait_seconds)
         self._cosign_report(pairing, own, env, rid)
         return rid
 
     def _cosign_report(
         self, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
     ) -> None:
-        verify_or_raise(env, self.server_keys, who="the exchange server (report)")
+        """Sign a report `_report_naming` took from the trusted state, once rebuilt here."""
         self._check_report(pairing, own, env.payload)
         key = self.checker.report_key(pairing.name)
         sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
@@ -318,18 +389,20 @@ class Agent:
         The peer may push again while we sign, making a newer report on our same snapshot; that
         one is checked and co-signed too, so the cycle ends on the report both parties signed.
         If time runs out, the latest report is written as it stands and `complete` says so.
+        The exchange's log is checked first: nothing is co-signed while it does not hold together.
         """
         own = self._own_snapshot(pairing.name)
+        self.watch_log(pairing)
         deadline = time.monotonic() + wait_seconds
         while True:
-            found = self._report_naming(pairing.name, own)
+            found = self._report_naming(pairing, own)
             if found is not None and not self.store.has_cosigned(found[1]):
                 try:
                     self._cosign_report(pairing, own, *found)
                     continue
                 except PeerArrived:
                     pass  # the report on both snapshots is being made: poll for it
-            if found is not None and verify_report(found[0]).complete:
+            if found is not None and verify_report(found[0], self.pins()).complete:
                 return self._write(pairing.name, found[1], found[0])
             if time.monotonic() > deadline:
                 return self._timed_out(pairing.name, own, found, wait_seconds)
@@ -356,7 +429,7 @@ class Agent:
         return decode_payload(sent.payload)
 
     def _await_report(
-        self, pairing: str, own: Snapshot, wait_seconds: float
+        self, pairing: PairingConfig, own: Snapshot, wait_seconds: float
     ) -> tuple[Envelope, str]:
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -365,22 +438,30 @@ class Agent:
                 return found
             if time.monotonic() > deadline:
                 raise ReportError(
-                    f"pairing {pairing!r}: no report on our snapshot version "
+                    f"pairing {pairing.name!r}: no report on our snapshot version "
                     f"{own.header.version} after {wait_seconds:.0f} s; has the peer pushed?"
                 )
             time.sleep(POLL_SECONDS)
 
-    def _report_naming(self, pairing: str, own: Snapshot) -> tuple[Envelope, str] | None:
+    def _report_naming(self, pairing: PairingConfig, own: Snapshot) -> tuple[Envelope, str] | None:
+        """The server's latest report if it names our snapshot `own`. The trusted state checks
+        its payload type and the pinned server key's signature before the body is parsed."""
         try:
-            report = self.client.report(pairing)
+            report = self.client.report(pairing.name)
         except NotFoundYet:
             return None
         env = Envelope.from_pb(report.envelope)
-        body = parse_report_body(env.payload)
+        body = self.checker.trust(pairing).verify_report(env, report_id=report.report_id)
         ref = body.root if body.root.party == self.config.party else body.subordinate
         if ref.digest != own.payload_sha256:
             return None
-        return env, report.report_id
+        return env, body.report_id
+
+    def pins(self) -> Pins:
+        """The report signers this agent pins: the server's keys, ours, and the peers' with
+        the rotations recorded so far."""
+        rings = {name: self.peer_keys.ring(name) for name in self.peer_keys.peers}
+        return pins_of(self.config.party, self.keys, self.server_keys, rings)
 
     def _check_report(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
         self.checker.check(pairing, own, body_bytes)
@@ -396,11 +477,12 @@ class Agent:
         write_report_file(json_path, env)
         own = self.store.latest_sent_snapshot(pairing)
         version = own.version if own else 0
-        verification = verify_report(env)
+        pins = self.pins()
+        verification = verify_report(env, pins)
         write_atomically(md_path, report_markdown(body, verification))
         files = report_files(directory)
         current = next(f for f in files if f.report_id == rid)
-        write_atomically(json_path.with_name(f"{stem}.html"), page(current, files))
+        write_atomically(json_path.with_name(f"{stem}.html"), page(current, files, pins))
         write_atomically(json_path.with_name(f"{stem}.csv"), findings_csv(body.findings))
         return CycleResult(pairing, version, rid, json_path, md_path, verification)
 

@@ -7,7 +7,8 @@ content differs from the last one sent, or when the last one is older than the r
 (`agent.snapshot_refresh_seconds`), which comes before its expiry.
 
 "Content" is the payload minus what changes with every build: version, issue and expiry times,
-the previous digest, and each source's `last_seen` (it moves forward at every collection).
+the previous digest, the log checkpoint (the log grows with every exchange, so it would make
+every cycle push), and each source's `last_seen` (it moves forward at every collection).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ class PushReason(Enum):
     CHANGED = "content changed"
     ROTATION = "announces a new signing key"
     REFRESH = "refresh before expiry"
+    RESTORED = "continues after our latest snapshot in the exchange's log"
 
 
 def content_key(payload: bytes) -> bytes:
     """The payload's content, without the fields every build changes, as comparable bytes."""
     msg = pb.SnapshotPayload.FromString(payload)
     header = msg.header
-    for name in ("version", "issued_at", "expires_at", "previous_digest"):
+    for name in ("version", "issued_at", "expires_at", "previous_digest", "log_checkpoint"):
         header.ClearField(name)
     for record in msg.records:
         for source in record.sources:

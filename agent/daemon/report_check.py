@@ -1,26 +1,37 @@
 """Checking a report before co-signing it: the agent rebuilds the body and signs only its twin.
 
 The agent never takes the server's word for a report: it fetches the peer's signed snapshot,
-verifies it with the peer's keys (pinned, or rotated in band), rebuilds the body with the same
-builder the server calls (`agent.report.build`) and signs only when the bytes are identical.
-Otherwise it refuses and says what differs.
+passes it through the pairing's trusted state (`agent.exchange.trusted`: the peer's keys, pinned
+or rotated in band, and no older snapshot than one already verified), rebuilds the body with the
+same builder the server calls (`agent.report.build`) and signs only when the bytes are identical.
+Otherwise it refuses and says what differs. The log checkpoint the peer's snapshot carries
+must be of the log this agent verified (`agent.daemon.log_watch`: no split view). A peer
+snapshot refused as a rollback, or as showing a split view, is kept with its finding
+(`peer-rollback`, `log-split-view`) in the agent's database and logged
+(`agent.daemon.refusals`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from invsync.agent.config.settings import AgentConfig, PairingConfig
+from invsync.agent.daemon.log_watch import LogWatch
+from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.errors import ReportError
-from invsync.agent.exchange.acceptance import PairingPolicy
+from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
-from invsync.agent.exchange.envelope import Envelope, verify_or_raise
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
 from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
+    REPORT_PAYLOAD_TYPE,
     ReportBody,
     Signer,
     SnapshotRef,
@@ -29,6 +40,9 @@ from invsync.agent.report.body import (
 )
 from invsync.agent.report.build import ReportSide, build_report
 from invsync.agent.store.agent_store import AgentStore
+
+# How the trusted state tells a report from other signed documents and reads it.
+REPORTS = DocumentFormat(REPORT_PAYLOAD_TYPE, parse_report_body)
 
 
 class PeerArrived(ReportError):
@@ -52,6 +66,7 @@ class ReportCheck:
         server_keys: Mapping[str, VerifyKey],
         peer_keys: PeerKeys,
         clock: Callable[[], datetime],
+        log_watch: LogWatch | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -60,11 +75,25 @@ class ReportCheck:
         self.server_keys = server_keys
         self.peer_keys = peer_keys
         self.clock = clock
+        self.log_watch = log_watch or LogWatch(
+            party=config.party, server_keys=server_keys, store=store, clock=clock
+        )
+        self._trusted: dict[str, PairingTrust[ReportBody]] = {}
+
+    def trust(self, pairing: PairingConfig) -> PairingTrust[ReportBody]:
+        """The pairing's trusted state, read from the store once: every receipt, peer snapshot
+        and report of the pairing passes it, and it is saved with what it guards."""
+        if pairing.name not in self._trusted:
+            peer = self.peer_keys.peers[pairing.peer]
+            trust = pairing_trust(self.config.party, pairing, self.store, self.server_keys, peer)
+            self._trusted[pairing.name] = trust
+        return self._trusted[pairing.name]
 
     def check(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
         """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
         body = parse_report_body(body_bytes)
-        sides = self._sides(pairing, own, getattr(body, other_role(pairing.role)).version)
+        with self._recording_refusals(pairing.name):
+            sides = self._sides(pairing, own, getattr(body, other_role(pairing.role)).version)
         for role, side in sides.items():
             _check_ref(pairing.name, getattr(body, role), side.ref(role))
         self._check_signers(pairing, body.signers)
@@ -74,9 +103,14 @@ class ReportCheck:
             root=sides[ROOT],
             subordinate=sides[SUBORDINATE],
             signers=body.signers,
-            previous=self._previous_report(pairing.name, body.previous_report),
+            previous=self._previous_report(pairing, body.previous_report),
         )
         _refuse_unless_twin(pairing.name, body_bytes, mine)
+
+    def _recording_refusals(self, pairing: str) -> AbstractContextManager[None]:
+        """A refusal that is a finding of the pairing (a peer rollback, a split view) is kept
+        and logged before it ends the check: the exchange server will not report it itself."""
+        return recording_refusals(self.store, self.config.party, pairing, self.clock)
 
     def _sides(
         self, pairing: PairingConfig, own: Snapshot, peer_version: int
@@ -95,10 +129,13 @@ class ReportCheck:
             self._check_peer_absent(pairing)
             return ReportSide(pairing.peer)
         peer = self._fetch_peer(pairing, version)
+        self.log_watch.check_peer_view(self.client, self.trust(pairing), peer.header)
         return ReportSide.of(peer, self._peer_previous(pairing, peer))
 
     def _check_peer_absent(self, pairing: PairingConfig) -> None:
-        """A report saying the peer sent nothing is signed only if the server indeed has nothing."""
+        """A report saying the peer sent nothing is signed only if nothing of it was verified
+        here and the server indeed has nothing."""
+        self.trust(pairing).check_peer_absent()
         try:
             self.client.fetch_peer_snapshot(pairing.name, 0)
         except NotFoundYet:
@@ -108,30 +145,23 @@ class ReportCheck:
             "sent no snapshot, but the server holds one"
         )
 
-    def _previous_report(self, pairing: str, rid: str | None) -> ReportBody | None:
+    def _previous_report(self, pairing: PairingConfig, rid: str | None) -> ReportBody | None:
         """The report the server's body says it continues, checked as the server's own.
 
         first_seen and resolved depend on it, so it must be a report the server signed for this
-        pairing: its server signature is verified with the pinned keys before it is parsed.
+        pairing under that id: the trusted state verifies its server signature with the pinned
+        keys before it parses it.
         """
         if rid is None:
             return None
         try:
-            stored = self.client.report(pairing, rid)
+            stored = self.client.report(pairing.name, rid)
         except NotFoundYet as e:
             raise ReportError(
-                f"refusing to sign report on pairing {pairing!r}: the server does not have "
+                f"refusing to sign report on pairing {pairing.name!r}: the server does not have "
                 f"the previous report {rid} it names"
             ) from e
-        env = Envelope.from_pb(stored.envelope)
-        verify_or_raise(env, self.server_keys, who="the exchange server (previous report)")
-        previous = parse_report_body(env.payload)
-        if previous.report_id != rid or previous.pairing != pairing:
-            raise ReportError(
-                f"refusing to sign report on pairing {pairing!r}: the server sent another "
-                f"report ({previous.report_id}) for the previous report {rid}"
-            )
-        return previous
+        return self.trust(pairing).verify_report(Envelope.from_pb(stored.envelope), report_id=rid)
 
     def _own_previous(self, pairing: str, own: Snapshot) -> Snapshot | None:
         sent = self.store.sent_snapshot(pairing, own.header.version - 1)
@@ -147,14 +177,13 @@ class ReportCheck:
             return None
 
     def _fetch_peer(self, pairing: PairingConfig, version: int, current: bool = True) -> Snapshot:
-        env = self.client.fetch_peer_snapshot(pairing.name, version)
+        """The peer's snapshot `version` through the trusted state: the current one becomes the
+        last verified (and must not be older than it), an earlier one is only checked."""
         return self.peer_keys.verify(
-            env,
-            pairing.peer,
-            _policy(pairing, self.config.party),
-            self.clock() if current else None,
-            lambda earlier: self.client.fetch_peer_snapshot(pairing.name, earlier),
+            self.trust(pairing),
             version,
+            lambda wanted: self.client.fetch_peer_snapshot(pairing.name, wanted),
+            self.clock() if current else None,
         )
 
     def report_key(self, pairing: str) -> SigningKey:
@@ -167,7 +196,7 @@ class ReportCheck:
         pinned = {
             "server": set(self.server_keys),
             pairing.role: {ours},
-            other_role(pairing.role): set(self.peer_keys.ring(pairing.peer).keys_for(pairing.name)),
+            other_role(pairing.role): set(self._peer_ring(pairing).keys_for(pairing.name)),
         }
         for signer in signers:
             if signer.keyid not in pinned.get(signer.role, set()):
@@ -180,6 +209,30 @@ class ReportCheck:
                 f"refusing to sign report on pairing {pairing.name!r}: it does not list our key "
                 f"{ours[:16]} as the {pairing.role}'s"
             )
+
+    def _peer_ring(self, pairing: PairingConfig) -> KeyRing:
+        """The peer's keys as the trusted state knows them: pinned, and rotated in since."""
+        trust = self.trust(pairing)
+        return KeyRing(pairing.peer, self.peer_keys.peers[pairing.peer].keys, trust.rotations)
+
+
+def pairing_trust(
+    party: str,
+    pairing: PairingConfig,
+    store: AgentStore,
+    server_keys: Mapping[str, VerifyKey],
+    peer: PartyPolicy,
+) -> PairingTrust[ReportBody]:
+    """The pairing's trusted state as `store` last saved it, with the pinned keys."""
+    return PairingTrust(
+        party=party,
+        pairing=_policy(pairing, party),
+        server_keys=server_keys,
+        peer=peer,
+        reports=REPORTS,
+        rotations=store.rotations(pairing.peer),
+        state=store.trusted_state(pairing.name),
+    )
 
 
 def _refuse_unless_twin(pairing: str, received: bytes, built: bytes) -> None:

@@ -12,18 +12,21 @@ between two cycles), so the agent walks back through the peer's earlier versions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from invsync.agent.config.settings import AgentConfig
-from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
+from invsync.agent.exchange.acceptance import PartyPolicy
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
-from invsync.agent.exchange.keys import SigningKey, VerifyKey, load_verify_key
+from invsync.agent.exchange.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from invsync.agent.exchange.rejections import UntrustedSignerError
+from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 
 # How far back a missed announcement is looked for; each step is one fetch.
@@ -69,8 +72,42 @@ def peer_policies(config: AgentConfig) -> dict[str, PartyPolicy]:
     return {name: PartyPolicy(name, pinned_keys(paths)) for name, paths in config.peers.items()}
 
 
+def load_own_keys(config: AgentConfig) -> OwnKeys:
+    """This party's signing keys as configured: the current one and the one rotated to."""
+    next_key = config.next_signing_key
+    return OwnKeys(
+        load_signing_key(config.signing_key), load_signing_key(next_key) if next_key else None
+    )
+
+
+def report_pins(config: AgentConfig, store: AgentStore | None) -> Pins:
+    """The report signers an agent's configuration pins (`pins_of`), its keys read from their
+    files, its peers' rotations from `store` (none without one)."""
+    rings = {
+        name: KeyRing(name, policy.keys, tuple(store.rotations(name)) if store else ())
+        for name, policy in peer_policies(config).items()
+    }
+    server_keys = pinned_keys(config.server.signing_keys)
+    return pins_of(config.party, load_own_keys(config), server_keys, rings)
+
+
+def pins_of(
+    party: str,
+    own: OwnKeys,
+    server_keys: Mapping[str, VerifyKey],
+    peers: Mapping[str, KeyRing],
+) -> Pins:
+    """What an agent pins for report signers: the server's keys for the server role, this
+    party's signing keys, and every key each peer's ring ever trusted (pinned, or rotated to
+    with the old key's signature). Never a key a report lists about itself."""
+    mine = frozenset(key.public.keyid for key in (own.current, own.next) if key is not None)
+    parties = {party: mine} | {name: frozenset(ring.known()) for name, ring in peers.items()}
+    return Pins(server=frozenset(server_keys), parties=parties)
+
+
 class PeerKeys:
-    """Verifies a peer's snapshots with its pinned keys and the rotations it announced."""
+    """Verifies a peer's snapshots through the pairing's trusted state, with the peer's pinned keys
+    and the rotations it announced, and records what the state accepted."""
 
     def __init__(
         self, store: AgentStore, peers: dict[str, PartyPolicy], clock: Callable[[], datetime]
@@ -85,45 +122,45 @@ class PeerKeys:
 
     def verify(
         self,
-        env: Envelope,
-        peer: str,
-        pairing: PairingPolicy,
-        now: datetime | None,
-        fetch: Callable[[int], Envelope],
+        trust: PairingTrust[Any],
         version: int,
+        fetch: Callable[[int], Envelope],
+        now: datetime | None,
     ) -> Snapshot:
-        """The peer's verified snapshot; catches up on missed rotations when `version` > 0."""
+        """The peer's snapshot `version`: its current one when `now` is given (the trusted state
+        then holds it as the last verified), an earlier one otherwise. Catches up on rotations
+        missed in between when `version` > 0."""
+        env = fetch(version)
         for _ in range(MAX_ROTATIONS):
             try:
-                return self._verify(env, peer, pairing, now)
+                return self._verify(trust, env, version, now)
             except UntrustedSignerError:
-                if version < 1 or not self._catch_up(peer, pairing, version, fetch):
+                if version < 1 or not self._catch_up(trust, version, fetch):
                     raise
-        return self._verify(env, peer, pairing, now)
+        return self._verify(trust, env, version, now)
 
     def _verify(
-        self, env: Envelope, peer: str, pairing: PairingPolicy, now: datetime | None
+        self, trust: PairingTrust[Any], env: Envelope, version: int, now: datetime | None
     ) -> Snapshot:
-        accepted = verify_peer_rotation(
-            env,
-            peer=self.peers[peer],
-            pairing=pairing,
-            now=now,
-            rotations=self.store.rotations(peer),
-        )
-        if accepted.rotation is not None:
-            self.store.record_rotation(accepted.rotation, self.clock())
-        return accepted.snapshot
+        pairing = trust.pairing.name
+        if now is None:
+            verified = trust.verify_earlier_peer(env, version=version)
+            if verified.rotation is not None:
+                self.store.record_rotation(verified.rotation, self.clock())
+        else:
+            verified = trust.update_peer(env, version=version, now=now)
+            self.store.record_peer(pairing, trust.state, verified.rotation, self.clock())
+        return verified.snapshot
 
     def _catch_up(
-        self, peer: str, pairing: PairingPolicy, version: int, fetch: Callable[[int], Envelope]
+        self, trust: PairingTrust[Any], version: int, fetch: Callable[[int], Envelope]
     ) -> bool:
         """Find the latest earlier version this agent can verify; True if it rotated a key."""
-        known = len(self.store.rotations(peer))
+        known = len(trust.rotations)
         for earlier in range(version - 1, max(0, version - 1 - MAX_WALK_BACK), -1):
             try:
-                self._verify(fetch(earlier), peer, pairing, None)
+                self._verify(trust, fetch(earlier), earlier, None)
             except UntrustedSignerError:
                 continue
-            return len(self.store.rotations(peer)) > known
+            return len(trust.rotations) > known
         return False

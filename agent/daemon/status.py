@@ -1,7 +1,9 @@
 """What `invsync status` tells an operator about each pairing of an agent: its last snapshot
 (version, age, expiry), a snapshot still waiting for its receipt, the peer's last snapshot
 (verified, from the server; offline, the version the latest report names), the latest report in
-the report_dir (signatures, open and acknowledged findings), and whether the server answers."""
+the report_dir (signatures as the agent's configuration pins them, open and acknowledged
+findings), what the agent refused of the server as a finding (a peer rollback, a log that does not
+hold together, a split view), and whether the server answers."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from invsync.agent.config.settings import AgentConfig
+from invsync.agent.daemon.rotation import report_pins
 from invsync.agent.errors import InvsyncError
 from invsync.agent.model.findings import Severity
 from invsync.agent.model.snapshot import SnapshotHeader
-from invsync.agent.report.body import verify_report
+from invsync.agent.report.body import Pins, verify_report
 from invsync.agent.report.files import report_files
 from invsync.agent.store.agent_store import AgentStore
 from invsync.agent.times import rfc3339
@@ -33,14 +36,26 @@ def pairing_status(
     probe: Probe | None,
     peer: PeerLookup | None = None,
 ) -> dict[str, Any]:
-    report = _report(config.report_dir, pairing, config.party)
+    report = _report(config.report_dir, pairing, report_pins(config, store), config.party)
     return {
         "pairing": pairing,
         "snapshot": _snapshot(store, pairing, now),
         "pending_version": _pending(store, pairing),
         "peer_snapshot": _peer_snapshot(peer, pairing, now, report),
         "report": report,
+        "refused": _refused(store, pairing),
         "server": _server(probe, pairing),
+    }
+
+
+def _refused(store: AgentStore, pairing: str) -> dict[str, Any]:
+    """How many answers of the server the agent refused as findings, and the latest finding."""
+    refusals = store.refusals(pairing)
+    last = refusals[-1] if refusals else None
+    return {
+        "count": len(refusals),
+        "last": None if last is None else f"{last.finding.code}: {last.finding.message}",
+        "last_at": None if last is None else rfc3339(last.refused_at),
     }
 
 
@@ -85,7 +100,7 @@ def _pending(store: AgentStore, pairing: str) -> int | None:
     return None if pending is None else pending.version
 
 
-def _report(directory: Path, pairing: str, party: str = "") -> dict[str, Any] | None:
+def _report(directory: Path, pairing: str, pins: Pins, party: str = "") -> dict[str, Any] | None:
     files = (
         [f for f in report_files(directory) if f.body.pairing == pairing]
         if directory.is_dir()
@@ -94,7 +109,7 @@ def _report(directory: Path, pairing: str, party: str = "") -> dict[str, Any] | 
     if not files:
         return None
     latest = files[-1]
-    verification = verify_report(latest.envelope)
+    verification = verify_report(latest.envelope, pins)
     findings = latest.body.findings
     open_ = [f for f in findings if f.acknowledgement is None]
     sides = (latest.body.root, latest.body.subordinate)
@@ -134,6 +149,12 @@ def status_text(rows: list[dict[str, Any]]) -> str:
             lines.append(f"  pending: version {row['pending_version']} awaits its receipt")
         lines.append("  " + _peer_line(row["peer_snapshot"]))
         lines.append("  " + _report_line(row["report"]))
+        if row["refused"]["count"]:
+            refused = row["refused"]
+            lines.append(
+                f"  REFUSED: {refused['count']} answer(s) of the server, last at "
+                f"{refused['last_at']}: {refused['last']}"
+            )
         lines.append(f"  server: {row['server']}")
     return "\n".join(lines) + "\n"
 

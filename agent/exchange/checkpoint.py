@@ -44,7 +44,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from invsync.agent.errors import KeyLoadError, SignatureError
@@ -156,6 +156,37 @@ def open_checkpoint(note: bytes, origin: str, keys: Mapping[str, VerifyKey]) -> 
     if checkpoint.origin != origin:
         raise BadCheckpoint(f"checkpoint names origin {checkpoint.origin!r}, not {origin!r}")
     return checkpoint
+
+
+def open_pinned(note: bytes, name: str, keys: Iterable[VerifyKey]) -> Checkpoint:
+    """`open_checkpoint` under `name` (origin and key name) with each of the signer's pinned
+    `keys` in turn: a note names one key per key name, and a signer may have several pinned
+    (while it rotates). BadCheckpoint from the last key tried when none opens it."""
+    problem = BadCheckpoint(f"checkpoint of {name}: no key is pinned for it")
+    for key in keys:
+        try:
+            return open_checkpoint(note, name, {name: key})
+        except BadCheckpoint as e:
+            problem = e
+    raise problem
+
+
+def claimed_checkpoint(note: bytes) -> Checkpoint | None:
+    """The checkpoint a note's body claims, its signatures NOT checked; None for anything that
+    is no well-formed note. Only where no key is at hand, to compare two claims that their
+    makers signed elsewhere (a pure reconcile rule on two snapshot headers): never to trust a
+    log, which `open_checkpoint` alone does."""
+    try:
+        body, _ = _split_note(note)
+        return _parse_body(body)
+    except BadCheckpoint:
+        return None
+
+
+def claimed_origin(note: bytes) -> str:
+    """The origin a note's first line claims, unverified: only a name to try opening the note
+    under (`open_pinned` then requires a pinned key's signature under that very name)."""
+    return note.split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
 def _split_note(note: bytes) -> tuple[bytes, list[str]]:

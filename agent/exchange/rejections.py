@@ -31,8 +31,23 @@ rename one.
 | `access-denied` | PERMISSION_DENIED | the caller may not see or change what it asked for |
 | `not-found` | NOT_FOUND | no snapshot or report of that pairing yet |
 | `bad-report-signature` | PERMISSION_DENIED | a report signature fails with the keys in force |
+| `log-range` | INVALID_ARGUMENT | a log request's range, index or sizes are malformed |
+| `untrusted-input` | INVALID_ARGUMENT | the base of the agent's refusals; never raised itself |
+| `wrong-payload-type` | INVALID_ARGUMENT | a served envelope is not of the payload type asked for |
+| `bad-server-signature` | PERMISSION_DENIED | a receipt or report lacks a pinned server signature |
+| `malformed-input` | INVALID_ARGUMENT | a signed receipt or report does not parse |
+| `receipt-mismatch` | FAILED_PRECONDITION | a receipt is not for the snapshot pushed |
+| `report-mismatch` | INVALID_ARGUMENT | a report of another pairing, or under another id |
+| `peer-version-mismatch` | INVALID_ARGUMENT | another peer snapshot version than asked for |
+| `peer-rollback` | FAILED_PRECONDITION | a peer snapshot older than the last one verified |
+| `peer-equivocation` | ALREADY_EXISTS | the peer's last verified version, other bytes |
+| `checkpoint-rollback` | FAILED_PRECONDITION | a log checkpoint of a smaller tree than the last |
+| `log-inconsistent` | FAILED_PRECONDITION | the log does not extend the last one verified |
+| `log-split-view` | FAILED_PRECONDITION | the peer's log checkpoint is not consistent with ours |
 
-An error that is no rejection (a store or internal failure) answers INTERNAL, without a rule.
+The agent's refusals (`agent.exchange.trusted`) are raised on the agent's side about what the
+server sent it; their statuses matter only if a server ever relays one. An error that is no
+rejection (a store or internal failure) answers INTERNAL, without a rule.
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ from collections.abc import Mapping
 import grpc
 
 from invsync.agent.errors import InvsyncError
+from invsync.agent.model.findings import Finding
 
 # The trailing metadata key that carries a refusal's rule.
 RULE_METADATA_KEY = "invsync-rule"
@@ -205,6 +221,124 @@ class BadReportSignature(Rejection):
     hint = "Sign the exact report body with the party's pinned signing key."
 
 
+class BadLogRequest(Rejection):
+    """A request to the transparency log is malformed: an empty or reversed range, a range over
+    the per-request cap, an index outside its tree, or tree sizes out of order."""
+
+    rule = "log-range"
+    hint = (
+        "Ask for start < end with at most 256 entries per request, an index below the tree "
+        "size, and proof sizes 0 < first <= second; the message names the request."
+    )
+
+
+# The agent's refusals of what the exchange served it (agent.exchange.trusted), in their order
+
+
+class UntrustedInput(Rejection):
+    """Something the exchange served failed a check of the agent's trusted state: nothing of it
+    was kept and the state is as it was. `finding`, when set, is what the refusal means for the
+    pairing (agent.model.findings), for the agent to record."""
+
+    rule = "untrusted-input"
+    hint = "The exchange server sent something this agent cannot trust; see the message."
+
+    def __init__(self, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.finding = finding
+
+    def __str__(self) -> str:
+        return f"refused [{self.rule}]: {super().__str__()}"
+
+
+class PayloadTypeError(UntrustedInput):
+    rule = "wrong-payload-type"
+    hint = (
+        "The server answered with another kind of signed document than asked for: a server of "
+        "another version, or one replaying what it signed for another purpose."
+    )
+
+
+class ServerSignatureError(UntrustedInput):
+    rule = "bad-server-signature"
+    hint = (
+        "Pin the exchange server's signing key in [server] signing_keys; if it is pinned, "
+        "something else than that server signed what was served."
+    )
+
+
+class MalformedInput(UntrustedInput):
+    rule = "malformed-input"
+    hint = "The server signed a document this agent cannot read; check both versions."
+
+
+class ReceiptMismatchError(UntrustedInput):
+    rule = "receipt-mismatch"
+    hint = (
+        "The server's receipt is not for the snapshot pushed; the snapshot stays pending and "
+        "is pushed again. Report the server if it persists."
+    )
+
+
+class ReportMismatchError(UntrustedInput):
+    rule = "report-mismatch"
+    hint = "The server served a report of another pairing or under another id; report it."
+
+
+class PeerVersionMismatchError(UntrustedInput):
+    rule = "peer-version-mismatch"
+    hint = "The server served another version of the peer's snapshot than asked for; report it."
+
+
+class PeerRollbackError(UntrustedInput):
+    rule = "peer-rollback"
+    hint = (
+        "The server served an older peer snapshot than one this agent already verified "
+        "(rollback or freeze); nothing was co-signed. Compare with the peer out of band."
+    )
+
+
+class PeerEquivocationError(UntrustedInput):
+    rule = "peer-equivocation"
+    hint = (
+        "Two different peer snapshots carry one version; nothing was co-signed. Ask the peer "
+        "which one it signed, and keep both as evidence."
+    )
+
+
+class CheckpointRollbackError(UntrustedInput):
+    rule = "checkpoint-rollback"
+    hint = (
+        "The server's log shrank since the last checkpoint this agent verified; keep both "
+        "checkpoints as evidence of a rewritten log."
+    )
+
+
+class LogInconsistentError(UntrustedInput):
+    """The exchange's log failed the agent's check (agent.daemon.log_watch): its checkpoint, a
+    consistency or inclusion proof, or the agent's own entry. Carries a `log-inconsistent`
+    finding; nothing is co-signed while it lasts."""
+
+    rule = "log-inconsistent"
+    hint = (
+        "The exchange's log is not the append-only log it must be; nothing was co-signed. Keep "
+        "the agent's database (it holds the last verified checkpoint) as evidence and tell the "
+        "exchange operator; the next cycle checks again."
+    )
+
+
+class LogSplitViewError(UntrustedInput):
+    """The peer's snapshot carries a log checkpoint that does not fit the agent's own view.
+    Carries a `log-split-view` finding; nothing is co-signed while it lasts."""
+
+    rule = "log-split-view"
+    hint = (
+        "The exchange showed the two parties different logs (a split view); nothing was "
+        "co-signed. Compare the last verified checkpoints with the peer out of band and take "
+        "them to the exchange operator."
+    )
+
+
 _S = grpc.StatusCode
 # The one table of statuses. Every rejection is listed by itself (tests/test_rejections.py
 # enforces it) so that a new rule is given its status deliberately, never by inheritance;
@@ -235,6 +369,19 @@ STATUS: Mapping[type[InvsyncError], grpc.StatusCode] = {
     AccessDenied: _S.PERMISSION_DENIED,
     NotFound: _S.NOT_FOUND,
     BadReportSignature: _S.PERMISSION_DENIED,
+    BadLogRequest: _S.INVALID_ARGUMENT,
+    UntrustedInput: _S.INVALID_ARGUMENT,
+    PayloadTypeError: _S.INVALID_ARGUMENT,
+    ServerSignatureError: _S.PERMISSION_DENIED,
+    MalformedInput: _S.INVALID_ARGUMENT,
+    ReceiptMismatchError: _S.FAILED_PRECONDITION,
+    ReportMismatchError: _S.INVALID_ARGUMENT,
+    PeerVersionMismatchError: _S.INVALID_ARGUMENT,
+    PeerRollbackError: _S.FAILED_PRECONDITION,
+    PeerEquivocationError: _S.ALREADY_EXISTS,
+    CheckpointRollbackError: _S.FAILED_PRECONDITION,
+    LogInconsistentError: _S.FAILED_PRECONDITION,
+    LogSplitViewError: _S.FAILED_PRECONDITION,
 }
 
 # rule -> the rejection class that breaks it: what a client may take from a server's metadata.

@@ -57,12 +57,14 @@ def build_payload(
     profiles: Sequence[OperatorProfile] = (),
     acknowledgements: Sequence[Acknowledgement] = (),
     next_signing_key: bytes = b"",
+    log_checkpoint: bytes = b"",
 ) -> bytes:
     """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
 
     `role` is "root" or "subordinate"; `previous_digest` is the raw SHA-256 of the previous
     accepted payload (empty for the first); `next_signing_key` is the SubjectPublicKeyInfo DER
-    of a key the party announces (agent.exchange.keyring), which must then sign the envelope too.
+    of a key the party announces (agent.exchange.keyring), which must then sign the envelope too;
+    `log_checkpoint` is the signed note of the latest log checkpoint the party verified (b"": none).
     Raises ValueError on a caller bug: an unknown role, a naive datetime, or two records with
     one identity (the inventory merges those).
     """
@@ -84,6 +86,7 @@ def build_payload(
         profiles=[_profile_to_pb(p) for p in profiles],
         acknowledgements=[_ack_to_pb(a) for a in acknowledgements],
         next_signing_key=next_signing_key,
+        log_checkpoint=log_checkpoint,
     )
     msg = pb.SnapshotPayload(header=header, records=[record_to_pb(r) for r in ordered])
     serialized: bytes = msg.SerializeToString(deterministic=True)
@@ -202,6 +205,7 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         profiles=tuple(_profile_from_pb(p) for p in msg.profiles),
         acknowledgements=tuple(_ack_from_pb(a, i) for i, a in enumerate(msg.acknowledgements)),
         next_signing_key=msg.next_signing_key,
+        log_checkpoint=msg.log_checkpoint,
     )
 
 

@@ -3,7 +3,14 @@
 A finding has a stable code from `CATALOGUE`, a severity, the certificate it is about, the party
 that must act, the policy it rests on and a due date where that policy sets a clock. Adding a code
 is one `CodeInfo` entry here plus one rule module in `agent.reconcile.rules`; a test checks that the
-two agree, and `invsync rules` lists this catalogue.
+two agree, and `invsync rules` lists this catalogue. Some codes come from no rule
+(`NOT_FROM_RULES`): `rule-crashed`, the runner's own; `peer-rollback`, which an agent's trusted
+state (`agent.exchange.trusted`) makes when the exchange serves it a peer snapshot that
+contradicts one it already verified; and `log-inconsistent`, which an agent's log watch
+(`agent.daemon.log_watch`) makes when the exchange's transparency log does not hold together. No
+reconciliation of two snapshots can see those. `log-split-view` comes from both: the log watch
+(the peer's checkpoint, verified, is not of our log) and a rule (the two headers' checkpoints
+claim one size with two roots).
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ PROFILE_DEVIATION = "profile-deviation"
 UNATTRIBUTED = "unattributed"
 STALE_PEER = "stale-peer"
 DISAPPEARED = "disappeared"
+PEER_ROLLBACK = "peer-rollback"
+LOG_INCONSISTENT = "log-inconsistent"
+LOG_SPLIT_VIEW = "log-split-view"
 RULE_CRASHED = "rule-crashed"
 
 # The policies findings rest on, spelled once. "" is a finding no root program policy sets: it
@@ -55,6 +65,8 @@ MOZILLA_TECHNICALLY_CONSTRAINED = "Mozilla Root Store Policy 5.3.1"  # exempt on
 BR_REVOCATION = "TLS BR 4.9.1.2"  # revoke a subordinate CA certificate within 7 days
 BR_ISSUANCE_RECORDS = "TLS BR 5.4.1"  # the issuer records every certificate it signs
 CCADB_AUDIT_DELIVERY = "CCADB Policy 5.2"  # audit report within 92 days of the period's end
+# Nobody, the exchange operator included, rewrites what was exchanged (docs/rules.md).
+EXCHANGE_HISTORY = "invsync exchange history (DESIGN 6a)"
 PAIRING_AGREEMENT = ""
 
 
@@ -150,12 +162,37 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         "A certificate left a party's snapshot without being revoked or expiring.",
     ),
     CodeInfo(
+        LOG_SPLIT_VIEW,
+        Severity.ERROR,
+        EXCHANGE_HISTORY,
+        "The peer's snapshot carries a log checkpoint that is not consistent with the agent's "
+        "own: the exchange showed the two parties different logs.",
+    ),
+    CodeInfo(
+        PEER_ROLLBACK,
+        Severity.ERROR,
+        EXCHANGE_HISTORY,
+        "The exchange served a peer snapshot older than one the agent verified, or another one "
+        "with the same version.",
+    ),
+    CodeInfo(
+        LOG_INCONSISTENT,
+        Severity.ERROR,
+        EXCHANGE_HISTORY,
+        "The exchange's log is not an append-only extension of the last checkpoint the agent "
+        "verified, or does not hold the agent's own entry as receipted.",
+    ),
+    CodeInfo(
         RULE_CRASHED,
         Severity.ERROR,
         PAIRING_AGREEMENT,
         "A reconciliation rule raised an exception; its findings are missing from this run.",
     ),
 )
+
+# The codes no rule of agent.reconcile.rules makes: the agent's trusted state's and log watch's,
+# and the runner's.
+NOT_FROM_RULES = (PEER_ROLLBACK, LOG_INCONSISTENT, RULE_CRASHED)
 
 _SHA256 = re.compile(r"[0-9A-F]{64}")
 

@@ -33,6 +33,9 @@ class SnapshotHeader:
     profiles: tuple[OperatorProfile, ...] = ()
     acknowledgements: tuple[Acknowledgement, ...] = ()
     next_signing_key: bytes = b""  # SubjectPublicKeyInfo DER of an announced key; empty: none
+    # The latest log checkpoint the party's agent verified (a signed note, as the server served
+    # it); empty before its first. Opened only with the pinned server key (agent.daemon.log_watch).
+    log_checkpoint: bytes = b""
 
 
 @dataclass(frozen=True)

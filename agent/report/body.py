@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from invsync.agent.errors import InvsyncError, ReportError, SignatureError
 from invsync.agent.exchange.envelope import Envelope, from_json_dict, pae, to_json_dict
-from invsync.agent.exchange.keys import verify_key_from_spki_der
+from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
 from invsync.agent.files import write_atomically
 from invsync.agent.model.findings import Finding, count_by_severity, parse_rfc3339
 from invsync.agent.model.snapshot import Snapshot
@@ -416,9 +416,53 @@ class SignerStatus(StrEnum):
     """What one expected signer's signature says, best first."""
 
     VALID = "valid"
+    UNVERIFIED = "unverified"  # signed by the key the body lists, which the reader does not pin
     INVALID = "invalid"
     UNTRUSTED = "untrusted"  # signed with a key other than the one pinned for that name
     ABSENT = "absent"
+
+
+# A listed signer in one of these keeps a report from being complete, whatever its role's best.
+_NOT_TRUSTED = (SignerStatus.UNVERIFIED, SignerStatus.INVALID, SignerStatus.UNTRUSTED)
+
+
+@dataclass(frozen=True)
+class Pins:
+    """The key ids a reader trusts for a report's signers: a body's own list of keys is never a
+    trust anchor, so a signer whose key is not pinned here is at best UNVERIFIED.
+
+    `names` pins a signer name in any role (`invsync report verify --pin NAME=KEYID`); an agent's
+    configuration pins `server` keys for the server role, whatever name the body gives the
+    server (an agent does not know it), and each party's keys (`parties`) for the party roles.
+    """
+
+    names: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    server: frozenset[str] = frozenset()
+    parties: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, pinned: Mapping[str, str]) -> Pins:
+        """One key id per signer name."""
+        return cls(names={name: frozenset([keyid]) for name, keyid in pinned.items()})
+
+    def merged(self, other: Pins) -> Pins:
+        """Both sets of pins: a signer may use a key either pins."""
+        return Pins(
+            _union(self.names, other.names),
+            self.server | other.server,
+            _union(self.parties, other.parties),
+        )
+
+    def keys_for(self, signer: Signer) -> frozenset[str]:
+        """The key ids pinned for `signer` in its role; empty when none is."""
+        by_role = self.server if signer.role == "server" else self.parties.get(signer.name)
+        return self.names.get(signer.name, frozenset()) | (by_role or frozenset())
+
+
+def _union(
+    a: Mapping[str, frozenset[str]], b: Mapping[str, frozenset[str]]
+) -> dict[str, frozenset[str]]:
+    return {name: a.get(name, frozenset()) | b.get(name, frozenset()) for name in {*a, *b}}
 
 
 @dataclass(frozen=True)
@@ -430,7 +474,8 @@ class SignerCheck:
 
 @dataclass(frozen=True)
 class ReportVerification:
-    """Per-signer and per-role results; `complete` when every role has a valid signature.
+    """Per-signer and per-role results; `complete` when every role has a valid signature and no
+    listed signer is unverified, invalid or untrusted.
 
     Like `envelope.VerificationResult`, it never raises: a report can show partial results.
     Callers that only need yes or no call `raise_unless_complete`.
@@ -453,7 +498,8 @@ class ReportVerification:
 
     @property
     def complete(self) -> bool:
-        return all(status is SignerStatus.VALID for status in self.roles.values())
+        every_role = all(status is SignerStatus.VALID for status in self.roles.values())
+        return every_role and not any(check.status in _NOT_TRUSTED for check in self.checks)
 
     def describe(self) -> str:
         """A few lines for a person: the report, then one line per expected signer."""
@@ -472,50 +518,89 @@ class ReportVerification:
         return "\n".join([*lines, f"{verdict}: {roles}"])
 
     def raise_unless_complete(self) -> None:
-        """SignatureError naming every role without a valid signature."""
+        """SignatureError naming every role without a valid signature, or every other signer
+        that keeps the report from being complete."""
         missing = [f"{r} {s.value}" for r, s in self.roles.items() if s is not SignerStatus.VALID]
+        missing += [
+            f"{c.signer.role} {c.signer.name} {c.status.value}"
+            for c in self.checks
+            if c.status in _NOT_TRUSTED and self.roles[c.signer.role] is SignerStatus.VALID
+        ]
         if missing:
             raise SignatureError(f"report {self.report_id}: {', '.join(missing)}")
 
 
-def verify_report(env: Envelope, pinned: Mapping[str, str] | None = None) -> ReportVerification:
-    """Check every signature of a report envelope against the keys its body lists.
+def verify_report(
+    env: Envelope, pinned: Pins | Mapping[str, str] | None = None
+) -> ReportVerification:
+    """Check every signature of a report envelope against the keys its body lists and `pinned`.
 
     The body names its signers' public keys, so it is parsed first; each signature is then
     checked over PAE(type, exact payload bytes). A signer's listed keyid must be the SHA-256
-    of its listed key, or a body could pair a pinned keyid with another key. Without `pinned`
-    (name -> keyid) "valid" only means "signed by the key the body lists"; with it, a signer
-    whose name is not pinned to that keyid is UNTRUSTED.
+    of its listed key, or a body could pair a pinned keyid with another key, and a name may
+    stand in one role only, or a party's key could pass for the server's. With `pinned` (`Pins`,
+    or name -> keyid), a signer pinned to another key is UNTRUSTED, and a valid signature by a
+    key not pinned for it UNVERIFIED. Without it "valid" only means "signed by the key the body
+    lists": a self-consistency check for tests and tools; every reader of invsync passes pins.
     """
     if env.payload_type != REPORT_PAYLOAD_TYPE:
         raise ReportError(f"payload type {env.payload_type!r} is not {REPORT_PAYLOAD_TYPE!r}")
     body = parse_report_body(env.payload)
+    pins = Pins.of(pinned) if pinned is not None and not isinstance(pinned, Pins) else pinned
     message = pae(env.payload_type, env.payload)
-    checks = tuple(_check_signer(signer, env, message, pinned) for signer in body.signers)
+    roles = _roles_by_name(body.signers)
+    checks = tuple(
+        _check_signer(signer, env, message, pins, roles[signer.name]) for signer in body.signers
+    )
     listed = {signer.keyid for signer in body.signers}
     unknown = tuple(dict.fromkeys(s.keyid for s in env.signatures if s.keyid not in listed))
     return ReportVerification(report_id(env.payload), body, checks, unknown)
 
 
+def _roles_by_name(signers: Iterable[Signer]) -> dict[str, list[str]]:
+    roles: dict[str, list[str]] = {}
+    for signer in signers:
+        if signer.role not in roles.setdefault(signer.name, []):
+            roles[signer.name].append(signer.role)
+    return roles
+
+
 def _check_signer(
-    signer: Signer, env: Envelope, message: bytes, pinned: Mapping[str, str] | None
+    signer: Signer, env: Envelope, message: bytes, pins: Pins | None, roles: list[str]
 ) -> SignerCheck:
+    """The checks that need no pin, then the pin, then the signature itself."""
     try:
         key = verify_key_from_spki_der(signer.public_key, source=f"signer {signer.name}")
     except InvsyncError as e:
         return SignerCheck(signer, SignerStatus.INVALID, str(e))
     if key.keyid != signer.keyid:
         return SignerCheck(signer, SignerStatus.INVALID, "keyid is not that of the listed key")
-    if pinned is not None and pinned.get(signer.name) != signer.keyid:
-        pin = pinned.get(signer.name)
-        detail = f"pinned key is {pin}" if pin else f"no key pinned for {signer.name}"
-        return SignerCheck(signer, SignerStatus.UNTRUSTED, detail)
-    sigs = [s.sig for s in env.signatures if s.keyid == signer.keyid]
+    if len(roles) > 1:
+        detail = f"{signer.name} is listed as {' and '.join(roles)}: one name, one role"
+        return SignerCheck(signer, SignerStatus.INVALID, detail)
+    pinned = None if pins is None else pins.keys_for(signer)
+    if pinned and signer.keyid not in pinned:
+        return SignerCheck(signer, SignerStatus.UNTRUSTED, _pinned_detail(pinned))
+    status = _signature_status(key, signer.keyid, env, message)
+    if status is SignerStatus.VALID and pinned is not None and not pinned:
+        return SignerCheck(signer, SignerStatus.UNVERIFIED, f"no key pinned for {signer.name}")
+    detail = "signature does not verify" if status is SignerStatus.INVALID else ""
+    return SignerCheck(signer, status, detail)
+
+
+def _pinned_detail(pinned: frozenset[str]) -> str:
+    if len(pinned) == 1:
+        return f"pinned key is {next(iter(pinned))}"
+    return f"pinned keys are {', '.join(sorted(pinned))}"
+
+
+def _signature_status(key: VerifyKey, keyid: str, env: Envelope, message: bytes) -> SignerStatus:
+    sigs = [s.sig for s in env.signatures if s.keyid == keyid]
     if not sigs:
-        return SignerCheck(signer, SignerStatus.ABSENT)
+        return SignerStatus.ABSENT
     if any(key.verify(sig, message) for sig in sigs):
-        return SignerCheck(signer, SignerStatus.VALID)
-    return SignerCheck(signer, SignerStatus.INVALID, "signature does not verify")
+        return SignerStatus.VALID
+    return SignerStatus.INVALID
 
 
 # --- report files -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.report.body import (
+    Pins,
     ReportBody,
     parse_report_body,
     read_report_file,
@@ -47,10 +48,11 @@ def earlier(files: Sequence[ReportFile], current: ReportFile) -> list[ReportFile
     return [f for f in files[:index] if f.body.pairing == current.body.pairing]
 
 
-def page(current: ReportFile, files: Sequence[ReportFile]) -> str:
-    """The report's HTML page, with the pairing's history chart and its changes."""
+def page(current: ReportFile, files: Sequence[ReportFile], pins: Pins) -> str:
+    """The report's HTML page, with the pairing's history chart and its changes; its signatures
+    as `pins` judge them (a signer whose key they do not pin is shown as unverified)."""
     before = earlier(files, current)
     history: list[HistoryPoint] = [history_point(f.body) for f in [*before, current]]
     previous = before[-1].body if before else None
-    verification = verify_report(current.envelope)
+    verification = verify_report(current.envelope, pins)
     return report_html(current.body, verification, history=history, previous=previous)

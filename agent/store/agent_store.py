@@ -1,4 +1,6 @@
-"""The agent's own database: its inventory, the snapshots it sent, the reports it co-signed.
+"""The agent's own database: its inventory, the snapshots it sent, the reports it co-signed,
+and each pairing's trusted state (`agent.exchange.trusted`), written in the transaction of what
+it guards: a receipt with the snapshot it marks sent, the peer's version with its key rotation.
 
 The inventory keeps history: a certificate that drops out of a collection is marked not present,
 never deleted, and each source keeps the time it first reported a certificate. Times are stored
@@ -21,8 +23,11 @@ from typing import Any
 import sqlite_utils
 
 from invsync.agent.errors import StoreError
+from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
+from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
+from invsync.agent.model.findings import Finding
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.times import parse_rfc3339
@@ -85,11 +90,38 @@ def m004_peer_key_rotations(db: sqlite_utils.Database) -> None:
     )
 
 
+_TRUSTED_STATE = (
+    """CREATE TABLE trusted_state (
+        pairing TEXT PRIMARY KEY NOT NULL,
+        own_version INTEGER, own_digest TEXT, peer_version INTEGER, peer_digest TEXT,
+        checkpoint_size INTEGER, checkpoint_root BLOB, checkpoint_note BLOB,
+        updated_at TEXT NOT NULL)""",
+    """CREATE TABLE receipts (
+        pairing TEXT NOT NULL, version INTEGER NOT NULL,
+        payload_type TEXT NOT NULL, payload BLOB NOT NULL, signatures TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (pairing, version))""",
+    """CREATE TABLE refused_inputs (
+        pairing TEXT NOT NULL, rule TEXT NOT NULL, finding TEXT NOT NULL,
+        refused_at TEXT NOT NULL)""",
+)
+
+
+def m005_trusted_state(db: sqlite_utils.Database) -> None:
+    """Each pairing's trusted state (agent.exchange.trusted): the last own and peer snapshots
+    verified (version, digest) and log checkpoint, the server's receipts as received, and the
+    peer snapshots refused as rollbacks with their finding. A database from before starts with
+    an empty state: the next receipt and peer snapshot set it."""
+    for statement in _TRUSTED_STATE:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
     m003_pending_snapshots,
     m004_peer_key_rotations,
+    m005_trusted_state,
 )
 
 _CERT_COLUMNS = (
@@ -120,6 +152,37 @@ _INSERT_SENT = (
     f"INSERT INTO sent_snapshots ({', '.join(_SENT_COLUMNS)})"
     f" VALUES ({', '.join(':' + c for c in _SENT_COLUMNS)})"
 )
+
+
+_STATE_COLUMNS = (
+    "pairing", "own_version", "own_digest", "peer_version", "peer_digest", "checkpoint_size",
+    "checkpoint_root", "checkpoint_note", "updated_at",
+)  # fmt: skip
+_UPSERT_STATE = (
+    f"INSERT INTO trusted_state ({', '.join(_STATE_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _STATE_COLUMNS)})"
+    " ON CONFLICT (pairing) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[1:])
+)
+# A version's first receipt is kept: the server answers a re-push with the one it stored.
+_INSERT_RECEIPT = (
+    "INSERT INTO receipts (pairing, version, payload_type, payload, signatures, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pairing, version) DO NOTHING"
+)
+_INSERT_ROTATION = (
+    "INSERT INTO peer_key_rotations (party, pairing, version, new_key, old_keys, accepted_at)"
+    " VALUES (:party, :pairing, :version, :new_key, :old_keys, :accepted_at)"
+    " ON CONFLICT (party, pairing, version) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A peer snapshot the trusted state refused, under its rule, with the finding it makes."""
+
+    rule: str
+    finding: Finding
+    refused_at: datetime
 
 
 @dataclass(frozen=True)
@@ -250,6 +313,82 @@ class AgentStore:
         with transaction(self.db, f"{self.path}: cannot mark snapshot {pairing} v{version} sent"):
             self._set_sent(pairing, version)
 
+    def record_receipt(
+        self, pairing: str, version: int, state: TrustedState, now: datetime
+    ) -> None:
+        """The server's receipt for `version`, verified into `state`: in one transaction, the
+        snapshot is marked sent, the receipt kept as received and the state saved."""
+        receipt = state.receipts.get(version)
+        if receipt is None:
+            raise ValueError(f"the trusted state holds no receipt for version {version}")
+        signatures = _signatures_json([(s.keyid, s.sig) for s in receipt.signatures])
+        row = [pairing, version, receipt.payload_type, receipt.payload, signatures, rfc3339(now)]
+        with transaction(self.db, f"{self.path}: cannot record the receipt {pairing} v{version}"):
+            self._set_sent(pairing, version)
+            self.db.execute(_INSERT_RECEIPT, row)
+            self._save_state(pairing, state, now)
+
+    def record_peer(
+        self, pairing: str, state: TrustedState, rotation: Rotation | None, now: datetime
+    ) -> None:
+        """A peer snapshot verified into `state`: the state and the key rotation the snapshot
+        carried (if any) in one transaction."""
+        with transaction(self.db, f"{self.path}: cannot record the peer's snapshot of {pairing}"):
+            if rotation is not None:
+                self.db.execute(_INSERT_ROTATION, rotation_row(rotation, rfc3339(now)))
+            self._save_state(pairing, state, now)
+
+    def record_checkpoint(self, pairing: str, state: TrustedState, now: datetime) -> None:
+        """A log checkpoint the caller verified and `state` now holds."""
+        with transaction(self.db, f"{self.path}: cannot record the checkpoint of {pairing}"):
+            self._save_state(pairing, state, now)
+
+    def adopt_logged_snapshot(self, sent: SentSnapshot, state: TrustedState, now: datetime) -> None:
+        """Our own snapshot as the exchange's log holds it, newer than any sent from this
+        database (restored from a backup), verified into `state` with its receipt: in one
+        transaction it becomes the latest sent, a pending snapshot it supersedes (same or lower
+        version: never accepted) is dropped, the receipt is kept and the state saved."""
+        pairing, version = sent.pairing, sent.version
+        receipt = state.receipts.get(version)
+        if receipt is None:
+            raise ValueError(f"the trusted state holds no receipt for version {version}")
+        signatures = _signatures_json([(s.keyid, s.sig) for s in receipt.signatures])
+        row = [pairing, version, receipt.payload_type, receipt.payload, signatures, rfc3339(now)]
+        with transaction(self.db, f"{self.path}: cannot adopt snapshot {pairing} v{version}"):
+            sql = "DELETE FROM sent_snapshots WHERE pairing = ? AND version <= ? AND pending = 1"
+            self.db.execute(sql, [pairing, version])
+            known = self._snapshot_row(pairing, version)
+            if known is not None:
+                self._check_same_payload(known, sent.payload)
+            else:
+                self.db.execute(_INSERT_SENT, _sent_row(sent))
+            self.db.execute(_INSERT_RECEIPT, row)
+            self._save_state(pairing, state, now)
+
+    def trusted_state(self, pairing: str) -> TrustedState:
+        """The pairing's trusted state as last saved; empty before the first receipt."""
+        rows = self._rows("SELECT * FROM trusted_state WHERE pairing = ?", [pairing])
+        sql = "SELECT * FROM receipts WHERE pairing = ? ORDER BY version"
+        receipts = {row["version"]: _envelope(row) for row in self._rows(sql, [pairing])}
+        if not rows:
+            return TrustedState(receipts=receipts)
+        return _state(rows[0], receipts)
+
+    def record_refusal(self, pairing: str, rule: str, finding: Finding, now: datetime) -> None:
+        """Keep a refused peer snapshot's finding (the state itself did not change)."""
+        sql = "INSERT INTO refused_inputs (pairing, rule, finding, refused_at) VALUES (?, ?, ?, ?)"
+        row = [pairing, rule, json.dumps(finding.to_json(), sort_keys=True), rfc3339(now)]
+        with transaction(self.db, f"{self.path}: cannot record a refusal in {pairing}"):
+            self.db.execute(sql, row)
+
+    def refusals(self, pairing: str) -> list[Refusal]:
+        """The pairing's refused peer snapshots, oldest first."""
+        sql = "SELECT * FROM refused_inputs WHERE pairing = ? ORDER BY rowid"
+        return [_refusal(row) for row in self._rows(sql, [pairing])]
+
+    def _save_state(self, pairing: str, state: TrustedState, now: datetime) -> None:
+        self.db.execute(_UPSERT_STATE, _state_row(pairing, state, now))
+
     def drop_pending(self, pairing: str, version: int) -> None:
         """Forget a pending snapshot the server refused: its version was never accepted."""
         sql = "DELETE FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 1"
@@ -289,15 +428,10 @@ class AgentStore:
     def record_rotation(self, rotation: Rotation, now: datetime) -> None:
         """Keep a peer's key rotation; the same one again is a no-op."""
         row = rotation_row(rotation, rfc3339(now))
-        sql = (
-            f"INSERT INTO peer_key_rotations ({', '.join(row)})"
-            f" VALUES ({', '.join(':' + c for c in row)})"
-            " ON CONFLICT (party, pairing, version) DO NOTHING"
-        )
         with transaction(
             self.db, f"{self.path}: cannot record the key rotation of {rotation.party}"
         ):
-            self.db.execute(sql, row)
+            self.db.execute(_INSERT_ROTATION, row)
 
     def rotations(self, party: str) -> list[Rotation]:
         """The key rotations of peer `party` this agent accepted, in any pairing."""
@@ -404,3 +538,57 @@ def _sent(row: dict[str, Any]) -> SentSnapshot:
         issued_at=parse_rfc3339(row["issued_at"]),
         expires_at=parse_rfc3339(row["expires_at"]),
     )
+
+
+def _sent_row(sent: SentSnapshot) -> dict[str, object]:
+    """A snapshot already sent and receipted, as its row (not pending)."""
+    return {
+        "pairing": sent.pairing,
+        "version": sent.version,
+        "payload": sent.payload,
+        "payload_sha256": hashlib.sha256(sent.payload).hexdigest(),
+        "payload_type": sent.payload_type,
+        "signatures": _signatures_json(list(sent.signatures)),
+        "issued_at": rfc3339(sent.issued_at),
+        "expires_at": rfc3339(sent.expires_at),
+        "pending": 0,
+    }
+
+
+def _state_row(pairing: str, state: TrustedState, now: datetime) -> dict[str, object]:
+    own, peer, checkpoint = state.own, state.peer, state.checkpoint
+    return {
+        "pairing": pairing,
+        "own_version": own.version if own else None,
+        "own_digest": own.digest if own else None,
+        "peer_version": peer.version if peer else None,
+        "peer_digest": peer.digest if peer else None,
+        "checkpoint_size": checkpoint.size if checkpoint else None,
+        "checkpoint_root": checkpoint.root_hash if checkpoint else None,
+        "checkpoint_note": checkpoint.note if checkpoint else None,
+        "updated_at": rfc3339(now),
+    }
+
+
+def _state(row: dict[str, Any], receipts: dict[int, Envelope]) -> TrustedState:
+    own = _verified(row["own_version"], row["own_digest"])
+    peer = _verified(row["peer_version"], row["peer_digest"])
+    checkpoint = None
+    if row["checkpoint_size"] is not None:
+        size, root, note = row["checkpoint_size"], row["checkpoint_root"], row["checkpoint_note"]
+        checkpoint = LogCheckpoint(int(size), bytes(root), bytes(note))
+    return TrustedState(own, peer, receipts, checkpoint)
+
+
+def _verified(version: int | None, digest: str | None) -> Verified | None:
+    return None if version is None or digest is None else Verified(int(version), digest)
+
+
+def _envelope(row: dict[str, Any]) -> Envelope:
+    sigs = tuple(Sig(s["keyid"], base64.b64decode(s["sig"])) for s in json.loads(row["signatures"]))
+    return Envelope(row["payload_type"], bytes(row["payload"]), sigs)
+
+
+def _refusal(row: dict[str, Any]) -> Refusal:
+    finding = Finding.from_json(json.loads(row["finding"]), f"refused_inputs of {row['pairing']}")
+    return Refusal(row["rule"], finding, parse_rfc3339(row["refused_at"]))

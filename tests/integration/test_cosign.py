@@ -3,7 +3,8 @@
 Both agents run in process (`agent.daemon.cycle.Agent`) against the federation's real server over
 mutual TLS. A report whose findings differ from the agent's own, even one carrying a valid
 signature of the pinned server key, is refused with a message naming the differing finding;
-a report signed by any other key is refused as not the exchange server's.
+a report signed by any other key is refused as not the exchange server's, before its body is
+read (agent/exchange/trusted.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import pytest
 
 from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
-from invsync.agent.errors import ReportError, SignatureError
+from invsync.agent.errors import ReportError
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keys import SigningKey, generate, load_signing_key
+from invsync.agent.exchange.rejections import ServerSignatureError
 from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
@@ -131,7 +133,7 @@ def test_both_honest_agents_co_sign_the_servers_report(agents: dict[str, Agent])
     for agent in agents.values():
         agent.cosign(pairing_of(agent), wait_seconds=10)
     rid, env = server_report(agents["jprs"])
-    assert verify_report(env).complete
+    assert all(verify_report(env, agent.pins()).complete for agent in agents.values())
     body = parse_report_body(env.payload)
     assert {f.sha256 for f in body.findings if f.code == MISSING} == set(BUG_1695993)
     assert all(agent.store.has_cosigned(rid) for agent in agents.values())
@@ -178,7 +180,7 @@ def test_an_agent_that_computes_other_findings_refuses_to_sign_and_says_why(
     jprs = agents["jprs"]
     jprs.cosign(pairing_of(jprs), wait_seconds=10)
     _, env = server_report(jprs)
-    roles = {r: s.value for r, s in verify_report(env).roles.items()}
+    roles = {r: s.value for r, s in verify_report(env, jprs.pins()).roles.items()}
     assert roles == {"server": "valid", "root": "absent", "subordinate": "valid"}
 
 
@@ -250,10 +252,10 @@ def test_a_report_signed_by_another_key_is_not_the_exchange_servers(
     rid = plant(federation, body, signed(body, impostor))
     assert server_report(jprs)[0] == rid
     message = (
-        "the exchange server (report): 0 of 1 required signatures verified; "
-        f"signed by untrusted key {impostor.keyid}"
+        "refused [bad-server-signature]: the exchange server (report): 0 of 1 required "
+        f"signatures verified; signed by untrusted key {impostor.keyid}"
     )
-    with pytest.raises(SignatureError, match=re.escape(message)):
+    with pytest.raises(ServerSignatureError, match=f"^{re.escape(message)}$"):
         jprs.cosign(pairing_of(jprs), wait_seconds=10)
     assert not jprs.store.has_cosigned(rid)
     assert len(server_report(jprs)[1].signatures) == 1

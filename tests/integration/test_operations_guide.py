@@ -112,7 +112,10 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
         daemon = logs[f"{party}.daemon"]
         assert f"{party}: secom-jprs unchanged since snapshot version 1 (" in daemon, daemon
         assert daemon.rstrip().endswith(f"{party}: stopped"), daemon
-    # Both `report verify` runs, unpinned and with every signer pinned, on the one report: the
-    # daemons found the inventories unchanged and settled on the report of the --once cycles.
+    # Both `report verify` runs, with the agent configuration's pins and with every signer
+    # pinned by hand, on the one report: the daemons found the inventories unchanged and
+    # settled on the report of the --once cycles. Neither trusts the keys the report lists.
     assert stdout.count(COMPLETE) == 2, stdout
+    assert "unverified" not in stdout and "untrusted" not in stdout, stdout
+    assert "invsync report verify --config secom/agent.toml" in _section()
     assert len(list((pilot / "secom" / "reports").glob("*.report.json"))) == 1

@@ -14,6 +14,7 @@ from invsync.agent.model.findings import (
     AUDIT_OVERDUE,
     DISAPPEARED,
     DOPPELGANGER_UNTRACKED,
+    LOG_SPLIT_VIEW,
     MISSING_AT_ROOT,
     MISSING_AT_SUBORDINATE,
     NOT_DISCLOSED,
@@ -31,6 +32,7 @@ from invsync.agent.reconcile.rules import (
     disappeared,
     disclosure,
     doppelganger,
+    log_fork,
     missing,
     profile,
     stale_peer,
@@ -64,6 +66,7 @@ RULES: tuple[Rule, ...] = (
     Rule(UNATTRIBUTED, unattributed.check),
     Rule(STALE_PEER, stale_peer.check),
     Rule(DISAPPEARED, disappeared.check),
+    Rule(LOG_SPLIT_VIEW, log_fork.check),
 )
 
 __all__ = ["RULES", "Check", "Context", "Rule"]

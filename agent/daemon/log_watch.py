@@ -1,0 +1,301 @@
+"""The agent watches the exchange's transparency log (DESIGN §6a), each cycle and per pairing.
+
+`LogWatch.check`, after the cycle's push and before anything is co-signed:
+
+1. fetches the log's latest checkpoint and opens it with a pinned server key (`server.signing_
+   keys`), under the name the server signs its receipts with: origin and key name;
+2. checks that it extends the last checkpoint the pairing's trusted state verified, by a
+   consistency proof (the log was only appended to; one size with two roots is a fork). The
+   first time there is none to check against: the checkpoint is trusted on first use, and a
+   log line says so;
+3. checks the SNAPSHOT entry that the latest receipt names: the server serves its exact bytes,
+   they hold the envelope this agent pushed, byte for byte in the log's canonical form
+   (`agent.exchange.log_entry`), and their leaf hash is proven included in the checkpoint;
+4. only then holds the checkpoint in the trusted state and saves the state (one transaction).
+   The agent's next snapshot carries it (`SnapshotHeader.log_checkpoint`).
+
+`check_peer_view` runs when the report check has verified the peer's current snapshot: the
+checkpoint its header carries, opened with the pinned server key, must be our own (same size,
+same root) or be consistent with it by a proof the server serves between the two sizes.
+
+Any failure is a finding the exchange operator must act on (`log-inconsistent`,
+`log-split-view`), kept in the agent's database and logged (`agent.daemon.refusals`), and raised:
+nothing is co-signed while it lasts, and the trusted state stays as it was. A server that cannot
+be reached is no finding: the cycle fails as for any other call, and the next one checks again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from invsync.agent.daemon.refusals import recording_refusals
+from invsync.agent.errors import InvsyncError, StoreError
+from invsync.agent.exchange import tlog
+from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
+from invsync.agent.exchange.client import NotFoundYet
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keys import VerifyKey
+from invsync.agent.exchange.log_entry import canonical_envelope, kind_name, parse_log_entry
+from invsync.agent.exchange.logrange import BadLogRange, LogRange
+from invsync.agent.exchange.receipt import Receipt, decode_receipt
+from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
+from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, TrustedState
+from invsync.agent.model.findings import LOG_INCONSISTENT, LOG_SPLIT_VIEW, make_finding
+from invsync.agent.model.snapshot import SnapshotHeader
+from invsync.agent.store.agent_store import AgentStore
+from invsync.v1 import invsync_pb2 as pb
+
+log = logging.getLogger("invsync.agent")
+
+
+class LogClient(Protocol):
+    """The log calls of `agent.exchange.client.ExchangeClient`, all this module uses."""
+
+    def checkpoint(self, tree_size: int = 0) -> bytes: ...
+
+    def log_range(self, start: int, end: int) -> LogRange: ...
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
+
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class LogHead:
+    """The log's latest checkpoint, opened with a pinned server key and consistent with the one
+    the trusted state holds; not held by it yet."""
+
+    checkpoint: Checkpoint
+    note: bytes  # as served
+
+    def held(self) -> LogCheckpoint:
+        return LogCheckpoint(self.checkpoint.size, self.checkpoint.root, self.note)
+
+
+class LogWatch:
+    """Checks the log for one party's pairings (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        server_keys: Mapping[str, VerifyKey],
+        store: AgentStore,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.party = party
+        self.server_keys = dict(server_keys)
+        self.store = store
+        self.clock = clock
+
+    def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint | None:
+        """Steps 1 to 4; the checkpoint now held, or None from a server that keeps no log."""
+        pairing = trust.pairing.name
+        receipt = latest_receipt(trust.state)
+        if receipt is not None and not receipt.checkpoint:
+            log.info("party=%s pairing=%s the exchange keeps no log", self.party, pairing)
+            return None
+        with recording_refusals(self.store, self.party, pairing, self.clock):
+            head = self.head(client, trust)
+            if receipt is not None:
+                self._check_own_entry(client, pairing, receipt, head.checkpoint)
+        trust.replace_checkpoint(head.held())
+        self.store.record_checkpoint(pairing, trust.state, self.clock())
+        log.info(
+            "party=%s pairing=%s verified the log up to checkpoint size=%d",
+            self.party,
+            pairing,
+            head.checkpoint.size,
+            extra={"party": self.party, "pairing": pairing},
+        )
+        return head.checkpoint
+
+    def head(self, client: LogClient, trust: PairingTrust[Any]) -> LogHead:
+        """Steps 1 and 2: the latest checkpoint, opened and consistent with the one held."""
+        pairing = trust.pairing.name
+        note = client.checkpoint()
+        what = "the log's latest checkpoint"
+        checkpoint = self.open(note, trust.state, what, inconsistent(pairing))
+        held = trust.state.checkpoint
+        if held is None:
+            log.warning(
+                "party=%s pairing=%s trusting on first use the log checkpoint of size %d (root "
+                "%s): no earlier checkpoint was verified here",
+                self.party,
+                pairing,
+                checkpoint.size,
+                checkpoint.root.hex()[:16],
+                extra={"party": self.party, "pairing": pairing},
+            )
+        else:
+            _check_extends(client, pairing, held, checkpoint)
+        return LogHead(checkpoint, note)
+
+    def check_peer_view(
+        self, client: LogClient, trust: PairingTrust[Any], peer: SnapshotHeader
+    ) -> None:
+        """LogSplitViewError unless the checkpoint the peer's header carries is one of our log.
+        Nothing to compare before either side verified one."""
+        own = trust.state.checkpoint
+        if not peer.log_checkpoint or own is None:
+            return
+        split = split_view(trust.pairing.name)
+        what = f"{peer.party}'s snapshot version {peer.version} carries a log checkpoint"
+        theirs = self.open(peer.log_checkpoint, trust.state, what, split)
+        _check_same_log(client, split, what, own, theirs)
+
+    def open(
+        self, note: bytes, state: TrustedState, what: str, error: Callable[[str], InvsyncError]
+    ) -> Checkpoint:
+        """The checkpoint of `note` once a pinned server key's signature verifies, under the
+        name the server's receipts give (before any receipt: the name the note claims, which
+        the pinned key must then have signed it under)."""
+        receipt = latest_receipt(state)
+        name = receipt.server if receipt is not None else claimed_origin(note)
+        try:
+            return open_pinned(note, name, self.server_keys.values())
+        except BadCheckpoint as e:
+            raise error(f"{what}: {e}") from e
+
+    def _check_own_entry(
+        self, client: LogClient, pairing: str, receipt: Receipt, head: Checkpoint
+    ) -> None:
+        """Step 3: the receipt's entry holds what we pushed, and is in the checkpoint's tree."""
+        index = receipt.log_index
+        where = f"log entry {index} (the receipt's for {self.party}'s version {receipt.version})"
+        fail = inconsistent(pairing)
+        if index >= head.size:
+            raise fail(f"{where} is not in the latest checkpoint's tree of size {head.size}")
+        leaf = read_entry(client, index, where, fail)
+        self._check_is_pushed(pairing, receipt.version, leaf, where)
+        check_included(client, leaf, index, head, where, fail)
+
+    def _check_is_pushed(self, pairing: str, version: int, leaf: bytes, where: str) -> None:
+        sent = self.store.sent_snapshot(pairing, version)
+        if sent is None:  # record_receipt marks a snapshot sent with its receipt, at once
+            raise StoreError(f"{self.store.path}: no sent snapshot {pairing} v{version}")
+        fail = inconsistent(pairing)
+        try:
+            entry = parse_log_entry(leaf, where)
+        except InvsyncError as e:
+            raise fail(str(e)) from e
+        named = (entry.kind, entry.party, entry.pairing, entry.version)
+        if named != (pb.LOG_ENTRY_KIND_SNAPSHOT, self.party, pairing, version):
+            raise fail(
+                f"{where} is not that snapshot: it is a {kind_name(entry)} entry of party "
+                f"{entry.party!r}, pairing {entry.pairing!r}, version {entry.version}"
+            )
+        signatures = tuple(Sig(keyid, sig) for keyid, sig in sent.signatures)
+        pushed = Envelope(sent.payload_type, sent.payload, signatures)
+        if entry.envelope != canonical_envelope(pushed):
+            raise fail(f"{where} holds another envelope than the one {self.party} pushed")
+
+
+def latest_receipt(state: TrustedState) -> Receipt | None:
+    """The receipt of our latest receipted version (verified when the state took it)."""
+    if not state.receipts:
+        return None
+    return decode_receipt(state.receipts[max(state.receipts)])
+
+
+def inconsistent(pairing: str) -> Callable[[str], InvsyncError]:
+    """How a check of the log refuses: a `log-inconsistent` finding of the pairing."""
+
+    def error(detail: str) -> InvsyncError:
+        message = f"pairing {pairing!r}: {detail}"
+        finding = make_finding(LOG_INCONSISTENT, sha256="", subject="", party="", message=message)
+        return LogInconsistentError(message, finding)
+
+    return error
+
+
+def split_view(pairing: str) -> Callable[[str], InvsyncError]:
+    """How the peer view check refuses: a `log-split-view` finding of the pairing."""
+
+    def error(detail: str) -> InvsyncError:
+        message = f"pairing {pairing!r}: {detail}"
+        finding = make_finding(LOG_SPLIT_VIEW, sha256="", subject="", party="", message=message)
+        return LogSplitViewError(message, finding)
+
+    return error
+
+
+def read_entry(
+    client: LogClient, index: int, where: str, fail: Callable[[str], InvsyncError]
+) -> bytes:
+    """The exact bytes of entry `index`, which is of one of our pairings (never withheld)."""
+    served = client.log_range(index, index + 1)
+    try:
+        served.check()
+    except BadLogRange as e:
+        raise fail(f"{where}: {e}") from e
+    if not served.entries or not served.entries[0]:
+        raise fail(f"{where}: the server withheld it from a party of its pairing")
+    return served.entries[0]
+
+
+def check_included(
+    client: LogClient,
+    leaf: bytes,
+    index: int,
+    head: Checkpoint,
+    where: str,
+    fail: Callable[[str], InvsyncError],
+) -> None:
+    """The leaf hash of these exact bytes is entry `index` of the checkpoint's tree."""
+    proof = client.inclusion_proof(index, head.size)
+    try:
+        tlog.verify_inclusion(tlog.leaf_hash(leaf), index, head.size, proof, head.root)
+    except tlog.ProofError as e:
+        raise fail(f"{where}: {e}") from e
+
+
+def _check_extends(client: LogClient, pairing: str, held: LogCheckpoint, new: Checkpoint) -> None:
+    """Step 2: `new` is the tree of `held` with entries appended (or `held` itself)."""
+    what = (
+        f"the log's checkpoint of size {new.size} does not extend the one of size {held.size} "
+        "verified here"
+    )
+    fail = inconsistent(pairing)
+    if new.size < held.size:
+        raise fail(f"{what}: the log shrank")
+    proof = client.consistency_proof(held.size, new.size) if new.size > held.size else []
+    try:
+        tlog.verify_consistency(held.size, new.size, held.root_hash, new.root, proof)
+    except tlog.ProofError as e:
+        raise fail(f"{what} ({e})") from e
+
+
+def _check_same_log(
+    client: LogClient,
+    fail: Callable[[str], InvsyncError],
+    what: str,
+    own: LogCheckpoint,
+    theirs: Checkpoint,
+) -> None:
+    """Their checkpoint and ours are of one log: equal, or the smaller a prefix of the larger."""
+    if theirs.size == own.size:
+        if theirs.root != own.root_hash:
+            raise fail(
+                f"{what} of size {own.size} with another root than ours of that size: the "
+                "exchange showed the two parties different logs"
+            )
+        return
+    if 0 in (theirs.size, own.size):
+        return  # every tree extends the empty one
+    (small, small_root), (large, large_root) = sorted(
+        [(own.size, own.root_hash), (theirs.size, theirs.root)]
+    )
+    shown = f"{what} of size {theirs.size}, ours is of size {own.size}"
+    try:
+        proof = client.consistency_proof(small, large)
+    except NotFoundYet as e:
+        raise fail(f"{shown}: the server denies having a tree that large ({e})") from e
+    try:
+        tlog.verify_consistency(small, large, small_root, large_root, proof)
+    except tlog.ProofError as e:
+        raise fail(f"{shown}, and they are not of one log ({e})") from e

@@ -1,0 +1,254 @@
+"""An agent restored from a backup: its database is older than what the exchange accepted from it.
+
+Such an agent would build the version after the last one its database knows, which the server
+already holds. It notices before it builds when the server's latest report (signed by the
+pinned server key) names a later version of ours (`reported_version`), and otherwise when the
+push is refused as a rollback or an equivocation (`is_behind`). Either way it learns its own
+last accepted snapshot from the exchange's log, not from the server's word (`Restore.restore`):
+
+1. the log's latest checkpoint, opened with the pinned server key and consistent with the last
+   one this database verified (`agent.daemon.log_watch`);
+2. the entries from the end of that tree back to the one our latest receipt names: our latest
+   SNAPSHOT entry of the pairing, its exact bytes proven included in the checkpoint, its
+   envelope in the log's canonical form and signed by one of our own keys, its payload of our
+   party, pairing and version, later than any this database sent;
+3. the RECEIPT entry right after it, taken through the pairing's trusted state like any receipt.
+
+That snapshot becomes the latest sent, in one transaction with its receipt, the checkpoint and
+the removal of a pending snapshot it supersedes; the cycle then pushes the next version on it
+(version + 1, previous_digest its SHA-256). So the agent never pushes a version the log holds
+once it knows of it, and is never stuck: each refusal as behind sends it to the log, and a log
+that shows no later snapshot of ours is a `log-inconsistent` finding that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from invsync.agent.daemon.log_watch import (
+    LogClient,
+    LogHead,
+    LogWatch,
+    check_included,
+    inconsistent,
+    latest_receipt,
+    read_entry,
+)
+from invsync.agent.daemon.refusals import recording_refusals
+from invsync.agent.daemon.rotation import OwnKeys
+from invsync.agent.errors import InvsyncError, TransportError
+from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
+from invsync.agent.exchange.envelope import Envelope, verify_or_raise
+from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
+from invsync.agent.exchange.logrange import BadLogRange
+from invsync.agent.exchange.rejections import EquivocationError, RollbackError, UntrustedInput
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
+from invsync.agent.exchange.trusted import PairingTrust
+from invsync.agent.model.snapshot import ROOT, SnapshotHeader
+from invsync.agent.report.body import ReportBody
+from invsync.agent.store.agent_store import AgentStore, SentSnapshot
+from invsync.v1 import invsync_pb2 as pb
+
+log = logging.getLogger("invsync.agent")
+# The refusals that say the server holds a later (or another) snapshot of ours than we built on.
+BEHIND_RULES = frozenset({RollbackError.rule, EquivocationError.rule})
+# Entries read per request while looking back for ours: the server's cap.
+PAGE = 256
+
+Fail = Callable[[str], InvsyncError]
+
+
+def is_behind(error: TransportError) -> bool:
+    """The server refused our push because it already holds that version of ours, or later."""
+    return error.rule in BEHIND_RULES
+
+
+def reported_version(client: ExchangeClient, trust: PairingTrust[ReportBody], role: str) -> int:
+    """Our snapshot version that the server's latest report names (0: no report, or none of
+    ours in it), the report verified with the pinned server key first. A report the trusted
+    state refuses tells nothing here (0, and a warning): pushing trusts no report, and the
+    co-signing step refuses it in its turn, with its reason."""
+    try:
+        served = client.report(trust.pairing.name)
+    except NotFoundYet:
+        return 0
+    env = Envelope.from_pb(served.envelope)
+    try:
+        body = trust.verify_report(env, report_id=served.report_id)
+    except UntrustedInput as e:
+        log.warning(
+            "pairing=%s the latest report tells nothing of our version: %s", trust.pairing.name, e
+        )
+        return 0
+    return (body.root if role == ROOT else body.subordinate).version
+
+
+class Restore:
+    """Continues a pairing's chain after our latest snapshot in the log (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        keys: OwnKeys,
+        store: AgentStore,
+        watch: LogWatch,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.party = party
+        own = [key.public for key in (keys.current, keys.next) if key is not None]
+        self.own_keys = {key.keyid: key for key in own}
+        self.store = store
+        self.watch = watch
+        self.clock = clock
+
+    def restore(self, client: LogClient, trust: PairingTrust[Any], why: str) -> SentSnapshot:
+        """Adopt our latest snapshot in the log as the latest sent; `why` says what showed that
+        this database is behind. LogInconsistentError (recorded) if the log shows none later."""
+        pairing = trust.pairing.name
+        with recording_refusals(self.store, self.party, pairing, self.clock):
+            head = self.watch.head(client, trust)
+            index, sent = self._latest_own(client, trust, head, why)
+            receipt = self._receipt_after(client, index, sent, inconsistent(pairing))
+            trust.update_receipt(receipt, version=sent.version, payload=sent.payload)
+        trust.replace_checkpoint(head.held())
+        self.store.adopt_logged_snapshot(sent, trust.state, self.clock())
+        log.warning(
+            "party=%s pairing=%s this database is behind the exchange (%s): continuing after "
+            "version=%d, log entry %d",
+            self.party,
+            pairing,
+            why,
+            sent.version,
+            index,
+            extra={"party": self.party, "pairing": pairing, "version": sent.version},
+        )
+        return sent
+
+    def _latest_own(
+        self, client: LogClient, trust: PairingTrust[Any], head: LogHead, why: str
+    ) -> tuple[int, SentSnapshot]:
+        """Our latest SNAPSHOT entry of the pairing, after the one our latest receipt names,
+        verified (step 2); read back from the end of the tree, a page at a time."""
+        pairing = trust.pairing.name
+        fail = inconsistent(pairing)
+        known = latest_receipt(trust.state)
+        floor = known.log_index + 1 if known is not None else 0
+        end = head.checkpoint.size
+        while end > floor:
+            start = max(floor, end - PAGE)
+            found = self._last_of_ours(client, pairing, start, end, fail)
+            if found is not None:
+                return found, self._verified(client, pairing, found, head, fail)
+            end = start
+        last = self.store.latest_sent_snapshot(pairing)
+        raise fail(
+            f"{why}, but the log's {head.checkpoint.size} entries hold no snapshot of "
+            f"{self.party} later than version {last.version if last else 0}"
+        )
+
+    def _last_of_ours(
+        self, client: LogClient, pairing: str, start: int, end: int, fail: Fail
+    ) -> int | None:
+        """The index of our last SNAPSHOT entry of the pairing in start <= index < end."""
+        found = None
+        for index, leaf in _entries(client, start, end, fail):
+            try:
+                entry = pb.LogEntry.FromString(leaf)
+            except DecodeError:
+                continue  # not one of ours to adopt (the log watch judges what the log holds)
+            mine = (entry.kind, entry.party, entry.pairing) == (
+                pb.LOG_ENTRY_KIND_SNAPSHOT,
+                self.party,
+                pairing,
+            )
+            found = index if mine else found
+        return found
+
+    def _verified(
+        self, client: LogClient, pairing: str, index: int, head: LogHead, fail: Fail
+    ) -> SentSnapshot:
+        """Entry `index` as our sent snapshot, once included, canonical and signed by us."""
+        where = f"log entry {index} ({self.party}'s latest snapshot in the log)"
+        leaf = read_entry(client, index, where, fail)
+        check_included(client, leaf, index, head.checkpoint, where, fail)
+        entry, env = _logged(leaf, where, fail)
+        if env.payload_type != SNAPSHOT_PAYLOAD_TYPE:
+            raise fail(f"{where}: payload type {env.payload_type!r} is not a snapshot's")
+        try:  # our signature first: only then is the payload read
+            verify_or_raise(env, self.own_keys, who=f"{where}, signed as {self.party}")
+            header = decode_payload(env.payload).header
+        except InvsyncError as e:
+            raise fail(str(e)) from e
+        if (header.party, header.pairing, header.version) != (self.party, pairing, entry.version):
+            raise fail(
+                f"{where}: its payload is {header.party}'s version {header.version} of "
+                f"{header.pairing!r}, the entry says version {entry.version}"
+            )
+        return self._newer(pairing, where, fail, _sent(env, header))
+
+    def _newer(self, pairing: str, where: str, fail: Fail, sent: SentSnapshot) -> SentSnapshot:
+        last = self.store.latest_sent_snapshot(pairing)
+        if last is not None and sent.version <= last.version:
+            raise fail(
+                f"{where} is version {sent.version}, not later than version {last.version} "
+                "this database sent"
+            )
+        return sent
+
+    def _receipt_after(
+        self, client: LogClient, index: int, sent: SentSnapshot, fail: Fail
+    ) -> Envelope:
+        """Step 3: the RECEIPT entry the server appends right after the snapshot's."""
+        where = f"log entry {index + 1} (the receipt for {self.party}'s version {sent.version})"
+        entry, env = _logged(read_entry(client, index + 1, where, fail), where, fail)
+        if entry.kind != pb.LOG_ENTRY_KIND_RECEIPT:
+            raise fail(f"{where} is no receipt")
+        return env
+
+
+def _logged(leaf: bytes, where: str, fail: Fail) -> tuple[pb.LogEntry, Envelope]:
+    """An entry of ours and the envelope it holds, in the log's canonical form."""
+    try:
+        entry = parse_log_entry(leaf, where)
+        return entry, logged_envelope(entry, where)
+    except InvsyncError as e:
+        raise fail(str(e)) from e
+
+
+def _entries(client: LogClient, start: int, end: int, fail: Fail) -> list[tuple[int, bytes]]:
+    """The entries start <= index < end that the server shows us (ours: never withheld),
+    asking again after each part of a range of large entries."""
+    shown: list[tuple[int, bytes]] = []
+    while start < end:
+        served = client.log_range(start, end)
+        try:
+            served.check()
+        except BadLogRange as e:
+            raise fail(str(e)) from e
+        if not len(served):
+            raise fail(f"log entries {start}..{end}: the server answered none")
+        count = min(len(served), end - start)
+        shown += [(start + i, leaf) for i, leaf in enumerate(served.entries[:count]) if leaf]
+        start += count
+    return shown
+
+
+def _sent(env: Envelope, header: SnapshotHeader) -> SentSnapshot:
+    """Our snapshot as this database keeps one it sent and the server receipted."""
+    return SentSnapshot(
+        pairing=header.pairing,
+        version=header.version,
+        payload=env.payload,
+        payload_sha256=hashlib.sha256(env.payload).hexdigest(),
+        payload_type=env.payload_type,
+        signatures=tuple((s.keyid, s.sig) for s in env.signatures),
+        issued_at=header.issued_at,
+        expires_at=header.expires_at,
+    )
