@@ -8,6 +8,7 @@ import click
 
 from invsync.agent.cli.agent import agent_group
 from invsync.agent.cli.entry import run_cli
+from invsync.agent.cli.evidence import evidence_group
 from invsync.agent.cli.incident import incident_group
 from invsync.agent.cli.inventory import inventory_group
 from invsync.agent.cli.keys import keys_group
@@ -17,6 +18,7 @@ from invsync.agent.cli.rules import rules_command
 from invsync.agent.cli.status import status_command
 from invsync.agent.cli.tls import tls_group
 from invsync.server.config_cli import config_group
+from invsync.server.evidence_export import export_from_server
 
 
 @click.group()
@@ -75,6 +77,8 @@ invsync.add_command(tls_group)
 invsync.add_command(config_group)
 invsync.add_command(reconcile_command)
 invsync.add_command(report_group)
+# The agent's evidence commands, with the export that reads the server's own database.
+invsync.add_command(evidence_group(server_export=export_from_server))
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import click
 
 from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange.keys import load_verify_key
 from invsync.agent.model.findings import Finding
-from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
+from invsync.agent.report.body import Pins, parse_report_body, read_report_file, verify_report
 from invsync.agent.report.render.text import findings_text
 from invsync.server.localfed import (
     AS_OF,
@@ -78,4 +79,27 @@ def _summarize(work: Path) -> None:
         click.echo(f"  {path}")
     page = reports[0].with_suffix("").with_suffix(".html")
     click.echo(f"\nopen {page} in a browser for the page both parties signed")
-    click.echo("\n" + verify_report(env).describe())
+    _evidence_hint(work)
+    click.echo("\n" + verify_report(env, _pins(work)).describe())
+
+
+def _evidence_hint(work: Path) -> None:
+    """How an auditor checks the whole exchange history of this demo, offline."""
+    pins = " ".join(
+        f"--pin {name}={load_verify_key(work / 'keys' / f'{key}.pub').keyid}"
+        for name, key in (("demo-exchange", "server"), *((p, p) for p in PARTIES))
+    )
+    click.echo("\nthe whole exchange history, checked offline from the public keys alone:")
+    click.echo(f"  invsync evidence export --server-config {work / 'server.toml'} --out BUNDLE")
+    click.echo(f"  invsync evidence verify BUNDLE {pins}")
+
+
+def _pins(work: Path) -> Pins:
+    """The demo made all three signing keys, so it pins them: a report's own list of keys is
+    never what its signatures are checked against."""
+    keys = work / "keys"
+    server = frozenset([load_verify_key(keys / "server.pub").keyid])
+    parties = {
+        party: frozenset([load_verify_key(keys / f"{party}.pub").keyid]) for party in PARTIES
+    }
+    return Pins(server=server, parties=parties)

@@ -14,6 +14,7 @@ AGENT_LAYERS = (
     "config",
     "reconcile",
     "report",
+    "evidence",
     "daemon",
     "cli",
 )

@@ -99,6 +99,22 @@ def test_demo_ends_with_a_complete_verification(demo_run: tuple[Path, str]) -> N
         assert [(line[1], line[-1]) for line in lines] == [(name, "valid")]
 
 
+def test_demo_pins_every_signer_and_so_do_the_pages_the_agents_wrote(
+    demo_run: tuple[Path, str],
+) -> None:
+    # The demo made the three keys and pins them; each agent pins them from its configuration:
+    # nothing is "valid" for being signed by a key the report lists about itself.
+    _, stdout = demo_run
+    assert "unverified" not in stdout
+    for path in _report_paths(stdout):
+        stem = path.name.removesuffix(".report.json")
+        markdown = path.with_name(f"{stem}.md").read_text()
+        assert "Signatures complete: server valid, root valid, subordinate valid." in markdown
+        assert "unverified" not in markdown
+        page = path.with_name(f"{stem}.html").read_text()
+        assert "<strong>Signatures complete</strong>" in page
+
+
 def test_demo_leaves_no_process_behind(demo_run: tuple[Path, str]) -> None:
     workdir, _ = demo_run
     assert _processes_mentioning(str(workdir)) == []
@@ -147,3 +163,32 @@ def test_demo_uses_an_existing_empty_directory(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith(COMPLETE + "\n")
     assert (workdir / ".invsync-demo").is_file()
+
+
+def test_the_commands_the_demo_prints_verify_its_whole_history(
+    demo_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    # Issue 11's acceptance: after the demo, export its evidence and verify it offline with the
+    # three demo keys pinned, exactly as the demo tells the user to.
+    _, stdout = demo_run
+    export, verify = (
+        line.split() for line in stdout.splitlines() if line.startswith("  invsync evidence ")
+    )
+    assert export[:3] == ["invsync", "evidence", "export"]
+    assert verify[:3] == ["invsync", "evidence", "verify"]
+    bundle = str(tmp_path / "bundle")
+    cli = [sys.executable, "-m", "invsync.server.cli"]
+    exported = subprocess.run(
+        [*cli, *export[1:-1], bundle], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert exported.returncode == 0, exported.stderr
+    checked = subprocess.run(
+        [*cli, "evidence", "verify", bundle, *verify[4:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-1] == "verified: every check passed"
+    assert sum(arg == "--pin" for arg in verify) == 3

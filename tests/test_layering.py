@@ -2,8 +2,8 @@
 points down the layers, and no module imports itself back through others.
 
     foundation (agent/errors, times, files, tomlconf) -> model -> telemetry -> sources
-    -> inventory -> exchange -> store -> config -> reconcile -> report -> daemon -> cli
-    -> server
+    -> inventory -> exchange -> store -> config -> reconcile -> report -> evidence -> daemon
+    -> cli -> server
 
 Every import counts: at module level, inside a function, and under `if TYPE_CHECKING:`, because
 each is a dependency a reader must follow and a circle a refactoring can close.

@@ -76,6 +76,8 @@ def test_the_wheel_holds_the_files_read_at_run_time(wheel_names: set[str]) -> No
         "invsync/agent/demo_data/jprs_ca_certificates.pem",
         "invsync/agent/report/render/templates/report.html.j2",
         "invsync/agent/report/render/templates/chart.svg.j2",
+        "invsync/agent/evidence/templates/evidence.html.j2",
+        "invsync/agent/evidence/templates/evidence.md.j2",
     }
     assert needed - wheel_names == set()
 

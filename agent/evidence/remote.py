@@ -1,0 +1,67 @@
+"""`invsync evidence export --config AGENT.toml`: a party's bundle, read from the exchange over
+the agent's own mutual-TLS client.
+
+The server serves a party the entries of its own pairings and the leaf hashes of all others
+(server.exchange), so an agent's bundle holds its pairings' history and what proofs need, and
+nothing of other pairings. The keys are those the agent's configuration pins: the server's, its
+own (and the one it is rotating to) and its peers'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from invsync.agent.config.settings import AgentConfig, load_agent_config
+from invsync.agent.evidence.bundle import Bundle, Scope
+from invsync.agent.evidence.directory import refuse_existing, write_bundle
+from invsync.agent.evidence.export import ExportPlan, export_bundle
+from invsync.agent.evidence.failures import ExportError
+from invsync.agent.exchange.client import ExchangeClient
+from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify_key
+
+
+def export_from_agent(
+    config_path: Path,
+    pairing: str | None,
+    out: Path,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Bundle:
+    """Fetch, verify and write the bundle of the agent's pairings (or of one) to `out`."""
+    refuse_existing(out)
+    config = load_agent_config(config_path)
+    if pairing is not None and pairing not in config.pairings:
+        known = ", ".join(sorted(config.pairings)) or "none"
+        raise ExportError(f"{config_path}: {pairing!r} is not a pairing of this agent ({known})")
+    client = ExchangeClient(
+        config.server,
+        timeout=config.rpc_timeout_seconds,
+        retry=config.retry,
+        keepalive=config.keepalive,
+    )
+    try:
+        bundle = export_bundle(client, _plan(config, pairing, clock()))
+    finally:
+        client.close()
+    write_bundle(bundle, out)
+    return bundle
+
+
+def _plan(config: AgentConfig, pairing: str | None, now: datetime) -> ExportPlan:
+    return ExportPlan(
+        scope=Scope(pairing),
+        server_keys=tuple(load_verify_key(p) for p in config.server.signing_keys),
+        party_keys=_party_keys(config, pairing),
+        created_at=now,
+    )
+
+
+def _party_keys(config: AgentConfig, pairing: str | None) -> dict[str, tuple[VerifyKey, ...]]:
+    own = [load_signing_key(config.signing_key).public]
+    if config.next_signing_key is not None:
+        own.append(load_signing_key(config.next_signing_key).public)
+    peers = {p.peer for name, p in config.pairings.items() if pairing in (None, name)}
+    keys = {config.party: tuple(own)}
+    keys.update({peer: tuple(load_verify_key(p) for p in config.peers[peer]) for peer in peers})
+    return keys

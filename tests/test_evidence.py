@@ -1,0 +1,562 @@
+"""`invsync evidence export` and `invsync evidence verify` on a real exchange history.
+
+The history (tests/evidence_rig.py) is made by the in-process exchange over its SQLite store,
+with real keys and the real JPRS certificates: two parties, several snapshot versions, a key
+rotation, reports and co-signatures. Each tampered bundle below is what an attacker could hand an
+auditor: one who edits files (and rewrites the manifest, which nobody signs), or a dishonest
+exchange operator who re-signs every checkpoint with the server's key. Each must fail, naming the
+check and the entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from invsync.agent.evidence.bundle import Scope
+from invsync.agent.evidence.directory import write_bundle
+from invsync.agent.evidence.export import export_bundle
+from invsync.agent.evidence.failures import CheckFailed, ExportError
+from invsync.agent.evidence.summary import render_summary
+from invsync.agent.evidence.verify import verify_bundle
+from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
+from invsync.agent.exchange.envelope import sign
+from invsync.agent.exchange.keys import generate, write_private_key
+from invsync.agent.exchange.receipt import receipt_for, sign_receipt
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, sign_snapshot
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import SUBORDINATE
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, canonical_json, report_id
+from invsync.server.cli import invsync
+from invsync.v1 import invsync_pb2 as pb
+from tests.evidence_rig import (
+    History,
+    MemoryLog,
+    PartyLog,
+    envelope_of,
+    export_rig,
+    forge,
+    history,
+    plan,
+    snapshot_signed_by,
+    with_envelope,
+)
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
+
+NEW_JPRS = generate()  # the key jprs rotates to at version 2, announced in entry 10
+# The history's entries: 0 secom v1, 3 jprs v1, 8 jprs v2 (announces NEW_JPRS, entry 10),
+# 14 jprs v3 (signed by NEW_JPRS alone), 19 secom v2; reports at 2, 5, 11, 16, 21.
+SIZE = 22
+
+
+@pytest.fixture
+def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
+    made = make_rig(tmp_path / "server.db", keys)
+    yield made
+    made.store.close()
+
+
+@pytest.fixture
+def logged(rig: Rig, records: list[CertRecord]) -> History:
+    return history(rig, records, NEW_JPRS)
+
+
+@pytest.fixture
+def bundle(rig: Rig, logged: History, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    export_rig(rig, out)
+    return out
+
+
+def pins(keys: Keys, *names: str, **keyids: str) -> list[str]:
+    """--pin options: each of `names` with its own key, and `keyids` as given."""
+    ids = {"secom": keys.secom.keyid, "jprs": keys.jprs.keyid, SERVER: keys.server.keyid}
+    chosen = {name: ids[name] for name in names or ids} | keyids
+    return [arg for name, keyid in chosen.items() for arg in ("--pin", f"{name}={keyid}")]
+
+
+def verify(path: Path, *args: str) -> Result:
+    return CliRunner().invoke(invsync, ["evidence", "verify", str(path), *args])
+
+
+def failed(result: Result, message: str) -> None:
+    """The run exited 1 with `message` as the first line of its diagnostics, and no timeline."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[0] == f"error: {message}"
+    assert result.stderr.splitlines()[1].startswith("hint: Nothing in this bundle should be")
+
+
+def redigest(path: Path) -> None:
+    """Rewrite the manifest over the files as they now are: nobody signs it."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"] = {
+        p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def edit_entries(path: Path, edit: Callable[[list[dict[str, object]]], object]) -> None:
+    data = json.loads((path / "entries.json").read_text())
+    edit(data["entries"])
+    (path / "entries.json").write_text(json.dumps(data))
+    redigest(path)
+
+
+def leaves(rig: Rig) -> list[bytes]:
+    return rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
+
+
+# --- a bundle that verifies --------------------------------------------------------------------
+
+
+def test_a_bundle_verifies_with_the_three_pins_and_prints_each_pairings_timeline(
+    bundle: Path, keys: Keys
+) -> None:
+    result = verify(bundle, *pins(keys))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pairing secom-jprs"
+    kinds = [line[9:21].strip() for line in lines[1:] if line[:7].strip().isdigit()]
+    assert kinds == [
+        *("snapshot", "receipt", "report"),
+        *("snapshot", "receipt", "report", "co-signature", "co-signature"),
+        *("snapshot", "receipt", "key rotation", "report", "co-signature", "co-signature"),
+        *("snapshot", "receipt", "report", "co-signature", "co-signature"),
+        *("snapshot", "receipt", "report"),
+    ]
+    rotation = f"jprs rotated to key {NEW_JPRS.keyid[:16]} at v2 (retired {keys.jprs.keyid[:16]})"
+    assert f"     10  key rotation  -                     {rotation}" in lines
+    assert any(
+        line.startswith("         resolved error   missing-at-subordinate") for line in lines
+    )
+    assert lines[-2:] == [
+        "log test-exchange: 22 entries, 22 in the bundle (all pairings), 0 withheld",
+        "verified: every check passed",
+    ]
+
+
+def test_the_bundle_holds_the_log_as_served_with_checkpoints_proofs_and_keys(
+    rig: Rig, bundle: Path, keys: Keys
+) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["format"] == "invsync-evidence/1"
+    assert manifest["server"] == {"name": SERVER, "origin": SERVER}
+    assert manifest["scope"] == {"kind": "all"}
+    assert manifest["created_at"] == "2021-03-01T12:00:00Z"
+    checkpoints = [f"checkpoints/{n:06d}.note" for n in range(1, SIZE + 1)]
+    files = ["entries.json", "keys.json", "proofs/consistency.json", "proofs/inclusion.json"]
+    assert sorted(manifest["files"]) == sorted([*checkpoints, *files])
+    entries = json.loads((bundle / "entries.json").read_text())["entries"]
+    assert [e["index"] for e in entries] == list(range(SIZE))
+    assert [base64.b64decode(e["leaf"]) for e in entries] == leaves(rig)
+    assert (bundle / checkpoints[-1]).read_bytes() == rig.store.checkpoint()
+    consistency = json.loads((bundle / "proofs/consistency.json").read_text())["proofs"]
+    assert [(p["first"], p["second"]) for p in consistency] == [(n, n + 1) for n in range(1, SIZE)]
+    inclusion = json.loads((bundle / "proofs/inclusion.json").read_text())
+    assert (inclusion["tree_size"], len(inclusion["proofs"])) == (SIZE, SIZE)
+    held = json.loads((bundle / "keys.json").read_text())
+    assert [k["keyid"] for k in held["server"]] == [keys.server.keyid]
+    assert [k["keyid"] for k in held["parties"]["jprs"]] == [keys.jprs.keyid, NEW_JPRS.keyid]
+    assert held["rotations"] == [
+        {
+            "party": "jprs",
+            "pairing": PAIRING,
+            "version": 2,
+            "entry": 10,
+            "new_key": NEW_JPRS.keyid,
+            "old_keys": [keys.jprs.keyid],
+        }
+    ]
+
+
+def test_the_summaries_for_an_auditor_are_written_and_escape_every_value(
+    bundle: Path, keys: Keys, tmp_path: Path
+) -> None:
+    result = verify(bundle, *pins(keys), "--summary-dir", str(tmp_path / "summary"))
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "summary" / "evidence.md").read_text()
+    html = (tmp_path / "summary" / "evidence.html").read_text()
+    assert "## Pairing secom-jprs" in markdown
+    assert "5 snapshots, 5 reports, 6 co-signatures, 1 key rotations." in markdown
+    assert f"| {keys.server.keyid} |" in markdown
+    assert "<h2>Pairing secom-jprs</h2>" in html
+    assert f"<code>{keys.jprs.keyid}</code>" in html
+    hostile = "<b>x</b>|`y`"
+    verified = verify_bundle(bundle, {name: frozenset([k]) for name, k in _ids(keys).items()})
+    shown = replace(verified, bundle=replace(verified.bundle, server=hostile))
+    assert "&lt;b&gt;x&lt;/b&gt;|`y`" in render_summary(shown, "html")
+    assert "<b>x" not in render_summary(shown, "html")
+    assert "# Evidence bundle of \\<b\\>x\\</b\\>\\|\\`y\\`" in render_summary(shown, "markdown")
+
+
+def _ids(keys: Keys) -> dict[str, str]:
+    return {SERVER: keys.server.keyid, "secom": keys.secom.keyid, "jprs": keys.jprs.keyid}
+
+
+def test_a_party_exports_its_pairings_and_gets_only_leaf_hashes_of_the_others(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    source = PartyLog(rig, "jprs")
+    write_bundle(export_bundle(source, plan(rig, every_checkpoint=False)), tmp_path / "jprs")
+    entries = json.loads((tmp_path / "jprs" / "entries.json").read_text())["entries"]
+    assert ["leaf" in e for e in entries] == [True] * SIZE + [False] * 3
+    assert len(list((tmp_path / "jprs" / "checkpoints").iterdir())) == SIZE + 1
+    result = verify(tmp_path / "jprs", *pins(keys))
+    assert result.exit_code == 0, result.output
+    assert "log test-exchange: 25 entries, 22 in the bundle (all pairings), 3 withheld" in (
+        result.stdout
+    )
+    assert "secom-x" not in result.stdout
+
+
+def test_a_party_of_two_pairings_must_pin_every_party_it_holds_entries_of(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    exported = plan(rig)
+    party_keys = {**exported.party_keys, "stranger": (keys.stranger.public,)}
+    exported = replace(exported, party_keys=party_keys)
+    write_bundle(export_bundle(PartyLog(rig, "secom"), exported), tmp_path / "secom")
+    message = "signature check failed at entry 22: no key is pinned for the party 'stranger'"
+    failed(verify(tmp_path / "secom", *pins(keys)), f"{message} (pass --pin stranger=KEYID)")
+    both = verify(tmp_path / "secom", *pins(keys, stranger=keys.stranger.keyid))
+    assert both.exit_code == 0, both.output
+    assert "pairing secom-x" in both.stdout
+
+
+def test_the_servers_export_of_one_pairing_keeps_the_others_as_leaf_hashes(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    export_rig(rig, tmp_path / "one", Scope(PAIRING))
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert manifest["scope"] == {"kind": "pairing", "pairing": PAIRING}
+    entries = json.loads((tmp_path / "one" / "entries.json").read_text())["entries"]
+    assert ["leaf" in e for e in entries] == [True] * SIZE + [False] * 3
+    hashes = [base64.b64decode(e["leaf_hash"]) for e in entries[SIZE:]]
+    assert hashes == rig.store.leaf_hashes(SIZE + 3)[SIZE:]
+    result = verify(tmp_path / "one", *pins(keys))
+    assert result.exit_code == 0, result.output
+    assert "25 entries, 22 in the bundle (pairing secom-jprs), 3 withheld" in result.stdout
+
+
+def _stranger_pushes(rig: Rig, records: list[CertRecord]) -> None:
+    """A snapshot of `secom-x` by its subordinate: three entries no jprs may read."""
+    _second_pairing(rig)
+    data = payload(records, "stranger", pairing="secom-x", role=SUBORDINATE)
+    rig.push(sign_snapshot(data, rig.keys.stranger), "stranger")
+
+
+def _second_pairing(rig: Rig) -> None:
+    """secom is also the root of `secom-x`, whose subordinate is a third party."""
+    policy = rig.exchange.policy
+    key = rig.keys.stranger.public
+    parties = {**policy.parties, "stranger": acc.PartyPolicy("stranger", {key.keyid: key})}
+    pairing = acc.PairingPolicy("secom-x", root="secom", subordinate="stranger")
+    policy = replace(policy, parties=parties, pairings={**policy.pairings, "secom-x": pairing})
+    rig.exchange.policy = rig.exchange.reports.policy = policy
+
+
+def test_the_server_exports_one_pairing_from_its_configuration(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    config = _server_config(tmp_path, keys)
+    out = tmp_path / "exported"
+    args = ["evidence", "export", "--server-config", str(config), "--pairing", PAIRING]
+    result = CliRunner().invoke(invsync, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"wrote {out}: 22 log entries of test-exchange, 22 held (pairing {PAIRING}), "
+        "22 checkpoints\n"
+    )
+    assert verify(out, *pins(keys)).exit_code == 0
+    again = CliRunner().invoke(invsync, [*args, "--out", str(out)])
+    assert isinstance(again.exception, ExportError)
+    assert str(again.exception) == f"{out} exists and is not an empty directory: choose a new --out"
+
+
+def _server_config(tmp_path: Path, keys: Keys) -> Path:
+    for name in ("secom", "jprs"):
+        (tmp_path / f"{name}.pub").write_bytes(keys.of(name).public.public_pem())
+    write_private_key(tmp_path / "server.key", keys.server)
+    for name in ("tls.crt", "tls.key", "ca.pem"):  # read by no export; must only exist
+        (tmp_path / name).write_text("")
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f'[server]\nname = "{SERVER}"\nlisten = "127.0.0.1:0"\ndatabase = "server.db"\n'
+        'signing_key = "server.key"\n'
+        '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nclient_ca = "ca.pem"\n'
+        '[parties.secom]\ntls_identity = "secom"\nsigning_keys = ["secom.pub"]\n'
+        '[parties.jprs]\ntls_identity = "jprs"\nsigning_keys = ["jprs.pub"]\n'
+        f'[pairings.{PAIRING}]\nroot = "secom"\nsubordinate = "jprs"\n'
+    )
+    return config
+
+
+class _NoConsistency(MemoryLog):
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        return []
+
+
+def test_an_exporter_writes_nothing_the_log_served_that_does_not_verify(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    stranger = MemoryLog(leaves(rig), keys.stranger)
+    with pytest.raises(ExportError, match=re.escape("no signature by a pinned key verifies")):
+        export_bundle(stranger, plan(rig))
+    message = (
+        "what the log served does not verify: consistency check failed at checkpoints of size "
+        "1 and 2: consistency 1 -> 2: the proof is empty"
+    )
+    with pytest.raises(ExportError, match=re.escape(message)):
+        export_bundle(_NoConsistency(leaves(rig), keys.server), plan(rig))
+
+
+def test_export_needs_exactly_one_configuration(tmp_path: Path) -> None:
+    result = CliRunner().invoke(invsync, ["evidence", "export", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "give exactly one of --config and --server-config" in result.stderr
+
+
+# --- tampered bundles ---------------------------------------------------------------------------
+
+
+def test_an_edited_file_fails_the_manifest_digests(bundle: Path, keys: Keys) -> None:
+    data = (bundle / "entries.json").read_bytes()
+    (bundle / "entries.json").write_bytes(data.replace(b'"index": 1,', b'"index": 1 ,'))
+    actual = hashlib.sha256((bundle / "entries.json").read_bytes()).hexdigest()
+    listed = json.loads((bundle / "manifest.json").read_text())["files"]["entries.json"]
+    message = (
+        f"manifest check failed at entries.json: SHA-256 is {actual}, the manifest lists {listed}"
+    )
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_flipped_byte_in_a_snapshot_fails_its_inclusion(bundle: Path, keys: Keys) -> None:
+    def flip(entries: list[dict[str, object]]) -> None:
+        leaf = bytearray(base64.b64decode(str(entries[3]["leaf"])))
+        leaf[200] ^= 0x01
+        entries[3]["leaf"] = base64.b64encode(bytes(leaf)).decode()
+
+    edit_entries(bundle, flip)
+    message = "inclusion check failed at entry 3: inclusion: entry 3 is not in the tree of size 22"
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_removed_entry_is_missing_from_the_bundle(bundle: Path, keys: Keys) -> None:
+    edit_entries(bundle, lambda entries: entries.pop(6))
+    failed(
+        verify(bundle, *pins(keys)), "inclusion check failed at entry 6: missing from the bundle"
+    )
+
+
+def test_two_swapped_entries_are_not_where_the_log_has_them(bundle: Path, keys: Keys) -> None:
+    def swap(entries: list[dict[str, object]]) -> None:
+        entries[6]["leaf"], entries[7]["leaf"] = entries[7]["leaf"], entries[6]["leaf"]
+
+    edit_entries(bundle, swap)
+    message = "inclusion check failed at entry 6: inclusion: entry 6 is not in the tree of size 22"
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_second_checkpoint_of_one_size_with_another_root_is_a_fork(
+    bundle: Path, keys: Keys
+) -> None:
+    other = Checkpoint(SERVER, SIZE, hashlib.sha256(b"another log").digest())
+    (bundle / "checkpoints" / "000023.note").write_bytes(
+        sign_checkpoint(other, SERVER, keys.server)
+    )
+    redigest(bundle)
+    message = (
+        "fork check failed at checkpoints of size 22: checkpoints/000022.note and "
+        "checkpoints/000023.note have different root hashes: the log forked"
+    )
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_report_the_server_re_signed_with_other_findings_is_not_the_rebuilt_one(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forged = leaves(rig)
+    body = json.loads(envelope_of(forged[21]).payload)
+    dropped = body["findings"].pop(0)
+    body["summary"][dropped["severity"]] -= 1
+    data = canonical_json(body)
+    env = sign(REPORT_PAYLOAD_TYPE, data, [keys.server])
+    forged[21] = with_envelope(forged[21], env, report_id=report_id(data))
+    forge(rig, forged, tmp_path / "forged")
+    message = (
+        "report check failed at entry 21: the signed body is not the one rebuilt from the "
+        "snapshots it names (root secom v2, subordinate jprs v3); fields that differ: findings, "
+        f"summary; findings against the rebuilt ones: -unattributed {dropped['sha256'][:16]}"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def test_a_rewritten_history_contradicts_the_checkpoints_in_later_receipts(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    # Re-signing every checkpoint hides an edit from checks 2 to 5, but not from the receipts
+    # the parties were handed at the time.
+    forged = leaves(rig)
+    body = json.loads(envelope_of(forged[5]).payload)
+    body["as_of"] = "2021-03-01T14:00:01Z"
+    data = canonical_json(body)
+    forged[5] = with_envelope(forged[5], sign(REPORT_PAYLOAD_TYPE, data, [keys.server]))
+    forge(rig, forged, tmp_path / "forged")
+    message = (
+        "receipt check failed at entry 9: the receipt's checkpoint of size 9 has another root "
+        "than the log: the party was shown a forked log"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+@pytest.mark.parametrize(("index", "kind"), [(8, "snapshot"), (6, "co-signature")])
+def test_a_rotated_key_used_before_its_announcement_is_not_in_force(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path, index: int, kind: str
+) -> None:
+    forged = leaves(rig)
+    env = envelope_of(forged[index])
+    forged[index] = with_envelope(forged[index], sign(env.payload_type, env.payload, [NEW_JPRS]))
+    forge(rig, forged, tmp_path / "forged")
+    message = (
+        f"signature check failed at entry {index}: the {kind} of jprs in pairing secom-jprs is "
+        f"signed by key {NEW_JPRS.keyid[:16]}, which jprs announces only at entry 10: a key is "
+        "not in force before its announcement"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def test_the_old_key_alone_after_the_rotation_is_retired(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forged = leaves(rig)
+    forged[14] = snapshot_signed_by(forged[14], [keys.jprs])
+    forge(rig, forged, tmp_path / "forged")
+    message = (
+        "signature check failed at entry 14: the snapshot of jprs in pairing secom-jprs is "
+        f"signed by key {keys.jprs.keyid[:16]}, which jprs retired at version 2"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def test_a_receipt_for_a_snapshot_that_is_not_there_fails(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    receipt = receipt_for(
+        party="jprs",
+        pairing=PAIRING,
+        version=9,
+        payload=b"never pushed",
+        accepted_at=NOW,
+        server=SERVER,
+        log_index=14,
+        checkpoint=b"",
+    )
+    entry = pb.LogEntry(kind=pb.LOG_ENTRY_KIND_RECEIPT, party="jprs", pairing=PAIRING, version=9)
+    leaf = with_envelope(entry.SerializeToString(), sign_receipt(receipt, keys.server))
+    forge(rig, [*leaves(rig), leaf], tmp_path / "forged")
+    message = (
+        "receipt check failed at entry 22: the receipt for the snapshot of jprs version 9 in "
+        "pairing secom-jprs names entry 14, which is not that snapshot in the log before it"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def test_a_second_snapshot_of_one_version_is_equivocation(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forged = leaves(rig)
+    previous = hashlib.sha256(envelope_of(forged[8]).payload).digest()
+    other = payload([], version=3, previous_digest=previous)  # v3 again, listing nothing
+    leaf = with_envelope(forged[14], sign(SNAPSHOT_PAYLOAD_TYPE, other, [NEW_JPRS]))
+    forge(rig, [*forged, leaf], tmp_path / "forged")
+    message = (
+        "chain check failed at entry 22: equivocation: version 3 of jprs in pairing secom-jprs "
+        "is also at entry 14, with other content"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+# --- pins ---------------------------------------------------------------------------------------
+
+
+def test_a_server_key_not_in_the_bundle_verifies_nothing(bundle: Path, keys: Keys) -> None:
+    result = verify(bundle, *pins(keys, "secom", "jprs", **{SERVER: keys.stranger.keyid}))
+    message = (
+        "checkpoint-signature check failed at checkpoints/000001.note: no key pinned for the "
+        f"server 'test-exchange' is in the bundle's keys.json (pinned: {keys.stranger.keyid})"
+    )
+    failed(result, message)
+
+
+def test_a_partys_key_pinned_as_the_servers_fails_the_checkpoints(bundle: Path, keys: Keys) -> None:
+    result = verify(bundle, *pins(keys, "secom", "jprs", **{SERVER: keys.jprs.keyid}))
+    message = (
+        "checkpoint-signature check failed at checkpoints/000001.note: checkpoint of "
+        "test-exchange: no signature by a pinned key verifies"
+    )
+    failed(result, message)
+
+
+def test_a_wrong_party_pin_fails_the_first_snapshot_of_that_party(bundle: Path, keys: Keys) -> None:
+    result = verify(bundle, *pins(keys, SERVER, "secom", jprs=keys.secom.keyid))
+    message = (
+        "signature check failed at entry 3: the snapshot of jprs in pairing secom-jprs is signed "
+        f"by no key in force (signed by: {keys.jprs.keyid[:16]}; in force: "
+        f"{keys.secom.keyid[:16]})"
+    )
+    failed(result, message)
+
+
+def test_an_unpinned_party_is_trusted_with_nothing(bundle: Path, keys: Keys) -> None:
+    message = (
+        "signature check failed at entry 3: no key is pinned for the party 'jprs' "
+        "(pass --pin jprs=KEYID)"
+    )
+    failed(verify(bundle, *pins(keys, SERVER, "secom")), message)
+
+
+def test_the_verify_functions_raise_the_same_failure(bundle: Path, keys: Keys) -> None:
+    two = {SERVER: frozenset([keys.server.keyid]), "secom": frozenset([keys.secom.keyid])}
+    with pytest.raises(CheckFailed, match="no key is pinned for the party 'jprs'") as caught:
+        verify_bundle(bundle, two)
+    assert (caught.value.check, caught.value.where) == ("signature", "entry 3")
+
+
+# --- unreadable bundles and bad arguments exit 2 -----------------------------------------------
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "invsync.server.cli", "evidence", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_directory_without_a_manifest_exits_2(tmp_path: Path) -> None:
+    result = _run("verify", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"error: {tmp_path / 'manifest.json'}: cannot read (No such file or directory)\n"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_pin_exits_2(tmp_path: Path) -> None:
+    result = _run("verify", tmp_path, "--pin", "jprs")
+    assert result.returncode == 2
+    assert "Invalid value for --pin: 'jprs': expected NAME=KEYID" in result.stderr
