@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -43,11 +44,24 @@ class RunningServer:
     schedule_stop: threading.Event
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store."""
+        """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
+        and cancel the calls still running, in that order.
+
+        The order matters: to its handler, a call gRPC cancels may look complete (the request
+        iterator can simply end), so a push whose trailer was in would be committed after the
+        grace period, its client told CANCELLED. Closed under its lock, the store lets a commit
+        already under way finish and makes every later one fail before it writes anything.
+        """
         self.health.enter_graceful_shutdown()
         self.schedule_stop.set()
-        self.server.stop(grace).wait()
+        # New calls are refused from here on. gRPC would cancel the calls in flight at the end
+        # of the grace it is given: given more than ours, the stop(None) below comes first.
+        drained = self.server.stop(grace + 60.0)
+        if not drained.wait(grace):
+            log.info("grace period over: cancelling the calls still in flight")
         self.store.close()
+        # Cancels the calls left; a handler still running after this finds the store closed.
+        self.server.stop(None)
 
 
 def policy_of(config: ServerConfig) -> AcceptancePolicy:
@@ -116,19 +130,36 @@ def serve_forever(config: ServerConfig) -> None:
 
 
 def _serve(config: ServerConfig) -> None:
-    # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
-    serve_metrics(config.metrics_listen, f"{config.file}: server.metrics_listen", metrics.REGISTRY)
-    running = start(config)
-    host = config.listen.rsplit(":", 1)[0]
-    print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
-    stopping = threading.Event()
+    # The main thread waits for SIGTERM or SIGINT on a socket the signal module writes each
+    # signal's number to, not on a threading.Event: the kernel may hand a process-wide signal to
+    # any thread that does not block it (gRPC's, the call pool's), and a main thread asleep on a
+    # lock is then never woken to run the Python handler: the stop was lost, the daemon served on.
+    # Set up before anything starts, so that a stop sent as soon as the port is announced does
+    # not meet the default action, which kills the process without draining.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    wakeup, wakeup_writer = socket.socketpair()
+    with wakeup, wakeup_writer:
+        wakeup_writer.setblocking(False)  # the signal module requires it
+        signal.set_wakeup_fd(wakeup_writer.fileno(), warn_on_full_buffer=False)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            pass  # only replaces the default action; the loop below reads the wakeup socket
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+        try:
+            for signum in stop_signals:
+                signal.signal(signum, on_signal)
+            # Metrics first: a metrics port that cannot be bound stops the daemon before it
+            # serves.
+            serve_metrics(
+                config.metrics_listen, f"{config.file}: server.metrics_listen", metrics.REGISTRY
+            )
+            running = start(config)
+            host = config.listen.rsplit(":", 1)[0]
+            print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
+            while not stop_signals.intersection(wakeup.recv(64)):
+                pass  # a signal someone else gave a Python handler: keep serving
+        finally:
+            signal.set_wakeup_fd(-1)  # before the socket closes: its number may be reused
     log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
     running.stop()
 
