@@ -91,7 +91,7 @@ def _evidence_hint(work: Path) -> None:
     )
     click.echo("\nthe whole exchange history, checked offline from the public keys alone:")
     click.echo(f"  invsync evidence export --server-config {work / 'server.toml'} --out BUNDLE")
-    click.echo(f"  invsync evidence verify BUNDLE {pins}")
+    click.echo(f"  invsync evidence verify BUNDLE --server demo-exchange {pins}")
 
 
 def _pins(work: Path) -> Pins:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,22 +24,32 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from invsync.agent.errors import InvsyncError, ReportError
 from invsync.agent.evidence.bundle import Scope
 from invsync.agent.evidence.directory import write_bundle
 from invsync.agent.evidence.export import export_bundle
-from invsync.agent.evidence.failures import CheckFailed, ExportError
+from invsync.agent.evidence.failures import BundleError, CheckFailed, ExportError
 from invsync.agent.evidence.summary import render_summary
 from invsync.agent.evidence.verify import verify_bundle
 from invsync.agent.exchange import acceptance as acc
+from invsync.agent.exchange import tlog
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.envelope import sign
 from invsync.agent.exchange.keys import generate, write_private_key
+from invsync.agent.exchange.log_entry import MalformedLogEntry, logged_envelope
 from invsync.agent.exchange.receipt import receipt_for, sign_receipt
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, sign_snapshot
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import SUBORDINATE
-from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, canonical_json, report_id
+from invsync.agent.report.body import (
+    REPORT_PAYLOAD_TYPE,
+    canonical_json,
+    parse_report_body,
+    report_id,
+)
 from invsync.server.cli import invsync
 from invsync.v1 import invsync_pb2 as pb
 from tests.evidence_rig import (
@@ -87,7 +99,7 @@ def pins(keys: Keys, *names: str, **keyids: str) -> list[str]:
 
 
 def verify(path: Path, *args: str) -> Result:
-    return CliRunner().invoke(invsync, ["evidence", "verify", str(path), *args])
+    return CliRunner().invoke(invsync, ["evidence", "verify", str(path), "--server", SERVER, *args])
 
 
 def failed(result: Result, message: str) -> None:
@@ -143,9 +155,13 @@ def test_a_bundle_verifies_with_the_three_pins_and_prints_each_pairings_timeline
     assert any(
         line.startswith("         resolved error   missing-at-subordinate") for line in lines
     )
+    signed = [line.strip() for line in lines if line.startswith("         signed")]
+    everyone = "signed   server valid, root secom valid, subordinate jprs valid"
+    nobody = "signed   server valid, root secom absent, subordinate jprs absent"
+    assert signed == [nobody, everyone, everyone, everyone, nobody]
     assert lines[-2:] == [
         "log test-exchange: 22 entries, 22 in the bundle (all pairings), 0 withheld",
-        "verified: every check passed",
+        "verified: every check passed, with 2 reports not signed by every party",
     ]
 
 
@@ -196,7 +212,9 @@ def test_the_summaries_for_an_auditor_are_written_and_escape_every_value(
     assert "<h2>Pairing secom-jprs</h2>" in html
     assert f"<code>{keys.jprs.keyid}</code>" in html
     hostile = "<b>x</b>|`y`"
-    verified = verify_bundle(bundle, {name: frozenset([k]) for name, k in _ids(keys).items()})
+    verified = verify_bundle(
+        bundle, {name: frozenset([k]) for name, k in _ids(keys).items()}, SERVER
+    )
     shown = replace(verified, bundle=replace(verified.bundle, server=hostile))
     assert "&lt;b&gt;x&lt;/b&gt;|`y`" in render_summary(shown, "html")
     assert "<b>x" not in render_summary(shown, "html")
@@ -212,15 +230,19 @@ def test_a_party_exports_its_pairings_and_gets_only_leaf_hashes_of_the_others(
 ) -> None:
     _stranger_pushes(rig, records)
     source = PartyLog(rig, "jprs")
-    write_bundle(export_bundle(source, plan(rig, every_checkpoint=False)), tmp_path / "jprs")
+    exported = plan(rig, Scope(party="jprs"), every_checkpoint=False)
+    write_bundle(export_bundle(source, exported), tmp_path / "jprs")
+    manifest = json.loads((tmp_path / "jprs" / "manifest.json").read_text())
+    assert manifest["scope"] == {"kind": "party", "party": "jprs"}
     entries = json.loads((tmp_path / "jprs" / "entries.json").read_text())["entries"]
     assert ["leaf" in e for e in entries] == [True] * SIZE + [False] * 3
     assert len(list((tmp_path / "jprs" / "checkpoints").iterdir())) == SIZE + 1
     result = verify(tmp_path / "jprs", *pins(keys))
     assert result.exit_code == 0, result.output
-    assert "log test-exchange: 25 entries, 22 in the bundle (all pairings), 3 withheld" in (
-        result.stdout
-    )
+    assert (
+        "log test-exchange: 25 entries, 22 in the bundle (pairings of party jprs), "
+        "3 withheld (other pairings' entries)"
+    ) in result.stdout
     assert "secom-x" not in result.stdout
 
 
@@ -252,7 +274,9 @@ def test_the_servers_export_of_one_pairing_keeps_the_others_as_leaf_hashes(
     assert hashes == rig.store.leaf_hashes(SIZE + 3)[SIZE:]
     result = verify(tmp_path / "one", *pins(keys))
     assert result.exit_code == 0, result.output
-    assert "25 entries, 22 in the bundle (pairing secom-jprs), 3 withheld" in result.stdout
+    assert "25 entries, 22 in the bundle (pairing secom-jprs), 3 withheld (other pairings' " in (
+        result.stdout
+    )
 
 
 def _stranger_pushes(rig: Rig, records: list[CertRecord]) -> None:
@@ -535,7 +559,7 @@ def test_an_unpinned_party_is_trusted_with_nothing(bundle: Path, keys: Keys) -> 
 def test_the_verify_functions_raise_the_same_failure(bundle: Path, keys: Keys) -> None:
     two = {SERVER: frozenset([keys.server.keyid]), "secom": frozenset([keys.secom.keyid])}
     with pytest.raises(CheckFailed, match="no key is pinned for the party 'jprs'") as caught:
-        verify_bundle(bundle, two)
+        verify_bundle(bundle, two, SERVER)
     assert (caught.value.check, caught.value.where) == ("signature", "entry 3")
 
 
@@ -548,7 +572,7 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_directory_without_a_manifest_exits_2(tmp_path: Path) -> None:
-    result = _run("verify", tmp_path)
+    result = _run("verify", tmp_path, "--server", SERVER)
     assert result.returncode == 2
     assert result.stderr.startswith(
         f"error: {tmp_path / 'manifest.json'}: cannot read (No such file or directory)\n"
@@ -557,6 +581,280 @@ def test_a_directory_without_a_manifest_exits_2(tmp_path: Path) -> None:
 
 
 def test_a_malformed_pin_exits_2(tmp_path: Path) -> None:
-    result = _run("verify", tmp_path, "--pin", "jprs")
+    result = _run("verify", tmp_path, "--server", SERVER, "--pin", "jprs")
     assert result.returncode == 2
     assert "Invalid value for --pin: 'jprs': expected NAME=KEYID" in result.stderr
+
+
+# --- hostile JSON: a project error naming the file, never a traceback ---------------------------
+
+
+def _rewrite(bundle: Path, name: str, data: bytes) -> None:
+    (bundle / name).write_bytes(data)
+    if name != "manifest.json":
+        redigest(bundle)
+
+
+def test_deeply_nested_entries_are_a_bundle_error_naming_the_file(bundle: Path, keys: Keys) -> None:
+    _rewrite(bundle, "entries.json", b"[" * 100_000)
+    message = "entries.json: not valid UTF-8 JSON (nested too deeply to read)"
+    with pytest.raises(BundleError, match=re.escape(message)):
+        verify_bundle(bundle, _pinned(keys), SERVER)
+
+
+def test_a_nested_manifest_is_a_bundle_error(bundle: Path, keys: Keys) -> None:
+    _rewrite(bundle, "manifest.json", b'{"files":' * 200 + b"{}" + b"}" * 200)
+    message = "manifest.json: not valid UTF-8 JSON (nested deeper than 64 levels)"
+    with pytest.raises(BundleError, match=re.escape(message)):
+        verify_bundle(bundle, _pinned(keys), SERVER)
+
+
+def test_a_tree_size_of_5000_digits_is_a_bundle_error(bundle: Path, keys: Keys) -> None:
+    _rewrite(bundle, "proofs/inclusion.json", b'{"tree_size": ' + b"9" * 5000 + b', "proofs": []}')
+    message = (
+        "proofs/inclusion.json: not valid UTF-8 JSON (Exceeds the limit (4300 digits) for "
+        "integer string conversion: value has 5000 digits)"
+    )
+    with pytest.raises(BundleError, match=re.escape(message)):
+        verify_bundle(bundle, _pinned(keys), SERVER)
+
+
+def test_a_log_entry_or_report_nested_too_deeply_is_the_readers_own_error() -> None:
+    nested = pb.LogEntry(kind=pb.LOG_ENTRY_KIND_SNAPSHOT, envelope=b"[" * 100_000)
+    with pytest.raises(MalformedLogEntry, match=re.escape("entry 3: its envelope: not valid")):
+        logged_envelope(nested, "entry 3")
+    with pytest.raises(ReportError, match=re.escape("report body: not valid UTF-8 JSON (nested")):
+        parse_report_body(b"[" * 100_000)
+    huge = b'{"version": ' + b"1" * 5000 + b"}"
+    with pytest.raises(ReportError, match=re.escape("report body: not valid UTF-8 JSON (Exceeds")):
+        parse_report_body(huge)
+
+
+def _pinned(keys: Keys) -> dict[str, frozenset[str]]:
+    return {name: frozenset([keyid]) for name, keyid in _ids(keys).items()}
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats()
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_HOSTILE = st.one_of(
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=64),
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(4301, 6000).map(lambda n: b"1" * n),
+    st.sampled_from([b'{"entries": [{"index": 0, "leaf": "AA=="}]}', b'{"proofs": {}}']),
+)
+_FILES = [
+    "manifest.json",
+    "entries.json",
+    "keys.json",
+    "proofs/inclusion.json",
+    "proofs/consistency.json",
+    "checkpoints/000001.note",
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.sampled_from(_FILES), data=_HOSTILE)
+def test_any_content_of_any_bundle_file_exits_1_or_2_with_a_project_error(
+    bundle: Path, keys: Keys, tmp_path_factory: pytest.TempPathFactory, name: str, data: bytes
+) -> None:
+    copy = tmp_path_factory.mktemp("fuzzed") / "bundle"
+    shutil.copytree(bundle, copy)
+    _rewrite(copy, name, data)
+    result = verify(copy, *pins(keys))
+    if isinstance(result.exception, InvsyncError):
+        return  # the command's caller prints it and exits 2 (test_..._exits_2 above)
+    assert result.exit_code == 1, repr(result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: ") and " check failed at " in result.stderr
+
+
+# --- scope: an unsigned label, checked against what the bundle withholds ------------------------
+
+
+def test_withheld_entries_in_a_bundle_of_all_pairings_fail_the_scope_check(
+    bundle: Path, keys: Keys
+) -> None:
+    def withhold(entries: list[dict[str, object]]) -> None:
+        for item in entries[4:9]:
+            leaf = base64.b64decode(str(item.pop("leaf")))
+            item["leaf_hash"] = base64.b64encode(tlog.leaf_hash(leaf)).decode()
+
+    inclusion = json.loads((bundle / "proofs/inclusion.json").read_text())
+    inclusion["proofs"] = [p for p in inclusion["proofs"] if not 4 <= p["index"] <= 8]
+    (bundle / "proofs/inclusion.json").write_text(json.dumps(inclusion))
+    edit_entries(bundle, withhold)
+    message = (
+        "scope check failed at entry 4: withheld (a leaf hash alone), but the bundle's scope is "
+        "all pairings: an export of all pairings withholds nothing"
+    )
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_party_bundle_labelled_all_pairings_fails_the_scope_check(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    write_bundle(export_bundle(PartyLog(rig, "jprs"), plan(rig)), tmp_path / "jprs")
+    message = "scope check failed at entry 22: withheld (a leaf hash alone), but the bundle's"
+    result = verify(tmp_path / "jprs", *pins(keys))
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {message}")
+
+
+def _relabel(bundle: Path, scope: dict[str, str]) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["scope"] = scope
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_scope_naming_another_pairing_fails_at_the_first_entry_outside_it(
+    bundle: Path, keys: Keys
+) -> None:
+    _relabel(bundle, {"kind": "pairing", "pairing": "nonexistent"})
+    message = (
+        "scope check failed at entry 0: an entry of pairing 'secom-jprs', outside the bundle's "
+        "scope (pairing nonexistent)"
+    )
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_pairing_scope_with_no_entry_in_the_log_fails(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    export_rig(rig, tmp_path / "x", Scope("secom-x"))
+    _relabel(tmp_path / "x", {"kind": "pairing", "pairing": "nonexistent"})
+    edit_entries(tmp_path / "x", lambda entries: None)
+    result = verify(tmp_path / "x", *pins(keys, stranger=keys.stranger.keyid))
+    message = "scope check failed at entry 22: an entry of pairing 'secom-x', outside the"
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {message}")
+
+
+# --- the server's name is the verifier's, not the manifest's ----------------------------------
+
+
+def test_a_manifest_naming_another_server_fails_the_manifest_check(
+    bundle: Path, keys: Keys
+) -> None:
+    result = CliRunner().invoke(
+        invsync, ["evidence", "verify", str(bundle), "--server", "secom", *pins(keys)]
+    )
+    failed(
+        result,
+        "manifest check failed at manifest.json: names the server 'test-exchange', not 'secom' "
+        "(--server)",
+    )
+
+
+def test_verify_requires_the_servers_name(bundle: Path, keys: Keys) -> None:
+    result = CliRunner().invoke(invsync, ["evidence", "verify", str(bundle), *pins(keys)])
+    assert result.exit_code == 2
+    assert "Missing option '--server'" in result.stderr
+
+
+# --- files: regular files and directories only, each read once ---------------------------------
+
+
+def test_a_symlinked_checkpoints_directory_fails_the_manifest_check(
+    bundle: Path, keys: Keys, tmp_path: Path
+) -> None:
+    (bundle / "checkpoints").rename(tmp_path / "elsewhere")
+    (bundle / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    message = "manifest check failed at checkpoints: a symbolic link, not a file of the bundle"
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_symlinked_manifest_fails_the_manifest_check(
+    bundle: Path, keys: Keys, tmp_path: Path
+) -> None:
+    (bundle / "manifest.json").rename(tmp_path / "manifest.json")
+    (bundle / "manifest.json").symlink_to(tmp_path / "manifest.json")
+    message = "manifest check failed at manifest.json: a symbolic link, not a file of the bundle"
+    failed(verify(bundle, *pins(keys)), message)
+
+
+def test_a_fifo_in_the_bundle_fails_without_blocking(bundle: Path, keys: Keys) -> None:
+    os.mkfifo(bundle / "proofs" / "pipe")
+    failed(
+        verify(bundle, *pins(keys)),
+        "manifest check failed at proofs/pipe: a FIFO, not a file of the bundle",
+    )
+
+
+def test_each_file_is_read_once(bundle: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    real = os.open
+
+    def counting(path: str | Path, flags: int, *args: int) -> int:
+        opened.append(Path(path).relative_to(bundle).as_posix())
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting)
+    verify_bundle(bundle, _pinned(keys), SERVER)
+    assert sorted(opened) == sorted(set(opened))
+    assert len(opened) == SIZE + 5
+
+
+# --- a bundle holds nothing unverified --------------------------------------------------------
+
+
+def test_an_inclusion_proof_for_an_entry_the_bundle_does_not_hold_fails(
+    rig: Rig, logged: History, records: list[CertRecord], keys: Keys, tmp_path: Path
+) -> None:
+    _stranger_pushes(rig, records)
+    export_rig(rig, tmp_path / "one", Scope(PAIRING))
+    path = tmp_path / "one" / "proofs" / "inclusion.json"
+    data = json.loads(path.read_text())
+    data["proofs"].append({"index": SIZE, "hashes": []})
+    path.write_text(json.dumps(data))
+    redigest(tmp_path / "one")
+    message = (
+        "inclusion check failed at proofs/inclusion.json: a proof for entry 22, which the "
+        "bundle does not hold: it proves nothing"
+    )
+    failed(verify(tmp_path / "one", *pins(keys)), message)
+
+
+def test_a_consistency_proof_between_sizes_no_check_uses_fails(bundle: Path, keys: Keys) -> None:
+    path = bundle / "proofs" / "consistency.json"
+    data = json.loads(path.read_text())
+    data["proofs"].append({"first": 1, "second": 3, "hashes": []})
+    path.write_text(json.dumps(data))
+    redigest(bundle)
+    message = (
+        "consistency check failed at proofs/consistency.json: a proof between sizes 1 and 3, "
+        "which are not two consecutive checkpoints of the bundle: it proves nothing here"
+    )
+    failed(verify(bundle, *pins(keys)), message)
+
+
+# --- each report's signers --------------------------------------------------------------------
+
+
+def test_the_summaries_show_each_reports_signers(bundle: Path, keys: Keys) -> None:
+    verified = verify_bundle(bundle, _pinned(keys), SERVER)
+    markdown = render_summary(verified, "markdown")
+    assert "Every check passed, with 2 reports not signed by every party." in markdown
+    assert "<br>signed: server valid, root secom absent, subordinate jprs absent" in markdown
+    html = render_summary(verified, "html")
+    assert "<br>signed: server valid, root secom valid, subordinate jprs valid" in html
+
+
+# --- one --pin for every command -------------------------------------------------------------
+
+
+def test_report_commands_refuse_a_pin_whose_key_id_is_not_a_key_id(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    report.write_text("{}")
+    result = CliRunner().invoke(invsync, ["report", "verify", str(report), "--pin", "jprs=xyz"])
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for --pin: 'jprs=xyz': expected NAME=KEYID, the key id 64 lowercase hex "
+        "digits"
+    ) in result.stderr

@@ -5,9 +5,9 @@
 imports, so server/cli.py hands it in (`evidence_group(server_export=...)`).
 
 `verify` trusts only the pinned key ids (`--pin NAME=KEYID`: the server's under its configured
-name, each party's under its own) and the keys they announced in-band. Exit status 0 only when
-every check passes; 1 when a check fails (the message names the check and the entry); 2 when the
-bundle cannot be read or an argument is wrong.
+name, which `--server NAME` gives, each party's under its own) and the keys they announced
+in-band. Exit status 0 only when every check passes; 1 when a check fails (the message names
+the check and the entry); 2 when the bundle cannot be read or an argument is wrong.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import click
 
+from invsync.agent.cli.options import PinnedIds, pin_option
 from invsync.agent.evidence.bundle import Bundle
 from invsync.agent.evidence.failures import CheckFailed
 from invsync.agent.evidence.remote import export_from_agent
 from invsync.agent.evidence.summary import write_summaries
-from invsync.agent.evidence.timeline import timeline_text
+from invsync.agent.evidence.timeline import timeline_text, verdict
 from invsync.agent.evidence.verify import verify_bundle
 
 # (server configuration, pairing or None for all, destination) -> the bundle written
@@ -92,12 +93,16 @@ def _export_command(server_export: ServerExport | None) -> click.Command:
 @click.command("verify")
 @click.argument("bundle", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
-    "--pin",
-    "pins",
-    multiple=True,
-    metavar="NAME=KEYID",
-    help="Trust the key with this id for NAME: the server under its configured name, and each "
-    "party (repeatable; a name may have several).",
+    "--server",
+    "server",
+    required=True,
+    metavar="NAME",
+    help="The exchange server's configured name, as you know it out of band: the bundle must be "
+    "its log, and only keys pinned under NAME verify checkpoints, receipts and reports.",
+)
+@pin_option(
+    "Trust the key with this id for NAME: the server under its configured name, and each "
+    "party (repeatable; a name may have several)."
 )
 @click.option(
     "--summary-dir",
@@ -105,14 +110,14 @@ def _export_command(server_export: ServerExport | None) -> click.Command:
     default=None,
     help="Also write evidence.md and evidence.html for an auditor into this directory.",
 )
-def verify_command(bundle: Path, pins: tuple[str, ...], summary_dir: Path | None) -> None:
+def verify_command(bundle: Path, server: str, pins: PinnedIds, summary_dir: Path | None) -> None:
     """Verify the evidence BUNDLE offline, with the pinned keys alone, and print each pairing's
     timeline.
 
     Exit status: 0 when every check passes; 1 when one fails (the message names the check and
     the entry); 2 when the bundle cannot be read or an option is wrong."""
     try:
-        verified = verify_bundle(bundle, parse_pins(pins))
+        verified = verify_bundle(bundle, pins, server)
     except CheckFailed as e:
         click.echo(e.diagnostics(), err=True)
         click.get_current_context().exit(1)
@@ -120,18 +125,4 @@ def verify_command(bundle: Path, pins: tuple[str, ...], summary_dir: Path | None
     if summary_dir is not None:
         for path in write_summaries(verified, summary_dir):
             click.echo(f"wrote {path}")
-    click.echo("verified: every check passed")
-
-
-def parse_pins(pins: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """NAME=KEYID options as name -> key ids; a key id is 64 lowercase hex digits."""
-    parsed: dict[str, frozenset[str]] = {}
-    for pin in pins:
-        name, sep, keyid = pin.partition("=")
-        if not sep or not name or len(keyid) != 64 or keyid.strip("0123456789abcdef"):
-            raise click.BadParameter(
-                f"{pin!r}: expected NAME=KEYID, the key id 64 lowercase hex digits",
-                param_hint="--pin",
-            )
-        parsed[name] = parsed.get(name, frozenset()) | {keyid}
-    return parsed
+    click.echo(verdict(verified))

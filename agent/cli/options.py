@@ -13,6 +13,7 @@ from invsync.agent.model.facts import AuditPeriod
 
 _DAY = click.DateTime(["%Y-%m-%d"])
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+PinnedIds = dict[str, frozenset[str]]  # what `--pin` gives a command: name -> key ids
 
 
 def format_option(*choices: str, help: str = "Output format.") -> Decorator:
@@ -25,6 +26,38 @@ def format_option(*choices: str, help: str = "Output format.") -> Decorator:
         show_default=True,
         help=help,
     )
+
+
+def pin_option(help: str) -> Decorator:
+    """`--pin NAME=KEYID`, repeatable, passed as `pins`: signer name -> the key ids pinned for
+    it. Every command that pins keys parses them here, so one malformed pin is refused alike."""
+    return click.option(
+        "--pin",
+        "pins",
+        multiple=True,
+        metavar="NAME=KEYID",
+        callback=_parse_pins,
+        help=help,
+    )
+
+
+def _parse_pins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> PinnedIds:
+    return parse_pins(values)
+
+
+def parse_pins(pins: tuple[str, ...]) -> PinnedIds:
+    """NAME=KEYID options as name -> key ids: NAME non-empty, the key id 64 lowercase hex digits
+    (a key id is the SHA-256 of the key); a usage error naming the first bad pin otherwise."""
+    parsed: PinnedIds = {}
+    for pin in pins:
+        name, sep, keyid = pin.partition("=")
+        if not sep or not name or len(keyid) != 64 or keyid.strip("0123456789abcdef"):
+            raise click.BadParameter(
+                f"{pin!r}: expected NAME=KEYID, the key id 64 lowercase hex digits",
+                param_hint="--pin",
+            )
+        parsed[name] = parsed.get(name, frozenset()) | {keyid}
+    return parsed
 
 
 def config_option(help: str, required: bool = False) -> Decorator:

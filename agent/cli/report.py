@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from invsync.agent.cli.options import config_option, format_option
+from invsync.agent.cli.options import PinnedIds, config_option, format_option, pin_option
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.rotation import report_pins
 from invsync.agent.errors import ReportError
@@ -44,21 +44,16 @@ def report_group() -> None:
     """Verify, list, show and compare signed reconciliation reports."""
 
 
-def _pin_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--pin",
-        "pins",
-        multiple=True,
-        metavar="NAME=KEYID",
-        help="Trust the key with this id for signer NAME (repeatable; a name may have several).",
-    )(f)
+_pin_option = pin_option(
+    "Trust the key with this id for signer NAME (repeatable; a name may have several)."
+)
 
 
 @report_group.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @_pin_option
 @config_option("Take the pins from this agent configuration (and its database's key rotations).")
-def report_verify(files: tuple[Path, ...], pins: tuple[str, ...], config: Path | None) -> None:
+def report_verify(files: tuple[Path, ...], pins: PinnedIds, config: Path | None) -> None:
     """Check every signature on each report FILE against pinned keys and say whose are present.
 
     Pin each signer with --pin NAME=KEYID, or take an agent's pins with --config AGENT.toml: the
@@ -80,9 +75,9 @@ def report_verify(files: tuple[Path, ...], pins: tuple[str, ...], config: Path |
     click.get_current_context().exit(0 if complete else 1)
 
 
-def _reader_pins(pins: tuple[str, ...], config: Path | None) -> Pins:
+def _reader_pins(pins: PinnedIds, config: Path | None) -> Pins:
     """The --pin options, and the pins of the agent configuration `config` if one is given."""
-    given = Pins(names=_pins(pins))
+    given = Pins(names=pins)
     return given if config is None else given.merged(config_pins(config))
 
 
@@ -94,16 +89,6 @@ def config_pins(path: Path) -> Pins:
         return report_pins(config, None)
     with AgentStore(config.database, create=False) as store:
         return report_pins(config, store)
-
-
-def _pins(pins: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    for pin in pins:
-        name, sep, keyid = pin.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pin!r}: expected NAME=KEYID", param_hint="--pin")
-        out[name] = out.get(name, frozenset()) | {keyid}
-    return out
 
 
 def _where(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -151,9 +136,7 @@ def _by_id(prefix: str, directory: Path) -> Path:
 @report_group.command("list")
 @_where
 @format_option("text", "json")
-def report_list(
-    directory: Path | None, config: Path | None, pins: tuple[str, ...], fmt: str
-) -> None:
+def report_list(directory: Path | None, config: Path | None, pins: PinnedIds, fmt: str) -> None:
     """List the reports in a directory: id, pairing, as of, versions, findings, signatures
     ("complete" only when every signer is pinned and valid)."""
     pinned = _reader_pins(pins, config)
@@ -194,7 +177,11 @@ def _summary(path: Path, pins: Pins) -> dict[str, Any]:
     "text", "json", "markdown", "html", "csv", help="Output format: json is the signed body itself."
 )
 def report_show(
-    report: str, directory: Path | None, config: Path | None, pins: tuple[str, ...], fmt: str
+    report: str,
+    directory: Path | None,
+    config: Path | None,
+    pins: PinnedIds,
+    fmt: str,
 ) -> None:
     """Show one REPORT (a file, or an id in the directory) in a format for people or machines.
 
@@ -229,7 +216,7 @@ def report_diff(
     new: str,
     directory: Path | None,
     config: Path | None,
-    pins: tuple[str, ...],
+    pins: PinnedIds,
     fmt: str,
 ) -> None:
     """What changed from report OLD to report NEW: new, resolved and changed findings, after

@@ -44,23 +44,29 @@ CHECKPOINTS = "checkpoints"
 
 @dataclass(frozen=True)
 class Scope:
-    """What a bundle holds in full: one pairing's entries, or (None) every pairing's the
-    exporter could read."""
+    """What a bundle holds in full: every entry of the log (neither field set: the server's
+    export), one pairing's entries (`pairing`), or the entries of the pairings one party belongs
+    to (`party`: an agent's export, as the server serves that party).
+
+    The scope is an unsigned label in the manifest: `verify` checks that the bundle is what its
+    label says (check 7, agent/evidence/withheld.py), so a label can only narrow what a reader
+    may expect, never hide a withheld entry behind "all"."""
 
     pairing: str | None = None
+    party: str | None = None
 
     def covers(self, pairing: str) -> bool:
         return self.pairing is None or pairing == self.pairing
 
     def __str__(self) -> str:
-        return "all pairings" if self.pairing is None else f"pairing {self.pairing}"
+        if self.pairing is not None:
+            return f"pairing {self.pairing}"
+        return "all pairings" if self.party is None else f"pairings of party {self.party}"
 
     def to_json(self) -> dict[str, str]:
-        return (
-            {"kind": "all"}
-            if self.pairing is None
-            else {"kind": "pairing", "pairing": self.pairing}
-        )
+        if self.pairing is not None:
+            return {"kind": "pairing", "pairing": self.pairing}
+        return {"kind": "all"} if self.party is None else {"kind": "party", "party": self.party}
 
     @classmethod
     def from_json(cls, value: object, where: str) -> Scope:
@@ -68,9 +74,12 @@ class Scope:
         kind = f.text(data, "kind", where)
         if kind == "all":
             return cls()
-        if kind == "pairing":
-            return cls(f.text(data, "pairing", where))
-        raise BundleError(f"{where}: scope kind {kind!r} is neither 'all' nor 'pairing'")
+        if kind in ("pairing", "party"):
+            name = f.text(data, kind, where)
+            if not name:
+                raise BundleError(f"{where}: field {kind!r} is empty")
+            return cls(pairing=name) if kind == "pairing" else cls(party=name)
+        raise BundleError(f"{where}: scope kind {kind!r} is not 'all', 'pairing' or 'party'")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Check 7: each party's snapshots of each pairing form one chain, in log order.
+"""Check 8: each party's snapshots of each pairing form one chain, in log order.
 
 As the server's acceptance rules demand (DESIGN §5), and here over the whole history: versions
 only increase, each snapshot names its predecessor's digest (the first one in the log names
@@ -18,7 +18,7 @@ CHECK = "chain"
 
 
 def check_chains(snapshots: Mapping[int, Snapshot]) -> None:
-    """Check 7 over every snapshot, in log order (`snapshots` by entry index)."""
+    """Check 8 over every snapshot, in log order (`snapshots` by entry index)."""
     last: dict[tuple[str, str], tuple[int, Snapshot]] = {}
     holders: dict[tuple[str, str], tuple[str, int]] = {}  # (pairing, role) -> (party, entry)
     for index in sorted(snapshots):

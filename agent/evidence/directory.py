@@ -4,8 +4,9 @@ A bundle is written into a temporary directory beside its destination and rename
 once every file is on disk, so that no reader ever sees half a bundle; an existing non-empty
 destination is refused, never merged into or overwritten.
 
-Reading starts with the manifest alone; `check_digests` (the first check of `verify`) compares
-every file with its listed SHA-256 before any of them is parsed.
+Reading walks the directory once (never following a link) and reads each file once, bounded;
+`check_digests` (the first check of `verify`) compares those bytes with the listed SHA-256s
+before any of them but the manifest is parsed, and the same bytes are then parsed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from invsync.agent.evidence.bundle import (
@@ -80,17 +83,77 @@ def _fsync_directory(directory: Path) -> None:
 
 # --- reading ----------------------------------------------------------------------------------
 
+MAX_FILE_BYTES = 1 << 30  # a bundle file larger than this is refused before it is read in full
 
-def read_manifest(root: Path) -> Manifest:
-    """The manifest of the bundle at `root`; BundleError if there is no readable one."""
-    path = root / MANIFEST
+
+def read_files(root: Path) -> dict[str, bytes]:
+    """Every file of the bundle at `root` by its path in the bundle, each read once: the bytes
+    that are digested are the bytes that are parsed. The tree is walked with lstat, never
+    following a link; anything but a regular file or a directory (a symbolic link, a FIFO that
+    would block a reader, a device) fails the manifest check, named."""
     if not root.is_dir():
         raise BundleError(f"{root}: not a directory (an evidence bundle is one)")
+    files: dict[str, bytes] = {}
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        for path in sorted(_children(directory)):
+            mode = _lstat(path).st_mode
+            if stat.S_ISDIR(mode):
+                pending.append(path)
+            elif stat.S_ISREG(mode):
+                files[path.relative_to(root).as_posix()] = _read_once(path)
+            else:
+                name = path.relative_to(root).as_posix()
+                raise CheckFailed("manifest", name, f"{_kind(mode)}, not a file of the bundle")
+    return files
+
+
+def _children(directory: Path) -> list[Path]:
     try:
-        data = path.read_bytes()
+        return list(directory.iterdir())
+    except OSError as e:
+        raise BundleError(f"{directory}: cannot read ({e.strerror})") from e
+
+
+def _lstat(path: Path) -> os.stat_result:
+    try:
+        return path.lstat()
     except OSError as e:
         raise BundleError(f"{path}: cannot read ({e.strerror})") from e
-    manifest = read_manifest_json(data)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"  # a bundle holds its files; a link could point anywhere
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def _read_once(path: Path) -> bytes:
+    """The file's bytes, at most MAX_FILE_BYTES; opened without following a link and checked
+    regular again once open, so a file swapped after the walk is not read either."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read ({e.strerror})") from e
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleError(f"{path}: no longer a regular file")
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise BundleError(f"{path}: over {MAX_FILE_BYTES} bytes, more than a bundle file may be")
+    return data
+
+
+def read_manifest(root: Path, files: Mapping[str, bytes]) -> Manifest:
+    """The manifest among the bundle's `files`; BundleError if there is no readable one."""
+    if MANIFEST not in files:
+        raise BundleError(f"{root / MANIFEST}: cannot read (No such file or directory)")
+    manifest = read_manifest_json(files[MANIFEST])
     for name in manifest.files:
         _check_path(name)
     return manifest
@@ -103,24 +166,22 @@ def _check_path(name: str) -> None:
         raise BundleError(f"{MANIFEST}: lists {name!r}, which is not a file path in the bundle")
 
 
-def check_digests(root: Path, manifest: Manifest) -> None:
+def check_digests(manifest: Manifest, files: Mapping[str, bytes]) -> None:
     """The first check: every listed file is there with its SHA-256, and no file is unlisted."""
     for name, digest in sorted(manifest.files.items()):
-        path = root / name
-        if path.is_symlink():  # a bundle holds its files; a link could point anywhere
-            raise CheckFailed("manifest", name, "a symbolic link, not a file of the bundle")
-        if not path.is_file():
+        if name not in files:
             raise CheckFailed("manifest", name, "the file is missing")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = hashlib.sha256(files[name]).hexdigest()
         if actual != digest:
             raise CheckFailed("manifest", name, f"SHA-256 is {actual}, the manifest lists {digest}")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        name = path.relative_to(root).as_posix()
+    for name in sorted(files):
         if name != MANIFEST and name not in manifest.files:
             raise CheckFailed("manifest", name, "the file is not listed in the manifest")
 
 
-def read_bundle(root: Path, manifest: Manifest) -> Bundle:
-    """The bundle's content, once `check_digests` has passed."""
-    files = {name: (root / name).read_bytes() for name in manifest.files}
-    return read_bundle_files(manifest, files)
+def read_bundle(root: Path) -> Bundle:
+    """The bundle at `root`, read once, once the manifest check has passed."""
+    files = read_files(root)
+    manifest = read_manifest(root, files)
+    check_digests(manifest, files)
+    return read_bundle_files(manifest, {n: d for n, d in files.items() if n != MANIFEST})

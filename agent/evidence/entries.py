@@ -13,21 +13,19 @@ from dataclasses import dataclass
 
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.log_entry import MalformedLogEntry, logged_envelope, parse_log_entry
+from invsync.agent.exchange.log_entry import (
+    KIND_NAMES,
+    MalformedLogEntry,
+    logged_envelope,
+    parse_log_entry,
+)
 from invsync.v1 import invsync_pb2 as pb
 
 K = pb.LogEntryKind
-KIND_NAMES = {
-    K.LOG_ENTRY_KIND_SNAPSHOT: "snapshot",
-    K.LOG_ENTRY_KIND_RECEIPT: "receipt",
-    K.LOG_ENTRY_KIND_REPORT: "report",
-    K.LOG_ENTRY_KIND_REPORT_SIGNATURE: "co-signature",
-    K.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT: "key announcement",
-}
 
 
 @dataclass(frozen=True)
-class Logged:
+class LoggedEntry:
     """One entry of the log, as the server wrote it; only its envelope's signatures say more."""
 
     index: int
@@ -41,15 +39,17 @@ class Logged:
 
     @property
     def kind_name(self) -> str:
-        return KIND_NAMES[self.kind]
+        """The kind for a sentence: "snapshot", "co-signature", "key announcement"."""
+        name = KIND_NAMES[self.kind]  # the one table of kinds; a co-signature as people say it
+        return "co-signature" if name == "REPORT_SIGNATURE" else name.lower().replace("_", " ")
 
 
-def parse_entries(leaves: Mapping[int, bytes]) -> list[Logged]:
+def parse_entries(leaves: Mapping[int, bytes]) -> list[LoggedEntry]:
     """Every leaf the bundle holds, in log order."""
     return [_parse(index, leaves[index]) for index in sorted(leaves)]
 
 
-def _parse(index: int, leaf: bytes) -> Logged:
+def _parse(index: int, leaf: bytes) -> LoggedEntry:
     where = entry(index)
     try:
         msg = parse_log_entry(leaf, where)
@@ -60,7 +60,7 @@ def _parse(index: int, leaf: bytes) -> Logged:
         raise CheckFailed("signature", where, f"unknown entry kind {msg.kind}")
     if not msg.pairing:
         raise CheckFailed("signature", where, "the entry names no pairing")
-    return Logged(
+    return LoggedEntry(
         index=index,
         kind=msg.kind,
         party=msg.party,

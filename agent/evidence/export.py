@@ -11,7 +11,6 @@ that does not verify is never written as evidence.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,9 +32,9 @@ from invsync.agent.evidence.bundle import (
 )
 from invsync.agent.evidence.failures import CheckFailed, ExportError
 from invsync.agent.evidence.logproof import verify_log
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_checkpoint
-from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
 from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
+from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
 from invsync.agent.exchange.logrange import LogRange
 from invsync.v1 import invsync_pb2 as pb
 
@@ -99,14 +98,13 @@ def export_bundle(source: LogSource, plan: ExportPlan) -> Bundle:
 def open_latest(note: bytes, keys: Sequence[VerifyKey]) -> tuple[str, Checkpoint]:
     """The server's name and the checkpoint of `note`, once a pinned key verifies it under the
     origin the note names (an invsync server signs under its name as origin and key name)."""
-    origin = note.split(b"\n", 1)[0].decode("utf-8", "replace")
-    problem: InvsyncError = ExportError("no server signing key is pinned")
-    for key in keys:
-        try:
-            return origin, open_checkpoint(note, origin, {origin: key})
-        except BadCheckpoint as e:
-            problem = e
-    raise ExportError(f"the log's latest checkpoint does not verify: {problem}")
+    if not keys:
+        raise ExportError("the log's latest checkpoint does not verify: no server key is pinned")
+    origin = claimed_origin(note)
+    try:
+        return origin, open_pinned(note, origin, keys)
+    except BadCheckpoint as e:
+        raise ExportError(f"the log's latest checkpoint does not verify: {e}") from e
 
 
 def fetch_entries(source: LogSource, size: int, scope: Scope) -> tuple[BundleEntry, ...]:
@@ -164,14 +162,15 @@ def _keys(plan: ExportPlan, entries: Sequence[BundleEntry]) -> BundleKeys:
 def _rotation(item: BundleEntry) -> tuple[RotationRecord, VerifyKey] | None:
     """The rotation a KEY_ANNOUNCEMENT entry holds, as the exporter read it: history for
     people; the verifier trusts only what the log proves."""
+    where = f"entry {item.index}"
     try:
-        msg = pb.LogEntry.FromString(item.leaf)
+        msg = parse_log_entry(item.leaf, where)
         if msg.kind != pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT:
             return None
-        key = verify_key_from_spki_der(msg.announced_key, source=f"entry {item.index}")
-        env = Envelope.from_json_dict(json.loads(msg.envelope))
-    except (DecodeError, InvsyncError, ValueError, AttributeError) as e:
-        raise ExportError(f"entry {item.index}: not a well-formed log entry ({e})") from e
+        key = verify_key_from_spki_der(msg.announced_key, source=where)
+        env = logged_envelope(msg, where)  # the one reader of an entry's envelope
+    except InvsyncError as e:
+        raise ExportError(f"{where}: not a well-formed log entry ({e})") from e
     old = tuple(sorted({s.keyid for s in env.signatures} - {key.keyid}))
     record = RotationRecord(msg.party, msg.pairing, msg.version, item.index, key.keyid, old)
     return record, key

@@ -16,6 +16,7 @@ CHECKS = (
     "fork",
     "consistency",
     "inclusion",
+    "scope",
     "signature",
     "chain",
     "receipt",

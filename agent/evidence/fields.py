@@ -10,14 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from invsync.agent.evidence.failures import BundleError
+from invsync.agent.model.untrusted_json import read_json
 
 
 def parse_json(data: bytes, where: str) -> Mapping[str, Any]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{where}: not JSON ({e})") from e
-    return obj(value, where)
+    """A bundle file's JSON object; hostile input is a BundleError too (`read_json`)."""
+    return obj(read_json(data, where, BundleError), where)
 
 
 def obj(value: object, where: str) -> Mapping[str, Any]:

@@ -16,10 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from invsync.agent.evidence.bundle import INCLUSION, Bundle, BundleEntry, CheckpointFile
+from invsync.agent.evidence.bundle import (
+    CONSISTENCY,
+    INCLUSION,
+    Bundle,
+    BundleEntry,
+    CheckpointFile,
+)
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_checkpoint
+from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_pinned
 from invsync.agent.exchange.keys import VerifyKey
 
 
@@ -57,13 +63,10 @@ def open_note(
 ) -> Checkpoint:
     """The checkpoint of `note` once one of the server's pinned `keys` verifies it (origin and
     key name are the server's name); CheckFailed(`check`) otherwise."""
-    problem = BadCheckpoint(f"checkpoint of {server}: no key pinned for the server")
-    for key in keys:
-        try:
-            return open_checkpoint(note, server, {server: key})
-        except BadCheckpoint as e:  # another pinned key of the server may have signed it
-            problem = e
-    raise CheckFailed(check, where, str(problem))
+    try:
+        return open_pinned(note, server, keys)
+    except BadCheckpoint as e:
+        raise CheckFailed(check, where, str(e)) from e
 
 
 def _one_root_per_size(opened: Sequence[tuple[CheckpointFile, Checkpoint]]) -> list[Checkpoint]:
@@ -81,6 +84,18 @@ def _one_root_per_size(opened: Sequence[tuple[CheckpointFile, Checkpoint]]) -> l
 
 def _check_consistency(heads: Sequence[Checkpoint], bundle: Bundle) -> None:
     proofs = {(p.first, p.second): p.hashes for p in bundle.consistency}
+    needed = {(old.size, new.size) for old, new in pairwise(heads)}
+    # A bundle holds nothing unverified: a proof no check uses could be read as evidence.
+    for first, second in [(p.first, p.second) for p in bundle.consistency]:
+        if (first, second) not in needed:
+            raise CheckFailed(
+                "consistency",
+                CONSISTENCY,
+                f"a proof between sizes {first} and {second}, which are not two consecutive "
+                "checkpoints of the bundle: it proves nothing here",
+            )
+    if len(proofs) < len(bundle.consistency):
+        raise CheckFailed("consistency", CONSISTENCY, "a second proof between the same sizes")
     for old, new in pairwise(heads):
         where = f"checkpoints of size {old.size} and {new.size}"
         proof = proofs.get((old.size, new.size))
@@ -103,6 +118,14 @@ def _check_inclusion(
             f"checkpoint's {head.size}",
         )
     _check_indexes(bundle.entries, head.size)
+    held = {e.index for e in bundle.entries if not e.withheld}
+    unused = sorted(set(bundle.inclusion) - held)
+    if unused:
+        raise CheckFailed(
+            "inclusion",
+            INCLUSION,
+            f"a proof for entry {unused[0]}, which the bundle does not hold: it proves nothing",
+        )
     hashes = tuple(_included(e, bundle, head) for e in bundle.entries)
     if tlog.root(hashes) != head.root:
         raise CheckFailed(

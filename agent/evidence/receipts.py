@@ -1,7 +1,7 @@
-"""Check 8: every receipt acknowledges a snapshot that is in the log where it says, and every
+"""Check 9: every receipt acknowledges a snapshot that is in the log where it says, and every
 snapshot has exactly one receipt.
 
-A receipt (already verified as the server's, check 6) must name the party, pairing and version
+A receipt (already verified as the server's, check 7) must name the party, pairing and version
 of its entry and the bundle's server; its `log_index` must be the entry of that very snapshot,
 before the receipt, with the payload digest it names; and its checkpoint, when it carries one,
 must be signed by the pinned server key, include that entry, and have the root the verified log
@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 from invsync.agent.errors import InvsyncError
-from invsync.agent.evidence.entries import K, Logged
+from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.evidence.logproof import VerifiedLog, open_note
 from invsync.agent.evidence.trust import Trust
@@ -23,8 +23,10 @@ from invsync.agent.exchange.receipt import Receipt, decode_receipt
 CHECK = "receipt"
 
 
-def check_receipts(entries: Sequence[Logged], log: VerifiedLog, trust: Trust) -> dict[int, Receipt]:
-    """Check 8; every decoded receipt by its entry index."""
+def check_receipts(
+    entries: Sequence[LoggedEntry], log: VerifiedLog, trust: Trust
+) -> dict[int, Receipt]:
+    """Check 9; every decoded receipt by its entry index."""
     by_index = {item.index: item for item in entries}
     receipts: dict[int, Receipt] = {}
     acknowledged: dict[int, int] = {}  # snapshot entry -> its receipt's entry
@@ -48,14 +50,14 @@ def check_receipts(entries: Sequence[Logged], log: VerifiedLog, trust: Trust) ->
     return receipts
 
 
-def _decode(item: Logged) -> Receipt:
+def _decode(item: LoggedEntry) -> Receipt:
     try:
         return decode_receipt(item.envelope)
     except InvsyncError as e:
         raise CheckFailed(CHECK, entry(item.index), str(e)) from e
 
 
-def _check_names(item: Logged, receipt: Receipt, server: str) -> None:
+def _check_names(item: LoggedEntry, receipt: Receipt, server: str) -> None:
     named = (receipt.party, receipt.pairing, receipt.version)
     if named != (item.party, item.pairing, item.version):
         raise CheckFailed(
@@ -70,7 +72,7 @@ def _check_names(item: Logged, receipt: Receipt, server: str) -> None:
         )
 
 
-def _check_target(item: Logged, receipt: Receipt, target: Logged | None) -> None:
+def _check_target(item: LoggedEntry, receipt: Receipt, target: LoggedEntry | None) -> None:
     """The receipt's log_index is its snapshot's entry, before it, with the digest it names."""
     name = _snap(receipt.party, receipt.pairing, receipt.version)
     claimed = (receipt.party, receipt.pairing, receipt.version)
@@ -95,7 +97,7 @@ def _check_target(item: Logged, receipt: Receipt, target: Logged | None) -> None
         )
 
 
-def _check_checkpoint(item: Logged, receipt: Receipt, log: VerifiedLog, trust: Trust) -> None:
+def _check_checkpoint(item: LoggedEntry, receipt: Receipt, log: VerifiedLog, trust: Trust) -> None:
     if not receipt.checkpoint:
         return
     where = entry(item.index)
@@ -118,7 +120,7 @@ def _check_checkpoint(item: Logged, receipt: Receipt, log: VerifiedLog, trust: T
 
 
 def _every_snapshot_acknowledged(
-    entries: Sequence[Logged], acknowledged: Mapping[int, int]
+    entries: Sequence[LoggedEntry], acknowledged: Mapping[int, int]
 ) -> None:
     for item in entries:
         if item.kind == K.LOG_ENTRY_KIND_SNAPSHOT and item.index not in acknowledged:

@@ -50,7 +50,8 @@ def export_from_agent(
 
 def _plan(config: AgentConfig, pairing: str | None, now: datetime) -> ExportPlan:
     return ExportPlan(
-        scope=Scope(pairing),
+        # Without --pairing: every pairing the server lets this party read, the rest withheld.
+        scope=Scope(pairing) if pairing is not None else Scope(party=config.party),
         server_keys=tuple(load_verify_key(p) for p in config.server.signing_keys),
         party_keys=_party_keys(config, pairing),
         created_at=now,

@@ -1,4 +1,4 @@
-"""Check 9: every report is the one `build_report` makes from the snapshots it names, and every
+"""Check 10: every report is the one `build_report` makes from the snapshots it names, and every
 co-signature is on a report of the log.
 
 A report is rebuilt exactly as the server built it (server/reconciling.py): each side is the
@@ -8,7 +8,7 @@ pairing's last report before it in the log; the clock is the body's `as_of`; the
 body's, each of which must be a key in force there (the server's pinned key; each party's key
 in force for the pairing). The rebuilt bytes must equal the signed body, byte for byte. A
 co-signature must sign exactly the body of a report of its pairing logged before it, by one of
-that report's two parties (its key was checked in force by check 6).
+that report's two parties (its key was checked in force by check 7).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from invsync.agent.errors import ReportError
-from invsync.agent.evidence.entries import K, Logged
+from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.evidence.trust import Trust
 from invsync.agent.model.snapshot import Snapshot
@@ -43,9 +43,9 @@ class _Reports:
 
 
 def check_reports(
-    entries: Sequence[Logged], snapshots: Mapping[int, Snapshot], trust: Trust
+    entries: Sequence[LoggedEntry], snapshots: Mapping[int, Snapshot], trust: Trust
 ) -> dict[int, ReportBody]:
-    """Check 9; every parsed report body by its entry index."""
+    """Check 10; every parsed report body by its entry index."""
     reports = _Reports(snapshots, trust)
     for item in entries:
         if item.kind == K.LOG_ENTRY_KIND_REPORT:
@@ -58,7 +58,7 @@ def check_reports(
     return reports.bodies
 
 
-def _report(item: Logged, reports: _Reports) -> ReportBody:
+def _report(item: LoggedEntry, reports: _Reports) -> ReportBody:
     where = entry(item.index)
     payload = item.envelope.payload
     if report_id(payload) != item.report_id:
@@ -92,7 +92,7 @@ def _report(item: Logged, reports: _Reports) -> ReportBody:
     return body
 
 
-def _check_signers(item: Logged, body: ReportBody, trust: Trust) -> None:
+def _check_signers(item: LoggedEntry, body: ReportBody, trust: Trust) -> None:
     """Every listed signer is a key in force for its role there; each role has one."""
     where = entry(item.index)
     server = trust.server_ids(CHECK, where)
@@ -114,7 +114,7 @@ def _check_signers(item: Logged, body: ReportBody, trust: Trust) -> None:
                 )
 
 
-def _side(item: Logged, ref: SnapshotRef, reports: _Reports) -> ReportSide:
+def _side(item: LoggedEntry, ref: SnapshotRef, reports: _Reports) -> ReportSide:
     """The side the report compares in `ref`'s role: the named snapshot and the one before."""
     if ref.version == 0 and not ref.digest:
         return ReportSide(ref.party)
@@ -147,7 +147,7 @@ def _mismatch(body: ReportBody, rebuilt: bytes, payload: bytes) -> str:
     )
 
 
-def _cosignature(item: Logged, reports: _Reports) -> None:
+def _cosignature(item: LoggedEntry, reports: _Reports) -> None:
     where = entry(item.index)
     found = reports.by_id.get(item.report_id)
     if found is None or found[2].pairing != item.pairing:

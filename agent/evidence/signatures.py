@@ -1,4 +1,4 @@
-"""Check 6: every envelope in the log is signed by a key in force where it stands.
+"""Check 7: every envelope in the log is signed by a key in force where it stands.
 
 Walking the entries in log order: a snapshot must be signed by a key in force for its party,
 pairing and version (`KeyRing.keys_for`), before its payload is decoded; a key announcement must
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from invsync.agent.evidence.entries import K, Logged
+from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.evidence.trust import Trust
 from invsync.agent.exchange import envelope
@@ -35,8 +35,8 @@ _PAYLOAD_TYPES = {
 }
 
 
-def check_signatures(entries: Sequence[Logged], trust: Trust) -> dict[int, Snapshot]:
-    """Check 6 over every entry in log order; the decoded snapshot of each SNAPSHOT entry.
+def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> dict[int, Snapshot]:
+    """Check 7 over every entry in log order; the decoded snapshot of each SNAPSHOT entry.
     Each rotation a key announcement proves is added to `trust` as it is reached."""
     announcements = {
         hashlib.sha256(e.announced_key).hexdigest(): e.index
@@ -57,7 +57,7 @@ def check_signatures(entries: Sequence[Logged], trust: Trust) -> dict[int, Snaps
     return snapshots
 
 
-def _check_payload_type(item: Logged) -> None:
+def _check_payload_type(item: LoggedEntry) -> None:
     expected = _PAYLOAD_TYPES[item.kind]
     if item.envelope.payload_type != expected:
         raise CheckFailed(
@@ -67,7 +67,7 @@ def _check_payload_type(item: Logged) -> None:
         )
 
 
-def _snapshot(item: Logged, trust: Trust, announcements: dict[str, int]) -> Snapshot:
+def _snapshot(item: LoggedEntry, trust: Trust, announcements: dict[str, int]) -> Snapshot:
     where = entry(item.index)
     ring = trust.ring(item.party, CHECK, where, before=item.index)
     keys = ring.keys_for(item.pairing, item.version)
@@ -79,7 +79,7 @@ def _snapshot(item: Logged, trust: Trust, announcements: dict[str, int]) -> Snap
     return snapshot
 
 
-def _decode(item: Logged) -> Snapshot:
+def _decode(item: LoggedEntry) -> Snapshot:
     """The snapshot of a verified envelope, which must be the one the entry names."""
     try:
         snapshot = decode_payload(item.envelope.payload)
@@ -98,7 +98,7 @@ def _decode(item: Logged) -> Snapshot:
 
 
 def _require_announcement(
-    item: Logged, snapshot: Snapshot, keys: dict[str, VerifyKey], announcements: dict[str, int]
+    item: LoggedEntry, snapshot: Snapshot, keys: dict[str, VerifyKey], announcements: dict[str, int]
 ) -> None:
     """A snapshot announcing a key not yet in force is followed by its KEY_ANNOUNCEMENT entry."""
     keyid = hashlib.sha256(snapshot.header.next_signing_key).hexdigest()
@@ -111,7 +111,7 @@ def _require_announcement(
         )
 
 
-def _announcement(item: Logged, trust: Trust, snapshots: dict[int, Snapshot]) -> None:
+def _announcement(item: LoggedEntry, trust: Trust, snapshots: dict[int, Snapshot]) -> None:
     where = entry(item.index)
     name = _snap(item.party, item.pairing, item.version)
     digest = _sha256(item.envelope.payload)
@@ -130,7 +130,7 @@ def _announcement(item: Logged, trust: Trust, snapshots: dict[int, Snapshot]) ->
     trust.add_rotation(item.index, rotation)
 
 
-def _server_signed(item: Logged, trust: Trust) -> None:
+def _server_signed(item: LoggedEntry, trust: Trust) -> None:
     where = entry(item.index)
     keys = trust.server_ids(CHECK, where)
     if not envelope.verify(item.envelope, keys).threshold_met(1):
@@ -142,7 +142,7 @@ def _server_signed(item: Logged, trust: Trust) -> None:
         )
 
 
-def _cosignature(item: Logged, trust: Trust, announcements: dict[str, int]) -> None:
+def _cosignature(item: LoggedEntry, trust: Trust, announcements: dict[str, int]) -> None:
     where = entry(item.index)
     ring = trust.ring(item.party, CHECK, where, before=item.index)
     keys = ring.keys_for(item.pairing)
@@ -151,7 +151,7 @@ def _cosignature(item: Logged, trust: Trust, announcements: dict[str, int]) -> N
 
 
 def _not_in_force(
-    item: Logged, ring: KeyRing, keys: dict[str, VerifyKey], announcements: dict[str, int]
+    item: LoggedEntry, ring: KeyRing, keys: dict[str, VerifyKey], announcements: dict[str, int]
 ) -> str:
     """Why no signature verified: a key announced only later, a retired key, or none known."""
     what = f"the {item.kind_name} of {item.party} in pairing {item.pairing}"
@@ -174,7 +174,7 @@ def _not_in_force(
     )
 
 
-def _signers(item: Logged) -> str:
+def _signers(item: LoggedEntry) -> str:
     return ", ".join(s.keyid[:16] for s in item.envelope.signatures) or "nobody"
 
 

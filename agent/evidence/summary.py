@@ -17,8 +17,14 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from invsync.agent.evidence.timeline import Event, PairingTimeline, timelines
-from invsync.agent.evidence.verify import Verified
+from invsync.agent.evidence.timeline import (
+    Event,
+    PairingTimeline,
+    timelines,
+    verdict,
+    withheld_text,
+)
+from invsync.agent.evidence.verify import VerifiedBundle
 from invsync.agent.files import write_atomically
 from invsync.agent.report.render.markup import shown
 from invsync.agent.report.render.text import markdown_text
@@ -47,13 +53,13 @@ def _environment(kind: str) -> Environment:
     )
 
 
-def render_summary(verified: Verified, kind: str) -> str:
+def render_summary(verified: VerifiedBundle, kind: str) -> str:
     """The summary as `kind` ("markdown" or "html")."""
     template = _environment(kind).get_template(f"{FILES[kind]}.j2")
     return template.render(**_context(verified))
 
 
-def write_summaries(verified: Verified, directory: Path) -> list[Path]:
+def write_summaries(verified: VerifiedBundle, directory: Path) -> list[Path]:
     """Write evidence.md and evidence.html into `directory` (created if need be)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -63,7 +69,7 @@ def write_summaries(verified: Verified, directory: Path) -> list[Path]:
     return written
 
 
-def _context(verified: Verified) -> dict[str, object]:
+def _context(verified: VerifiedBundle) -> dict[str, object]:
     bundle, head = verified.bundle, verified.log.head
     return {
         "server": bundle.server,
@@ -75,7 +81,8 @@ def _context(verified: Verified) -> dict[str, object]:
         "size": head.size,
         "root": base64.b64encode(head.root).decode(),
         "held": len(verified.log.leaves),
-        "withheld": sum(1 for e in bundle.entries if e.withheld),
+        "withheld": withheld_text(verified),
+        "verdict": verdict(verified).removeprefix("verified: ").capitalize(),
         "pairings": [_pairing(t) for t in timelines(verified)],
     }
 
@@ -95,6 +102,7 @@ def _event(event: Event) -> dict[str, object]:
         "when": rfc3339(event.when) if event.when else "",
         "kind": event.kind,
         "what": event.what,
+        "signed": event.signing(),
         "changes": [("opened", f) for f in event.opened]
         + [("resolved", f) for f in event.resolved],
     }

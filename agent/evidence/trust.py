@@ -17,12 +17,12 @@ from invsync.agent.evidence.failures import CheckFailed
 from invsync.agent.exchange.keyring import KeyRing, Rotation
 from invsync.agent.exchange.keys import VerifyKey
 
-# signer name -> the key ids pinned for it
-Pins = Mapping[str, frozenset[str]]
+# signer name -> the key ids pinned for it (`report.body.Pins` also pins by signer role)
+PinnedIds = Mapping[str, frozenset[str]]
 
 
 class Trust:
-    def __init__(self, server: str, pins: Pins, candidates: Mapping[str, VerifyKey]) -> None:
+    def __init__(self, server: str, pins: PinnedIds, candidates: Mapping[str, VerifyKey]) -> None:
         self.server = server
         self.pins = pins
         self.candidates = candidates  # keyid -> key: the bundle's keys, trusted by no one yet

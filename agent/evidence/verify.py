@@ -3,15 +3,17 @@
 The checks run in this order, and the first that fails is reported (`CheckFailed` names the
 check and the entry, checkpoint or file):
 
-1. manifest      every file has the SHA-256 the manifest lists, and no file is unlisted
+1. manifest      every file has the SHA-256 the manifest lists, no file is unlisted, and the
+                 manifest names the server the verifier was told (`--server`)
 2. checkpoint-signature  every checkpoint is signed by a pinned key of the server
 3. fork          checkpoints of one tree size have one root
 4. consistency   each checkpoint is consistent with the next larger one
 5. inclusion     every entry is in the latest checkpoint (its exact bytes hashed first)
-6. signature     every envelope is signed by a key in force where it stands in the log
-7. chain         each party's snapshots of a pairing form one chain, without equivocation
-8. receipt       every receipt acknowledges its snapshot, at the entry it names
-9. report        every report is rebuilt byte for byte from the snapshots it names, and every
+6. scope         the bundle withholds only what its (unsigned) scope lets it
+7. signature     every envelope is signed by a key in force where it stands in the log
+8. chain         each party's snapshots of a pairing form one chain, without equivocation
+9. receipt       every receipt acknowledges its snapshot, at the entry it names
+10. report       every report is rebuilt byte for byte from the snapshots it names, and every
                  co-signature is on a report of the log
 
 A bundle that cannot be read at all is a `BundleError` instead.
@@ -22,15 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from invsync.agent.evidence.bundle import Bundle
+from invsync.agent.evidence.bundle import MANIFEST, Bundle
 from invsync.agent.evidence.chains import check_chains
-from invsync.agent.evidence.directory import check_digests, read_bundle, read_manifest
-from invsync.agent.evidence.entries import Logged, parse_entries
+from invsync.agent.evidence.directory import read_bundle
+from invsync.agent.evidence.entries import LoggedEntry, parse_entries
+from invsync.agent.evidence.failures import CheckFailed
 from invsync.agent.evidence.logproof import VerifiedLog, verify_log
 from invsync.agent.evidence.receipts import check_receipts
 from invsync.agent.evidence.reports import check_reports
 from invsync.agent.evidence.signatures import check_signatures
-from invsync.agent.evidence.trust import Pins, Trust
+from invsync.agent.evidence.trust import PinnedIds, Trust
+from invsync.agent.evidence.withheld import check_scope
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.receipt import Receipt
 from invsync.agent.model.snapshot import Snapshot
@@ -38,37 +42,44 @@ from invsync.agent.report.body import ReportBody
 
 
 @dataclass(frozen=True)
-class Verified:
+class VerifiedBundle:
     """Everything a bundle that passed every check established, for the timeline."""
 
     bundle: Bundle
-    pins: Pins
+    pins: PinnedIds
     log: VerifiedLog
-    entries: tuple[Logged, ...]
+    entries: tuple[LoggedEntry, ...]
     snapshots: dict[int, Snapshot]
     rotations: tuple[tuple[int, Rotation], ...]
     receipts: dict[int, Receipt]
     reports: dict[int, ReportBody]
 
 
-def verify_bundle(root: Path, pins: Pins) -> Verified:
-    """Run every check on the bundle at `root` in order; CheckFailed at the first failure."""
-    manifest = read_manifest(root)
-    check_digests(root, manifest)
-    bundle = read_bundle(root, manifest)
+def verify_bundle(root: Path, pins: PinnedIds, server: str) -> VerifiedBundle:
+    """Run every check on the bundle at `root` in order; CheckFailed at the first failure.
+    `server` is the exchange server's name as the verifier knows it (out of band, like the
+    pins): the manifest is unsigned, so it must not choose which pinned name plays the server."""
+    bundle = read_bundle(root)
+    if bundle.server != server:
+        raise CheckFailed(
+            "manifest",
+            MANIFEST,
+            f"names the server {bundle.server!r}, not {server!r} (--server)",
+        )
     return verify_content(bundle, pins)
 
 
-def verify_content(bundle: Bundle, pins: Pins) -> Verified:
-    """Checks 2 to 9 on a bundle already read."""
+def verify_content(bundle: Bundle, pins: PinnedIds) -> VerifiedBundle:
+    """Checks 2 to 10 on a bundle already read, with `bundle.server` as the server's name."""
     trust = Trust(bundle.server, pins, bundle.keys.by_id())
     log = verify_log(bundle, trust.server_keys("checkpoint-signature", _first(bundle)))
+    check_scope(bundle, log.leaves)
     entries = parse_entries(log.leaves)
     snapshots = check_signatures(entries, trust)
     check_chains(snapshots)
     receipts = check_receipts(entries, log, trust)
     reports = check_reports(entries, snapshots, trust)
-    return Verified(
+    return VerifiedBundle(
         bundle, pins, log, tuple(entries), snapshots, tuple(trust.rotations), receipts, reports
     )
 

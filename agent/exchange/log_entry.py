@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.envelope import Envelope, MalformedEnvelope
+from invsync.agent.model.untrusted_json import read_json
 from invsync.v1 import invsync_pb2 as pb
 
 KIND_NAMES = {
@@ -81,12 +82,12 @@ def kind_name(entry: pb.LogEntry) -> str:
 def logged_envelope(entry: pb.LogEntry, where: str) -> Envelope:
     """The envelope an entry holds, its payload still unparsed bytes; MalformedLogEntry unless
     the entry holds it in the canonical form, exactly as `canonical_envelope` writes it."""
+    obj = read_json(entry.envelope, f"{where}: its envelope", MalformedLogEntry)
+    if not isinstance(obj, dict):
+        raise MalformedLogEntry(f"{where}: its envelope is not a JSON object")
     try:
-        obj = json.loads(entry.envelope)
-        if not isinstance(obj, dict):
-            raise MalformedLogEntry(f"{where}: its envelope is not a JSON object")
         env = Envelope.from_json_dict(obj)
-    except (UnicodeDecodeError, json.JSONDecodeError, MalformedEnvelope) as e:
+    except MalformedEnvelope as e:
         raise MalformedLogEntry(f"{where}: its envelope is not DSSE JSON ({e})") from e
     if canonical_envelope(env) != entry.envelope:
         raise MalformedLogEntry(f"{where}: its envelope is not in the canonical byte form")

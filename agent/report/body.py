@@ -29,6 +29,7 @@ from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
 from invsync.agent.files import write_atomically
 from invsync.agent.model.findings import Finding, count_by_severity, parse_rfc3339
 from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.model.untrusted_json import read_json
 from invsync.agent.report.diff import FindingKey, finding_key
 from invsync.agent.times import rfc3339
 
@@ -281,10 +282,7 @@ def _resolved_entry(value: object, where: str) -> Resolved:
 
 
 def _json(data: bytes, where: str) -> object:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ReportError(f"{where}: not valid UTF-8 JSON ({e})") from e
+    return read_json(data, where, ReportError)
 
 
 def _object(value: object, where: str) -> dict[str, object]:
