@@ -101,6 +101,7 @@ ca = "tls/ca.pem"
 cert = "tls/{party}.crt"
 key = "tls/{party}.key"
 signing_keys = ["keys/server.pub"]
+name = "demo-exchange"          # the server's name: its log's origin and checkpoint key name
 
 [peers.{peer}]
 signing_keys = ["keys/{peer}.pub"]

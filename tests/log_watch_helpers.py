@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from invsync.agent.daemon.log_reading import take_receipt
 from invsync.agent.daemon.log_watch import LogWatch
 from invsync.agent.exchange.acceptance import PartyPolicy
 from invsync.agent.exchange.client import NotFoundYet
@@ -83,8 +84,9 @@ class AgentSide:
             PAIRING, version, data, env.payload_type, sigs, ISSUED, EXPIRES, pending=True
         )
         receipt = Envelope.from_pb(pb.Envelope.FromString(rig.push(env, self.party)))
-        self.trust.update_receipt(receipt, version=version, payload=data)
-        self.store.record_receipt(PAIRING, version, self.trust.state, NOW)
+        with self.trust.staged() as staged:
+            take_receipt(self.client, staged, receipt, version=version, payload=data)
+            self.store.record_receipt(PAIRING, version, staged.state, NOW)
         self.sent[version] = data
         return data
 

@@ -678,3 +678,27 @@ def test_a_next_signing_key_must_exist_and_differ_from_the_signing_key(fed: Path
     _agent_fails(fed, f"agent.next_signing_key: file not found: {missing}")
     _edit(fed / "secom.toml", "keys/secom-next.key", "keys/secom.key")
     _agent_fails(fed, "agent.next_signing_key: is the signing_key itself; name the new key")
+
+
+def test_the_agent_pins_the_servers_name_as_its_logs_origin(fed: Path) -> None:
+    assert load_agent_config(fed / "secom.toml").server.name == "demo-exchange"
+
+
+def test_without_a_server_name_the_agent_adopts_one_later(fed: Path) -> None:
+    _edit(fed / "secom.toml", 'name = "demo-exchange"', "")
+    assert load_agent_config(fed / "secom.toml").server.name == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"demo exchange"', "server.name: 'demo exchange' is no log origin (no spaces, no '+')"),
+        ('"a+b"', "server.name: 'a+b' is no log origin (no spaces, no '+')"),
+        ("7", "server.name: expected str, got int"),
+    ],
+)
+def test_a_server_name_that_is_no_log_origin_is_refused(
+    fed: Path, value: str, message: str
+) -> None:
+    _edit(fed / "secom.toml", 'name = "demo-exchange"', f"name = {value}")
+    _agent_fails(fed, message)

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from invsync.agent.daemon import log_watch
+from invsync.agent.daemon import log_reading
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange import trusted
 from invsync.agent.model import findings
@@ -67,8 +67,8 @@ def test_each_rule_module_builds_only_the_codes_it_is_registered_for() -> None:
     built["invsync.agent.reconcile.rules.status"] |= _codes_built_in(status_public)
     assert built == registered
     assert _codes_built_in(reconcile) == {"rule-crashed"}
-    assert _codes_built_in(trusted) == {"peer-rollback"}
-    assert _codes_built_in(log_watch) == {"log-inconsistent", "log-split-view"}
+    assert _codes_built_in(trusted) == {"peer-rollback", "log-inconsistent"}
+    assert _codes_built_in(log_reading) == {"log-inconsistent", "log-split-view"}
 
 
 @pytest.mark.parametrize("code", ["peer-rollback", "log-inconsistent", "log-split-view"])

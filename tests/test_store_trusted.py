@@ -13,13 +13,14 @@ import pytest
 
 from invsync.agent.errors import StoreError
 from invsync.agent.exchange.keyring import Rotation, rotation_row
+from invsync.agent.exchange.record_codec import timestamp
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import PEER_ROLLBACK, make_finding
 from invsync.agent.store import agent_store
 from invsync.agent.store.agent_store import MIGRATIONS, AgentStore
 from invsync.agent.store.db import open_database
-from tests.exchange_rig import PAIRING, Keys
+from tests.exchange_rig import PAIRING, SERVER, Keys
 from tests.trusted_helpers import OWN, make_trust, receipt
 
 T0 = datetime(2021, 3, 1, tzinfo=UTC)
@@ -62,7 +63,8 @@ def test_a_receipt_marks_its_snapshot_sent_and_the_state_survives_a_restart(
         assert sent is not None and sent.version == 1
     with AgentStore(tmp_path / "agent.db", create=False) as reopened:
         assert reopened.trusted_state(PAIRING) == trust.state
-        assert reopened.trusted_state("other-pairing") == TrustedState()
+        # The log's origin is the agent's, not the pairing's: every pairing sees it.
+        assert reopened.trusted_state("other-pairing") == TrustedState(origin=SERVER)
 
 
 def test_a_receipt_is_kept_byte_for_byte_and_the_first_one_of_a_version_stays(
@@ -75,7 +77,8 @@ def test_a_receipt_is_kept_byte_for_byte_and_the_first_one_of_a_version_stays(
         _pending(store)
         store.record_receipt(PAIRING, 1, first.state, T0)
         again = make_trust(keys)
-        again.update_receipt(receipt(keys.server, server="renamed"), version=1, payload=OWN)
+        later = receipt(keys.server, accepted_at=timestamp(T1))
+        again.update_receipt(later, version=1, payload=OWN)
         store.record_receipt(PAIRING, 1, again.state, T1)
         assert store.trusted_state(PAIRING).receipts == {1: env}
         assert _receipts(store) == 1
@@ -164,4 +167,4 @@ def test_a_database_from_before_the_trusted_state_opens_with_an_empty_one(tmp_pa
     with AgentStore(path, create=False) as store:
         assert store.trusted_state(PAIRING) == TrustedState()
         names = [row[0] for row in store.db.execute("SELECT name FROM _migrations ORDER BY rowid")]
-    assert names[-1] == "m005_trusted_state"
+    assert names[-1] == "m006_one_log_per_agent"

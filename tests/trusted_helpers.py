@@ -8,6 +8,7 @@ from typing import Any
 
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy
+from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE
@@ -56,6 +57,8 @@ def receipt(key: SigningKey, *, version: int = 1, data: bytes = OWN, **changes: 
         "payload_sha256": hashlib.sha256(data).digest(),
         "accepted_at": timestamp(NOW),
         "server": SERVER,
+        "log_index": 0,
+        "checkpoint": sign_checkpoint(Checkpoint(SERVER, 1, b"\x01" * 32), SERVER, key),
     }
     fields.update(changes)
     return envelope.sign(RECEIPT_PAYLOAD_TYPE, pb.ReceiptBody(**fields).SerializeToString(), [key])

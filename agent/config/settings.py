@@ -20,6 +20,7 @@ ca = "tls/ca.pem"               # trusts the exchange server's TLS certificate
 cert = "tls/secom.crt"          # this party's TLS client certificate
 key = "tls/secom.key"
 signing_keys = ["keys/server.pub"]  # the server's receipt and report signing key(s)
+name = "exchange.example.net"   # optional: the server's configured name, its log's origin
 
 [peers.jprs]
 signing_keys = ["keys/jprs.pub"]
@@ -228,13 +229,17 @@ def _sources(agent: Table) -> list[str]:
 
 
 def _server(table: Table) -> ServerEndpoint:
-    table.only(["address", "ca", "cert", "key", "signing_keys"])
+    table.only(["address", "ca", "cert", "key", "signing_keys", "name"])
+    name = table.text("name", "")
+    if name != name.strip() or any(c.isspace() for c in name) or "+" in name:
+        raise table.fail("name", f"{name!r} is no log origin (no spaces, no '+')")
     return ServerEndpoint(
         address=table.text("address"),
         ca=table.existing_path("ca"),
         cert=table.existing_path("cert"),
         key=table.existing_path("key"),
         signing_keys=tuple(table.existing_paths("signing_keys")),
+        name=name,
     )
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from invsync.agent.config.settings import AgentConfig, PairingConfig
 from invsync.agent.daemon.freshness import PushReason, push_reason
+from invsync.agent.daemon.log_reading import take_receipt
 from invsync.agent.daemon.log_watch import LogWatch
 from invsync.agent.daemon.report_check import PeerArrived, ReportCheck
-from invsync.agent.daemon.restore import Restore, is_behind, reported_version
+from invsync.agent.daemon.restore import Restore, is_behind, refused_floor, reported_version
 from invsync.agent.daemon.rotation import (
     PeerKeys,
     load_own_keys,
@@ -191,14 +192,16 @@ class Agent:
         """
         try:
             self._resume_pending(pairing.name)
-            ahead = self._reported_ahead(pairing)
+            ahead, named = self._reported_ahead(pairing)
             if ahead:
-                self._restore(pairing, ahead)
+                self._restore(pairing, ahead, named)
             return self._sync(pairing, restored=bool(ahead))
         except Refused as e:
             if not is_behind(e):
                 raise
-            self._restore(pairing, f"the server refused our push: {e}")
+            pending = self.store.pending_snapshot(pairing.name)  # the version refused
+            floor = refused_floor(e, pending.version) if pending else 0
+            self._restore(pairing, f"the server refused our push: {e}", floor)
             return self._sync(pairing, restored=True)
 
     def _sync(self, pairing: PairingConfig, *, restored: bool) -> PushOutcome:
@@ -233,18 +236,19 @@ class Agent:
             return PushOutcome(last.version, None, last.expires_at)
         return self._send(pairing, draft, now, reason)
 
-    def _reported_ahead(self, pairing: PairingConfig) -> str:
+    def _reported_ahead(self, pairing: PairingConfig) -> tuple[str, int]:
         """Why this database is behind, when the server's latest report names a version of ours
-        it never sent; "" otherwise."""
+        it never sent, and that version; ("", 0) otherwise."""
         last = self.store.latest_sent_snapshot(pairing.name)
         known = last.version if last else 0
         named = reported_version(self.client, self.checker.trust(pairing), pairing.role)
         if named <= known:
-            return ""
-        return f"the server's latest report names our version {named}, this database {known}"
+            return "", 0
+        why = f"the server's latest report names our version {named}, this database {known}"
+        return why, named
 
-    def _restore(self, pairing: PairingConfig, why: str) -> None:
-        self.restorer.restore(self.client, self.checker.trust(pairing), why)
+    def _restore(self, pairing: PairingConfig, why: str, floor: int) -> None:
+        self.restorer.restore(self.client, self.checker.trust(pairing), why, floor)
 
     def watch_log(self, pairing: PairingConfig) -> None:
         """Check the exchange's log for the pairing (`agent.daemon.log_watch`): a log that does
@@ -319,8 +323,9 @@ class Agent:
         which is kept in the same transaction. A refused receipt leaves it pending."""
         receipt = self.client.push(env)
         trust = self.checker.trust(self.config.pairings[pairing])
-        trust.update_receipt(receipt, version=version, payload=env.payload)
-        self.store.record_receipt(pairing, version, trust.state, self.clock())
+        with trust.staged() as staged:  # adopted in memory once the database took it
+            take_receipt(self.client, staged, receipt, version=version, payload=env.payload)
+            self.store.record_receipt(pairing, version, staged.state, self.clock())
 
     def _resume_pending(self, pairing: str) -> None:
         """Re-push the pending snapshot, if any; one the server refuses was never accepted."""

@@ -3,16 +3,24 @@
 `LogWatch.check`, after the cycle's push and before anything is co-signed:
 
 1. fetches the log's latest checkpoint and opens it with a pinned server key (`server.signing_
-   keys`), under the name the server signs its receipts with: origin and key name;
-2. checks that it extends the last checkpoint the pairing's trusted state verified, by a
+   keys`), under the log's origin: the configured `server.name`, else the server name the
+   first verified receipt gave (adopted once per agent, `agent.exchange.trusted`);
+2. checks that it extends the agent's one verified checkpoint, shared by all its pairings, by a
    consistency proof (the log was only appended to; one size with two roots is a fork). The
    first time there is none to check against: the checkpoint is trusted on first use, and a
    log line says so;
-3. checks the SNAPSHOT entry that the latest receipt names: the server serves its exact bytes,
-   they hold the envelope this agent pushed, byte for byte in the log's canonical form
+3. checks the SNAPSHOT entry of every stored receipt of the pairing not checked yet: the
+   receipt carries a checkpoint (from the first one on, a receipt without is no "server
+   without a log" but a finding), the server serves the entry's exact bytes, they hold the
+   envelope this agent pushed, byte for byte in the log's canonical form
    (`agent.exchange.log_entry`), and their leaf hash is proven included in the checkpoint;
-4. only then holds the checkpoint in the trusted state and saves the state (one transaction).
-   The agent's next snapshot carries it (`SnapshotHeader.log_checkpoint`).
+4. reads every entry added since the checkpoint held (the whole log the first time): each entry
+   of this party (its snapshots, receipts, key announcements and report co-signatures, in any
+   of its pairings) must be one this agent made: a snapshot it pushed, a receipt for one, a
+   co-signature it gave. Anything else signed as us is a finding;
+5. only then holds the checkpoint, saved with the receipts now checked in one transaction, and
+   adopted in memory after the commit. The agent's next snapshot carries it
+   (`SnapshotHeader.log_checkpoint`).
 
 `check_peer_view` runs when the report check has verified the peer's current snapshot: the
 checkpoint its header carries, opened with the pinned server key, must be our own (same size,
@@ -30,8 +38,18 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from invsync.agent.daemon.log_reading import (
+    Fail,
+    LogClient,
+    check_included,
+    inconsistent,
+    latest_receipt,
+    read_entry,
+    shown_entries,
+    split_view,
+)
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
@@ -40,28 +58,13 @@ from invsync.agent.exchange.client import NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import canonical_envelope, kind_name, parse_log_entry
-from invsync.agent.exchange.logrange import BadLogRange, LogRange
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
-from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, TrustedState
-from invsync.agent.model.findings import LOG_INCONSISTENT, LOG_SPLIT_VIEW, make_finding
 from invsync.agent.model.snapshot import SnapshotHeader
-from invsync.agent.store.agent_store import AgentStore
+from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 from invsync.v1 import invsync_pb2 as pb
 
 log = logging.getLogger("invsync.agent")
-
-
-class LogClient(Protocol):
-    """The log calls of `agent.exchange.client.ExchangeClient`, all this module uses."""
-
-    def checkpoint(self, tree_size: int = 0) -> bytes: ...
-
-    def log_range(self, start: int, end: int) -> LogRange: ...
-
-    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
-
-    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -92,19 +95,17 @@ class LogWatch:
         self.store = store
         self.clock = clock
 
-    def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint | None:
-        """Steps 1 to 4; the checkpoint now held, or None from a server that keeps no log."""
+    def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint:
+        """Steps 1 to 5; the checkpoint now held."""
         pairing = trust.pairing.name
-        receipt = latest_receipt(trust.state)
-        if receipt is not None and not receipt.checkpoint:
-            log.info("party=%s pairing=%s the exchange keeps no log", self.party, pairing)
-            return None
         with recording_refusals(self.store, self.party, pairing, self.clock):
             head = self.head(client, trust)
-            if receipt is not None:
-                self._check_own_entry(client, pairing, receipt, head.checkpoint)
-        trust.replace_checkpoint(head.held())
-        self.store.record_checkpoint(pairing, trust.state, self.clock())
+            checked = self._check_receipts(client, trust, head.checkpoint)
+            held = trust.state.checkpoint
+            self._check_own_range(client, pairing, held.size if held else 0, head.checkpoint)
+        with trust.staged() as staged:  # adopted once the write committed
+            staged.replace_checkpoint(head.held())
+            self.store.record_checkpoint(pairing, staged.state, self.clock(), checked=checked)
         log.info(
             "party=%s pairing=%s verified the log up to checkpoint size=%d",
             self.party,
@@ -155,11 +156,25 @@ class LogWatch:
         name the server's receipts give (before any receipt: the name the note claims, which
         the pinned key must then have signed it under)."""
         receipt = latest_receipt(state)
-        name = receipt.server if receipt is not None else claimed_origin(note)
+        name = state.origin or (receipt.server if receipt is not None else claimed_origin(note))
         try:
             return open_pinned(note, name, self.server_keys.values())
         except BadCheckpoint as e:
             raise error(f"{what}: {e}") from e
+
+    def _check_receipts(
+        self, client: LogClient, trust: PairingTrust[Any], head: Checkpoint
+    ) -> list[int]:
+        """Step 3 for each receipt of the pairing not checked yet, and the latest again (a
+        server that rewrote it since shows); the versions checked."""
+        pairing = trust.pairing.name
+        versions = self.store.unchecked_receipts(pairing)
+        latest = max(trust.state.receipts, default=None)
+        again = [latest] if latest is not None and latest not in versions else []
+        for version in again + versions:
+            receipt = decode_receipt(trust.state.receipts[version])
+            self._check_own_entry(client, pairing, receipt, head)
+        return versions
 
     def _check_own_entry(
         self, client: LogClient, pairing: str, receipt: Receipt, head: Checkpoint
@@ -168,6 +183,9 @@ class LogWatch:
         index = receipt.log_index
         where = f"log entry {index} (the receipt's for {self.party}'s version {receipt.version})"
         fail = inconsistent(pairing)
+        if not receipt.checkpoint:  # once a log is watched, no receipt may come without one
+            detail = "carries no log checkpoint"
+            raise fail(f"the receipt for {self.party}'s version {receipt.version} {detail}")
         if index >= head.size:
             raise fail(f"{where} is not in the latest checkpoint's tree of size {head.size}")
         leaf = read_entry(client, index, where, fail)
@@ -189,69 +207,45 @@ class LogWatch:
                 f"{where} is not that snapshot: it is a {kind_name(entry)} entry of party "
                 f"{entry.party!r}, pairing {entry.pairing!r}, version {entry.version}"
             )
-        signatures = tuple(Sig(keyid, sig) for keyid, sig in sent.signatures)
-        pushed = Envelope(sent.payload_type, sent.payload, signatures)
-        if entry.envelope != canonical_envelope(pushed):
+        if entry.envelope != canonical_envelope(_envelope(sent)):
             raise fail(f"{where} holds another envelope than the one {self.party} pushed")
 
+    def _check_own_range(
+        self, client: LogClient, pairing: str, start: int, head: Checkpoint
+    ) -> None:
+        """Step 4: each entry of this party in start <= index < head.size is one we made."""
+        fail = inconsistent(pairing)
+        for index, leaf in shown_entries(client, start, head.size, fail):
+            if not leaf:
+                continue  # another pairing's entry: none of ours is ever withheld from us
+            try:
+                entry = parse_log_entry(leaf, f"log entry {index}")
+            except InvsyncError as e:
+                raise fail(str(e)) from e
+            if entry.party == self.party and not self._made_here(entry):
+                raise fail(
+                    f"log entry {index} is a {kind_name(entry)} entry signed as {self.party} "
+                    f"(pairing {entry.pairing!r}, version {entry.version}, report "
+                    f"{entry.report_id[:12] or '-'}) that this agent did not make"
+                )
 
-def latest_receipt(state: TrustedState) -> Receipt | None:
-    """The receipt of our latest receipted version (verified when the state took it)."""
-    if not state.receipts:
-        return None
-    return decode_receipt(state.receipts[max(state.receipts)])
-
-
-def inconsistent(pairing: str) -> Callable[[str], InvsyncError]:
-    """How a check of the log refuses: a `log-inconsistent` finding of the pairing."""
-
-    def error(detail: str) -> InvsyncError:
-        message = f"pairing {pairing!r}: {detail}"
-        finding = make_finding(LOG_INCONSISTENT, sha256="", subject="", party="", message=message)
-        return LogInconsistentError(message, finding)
-
-    return error
-
-
-def split_view(pairing: str) -> Callable[[str], InvsyncError]:
-    """How the peer view check refuses: a `log-split-view` finding of the pairing."""
-
-    def error(detail: str) -> InvsyncError:
-        message = f"pairing {pairing!r}: {detail}"
-        finding = make_finding(LOG_SPLIT_VIEW, sha256="", subject="", party="", message=message)
-        return LogSplitViewError(message, finding)
-
-    return error
-
-
-def read_entry(
-    client: LogClient, index: int, where: str, fail: Callable[[str], InvsyncError]
-) -> bytes:
-    """The exact bytes of entry `index`, which is of one of our pairings (never withheld)."""
-    served = client.log_range(index, index + 1)
-    try:
-        served.check()
-    except BadLogRange as e:
-        raise fail(f"{where}: {e}") from e
-    if not served.entries or not served.entries[0]:
-        raise fail(f"{where}: the server withheld it from a party of its pairing")
-    return served.entries[0]
+    def _made_here(self, entry: pb.LogEntry) -> bool:
+        """Whether this agent made the entry: pushed its snapshot (or the key announcement it
+        carries), got its receipt for one, or gave its co-signature."""
+        if entry.kind == pb.LOG_ENTRY_KIND_REPORT_SIGNATURE:
+            return self.store.has_cosigned(entry.report_id)
+        pushed = self.store.pushed_snapshot(entry.pairing, entry.version)
+        if pushed is None:
+            return False
+        if entry.kind == pb.LOG_ENTRY_KIND_RECEIPT:
+            return True
+        kinds = (pb.LOG_ENTRY_KIND_SNAPSHOT, pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT)
+        return entry.kind in kinds and entry.envelope == canonical_envelope(_envelope(pushed))
 
 
-def check_included(
-    client: LogClient,
-    leaf: bytes,
-    index: int,
-    head: Checkpoint,
-    where: str,
-    fail: Callable[[str], InvsyncError],
-) -> None:
-    """The leaf hash of these exact bytes is entry `index` of the checkpoint's tree."""
-    proof = client.inclusion_proof(index, head.size)
-    try:
-        tlog.verify_inclusion(tlog.leaf_hash(leaf), index, head.size, proof, head.root)
-    except tlog.ProofError as e:
-        raise fail(f"{where}: {e}") from e
+def _envelope(sent: SentSnapshot) -> Envelope:
+    signatures = tuple(Sig(keyid, sig) for keyid, sig in sent.signatures)
+    return Envelope(sent.payload_type, sent.payload, signatures)
 
 
 def _check_extends(client: LogClient, pairing: str, held: LogCheckpoint, new: Checkpoint) -> None:
@@ -272,7 +266,7 @@ def _check_extends(client: LogClient, pairing: str, held: LogCheckpoint, new: Ch
 
 def _check_same_log(
     client: LogClient,
-    fail: Callable[[str], InvsyncError],
+    fail: Fail,
     what: str,
     own: LogCheckpoint,
     theirs: Checkpoint,

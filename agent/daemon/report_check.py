@@ -28,7 +28,7 @@ from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
 from invsync.agent.exchange.snapshot import decode_payload
-from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust
+from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust, SharedLog
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
@@ -79,13 +79,19 @@ class ReportCheck:
             party=config.party, server_keys=server_keys, store=store, clock=clock
         )
         self._trusted: dict[str, PairingTrust[ReportBody]] = {}
+        self._log: SharedLog | None = None  # the agent's one log, shared by its pairings
 
     def trust(self, pairing: PairingConfig) -> PairingTrust[ReportBody]:
         """The pairing's trusted state, read from the store once: every receipt, peer snapshot
         and report of the pairing passes it, and it is saved with what it guards."""
         if pairing.name not in self._trusted:
             peer = self.peer_keys.peers[pairing.peer]
-            trust = pairing_trust(self.config.party, pairing, self.store, self.server_keys, peer)
+            state = self.store.trusted_state(pairing.name)
+            if self._log is None:  # a configured name is the origin, whatever was adopted
+                self._log = SharedLog(self.config.server.name or state.origin, state.checkpoint)
+            trust = pairing_trust(
+                self.config.party, pairing, self.store, self.server_keys, peer, self._log
+            )
             self._trusted[pairing.name] = trust
         return self._trusted[pairing.name]
 
@@ -222,8 +228,10 @@ def pairing_trust(
     store: AgentStore,
     server_keys: Mapping[str, VerifyKey],
     peer: PartyPolicy,
+    shared: SharedLog | None = None,
 ) -> PairingTrust[ReportBody]:
-    """The pairing's trusted state as `store` last saved it, with the pinned keys."""
+    """The pairing's trusted state as `store` last saved it, with the pinned keys, sharing
+    the agent's one log (`shared`) with its other pairings."""
     return PairingTrust(
         party=party,
         pairing=_policy(pairing, party),
@@ -232,6 +240,7 @@ def pairing_trust(
         reports=REPORTS,
         rotations=store.rotations(pairing.peer),
         state=store.trusted_state(pairing.name),
+        shared=shared,
     )
 
 

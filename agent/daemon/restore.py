@@ -4,7 +4,11 @@ Such an agent would build the version after the last one its database knows, whi
 already holds. It notices before it builds when the server's latest report (signed by the
 pinned server key) names a later version of ours (`reported_version`), and otherwise when the
 push is refused as a rollback or an equivocation (`is_behind`). Either way it learns its own
-last accepted snapshot from the exchange's log, not from the server's word (`Restore.restore`):
+last accepted snapshot from the exchange's log, not from the server's word (`Restore.restore`),
+and adopts only a version at least as new as the trigger named (`floor`: the report's version;
+the refused version, or the one after it for a rollback): a log that hides our newest entry
+(an older checkpoint, an entry withheld as another pairing's) is a finding, never a reason to
+sign a second snapshot of a version the exchange holds:
 
 1. the log's latest checkpoint, opened with the pinned server key and consistent with the last
    one this database verified (`agent.daemon.log_watch`);
@@ -31,22 +35,23 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from invsync.agent.daemon.log_watch import (
+from invsync.agent.daemon.log_reading import (
+    Fail,
     LogClient,
-    LogHead,
-    LogWatch,
     check_included,
     inconsistent,
     latest_receipt,
     read_entry,
+    shown_entries,
+    take_receipt,
 )
+from invsync.agent.daemon.log_watch import LogHead, LogWatch
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.errors import InvsyncError, TransportError
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
-from invsync.agent.exchange.logrange import BadLogRange
 from invsync.agent.exchange.rejections import EquivocationError, RollbackError, UntrustedInput
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
 from invsync.agent.exchange.trusted import PairingTrust
@@ -61,12 +66,16 @@ BEHIND_RULES = frozenset({RollbackError.rule, EquivocationError.rule})
 # Entries read per request while looking back for ours: the server's cap.
 PAGE = 256
 
-Fail = Callable[[str], InvsyncError]
-
 
 def is_behind(error: TransportError) -> bool:
     """The server refused our push because it already holds that version of ours, or later."""
     return error.rule in BEHIND_RULES
+
+
+def refused_floor(error: TransportError, refused: int) -> int:
+    """The least version of ours the server must hold after refusing our `refused` as behind:
+    that version (an equivocation: it holds another one of it), or the next (a rollback)."""
+    return refused + 1 if error.rule == RollbackError.rule else refused
 
 
 def reported_version(client: ExchangeClient, trust: PairingTrust[ReportBody], role: str) -> int:
@@ -108,17 +117,21 @@ class Restore:
         self.watch = watch
         self.clock = clock
 
-    def restore(self, client: LogClient, trust: PairingTrust[Any], why: str) -> SentSnapshot:
+    def restore(
+        self, client: LogClient, trust: PairingTrust[Any], why: str, floor: int = 0
+    ) -> SentSnapshot:
         """Adopt our latest snapshot in the log as the latest sent; `why` says what showed that
-        this database is behind. LogInconsistentError (recorded) if the log shows none later."""
+        this database is behind, `floor` the least version it named. LogInconsistentError
+        (recorded) if the log shows none later than this database's, or none of `floor`."""
         pairing = trust.pairing.name
         with recording_refusals(self.store, self.party, pairing, self.clock):
             head = self.watch.head(client, trust)
-            index, sent = self._latest_own(client, trust, head, why)
+            index, sent = self._latest_own(client, trust, head, why, floor)
             receipt = self._receipt_after(client, index, sent, inconsistent(pairing))
-            trust.update_receipt(receipt, version=sent.version, payload=sent.payload)
-        trust.replace_checkpoint(head.held())
-        self.store.adopt_logged_snapshot(sent, trust.state, self.clock())
+            with trust.staged() as staged:  # adopted in memory once the database took it
+                take_receipt(client, staged, receipt, version=sent.version, payload=sent.payload)
+                staged.replace_checkpoint(head.held())
+                self.store.adopt_logged_snapshot(sent, staged.state, self.clock())
         log.warning(
             "party=%s pairing=%s this database is behind the exchange (%s): continuing after "
             "version=%d, log entry %d",
@@ -132,33 +145,41 @@ class Restore:
         return sent
 
     def _latest_own(
-        self, client: LogClient, trust: PairingTrust[Any], head: LogHead, why: str
+        self, client: LogClient, trust: PairingTrust[Any], head: LogHead, why: str, floor: int
     ) -> tuple[int, SentSnapshot]:
         """Our latest SNAPSHOT entry of the pairing, after the one our latest receipt names,
-        verified (step 2); read back from the end of the tree, a page at a time."""
+        verified (step 2) and at least version `floor`; read back from the end of the tree, a
+        page at a time."""
         pairing = trust.pairing.name
         fail = inconsistent(pairing)
         known = latest_receipt(trust.state)
-        floor = known.log_index + 1 if known is not None else 0
-        end = head.checkpoint.size
-        while end > floor:
-            start = max(floor, end - PAGE)
-            found = self._last_of_ours(client, pairing, start, end, fail)
+        first = known.log_index + 1 if known is not None else 0
+        end, withheld = head.checkpoint.size, 0
+        while end > first:
+            start = max(first, end - PAGE)
+            found, hidden = self._last_of_ours(client, pairing, start, end, fail)
+            withheld += hidden
             if found is not None:
-                return found, self._verified(client, pairing, found, head, fail)
+                sent = self._verified(client, pairing, found, head, fail)
+                return found, _at_least(sent, floor, why, withheld, fail)
             end = start
         last = self.store.latest_sent_snapshot(pairing)
         raise fail(
             f"{why}, but the log's {head.checkpoint.size} entries hold no snapshot of "
             f"{self.party} later than version {last.version if last else 0}"
+            + _withheld_note(withheld)
         )
 
     def _last_of_ours(
         self, client: LogClient, pairing: str, start: int, end: int, fail: Fail
-    ) -> int | None:
-        """The index of our last SNAPSHOT entry of the pairing in start <= index < end."""
-        found = None
-        for index, leaf in _entries(client, start, end, fail):
+    ) -> tuple[int | None, int]:
+        """The index of our last SNAPSHOT entry of the pairing in start <= index < end, and how
+        many entries after it the server withheld (as other pairings', by its word)."""
+        found, withheld = None, 0
+        for index, leaf in shown_entries(client, start, end, fail):
+            if not leaf:
+                withheld += 1
+                continue
             try:
                 entry = pb.LogEntry.FromString(leaf)
             except DecodeError:
@@ -168,8 +189,8 @@ class Restore:
                 self.party,
                 pairing,
             )
-            found = index if mine else found
-        return found
+            found, withheld = (index, 0) if mine else (found, withheld)
+        return found, withheld
 
     def _verified(
         self, client: LogClient, pairing: str, index: int, head: LogHead, fail: Fail
@@ -222,22 +243,21 @@ def _logged(leaf: bytes, where: str, fail: Fail) -> tuple[pb.LogEntry, Envelope]
         raise fail(str(e)) from e
 
 
-def _entries(client: LogClient, start: int, end: int, fail: Fail) -> list[tuple[int, bytes]]:
-    """The entries start <= index < end that the server shows us (ours: never withheld),
-    asking again after each part of a range of large entries."""
-    shown: list[tuple[int, bytes]] = []
-    while start < end:
-        served = client.log_range(start, end)
-        try:
-            served.check()
-        except BadLogRange as e:
-            raise fail(str(e)) from e
-        if not len(served):
-            raise fail(f"log entries {start}..{end}: the server answered none")
-        count = min(len(served), end - start)
-        shown += [(start + i, leaf) for i, leaf in enumerate(served.entries[:count]) if leaf]
-        start += count
-    return shown
+def _at_least(sent: SentSnapshot, floor: int, why: str, withheld: int, fail: Fail) -> SentSnapshot:
+    """`sent` unless the trigger named a later version: the log then hides our newest snapshot,
+    and adopting an older one would make us sign a second snapshot of a version it holds."""
+    if sent.version >= floor:
+        return sent
+    raise fail(
+        f"{why}, but our latest snapshot the log shows is version {sent.version}, not "
+        f"version {floor} or later" + _withheld_note(withheld)
+    )
+
+
+def _withheld_note(withheld: int) -> str:
+    if not withheld:
+        return ""
+    return f" ({withheld} later entries withheld as another pairing's)"
 
 
 def _sent(env: Envelope, header: SnapshotHeader) -> SentSnapshot:

@@ -13,3 +13,6 @@ class ServerEndpoint:
     cert: Path
     key: Path
     signing_keys: tuple[Path, ...]
+    # The exchange's configured name: its log's origin and checkpoint key name. "": the first
+    # verified receipt's server name is adopted once and kept (agent.exchange.trusted).
+    name: str = ""

@@ -25,6 +25,15 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
    then, the current one only, not expired                                      ExpiredError
    (expiry comes after the version: an old snapshot is a rollback, expired or not)
    a log checkpoint is not of a smaller tree than the last one        CheckpointRollbackError
+   a receipt's checkpoint opens with a pinned key under the log's origin (the configured
+   `server.name`, else the first verified receipt's server, adopted once), its tree holds the
+   receipt's log index, and it is consistent with the checkpoint held, by a proof the caller
+   fetched (`receipt_proof_sizes` says which)                           LogInconsistentError
+
+The log checkpoint and its origin are one per agent (per server), shared by all its pairings
+(`SharedLog`): two pairings cannot be shown two logs without one of them failing a proof.
+`staged()` gives a copy to verify into; the caller commits its state and only then is it
+adopted, so a failed write never leaves memory ahead of the database.
 
 A peer rollback or equivocation carries a `peer-rollback` finding (`agent.model.findings`) for
 the caller to record: no reconciliation of two snapshots can see it.
@@ -33,20 +42,30 @@ the caller to record: no reconciliation of two snapshots can see it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from invsync.agent.errors import InvsyncError, SignatureError
+from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
+from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import VerifyKey
-from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE, Receipt, decode_receipt
+from invsync.agent.exchange.receipt import (
+    RECEIPT_PAYLOAD_TYPE,
+    Receipt,
+    decode_receipt,
+    logged_checkpoint,
+)
 from invsync.agent.exchange.rejections import (
     CheckpointRollbackError,
     ExpiredError,
+    LogInconsistentError,
     MalformedInput,
     PayloadTypeError,
     PeerEquivocationError,
@@ -57,15 +76,18 @@ from invsync.agent.exchange.rejections import (
     ServerSignatureError,
 )
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
-from invsync.agent.model.findings import PEER_ROLLBACK, Finding, make_finding
+from invsync.agent.model.findings import LOG_INCONSISTENT, PEER_ROLLBACK, Finding, make_finding
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.times import rfc3339
+
+log = logging.getLogger("invsync.agent")
 
 __all__ = [
     "DocumentFormat",
     "LogCheckpoint",
     "PairingTrust",
     "PeerSnapshot",
+    "SharedLog",
     "TrustedState",
     "Verified",
 ]
@@ -117,7 +139,20 @@ class TrustedState:
     own: Verified | None = None  # our latest snapshot the server receipted
     peer: Verified | None = None  # the peer's latest snapshot verified here
     receipts: Mapping[int, Envelope] = field(default_factory=dict)  # our version -> receipt
-    checkpoint: LogCheckpoint | None = None
+    checkpoint: LogCheckpoint | None = None  # the agent's one checkpoint (SharedLog)
+    origin: str = ""  # the log's origin and checkpoint key name: the server's name
+
+
+class SharedLog:
+    """The one log an agent watches: its origin and last verified checkpoint, shared by every
+    pairing's trusted state, so that each pairing checks against what any of them verified."""
+
+    def __init__(self, origin: str = "", checkpoint: LogCheckpoint | None = None) -> None:
+        self.origin = origin
+        self.checkpoint = checkpoint
+
+    def copy(self) -> SharedLog:
+        return SharedLog(self.origin, self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -141,6 +176,7 @@ class PairingTrust(Generic[R]):
         reports: DocumentFormat[R],
         rotations: Sequence[Rotation] = (),
         state: TrustedState | None = None,
+        shared: SharedLog | None = None,
     ) -> None:
         if {party, peer.party} != {pairing.root, pairing.subordinate}:
             raise ValueError(f"{party} and {peer.party} are not the parties of {pairing.name}")
@@ -151,23 +187,66 @@ class PairingTrust(Generic[R]):
         self._reports = reports
         self._rotations = tuple(rotations)
         self._state = state or TrustedState()
+        held = self._state
+        self._log = shared or SharedLog(held.origin, held.checkpoint)
 
     @property
     def state(self) -> TrustedState:
-        return self._state
+        """The pairing's state, with the agent's one log origin and checkpoint."""
+        return replace(self._state, checkpoint=self._log.checkpoint, origin=self._log.origin)
+
+    @contextmanager
+    def staged(self) -> Iterator[PairingTrust[R]]:
+        """A copy to verify into; adopted only when the block (the caller's commit of its
+        state included) ends without an error: memory never runs ahead of the database."""
+        copy = PairingTrust(
+            party=self.party,
+            pairing=self.pairing,
+            server_keys=self._server_keys,
+            peer=self._peer,
+            reports=self._reports,
+            rotations=self._rotations,
+            state=self._state,
+            shared=self._log.copy(),
+        )
+        yield copy
+        self._state, self._rotations = copy._state, copy._rotations
+        self._log.origin, self._log.checkpoint = copy._log.origin, copy._log.checkpoint
 
     @property
     def rotations(self) -> tuple[Rotation, ...]:
         """The peer's rotations trusted here: those given, and those verified since."""
         return self._rotations
 
-    def update_receipt(self, env: Envelope, *, version: int, payload: bytes) -> Receipt:
-        """The server's receipt for our snapshot `version` with these exact `payload` bytes."""
-        _check_type(env, RECEIPT_PAYLOAD_TYPE, f"receipt for version {version}")
-        self._check_server_signature(env, "receipt")
-        receipt = _decoded_receipt(env)
+    def receipt_proof_sizes(
+        self, env: Envelope, *, version: int, payload: bytes
+    ) -> tuple[int, int] | None:
+        """The consistency proof `update_receipt` needs between the receipt's checkpoint and the
+        one held, as (smaller, larger) tree sizes for the caller to fetch; None: none needed.
+        The receipt passes every check before it is asked."""
+        _, checkpoint = self._opened_receipt(env, version, payload)
+        held = self._log.checkpoint
+        if held is None or 0 in (held.size, checkpoint.size) or held.size == checkpoint.size:
+            return None
+        small, large = sorted((held.size, checkpoint.size))
+        return small, large
+
+    def update_receipt(
+        self, env: Envelope, *, version: int, payload: bytes, proof: Sequence[bytes] = ()
+    ) -> Receipt:
+        """The server's receipt for our snapshot `version` with these exact `payload` bytes; its
+        checkpoint consistent with the one held by `proof` (see `receipt_proof_sizes`)."""
+        receipt, checkpoint = self._opened_receipt(env, version, payload)
+        self._check_receipt_log(receipt, checkpoint, proof)
+        if not self._log.origin:
+            log.warning(
+                "party=%s adopting %r, the first verified receipt's server, as the log's origin: "
+                "set server.name in the configuration to pin it",
+                self.party,
+                receipt.server,
+            )
+            self._log.origin = receipt.server
         digest = hashlib.sha256(payload).hexdigest()
-        self._check_receipt(receipt, version, digest)
         own = _later(self._state.own, Verified(version, digest))
         receipts = {**self._state.receipts, version: env}
         self._state = replace(self._state, own=own, receipts=receipts)
@@ -228,15 +307,68 @@ class PairingTrust(Generic[R]):
     def replace_checkpoint(self, checkpoint: LogCheckpoint) -> None:
         """Hold `checkpoint`, which the caller verified (its signature, and its consistency with
         the one held); a smaller tree than the one held is refused whatever the caller says."""
-        held = self._state.checkpoint
+        held = self._log.checkpoint
         if held is not None and checkpoint.size < held.size:
             raise CheckpointRollbackError(
                 f"pairing {self.pairing.name!r}: checkpoint of tree size {checkpoint.size} after "
                 f"one of size {held.size} was verified"
             )
-        self._state = replace(self._state, checkpoint=checkpoint)
+        self._log.checkpoint = checkpoint
 
     # The checks, in their order
+
+    def _opened_receipt(
+        self, env: Envelope, version: int, payload: bytes
+    ) -> tuple[Receipt, Checkpoint]:
+        _check_type(env, RECEIPT_PAYLOAD_TYPE, f"receipt for version {version}")
+        self._check_server_signature(env, "receipt")
+        receipt = _decoded_receipt(env)
+        self._check_receipt(receipt, version, hashlib.sha256(payload).hexdigest())
+        return receipt, self._receipt_checkpoint(receipt)
+
+    def _receipt_checkpoint(self, receipt: Receipt) -> Checkpoint:
+        """The receipt's checkpoint: signed by a pinned key under the log's origin, its tree
+        holding the receipt's entry. A server that keeps a log always sends one."""
+        where = f"the receipt for {self.party}'s version {receipt.version}"
+        origin = self._log.origin or receipt.server
+        if receipt.server != origin:
+            raise self._log_error(
+                f"{where} names server {receipt.server!r}, the log watched here is {origin!r}"
+            )
+        if not receipt.checkpoint:
+            raise self._log_error(f"{where} carries no log checkpoint")
+        problem: InvsyncError = BadCheckpoint(f"checkpoint of {origin}: no key is pinned for it")
+        for key in self._server_keys.values():  # a note names one key per name; several pinned
+            try:
+                return logged_checkpoint(receipt, {origin: key})
+            except InvsyncError as e:
+                problem = e
+        raise self._log_error(f"{where}: {problem}")
+
+    def _check_receipt_log(
+        self, receipt: Receipt, checkpoint: Checkpoint, proof: Sequence[bytes]
+    ) -> None:
+        """The receipt's checkpoint and the held one are of one log: equal, or the smaller a
+        prefix of the larger."""
+        held = self._log.checkpoint
+        if held is None or 0 in (held.size, checkpoint.size):
+            return
+        (small, small_root), (large, large_root) = sorted(
+            [(held.size, held.root_hash), (checkpoint.size, checkpoint.root)]
+        )
+        try:
+            tlog.verify_consistency(small, large, small_root, large_root, proof)
+        except tlog.ProofError as e:
+            raise self._log_error(
+                f"the receipt for {self.party}'s version {receipt.version} carries a checkpoint "
+                f"of size {checkpoint.size} not consistent with the one of size {held.size} "
+                f"verified here ({e})"
+            ) from e
+
+    def _log_error(self, detail: str) -> LogInconsistentError:
+        message = f"pairing {self.pairing.name!r}: {detail}"
+        finding = make_finding(LOG_INCONSISTENT, sha256="", subject="", party="", message=message)
+        return LogInconsistentError(message, finding)
 
     def _check_server_signature(self, env: Envelope, what: str) -> None:
         try:

@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -116,12 +116,33 @@ def m005_trusted_state(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def m006_one_log_per_agent(db: sqlite_utils.Database) -> None:
+    """One log per agent: its origin (the server's name) and the last checkpoint verified, shared
+    by every pairing, so two pairings cannot be shown two logs unnoticed; it starts from the
+    largest checkpoint a pairing held (the next check proves the others' consistency no more:
+    they were each consistent with their own). A receipt's entry is checked once (`checked`)."""
+    db.execute(
+        """CREATE TABLE log_state (
+        id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1), origin TEXT NOT NULL,
+        checkpoint_size INTEGER, checkpoint_root BLOB, checkpoint_note BLOB,
+        updated_at TEXT NOT NULL)"""
+    )
+    db.execute(
+        "INSERT INTO log_state (id, origin, checkpoint_size, checkpoint_root, checkpoint_note,"
+        " updated_at) SELECT 1, '', checkpoint_size, checkpoint_root, checkpoint_note, updated_at"
+        " FROM trusted_state WHERE checkpoint_size IS NOT NULL"
+        " ORDER BY checkpoint_size DESC LIMIT 1"
+    )
+    db.execute("ALTER TABLE receipts ADD COLUMN checked INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
     m003_pending_snapshots,
     m004_peer_key_rotations,
     m005_trusted_state,
+    m006_one_log_per_agent,
 )
 
 _CERT_COLUMNS = (
@@ -168,6 +189,13 @@ _UPSERT_STATE = (
 _INSERT_RECEIPT = (
     "INSERT INTO receipts (pairing, version, payload_type, payload, signatures, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pairing, version) DO NOTHING"
+)
+_ENSURE_LOG = "INSERT OR IGNORE INTO log_state (id, origin, updated_at) VALUES (1, '', ?)"
+_SET_ORIGIN = "UPDATE log_state SET origin = ? WHERE id = 1 AND origin = ''"
+# The shared checkpoint never shrinks, whichever pairing's (maybe older) state is saved.
+_SET_CHECKPOINT = (
+    "UPDATE log_state SET checkpoint_size = ?, checkpoint_root = ?, checkpoint_note = ?,"
+    " updated_at = ? WHERE id = 1 AND (checkpoint_size IS NULL OR checkpoint_size <= ?)"
 )
 _INSERT_ROTATION = (
     "INSERT INTO peer_key_rotations (party, pairing, version, new_key, old_keys, accepted_at)"
@@ -338,10 +366,21 @@ class AgentStore:
                 self.db.execute(_INSERT_ROTATION, rotation_row(rotation, rfc3339(now)))
             self._save_state(pairing, state, now)
 
-    def record_checkpoint(self, pairing: str, state: TrustedState, now: datetime) -> None:
-        """A log checkpoint the caller verified and `state` now holds."""
+    def record_checkpoint(
+        self, pairing: str, state: TrustedState, now: datetime, *, checked: Sequence[int] = ()
+    ) -> None:
+        """A log checkpoint the caller verified and `state` now holds, with the versions whose
+        receipts' entries it checked against it, in one transaction."""
         with transaction(self.db, f"{self.path}: cannot record the checkpoint of {pairing}"):
             self._save_state(pairing, state, now)
+            sql = "UPDATE receipts SET checked = 1 WHERE pairing = ? AND version = ?"
+            for version in checked:
+                self.db.execute(sql, [pairing, version])
+
+    def unchecked_receipts(self, pairing: str) -> list[int]:
+        """The versions whose receipts' log entries the log watch has not checked yet."""
+        sql = "SELECT version FROM receipts WHERE pairing = ? AND checked = 0 ORDER BY version"
+        return [int(row[0]) for row in self.db.execute(sql, [pairing]).fetchall()]
 
     def adopt_logged_snapshot(self, sent: SentSnapshot, state: TrustedState, now: datetime) -> None:
         """Our own snapshot as the exchange's log holds it, newer than any sent from this
@@ -366,13 +405,16 @@ class AgentStore:
             self._save_state(pairing, state, now)
 
     def trusted_state(self, pairing: str) -> TrustedState:
-        """The pairing's trusted state as last saved; empty before the first receipt."""
+        """The pairing's trusted state as last saved, with the agent's one log origin and
+        checkpoint; empty before the first receipt."""
         rows = self._rows("SELECT * FROM trusted_state WHERE pairing = ?", [pairing])
         sql = "SELECT * FROM receipts WHERE pairing = ? ORDER BY version"
         receipts = {row["version"]: _envelope(row) for row in self._rows(sql, [pairing])}
-        if not rows:
-            return TrustedState(receipts=receipts)
-        return _state(rows[0], receipts)
+        own = _state(rows[0], receipts) if rows else TrustedState(receipts=receipts)
+        logs = self._rows("SELECT * FROM log_state WHERE id = 1")
+        if not logs:
+            return replace(own, checkpoint=None)
+        return replace(own, checkpoint=_checkpoint(logs[0]), origin=logs[0]["origin"])
 
     def record_refusal(self, pairing: str, rule: str, finding: Finding, now: datetime) -> None:
         """Keep a refused peer snapshot's finding (the state itself did not change)."""
@@ -388,6 +430,13 @@ class AgentStore:
 
     def _save_state(self, pairing: str, state: TrustedState, now: datetime) -> None:
         self.db.execute(_UPSERT_STATE, _state_row(pairing, state, now))
+        self.db.execute(_ENSURE_LOG, [rfc3339(now)])
+        if state.origin:
+            self.db.execute(_SET_ORIGIN, [state.origin])
+        held = state.checkpoint
+        if held is not None:
+            row = [held.size, held.root_hash, held.note, rfc3339(now), held.size]
+            self.db.execute(_SET_CHECKPOINT, row)
 
     def drop_pending(self, pairing: str, version: int) -> None:
         """Forget a pending snapshot the server refused: its version was never accepted."""
@@ -402,6 +451,10 @@ class AgentStore:
             " ORDER BY version DESC LIMIT 1"
         )
         return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+
+    def pushed_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
+        """The snapshot built and pushed for `pairing` at `version`, sent or pending, or None."""
+        return self._snapshot_row(pairing, version)
 
     def sent_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
         """The snapshot sent (its receipt arrived) for `pairing` at `version`, or None."""
@@ -573,11 +626,14 @@ def _state_row(pairing: str, state: TrustedState, now: datetime) -> dict[str, ob
 def _state(row: dict[str, Any], receipts: dict[int, Envelope]) -> TrustedState:
     own = _verified(row["own_version"], row["own_digest"])
     peer = _verified(row["peer_version"], row["peer_digest"])
-    checkpoint = None
-    if row["checkpoint_size"] is not None:
-        size, root, note = row["checkpoint_size"], row["checkpoint_root"], row["checkpoint_note"]
-        checkpoint = LogCheckpoint(int(size), bytes(root), bytes(note))
-    return TrustedState(own, peer, receipts, checkpoint)
+    return TrustedState(own, peer, receipts, _checkpoint(row))
+
+
+def _checkpoint(row: dict[str, Any]) -> LogCheckpoint | None:
+    if row["checkpoint_size"] is None:
+        return None
+    size, root, note = row["checkpoint_size"], row["checkpoint_root"], row["checkpoint_note"]
+    return LogCheckpoint(int(size), bytes(root), bytes(note))
 
 
 def _verified(version: int | None, digest: str | None) -> Verified | None:

@@ -15,7 +15,7 @@ from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.keys import load_signing_key
-from invsync.agent.exchange.rejections import LogSplitViewError
+from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.trusted import LogCheckpoint
 from invsync.server.cli import invsync
 from invsync.server.localfed import PARTIES
@@ -55,7 +55,15 @@ def test_a_peer_shown_another_log_is_a_split_view_and_nothing_is_co_signed(
     server_key = load_signing_key(federation.work / "keys" / "server.key")
     shown = sign_checkpoint(Checkpoint(SERVER, 2, OTHER_ROOT), SERVER, server_key)
     jprs.checker.trust(pairing_of(jprs)).replace_checkpoint(LogCheckpoint(2, OTHER_ROOT, shown))
-    jprs.push(pairing_of(jprs))
+    # The server accepts the push; JPRS's own agent then sees its receipt's checkpoint is not of
+    # the log it was shown, and refuses the receipt (the snapshot stays pending at JPRS).
+    forked = (
+        f"refused [log-inconsistent]: pairing {PAIRING!r}: the receipt for jprs's version 2 "
+        "carries a checkpoint of size 7 not consistent with the one of size 2 verified here "
+        "(consistency 2 -> 7: the proof does not lead to the new root)"
+    )
+    with pytest.raises(LogInconsistentError, match=f"^{re.escape(forked)}$"):
+        jprs.push(pairing_of(jprs))
 
     message = (
         f"refused [log-split-view]: pairing {PAIRING!r}: jprs's snapshot version 2 carries a log "
