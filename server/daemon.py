@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.errors import ConfigError
 from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from invsync.agent.exchange.keepalive import server_options
@@ -130,38 +129,19 @@ def serve_forever(config: ServerConfig) -> None:
 
 
 def _serve(config: ServerConfig) -> None:
-    # The main thread waits for SIGTERM or SIGINT on a socket the signal module writes each
-    # signal's number to, not on a threading.Event: the kernel may hand a process-wide signal to
-    # any thread that does not block it (gRPC's, the call pool's), and a main thread asleep on a
-    # lock is then never woken to run the Python handler: the stop was lost, the daemon served on.
-    # Set up before anything starts, so that a stop sent as soon as the port is announced does
-    # not meet the default action, which kills the process without draining.
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    wakeup, wakeup_writer = socket.socketpair()
-    with wakeup, wakeup_writer:
-        wakeup_writer.setblocking(False)  # the signal module requires it
-        signal.set_wakeup_fd(wakeup_writer.fileno(), warn_on_full_buffer=False)
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            pass  # only replaces the default action; the loop below reads the wakeup socket
-
-        try:
-            for signum in stop_signals:
-                signal.signal(signum, on_signal)
-            # Metrics first: a metrics port that cannot be bound stops the daemon before it
-            # serves.
-            serve_metrics(
-                config.metrics_listen, f"{config.file}: server.metrics_listen", metrics.REGISTRY
-            )
-            running = start(config)
-            host = config.listen.rsplit(":", 1)[0]
-            print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
-            while not stop_signals.intersection(wakeup.recv(64)):
-                pass  # a signal someone else gave a Python handler: keep serving
-        finally:
-            signal.set_wakeup_fd(-1)  # before the socket closes: its number may be reused
-    log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
-    running.stop()
+    # Handlers first (see SignalWaiter): a stop sent as soon as the port is announced must not
+    # meet the default action, which kills the process without draining; a second one during
+    # the drain must not either, so the drain runs inside the block too.
+    with SignalWaiter((signal.SIGTERM, signal.SIGINT)) as waiter:
+        # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
+        where = f"{config.file}: server.metrics_listen"
+        serve_metrics(config.metrics_listen, where, metrics.REGISTRY)
+        running = start(config)
+        host = config.listen.rsplit(":", 1)[0]
+        print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
+        waiter.wait()
+        log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
+        running.stop()
 
 
 def _add_health(server: grpc.Server) -> health.HealthServicer:

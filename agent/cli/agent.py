@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from pathlib import Path
 
 import click
@@ -13,6 +12,7 @@ from invsync.agent.cli.options import config_option
 from invsync.agent.config.keyfiles import check_agent_keys
 from invsync.agent.config.settings import AgentConfig, PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent, PushOutcome
+from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.errors import ConfigError, InvsyncError, ReportError, TransportError
 from invsync.agent.exchange.client import rejection_rule
 from invsync.agent.store.lock import DaemonLock
@@ -67,18 +67,12 @@ def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
         if not _cycle(agent, wait):
             raise ReportError("the report is not signed by every party yet; see above")
         return
-    wake, stop = threading.Event(), threading.Event()
-
-    def on_term(signum: int, frame: object) -> None:
-        stop.set()
-        wake.set()
-
-    signal.signal(signal.SIGHUP, lambda signum, frame: wake.set())
-    signal.signal(signal.SIGTERM, on_term)
-    while not stop.is_set():
-        _cycle_logged(agent, wait)
-        wake.wait(interval)  # SIGHUP starts the next cycle at once; SIGTERM ends the loop
-        wake.clear()
+    with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
+        while True:
+            _cycle_logged(agent, wait)
+            # SIGHUP starts the next cycle at once; SIGTERM ends the loop after this cycle.
+            if signal.SIGTERM in waiter.wait(interval):
+                break
     click.echo(f"{agent.config.party}: stopped")
 
 
