@@ -4,6 +4,7 @@ set keeps key ids stable within a run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.model.record import CertRecord
 from invsync.server.localfed import PARTIES, agent_config, write_federation
 from tests.certs import cert_infos
-from tests.exchange_rig import Keys
+from tests.exchange_rig import Keys, Rig, make_rig
+from tests.log_watch_helpers import AgentSide, agent_side
 
 CONFIG_PORT = 7443  # written into configurations that no test starts a server for
 
@@ -52,3 +54,19 @@ def fed(tmp_path: Path) -> Path:
     for party in PARTIES:
         (tmp_path / f"{party}.toml").write_text(agent_config(party, CONFIG_PORT))
     return tmp_path
+
+
+@pytest.fixture
+def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
+    """A real in-process exchange (tests/exchange_rig.py) on a fresh server database."""
+    made = make_rig(tmp_path / "server.db", keys)
+    yield made
+    made.store.close()
+
+
+@pytest.fixture
+def secom(tmp_path: Path, rig: Rig, keys: Keys) -> Iterator[AgentSide]:
+    """SECOM's side of `rig`'s log (tests/log_watch_helpers.py) on a fresh agent database."""
+    side = agent_side(tmp_path / "secom.db", rig, keys, "secom")
+    yield side
+    side.store.close()

@@ -13,6 +13,8 @@ from typing import Any
 
 from invsync.agent.daemon.log_reading import take_receipt
 from invsync.agent.daemon.log_watch import LogWatch
+from invsync.agent.daemon.restore import Restore
+from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.exchange.acceptance import PartyPolicy
 from invsync.agent.exchange.client import NotFoundYet
 from invsync.agent.exchange.envelope import Envelope
@@ -106,3 +108,14 @@ def agent_side(path: Path, rig: Rig, keys: Keys, party: str) -> AgentSide:
     )
     watch = LogWatch(party=party, server_keys=server_keys, store=store, clock=lambda: NOW)
     return AgentSide(party, keys, store, trust, watch, RigClient(rig, party))
+
+
+def restorer(side: AgentSide, keys: Keys) -> Restore:
+    """SECOM's restore (`agent.daemon.restore`) over `side`'s store and log watch."""
+    return Restore(
+        party="secom",
+        keys=OwnKeys(keys.secom),
+        store=side.store,
+        watch=side.watch,
+        clock=lambda: NOW,
+    )

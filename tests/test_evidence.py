@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,19 +64,12 @@ from tests.evidence_rig import (
     snapshot_signed_by,
     with_envelope,
 )
-from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, payload
 
 NEW_JPRS = generate()  # the key jprs rotates to at version 2, announced in entry 10
 # The history's entries: 0 secom v1, 3 jprs v1, 8 jprs v2 (announces NEW_JPRS, entry 10),
 # 14 jprs v3 (signed by NEW_JPRS alone), 19 secom v2; reports at 2, 5, 11, 16, 21.
 SIZE = 22
-
-
-@pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
 
 
 @pytest.fixture

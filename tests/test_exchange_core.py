@@ -41,13 +41,6 @@ from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import CHUNK, NOW, PAIRING, SERVER, Keys, Rig, edited, make_rig, payload
 
 
-@pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from invsync.agent.daemon.restore import Restore, refused_floor
-from invsync.agent.daemon.rotation import OwnKeys
+from invsync.agent.daemon.restore import refused_floor
 from invsync.agent.errors import StoreError, TransportError
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.logrange import LogRange
@@ -30,26 +29,12 @@ from invsync.agent.exchange.trusted import LogCheckpoint, SharedLog, TrustedStat
 from invsync.agent.model.record import CertRecord
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
-from tests.log_watch_helpers import AgentSide, agent_side
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, payload
+from tests.log_watch_helpers import AgentSide, agent_side, restorer
 from tests.trusted_helpers import OWN, make_trust, receipt
 
 PREFIX = f"refused [log-inconsistent]: pairing {PAIRING!r}: "
 WHY = "the server refused our push"
-
-
-@pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
-
-
-@pytest.fixture
-def secom(tmp_path: Path, rig: Rig, keys: Keys) -> Iterator[AgentSide]:
-    side = agent_side(tmp_path / "secom.db", rig, keys, "secom")
-    yield side
-    side.store.close()
 
 
 def _refused(call: Any, detail: str) -> None:
@@ -279,21 +264,11 @@ def restored(
     side.store.close()
 
 
-def _restorer(side: AgentSide, keys: Keys) -> Restore:
-    return Restore(
-        party="secom",
-        keys=OwnKeys(keys.secom),
-        store=side.store,
-        watch=side.watch,
-        clock=lambda: NOW,
-    )
-
-
 def test_a_restore_below_the_version_its_trigger_named_is_a_finding_and_pushes_nothing(
     restored: AgentSide, keys: Keys
 ) -> None:
     _refused(
-        lambda: _restorer(restored, keys).restore(restored.client, restored.trust, WHY, 4),
+        lambda: restorer(restored, keys).restore(restored.client, restored.trust, WHY, 4),
         f"{WHY}, but our latest snapshot the log shows is version 3, not version 4 or later",
     )
     assert (restored.store.latest_sent_snapshot(PAIRING) or pytest.fail()).version == 1
@@ -314,7 +289,7 @@ def test_a_withheld_latest_entry_of_ours_is_a_finding_not_skipped(
 
     restored.client.tampered["log_range"] = hide_version_3
     _refused(
-        lambda: _restorer(restored, keys).restore(restored.client, restored.trust, WHY, 3),
+        lambda: restorer(restored, keys).restore(restored.client, restored.trust, WHY, 3),
         f"{WHY}, but our latest snapshot the log shows is version 2, not version 3 or later "
         "(2 later entries withheld as another pairing's)",
     )

@@ -31,20 +31,6 @@ PREFIX = f"refused [log-inconsistent]: pairing {PAIRING!r}: "
 
 
 @pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
-
-
-@pytest.fixture
-def secom(tmp_path: Path, rig: Rig, keys: Keys) -> Iterator[AgentSide]:
-    side = agent_side(tmp_path / "secom.db", rig, keys, "secom")
-    yield side
-    side.store.close()
-
-
-@pytest.fixture
 def watched(rig: Rig, secom: AgentSide, keys: Keys, records: list[CertRecord]) -> AgentSide:
     """secom pushed version 1 and verified the log; then jprs pushed: the log grew."""
     secom.push(rig, records, 1)

@@ -21,17 +21,10 @@ from invsync.agent.exchange.rejections import LogInconsistentError
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.exchange.trusted import Verified
 from invsync.agent.model.record import CertRecord
-from tests.exchange_rig import NOW, PAIRING, Keys, Rig, make_rig
-from tests.log_watch_helpers import EXPIRES, ISSUED, AgentSide, agent_side
+from tests.exchange_rig import NOW, PAIRING, Keys, Rig
+from tests.log_watch_helpers import EXPIRES, ISSUED, AgentSide, agent_side, restorer
 
 WHY = "the server refused our push"
-
-
-@pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
 
 
 @pytest.fixture
@@ -51,16 +44,6 @@ def sides(
     yield current, restored
     current.store.close()
     restored.store.close()
-
-
-def restorer(side: AgentSide, keys: Keys) -> Restore:
-    return Restore(
-        party="secom",
-        keys=OwnKeys(keys.secom),
-        store=side.store,
-        watch=side.watch,
-        clock=lambda: NOW,
-    )
 
 
 def test_a_restored_database_continues_after_its_latest_snapshot_in_the_log(

@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -47,16 +46,9 @@ from invsync.server.exchange import MAX_LOG_ENTRIES, Exchange
 from invsync.server.storage import LogWriter, canonical_envelope
 from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, make_rig, payload
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig, payload
 
 K = pb.LogEntryKind
-
-
-@pytest.fixture
-def rig(tmp_path: Path, keys: Keys) -> Iterator[Rig]:
-    made = make_rig(tmp_path / "server.db", keys)
-    yield made
-    made.store.close()
 
 
 @dataclass(frozen=True)

@@ -389,6 +389,11 @@ BY_RULE: Mapping[str, type[Rejection]] = {
     cls.rule: cls for cls in STATUS if issubclass(cls, Rejection)
 }
 
+# The rules of the agent's own refusals: the values of the refused-inputs metric's `rule` label.
+REFUSAL_RULES: tuple[str, ...] = tuple(
+    rule for rule, cls in BY_RULE.items() if issubclass(cls, UntrustedInput)
+)
+
 
 def status_of(error: InvsyncError) -> grpc.StatusCode:
     """The status an error refuses a call with: that of its nearest class in `STATUS`."""

@@ -47,6 +47,12 @@ CLIENT_RPC_DURATION = Histogram(
     ["method"],
     registry=REGISTRY,
 )
+INPUTS_REFUSED = Counter(
+    "invsync_agent_inputs_refused",
+    "Answers of the exchange the agent refused and recorded as a finding, by pairing and rule.",
+    ["pairing", "rule"],  # rule: a name of agent/exchange/rejections.py only, never free text
+    registry=REGISTRY,
+)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"

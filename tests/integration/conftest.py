@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.config.settings import PairingConfig, load_agent_config
+from invsync.agent.daemon.cycle import Agent
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.server.localfed import PARTIES, agent_config, server_process, write_federation
+
+DEMO_PAIRING = "secom-jprs"  # the one pairing of the federation `write_federation` writes
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,27 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
         for party in PARTIES:
             (tmp_path / f"{party}.toml").write_text(agent_config(party, port))
         yield Federation(tmp_path, port)
+
+
+def make_agent(federation: Federation, party: str) -> Agent:
+    """`party`'s agent in process, with the configuration the federation wrote for it."""
+    return Agent(load_agent_config(federation.work / f"{party}.toml"))
+
+
+def pairing_of(agent: Agent) -> PairingConfig:
+    return agent.config.pairings[DEMO_PAIRING]
+
+
+@pytest.fixture
+def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
+    """Both agents collected and pushed version 1 with the server's real receipts: the server
+    holds its report on the two snapshots."""
+    made = {party: make_agent(federation, party) for party in PARTIES}
+    try:
+        for agent in made.values():
+            agent.collect()
+            agent.push(pairing_of(agent))
+        yield made
+    finally:
+        for agent in made.values():
+            agent.close()

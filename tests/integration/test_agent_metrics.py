@@ -72,7 +72,7 @@ def test_an_agent_daemon_serves_every_documented_metric_after_a_cycle(
         assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == 0
         log = wait_for(out, "subordinate valid)")  # jprs's first cycle ended fully signed
         body, samples = scrape(port)
-    assert len(assert_serves_documented("Agent", body, samples)) == 6
+    assert len(assert_serves_documented("Agent", body, samples)) == 7
 
     inventory = federation.work / "data" / "jprs_ca_certificates.pem"
     records = len(x509.load_pem_x509_certificates(inventory.read_bytes()))
@@ -82,6 +82,10 @@ def test_an_agent_daemon_serves_every_documented_metric_after_a_cycle(
     assert _labelled(samples, "invsync_snapshots_pushed_total") == {
         frozenset({**PAIRING, "result": "accepted", "reason": ""}.items()): 1
     }
+    # Nothing was refused, and every known rule is exported as 0 from the start.
+    refused = _labelled(samples, "invsync_agent_inputs_refused_total")
+    assert refused and set(refused.values()) == {0.0}
+    assert {dict(labels)["pairing"] for labels in refused} == {PAIRING["pairing"]}
     last = value(samples, "invsync_last_successful_exchange_timestamp_seconds", **PAIRING)
     assert last is not None and started < last < time.time()
 

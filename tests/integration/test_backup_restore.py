@@ -146,7 +146,7 @@ def test_a_push_refused_as_a_rollback_sends_the_agent_to_the_log(
     restored = Agent(load_agent_config(work / "jprs.toml"))
     restored.collect()  # changed: it pushes version 2 again, which the server refuses
     monkeypatch.setattr(restore, "reported_version", lambda *args: 0)  # no report to tell
-    monkeypatch.setattr("invsync.agent.daemon.cycle.reported_version", lambda *args: 0)
+    monkeypatch.setattr("invsync.agent.daemon.sync.reported_version", lambda *args: 0)
     with caplog.at_level(logging.WARNING, "invsync.agent"):
         outcome = restored.sync(pairing)
     (line,) = [m for m in caplog.messages if "this database is behind the exchange" in m]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
@@ -35,9 +34,8 @@ from invsync.agent.report.body import (
     verify_report,
 )
 from invsync.agent.report.build import build_report
-from invsync.server.localfed import PARTIES
 from invsync.server.store import ServerStore
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, pairing_of
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +45,6 @@ BUG_1695993 = (
     "659B7A518C6C9EB18AA1EB35AEBA7A0247817B898C1FA1840F97D2877D9A20E4",
 )
 MISSING = "missing-at-subordinate"
-
-
-@pytest.fixture
-def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
-    """Both agents collected and pushed: the server holds its report on the two snapshots."""
-    made = {p: Agent(load_agent_config(federation.work / f"{p}.toml")) for p in PARTIES}
-    try:
-        for agent in made.values():
-            agent.collect()
-            agent.push(pairing_of(agent))
-        yield made
-    finally:
-        for agent in made.values():
-            agent.close()
-
-
-def pairing_of(agent: Agent) -> PairingConfig:
-    return agent.config.pairings[PAIRING]
 
 
 def server_report(agent: Agent) -> tuple[str, Envelope]:

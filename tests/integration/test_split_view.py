@@ -6,44 +6,23 @@ keeps the `log-split-view` finding and shows it in `invsync status`; its own log
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
-from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.trusted import LogCheckpoint
 from invsync.server.cli import invsync
-from invsync.server.localfed import PARTIES
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, pairing_of
 
 pytestmark = pytest.mark.integration
 
 PAIRING = "secom-jprs"
 SERVER = "demo-exchange"
 OTHER_ROOT = b"\x07" * 32
-
-
-@pytest.fixture
-def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
-    """Both agents collected and pushed version 1."""
-    made = {p: Agent(load_agent_config(federation.work / f"{p}.toml")) for p in PARTIES}
-    try:
-        for agent in made.values():
-            agent.collect()
-            agent.push(pairing_of(agent))
-        yield made
-    finally:
-        for agent in made.values():
-            agent.close()
-
-
-def pairing_of(agent: Agent) -> PairingConfig:
-    return agent.config.pairings[PAIRING]
 
 
 def test_a_peer_shown_another_log_is_a_split_view_and_nothing_is_co_signed(

@@ -10,13 +10,12 @@ older peer snapshot than one the agent already verified; a report signed by anot
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
 
-from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.envelope import Envelope
@@ -30,9 +29,8 @@ from invsync.agent.exchange.rejections import (
 from invsync.agent.exchange.trusted import Verified
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server.cli import invsync
-from invsync.server.localfed import PARTIES
 from invsync.v1 import invsync_pb2 as pb
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, make_agent, pairing_of
 
 pytestmark = pytest.mark.integration
 
@@ -54,28 +52,6 @@ def serve(agent: Agent, real: ExchangeClient, **calls: Callable[..., Any]) -> No
     """From now on `agent` (its cycle and its report check) talks to a hostile exchange."""
     client = cast(ExchangeClient, Hostile(real, **calls))
     agent.client = agent.checker.client = client
-
-
-def make_agent(federation: Federation, party: str) -> Agent:
-    return Agent(load_agent_config(federation.work / f"{party}.toml"))
-
-
-@pytest.fixture
-def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
-    """Both agents collected and pushed version 1 with the server's real receipts."""
-    made = {party: make_agent(federation, party) for party in PARTIES}
-    try:
-        for agent in made.values():
-            agent.collect()
-            agent.push(pairing_of(agent))
-        yield made
-    finally:
-        for agent in made.values():
-            agent.close()
-
-
-def pairing_of(agent: Agent) -> PairingConfig:
-    return agent.config.pairings[PAIRING]
 
 
 def latest_report(agent: Agent) -> tuple[str, Envelope]:

@@ -1,0 +1,129 @@
+"""Co-signing: the report on our latest snapshot fetched, checked, signed; the settled one written.
+
+What is checked before co-signing is `agent.daemon.report_check`: the agent never takes the
+server's word for a report. The exchange's log is checked first (`agent.daemon.log_watch`):
+nothing is co-signed while it does not hold together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from invsync.agent.config.settings import PairingConfig
+from invsync.agent.daemon.parts import AgentParts
+from invsync.agent.daemon.report_check import PeerArrived
+from invsync.agent.daemon.writing import CycleResult, write_report
+from invsync.agent.errors import ReportError
+from invsync.agent.exchange.client import NotFoundYet
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
+from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
+
+log = logging.getLogger("invsync.agent")
+POLL_SECONDS = 0.2
+
+Found = tuple[Envelope, str]  # a report's envelope and its id
+
+
+def watch_log(agent: AgentParts, pairing: PairingConfig) -> None:
+    """Check the exchange's log for the pairing (`agent.daemon.log_watch`): a log that does
+    not hold together is recorded and raised, so nothing is co-signed."""
+    agent.log_watch.check(agent.client, agent.checker.trust(pairing))
+
+
+def cosign(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> str:
+    """Check the log; wait for the report on our latest snapshot, check it, sign it; its id."""
+    own = own_snapshot(agent, pairing.name)
+    watch_log(agent, pairing)
+    env, rid = _await_report(agent, pairing, own, wait_seconds)
+    _cosign_report(agent, pairing, own, env, rid)
+    return rid
+
+
+def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> CycleResult:
+    """Co-sign each report on our latest snapshot until one carries every signature; write it.
+
+    The peer may push again while we sign, making a newer report on our same snapshot; that
+    one is checked and co-signed too, so the cycle ends on the report both parties signed.
+    If time runs out, the latest report is written as it stands and `complete` says so.
+    """
+    own = own_snapshot(agent, pairing.name)
+    watch_log(agent, pairing)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = _report_naming(agent, pairing, own)
+        if found is not None and not agent.store.has_cosigned(found[1]):
+            try:
+                _cosign_report(agent, pairing, own, *found)
+                continue
+            except PeerArrived:
+                pass  # the report on both snapshots is being made: poll for it
+        if found is not None and verify_report(found[0], agent.pins()).complete:
+            return write_report(agent, pairing.name, found[1], found[0])
+        if time.monotonic() > deadline:
+            return _timed_out(agent, pairing.name, own, found, wait_seconds)
+        time.sleep(POLL_SECONDS)
+
+
+def own_snapshot(agent: AgentParts, pairing: str) -> Snapshot:
+    sent = agent.store.latest_sent_snapshot(pairing)
+    if sent is None:
+        raise ReportError(f"pairing {pairing!r}: this agent has not pushed a snapshot yet")
+    return decode_payload(sent.payload)
+
+
+def _cosign_report(
+    agent: AgentParts, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
+) -> None:
+    """Sign a report `_report_naming` took from the trusted state, once rebuilt here."""
+    agent.checker.check(pairing, own, env.payload)
+    key = agent.checker.report_key(pairing.name)
+    sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
+    agent.client.sign_report(pairing.name, rid, sig)
+    agent.store.record_cosigned(rid, pairing.name, agent.clock())
+    log.info("party=%s pairing=%s co-signed report=%s", agent.config.party, pairing.name, rid)
+
+
+def _timed_out(
+    agent: AgentParts, pairing: str, own: Snapshot, found: Found | None, wait_seconds: float
+) -> CycleResult:
+    if found is None:
+        raise _no_report(pairing, own, wait_seconds)
+    return write_report(agent, pairing, found[1], found[0])
+
+
+def _await_report(
+    agent: AgentParts, pairing: PairingConfig, own: Snapshot, wait_seconds: float
+) -> Found:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = _report_naming(agent, pairing, own)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise _no_report(pairing.name, own, wait_seconds)
+        time.sleep(POLL_SECONDS)
+
+
+def _no_report(pairing: str, own: Snapshot, wait_seconds: float) -> ReportError:
+    return ReportError(
+        f"pairing {pairing!r}: no report on our snapshot version {own.header.version} "
+        f"after {wait_seconds:.0f} s; has the peer pushed?"
+    )
+
+
+def _report_naming(agent: AgentParts, pairing: PairingConfig, own: Snapshot) -> Found | None:
+    """The server's latest report if it names our snapshot `own`. The trusted state checks
+    its payload type and the pinned server key's signature before the body is parsed."""
+    try:
+        report = agent.client.report(pairing.name)
+    except NotFoundYet:
+        return None
+    env = Envelope.from_pb(report.envelope)
+    body = agent.checker.trust(pairing).verify_report(env, report_id=report.report_id)
+    ref = body.root if body.root.party == agent.config.party else body.subordinate
+    if ref.digest != own.payload_sha256:
+        return None
+    return env, body.report_id

@@ -1,0 +1,166 @@
+"""Building and pushing a pairing's next snapshot, and taking the server's receipt for it.
+
+A snapshot is stored as pending before it is pushed and marked sent once the pairing's trusted
+state took the server's receipt for it. A pending one, left by a cycle whose receipt was lost, is
+re-pushed byte for byte first (the server answers an identical re-push with its stored receipt),
+so the next version's previous_digest names the snapshot the server holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from invsync.agent.config.settings import PairingConfig
+from invsync.agent.daemon.freshness import PushReason
+from invsync.agent.daemon.log_reading import take_receipt
+from invsync.agent.daemon.parts import AgentParts
+from invsync.agent.daemon.restore import is_behind
+from invsync.agent.exchange import envelope
+from invsync.agent.exchange.client import Refused
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload
+from invsync.agent.inventory.scope import root_scope, subordinate_scope
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import ROOT
+from invsync.agent.store.agent_store import SentSnapshot
+from invsync.agent.telemetry import metrics
+
+log = logging.getLogger("invsync.agent")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A pairing's next snapshot, built but not yet signed, with what was known to build it."""
+
+    last: SentSnapshot | None  # the latest sent snapshot it follows
+    payload: bytes
+    version: int
+    expires_at: datetime
+    keys: list[SigningKey]  # which of our keys sign it
+    announces: bool  # it announces our next signing key
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The pairing's latest snapshot after `Agent.sync`: pushed now (with why) or kept."""
+
+    version: int
+    reason: PushReason | None  # None: the last snapshot was kept
+    expires_at: datetime
+
+    @property
+    def pushed(self) -> bool:
+        return self.reason is not None
+
+
+def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
+    """The version after the last sent one, from the stored inventory, not yet signed."""
+    config = agent.config
+    last = agent.store.latest_sent_snapshot(pairing.name)
+    verified = agent.checker.trust(pairing).state.checkpoint
+    keys, announce = agent.keys.for_snapshot(last)
+    version = (last.version if last else 0) + 1
+    expires_at = now + timedelta(seconds=config.snapshot_validity_seconds)
+    spkis = pairing.issuer_spkis()
+    payload = build_payload(
+        party=config.party,
+        pairing=pairing.name,
+        role=pairing.role,
+        version=version,
+        issued_at=now,
+        expires_at=expires_at,
+        previous_digest=bytes.fromhex(last.payload_sha256) if last else b"",
+        scope_issuer_spki=spkis,
+        records=_scoped(agent, pairing, spkis),
+        profiles=config.profiles,
+        acknowledgements=config.acknowledgements,
+        next_signing_key=announce,
+        log_checkpoint=verified.note if verified else b"",
+    )
+    return Draft(last, payload, version, expires_at, keys, bool(announce))
+
+
+def _scoped(agent: AgentParts, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
+    records = agent.store.inventory()
+    if pairing.role == ROOT:
+        return root_scope(
+            records,
+            issuer_spkis=spkis,
+            subordinate=pairing.peer,
+            subject_organizations=list(pairing.subject_organizations),
+        )
+    return subordinate_scope(records, issuer_spkis=spkis)
+
+
+def send(
+    agent: AgentParts,
+    pairing: PairingConfig,
+    next_one: Draft,
+    now: datetime,
+    reason: PushReason | None,
+) -> PushOutcome:
+    """Sign `next_one`, store it as pending, push it and take its receipt."""
+    env = envelope.sign(SNAPSHOT_PAYLOAD_TYPE, next_one.payload, next_one.keys)
+    agent.store.record_sent_snapshot(
+        pairing.name,
+        next_one.version,
+        next_one.payload,
+        env.payload_type,
+        [(s.keyid, s.sig) for s in env.signatures],
+        now,
+        next_one.expires_at,
+        pending=True,
+    )
+    _push_pending(agent, pairing.name, next_one.version, env)
+    party = agent.config.party
+    log.info(
+        "party=%s pairing=%s pushed version=%d (%s)",
+        party,
+        pairing.name,
+        next_one.version,
+        reason.value if reason else "requested",
+        extra={"party": party, "pairing": pairing.name, "version": next_one.version},
+    )
+    metrics.LAST_EXCHANGE.labels(pairing.name).set(time.time())
+    return PushOutcome(next_one.version, reason, next_one.expires_at)
+
+
+def _push_pending(agent: AgentParts, pairing: str, version: int, env: Envelope) -> None:
+    """Push; the snapshot is sent once the trusted state took the server's receipt for it,
+    which is kept in the same transaction. A refused receipt leaves it pending."""
+    receipt = agent.client.push(env)
+    trust = agent.checker.trust(agent.config.pairings[pairing])
+    with trust.staged() as staged:  # adopted in memory once the database took it
+        take_receipt(agent.client, staged, receipt, version=version, payload=env.payload)
+        agent.store.record_receipt(pairing, version, staged.state, agent.clock())
+
+
+def resume_pending(agent: AgentParts, pairing: str) -> None:
+    """Re-push the pending snapshot, if any; one the server refuses was never accepted."""
+    pending = agent.store.pending_snapshot(pairing)
+    if pending is None:
+        return
+    sigs = tuple(Sig(keyid, sig) for keyid, sig in pending.signatures)
+    env = Envelope(pending.payload_type, pending.payload, sigs)
+    party = agent.config.party
+    try:
+        _push_pending(agent, pairing, pending.version, env)
+    except Refused as e:
+        if is_behind(e):
+            raise  # the server holds a later version of ours: `sync` restores
+        # The server never accepted this version (an identical re-push would be answered
+        # with its receipt), so the number is free: the next snapshot is built for it.
+        agent.store.drop_pending(pairing, pending.version)
+        log.warning(
+            "party=%s pairing=%s pending version=%d refused, rebuilt: %s",
+            party,
+            pairing,
+            pending.version,
+            e,
+        )
+        return
+    log.info("party=%s pairing=%s re-pushed pending version=%d", party, pairing, pending.version)
