@@ -25,6 +25,17 @@ class SourceError(InvsyncError):
     hint = "Fix or remove the named file, line or entry; nothing from this import was written."
 
 
+class CertificateError(SourceError, ValueError):
+    """Bytes that should be a DER certificate are not one `cryptography` accepts.
+
+    Raised by `agent.model.record.parse_certificate` in place of whatever `cryptography` raised
+    (kept as the cause). A ValueError too, so that every caller wrapping ValueError with its file,
+    line or record index keeps doing so.
+    """
+
+    hint = "Fix or remove the named certificate; nothing from this import was written."
+
+
 class StoreError(InvsyncError):
     """The SQLite database is missing, corrupt, locked or of an unknown schema."""
 

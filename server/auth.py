@@ -2,6 +2,9 @@
 
 TLS only proves that the caller holds some certificate the federation CA issued; which party
 that is comes from its Common Name, looked up in the configured `tls_identity` of each party.
+The Common Name is read from the peer certificate itself (`x509_pem_cert`), not from gRPC's
+`x509_common_name`: that property holds one CN only, so `CN=jprs, CN=secom` would pass as jprs.
+A certificate must carry exactly one Common Name.
 """
 
 from __future__ import annotations
@@ -9,29 +12,48 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from invsync.agent.exchange.rejections import AccessDenied
 
+NO_CERTIFICATE = "the TLS peer presented no client certificate"
 
-def peer_common_name(context: grpc.ServicerContext) -> str | None:
-    """The authenticated client certificate's Common Name, or None without one."""
+
+def peer_common_names(context: grpc.ServicerContext) -> list[str] | None:
+    """Every Common Name of the authenticated client certificate's subject, in order; None when
+    the peer presented no certificate. AccessDenied when it is not a certificate at all."""
     auth = context.auth_context()
-    found: bytes | Iterable[bytes] = auth.get("x509_common_name") or []
-    names = [found] if isinstance(found, bytes) else list(found)
-    if len(names) != 1:
+    found: bytes | Iterable[bytes] = auth.get("x509_pem_cert") or []
+    pems = [found] if isinstance(found, bytes) else list(found)
+    if not pems:
         return None
-    return names[0].decode("utf-8", "replace")
+    try:
+        cert = x509.load_pem_x509_certificate(pems[0])
+        attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError as e:
+        raise AccessDenied(f"the TLS client certificate cannot be read ({e})") from e
+    return [
+        a.value if isinstance(a.value, str) else a.value.decode("utf-8", "replace")
+        for a in attributes
+    ]
 
 
 def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> str:
-    """The party whose `tls_identity` is the caller's Common Name; AccessDenied names the
-    Common Name when it belongs to no party, so an operator sees who was turned away."""
-    name = peer_common_name(context)
-    if name is None:
-        raise AccessDenied("the TLS client certificate has no single Common Name")
-    party = identities.get(name)
+    """The party whose `tls_identity` is the caller's one Common Name; AccessDenied names the
+    Common Name(s) when they are not exactly one that belongs to a party, so an operator sees
+    who was turned away."""
+    names = peer_common_names(context)
+    if names is None:
+        raise AccessDenied(NO_CERTIFICATE)
+    if len(names) != 1:
+        raise AccessDenied(
+            f"the TLS client certificate has {len(names)} Common Names"
+            f"{' ' + ', '.join(repr(n) for n in names) if names else ''}, not exactly one"
+        )
+    party = identities.get(names[0])
     if party is None:
         raise AccessDenied(
-            f"TLS client certificate CN={name!r} is not the tls_identity of any party"
+            f"TLS client certificate CN={names[0]!r} is not the tls_identity of any party"
         )
     return party

@@ -16,10 +16,12 @@ import pytest
 from invsync.agent.errors import InvsyncError, SourceError, StoreError, TransportError
 from invsync.agent.exchange import rejections as rej
 from invsync.agent.exchange.client import NotFoundYet, Refused, rejection_rule, rpc_error
+from invsync.agent.exchange.pki import new_ca
 from invsync.server.exchange import Exchange
 from invsync.server.service import ExchangeService
 from invsync.server.store import StoredReport
 from invsync.v1 import invsync_pb2 as pb
+from tests.tls_certs import client_certificate, pem
 
 ADDRESS = "127.0.0.1:1"
 
@@ -219,6 +221,9 @@ class Aborted(Exception):
     pass
 
 
+JPRS_PEM = pem(client_certificate(new_ca(), "jprs"))
+
+
 class FakeContext:
     """What the servicer uses of a grpc.ServicerContext, recording how the call ended."""
 
@@ -227,7 +232,7 @@ class FakeContext:
         self.aborted: tuple[grpc.StatusCode, str] | None = None
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        return {"x509_common_name": [b"jprs"]}
+        return {"x509_common_name": [b"jprs"], "x509_pem_cert": [JPRS_PEM]}
 
     def peer(self) -> str:
         return "ipv4:127.0.0.1:1"

@@ -7,6 +7,11 @@ extensions is left unknown for it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+from invsync.agent.errors import SourceError
+
 _SEQUENCE = 0x30
 _BOOLEAN = 0x01
 _INTEGER = 0x02
@@ -69,3 +74,15 @@ def _decode_basic_constraints(octets: bytes) -> tuple[bool, int | None]:
         elif tag == _INTEGER:
             path_len = int.from_bytes(value, "big")
     return ca, path_len
+
+
+def base64_bytes(text: str, where: str, what: str = "invalid base64") -> bytes:
+    """Base64 text (a PEM body, a log's certificate field) to bytes, or a SourceError
+    `{where}: {what} ({reason})`, `where` naming the file and line. Non-ASCII text is refused
+    too: for it `b64decode` raises a plain ValueError, not binascii.Error."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        bad = [c for c in text if not c.isascii()]
+        reason = f"non-ASCII character {bad[0]!r}" if bad else str(e)
+        raise SourceError(f"{where}: {what} ({reason})") from e

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from invsync.agent.errors import CertificateError
 from invsync.agent.model.der import basic_constraints
 from invsync.agent.model.facts import AuditScopeEntry, Disclosure
 
@@ -41,6 +43,20 @@ LIFECYCLES = ("in-use", "unused", "decommissioned")
 
 # RFC 5280 §5.3.1 CRLReason names, as `cryptography.x509.ReasonFlags` values spell them.
 REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
+
+
+# What `cryptography` raises, eagerly or from its lazy accessors, on hostile DER: a value,
+# version, algorithm or name type it refuses, a duplicated extension, and TypeError from some
+# lazy field decoders. Readers of certificates and CRLs catch exactly these at their boundary.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -127,9 +143,22 @@ class CertRecord:
 def parse_certificate(der: bytes) -> CertInfo:
     """Derive every field of DESIGN §3 from a DER certificate.
 
-    Raises ValueError (from `cryptography`) when the bytes are not a certificate it accepts; the
-    sources wrap it into a SourceError naming the file and line.
+    Raises CertificateError (a SourceError, and a ValueError for callers that catch that) saying
+    what was wrong when the bytes are not a certificate `cryptography` accepts; no foreign
+    exception escapes. The sources add the file and line, the snapshot decoder the record index.
     """
+    try:
+        return _parse_certificate(der)
+    except CertificateError:
+        raise
+    except DECODE_ERRORS as e:
+        # cryptography's own parse errors read well alone; name any other kind of failure.
+        raise CertificateError(
+            str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+        ) from e
+
+
+def _parse_certificate(der: bytes) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
     subject_der = cert.subject.public_bytes()
     spki_der = cert.public_key().public_bytes(
@@ -168,8 +197,8 @@ def _extensions(cert: x509.Certificate) -> tuple[x509.Extensions, str]:
     """All extensions, decoded once; an empty set and the reason when they cannot be."""
     try:
         return cert.extensions, ""
-    except ValueError as e:
-        return x509.Extensions([]), str(e)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+        return x509.Extensions([]), str(e) or type(e).__name__
 
 
 def serial_hex(serial: int) -> str:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import CrlRevocation, Skipped
-from invsync.agent.model.record import CertInfo, serial_hex
+from invsync.agent.model.record import DECODE_ERRORS, CertInfo, serial_hex
 from invsync.agent.model.signatures import signature_verifies
 from invsync.agent.sources.reading import read_bytes
 
@@ -37,8 +37,22 @@ _HASHLESS = {"1.3.101.112": "ed25519", "1.3.101.113": "ed448"}
 
 
 def load_crl(path: Path, ctx: SourceContext) -> Facts:
-    """Every revoked entry of a CRL file whose signature a known issuer key verifies."""
-    crl = _parse(path, read_bytes(path))
+    """Every revoked entry of a CRL file whose signature a known issuer key verifies.
+
+    `cryptography` decodes a CRL lazily, so hostile DER raises (ValueError, TypeError,
+    InvalidVersion, UnsupportedGeneralNameType...) from any accessor; only SourceError naming the
+    file leaves here."""
+    data = read_bytes(path)
+    try:
+        return _load(path, data, ctx)
+    except SourceError:
+        raise
+    except DECODE_ERRORS as e:
+        raise SourceError(f"{path}: CRL cannot be decoded: {type(e).__name__}: {e}") from e
+
+
+def _load(path: Path, data: bytes, ctx: SourceContext) -> Facts:
+    crl = _parse(path, data)
     issuer = _signer(path, crl, ctx.issuers)
     hash_name = _signature_hash(crl)
     revocations: list[CrlRevocation] = []
@@ -135,7 +149,7 @@ def _signature_hash(crl: x509.CertificateRevocationList) -> str:
 def _entries(path: Path, crl: x509.CertificateRevocationList) -> Iterator[x509.RevokedCertificate]:
     try:
         yield from crl
-    except ValueError as e:  # the entry list itself is not DER; no entry after it can be read
+    except DECODE_ERRORS as e:  # the entry list itself is not DER; no entry after it can be read
         raise SourceError(f"{path}: CRL entries cannot be parsed: {e}") from e
 
 
@@ -148,8 +162,8 @@ def _revocation(
         extensions = entry.extensions
         reason = _reason(extensions)
         indirect = _has(extensions, x509.CertificateIssuer)
-    except ValueError as e:
-        raise SourceError(f"{where}: CRL entry cannot be parsed: {e}") from e
+    except DECODE_ERRORS as e:
+        raise SourceError(f"{where}: CRL entry cannot be parsed: {e or type(e).__name__}") from e
     if indirect:
         # Of an indirect CRL: the serial is another CA's, whose key did not sign this CRL.
         raise SourceError(f"{where}: CRL entry names another certificate issuer (indirect CRL)")

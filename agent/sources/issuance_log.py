@@ -9,8 +9,6 @@ with the same `log_record`, so both forms accept and refuse exactly the same val
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -20,6 +18,7 @@ from typing import Any
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Facts, SourceContext
+from invsync.agent.model.der import base64_bytes
 from invsync.agent.model.record import (
     LIFECYCLES,
     REVOCATION_REASONS,
@@ -130,10 +129,9 @@ def _certificate(entry: Mapping[str, Any], location: str) -> CertInfo:
         raise SourceError(f"{location}: missing required field 'certificate'")
     if "-----BEGIN" in value:
         return _pem_certificate(value, location)
-    try:
-        der = base64.b64decode("".join(value.split()), validate=True)
-    except binascii.Error as e:
-        raise SourceError(f"{location}: certificate is neither PEM nor base64 DER ({e})") from e
+    der = base64_bytes(
+        "".join(value.split()), location, "certificate is neither PEM nor base64 DER"
+    )
     try:
         return parse_certificate(der)
     except ValueError as e:
