@@ -104,7 +104,7 @@ def test_a_bad_line_writes_nothing_and_skip_invalid_keeps_the_rest(tmp_path: Pat
     )
     assert proc.returncode == 2
     assert f"error: {log}:2: " in proc.stderr
-    assert _count(db) == 0
+    assert not db.exists()  # the failed import created it, so it removed it
     result = _run(db, "inventory", "import", str(log), "--skip-invalid")
     assert result.exit_code == 0, result.output
     assert f"skipped: {log}:2: " in result.output
@@ -146,3 +146,50 @@ def test_inventory_commands_need_a_database() -> None:
     assert "name the database with --db PATH or an agent configuration with --config" in str(
         result.exception
     )
+
+
+def test_a_failed_import_leaves_no_new_database_behind(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    db = tmp_path / "new.db"
+    result = _run(db, "inventory", "import", str(bad))
+    assert result.exit_code != 0
+    assert f"{bad}: no certificate found" in str(result.exception)
+    assert not db.exists()
+    assert not (tmp_path / "new.db-wal").exists() and not (tmp_path / "new.db-shm").exists()
+
+
+def test_a_failed_import_leaves_an_existing_database_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "inv.db"
+    _import(db, DEMO / "secom_issuance_log.jsonl")
+    before = db.read_bytes()
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    result = _run(db, "inventory", "import", str(bad))
+    assert result.exit_code != 0
+    assert db.read_bytes() == before
+    assert _count(db) == 12
+
+
+def test_max_source_bytes_refuses_a_larger_source(tmp_path: Path) -> None:
+    log = DEMO / "secom_issuance_log.jsonl"
+    size = log.stat().st_size
+    db = tmp_path / "inv.db"
+    result = _run(db, "inventory", "import", str(log), "--max-source-bytes", str(size - 1))
+    assert result.exit_code != 0
+    assert f"{log}: file is {size} bytes, larger than the source size cap of {size - 1}" in (
+        str(result.exception)
+    )
+    assert not db.exists()
+    _import(db, log, "--max-source-bytes", str(size))
+    assert _count(db) == 12
+
+
+def test_importing_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "roots.pem"
+    os.mkfifo(fifo)
+    result = _run(tmp_path / "inv.db", "inventory", "import", str(fifo))
+    assert result.exit_code != 0
+    assert f"{fifo}: is a FIFO (named pipe), not a regular file" in str(result.exception)

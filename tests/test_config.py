@@ -312,6 +312,24 @@ def test_agent_defaults(fed: Path) -> None:
     assert config.rpc_timeout_seconds == 10
     assert config.keepalive == Keepalive(seconds=20, timeout_seconds=10)
     assert config.retry == RetryPolicy(base=0.5, factor=2.0, cap=8.0, retries=4)
+    assert config.max_source_bytes == 256 * 1024 * 1024
+
+
+def test_the_source_size_cap_is_configurable(fed: Path) -> None:
+    _edit(fed / "secom.toml", "[server]", "max_source_bytes = 1048576\n\n[server]")
+    assert load_agent_config(fed / "secom.toml").max_source_bytes == 1048576
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "agent.max_source_bytes: must be at least 1, got 0"),
+        ('"256 MiB"', "agent.max_source_bytes: expected int, got str"),
+    ],
+)
+def test_a_bad_source_size_cap_is_refused(fed: Path, value: str, message: str) -> None:
+    _edit(fed / "secom.toml", "[server]", f"max_source_bytes = {value}\n\n[server]")
+    _fails(load_agent_config, fed / "secom.toml", message)
 
 
 def test_the_refresh_age_defaults_to_half_the_configured_validity(fed: Path) -> None:

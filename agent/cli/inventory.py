@@ -7,7 +7,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import AuditPeriod
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.render.text import visible
+from invsync.agent.sources.reading import source_size_cap
 from invsync.agent.store.agent_store import AgentStore
 from invsync.agent.telemetry.progress import terminal_progress
 from invsync.agent.times import rfc3339
@@ -38,14 +40,32 @@ class NotInInventory(InvsyncError):
 
 
 def _store(db: Path | None, config: Path | None) -> AgentStore:
+    return AgentStore(_database(db, config))
+
+
+def _database(db: Path | None, config: Path | None) -> Path:
     if db is None and config is None:
         raise ConfigError(
             "name the database with --db PATH or an agent configuration with --config"
         )
     if db is not None:
-        return AgentStore(db)
+        return db
     assert config is not None
-    return AgentStore(load_agent_config(config).database)
+    return load_agent_config(config).database
+
+
+@contextmanager
+def _removed_if_failed(path: Path) -> Iterator[None]:
+    """A database this command creates is removed (with its -wal and -shm) if the command fails:
+    a failed import leaves no new, empty database behind."""
+    created = not path.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
 
 
 def _where(f: Callable[..., None]) -> Callable[..., None]:
@@ -73,6 +93,13 @@ def inventory_group() -> None:
     default=None,
     help="Where CT log resume positions are kept (default: beside the database).",
 )
+@click.option(
+    "--max-source-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse a source file larger than this many bytes "
+    "(default: the configuration's agent.max_source_bytes, else 256 MiB).",
+)
 def import_command(
     sources: tuple[str, ...],
     db: Path | None,
@@ -80,6 +107,7 @@ def import_command(
     skip_invalid: bool,
     audit: AuditPeriod | None,
     ct_state: Path | None,
+    max_source_bytes: int | None,
 ) -> None:
     """Import SOURCE... into the inventory in one transaction.
 
@@ -89,7 +117,9 @@ def import_command(
     KIND:PATH overrides detection. Nothing is written if any source cannot be read, unless
     --skip-invalid is given, when the valid rows are imported and every skipped one is listed.
     """
-    with _store(db, config) as store:
+    path = _database(db, config)
+    cap = max_source_bytes or (load_agent_config(config).max_source_bytes if config else None)
+    with _removed_if_failed(path), source_size_cap(cap), AgentStore(path) as store:
         now = datetime.now(UTC)
         ctx = SourceContext(
             now=now,

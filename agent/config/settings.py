@@ -9,6 +9,7 @@ report_dir = "reports"          # where signed reports and their Markdown are wr
 snapshot_validity_seconds = 86400
 snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
 rpc_timeout_seconds = 10
+max_source_bytes = 268435456  # optional: refuse a source file larger than this (256 MiB)
 keepalive_seconds = 20          # ping a server silent this long; see agent.exchange.keepalive
 keepalive_timeout_seconds = 10  # and give the connection up if the ping is not answered by then
 metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
@@ -61,6 +62,7 @@ from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE
 from invsync.agent.sources.detect import KINDS
+from invsync.agent.sources.reading import DEFAULT_MAX_SOURCE_BYTES
 from invsync.agent.telemetry.metrics import read_listen
 from invsync.agent.tomlconf import Table
 
@@ -109,6 +111,7 @@ class AgentConfig:
     next_signing_key: Path | None = None  # a key being rotated to (agent.exchange.keyring)
     keepalive: Keepalive = field(default_factory=Keepalive)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # one source file's size cap
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -159,6 +162,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         next_signing_key=_next_signing_key(agent),
         keepalive=read_keepalive(agent),
         retry=_retry(root),
+        max_source_bytes=agent.integer("max_source_bytes", DEFAULT_MAX_SOURCE_BYTES),
     )
 
 
@@ -175,6 +179,7 @@ _AGENT_KEYS = (
     "keepalive_timeout_seconds",
     "metrics_listen",
     "next_signing_key",
+    "max_source_bytes",
 )
 
 

@@ -10,6 +10,7 @@ from invsync.agent.inventory.collect import collect
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.sources.ct_client import CtFetch
 from invsync.agent.sources.detect import AUDIT_SCOPE
+from invsync.agent.sources.reading import source_size_cap
 from invsync.agent.sources.registry import read_source
 
 log = logging.getLogger("invsync.agent")
@@ -21,6 +22,11 @@ def collect_inventory(agent: AgentParts) -> int:
     CT entries signed by any pairing's root CA key belong in the inventory, so every pairing's
     keys are handed to the readers.
     """
+    with source_size_cap(agent.config.max_source_bytes):
+        return _collect_inventory(agent)
+
+
+def _collect_inventory(agent: AgentParts) -> int:
     config = agent.config
     now = agent.clock()
     ctx = SourceContext(now=now, party_ca_spkis=config.ca_spkis())

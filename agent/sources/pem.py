@@ -7,8 +7,7 @@ is a certificate nobody tracks.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from invsync.agent.errors import SourceError
+from invsync.agent.model.der import base64_bytes
 from invsync.agent.model.record import CertInfo, CertRecord, SourceRef, parse_certificate
 from invsync.agent.sources.detect import CERT_SUFFIXES, DER, PEM, sniff
 from invsync.agent.sources.reading import read_bytes
@@ -60,7 +60,7 @@ def load_directory(path: Path, now: datetime) -> list[CertRecord]:
     """Every certificate file under a directory, recursively, in sorted path order."""
     if not path.is_dir():
         raise SourceError(f"{path}: not a directory")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in CERT_SUFFIXES and p.is_file())
+    files = sorted(p for p in _walk(path) if p.suffix.lower() in CERT_SUFFIXES)
     records = [record for file in files for record in _load_file(file, now)]
     if not records:
         suffixes = " ".join(CERT_SUFFIXES)
@@ -79,6 +79,20 @@ def pem_ders(text: str, where: Where) -> list[bytes]:
     a fingerprint first or parse each distinct certificate once (CCADB's PEM report)."""
     blocks = list(_blocks(text, where))
     return [_block_der(block, number, where) for number, block in enumerate(blocks, 1)]
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    """Every entry under `top` that is not a directory (read_bytes refuses FIFOs, devices and
+    sockets); a directory that cannot be listed is a SourceError naming it."""
+    for folder, _, names in os.walk(top, onerror=_unlistable):
+        yield from (Path(folder) / name for name in names)
+
+
+def _unlistable(e: OSError) -> None:
+    where = e.filename or "directory"
+    if isinstance(e, PermissionError):
+        raise SourceError(f"{where}: cannot list directory: permission denied") from e
+    raise SourceError(f"{where}: cannot list directory: {e.strerror or e}") from e
 
 
 def _load_file(path: Path, now: datetime) -> list[CertRecord]:
@@ -128,10 +142,7 @@ def _parse_block(block: _Block, number: int, where: Where) -> CertInfo:
 
 
 def _block_der(block: _Block, number: int, where: Where) -> bytes:
-    try:
-        return base64.b64decode(block.body, validate=True)
-    except binascii.Error as e:
-        raise SourceError(f"{_cannot_parse(block, number, where)}: invalid base64 ({e})") from e
+    return base64_bytes(block.body, _cannot_parse(block, number, where))
 
 
 def _cannot_parse(block: _Block, number: int, where: Where) -> str:

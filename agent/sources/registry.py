@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
+from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.merge import merge
 from invsync.agent.model.record import CertRecord
@@ -58,12 +59,21 @@ def _ccadb(path: Path, ctx: SourceContext) -> Facts:
     """A CCADB report: the certificate records (V5) or the PEMs, told by the header; a
     directory holds the per-year PEM reports (`.csv` or `.csv.gz`)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.name.endswith((".csv", ".csv.gz")))
+        files = sorted(p for p in _listing(path) if p.name.endswith((".csv", ".csv.gz")))
         return load_ccadb_pem_files(files, ctx)
     header = {name.strip().casefold() for name in csv_header(path)}
     if "x.509 certificate (pem)" in header:
         return load_ccadb_pems(path, ctx)
     return load_ccadb_records(path, ctx)
+
+
+def _listing(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except PermissionError as e:
+        raise SourceError(f"{path}: cannot list directory: permission denied") from e
+    except OSError as e:
+        raise SourceError(f"{path}: cannot list directory: {e.strerror or e}") from e
 
 
 READERS: dict[str, Reader] = {

@@ -19,7 +19,7 @@ from typing import TypeVar
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Progress, SourceContext
 from invsync.agent.model.facts import Skipped
-from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.reading import max_source_bytes, read_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_EVERY = 500  # rows between two progress reports
@@ -102,10 +102,19 @@ def csv_header(path: Path) -> tuple[str, ...]:
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:
+    # Decompressed text is held the same cap as a file: a small gzip bomb is refused too.
+    cap = max_source_bytes()
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+            text = unzipped.read(cap + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise SourceError(f"{path}: not a valid gzip file: {e}") from e
+    if len(text) > cap:
+        raise SourceError(
+            f"{path}: decompresses to more than the source size cap of {cap} bytes"
+            " (raise it with --max-source-bytes or agent.max_source_bytes)"
+        )
+    return text
 
 
 def _numbered_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
