@@ -8,6 +8,7 @@ signing_key = "keys/server.key"  # signs receipts and reports
 max_snapshot_bytes = 268435456   # bytes; a larger push is refused while it streams
 max_clock_skew_seconds = 300
 max_snapshot_validity_seconds = 2678400
+max_version_step = 1048576       # largest step between a party's consecutive snapshot versions
 report_as_of = ""                # empty: findings are evaluated now; an RFC 3339 time replays one
 keepalive_seconds = 20           # ping a client connection silent this long
 keepalive_timeout_seconds = 10   # and drop its connection if the ping is not answered by then
@@ -35,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from invsync.agent.errors import ConfigError
+from invsync.agent.exchange.acceptance import DEFAULT_MAX_VERSION_STEP
 from invsync.agent.exchange.keepalive import Keepalive, read_keepalive
 from invsync.agent.telemetry.metrics import read_listen
 from invsync.agent.tomlconf import Table
@@ -81,6 +83,7 @@ class ServerConfig:
     metrics_listen: str = ""
     keepalive: Keepalive = field(default_factory=Keepalive)
     min_client_keepalive_seconds: int = 5
+    max_version_step: int = DEFAULT_MAX_VERSION_STEP
 
 
 _SERVER_KEYS = (
@@ -91,6 +94,7 @@ _SERVER_KEYS = (
     "max_snapshot_bytes",
     "max_clock_skew_seconds",
     "max_snapshot_validity_seconds",
+    "max_version_step",
     "report_as_of",
     "metrics_listen",
     "keepalive_seconds",
@@ -123,6 +127,7 @@ def load_server_config(file: Path) -> ServerConfig:
         metrics_listen=read_listen(server),
         keepalive=read_keepalive(server),
         min_client_keepalive_seconds=server.integer("min_client_keepalive_seconds", 5),
+        max_version_step=server.integer("max_version_step", DEFAULT_MAX_VERSION_STEP),
     )
 
 

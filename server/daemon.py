@@ -76,6 +76,7 @@ def policy_of(config: ServerConfig) -> AcceptancePolicy:
         pairings=pairings,
         max_clock_skew=_seconds(config.max_clock_skew_seconds),
         max_validity=_seconds(config.max_snapshot_validity_seconds),
+        max_version_step=config.max_version_step,
     )
 
 

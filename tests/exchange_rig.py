@@ -66,7 +66,12 @@ class Rig:
         return self.exchange.push(tls_party, to_chunks(env, CHUNK))
 
 
-def make_rig(path: Path, keys: Keys, max_snapshot_bytes: int = 1 << 20) -> Rig:
+def make_rig(
+    path: Path,
+    keys: Keys,
+    max_snapshot_bytes: int = 1 << 20,
+    max_version_step: int = acc.DEFAULT_MAX_VERSION_STEP,
+) -> Rig:
     store = ServerStore(path)
     clock = Clock()
     policy = acc.AcceptancePolicy(
@@ -75,6 +80,7 @@ def make_rig(path: Path, keys: Keys, max_snapshot_bytes: int = 1 << 20) -> Rig:
             for name in ("secom", "jprs")
         },
         pairings={PAIRING: acc.PairingPolicy(PAIRING, root="secom", subordinate="jprs")},
+        max_version_step=max_version_step,
     )
     reports = ReportMaker(
         server_name=SERVER, store=store, policy=policy, signing_key=keys.server, clock=clock

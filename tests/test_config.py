@@ -25,6 +25,7 @@ from invsync.agent.exchange.keepalive import Keepalive
 from invsync.agent.exchange.keys import generate, write_private_key
 from invsync.server import config as server_config_module
 from invsync.server.config import load_server_config
+from invsync.server.daemon import policy_of
 from tests.paths import ROOT
 
 DOC = ROOT / "docs" / "configuration.md"
@@ -82,6 +83,19 @@ def test_server_defaults(fed: Path) -> None:
     assert config.max_snapshot_validity_seconds == 31 * 86400
     assert config.keepalive == Keepalive(seconds=20, timeout_seconds=10)
     assert config.min_client_keepalive_seconds == 5
+    assert config.max_version_step == 1048576
+
+
+def test_server_max_version_step(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "max_version_step = 10\n\n[tls]")
+    config = load_server_config(fed / "server.toml")
+    assert config.max_version_step == 10
+    assert policy_of(config).max_version_step == 10
+
+
+def test_server_max_version_step_must_be_positive(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "max_version_step = 0\n\n[tls]")
+    _server_fails(fed, "server.max_version_step: must be at least 1, got 0")
 
 
 def test_server_keepalive_settings(fed: Path) -> None:

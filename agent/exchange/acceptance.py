@@ -9,11 +9,13 @@ raises; a rejected snapshot must write nothing:
    (a key pinned for another party is named as such),
    and its signature verifies (no tampered or appended bytes)           BadSignatureError
 3. the payload is a snapshot (payload type, header, every record's DER) MalformedSnapshot
+   version 1 to 2^63 - 1, what the store holds (checked in decoding)   VersionOutOfRangeError
    header party is the TLS identity's party                             PartyMismatchError
    the pairing exists, the party is a member, the role is its role      PairingMismatchError
    a key in force for the pairing and version signed (agent.exchange.keyring)    RetiredKeyError
    an announced next_signing_key signed too, and was never retired      KeyAnnouncementError
 4. version > last accepted                                              RollbackError
+   version - last accepted (0 for a first snapshot) <= max_version_step VersionJumpError
    equal version: identical bytes are an idempotent no-op (duplicate),
    other bytes are equivocation                                         EquivocationError
    previous_digest is the last accepted payload's digest                ChainError
@@ -56,12 +58,14 @@ from invsync.agent.exchange.rejections import (
     RollbackError,
     UnknownPartyError,
     UntrustedSignerError,
+    VersionJumpError,
 )
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
 from invsync.agent.times import rfc3339
 
 __all__ = [
+    "DEFAULT_MAX_VERSION_STEP",
     "AcceptancePolicy",
     "Accepted",
     "LastAccepted",
@@ -96,12 +100,18 @@ class PairingPolicy:
         return {self.root: ROOT, self.subordinate: SUBORDINATE}.get(party)
 
 
+DEFAULT_MAX_VERSION_STEP = 1 << 20
+
+
 @dataclass(frozen=True)
 class AcceptancePolicy:
     parties: Mapping[str, PartyPolicy]
     pairings: Mapping[str, PairingPolicy]
     max_clock_skew: timedelta = timedelta(minutes=5)  # how far issued_at may be ahead of now
     max_validity: timedelta = timedelta(days=31)  # longest allowed expires_at - issued_at
+    # Largest step between consecutive versions (from 0 for a pairing's first snapshot): a far
+    # jump would leave the party no version to go on with.
+    max_version_step: int = DEFAULT_MAX_VERSION_STEP
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def accept(
     _check_membership(snapshot.header, party.party, policy.pairings)
     rotation = check_key_schedule(env, snapshot.header, ring)
     previous = last(party.party, snapshot.header.pairing) if callable(last) else last
-    if _check_version(snapshot, previous):
+    if _check_version(snapshot, previous, policy.max_version_step):
         # The same bytes passed every rule when first accepted; re-checking the clock would
         # turn a lost receipt into a rejection of what the server already holds.
         return Accepted(snapshot, duplicate=True)
@@ -290,7 +300,7 @@ def _check_membership(
 # 4. version, equivocation, chain
 
 
-def _check_version(snapshot: Snapshot, last: LastAccepted | None) -> bool:
+def _check_version(snapshot: Snapshot, last: LastAccepted | None, max_step: int) -> bool:
     """True for an idempotent re-push of the last accepted bytes."""
     header = snapshot.header
     if last is not None and header.version < last.version:
@@ -305,8 +315,19 @@ def _check_version(snapshot: Snapshot, last: LastAccepted | None) -> bool:
             f"version {header.version} was already accepted with digest "
             f"{last.payload_sha256}; this one is {snapshot.payload_sha256}"
         )
+    _check_step(header, last, max_step)
     _check_chain(header, last)
     return False
+
+
+def _check_step(header: SnapshotHeader, last: LastAccepted | None, max_step: int) -> None:
+    base = last.version if last is not None else 0
+    if header.version - base > max_step:
+        after = f"the last accepted version {base}" if last is not None else "0 (a first snapshot)"
+        raise VersionJumpError(
+            f"version {header.version} is more than {max_step} (max_version_step) above "
+            f"{after} of party {header.party!r} in pairing {header.pairing!r}"
+        )
 
 
 def _check_chain(header: SnapshotHeader, last: LastAccepted | None) -> None:

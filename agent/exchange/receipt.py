@@ -94,11 +94,18 @@ def decode_receipt(env: Envelope) -> Receipt:
         pairing=body.pairing,
         version=body.version,
         payload_sha256=body.payload_sha256,
-        accepted_at=from_timestamp(body.accepted_at),
+        accepted_at=_accepted_at(body),
         server=body.server,
         log_index=body.log_index,
         checkpoint=body.checkpoint,
     )
+
+
+def _accepted_at(body: pb.ReceiptBody) -> datetime:
+    try:
+        return from_timestamp(body.accepted_at, "receipt accepted_at")
+    except ValueError as e:
+        raise MalformedReceipt(str(e)) from e
 
 
 def logged_checkpoint(receipt: Receipt, keys: Mapping[str, VerifyKey]) -> Checkpoint:

@@ -34,7 +34,19 @@ def timestamp(at: datetime) -> Timestamp:
     return ts
 
 
-def from_timestamp(ts: Timestamp) -> datetime:
+# What a Timestamp may hold (google/protobuf/timestamp.proto): 0001-01-01 to 9999-12-31 UTC.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def from_timestamp(ts: Timestamp, where: str = "timestamp") -> datetime:
+    """The UTC time `ts` holds; ValueError naming `where` when it holds none (out of range)."""
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise ValueError(
+            f"{where}: seconds {ts.seconds} is outside 0001-01-01 to 9999-12-31 (not a time)"
+        )
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise ValueError(f"{where}: nanos {ts.nanos} is outside 0 to 999999999")
     return ts.ToDatetime(tzinfo=UTC)
 
 
@@ -98,7 +110,10 @@ def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
     if rev.reason and rev.reason not in REVOCATION_REASONS:
         raise ValueError(f"{where}: unknown revocation reason {rev.reason!r}")
     return Revocation(
-        from_timestamp(rev.revoked_at), rev.reason, rev.source, rev.crl_signature_hash
+        from_timestamp(rev.revoked_at, f"{where}: revoked_at"),
+        rev.reason,
+        rev.source,
+        rev.crl_signature_hash,
     )
 
 
@@ -115,7 +130,10 @@ def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
     if not (msg.HasField("first_seen") and msg.HasField("last_seen")):
         raise ValueError(f"{where}: no times")
     return SourceRef(
-        msg.kind, msg.location, from_timestamp(msg.first_seen), from_timestamp(msg.last_seen)
+        msg.kind,
+        msg.location,
+        from_timestamp(msg.first_seen, f"{where}: first_seen"),
+        from_timestamp(msg.last_seen, f"{where}: last_seen"),
     )
 
 

@@ -29,7 +29,12 @@ from invsync.agent.exchange.record_codec import (
     record_to_pb,
     timestamp,
 )
-from invsync.agent.exchange.rejections import IncompleteStream, MalformedSnapshot, StreamTooLarge
+from invsync.agent.exchange.rejections import (
+    IncompleteStream,
+    MalformedSnapshot,
+    StreamTooLarge,
+    VersionOutOfRangeError,
+)
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord
@@ -37,6 +42,8 @@ from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHe
 from invsync.v1 import invsync_pb2 as pb
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.invsync.snapshot.v1+protobuf"
+# The largest version: what SQLite's INTEGER (the store) holds; the wire's uint64 holds more.
+MAX_VERSION = (1 << 63) - 1
 DEFAULT_CHUNK_SIZE = 256 * 1024  # bytes; well under gRPC's 4 MiB default message limit
 
 _ROLE_TO_PB = {ROOT: pb.ROLE_ROOT, SUBORDINATE: pb.ROLE_SUBORDINATE}
@@ -188,7 +195,11 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
     if msg.role not in _ROLE_FROM_PB:
         raise MalformedSnapshot(f"header has unknown role {msg.role}")
     if msg.version < 1:
-        raise MalformedSnapshot("header version is 0; versions start at 1")
+        raise VersionOutOfRangeError("header version is 0; versions start at 1")
+    if msg.version > MAX_VERSION:
+        raise VersionOutOfRangeError(
+            f"header version {msg.version} is above the largest version {MAX_VERSION} (2^63 - 1)"
+        )
     _require(msg.HasField("issued_at"), "header has no issued_at")
     _require(msg.HasField("expires_at"), "header has no expires_at")
     return SnapshotHeader(
@@ -196,8 +207,8 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         pairing=msg.pairing,
         role=_ROLE_FROM_PB[msg.role],
         version=msg.version,
-        issued_at=from_timestamp(msg.issued_at),
-        expires_at=from_timestamp(msg.expires_at),
+        issued_at=_header_time(msg, "issued_at"),
+        expires_at=_header_time(msg, "expires_at"),
         previous_digest=msg.previous_digest,
         record_count=msg.record_count,
         records_digest=msg.records_digest,
@@ -207,6 +218,13 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         next_signing_key=msg.next_signing_key,
         log_checkpoint=msg.log_checkpoint,
     )
+
+
+def _header_time(msg: pb.SnapshotHeader, field: str) -> datetime:
+    try:
+        return from_timestamp(getattr(msg, field), f"header {field}")
+    except ValueError as e:
+        raise MalformedSnapshot(str(e)) from e
 
 
 def _ack_to_pb(ack: Acknowledgement) -> pb.Acknowledgement:
@@ -228,8 +246,8 @@ def _ack_from_pb(msg: pb.Acknowledgement, index: int) -> Acknowledgement:
             code=msg.code,
             sha256=msg.sha256,
             reason=msg.reason,
-            acknowledged_at=from_timestamp(msg.acknowledged_at),
-            expires_at=from_timestamp(msg.expires_at),
+            acknowledged_at=from_timestamp(msg.acknowledged_at, "acknowledged_at"),
+            expires_at=from_timestamp(msg.expires_at, "expires_at"),
         )
     except ValueError as e:
         raise MalformedSnapshot(f"{where}: {e}") from e
