@@ -84,3 +84,17 @@ class ReportError(InvsyncError):
     hint = (
         "Compare both parties' inventories with `invsync reconcile`; the message says what differs."
     )
+
+
+# How many characters of a sender's text a message or log line quotes.
+SHOWN_CHARS = 200
+
+
+def bounded(text: object, limit: int = SHOWN_CHARS) -> str:
+    """Text someone else sent, fit to quote: at most `limit` characters then "…", and every
+    control or other unprintable character shown as its escape (a newline as ``\\n``), so a
+    sender can neither flood a message, a log line or gRPC metadata nor forge a line of its own.
+    """
+    whole = str(text)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in whole[:limit])
+    return shown[:limit] + "…" if len(shown) > limit or len(whole) > limit else shown

@@ -15,6 +15,7 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from invsync.agent.errors import bounded
 from invsync.agent.exchange.rejections import AccessDenied
 
 NO_CERTIFICATE = "the TLS peer presented no client certificate"
@@ -47,13 +48,15 @@ def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> st
     if names is None:
         raise AccessDenied(NO_CERTIFICATE)
     if len(names) != 1:
+        shown = "".join(f" '{bounded(n)}'" for n in names[:1]) + "".join(
+            f", '{bounded(n)}'" for n in names[1:]
+        )
         raise AccessDenied(
-            f"the TLS client certificate has {len(names)} Common Names"
-            f"{' ' + ', '.join(repr(n) for n in names) if names else ''}, not exactly one"
+            f"the TLS client certificate has {len(names)} Common Names{shown}, not exactly one"
         )
     party = identities.get(names[0])
     if party is None:
         raise AccessDenied(
-            f"TLS client certificate CN={names[0]!r} is not the tls_identity of any party"
+            f"TLS client certificate CN='{bounded(names[0])}' is not the tls_identity of any party"
         )
     return party

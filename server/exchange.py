@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 
+from invsync.agent.errors import bounded
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.acceptance import AcceptancePolicy, accept
+from invsync.agent.exchange.acceptance import AcceptancePolicy, LastAccepted, accept
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import SigningKey
@@ -31,7 +32,7 @@ from invsync.agent.exchange.rejections import (
     NotFound,
     SnapshotRejected,
 )
-from invsync.agent.exchange.snapshot import decode_payload, from_chunks
+from invsync.agent.exchange.snapshot import from_chunks
 from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
@@ -73,23 +74,30 @@ class Exchange:
 
     def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
-        env: Envelope | None = None
+        verified: list[str] = []  # the pairing of a verified header, once there is one
         try:
             env = from_chunks(chunks, self.max_snapshot_bytes)
             with self._lock:
-                receipt = self._accept(tls_party, env)
+                receipt = self._accept(tls_party, env, verified)
         except SnapshotRejected as e:
-            party, pairing = self._labels(tls_party, env)
+            party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
+            pairing = verified[0] if verified else metrics.UNKNOWN
             metrics.SNAPSHOTS_RECEIVED.labels(party, pairing, metrics.REJECTED, e.rule).inc()
             raise
         return receipt
 
-    def _accept(self, tls_party: str | None, env: Envelope) -> bytes:
+    def _accept(self, tls_party: str | None, env: Envelope, verified: list[str]) -> bytes:
+        def last(party: str, pairing: str) -> LastAccepted | None:
+            # `accept` asks only once the signature verified and the header's party, pairing
+            # and role passed: from here on a rejection may be labelled with its pairing.
+            verified.append(pairing)
+            return self.store.last_accepted(party, pairing)
+
         accepted = accept(
             env,
             tls_party=tls_party,
             policy=self.policy,
-            last=self.store.last_accepted,
+            last=last,
             now=self.clock(),
             rotations=self.store.rotations,
         )
@@ -143,14 +151,14 @@ class Exchange:
         env = self.store.snapshot(peer, pairing, version)
         if env is None:
             which = f"version {version}" if version else "any snapshot"
-            raise NotFound(f"pairing {pairing!r}: party {peer!r} has not pushed {which}")
+            raise NotFound(f"pairing '{bounded(pairing)}': party {peer!r} has not pushed {which}")
         return env
 
     def report(self, tls_party: str | None, pairing: str, report_id: str) -> StoredReport:
         self._peer_of(tls_party, pairing)
         stored = self.store.report(pairing, report_id)
         if stored is None:
-            raise NotFound(f"pairing {pairing!r}: no report {report_id or 'yet'}")
+            raise NotFound(f"pairing '{bounded(pairing)}': no report {bounded(report_id) or 'yet'}")
         return stored
 
     def add_signature(
@@ -162,8 +170,9 @@ class Exchange:
         data = pae(REPORT_PAYLOAD_TYPE, stored.envelope.payload)
         if key is None or not key.verify(sig.sig, data):
             raise BadReportSignature(
-                f"report {report_id}: signature by key {sig.keyid[:16]} does not verify "
-                f"with a key in force for party {tls_party!r} in pairing {pairing!r}"
+                f"report {bounded(report_id)}: signature by key {bounded(sig.keyid[:16])} does "
+                f"not verify with a key in force for party {tls_party!r} in pairing "
+                f"'{bounded(pairing)}'"
             )
         self._add_signature(tls_party, stored, sig)
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
@@ -265,23 +274,12 @@ class Exchange:
             },
         )
 
-    def _labels(self, tls_party: str | None, env: Envelope | None) -> tuple[str, str]:
-        """Metric labels of a rejected push: configured names only, never a sender's free text."""
-        party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
-        pairing = metrics.UNKNOWN
-        if env is not None:
-            try:
-                claimed = decode_payload(env.payload).header.pairing
-            except Exception:  # a malformed payload names no pairing
-                claimed = ""
-            if claimed in self.policy.pairings:
-                pairing = claimed
-        return str(party), pairing
-
     def _peer_of(self, tls_party: str | None, pairing: str) -> str:
         spec = self.policy.pairings.get(pairing)
         if tls_party is None or spec is None or tls_party not in (spec.root, spec.subordinate):
-            raise AccessDenied(f"party {tls_party!r} is not a member of pairing {pairing!r}")
+            raise AccessDenied(
+                f"party {tls_party!r} is not a member of pairing '{bounded(pairing)}'"
+            )
         return spec.subordinate if tls_party == spec.root else spec.root
 
     def _receipt(

@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from invsync.agent.errors import InvsyncError
+from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.rejections import RULE_METADATA_KEY, Rejection, status_of
 from invsync.agent.exchange.snapshot import to_chunks
@@ -27,6 +27,8 @@ from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+# The longest status text a refusal answers with (also what the refusal's log line quotes).
+STATUS_CHARS = 1000
 log = logging.getLogger("invsync.server")
 
 
@@ -136,7 +138,8 @@ def _guard(method: str, context: grpc.ServicerContext, call: Callable[[], T]) ->
         with metrics.RPC_DURATION.labels(method).time(), log_context(peer=context.peer()):
             return call()
     except InvsyncError as e:
-        log.warning("refused peer=%s: %s", context.peer(), e, extra={"peer": context.peer()})
+        peer = context.peer()
+        log.warning("refused peer=%s: %s", peer, _text(e), extra={"peer": peer})
         _abort(context, e)
 
 
@@ -144,7 +147,13 @@ def _abort(context: grpc.ServicerContext, error: InvsyncError) -> NoReturn:
     """End the call with the error's status; a rejection also names its rule, as data."""
     if isinstance(error, Rejection):
         context.set_trailing_metadata(((RULE_METADATA_KEY, error.rule),))
-    context.abort(status_of(error), str(error))
+    context.abort(status_of(error), _text(error))
+
+
+def _text(error: InvsyncError) -> str:
+    """The error's message as a status text or log field: bounded, because it may quote what a
+    sender sent, and gRPC refuses trailing metadata (the status text among it) past 8 KiB."""
+    return bounded(error, STATUS_CHARS)
 
 
 def _report_pb(stored: StoredReport) -> pb.Report:

@@ -15,11 +15,13 @@ rename one.
 | `untrusted-signer` | PERMISSION_DENIED | no signature by a key in force for the party |
 | `bad-signature` | PERMISSION_DENIED | a pinned key's signature does not verify over the bytes |
 | `malformed-snapshot` | INVALID_ARGUMENT | the signed payload is not a well-formed snapshot |
+| `version-out-of-range` | INVALID_ARGUMENT | version 0, or 2^63 or more (the store holds less) |
 | `party-mismatch` | PERMISSION_DENIED | the header names another party than the TLS identity |
 | `pairing-mismatch` | PERMISSION_DENIED | unknown pairing, not a member, or the wrong role |
 | `retired-key` | PERMISSION_DENIED | signed by a key the party rotated away from alone |
 | `bad-key-announcement` | PERMISSION_DENIED | an announced key did not sign, or was retired |
 | `rollback` | FAILED_PRECONDITION | version below the last accepted one |
+| `version-jump` | FAILED_PRECONDITION | version more than the allowed step above the last one |
 | `equivocation` | ALREADY_EXISTS | the last accepted version again, with other bytes |
 | `broken-chain` | FAILED_PRECONDITION | previous_digest is not the last accepted payload's digest |
 | `expired` | FAILED_PRECONDITION | the snapshot's expires_at has passed |
@@ -56,13 +58,15 @@ from collections.abc import Mapping
 
 import grpc
 
-from invsync.agent.errors import InvsyncError
+from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.model.findings import Finding
 
 # The trailing metadata key that carries a refusal's rule.
 RULE_METADATA_KEY = "invsync-rule"
 # What a client counts a refusal under when the server named no rule it knows.
 UNKNOWN_RULE = "unknown"
+# The longest a rejection's message gets, sender text quoted in it included.
+MESSAGE_CHARS = 1000
 
 
 class Rejection(InvsyncError):
@@ -70,6 +74,10 @@ class Rejection(InvsyncError):
 
     rule = "rejected"
     hint = "Read the server's reason; the same request will be refused again."
+
+    def __str__(self) -> str:
+        # Messages quote what a sender sent; however much that was, the message stays small.
+        return bounded(super().__str__(), MESSAGE_CHARS)
 
 
 class SnapshotRejected(Rejection):
@@ -126,6 +134,13 @@ class MalformedSnapshot(SnapshotRejected):
     hint = "The sender's agent built an invalid snapshot; fix the named record or field."
 
 
+class VersionOutOfRangeError(MalformedSnapshot):
+    """A header version the store and the wire cannot hold: 0, or 2^63 or more."""
+
+    rule = "version-out-of-range"
+    hint = "Versions run from 1 to 2^63 - 1; the sender's agent built an impossible version."
+
+
 class PartyMismatchError(SnapshotRejected):
     rule = "party-mismatch"
     hint = "A party may only push its own snapshots; check the agent's configured party."
@@ -155,6 +170,17 @@ class KeyAnnouncementError(SnapshotRejected):
 class RollbackError(SnapshotRejected):
     rule = "rollback"
     hint = "Versions only go up; the agent's state may be older than the server's (restored?)."
+
+
+class VersionJumpError(SnapshotRejected):
+    """A version further above the last accepted one (or above 0, for a pairing's first
+    snapshot) than the server's max_version_step: a fast-forward that would lock the pairing."""
+
+    rule = "version-jump"
+    hint = (
+        "Push the next version after the last one the server accepted (its receipt names it); "
+        "a version may step at most the server's max_version_step above it."
+    )
 
 
 class EquivocationError(SnapshotRejected):
@@ -353,11 +379,13 @@ STATUS: Mapping[type[InvsyncError], grpc.StatusCode] = {
     UntrustedSignerError: _S.PERMISSION_DENIED,
     BadSignatureError: _S.PERMISSION_DENIED,
     MalformedSnapshot: _S.INVALID_ARGUMENT,
+    VersionOutOfRangeError: _S.INVALID_ARGUMENT,
     PartyMismatchError: _S.PERMISSION_DENIED,
     PairingMismatchError: _S.PERMISSION_DENIED,
     RetiredKeyError: _S.PERMISSION_DENIED,
     KeyAnnouncementError: _S.PERMISSION_DENIED,
     RollbackError: _S.FAILED_PRECONDITION,
+    VersionJumpError: _S.FAILED_PRECONDITION,
     EquivocationError: _S.ALREADY_EXISTS,
     ChainError: _S.FAILED_PRECONDITION,
     ExpiredError: _S.FAILED_PRECONDITION,

@@ -306,3 +306,21 @@ def test_a_certificate_dropped_from_the_roots_log_is_disappeared_and_both_agents
     sha = x509.load_pem_x509_certificate(dropped.encode()).fingerprint(hashes.SHA256()).hex()
     assert ("disappeared", sha.upper()) in found
     assert ("missing-at-root", sha.upper()) in found
+
+
+def test_a_huge_header_party_is_refused_with_its_rule_not_stream_removed(
+    federation: Federation,
+) -> None:
+    # Validly signed by jprs, but the header's party is 100,000 characters: the rejection quotes
+    # it, and unbounded it would push the trailers past gRPC's metadata limit.
+    env = _signed(federation, "jprs", _snapshot_of(federation, "x" * 100_000, SUBORDINATE))
+    client = federation.client("jprs")
+    with pytest.raises(grpc.RpcError) as raw:
+        client.stub.PushSnapshot(to_chunks(env), timeout=10)
+    client.close()
+    assert raw.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _rules(raw.value) == ["party-mismatch"]
+    details = raw.value.details() or ""
+    assert details.startswith("snapshot rejected [party-mismatch]: header names party 'xxx")
+    assert details.endswith("x…") and len(details) <= 1000 + len("…")
+    assert _stored_snapshots(federation) == 0
