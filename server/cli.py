@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from invsync.agent.cli.agent import agent_group
-from invsync.agent.cli.entry import run_cli
+from invsync.agent.cli.entry import EXIT_CODES_HELP, run_cli
 from invsync.agent.cli.evidence import evidence_group
 from invsync.agent.cli.incident import incident_group
 from invsync.agent.cli.inventory import inventory_group
@@ -21,7 +21,7 @@ from invsync.server.config_cli import config_group
 from invsync.server.evidence_export import export_from_server
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="invsync")
 def invsync() -> None:
     """invsync: keep a root CA operator's and a subordinate operator's lists of CA certificates

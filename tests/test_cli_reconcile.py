@@ -101,14 +101,14 @@ def test_json_flags_the_two_bug_1695993_certificates_missing_at_subordinate() ->
     assert "does not list it" in str(missing[OV_BUG]["message"])
 
 
-def test_exit_code_is_the_number_of_error_findings() -> None:
+def test_error_findings_exit_1_in_every_format() -> None:
     for fmt in ("text", "json", "markdown"):
-        assert _demo("--format", fmt).exit_code == 2
+        assert _demo("--format", fmt).exit_code == 1
 
 
-def test_the_entry_point_exits_with_the_number_of_error_findings() -> None:
+def test_the_entry_point_exits_1_on_error_findings_whatever_their_number() -> None:
     args = ("--root", SECOM_LOG, "--subordinate", ONE_JPRS_CERT, "--at", "2026-04-01T00:00:00Z")
-    assert _subprocess(*args).returncode == 11
+    assert _subprocess(*args).returncode == 1
 
 
 def test_the_entry_point_rejects_several_values_after_one_option() -> None:
@@ -124,7 +124,7 @@ def test_no_findings_says_so_and_exits_0() -> None:
     assert result.stdout == "no findings\n"
 
 
-def test_exit_code_is_capped_at_100() -> None:
+def test_a_hundred_error_findings_still_exit_1() -> None:
     args: list[str | Path] = [
         "--root",
         SECOM_HIERARCHY,
@@ -136,7 +136,7 @@ def test_exit_code_is_capped_at_100() -> None:
     findings = _json_findings(_reconcile(*args, "--format", "json"))
     errors = sum(1 for f in findings if f["severity"] == "error")
     assert errors > 100
-    assert _reconcile(*args).exit_code == 100
+    assert _reconcile(*args).exit_code == 1
 
 
 def test_markdown_is_an_offline_report_with_a_findings_table() -> None:
@@ -154,14 +154,16 @@ def test_at_turns_an_expired_missing_certificate_into_a_notice() -> None:
         args: list[str | Path] = ["--root", SECOM_LOG, "--subordinate", ONE_JPRS_CERT, "--at", at]
         result = _reconcile(*args, "--format", "json")
         missing = [f for f in _json_findings(result) if f["code"] == "missing-at-subordinate"]
-        return {str(f["sha256"]): str(f["severity"]) for f in missing}, result.exit_code
+        assert result.exit_code == 1  # error findings, however many
+        errors = sum(1 for f in _json_findings(result) if f["severity"] == "error")
+        return {str(f["sha256"]): str(f["severity"]) for f in missing}, errors
 
-    before, before_exit = severities("2026-04-01T00:00:00Z")
-    after, after_exit = severities("2026-05-01T00:00:00Z")
+    before, before_errors = severities("2026-04-01T00:00:00Z")
+    after, after_errors = severities("2026-05-01T00:00:00Z")
     assert before[DV_G1] == before[OV_G1] == "error"
     assert after[DV_G1] == after[OV_G1] == "notice"
     assert after[OV_BUG] == "error"
-    assert (before_exit, after_exit) == (11, 9)
+    assert (before_errors, after_errors) == (11, 9)
 
 
 def test_an_expired_certificate_message_says_when_it_expired() -> None:
@@ -183,7 +185,7 @@ def test_kind_prefix_overrides_detection(tmp_path: Path) -> None:
         "--root", f"issuance-log:{log_txt}", "--subordinate", f"pem:{jprs_txt}",
         "--at", EARLY_2021, "--format", "json",
     )  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert {(f["code"], f["sha256"]) for f in _json_findings(result)} == DEMO_FINDINGS
 
 
@@ -245,6 +247,6 @@ def test_both_sides_are_required() -> None:
 def test_reconcile_has_help() -> None:
     result = CliRunner().invoke(invsync, ["reconcile", "--help"])
     assert result.exit_code == 0
-    for text in ("--root SOURCE", "--subordinate SOURCE", "--at TIME", "KIND:PATH", "100"):
+    for text in ("--root SOURCE", "--subordinate SOURCE", "--at TIME", "KIND:PATH", "Exit status"):
         assert text in result.stdout
     assert "[text|json|markdown]" in result.stdout

@@ -851,3 +851,19 @@ def test_report_commands_refuse_a_pin_whose_key_id_is_not_a_key_id(tmp_path: Pat
         "Invalid value for --pin: 'jprs=xyz': expected NAME=KEYID, the key id 64 lowercase hex "
         "digits"
     ) in result.stderr
+
+
+def test_the_entry_point_exits_1_on_a_tampered_bundle(
+    bundle: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: through `run_cli`, as a script sees it, a failed check is exit 1."""
+    from invsync.server.cli import main
+
+    data = (bundle / "entries.json").read_bytes()
+    (bundle / "entries.json").write_bytes(data.replace(b'"index": 1,', b'"index": 1 ,'))
+    argv = ["invsync", "evidence", "verify", str(bundle), "--server", SERVER, *pins(keys)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith("error: manifest check failed at entries.json")

@@ -37,6 +37,6 @@ def test_a_second_server_process_on_the_same_database_exits_with_the_reason(
             text=True,
             timeout=60,
         )
-    assert second.returncode == 2
+    assert second.returncode == 3  # could not run
     assert "another invsync daemon (pid " in second.stderr
     assert str(tmp_path / "state" / "server.db") in second.stderr

@@ -62,10 +62,15 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
             agent.close()
 
 
+class IncompleteReport(ReportError):
+    """`agent run --once` ended with a report some party has not signed: exit 1, like a failed
+    verification (agent.cli.entry.EXIT_CODES)."""
+
+
 def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
     if once:
         if not _cycle(agent, wait):
-            raise ReportError("the report is not signed by every party yet; see above")
+            raise IncompleteReport("the report is not signed by every party yet; see above")
         return
     with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
         while True:

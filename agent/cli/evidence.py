@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.agent.cli.options import PinnedIds, pin_option
 from invsync.agent.evidence.bundle import Bundle
 from invsync.agent.evidence.failures import CheckFailed
@@ -120,7 +121,7 @@ def verify_command(bundle: Path, server: str, pins: PinnedIds, summary_dir: Path
         verified = verify_bundle(bundle, pins, server)
     except CheckFailed as e:
         click.echo(e.diagnostics(), err=True)
-        click.get_current_context().exit(1)
+        click.get_current_context().exit(EXIT_FINDINGS)
     click.echo(timeline_text(verified), nl=False)
     if summary_dir is not None:
         for path in write_summaries(verified, summary_dir):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
+from invsync.agent.cli.entry import EXIT_FINDINGS, EXIT_OK
 from invsync.agent.cli.options import audit_options, format_option
 from invsync.agent.cli.types import RfcTime
 from invsync.agent.inventory.assemble import Assembled
@@ -21,9 +22,6 @@ from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.build import offline_report
 from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
 from invsync.agent.telemetry.progress import terminal_progress
-
-# An exit status is one byte: uncapped, 256 errors would read as success.
-MAX_EXIT = 100
 
 
 @click.command("reconcile")
@@ -79,8 +77,10 @@ def reconcile_command(
 
     Each source option takes one SOURCE and may be repeated: --root A --root B. Each side's
     sources are taken as the pairing's scope: every CA certificate in them except self-signed
-    roots. CCADB reports, CRLs and audit scope lists add the public view to both sides. The exit
-    code is the number of findings of severity error, capped at 100.
+    roots. CCADB reports, CRLs and audit scope lists add the public view to both sides.
+
+    Exit status: 0 when no finding has severity error; 1 when one does; 2 if a source cannot be
+    read or an option is wrong.
     """
     at = at or datetime.now(UTC)
     ctx = SourceContext(
@@ -98,8 +98,8 @@ def reconcile_command(
                 f"note: {side}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), err=True
             )
     click.echo(_render(findings, fmt, at, inputs), nl=False)
-    errors = sum(1 for f in findings if f.severity == Severity.ERROR)
-    click.get_current_context().exit(min(errors, MAX_EXIT))
+    errors = any(f.severity == Severity.ERROR for f in findings)
+    click.get_current_context().exit(EXIT_FINDINGS if errors else EXIT_OK)
 
 
 def _offline_scope(option: str, assembled: Assembled) -> list[CertRecord]:

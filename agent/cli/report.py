@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from invsync.agent.cli.entry import EXIT_FINDINGS, EXIT_OK
 from invsync.agent.cli.options import PinnedIds, config_option, format_option, pin_option
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.rotation import report_pins
@@ -72,7 +73,7 @@ def report_verify(files: tuple[Path, ...], pins: PinnedIds, config: Path | None)
         result = verify_report(read_report_file(file), pinned)
         click.echo(f"{file}:\n{result.describe()}" if len(files) > 1 else result.describe())
         complete = complete and result.complete
-    click.get_current_context().exit(0 if complete else 1)
+    click.get_current_context().exit(EXIT_OK if complete else EXIT_FINDINGS)
 
 
 def _reader_pins(pins: PinnedIds, config: Path | None) -> Pins:
