@@ -14,6 +14,10 @@ keepalive_seconds = 20           # ping a client connection silent this long
 keepalive_timeout_seconds = 10   # and drop its connection if the ping is not answered by then
 min_client_keepalive_seconds = 5  # clients may ping this often: at most any agent's keepalive
 metrics_listen = ""              # e.g. "127.0.0.1:9464": Prometheus metrics; empty: off
+max_concurrent_rpcs = 64         # calls beyond it are shed by gRPC with RESOURCE_EXHAUSTED
+max_streams_per_party = 4        # open push streams one party may have at once
+stream_idle_seconds = 30         # a push stream sending no chunk this long is cancelled
+max_request_seconds = 600        # any call running this long is cancelled
 
 [tls]
 cert = "tls/server.crt"
@@ -42,6 +46,7 @@ from invsync.agent.telemetry.metrics import read_listen
 from invsync.agent.tomlconf import Table
 
 SCHEDULES = ("daily", "weekly", "monthly", "never")
+SPARE_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,21 @@ class PairingConfig:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one party, or a flood of calls, may hold of the server (issue 12)."""
+
+    max_concurrent_rpcs: int = 64
+    max_streams_per_party: int = 4
+    stream_idle_seconds: int = 30
+    max_request_seconds: int = 600
+
+    @property
+    def workers(self) -> int:
+        """Worker threads: more than the calls gRPC lets in, so none ever waits for one."""
+        return self.max_concurrent_rpcs + SPARE_WORKERS
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     file: Path
     name: str
@@ -84,6 +104,7 @@ class ServerConfig:
     keepalive: Keepalive = field(default_factory=Keepalive)
     min_client_keepalive_seconds: int = 5
     max_version_step: int = DEFAULT_MAX_VERSION_STEP
+    limits: Limits = field(default_factory=Limits)
 
 
 _SERVER_KEYS = (
@@ -100,6 +121,10 @@ _SERVER_KEYS = (
     "keepalive_seconds",
     "keepalive_timeout_seconds",
     "min_client_keepalive_seconds",
+    "max_concurrent_rpcs",
+    "max_streams_per_party",
+    "stream_idle_seconds",
+    "max_request_seconds",
 )
 
 
@@ -128,6 +153,17 @@ def load_server_config(file: Path) -> ServerConfig:
         keepalive=read_keepalive(server),
         min_client_keepalive_seconds=server.integer("min_client_keepalive_seconds", 5),
         max_version_step=server.integer("max_version_step", DEFAULT_MAX_VERSION_STEP),
+        limits=_limits(server),
+    )
+
+
+def _limits(server: Table) -> Limits:
+    d = Limits()
+    return Limits(
+        max_concurrent_rpcs=server.integer("max_concurrent_rpcs", d.max_concurrent_rpcs),
+        max_streams_per_party=server.integer("max_streams_per_party", d.max_streams_per_party),
+        stream_idle_seconds=server.integer("stream_idle_seconds", d.stream_idle_seconds),
+        max_request_seconds=server.integer("max_request_seconds", d.max_request_seconds),
     )
 
 

@@ -23,6 +23,7 @@ from invsync.agent.telemetry.metrics import serve as serve_metrics
 from invsync.server import metrics
 from invsync.server.config import ServerConfig
 from invsync.server.exchange import Exchange
+from invsync.server.limits import Limiter
 from invsync.server.reconciling import ReportMaker
 from invsync.server.schedule import start_scheduler
 from invsync.server.service import ExchangeService
@@ -102,13 +103,22 @@ def start(config: ServerConfig) -> RunningServer:
     )
     identities = {p.tls_identity: name for name, p in config.parties.items()}
     options = server_options(config.keepalive, config.min_client_keepalive_seconds)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange, identities), server)
+    limits = config.limits
+    # More workers than calls let in: gRPC sheds the excess with RESOURCE_EXHAUSTED instead of
+    # queueing it, and every admitted call (a health check, the other party's push) has a worker.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=limits.workers),
+        options=options,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+    )
+    limiter = Limiter(limits, config.parties)
+    pb_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange, identities, limiter), server)
     health_servicer = _add_health(server)
     port = server.add_secure_port(config.listen, server_credentials(config))
     if port == 0:
         raise ConfigError(f"{config.file}: server.listen: cannot listen on {config.listen}")
     server.start()
+    limiter.start()
     stop = threading.Event()
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
     start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)

@@ -27,6 +27,28 @@ RPC_DURATION = Histogram(
     ["method"],
     registry=REGISTRY,
 )
+RPCS_IN_FLIGHT = Gauge(
+    "invsync_rpcs_in_flight",
+    "Exchange calls being served now; gRPC sheds calls past server.max_concurrent_rpcs.",
+    registry=REGISTRY,
+)
+MAX_CONCURRENT_RPCS = Gauge(
+    "invsync_max_concurrent_rpcs",
+    "The configured server.max_concurrent_rpcs: the bound RPCS_IN_FLIGHT is shed at.",
+    registry=REGISTRY,
+)
+PUSH_STREAMS_OPEN = Gauge(
+    "invsync_push_streams_open",
+    "Push streams open now, by party (at most server.max_streams_per_party each).",
+    ["party"],
+    registry=REGISTRY,
+)
+CALLS_LIMITED = Counter(
+    "invsync_calls_limited",
+    "Calls refused or cancelled by a resource limit: `rule` too-many-streams or stream-too-slow.",
+    ["party", "rule"],
+    registry=REGISTRY,
+)
 
 UNKNOWN = "unknown"
 __all__ = ["ACCEPTED", "REJECTED", "UNKNOWN"]

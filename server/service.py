@@ -21,7 +21,9 @@ from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics
 from invsync.server.auth import party_of
+from invsync.server.config import Limits
 from invsync.server.exchange import Exchange
+from invsync.server.limits import Limiter
 from invsync.server.storage import StoredReport
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
@@ -33,24 +35,36 @@ log = logging.getLogger("invsync.server")
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):
-    def __init__(self, exchange: Exchange, identities: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        identities: Mapping[str, str],
+        limiter: Limiter | None = None,
+    ) -> None:
         self.exchange = exchange
         self.identities = identities  # TLS Common Name -> party
+        self.limiter = limiter or Limiter(Limits())  # its watchdog runs once started
 
     def PushSnapshot(
         self, request_iterator: Iterator[pb.SnapshotChunk], context: grpc.ServicerContext
     ) -> pb.Receipt:
-        receipt = _guard(
-            "PushSnapshot",
-            context,
-            lambda: self.exchange.push(party_of(context, self.identities), request_iterator),
-        )
+        def push() -> bytes:
+            party = party_of(context, self.identities)
+            with self.limiter.push(party, context) as watch:
+                return self.exchange.push(party, self.limiter.chunks(watch, request_iterator))
+
+        receipt = _guard("PushSnapshot", context, push)
         return pb.Receipt(envelope=pb.Envelope.FromString(receipt))
+
+    def _guard(self, method: str, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+        """`_guard`, the call also under the limiter's total-time cap."""
+        with self.limiter.call(context):
+            return _guard(method, context, call)
 
     def FetchSnapshot(
         self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.SnapshotChunk]:
-        env = _guard(
+        env = self._guard(
             "FetchSnapshot",
             context,
             lambda: self.exchange.fetch_peer_snapshot(
@@ -60,7 +74,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         yield from to_chunks(env)
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
-        stored = _guard(
+        stored = self._guard(
             "GetReport",
             context,
             lambda: self.exchange.report(
@@ -73,7 +87,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
     ) -> pb.Report:
         sig = Sig(request.signature.keyid, request.signature.sig)
-        stored = _guard(
+        stored = self._guard(
             "SubmitReportSignature",
             context,
             lambda: self.exchange.add_signature(
@@ -88,7 +102,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> pb.SignedCheckpoint:
-        note = _guard(
+        note = self._guard(
             "GetCheckpoint",
             context,
             lambda: self.exchange.checkpoint(party_of(context, self.identities), request.tree_size),
@@ -98,7 +112,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetLogEntries(
         self, request: pb.GetLogEntriesRequest, context: grpc.ServicerContext
     ) -> pb.LogEntries:
-        answer = _guard(
+        answer = self._guard(
             "GetLogEntries",
             context,
             lambda: self.exchange.log_entries(
@@ -110,7 +124,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> pb.LogProof:
-        hashes = _guard(
+        hashes = self._guard(
             "GetInclusionProof",
             context,
             lambda: self.exchange.inclusion_proof(
@@ -122,7 +136,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetConsistencyProof(
         self, request: pb.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> pb.LogProof:
-        hashes = _guard(
+        hashes = self._guard(
             "GetConsistencyProof",
             context,
             lambda: self.exchange.consistency_proof(

@@ -4,10 +4,13 @@ set keeps key ids stable within a run."""
 
 from __future__ import annotations
 
+import os as _os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck as _HealthCheck
+from hypothesis import settings as _hypothesis_settings
 
 from invsync.agent.exchange import keys as signing_keys
 from invsync.agent.exchange.keys import SigningKey, generate
@@ -70,3 +73,17 @@ def secom(tmp_path: Path, rig: Rig, keys: Keys) -> Iterator[AgentSide]:
     side = agent_side(tmp_path / "secom.db", rig, keys, "secom")
     yield side
     side.store.close()
+
+
+# Fuzz profiles (tests/fuzz, docs/testing.md): `ci` bounded, the default; INVSYNC_FUZZ=long for a
+# campaign (INVSYNC_FUZZ_EXAMPLES inputs per test). Tests that set max_examples keep their own.
+_hypothesis_settings.register_profile(
+    "ci", max_examples=600, deadline=None, suppress_health_check=[_HealthCheck.too_slow]
+)
+_hypothesis_settings.register_profile(
+    "long",
+    max_examples=int(_os.environ.get("INVSYNC_FUZZ_EXAMPLES", "100000")),
+    deadline=None,
+    suppress_health_check=list(_HealthCheck),
+)
+_hypothesis_settings.load_profile("long" if _os.environ.get("INVSYNC_FUZZ") == "long" else "ci")

@@ -11,6 +11,8 @@ rename one.
 | `snapshot` | INVALID_ARGUMENT | the base of the snapshot acceptance rules; never raised itself |
 | `incomplete-stream` | INVALID_ARGUMENT | a stream broke, or lacks or mismatches its trailer |
 | `stream-too-large` | RESOURCE_EXHAUSTED | a snapshot stream went past the receiver's size limit |
+| `stream-too-slow` | RESOURCE_EXHAUSTED | a push stream idle too long, or past the time cap |
+| `too-many-streams` | RESOURCE_EXHAUSTED | the party already has its most push streams open |
 | `unknown-party` | PERMISSION_DENIED | the TLS identity maps to no allowed party |
 | `untrusted-signer` | PERMISSION_DENIED | no signature by a key in force for the party |
 | `bad-signature` | PERMISSION_DENIED | a pinned key's signature does not verify over the bytes |
@@ -107,6 +109,24 @@ class StreamTooLarge(IncompleteStream):
 
     rule = "stream-too-large"
     hint = "Raise the receiver's maximum snapshot size, or split the pairing's scope."
+
+
+class StreamTooSlow(IncompleteStream):
+    """A push stream went silent past the server's idle timeout, or past its total-time cap; it
+    was cancelled and nothing was stored."""
+
+    rule = "stream-too-slow"
+    hint = (
+        "Check the link to the server; push again. A server operator may raise "
+        "stream_idle_seconds or max_request_seconds."
+    )
+
+
+class TooManyStreams(Rejection):
+    """The party already had as many push streams open as the server allows one party."""
+
+    rule = "too-many-streams"
+    hint = "Wait for the party's pushes under way to end, then push again."
 
 
 # The acceptance rules (agent.exchange.acceptance, agent.exchange.keyring), in their order
@@ -375,6 +395,8 @@ STATUS: Mapping[type[InvsyncError], grpc.StatusCode] = {
     SnapshotRejected: _S.INVALID_ARGUMENT,
     IncompleteStream: _S.INVALID_ARGUMENT,
     StreamTooLarge: _S.RESOURCE_EXHAUSTED,
+    StreamTooSlow: _S.RESOURCE_EXHAUSTED,
+    TooManyStreams: _S.RESOURCE_EXHAUSTED,
     UnknownPartyError: _S.PERMISSION_DENIED,
     UntrustedSignerError: _S.PERMISSION_DENIED,
     BadSignatureError: _S.PERMISSION_DENIED,

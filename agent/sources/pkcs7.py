@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -50,6 +51,8 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
             certificates = []
         else:
             raise SourceError(f"{path}: not a PKCS#7 certificate bundle: {e}") from e
+    except UnsupportedAlgorithm as e:  # a PKCS#7 structure other than SignedData (fuzzing found it)
+        raise SourceError(f"{path}: not a PKCS#7 certificate bundle: {e}") from e
     if not certificates:
         raise SourceError(f"{path}: PKCS#7 bundle holds no certificate")
     return certificates
