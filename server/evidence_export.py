@@ -16,7 +16,7 @@ from pathlib import Path
 
 from invsync.agent.evidence.bundle import Bundle, Scope
 from invsync.agent.evidence.directory import refuse_existing, write_bundle
-from invsync.agent.evidence.export import ExportPlan, export_bundle
+from invsync.agent.evidence.export import ExportPlan, check_pairing, export_bundle
 from invsync.agent.evidence.failures import ExportError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify_key
@@ -70,9 +70,7 @@ def export_from_server(
     """Read, verify and write the bundle of the server's pairings (or of one) to `out`."""
     refuse_existing(out)
     config = load_server_config(config_path)
-    if pairing is not None and pairing not in config.pairings:
-        known = ", ".join(sorted(config.pairings)) or "none"
-        raise ExportError(f"{config_path}: {pairing!r} is not a pairing of this server ({known})")
+    check_pairing(config_path, pairing, config.pairings, "this server")
     if not config.database.exists():
         raise ExportError(f"{config.database}: no server database there (has the server run?)")
     store = ServerStore(config.database)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
+from pathlib import Path
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -62,6 +63,15 @@ class ExportPlan:
     party_keys: Mapping[str, tuple[VerifyKey, ...]]
     created_at: datetime
     every_checkpoint: bool = False  # True: one per tree size; else one after each kept entry
+
+
+def check_pairing(config_path: Path, pairing: str | None, known: Iterable[str], whose: str) -> None:
+    """ExportError unless `pairing` (when given) is one of `known`, the pairings of `whose`
+    configuration ("this agent", "this server"), named in the message with the file."""
+    names = sorted(known)
+    if pairing is not None and pairing not in names:
+        listed = ", ".join(names) or "none"
+        raise ExportError(f"{config_path}: {pairing!r} is not a pairing of {whose} ({listed})")
 
 
 def export_bundle(source: LogSource, plan: ExportPlan) -> Bundle:

@@ -16,8 +16,7 @@ from pathlib import Path
 from invsync.agent.config.settings import AgentConfig, load_agent_config
 from invsync.agent.evidence.bundle import Bundle, Scope
 from invsync.agent.evidence.directory import refuse_existing, write_bundle
-from invsync.agent.evidence.export import ExportPlan, export_bundle
-from invsync.agent.evidence.failures import ExportError
+from invsync.agent.evidence.export import ExportPlan, check_pairing, export_bundle
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify_key
 
@@ -31,9 +30,7 @@ def export_from_agent(
     """Fetch, verify and write the bundle of the agent's pairings (or of one) to `out`."""
     refuse_existing(out)
     config = load_agent_config(config_path)
-    if pairing is not None and pairing not in config.pairings:
-        known = ", ".join(sorted(config.pairings)) or "none"
-        raise ExportError(f"{config_path}: {pairing!r} is not a pairing of this agent ({known})")
+    check_pairing(config_path, pairing, config.pairings, "this agent")
     client = ExchangeClient(
         config.server,
         timeout=config.rpc_timeout_seconds,
