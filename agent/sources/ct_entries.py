@@ -105,7 +105,7 @@ def _base64(value: object, field: str) -> bytes:
         raise EntryError(f"{field} must be a base64 string, got {_kind(value)}")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as e:
+    except (binascii.Error, ValueError) as e:  # non-ASCII text raises a plain ValueError
         raise EntryError(f"{field} is not base64 ({e})") from e
 
 

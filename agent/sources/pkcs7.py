@@ -51,7 +51,9 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
             certificates = []
         else:
             raise SourceError(f"{path}: not a PKCS#7 certificate bundle: {e}") from e
-    except UnsupportedAlgorithm as e:  # a PKCS#7 structure other than SignedData (fuzzing found it)
+    except (UnsupportedAlgorithm, x509.InvalidVersion) as e:
+        # Both found by fuzzing: a structure other than SignedData, and a certificate inside
+        # whose X.509 version is not one cryptography knows.
         raise SourceError(f"{path}: not a PKCS#7 certificate bundle: {e}") from e
     if not certificates:
         raise SourceError(f"{path}: PKCS#7 bundle holds no certificate")

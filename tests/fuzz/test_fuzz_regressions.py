@@ -12,7 +12,7 @@ from invsync.agent.sources.registry import read_source
 from tests.fuzz.test_fuzz_sources import CTX
 
 FOUND = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "fuzz").glob("*-*.*"))
-KINDS = ("pkcs7",)
+KINDS = ("pkcs7", "ct")
 
 
 @pytest.mark.parametrize("path", FOUND, ids=lambda p: p.name)
