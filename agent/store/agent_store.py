@@ -151,12 +151,21 @@ _CERT_COLUMNS = (
     "revocation_reason", "revocation_source", "present", "attribution", "revocation_crl_hash",
     "facts",
 )  # fmt: skip
-_UPSERT_CERT = (
-    f"INSERT INTO certificates ({', '.join(_CERT_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _CERT_COLUMNS)})"
-    " ON CONFLICT (sha256) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _CERT_COLUMNS[1:])
-)
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of named parameters, one per column."""
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
+def _upsert(table: str, columns: tuple[str, ...]) -> str:
+    """`_insert` that, on a conflict over the first column, updates every other column."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    return f"{_insert(table, columns)} ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}"
+
+
+_UPSERT_CERT = _upsert("certificates", _CERT_COLUMNS)
 # A known source keeps its first_seen: provenance says since when it has reported the certificate.
 _UPSERT_SOURCE = (
     "INSERT INTO certificate_sources (sha256, kind, location, first_seen, last_seen)"
@@ -169,22 +178,14 @@ _SENT_COLUMNS = (
     "pairing", "version", "payload", "payload_sha256", "payload_type", "signatures",
     "issued_at", "expires_at", "pending",
 )  # fmt: skip
-_INSERT_SENT = (
-    f"INSERT INTO sent_snapshots ({', '.join(_SENT_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _SENT_COLUMNS)})"
-)
+_INSERT_SENT = _insert("sent_snapshots", _SENT_COLUMNS)
 
 
 _STATE_COLUMNS = (
     "pairing", "own_version", "own_digest", "peer_version", "peer_digest", "checkpoint_size",
     "checkpoint_root", "checkpoint_note", "updated_at",
 )  # fmt: skip
-_UPSERT_STATE = (
-    f"INSERT INTO trusted_state ({', '.join(_STATE_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _STATE_COLUMNS)})"
-    " ON CONFLICT (pairing) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[1:])
-)
+_UPSERT_STATE = _upsert("trusted_state", _STATE_COLUMNS)
 # A version's first receipt is kept: the server answers a re-push with the one it stored.
 _INSERT_RECEIPT = (
     "INSERT INTO receipts (pairing, version, payload_type, payload, signatures, received_at)"
