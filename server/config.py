@@ -17,6 +17,8 @@ metrics_listen = ""              # e.g. "127.0.0.1:9464": Prometheus metrics; em
 max_concurrent_rpcs = 64         # calls beyond it are shed by gRPC with RESOURCE_EXHAUSTED
 max_streams_per_party = 4        # open push streams one party may have at once
 stream_idle_seconds = 30         # a push stream sending no chunk this long is cancelled
+stream_min_bytes_per_second = 1024  # a slower push is cancelled past stream_idle_seconds
+max_inflight_bytes = 1073741824  # bytes all pushes under way may hold; a push past it: server-busy
 max_request_seconds = 600        # any call running this long is cancelled
 
 [tls]
@@ -47,6 +49,8 @@ from invsync.agent.tomlconf import Table
 
 SCHEDULES = ("daily", "weekly", "monthly", "never")
 SPARE_WORKERS = 4
+# Four pushes of the default largest snapshot (256 MiB) at once.
+DEFAULT_MAX_INFLIGHT_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class Limits:
     max_concurrent_rpcs: int = 64
     max_streams_per_party: int = 4
     stream_idle_seconds: int = 30
+    stream_min_bytes_per_second: int = 1024
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     max_request_seconds: int = 600
 
     @property
@@ -125,6 +131,8 @@ _SERVER_KEYS = (
     "max_streams_per_party",
     "stream_idle_seconds",
     "max_request_seconds",
+    "stream_min_bytes_per_second",
+    "max_inflight_bytes",
 )
 
 
@@ -142,7 +150,7 @@ def load_server_config(file: Path) -> ServerConfig:
         listen=server.text("listen"),
         database=server.path("database"),
         signing_key=server.existing_path("signing_key"),
-        max_snapshot_bytes=server.integer("max_snapshot_bytes", 256 * 1024 * 1024),
+        max_snapshot_bytes=_max_snapshot_bytes(server),
         max_clock_skew_seconds=server.integer("max_clock_skew_seconds", 300, minimum=0),
         max_snapshot_validity_seconds=server.integer("max_snapshot_validity_seconds", 31 * 86400),
         report_as_of=_as_of(server),
@@ -157,14 +165,35 @@ def load_server_config(file: Path) -> ServerConfig:
     )
 
 
+def _max_snapshot_bytes(server: Table) -> int:
+    return server.integer("max_snapshot_bytes", 256 * 1024 * 1024)
+
+
 def _limits(server: Table) -> Limits:
     d = Limits()
+    largest = _max_snapshot_bytes(server)
     return Limits(
         max_concurrent_rpcs=server.integer("max_concurrent_rpcs", d.max_concurrent_rpcs),
         max_streams_per_party=server.integer("max_streams_per_party", d.max_streams_per_party),
         stream_idle_seconds=server.integer("stream_idle_seconds", d.stream_idle_seconds),
+        stream_min_bytes_per_second=server.integer(
+            "stream_min_bytes_per_second", d.stream_min_bytes_per_second, minimum=0
+        ),
+        max_inflight_bytes=_inflight_budget(server, largest),
         max_request_seconds=server.integer("max_request_seconds", d.max_request_seconds),
     )
+
+
+def _inflight_budget(server: Table, largest: int) -> int:
+    # A budget below the largest snapshot would refuse every push of that size, so the default
+    # grows with max_snapshot_bytes and a smaller explicit value is an error.
+    budget = server.integer("max_inflight_bytes", max(Limits().max_inflight_bytes, largest))
+    if budget < largest:
+        raise server.fail(
+            "max_inflight_bytes",
+            f"must be at least server.max_snapshot_bytes ({largest}), got {budget}",
+        )
+    return budget
 
 
 def _tls(root: Table) -> TlsConfig:

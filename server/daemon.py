@@ -42,6 +42,7 @@ class RunningServer:
     health: health.HealthServicer
     store: ServerStore
     schedule_stop: threading.Event
+    limiter: Limiter
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -62,6 +63,7 @@ class RunningServer:
         self.store.close()
         # Cancels the calls left; a handler still running after this finds the store closed.
         self.server.stop(None)
+        self.limiter.stop()
 
 
 def policy_of(config: ServerConfig) -> AcceptancePolicy:
@@ -122,7 +124,7 @@ def start(config: ServerConfig) -> RunningServer:
     stop = threading.Event()
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
     start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
-    return RunningServer(server, port, health_servicer, store, stop)
+    return RunningServer(server, port, health_servicer, store, stop, limiter)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

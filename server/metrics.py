@@ -43,9 +43,20 @@ PUSH_STREAMS_OPEN = Gauge(
     ["party"],
     registry=REGISTRY,
 )
+INFLIGHT_BYTES = Gauge(
+    "invsync_inflight_push_bytes",
+    "Payload bytes held now by all push streams under way (at most server.max_inflight_bytes).",
+    registry=REGISTRY,
+)
+MAX_INFLIGHT_BYTES = Gauge(
+    "invsync_max_inflight_push_bytes",
+    "The configured server.max_inflight_bytes: a push past it is refused as server-busy.",
+    registry=REGISTRY,
+)
 CALLS_LIMITED = Counter(
     "invsync_calls_limited",
-    "Calls refused or cancelled by a resource limit: `rule` too-many-streams or stream-too-slow.",
+    "Calls refused or cancelled by a resource limit: `rule` too-many-streams, stream-too-slow "
+    "or server-busy.",
     ["party", "rule"],
     registry=REGISTRY,
 )

@@ -98,6 +98,30 @@ def test_server_max_version_step_must_be_positive(fed: Path) -> None:
     _server_fails(fed, "server.max_version_step: must be at least 1, got 0")
 
 
+def test_server_limits_defaults(fed: Path) -> None:
+    limits = load_server_config(fed / "server.toml").limits
+    assert (limits.max_inflight_bytes, limits.stream_min_bytes_per_second) == (1 << 30, 1024)
+
+
+def test_the_inflight_budget_grows_with_the_largest_snapshot(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", f"max_snapshot_bytes = {2 << 30}\n\n[tls]")
+    assert load_server_config(fed / "server.toml").limits.max_inflight_bytes == 2 << 30
+
+
+def test_an_inflight_budget_below_the_largest_snapshot_is_refused(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "max_inflight_bytes = 1000\n\n[tls]")
+    _server_fails(
+        fed,
+        "server.max_inflight_bytes: must be at least server.max_snapshot_bytes "
+        "(268435456), got 1000",
+    )
+
+
+def test_a_zero_minimum_stream_rate_turns_the_check_off(fed: Path) -> None:
+    _edit(fed / "server.toml", "[tls]", "stream_min_bytes_per_second = 0\n\n[tls]")
+    assert load_server_config(fed / "server.toml").limits.stream_min_bytes_per_second == 0
+
+
 def test_server_keepalive_settings(fed: Path) -> None:
     settings = (
         "keepalive_seconds = 4\nkeepalive_timeout_seconds = 2\nmin_client_keepalive_seconds = 1"

@@ -13,6 +13,7 @@ rename one.
 | `stream-too-large` | RESOURCE_EXHAUSTED | a snapshot stream went past the receiver's size limit |
 | `stream-too-slow` | RESOURCE_EXHAUSTED | a push stream idle too long, or past the time cap |
 | `too-many-streams` | RESOURCE_EXHAUSTED | the party already has its most push streams open |
+| `server-busy` | RESOURCE_EXHAUSTED | in-flight pushes already hold the server's byte budget |
 | `unknown-party` | PERMISSION_DENIED | the TLS identity maps to no allowed party |
 | `untrusted-signer` | PERMISSION_DENIED | no signature by a key in force for the party |
 | `bad-signature` | PERMISSION_DENIED | a pinned key's signature does not verify over the bytes |
@@ -127,6 +128,17 @@ class TooManyStreams(Rejection):
 
     rule = "too-many-streams"
     hint = "Wait for the party's pushes under way to end, then push again."
+
+
+class ServerBusy(Rejection):
+    """The pushes under way already held the server's budget of bytes in flight; this push was
+    refused as it streamed, and nothing was stored."""
+
+    rule = "server-busy"
+    hint = (
+        "Push again later (the agent's next cycle does). A server operator may raise "
+        "server.max_inflight_bytes."
+    )
 
 
 # The acceptance rules (agent.exchange.acceptance, agent.exchange.keyring), in their order
@@ -397,6 +409,7 @@ STATUS: Mapping[type[InvsyncError], grpc.StatusCode] = {
     StreamTooLarge: _S.RESOURCE_EXHAUSTED,
     StreamTooSlow: _S.RESOURCE_EXHAUSTED,
     TooManyStreams: _S.RESOURCE_EXHAUSTED,
+    ServerBusy: _S.RESOURCE_EXHAUSTED,
     UnknownPartyError: _S.PERMISSION_DENIED,
     UntrustedSignerError: _S.PERMISSION_DENIED,
     BadSignatureError: _S.PERMISSION_DENIED,

@@ -13,6 +13,7 @@ early is detected before anything is verified or stored.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -142,9 +143,11 @@ def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
     """Reassemble a streamed snapshot, refusing anything incomplete or over `max_bytes`.
 
     The size limit is checked before each chunk is buffered, so a sender cannot make the
-    receiver hold more than `max_bytes` of payload. The signatures are not checked here.
+    receiver hold more than `max_bytes` of payload; the payload is the buffer itself, never a
+    second copy of it (BytesIO.getvalue hands over its buffer). The signatures are not checked
+    here.
     """
-    buffer = bytearray()
+    buffer = io.BytesIO()
     trailer: pb.SnapshotTrailer | None = None
     for index, chunk in enumerate(chunks):
         if trailer is not None:
@@ -153,13 +156,14 @@ def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
         if part == "trailer":
             trailer = chunk.trailer
         elif part == "data":
-            _check_room(len(buffer), len(chunk.data), max_bytes)
-            buffer += chunk.data
+            _check_room(buffer.tell(), len(chunk.data), max_bytes)
+            buffer.write(chunk.data)
         else:
             raise IncompleteStream(f"chunk {index} carries neither data nor a trailer")
     if trailer is None:
-        raise IncompleteStream(f"stream ended after {len(buffer)} bytes without a trailer")
-    payload = bytes(buffer)
+        raise IncompleteStream(f"stream ended after {buffer.tell()} bytes without a trailer")
+    payload = buffer.getvalue()
+    buffer.close()
     _check_trailer(payload, trailer)
     sigs = tuple(Sig(s.keyid, s.sig) for s in trailer.signatures)
     return Envelope(trailer.payload_type, payload, sigs)

@@ -42,7 +42,7 @@ def test_the_metrics_endpoint_serves_the_documented_names(tmp_path: Path) -> Non
         outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
         assert [proc.returncode for proc in procs] == [0, 0], outputs
         body, samples = scrape(metrics_port)
-    assert len(assert_serves_documented("Exchange server", body, samples)) == 8
+    assert len(assert_serves_documented("Exchange server", body, samples)) == 10
 
     def value(name: str, **labels: str) -> float | None:
         return sample(samples, name, **labels)
