@@ -14,7 +14,9 @@ from typing import Any
 
 from invsync.agent.config.settings import AgentConfig
 from invsync.agent.daemon.rotation import report_pins
-from invsync.agent.errors import InvsyncError
+from invsync.agent.errors import InvsyncError, bounded
+from invsync.agent.exchange.client import Refused
+from invsync.agent.exchange.rejections import MESSAGE_CHARS
 from invsync.agent.model.findings import Severity
 from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import Pins, verify_report
@@ -69,7 +71,7 @@ def _peer_snapshot(
     try:
         header = peer(pairing)
     except InvsyncError as e:
-        return {"source": "server", "error": str(e)}
+        return {"source": "server", "error": bounded(e, MESSAGE_CHARS)}
     if header is None:
         return {"source": "server", "version": None}
     return {
@@ -129,8 +131,10 @@ def _server(probe: Probe | None, pairing: str) -> str:
         return "not asked (--offline)"
     try:
         return probe(pairing)
-    except Exception as e:  # any failure is the answer: the server cannot be reached or refused
-        return f"unreachable: {e}"
+    except Refused as e:  # the server answered, and said no
+        return f"refused: {bounded(e, MESSAGE_CHARS)}"
+    except Exception as e:  # any other failure is the answer: the server cannot be reached
+        return f"unreachable: {bounded(e, MESSAGE_CHARS)}"
 
 
 def status_text(rows: list[dict[str, Any]]) -> str:

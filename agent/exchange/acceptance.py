@@ -37,8 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from invsync.agent.errors import bounded
 from invsync.agent.exchange import envelope
-from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.envelope import Envelope, shown_keyids
 from invsync.agent.exchange.keyring import KeyRing, Rotation, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.merkle import records_digest
@@ -200,12 +201,14 @@ def verify_peer_rotation(
     snapshot = _decode(env)
     header = snapshot.header
     if header.party != peer.party:
-        raise PartyMismatchError(f"peer snapshot names party {header.party!r}, not {peer.party!r}")
+        raise PartyMismatchError(
+            f"peer snapshot names party {bounded(header.party)!r}, not {peer.party!r}"
+        )
     if isinstance(pairing, PairingPolicy):
         _check_membership(header, peer.party, {pairing.name: pairing})
     elif header.pairing != pairing:
         raise PairingMismatchError(
-            f"peer snapshot is for pairing {header.pairing!r}, not {pairing!r}"
+            f"peer snapshot is for pairing {bounded(header.pairing)!r}, not {pairing!r}"
         )
     rotation = check_key_schedule(env, header, ring)
     if now is not None:
@@ -223,7 +226,9 @@ def _check_identity(tls_party: str | None, policy: AcceptancePolicy) -> PartyPol
     party = policy.parties.get(tls_party)
     if party is None:
         allowed = ", ".join(sorted(policy.parties)) or "none"
-        raise UnknownPartyError(f"TLS identity {tls_party!r} is not an allowed party ({allowed})")
+        raise UnknownPartyError(
+            f"TLS identity {bounded(tls_party)!r} is not an allowed party ({allowed})"
+        )
     return party
 
 
@@ -254,10 +259,10 @@ def _require_pinned(result: envelope.VerificationResult, party: PartyPolicy) -> 
         return
     if result.invalid_keyids:
         raise BadSignatureError(
-            f"signature by key {', '.join(result.invalid_keyids)} pinned for party "
+            f"signature by key {shown_keyids(result.invalid_keyids)} pinned for party "
             f"{party.party!r} does not verify over the received payload"
         )
-    signers = ", ".join(result.unknown_keyids) or "nobody"
+    signers = shown_keyids(result.unknown_keyids) or "nobody"
     raise UntrustedSignerError(
         f"no signature by a key pinned for party {party.party!r} (signed by: {signers})"
     )
@@ -269,7 +274,7 @@ def _require_pinned(result: envelope.VerificationResult, party: PartyPolicy) -> 
 def _decode(env: Envelope) -> Snapshot:
     if env.payload_type != SNAPSHOT_PAYLOAD_TYPE:
         raise MalformedSnapshot(
-            f"payload type {env.payload_type!r} is not {SNAPSHOT_PAYLOAD_TYPE!r}"
+            f"payload type {bounded(env.payload_type)!r} is not {SNAPSHOT_PAYLOAD_TYPE!r}"
         )
     return decode_payload(env.payload)
 
@@ -279,11 +284,11 @@ def _check_membership(
 ) -> None:
     if header.party != party:
         raise PartyMismatchError(
-            f"header names party {header.party!r} but the TLS identity is {party!r}"
+            f"header names party {bounded(header.party)!r} but the TLS identity is {party!r}"
         )
     pairing = pairings.get(header.pairing)
     if pairing is None:
-        raise PairingMismatchError(f"unknown pairing {header.pairing!r}")
+        raise PairingMismatchError(f"unknown pairing {bounded(header.pairing)!r}")
     role = pairing.role_of(party)
     if role is None:
         raise PairingMismatchError(
@@ -292,7 +297,7 @@ def _check_membership(
         )
     if header.role != role:
         raise PairingMismatchError(
-            f"header role {header.role!r} but party {party!r} is the {role} "
+            f"header role {bounded(header.role)!r} but party {party!r} is the {role} "
             f"of pairing {pairing.name!r}"
         )
 
@@ -306,7 +311,7 @@ def _check_version(snapshot: Snapshot, last: LastAccepted | None, max_step: int)
     if last is not None and header.version < last.version:
         raise RollbackError(
             f"version {header.version} is below the last accepted version {last.version} "
-            f"of party {header.party!r} in pairing {header.pairing!r}"
+            f"of party {bounded(header.party)!r} in pairing {bounded(header.pairing)!r}"
         )
     if last is not None and header.version == last.version:
         if snapshot.payload_sha256 == last.payload_sha256:
@@ -326,7 +331,7 @@ def _check_step(header: SnapshotHeader, last: LastAccepted | None, max_step: int
         after = f"the last accepted version {base}" if last is not None else "0 (a first snapshot)"
         raise VersionJumpError(
             f"version {header.version} is more than {max_step} (max_version_step) above "
-            f"{after} of party {header.party!r} in pairing {header.pairing!r}"
+            f"{after} of party {bounded(header.party)!r} in pairing {bounded(header.pairing)!r}"
         )
 
 
@@ -334,7 +339,7 @@ def _check_chain(header: SnapshotHeader, last: LastAccepted | None) -> None:
     expected = last.payload_sha256 if last is not None else ""
     if header.previous_digest.hex() != expected:
         raise ChainError(
-            f"previous_digest {header.previous_digest.hex() or '(empty)'} is not the last "
+            f"previous_digest {bounded(header.previous_digest.hex()) or '(empty)'} is not the last "
             f"accepted digest {expected or '(empty: no snapshot accepted yet)'}"
         )
 
@@ -376,7 +381,7 @@ def _check_records(snapshot: Snapshot) -> None:
     digest = records_digest(r.sha256 for r in records)
     if header.records_digest != digest:
         raise DigestMismatchError(
-            f"records_digest {header.records_digest.hex()} is not the Merkle root "
+            f"records_digest {bounded(header.records_digest.hex())} is not the Merkle root "
             f"{digest.hex()} of the records"
         )
     _check_duplicates(snapshot)

@@ -47,7 +47,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from invsync.agent.errors import KeyLoadError, SignatureError
+from invsync.agent.errors import KeyLoadError, SignatureError, bounded
 from invsync.agent.exchange.keys import SigningKey, VerifyKey, verify_key_from_spki_der
 
 SIGNATURE_PREFIX = "\u2014 "  # "— ": an em dash and a space start every signature line
@@ -148,13 +148,19 @@ def open_checkpoint(note: bytes, origin: str, keys: Mapping[str, VerifyKey]) -> 
         if key is None or key_id != key_hash(name, key):
             continue  # an unknown key: ignored, as signed-note requires
         if not key.verify(signature, body):
-            raise BadCheckpoint(f"checkpoint: the signature by pinned key {name} does not verify")
+            raise BadCheckpoint(
+                f"checkpoint: the signature by pinned key {bounded(name)} does not verify"
+            )
         verified = True
     if not verified:
-        raise BadCheckpoint(f"checkpoint of {origin}: no signature by a pinned key verifies")
+        raise BadCheckpoint(
+            f"checkpoint of {bounded(origin)}: no signature by a pinned key verifies"
+        )
     checkpoint = _parse_body(body)
     if checkpoint.origin != origin:
-        raise BadCheckpoint(f"checkpoint names origin {checkpoint.origin!r}, not {origin!r}")
+        raise BadCheckpoint(
+            f"checkpoint names origin {bounded(checkpoint.origin)!r}, not {bounded(origin)!r}"
+        )
     return checkpoint
 
 
@@ -162,7 +168,7 @@ def open_pinned(note: bytes, name: str, keys: Iterable[VerifyKey]) -> Checkpoint
     """`open_checkpoint` under `name` (origin and key name) with each of the signer's pinned
     `keys` in turn: a note names one key per key name, and a signer may have several pinned
     (while it rotates). BadCheckpoint from the last key tried when none opens it."""
-    problem = BadCheckpoint(f"checkpoint of {name}: no key is pinned for it")
+    problem = BadCheckpoint(f"checkpoint of {bounded(name)}: no key is pinned for it")
     for key in keys:
         try:
             return open_checkpoint(note, name, {name: key})

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from invsync.agent.errors import SignatureError
+from invsync.agent.errors import SignatureError, bounded
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
 from invsync.v1 import invsync_pb2 as pb
 
@@ -26,6 +26,18 @@ class MalformedEnvelope(SignatureError):
     """An envelope (JSON or protobuf) is missing a field or has one of the wrong shape."""
 
     hint = "The envelope file or message is damaged or not a DSSE envelope; fetch it again."
+
+
+# How many key ids a message lists: a sender may attach any number of signatures.
+SHOWN_KEYIDS = 4
+
+
+def shown_keyids(keyids: Sequence[str]) -> str:
+    """Key ids a sender named, fit to quote: each `bounded`, the first SHOWN_KEYIDS of them,
+    then how many more there are."""
+    shown = ", ".join(bounded(k) for k in keyids[:SHOWN_KEYIDS])
+    rest = len(keyids) - SHOWN_KEYIDS
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -141,9 +153,9 @@ def verify_or_raise(
 def _failure_message(result: VerificationResult, *, who: str, threshold: int) -> str:
     parts = [f"{who}: {len(result.verified)} of {threshold} required signatures verified"]
     if result.invalid_keyids:
-        parts.append(f"invalid signature by trusted key {', '.join(result.invalid_keyids)}")
+        parts.append(f"invalid signature by trusted key {shown_keyids(result.invalid_keyids)}")
     if result.unknown_keyids:
-        parts.append(f"signed by untrusted key {', '.join(result.unknown_keyids)}")
+        parts.append(f"signed by untrusted key {shown_keyids(result.unknown_keyids)}")
     if not result.invalid_keyids and not result.unknown_keyids:
         parts.append("no signatures")
     return "; ".join(parts)

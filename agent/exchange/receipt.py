@@ -18,7 +18,7 @@ from datetime import datetime
 
 from google.protobuf.message import DecodeError
 
-from invsync.agent.errors import InvsyncError
+from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.checkpoint import Checkpoint, open_checkpoint
 from invsync.agent.exchange.envelope import Envelope
@@ -84,11 +84,13 @@ def sign_receipt(receipt: Receipt, key: SigningKey) -> Envelope:
 def decode_receipt(env: Envelope) -> Receipt:
     """The receipt in `env`, whose signature the caller has already verified."""
     if env.payload_type != RECEIPT_PAYLOAD_TYPE:
-        raise MalformedReceipt(f"payload type {env.payload_type!r} is not {RECEIPT_PAYLOAD_TYPE!r}")
+        raise MalformedReceipt(
+            f"payload type {bounded(env.payload_type)!r} is not {RECEIPT_PAYLOAD_TYPE!r}"
+        )
     try:
         body = pb.ReceiptBody.FromString(env.payload)
     except DecodeError as e:
-        raise MalformedReceipt(f"payload is not a ReceiptBody ({e})") from e
+        raise MalformedReceipt(f"payload is not a ReceiptBody ({bounded(e)})") from e
     return Receipt(
         party=body.party,
         pairing=body.pairing,
@@ -114,7 +116,7 @@ def logged_checkpoint(receipt: Receipt, keys: Mapping[str, VerifyKey]) -> Checkp
     checkpoint = open_checkpoint(receipt.checkpoint, receipt.server, keys)
     if receipt.log_index >= checkpoint.size:
         raise MalformedReceipt(
-            f"receipt of {receipt.party} version {receipt.version}: log entry "
+            f"receipt of {bounded(receipt.party)} version {receipt.version}: log entry "
             f"{receipt.log_index} is not in its checkpoint's tree of size {checkpoint.size}"
         )
     return checkpoint

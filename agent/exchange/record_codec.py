@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from invsync.agent.errors import bounded
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
 from invsync.agent.model.record import (
     LIFECYCLES,
@@ -71,10 +72,10 @@ def record_from_pb(msg: pb.Record, index: int) -> CertRecord:
     try:
         info = _parse(msg.certificate_der)
     except ValueError as e:
-        raise ValueError(f"record {index}: certificate DER does not parse ({e})") from e
+        raise ValueError(f"record {index}: certificate DER does not parse ({bounded(e)})") from e
     where = f"record {index} ({info.sha256})"
     if msg.lifecycle and msg.lifecycle not in LIFECYCLES:
-        raise ValueError(f"{where}: unknown lifecycle {msg.lifecycle!r}")
+        raise ValueError(f"{where}: unknown lifecycle {bounded(msg.lifecycle)!r}")
     return CertRecord(
         info=info,
         operator=msg.operator or None,
@@ -108,7 +109,7 @@ def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
     if not rev.HasField("revoked_at"):
         raise ValueError(f"{where}: revocation has no revoked_at")
     if rev.reason and rev.reason not in REVOCATION_REASONS:
-        raise ValueError(f"{where}: unknown revocation reason {rev.reason!r}")
+        raise ValueError(f"{where}: unknown revocation reason {bounded(rev.reason)!r}")
     return Revocation(
         from_timestamp(rev.revoked_at, f"{where}: revoked_at"),
         rev.reason,
@@ -145,7 +146,7 @@ def _parse_day(text: str, where: str) -> date | None:
     try:
         return date.fromisoformat(text) if text else None
     except ValueError as e:
-        raise ValueError(f"{where}: {text!r} is not a YYYY-MM-DD date") from e
+        raise ValueError(f"{where}: {bounded(text)!r} is not a YYYY-MM-DD date") from e
 
 
 def _period_to_pb(period: AuditPeriod) -> pb.AuditPeriod:

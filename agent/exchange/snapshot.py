@@ -20,6 +20,7 @@ from itertools import pairwise
 
 from google.protobuf.message import DecodeError
 
+from invsync.agent.errors import bounded
 from invsync.agent.exchange import envelope
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
@@ -116,7 +117,7 @@ def decode_payload(payload: bytes) -> Snapshot:
     try:
         msg = pb.SnapshotPayload.FromString(payload)
     except DecodeError as e:
-        raise MalformedSnapshot(f"payload is not a SnapshotPayload ({e})") from e
+        raise MalformedSnapshot(f"payload is not a SnapshotPayload ({bounded(e)})") from e
     if not msg.HasField("header"):
         raise MalformedSnapshot("payload has no header")
     header = _header_from_pb(msg.header)
@@ -183,7 +184,7 @@ def _check_trailer(payload: bytes, trailer: pb.SnapshotTrailer) -> None:
     if trailer.payload_sha256 != digest:
         raise IncompleteStream(
             f"payload SHA-256 {digest.hex()} differs from the trailer's "
-            f"{trailer.payload_sha256.hex()}"
+            f"{bounded(trailer.payload_sha256.hex())}"
         )
 
 
@@ -254,7 +255,7 @@ def _ack_from_pb(msg: pb.Acknowledgement, index: int) -> Acknowledgement:
             expires_at=from_timestamp(msg.expires_at, "expires_at"),
         )
     except ValueError as e:
-        raise MalformedSnapshot(f"{where}: {e}") from e
+        raise MalformedSnapshot(f"{where}: {bounded(e)}") from e
 
 
 def _profile_to_pb(profile: OperatorProfile) -> pb.OperatorProfile:
