@@ -52,6 +52,49 @@ def server_run(config_path: Path) -> None:
     serve_forever(config)
 
 
+@server_group.command("reset-chain")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The server's TOML configuration.",
+)
+@click.option("--party", required=True, help="The party whose chain is reset.")
+@click.option("--pairing", required=True, help="The pairing of that chain.")
+@click.option(
+    "--continue-from",
+    "continues_from",
+    required=True,
+    type=click.IntRange(min=0),
+    help="The last good version: the party's next snapshot follows it (0: start again).",
+)
+@click.option(
+    "--reason",
+    required=True,
+    help="Why, for the log and the auditors (for example an incident number).",
+)
+def server_reset_chain(
+    config_path: Path, party: str, pairing: str, continues_from: int, reason: str
+) -> None:
+    """Set aside a party's snapshots above a version, after a misuse of its signing key.
+
+    Stop the server first, and replace the misused key in its configuration. The snapshots set
+    aside stay in the transparency log, followed by a CHAIN_RESET entry the server signs; the
+    party's next snapshot follows --continue-from. See docs/operations.md.
+    """
+    from invsync.server.chain_reset import reset_chain
+    from invsync.server.config import load_server_config
+
+    config = load_server_config(config_path)
+    done = reset_chain(
+        config, party=party, pairing=pairing, continues_from=continues_from, reason=reason
+    )
+    click.echo(f"{done.reset.describe()}; logged as entry {done.logged.index}")
+    if done.report_id:
+        click.echo(f"new report of {pairing}: {done.report_id}")
+
+
 @invsync.command("demo")
 @click.option(
     "--workdir",

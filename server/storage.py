@@ -71,6 +71,11 @@ class ExchangeStorage(Protocol):
 
     def rotations(self, party: str) -> list[Rotation]: ...
 
+    def supersede(self, party: str, pairing: str, above: int, log_index: int) -> list[int]:
+        """Set aside the party's snapshots and rotations in the pairing with a version above
+        `above` (a chain reset logged at `log_index`); the versions set aside, ascending."""
+        ...
+
     # Reports and their signatures
 
     def save_report(self, report_id: str, pairing: str, body: bytes, server_sig: Sig) -> bool:

@@ -105,7 +105,15 @@ def _m003_transparency_log(db: sqlite_utils.Database) -> None:
             )
 
 
-MIGRATIONS = (_m001_initial, _m002_key_rotations, _m003_transparency_log)
+def _m004_superseded(db: sqlite_utils.Database) -> None:
+    """Where an operator's chain reset (`invsync server reset-chain`) moves the snapshots and key
+    rotations it sets aside: kept as received, beside the CHAIN_RESET log entry's index."""
+    for table in ("snapshots", "key_rotations"):
+        db.execute(f"CREATE TABLE superseded_{table} AS SELECT * FROM {table} WHERE 0")
+        db.execute(f"ALTER TABLE superseded_{table} ADD COLUMN reset_log_index INTEGER")
+
+
+MIGRATIONS = (_m001_initial, _m002_key_rotations, _m003_transparency_log, _m004_superseded)
 
 
 class ServerStore:
@@ -157,6 +165,27 @@ class ServerStore:
             self.db.table("snapshots").insert(row)
             if rotation is not None:
                 self.db.table("key_rotations").insert(rotation_row(rotation, _now()))
+
+    @_locked
+    def supersede(self, party: str, pairing: str, above: int, log_index: int) -> list[int]:
+        """Move the party's snapshots and key rotations of the pairing with a version above
+        `above` out of force (a chain reset, logged at `log_index`); the versions moved."""
+        where = "party = ? AND pairing = ? AND version > ?"
+        args = [party, pairing, above]
+        versions = [
+            int(v)
+            for (v,) in self.db.execute(
+                f"SELECT version FROM snapshots WHERE {where} ORDER BY version", args
+            )
+        ]
+        with self.db.atomic():
+            for table in ("snapshots", "key_rotations"):
+                self.db.execute(
+                    f"INSERT INTO superseded_{table} SELECT *, ? FROM {table} WHERE {where}",
+                    [log_index, *args],
+                )
+                self.db.execute(f"DELETE FROM {table} WHERE {where}", args)
+        return versions
 
     @_locked
     def rotations(self, party: str) -> list[Rotation]:

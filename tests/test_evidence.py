@@ -36,6 +36,7 @@ from invsync.agent.evidence.summary import render_summary
 from invsync.agent.evidence.verify import verify_bundle
 from invsync.agent.exchange import acceptance as acc
 from invsync.agent.exchange import tlog
+from invsync.agent.exchange.chain_reset import ChainReset, sign_chain_reset
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.envelope import sign
 from invsync.agent.exchange.keys import generate, write_private_key
@@ -508,6 +509,70 @@ def test_a_second_snapshot_of_one_version_is_equivocation(
         "is also at entry 14, with other content"
     )
     failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def _reset_leaf(keys: Keys, continues_from: int, superseded: tuple[int, ...], signer: str) -> bytes:
+    """A CHAIN_RESET of jprs in the pairing, its statement signed by `signer`'s key."""
+    reset = ChainReset(SERVER, "jprs", PAIRING, continues_from, superseded, "INC-1", NOW)
+    entry = pb.LogEntry(
+        kind=pb.LOG_ENTRY_KIND_CHAIN_RESET, party="jprs", pairing=PAIRING, version=continues_from
+    )
+    return with_envelope(entry.SerializeToString(), sign_chain_reset(reset, getattr(keys, signer)))
+
+
+@pytest.mark.parametrize(
+    ("continues_from", "superseded", "message"),
+    [
+        (
+            7,
+            (),
+            "the chain reset of jprs in pairing secom-jprs continues from version 7, which the "
+            "log does not hold",
+        ),
+        (
+            1,
+            (2,),
+            "the chain reset of jprs in pairing secom-jprs sets aside versions 2, but the log "
+            "holds 3 above version 1 as well",
+        ),
+    ],
+)
+def test_a_chain_reset_must_name_what_the_log_holds(
+    rig: Rig,
+    logged: History,
+    keys: Keys,
+    tmp_path: Path,
+    continues_from: int,
+    superseded: tuple[int, ...],
+    message: str,
+) -> None:
+    forged = [*leaves(rig), _reset_leaf(keys, continues_from, superseded, "server")]
+    forge(rig, forged, tmp_path / "forged")
+    failed(verify(tmp_path / "forged", *pins(keys)), f"chain check failed at entry 22: {message}")
+
+
+def test_a_chain_reset_not_signed_by_the_server_fails(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forge(rig, [*leaves(rig), _reset_leaf(keys, 1, (2, 3), "jprs")], tmp_path / "forged")
+    message = (
+        "signature check failed at entry 22: the chain reset is not signed by a pinned key of "
+        f"the server 'test-exchange' (signed by: {keys.jprs.keyid[:16]})"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
+def test_a_chain_reset_of_every_version_above_one_verifies_and_shows(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forge(rig, [*leaves(rig), _reset_leaf(keys, 1, (2, 3), "server")], tmp_path / "forged")
+    result = verify(tmp_path / "forged", *pins(keys))
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("     22  chain reset")]
+    assert line.endswith(
+        "the exchange operator reset jprs's chain in pairing secom-jprs to continue from "
+        "version 1 (versions set aside: 2, 3; reason: INC-1)"
+    )
 
 
 # --- pins ---------------------------------------------------------------------------------------

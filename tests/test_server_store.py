@@ -58,7 +58,12 @@ def test_migrations_are_recorded_once(path: Path) -> None:
     ServerStore(path).close()
     again = ServerStore(path)
     names = [row["name"] for row in again.db.table("_migrations").rows]
-    assert names == ["_m001_initial", "_m002_key_rotations", "_m003_transparency_log"]
+    assert names == [
+        "_m001_initial",
+        "_m002_key_rotations",
+        "_m003_transparency_log",
+        "_m004_superseded",
+    ]
     tables = {
         "snapshots",
         "reports",

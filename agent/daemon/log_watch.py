@@ -17,7 +17,10 @@
 4. reads every entry added since the checkpoint held (the whole log the first time): each entry
    of this party (its snapshots, receipts, key announcements and report co-signatures, in any
    of its pairings) must be one this agent made: a snapshot it pushed, a receipt for one, a
-   co-signature it gave. Anything else signed as us is a finding;
+   co-signature it gave. Anything else signed as us is a finding. A CHAIN_RESET entry (the
+   exchange operator's `invsync server reset-chain`) must be signed by a pinned server key and
+   proven in the checkpoint; it is then applied to its pairing's trusted state (a reset peer's
+   set-aside snapshots and key rotations stop counting), and logged as a warning;
 5. only then holds the checkpoint, saved with the receipts now checked in one transaction, and
    adopted in memory after the commit. The agent's next snapshot carries it
    (`SnapshotHeader.log_checkpoint`).
@@ -47,21 +50,25 @@ from invsync.agent.daemon.log_reading import (
     inconsistent,
     latest_receipt,
     read_entry,
-    shown_entries,
     split_view,
 )
+from invsync.agent.daemon.own_entries import OwnEntries, sent_envelope
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
 from invsync.agent.exchange.client import NotFoundYet
-from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import VerifyKey
-from invsync.agent.exchange.log_entry import canonical_envelope, kind_name, parse_log_entry
+from invsync.agent.exchange.log_entry import (
+    canonical_envelope,
+    kind_name,
+    parse_log_entry,
+)
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
 from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, TrustedState
 from invsync.agent.model.snapshot import SnapshotHeader
-from invsync.agent.store.agent_store import AgentStore, SentSnapshot
+from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
 
 log = logging.getLogger("invsync.agent")
@@ -94,6 +101,9 @@ class LogWatch:
         self.server_keys = dict(server_keys)
         self.store = store
         self.clock = clock
+        # Chain resets read from the log, by pairing, until that pairing's check applies them:
+        # the log is one for all pairings, so one pairing's check may read another's reset.
+        self._resets: dict[str, list[ChainReset]] = {}
 
     def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint:
         """Steps 1 to 5; the checkpoint now held."""
@@ -102,10 +112,19 @@ class LogWatch:
             head = self.head(client, trust)
             checked = self._check_receipts(client, trust, head.checkpoint)
             held = trust.state.checkpoint
-            self._check_own_range(client, pairing, held.size if held else 0, head.checkpoint)
+            start = held.size if held else 0
+            own = OwnEntries(self.party, self.store, self.server_keys)
+            for reset in own.check(client, pairing, start, head.checkpoint):
+                self._resets.setdefault(reset.pairing, []).append(reset)
+        resets = self._resets.pop(pairing, [])
         with trust.staged() as staged:  # adopted once the write committed
+            for reset in resets:
+                staged.apply_chain_reset(reset)
             staged.replace_checkpoint(head.held())
-            self.store.record_checkpoint(pairing, staged.state, self.clock(), checked=checked)
+            peer_resets = [r for r in resets if r.party != self.party]
+            self.store.record_checkpoint(
+                pairing, staged.state, self.clock(), checked=checked, peer_resets=peer_resets
+            )
         log.info(
             "party=%s pairing=%s verified the log up to checkpoint size=%d",
             self.party,
@@ -207,45 +226,8 @@ class LogWatch:
                 f"{where} is not that snapshot: it is a {kind_name(entry)} entry of party "
                 f"{entry.party!r}, pairing {entry.pairing!r}, version {entry.version}"
             )
-        if entry.envelope != canonical_envelope(_envelope(sent)):
+        if entry.envelope != canonical_envelope(sent_envelope(sent)):
             raise fail(f"{where} holds another envelope than the one {self.party} pushed")
-
-    def _check_own_range(
-        self, client: LogClient, pairing: str, start: int, head: Checkpoint
-    ) -> None:
-        """Step 4: each entry of this party in start <= index < head.size is one we made."""
-        fail = inconsistent(pairing)
-        for index, leaf in shown_entries(client, start, head.size, fail):
-            if not leaf:
-                continue  # another pairing's entry: none of ours is ever withheld from us
-            try:
-                entry = parse_log_entry(leaf, f"log entry {index}")
-            except InvsyncError as e:
-                raise fail(str(e)) from e
-            if entry.party == self.party and not self._made_here(entry):
-                raise fail(
-                    f"log entry {index} is a {kind_name(entry)} entry signed as {self.party} "
-                    f"(pairing {entry.pairing!r}, version {entry.version}, report "
-                    f"{entry.report_id[:12] or '-'}) that this agent did not make"
-                )
-
-    def _made_here(self, entry: pb.LogEntry) -> bool:
-        """Whether this agent made the entry: pushed its snapshot (or the key announcement it
-        carries), got its receipt for one, or gave its co-signature."""
-        if entry.kind == pb.LOG_ENTRY_KIND_REPORT_SIGNATURE:
-            return self.store.has_cosigned(entry.report_id)
-        pushed = self.store.pushed_snapshot(entry.pairing, entry.version)
-        if pushed is None:
-            return False
-        if entry.kind == pb.LOG_ENTRY_KIND_RECEIPT:
-            return True
-        kinds = (pb.LOG_ENTRY_KIND_SNAPSHOT, pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT)
-        return entry.kind in kinds and entry.envelope == canonical_envelope(_envelope(pushed))
-
-
-def _envelope(sent: SentSnapshot) -> Envelope:
-    signatures = tuple(Sig(keyid, sig) for keyid, sig in sent.signatures)
-    return Envelope(sent.payload_type, sent.payload, signatures)
 
 
 def _check_extends(client: LogClient, pairing: str, held: LogCheckpoint, new: Checkpoint) -> None:

@@ -4,7 +4,10 @@ As the server's acceptance rules demand (DESIGN §5), and here over the whole hi
 only increase, each snapshot names its predecessor's digest (the first one in the log names
 none, or the log does not hold the whole chain), no version appears twice (with other content
 that is equivocation), and each party keeps one role in a pairing whose two roles are held by
-two parties.
+two parties. A chain reset by the exchange operator (a CHAIN_RESET entry, its signature checked
+by check 7) names the version the chain continues from, which the log must hold (or 0), and
+every version above it the log holds since the last reset; the next snapshot follows that
+version, as the server accepts it.
 """
 
 from __future__ import annotations
@@ -12,21 +15,67 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from invsync.agent.evidence.failures import CheckFailed, entry
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.model.snapshot import Snapshot, SnapshotHeader
 
 CHECK = "chain"
+Chain = dict[int, tuple[int, Snapshot]]  # version -> (entry index, snapshot), since the last reset
 
 
-def check_chains(snapshots: Mapping[int, Snapshot]) -> None:
-    """Check 8 over every snapshot, in log order (`snapshots` by entry index)."""
-    last: dict[tuple[str, str], tuple[int, Snapshot]] = {}
+def check_chains(
+    snapshots: Mapping[int, Snapshot], resets: Mapping[int, ChainReset] | None = None
+) -> None:
+    """Check 8 over every snapshot and chain reset, in log order (each by entry index)."""
+    resets = resets or {}
+    last: dict[tuple[str, str], tuple[int, Snapshot] | None] = {}
+    chains: dict[tuple[str, str], Chain] = {}
     holders: dict[tuple[str, str], tuple[str, int]] = {}  # (pairing, role) -> (party, entry)
-    for index in sorted(snapshots):
+    for index in sorted({*snapshots, *resets}):
+        if index in resets:
+            reset = resets[index]
+            key = (reset.party, reset.pairing)
+            last[key] = _after_reset(chains.setdefault(key, {}), reset, index)
+            chains[key] = {} if last[key] is None else dict([_version_of(last[key])])
+            continue
         snapshot = snapshots[index]
         header = snapshot.header
+        key = (header.party, header.pairing)
         _check_role(holders, header, index)
-        _check_link(last.get((header.party, header.pairing)), snapshot, index)
-        last[(header.party, header.pairing)] = (index, snapshot)
+        _check_link(last.get(key), snapshot, index)
+        last[key] = (index, snapshot)
+        chains.setdefault(key, {})[header.version] = (index, snapshot)
+
+
+def _version_of(held: tuple[int, Snapshot] | None) -> tuple[int, tuple[int, Snapshot]]:
+    assert held is not None
+    return held[1].header.version, held
+
+
+def _after_reset(chain: Chain, reset: ChainReset, index: int) -> tuple[int, Snapshot] | None:
+    """The snapshot the reset chain continues from (None: from nothing), once the reset names
+    every version above it that the log holds."""
+    who = f"{reset.party} in pairing {reset.pairing}"
+    above = sorted(v for v in chain if v > reset.continues_from)
+    unnamed = [v for v in above if v not in reset.superseded]
+    if unnamed:
+        raise CheckFailed(
+            CHECK,
+            entry(index),
+            f"the chain reset of {who} sets aside versions "
+            f"{', '.join(map(str, reset.superseded)) or 'none'}, but the log holds "
+            f"{', '.join(map(str, unnamed))} above version {reset.continues_from} as well",
+        )
+    if not reset.continues_from:
+        return None
+    held = chain.get(reset.continues_from)
+    if held is None:
+        raise CheckFailed(
+            CHECK,
+            entry(index),
+            f"the chain reset of {who} continues from version {reset.continues_from}, which "
+            "the log does not hold",
+        )
+    return held
 
 
 def _check_role(

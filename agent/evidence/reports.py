@@ -33,13 +33,21 @@ class _Reports:
 
     def __init__(self, snapshots: Mapping[int, Snapshot], trust: Trust) -> None:
         self.trust = trust
-        self.by_version = {
-            (s.header.party, s.header.pairing, s.header.version): (i, s)
-            for i, s in snapshots.items()
-        }
+        # A version may be in the log twice when a chain reset set the first one aside: a report
+        # names the one logged last before it.
+        self.by_version: dict[tuple[str, str, int], list[tuple[int, Snapshot]]] = {}
+        for i in sorted(snapshots):
+            s = snapshots[i]
+            key = (s.header.party, s.header.pairing, s.header.version)
+            self.by_version.setdefault(key, []).append((i, s))
         self.bodies: dict[int, ReportBody] = {}
         self.by_id: dict[str, tuple[int, bytes, ReportBody]] = {}
         self.latest: dict[str, ReportBody] = {}
+
+    def logged_before(self, index: int, party: str, pairing: str, version: int) -> Snapshot | None:
+        """The party's snapshot `version` logged last before entry `index`; None if none."""
+        found = [s for i, s in self.by_version.get((party, pairing, version), []) if i < index]
+        return found[-1] if found else None
 
 
 def check_reports(
@@ -118,17 +126,16 @@ def _side(item: LoggedEntry, ref: SnapshotRef, reports: _Reports) -> ReportSide:
     """The side the report compares in `ref`'s role: the named snapshot and the one before."""
     if ref.version == 0 and not ref.digest:
         return ReportSide(ref.party)
-    found = reports.by_version.get((ref.party, item.pairing, ref.version))
-    if found is None or found[0] > item.index or found[1].payload_sha256 != ref.digest:
+    found = reports.logged_before(item.index, ref.party, item.pairing, ref.version)
+    if found is None or found.payload_sha256 != ref.digest:
         raise CheckFailed(
             CHECK,
             entry(item.index),
             f"the report names the {ref.role} snapshot of {ref.party} version {ref.version} "
             f"({ref.digest[:16] or 'no digest'}), which is not in the log before it",
         )
-    before = reports.by_version.get((ref.party, item.pairing, ref.version - 1))
-    previous = before[1] if before is not None and before[0] < item.index else None
-    return ReportSide.of(found[1], previous)
+    previous = reports.logged_before(item.index, ref.party, item.pairing, ref.version - 1)
+    return ReportSide.of(found, previous)
 
 
 def _mismatch(body: ReportBody, rebuilt: bytes, payload: bytes) -> str:

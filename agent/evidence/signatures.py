@@ -4,19 +4,28 @@ Walking the entries in log order: a snapshot must be signed by a key in force fo
 pairing and version (`KeyRing.keys_for`), before its payload is decoded; a key announcement must
 repeat its snapshot, signed by a key in force and by the announced key
 (`agent.exchange.keyring.check_key_schedule`), and only from there on is the new key in force;
-receipts and reports must be signed by a pinned server key; a co-signature by a key in force for
-its party. A key used before the entry that announces it is named as such.
+receipts, reports and chain resets must be signed by a pinned server key; a co-signature by a key
+in force for its party. A key used before the entry that announces it is named as such. A chain
+reset takes the rotations its party announced above the version it continues from out of force,
+as the server did.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.evidence.trust import Trust
 from invsync.agent.exchange import envelope
+from invsync.agent.exchange.chain_reset import (
+    CHAIN_RESET_PAYLOAD_TYPE,
+    ChainReset,
+    MalformedChainReset,
+    decode_chain_reset,
+)
 from invsync.agent.exchange.keyring import KeyRing, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE
@@ -32,29 +41,60 @@ _PAYLOAD_TYPES = {
     K.LOG_ENTRY_KIND_RECEIPT: RECEIPT_PAYLOAD_TYPE,
     K.LOG_ENTRY_KIND_REPORT: REPORT_PAYLOAD_TYPE,
     K.LOG_ENTRY_KIND_REPORT_SIGNATURE: REPORT_PAYLOAD_TYPE,
+    K.LOG_ENTRY_KIND_CHAIN_RESET: CHAIN_RESET_PAYLOAD_TYPE,
 }
 
 
-def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> dict[int, Snapshot]:
-    """Check 7 over every entry in log order; the decoded snapshot of each SNAPSHOT entry.
-    Each rotation a key announcement proves is added to `trust` as it is reached."""
+@dataclass(frozen=True)
+class Signed:
+    """What check 7 decoded once the signatures held, by entry index."""
+
+    snapshots: dict[int, Snapshot] = field(default_factory=dict)
+    resets: dict[int, ChainReset] = field(default_factory=dict)
+
+
+def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> Signed:
+    """Check 7 over every entry in log order; the decoded snapshots and chain resets.
+    Each rotation a key announcement proves is added to `trust` as it is reached, and each
+    chain reset takes those it sets aside out again."""
     announcements = {
         hashlib.sha256(e.announced_key).hexdigest(): e.index
         for e in entries
         if e.kind == K.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT
     }
-    snapshots: dict[int, Snapshot] = {}
+    signed = Signed()
     for item in entries:
         _check_payload_type(item)
         if item.kind == K.LOG_ENTRY_KIND_SNAPSHOT:
-            snapshots[item.index] = _snapshot(item, trust, announcements)
+            signed.snapshots[item.index] = _snapshot(item, trust, announcements)
         elif item.kind == K.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT:
-            _announcement(item, trust, snapshots)
+            _announcement(item, trust, signed.snapshots)
         elif item.kind == K.LOG_ENTRY_KIND_REPORT_SIGNATURE:
             _cosignature(item, trust, announcements)
         else:
             _server_signed(item, trust)
-    return snapshots
+            if item.kind == K.LOG_ENTRY_KIND_CHAIN_RESET:
+                signed.resets[item.index] = _chain_reset(item, trust)
+    return signed
+
+
+def _chain_reset(item: LoggedEntry, trust: Trust) -> ChainReset:
+    where = entry(item.index)
+    try:
+        reset = decode_chain_reset(item.envelope, where)
+    except MalformedChainReset as e:
+        raise CheckFailed(CHECK, where, str(e).removeprefix(f"{where}: ")) from e
+    named = (item.party, item.pairing, item.version)
+    if reset.names() != named:
+        raise CheckFailed(
+            CHECK,
+            where,
+            f"the entry names a reset of {named[0]} in pairing {named[1]} from version "
+            f"{named[2]}, the signed statement one of {reset.party} in pairing {reset.pairing} "
+            f"from version {reset.continues_from}",
+        )
+    trust.drop_rotations(item.index, reset.party, reset.pairing, reset.continues_from)
+    return reset
 
 
 def _check_payload_type(item: LoggedEntry) -> None:

@@ -1,6 +1,6 @@
 """What happened in each pairing, from a verified bundle, in log order: snapshots, receipts, key
 rotations, reports (with the findings each opened and resolved since the pairing's previous
-report) and co-signatures.
+report), co-signatures and the operator's chain resets.
 
 Built only from what the checks established (`verify.VerifiedBundle`), so a timeline is never shown
 for a bundle that failed. `timeline_text` is the terminal rendering; `summary.py` renders the
@@ -26,7 +26,7 @@ from invsync.agent.times import rfc3339
 @dataclass(frozen=True)
 class Event:
     index: int
-    kind: str  # "snapshot", "receipt", "key rotation", "report", "co-signature"
+    kind: str  # "snapshot", "receipt", "key rotation", "report", "co-signature", "chain reset"
     party: str  # "" for what the server alone signed (a report)
     when: datetime | None  # issued, accepted or as of; None for a co-signature
     what: str  # one line for a person
@@ -98,6 +98,9 @@ def _event(
     if item.kind == K.LOG_ENTRY_KIND_REPORT:
         body = verified.reports[item.index]
         return _report(item, body, previous, cosigners.get(body.report_id, set()))
+    if item.kind == K.LOG_ENTRY_KIND_CHAIN_RESET:
+        reset = verified.resets[item.index]
+        return Event(item.index, "chain reset", item.party, reset.reset_at, reset.describe())
     keys = ", ".join(s.keyid[:16] for s in item.envelope.signatures)
     what = f"{item.party} co-signed report {item.report_id[:16]} (key {keys})"
     return Event(item.index, "co-signature", item.party, None, what)

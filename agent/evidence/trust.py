@@ -27,6 +27,7 @@ class Trust:
         self.pins = pins
         self.candidates = candidates  # keyid -> key: the bundle's keys, trusted by no one yet
         self.rotations: list[tuple[int, Rotation]] = []  # (entry index, rotation), in log order
+        self.resets: list[tuple[int, str, str, int]] = []  # (entry, party, pairing, above)
 
     def server_keys(self, check: str, where: str) -> list[VerifyKey]:
         """The server's pinned keys; CheckFailed(`check`, `where`) when there is none."""
@@ -47,12 +48,31 @@ class Trust:
         if not keys:
             raise CheckFailed(check, where, self._unpinned(party, "party"))
         rotations = tuple(
-            r for i, r in self.rotations if r.party == party and (before is None or i < before)
+            r
+            for i, r in self.rotations
+            if r.party == party
+            and (before is None or i < before)
+            and self._in_force(i, r, before)
         )
         return KeyRing(party, {key.keyid: key for key in keys}, rotations)
 
     def add_rotation(self, index: int, rotation: Rotation) -> None:
         self.rotations.append((index, rotation))
+
+    def drop_rotations(self, index: int, party: str, pairing: str, above: int) -> None:
+        """From entry `index` on, `party`'s rotations in `pairing` logged before it at versions
+        above `above` are out of force: a chain reset set their snapshots aside, as the server
+        did their keys. What was signed before the reset is still judged with them."""
+        self.resets.append((index, party, pairing, above))
+
+    def _in_force(self, at: int, rotation: Rotation, before: int | None) -> bool:
+        """Whether `rotation`, logged at entry `at`, is in force before entry `before`."""
+        return not any(
+            at < reset < (before if before is not None else reset + 1)
+            and (rotation.party, rotation.pairing) == (party, pairing)
+            and rotation.version > above
+            for reset, party, pairing, above in self.resets
+        )
 
     def announced_at(self, keyid: str) -> int | None:
         """The entry whose rotation put `keyid` in force; None if none did (so far)."""

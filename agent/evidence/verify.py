@@ -11,7 +11,8 @@ check and the entry, checkpoint or file):
 5. inclusion     every entry is in the latest checkpoint (its exact bytes hashed first)
 6. scope         the bundle withholds only what its (unsigned) scope lets it
 7. signature     every envelope is signed by a key in force where it stands in the log
-8. chain         each party's snapshots of a pairing form one chain, without equivocation
+8. chain         each party's snapshots of a pairing form one chain, without equivocation,
+                 but for the operator's signed chain resets
 9. receipt       every receipt acknowledges its snapshot, at the entry it names
 10. report       every report is rebuilt byte for byte from the snapshots it names, and every
                  co-signature is on a report of the log
@@ -35,6 +36,7 @@ from invsync.agent.evidence.reports import check_reports
 from invsync.agent.evidence.signatures import check_signatures
 from invsync.agent.evidence.trust import PinnedIds, Trust
 from invsync.agent.evidence.withheld import check_scope
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.receipt import Receipt
 from invsync.agent.model.snapshot import Snapshot
@@ -53,6 +55,7 @@ class VerifiedBundle:
     rotations: tuple[tuple[int, Rotation], ...]
     receipts: dict[int, Receipt]
     reports: dict[int, ReportBody]
+    resets: dict[int, ChainReset]
 
 
 def verify_bundle(root: Path, pins: PinnedIds, server: str) -> VerifiedBundle:
@@ -75,12 +78,21 @@ def verify_content(bundle: Bundle, pins: PinnedIds) -> VerifiedBundle:
     log = verify_log(bundle, trust.server_keys("checkpoint-signature", _first(bundle)))
     check_scope(bundle, log.leaves)
     entries = parse_entries(log.leaves)
-    snapshots = check_signatures(entries, trust)
-    check_chains(snapshots)
+    signed = check_signatures(entries, trust)
+    snapshots = signed.snapshots
+    check_chains(snapshots, signed.resets)
     receipts = check_receipts(entries, log, trust)
     reports = check_reports(entries, snapshots, trust)
     return VerifiedBundle(
-        bundle, pins, log, tuple(entries), snapshots, tuple(trust.rotations), receipts, reports
+        bundle,
+        pins,
+        log,
+        tuple(entries),
+        snapshots,
+        tuple(trust.rotations),
+        receipts,
+        reports,
+        signed.resets,
     )
 
 

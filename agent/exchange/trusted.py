@@ -52,6 +52,7 @@ from typing import Generic, Protocol, TypeVar
 from invsync.agent.errors import InvsyncError, SignatureError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.keyring import Rotation
@@ -291,6 +292,24 @@ class PairingTrust(Generic[R]):
             self._check_same_digest(verified.snapshot, last)
         self._adopt(verified, peer=self._state.peer)
         return verified
+
+    def apply_chain_reset(self, reset: ChainReset) -> None:
+        """The exchange operator reset the peer's chain in this pairing (a CHAIN_RESET entry
+        whose server signature and inclusion the caller verified): the peer's snapshots above
+        the version it continues from, and the key rotations they carried, are no longer
+        trusted here, so its next snapshot is judged against that version, not against a
+        snapshot set aside. A reset of another party or pairing changes nothing."""
+        if (reset.party, reset.pairing) != (self._peer.party, self.pairing.name):
+            return
+        peer = self._state.peer
+        if peer is not None and peer.version > reset.continues_from:
+            self._state = replace(self._state, peer=None)
+        self._rotations = tuple(
+            r
+            for r in self._rotations
+            if (r.party, r.pairing) != (reset.party, reset.pairing)
+            or r.version <= reset.continues_from
+        )
 
     def check_peer_absent(self) -> None:
         """A report says the peer has sent no snapshot: refused once one was verified here."""

@@ -23,6 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from invsync.agent.errors import StoreError
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
@@ -368,15 +369,28 @@ class AgentStore:
             self._save_state(pairing, state, now)
 
     def record_checkpoint(
-        self, pairing: str, state: TrustedState, now: datetime, *, checked: Sequence[int] = ()
+        self,
+        pairing: str,
+        state: TrustedState,
+        now: datetime,
+        *,
+        checked: Sequence[int] = (),
+        peer_resets: Sequence[ChainReset] = (),
     ) -> None:
         """A log checkpoint the caller verified and `state` now holds, with the versions whose
-        receipts' entries it checked against it, in one transaction."""
+        receipts' entries it checked against it and the peer's key rotations that chain resets
+        set aside (`peer_resets`), in one transaction."""
         with transaction(self.db, f"{self.path}: cannot record the checkpoint of {pairing}"):
             self._save_state(pairing, state, now)
             sql = "UPDATE receipts SET checked = 1 WHERE pairing = ? AND version = ?"
             for version in checked:
                 self.db.execute(sql, [pairing, version])
+            for reset in peer_resets:
+                self.db.execute(
+                    "DELETE FROM peer_key_rotations WHERE party = ? AND pairing = ? "
+                    "AND version > ?",
+                    [reset.party, reset.pairing, reset.continues_from],
+                )
 
     def unchecked_receipts(self, pairing: str) -> list[int]:
         """The versions whose receipts' log entries the log watch has not checked yet."""

@@ -84,6 +84,13 @@ class _LogEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogEntry
     that snapshot again, signed by the old and the new key, so the entry proves the rotation on
     its own.
     """
+    LOG_ENTRY_KIND_CHAIN_RESET: _LogEntryKind.ValueType  # 6
+    """The exchange operator reset one party's chain in a pairing (`invsync server reset-chain`,
+    after a misuse of that party's key): `version` is the version the chain continues from (0:
+    from no snapshot at all), and `envelope` the server-signed ChainResetBody naming the party,
+    pairing, that version, the versions it set aside and the operator's reason. The
+    snapshots it sets aside stay in the log; the party's next snapshot follows that version.
+    """
 
 class LogEntryKind(_LogEntryKind, metaclass=_LogEntryKindEnumTypeWrapper):
     """What the exchange's transparency log records (DESIGN §6a): one envelope the exchange accepted
@@ -103,6 +110,13 @@ LOG_ENTRY_KIND_KEY_ANNOUNCEMENT: LogEntryKind.ValueType  # 5
 """A snapshot that announced a new signing key (SnapshotHeader.next_signing_key): `envelope` is
 that snapshot again, signed by the old and the new key, so the entry proves the rotation on
 its own.
+"""
+LOG_ENTRY_KIND_CHAIN_RESET: LogEntryKind.ValueType  # 6
+"""The exchange operator reset one party's chain in a pairing (`invsync server reset-chain`,
+after a misuse of that party's key): `version` is the version the chain continues from (0:
+from no snapshot at all), and `envelope` the server-signed ChainResetBody naming the party,
+pairing, that version, the versions it set aside and the operator's reason. The
+snapshots it sets aside stay in the log; the party's next snapshot follows that version.
 """
 Global___LogEntryKind: _TypeAlias = LogEntryKind  # noqa: Y015
 
@@ -712,6 +726,55 @@ class ReceiptBody(_message.Message):
 Global___ReceiptBody: _TypeAlias = ReceiptBody  # noqa: Y015
 
 @_typing.final
+class ChainResetBody(_message.Message):
+    """Payload of a CHAIN_RESET log entry, signed by the server when its operator resets one party's
+    chain in a pairing (payload_type "application/vnd.invsync.chain-reset.v1+protobuf").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    PAIRING_FIELD_NUMBER: _builtins.int
+    CONTINUES_FROM_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RESET_AT_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    party: _builtins.str
+    pairing: _builtins.str
+    continues_from: _builtins.int
+    """The version the party's chain continues from: its next snapshot must follow this one
+    (0: the chain starts again, as if the party had never pushed in the pairing).
+    """
+    reason: _builtins.str
+    """The operator's reason, as given (for example an incident number)."""
+    @_builtins.property
+    def superseded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The versions above it that the server held, and sets aside (they stay in the log)."""
+
+    @_builtins.property
+    def reset_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        party: _builtins.str = ...,
+        pairing: _builtins.str = ...,
+        continues_from: _builtins.int = ...,
+        superseded: _abc.Iterable[_builtins.int] | None = ...,
+        reason: _builtins.str = ...,
+        reset_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reset_at", b"reset_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continues_from", b"continues_from", "pairing", b"pairing", "party", b"party", "reason", b"reason", "reset_at", b"reset_at", "server", b"server", "superseded", b"superseded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainResetBody: _TypeAlias = ChainResetBody  # noqa: Y015
+
+@_typing.final
 class Receipt(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -859,12 +922,14 @@ class LogEntry(_message.Message):
     ANNOUNCED_KEY_FIELD_NUMBER: _builtins.int
     kind: Global___LogEntryKind.ValueType
     party: _builtins.str
-    """The party that pushed the snapshot (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT) or co-signed the
-    report (REPORT_SIGNATURE); empty for REPORT, which the server signs.
+    """The party that pushed the snapshot (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT), co-signed the
+    report (REPORT_SIGNATURE) or whose chain was reset (CHAIN_RESET); empty for REPORT.
     """
     pairing: _builtins.str
     version: _builtins.int
-    """The snapshot's version (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT); 0 otherwise."""
+    """The snapshot's version (SNAPSHOT, RECEIPT, KEY_ANNOUNCEMENT), the version a reset chain
+    continues from (CHAIN_RESET); 0 otherwise.
+    """
     report_id: _builtins.str
     """Lowercase hex SHA-256 of the report body (REPORT, REPORT_SIGNATURE); empty otherwise."""
     envelope: _builtins.bytes

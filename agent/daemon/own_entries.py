@@ -1,0 +1,143 @@
+"""Step 4 of the log watch (`agent.daemon.log_watch`): the entries of a range that carry this
+party's name are ones its agent made, and the chain resets the exchange operator logged.
+
+An entry signed as us that we did not make is a finding, unless a later chain reset in the range
+set its snapshot aside: that is the misuse the reset answered, logged instead of raised. A
+CHAIN_RESET entry counts only once a pinned server key signed its statement and the entry is
+proven in the checkpoint; the resets are returned for the caller to apply to trusted state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from invsync.agent.daemon.log_reading import (
+    Fail,
+    LogClient,
+    check_included,
+    inconsistent,
+    shown_entries,
+)
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange.chain_reset import ChainReset, decode_chain_reset
+from invsync.agent.exchange.checkpoint import Checkpoint
+from invsync.agent.exchange.envelope import Envelope, Sig, verify_or_raise
+from invsync.agent.exchange.keys import VerifyKey
+from invsync.agent.exchange.log_entry import (
+    canonical_envelope,
+    kind_name,
+    logged_envelope,
+    parse_log_entry,
+)
+from invsync.agent.store.agent_store import AgentStore, SentSnapshot
+from invsync.v1 import invsync_pb2 as pb
+
+log = logging.getLogger("invsync.agent")
+
+
+class OwnEntries:
+    """Checks a range of the log for one party (see the module docstring)."""
+
+    def __init__(self, party: str, store: AgentStore, server_keys: Mapping[str, VerifyKey]) -> None:
+        self.party = party
+        self.store = store
+        self.server_keys = server_keys
+
+    def check(
+        self, client: LogClient, pairing: str, start: int, head: Checkpoint
+    ) -> list[ChainReset]:
+        """Step 4: each entry of this party in start <= index < head.size is one we made, or a
+        snapshot (with its receipt and key announcement) that a later chain reset of the range
+        set aside; the chain resets, once verified."""
+        fail = inconsistent(pairing)
+        resets: dict[int, ChainReset] = {}
+        foreign: list[tuple[int, pb.LogEntry]] = []
+        for index, leaf in shown_entries(client, start, head.size, fail):
+            if not leaf:
+                continue  # another pairing's entry: none of ours is ever withheld from us
+            try:
+                entry = parse_log_entry(leaf, f"log entry {index}")
+            except InvsyncError as e:
+                raise fail(str(e)) from e
+            if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
+                resets[index] = self._chain_reset(client, entry, leaf, index, head, fail)
+            elif entry.party == self.party and not self._made_here(entry):
+                foreign.append((index, entry))
+        for index, entry in foreign:
+            self._excuse(index, entry, resets, fail)
+        return list(resets.values())
+
+    def _excuse(
+        self, index: int, entry: pb.LogEntry, resets: Mapping[int, ChainReset], fail: Fail
+    ) -> None:
+        """An entry signed as us that we did not make is a finding, unless the exchange operator
+        has since set its snapshot aside (the misuse the reset answered: logged, not raised)."""
+        what = (
+            f"log entry {index} is a {kind_name(entry)} entry signed as {self.party} (pairing "
+            f"{entry.pairing!r}, version {entry.version}, report "
+            f"{entry.report_id[:12] or '-'}) that this agent did not make"
+        )
+        chained = entry.kind != pb.LOG_ENTRY_KIND_REPORT_SIGNATURE
+        if not chained or not any(
+            at > index
+            and (r.party, r.pairing) == (self.party, entry.pairing)
+            and entry.version in r.superseded
+            for at, r in resets.items()
+        ):
+            raise fail(what)
+        log.warning(
+            "party=%s %s; a chain reset set it aside",
+            self.party,
+            what,
+            extra={"party": self.party, "pairing": entry.pairing},
+        )
+
+    def _chain_reset(
+        self,
+        client: LogClient,
+        entry: pb.LogEntry,
+        leaf: bytes,
+        index: int,
+        head: Checkpoint,
+        fail: Fail,
+    ) -> ChainReset:
+        """A CHAIN_RESET entry's statement, once a pinned server key signed it and the entry is
+        proven in the checkpoint: a reset shown to this agent alone would be a split view."""
+        where = f"log entry {index}"
+        try:
+            env = logged_envelope(entry, where)
+            verify_or_raise(env, self.server_keys, who=f"the chain reset at {where}")
+            reset = decode_chain_reset(env, where)
+        except InvsyncError as e:
+            raise fail(str(e)) from e
+        if reset.names() != (entry.party, entry.pairing, entry.version):
+            raise fail(f"{where}: the signed chain reset is not the one the entry names")
+        check_included(client, leaf, index, head, where, fail)
+        log.warning(
+            "party=%s %s (%s)",
+            self.party,
+            reset.describe(),
+            where,
+            extra={"party": self.party, "pairing": reset.pairing},
+        )
+        return reset
+
+    def _made_here(self, entry: pb.LogEntry) -> bool:
+        """Whether this agent made the entry: pushed its snapshot (or the key announcement it
+        carries), got its receipt for one, or gave its co-signature."""
+        if entry.kind == pb.LOG_ENTRY_KIND_REPORT_SIGNATURE:
+            return self.store.has_cosigned(entry.report_id)
+        pushed = self.store.pushed_snapshot(entry.pairing, entry.version)
+        if pushed is None:
+            return False
+        if entry.kind == pb.LOG_ENTRY_KIND_RECEIPT:
+            return True
+        kinds = (pb.LOG_ENTRY_KIND_SNAPSHOT, pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT)
+        return entry.kind in kinds and entry.envelope == canonical_envelope(sent_envelope(pushed))
+
+
+def sent_envelope(sent: SentSnapshot) -> Envelope:
+    """The envelope of a snapshot this agent sent, as it pushed it."""
+    signatures = tuple(Sig(keyid, sig) for keyid, sig in sent.signatures)
+    return Envelope(sent.payload_type, sent.payload, signatures)
