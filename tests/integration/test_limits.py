@@ -201,3 +201,21 @@ def test_a_stalled_push_is_cancelled_by_the_idle_timeout(fed: Federation) -> Non
     finally:
         stop.set()
         channel.close()
+
+
+def test_a_steady_push_is_cancelled_at_the_total_time_cap(tmp_path: Path) -> None:
+    """Never idle, above the minimum rate, and still stopped once it has run too long."""
+    with _federation(tmp_path, max_request_seconds=IDLE_SECONDS) as fed:
+        stop = threading.Event()
+        channel, stub = _stub(fed, "secom")
+        started = time.monotonic()
+        call = stub.PushSnapshot.future(_slow(stop, 0.2, size=2048), timeout=20)
+        try:
+            (error,) = _wait_done([call], 1, IDLE_SECONDS + 8)
+            assert error.code() == grpc.StatusCode.CANCELLED
+            assert IDLE_SECONDS <= time.monotonic() - started < IDLE_SECONDS + 5
+            wait_for(
+                fed.work / "logs" / "server.log", f"call still running after {IDLE_SECONDS} s", 5
+            )
+        finally:
+            _end(stop, [call], channel)
