@@ -1,7 +1,8 @@
 """The exchange's readers of what a peer or the server sent: the DSSE envelope (its JSON form),
-stream reassembly (`snapshot.from_chunks`), a verified payload's decoding (`decode_payload`),
-and the evidence bundle's manifest and files. Each returns a value or raises an InvsyncError.
-The checkpoint note has its own fuzz tests in tests/test_checkpoint.py."""
+stream reassembly (`snapshot.from_chunks`), a verified payload's decoding (`decode_payload`), a
+chain reset's statement (`decode_chain_reset`), and the evidence bundle's manifest and files.
+Each returns a value or raises an InvsyncError. The checkpoint note has its own fuzz tests in
+tests/test_checkpoint.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from hypothesis import strategies as st
 
 from invsync.agent.evidence.bundle import read_bundle_files, read_manifest_json
 from invsync.agent.exchange import envelope
+from invsync.agent.exchange.chain_reset import (
+    CHAIN_RESET_PAYLOAD_TYPE,
+    ChainReset,
+    decode_chain_reset,
+    sign_chain_reset,
+)
 from invsync.agent.exchange.keys import generate
 from invsync.agent.exchange.snapshot import (
     build_payload,
@@ -39,6 +46,9 @@ PAYLOAD = build_payload(
 ENVELOPE = sign_snapshot(PAYLOAD, generate())
 ENVELOPE_JSON = json.dumps(envelope.to_json_dict(ENVELOPE)).encode()
 CHUNKS = [c.SerializeToString() for c in to_chunks(ENVELOPE, chunk_size=512)]
+RESET = sign_chain_reset(
+    ChainReset("exchange", "jprs", "secom-jprs", 1, (2, 3), "INC-42", AT), generate()
+).payload
 MANIFEST = json.dumps(
     {
         "format": "invsync-evidence/1",
@@ -90,8 +100,16 @@ def test_fuzz_stream_reassembly(chunks: list[bytes], max_bytes: int) -> None:
     value_or_own_error("stream", read, None)
 
 
+@given(data=hostile([RESET], max_size=1024))
+def test_fuzz_chain_reset(data: bytes) -> None:
+    env = envelope.Envelope(CHAIN_RESET_PAYLOAD_TYPE, data, ())
+    value_or_own_error("chain-reset", lambda: decode_chain_reset(env, "entry 9"), "entry 9")
+
+
 def test_the_seeds_read_as_they_are() -> None:
     assert decode_payload(PAYLOAD).records
+    reset = decode_chain_reset(envelope.Envelope(CHAIN_RESET_PAYLOAD_TYPE, RESET, ()), "entry 9")
+    assert reset.superseded == (2, 3)
     assert envelope.from_json_dict(json.loads(ENVELOPE_JSON)) == ENVELOPE
     assert from_chunks([pb.SnapshotChunk.FromString(c) for c in CHUNKS], 1 << 20) == ENVELOPE
     read_bundle_files(read_manifest_json(MANIFEST), FILES)
