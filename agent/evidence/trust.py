@@ -50,9 +50,7 @@ class Trust:
         rotations = tuple(
             r
             for i, r in self.rotations
-            if r.party == party
-            and (before is None or i < before)
-            and self._in_force(i, r, before)
+            if r.party == party and (before is None or i < before) and self._in_force(i, r, before)
         )
         return KeyRing(party, {key.keyid: key for key in keys}, rotations)
 
