@@ -72,11 +72,11 @@ _OWNER_SUFFIXES = (
 
 def load_ccadb_records(path: Path, ctx: SourceContext) -> Facts:
     """One Disclosure per row of an AllCertificateRecordsCSVFormatV5 report (`.csv[.gz]`)."""
-    table = open_table(path)
-    table.require(REQUIRED)
-    rows = ((row.location, row) for row in table.rows)
     tally = Tally(ctx.progress)
-    disclosures, skipped = collect(rows, _disclosure, ctx, tally)
+    with open_table(path) as table:
+        table.require(REQUIRED)
+        rows = ((row.location, row) for row in table.rows)
+        disclosures, skipped = collect(rows, _disclosure, ctx, tally)
     tally.finish()
     if tally.done == 0:
         raise SourceError(f"{path}: no certificate record found (the report has no rows)")

@@ -57,10 +57,11 @@ def load_ccadb_pem_files(paths: Sequence[Path], ctx: SourceContext) -> Facts:
 def _load_file(
     path: Path, certificates: _Certificates, ctx: SourceContext, tally: Tally
 ) -> tuple[list[CertRecord], list[Skipped]]:
-    table = open_table(path)
-    table.require((SHA256, PEM))
     before = tally.done
-    result = collect(((row.location, row) for row in table.rows), certificates.record, ctx, tally)
+    with open_table(path) as table:
+        table.require((SHA256, PEM))
+        rows = ((row.location, row) for row in table.rows)
+        result = collect(rows, certificates.record, ctx, tally)
     if tally.done == before:
         raise SourceError(f"{path}: no certificate found (the report has no rows)")
     return result

@@ -22,11 +22,11 @@ _REQUIRED = "certificate"
 
 def load_csv_log(path: Path, ctx: SourceContext) -> Facts:
     """Every row of a CSV issuance log as a record (see the module docstring)."""
-    table = open_table(path)
-    _check_header(table)
-    rows = ((row.location, row) for row in table.rows)
     tally = Tally(ctx.progress)
-    records, skipped = collect(rows, lambda row: _record(row, ctx), ctx, tally)
+    with open_table(path) as table:  # read row by row: it holds the records, not the file
+        _check_header(table)
+        rows = ((row.location, row) for row in table.rows)
+        records, skipped = collect(rows, lambda row: _record(row, ctx), ctx, tally)
     tally.finish()
     if tally.done == 0:
         raise SourceError(f"{path}: no certificate found (the issuance log has no rows)")

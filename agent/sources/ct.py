@@ -15,22 +15,21 @@ entry is a SourceError naming it, or, with `skip_invalid`, a `Skipped` entry.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import Skipped
-from invsync.agent.model.record import CertRecord, SourceRef, parse_certificate
+from invsync.agent.model.record import DECODE_ERRORS, CertRecord, SourceRef, parse_certificate
 from invsync.agent.model.signatures import signed_by
 from invsync.agent.sources.ct_entries import EntryError, decode_entry
-from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.reading import open_lines, read_text
 
 CT = "ct"
 CT_PRECERT = "ct-precert"
@@ -38,17 +37,38 @@ CT_PRECERT = "ct-precert"
 
 def load_ct_entries(path: Path, ctx: SourceContext) -> Facts:
     """The party's CA certificates in a file holding one get-entries response (JSON), or a JSON
-    Lines file of them. Entries are numbered from 0 across the whole file."""
+    Lines file of them. Entries are numbered from 0 across the whole file.
+
+    JSON Lines are read line by line, twice: first for the total that progress reports (which
+    also refuses a malformed line before any entry is decoded), then for the entries, one
+    response at a time. A single document is read whole: `json` cannot parse it in pieces."""
     keys = party_keys(ctx, str(path))
-    responses = [response_entries(body, where) for where, body in _json_documents(path)]
-    total = sum(len(entries) for entries in responses)
-    bundles: list[Facts] = []
+    entries = _single_response(path)
+    if entries is not None:
+        return _responses_facts([entries], len(entries), str(path), keys, ctx)
+    total = sum(len(entries) for entries in _line_responses(path))
+    return _responses_facts(_line_responses(path), total, str(path), keys, ctx)
+
+
+def _responses_facts(
+    responses: Iterable[list[object]],
+    total: int,
+    source: str,
+    keys: Sequence[PublicKeyTypes],
+    ctx: SourceContext,
+) -> Facts:
+    # Only what each response yields is kept, not a Facts per response: a file of many small
+    # responses must not cost more than its records.
+    records: list[CertRecord] = []
+    skipped: list[Skipped] = []
     done = 0
     for entries in responses:
-        bundles.append(entries_facts(entries, str(path), done, keys, ctx))
+        facts = entries_facts(entries, source, done, keys, ctx)
+        records.extend(facts.records)
+        skipped.extend(facts.skipped)
         done += len(entries)
         ctx.progress(done, total)
-    return Facts.combine(bundles)
+    return Facts(records=tuple(records), skipped=tuple(skipped))
 
 
 def party_keys(ctx: SourceContext, source: str) -> list[PublicKeyTypes]:
@@ -109,7 +129,7 @@ def _entry_record(
         if not _is_ca(cert) or not any(signed_by(cert, key) for key in keys):
             return None
         info = parse_certificate(entry.certificate)
-    except (ValueError, UnsupportedAlgorithm) as e:  # the latter: a key type cryptography lacks
+    except DECODE_ERRORS as e:  # also what the lazy extension accessors raise, and unknown keys
         raise EntryError(f"{what} cannot be parsed: {e}") from e
     kind = CT_PRECERT if entry.precert else CT
     return CertRecord(info, sources=(SourceRef(kind, location, now, now),))
@@ -123,22 +143,52 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return constraints.ca
 
 
-def _json_documents(path: Path) -> list[tuple[str, object]]:
-    """One JSON document (any layout), or JSON Lines: each with the place to name in errors."""
+def _single_response(path: Path) -> list[object] | None:
+    """The entries of the file's one get-entries response; None when the file is JSON Lines:
+    its first non-blank line is JSON by itself and another non-blank line follows (the whole
+    cannot be one document then)."""
+    with open_lines(path) as lines:
+        filled = ((number, line) for number, line in lines if line.strip())
+        first = next(filled, None)
+        if first is None:
+            raise SourceError(f"{path}: no get-entries response found (the file is empty)")
+        try:
+            document = json.loads(first[1])
+        except json.JSONDecodeError:
+            document = _SPREAD
+        else:
+            if next(filled, None) is not None:
+                return None
+    if document is _SPREAD:  # pretty-printed, or not JSON: the whole text decides
+        return _whole_response(path)
+    return response_entries(document, str(path))
+
+
+_SPREAD = object()
+"""A first line that is not JSON by itself: a document spread over lines, or none at all."""
+
+
+def _whole_response(path: Path) -> list[object] | None:
+    """The entries of the file read as one JSON document (any layout); None when it is not one
+    but has several lines, which are then read as JSON Lines (whose first bad line is the
+    error)."""
+    text = read_text(path)
     try:
-        text = read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        raise SourceError(f"{path}: no get-entries response found (the file is empty)")
-    try:
-        return [(str(path), json.loads(text))]
+        document = json.loads(text)
     except json.JSONDecodeError as e:
-        if len(lines) == 1:
-            raise SourceError(f"{path}: invalid JSON: {e.msg} at column {e.colno}") from e
-    # Not one document: a JSON Lines file, one response a line.
-    return [(f"{path}:{n}", _json_line(line, f"{path}:{n}")) for n, line in lines]
+        if sum(1 for line in text.splitlines() if line.strip()) > 1:
+            return None
+        raise SourceError(f"{path}: invalid JSON: {e.msg} at column {e.colno}") from e
+    return response_entries(document, str(path))
+
+
+def _line_responses(path: Path) -> Iterator[list[object]]:
+    """The `entries` of each non-blank line's get-entries response, named `path:line`."""
+    with open_lines(path) as lines:
+        for number, line in lines:
+            if line.strip():
+                where = f"{path}:{number}"
+                yield response_entries(_json_line(line, where), where)
 
 
 def _json_line(line: str, where: str) -> object:

@@ -3,15 +3,17 @@
 "The list of CA certificates it issued, extracted from its logs" (DESIGN §1). Each line is
 `{"certificate": ..., "operator": ..., "lifecycle": ..., "revoked_at": ..., "revocation_reason":
 ...}`; only `certificate` is required. The import is all or nothing: a bad line is a SourceError
-naming `path:line`, and nothing of the file is returned. The CSV form (`csv_log`) reads its rows
-with the same `log_record`, so both forms accept and refuse exactly the same values.
+naming `path:line`, and nothing of the file is returned. The file is read as its lines are used
+(`reading.open_lines`), so a large log costs its records, not its size. The CSV form (`csv_log`)
+reads its rows with the same `log_record`, so both forms accept and refuse exactly the same
+values.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,13 @@ from invsync.agent.model.record import (
 )
 from invsync.agent.sources.detect import ISSUANCE_LOG
 from invsync.agent.sources.pem import pem_certificates
-from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.reading import open_lines
 from invsync.agent.sources.tabular import Tally, collect
 
 FIELDS = ("certificate", "operator", "lifecycle", "revoked_at", "revocation_reason")
+
+Located = tuple[str, str]
+"""A line of the log with its `path:line`."""
 
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})?$"
@@ -55,21 +60,22 @@ def load_issuance_log(path: Path, now: datetime) -> list[CertRecord]:
 
 def load_issuance_log_facts(path: Path, ctx: SourceContext) -> Facts:
     """As `load_issuance_log`; with `ctx.skip_invalid` a bad line is skipped and reported."""
-    try:
-        text = read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
-    lines = [
-        (f"{path}:{number}", (f"{path}:{number}", line))
-        for number, line in enumerate(text.splitlines(), 1)
-        if line.strip()
-    ]
-    if not lines:
-        raise SourceError(f"{path}: no certificate found (the issuance log has no entries)")
     tally = Tally(ctx.progress)
-    records, skipped = collect(lines, lambda item: _record(item[1], item[0], ctx.now), ctx, tally)
+    with open_lines(path) as lines:
+        entries = _entries(path, lines)
+        records, skipped = collect(entries, lambda e: _record(e[1], e[0], ctx.now), ctx, tally)
+    if tally.done == 0:
+        raise SourceError(f"{path}: no certificate found (the issuance log has no entries)")
     tally.finish()
     return Facts(records=tuple(records), skipped=tuple(skipped))
+
+
+def _entries(path: Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[str, Located]]:
+    """Each non-blank line as (location, (location, line)): what `collect` takes."""
+    for number, line in lines:
+        if line.strip():
+            location = f"{path}:{number}"
+            yield location, (location, line)
 
 
 def normalize_reason(name: str) -> str | None:

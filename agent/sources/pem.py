@@ -3,13 +3,17 @@
 Every certificate a file holds becomes a record; anything else in a PEM file (a private key, a
 CSR, a CRL) is refused, because an inventory must never carry keys and a silently skipped block
 is a certificate nobody tracks.
+
+A PEM file is read line by line: the state machine over BEGIN/END armor holds only the block it
+is in, and each certificate is parsed when its END line comes, so a large bundle costs the
+records it yields, not its size. Errors come in file order: the first bad line or block stops it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +22,7 @@ from invsync.agent.errors import SourceError
 from invsync.agent.model.der import base64_bytes
 from invsync.agent.model.record import CertInfo, CertRecord, SourceRef, parse_certificate
 from invsync.agent.sources.detect import CERT_SUFFIXES, DER, PEM, sniff
-from invsync.agent.sources.reading import read_bytes
+from invsync.agent.sources.reading import open_lines, read_bytes
 
 _BEGIN = re.compile(r"^-----BEGIN ([^-]*)-----\s*$")
 _END = re.compile(r"^-----END ([^-]*)-----\s*$")
@@ -26,6 +30,9 @@ _CERTIFICATE = "CERTIFICATE"
 
 Where = Callable[[int], str]
 """Names a line for error messages: `where(14)` -> `"bad.pem:14"`."""
+
+Lines = Iterable[tuple[int, str]]
+"""Text as (line number, line without its break)."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,10 @@ class _Block:
 
 def load_pem_file(path: Path, now: datetime) -> list[CertRecord]:
     """Every certificate of a PEM file or bundle, in file order."""
-    text = read_bytes(path).decode("utf-8", errors="replace")
-    infos = pem_certificates(text, lambda line: f"{path}:{line}")
+    # Bytes that are not UTF-8 are replaced, not refused: outside armor they are comments, which
+    # are ignored; inside a block they fail its base64 check, naming the block.
+    with open_lines(path, errors="replace") as lines:
+        infos = _certificates(lines, lambda line: f"{path}:{line}")
     if not infos:
         raise SourceError(f"{path}: no certificate found (expected PEM CERTIFICATE blocks)")
     return [_record(info, PEM, path, now) for info in infos]
@@ -69,16 +78,27 @@ def load_directory(path: Path, now: datetime) -> list[CertRecord]:
 
 
 def pem_certificates(text: str, where: Where) -> list[CertInfo]:
-    """Parse every CERTIFICATE block of `text`; any other block or a bad one is a SourceError."""
-    blocks = list(_blocks(text, where))
+    """Parse every CERTIFICATE block of `text`; any other block or a bad one is a SourceError
+    (a block that is not a certificate is reported before a certificate that does not parse)."""
+    blocks = list(_blocks(_split(text), where))
     return [_parse_block(block, number, where) for number, block in enumerate(blocks, 1)]
 
 
 def pem_ders(text: str, where: Where) -> list[bytes]:
     """The DER bytes of every CERTIFICATE block of `text`, not parsed yet: for readers that check
     a fingerprint first or parse each distinct certificate once (CCADB's PEM report)."""
-    blocks = list(_blocks(text, where))
+    blocks = list(_blocks(_split(text), where))
     return [_block_der(block, number, where) for number, block in enumerate(blocks, 1)]
+
+
+def _certificates(lines: Lines, where: Where) -> list[CertInfo]:
+    # Each block is parsed as soon as its END line is read, so that only that one is held.
+    blocks = enumerate(_blocks(lines, where), 1)
+    return [_parse_block(block, number, where) for number, block in blocks]
+
+
+def _split(text: str) -> Lines:
+    return enumerate(text.splitlines(), 1)
 
 
 def _walk(top: Path) -> Iterator[Path]:
@@ -105,9 +125,9 @@ def _record(info: CertInfo, kind: str, path: Path, now: datetime) -> CertRecord:
     return CertRecord(info, sources=(SourceRef(kind, str(path), now, now),))
 
 
-def _blocks(text: str, where: Where) -> Iterator[_Block]:
+def _blocks(numbered: Lines, where: Where) -> Iterator[_Block]:
     # Text outside armor (bundle comments such as "# Subject: ...") is allowed and ignored.
-    lines = iter(enumerate(text.splitlines(), 1))
+    lines = iter(numbered)
     for number, line in lines:
         begin = _BEGIN.match(line.strip())
         if begin is None:

@@ -3,6 +3,10 @@
 What every row-based reader shares: a file that may be gzip-compressed, a header row, rows that
 span several lines (PEM in a quoted field), locations that name the line where a row *starts*,
 `--skip-invalid`, and progress reports for long files.
+
+A table is read as its rows are used: the file (gunzipped as it is read, when it is gzip) is
+decoded and cut into lines in pieces (`sources.lines`), so a reader holds the rows it keeps, not
+the file. The file stays open until the rows are used up or the table is closed (`with`).
 """
 
 from __future__ import annotations
@@ -11,15 +15,23 @@ import csv
 import gzip
 import io
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Progress, SourceContext
 from invsync.agent.model.facts import Skipped
-from invsync.agent.sources.reading import max_source_bytes, read_bytes
+from invsync.agent.sources.lines import CSV_BREAKS, decoded_lines
+from invsync.agent.sources.reading import (
+    CHUNK_BYTES,
+    SourceFile,
+    max_source_bytes,
+    open_source,
+    read_chunks,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_EVERY = 500  # rows between two progress reports
@@ -54,13 +66,29 @@ class Row:
         return dict(zip(self.header, self.cells, strict=True))
 
 
+NumberedRows = Generator[tuple[int, list[str]], None, None]
+"""A CSV file's rows as (line where the row starts, cells), read as they are used."""
+
+
 @dataclass(frozen=True)
 class Table:
-    """A CSV file's header and its rows, read lazily (`rows` can be iterated once)."""
+    """A CSV file's header and its rows, read lazily (`rows` can be iterated once). The file is
+    closed when the rows are used up, or on `close()` (a `with` block closes it too)."""
 
     header: tuple[str, ...]
     header_location: str  # path:line of the header row
     rows: Iterator[Row]
+    _source: NumberedRows = field(repr=False)
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file before its rows are used up."""
+        self._source.close()
 
     def require(self, names: Sequence[str]) -> None:
         """A missing required column is an error naming it, before any row is read."""
@@ -71,20 +99,25 @@ class Table:
             raise SourceError(f"{self.header_location}: missing required column{plural} {listed}")
 
 
-def read_text(path: Path) -> str:
-    """The UTF-8 text of a file, gunzipped first when it starts with gzip's magic bytes."""
-    data = read_bytes(path)
-    if data.startswith(GZIP_MAGIC):
-        data = _gunzip(path, data)
-    try:
-        return data.decode("utf-8-sig")  # a spreadsheet's byte order mark is not a column name
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not UTF-8 text: {e}") from e
-
-
 def open_table(path: Path) -> Table:
     """The header (the first non-blank row, unique names) and the rows after it."""
-    rows = _numbered_rows(path, read_text(path))
+    numbered = _numbered_rows(path)
+    try:
+        header, header_location = _header(path, numbered)
+    except SourceError:
+        numbered.close()
+        raise
+    data = (Row(f"{path}:{start}", tuple(cells), header) for start, cells in numbered)
+    return Table(header, header_location, data, numbered)
+
+
+def csv_header(path: Path) -> tuple[str, ...]:
+    """Just the header of a CSV file, for telling its kind (issuance log or a CCADB report)."""
+    with open_table(path) as table:
+        return table.header
+
+
+def _header(path: Path, rows: NumberedRows) -> tuple[tuple[str, ...], str]:
     first = next(rows, None)
     if first is None:
         raise SourceError(f"{path}: file is empty, expected a header row")
@@ -92,46 +125,59 @@ def open_table(path: Path) -> Table:
     header = tuple(cell.strip() for cell in cells)
     header_location = f"{path}:{line}"
     _check_unique(header, header_location)
-    data = (Row(f"{path}:{start}", tuple(cells), header) for start, cells in rows)
-    return Table(header, header_location, data)
+    return header, header_location
 
 
-def csv_header(path: Path) -> tuple[str, ...]:
-    """Just the header of a CSV file, for telling its kind (issuance log or a CCADB report)."""
-    return open_table(path).header
+def _numbered_rows(path: Path) -> NumberedRows:
+    with _text_lines(path) as lines:
+        # strict: an unclosed quote must fail, not swallow the rest of the file into one field.
+        reader = csv.reader(lines, strict=True)
+        start = 1
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise SourceError(f"{path}:{start}: malformed CSV: {e}") from e
+            if any(cell.strip() for cell in cells):  # blank lines and ",,," rows are not rows
+                yield start, cells
+            # line_num is the line where this row ended; quoted fields may span lines.
+            start = reader.line_num + 1
 
 
-def _gunzip(path: Path, data: bytes) -> bytes:
-    # Decompressed text is held the same cap as a file: a small gzip bomb is refused too.
+@contextmanager
+def _text_lines(path: Path) -> Iterator[Iterator[str]]:
+    """The file's UTF-8 lines with their breaks, as csv.reader wants them, gunzipped first when
+    it starts with gzip's magic bytes."""
+    with open_source(path) as file:
+        stream = io.BufferedReader(file, CHUNK_BYTES)  # peek for the magic without consuming it
+        gzipped = stream.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC)
+        chunks = _gunzipped(path, stream) if gzipped else read_chunks(stream)
+        # utf-8-sig: a spreadsheet's byte order mark is not a column name.
+        yield decoded_lines(chunks, str(path), breaks=CSV_BREAKS, encoding="utf-8-sig")
+
+
+def _gunzipped(path: Path, stream: io.BufferedReader[SourceFile]) -> Iterator[bytes]:
+    # Decompressed text is held to the same cap as a file: a small gzip bomb is refused too.
     cap = max_source_bytes()
+    size = 0
+    with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+        while chunk := _gunzip_chunk(path, unzipped, min(CHUNK_BYTES, cap + 1 - size)):
+            size += len(chunk)
+            if size > cap:
+                raise SourceError(
+                    f"{path}: decompresses to more than the source size cap of {cap} bytes"
+                    " (raise it with --max-source-bytes or agent.max_source_bytes)"
+                )
+            yield chunk
+
+
+def _gunzip_chunk(path: Path, unzipped: gzip.GzipFile, size: int) -> bytes:
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
-            text = unzipped.read(cap + 1)
+        return unzipped.read(size)
     except (OSError, EOFError, zlib.error) as e:
         raise SourceError(f"{path}: not a valid gzip file: {e}") from e
-    if len(text) > cap:
-        raise SourceError(
-            f"{path}: decompresses to more than the source size cap of {cap} bytes"
-            " (raise it with --max-source-bytes or agent.max_source_bytes)"
-        )
-    return text
-
-
-def _numbered_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    # strict: an unclosed quote must fail, not swallow the rest of the file into one field.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise SourceError(f"{path}:{start}: malformed CSV: {e}") from e
-        if any(cell.strip() for cell in cells):  # blank lines and ",,," rows are not rows
-            yield start, cells
-        # line_num is the line where this row ended; quoted fields may span lines.
-        start = reader.line_num + 1
 
 
 def _check_unique(header: Sequence[str], location: str) -> None:
