@@ -86,6 +86,14 @@ class Limits:
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     max_request_seconds: int = 600
 
+    max_snapshot_bytes: int = 256 * 1024 * 1024  # the server's, for the share below
+
+    @property
+    def party_share(self) -> int:
+        """The most one party's pushes may hold of `max_inflight_bytes`: what leaves room for
+        another party's largest push, or one largest push where the budget holds no two."""
+        return max(self.max_snapshot_bytes, self.max_inflight_bytes - self.max_snapshot_bytes)
+
     @property
     def workers(self) -> int:
         """Worker threads: more than the calls gRPC lets in, so none ever waits for one."""
@@ -180,6 +188,7 @@ def _limits(server: Table) -> Limits:
             "stream_min_bytes_per_second", d.stream_min_bytes_per_second, minimum=0
         ),
         max_inflight_bytes=_inflight_budget(server, largest),
+        max_snapshot_bytes=largest,
         max_request_seconds=server.integer("max_request_seconds", d.max_request_seconds),
     )
 

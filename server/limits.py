@@ -30,7 +30,8 @@ log = logging.getLogger("invsync.server")
 
 @dataclass(eq=False)
 class Watch:
-    """One call under the watchdog; `idle` and `min_rate` are set for push streams only."""
+    """One call under the watchdog; `idle` and `min_rate` are set for push streams only, until
+    the stream's last chunk is in (what follows, accepting it, has only the total-time cap)."""
 
     context: grpc.ServicerContext
     party: str
@@ -39,23 +40,37 @@ class Watch:
     started: float = field(default_factory=time.monotonic)
     last: float = field(default_factory=time.monotonic)
     received: int = 0  # payload bytes, also what the stream holds of the in-flight budget
+    window_start: float = field(default_factory=time.monotonic)
+    window_bytes: int = 0  # payload bytes since window_start
     reason: str = ""
 
     def overdue(self, now: float, cap: float) -> str:
+        """Why the call must be cancelled now ("": it may go on). Called under the limiter's
+        lock: it closes the rate window it judged."""
         if self.idle is not None:
             if now - self.last > self.idle:
                 return f"no chunk for {self.idle:.0f} s"
-            # Past the idle timeout's span, a stream must also keep an average rate: one byte
-            # every few seconds is never idle, but would hold its slot for the whole cap.
-            elapsed = now - self.started
-            if elapsed > self.idle and self.received < self.min_rate * elapsed:
-                return (
-                    f"{self.received / elapsed:.0f} bytes/s over {elapsed:.0f} s, below "
-                    f"server.stream_min_bytes_per_second ({self.min_rate})"
-                )
+            if slow := self._below_rate(now, self.idle):
+                return slow
         if now - self.started > cap:
             return f"call still running after {cap:.0f} s"
         return ""
+
+    def _below_rate(self, now: float, span: float) -> str:
+        # Judged over windows of the idle timeout's span, not since the start: a stream that
+        # sends a burst and then a byte every few seconds is never idle, and its average would
+        # stay above any minimum until the total-time cap.
+        elapsed = now - self.window_start
+        if elapsed <= span:
+            return ""
+        rate = self.window_bytes / elapsed
+        self.window_start, self.window_bytes = now, 0
+        if rate >= self.min_rate:
+            return ""
+        return (
+            f"{rate:.0f} bytes/s over the last {elapsed:.0f} s, below "
+            f"server.stream_min_bytes_per_second ({self.min_rate})"
+        )
 
 
 class Limiter:
@@ -64,6 +79,7 @@ class Limiter:
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
         self._held = 0  # payload bytes all push streams hold now
+        self._held_by: dict[str, int] = {}  # the same, by party
         self._watches: set[Watch] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="invsync-watchdog", daemon=True)
@@ -111,6 +127,7 @@ class Limiter:
             with self._lock:
                 self._open[name] -= 1
                 self._held -= watch.received
+                self._held_by[name] = self._held_by.get(name, 0) - watch.received
                 metrics.PUSH_STREAMS_OPEN.labels(name).set(self._open[name])
                 metrics.INFLIGHT_BYTES.set(self._held)
 
@@ -124,6 +141,7 @@ class Limiter:
                 watch.last = time.monotonic()
                 self._charge(watch, len(chunk.data))
                 yield chunk
+            watch.idle = None  # every chunk is in: accepting it is the server's time, not theirs
         except grpc.RpcError as e:
             if watch.reason:
                 raise StreamTooSlow(f"push by {watch.party} cancelled: {watch.reason}") from e
@@ -132,18 +150,34 @@ class Limiter:
             raise StreamTooSlow(f"push by {watch.party} cancelled: {watch.reason}")
 
     def _charge(self, watch: Watch, size: int) -> None:
-        """Hold `size` more bytes for the stream, or refuse it when the budget has no room: the
-        bytes stay held until the push's block ends (they are the payload being accepted)."""
+        """Hold `size` more bytes for the stream, or refuse it when the budget, or the party's
+        share of it, has no room: the bytes stay held until the push's block ends (they are the
+        payload being accepted)."""
         with self._lock:
-            if self._held + size > self.limits.max_inflight_bytes:
+            held = self._held_by.get(watch.party, 0)
+            why = self._no_room(watch.party, held, size)
+            if why:
                 metrics.CALLS_LIMITED.labels(watch.party, ServerBusy.rule).inc()
-                raise ServerBusy(
-                    f"pushes under way hold {self._held} bytes; {size} more from {watch.party} "
-                    f"would pass server.max_inflight_bytes ({self.limits.max_inflight_bytes})"
-                )
+                raise ServerBusy(why)
             self._held += size
+            self._held_by[watch.party] = held + size
             watch.received += size
+            watch.window_bytes += size
             metrics.INFLIGHT_BYTES.set(self._held)
+
+    def _no_room(self, party: str, held: int, size: int) -> str:
+        budget, share = self.limits.max_inflight_bytes, self.limits.party_share
+        if held + size > share:
+            return (
+                f"{party}'s pushes under way hold {held} bytes; {size} more would pass its "
+                f"share of server.max_inflight_bytes ({share})"
+            )
+        if self._held + size > budget:
+            return (
+                f"pushes under way hold {self._held} bytes; {size} more from {party} would "
+                f"pass server.max_inflight_bytes ({budget})"
+            )
+        return ""
 
     @contextmanager
     def _watched(self, watch: Watch) -> Iterator[Watch]:
@@ -161,9 +195,9 @@ class Limiter:
         while not self._stop.wait(TICK_SECONDS):
             now = time.monotonic()
             with self._lock:
-                due = [w for w in self._watches if not w.reason]
-            for watch in due:
-                reason = watch.overdue(now, self.limits.max_request_seconds)
+                cap = self.limits.max_request_seconds
+                due = [(w, w.overdue(now, cap)) for w in self._watches if not w.reason]
+            for watch, reason in due:
                 if reason:
                     watch.reason = reason
                     metrics.CALLS_LIMITED.labels(watch.party, StreamTooSlow.rule).inc()

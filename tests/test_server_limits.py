@@ -12,7 +12,7 @@ from typing import cast
 import grpc
 import pytest
 
-from invsync.agent.exchange.rejections import ServerBusy
+from invsync.agent.exchange.rejections import IncompleteStream, ServerBusy
 from invsync.agent.exchange.snapshot import from_chunks
 from invsync.server import metrics
 from invsync.server.config import Limits
@@ -70,36 +70,73 @@ def test_a_refused_push_is_counted_under_its_rule() -> None:
     assert _sample("invsync_calls_limited_total", labels) == before + 1
 
 
-def _watch(received: int, started: float, last: float) -> Watch:
-    return Watch(
-        _context(), "secom", idle=30, min_rate=1024, started=started, last=last, received=received
-    )
+def _watch(sent: int, since: float, last: float) -> Watch:
+    """A push stream that sent `sent` bytes since `since` (its rate window's start)."""
+    context = _context()
+    return Watch(context, "secom", 30, 1024, 0, last, sent, since, sent)
 
 
-def test_a_stream_under_the_minimum_rate_is_overdue_once_past_the_idle_span() -> None:
+def test_a_stream_under_the_minimum_rate_is_overdue_once_its_window_is_past() -> None:
     # 20 000 bytes in 40 s is 500 bytes/s, though a chunk came a second ago.
-    assert _watch(20_000, started=0, last=39).overdue(40, cap=600) == (
-        "500 bytes/s over 40 s, below server.stream_min_bytes_per_second (1024)"
+    assert _watch(20_000, since=0, last=39).overdue(40, cap=600) == (
+        "500 bytes/s over the last 40 s, below server.stream_min_bytes_per_second (1024)"
     )
 
 
-def test_a_slow_start_is_not_judged_within_the_idle_span() -> None:
-    assert _watch(10, started=0, last=29).overdue(29.5, cap=600) == ""
+def test_a_burst_does_not_pay_for_a_trickle_after_it() -> None:
+    """The rate is judged per window: a first window far above the minimum, then a byte every
+    few seconds, is cancelled at the end of the second window."""
+    watch = _watch(10_000_000, since=0, last=30)
+    assert watch.overdue(31, cap=600) == ""  # the first window closes, well above the rate
+    watch.window_bytes += 10
+    watch.last = 60
+    assert watch.overdue(62, cap=600) == (
+        "0 bytes/s over the last 31 s, below server.stream_min_bytes_per_second (1024)"
+    )
+
+
+def test_a_slow_start_is_not_judged_within_its_first_window() -> None:
+    assert _watch(10, since=0, last=29).overdue(29.5, cap=600) == ""
 
 
 def test_a_stream_at_the_minimum_rate_is_not_overdue() -> None:
-    assert _watch(1024 * 40, started=0, last=39).overdue(40, cap=600) == ""
+    assert _watch(1024 * 40, since=0, last=39).overdue(40, cap=600) == ""
 
 
 def test_a_zero_minimum_rate_never_cancels() -> None:
-    watch = Watch(_context(), "secom", idle=30, min_rate=0, started=0, last=99)
+    watch = Watch(_context(), "secom", idle=30, min_rate=0, started=0, last=99, window_start=0)
     assert watch.overdue(100, cap=600) == ""
 
 
 def test_idle_and_the_total_cap_still_apply() -> None:
-    assert _watch(10**9, started=0, last=0).overdue(31, cap=600) == "no chunk for 30 s"
-    assert _watch(10**9, started=0, last=600).overdue(601, cap=600) == (
+    assert _watch(10**9, since=0, last=0).overdue(31, cap=600) == "no chunk for 30 s"
+    assert _watch(10**9, since=599, last=600).overdue(601, cap=600) == (
         "call still running after 600 s"
+    )
+
+
+def test_once_every_chunk_is_in_only_the_total_cap_applies() -> None:
+    """Accepting a push may take the server long; that is not the sender's slowness."""
+    limiter = Limiter(Limits())
+    with limiter.push("secom", _context()) as watch:
+        list(limiter.chunks(watch, _data(10)))
+        assert watch.overdue(watch.started + 100, cap=600) == ""
+
+
+def test_one_party_holds_at_most_its_share_of_the_budget() -> None:
+    """The budget less the largest snapshot: another party's largest push always fits."""
+    limits = Limits(max_inflight_bytes=300, max_snapshot_bytes=100)
+    limiter = Limiter(limits)
+    with limiter.push("secom", _context()) as first, limiter.push("secom", _context()) as second:
+        list(limiter.chunks(first, _data(100)))
+        list(limiter.chunks(second, _data(100)))
+        with limiter.push("secom", _context()) as third, pytest.raises(ServerBusy) as refused:
+            list(limiter.chunks(third, _data(1)))
+        with limiter.push("jprs", _context()) as other:
+            assert len(list(limiter.chunks(other, _data(100)))) == 1
+    assert str(refused.value) == (
+        "secom's pushes under way hold 200 bytes; 1 more would pass its share of "
+        "server.max_inflight_bytes (200)"
     )
 
 
@@ -131,3 +168,10 @@ def test_reassembly_holds_the_payload_once() -> None:
         tracemalloc.stop()
     assert len(env.payload) == total
     assert peak < total * 1.2
+
+
+def test_an_empty_data_chunk_ends_the_stream() -> None:
+    """It would cost nothing against the budget and still keep an idle stream alive."""
+    with pytest.raises(IncompleteStream) as refused:
+        from_chunks([pb.SnapshotChunk(data=b"x"), pb.SnapshotChunk(data=b"")], max_bytes=10)
+    assert str(refused.value) == "snapshot rejected [incomplete-stream]: chunk 1 carries no data"

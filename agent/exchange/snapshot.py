@@ -157,6 +157,8 @@ def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
         if part == "trailer":
             trailer = chunk.trailer
         elif part == "data":
+            if not chunk.data:  # costs nothing, yet would keep an idle stream alive
+                raise IncompleteStream(f"chunk {index} carries no data")
             _check_room(buffer.tell(), len(chunk.data), max_bytes)
             buffer.write(chunk.data)
         else:

@@ -143,8 +143,9 @@ def test_calls_past_max_concurrent_rpcs_are_shed_by_grpc(tmp_path: Path) -> None
 def test_a_push_past_the_inflight_budget_is_refused_and_an_honest_one_accepted(
     tmp_path: Path,
 ) -> None:
-    """Two of one party's pushes would hold 1.6 MB of a 1.5 MiB budget: the second is refused
-    while it streams; the other party's small push still fits."""
+    """Two of one party's pushes would hold 1.6 MB of a 1.5 MiB budget, more than the party's
+    share (the budget less the largest snapshot, or that snapshot: 1 MiB): the second is refused
+    while it streams; the other party's push still fits."""
     budget = {"max_snapshot_bytes": 1 << 20, "max_inflight_bytes": 3 << 19}
     with _federation(tmp_path, **budget) as fed:
         stop = threading.Event()
@@ -157,7 +158,9 @@ def test_a_push_past_the_inflight_budget_is_refused_and_an_honest_one_accepted(
             (refused,) = _wait_done(calls, 1, 10)
             assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert _rule(refused) == "server-busy"
-            assert "would pass server.max_inflight_bytes (1572864)" in (refused.details() or "")
+            assert "would pass its share of server.max_inflight_bytes (1048576)" in (
+                refused.details() or ""
+            )
             _honest_push(fed)
             assert not holding.done()
         finally:
