@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from invsync.agent.errors import ConfigError
 from invsync.agent.exchange.chain_reset import ChainReset, sign_chain_reset
-from invsync.agent.exchange.keys import SigningKey, load_signing_key
+from invsync.agent.exchange.keys import SigningKey, load_signing_key, load_verify_key
 from invsync.agent.exchange.log_entry import log_entry
 from invsync.agent.store.lock import DaemonLock
 from invsync.server.config import ServerConfig
@@ -45,6 +45,9 @@ class ResetDone:
     reset: ChainReset
     logged: Logged
     report_id: str | None  # the pairing's report made on the reset chain
+    # Key ids that signed a snapshot set aside and are still the party's configured keys: the
+    # misused key, not replaced yet.
+    still_configured: list[str]
 
 
 def reset_chain(
@@ -67,6 +70,7 @@ def reset_chain(
         try:
             with store.transaction():
                 _check_version(store, party, pairing, continues_from)
+                signers = _signers_above(store, party, pairing, continues_from)
                 index = store.log_size()
                 superseded = store.supersede(party, pairing, continues_from, index)
                 reset = ChainReset(
@@ -94,7 +98,8 @@ def reset_chain(
         finally:
             store.close()
     log.warning("%s (log entry %d)", reset.describe(), logged.index)
-    return ResetDone(reset, logged, report)
+    pinned = {load_verify_key(path).keyid for path in config.parties[party].signing_keys}
+    return ResetDone(reset, logged, report, sorted(signers & pinned))
 
 
 def _reporter(config: ServerConfig, store: ServerStore, key: SigningKey) -> ReportMaker:
@@ -105,6 +110,13 @@ def _reporter(config: ServerConfig, store: ServerStore, key: SigningKey) -> Repo
         signing_key=key,
         as_of=config.report_as_of,
     )
+
+
+def _signers_above(store: ServerStore, party: str, pairing: str, version: int) -> set[str]:
+    last = store.last_accepted(party, pairing)
+    held = range(version + 1, (last.version if last else 0) + 1)
+    envelopes = (store.snapshot(party, pairing, v) for v in held)
+    return {s.keyid for env in envelopes if env is not None for s in env.signatures}
 
 
 def _check_member(config: ServerConfig, party: str, pairing: str) -> None:

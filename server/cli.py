@@ -93,6 +93,13 @@ def server_reset_chain(
     click.echo(f"{done.reset.describe()}; logged as entry {done.logged.index}")
     if done.report_id:
         click.echo(f"new report of {pairing}: {done.report_id}")
+    for keyid in done.still_configured:
+        click.echo(
+            f"warning: key {keyid[:16]} signed a snapshot set aside and is still in "
+            f"parties.{party}.signing_keys of {config_path}: replace it before the server "
+            "starts, or it can push again",
+            err=True,
+        )
 
 
 @invsync.command("demo")

@@ -98,19 +98,48 @@ def _m003_transparency_log(db: sqlite_utils.Database) -> None:
         " signed_at TEXT NOT NULL)"
     )
     for table in ("log_entries", "checkpoints"):
-        for event in ("UPDATE", "DELETE"):
-            db.execute(
-                f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table}"
-                f" BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
+        _append_only(db, table)
+
+
+# The columns a chain reset moves, named once: the superseded_* tables hold these and the entry
+# index of the reset, so a later migration that adds a column to a table must add it here too
+# (tests/test_server_store.py compares the schemas).
+SUPERSEDED_COLUMNS = {
+    "snapshots": (
+        "party",
+        "pairing",
+        "version",
+        "payload",
+        "payload_sha256",
+        "payload_type",
+        "signatures",
+        "received_at",
+        "receipt",
+    ),
+    "key_rotations": ("party", "pairing", "version", "new_key", "old_keys", "accepted_at"),
+}
 
 
 def _m004_superseded(db: sqlite_utils.Database) -> None:
     """Where an operator's chain reset (`invsync server reset-chain`) moves the snapshots and key
-    rotations it sets aside: kept as received, beside the CHAIN_RESET log entry's index."""
-    for table in ("snapshots", "key_rotations"):
-        db.execute(f"CREATE TABLE superseded_{table} AS SELECT * FROM {table} WHERE 0")
-        db.execute(f"ALTER TABLE superseded_{table} ADD COLUMN reset_log_index INTEGER")
+    rotations it sets aside: kept as received, beside the CHAIN_RESET log entry's index, and
+    append-only like the log itself."""
+    for table, columns in SUPERSEDED_COLUMNS.items():
+        types = {c.name: c.type for c in db.table(table).columns}
+        declared = ", ".join(f"{c} {types[c]}" for c in columns)
+        db.execute(
+            f"CREATE TABLE superseded_{table} ({declared}, reset_log_index INTEGER NOT NULL,"
+            f" PRIMARY KEY (party, pairing, version, reset_log_index))"
+        )
+        _append_only(db, f"superseded_{table}")
+
+
+def _append_only(db: sqlite_utils.Database, table: str) -> None:
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table}"
+            f" BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        )
 
 
 MIGRATIONS = (_m001_initial, _m002_key_rotations, _m003_transparency_log, _m004_superseded)
@@ -179,9 +208,11 @@ class ServerStore:
             )
         ]
         with self.db.atomic():
-            for table in ("snapshots", "key_rotations"):
+            for table, names in SUPERSEDED_COLUMNS.items():
+                columns = ", ".join(names)
                 self.db.execute(
-                    f"INSERT INTO superseded_{table} SELECT *, ? FROM {table} WHERE {where}",
+                    f"INSERT INTO superseded_{table} ({columns}, reset_log_index)"
+                    f" SELECT {columns}, ? FROM {table} WHERE {where}",
                     [log_index, *args],
                 )
                 self.db.execute(f"DELETE FROM {table} WHERE {where}", args)

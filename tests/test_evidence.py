@@ -575,6 +575,30 @@ def test_a_chain_reset_of_every_version_above_one_verifies_and_shows(
     )
 
 
+def test_two_resets_of_one_chain_verify_the_second_lower_than_the_first(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    """The server keeps every version up to the one continued from; so does the verifier."""
+    resets = [_reset_leaf(keys, 2, (3,), "server"), _reset_leaf(keys, 1, (2,), "server")]
+    forge(rig, [*leaves(rig), *resets], tmp_path / "forged")
+    result = verify(tmp_path / "forged", *pins(keys))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("chain reset") == 2
+
+
+def test_a_report_after_a_reset_may_not_compare_a_snapshot_it_set_aside(
+    rig: Rig, logged: History, keys: Keys, tmp_path: Path
+) -> None:
+    forged = leaves(rig)
+    forge(rig, [*forged, _reset_leaf(keys, 2, (3,), "server"), forged[21]], tmp_path / "forged")
+    v3 = hashlib.sha256(envelope_of(forged[14]).payload).hexdigest()
+    message = (
+        "report check failed at entry 23: the report names the subordinate snapshot of jprs "
+        f"version 3 ({v3[:16]}), which is not in the log before it"
+    )
+    failed(verify(tmp_path / "forged", *pins(keys)), message)
+
+
 # --- pins ---------------------------------------------------------------------------------------
 
 

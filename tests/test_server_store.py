@@ -368,3 +368,33 @@ def test_another_thread_waits_for_a_transaction_to_finish(store: ServerStore) ->
     thread.join(timeout=10)
     assert appended == [1]
     assert store.log_entries(0, 2, 1000) == [b"first", b"from another thread"]
+
+
+def test_a_chain_reset_moves_the_versions_above_it_and_their_rotations_aside(
+    store: ServerStore,
+) -> None:
+    key, old = generate(), generate()
+    for version in (1, 2, 3):
+        rotation = Rotation("jprs", PAIRING, 3, key.public, (old.public,)) if version == 3 else None
+        store.commit_snapshot("jprs", PAIRING, version, env(b"v%d" % version, "k"), b"r", rotation)
+    store.commit_snapshot("secom", PAIRING, 3, env(b"secom", "k"), b"r")
+    assert store.supersede("jprs", PAIRING, 1, log_index=9) == [2, 3]
+    assert store.last_accepted("jprs", PAIRING) == LastAccepted(
+        1, hashlib.sha256(b"v1").hexdigest()
+    )
+    assert store.rotations("jprs") == []
+    assert store.snapshot("secom", PAIRING) is not None  # another party's chain is untouched
+    moved = store.db.execute(
+        "SELECT version, payload, reset_log_index FROM superseded_snapshots ORDER BY version"
+    ).fetchall()
+    assert moved == [(2, b"v2", 9), (3, b"v3", 9)]
+    with pytest.raises(sqlite3.IntegrityError, match="superseded_snapshots is append-only"):
+        store.db.execute("DELETE FROM superseded_snapshots")
+
+
+@pytest.mark.parametrize("table", ["snapshots", "key_rotations"])
+def test_the_superseded_tables_keep_every_column_of_theirs(store: ServerStore, table: str) -> None:
+    """A migration that adds a column to a table must add it to what a reset moves."""
+    columns = [c.name for c in store.db.table(table).columns]
+    kept = [c.name for c in store.db.table(f"superseded_{table}").columns]
+    assert kept == [*columns, "reset_log_index"]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from invsync.agent.errors import StoreError
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.keyring import Rotation, rotation_row
 from invsync.agent.exchange.record_codec import timestamp
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
@@ -167,4 +168,24 @@ def test_a_database_from_before_the_trusted_state_opens_with_an_empty_one(tmp_pa
     with AgentStore(path, create=False) as store:
         assert store.trusted_state(PAIRING) == TrustedState()
         names = [row[0] for row in store.db.execute("SELECT name FROM _migrations ORDER BY rowid")]
-    assert names[-1] == "m006_one_log_per_agent"
+    assert names[-1] == "m007_pending_chain_resets"
+
+
+def test_a_chain_reset_read_for_another_pairing_waits_in_the_database_until_applied(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """The log is one for all pairings: a reset one pairing's check reads is kept, with the
+    checkpoint that moved past it, until its own pairing's check applies it; that check also
+    removes the key rotations the reset set aside."""
+    other = ChainReset(SERVER, "jprs", "secom-nii", 1, (2,), "INC-42", T0)
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.record_rotation(_rotation(keys), T0)  # jprs's rotation at version 2 of PAIRING
+        store.record_checkpoint(PAIRING, TrustedState(), T0, deferred=[other])
+    with AgentStore(tmp_path / "agent.db", create=False) as reopened:
+        assert reopened.pending_chain_resets("secom-nii") == [other]
+        assert reopened.pending_chain_resets(PAIRING) == []
+        reset = ChainReset(SERVER, "jprs", PAIRING, 1, (2,), "INC-42", T0)
+        reopened.record_checkpoint("secom-nii", TrustedState(), T1)
+        reopened.record_checkpoint(PAIRING, TrustedState(), T1, peer_resets=[reset])
+        assert reopened.pending_chain_resets("secom-nii") == []
+        assert reopened.rotations("jprs") == []

@@ -20,6 +20,7 @@ import pytest
 
 from invsync.agent.exchange import acceptance, envelope, trusted
 from invsync.agent.exchange.acceptance import PartyPolicy
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE, decode_receipt
 from invsync.agent.exchange.record_codec import timestamp
@@ -27,6 +28,7 @@ from invsync.agent.exchange.rejections import (
     BadSignatureError,
     CheckpointRollbackError,
     ExpiredError,
+    LogInconsistentError,
     MalformedInput,
     PayloadTypeError,
     PeerEquivocationError,
@@ -54,7 +56,7 @@ from invsync.agent.report.body import (
     parse_report_body,
     report_id,
 )
-from tests.exchange_rig import NOW, PAIRING, Keys, payload
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, payload
 from tests.trusted_helpers import OWN, POLICY, REPORTS, jprs, make_trust, receipt, report
 
 
@@ -433,3 +435,58 @@ def test_the_trusted_state_is_of_the_pairings_two_parties_only(keys: Keys) -> No
             peer=PartyPolicy("stranger", {}),
             reports=REPORTS,
         )
+
+
+# --- the exchange operator's chain reset -------------------------------------------------------
+
+
+def _reset(continues_from: int, *superseded: int, party: str = "jprs") -> ChainReset:
+    return ChainReset(SERVER, party, PAIRING, continues_from, superseded, "INC-42", NOW)
+
+
+def test_a_chain_reset_holds_the_peer_at_the_version_it_continues_from(
+    trust: PairingTrust[ReportBody], keys: Keys, records: list[CertRecord]
+) -> None:
+    for version in (1, 2, 3):
+        trust.update_peer(jprs(keys, records, version), version=version, now=NOW)
+    trust.apply_chain_reset(_reset(1, 2, 3))
+    assert trust.state.peer == Verified(1, "")
+    # jprs's own version 2, other bytes than the one set aside: no equivocation.
+    own = trust.update_peer(jprs(keys, records[3:], 2), version=2, now=NOW).snapshot
+    assert trust.state.peer == Verified(2, own.payload_sha256)
+
+
+def test_after_a_reset_a_version_below_it_is_still_a_rollback(
+    trust: PairingTrust[ReportBody], keys: Keys, records: list[CertRecord]
+) -> None:
+    for version in (1, 2, 3):
+        trust.update_peer(jprs(keys, records, version), version=version, now=NOW)
+    trust.apply_chain_reset(_reset(2, 3))
+    with refused(trust, PeerRollbackError, "version 1 of pairing 'secom-jprs' after version 2"):
+        trust.update_peer(jprs(keys, records, 1), version=1, now=NOW)
+    with refused(trust, PeerRollbackError, "a report says jprs has sent no snapshot"):
+        trust.check_peer_absent()
+
+
+def test_a_reset_that_does_not_set_aside_the_verified_version_is_refused(
+    trust: PairingTrust[ReportBody], keys: Keys, records: list[CertRecord]
+) -> None:
+    for version in (1, 2, 3):
+        trust.update_peer(jprs(keys, records, version), version=version, now=NOW)
+    held = trust.state
+    message = (
+        f"pairing {PAIRING!r}: a chain reset of jprs continues from version 1 but does not set "
+        "aside version 3, verified here: a rollback of the peer under cover of a reset"
+    )
+    with refused(trust, LogInconsistentError, message):
+        trust.apply_chain_reset(_reset(1, 2))
+    assert trust.state == held
+
+
+def test_a_reset_of_another_party_changes_nothing(
+    trust: PairingTrust[ReportBody], keys: Keys, records: list[CertRecord]
+) -> None:
+    trust.update_peer(jprs(keys, records, 2), version=2, now=NOW)
+    held = trust.state
+    trust.apply_chain_reset(_reset(0, 1, 2, party="secom"))
+    assert trust.state == held

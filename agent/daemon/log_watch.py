@@ -56,7 +56,6 @@ from invsync.agent.daemon.own_entries import OwnEntries, sent_envelope
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
 from invsync.agent.exchange.client import NotFoundYet
 from invsync.agent.exchange.keys import VerifyKey
@@ -101,9 +100,6 @@ class LogWatch:
         self.server_keys = dict(server_keys)
         self.store = store
         self.clock = clock
-        # Chain resets read from the log, by pairing, until that pairing's check applies them:
-        # the log is one for all pairings, so one pairing's check may read another's reset.
-        self._resets: dict[str, list[ChainReset]] = {}
 
     def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint:
         """Steps 1 to 5; the checkpoint now held."""
@@ -112,19 +108,22 @@ class LogWatch:
             head = self.head(client, trust)
             checked = self._check_receipts(client, trust, head.checkpoint)
             held = trust.state.checkpoint
-            start = held.size if held else 0
             own = OwnEntries(self.party, self.store, self.server_keys)
-            for reset in own.check(client, pairing, start, head.checkpoint):
-                self._resets.setdefault(reset.pairing, []).append(reset)
-        resets = self._resets.pop(pairing, [])
-        with trust.staged() as staged:  # adopted once the write committed
-            for reset in resets:
-                staged.apply_chain_reset(reset)
-            staged.replace_checkpoint(head.held())
-            peer_resets = [r for r in resets if r.party != self.party]
-            self.store.record_checkpoint(
-                pairing, staged.state, self.clock(), checked=checked, peer_resets=peer_resets
-            )
+            read = own.check(client, pairing, held.size if held else 0, head.checkpoint)
+            mine = self.store.pending_chain_resets(pairing)
+            mine += [r for r in read if r.pairing == pairing]
+            with trust.staged() as staged:  # adopted once the write committed
+                for reset in mine:
+                    staged.apply_chain_reset(reset)
+                staged.replace_checkpoint(head.held())
+                self.store.record_checkpoint(
+                    pairing,
+                    staged.state,
+                    self.clock(),
+                    checked=checked,
+                    peer_resets=[r for r in mine if r.party != self.party],
+                    deferred=[r for r in read if r.pairing != pairing],
+                )
         log.info(
             "party=%s pairing=%s verified the log up to checkpoint size=%d",
             self.party,

@@ -111,8 +111,13 @@ class OwnEntries:
             reset = decode_chain_reset(env, where)
         except InvsyncError as e:
             raise fail(str(e)) from e
-        if reset.names() != (entry.party, entry.pairing, entry.version):
-            raise fail(f"{where}: the signed chain reset is not the one the entry names")
+        named = (entry.party, entry.pairing, entry.version)
+        if reset.names() != named:
+            raise fail(
+                f"{where}: the entry names a reset of {named[0]} in pairing {named[1]} from "
+                f"version {named[2]}, the signed statement one of {reset.party} in pairing "
+                f"{reset.pairing} from version {reset.continues_from}"
+            )
         check_included(client, leaf, index, head, where, fail)
         log.warning(
             "party=%s %s (%s)",

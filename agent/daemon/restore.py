@@ -13,7 +13,8 @@ sign a second snapshot of a version the exchange holds:
 1. the log's latest checkpoint, opened with the pinned server key and consistent with the last
    one this database verified (`agent.daemon.log_watch`);
 2. the entries from the end of that tree back to the one our latest receipt names: our latest
-   SNAPSHOT entry of the pairing, its exact bytes proven included in the checkpoint, its
+   SNAPSHOT entry of the pairing that no later chain reset of ours set aside (the reset signed
+   by a pinned server key), its exact bytes proven included in the checkpoint, its
    envelope in the log's canonical form and signed by one of our own keys, its payload of our
    party, pairing and version, later than any this database sent;
 3. the RECEIPT entry right after it, taken through the pairing's trusted state like any receipt.
@@ -49,6 +50,7 @@ from invsync.agent.daemon.log_watch import LogHead, LogWatch
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.errors import InvsyncError, TransportError
+from invsync.agent.exchange.chain_reset import ChainReset, decode_chain_reset
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
@@ -154,10 +156,10 @@ class Restore:
         fail = inconsistent(pairing)
         known = latest_receipt(trust.state)
         first = known.log_index + 1 if known is not None else 0
-        end, withheld = head.checkpoint.size, 0
+        end, withheld, aside = head.checkpoint.size, 0, set[int]()
         while end > first:
             start = max(first, end - PAGE)
-            found, hidden = self._last_of_ours(client, pairing, start, end, fail)
+            found, hidden = self._last_of_ours(client, pairing, start, end, fail, aside)
             withheld += hidden
             if found is not None:
                 sent = self._verified(client, pairing, found, head, fail)
@@ -171,12 +173,14 @@ class Restore:
         )
 
     def _last_of_ours(
-        self, client: LogClient, pairing: str, start: int, end: int, fail: Fail
+        self, client: LogClient, pairing: str, start: int, end: int, fail: Fail, aside: set[int]
     ) -> tuple[int | None, int]:
-        """The index of our last SNAPSHOT entry of the pairing in start <= index < end, and how
-        many entries after it the server withheld (as other pairings', by its word)."""
-        found, withheld = None, 0
-        for index, leaf in shown_entries(client, start, end, fail):
+        """The index of our last SNAPSHOT entry of the pairing in start <= index < end that no
+        later chain reset set aside, and how many entries after it the server withheld (as
+        other pairings', by its word). Read from the end back: the versions set aside by the
+        resets met on the way are added to `aside`, for the pages before this one."""
+        withheld = 0
+        for index, leaf in reversed(shown_entries(client, start, end, fail)):
             if not leaf:
                 withheld += 1
                 continue
@@ -184,13 +188,24 @@ class Restore:
                 entry = pb.LogEntry.FromString(leaf)
             except DecodeError:
                 continue  # not one of ours to adopt (the log watch judges what the log holds)
-            mine = (entry.kind, entry.party, entry.pairing) == (
-                pb.LOG_ENTRY_KIND_SNAPSHOT,
-                self.party,
-                pairing,
-            )
-            found, withheld = (index, 0) if mine else (found, withheld)
-        return found, withheld
+            if (entry.party, entry.pairing) != (self.party, pairing):
+                continue
+            if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
+                aside.update(self._reset(entry, index, fail).superseded)
+            elif entry.kind == pb.LOG_ENTRY_KIND_SNAPSHOT and entry.version not in aside:
+                return index, withheld
+        return None, withheld
+
+    def _reset(self, entry: pb.LogEntry, index: int, fail: Fail) -> ChainReset:
+        """A chain reset of ours, once a pinned server key signed it: the snapshots it set
+        aside were pushed with our key, but are not ours to continue from."""
+        where = f"log entry {index}"
+        try:
+            env = logged_envelope(entry, where)
+            verify_or_raise(env, self.watch.server_keys, who=f"the chain reset at {where}")
+            return decode_chain_reset(env, where)
+        except InvsyncError as e:
+            raise fail(str(e)) from e
 
     def _verified(
         self, client: LogClient, pairing: str, index: int, head: LogHead, fail: Fail

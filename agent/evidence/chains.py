@@ -19,7 +19,7 @@ from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.model.snapshot import Snapshot, SnapshotHeader
 
 CHECK = "chain"
-Chain = dict[int, tuple[int, Snapshot]]  # version -> (entry index, snapshot), since the last reset
+Chain = dict[int, tuple[int, Snapshot]]  # version -> (entry index, snapshot), not set aside
 
 
 def check_chains(
@@ -34,8 +34,11 @@ def check_chains(
         if index in resets:
             reset = resets[index]
             key = (reset.party, reset.pairing)
-            last[key] = _after_reset(chains.setdefault(key, {}), reset, index)
-            chains[key] = {} if last[key] is None else dict([_version_of(last[key])])
+            chain = chains.setdefault(key, {})
+            last[key] = _after_reset(chain, reset, index)
+            # What the server keeps: every version up to the one continued from, so a later
+            # reset may continue from any of them.
+            chains[key] = {v: held for v, held in chain.items() if v <= reset.continues_from}
             continue
         snapshot = snapshots[index]
         header = snapshot.header
@@ -44,11 +47,6 @@ def check_chains(
         _check_link(last.get(key), snapshot, index)
         last[key] = (index, snapshot)
         chains.setdefault(key, {})[header.version] = (index, snapshot)
-
-
-def _version_of(held: tuple[int, Snapshot] | None) -> tuple[int, tuple[int, Snapshot]]:
-    assert held is not None
-    return held[1].header.version, held
 
 
 def _after_reset(chain: Chain, reset: ChainReset, index: int) -> tuple[int, Snapshot] | None:

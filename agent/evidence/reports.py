@@ -20,6 +20,7 @@ from invsync.agent.errors import ReportError
 from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.evidence.trust import Trust
+from invsync.agent.exchange.chain_reset import ChainReset
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import ReportBody, SnapshotRef, parse_report_body, report_id
 from invsync.agent.report.build import ReportSide, build_report
@@ -31,8 +32,14 @@ CHECK = "report"
 class _Reports:
     """The reports met so far in log order: by id, and each pairing's latest."""
 
-    def __init__(self, snapshots: Mapping[int, Snapshot], trust: Trust) -> None:
+    def __init__(
+        self,
+        snapshots: Mapping[int, Snapshot],
+        trust: Trust,
+        resets: Mapping[int, ChainReset] | None = None,
+    ) -> None:
         self.trust = trust
+        self.resets = resets or {}
         # A version may be in the log twice when a chain reset set the first one aside: a report
         # names the one logged last before it.
         self.by_version: dict[tuple[str, str, int], list[tuple[int, Snapshot]]] = {}
@@ -45,16 +52,33 @@ class _Reports:
         self.latest: dict[str, ReportBody] = {}
 
     def logged_before(self, index: int, party: str, pairing: str, version: int) -> Snapshot | None:
-        """The party's snapshot `version` logged last before entry `index`; None if none."""
-        found = [s for i, s in self.by_version.get((party, pairing, version), []) if i < index]
+        """The party's snapshot `version` logged last before entry `index` and not set aside
+        by a chain reset between the two; None if none."""
+        found = [
+            s
+            for i, s in self.by_version.get((party, pairing, version), [])
+            if i < index and not self._set_aside(i, index, party, pairing, version)
+        ]
         return found[-1] if found else None
+
+    def _set_aside(self, logged: int, index: int, party: str, pairing: str, version: int) -> bool:
+        return any(
+            logged < at < index
+            and (r.party, r.pairing) == (party, pairing)
+            and version in r.superseded
+            for at, r in self.resets.items()
+        )
 
 
 def check_reports(
-    entries: Sequence[LoggedEntry], snapshots: Mapping[int, Snapshot], trust: Trust
+    entries: Sequence[LoggedEntry],
+    snapshots: Mapping[int, Snapshot],
+    trust: Trust,
+    resets: Mapping[int, ChainReset] | None = None,
 ) -> dict[int, ReportBody]:
-    """Check 10; every parsed report body by its entry index."""
-    reports = _Reports(snapshots, trust)
+    """Check 10; every parsed report body by its entry index. A report after a chain reset
+    must not name a snapshot the reset set aside."""
+    reports = _Reports(snapshots, trust, resets)
     for item in entries:
         if item.kind == K.LOG_ENTRY_KIND_REPORT:
             body = _report(item, reports)

@@ -82,7 +82,7 @@ def verify_content(bundle: Bundle, pins: PinnedIds) -> VerifiedBundle:
     snapshots = signed.snapshots
     check_chains(snapshots, signed.resets)
     receipts = check_receipts(entries, log, trust)
-    reports = check_reports(entries, snapshots, trust)
+    reports = check_reports(entries, snapshots, trust, signed.resets)
     return VerifiedBundle(
         bundle,
         pins,

@@ -61,6 +61,12 @@ class ChainReset:
 
 
 def sign_chain_reset(reset: ChainReset, key: SigningKey) -> Envelope:
+    return envelope.sign(CHAIN_RESET_PAYLOAD_TYPE, reset_body(reset), [key])
+
+
+def reset_body(reset: ChainReset) -> bytes:
+    """The serialized ChainResetBody: what the server signs, and what an agent keeps of a reset
+    it verified until it applies it."""
     body = pb.ChainResetBody(
         server=reset.server,
         party=reset.party,
@@ -70,7 +76,7 @@ def sign_chain_reset(reset: ChainReset, key: SigningKey) -> Envelope:
         reason=reset.reason,
         reset_at=timestamp(reset.reset_at),
     )
-    return envelope.sign(CHAIN_RESET_PAYLOAD_TYPE, body.SerializeToString(), [key])
+    return body.SerializeToString()
 
 
 def decode_chain_reset(env: Envelope, where: str) -> ChainReset:

@@ -118,7 +118,8 @@ class DocumentFormat(Generic[R]):
 
 @dataclass(frozen=True)
 class Verified:
-    """A snapshot verified here: its version and the SHA-256 (lowercase hex) of its payload."""
+    """A snapshot verified here: its version and the SHA-256 (lowercase hex) of its payload;
+    a digest of "" is a chain reset's floor, a version known without its snapshot."""
 
     version: int
     digest: str
@@ -296,14 +297,29 @@ class PairingTrust(Generic[R]):
     def apply_chain_reset(self, reset: ChainReset) -> None:
         """The exchange operator reset the peer's chain in this pairing (a CHAIN_RESET entry
         whose server signature and inclusion the caller verified): the peer's snapshots above
-        the version it continues from, and the key rotations they carried, are no longer
-        trusted here, so its next snapshot is judged against that version, not against a
-        snapshot set aside. A reset of another party or pairing changes nothing."""
+        the version it continues from, and the key rotations they carried, stop counting here.
+        The peer is then held at that version, digest unknown (`Verified.digest` ""), so the
+        reset lowers what is trusted to the version it names and no further. A reset that does
+        not name the version verified here among those it set aside is LogInconsistentError:
+        the server would be rolling the peer back under cover of a reset. A reset of another
+        party or pairing changes nothing."""
         if (reset.party, reset.pairing) != (self._peer.party, self.pairing.name):
             return
         peer = self._state.peer
-        if peer is not None and peer.version > reset.continues_from:
-            self._state = replace(self._state, peer=None)
+        if peer is None or peer.version <= reset.continues_from:
+            return
+        if peer.version not in reset.superseded:
+            message = (
+                f"pairing {reset.pairing!r}: a chain reset of {reset.party} continues from "
+                f"version {reset.continues_from} but does not set aside version {peer.version}, "
+                "verified here: a rollback of the peer under cover of a reset"
+            )
+            finding = make_finding(
+                LOG_INCONSISTENT, sha256="", subject="", party="", message=message
+            )
+            raise LogInconsistentError(message, finding)
+        floor = Verified(reset.continues_from, "") if reset.continues_from else None
+        self._state = replace(self._state, peer=floor)
         self._rotations = tuple(
             r
             for r in self._rotations
@@ -439,8 +455,8 @@ class PairingTrust(Generic[R]):
         raise PeerRollbackError(message, self._finding(message, party=""))
 
     def _check_same_digest(self, snapshot: Snapshot, last: Verified) -> None:
-        if snapshot.payload_sha256 == last.digest:
-            return
+        if snapshot.payload_sha256 == last.digest or not last.digest:
+            return  # "": a chain reset's floor, whose digest was never verified here
         peer = self._peer.party
         message = (
             f"{peer}'s snapshot version {last.version} of pairing {self.pairing.name!r} was "

@@ -23,7 +23,12 @@ from typing import Any
 import sqlite_utils
 
 from invsync.agent.errors import StoreError
-from invsync.agent.exchange.chain_reset import ChainReset
+from invsync.agent.exchange.chain_reset import (
+    CHAIN_RESET_PAYLOAD_TYPE,
+    ChainReset,
+    decode_chain_reset,
+    reset_body,
+)
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
@@ -137,6 +142,17 @@ def m006_one_log_per_agent(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE receipts ADD COLUMN checked INTEGER NOT NULL DEFAULT 0")
 
 
+def m007_pending_chain_resets(db: sqlite_utils.Database) -> None:
+    """Chain resets read from the log for a pairing other than the one being checked (the log is
+    one for all pairings), kept until that pairing's check applies them: the checkpoint that
+    moved past them is saved in the same transaction, so none is lost to a crash."""
+    db.execute(
+        """CREATE TABLE pending_chain_resets (
+        pairing TEXT NOT NULL, statement BLOB NOT NULL, read_at TEXT NOT NULL,
+        PRIMARY KEY (pairing, statement))"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -144,6 +160,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m004_peer_key_rotations,
     m005_trusted_state,
     m006_one_log_per_agent,
+    m007_pending_chain_resets,
 )
 
 _CERT_COLUMNS = (
@@ -376,11 +393,21 @@ class AgentStore:
         *,
         checked: Sequence[int] = (),
         peer_resets: Sequence[ChainReset] = (),
+        deferred: Sequence[ChainReset] = (),
     ) -> None:
-        """A log checkpoint the caller verified and `state` now holds, with the versions whose
-        receipts' entries it checked against it and the peer's key rotations that chain resets
-        set aside (`peer_resets`), in one transaction."""
+        """A log checkpoint the caller verified and `state` now holds, in one transaction with:
+        the versions whose receipts' entries it checked against it; the pairing's chain resets
+        it applied (the peer's key rotations they set aside removed: `peer_resets`, and the
+        pairing's pending resets consumed); and the resets it read of other pairings, kept
+        pending for their own check (`deferred`)."""
         with transaction(self.db, f"{self.path}: cannot record the checkpoint of {pairing}"):
+            self.db.execute("DELETE FROM pending_chain_resets WHERE pairing = ?", [pairing])
+            for reset in deferred:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO pending_chain_resets (pairing, statement, read_at)"
+                    " VALUES (?, ?, ?)",
+                    [reset.pairing, reset_body(reset), _utc_text(now)],
+                )
             self._save_state(pairing, state, now)
             sql = "UPDATE receipts SET checked = 1 WHERE pairing = ? AND version = ?"
             for version in checked:
@@ -391,6 +418,18 @@ class AgentStore:
                     "AND version > ?",
                     [reset.party, reset.pairing, reset.continues_from],
                 )
+
+    def pending_chain_resets(self, pairing: str) -> list[ChainReset]:
+        """The chain resets of `pairing` read from the log while checking another pairing."""
+        rows = self.db.execute(
+            "SELECT statement FROM pending_chain_resets WHERE pairing = ? ORDER BY rowid",
+            [pairing],
+        ).fetchall()
+        where = f"{self.path}: pending chain reset of {pairing}"
+        return [
+            decode_chain_reset(Envelope(CHAIN_RESET_PAYLOAD_TYPE, bytes(row[0]), ()), where)
+            for row in rows
+        ]
 
     def unchecked_receipts(self, pairing: str) -> list[int]:
         """The versions whose receipts' log entries the log watch has not checked yet."""

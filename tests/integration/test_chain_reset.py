@@ -125,6 +125,8 @@ def test_a_reset_chain_sets_a_misused_keys_snapshot_aside_and_the_exchange_goes_
         "the exchange operator reset jprs's chain in pairing secom-jprs to continue from "
         "version 1 (versions set aside: 2; reason: INC-42: jprs key misused); logged as entry "
     )
+    # The test keeps JPRS's key (its own agent goes on with it); the operator is told.
+    assert "signed a snapshot set aside and is still in parties.jprs.signing_keys" in done.stderr
     assert _jprs_rows(tmp_path, "superseded_snapshots") == [(2, rogue)]
     assert [v for v, _ in _jprs_rows(tmp_path, "snapshots")] == [1]
 
