@@ -20,6 +20,14 @@ from invsync.agent.cli.tls import tls_group
 from invsync.server.config_cli import config_group
 from invsync.server.evidence_export import export_from_server
 
+SERVER_CONFIG = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The server's TOML configuration.",
+)
+
 
 @click.group(epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="invsync")
@@ -34,13 +42,7 @@ def server_group() -> None:
 
 
 @server_group.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The server's TOML configuration.",
-)
+@SERVER_CONFIG
 def server_run(config_path: Path) -> None:
     """Serve the exchange over mutual TLS until SIGTERM or SIGINT."""
     from invsync.server.config import load_server_config
@@ -53,13 +55,7 @@ def server_run(config_path: Path) -> None:
 
 
 @server_group.command("reset-chain")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The server's TOML configuration.",
-)
+@SERVER_CONFIG
 @click.option("--party", required=True, help="The party whose chain is reset.")
 @click.option("--pairing", required=True, help="The pairing of that chain.")
 @click.option(

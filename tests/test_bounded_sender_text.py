@@ -35,6 +35,7 @@ from invsync.agent.exchange.receipt import (
 from invsync.agent.model.record import CertRecord
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import edited
+from tests.exchange_rig import payload as rig_payload
 
 NOW = datetime(2021, 3, 1, 12, 0, tzinfo=UTC)
 PAIRING = "secom-jprs"
@@ -61,17 +62,10 @@ def policy(jprs_key: keys.SigningKey) -> acc.AcceptancePolicy:
 
 
 def payload(records: list[CertRecord], **changes: object) -> bytes:
-    fields: dict[str, object] = {
-        "party": "jprs",
-        "pairing": PAIRING,
-        "role": "subordinate",
-        "version": 1,
-        "issued_at": NOW - timedelta(hours=1),
-        "expires_at": NOW + timedelta(days=7),
-        "records": records,
-    }
-    fields.update(changes)
-    return snapshot.build_payload(**fields)  # type: ignore[arg-type]
+    """jprs's snapshot (tests/exchange_rig.py), in jprs's role whatever party it names."""
+    changes.setdefault("role", "subordinate")
+    party = str(changes.pop("party", "jprs"))
+    return rig_payload(records, party, **changes)
 
 
 @pytest.fixture
