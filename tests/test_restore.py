@@ -17,11 +17,14 @@ import pytest
 
 from invsync.agent.daemon.restore import Restore
 from invsync.agent.daemon.rotation import OwnKeys
+from invsync.agent.exchange.chain_reset import ChainReset, sign_chain_reset
+from invsync.agent.exchange.log_entry import log_entry
 from invsync.agent.exchange.rejections import LogInconsistentError
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.exchange.trusted import Verified
 from invsync.agent.model.record import CertRecord
-from tests.exchange_rig import NOW, PAIRING, Keys, Rig
+from invsync.v1 import invsync_pb2 as pb
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys, Rig
 from tests.log_watch_helpers import EXPIRES, ISSUED, AgentSide, agent_side, restorer
 
 WHY = "the server refused our push"
@@ -109,3 +112,22 @@ def test_a_snapshot_in_the_log_that_we_did_not_sign_is_not_adopted(
     with pytest.raises(LogInconsistentError, match=f"^{re.escape(message)}$"):
         impostor.restore(restored.client, restored.trust, WHY)
     assert (restored.store.latest_sent_snapshot(PAIRING) or pytest.fail()).version == 1
+
+
+def test_a_snapshot_a_chain_reset_set_aside_is_not_adopted(
+    sides: tuple[AgentSide, AgentSide], rig: Rig, keys: Keys
+) -> None:
+    """The operator set secom's version 3 aside (pushed with its key, not by this agent): the
+    restored database continues after version 2, the last snapshot of ours the chain keeps."""
+    current, restored = sides
+    with rig.store.transaction():
+        index = rig.store.log_size()
+        aside = tuple(rig.store.supersede("secom", PAIRING, 2, index))
+        reset = ChainReset(SERVER, "secom", PAIRING, 2, aside, "INC-42", NOW)
+        statement = sign_chain_reset(reset, keys.server)
+        entry = log_entry(
+            pb.LOG_ENTRY_KIND_CHAIN_RESET, statement, party="secom", pairing=PAIRING, version=2
+        )
+        rig.exchange.log.append(rig.store, entry)
+    adopted = restorer(restored, keys).restore(restored.client, restored.trust, WHY, floor=2)
+    assert (adopted.version, adopted.payload) == (2, current.sent[2])
