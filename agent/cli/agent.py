@@ -13,6 +13,7 @@ from invsync.agent.config.keyfiles import check_agent_keys
 from invsync.agent.config.settings import AgentConfig, PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent, PushOutcome
 from invsync.agent.daemon.signals import SignalWaiter
+from invsync.agent.daemon.writing import CycleResult
 from invsync.agent.errors import ConfigError, InvsyncError, ReportError, TransportError
 from invsync.agent.exchange.client import rejection_rule
 from invsync.agent.store.lock import DaemonLock
@@ -28,7 +29,12 @@ def agent_group() -> None:
 
 @agent_group.command("run")
 @config_option("The agent's TOML configuration.", required=True)
-@click.option("--once", is_flag=True, help="Run one full cycle, write the reports and exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one full cycle, write the reports and exit: 1 if a report is not signed by every "
+    "party or holds open findings of severity error, else 0.",
+)
 @click.option(
     "--interval",
     default=3600,
@@ -67,10 +73,16 @@ class IncompleteReport(ReportError):
     verification (agent.cli.entry.EXIT_CODES)."""
 
 
+class ErrorFindings(ReportError):
+    """`agent run --once` ended with reports that hold open findings of severity error: exit 1,
+    as `reconcile` does (agent.cli.entry.EXIT_CODES)."""
+
+    hint = "Read the report the line above names; `invsync status` lists the open findings."
+
+
 def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
     if once:
-        if not _cycle(agent, wait):
-            raise IncompleteReport("the report is not signed by every party yet; see above")
+        _check_once(_cycle(agent, wait))
         return
     with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
         while True:
@@ -81,6 +93,16 @@ def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
     click.echo(f"{agent.config.party}: stopped")
 
 
+def _check_once(results: list[CycleResult]) -> None:
+    """Exit 1 for a report some party has not signed, or one with open error findings."""
+    if not all(r.complete for r in results):
+        raise IncompleteReport("the report is not signed by every party yet; see above")
+    errors = {r.pairing: r.open_errors for r in results if r.open_errors}
+    if errors:
+        each = ", ".join(f"{pairing} {n}" for pairing, n in errors.items())
+        raise ErrorFindings(f"open findings of severity error in the reports ({each})")
+
+
 def _cycle_logged(agent: Agent, wait: float) -> None:
     """A daemon outlives a failed cycle: the error is logged and the next cycle retries."""
     try:
@@ -89,19 +111,19 @@ def _cycle_logged(agent: Agent, wait: float) -> None:
         logging.getLogger("invsync.agent").error("cycle failed: %s", e)
 
 
-def _cycle(agent: Agent, wait: float) -> bool:
-    """One cycle over every pairing; True when each report carries every signature."""
+def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
+    """One cycle over every pairing; each pairing's report as written."""
     party = agent.config.party
     count = agent.collect()
     click.echo(f"{party}: collected {count} certificates")
-    complete = True
+    results = []
     for pairing in agent.config.pairings.values():
         with log_context(pairing=pairing.name, peer=pairing.peer):
-            complete = _pairing_cycle(agent, pairing, wait) and complete
-    return complete
+            results.append(_pairing_cycle(agent, pairing, wait))
+    return results
 
 
-def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> bool:
+def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> CycleResult:
     party = agent.config.party
     outcome = _push(agent, pairing)
     click.echo(_push_line(party, pairing.name, outcome))
@@ -109,7 +131,7 @@ def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> bool:
         result = agent.settle(pairing, wait)
     roles = ", ".join(f"{r} {s.value}" for r, s in result.verification.roles.items())
     click.echo(f"{party}: report {result.report_path} ({roles})")
-    return result.complete
+    return result
 
 
 def _push_line(party: str, pairing: str, outcome: PushOutcome) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import click
 
-from invsync.agent.cli.agent import IncompleteReport
+from invsync.agent.cli.agent import ErrorFindings, IncompleteReport
 from invsync.agent.errors import (
     ConfigError,
     InvsyncError,
@@ -58,6 +58,7 @@ EXIT_CODES: Mapping[type[InvsyncError], int] = {
     SignatureError: EXIT_FINDINGS,
     ReportError: EXIT_USAGE,
     IncompleteReport: EXIT_FINDINGS,
+    ErrorFindings: EXIT_FINDINGS,
     CheckFailed: EXIT_FINDINGS,
     UntrustedInput: EXIT_FINDINGS,
     TransportError: EXIT_CANNOT_RUN,

@@ -12,6 +12,7 @@ from pathlib import Path
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.files import write_atomically
+from invsync.agent.model.findings import Severity
 from invsync.agent.report.body import (
     ReportVerification,
     parse_report_body,
@@ -32,6 +33,7 @@ class CycleResult:
     report_path: Path
     markdown_path: Path
     verification: ReportVerification
+    open_errors: int = 0  # findings of severity error not acknowledged
 
     @property
     def complete(self) -> bool:
@@ -57,4 +59,7 @@ def write_report(agent: AgentParts, pairing: str, rid: str, env: Envelope) -> Cy
     current = next(f for f in files if f.report_id == rid)
     write_atomically(json_path.with_name(f"{stem}.html"), page(current, files, pins))
     write_atomically(json_path.with_name(f"{stem}.csv"), findings_csv(body.findings))
-    return CycleResult(pairing, version, rid, json_path, md_path, verification)
+    errors = sum(
+        1 for f in body.findings if f.severity == Severity.ERROR and f.acknowledgement is None
+    )
+    return CycleResult(pairing, version, rid, json_path, md_path, verification, errors)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.server.localfed import agent_config, command, write_federation
 from tests.integration.conftest import Federation, wait_for
 
@@ -36,7 +37,7 @@ def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -
         )
     try:
         secom = command("agent", "run", "--config", str(federation.work / "secom.toml"), "--once")
-        assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == 0
+        assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == EXIT_FINDINGS
         wait_for(out, "subordinate valid)")  # the first cycle ended fully signed
         daemon.send_signal(signal.SIGHUP)
         wait_for(out, "jprs: secom-jprs unchanged since snapshot version 1 (expires ")

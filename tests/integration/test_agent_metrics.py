@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.agent.report.body import parse_report_body, read_report_file
 from invsync.server.localfed import agent_config, command, server_process, write_federation
 from tests.integration.conftest import Federation, wait_for
@@ -69,7 +70,7 @@ def test_an_agent_daemon_serves_every_documented_metric_after_a_cycle(
     started = time.time()
     with _daemon(federation.work, "jprs", port) as out:
         secom = command("agent", "run", "--config", str(federation.work / "secom.toml"), "--once")
-        assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == 0
+        assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == EXIT_FINDINGS
         log = wait_for(out, "subordinate valid)")  # jprs's first cycle ended fully signed
         body, samples = scrape(port)
     assert len(assert_serves_documented("Agent", body, samples)) == 7

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon import restore
 from invsync.agent.daemon.cycle import Agent
@@ -58,7 +59,7 @@ def _cycle(work: Path, number: int) -> str:
         wait_for(outs["jprs"], PUSHED if number > 1 else "jprs: collected")
         started.append(_once(work, "secom", outs["secom"]))
         for proc, out in zip(reversed(started), (outs["secom"], outs["jprs"]), strict=True):
-            assert proc.wait(CYCLE_SECONDS) == 0, out.read_text()
+            assert proc.wait(CYCLE_SECONDS) == EXIT_FINDINGS, out.read_text()  # the demo's
     finally:
         for proc in started:
             if proc.poll() is None:

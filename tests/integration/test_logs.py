@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.server.localfed import command
 from tests.integration.conftest import Federation
 
@@ -40,7 +41,7 @@ def test_a_cycle_logs_json_lines_with_fields_and_never_a_key(federation: Federat
         for party in ("secom", "jprs")
     ]
     outputs = [proc.communicate(timeout=120)[1].decode() for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert [proc.returncode for proc in procs] == [EXIT_FINDINGS, EXIT_FINDINGS], outputs
     secom = _json_lines(outputs[0])
     assert secom and all(line.get("party") == "secom" for line in secom), outputs[0]
     cycle = [line for line in secom if "collected" not in str(line["message"])]

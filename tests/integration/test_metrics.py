@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.server.localfed import PARTIES, agent_config, command, server_process, write_federation
 from tests.integration.ports import free_port
 from tests.integration.scrape import assert_serves_documented, scrape
@@ -40,7 +41,7 @@ def test_the_metrics_endpoint_serves_the_documented_names(tmp_path: Path) -> Non
             for p in ("secom", "jprs")
         ]
         outputs = [proc.communicate(timeout=120)[0].decode() for proc in procs]
-        assert [proc.returncode for proc in procs] == [0, 0], outputs
+        assert [proc.returncode for proc in procs] == [EXIT_FINDINGS, EXIT_FINDINGS], outputs
         body, samples = scrape(metrics_port)
     assert len(assert_serves_documented("Exchange server", body, samples)) == 10
 

@@ -59,7 +59,8 @@ def _step(kind: str, body: str, name: str | None) -> str:
         else:
             lines.append(line)
     if any("--once)" in line for line in body.splitlines()):
-        lines += ['for pid in "${ONCE[@]}"; do wait "$pid"; done']
+        # Exit 1 is a complete report with error findings, as the guide says the demo's has.
+        lines += ['for pid in "${ONCE[@]}"; do wait "$pid" || [ $? -eq 1 ]; done']
     if daemons:  # each daemon's first cycle needs the other's snapshot: start all, then wait
         lines += [f"wait_for {party}.daemon 'subordinate valid)'" for party in daemons]
         lines += ['kill -TERM "${DAEMONS[@]}"', 'for pid in "${DAEMONS[@]}"; do wait "$pid"; done']

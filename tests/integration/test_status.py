@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
+from invsync.agent.cli.entry import EXIT_FINDINGS
 from invsync.agent.report.body import parse_report_body, read_report_file
 from invsync.server.cli import invsync
 from invsync.server.localfed import command
@@ -32,7 +33,7 @@ def test_status_after_a_full_cycle(federation: Federation) -> None:
         )
         for p in ("secom", "jprs")
     ]
-    assert [p.wait(120) for p in procs] == [0, 0]
+    assert [p.wait(120) for p in procs] == [EXIT_FINDINGS, EXIT_FINDINGS]
     (row,) = _status(federation)
     assert row["pairing"] == "secom-jprs"
     snapshot = row["snapshot"]

@@ -1,0 +1,77 @@
+"""benchmarks/pairing.py at a tiny n: its lines parse, carry every key, and find what it expects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.paths import ROOT
+
+pytestmark = pytest.mark.integration
+
+KEYS = {
+    "cycle",
+    "index",
+    "n",
+    "changes",
+    "changed_certificates",
+    "listed_secom",
+    "listed_jprs",
+    "wall_s",
+    "secom_s",
+    "jprs_s",
+    "cpu_s_server",
+    "cpu_s_secom",
+    "cpu_s_jprs",
+    "cpu_s_bench",
+    "peak_rss_mib_server",
+    "server_peak_is_cycle_peak",
+    "peak_rss_mib_secom",
+    "peak_rss_mib_jprs",
+    "wire_bytes_secom_to_server",
+    "wire_bytes_server_to_secom",
+    "tcp_connections_secom",
+    "wire_bytes_jprs_to_server",
+    "wire_bytes_server_to_jprs",
+    "tcp_connections_jprs",
+    "rpcs_both_sides",
+    "rpcs_both_sides_total",
+    "server_rpc_s_both_sides",
+    "exit_secom",
+    "exit_jprs",
+    "report_versions",
+    "reports_agree",
+    "findings_measured",
+    "findings_expected",
+    "findings_match",
+    "findings_measured_by_code",
+    "findings_expected_by_code",
+}
+
+
+def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None:
+    # n=30, 10 %: three certificates dropped by JPRS and three added to both in the steady cycle.
+    args = ["--n", "30", "--changes", "0.1", "--cycles", "1", "--workdir", str(tmp_path)]
+    bench = [sys.executable, str(ROOT / "benchmarks" / "pairing.py"), *args]
+    done = subprocess.run(bench, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["cycle"] for line in lines] == ["cold", "steady"]
+    for line in lines:
+        assert set(line) == KEYS
+        assert line["findings_measured"] == line["findings_expected"], line
+        assert line["findings_measured_by_code"] == line["findings_expected_by_code"], line
+        # Exit 1 from --once: the steady cycle's report holds error findings by design.
+        exit_code = 1 if line["cycle"] == "steady" else 0
+        assert line["reports_agree"] and line["exit_secom"] == line["exit_jprs"] == exit_code, line
+        assert line["wire_bytes_secom_to_server"] > 0 and line["rpcs_both_sides_total"] > 0
+    assert lines[1]["findings_expected_by_code"] == {
+        "disappeared": 3,
+        "missing-at-subordinate": 3,
+    }
+    assert (tmp_path / "cache" / "certs.pem").exists()  # kept for the next run
+    assert not list(tmp_path.glob("run-*"))  # the federation is not, without --keep
