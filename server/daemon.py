@@ -25,6 +25,7 @@ from invsync.server.config import ServerConfig
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
 from invsync.server.reconciling import ReportMaker
+from invsync.server.report_worker import ReportWorker
 from invsync.server.schedule import start_scheduler
 from invsync.server.service import ExchangeService
 from invsync.server.store import ServerStore
@@ -43,6 +44,7 @@ class RunningServer:
     store: ServerStore
     schedule_stop: threading.Event
     limiter: Limiter
+    reports: ReportWorker
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -60,6 +62,7 @@ class RunningServer:
         drained = self.server.stop(grace + 60.0)
         if not drained.wait(grace):
             log.info("grace period over: cancelling the calls still in flight")
+        self.reports.stop()  # the reports asked for are made before the store closes
         self.store.close()
         # Cancels the calls left; a handler still running after this finds the store closed.
         self.server.stop(None)
@@ -95,6 +98,7 @@ def start(config: ServerConfig) -> RunningServer:
         signing_key=key,
         as_of=config.report_as_of,
     )
+    worker = ReportWorker(reports.make)
     exchange = Exchange(
         name=config.name,
         store=store,
@@ -102,6 +106,7 @@ def start(config: ServerConfig) -> RunningServer:
         signing_key=key,
         reports=reports,
         max_snapshot_bytes=config.max_snapshot_bytes,
+        reconcile=worker.request,
     )
     identities = {p.tls_identity: name for name, p in config.parties.items()}
     options = server_options(config.keepalive, config.min_client_keepalive_seconds)
@@ -121,10 +126,11 @@ def start(config: ServerConfig) -> RunningServer:
         raise ConfigError(f"{config.file}: server.listen: cannot listen on {config.listen}")
     server.start()
     limiter.start()
+    worker.start(config.pairings)  # each pairing once: a report a stop cut short is made now
     stop = threading.Event()
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
     start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
-    return RunningServer(server, port, health_servicer, store, stop, limiter)
+    return RunningServer(server, port, health_servicer, store, stop, limiter, worker)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

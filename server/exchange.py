@@ -60,6 +60,7 @@ class Exchange:
         reports: ReportMaker,
         max_snapshot_bytes: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reconcile: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.store = store
@@ -68,6 +69,9 @@ class Exchange:
         self.reports = reports
         self.max_snapshot_bytes = max_snapshot_bytes
         self.clock = clock
+        # How an accepted snapshot's pairing gets its report: the daemon hands it to a worker
+        # (server.report_worker), off the push and its lock; by default it is made at once.
+        self.reconcile = reconcile or self._reconcile
         self.log = LogWriter(name, signing_key)
         # One writer at a time: acceptance reads the last version, then commits the next.
         self._lock = threading.Lock()
@@ -127,7 +131,7 @@ class Exchange:
         )
         metrics.SNAPSHOTS_RECEIVED.labels(header.party, header.pairing, metrics.ACCEPTED, "").inc()
         metrics.LAST_ACCEPTED.labels(header.party, header.pairing).set(self.clock().timestamp())
-        self._reconcile(header.pairing)
+        self.reconcile(header.pairing)
         return receipt
 
     def _commit(self, header: SnapshotHeader, env: Envelope, rotation: Rotation | None) -> bytes:

@@ -8,6 +8,7 @@ appended to the transparency log in the transaction that stores it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -49,8 +50,17 @@ class ReportMaker:
         self.as_of = as_of
         self.clock = clock
         self.log = LogWriter(server_name, signing_key)
+        # One report at a time: each continues the pairing's latest (first_seen, resolved), so
+        # two made at once from one latest would both claim it (the worker and the schedule
+        # both make reports).
+        self._making = threading.Lock()
 
     def make(self, pairing: str) -> str | None:
+        """`_make` under the one-report-at-a-time lock."""
+        with self._making:
+            return self._make(pairing)
+
+    def _make(self, pairing: str) -> str | None:
         """Reconcile and store a signed report; its id, or None while neither side has pushed.
 
         While one side has pushed and the other has not, the report compares nothing and says

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ import pytest
 
 from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent
-from invsync.agent.exchange.client import ExchangeClient
+from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.endpoint import ServerEndpoint
+from invsync.agent.report.body import parse_report_body
 from invsync.server.localfed import PARTIES, agent_config, server_process, write_federation
 
 DEMO_PAIRING = "secom-jprs"  # the one pairing of the federation `write_federation` writes
@@ -69,6 +71,20 @@ def pairing_of(agent: Agent) -> PairingConfig:
     return agent.config.pairings[DEMO_PAIRING]
 
 
+def await_report(client: ExchangeClient, root: int, subordinate: int, seconds: float = 20) -> None:
+    """Wait until the server's latest report of the demo pairing compares these versions: the
+    server makes reports off the push (server/report_worker.py)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(NotFoundYet):
+            body = parse_report_body(client.report(DEMO_PAIRING).envelope.payload)
+            if (body.root.version, body.subordinate.version) == (root, subordinate):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no report on versions {root} and {subordinate} in {seconds} s")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
     """Both agents collected and pushed version 1 with the server's real receipts: the server
@@ -78,6 +94,7 @@ def agents(federation: Federation) -> Iterator[dict[str, Agent]]:
         for agent in made.values():
             agent.collect()
             agent.push(pairing_of(agent))
+        await_report(made["secom"].client, 1, 1)
         yield made
     finally:
         for agent in made.values():

@@ -19,7 +19,7 @@ from invsync.agent.exchange.snapshot import build_payload, sign_snapshot
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.v1 import invsync_pb2 as pb
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, await_report
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +59,12 @@ def _head(fed: Federation, client: ExchangeClient, size: int = 0) -> Checkpoint:
 
 def _exchange(fed: Federation, secom: ExchangeClient, jprs: ExchangeClient) -> dict[str, Envelope]:
     """Each party pushes, then both co-sign the report on both; the receipts by party."""
+    # Reports are made off the push (server/report_worker.py): waiting for each keeps the
+    # log's order fixed.
     receipts = {"secom": secom.push(_snapshot(fed, "secom"))}
+    await_report(secom, 1, 0)
     receipts["jprs"] = jprs.push(_snapshot(fed, "jprs"))
+    await_report(jprs, 1, 1)
     _cosign(fed, jprs, "jprs")
     _cosign(fed, secom, "secom")
     return receipts
