@@ -22,7 +22,7 @@ from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.snapshot import build_payload, sign_snapshot
 from invsync.agent.model.snapshot import SUBORDINATE
 from invsync.server.localfed import PARTIES, agent_config, command, server_process, write_federation
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, await_report
 from tests.integration.test_evidence import SERVER, _pins
 from tests.integration.test_exchange import _run_both_agents
 
@@ -109,6 +109,7 @@ def test_a_reset_chain_sets_a_misused_keys_snapshot_aside_and_the_exchange_goes_
     with _serving(tmp_path) as fed:
         _run_both_agents(fed)
         rogue = _push_as_jprs_without_jprs(fed)
+        await_report(fed.client("secom"), 1, 2)  # made off the push
         _secom_cycle(fed)  # SECOM now holds the rogue version 2 as its peer's latest
         running = _reset(tmp_path, "--continue-from", "1")
         assert running.returncode == 3

@@ -121,6 +121,7 @@ def test_the_checkpoint_is_a_signed_note_existing_tooling_reads(federation: Fede
     with pytest.raises(NotFoundYet, match=re.escape("the log has no checkpoint yet")):
         jprs.checkpoint()
     jprs.push(_snapshot(federation, "jprs"))
+    await_report(jprs, 0, 1)
     note = jprs.checkpoint().decode()
     jprs.close()
     body, blank, signature = note.partition("\n\n")
@@ -136,6 +137,7 @@ def test_a_refused_push_appends_nothing_and_a_range_over_the_cap_is_refused(
     jprs = federation.client("jprs")
     try:
         jprs.push(_snapshot(federation, "jprs"))
+        await_report(jprs, 0, 1)
         note = jprs.checkpoint()
         with pytest.raises(Refused) as refused:
             jprs.push(_snapshot(federation, "jprs", signer="secom"))
