@@ -231,3 +231,25 @@ def test_over_max_bytes_stops_reading(env: Envelope) -> None:
 
 def test_too_large_is_an_incomplete_stream() -> None:
     assert issubclass(StreamTooLarge, IncompleteStream)
+
+
+def test_a_certificate_alive_elsewhere_in_the_process_is_not_parsed_again(
+    records: list[CertRecord],
+) -> None:
+    """Parse once (issue 13): decoding a snapshot while another holding the same certificates is
+    alive shares their CertInfo, which is immutable."""
+    env = snapshot.sign_snapshot(
+        snapshot.build_payload(
+            party="jprs",
+            pairing="secom-jprs",
+            role="subordinate",
+            version=1,
+            issued_at=NOW,
+            expires_at=NOW + timedelta(days=1),
+            records=records,
+        ),
+        keys.generate(),
+    )
+    first = snapshot.decode_payload(env.payload)
+    second = snapshot.decode_payload(env.payload)
+    assert all(a.info is b.info for a, b in zip(first.records, second.records, strict=True))

@@ -8,7 +8,9 @@ view (operator, lifecycle, revocation) and provenance travel beside it.
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -140,13 +142,31 @@ class CertRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+# Every CertInfo alive in the process, by its DER: decoding a snapshot while another holding the
+# same certificates is alive (a report's current and previous snapshots, both parties' lists)
+# shares their CertInfo instead of parsing each again. Weak: it holds nothing no one else holds.
+_ALIVE: weakref.WeakValueDictionary[bytes, CertInfo] = weakref.WeakValueDictionary()
+_ALIVE_LOCK = threading.Lock()
+
+
 def parse_certificate(der: bytes) -> CertInfo:
-    """Derive every field of DESIGN §3 from a DER certificate.
+    """Derive every field of DESIGN §3 from a DER certificate (the CertInfo already made from
+    the same bytes, while one is alive: it is immutable).
 
     Raises CertificateError (a SourceError, and a ValueError for callers that catch that) saying
     what was wrong when the bytes are not a certificate `cryptography` accepts; no foreign
     exception escapes. The sources add the file and line, the snapshot decoder the record index.
     """
+    with _ALIVE_LOCK:
+        alive = _ALIVE.get(der)
+    if alive is not None:
+        return alive
+    info = _parse_checked(der)
+    with _ALIVE_LOCK:
+        return _ALIVE.setdefault(info.der, info)
+
+
+def _parse_checked(der: bytes) -> CertInfo:
     try:
         return _parse_certificate(der)
     except CertificateError:
