@@ -8,6 +8,7 @@ appended to the transparency log in the transaction that stores it.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +55,10 @@ class ReportMaker:
         # two made at once from one latest would both claim it (the worker and the schedule
         # both make reports).
         self._making = threading.Lock()
+        # Decoded snapshots by payload digest, least recently used first: the current and the
+        # previous of each party of each pairing, and the one pushed next.
+        self._decoded: dict[str, Snapshot] = {}
+        self._keep = 4 * len(policy.pairings) + 2
 
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
@@ -106,7 +111,18 @@ class ReportMaker:
 
     def _latest_snapshot(self, party: str, pairing: str) -> Snapshot | None:
         env = self.store.snapshot(party, pairing)
-        return None if env is None else decode_payload(env.payload)
+        return None if env is None else self._decode(env.payload)
+
+    def _decode(self, payload: bytes) -> Snapshot:
+        """The snapshot of stored bytes, decoded once for as long as it is among the last ones
+        used: each report compares every party's current and previous snapshot, so in a steady
+        cycle all but the newly pushed one were decoded for the report before."""
+        digest = hashlib.sha256(payload).hexdigest()
+        snapshot = self._decoded.pop(digest, None) or decode_payload(payload)
+        self._decoded[digest] = snapshot  # the most recently used last
+        while len(self._decoded) > self._keep:
+            self._decoded.pop(next(iter(self._decoded)))
+        return snapshot
 
     def _latest(self, pairing: str) -> ReportBody | None:
         """The pairing's latest report, which the next one continues (first_seen, resolved).
@@ -128,7 +144,7 @@ class ReportMaker:
         if header.version <= 1:
             return None
         env = self.store.snapshot(header.party, header.pairing, header.version - 1)
-        return None if env is None else decode_payload(env.payload)
+        return None if env is None else self._decode(env.payload)
 
     def signers(self, pairing: str, root: str, subordinate: str) -> list[Signer]:
         """Every key whose signature the report expects: the server's, then each party's."""

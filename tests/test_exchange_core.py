@@ -33,9 +33,11 @@ from invsync.agent.exchange.receipt import (
     decode_receipt,
 )
 from invsync.agent.exchange.rejections import AccessDenied, BadReportSignature, NotFound, status_of
-from invsync.agent.exchange.snapshot import sign_snapshot, to_chunks
+from invsync.agent.exchange.snapshot import decode_payload, sign_snapshot, to_chunks
 from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
+from invsync.server import reconciling
 from invsync.server.reconciling import ReportMaker
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import CHUNK, NOW, PAIRING, SERVER, Keys, Rig, edited, make_rig, payload
@@ -599,3 +601,21 @@ def test_a_failing_reconciliation_does_not_undo_the_committed_snapshot(
     assert (rig.snapshots(), rig.reports()) == (2, 1)  # only the one made before
     assert rig.store.last_accepted("jprs", PAIRING) == acc.LastAccepted(1, sha(data))
     assert rig.store.receipt("jprs", PAIRING, 1) == receipt
+
+
+def test_a_report_decodes_only_the_snapshot_pushed_since_the_last_one(
+    rig: Rig, records: list[CertRecord], jprs_v1: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each report compares both parties' current and previous snapshots; all but the new one
+    were decoded for the report before (issue 13: a steady cycle costs what changed)."""
+    decoded: list[bytes] = []
+
+    def counted(data: bytes) -> Snapshot:
+        decoded.append(data)
+        return decode_payload(data)
+
+    monkeypatch.setattr(reconciling, "decode_payload", counted)
+    v2 = payload(records[1:], version=2, previous_digest=hashlib.sha256(jprs_v1).digest())
+    rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs")
+    assert rig.reports() == 3
+    assert decoded == [v2]
