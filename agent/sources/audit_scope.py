@@ -21,9 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pypdf
-from pypdf.errors import PyPdfError
-
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, Skipped
@@ -256,6 +253,11 @@ def _collect(collector: _Collector, hit: _Hit, location: str) -> None:
 
 
 def _pdf_pages(path: Path) -> list[str]:
+    # Imported here: pypdf costs every invsync process about 60 ms to import, and only an audit
+    # statement PDF needs it.
+    import pypdf
+    from pypdf.errors import PyPdfError
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(read_bytes(path)))
         if reader.is_encrypted:
