@@ -13,6 +13,7 @@ snapshot refused as a rollback, or as showing a split view, is kept with its fin
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -99,7 +100,7 @@ class ReportCheck:
         """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
         body = parse_report_body(body_bytes)
         with self._recording_refusals(pairing.name):
-            sides = self._sides(pairing, own, getattr(body, other_role(pairing.role)).version)
+            sides = self._sides(pairing, own, getattr(body, other_role(pairing.role)))
         for role, side in sides.items():
             _check_ref(pairing.name, getattr(body, role), side.ref(role))
         self._check_signers(pairing, body.signers)
@@ -119,22 +120,22 @@ class ReportCheck:
         return recording_refusals(self.store, self.config.party, pairing, self.clock)
 
     def _sides(
-        self, pairing: PairingConfig, own: Snapshot, peer_version: int
+        self, pairing: PairingConfig, own: Snapshot, peer_ref: SnapshotRef
     ) -> dict[str, ReportSide]:
         """Both sides by role: our own snapshot, and the peer's the report names as verified here
         (the server's word is taken for the peer's version only, never for its content)."""
         mine = ReportSide.of(own, self._own_previous(pairing.name, own))
         return {
             pairing.role: mine,
-            other_role(pairing.role): self._peer_side(pairing, peer_version),
+            other_role(pairing.role): self._peer_side(pairing, peer_ref),
         }
 
-    def _peer_side(self, pairing: PairingConfig, version: int) -> ReportSide:
+    def _peer_side(self, pairing: PairingConfig, ref: SnapshotRef) -> ReportSide:
         """The peer's snapshot the report names, verified here; absent only if the server agrees."""
-        if version == 0:
+        if ref.version == 0:
             self._check_peer_absent(pairing)
             return ReportSide(pairing.peer)
-        peer = self._fetch_peer(pairing, version)
+        peer = self._fetch_peer(pairing, ref.version, digest=ref.digest)
         self.log_watch.check_peer_view(self.client, self.trust(pairing), peer.header)
         return ReportSide.of(peer, self._peer_previous(pairing, peer))
 
@@ -177,20 +178,36 @@ class ReportCheck:
         """The peer's snapshot before the compared one, verified like it (for `disappeared`)."""
         if peer.header.version <= 1:
             return None
+        before = peer.header.previous_digest.hex()
         try:
-            return self._fetch_peer(pairing, peer.header.version - 1, current=False)
+            return self._fetch_peer(pairing, peer.header.version - 1, current=False, digest=before)
         except NotFoundYet:
             return None
 
-    def _fetch_peer(self, pairing: PairingConfig, version: int, current: bool = True) -> Snapshot:
+    def _fetch_peer(
+        self, pairing: PairingConfig, version: int, *, current: bool = True, digest: str = ""
+    ) -> Snapshot:
         """The peer's snapshot `version` through the trusted state: the current one becomes the
-        last verified (and must not be older than it), an earlier one is only checked."""
-        return self.peer_keys.verify(
-            self.trust(pairing),
-            version,
-            lambda wanted: self.client.fetch_peer_snapshot(pairing.name, wanted),
-            self.clock() if current else None,
+        last verified (and must not be older than it), an earlier one is only checked. One kept
+        from an earlier cycle with the payload `digest` the report or the next snapshot names is
+        verified again instead of fetched (another, say one a chain reset set aside, is not
+        used); one fetched is kept."""
+        served: dict[int, Envelope] = {}
+
+        def fetch(wanted: int) -> Envelope:
+            kept = self.store.peer_snapshot(pairing.name, wanted) if wanted == version else None
+            if kept is None or hashlib.sha256(kept.payload).hexdigest() != digest:
+                kept = self.client.fetch_peer_snapshot(pairing.name, wanted)
+            served[wanted] = kept
+            return kept
+
+        snapshot = self.peer_keys.verify(
+            self.trust(pairing), version, fetch, self.clock() if current else None
         )
+        env = served.get(version)
+        if env is not None and version == snapshot.header.version:
+            self.store.keep_peer_snapshot(pairing.name, version, env, self.clock())
+        return snapshot
 
     def report_key(self, pairing: str) -> SigningKey:
         """Our key in force in `pairing`: the new one once a snapshot signed by it is receipted."""

@@ -153,6 +153,18 @@ def m007_pending_chain_resets(db: sqlite_utils.Database) -> None:
     )
 
 
+def m008_peer_snapshots(db: sqlite_utils.Database) -> None:
+    """The peer's snapshots this agent verified, as served, the last two of each pairing: the
+    next cycle compares the peer's current snapshot with the one before, which it verified the
+    cycle before, and need not fetch it again (issue 13). Verified again whenever read."""
+    db.execute(
+        """CREATE TABLE peer_snapshots (
+        pairing TEXT NOT NULL, version INTEGER NOT NULL, payload_type TEXT NOT NULL,
+        payload BLOB NOT NULL, signatures TEXT NOT NULL, kept_at TEXT NOT NULL,
+        PRIMARY KEY (pairing, version))"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -161,6 +173,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m005_trusted_state,
     m006_one_log_per_agent,
     m007_pending_chain_resets,
+    m008_peer_snapshots,
 )
 
 _CERT_COLUMNS = (
@@ -418,6 +431,10 @@ class AgentStore:
                     "AND version > ?",
                     [reset.party, reset.pairing, reset.continues_from],
                 )
+                self.db.execute(
+                    "DELETE FROM peer_snapshots WHERE pairing = ? AND version > ?",
+                    [reset.pairing, reset.continues_from],
+                )
 
     def pending_chain_resets(self, pairing: str) -> list[ChainReset]:
         """The chain resets of `pairing` read from the log while checking another pairing."""
@@ -531,6 +548,28 @@ class AgentStore:
         )
         with transaction(self.db, f"{self.path}: cannot record co-signed report {report_id}"):
             self.db.execute(sql, [report_id, pairing, rfc3339(now)])
+
+    def peer_snapshot(self, pairing: str, version: int) -> Envelope | None:
+        """The peer's snapshot `version` of `pairing` as kept by `keep_peer_snapshot`."""
+        rows = self._rows(
+            "SELECT * FROM peer_snapshots WHERE pairing = ? AND version = ?", [pairing, version]
+        )
+        return _envelope(rows[0]) if rows else None
+
+    def keep_peer_snapshot(self, pairing: str, version: int, env: Envelope, now: datetime) -> None:
+        """Keep a peer snapshot just verified, and only the two latest of the pairing."""
+        signatures = _signatures_json([(s.keyid, s.sig) for s in env.signatures])
+        with transaction(self.db, f"{self.path}: cannot keep {pairing}'s peer snapshot"):
+            self.db.execute(
+                "INSERT OR REPLACE INTO peer_snapshots (pairing, version, payload_type, payload,"
+                " signatures, kept_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [pairing, version, env.payload_type, env.payload, signatures, rfc3339(now)],
+            )
+            self.db.execute(
+                "DELETE FROM peer_snapshots WHERE pairing = ? AND version NOT IN (SELECT version"
+                " FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 2)",
+                [pairing, pairing],
+            )
 
     def record_rotation(self, rotation: Rotation, now: datetime) -> None:
         """Keep a peer's key rotation; the same one again is a no-op."""

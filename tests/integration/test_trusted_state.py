@@ -9,6 +9,7 @@ older peer snapshot than one the agent already verified; a report signed by anot
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -30,7 +31,7 @@ from invsync.agent.exchange.trusted import Verified
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server.cli import invsync
 from invsync.v1 import invsync_pb2 as pb
-from tests.integration.conftest import Federation, make_agent, pairing_of
+from tests.integration.conftest import Federation, await_report, make_agent, pairing_of
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +175,28 @@ def test_the_reports_an_agent_writes_show_its_pins(agents: dict[str, Agent]) -> 
         .output
     )
     assert "| unverified (no key pinned for secom) |" in shown
+
+
+def test_the_peer_snapshot_verified_last_cycle_is_not_fetched_again(
+    agents: dict[str, Agent],
+) -> None:
+    """Issue 13: the report compares the peer's current snapshot with the one before, which
+    this agent verified the cycle before; it is verified again from the agent's database, not
+    fetched (and one a chain reset replaced would not match the digest the next one names)."""
+    secom, jprs = agents["secom"], agents["jprs"]
+    real = secom.client
+    fetched: list[int] = []
+
+    def fetch(pairing: str, version: int = 0) -> Envelope:
+        fetched.append(version)
+        return real.fetch_peer_snapshot(pairing, version)
+
+    serve(secom, real, fetch_peer_snapshot=fetch)
+    secom.cosign(pairing_of(secom), wait_seconds=10)  # on jprs v1
+    jprs.push(pairing_of(jprs))
+    await_report(real, 1, 2)
+    secom.cosign(pairing_of(secom), wait_seconds=10)  # on jprs v2, v1 before it
+    assert fetched == [1, 2]
+    assert secom.store.trusted_state(PAIRING).peer == Verified(
+        2, hashlib.sha256(real.fetch_peer_snapshot(PAIRING, 2).payload).hexdigest()
+    )
