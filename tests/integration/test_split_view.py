@@ -16,7 +16,7 @@ from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.trusted import LogCheckpoint
 from invsync.server.cli import invsync
-from tests.integration.conftest import Federation, pairing_of
+from tests.integration.conftest import Federation, await_report, pairing_of
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,7 @@ def test_a_peer_shown_another_log_is_a_split_view_and_nothing_is_co_signed(
     )
     with pytest.raises(LogInconsistentError, match=f"^{re.escape(forked)}$"):
         jprs.push(pairing_of(jprs))
+    await_report(secom.client, 1, 2)  # made off the push: the log then holds 9 entries
 
     message = (
         f"refused [log-split-view]: pairing {PAIRING!r}: jprs's snapshot version 2 carries a log "
