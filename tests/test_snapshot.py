@@ -16,6 +16,7 @@ from invsync.agent.exchange.rejections import IncompleteStream, MalformedSnapsho
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import edited
+from tests.exchange_rig import payload as rig_payload
 
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 
@@ -238,18 +239,7 @@ def test_a_certificate_alive_elsewhere_in_the_process_is_not_parsed_again(
 ) -> None:
     """Parse once (issue 13): decoding a snapshot while another holding the same certificates is
     alive shares their CertInfo, which is immutable."""
-    env = snapshot.sign_snapshot(
-        snapshot.build_payload(
-            party="jprs",
-            pairing="secom-jprs",
-            role="subordinate",
-            version=1,
-            issued_at=NOW,
-            expires_at=NOW + timedelta(days=1),
-            records=records,
-        ),
-        keys.generate(),
-    )
-    first = snapshot.decode_payload(env.payload)
-    second = snapshot.decode_payload(env.payload)
+    data = rig_payload(records)
+    first = snapshot.decode_payload(data)
+    second = snapshot.decode_payload(data)
     assert all(a.info is b.info for a, b in zip(first.records, second.records, strict=True))
