@@ -45,6 +45,7 @@ class RunningServer:
     schedule_stop: threading.Event
     limiter: Limiter
     reports: ReportWorker
+    schedule: threading.Thread
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -63,6 +64,7 @@ class RunningServer:
         if not drained.wait(grace):
             log.info("grace period over: cancelling the calls still in flight")
         self.reports.stop()  # the reports asked for are made before the store closes
+        self.schedule.join()  # a scheduled report under way, too
         self.store.close()
         # Cancels the calls left; a handler still running after this finds the store closed.
         self.server.stop(None)
@@ -126,11 +128,13 @@ def start(config: ServerConfig) -> RunningServer:
         raise ConfigError(f"{config.file}: server.listen: cannot listen on {config.listen}")
     server.start()
     limiter.start()
-    worker.start(config.pairings)  # each pairing once: a report a stop cut short is made now
+    # The pairings whose latest report is not on their latest snapshots: a report a stop cut
+    # short is made now, and an unchanged pairing gets no new one.
+    worker.start([pairing for pairing in config.pairings if reports.stale(pairing)])
     stop = threading.Event()
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
-    start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
-    return RunningServer(server, port, health_servicer, store, stop, limiter, worker)
+    schedule = start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
+    return RunningServer(server, port, health_servicer, store, stop, limiter, worker, schedule)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

@@ -32,6 +32,11 @@ from invsync.server import metrics
 from invsync.server.storage import ExchangeStorage, LogWriter, log_entry
 from invsync.v1 import invsync_pb2 as pb
 
+# What _save answers when the keys in force changed while the report was built; make() builds
+# again, a few times at most (each time a rotation committed in between).
+STALE_SIGNERS = "stale signers"
+MAX_REBUILDS = 5
+
 
 class ReportMaker:
     def __init__(
@@ -63,7 +68,29 @@ class ReportMaker:
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
         with self._making:
-            return self._make(pairing)
+            for _ in range(MAX_REBUILDS):
+                made = self._make(pairing)
+                if made is not STALE_SIGNERS:
+                    return made
+            raise ReportError(f"pairing {pairing}: the signers kept changing while reconciling")
+
+    def stale(self, pairing: str) -> bool:
+        """Whether the pairing's latest report does not compare its parties' latest snapshots
+        (or there is none yet while one side has pushed): what a start must reconcile."""
+        spec = self.policy.pairings[pairing]
+        latest = {p: self.store.last_accepted(p, pairing) for p in (spec.root, spec.subordinate)}
+        if all(v is None for v in latest.values()):
+            return False
+        previous = self._latest(pairing)
+        if previous is None:
+            return True
+        named = {
+            ref.party: (ref.version, ref.digest) for ref in (previous.root, previous.subordinate)
+        }
+        return any(
+            named.get(party) != ((last.version, last.payload_sha256) if last else (0, ""))
+            for party, last in latest.items()
+        )
 
     def _make(self, pairing: str) -> str | None:
         """Reconcile and store a signed report; its id, or None while neither side has pushed.
@@ -80,21 +107,28 @@ class ReportMaker:
         unchanged = _same_report(previous, root, sub, as_of)
         if unchanged is not None:
             return unchanged
+        signers = self.signers(pairing, spec.root, spec.subordinate)
         body = build_report(
             pairing=pairing,
             as_of=as_of,
             root=root,
             subordinate=sub,
-            signers=self.signers(pairing, spec.root, spec.subordinate),
+            signers=signers,
             previous=previous,
         )
-        return self._save(pairing, body)
+        return self._save(pairing, body, signers)
 
-    def _save(self, pairing: str, body: bytes) -> str:
-        """Sign and store the body; its findings become the pairing's open-findings gauge."""
+    def _save(self, pairing: str, body: bytes, signers: list[Signer]) -> str:
+        """Sign and store the body; its findings become the pairing's open-findings gauge.
+        STALE_SIGNERS, storing nothing, when a party's key rotated since the body was built: a
+        push commits while a report is made (server.report_worker), and a report must list the
+        keys in force where it stands in the log (the evidence verifier's check 10)."""
         rid = report_id(body)
         sig = Sig(self.key.public.keyid, self.key.sign(pae(REPORT_PAYLOAD_TYPE, body)))
+        spec = self.policy.pairings[pairing]
         with self.store.transaction():
+            if self.signers(pairing, spec.root, spec.subordinate) != signers:
+                return STALE_SIGNERS
             if self.store.save_report(rid, pairing, body, sig):
                 env = Envelope(REPORT_PAYLOAD_TYPE, body, (sig,))
                 entry = log_entry(pb.LOG_ENTRY_KIND_REPORT, env, pairing=pairing, report_id=rid)

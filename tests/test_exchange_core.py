@@ -36,7 +36,7 @@ from invsync.agent.exchange.rejections import AccessDenied, BadReportSignature, 
 from invsync.agent.exchange.snapshot import decode_payload, sign_snapshot, to_chunks
 from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.agent.model.snapshot import Snapshot
-from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body, verify_report
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, Signer, parse_report_body, verify_report
 from invsync.server import reconciling
 from invsync.server.reconciling import ReportMaker
 from invsync.v1 import invsync_pb2 as pb
@@ -619,3 +619,39 @@ def test_a_report_decodes_only_the_snapshot_pushed_since_the_last_one(
     rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs")
     assert rig.reports() == 3
     assert decoded == [v2]
+
+
+def test_a_report_built_while_a_key_rotation_committed_is_built_again(
+    rig: Rig, jprs_v1: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports are made off the push: a report must list the keys in force where it lands in
+    the log, so one whose signers changed while it was built is not stored but built again."""
+    maker = rig.exchange.reports
+    real = ReportMaker.signers
+    calls: list[int] = []
+
+    def signers(self: ReportMaker, pairing: str, root: str, sub: str) -> list[Signer]:
+        calls.append(len(calls))
+        keys = real(self, pairing, root, sub)
+        return keys[:-1] if len(calls) == 1 else keys  # as if jprs rotated right after
+
+    monkeypatch.setattr(ReportMaker, "signers", signers)
+    maker.clock = lambda: NOW + timedelta(hours=1)  # a new report, not the same one again
+    rid = maker.make(PAIRING)
+    assert rid is not None and len(calls) == 4  # built, found stale, built again, stored
+    body = parse_report_body(rig.store.report(PAIRING, rid).envelope.payload)  # type: ignore[union-attr]
+    assert list(body.signers) == real(maker, PAIRING, "secom", "jprs")
+
+
+def test_a_pairing_is_stale_until_its_report_compares_its_latest_snapshots(
+    rig: Rig, records: list[CertRecord], jprs_v1: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maker = rig.exchange.reports
+    assert not maker.stale(PAIRING)  # the report on both v1s is in
+    v2 = payload(records[1:], version=2, previous_digest=hashlib.sha256(jprs_v1).digest())
+    with monkeypatch.context() as patched:
+        patched.setattr(rig.exchange, "reconcile", lambda pairing: None)  # a stop cut it short
+        rig.push(sign_snapshot(v2, rig.keys.jprs), "jprs")
+    assert maker.stale(PAIRING)
+    maker.make(PAIRING)
+    assert not maker.stale(PAIRING)

@@ -71,14 +71,19 @@ def pairing_of(agent: Agent) -> PairingConfig:
     return agent.config.pairings[DEMO_PAIRING]
 
 
-def await_report(client: ExchangeClient, root: int, subordinate: int, seconds: float = 20) -> None:
-    """Wait until the server's latest report of the demo pairing compares these versions: the
-    server makes reports off the push (server/report_worker.py)."""
+def await_report(
+    client: ExchangeClient, root: int | None, subordinate: int | None, seconds: float = 20
+) -> None:
+    """Wait until the server's latest report of the demo pairing compares these versions (None:
+    any): the server makes reports off the push (server/report_worker.py)."""
     deadline = time.monotonic() + seconds
     while True:
         with contextlib.suppress(NotFoundYet):
             body = parse_report_body(client.report(DEMO_PAIRING).envelope.payload)
-            if (body.root.version, body.subordinate.version) == (root, subordinate):
+            seen = (body.root.version, body.subordinate.version)
+            if all(
+                want in (None, got) for want, got in zip((root, subordinate), seen, strict=True)
+            ):
                 return
         if time.monotonic() > deadline:
             raise AssertionError(f"no report on versions {root} and {subordinate} in {seconds} s")

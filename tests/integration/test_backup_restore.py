@@ -30,7 +30,7 @@ from invsync.agent.exchange.snapshot import decode_payload
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server.localfed import CYCLE_SECONDS, command
 from invsync.v1 import invsync_pb2 as pb
-from tests.integration.conftest import Federation, wait_for
+from tests.integration.conftest import Federation, await_report, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -134,10 +134,14 @@ def test_a_push_refused_as_a_rollback_sends_the_agent_to_the_log(
     agent = Agent(load_agent_config(work / "jprs.toml"))
     pairing = agent.config.pairings["secom-jprs"]
     agent.collect()
+    # Each report is waited for (made off the push), so the log's entries are in a fixed order.
     assert agent.push(pairing) == 1
+    await_report(agent.client, 0, 1)
     database, backup = agent.store.path, work / "jprs-backup.db"
     _backup(database, backup)
-    assert agent.push(pairing) == 2 and agent.push(pairing) == 3
+    for version in (2, 3):
+        assert agent.push(pairing) == version
+        await_report(agent.client, 0, version)
     agent.close()
 
     shutil.copyfile(backup, database)

@@ -29,7 +29,7 @@ from invsync.agent.report.body import parse_report_body, read_report_file, verif
 from invsync.server.localfed import command
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, await_report
 
 BUG_1695993 = {
     "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62",
@@ -98,6 +98,14 @@ def _run_changed_then_peer(federation: Federation, *, changed: str, peer: str) -
         while "pushed secom-jprs snapshot" not in out.read_text():
             assert time.monotonic() < deadline and first.poll() is None, out.read_text()
             time.sleep(0.1)
+        # The report on the new version is made off the push: the peer must settle on it.
+        pushed = int(out.read_text().split("pushed secom-jprs snapshot version ")[1].split()[0])
+        client = federation.client(peer)
+        try:
+            versions = (pushed, None) if changed == "secom" else (None, pushed)
+            await_report(client, *versions)
+        finally:
+            client.close()
         second = command(
             "agent", "run", "--config", str(federation.work / f"{peer}.toml"), "--once"
         )

@@ -100,6 +100,7 @@ def test_an_older_peer_snapshot_served_after_a_newer_one_is_refused_and_recorded
     secom, jprs = agents["secom"], agents["jprs"]
     older_id, _ = latest_report(secom)  # on secom v1 and jprs v1
     jprs.push(pairing_of(jprs))  # jprs v2: the server's report is now on jprs v2
+    await_report(secom.client, 1, 2)  # made off the push
     newer_id = secom.cosign(pairing_of(secom), wait_seconds=10)
     verified = secom.store.trusted_state(PAIRING).peer
     assert newer_id != older_id and verified is not None and verified.version == 2
