@@ -50,13 +50,21 @@ def _once(work: Path, party: str, out: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _cycle(work: Path, number: int) -> str:
+def _cycle(fed: Federation, number: int) -> str:
     """One cycle of both agents: JPRS pushes, then SECOM starts and co-signs; JPRS's output."""
+    work = fed.work
     outs = {party: work / "logs" / f"{party}-{number}.log" for party in ("jprs", "secom")}
     started = [_once(work, "jprs", outs["jprs"])]
     try:
-        # The first cycle needs both snapshots at once; later ones, JPRS's new one first.
+        # The first cycle needs both snapshots at once; later ones, JPRS's new one first, and
+        # its report (made off the push), which SECOM must settle on.
         wait_for(outs["jprs"], PUSHED if number > 1 else "jprs: collected")
+        if number > 1:
+            client = fed.client("secom")
+            try:
+                await_report(client, None, number)
+            finally:
+                client.close()
         started.append(_once(work, "secom", outs["secom"]))
         for proc, out in zip(reversed(started), (outs["secom"], outs["jprs"]), strict=True):
             assert proc.wait(CYCLE_SECONDS) == EXIT_FINDINGS, out.read_text()  # the demo's
@@ -94,9 +102,9 @@ def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
 ) -> None:
     work = federation.work
     pem, database = work / "data" / "jprs_ca_certificates.pem", work / "state" / "jprs.db"
-    assert f"{PUSHED} 1 (first snapshot)" in _cycle(work, 1)
+    assert f"{PUSHED} 1 (first snapshot)" in _cycle(federation, 1)
     _drop_last_certificate(pem)
-    assert f"{PUSHED} 2 (content changed)" in _cycle(work, 2)
+    assert f"{PUSHED} 2 (content changed)" in _cycle(federation, 2)
 
     # The backup, taken as docs/operations.md says with the daemon stopped: the clean stop
     # folded the -wal file into the database, which is copied as it is.
@@ -105,11 +113,11 @@ def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
     shutil.copyfile(database, backup)
     for version in (3, 4):
         _drop_last_certificate(pem)
-        assert f"{PUSHED} {version} (content changed)" in _cycle(work, version)
+        assert f"{PUSHED} {version} (content changed)" in _cycle(federation, version)
 
     shutil.copyfile(backup, database)  # restored: this database last sent version 2
     _drop_last_certificate(pem)
-    out = _cycle(work, 5)
+    out = _cycle(federation, 5)
     assert f"{PUSHED} 5 (continues after our latest snapshot in the exchange's log)" in out, out
     assert "this database is behind the exchange (the server's latest report names our " in out
     assert "version 4, this database 2): continuing after version=4" in out
