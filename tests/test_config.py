@@ -19,6 +19,7 @@ import pytest
 from invsync.agent.config import inventory as config_inventory_module
 from invsync.agent.config import settings as agent_config_module
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import ConfigError
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.keepalive import Keepalive
@@ -351,6 +352,19 @@ def test_agent_defaults(fed: Path) -> None:
     assert config.keepalive == Keepalive(seconds=20, timeout_seconds=10)
     assert config.retry == RetryPolicy(base=0.5, factor=2.0, cap=8.0, retries=4)
     assert config.max_source_bytes == 256 * 1024 * 1024
+    assert config.max_snapshot_bytes == 256 * 1024 * 1024
+
+
+def test_the_fetch_limit_is_configurable_and_reaches_the_client(fed: Path) -> None:
+    """Issue 13: an agent of a federation whose server takes larger snapshots must fetch them."""
+    _edit(fed / "secom.toml", "[server]", f"max_snapshot_bytes = {1 << 30}\n\n[server]")
+    config = load_agent_config(fed / "secom.toml")
+    assert config.max_snapshot_bytes == 1 << 30
+    agent = Agent(config)  # connects on its first call only
+    try:
+        assert agent.client.max_snapshot_bytes == 1 << 30
+    finally:
+        agent.close()
 
 
 def test_the_source_size_cap_is_configurable(fed: Path) -> None:

@@ -110,7 +110,12 @@ def _not_read(address: str, error: Exception) -> ServerNotRead:
 
 
 def _client(config: AgentConfig) -> ExchangeClient:
-    return ExchangeClient(config.server, timeout=PROBE_SECONDS, retry=RetryPolicy(retries=0))
+    return ExchangeClient(
+        config.server,
+        timeout=PROBE_SECONDS,
+        retry=RetryPolicy(retries=0),
+        max_snapshot_bytes=config.max_snapshot_bytes,
+    )
 
 
 def _peer_lookup(

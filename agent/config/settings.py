@@ -10,6 +10,7 @@ snapshot_validity_seconds = 86400
 snapshot_refresh_seconds = 43200  # push an unchanged inventory again once its snapshot is this old
 rpc_timeout_seconds = 10
 max_source_bytes = 268435456  # optional: refuse a source file larger than this (256 MiB)
+max_snapshot_bytes = 268435456  # optional: the largest peer snapshot fetched (the server's)
 keepalive_seconds = 20          # ping a server silent this long; see agent.exchange.keepalive
 keepalive_timeout_seconds = 10  # and give the connection up if the ping is not answered by then
 metrics_listen = ""             # e.g. "127.0.0.1:9465": Prometheus metrics; empty: off
@@ -69,6 +70,11 @@ from invsync.agent.tomlconf import Table
 SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
+# The largest peer snapshot (and log answer) an agent takes: the server's own default, so that
+# what one party may push the other may fetch; raise both together.
+DEFAULT_MAX_SNAPSHOT_BYTES = 256 << 20
+
+
 @dataclass(frozen=True)
 class PairingConfig:
     name: str
@@ -112,6 +118,7 @@ class AgentConfig:
     keepalive: Keepalive = field(default_factory=Keepalive)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # one source file's size cap
+    max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES  # the largest peer snapshot fetched
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -163,6 +170,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         keepalive=read_keepalive(agent),
         retry=_retry(root),
         max_source_bytes=agent.integer("max_source_bytes", DEFAULT_MAX_SOURCE_BYTES),
+        max_snapshot_bytes=agent.integer("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES),
     )
 
 
@@ -180,6 +188,7 @@ _AGENT_KEYS = (
     "metrics_listen",
     "next_signing_key",
     "max_source_bytes",
+    "max_snapshot_bytes",
 )
 
 

@@ -51,6 +51,7 @@ class Agent:
             timeout=config.rpc_timeout_seconds,
             retry=config.retry,
             keepalive=config.keepalive,
+            max_snapshot_bytes=config.max_snapshot_bytes,
         )
         self.log_watch = LogWatch(
             party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock

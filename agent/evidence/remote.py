@@ -36,6 +36,7 @@ def export_from_agent(
         timeout=config.rpc_timeout_seconds,
         retry=config.retry,
         keepalive=config.keepalive,
+        max_snapshot_bytes=config.max_snapshot_bytes,
     )
     try:
         bundle = export_bundle(client, _plan(config, pairing, clock()))
