@@ -6,9 +6,11 @@ import warnings
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from invsync.agent.inventory import scope
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
 from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.agent.model.signatures import signed_by
@@ -124,3 +126,20 @@ def test_offline_scope_sets_aside_self_signed_roots_and_keeps_issued_ca_certific
     issued = _records("jprs_intermediates_all_generations.pem")
     kept = issued_ca_certificates([*roots, *issued])
     assert {r.sha256 for r in kept} == {r.sha256 for r in issued}
+
+
+def test_a_signature_checked_once_is_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: a daemon builds every pairing's scope each cycle; the answer for a certificate
+    and a key never changes, so the signature is checked once per (certificate, key)."""
+    monkeypatch.setattr(scope, "_SIGNED", {})
+    checks: list[str] = []
+
+    def counted(cert: x509.Certificate, key: object) -> bool:
+        checks.append(cert.fingerprint(hashes.SHA256()).hex())
+        return signed_by(cert, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scope, "signed_by", counted)
+    first = subordinate_scope(JPRS, issuer_spkis=SECOM_KEYS)
+    once = len(checks)
+    assert subordinate_scope(JPRS, issuer_spkis=SECOM_KEYS) == first
+    assert once > 0 and len(checks) == once  # the second build checked nothing again

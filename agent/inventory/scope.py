@@ -11,6 +11,7 @@ operator falls back to the subject's organization, as CCADB's "Subordinate CA Ow
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
 from cryptography import x509
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from invsync.agent.inventory.attribution import subject_organizations
-from invsync.agent.model.record import CertRecord
+from invsync.agent.model.record import CertRecord, sha256_hex
 from invsync.agent.model.signatures import signed_by
 
 # What `cryptography` gives as `signature_algorithm_parameters` of a certificate or a CRL.
@@ -68,15 +69,36 @@ def _self_signed(record: CertRecord, cert: x509.Certificate | None = None) -> bo
     return signed_by(cert, cert.public_key())
 
 
-def _load_keys(spkis: Sequence[bytes]) -> list[PublicKeyTypes]:
-    return [serialization.load_der_public_key(spki) for spki in spkis]
+Key = tuple[str, PublicKeyTypes]  # the SPKI's SHA-256, and the key
+# Whether a certificate (by SHA-256) is signed by a key (by its SPKI's SHA-256): the answer never
+# changes, and a daemon builds every pairing's scope each cycle, one signature check a
+# certificate each time. Emptied when full rather than grown without bound.
+_SIGNED: dict[tuple[str, str], bool] = {}
+_SIGNED_MAX = 1 << 20
+_SIGNED_LOCK = threading.Lock()
 
 
-def _issued_under(record: CertRecord, keys: Sequence[PublicKeyTypes]) -> bool:
-    if not record.info.is_ca:
+def _load_keys(spkis: Sequence[bytes]) -> list[Key]:
+    return [(sha256_hex(spki), serialization.load_der_public_key(spki)) for spki in spkis]
+
+
+def _issued_under(record: CertRecord, keys: Sequence[Key]) -> bool:
+    if not record.info.is_ca or (record.info.self_issued and _self_signed(record)):
         return False
-    cert = x509.load_der_x509_certificate(record.info.der)
-    return not _self_signed(record, cert) and any(signed_by(cert, key) for key in keys)
+    return any(_signed(record, spki, key) for spki, key in keys)
+
+
+def _signed(record: CertRecord, spki: str, key: PublicKeyTypes) -> bool:
+    cached = (record.sha256, spki)
+    with _SIGNED_LOCK:
+        known = _SIGNED.get(cached)
+    if known is None:
+        known = signed_by(x509.load_der_x509_certificate(record.info.der), key)
+        with _SIGNED_LOCK:
+            if len(_SIGNED) >= _SIGNED_MAX:
+                _SIGNED.clear()
+            _SIGNED[cached] = known
+    return known
 
 
 def _attributed(record: CertRecord, subordinate: str, organizations: frozenset[str]) -> bool:
