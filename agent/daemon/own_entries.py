@@ -20,14 +20,13 @@ from invsync.agent.daemon.log_reading import (
     shown_entries,
 )
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange.chain_reset import ChainReset, decode_chain_reset
+from invsync.agent.exchange.chain_reset import ChainReset, open_chain_reset
 from invsync.agent.exchange.checkpoint import Checkpoint
-from invsync.agent.exchange.envelope import Envelope, Sig, verify_or_raise
+from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
     canonical_envelope,
     kind_name,
-    logged_envelope,
     parse_log_entry,
 )
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
@@ -106,18 +105,9 @@ class OwnEntries:
         proven in the checkpoint: a reset shown to this agent alone would be a split view."""
         where = f"log entry {index}"
         try:
-            env = logged_envelope(entry, where)
-            verify_or_raise(env, self.server_keys, who=f"the chain reset at {where}")
-            reset = decode_chain_reset(env, where)
+            reset = open_chain_reset(entry, where, self.server_keys)
         except InvsyncError as e:
             raise fail(str(e)) from e
-        named = (entry.party, entry.pairing, entry.version)
-        if reset.names() != named:
-            raise fail(
-                f"{where}: the entry names a reset of {named[0]} in pairing {named[1]} from "
-                f"version {named[2]}, the signed statement one of {reset.party} in pairing "
-                f"{reset.pairing} from version {reset.continues_from}"
-            )
         check_included(client, leaf, index, head, where, fail)
         log.warning(
             "party=%s %s (%s)",

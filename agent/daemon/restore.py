@@ -50,7 +50,7 @@ from invsync.agent.daemon.log_watch import LogHead, LogWatch
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.errors import InvsyncError, TransportError
-from invsync.agent.exchange.chain_reset import ChainReset, decode_chain_reset
+from invsync.agent.exchange.chain_reset import ChainReset, open_chain_reset
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
@@ -201,9 +201,7 @@ class Restore:
         aside were pushed with our key, but are not ours to continue from."""
         where = f"log entry {index}"
         try:
-            env = logged_envelope(entry, where)
-            verify_or_raise(env, self.watch.server_keys, who=f"the chain reset at {where}")
-            return decode_chain_reset(env, where)
+            return open_chain_reset(entry, where, self.watch.server_keys)
         except InvsyncError as e:
             raise fail(str(e)) from e
 

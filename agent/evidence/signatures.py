@@ -24,6 +24,7 @@ from invsync.agent.exchange.chain_reset import (
     CHAIN_RESET_PAYLOAD_TYPE,
     ChainReset,
     MalformedChainReset,
+    check_names,
     decode_chain_reset,
 )
 from invsync.agent.exchange.keyring import KeyRing, check_key_schedule
@@ -84,15 +85,10 @@ def _chain_reset(item: LoggedEntry, trust: Trust) -> ChainReset:
         reset = decode_chain_reset(item.envelope, where)
     except MalformedChainReset as e:
         raise CheckFailed(CHECK, where, str(e).removeprefix(f"{where}: ")) from e
-    named = (item.party, item.pairing, item.version)
-    if reset.names() != named:
-        raise CheckFailed(
-            CHECK,
-            where,
-            f"the entry names a reset of {named[0]} in pairing {named[1]} from version "
-            f"{named[2]}, the signed statement one of {reset.party} in pairing {reset.pairing} "
-            f"from version {reset.continues_from}",
-        )
+    try:
+        check_names(reset, (item.party, item.pairing, item.version), where)
+    except MalformedChainReset as e:
+        raise CheckFailed(CHECK, where, str(e).removeprefix(f"{where}: ")) from e
     trust.drop_rotations(item.index, reset.party, reset.pairing, reset.continues_from)
     return reset
 

@@ -11,6 +11,7 @@ envelope).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +19,9 @@ from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.exchange import envelope
-from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.envelope import Envelope, verify_or_raise
+from invsync.agent.exchange.keys import SigningKey, VerifyKey
+from invsync.agent.exchange.log_entry import logged_envelope
 from invsync.agent.exchange.record_codec import from_timestamp, timestamp
 from invsync.v1 import invsync_pb2 as pb
 
@@ -107,3 +109,26 @@ def decode_chain_reset(env: Envelope, where: str) -> ChainReset:
         body.reason,
         reset_at,
     )
+
+
+def check_names(reset: ChainReset, named: tuple[str, str, int], where: str) -> None:
+    """MalformedChainReset unless the signed statement is the one its log entry names (party,
+    pairing, version continued from)."""
+    if reset.names() != named:
+        raise MalformedChainReset(
+            f"{where}: the entry names a reset of {named[0]} in pairing {named[1]} from version "
+            f"{named[2]}, the signed statement one of {reset.party} in pairing {reset.pairing} "
+            f"from version {reset.continues_from}"
+        )
+
+
+def open_chain_reset(
+    entry: pb.LogEntry, where: str, server_keys: Mapping[str, VerifyKey]
+) -> ChainReset:
+    """A CHAIN_RESET entry's statement, once a pinned server key signed its exact bytes and it
+    is the one the entry names; an InvsyncError naming `where` otherwise."""
+    env = logged_envelope(entry, where)
+    verify_or_raise(env, server_keys, who=f"the chain reset at {where}")
+    reset = decode_chain_reset(env, where)
+    check_names(reset, (entry.party, entry.pairing, entry.version), where)
+    return reset
