@@ -20,11 +20,11 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
+def fsync_directory(directory: Path) -> None:
+    """Make a rename into `directory` durable: only once its entry is on disk is it."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

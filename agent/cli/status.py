@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from invsync.agent.cli.options import config_option, format_option
-from invsync.agent.config.settings import AgentConfig, load_agent_config
+from invsync.agent.config.settings import AgentConfig, exchange_client, load_agent_config
 from invsync.agent.daemon.report_check import pairing_trust
 from invsync.agent.daemon.rotation import peer_policies, pinned_keys
 from invsync.agent.daemon.status import PeerLookup, Probe, pairing_status, status_text
@@ -110,12 +110,7 @@ def _not_read(address: str, error: Exception) -> ServerNotRead:
 
 
 def _client(config: AgentConfig) -> ExchangeClient:
-    return ExchangeClient(
-        config.server,
-        timeout=PROBE_SECONDS,
-        retry=RetryPolicy(retries=0),
-        max_snapshot_bytes=config.max_snapshot_bytes,
-    )
+    return exchange_client(config, timeout=PROBE_SECONDS, retry=RetryPolicy(retries=0))
 
 
 def _peer_lookup(

@@ -56,6 +56,7 @@ from invsync.agent.config.inventory import (
 )
 from invsync.agent.errors import SourceError
 from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.keepalive import Keepalive, read_keepalive
 from invsync.agent.inventory.attribution import Attribution
@@ -123,6 +124,20 @@ class AgentConfig:
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
         return [spki for pairing in self.pairings.values() for spki in pairing.issuer_spkis()]
+
+
+def exchange_client(
+    config: AgentConfig, *, timeout: float | None = None, retry: RetryPolicy | None = None
+) -> ExchangeClient:
+    """A client of the configured server with the agent's limits (timeout, retries, keepalive,
+    largest snapshot); a probe may ask for a shorter timeout and its own retries."""
+    return ExchangeClient(
+        config.server,
+        timeout=config.rpc_timeout_seconds if timeout is None else timeout,
+        retry=retry or config.retry,
+        keepalive=config.keepalive,
+        max_snapshot_bytes=config.max_snapshot_bytes,
+    )
 
 
 def load_agent_config(file: Path) -> AgentConfig:

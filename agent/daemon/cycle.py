@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from invsync.agent.config.settings import AgentConfig, PairingConfig
+from invsync.agent.config.settings import AgentConfig, PairingConfig, exchange_client
 from invsync.agent.daemon import cosign, push, sync
 from invsync.agent.daemon.collecting import collect_inventory
 from invsync.agent.daemon.log_watch import LogWatch
@@ -29,7 +29,6 @@ from invsync.agent.daemon.rotation import (
     pins_of,
 )
 from invsync.agent.daemon.writing import CycleResult
-from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
@@ -46,13 +45,7 @@ class Agent:
         self.keys = load_own_keys(config)
         self.server_keys = pinned_keys(config.server.signing_keys)
         self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
-        self.client = ExchangeClient(
-            config.server,
-            timeout=config.rpc_timeout_seconds,
-            retry=config.retry,
-            keepalive=config.keepalive,
-            max_snapshot_bytes=config.max_snapshot_bytes,
-        )
+        self.client = exchange_client(config)
         self.log_watch = LogWatch(
             party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock
         )

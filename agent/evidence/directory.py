@@ -29,6 +29,7 @@ from invsync.agent.evidence.bundle import (
     read_manifest_json,
 )
 from invsync.agent.evidence.failures import BundleError, CheckFailed, ExportError
+from invsync.agent.files import fsync_directory
 
 
 def write_bundle(bundle: Bundle, out: Path) -> None:
@@ -65,20 +66,12 @@ def _write(path: Path, data: bytes) -> None:
 
 def _rename(temp: Path, out: Path) -> None:
     for directory in sorted({p for p in temp.rglob("*") if p.is_dir()} | {temp}):
-        _fsync_directory(directory)
+        fsync_directory(directory)
     try:
         os.replace(temp, out)  # replaces an empty directory; refuses a non-empty one
     except OSError as e:
         raise ExportError(f"{out}: cannot move the bundle into place ({e.strerror})") from e
-    _fsync_directory(out.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(out.parent)
 
 
 # --- reading ----------------------------------------------------------------------------------

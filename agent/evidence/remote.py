@@ -13,11 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from invsync.agent.config.settings import AgentConfig, load_agent_config
+from invsync.agent.config.settings import AgentConfig, exchange_client, load_agent_config
 from invsync.agent.evidence.bundle import Bundle, Scope
 from invsync.agent.evidence.directory import refuse_existing, write_bundle
 from invsync.agent.evidence.export import ExportPlan, check_pairing, export_bundle
-from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify_key
 
 
@@ -31,13 +30,7 @@ def export_from_agent(
     refuse_existing(out)
     config = load_agent_config(config_path)
     check_pairing(config_path, pairing, config.pairings, "this agent")
-    client = ExchangeClient(
-        config.server,
-        timeout=config.rpc_timeout_seconds,
-        retry=config.retry,
-        keepalive=config.keepalive,
-        max_snapshot_bytes=config.max_snapshot_bytes,
-    )
+    client = exchange_client(config)
     try:
         bundle = export_bundle(client, _plan(config, pairing, clock()))
     finally:
