@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import bounded
-from invsync.agent.exchange import tlog
+from invsync.agent.exchange import delta, tlog
 from invsync.agent.exchange.acceptance import AcceptancePolicy, LastAccepted, accept
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import Rotation
@@ -37,6 +37,7 @@ from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
+from invsync.server.snapshot_sets import whole_set
 from invsync.server.storage import ExchangeStorage, Logged, LogWriter, StoredReport, log_entry
 from invsync.v1 import invsync_pb2 as pb
 
@@ -104,6 +105,7 @@ class Exchange:
             last=last,
             now=self.clock(),
             rotations=self.store.rotations,
+            bases=lambda party, pairing, version: whole_set(self.store, party, pairing, version),
         )
         header = accepted.snapshot.header
         if accepted.duplicate:
@@ -113,8 +115,10 @@ class Exchange:
                 header.party, header.pairing, metrics.ACCEPTED, "duplicate"
             ).inc()
             return receipt
+        full = accepted.snapshot.full if header.delta else None
         with self.store.transaction():
-            receipt = self._commit(header, env, accepted.rotation)
+            receipt = self._commit(header, env, accepted.rotation, full)
+        self.reports.remember(accepted.snapshot)
         if accepted.rotation is not None:
             self._log_rotation(accepted.rotation)
         log.info(
@@ -134,13 +138,19 @@ class Exchange:
         self.reconcile(header.pairing)
         return receipt
 
-    def _commit(self, header: SnapshotHeader, env: Envelope, rotation: Rotation | None) -> bytes:
+    def _commit(
+        self,
+        header: SnapshotHeader,
+        env: Envelope,
+        rotation: Rotation | None,
+        full: bytes | None,
+    ) -> bytes:
         """The snapshot, its receipt, the key it rotated to, and their log entries, in the
         caller's transaction; the receipt points at the snapshot's entry, so that comes first."""
         logged = self.log.append(self.store, _entry(pb.LOG_ENTRY_KIND_SNAPSHOT, header, env))
         receipt = self._receipt(header.party, header.pairing, header.version, env, logged)
         self.store.commit_snapshot(
-            header.party, header.pairing, header.version, env, receipt, rotation
+            header.party, header.pairing, header.version, env, receipt, rotation, full
         )
         signed = Envelope.from_pb(pb.Envelope.FromString(receipt))
         self.log.append(self.store, _entry(pb.LOG_ENTRY_KIND_RECEIPT, header, signed))
@@ -150,13 +160,22 @@ class Exchange:
             self.log.append(self.store, entry)
         return receipt
 
-    def fetch_peer_snapshot(self, tls_party: str | None, pairing: str, version: int) -> Envelope:
+    def fetch_peer_snapshot(
+        self, tls_party: str | None, pairing: str, version: int, base_sha256: bytes = b""
+    ) -> tuple[Envelope, bytes]:
+        """The peer's snapshot as it signed it, and its whole set when it is a delta on another
+        snapshot than `base_sha256`, the one the caller holds (b"" when none is needed)."""
         peer = self._peer_of(tls_party, pairing)
         env = self.store.snapshot(peer, pairing, version)
         if env is None:
             which = f"version {version}" if version else "any snapshot"
             raise NotFound(f"pairing '{bounded(pairing)}': party {peer!r} has not pushed {which}")
-        return env
+        header = delta.read_parts(env.payload).header
+        if not header.delta or header.previous_digest == base_sha256:
+            return env, b""
+        full = whole_set(self.store, peer, pairing, header.version)
+        assert full is not None  # the snapshot itself is held
+        return env, full
 
     def report(self, tls_party: str | None, pairing: str, report_id: str) -> StoredReport:
         self._peer_of(tls_party, pairing)

@@ -18,7 +18,7 @@ from invsync.agent.exchange.acceptance import AcceptancePolicy
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.snapshot import decode_header, decode_payload
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
@@ -29,6 +29,7 @@ from invsync.agent.report.body import (
 )
 from invsync.agent.report.build import ReportSide, build_report
 from invsync.server import metrics
+from invsync.server.snapshot_sets import whole_set
 from invsync.server.storage import ExchangeStorage, LogWriter, log_entry
 from invsync.v1 import invsync_pb2 as pb
 
@@ -64,6 +65,8 @@ class ReportMaker:
         # previous of each party of each pairing, and the one pushed next.
         self._decoded: dict[str, Snapshot] = {}
         self._keep = 4 * len(policy.pairings) + 2
+        # The exchange hands in what it accepted from its own threads, while a report is made.
+        self._remembering = threading.Lock()
 
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
@@ -145,18 +148,34 @@ class ReportMaker:
 
     def _latest_snapshot(self, party: str, pairing: str) -> Snapshot | None:
         env = self.store.snapshot(party, pairing)
-        return None if env is None else self._decode(env.payload)
+        return None if env is None else self._decode(env.payload, party, pairing)
 
-    def _decode(self, payload: bytes) -> Snapshot:
+    def remember(self, snapshot: Snapshot) -> None:
+        """A snapshot the exchange just accepted, decoded there: its report need not decode it
+        again."""
+        with self._remembering:
+            self._remember(snapshot)
+
+    def _decode(self, payload: bytes, party: str, pairing: str) -> Snapshot:
         """The snapshot of stored bytes, decoded once for as long as it is among the last ones
         used: each report compares every party's current and previous snapshot, so in a steady
         cycle all but the newly pushed one were decoded for the report before."""
         digest = hashlib.sha256(payload).hexdigest()
-        snapshot = self._decoded.pop(digest, None) or decode_payload(payload)
-        self._decoded[digest] = snapshot  # the most recently used last
+        with self._remembering:
+            snapshot = self._decoded.pop(digest, None)
+        if snapshot is None:
+            version = decode_header(payload).version
+            full = whole_set(self.store, party, pairing, version) or b""
+            snapshot = decode_payload(payload, full=full)
+        with self._remembering:
+            self._remember(snapshot)
+        return snapshot
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        self._decoded.pop(snapshot.payload_sha256, None)
+        self._decoded[snapshot.payload_sha256] = snapshot  # the most recently used last
         while len(self._decoded) > self._keep:
             self._decoded.pop(next(iter(self._decoded)))
-        return snapshot
 
     def _latest(self, pairing: str) -> ReportBody | None:
         """The pairing's latest report, which the next one continues (first_seen, resolved).
@@ -178,7 +197,7 @@ class ReportMaker:
         if header.version <= 1:
             return None
         env = self.store.snapshot(header.party, header.pairing, header.version - 1)
-        return None if env is None else self._decode(env.payload)
+        return None if env is None else self._decode(env.payload, header.party, header.pairing)
 
     def signers(self, pairing: str, root: str, subordinate: str) -> list[Signer]:
         """Every key whose signature the report expects: the server's, then each party's."""

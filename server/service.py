@@ -64,14 +64,17 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def FetchSnapshot(
         self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.SnapshotChunk]:
-        env = self._guard(
+        env, full = self._guard(
             "FetchSnapshot",
             context,
             lambda: self.exchange.fetch_peer_snapshot(
-                party_of(context, self.identities), request.pairing, request.version
+                party_of(context, self.identities),
+                request.pairing,
+                request.version,
+                request.base_sha256,
             ),
         )
-        yield from to_chunks(env)
+        yield from to_chunks(env, full=full)
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
         stored = self._guard(

@@ -61,10 +61,19 @@ class ExchangeStorage(Protocol):
         env: Envelope,
         receipt: bytes,
         rotation: Rotation | None = None,
+        full: bytes | None = None,
     ) -> None: ...
 
     def snapshot(self, party: str, pairing: str, version: int = 0) -> Envelope | None:
         """A given version, or with 0 the latest; None if there is none."""
+        ...
+
+    def snapshot_set(self, party: str, pairing: str, version: int) -> bytes | None:
+        """The kept whole set of a delta snapshot (server.snapshot_sets), or None."""
+        ...
+
+    def version_before(self, party: str, pairing: str, version: int) -> int | None:
+        """The party's accepted version of the pairing just below `version`, or None."""
         ...
 
     def receipt(self, party: str, pairing: str, version: int) -> bytes | None: ...

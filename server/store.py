@@ -142,7 +142,26 @@ def _append_only(db: sqlite_utils.Database, table: str) -> None:
         )
 
 
-MIGRATIONS = (_m001_initial, _m002_key_rotations, _m003_transparency_log, _m004_superseded)
+def _m005_snapshot_sets(db: sqlite_utils.Database) -> None:
+    """The whole set of an accepted delta snapshot (agent.exchange.delta), for the latest two of
+    each party and pairing: what its next delta builds on, and its report compares. Derived from
+    the snapshots table, so it is pruned, and rebuilt from the stored deltas when an older one is
+    needed (server.snapshot_sets)."""
+    db.execute(
+        "CREATE TABLE snapshot_sets (party TEXT NOT NULL, pairing TEXT NOT NULL,"
+        " version INTEGER NOT NULL, full BLOB NOT NULL, PRIMARY KEY (party, pairing, version))"
+    )
+
+
+MIGRATIONS = (
+    _m001_initial,
+    _m002_key_rotations,
+    _m003_transparency_log,
+    _m004_superseded,
+    _m005_snapshot_sets,
+)
+# Whole sets kept per party and pairing: the latest snapshot's and the one before (reports).
+KEPT_SETS = 2
 
 
 class ServerStore:
@@ -177,8 +196,10 @@ class ServerStore:
         env: Envelope,
         receipt: bytes,
         rotation: Rotation | None = None,
+        full: bytes | None = None,
     ) -> None:
-        """Store the exact received payload, its receipt and the key it rotated to, or none."""
+        """Store the exact received payload, its receipt and the key it rotated to, or none;
+        for a delta, its whole set `full`, keeping the latest KEPT_SETS of the chain."""
         row = {
             "party": party,
             "pairing": pairing,
@@ -194,6 +215,39 @@ class ServerStore:
             self.db.table("snapshots").insert(row)
             if rotation is not None:
                 self.db.table("key_rotations").insert(rotation_row(rotation, _now()))
+            if full is not None:
+                self._keep_set(party, pairing, version, full)
+
+    def _keep_set(self, party: str, pairing: str, version: int, full: bytes) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO snapshot_sets (party, pairing, version, full)"
+            " VALUES (?, ?, ?, ?)",
+            [party, pairing, version, full],
+        )
+        self.db.execute(
+            "DELETE FROM snapshot_sets WHERE party = ? AND pairing = ? AND version NOT IN"
+            " (SELECT version FROM snapshots WHERE party = ? AND pairing = ?"
+            " ORDER BY version DESC LIMIT ?)",
+            [party, pairing, party, pairing, KEPT_SETS],
+        )
+
+    @_locked
+    def snapshot_set(self, party: str, pairing: str, version: int) -> bytes | None:
+        """The kept whole set of the delta snapshot `version`, or None."""
+        rows = self.db.execute(
+            "SELECT full FROM snapshot_sets WHERE party = ? AND pairing = ? AND version = ?",
+            [party, pairing, version],
+        ).fetchall()
+        return bytes(rows[0][0]) if rows else None
+
+    @_locked
+    def version_before(self, party: str, pairing: str, version: int) -> int | None:
+        """The party's accepted version of the pairing just below `version`, or None."""
+        rows = self.db.execute(
+            "SELECT MAX(version) FROM snapshots WHERE party = ? AND pairing = ? AND version < ?",
+            [party, pairing, version],
+        ).fetchall()
+        return None if rows[0][0] is None else int(rows[0][0])
 
     @_locked
     def supersede(self, party: str, pairing: str, above: int, log_index: int) -> list[int]:
@@ -216,6 +270,7 @@ class ServerStore:
                     [log_index, *args],
                 )
                 self.db.execute(f"DELETE FROM {table} WHERE {where}", args)
+            self.db.execute(f"DELETE FROM snapshot_sets WHERE {where}", args)
         return versions
 
     @_locked

@@ -3,6 +3,7 @@ the rig tests of the exchange's domain logic, its reports and its schedule share
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from invsync.agent.exchange import acceptance as acc
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keys import SigningKey
+from invsync.agent.exchange.merkle import records_root
 from invsync.agent.exchange.snapshot import build_payload, to_chunks
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE
@@ -116,5 +118,14 @@ def payload(records: list[CertRecord], party: str = "jprs", **changes: object) -
 def edited(data: bytes, edit: Callable[[pb.SnapshotPayload], None]) -> bytes:
     """A hand-edited payload: what build_payload never produces, a broken sender might."""
     msg = pb.SnapshotPayload.FromString(data)
+    root = msg.header.records_root
     edit(msg)
-    return msg.SerializeToString()
+    if msg.header.records_root == root and not msg.header.delta:
+        # An edit of the records keeps records_root true to them, so that the check the test
+        # aims at is the one that fires; a test of records_root itself edits it.
+        msg.header.records_root = records_root(
+            (hashlib.sha256(r.certificate_der).digest(), r.SerializeToString(deterministic=True))
+            for r in msg.records
+        )
+    serialized: bytes = msg.SerializeToString(deterministic=True)
+    return serialized

@@ -23,11 +23,11 @@ from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.endpoint import ServerEndpoint
-from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.rejections import NotFound
 from invsync.agent.exchange.snapshot import (
     SNAPSHOT_PAYLOAD_TYPE,
+    Served,
     build_payload,
     decode_payload,
     sign_snapshot,
@@ -88,11 +88,14 @@ class InProcessClient:
     exchange: Exchange
     party: str
 
-    def fetch_peer_snapshot(self, pairing: str, version: int = 0) -> Envelope:
+    def fetch_peer_snapshot(
+        self, pairing: str, version: int = 0, base_sha256: bytes = b""
+    ) -> Served:
         try:
-            return self.exchange.fetch_peer_snapshot(self.party, pairing, version)
+            env, full = self.exchange.fetch_peer_snapshot(self.party, pairing, version, base_sha256)
         except NotFound as e:  # what the gRPC client raises on NOT_FOUND
             raise NotFoundYet(str(e)) from e
+        return Served(env.payload_type, env.payload, env.signatures, full=full)
 
     def report(self, pairing: str, report_id: str = "") -> pb.Report:
         stored = self.exchange.report(self.party, pairing, report_id)

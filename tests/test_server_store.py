@@ -63,8 +63,10 @@ def test_migrations_are_recorded_once(path: Path) -> None:
         "_m002_key_rotations",
         "_m003_transparency_log",
         "_m004_superseded",
+        "_m005_snapshot_sets",
     ]
     tables = {
+        "snapshot_sets",
         "snapshots",
         "reports",
         "report_signatures",

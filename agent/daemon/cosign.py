@@ -17,7 +17,6 @@ from invsync.agent.daemon.writing import CycleResult, write_report
 from invsync.agent.errors import ReportError
 from invsync.agent.exchange.client import NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
-from invsync.agent.exchange.snapshot import decode_payload
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
 
@@ -71,7 +70,7 @@ def own_snapshot(agent: AgentParts, pairing: str) -> Snapshot:
     sent = agent.store.latest_sent_snapshot(pairing)
     if sent is None:
         raise ReportError(f"pairing {pairing!r}: this agent has not pushed a snapshot yet")
-    return decode_payload(sent.payload)
+    return sent.decoded()
 
 
 def _cosign_report(

@@ -6,9 +6,11 @@ and the peer could not tell a quiet party from a frozen one. So a snapshot is pu
 content differs from the last one sent, or when the last one is older than the refresh age
 (`agent.snapshot_refresh_seconds`), which comes before its expiry.
 
-"Content" is the payload minus what changes with every build: version, issue and expiry times,
-the previous digest, the log checkpoint (the log grows with every exchange, so it would make
-every cycle push), and each source's `last_seen` (it moves forward at every collection).
+"Content" is the whole set (a delta's included, agent.exchange.delta) minus what changes with
+every build: version, issue and expiry times, the previous digest, whether it travels as a
+delta, the log checkpoint (the log grows with every exchange, so it would make every cycle
+push), and each source's `last_seen` (it moves forward at every collection; snapshots no longer
+carry it, older ones may).
 """
 
 from __future__ import annotations
@@ -30,10 +32,18 @@ class PushReason(Enum):
 
 
 def content_key(payload: bytes) -> bytes:
-    """The payload's content, without the fields every build changes, as comparable bytes."""
+    """The content of a whole set (a full payload, or a delta's full form), without the fields
+    every build changes, as comparable bytes."""
     msg = pb.SnapshotPayload.FromString(payload)
     header = msg.header
-    for name in ("version", "issued_at", "expires_at", "previous_digest", "log_checkpoint"):
+    for name in (
+        "version",
+        "issued_at",
+        "expires_at",
+        "previous_digest",
+        "log_checkpoint",
+        "delta",
+    ):
         header.ClearField(name)
     for record in msg.records:
         for source in record.sources:
@@ -55,9 +65,11 @@ def push_reason(
 
     `announces`: the candidate announces a new signing key, which makes it differ.
     """
-    if last_payload is None or last_issued_at is None:
+    if last_issued_at is None:
         return PushReason.FIRST
-    if content_key(last_payload) != content_key(candidate):
+    # No last content (a delta restored from the log, whose whole set is not known here):
+    # pushing again costs one snapshot, keeping a changed one would hide the change.
+    if last_payload is None or content_key(last_payload) != content_key(candidate):
         return PushReason.ROTATION if announces else PushReason.CHANGED
     if now - last_issued_at >= refresh_after:
         return PushReason.REFRESH

@@ -22,7 +22,7 @@ from invsync.agent.exchange import envelope
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_payload
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_snapshot
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT
@@ -42,6 +42,11 @@ class Draft:
     expires_at: datetime
     keys: list[SigningKey]  # which of our keys sign it
     announces: bool  # it announces our next signing key
+    full: bytes  # its whole set: `payload` itself unless a delta on `last`
+
+    @property
+    def delta(self) -> bool:
+        return self.full is not self.payload
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
     version = (last.version if last else 0) + 1
     expires_at = now + timedelta(seconds=config.snapshot_validity_seconds)
     spkis = pairing.issuer_spkis()
-    payload = build_payload(
+    built = build_snapshot(
         party=config.party,
         pairing=pairing.name,
         role=pairing.role,
@@ -80,8 +85,11 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         acknowledgements=config.acknowledgements,
         next_signing_key=announce,
         log_checkpoint=verified.note if verified else b"",
+        # A delta on the last snapshot the server receipted, when its whole set is known here
+        # (not after a restore from the log, which brings the signed bytes alone).
+        base=last.whole if last else None,
     )
-    return Draft(last, payload, version, expires_at, keys, bool(announce))
+    return Draft(last, built.payload, version, expires_at, keys, bool(announce), built.full)
 
 
 def _scoped(agent: AgentParts, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
@@ -114,6 +122,7 @@ def send(
         now,
         next_one.expires_at,
         pending=True,
+        full=next_one.full if next_one.delta else None,
     )
     _push_pending(agent, pairing.name, next_one.version, env)
     party = agent.config.party

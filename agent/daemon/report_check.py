@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 
 from invsync.agent.config.settings import AgentConfig, PairingConfig
@@ -28,7 +29,7 @@ from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
-from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.snapshot import Served
 from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust, SharedLog
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
@@ -172,7 +173,15 @@ class ReportCheck:
 
     def _own_previous(self, pairing: str, own: Snapshot) -> Snapshot | None:
         sent = self.store.sent_snapshot(pairing, own.header.version - 1)
-        return None if sent is None else decode_payload(sent.payload)
+        if sent is None:
+            return None
+        if sent.whole is None:
+            raise ReportError(
+                f"pairing {pairing!r}: our version {sent.version}, restored from the exchange's "
+                "log, is a delta whose whole set this agent could not rebuild, so what "
+                "disappeared since cannot be checked here; the report is not co-signed"
+            )
+        return sent.decoded()
 
     def _peer_previous(self, pairing: PairingConfig, peer: Snapshot) -> Snapshot | None:
         """The peer's snapshot before the compared one, verified like it (for `disappeared`)."""
@@ -197,7 +206,7 @@ class ReportCheck:
         def fetch(wanted: int) -> Envelope:
             kept = self.store.peer_snapshot(pairing.name, wanted) if wanted == version else None
             if kept is None or hashlib.sha256(kept.payload).hexdigest() != digest:
-                kept = self.client.fetch_peer_snapshot(pairing.name, wanted)
+                kept = self._fetch_with_base(pairing.name, wanted)
             served[wanted] = kept
             return kept
 
@@ -206,8 +215,18 @@ class ReportCheck:
         )
         env = served.get(version)
         if env is not None and version == snapshot.header.version:
-            self.store.keep_peer_snapshot(pairing.name, version, env, self.clock())
+            full = snapshot.full if snapshot.header.delta else b""
+            self.store.keep_peer_snapshot(pairing.name, version, env, self.clock(), full)
         return snapshot
+
+    def _fetch_with_base(self, pairing: str, version: int) -> Served:
+        """The peer's snapshot from the server, offering the latest one kept here as the base
+        a delta may build on: a delta on it comes alone and is rebuilt here, after its
+        signature verified; any other comes with its whole set."""
+        base = self.store.peer_base(pairing)
+        offered = bytes.fromhex(base.payload_sha256) if base else b""
+        served = self.client.fetch_peer_snapshot(pairing, version, base_sha256=offered)
+        return served if served.full or base is None else replace(served, base=base)
 
     def report_key(self, pairing: str) -> SigningKey:
         """Our key in force in `pairing`: the new one once a snapshot signed by it is receipted."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -55,7 +56,12 @@ from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
 from invsync.agent.exchange.rejections import EquivocationError, RollbackError, UntrustedInput
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
+from invsync.agent.exchange.snapshot import (
+    SNAPSHOT_PAYLOAD_TYPE,
+    Base,
+    decode_header,
+    decode_payload,
+)
 from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.model.snapshot import ROOT, SnapshotHeader
 from invsync.agent.report.body import ReportBody
@@ -129,6 +135,7 @@ class Restore:
         with recording_refusals(self.store, self.party, pairing, self.clock):
             head = self.watch.head(client, trust)
             index, sent = self._latest_own(client, trust, head, why, floor)
+            sent = self._with_whole(client, trust, index, sent)
             receipt = self._receipt_after(client, index, sent, inconsistent(pairing))
             with trust.staged() as staged:  # adopted in memory once the database took it
                 take_receipt(client, staged, receipt, version=sent.version, payload=sent.payload)
@@ -217,7 +224,7 @@ class Restore:
             raise fail(f"{where}: payload type {env.payload_type!r} is not a snapshot's")
         try:  # our signature first: only then is the payload read
             verify_or_raise(env, self.own_keys, who=f"{where}, signed as {self.party}")
-            header = decode_payload(env.payload).header
+            header = decode_header(env.payload)
         except InvsyncError as e:
             raise fail(str(e)) from e
         if (header.party, header.pairing, header.version) != (self.party, pairing, entry.version):
@@ -235,6 +242,50 @@ class Restore:
                 "this database sent"
             )
         return sent
+
+    def _with_whole(
+        self, client: LogClient, trust: PairingTrust[Any], index: int, sent: SentSnapshot
+    ) -> SentSnapshot:
+        """A restored delta with its whole set (agent.exchange.delta), rebuilt on the last
+        snapshot this database sent from our snapshots logged after it, each signed by us and
+        checked against its signed header; without, if the log does not chain them (the next
+        push is then full)."""
+        pairing = trust.pairing.name
+        last = self.store.latest_sent_snapshot(pairing)
+        whole = last.whole if last else None
+        if sent.whole is not None or last is None or whole is None:
+            return sent
+        known = latest_receipt(trust.state)
+        first = known.log_index + 1 if known is not None else 0
+        base = Base(last.payload_sha256, whole)
+        for at, leaf in shown_entries(client, first, index + 1, inconsistent(pairing)):
+            env = self._own_snapshot_entry(leaf, pairing, at)
+            if env is None:
+                continue
+            try:
+                verify_or_raise(env, self.own_keys, who=f"log entry {at}, signed as {self.party}")
+                rebuilt = decode_payload(env.payload, base=base)
+            except InvsyncError:
+                continue  # not on our chain from that base (a version a reset set aside)
+            base = Base(rebuilt.payload_sha256, rebuilt.full)
+        if base.payload_sha256 != sent.payload_sha256:
+            return sent
+        return replace(sent, full=base.full)
+
+    def _own_snapshot_entry(self, leaf: bytes, pairing: str, index: int) -> Envelope | None:
+        if not leaf:
+            return None
+        try:
+            entry = pb.LogEntry.FromString(leaf)
+            if (entry.kind, entry.party, entry.pairing) != (
+                pb.LOG_ENTRY_KIND_SNAPSHOT,
+                self.party,
+                pairing,
+            ):
+                return None
+            return logged_envelope(entry, f"log entry {index}")
+        except (DecodeError, InvsyncError):
+            return None
 
     def _receipt_after(
         self, client: LogClient, index: int, sent: SentSnapshot, fail: Fail

@@ -47,9 +47,9 @@ def _sync(agent: AgentParts, pairing: PairingConfig, *, restored: bool) -> PushO
         PushReason.RESTORED
         if restored
         else push_reason(
-            last.payload if last else None,
+            last.whole if last else None,
             last.issued_at if last else None,
-            next_one.payload,
+            next_one.full,
             now=now,
             refresh_after=timedelta(seconds=agent.config.snapshot_refresh_seconds),
             announces=next_one.announces,

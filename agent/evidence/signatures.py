@@ -31,8 +31,13 @@ from invsync.agent.exchange.keyring import KeyRing, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE
 from invsync.agent.exchange.rejections import MalformedSnapshot, SnapshotRejected
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
-from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.exchange.snapshot import (
+    SNAPSHOT_PAYLOAD_TYPE,
+    Base,
+    decode_header,
+    decode_payload,
+)
+from invsync.agent.model.snapshot import Snapshot, SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 
 CHECK = "signature"
@@ -52,6 +57,8 @@ class Signed:
 
     snapshots: dict[int, Snapshot] = field(default_factory=dict)
     resets: dict[int, ChainReset] = field(default_factory=dict)
+    # The same snapshots by payload digest: what a delta later in the log builds on.
+    by_digest: dict[str, Snapshot] = field(default_factory=dict)
 
 
 def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> Signed:
@@ -67,7 +74,8 @@ def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> Signed:
     for item in entries:
         _check_payload_type(item)
         if item.kind == K.LOG_ENTRY_KIND_SNAPSHOT:
-            signed.snapshots[item.index] = _snapshot(item, trust, announcements)
+            snapshot = _snapshot(item, trust, announcements, signed.by_digest)
+            signed.snapshots[item.index] = signed.by_digest[snapshot.payload_sha256] = snapshot
         elif item.kind == K.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT:
             _announcement(item, trust, signed.snapshots)
         elif item.kind == K.LOG_ENTRY_KIND_REPORT_SIGNATURE:
@@ -103,25 +111,46 @@ def _check_payload_type(item: LoggedEntry) -> None:
         )
 
 
-def _snapshot(item: LoggedEntry, trust: Trust, announcements: dict[str, int]) -> Snapshot:
+def _snapshot(
+    item: LoggedEntry,
+    trust: Trust,
+    announcements: dict[str, int],
+    earlier: dict[str, Snapshot],
+) -> Snapshot:
     where = entry(item.index)
     ring = trust.ring(item.party, CHECK, where, before=item.index)
     keys = ring.keys_for(item.pairing, item.version)
     if not envelope.verify(item.envelope, keys).threshold_met(1):
         raise CheckFailed(CHECK, where, _not_in_force(item, ring, keys, announcements))
-    snapshot = _decode(item)
+    snapshot = _decode(item, earlier)
     if snapshot.header.next_signing_key:
         _require_announcement(item, snapshot, keys, announcements)
     return snapshot
 
 
-def _decode(item: LoggedEntry) -> Snapshot:
-    """The snapshot of a verified envelope, which must be the one the entry names."""
+def _decode(item: LoggedEntry, earlier: dict[str, Snapshot]) -> Snapshot:
+    """The snapshot of a verified envelope, which must be the one the entry names; a delta is
+    rebuilt on the snapshot its previous_digest names, logged before it (agent.exchange.delta),
+    and checked against its signed header."""
     try:
-        snapshot = decode_payload(item.envelope.payload)
+        snapshot = decode_payload(item.envelope.payload, base=_base(item, earlier))
     except MalformedSnapshot as e:
         raise CheckFailed(CHECK, entry(item.index), str(e)) from e
-    header = snapshot.header
+    _check_named(item, snapshot.header)
+    return snapshot
+
+
+def _named_header(item: LoggedEntry) -> SnapshotHeader:
+    """The header of a verified envelope, which must be the one the entry names."""
+    try:
+        header = decode_header(item.envelope.payload)
+    except MalformedSnapshot as e:
+        raise CheckFailed(CHECK, entry(item.index), str(e)) from e
+    _check_named(item, header)
+    return header
+
+
+def _check_named(item: LoggedEntry, header: SnapshotHeader) -> None:
     claimed = (item.party, item.pairing, item.version)
     if (header.party, header.pairing, header.version) != claimed:
         raise CheckFailed(
@@ -130,7 +159,22 @@ def _decode(item: LoggedEntry) -> Snapshot:
             f"the entry names {_snap(*claimed)}, the signed header "
             f"{_snap(header.party, header.pairing, header.version)}",
         )
-    return snapshot
+
+
+def _base(item: LoggedEntry, earlier: dict[str, Snapshot]) -> Base | None:
+    header = decode_header(item.envelope.payload)
+    if not header.delta:
+        return None
+    base = earlier.get(header.previous_digest.hex())
+    if base is None or (base.header.party, base.header.pairing) != (item.party, item.pairing):
+        raise CheckFailed(
+            CHECK,
+            entry(item.index),
+            f"{_snap(item.party, item.pairing, item.version)} is a delta on "
+            f"{header.previous_digest.hex()[:16] or '(nothing)'}, which no snapshot of "
+            f"{item.party} in {item.pairing!r} before it in the log is",
+        )
+    return Base(base.payload_sha256, base.full)
 
 
 def _require_announcement(
@@ -153,7 +197,7 @@ def _announcement(item: LoggedEntry, trust: Trust, snapshots: dict[int, Snapshot
     digest = _sha256(item.envelope.payload)
     if not any(s.payload_sha256 == digest for s in snapshots.values()):
         raise CheckFailed(CHECK, where, f"announces a key in {name}, not in the log before it")
-    header = _decode(item).header
+    header = _named_header(item)
     if header.next_signing_key != item.announced_key:
         raise CheckFailed(CHECK, where, "the announced key is not the one the header announces")
     ring = trust.ring(item.party, CHECK, where, before=item.index)

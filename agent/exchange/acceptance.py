@@ -8,7 +8,7 @@ raises; a rejected snapshot must write nothing:
    a key of that party signed (pinned, or rotated in)                  UntrustedSignerError
    (a key pinned for another party is named as such),
    and its signature verifies (no tampered or appended bytes)           BadSignatureError
-3. the payload is a snapshot (payload type, header, every record's DER) MalformedSnapshot
+3. the payload is a snapshot (payload type, header)                     MalformedSnapshot
    version 1 to 2^63 - 1, what the store holds (checked in decoding)   VersionOutOfRangeError
    header party is the TLS identity's party                             PartyMismatchError
    the pairing exists, the party is a member, the role is its role      PairingMismatchError
@@ -22,7 +22,10 @@ raises; a rejected snapshot must write nothing:
 5. not expired                                                          ExpiredError
    issued_at not beyond now + max_clock_skew                            FutureIssuedError
    expires_at after issued_at, validity within max_validity             BadValidityError
-6. record_count matches the records                                     CountMismatchError
+6. the records decode (every record's DER; a delta on the last accepted
+   snapshot's whole set, rebuilt), records_root commits to them         MalformedSnapshot,
+                                                                        DigestMismatchError
+   record_count matches the records                                     CountMismatchError
    records_digest is the Merkle root of the identities                  DigestMismatchError
    no record appears twice                                              DuplicateRecordError
 
@@ -33,6 +36,7 @@ no version state, for a snapshot of its peer fetched from the server.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,7 +65,13 @@ from invsync.agent.exchange.rejections import (
     UntrustedSignerError,
     VersionJumpError,
 )
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, decode_payload
+from invsync.agent.exchange.snapshot import (
+    SNAPSHOT_PAYLOAD_TYPE,
+    Base,
+    decode_envelope,
+    decode_header,
+    decode_payload,
+)
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
 from invsync.agent.times import rfc3339
 
@@ -69,6 +79,7 @@ __all__ = [
     "DEFAULT_MAX_VERSION_STEP",
     "AcceptancePolicy",
     "Accepted",
+    "BaseLookup",
     "LastAccepted",
     "LastLookup",
     "PairingPolicy",
@@ -133,6 +144,9 @@ class Accepted:
 # (party, pairing) -> the last accepted snapshot: the caller's store, read once the header
 # (which names the pairing) has been verified and decoded.
 LastLookup = Callable[[str, str], LastAccepted | None]
+# (party, pairing, version) -> the full form of that accepted snapshot (agent.exchange.delta):
+# what a delta pushed after it builds on; None if the caller cannot produce it.
+BaseLookup = Callable[[str, str, int], bytes | None]
 # party -> the key rotations recorded for it (agent.exchange.keyring), from the caller's store.
 RotationLookup = Callable[[str], Sequence[Rotation]]
 
@@ -145,26 +159,52 @@ def accept(
     last: LastAccepted | LastLookup | None,
     now: datetime,
     rotations: RotationLookup | None = None,
+    bases: BaseLookup | None = None,
 ) -> Accepted:
     """Apply the acceptance rules (module docstring) in order; the first broken one raises.
 
     `last` is the last accepted snapshot of the header's (party, pairing), or a lookup giving
     it, because a caller cannot know the pairing before the payload was verified and decoded.
+    `bases` gives the full form of an accepted snapshot, which a delta builds on; without it
+    only full snapshots are accepted. A duplicate's records are not decoded.
     """
     party = _check_identity(tls_party, policy)
     ring = KeyRing(party.party, party.keys, tuple(rotations(party.party)) if rotations else ())
     _check_signature(env, ring, policy)
-    snapshot = _decode(env)
-    _check_membership(snapshot.header, party.party, policy.pairings)
-    rotation = check_key_schedule(env, snapshot.header, ring)
-    previous = last(party.party, snapshot.header.pairing) if callable(last) else last
-    if _check_version(snapshot, previous, policy.max_version_step):
+    header = _decode_header(env)
+    _check_membership(header, party.party, policy.pairings)
+    rotation = check_key_schedule(env, header, ring)
+    previous = last(party.party, header.pairing) if callable(last) else last
+    digest = hashlib.sha256(env.payload).hexdigest()
+    if _check_version(header, digest, previous, policy.max_version_step):
         # The same bytes passed every rule when first accepted; re-checking the clock would
         # turn a lost receipt into a rejection of what the server already holds.
-        return Accepted(snapshot, duplicate=True)
-    _check_times(snapshot.header, policy, now)
+        return Accepted(Snapshot(header, (), digest), duplicate=True)
+    _check_times(header, policy, now)
+    snapshot = decode_payload(env.payload, base=_base(header, previous, bases))
     _check_records(snapshot)
     return Accepted(snapshot, duplicate=False, rotation=rotation)
+
+
+def _base(
+    header: SnapshotHeader, last: LastAccepted | None, bases: BaseLookup | None
+) -> Base | None:
+    """What a delta builds on: the last accepted snapshot, which the chain rule made sure its
+    previous_digest names."""
+    if not header.delta:
+        return None
+    if last is None:
+        raise MalformedSnapshot(
+            f"version {header.version} is a delta, but {bounded(header.party)!r} has no snapshot "
+            f"accepted in pairing {bounded(header.pairing)!r}: its first must be full"
+        )
+    full = bases(header.party, header.pairing, last.version) if bases else None
+    if full is None:
+        raise MalformedSnapshot(
+            f"version {header.version} is a delta on version {last.version}, whose whole set "
+            "is not held here; push a full snapshot"
+        )
+    return Base(last.payload_sha256, full)
 
 
 def verify_peer_snapshot(
@@ -271,12 +311,22 @@ def _require_pinned(result: envelope.VerificationResult, party: PartyPolicy) -> 
 # 3. decoding, party, pairing and role
 
 
-def _decode(env: Envelope) -> Snapshot:
+def _check_type(env: Envelope) -> None:
     if env.payload_type != SNAPSHOT_PAYLOAD_TYPE:
         raise MalformedSnapshot(
             f"payload type {bounded(env.payload_type)!r} is not {SNAPSHOT_PAYLOAD_TYPE!r}"
         )
-    return decode_payload(env.payload)
+
+
+def _decode_header(env: Envelope) -> SnapshotHeader:
+    _check_type(env)
+    return decode_header(env.payload)
+
+
+def _decode(env: Envelope) -> Snapshot:
+    """A verified peer snapshot, rebuilt from what a `Served` envelope brings if a delta."""
+    _check_type(env)
+    return decode_envelope(env)
 
 
 def _check_membership(
@@ -305,20 +355,21 @@ def _check_membership(
 # 4. version, equivocation, chain
 
 
-def _check_version(snapshot: Snapshot, last: LastAccepted | None, max_step: int) -> bool:
+def _check_version(
+    header: SnapshotHeader, digest: str, last: LastAccepted | None, max_step: int
+) -> bool:
     """True for an idempotent re-push of the last accepted bytes."""
-    header = snapshot.header
     if last is not None and header.version < last.version:
         raise RollbackError(
             f"version {header.version} is below the last accepted version {last.version} "
             f"of party {bounded(header.party)!r} in pairing {bounded(header.pairing)!r}"
         )
     if last is not None and header.version == last.version:
-        if snapshot.payload_sha256 == last.payload_sha256:
+        if digest == last.payload_sha256:
             return True
         raise EquivocationError(
             f"version {header.version} was already accepted with digest "
-            f"{last.payload_sha256}; this one is {snapshot.payload_sha256}"
+            f"{last.payload_sha256}; this one is {digest}"
         )
     _check_step(header, last, max_step)
     _check_chain(header, last)

@@ -33,7 +33,7 @@ from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keepalive import Keepalive, client_options
 from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.rejections import BY_RULE, RULE_METADATA_KEY, UNKNOWN_RULE, known_rule
-from invsync.agent.exchange.snapshot import from_chunks, to_chunks
+from invsync.agent.exchange.snapshot import Served, served_from_chunks, to_chunks
 from invsync.agent.telemetry import metrics
 from invsync.agent.times import rfc3339
 from invsync.v1 import invsync_pb2 as pb
@@ -94,11 +94,15 @@ class ExchangeClient:
         )
         return Envelope.from_pb(receipt.envelope)
 
-    def fetch_peer_snapshot(self, pairing: str, version: int = 0) -> Envelope:
-        request = pb.FetchSnapshotRequest(pairing=pairing, version=version)
+    def fetch_peer_snapshot(
+        self, pairing: str, version: int = 0, base_sha256: bytes = b""
+    ) -> Served:
+        """The peer's snapshot `version` (0: latest). `base_sha256` names the peer snapshot this
+        agent holds: a delta on it comes alone, any other delta with its whole set."""
+        request = pb.FetchSnapshotRequest(pairing=pairing, version=version, base_sha256=base_sha256)
         return self._call(
             "FetchSnapshot",
-            lambda: from_chunks(
+            lambda: served_from_chunks(
                 self.stub.FetchSnapshot(request, timeout=self.timeout), self.max_snapshot_bytes
             ),
         )

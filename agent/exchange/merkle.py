@@ -9,6 +9,10 @@ The tree is RFC 6962's Merkle Tree Hash: leaf hash SHA-256(0x00 || leaf), interi
 SHA-256(0x01 || left || right), splitting n leaves at the largest power of two smaller than n.
 The leaves are the 32-byte record identities (the certificates' SHA-256) in ascending byte
 order, so the root depends on the set, not on the order the sender happened to list it in.
+
+`records_root` is the same tree over whole records (identity, then the SHA-256 of the record's
+bytes): it commits to what each record says, so a set rebuilt from a delta can be checked
+against the signed header alone (agent/exchange/delta.py).
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
 def records_digest(identities: Iterable[str]) -> bytes:
     """The Merkle root over record identities given as hex SHA-256 (either case)."""
     return merkle_root([bytes.fromhex(identity) for identity in identities])
+
+
+def records_root(records: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The Merkle root over whole records: one leaf per (identity, serialized record bytes),
+    the 32-byte identity followed by SHA-256 of the bytes (SnapshotHeader.records_root)."""
+    return merkle_root([identity + hashlib.sha256(data).digest() for identity, data in records])
 
 
 def _parent_level(level: list[bytes]) -> list[bytes]:

@@ -119,23 +119,25 @@ def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
 
 
 def _source_to_pb(source: SourceRef) -> pb.SourceRef:
+    # last_seen stays in the party's own store: it moves at every collection, so on the wire it
+    # would change every record of every snapshot and no delta could be smaller than the set.
     return pb.SourceRef(
         kind=source.kind,
         location=source.location,
         first_seen=timestamp(source.first_seen),
-        last_seen=timestamp(source.last_seen),
     )
 
 
 def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
-    if not (msg.HasField("first_seen") and msg.HasField("last_seen")):
+    """A source as sent; without last_seen (what agents send) it is taken as first_seen, the
+    one time the record itself says."""
+    if not msg.HasField("first_seen"):
         raise ValueError(f"{where}: no times")
-    return SourceRef(
-        msg.kind,
-        msg.location,
-        from_timestamp(msg.first_seen, f"{where}: first_seen"),
-        from_timestamp(msg.last_seen, f"{where}: last_seen"),
+    first = from_timestamp(msg.first_seen, f"{where}: first_seen")
+    last = (
+        from_timestamp(msg.last_seen, f"{where}: last_seen") if msg.HasField("last_seen") else first
     )
+    return SourceRef(msg.kind, msg.location, first, last)
 
 
 def _day(value: date | None) -> str:

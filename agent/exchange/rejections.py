@@ -31,7 +31,7 @@ rename one.
 | `issued-in-future` | FAILED_PRECONDITION | issued_at beyond now plus the allowed clock skew |
 | `bad-validity` | INVALID_ARGUMENT | expires_at not after issued_at, or too far after it |
 | `count-mismatch` | INVALID_ARGUMENT | record_count differs from the records |
-| `digest-mismatch` | INVALID_ARGUMENT | records_digest is not the Merkle root of the records |
+| `digest-mismatch` | INVALID_ARGUMENT | records_digest or records_root is not their Merkle root |
 | `duplicate-record` | INVALID_ARGUMENT | a record appears twice |
 | `access-denied` | PERMISSION_DENIED | the caller may not see or change what it asked for |
 | `not-found` | NOT_FOUND | no snapshot or report of that pairing yet |

@@ -15,16 +15,17 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import bounded
-from invsync.agent.exchange import envelope
+from invsync.agent.exchange import delta, envelope
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.exchange.merkle import records_digest, records_root
 from invsync.agent.exchange.record_codec import (
     from_timestamp,
     record_from_pb,
@@ -32,6 +33,7 @@ from invsync.agent.exchange.record_codec import (
     timestamp,
 )
 from invsync.agent.exchange.rejections import (
+    DigestMismatchError,
     IncompleteStream,
     MalformedSnapshot,
     StreamTooLarge,
@@ -52,6 +54,19 @@ _ROLE_TO_PB = {ROOT: pb.ROLE_ROOT, SUBORDINATE: pb.ROLE_SUBORDINATE}
 _ROLE_FROM_PB = {v: k for k, v in _ROLE_TO_PB.items()}
 
 
+@dataclass(frozen=True)
+class Built:
+    """A snapshot built: `payload` is what is signed (the whole set, or a delta on the base it
+    was built on) and `full` the whole set under the same header (`payload` itself when full)."""
+
+    payload: bytes
+    full: bytes
+
+    @property
+    def delta(self) -> bool:
+        return self.payload is not self.full
+
+
 def build_payload(
     *,
     party: str,
@@ -68,7 +83,7 @@ def build_payload(
     next_signing_key: bytes = b"",
     log_checkpoint: bytes = b"",
 ) -> bytes:
-    """A serialized SnapshotPayload: records sorted by identity, count and Merkle digest set.
+    """A serialized full SnapshotPayload: records sorted by identity, count and digests set.
 
     `role` is "root" or "subordinate"; `previous_digest` is the raw SHA-256 of the previous
     accepted payload (empty for the first); `next_signing_key` is the SubjectPublicKeyInfo DER
@@ -77,10 +92,47 @@ def build_payload(
     Raises ValueError on a caller bug: an unknown role, a naive datetime, or two records with
     one identity (the inventory merges those).
     """
+    return build_snapshot(
+        party=party,
+        pairing=pairing,
+        role=role,
+        version=version,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        records=records,
+        previous_digest=previous_digest,
+        scope_issuer_spki=scope_issuer_spki,
+        profiles=profiles,
+        acknowledgements=acknowledgements,
+        next_signing_key=next_signing_key,
+        log_checkpoint=log_checkpoint,
+    ).payload
+
+
+def build_snapshot(
+    *,
+    party: str,
+    pairing: str,
+    role: str,
+    version: int,
+    issued_at: datetime,
+    expires_at: datetime,
+    records: Sequence[CertRecord],
+    previous_digest: bytes = b"",
+    scope_issuer_spki: Sequence[bytes] = (),
+    profiles: Sequence[OperatorProfile] = (),
+    acknowledgements: Sequence[Acknowledgement] = (),
+    next_signing_key: bytes = b"",
+    log_checkpoint: bytes = b"",
+    base: bytes | None = None,
+) -> Built:
+    """`build_payload`, as a delta when `base` is given: the full form of the snapshot
+    `previous_digest` names, which the receiver holds (agent.exchange.delta)."""
     if role not in _ROLE_TO_PB:
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
     ordered = sorted(records, key=lambda r: r.sha256)
     _refuse_duplicates(ordered)
+    entries = [(bytes.fromhex(r.sha256), _serialized(r)) for r in ordered]
     header = pb.SnapshotHeader(
         party=party,
         pairing=pairing,
@@ -96,10 +148,20 @@ def build_payload(
         acknowledgements=[_ack_to_pb(a) for a in acknowledgements],
         next_signing_key=next_signing_key,
         log_checkpoint=log_checkpoint,
+        delta=base is not None,
+        records_root=records_root(entries),
     )
-    msg = pb.SnapshotPayload(header=header, records=[record_to_pb(r) for r in ordered])
-    serialized: bytes = msg.SerializeToString(deterministic=True)
-    return serialized
+    header_bytes = header.SerializeToString(deterministic=True)
+    full = delta.full_form(header_bytes, (data for _, data in entries))
+    if base is None:
+        return Built(full, full)
+    changed, removed = delta.changes(entries, delta.record_map(base))
+    return Built(delta.delta_form(header_bytes, changed, removed), full)
+
+
+def _serialized(record: CertRecord) -> bytes:
+    data: bytes = record_to_pb(record).SerializeToString(deterministic=True)
+    return data
 
 
 def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
@@ -107,28 +169,111 @@ def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
     return envelope.sign(SNAPSHOT_PAYLOAD_TYPE, payload, [key])
 
 
-def decode_payload(payload: bytes) -> Snapshot:
+@dataclass(frozen=True)
+class Base:
+    """The snapshot a delta builds on, as its receiver holds it: the digest of its signed
+    payload (what the delta's previous_digest must name) and its full form."""
+
+    payload_sha256: str
+    full: bytes
+
+
+@dataclass(frozen=True)
+class Served(Envelope):
+    """A snapshot envelope with what decoding a delta needs beside the signed bytes: the whole
+    set the exchange served with it (`full`), or the base its receiver holds (`base`). Neither is
+    signed nor read before the signature over the payload verified; both are then checked
+    against the signed header."""
+
+    full: bytes = b""
+    base: Base | None = None
+
+
+def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = None) -> Snapshot:
     """Decode payload bytes whose signature was already verified into a Snapshot.
 
-    The header's record_count and records_digest are returned as claimed;
-    `agent.exchange.acceptance` compares them with the records. Raises MalformedSnapshot naming the
-    field or record index.
+    A delta needs its whole set: `full`, as the exchange served it, or `base`, the full form of
+    the snapshot it builds on (previous_digest), held by the caller. The header's record_count
+    and records_digest are returned as claimed; `agent.exchange.acceptance` compares them with
+    the records. records_root, when the header has one (always in a delta), is checked here.
+    Raises MalformedSnapshot naming the field or record index.
     """
+    parts = delta.read_parts(payload)
+    header = _header_from_pb(parts.header)
+    whole = _whole(parts, header, full=full, base=base)
+    records = tuple(_record_from_bytes(data, i) for i, data in enumerate(whole.records))
+    if parts.header.records_root or parts.delta:
+        _check_root(parts.header.records_root, records, whole.records)
+    digest = hashlib.sha256(payload).hexdigest()
+    whole_bytes = payload if whole is parts else _full_bytes(whole)
+    return Snapshot(header, records, digest, full=whole_bytes)
+
+
+def decode_header(payload: bytes) -> SnapshotHeader:
+    """Only the header of verified payload bytes, full or delta."""
+    return _header_from_pb(delta.read_parts(payload).header)
+
+
+def decode_envelope(env: Envelope) -> Snapshot:
+    """`decode_payload` of a verified envelope, with what a `Served` one brings."""
+    if isinstance(env, Served):
+        return decode_payload(env.payload, full=env.full, base=env.base)
+    return decode_payload(env.payload)
+
+
+def _whole(
+    parts: delta.Parts, header: SnapshotHeader, *, full: bytes, base: Base | None
+) -> delta.Parts:
+    if not parts.delta:
+        return parts
+    if full:
+        return delta.read_parts(delta.served_full(parts, full), "the whole set served")
+    if base is not None:
+        if header.previous_digest.hex() != base.payload_sha256:
+            raise MalformedSnapshot(
+                f"version {header.version} of {header.party} is a delta on "
+                f"{bounded(header.previous_digest.hex())[:16] or '(nothing)'}, "
+                f"not on the snapshot held here ({base.payload_sha256[:16]})"
+            )
+        return delta.read_parts(delta.rebuild(parts, base.full), "the rebuilt set")
+    raise MalformedSnapshot(
+        f"version {header.version} of {header.party} is a delta on "
+        f"{header.previous_digest.hex()[:16] or '(nothing)'}, and that base is not held here"
+    )
+
+
+def _full_bytes(parts: delta.Parts) -> bytes:
+    return delta.full_form(parts.header_bytes, parts.records)
+
+
+def _check_root(claimed: bytes, records: Sequence[CertRecord], raw: Sequence[bytes]) -> None:
+    root = records_root(
+        (bytes.fromhex(r.sha256), data) for r, data in zip(records, raw, strict=True)
+    )
+    if claimed != root:
+        raise DigestMismatchError(
+            f"records_root {bounded(claimed.hex()) or '(empty)'} is not the Merkle root "
+            f"{root.hex()} of the records"
+        )
+
+
+def _record_from_bytes(data: bytes, index: int) -> CertRecord:
     try:
-        msg = pb.SnapshotPayload.FromString(payload)
+        msg = pb.Record.FromString(data)
     except DecodeError as e:
-        raise MalformedSnapshot(f"payload is not a SnapshotPayload ({bounded(e)})") from e
-    if not msg.HasField("header"):
-        raise MalformedSnapshot("payload has no header")
-    header = _header_from_pb(msg.header)
-    records = tuple(_record_from_pb(r, i) for i, r in enumerate(msg.records))
-    return Snapshot(header, records, hashlib.sha256(payload).hexdigest())
+        raise MalformedSnapshot(f"record {index} does not parse ({bounded(e)})") from e
+    return _record_from_pb(msg, index)
 
 
-def to_chunks(env: Envelope, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pb.SnapshotChunk]:
-    """The payload as data chunks of at most `chunk_size` bytes, then the trailer."""
+def to_chunks(
+    env: Envelope, chunk_size: int = DEFAULT_CHUNK_SIZE, full: bytes = b""
+) -> Iterator[pb.SnapshotChunk]:
+    """`full` (a served delta's whole set) and the payload as chunks of at most `chunk_size`
+    bytes, then the trailer."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    for start in range(0, len(full), chunk_size):
+        yield pb.SnapshotChunk(full=full[start : start + chunk_size])
     for start in range(0, len(env.payload), chunk_size):
         yield pb.SnapshotChunk(data=env.payload[start : start + chunk_size])
     trailer = pb.SnapshotTrailer(
@@ -137,18 +282,31 @@ def to_chunks(env: Envelope, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[p
         payload_type=env.payload_type,
         signatures=[pb.Signature(keyid=s.keyid, sig=s.sig) for s in env.signatures],
     )
+    if full:
+        trailer.full_length = len(full)
+        trailer.full_sha256 = hashlib.sha256(full).digest()
     yield pb.SnapshotChunk(trailer=trailer)
 
 
 def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
-    """Reassemble a streamed snapshot, refusing anything incomplete or over `max_bytes`.
+    """Reassemble a pushed snapshot, refusing anything incomplete or over `max_bytes`, or
+    carrying a whole set (only a served one does).
 
     The size limit is checked before each chunk is buffered, so a sender cannot make the
     receiver hold more than `max_bytes` of payload; the payload is the buffer itself, never a
     second copy of it (BytesIO.getvalue hands over its buffer). The signatures are not checked
     here.
     """
-    buffer = io.BytesIO()
+    served = served_from_chunks(chunks, max_bytes, whole_set=False)
+    return Envelope(served.payload_type, served.payload, served.signatures)
+
+
+def served_from_chunks(
+    chunks: Iterable[pb.SnapshotChunk], max_bytes: int, *, whole_set: bool = True
+) -> Served:
+    """Reassemble a served snapshot and the whole set that may come with it; together they
+    may not pass `max_bytes`."""
+    buffers = {"data": io.BytesIO(), "full": io.BytesIO()}
     trailer: pb.SnapshotTrailer | None = None
     for index, chunk in enumerate(chunks):
         if trailer is not None:
@@ -156,20 +314,38 @@ def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
         part = chunk.WhichOneof("part")
         if part == "trailer":
             trailer = chunk.trailer
-        elif part == "data":
-            if not chunk.data:  # costs nothing, yet would keep an idle stream alive
+        elif part == "data" or (part == "full" and whole_set):
+            data = chunk.data if part == "data" else chunk.full
+            if not data:  # costs nothing, yet would keep an idle stream alive
                 raise IncompleteStream(f"chunk {index} carries no data")
-            _check_room(buffer.tell(), len(chunk.data), max_bytes)
-            buffer.write(chunk.data)
+            held = buffers["data"].tell() + buffers["full"].tell()
+            _check_room(held, len(data), max_bytes)
+            buffers[part].write(data)
+        elif part == "full":
+            raise IncompleteStream(f"chunk {index} carries a whole set, which a push never does")
         else:
             raise IncompleteStream(f"chunk {index} carries neither data nor a trailer")
     if trailer is None:
-        raise IncompleteStream(f"stream ended after {buffer.tell()} bytes without a trailer")
-    payload = buffer.getvalue()
-    buffer.close()
+        raise IncompleteStream(
+            f"stream ended after {buffers['data'].tell()} bytes without a trailer"
+        )
+    payload, full = (buffer.getvalue() for buffer in buffers.values())
+    for buffer in buffers.values():
+        buffer.close()
     _check_trailer(payload, trailer)
+    _check_full(full, trailer)
     sigs = tuple(Sig(s.keyid, s.sig) for s in trailer.signatures)
-    return Envelope(trailer.payload_type, payload, sigs)
+    return Served(trailer.payload_type, payload, sigs, full=full)
+
+
+def _check_full(full: bytes, trailer: pb.SnapshotTrailer) -> None:
+    if trailer.full_length != len(full):
+        raise IncompleteStream(
+            f"received {len(full)} bytes of the whole set but the trailer announces "
+            f"{trailer.full_length}"
+        )
+    if full and trailer.full_sha256 != hashlib.sha256(full).digest():
+        raise IncompleteStream("the whole set's SHA-256 differs from the trailer's")
 
 
 def _check_room(held: int, incoming: int, max_bytes: int) -> None:
@@ -224,6 +400,8 @@ def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:
         acknowledgements=tuple(_ack_from_pb(a, i) for i, a in enumerate(msg.acknowledgements)),
         next_signing_key=msg.next_signing_key,
         log_checkpoint=msg.log_checkpoint,
+        delta=msg.delta,
+        records_root=msg.records_root,
     )
 
 

@@ -7,7 +7,7 @@ form is `invsync.v1.SnapshotPayload`, decoded by `agent.exchange.snapshot.decode
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from invsync.agent.model.acknowledgements import Acknowledgement
@@ -36,6 +36,8 @@ class SnapshotHeader:
     # The latest log checkpoint the party's agent verified (a signed note, as the server served
     # it); empty before its first. Opened only with the pinned server key (agent.daemon.log_watch).
     log_checkpoint: bytes = b""
+    delta: bool = False  # the payload holds the changes since previous_digest's snapshot
+    records_root: bytes = b""  # Merkle root over whole records; empty in older snapshots
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Snapshot:
     header: SnapshotHeader
     records: tuple[CertRecord, ...]
     payload_sha256: str  # lowercase hex SHA-256 of the exact signed payload bytes
+    # The whole set as a full payload under the signed header: the payload itself for a full
+    # snapshot, rebuilt or served for a delta (agent.exchange.delta); what a delta builds on.
+    full: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

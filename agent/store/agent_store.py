@@ -32,9 +32,11 @@ from invsync.agent.exchange.chain_reset import (
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
+from invsync.agent.exchange.snapshot import Base, Served, decode_header, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
+from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.times import parse_rfc3339
 from invsync.agent.times import rfc3339 as _utc_text
@@ -165,6 +167,14 @@ def m008_peer_snapshots(db: sqlite_utils.Database) -> None:
     )
 
 
+def m009_whole_sets(db: sqlite_utils.Database) -> None:
+    """The whole set of each delta snapshot kept (agent.exchange.delta): ours, which our next
+    delta builds on and our reports compare, and the peer's, which its next delta builds on.
+    NULL for a full snapshot (its payload is its whole set) and for one restored from the log."""
+    db.execute("ALTER TABLE sent_snapshots ADD COLUMN full BLOB")
+    db.execute("ALTER TABLE peer_snapshots ADD COLUMN full BLOB")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -174,6 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_one_log_per_agent,
     m007_pending_chain_resets,
     m008_peer_snapshots,
+    m009_whole_sets,
 )
 
 _CERT_COLUMNS = (
@@ -207,7 +218,7 @@ _UPSERT_SOURCE = (
 
 _SENT_COLUMNS = (
     "pairing", "version", "payload", "payload_sha256", "payload_type", "signatures",
-    "issued_at", "expires_at", "pending",
+    "issued_at", "expires_at", "pending", "full",
 )  # fmt: skip
 _INSERT_SENT = _insert("sent_snapshots", _SENT_COLUMNS)
 
@@ -257,6 +268,20 @@ class SentSnapshot:
     signatures: tuple[tuple[str, bytes], ...]  # (keyid, signature)
     issued_at: datetime
     expires_at: datetime
+    # A delta's whole set (agent.exchange.delta); None for a full snapshot, whose payload is
+    # its whole set, and for a delta restored from the log, whose set this agent lacks.
+    full: bytes | None = None
+
+    @property
+    def whole(self) -> bytes | None:
+        """Its whole set: `full` for a delta, the payload for a full snapshot; None if unknown."""
+        if self.full is not None:
+            return self.full
+        return None if decode_header(self.payload).delta else self.payload
+
+    def decoded(self) -> Snapshot:
+        """The snapshot, whole; MalformedSnapshot for a delta whose whole set is unknown here."""
+        return decode_payload(self.payload, full=self.full or b"")
 
 
 class AgentStore:
@@ -337,8 +362,10 @@ class AgentStore:
         expires_at: datetime,
         *,
         pending: bool = False,
+        full: bytes | None = None,
     ) -> None:
-        """Keep a sent snapshot; the same bytes again are a no-op, other bytes are refused.
+        """Keep a sent snapshot (with its whole set `full` if a delta); the same bytes again are
+        a no-op, other bytes are refused.
 
         With `pending`, the snapshot is kept before it is pushed, and is not yet the latest sent
         one: `mark_sent` makes it so once the server's receipt arrived.
@@ -353,6 +380,7 @@ class AgentStore:
             "issued_at": rfc3339(issued_at),
             "expires_at": rfc3339(expires_at),
             "pending": int(pending),
+            "full": full,
         }
         with transaction(self.db, f"{self.path}: cannot record snapshot {pairing} v{version}"):
             known = self._snapshot_row(pairing, version)
@@ -549,21 +577,47 @@ class AgentStore:
         with transaction(self.db, f"{self.path}: cannot record co-signed report {report_id}"):
             self.db.execute(sql, [report_id, pairing, rfc3339(now)])
 
-    def peer_snapshot(self, pairing: str, version: int) -> Envelope | None:
-        """The peer's snapshot `version` of `pairing` as kept by `keep_peer_snapshot`."""
+    def peer_snapshot(self, pairing: str, version: int) -> Served | None:
+        """The peer's snapshot `version` of `pairing` as kept by `keep_peer_snapshot`, with its
+        whole set when a delta."""
         rows = self._rows(
             "SELECT * FROM peer_snapshots WHERE pairing = ? AND version = ?", [pairing, version]
         )
-        return _envelope(rows[0]) if rows else None
+        return _served(rows[0]) if rows else None
 
-    def keep_peer_snapshot(self, pairing: str, version: int, env: Envelope, now: datetime) -> None:
-        """Keep a peer snapshot just verified, and only the two latest of the pairing."""
+    def peer_base(self, pairing: str) -> Base | None:
+        """The latest peer snapshot kept whose whole set is known here: what the peer's next
+        delta may build on."""
+        rows = self._rows(
+            "SELECT * FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 1",
+            [pairing],
+        )
+        if not rows:
+            return None
+        served = _served(rows[0])
+        whole = served.full or (b"" if decode_header(served.payload).delta else served.payload)
+        digest = hashlib.sha256(served.payload).hexdigest()
+        return Base(digest, whole) if whole else None
+
+    def keep_peer_snapshot(
+        self, pairing: str, version: int, env: Envelope, now: datetime, full: bytes = b""
+    ) -> None:
+        """Keep a peer snapshot just verified (with its whole set `full` if a delta), and only
+        the two latest of the pairing."""
         signatures = _signatures_json([(s.keyid, s.sig) for s in env.signatures])
         with transaction(self.db, f"{self.path}: cannot keep {pairing}'s peer snapshot"):
             self.db.execute(
                 "INSERT OR REPLACE INTO peer_snapshots (pairing, version, payload_type, payload,"
-                " signatures, kept_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [pairing, version, env.payload_type, env.payload, signatures, rfc3339(now)],
+                " signatures, kept_at, full) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    pairing,
+                    version,
+                    env.payload_type,
+                    env.payload,
+                    signatures,
+                    rfc3339(now),
+                    full or None,
+                ],
             )
             self.db.execute(
                 "DELETE FROM peer_snapshots WHERE pairing = ? AND version NOT IN (SELECT version"
@@ -683,6 +737,7 @@ def _sent(row: dict[str, Any]) -> SentSnapshot:
         signatures=signatures,
         issued_at=parse_rfc3339(row["issued_at"]),
         expires_at=parse_rfc3339(row["expires_at"]),
+        full=None if row["full"] is None else bytes(row["full"]),
     )
 
 
@@ -698,6 +753,7 @@ def _sent_row(sent: SentSnapshot) -> dict[str, object]:
         "issued_at": rfc3339(sent.issued_at),
         "expires_at": rfc3339(sent.expires_at),
         "pending": 0,
+        "full": sent.full,
     }
 
 
@@ -731,6 +787,12 @@ def _checkpoint(row: dict[str, Any]) -> LogCheckpoint | None:
 
 def _verified(version: int | None, digest: str | None) -> Verified | None:
     return None if version is None or digest is None else Verified(int(version), digest)
+
+
+def _served(row: dict[str, Any]) -> Served:
+    env = _envelope(row)
+    full = b"" if row["full"] is None else bytes(row["full"])
+    return Served(env.payload_type, env.payload, env.signatures, full=full)
 
 
 def _envelope(row: dict[str, Any]) -> Envelope:

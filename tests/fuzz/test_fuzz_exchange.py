@@ -6,6 +6,7 @@ tests/test_checkpoint.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,9 @@ from invsync.agent.exchange.chain_reset import (
 )
 from invsync.agent.exchange.keys import generate
 from invsync.agent.exchange.snapshot import (
+    Base,
     build_payload,
+    build_snapshot,
     decode_payload,
     from_chunks,
     sign_snapshot,
@@ -43,6 +46,18 @@ PAYLOAD = build_payload(
     expires_at=AT + timedelta(days=7),
     records=[CertRecord(parse_certificate(d)) for d in DERS[:4]],
 )
+DELTA = build_snapshot(
+    party="jprs",
+    pairing="secom-jprs",
+    role="subordinate",
+    version=2,
+    issued_at=AT,
+    expires_at=AT + timedelta(days=7),
+    records=[CertRecord(parse_certificate(d)) for d in DERS[1:6]],
+    previous_digest=hashlib.sha256(PAYLOAD).digest(),
+    base=PAYLOAD,
+)
+BASE = Base(hashlib.sha256(PAYLOAD).hexdigest(), PAYLOAD)
 ENVELOPE = sign_snapshot(PAYLOAD, generate())
 ENVELOPE_JSON = json.dumps(envelope.to_json_dict(ENVELOPE)).encode()
 CHUNKS = [c.SerializeToString() for c in to_chunks(ENVELOPE, chunk_size=512)]
@@ -83,6 +98,16 @@ def test_fuzz_snapshot_payload(data: bytes) -> None:
     value_or_own_error("snapshot-payload", lambda: decode_payload(data), None)
 
 
+@given(data=hostile([DELTA.payload], max_size=8192))
+def test_fuzz_delta_on_its_base(data: bytes) -> None:
+    value_or_own_error("delta", lambda: decode_payload(data, base=BASE), None)
+
+
+@given(full=hostile([DELTA.full], max_size=8192))
+def test_fuzz_served_whole_set(full: bytes) -> None:
+    value_or_own_error("whole-set", lambda: decode_payload(DELTA.payload, full=full), None)
+
+
 @given(
     chunks=st.lists(hostile(CHUNKS, max_size=600), max_size=8),
     max_bytes=st.sampled_from([64, 4096, 1 << 20]),
@@ -108,6 +133,8 @@ def test_fuzz_chain_reset(data: bytes) -> None:
 
 def test_the_seeds_read_as_they_are() -> None:
     assert decode_payload(PAYLOAD).records
+    assert len(decode_payload(DELTA.payload, base=BASE).records) == 5
+    assert decode_payload(DELTA.payload, full=DELTA.full).full == DELTA.full
     reset = decode_chain_reset(envelope.Envelope(CHAIN_RESET_PAYLOAD_TYPE, RESET, ()), "entry 9")
     assert reset.superseded == (2, 3)
     assert envelope.from_json_dict(json.loads(ENVELOPE_JSON)) == ENVELOPE

@@ -26,7 +26,7 @@ from invsync.agent.daemon.cycle import Agent
 from invsync.agent.exchange.checkpoint import open_checkpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import generate, load_verify_key
-from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.snapshot import decode_header
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server.localfed import CYCLE_SECONDS, command
 from invsync.v1 import invsync_pb2 as pb
@@ -125,7 +125,7 @@ def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
 
     stored = _server_snapshots(work)
     assert sorted(stored) == [1, 2, 3, 4, 5]  # no version refused, none accepted twice
-    headers = {version: decode_payload(payload).header for version, payload in stored.items()}
+    headers = {version: decode_header(payload) for version, payload in stored.items()}
     assert headers[5].previous_digest == hashlib.sha256(stored[4]).digest()
     # Each snapshot carries the latest checkpoint its agent verified (none before the first).
     pinned = {SERVER: load_verify_key(work / "keys" / "server.pub")}
@@ -168,7 +168,7 @@ def test_a_push_refused_as_a_rollback_sends_the_agent_to_the_log(
     assert (outcome.version, outcome.reason and outcome.reason.name) == (4, "RESTORED")
     stored = _server_snapshots(work)
     assert sorted(stored) == [1, 2, 3, 4]
-    assert decode_payload(stored[4]).header.previous_digest == hashlib.sha256(stored[3]).digest()
+    assert decode_header(stored[4]).previous_digest == hashlib.sha256(stored[3]).digest()
     assert restored.store.pending_snapshot(pairing.name) is None  # the refused version 2: gone
     restored.close()
 

@@ -11,7 +11,7 @@ from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import TransportError
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.snapshot import decode_header
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,9 @@ def test_a_lost_receipt_is_recovered_by_re_pushing_the_pending_snapshot(
     stored = _server_snapshots(federation)
     assert sorted(stored) == [1, 2]
     assert stored[1] == pending.payload
-    v2 = decode_payload(stored[2])
-    assert v2.header.previous_digest == hashlib.sha256(stored[1]).digest()
+    v2 = decode_header(stored[2])
+    assert v2.delta  # built on version 1, whose whole set this agent kept
+    assert v2.previous_digest == hashlib.sha256(stored[1]).digest()
     sent = agent.store.sent_snapshot(pairing.name, 1)
     assert sent is not None and sent.payload == pending.payload
     agent.close()
@@ -78,5 +79,5 @@ def test_a_pending_snapshot_the_server_never_got_is_pushed_first(
     assert agent.push(pairing) == 2
     stored = _server_snapshots(federation)
     assert sorted(stored) == [1, 2]
-    assert decode_payload(stored[2]).header.previous_digest == hashlib.sha256(stored[1]).digest()
+    assert decode_header(stored[2]).previous_digest == hashlib.sha256(stored[1]).digest()
     agent.close()

@@ -20,7 +20,7 @@ from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import TransportError
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.snapshot import decode_payload, to_chunks
+from invsync.agent.exchange.snapshot import decode_header, to_chunks
 from invsync.server.daemon import GRACE_SECONDS, SERVICE_NAME
 from invsync.server.localfed import _await_port, command, server_process, stop, write_federation
 from invsync.v1 import invsync_pb2 as pb
@@ -195,7 +195,5 @@ def test_sigterm_mid_push_drains_or_aborts_cleanly_and_the_next_start_resumes(
     after = _stored(tmp_path)
     assert [v for v, _, _ in after] == [1, 2]
     assert all(r is not None for _, _, r in after)
-    assert (
-        decode_payload(after[1][1]).header.previous_digest == hashlib.sha256(after[0][1]).digest()
-    )
+    assert decode_header(after[1][1]).previous_digest == hashlib.sha256(after[0][1]).digest()
     agent.close()

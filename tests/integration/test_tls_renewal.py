@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from invsync.agent.exchange.pki import make_federation, new_ca
-from invsync.agent.exchange.snapshot import decode_payload
+from invsync.agent.exchange.snapshot import decode_header
 from invsync.agent.report.body import parse_report_body, read_report_file, verify_report
 from invsync.server.localfed import PARTIES, server_process, write_federation
 from tests.integration.conftest import Federation
@@ -109,7 +109,7 @@ def test_renewed_tls_certificates_take_effect_on_restart_and_state_carries_over(
     assert sorted(after) == [("jprs", 1), ("jprs", 2), ("secom", 1), ("secom", 2)]
     for party in PARTIES:
         assert after[(party, 1)] == before[(party, 1)]
-        v2 = decode_payload(after[(party, 2)]).header
+        v2 = decode_header(after[(party, 2)])
         assert v2.previous_digest == hashlib.sha256(after[(party, 1)]).digest()
     assert _report_ids(tmp_path)[: len(earlier)] == earlier
     reports = [read_report_file(path) for path in _latest_reports(fed)]

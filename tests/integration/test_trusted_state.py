@@ -188,9 +188,9 @@ def test_the_peer_snapshot_verified_last_cycle_is_not_fetched_again(
     real = secom.client
     fetched: list[int] = []
 
-    def fetch(pairing: str, version: int = 0) -> Envelope:
+    def fetch(pairing: str, version: int = 0, base_sha256: bytes = b"") -> Envelope:
         fetched.append(version)
-        return real.fetch_peer_snapshot(pairing, version)
+        return real.fetch_peer_snapshot(pairing, version, base_sha256)
 
     serve(secom, real, fetch_peer_snapshot=fetch)
     secom.cosign(pairing_of(secom), wait_seconds=10)  # on jprs v1

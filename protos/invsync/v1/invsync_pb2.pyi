@@ -193,6 +193,8 @@ class SnapshotHeader(_message.Message):
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     NEXT_SIGNING_KEY_FIELD_NUMBER: _builtins.int
     LOG_CHECKPOINT_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    RECORDS_ROOT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     pairing: _builtins.str
     role: Global___Role.ValueType
@@ -215,6 +217,20 @@ class SnapshotHeader(_message.Message):
     """The latest checkpoint of the exchange's transparency log that this party's agent verified
     (a C2SP signed note, as GetCheckpoint returns it); empty before its first. The peer checks it
     against its own view, so two parties shown different logs (a split view) come to light.
+    """
+    delta: _builtins.bool
+    """A delta snapshot (issue 13): the payload's records are only those added or changed since
+    the snapshot previous_digest names, and SnapshotPayload.removed the identities it no longer
+    holds. record_count, records_digest and records_root still describe the whole set, so a
+    receiver applies the delta to the base it verified and checks the result before trusting it.
+    A party's first snapshot of a pairing, and any snapshot after a restore, is a full one.
+    """
+    records_root: _builtins.bytes
+    """Merkle root (agent/exchange/merkle.py) over the whole set: one leaf per record, its identity
+    (the certificate's SHA-256, 32 bytes) followed by the SHA-256 of the record's serialized
+    bytes as they stand in the payload, leaves in ascending order. Unlike records_digest it
+    commits to every record's content, so a set rebuilt from a base and a delta, or served by
+    the exchange, is checked against this signed header alone. Required in a delta.
     """
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -249,10 +265,12 @@ class SnapshotHeader(_message.Message):
         acknowledgements: _abc.Iterable[Global___Acknowledgement] | None = ...,
         next_signing_key: _builtins.bytes = ...,
         log_checkpoint: _builtins.bytes = ...,
+        delta: _builtins.bool = ...,
+        records_root: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "expires_at", b"expires_at", "issued_at", b"issued_at", "log_checkpoint", b"log_checkpoint", "next_signing_key", b"next_signing_key", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "delta", b"delta", "expires_at", b"expires_at", "issued_at", b"issued_at", "log_checkpoint", b"log_checkpoint", "next_signing_key", b"next_signing_key", "pairing", b"pairing", "party", b"party", "previous_digest", b"previous_digest", "profiles", b"profiles", "record_count", b"record_count", "records_digest", b"records_digest", "records_root", b"records_root", "role", b"role", "scope_issuer_spki", b"scope_issuer_spki", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -602,23 +620,66 @@ class SnapshotPayload(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def header(self) -> Global___SnapshotHeader: ...
     @_builtins.property
-    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___Record]: ...
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___Record]:
+        """In a full snapshot every record, in ascending order of identity; in a delta the records
+        added or changed since its base.
+        """
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """A delta's removals: the identities (32-byte SHA-256) of the base's records it drops."""
+
     def __init__(
         self,
         *,
         header: Global___SnapshotHeader | None = ...,
         records: _abc.Iterable[Global___Record] | None = ...,
+        removed: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "records", b"records", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SnapshotPayload: _TypeAlias = SnapshotPayload  # noqa: Y015
+
+@_typing.final
+class SnapshotParts(_message.Message):
+    """The same wire form as SnapshotPayload, read without decoding its parts: the exact bytes of the
+    header and of each record, which records_root hashes. Never sent as such.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    header: _builtins.bytes
+    @_builtins.property
+    def records(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        header: _builtins.bytes | None = ...,
+        records: _abc.Iterable[_builtins.bytes] | None = ...,
+        removed: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_header", b"_header", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_header", b"_header", "header", b"header", "records", b"records", "removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__header: _TypeAlias = _typing.Literal["header"]  # noqa: Y015
+    _WhichOneofArgType__header: _TypeAlias = _typing.Literal["_header", b"_header"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__header) -> _WhichOneofReturnType__header | None: ...
+
+Global___SnapshotParts: _TypeAlias = SnapshotParts  # noqa: Y015
 
 @_typing.final
 class SnapshotTrailer(_message.Message):
@@ -630,10 +691,15 @@ class SnapshotTrailer(_message.Message):
     PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
     PAYLOAD_TYPE_FIELD_NUMBER: _builtins.int
     SIGNATURES_FIELD_NUMBER: _builtins.int
+    FULL_LENGTH_FIELD_NUMBER: _builtins.int
+    FULL_SHA256_FIELD_NUMBER: _builtins.int
     total_length: _builtins.int
     payload_sha256: _builtins.bytes
     """SHA-256 of the concatenated payload bytes."""
     payload_type: _builtins.str
+    full_length: _builtins.int
+    """The length and SHA-256 of the concatenated `full` chunks; 0 and empty when there are none."""
+    full_sha256: _builtins.bytes
     @_builtins.property
     def signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Signature]: ...
     def __init__(
@@ -643,10 +709,12 @@ class SnapshotTrailer(_message.Message):
         payload_sha256: _builtins.bytes = ...,
         payload_type: _builtins.str = ...,
         signatures: _abc.Iterable[Global___Signature] | None = ...,
+        full_length: _builtins.int = ...,
+        full_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload_sha256", b"payload_sha256", "payload_type", b"payload_type", "signatures", b"signatures", "total_length", b"total_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full_length", b"full_length", "full_sha256", b"full_sha256", "payload_sha256", b"payload_sha256", "payload_type", b"payload_type", "signatures", b"signatures", "total_length", b"total_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -658,7 +726,14 @@ class SnapshotChunk(_message.Message):
 
     DATA_FIELD_NUMBER: _builtins.int
     TRAILER_FIELD_NUMBER: _builtins.int
+    FULL_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
+    full: _builtins.bytes
+    """FetchSnapshot only, before the data: the whole set of a delta snapshot as the exchange
+    rebuilt it (a SnapshotPayload with the signed header's exact bytes and every record),
+    for a caller that does not hold the delta's base. Unsigned: the caller checks it against
+    the signed header's records_root, and its header bytes against the signed payload's.
+    """
     @_builtins.property
     def trailer(self) -> Global___SnapshotTrailer: ...
     def __init__(
@@ -666,12 +741,13 @@ class SnapshotChunk(_message.Message):
         *,
         data: _builtins.bytes = ...,
         trailer: Global___SnapshotTrailer | None = ...,
+        full: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "part", b"part", "trailer", b"trailer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "full", b"full", "part", b"part", "trailer", b"trailer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "part", b"part", "trailer", b"trailer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "full", b"full", "part", b"part", "trailer", b"trailer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["data", "trailer"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["data", "trailer", "full"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
@@ -831,18 +907,25 @@ class FetchSnapshotRequest(_message.Message):
 
     PAIRING_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    BASE_SHA256_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     version: _builtins.int
     """0 asks for the peer's latest accepted snapshot."""
+    base_sha256: _builtins.bytes
+    """The payload SHA-256 of the peer snapshot the caller holds, verified (empty: none). When the
+    snapshot served is a delta built on that one, it is served alone; otherwise a delta comes
+    with its whole set (SnapshotChunk.full).
+    """
     def __init__(
         self,
         *,
         pairing: _builtins.str = ...,
         version: _builtins.int = ...,
+        base_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_sha256", b"base_sha256", "pairing", b"pairing", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,141 @@
+"""Delta snapshots (issue 13): only what changed travels, the whole set stays committed.
+
+A snapshot's payload is read here as its parts, the exact bytes of its header and of each
+record (`invsync.v1.SnapshotParts`, the same wire form as SnapshotPayload), because the header's
+records_root hashes each record's bytes as they stand. A full snapshot holds every record; a
+delta holds the records added or changed since its base (the snapshot its previous_digest
+names) and the identities it removes. Whoever holds the base's whole set (a SnapshotPayload with
+the header as signed and every record, called the *full form* here: a delta's full form keeps
+its header, `delta` flag included) rebuilds the new one and checks it against the signed
+header: count,
+identity digest and records_root. So the exchange, the peer and the evidence verifier all trust
+one signed header, never the bytes someone rebuilt.
+
+Every function here takes payload bytes whose signature was already verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from invsync.agent.errors import bounded
+from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
+from invsync.v1 import invsync_pb2 as pb
+
+IDENTITY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A payload read as parts: its header's exact bytes (and their decoding), its records' exact
+    bytes, and a delta's removals."""
+
+    header_bytes: bytes
+    header: pb.SnapshotHeader
+    records: Sequence[bytes]
+    removed: Sequence[bytes]
+
+    @property
+    def delta(self) -> bool:
+        return self.header.delta
+
+
+def read_parts(payload: bytes, what: str = "payload") -> Parts:
+    """The parts of a snapshot payload; MalformedSnapshot if it has none or they do not parse."""
+    try:
+        parts = pb.SnapshotParts.FromString(payload)
+        header = pb.SnapshotHeader.FromString(parts.header)
+    except DecodeError as e:
+        raise MalformedSnapshot(f"{what} is not a SnapshotPayload ({bounded(e)})") from e
+    if not parts.HasField("header"):
+        raise MalformedSnapshot(f"{what} has no header")
+    if parts.removed and not header.delta:
+        raise MalformedSnapshot(f"{what} removes records but is not a delta")
+    return Parts(parts.header, header, list(parts.records), list(parts.removed))
+
+
+def identity_of(record: bytes, index: int) -> bytes:
+    """The record's identity, the SHA-256 of its certificate DER, from its serialized bytes."""
+    try:
+        der = pb.Record.FromString(record).certificate_der
+    except DecodeError as e:
+        raise MalformedSnapshot(f"record {index} does not parse ({bounded(e)})") from e
+    return hashlib.sha256(der).digest()
+
+
+def full_form(header_bytes: bytes, records: Iterable[bytes]) -> bytes:
+    """A full SnapshotPayload of these exact header and record bytes, records in the order given."""
+    serialized: bytes = pb.SnapshotParts(header=header_bytes, records=records).SerializeToString(
+        deterministic=True
+    )
+    return serialized
+
+
+def delta_form(header_bytes: bytes, changed: Iterable[bytes], removed: Iterable[bytes]) -> bytes:
+    serialized: bytes = pb.SnapshotParts(
+        header=header_bytes, records=changed, removed=removed
+    ).SerializeToString(deterministic=True)
+    return serialized
+
+
+def record_map(full: bytes, what: str = "base") -> dict[bytes, bytes]:
+    """identity -> record bytes of a full form."""
+    parts = read_parts(full, what)
+    if parts.removed:
+        raise MalformedSnapshot(f"{what} removes records: it is a delta, not a whole set")
+    by_identity: dict[bytes, bytes] = {}
+    for index, record in enumerate(parts.records):
+        identity = identity_of(record, index)
+        if identity in by_identity:
+            raise DuplicateRecordError(f"{what}: record {index} ({identity.hex()}) repeats")
+        by_identity[identity] = record
+    return by_identity
+
+
+def changes(
+    entries: Sequence[tuple[bytes, bytes]], base: dict[bytes, bytes]
+) -> tuple[list[bytes], list[bytes]]:
+    """What a delta from `base` to the set `entries` ((identity, record bytes), sorted) holds:
+    the records added or changed, and the identities removed, in ascending order."""
+    changed = [data for identity, data in entries if base.get(identity) != data]
+    kept = {identity for identity, _ in entries}
+    removed = sorted(identity for identity in base if identity not in kept)
+    return changed, removed
+
+
+def rebuild(delta: Parts, base_full: bytes) -> bytes:
+    """The full form of `delta` applied to the base whose full form is `base_full`.
+
+    MalformedSnapshot names a removal the base does not hold, or a record the delta names twice.
+    The result is not yet checked against the header: decoding it does that.
+    """
+    records = record_map(base_full)
+    for index, identity in enumerate(delta.removed):
+        if len(identity) != IDENTITY_BYTES or records.pop(identity, None) is None:
+            raise MalformedSnapshot(
+                f"delta removal {index} ({bounded(identity.hex())}) is not a record of its base"
+            )
+    seen: set[bytes] = set()
+    for index, record in enumerate(delta.records):
+        identity = identity_of(record, index)
+        if identity in seen:
+            raise DuplicateRecordError(f"delta record {index} ({identity.hex()}) repeats")
+        seen.add(identity)
+        records[identity] = record
+    return full_form(delta.header_bytes, (records[k] for k in sorted(records)))
+
+
+def served_full(delta: Parts, full: bytes) -> bytes:
+    """The whole set the exchange served with `delta`, once its header is the signed one."""
+    parts = read_parts(full, "the whole set served with the delta")
+    if parts.header_bytes != delta.header_bytes:
+        raise MalformedSnapshot(
+            "the whole set served with the delta carries another header than the signed one"
+        )
+    if parts.removed:
+        raise MalformedSnapshot("the whole set served with the delta removes records")
+    return full
