@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 
-from invsync.agent.errors import bounded
+from invsync.agent.errors import StoreError, bounded
 from invsync.agent.exchange import delta, tlog
 from invsync.agent.exchange.acceptance import AcceptancePolicy, LastAccepted, accept
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
@@ -31,12 +31,14 @@ from invsync.agent.exchange.rejections import (
     BadReportSignature,
     NotFound,
     SnapshotRejected,
+    StreamTooLarge,
 )
 from invsync.agent.exchange.snapshot import from_chunks
 from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
+from invsync.server.report_news import ReportNews, ReportWait
 from invsync.server.snapshot_sets import whole_set
 from invsync.server.storage import ExchangeStorage, Logged, LogWriter, StoredReport, log_entry
 from invsync.v1 import invsync_pb2 as pb
@@ -74,6 +76,10 @@ class Exchange:
         # (server.report_worker), off the push and its lock; by default it is made at once.
         self.reconcile = reconcile or self._reconcile
         self.log = LogWriter(name, signing_key)
+        # Calls waiting for a report are woken when one is stored (by the report maker, on
+        # whichever thread makes it) or signed.
+        self.news = ReportNews()
+        reports.on_saved = self.news.changed
         # One writer at a time: acceptance reads the last version, then commits the next.
         self._lock = threading.Lock()
 
@@ -116,6 +122,13 @@ class Exchange:
             ).inc()
             return receipt
         full = accepted.snapshot.full if header.delta else None
+        if full is not None and len(full) > self.max_snapshot_bytes:
+            # Deltas under the limit could grow a whole set past it, which no fetch of it
+            # without its base could then carry.
+            raise StreamTooLarge(
+                f"version {header.version}'s whole set would be {len(full)} bytes, over the "
+                f"limit of {self.max_snapshot_bytes} bytes (max_snapshot_bytes)"
+            )
         with self.store.transaction():
             receipt = self._commit(header, env, accepted.rotation, full)
         self.reports.remember(accepted.snapshot)
@@ -174,12 +187,20 @@ class Exchange:
         if not header.delta or header.previous_digest == base_sha256:
             return env, b""
         full = whole_set(self.store, peer, pairing, header.version)
-        assert full is not None  # the snapshot itself is held
+        if full is None:  # the snapshot was just read: only a damaged database loses it
+            raise StoreError(f"{peer}'s snapshot version {header.version} vanished while served")
         return env, full
 
-    def report(self, tls_party: str | None, pairing: str, report_id: str) -> StoredReport:
+    def report(
+        self, tls_party: str | None, pairing: str, report_id: str, wait: ReportWait | None = None
+    ) -> StoredReport:
+        """A report of the pairing: `report_id`, or the latest; with `wait`, the latest once it
+        is what the caller waits for (server.report_news), or as it stands when time is up."""
         self._peer_of(tls_party, pairing)
-        stored = self.store.report(pairing, report_id)
+        if wait is not None and not report_id:
+            stored = self.news.wait(lambda: self.store.report(pairing), wait)
+        else:
+            stored = self.store.report(pairing, report_id)
         if stored is None:
             raise NotFound(f"pairing '{bounded(pairing)}': no report {bounded(report_id) or 'yet'}")
         return stored
@@ -198,6 +219,7 @@ class Exchange:
                 f"'{bounded(pairing)}'"
             )
         self._add_signature(tls_party, stored, sig)
+        self.news.changed()
         log.info("party=%s signed report=%s pairing=%s", tls_party, report_id, pairing)
         return self.report(tls_party, pairing, report_id)
 
@@ -229,6 +251,22 @@ class Exchange:
             which = f"of size {size}" if size else "yet"
             raise NotFound(f"the log has no checkpoint {which} (it has {self._size()} entries)")
         return note
+
+    def checkpoint_and_proof(
+        self, tls_party: str | None, proof_from: int
+    ) -> tuple[bytes, list[bytes], int]:
+        """The latest checkpoint, and the consistency proof from the tree of `proof_from`
+        entries to it with that checkpoint's size (no proof, size 0, for a larger or empty
+        `proof_from`)."""
+        self._member(tls_party)
+        with self.store.transaction():  # the size and the checkpoint of that size, together
+            size = self._size()
+            note = self.store.checkpoint(size)
+        if note is None:
+            raise NotFound(f"the log has no checkpoint yet (it has {size} entries)")
+        if not 0 < proof_from < size:
+            return note, [], 0
+        return note, tlog.consistency_proof(self.store.leaf_hashes(size), proof_from), size
 
     def log_entries(self, tls_party: str | None, start: int, end: int) -> LogRange:
         """The leaf hashes of start <= index < end and, byte for byte, the entries of the

@@ -67,6 +67,8 @@ class ReportMaker:
         self._keep = 4 * len(policy.pairings) + 2
         # The exchange hands in what it accepted from its own threads, while a report is made.
         self._remembering = threading.Lock()
+        # Called once a new report is committed (server.report_news wakes who waits for one).
+        self.on_saved: Callable[[], None] = lambda: None
 
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
@@ -136,6 +138,7 @@ class ReportMaker:
                 env = Envelope(REPORT_PAYLOAD_TYPE, body, (sig,))
                 entry = log_entry(pb.LOG_ENTRY_KIND_REPORT, env, pairing=pairing, report_id=rid)
                 self.log.append(self.store, entry)
+        self.on_saved()
         metrics.OPEN_FINDINGS.set(pairing, parse_report_body(body).findings)
         return rid
 

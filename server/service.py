@@ -24,6 +24,7 @@ from invsync.server.auth import party_of
 from invsync.server.config import Limits
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
+from invsync.server.report_news import ReportWait
 from invsync.server.storage import StoredReport
 from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
@@ -80,11 +81,17 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         stored = self._guard(
             "GetReport",
             context,
-            lambda: self.exchange.report(
-                party_of(context, self.identities), request.pairing, request.report_id
-            ),
+            lambda: self._report(request, party_of(context, self.identities)),
         )
         return _report_pb(stored)
+
+    def _report(self, request: pb.GetReportRequest, party: str | None) -> StoredReport:
+        wait = None
+        if request.wait_seconds and party is not None:
+            wait = ReportWait(
+                party, request.wait_naming.hex(), request.wait_past, float(request.wait_seconds)
+            )
+        return self.exchange.report(party, request.pairing, request.report_id, wait)
 
     def SubmitReportSignature(
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
@@ -105,10 +112,18 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> pb.SignedCheckpoint:
+        party = party_of(context, self.identities)
+        if request.proof_from and not request.tree_size:
+            note, proof, size = self._guard(
+                "GetCheckpoint",
+                context,
+                lambda: self.exchange.checkpoint_and_proof(party, request.proof_from),
+            )
+            return pb.SignedCheckpoint(note=note, consistency=proof, proof_size=size)
         note = self._guard(
             "GetCheckpoint",
             context,
-            lambda: self.exchange.checkpoint(party_of(context, self.identities), request.tree_size),
+            lambda: self.exchange.checkpoint(party, request.tree_size),
         )
         return pb.SignedCheckpoint(note=note)
 

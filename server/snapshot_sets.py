@@ -1,8 +1,9 @@
 """The whole set of an accepted snapshot, as a delta's base and for the reports.
 
 A full snapshot's payload is its whole set. A delta's is kept beside it for the latest two of a
-chain (server.store); an older one (a chain reset back past them) is rebuilt from the stored
-payloads: back to the nearest full snapshot or kept set, then each delta applied forward
+chain and every 64th version (server.store); an older one (a chain reset back past them, a
+rotation's catch-up) is rebuilt from the stored payloads: back to the nearest full snapshot or
+kept set, so fewer than 64 deltas, then each delta applied forward
 (agent.exchange.delta). Every payload here was verified when it was accepted.
 """
 

@@ -160,8 +160,11 @@ MIGRATIONS = (
     _m004_superseded,
     _m005_snapshot_sets,
 )
-# Whole sets kept per party and pairing: the latest snapshot's and the one before (reports).
+# Whole sets kept per party and pairing: the latest snapshot's and the one before (reports),
+# and every SET_EVERY-th version's, so that rebuilding an older one (server.snapshot_sets)
+# applies fewer than SET_EVERY deltas however long the chain runs.
 KEPT_SETS = 2
+SET_EVERY = 64
 
 
 class ServerStore:
@@ -199,7 +202,8 @@ class ServerStore:
         full: bytes | None = None,
     ) -> None:
         """Store the exact received payload, its receipt and the key it rotated to, or none;
-        for a delta, its whole set `full`, keeping the latest KEPT_SETS of the chain."""
+        for a delta, its whole set `full`, keeping the latest KEPT_SETS of the chain and
+        every SET_EVERY-th."""
         row = {
             "party": party,
             "pairing": pairing,
@@ -225,10 +229,10 @@ class ServerStore:
             [party, pairing, version, full],
         )
         self.db.execute(
-            "DELETE FROM snapshot_sets WHERE party = ? AND pairing = ? AND version NOT IN"
-            " (SELECT version FROM snapshots WHERE party = ? AND pairing = ?"
+            "DELETE FROM snapshot_sets WHERE party = ? AND pairing = ? AND version % ? != 0"
+            " AND version NOT IN (SELECT version FROM snapshots WHERE party = ? AND pairing = ?"
             " ORDER BY version DESC LIMIT ?)",
-            [party, pairing, party, pairing, KEPT_SETS],
+            [party, pairing, SET_EVERY, party, pairing, KEPT_SETS],
         )
 
     @_locked

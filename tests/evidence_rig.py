@@ -122,7 +122,7 @@ class PartyLog:
     def __init__(self, rig: Rig, party: str) -> None:
         self.exchange, self.party = rig.exchange, party
 
-    def checkpoint(self, tree_size: int = 0) -> bytes:
+    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
         return self.exchange.checkpoint(self.party, tree_size)
 
     def log_range(self, start: int, end: int) -> LogRange:
@@ -142,7 +142,7 @@ class MemoryLog:
         self.hashes = [tlog.leaf_hash(leaf) for leaf in leaves]
         self.leaves, self.key = leaves, key
 
-    def checkpoint(self, tree_size: int = 0) -> bytes:
+    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
         size = tree_size or len(self.leaves)
         head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
         return sign_checkpoint(head, SERVER, self.key)

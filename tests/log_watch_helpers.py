@@ -41,7 +41,7 @@ class RigClient:
         self.party = party
         self.tampered: dict[str, Callable[..., Any]] = {}
 
-    def checkpoint(self, tree_size: int = 0) -> bytes:
+    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
         return self._answer("checkpoint", self.rig.exchange.checkpoint, tree_size)  # type: ignore[no-any-return]
 
     def log_range(self, start: int, end: int) -> LogRange:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from invsync.agent.exchange.rejections import (
     DigestMismatchError,
     DuplicateRecordError,
     MalformedSnapshot,
+    StreamTooLarge,
 )
 from invsync.agent.exchange.snapshot import (
     Base,
@@ -25,7 +27,7 @@ from invsync.agent.exchange.snapshot import (
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.server.snapshot_sets import whole_set
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import NOW, PAIRING, Rig, payload
+from tests.exchange_rig import NOW, PAIRING, Keys, Rig, make_rig, payload
 
 REVOKED = Revocation(datetime(2021, 3, 9, tzinfo=UTC), "superseded", "issuance-log:s.jsonl")
 
@@ -190,3 +192,56 @@ def test_the_exchange_refuses_a_first_snapshot_that_is_a_delta(
     with pytest.raises(MalformedSnapshot, match=re.escape(message)):
         rig.push(sign_snapshot(v2.payload, rig.keys.jprs), "jprs")
     assert rig.snapshots() == 1
+
+
+def test_a_payload_in_another_encoding_than_the_canonical_one_is_refused(
+    records: list[CertRecord],
+) -> None:
+    """A header given twice reads one way here (the last) and another to a SnapshotPayload
+    parser (merged): signed bytes must have one reading."""
+    v1 = snapshot(records)
+    parts = read_parts(v1.payload)
+    extra = pb.SnapshotHeader(acknowledgements=[pb.Acknowledgement(code="x")]).SerializeToString()
+    twice = pb.SnapshotParts(header=extra).SerializeToString() + v1.payload
+    message = "payload is not in the canonical encoding its builder writes"
+    with pytest.raises(MalformedSnapshot, match=message):
+        decode_payload(twice)
+    assert read_parts(v1.payload).header_bytes == parts.header_bytes
+
+
+def test_a_delta_whose_whole_set_passes_the_size_limit_is_refused(
+    tmp_path: Path, keys: Keys, records: list[CertRecord]
+) -> None:
+    """Deltas each under max_snapshot_bytes cannot grow a whole set past it: a fetch without
+    the base could not carry it."""
+    chain = [snapshot(records[:3])]
+    limit = 2 * len(chain[0].full)
+    rig = make_rig(tmp_path / "small.db", keys, max_snapshot_bytes=limit)
+    try:
+        rig.push(sign_snapshot(chain[0].payload, rig.keys.jprs), "jprs")
+        for count in range(5, len(records), 2):
+            grown = snapshot(records[:count], len(chain) + 1, chain[-1])
+            if len(grown.full) > limit:
+                break
+            rig.push(sign_snapshot(grown.payload, rig.keys.jprs), "jprs")
+            chain.append(grown)
+        assert len(grown.payload) < limit < len(grown.full)
+        message = f"whole set would be {len(grown.full)} bytes, over the limit of {limit} bytes"
+        with pytest.raises(StreamTooLarge, match=message):
+            rig.push(sign_snapshot(grown.payload, rig.keys.jprs), "jprs")
+        assert rig.snapshots() == len(chain)
+    finally:
+        rig.store.close()
+
+
+def test_every_64th_whole_set_is_kept_so_a_rebuild_stays_short(
+    rig: Rig, records: list[CertRecord], jprs_v1: bytes
+) -> None:
+    chain = [Built(jprs_v1, jprs_v1)]
+    for version in range(2, 68):
+        listed = records[2:] if version % 2 else records[3:]
+        chain.append(snapshot(listed, version, chain[-1]))
+        rig.push(sign_snapshot(chain[-1].payload, rig.keys.jprs), "jprs")
+    kept = rig.store.db.execute("SELECT version FROM snapshot_sets ORDER BY version").fetchall()
+    assert [v for (v,) in kept] == [64, 66, 67]
+    assert whole_set(rig.store, "jprs", PAIRING, 65) == chain[64].full

@@ -249,7 +249,9 @@ class FailingExchange:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def report(self, tls_party: str | None, pairing: str, report_id: str) -> StoredReport:
+    def report(
+        self, tls_party: str | None, pairing: str, report_id: str, wait: object = None
+    ) -> StoredReport:
         raise self.error
 
 

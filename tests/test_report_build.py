@@ -42,6 +42,7 @@ from invsync.agent.report.body import ReportBody, build_report_body, parse_repor
 from invsync.agent.report.build import ReportSide, build_report
 from invsync.agent.store.agent_store import AgentStore
 from invsync.server.exchange import Exchange
+from invsync.server.report_news import ReportWait
 from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import NOW, PAIRING, Clock, Keys, make_rig
@@ -97,8 +98,17 @@ class InProcessClient:
             raise NotFoundYet(str(e)) from e
         return Served(env.payload_type, env.payload, env.signatures, full=full)
 
-    def report(self, pairing: str, report_id: str = "") -> pb.Report:
-        stored = self.exchange.report(self.party, pairing, report_id)
+    def report(
+        self,
+        pairing: str,
+        report_id: str = "",
+        *,
+        naming: str = "",
+        past: str = "",
+        wait_seconds: int = 0,
+    ) -> pb.Report:
+        wait = ReportWait(self.party, naming, past, wait_seconds) if wait_seconds else None
+        stored = self.exchange.report(self.party, pairing, report_id, wait)
         return pb.Report(report_id=stored.report_id, envelope=stored.envelope.to_pb())
 
 

@@ -22,6 +22,9 @@ from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
 
 log = logging.getLogger("invsync.agent")
 POLL_SECONDS = 0.2
+# The longest one call waits on the server for a report (it caps it at 20 s too): short enough
+# that a server restart or a lost wake-up costs little, long enough to span a report's making.
+LONG_POLL_SECONDS = 10
 
 Found = tuple[Envelope, str]  # a report's envelope and its id
 
@@ -51,16 +54,22 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
     own = own_snapshot(agent, pairing.name)
     watch_log(agent, pairing)
     deadline = time.monotonic() + wait_seconds
+    signed = ""  # the report we signed last: the server answers once it is complete, or newer
     while True:
-        found = _report_naming(agent, pairing, own)
+        found = _report_naming(agent, pairing, own, _left(deadline), past=signed)
         if found is not None and not agent.store.has_cosigned(found[1]):
             try:
-                _cosign_report(agent, pairing, own, *found)
+                now_signed = _cosign_report(agent, pairing, own, *found)
+                signed = found[1]
+                if verify_report(now_signed[0], agent.pins()).complete:
+                    return write_report(agent, pairing.name, signed, now_signed[0])
                 continue
             except PeerArrived:
                 pass  # the report on both snapshots is being made: poll for it
         if found is not None and verify_report(found[0], agent.pins()).complete:
             return write_report(agent, pairing.name, found[1], found[0])
+        if found is not None and agent.store.has_cosigned(found[1]):
+            signed = found[1]  # signed in an earlier cycle: wait for the rest
         if time.monotonic() > deadline:
             return _timed_out(agent, pairing.name, own, found, wait_seconds)
         time.sleep(POLL_SECONDS)
@@ -75,14 +84,19 @@ def own_snapshot(agent: AgentParts, pairing: str) -> Snapshot:
 
 def _cosign_report(
     agent: AgentParts, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
-) -> None:
-    """Sign a report `_report_naming` took from the trusted state, once rebuilt here."""
+) -> Found:
+    """Sign a report `_report_naming` took from the trusted state, once rebuilt here; the
+    report as the server answers it now signed, through the trusted state again (whoever signs
+    last has it complete without asking again)."""
     agent.checker.check(pairing, own, env.payload)
     key = agent.checker.report_key(pairing.name)
     sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
-    agent.client.sign_report(pairing.name, rid, sig)
+    answer = agent.client.sign_report(pairing.name, rid, sig)
     agent.store.record_cosigned(rid, pairing.name, agent.clock())
     log.info("party=%s pairing=%s co-signed report=%s", agent.config.party, pairing.name, rid)
+    signed = Envelope.from_pb(answer.envelope)
+    agent.checker.trust(pairing).verify_report(signed, report_id=rid)
+    return signed, rid
 
 
 def _timed_out(
@@ -98,7 +112,7 @@ def _await_report(
 ) -> Found:
     deadline = time.monotonic() + wait_seconds
     while True:
-        found = _report_naming(agent, pairing, own)
+        found = _report_naming(agent, pairing, own, _left(deadline))
         if found is not None:
             return found
         if time.monotonic() > deadline:
@@ -113,11 +127,22 @@ def _no_report(pairing: str, own: Snapshot, wait_seconds: float) -> ReportError:
     )
 
 
-def _report_naming(agent: AgentParts, pairing: PairingConfig, own: Snapshot) -> Found | None:
-    """The server's latest report if it names our snapshot `own`. The trusted state checks
-    its payload type and the pinned server key's signature before the body is parsed."""
+def _left(deadline: float) -> int:
+    """Whole seconds of a long poll that end before `deadline` (0: ask without waiting)."""
+    return max(0, min(LONG_POLL_SECONDS, int(deadline - time.monotonic())))
+
+
+def _report_naming(
+    agent: AgentParts, pairing: PairingConfig, own: Snapshot, wait: int = 0, *, past: str = ""
+) -> Found | None:
+    """The server's latest report if it names our snapshot `own`, waiting up to `wait` seconds
+    on the server for one (and, with `past`, for another than that one or for it complete).
+    The trusted state checks its payload type and the pinned server key's signature before
+    the body is parsed."""
     try:
-        report = agent.client.report(pairing.name)
+        report = agent.client.report(
+            pairing.name, naming=own.payload_sha256, past=past, wait_seconds=wait
+        )
     except NotFoundYet:
         return None
     env = Envelope.from_pb(report.envelope)

@@ -136,10 +136,12 @@ class LogWatch:
     def head(self, client: LogClient, trust: PairingTrust[Any]) -> LogHead:
         """Steps 1 and 2: the latest checkpoint, opened and consistent with the one held."""
         pairing = trust.pairing.name
-        note = client.checkpoint()
+        held = trust.state.checkpoint
+        # The proof from the checkpoint held comes in the same answer (`consistency_proof`
+        # then gives it without a call); it is verified below like any other.
+        note = client.checkpoint(proof_from=held.size if held else 0)
         what = "the log's latest checkpoint"
         checkpoint = self.open(note, trust.state, what, inconsistent(pairing))
-        held = trust.state.checkpoint
         if held is None:
             log.warning(
                 "party=%s pairing=%s trusting on first use the log checkpoint of size %d (root "

@@ -41,6 +41,8 @@ from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Reports kept by id: a cycle asks again for the one its new report continues (by id).
+REPORTS_REMEMBERED = 8
 # Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
 # server read the request and said no: retrying the same request cannot help. With the trailer,
 # the rule alone decides (agent.exchange.rejections holds the one status table).
@@ -74,6 +76,10 @@ class ExchangeClient:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.clock = clock
+        # The consistency proof the last GetCheckpoint answer carried: (from, to) sizes, hashes.
+        self._served_proof: tuple[tuple[int, int], list[bytes]] = ((0, 0), [])
+        # Reports served, by id, the latest last (see `report`).
+        self._reports: dict[str, pb.Report] = {}
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -107,9 +113,40 @@ class ExchangeClient:
             ),
         )
 
-    def report(self, pairing: str, report_id: str = "") -> pb.Report:
-        request = pb.GetReportRequest(pairing=pairing, report_id=report_id)
-        return self._call("GetReport", lambda: self.stub.GetReport(request, timeout=self.timeout))
+    def report(
+        self,
+        pairing: str,
+        report_id: str = "",
+        *,
+        naming: str = "",
+        past: str = "",
+        wait_seconds: int = 0,
+    ) -> pb.Report:
+        """A report of the pairing: `report_id`, or the latest. With `wait_seconds`, the server
+        answers once the latest names our snapshot of payload SHA-256 `naming` (hex) and, if
+        `past` is given, is another report or that one fully signed; or when the time is up.
+
+        A report asked for by id that this client was served before is answered from memory:
+        its body never changes (callers by id read the body and the server's signature), and
+        the one a new report continues is the one served the cycle before."""
+        if report_id in self._reports:
+            return self._reports[report_id]
+        request = pb.GetReportRequest(
+            pairing=pairing,
+            report_id=report_id,
+            wait_naming=bytes.fromhex(naming),
+            wait_past=past,
+            wait_seconds=wait_seconds,
+        )
+        timeout = self.timeout + wait_seconds
+        answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
+        self._remember(answer)
+        return answer
+
+    def _remember(self, report: pb.Report) -> None:
+        self._reports[report.report_id] = report
+        while len(self._reports) > REPORTS_REMEMBERED:
+            del self._reports[next(iter(self._reports))]
 
     def sign_report(self, pairing: str, report_id: str, sig: Sig) -> pb.Report:
         request = pb.SubmitReportSignatureRequest(
@@ -117,17 +154,24 @@ class ExchangeClient:
             report_id=report_id,
             signature=pb.Signature(keyid=sig.keyid, sig=sig.sig),
         )
-        return self._call(
+        answer = self._call(
             "SubmitReportSignature",
             lambda: self.stub.SubmitReportSignature(request, timeout=self.timeout),
         )
+        self._remember(answer)
+        return answer
 
-    def checkpoint(self, tree_size: int = 0) -> bytes:
-        """The log's latest signed checkpoint note, or the one signed at `tree_size`."""
-        request = pb.GetCheckpointRequest(tree_size=tree_size)
+    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
+        """The log's latest signed checkpoint note, or the one signed at `tree_size`. With
+        `proof_from`, the server sends the consistency proof from that size to the latest in
+        the same answer: `consistency_proof` then gives it without another call (unchecked
+        here, like any proof it serves: its reader verifies it)."""
+        request = pb.GetCheckpointRequest(tree_size=tree_size, proof_from=proof_from)
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
+        if answer.proof_size:
+            self._served_proof = ((proof_from, answer.proof_size), list(answer.consistency))
         return answer.note
 
     def log_entries(self, start: int, end: int) -> list[bytes]:
@@ -153,6 +197,9 @@ class ExchangeClient:
         return list(answer.hashes)
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        sizes, proof = self._served_proof
+        if sizes == (first_size, second_size):
+            return proof
         request = pb.GetConsistencyProofRequest(first_size=first_size, second_size=second_size)
         answer = self._call(
             "GetConsistencyProof",

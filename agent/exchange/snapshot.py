@@ -304,8 +304,8 @@ def from_chunks(chunks: Iterable[pb.SnapshotChunk], max_bytes: int) -> Envelope:
 def served_from_chunks(
     chunks: Iterable[pb.SnapshotChunk], max_bytes: int, *, whole_set: bool = True
 ) -> Served:
-    """Reassemble a served snapshot and the whole set that may come with it; together they
-    may not pass `max_bytes`."""
+    """Reassemble a served snapshot and the whole set that may come with it; neither may
+    pass `max_bytes`."""
     buffers = {"data": io.BytesIO(), "full": io.BytesIO()}
     trailer: pb.SnapshotTrailer | None = None
     for index, chunk in enumerate(chunks):
@@ -318,8 +318,9 @@ def served_from_chunks(
             data = chunk.data if part == "data" else chunk.full
             if not data:  # costs nothing, yet would keep an idle stream alive
                 raise IncompleteStream(f"chunk {index} carries no data")
-            held = buffers["data"].tell() + buffers["full"].tell()
-            _check_room(held, len(data), max_bytes)
+            # Each at most max_bytes: a whole set the exchange accepted is within its limit,
+            # and the delta it comes with too.
+            _check_room(buffers[part].tell(), len(data), max_bytes)
             buffers[part].write(data)
         elif part == "full":
             raise IncompleteStream(f"chunk {index} carries a whole set, which a push never does")

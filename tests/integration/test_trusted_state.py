@@ -108,7 +108,7 @@ def test_an_older_peer_snapshot_served_after_a_newer_one_is_refused_and_recorded
     # The server then serves the report on jprs v1 again, still signed and unexpired.
     real = secom.client
     older = real.report(PAIRING, older_id)
-    serve(secom, real, report=lambda pairing, report_id="": older)
+    serve(secom, real, report=lambda pairing, report_id="", **_: older)
     message = (
         f"refused [peer-rollback]: the exchange server served jprs's snapshot version 1 of "
         f"pairing {PAIRING!r} after version 2 ({verified.digest[:16]}) was verified here: "
@@ -131,7 +131,7 @@ def test_an_older_peer_snapshot_served_after_a_newer_one_is_refused_and_recorded
     restarted = make_agent(federation, "secom")
     agents["secom"] = restarted  # the fixture closes it
     assert restarted.store.trusted_state(PAIRING).peer == Verified(2, verified.digest)
-    serve(restarted, restarted.client, report=lambda pairing, report_id="": older)
+    serve(restarted, restarted.client, report=lambda pairing, report_id="", **_: older)
     with pytest.raises(PeerRollbackError, match=re.escape("after version 2")):
         restarted.cosign(pairing_of(restarted), wait_seconds=10)
     config = str(federation.work / "secom.toml")
@@ -150,7 +150,7 @@ def test_a_report_is_refused_on_its_signature_before_its_body_is_read(
     forged = Envelope(REPORT_PAYLOAD_TYPE, body).to_pb()
     forged.signatures.add(keyid=impostor.keyid, sig=impostor.sign(b"anything"))
     served = pb.Report(report_id="0" * 64, envelope=forged)
-    serve(jprs, jprs.client, report=lambda pairing, report_id="": served)
+    serve(jprs, jprs.client, report=lambda pairing, report_id="", **_: served)
     message = (
         "refused [bad-server-signature]: the exchange server (report): 0 of 1 required "
         f"signatures verified; signed by untrusted key {impostor.keyid}"

@@ -223,7 +223,8 @@ class SnapshotHeader(_message.Message):
     the snapshot previous_digest names, and SnapshotPayload.removed the identities it no longer
     holds. record_count, records_digest and records_root still describe the whole set, so a
     receiver applies the delta to the base it verified and checks the result before trusting it.
-    A party's first snapshot of a pairing, and any snapshot after a restore, is a full one.
+    A party's first snapshot of a pairing is a full one; so is its first after a restore from
+    a backup when its agent could not rebuild its last whole set from the log.
     """
     records_root: _builtins.bytes
     """Merkle root (agent/exchange/merkle.py) over the whole set: one leaf per record, its identity
@@ -937,18 +938,33 @@ class GetReportRequest(_message.Message):
 
     PAIRING_FIELD_NUMBER: _builtins.int
     REPORT_ID_FIELD_NUMBER: _builtins.int
+    WAIT_NAMING_FIELD_NUMBER: _builtins.int
+    WAIT_PAST_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     """Empty asks for the latest report of the pairing."""
+    wait_naming: _builtins.bytes
+    """A long poll, instead of asking again and again (issue 13), for the latest report only:
+    with wait_seconds > 0 the answer waits until the pairing's latest report names the caller's
+    snapshot whose payload SHA-256 is wait_naming and, when wait_past names a report (one the
+    caller signed), is another report or carries a signature of every signer it lists. When
+    wait_seconds pass (capped by the server) the latest report is answered as it stands.
+    """
+    wait_past: _builtins.str
+    wait_seconds: _builtins.int
     def __init__(
         self,
         *,
         pairing: _builtins.str = ...,
         report_id: _builtins.str = ...,
+        wait_naming: _builtins.bytes = ...,
+        wait_past: _builtins.str = ...,
+        wait_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1050,16 +1066,22 @@ class GetCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TREE_SIZE_FIELD_NUMBER: _builtins.int
+    PROOF_FROM_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     """0 asks for the latest checkpoint; otherwise the one signed when the log reached this size."""
+    proof_from: _builtins.int
+    """With the latest checkpoint: the size of the checkpoint the caller holds, to get the
+    consistency proof from it in the same answer (0: none), instead of asking for it next.
+    """
     def __init__(
         self,
         *,
         tree_size: _builtins.int = ...,
+        proof_from: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1070,18 +1092,30 @@ class SignedCheckpoint(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NOTE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    PROOF_SIZE_FIELD_NUMBER: _builtins.int
     note: _builtins.bytes
     """A C2SP signed note: the checkpoint body (origin, tree size, base64 root hash, one line each),
     a blank line, and the server's signature line. Origin and key name are the server's name.
     """
+    proof_size: _builtins.int
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The RFC 9162 consistency proof from the tree of GetCheckpointRequest.proof_from entries to
+        this checkpoint's, when asked for and that tree is not larger; `proof_size` is this
+        checkpoint's size, 0 when no proof is given.
+        """
+
     def __init__(
         self,
         *,
         note: _builtins.bytes = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+        proof_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "note", b"note", "proof_size", b"proof_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
