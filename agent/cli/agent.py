@@ -120,6 +120,7 @@ def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
     for pairing in agent.config.pairings.values():
         with log_context(pairing=pairing.name, peer=pairing.peer):
             results.append(_pairing_cycle(agent, pairing, wait))
+    agent.facts.flush()  # what the peers' snapshots brought: a daemon lives on, or is killed
     return results
 
 

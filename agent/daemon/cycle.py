@@ -32,6 +32,7 @@ from invsync.agent.daemon.writing import CycleResult
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
+from invsync.agent.store.facts_cache import FactsCache
 from invsync.agent.telemetry import metrics
 
 __all__ = ["Agent", "CycleResult", "PushOutcome"]
@@ -67,15 +68,18 @@ class Agent:
             log_watch=self.log_watch,
         )
         start_refusal_counts(config.pairings)
+        self.facts = FactsCache.install(self.store)
 
     def close(self) -> None:
         self.client.close()
+        self.facts.close()
         self.store.close()
 
     def collect(self) -> int:
         """Read every configured source and replace the stored inventory in one transaction."""
         with metrics.COLLECTION_DURATION.time():
             count = collect_inventory(self)
+        self.facts.flush()
         metrics.INVENTORY_RECORDS.set(count)
         return count
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -78,6 +79,35 @@ _SIGNED_MAX = 1 << 20
 _SIGNED_LOCK = threading.Lock()
 
 
+class SignatureCache(Protocol):
+    """The same answers kept across processes (agent.store.facts_cache): `agent run --once` is
+    a fresh process each cycle, where `_SIGNED` starts empty."""
+
+    def signed(self, sha256: str, spki_sha256: str) -> bool | None:
+        """Whether the certificate verified with the key, or None if not kept."""
+        ...
+
+    def add_signed(self, sha256: str, spki_sha256: str, signed: bool) -> None:
+        """Keep the outcome of a signature just verified."""
+        ...
+
+
+_KEPT: SignatureCache | None = None
+
+
+def install_signature_cache(cache: SignatureCache) -> None:
+    """Make the scope consult and fill `cache` (the last one installed wins)."""
+    global _KEPT
+    _KEPT = cache
+
+
+def uninstall_signature_cache(cache: SignatureCache) -> None:
+    """Stop using `cache`, if it is the one installed (another may have been installed since)."""
+    global _KEPT
+    if _KEPT is cache:
+        _KEPT = None
+
+
 def _load_keys(spkis: Sequence[bytes]) -> list[Key]:
     return [(sha256_hex(spki), serialization.load_der_public_key(spki)) for spki in spkis]
 
@@ -93,11 +123,21 @@ def _signed(record: CertRecord, spki: str, key: PublicKeyTypes) -> bool:
     with _SIGNED_LOCK:
         known = _SIGNED.get(cached)
     if known is None:
-        known = signed_by(x509.load_der_x509_certificate(record.info.der), key)
+        known = _kept_or_verified(record, spki, key)
         with _SIGNED_LOCK:
             if len(_SIGNED) >= _SIGNED_MAX:
                 _SIGNED.clear()
             _SIGNED[cached] = known
+    return known
+
+
+def _kept_or_verified(record: CertRecord, spki: str, key: PublicKeyTypes) -> bool:
+    kept = _KEPT
+    known = kept.signed(record.sha256, spki) if kept is not None else None
+    if known is None:
+        known = signed_by(x509.load_der_x509_certificate(record.info.der), key)
+        if kept is not None:
+            kept.add_signed(record.sha256, spki, known)
     return known
 
 

@@ -13,6 +13,7 @@ import warnings
 import weakref
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -149,9 +150,38 @@ _ALIVE: weakref.WeakValueDictionary[bytes, CertInfo] = weakref.WeakValueDictiona
 _ALIVE_LOCK = threading.Lock()
 
 
+class InfoCache(Protocol):
+    """CertInfo derived by earlier processes, kept by SHA-256 (agent.store.facts_cache): an agent
+    runs as a fresh process each cycle, and parsing is most of a steady cycle's work."""
+
+    def info(self, sha256: str, der: bytes) -> CertInfo | None:
+        """The CertInfo of `der` rebuilt without parsing it, or None if not kept (or unusable)."""
+        ...
+
+    def add_info(self, info: CertInfo) -> None:
+        """Keep `info`, just parsed, for later processes."""
+        ...
+
+
+_CACHE: InfoCache | None = None
+
+
+def install_info_cache(cache: InfoCache) -> None:
+    """Make `parse_certificate` consult and fill `cache` (the last one installed wins)."""
+    global _CACHE
+    _CACHE = cache
+
+
+def uninstall_info_cache(cache: InfoCache) -> None:
+    """Stop using `cache`, if it is the one installed (another may have been installed since)."""
+    global _CACHE
+    if _CACHE is cache:
+        _CACHE = None
+
+
 def parse_certificate(der: bytes) -> CertInfo:
     """Derive every field of DESIGN §3 from a DER certificate (the CertInfo already made from
-    the same bytes, while one is alive: it is immutable).
+    the same bytes, while one is alive: it is immutable; else the installed InfoCache's).
 
     Raises CertificateError (a SourceError, and a ValueError for callers that catch that) saying
     what was wrong when the bytes are not a certificate `cryptography` accepts; no foreign
@@ -161,9 +191,20 @@ def parse_certificate(der: bytes) -> CertInfo:
         alive = _ALIVE.get(der)
     if alive is not None:
         return alive
-    info = _parse_checked(der)
+    info = _cached_or_parsed(der)
     with _ALIVE_LOCK:
         return _ALIVE.setdefault(info.der, info)
+
+
+def _cached_or_parsed(der: bytes) -> CertInfo:
+    cache = _CACHE
+    if cache is None:
+        return _parse_checked(der)
+    info = cache.info(sha256_hex(der), der)
+    if info is None:
+        info = _parse_checked(der)  # bytes that are no certificate raise, and are not kept
+        cache.add_info(info)
+    return info
 
 
 def _parse_checked(der: bytes) -> CertInfo:

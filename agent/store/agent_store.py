@@ -5,7 +5,8 @@ it guards: a receipt with the snapshot it marks sent, the peer's version with it
 The inventory keeps history: a certificate that drops out of a collection is marked not present,
 never deleted, and each source keeps the time it first reported a certificate. Times are stored
 as RFC 3339 UTC strings with a `Z`; certificates as their DER, from which every derived field is
-recomputed on reading (the derived columns are there for people and queries).
+recomputed on reading (the derived columns are there for people and queries), or rebuilt from the
+facts the agent's FactsCache keeps (`derived_facts`, agent.store.facts_cache) when installed.
 """
 
 from __future__ import annotations
@@ -175,6 +176,19 @@ def m009_whole_sets(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE peer_snapshots ADD COLUMN full BLOB")
 
 
+def m010_derived_facts(db: sqlite_utils.Database) -> None:
+    """What is derived from certificates alone, kept across processes (agent.store.facts_cache):
+    each one's parsed fields as JSON (agent.model.derived) and the outcomes of its signature
+    checked with an issuer's key, so a steady cycle parses and verifies only new certificates.
+    Either is derived again when its format (parser release) differs."""
+    db.execute("CREATE TABLE derived_facts (sha256 TEXT PRIMARY KEY NOT NULL, facts TEXT NOT NULL)")
+    db.execute(
+        """CREATE TABLE signature_checks (
+        sha256 TEXT NOT NULL, spki_sha256 TEXT NOT NULL, format TEXT NOT NULL,
+        signed INTEGER NOT NULL, PRIMARY KEY (sha256, spki_sha256))"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -185,6 +199,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_pending_chain_resets,
     m008_peer_snapshots,
     m009_whole_sets,
+    m010_derived_facts,
 )
 
 _CERT_COLUMNS = (
