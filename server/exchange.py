@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
@@ -252,21 +253,28 @@ class Exchange:
             raise NotFound(f"the log has no checkpoint {which} (it has {self._size()} entries)")
         return note
 
-    def checkpoint_and_proof(
-        self, tls_party: str | None, proof_from: int
-    ) -> tuple[bytes, list[bytes], int]:
-        """The latest checkpoint, and the consistency proof from the tree of `proof_from`
-        entries to it with that checkpoint's size (no proof, size 0, for a larger or empty
-        `proof_from`)."""
+    def log_update(
+        self, tls_party: str | None, proof_from: int, inclusion_of: Sequence[int], entries: bool
+    ) -> LogUpdate:
+        """The latest checkpoint with what a log watch asks next (GetCheckpointRequest): the
+        consistency proof from the tree of `proof_from` entries, the inclusion proofs of the
+        entries `inclusion_of` below its size, and with `entries` the entries from
+        `proof_from` on (as `log_entries` serves them)."""
         self._member(tls_party)
         with self.store.transaction():  # the size and the checkpoint of that size, together
             size = self._size()
             note = self.store.checkpoint(size)
         if note is None:
             raise NotFound(f"the log has no checkpoint yet (it has {size} entries)")
-        if not 0 < proof_from < size:
-            return note, [], 0
-        return note, tlog.consistency_proof(self.store.leaf_hashes(size), proof_from), size
+        leaves = self.store.leaf_hashes(size)
+        consistency = tlog.consistency_proof(leaves, proof_from) if 0 < proof_from < size else []
+        included = [(i, tlog.inclusion_proof(leaves, i)) for i in inclusion_of[:8] if i < size]
+        served = None
+        if entries and proof_from < size:
+            served = self.log_entries(
+                tls_party, proof_from, min(size, proof_from + MAX_LOG_ENTRIES)
+            )
+        return LogUpdate(note, size, consistency, included, served)
 
     def log_entries(self, tls_party: str | None, start: int, end: int) -> LogRange:
         """The leaf hashes of start <= index < end and, byte for byte, the entries of the
@@ -365,6 +373,17 @@ class Exchange:
             self.reports.make(pairing)
         except Exception:
             log.exception("reconciling pairing=%s failed", pairing)
+
+
+@dataclass(frozen=True)
+class LogUpdate:
+    """The latest checkpoint and what came with it (`Exchange.log_update`)."""
+
+    note: bytes
+    size: int
+    consistency: list[bytes]
+    inclusion: list[tuple[int, list[bytes]]]  # (index, proof in the tree of `size`)
+    entries: LogRange | None
 
 
 def _entry(

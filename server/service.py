@@ -22,7 +22,7 @@ from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics
 from invsync.server.auth import party_of
 from invsync.server.config import Limits
-from invsync.server.exchange import Exchange
+from invsync.server.exchange import Exchange, LogUpdate
 from invsync.server.limits import Limiter
 from invsync.server.report_news import ReportWait
 from invsync.server.storage import StoredReport
@@ -113,13 +113,16 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> pb.SignedCheckpoint:
         party = party_of(context, self.identities)
-        if request.proof_from and not request.tree_size:
-            note, proof, size = self._guard(
+        asks_more = request.proof_from or request.inclusion_of or request.entries
+        if asks_more and not request.tree_size:
+            update = self._guard(
                 "GetCheckpoint",
                 context,
-                lambda: self.exchange.checkpoint_and_proof(party, request.proof_from),
+                lambda: self.exchange.log_update(
+                    party, request.proof_from, list(request.inclusion_of), request.entries
+                ),
             )
-            return pb.SignedCheckpoint(note=note, consistency=proof, proof_size=size)
+            return _log_update_pb(update)
         note = self._guard(
             "GetCheckpoint",
             context,
@@ -186,6 +189,18 @@ def _text(error: InvsyncError) -> str:
     """The error's message as a status text or log field: bounded, because it may quote what a
     sender sent, and gRPC refuses trailing metadata (the status text among it) past 8 KiB."""
     return bounded(error, STATUS_CHARS)
+
+
+def _log_update_pb(update: LogUpdate) -> pb.SignedCheckpoint:
+    answer = pb.SignedCheckpoint(
+        note=update.note,
+        tree_size=update.size,
+        consistency=update.consistency,
+        inclusion=[pb.LogProof(hashes=proof) for _, proof in update.inclusion],
+    )
+    if update.entries is not None:
+        answer.entries.CopyFrom(update.entries.to_pb())
+    return answer
 
 
 def _report_pb(stored: StoredReport) -> pb.Report:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -122,7 +123,13 @@ class PartyLog:
     def __init__(self, rig: Rig, party: str) -> None:
         self.exchange, self.party = rig.exchange, party
 
-    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
         return self.exchange.checkpoint(self.party, tree_size)
 
     def log_range(self, start: int, end: int) -> LogRange:
@@ -142,7 +149,13 @@ class MemoryLog:
         self.hashes = [tlog.leaf_hash(leaf) for leaf in leaves]
         self.leaves, self.key = leaves, key
 
-    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
         size = tree_size or len(self.leaves)
         head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
         return sign_checkpoint(head, SERVER, self.key)

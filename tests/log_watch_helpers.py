@@ -5,7 +5,7 @@ answers the log calls as the gRPC client would, unless a test tampers with one o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +41,13 @@ class RigClient:
         self.party = party
         self.tampered: dict[str, Callable[..., Any]] = {}
 
-    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
         return self._answer("checkpoint", self.rig.exchange.checkpoint, tree_size)  # type: ignore[no-any-return]
 
     def log_range(self, start: int, end: int) -> LogRange:

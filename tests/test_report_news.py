@@ -14,11 +14,13 @@ import pytest
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.checkpoint import claimed_checkpoint
 from invsync.agent.exchange.envelope import Sig, pae
+from invsync.agent.exchange.served_log import ServedLog
 from invsync.agent.exchange.snapshot import sign_snapshot
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body
 from invsync.server.report_news import MAX_WAIT_SECONDS, ReportWait
 from invsync.server.storage import StoredReport
+from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import PAIRING, Rig, payload
 
 
@@ -108,16 +110,45 @@ def test_what_a_wait_is_met_by(rig: Rig, records: list[CertRecord], secom_v1: by
     assert not ReportWait("secom", digest, stored.report_id, 1).met_by(stored)  # not signed
 
 
-def test_the_latest_checkpoint_comes_with_the_proof_from_the_one_held(
+def test_the_latest_checkpoint_comes_with_what_a_log_watch_asks_next(
     rig: Rig, records: list[CertRecord], secom_v1: bytes
 ) -> None:
-    """One call instead of two in the log watch (issue 13): GetCheckpoint with proof_from."""
+    """One call instead of four in the log watch (issue 13): GetCheckpoint with proof_from,
+    inclusion_of and entries; each proof verifies like one asked for alone."""
     rig.push(sign_snapshot(payload(records), rig.keys.jprs), "jprs")
     held = claimed_checkpoint(rig.store.checkpoint(2) or b"")
     assert held is not None and held.size == 2
-    note, proof, size = rig.exchange.checkpoint_and_proof("jprs", 2)
-    latest = claimed_checkpoint(note)
-    assert latest is not None and size == latest.size == rig.store.log_size() > 2
-    tlog.verify_consistency(2, size, held.root, latest.root, proof)
-    assert rig.exchange.checkpoint_and_proof("jprs", size)[1:] == ([], 0)  # nothing to prove
-    assert rig.exchange.checkpoint_and_proof("jprs", size + 5)[1:] == ([], 0)
+    update = rig.exchange.log_update("jprs", 2, [2, 0, 99], True)
+    latest = claimed_checkpoint(update.note)
+    assert latest is not None and update.size == latest.size == rig.store.log_size() > 2
+    tlog.verify_consistency(2, update.size, held.root, latest.root, update.consistency)
+    leaves = rig.store.log_entries(0, update.size, 1 << 30)
+    assert [index for index, _ in update.inclusion] == [2, 0]  # 99 is beyond the tree
+    for index, proof in update.inclusion:
+        tlog.verify_inclusion(tlog.leaf_hash(leaves[index]), index, update.size, proof, latest.root)
+    assert update.entries is not None and update.entries.start == 2
+    assert list(update.entries.entries) == leaves[2:]  # jprs's own pairing: shown
+    assert rig.exchange.log_update("jprs", update.size, [], False).consistency == []
+    assert rig.exchange.log_update("jprs", update.size + 5, [], True).entries is None
+
+
+def test_the_client_answers_later_log_calls_from_what_the_checkpoint_carried(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    rig.push(sign_snapshot(payload(records), rig.keys.jprs), "jprs")
+    update = rig.exchange.log_update("jprs", 2, [3], True)
+    answer = pb.SignedCheckpoint(
+        note=update.note,
+        tree_size=update.size,
+        consistency=update.consistency,
+        inclusion=[pb.LogProof(hashes=p) for _, p in update.inclusion],
+    )
+    assert update.entries is not None
+    answer.entries.CopyFrom(update.entries.to_pb())
+    served = ServedLog.of(answer, 2, [3])
+    assert served.consistency == {(2, update.size): update.consistency}
+    assert served.inclusion == {(3, update.size): update.inclusion[0][1]}
+    part = served.log_range(3, 5)
+    assert part is not None and (part.start, part.entries) == (3, update.entries.entries[1:3])
+    assert served.log_range(1, 5) is None  # starts before what was served: asked for
+    assert ServedLog.of(pb.SignedCheckpoint(note=update.note), 0, []) == ServedLog()

@@ -7,7 +7,7 @@ consistency proof a receipt's checkpoint needs, fetches it, and hands it in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from invsync.agent.errors import InvsyncError
@@ -26,7 +26,13 @@ Fail = Callable[[str], InvsyncError]
 class LogClient(Protocol):
     """The log calls of `agent.exchange.client.ExchangeClient`, all the log readers use."""
 
-    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes: ...
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes: ...
 
     def log_range(self, start: int, end: int) -> LogRange: ...
 

@@ -38,7 +38,7 @@ be reached is no finding: the cycle fails as for any other call, and the next on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,8 +105,10 @@ class LogWatch:
         """Steps 1 to 5; the checkpoint now held."""
         pairing = trust.pairing.name
         with recording_refusals(self.store, self.party, pairing, self.clock):
-            head = self.head(client, trust)
-            checked = self._check_receipts(client, trust, head.checkpoint)
+            receipts = self._receipts_to_check(trust)
+            indexes = [receipt.log_index for _, receipt in receipts]
+            head = self.head(client, trust, inclusion_of=indexes, entries=True)
+            checked = self._check_receipts(client, pairing, receipts, head.checkpoint)
             held = trust.state.checkpoint
             own = OwnEntries(self.party, self.store, self.server_keys)
             read = own.check(client, pairing, held.size if held else 0, head.checkpoint)
@@ -133,13 +135,24 @@ class LogWatch:
         )
         return head.checkpoint
 
-    def head(self, client: LogClient, trust: PairingTrust[Any]) -> LogHead:
-        """Steps 1 and 2: the latest checkpoint, opened and consistent with the one held."""
+    def head(
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        *,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> LogHead:
+        """Steps 1 and 2: the latest checkpoint, opened and consistent with the one held.
+
+        The proof from the checkpoint held comes in the same answer, and with it the inclusion
+        proofs of `inclusion_of` and (with `entries`) the entries since (steps 3 and 4 then
+        read them without a call); each is verified where it is used, like any other."""
         pairing = trust.pairing.name
         held = trust.state.checkpoint
-        # The proof from the checkpoint held comes in the same answer (`consistency_proof`
-        # then gives it without a call); it is verified below like any other.
-        note = client.checkpoint(proof_from=held.size if held else 0)
+        note = client.checkpoint(
+            proof_from=held.size if held else 0, inclusion_of=inclusion_of, entries=entries
+        )
         what = "the log's latest checkpoint"
         checkpoint = self.open(note, trust.state, what, inconsistent(pairing))
         if held is None:
@@ -182,19 +195,26 @@ class LogWatch:
         except BadCheckpoint as e:
             raise error(f"{what}: {e}") from e
 
-    def _check_receipts(
-        self, client: LogClient, trust: PairingTrust[Any], head: Checkpoint
-    ) -> list[int]:
-        """Step 3 for each receipt of the pairing not checked yet, and the latest again (a
-        server that rewrote it since shows); the versions checked."""
-        pairing = trust.pairing.name
-        versions = self.store.unchecked_receipts(pairing)
+    def _receipts_to_check(self, trust: PairingTrust[Any]) -> list[tuple[int, Receipt]]:
+        """Each receipt of the pairing not checked yet, and the latest again (a server that
+        rewrote it since shows), by version."""
+        versions = self.store.unchecked_receipts(trust.pairing.name)
         latest = max(trust.state.receipts, default=None)
         again = [latest] if latest is not None and latest not in versions else []
-        for version in again + versions:
-            receipt = decode_receipt(trust.state.receipts[version])
+        return [(v, decode_receipt(trust.state.receipts[v])) for v in again + versions]
+
+    def _check_receipts(
+        self,
+        client: LogClient,
+        pairing: str,
+        receipts: Sequence[tuple[int, Receipt]],
+        head: Checkpoint,
+    ) -> list[int]:
+        """Step 3 for each of `receipts`; the versions not checked before."""
+        for _, receipt in receipts:
             self._check_own_entry(client, pairing, receipt, head)
-        return versions
+        unchecked = set(self.store.unchecked_receipts(pairing))
+        return [version for version, _ in receipts if version in unchecked]
 
     def _check_own_entry(
         self, client: LogClient, pairing: str, receipt: Receipt, head: Checkpoint

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
@@ -33,6 +33,7 @@ from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keepalive import Keepalive, client_options
 from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.rejections import BY_RULE, RULE_METADATA_KEY, UNKNOWN_RULE, known_rule
+from invsync.agent.exchange.served_log import ServedLog
 from invsync.agent.exchange.snapshot import Served, served_from_chunks, to_chunks
 from invsync.agent.telemetry import metrics
 from invsync.agent.times import rfc3339
@@ -40,6 +41,8 @@ from invsync.v1 import invsync_pb2 as pb
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+
+
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Reports kept by id: a cycle asks again for the one its new report continues (by id).
 REPORTS_REMEMBERED = 8
@@ -76,8 +79,8 @@ class ExchangeClient:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.clock = clock
-        # The consistency proof the last GetCheckpoint answer carried: (from, to) sizes, hashes.
-        self._served_proof: tuple[tuple[int, int], list[bytes]] = ((0, 0), [])
+        # What the last GetCheckpoint answer carried beside its note.
+        self._served = ServedLog()
         # Reports served, by id, the latest last (see `report`).
         self._reports: dict[str, pb.Report] = {}
         credentials = grpc.ssl_channel_credentials(
@@ -161,17 +164,27 @@ class ExchangeClient:
         self._remember(answer)
         return answer
 
-    def checkpoint(self, tree_size: int = 0, proof_from: int = 0) -> bytes:
-        """The log's latest signed checkpoint note, or the one signed at `tree_size`. With
-        `proof_from`, the server sends the consistency proof from that size to the latest in
-        the same answer: `consistency_proof` then gives it without another call (unchecked
-        here, like any proof it serves: its reader verifies it)."""
-        request = pb.GetCheckpointRequest(tree_size=tree_size, proof_from=proof_from)
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
+        """The log's latest signed checkpoint note, or the one signed at `tree_size`.
+
+        For the latest, the server can answer in the same call what a log watch asks next: the
+        consistency proof from `proof_from`, the inclusion proofs of `inclusion_of` and (with
+        `entries`) the entries from `proof_from` on. `consistency_proof`, `inclusion_proof`
+        and `log_range` then give them without a call; each is checked by its reader as if it
+        had been asked for alone."""
+        request = pb.GetCheckpointRequest(
+            tree_size=tree_size, proof_from=proof_from, inclusion_of=inclusion_of, entries=entries
+        )
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
-        if answer.proof_size:
-            self._served_proof = ((proof_from, answer.proof_size), list(answer.consistency))
+        self._served = ServedLog.of(answer, proof_from, inclusion_of)
         return answer.note
 
     def log_entries(self, start: int, end: int) -> list[bytes]:
@@ -183,6 +196,9 @@ class ExchangeClient:
     def log_range(self, start: int, end: int) -> LogRange:
         """Entries start <= index < end with every leaf hash (`LogRange`), unchecked: call its
         `check()` before parsing an entry."""
+        served = self._served.log_range(start, end)
+        if served is not None:
+            return served
         request = pb.GetLogEntriesRequest(start=start, end=end)
         answer = self._call(
             "GetLogEntries", lambda: self.stub.GetLogEntries(request, timeout=self.timeout)
@@ -190,6 +206,9 @@ class ExchangeClient:
         return LogRange.from_pb(start, answer)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        served = self._served.inclusion.get((index, tree_size))
+        if served is not None:
+            return served
         request = pb.GetInclusionProofRequest(index=index, tree_size=tree_size)
         answer = self._call(
             "GetInclusionProof", lambda: self.stub.GetInclusionProof(request, timeout=self.timeout)
@@ -197,9 +216,9 @@ class ExchangeClient:
         return list(answer.hashes)
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
-        sizes, proof = self._served_proof
-        if sizes == (first_size, second_size):
-            return proof
+        served = self._served.consistency.get((first_size, second_size))
+        if served is not None:
+            return served
         request = pb.GetConsistencyProofRequest(first_size=first_size, second_size=second_size)
         answer = self._call(
             "GetConsistencyProof",

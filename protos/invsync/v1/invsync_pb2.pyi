@@ -1067,21 +1067,29 @@ class GetCheckpointRequest(_message.Message):
 
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     PROOF_FROM_FIELD_NUMBER: _builtins.int
+    INCLUSION_OF_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     """0 asks for the latest checkpoint; otherwise the one signed when the log reached this size."""
     proof_from: _builtins.int
-    """With the latest checkpoint: the size of the checkpoint the caller holds, to get the
-    consistency proof from it in the same answer (0: none), instead of asking for it next.
+    """With the latest checkpoint, what a log watch asks next, in the same answer (issue 13):
+    the size of the checkpoint the caller holds (the consistency proof from it; and with
+    `entries`, the entries from that index on), and entries whose inclusion proofs it needs.
     """
+    entries: _builtins.bool
+    @_builtins.property
+    def inclusion_of(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         tree_size: _builtins.int = ...,
         proof_from: _builtins.int = ...,
+        inclusion_of: _abc.Iterable[_builtins.int] | None = ...,
+        entries: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "inclusion_of", b"inclusion_of", "proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1093,29 +1101,40 @@ class SignedCheckpoint(_message.Message):
 
     NOTE_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
-    PROOF_SIZE_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    INCLUSION_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
     note: _builtins.bytes
     """A C2SP signed note: the checkpoint body (origin, tree size, base64 root hash, one line each),
     a blank line, and the server's signature line. Origin and key name are the server's name.
     """
-    proof_size: _builtins.int
+    tree_size: _builtins.int
     @_builtins.property
     def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """The RFC 9162 consistency proof from the tree of GetCheckpointRequest.proof_from entries to
-        this checkpoint's, when asked for and that tree is not larger; `proof_size` is this
-        checkpoint's size, 0 when no proof is given.
+        """Only when the request asked for more than the note. `tree_size` is this checkpoint's size;
+        `consistency` the RFC 9162 proof from the tree of proof_from entries to it (when
+        0 < proof_from < tree_size); `inclusion[i]` the proof of entry inclusion_of[i] in it (for
+        each below tree_size, in order); `entries` the log entries from proof_from on, as
+        GetLogEntries answers them (maybe the first part only). Readers verify them all as if
+        asked for one by one.
         """
 
+    @_builtins.property
+    def inclusion(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogProof]: ...
+    @_builtins.property
+    def entries(self) -> Global___LogEntries: ...
     def __init__(
         self,
         *,
         note: _builtins.bytes = ...,
         consistency: _abc.Iterable[_builtins.bytes] | None = ...,
-        proof_size: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+        inclusion: _abc.Iterable[Global___LogProof] | None = ...,
+        entries: Global___LogEntries | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "note", b"note", "proof_size", b"proof_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "entries", b"entries", "inclusion", b"inclusion", "note", b"note", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
