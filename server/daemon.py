@@ -25,6 +25,7 @@ from invsync.server.config import ServerConfig
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
 from invsync.server.reconciling import ReportMaker
+from invsync.server.report_news import ReportNews
 from invsync.server.report_worker import ReportWorker
 from invsync.server.schedule import start_scheduler
 from invsync.server.service import ExchangeService
@@ -46,6 +47,7 @@ class RunningServer:
     limiter: Limiter
     reports: ReportWorker
     schedule: threading.Thread
+    news: ReportNews
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -58,6 +60,7 @@ class RunningServer:
         """
         self.health.enter_graceful_shutdown()
         self.schedule_stop.set()
+        self.news.close()  # calls waiting for a report are answered now, not at their deadline
         # New calls are refused from here on. gRPC would cancel the calls in flight at the end
         # of the grace it is given: given more than ours, the stop(None) below comes first.
         drained = self.server.stop(grace + 60.0)
@@ -134,7 +137,9 @@ def start(config: ServerConfig) -> RunningServer:
     stop = threading.Event()
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
     schedule = start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
-    return RunningServer(server, port, health_servicer, store, stop, limiter, worker, schedule)
+    return RunningServer(
+        server, port, health_servicer, store, stop, limiter, worker, schedule, exchange.news
+    )
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

@@ -258,22 +258,26 @@ class Exchange:
     ) -> LogUpdate:
         """The latest checkpoint with what a log watch asks next (GetCheckpointRequest): the
         consistency proof from the tree of `proof_from` entries, the inclusion proofs of the
-        entries `inclusion_of` below its size, and with `entries` the entries from
-        `proof_from` on (as `log_entries` serves them)."""
+        entries `inclusion_of` below its size, and with `entries` the leaf hashes from
+        `proof_from` on with the entries a log watch reads: the caller's own, and the chain
+        resets of its pairings (every other entry withheld, as another pairing's are)."""
         self._member(tls_party)
         with self.store.transaction():  # the size and the checkpoint of that size, together
             size = self._size()
             note = self.store.checkpoint(size)
         if note is None:
             raise NotFound(f"the log has no checkpoint yet (it has {size} entries)")
-        leaves = self.store.leaf_hashes(size)
-        consistency = tlog.consistency_proof(leaves, proof_from) if 0 < proof_from < size else []
-        included = [(i, tlog.inclusion_proof(leaves, i)) for i in inclusion_of[:8] if i < size]
+        wanted = [i for i in inclusion_of[:8] if i < size]
+        proves = 0 < proof_from < size
+        leaves = self.store.leaf_hashes(size) if proves or wanted else []
+        consistency = tlog.consistency_proof(leaves, proof_from) if proves else []
+        included = [(i, tlog.inclusion_proof(leaves, i)) for i in wanted]
         served = None
         if entries and proof_from < size:
-            served = self.log_entries(
-                tls_party, proof_from, min(size, proof_from + MAX_LOG_ENTRIES)
-            )
+            end = min(size, proof_from + MAX_LOG_ENTRIES)
+            stored = self.store.log_entries(proof_from, end, MAX_LOG_ANSWER_BYTES)
+            own = self._pairings_of(tls_party)
+            served = LogRange.of(proof_from, stored, lambda leaf: _watched(leaf, tls_party, own))
         return LogUpdate(note, size, consistency, included, served)
 
     def log_entries(self, tls_party: str | None, start: int, end: int) -> LogRange:
@@ -402,6 +406,18 @@ def _entry(
 
 def _bad_request(message: str) -> BadLogRequest:
     return BadLogRequest(message)
+
+
+def _watched(leaf: bytes, party: str | None, pairings: frozenset[str]) -> bool:
+    """Whether a log watch reads the entry: one of the party's own, or a chain reset, of its
+    pairings. The peer's snapshots and the reports it leaves to GetLogEntries: they are most
+    of a steady cycle's log bytes, and the watch only checks what is signed as its party."""
+    try:
+        entry = pb.LogEntry.FromString(leaf)
+    except DecodeError:
+        return False
+    mine = entry.party == party or entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET
+    return mine and entry.pairing in pairings
 
 
 def _pairing_of(leaf: bytes) -> str:

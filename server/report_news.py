@@ -20,6 +20,9 @@ from invsync.server.storage import StoredReport
 
 # The longest one call waits, whatever it asks: a waiting call holds a server thread.
 MAX_WAIT_SECONDS = 20.0
+# Waiting calls one party may hold at once (an agent waits for one report per pairing at a
+# time); more are answered at once, so that no party ties up the server's call slots.
+MAX_WAITING_PER_PARTY = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class ReportWait:
     naming: str
     past: str
     seconds: float
+    # Whether the caller still waits (gRPC's context.is_active): a cancelled call stops at once.
+    alive: Callable[[], bool] = lambda: True
 
     def met_by(self, stored: StoredReport) -> bool:
         try:
@@ -48,26 +53,48 @@ class ReportWait:
 
 
 class ReportNews:
-    """Wakes the calls waiting for a report when one is stored or signed."""
+    """Wakes the calls waiting for a report when one is stored or signed, or the server stops."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._waiting: dict[str, int] = {}
+        self._closed = False
 
     def changed(self) -> None:
-        """A report was stored or signed. Called after its transaction committed, never while
-        holding the store's lock (a waiter reads the store holding this one)."""
+        """A report was stored or signed (or a waiting call was cancelled). Called after its
+        transaction committed, never while holding the store's lock (a waiter reads the store
+        holding this one)."""
         with self._changed:
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """The server stops: every waiting call is answered now, and later ones at once."""
+        with self._changed:
+            self._closed = True
             self._changed.notify_all()
 
     def wait(
         self, latest: Callable[[], StoredReport | None], wait: ReportWait
     ) -> StoredReport | None:
-        """The latest report once it meets `wait`, or as it stands when the time is up."""
+        """The latest report once it meets `wait`, or as it stands when the time is up (at
+        once for a party already holding MAX_WAITING_PER_PARTY waiting calls)."""
         deadline = time.monotonic() + min(wait.seconds, MAX_WAIT_SECONDS)
         with self._changed:
-            while True:
-                stored = latest()
-                left = deadline - time.monotonic()
-                if (stored is not None and wait.met_by(stored)) or left <= 0:
-                    return stored
-                self._changed.wait(left)
+            if self._waiting.get(wait.party, 0) >= MAX_WAITING_PER_PARTY:
+                return latest()
+            self._waiting[wait.party] = self._waiting.get(wait.party, 0) + 1
+            try:
+                return self._until(latest, wait, deadline)
+            finally:
+                self._waiting[wait.party] -= 1
+
+    def _until(
+        self, latest: Callable[[], StoredReport | None], wait: ReportWait, deadline: float
+    ) -> StoredReport | None:
+        while True:
+            stored = latest()
+            left = deadline - time.monotonic()
+            met = stored is not None and wait.met_by(stored)
+            if met or left <= 0 or self._closed or not wait.alive():
+                return stored
+            self._changed.wait(left)

@@ -81,15 +81,23 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         stored = self._guard(
             "GetReport",
             context,
-            lambda: self._report(request, party_of(context, self.identities)),
+            lambda: self._report(request, party_of(context, self.identities), context),
         )
-        return _report_pb(stored)
+        return _report_pb(stored, without_body=stored.report_id in request.known)
 
-    def _report(self, request: pb.GetReportRequest, party: str | None) -> StoredReport:
+    def _report(
+        self, request: pb.GetReportRequest, party: str | None, context: grpc.ServicerContext
+    ) -> StoredReport:
         wait = None
         if request.wait_seconds and party is not None:
+            # A caller that goes away wakes its wait, which then ends (ReportWait.alive).
+            context.add_callback(self.exchange.news.changed)
             wait = ReportWait(
-                party, request.wait_naming.hex(), request.wait_past, float(request.wait_seconds)
+                party,
+                request.wait_naming.hex(),
+                request.wait_past,
+                float(request.wait_seconds),
+                alive=context.is_active,
             )
         return self.exchange.report(party, request.pairing, request.report_id, wait)
 
@@ -104,7 +112,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
                 party_of(context, self.identities), request.pairing, request.report_id, sig
             ),
         )
-        return _report_pb(stored)
+        return _report_pb(stored, without_body=request.without_body)
 
     # The transparency log: any authenticated member may read its hashes and proofs, and the
     # entries of its own pairings (see Exchange.log_entries).
@@ -203,8 +211,12 @@ def _log_update_pb(update: LogUpdate) -> pb.SignedCheckpoint:
     return answer
 
 
-def _report_pb(stored: StoredReport) -> pb.Report:
-    return pb.Report(report_id=stored.report_id, envelope=_envelope_pb(stored.envelope))
+def _report_pb(stored: StoredReport, *, without_body: bool = False) -> pb.Report:
+    """A stored report; `without_body`: its signatures alone, for a caller that holds the body."""
+    envelope = _envelope_pb(stored.envelope)
+    if without_body:
+        envelope.ClearField("payload")
+    return pb.Report(report_id=stored.report_id, envelope=envelope)
 
 
 def _envelope_pb(env: Envelope) -> pb.Envelope:

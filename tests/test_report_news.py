@@ -127,7 +127,15 @@ def test_the_latest_checkpoint_comes_with_what_a_log_watch_asks_next(
     for index, proof in update.inclusion:
         tlog.verify_inclusion(tlog.leaf_hash(leaves[index]), index, update.size, proof, latest.root)
     assert update.entries is not None and update.entries.start == 2
-    assert list(update.entries.entries) == leaves[2:]  # jprs's own pairing: shown
+    assert update.entries.leaf_hashes == tuple(tlog.leaf_hash(leaf) for leaf in leaves[2:])
+    # jprs's own entries are shown (its snapshot and receipt), the rest only hashed: the
+    # report entries and nothing of secom's
+    kinds = [pb.LogEntry.FromString(leaf) for leaf in update.entries.entries if leaf]
+    assert [(e.kind, e.party) for e in kinds] == [
+        (pb.LOG_ENTRY_KIND_SNAPSHOT, "jprs"),
+        (pb.LOG_ENTRY_KIND_RECEIPT, "jprs"),
+    ]
+    assert len(update.entries) == len(leaves) - 2 > len(kinds)
     assert rig.exchange.log_update("jprs", update.size, [], False).consistency == []
     assert rig.exchange.log_update("jprs", update.size + 5, [], True).entries is None
 
@@ -152,3 +160,40 @@ def test_the_client_answers_later_log_calls_from_what_the_checkpoint_carried(
     assert part is not None and (part.start, part.entries) == (3, update.entries.entries[1:3])
     assert served.log_range(1, 5) is None  # starts before what was served: asked for
     assert ServedLog.of(pb.SignedCheckpoint(note=update.note), 0, []) == ServedLog()
+
+
+def test_a_party_holds_at_most_two_waiting_calls_and_a_stop_answers_them_all(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    """One party cannot tie up the server's call slots with waits, and a stopping server
+    answers the waiting calls at once instead of at their deadlines."""
+    wait = ReportWait("jprs", "ab" * 32, "", MAX_WAIT_SECONDS)
+    calls = [waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait)) for _ in range(2)]
+    time.sleep(0.3)
+    assert all(answers == [] for _, answers in calls)  # both wait
+    started = time.monotonic()
+    third = rig.exchange.report("jprs", PAIRING, "", wait)  # over the cap: answered at once
+    assert time.monotonic() - started < 1
+    other = ReportWait("secom", "ab" * 32, "", MAX_WAIT_SECONDS)
+    thread, answers = waiting(lambda: rig.exchange.report("secom", PAIRING, "", other))
+    time.sleep(0.3)
+    assert answers == []  # another party still gets its own waits
+    started = time.monotonic()
+    rig.exchange.news.close()
+    for call, _ in [*calls, (thread, answers)]:
+        call.join(5)
+    assert time.monotonic() - started < 2
+    assert {a[0].report_id for _, a in calls} == {answers[0].report_id, third.report_id}
+
+
+def test_a_caller_that_went_away_stops_waiting(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    gone = threading.Event()
+    wait = ReportWait("jprs", "ab" * 32, "", MAX_WAIT_SECONDS, alive=lambda: not gone.is_set())
+    thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
+    time.sleep(0.3)
+    gone.set()
+    rig.exchange.news.changed()  # what gRPC's callback on the cancelled call does
+    thread.join(5)
+    assert len(answers) == 1

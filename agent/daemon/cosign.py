@@ -65,7 +65,7 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
                     return write_report(agent, pairing.name, signed, now_signed[0])
                 continue
             except PeerArrived:
-                pass  # the report on both snapshots is being made: poll for it
+                signed = found[1]  # the report on both snapshots is being made: wait for it
         if found is not None and verify_report(found[0], agent.pins()).complete:
             return write_report(agent, pairing.name, found[1], found[0])
         if found is not None and agent.store.has_cosigned(found[1]):

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from invsync.agent.daemon.parts import AgentParts
+from invsync.agent.errors import ReportError
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.files import write_atomically
 from invsync.agent.model.findings import Severity
 from invsync.agent.report.body import (
     ReportVerification,
     parse_report_body,
+    read_report_file,
     verify_report,
     write_report_file,
 )
@@ -63,3 +65,22 @@ def write_report(agent: AgentParts, pairing: str, rid: str, env: Envelope) -> Cy
         1 for f in body.findings if f.severity == Severity.ERROR and f.acknowledgement is None
     )
     return CycleResult(pairing, version, rid, json_path, md_path, verification, errors)
+
+
+def written_bodies(directory: Path, count: int = 4) -> list[bytes]:
+    """The bodies of the newest report files written in `directory`: a fresh process hands them
+    to its client, and the server then answers those reports with their signatures alone. A
+    file that cannot be read is left out (the report is then fetched whole)."""
+    if not directory.is_dir():
+        return []
+    try:
+        paths = sorted(directory.glob("*.report.json"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return []
+    bodies = []
+    for path in paths[-count:]:
+        try:
+            bodies.append(read_report_file(path).payload)
+        except ReportError:
+            continue
+    return bodies

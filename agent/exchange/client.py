@@ -18,6 +18,7 @@ party's pairings; every leaf hash, `agent.exchange.logrange`), and proof hashes
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,9 @@ T = TypeVar("T")
 
 
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The slowest a server is expected to take in a snapshot, decoding and storing it: a 60 MB
+# full snapshot of 100,000 certificates gets 60 s beyond the call timeout.
+PUSH_BYTES_PER_SECOND = 1_000_000
 # Reports kept by id: a cycle asks again for the one its new report continues (by id).
 REPORTS_REMEMBERED = 8
 # Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
@@ -81,8 +85,9 @@ class ExchangeClient:
         self.clock = clock
         # What the last GetCheckpoint answer carried beside its note.
         self._served = ServedLog()
-        # Reports served, by id, the latest last (see `report`).
+        # Reports served, by id, the latest last (see `report`), and the bodies held, by id.
         self._reports: dict[str, pb.Report] = {}
+        self._bodies: dict[str, bytes] = {}
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -97,9 +102,14 @@ class ExchangeClient:
         self.channel.close()
 
     def push(self, env: Envelope) -> Envelope:
-        """Push a signed snapshot; returns the server's signed receipt."""
+        """Push a signed snapshot; returns the server's signed receipt.
+
+        The server answers once it decoded and stored every record, so a large (full) snapshot
+        gets more time than the call timeout: retried on its deadline, it would be decoded again
+        each time (at 100,000 certificates a cold push was sent three times)."""
+        timeout = self.timeout + len(env.payload) / PUSH_BYTES_PER_SECOND
         receipt = self._call(
-            "PushSnapshot", lambda: self.stub.PushSnapshot(to_chunks(env), timeout=self.timeout)
+            "PushSnapshot", lambda: self.stub.PushSnapshot(to_chunks(env), timeout=timeout)
         )
         return Envelope.from_pb(receipt.envelope)
 
@@ -132,7 +142,7 @@ class ExchangeClient:
         A report asked for by id that this client was served before is answered from memory:
         its body never changes (callers by id read the body and the server's signature), and
         the one a new report continues is the one served the cycle before."""
-        if report_id in self._reports:
+        if report_id and report_id in self._reports:
             return self._reports[report_id]
         request = pb.GetReportRequest(
             pairing=pairing,
@@ -140,14 +150,28 @@ class ExchangeClient:
             wait_naming=bytes.fromhex(naming),
             wait_past=past,
             wait_seconds=wait_seconds,
+            known=list(self._bodies),
         )
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
         self._remember(answer)
         return answer
 
+    def hold_report_body(self, body: bytes) -> None:
+        """A report body this agent holds (one it wrote): the server may then answer that
+        report with its signatures alone (GetReportRequest.known)."""
+        self._bodies[hashlib.sha256(body).hexdigest()] = body
+        while len(self._bodies) > REPORTS_REMEMBERED:
+            del self._bodies[next(iter(self._bodies))]
+
     def _remember(self, report: pb.Report) -> None:
-        self._reports[report.report_id] = report
+        """Put back a body the server left out, and keep the report by id. A body left out
+        that is not held here stays out: the reader then refuses the empty payload."""
+        if not report.envelope.payload and report.report_id in self._bodies:
+            report.envelope.payload = self._bodies[report.report_id]
+        if report.envelope.payload and report.report_id:
+            self.hold_report_body(report.envelope.payload)
+            self._reports[report.report_id] = report
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
 
@@ -156,6 +180,7 @@ class ExchangeClient:
             pairing=pairing,
             report_id=report_id,
             signature=pb.Signature(keyid=sig.keyid, sig=sig.sig),
+            without_body=report_id in self._bodies,
         )
         answer = self._call(
             "SubmitReportSignature",
@@ -195,7 +220,9 @@ class ExchangeClient:
 
     def log_range(self, start: int, end: int) -> LogRange:
         """Entries start <= index < end with every leaf hash (`LogRange`), unchecked: call its
-        `check()` before parsing an entry."""
+        `check()` before parsing an entry. Within what the last `checkpoint(entries=True)`
+        carried, answered from it: there only this party's own entries and its pairings' chain
+        resets are shown (all its readers, the log watch and the restore, read)."""
         served = self._served.log_range(start, end)
         if served is not None:
             return served

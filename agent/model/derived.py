@@ -10,17 +10,25 @@ certificate gives None, and the certificate is parsed again: a cache, never a so
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cryptography
 
+from invsync.agent.model import der, record
 from invsync.agent.model.record import CertInfo
 
-# Facts are what this encoding and this `cryptography` derive: another release may spell a name
-# or refuse an extension differently, so facts another one wrote are derived again.
-FORMAT = f"1 cryptography {cryptography.__version__}"
+# Facts are what this encoding, this `cryptography` and this derivation code derive: another
+# release may spell a name or refuse an extension differently, and a change to how invsync
+# derives a field (record.py, der.py) changes what a rule sees, so facts any other one wrote
+# are derived again. The agents' facts must be the server's, which parses afresh.
+_DERIVATION = hashlib.sha256(
+    b"".join(Path(module.__file__ or "").read_bytes() for module in (record, der))
+).hexdigest()[:16]
+FORMAT = f"1 cryptography {cryptography.__version__} derivation {_DERIVATION}"
 
 T = TypeVar("T")
 

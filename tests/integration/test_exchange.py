@@ -142,6 +142,35 @@ def test_full_cycle_ends_with_a_report_carrying_three_valid_signatures(
     assert missing == BUG_1695993
 
 
+def test_a_report_whose_body_the_client_holds_comes_as_its_signatures_alone(
+    federation: Federation,
+) -> None:
+    """Issue 13: a fresh agent process holds the reports it wrote; the server answers those
+    with their signatures, and the client puts the body back."""
+    _run_both_agents(federation)
+    written = read_report_file(sorted((federation.work / "reports").glob("*/*.report.json"))[0])
+    rid = hashlib.sha256(written.payload).hexdigest()
+    raw = federation.client("secom")
+    try:  # the wire, under the client's own handling
+        bare = raw.stub.GetReport(
+            pb.GetReportRequest(pairing="secom-jprs", known=[rid]), timeout=10
+        )
+        whole = raw.stub.GetReport(pb.GetReportRequest(pairing="secom-jprs"), timeout=10)
+    finally:
+        raw.close()
+    assert bare.report_id == whole.report_id == rid
+    assert (bare.envelope.payload, whole.envelope.payload) == (b"", written.payload)
+    assert list(bare.envelope.signatures) == list(whole.envelope.signatures)
+    client = federation.client("secom")
+    try:
+        client.hold_report_body(written.payload)
+        served = client.report("secom-jprs")
+    finally:
+        client.close()
+    assert served.envelope.payload == written.payload
+    assert verify_report(Envelope.from_pb(served.envelope)).complete
+
+
 def _refresh_every_cycle(config: Path) -> None:
     """snapshot_refresh_seconds = 0: the unchanged inventory is pushed again at once."""
     text = config.read_text()

@@ -941,6 +941,7 @@ class GetReportRequest(_message.Message):
     WAIT_NAMING_FIELD_NUMBER: _builtins.int
     WAIT_PAST_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     """Empty asks for the latest report of the pairing."""
@@ -953,6 +954,13 @@ class GetReportRequest(_message.Message):
     """
     wait_past: _builtins.str
     wait_seconds: _builtins.int
+    @_builtins.property
+    def known(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of reports whose bodies the caller holds: when the answer is one of them, its
+        envelope comes without the payload (the signatures alone), and the caller puts back the
+        body it holds, whose SHA-256 is the id.
+        """
+
     def __init__(
         self,
         *,
@@ -961,10 +969,11 @@ class GetReportRequest(_message.Message):
         wait_naming: _builtins.bytes = ...,
         wait_past: _builtins.str = ...,
         wait_seconds: _builtins.int = ...,
+        known: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "pairing", b"pairing", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -977,8 +986,13 @@ class SubmitReportSignatureRequest(_message.Message):
     PAIRING_FIELD_NUMBER: _builtins.int
     REPORT_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    WITHOUT_BODY_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
+    without_body: _builtins.bool
+    """The answer's envelope without the payload, which the caller just signed (see
+    GetReportRequest.known).
+    """
     @_builtins.property
     def signature(self) -> Global___Signature: ...
     def __init__(
@@ -987,10 +1001,11 @@ class SubmitReportSignatureRequest(_message.Message):
         pairing: _builtins.str = ...,
         report_id: _builtins.str = ...,
         signature: Global___Signature | None = ...,
+        without_body: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "signature", b"signature", "without_body", b"without_body"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
