@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from invsync.agent.errors import StoreError, bounded
 from invsync.agent.exchange import delta, tlog
 from invsync.agent.exchange.acceptance import AcceptancePolicy, LastAccepted, accept
+from invsync.agent.exchange.checkpoint import claimed_checkpoint
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import SigningKey
@@ -302,6 +303,20 @@ class Exchange:
             raise _bad_request(f"inclusion proof: entry {index} is not in a tree of size {size}")
         self._within(size)
         return tlog.inclusion_proof(self.store.leaf_hashes(size), index)
+
+    def receipt_proof(
+        self, tls_party: str | None, receipt: pb.Envelope, held: int
+    ) -> tuple[int, int, list[bytes]]:
+        """The consistency proof between the tree of `held` entries and the checkpoint the
+        receipt (as this server signed it) names, smaller size first; (0, 0, []) when none is
+        needed or `held` is not a tree of this log."""
+        body = pb.ReceiptBody.FromString(receipt.payload)
+        checkpoint = claimed_checkpoint(body.checkpoint)
+        size = checkpoint.size if checkpoint is not None else 0
+        first, second = sorted((held, size))
+        if first == 0 or first == second or second > self._size():
+            return 0, 0, []
+        return first, second, self.consistency_proof(tls_party, first, second)
 
     def consistency_proof(self, tls_party: str | None, first: int, second: int) -> list[bytes]:
         self._member(tls_party)

@@ -13,10 +13,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.exchange.envelope import Envelope, Sig
-from invsync.agent.exchange.rejections import RULE_METADATA_KEY, Rejection, status_of
+from invsync.agent.exchange.rejections import (
+    LOG_SIZE_METADATA_KEY,
+    RULE_METADATA_KEY,
+    Rejection,
+    status_of,
+)
 from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics
@@ -54,8 +60,22 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             with self.limiter.push(party, context) as watch:
                 return self.exchange.push(party, self.limiter.chunks(watch, request_iterator))
 
-        receipt = _guard("PushSnapshot", context, push)
-        return pb.Receipt(envelope=pb.Envelope.FromString(receipt))
+        receipt = pb.Receipt(envelope=pb.Envelope.FromString(_guard("PushSnapshot", context, push)))
+        held = _log_size_held(context)
+        if held:
+            self._add_receipt_proof(receipt, party_of(context, self.identities), held)
+        return receipt
+
+    def _add_receipt_proof(self, receipt: pb.Receipt, party: str | None, held: int) -> None:
+        """The snapshot is committed: a proof that cannot be made is left out (the agent then
+        asks for it), never a failed push."""
+        try:
+            first, second, proof = self.exchange.receipt_proof(party, receipt.envelope, held)
+        except (InvsyncError, DecodeError) as e:
+            log.warning("no consistency proof for party=%s's receipt: %s", party, e)
+            return
+        receipt.consistency[:] = proof
+        receipt.consistency_first, receipt.consistency_second = first, second
 
     def _guard(self, method: str, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
         """`_guard`, the call also under the limiter's total-time cap."""
@@ -197,6 +217,15 @@ def _text(error: InvsyncError) -> str:
     """The error's message as a status text or log field: bounded, because it may quote what a
     sender sent, and gRPC refuses trailing metadata (the status text among it) past 8 KiB."""
     return bounded(error, STATUS_CHARS)
+
+
+def _log_size_held(context: grpc.ServicerContext) -> int:
+    """The log size a pushing agent holds, as its call metadata says (0: not said, or not a
+    number: no proof is sent, and the agent asks for it)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == LOG_SIZE_METADATA_KEY and isinstance(value, str) and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _log_update_pb(update: LogUpdate) -> pb.SignedCheckpoint:

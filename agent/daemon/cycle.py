@@ -28,7 +28,7 @@ from invsync.agent.daemon.rotation import (
     pinned_keys,
     pins_of,
 )
-from invsync.agent.daemon.writing import CycleResult, written_bodies
+from invsync.agent.daemon.writing import CycleResult, written_reports
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
@@ -47,8 +47,8 @@ class Agent:
         self.server_keys = pinned_keys(config.server.signing_keys)
         self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
         self.client = exchange_client(config)
-        for body in written_bodies(config.report_dir):
-            self.client.hold_report_body(body)
+        for report in written_reports(config.report_dir):
+            self.client.hold_report(report)
         self.log_watch = LogWatch(
             party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock
         )

@@ -141,8 +141,9 @@ def send(
 def _push_pending(agent: AgentParts, pairing: str, version: int, env: Envelope) -> None:
     """Push; the snapshot is sent once the trusted state took the server's receipt for it,
     which is kept in the same transaction. A refused receipt leaves it pending."""
-    receipt = agent.client.push(env)
     trust = agent.checker.trust(agent.config.pairings[pairing])
+    held = trust.state.checkpoint
+    receipt = agent.client.push(env, log_size_held=held.size if held else 0)
     with trust.staged() as staged:  # adopted in memory once the database took it
         take_receipt(agent.client, staged, receipt, version=version, payload=env.payload)
         agent.store.record_receipt(pairing, version, staged.state, agent.clock())

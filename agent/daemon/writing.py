@@ -67,20 +67,21 @@ def write_report(agent: AgentParts, pairing: str, rid: str, env: Envelope) -> Cy
     return CycleResult(pairing, version, rid, json_path, md_path, verification, errors)
 
 
-def written_bodies(directory: Path, count: int = 4) -> list[bytes]:
-    """The bodies of the newest report files written in `directory`: a fresh process hands them
-    to its client, and the server then answers those reports with their signatures alone. A
-    file that cannot be read is left out (the report is then fetched whole)."""
+def written_reports(directory: Path, count: int = 4) -> list[Envelope]:
+    """The newest report files written in `directory`, as signed: a fresh process hands them to
+    its client, which then answers a report asked for by id from them, and the server answers
+    those reports with their signatures alone. A file that cannot be read is left out (the
+    report is then fetched whole); whatever is handed over is verified where it is used."""
     if not directory.is_dir():
         return []
     try:
         paths = sorted(directory.glob("*.report.json"), key=lambda p: p.stat().st_mtime)
     except OSError:
         return []
-    bodies = []
+    reports = []
     for path in paths[-count:]:
         try:
-            bodies.append(read_report_file(path).payload)
+            reports.append(read_report_file(path))
         except ReportError:
             continue
-    return bodies
+    return reports

@@ -33,7 +33,13 @@ from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keepalive import Keepalive, client_options
 from invsync.agent.exchange.logrange import LogRange
-from invsync.agent.exchange.rejections import BY_RULE, RULE_METADATA_KEY, UNKNOWN_RULE, known_rule
+from invsync.agent.exchange.rejections import (
+    BY_RULE,
+    LOG_SIZE_METADATA_KEY,
+    RULE_METADATA_KEY,
+    UNKNOWN_RULE,
+    known_rule,
+)
 from invsync.agent.exchange.served_log import ServedLog
 from invsync.agent.exchange.snapshot import Served, served_from_chunks, to_chunks
 from invsync.agent.telemetry import metrics
@@ -101,16 +107,23 @@ class ExchangeClient:
     def close(self) -> None:
         self.channel.close()
 
-    def push(self, env: Envelope) -> Envelope:
+    def push(self, env: Envelope, log_size_held: int = 0) -> Envelope:
         """Push a signed snapshot; returns the server's signed receipt.
 
         The server answers once it decoded and stored every record, so a large (full) snapshot
         gets more time than the call timeout: retried on its deadline, it would be decoded again
         each time (at 100,000 certificates a cold push was sent three times)."""
         timeout = self.timeout + len(env.payload) / PUSH_BYTES_PER_SECOND
+        # With the log size held, the answer carries the consistency proof the receipt's
+        # checkpoint needs: `consistency_proof` then gives it without a call.
+        metadata = ((LOG_SIZE_METADATA_KEY, str(log_size_held)),) if log_size_held else None
         receipt = self._call(
-            "PushSnapshot", lambda: self.stub.PushSnapshot(to_chunks(env), timeout=timeout)
+            "PushSnapshot",
+            lambda: self.stub.PushSnapshot(to_chunks(env), timeout=timeout, metadata=metadata),
         )
+        if receipt.consistency_first:
+            sizes = (receipt.consistency_first, receipt.consistency_second)
+            self._served = self._served.with_consistency(sizes, list(receipt.consistency))
         return Envelope.from_pb(receipt.envelope)
 
     def fetch_peer_snapshot(
@@ -156,6 +169,12 @@ class ExchangeClient:
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
         self._remember(answer)
         return answer
+
+    def hold_report(self, env: Envelope) -> None:
+        """A signed report this agent holds (one it wrote): asked for by id, it is answered
+        from here; as the latest, the server sends its signatures alone."""
+        rid = hashlib.sha256(env.payload).hexdigest()
+        self._remember(pb.Report(report_id=rid, envelope=env.to_pb()))
 
     def hold_report_body(self, body: bytes) -> None:
         """A report body this agent holds (one it wrote): the server may then answer that

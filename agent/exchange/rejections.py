@@ -66,6 +66,8 @@ from invsync.agent.model.findings import Finding
 
 # The trailing metadata key that carries a refusal's rule.
 RULE_METADATA_KEY = "invsync-rule"
+# The call metadata key in which a push names the log size its agent holds (pb.Receipt).
+LOG_SIZE_METADATA_KEY = "invsync-log-size"
 # What a client counts a refusal under when the server named no rule it knows.
 UNKNOWN_RULE = "unknown"
 # The longest a rejection's message gets, sender text quoted in it included.

@@ -10,7 +10,7 @@ it had been asked for alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from invsync.agent.exchange.logrange import LogRange
 from invsync.v1 import invsync_pb2 as pb
@@ -43,6 +43,10 @@ class ServedLog:
         if answer.HasField("entries") and answer.entries.leaf_hashes:
             entries = LogRange.from_pb(proof_from, answer.entries)
         return cls(consistency, inclusion, entries)
+
+    def with_consistency(self, sizes: tuple[int, int], proof: list[bytes]) -> ServedLog:
+        """This, and a consistency proof served elsewhere (a push's receipt)."""
+        return replace(self, consistency={**self.consistency, sizes: proof})
 
     def log_range(self, start: int, end: int) -> LogRange | None:
         """The part of the entries served from `start` on, up to `end`; None if not served."""

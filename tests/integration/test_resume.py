@@ -33,7 +33,7 @@ def test_a_lost_receipt_is_recovered_by_re_pushing_the_pending_snapshot(
     pairing = agent.config.pairings["secom-jprs"]
     real_push = agent.client.push
 
-    def push_then_lose_the_receipt(env: Envelope) -> Envelope:
+    def push_then_lose_the_receipt(env: Envelope, log_size_held: int = 0) -> Envelope:
         real_push(env)  # the server commits and answers
         raise TransportError(f"{agent.client.address}: PushSnapshot: UNAVAILABLE: receipt lost")
 
@@ -67,7 +67,7 @@ def test_a_pending_snapshot_the_server_never_got_is_pushed_first(
     pairing = agent.config.pairings["secom-jprs"]
     real_push = agent.client.push
 
-    def never_arrives(env: Envelope) -> Envelope:
+    def never_arrives(env: Envelope, log_size_held: int = 0) -> Envelope:
         raise TransportError(f"{agent.client.address}: unreachable")
 
     agent.collect()

@@ -69,7 +69,7 @@ def test_a_signed_report_served_as_a_receipt_is_refused_and_the_push_stays_pendi
     real = secom.client
     _, signed_report = latest_report(secom)  # the server's key signed it: it is no receipt
 
-    def push(env: Envelope) -> Envelope:
+    def push(env: Envelope, log_size_held: int = 0) -> Envelope:
         real.push(env)  # the server accepts the snapshot, then answers with the report
         return signed_report
 

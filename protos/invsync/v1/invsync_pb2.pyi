@@ -856,18 +856,34 @@ class Receipt(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENVELOPE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIRST_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_SECOND_FIELD_NUMBER: _builtins.int
+    consistency_first: _builtins.int
+    consistency_second: _builtins.int
     @_builtins.property
     def envelope(self) -> Global___Envelope:
         """payload: a serialized ReceiptBody, payload_type "application/vnd.invsync.receipt.v1+protobuf"."""
+
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """When the push named the log size its agent holds (call metadata `invsync-log-size`): the
+        RFC 9162 consistency proof between that tree and the receipt checkpoint's, the smaller
+        first (sizes below), so the agent needs no call to check the receipt against its log.
+        Unsigned: the agent verifies it as if it had asked for it.
+        """
 
     def __init__(
         self,
         *,
         envelope: Global___Envelope | None = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+        consistency_first: _builtins.int = ...,
+        consistency_second: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "consistency_first", b"consistency_first", "consistency_second", b"consistency_second", "envelope", b"envelope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

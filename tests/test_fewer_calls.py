@@ -197,3 +197,22 @@ def test_a_caller_that_went_away_stops_waiting(
     rig.exchange.news.changed()  # what gRPC's callback on the cancelled call does
     thread.join(5)
     assert len(answers) == 1
+
+
+def test_a_receipt_comes_with_the_proof_from_the_log_size_its_pusher_holds(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    """The receipt checks against the agent's log without another call (pb.Receipt)."""
+    held = claimed_checkpoint(rig.store.checkpoint(2) or b"")
+    assert held is not None
+    receipt = pb.Envelope.FromString(
+        rig.push(sign_snapshot(payload(records), rig.keys.jprs), "jprs")
+    )
+    body = pb.ReceiptBody.FromString(receipt.payload)
+    named = claimed_checkpoint(body.checkpoint)
+    assert named is not None and named.size > 2
+    first, second, proof = rig.exchange.receipt_proof("jprs", receipt, 2)
+    assert (first, second) == (2, named.size)
+    tlog.verify_consistency(2, named.size, held.root, named.root, proof)
+    assert rig.exchange.receipt_proof("jprs", receipt, named.size) == (0, 0, [])  # same tree
+    assert rig.exchange.receipt_proof("jprs", receipt, 10**9) == (0, 0, [])  # no such tree
