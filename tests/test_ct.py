@@ -276,6 +276,9 @@ def test_skip_invalid_keeps_the_good_entries_and_lists_the_bad(tmp_path: Path) -
         ('{"entries": []}\n{"entries": [\n', "{path}:2: invalid JSON: Expecting value"),
         ('{"entries": {}}', '{path}: not a get-entries response (expected {"entries": [...]})'),
         ('{"entries": []}\n[]\n', "{path}:2: not a get-entries response"),
+        # Found by the CT fast path's review: nesting past Python's recursion limit.
+        ("[" * 100_000, "{path}: invalid JSON: nested too deeply"),
+        ('{"entries": []}\n' + "[" * 100_000 + "\n", "{path}:2: invalid JSON: nested too deeply"),
     ],
 )
 def test_a_file_that_is_not_get_entries_names_the_file(

@@ -10,6 +10,11 @@ kind `ct-precert` (its SHA-256 differs from the final certificate's; its TBS has
 Entries are read from files here (`load_ct_entries`) and from a live log in
 `agent.sources.ct_client`; both name an entry `<file or log URL>#<entry index>`. A malformed
 entry is a SourceError naming it, or, with `skip_invalid`, a `Skipped` entry.
+
+Nearly every entry of a log is dropped, so nothing is built for an entry until it may be kept
+(`agent.sources.ct_fast`): its structure is checked by offsets, its certificate loaded (what
+`cryptography` refuses is malformed), and its extensions read only when its bytes say it may
+be a CA. Plain JSON Lines are cut by `agent.sources.ct_lines`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 from cryptography import x509
@@ -28,7 +34,9 @@ from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.facts import Skipped
 from invsync.agent.model.record import DECODE_ERRORS, CertRecord, SourceRef, parse_certificate
 from invsync.agent.model.signatures import signed_by
-from invsync.agent.sources.ct_entries import EntryError, decode_entry
+from invsync.agent.sources.ct_entries import EntryError
+from invsync.agent.sources.ct_fast import entry_certificate, may_be_ca
+from invsync.agent.sources.ct_lines import PlainLines
 from invsync.agent.sources.reading import open_lines, read_text
 
 CT = "ct"
@@ -46,7 +54,7 @@ def load_ct_entries(path: Path, ctx: SourceContext) -> Facts:
     entries = _single_response(path)
     if entries is not None:
         return _responses_facts([entries], len(entries), str(path), keys, ctx)
-    total = sum(len(entries) for entries in _line_responses(path))
+    total = sum(map(len, _line_responses(path)))  # each response dropped once counted
     return _responses_facts(_line_responses(path), total, str(path), keys, ctx)
 
 
@@ -67,6 +75,9 @@ def _responses_facts(
         records.extend(facts.records)
         skipped.extend(facts.skipped)
         done += len(entries)
+        # Dropped before the next response is parsed (the loop would drop it after), so that
+        # its freed memory is reused for the next rather than taken anew from the system.
+        del entries
         ctx.progress(done, total)
     return Facts(records=tuple(records), skipped=tuple(skipped))
 
@@ -105,13 +116,12 @@ def entries_facts(
     records: list[CertRecord] = []
     skipped: list[Skipped] = []
     for index, entry in enumerate(entries, first_index):
-        location = f"{source}#{index}"
         try:
-            record = _entry_record(entry, location, keys, ctx.now)
+            record = _entry_record(entry, source, index, keys, ctx.now)
         except EntryError as e:
             if not ctx.skip_invalid:
-                raise SourceError(f"{location}: {e}") from e
-            skipped.append(Skipped(location, str(e)))
+                raise SourceError(f"{source}#{index}: {e}") from e
+            skipped.append(Skipped(f"{source}#{index}", str(e)))
             continue
         if record is not None:
             records.append(record)
@@ -119,20 +129,23 @@ def entries_facts(
 
 
 def _entry_record(
-    raw: object, location: str, keys: Sequence[PublicKeyTypes], now: datetime
+    raw: object, source: str, index: int, keys: Sequence[PublicKeyTypes], now: datetime
 ) -> CertRecord | None:
-    entry = decode_entry(raw)
-    what = "pre-certificate" if entry.precert else "certificate"
+    # Nearly every entry of a real log is dropped here, so nothing is built for one before it
+    # can be a CA (agent.sources.ct_fast), not even its location.
+    precert, der = entry_certificate(raw)
     try:
-        # Parse lazily and cheaply first: nearly every entry of a real log is dropped here.
-        cert = x509.load_der_x509_certificate(entry.certificate)
-        if not _is_ca(cert) or not any(signed_by(cert, key) for key in keys):
+        # Loaded whatever it is, so that bytes cryptography refuses are refused as before; its
+        # extensions (Python objects, SCTs and all) only when the bytes say it may be a CA.
+        cert = x509.load_der_x509_certificate(der)
+        if not may_be_ca(der) or not _is_ca(cert) or not any(signed_by(cert, k) for k in keys):
             return None
-        info = parse_certificate(entry.certificate)
+        info = parse_certificate(der)
     except DECODE_ERRORS as e:  # also what the lazy extension accessors raise, and unknown keys
+        what = "pre-certificate" if precert else "certificate"
         raise EntryError(f"{what} cannot be parsed: {e}") from e
-    kind = CT_PRECERT if entry.precert else CT
-    return CertRecord(info, sources=(SourceRef(kind, location, now, now),))
+    kind = CT_PRECERT if precert else CT
+    return CertRecord(info, sources=(SourceRef(kind, f"{source}#{index}", now, now),))
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -154,7 +167,7 @@ def _single_response(path: Path) -> list[object] | None:
             raise SourceError(f"{path}: no get-entries response found (the file is empty)")
         try:
             document = json.loads(first[1])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             document = _SPREAD
         else:
             if next(filled, None) is not None:
@@ -175,17 +188,22 @@ def _whole_response(path: Path) -> list[object] | None:
     text = read_text(path)
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         if sum(1 for line in text.splitlines() if line.strip()) > 1:
             return None
-        raise SourceError(f"{path}: invalid JSON: {e.msg} at column {e.colno}") from e
+        raise SourceError(f"{path}: invalid JSON: {_json_problem(e)}") from e
     return response_entries(document, str(path))
 
 
 def _line_responses(path: Path) -> Iterator[list[object]]:
-    """The `entries` of each non-blank line's get-entries response, named `path:line`."""
+    """The `entries` of each non-blank line's get-entries response, named `path:line`: plain
+    lines the fast way (agent.sources.ct_lines), from the first other one on the exact way."""
+    plain = PlainLines(path)
+    yield from plain.responses()
+    if plain.complete:
+        return
     with open_lines(path) as lines:
-        for number, line in lines:
+        for number, line in islice(lines, plain.count, None):
             if line.strip():
                 where = f"{path}:{number}"
                 yield response_entries(_json_line(line, where), where)
@@ -194,5 +212,12 @@ def _line_responses(path: Path) -> Iterator[list[object]]:
 def _json_line(line: str, where: str) -> object:
     try:
         return json.loads(line)
-    except json.JSONDecodeError as e:
-        raise SourceError(f"{where}: invalid JSON: {e.msg} at column {e.colno}") from e
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise SourceError(f"{where}: invalid JSON: {_json_problem(e)}") from e
+
+
+def _json_problem(e: json.JSONDecodeError | RecursionError) -> str:
+    # Python's decoder recurses once per nesting level: a hostile file nests past the limit.
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return f"{e.msg} at column {e.colno}"
