@@ -666,3 +666,12 @@ def test_a_pairing_is_stale_until_its_report_compares_its_latest_snapshots(
     assert maker.stale(PAIRING)
     maker.make(PAIRING)
     assert not maker.stale(PAIRING)
+
+
+def test_the_report_maker_keeps_no_whole_set_bytes(
+    rig: Rig, records: list[CertRecord], jprs_v1: bytes
+) -> None:
+    """The snapshots kept decoded for the next report hold their records, not the whole set's
+    bytes as well (60 MB each at 100,000 records)."""
+    maker = rig.exchange.reports
+    assert maker._decoded and all(s.full == b"" and s.records for s in maker._decoded.values())
