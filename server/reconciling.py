@@ -168,9 +168,10 @@ class ReportMaker:
         with self._remembering:
             snapshot = self._decoded.pop(digest, None)
         if snapshot is None:
-            version = decode_header(payload).version
-            full = whole_set(self.store, party, pairing, version) or b""
-            snapshot = decode_payload(payload, full=full)
+            header = decode_header(payload)
+            # A full snapshot is its own whole set: only a delta's is looked up (or rebuilt).
+            held = whole_set(self.store, party, pairing, header.version) if header.delta else None
+            snapshot = decode_payload(payload, full=held or b"")
         with self._remembering:
             self._remember(snapshot)
         return snapshot

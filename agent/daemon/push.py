@@ -43,6 +43,7 @@ class Draft:
     keys: list[SigningKey]  # which of our keys sign it
     announces: bool  # it announces our next signing key
     full: bytes  # its whole set: `payload` itself unless a delta on `last`
+    last_whole: bytes | None  # `last`'s whole set, None if unknown here (SentSnapshot.whole)
 
     @property
     def delta(self) -> bool:
@@ -66,6 +67,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
     """The version after the last sent one, from the stored inventory, not yet signed."""
     config = agent.config
     last = agent.store.latest_sent_snapshot(pairing.name)
+    last_whole = last.whole if last else None  # parses the payload: once, for both users
     verified = agent.checker.trust(pairing).state.checkpoint
     keys, announce = agent.keys.for_snapshot(last)
     version = (last.version if last else 0) + 1
@@ -87,9 +89,11 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         log_checkpoint=verified.note if verified else b"",
         # A delta on the last snapshot the server receipted, when its whole set is known here
         # (not after a restore from the log, which brings the signed bytes alone).
-        base=last.whole if last else None,
+        base=last_whole,
     )
-    return Draft(last, built.payload, version, expires_at, keys, bool(announce), built.full)
+    return Draft(
+        last, built.payload, version, expires_at, keys, bool(announce), built.full, last_whole
+    )
 
 
 def _scoped(agent: AgentParts, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:

@@ -47,7 +47,7 @@ def _sync(agent: AgentParts, pairing: PairingConfig, *, restored: bool) -> PushO
         PushReason.RESTORED
         if restored
         else push_reason(
-            last.whole if last else None,
+            next_one.last_whole,
             last.issued_at if last else None,
             next_one.full,
             now=now,

@@ -91,9 +91,8 @@ class ExchangeClient:
         self.clock = clock
         # What the last GetCheckpoint answer carried beside its note.
         self._served = ServedLog()
-        # Reports served, by id, the latest last (see `report`), and the bodies held, by id.
+        # Reports served or held, by id, the latest last (see `report`).
         self._reports: dict[str, pb.Report] = {}
-        self._bodies: dict[str, bytes] = {}
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -163,7 +162,7 @@ class ExchangeClient:
             wait_naming=bytes.fromhex(naming),
             wait_past=past,
             wait_seconds=wait_seconds,
-            known=list(self._bodies),
+            known=list(self._reports),
         )
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
@@ -176,20 +175,13 @@ class ExchangeClient:
         rid = hashlib.sha256(env.payload).hexdigest()
         self._remember(pb.Report(report_id=rid, envelope=env.to_pb()))
 
-    def hold_report_body(self, body: bytes) -> None:
-        """A report body this agent holds (one it wrote): the server may then answer that
-        report with its signatures alone (GetReportRequest.known)."""
-        self._bodies[hashlib.sha256(body).hexdigest()] = body
-        while len(self._bodies) > REPORTS_REMEMBERED:
-            del self._bodies[next(iter(self._bodies))]
-
     def _remember(self, report: pb.Report) -> None:
         """Put back a body the server left out, and keep the report by id. A body left out
         that is not held here stays out: the reader then refuses the empty payload."""
-        if not report.envelope.payload and report.report_id in self._bodies:
-            report.envelope.payload = self._bodies[report.report_id]
+        held = self._reports.pop(report.report_id, None)
+        if not report.envelope.payload and held is not None:
+            report.envelope.payload = held.envelope.payload
         if report.envelope.payload and report.report_id:
-            self.hold_report_body(report.envelope.payload)
             self._reports[report.report_id] = report
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
@@ -199,7 +191,7 @@ class ExchangeClient:
             pairing=pairing,
             report_id=report_id,
             signature=pb.Signature(keyid=sig.keyid, sig=sig.sig),
-            without_body=report_id in self._bodies,
+            without_body=report_id in self._reports,
         )
         answer = self._call(
             "SubmitReportSignature",

@@ -163,7 +163,7 @@ def test_a_report_whose_body_the_client_holds_comes_as_its_signatures_alone(
     assert list(bare.envelope.signatures) == list(whole.envelope.signatures)
     client = federation.client("secom")
     try:
-        client.hold_report_body(written.payload)
+        client.hold_report(written)
         served = client.report("secom-jprs")
     finally:
         client.close()
