@@ -22,6 +22,7 @@ from invsync.agent.model import record
 from invsync.agent.model.derived import FORMAT
 from invsync.agent.model.record import CertInfo, CertRecord, parse_certificate
 from invsync.agent.model.signatures import signed_by
+from invsync.agent.store import facts_cache
 from invsync.agent.store.agent_store import AgentStore
 from invsync.agent.store.db import transaction
 from invsync.agent.store.facts_cache import FactsCache
@@ -272,3 +273,49 @@ def test_the_agent_installs_its_cache_flushes_it_after_collecting_and_on_close(
         agent.close()
     assert record._CACHE is None and scope._KEPT is None
     assert (late.sha256,) in _rows(agent.config.database, kept)
+
+
+def test_a_process_reads_the_table_whole_once_and_lets_go_what_two_flushes_did_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> None:
+    db = tmp_path / "agent.db"
+    with _process(db, monkeypatch):
+        kept = [parse_certificate(der) for der in DERS]
+    parses.clear()
+    with _process(db, monkeypatch) as cache:
+        reads: list[str] = []
+        monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+        first = cache.info(kept[0].sha256, kept[0].der)
+        assert first == kept[0] and reads == []  # from the table read whole
+        cache.flush()
+        assert cache.info(kept[0].sha256, kept[0].der) is first  # held: asked again
+        cache.flush()
+        assert cache.info(kept[0].sha256, kept[0].der) is first
+        cache.flush()
+        cache.flush()  # two flushes with no one asking: let go, the next ask reads the row
+        assert cache.info(kept[0].sha256, kept[0].der) is None
+        assert cache.info(kept[1].sha256, kept[1].der) is None  # the whole read is let go too
+        assert reads == [kept[0].sha256, kept[1].sha256]
+        cache.add_info(kept[1])
+        assert cache.info(kept[1].sha256, kept[0].der) is None  # held, but for other bytes
+    assert parses == []
+
+
+def test_a_table_over_the_bound_is_read_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> None:
+    db = tmp_path / "agent.db"
+    with _process(db, monkeypatch):
+        kept = [parse_certificate(der) for der in DERS[:3]]
+    monkeypatch.setattr(facts_cache, "BULK_MAX_ROWS", 2)
+    with _process(db, monkeypatch) as cache:
+        read = cache._read
+        reads: list[str] = []
+
+        def counted(sql: str, *params: str) -> tuple[object, ...] | None:
+            reads.append(params[0])
+            return read(sql, *params)
+
+        monkeypatch.setattr(cache, "_read", counted)
+        assert [cache.info(info.sha256, info.der) for info in kept] == kept
+        assert reads == [info.sha256 for info in kept]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     counting(acceptance, "decode_payload")  # imported by name
     counting(record, "parse_certificate")
     counting(record_codec, "_parse")  # record_codec's name for parse_certificate
+    # Nothing decoded before is shared (records alive from another test would not be parsed).
+    monkeypatch.setattr(snapshot, "_ALIVE", weakref.WeakValueDictionary())
     return calls
 
 

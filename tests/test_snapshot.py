@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,28 @@ def test_the_header_carries_the_latest_log_checkpoint_verified(
     carried = snapshot.decode_payload(build(viewed_records, log_checkpoint=note)).header
     assert carried.log_checkpoint == note  # as the agent verified it, byte for byte
     assert snapshot.decode_payload(build(viewed_records)).header.log_checkpoint == b""
+
+
+def test_two_versions_alive_at_once_share_their_unchanged_records(
+    viewed_records: list[CertRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot, "_ALIVE", weakref.WeakValueDictionary())
+    decoded: list[bytes] = []
+    real = snapshot._decoded_record
+
+    def counted(data: bytes, index: int) -> CertRecord:
+        decoded.append(data)
+        return real(data, index)
+
+    monkeypatch.setattr(snapshot, "_decoded_record", counted)
+    changed = [viewed_records[0].with_view(operator="someone else"), *viewed_records[1:]]
+    before = snapshot.decode_payload(build(viewed_records))
+    assert len(decoded) == len(viewed_records)
+    after = snapshot.decode_payload(build(changed, version=4))
+    assert len(decoded) == len(viewed_records) + 1  # only the changed record decoded again
+    shared = {id(r) for r in before.records} & {id(r) for r in after.records}
+    assert len(shared) == len(viewed_records) - 1
+    assert list(after.records) == sorted(map(on_the_wire, changed), key=lambda r: r.sha256)
 
 
 def test_build_is_order_independent(viewed_records: list[CertRecord]) -> None:

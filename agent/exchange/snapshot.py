@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,7 +259,25 @@ def _check_root(claimed: bytes, records: Sequence[CertRecord], raw: Sequence[byt
         )
 
 
+# Every record decoded and still alive in the process, by its exact bytes: two versions of a
+# chain differ in a few records, and a report's check holds both (current and previous) of
+# both parties, so the second decode of each shares the first's records. Weak, like the
+# CertInfo of agent.model.record: it holds nothing no one else holds. CertRecord is immutable.
+_ALIVE: weakref.WeakValueDictionary[bytes, CertRecord] = weakref.WeakValueDictionary()
+_ALIVE_LOCK = threading.Lock()
+
+
 def _record_from_bytes(data: bytes, index: int) -> CertRecord:
+    with _ALIVE_LOCK:
+        alive = _ALIVE.get(data)
+    if alive is not None:
+        return alive
+    decoded = _decoded_record(data, index)
+    with _ALIVE_LOCK:
+        return _ALIVE.setdefault(data, decoded)
+
+
+def _decoded_record(data: bytes, index: int) -> CertRecord:
     try:
         msg = pb.Record.FromString(data)
     except DecodeError as e:

@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from invsync.agent.model.record import CertRecord
 from invsync.agent.sources.ccadb import normalize_owner
 
@@ -67,6 +64,4 @@ def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:
 
 
 def subject_organizations(record: CertRecord) -> frozenset[str]:
-    cert = x509.load_der_x509_certificate(record.info.der)
-    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return frozenset(v.value for v in values if isinstance(v.value, str))
+    return frozenset(record.info.subject_organizations)

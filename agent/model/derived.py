@@ -53,7 +53,7 @@ def info_from_json(stored: object, sha256: str, der: bytes) -> CertInfo | None:
         doc = json.loads(stored)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("sha256") != sha256:
             return None
-        return _info(_Facts(doc, der), sha256)
+        return _info(doc, der, sha256)
     except (_Unusable, KeyError, ValueError, RecursionError):  # base64's binascii.Error too
         return None  # a cache row is never worth an error: the DER is parsed again instead
 
@@ -69,75 +69,59 @@ def _encoded(value: object, der: bytes) -> object:
     return value  # str, bool, int, None, and tuples of str (JSON lists)
 
 
-def _info(facts: _Facts, sha256: str) -> CertInfo:
-    return CertInfo(
-        sha256=sha256,
-        der=facts.der,
-        subject=facts.text("subject"),
-        subject_der=facts.data("subject_der"),
-        issuer=facts.text("issuer"),
-        issuer_der=facts.data("issuer_der"),
-        serial_hex=facts.text("serial_hex"),
-        not_before=facts.time("not_before"),
-        not_after=facts.time("not_after"),
-        spki_der=facts.data("spki_der"),
-        spki_sha256=facts.text("spki_sha256"),
-        doppelganger_key=facts.text("doppelganger_key"),
-        tbs_sha256=facts.text("tbs_sha256"),
-        ski=facts.maybe_text("ski"),
-        aki=facts.maybe_text("aki"),
-        is_ca=facts.flag("is_ca"),
-        path_len=facts.maybe_count("path_len"),
-        ekus=facts.texts("ekus"),
-        has_name_constraints=facts.flag("has_name_constraints"),
-        technically_constrained=facts.flag("technically_constrained"),
-        crl_urls=facts.texts("crl_urls"),
-        self_issued=facts.flag("self_issued"),
-        extensions_error=facts.text("extensions_error"),
-    )
+# Each CertInfo field but `sha256` and `der` by how it is stored. A row is checked field by
+# field with exact types (JSON gives nothing else; bool is no int here): a process rebuilds
+# every certificate it holds from these, so this is the steady cycle's inner loop.
+_TEXTS = (
+    "subject", "issuer", "serial_hex", "spki_sha256", "doppelganger_key", "tbs_sha256",
+    "extensions_error",
+)  # fmt: skip
+_MAYBE_TEXTS = ("ski", "aki")
+_FLAGS = ("is_ca", "has_name_constraints", "technically_constrained", "self_issued")
+_DATA = ("subject_der", "issuer_der", "spki_der")
+_TIMES = ("not_before", "not_after")
+_LISTS = ("ekus", "crl_urls", "subject_organizations")
 
 
-class _Facts:
-    """One stored row's values by field name, each read as its type or `_Unusable`."""
-
-    def __init__(self, doc: dict[str, Any], der: bytes) -> None:
-        self.doc = doc
-        self.der = der
-
-    def text(self, name: str) -> str:
-        return _checked(self.doc[name], str)
-
-    def maybe_text(self, name: str) -> str | None:
-        return None if self.doc[name] is None else self.text(name)
-
-    def flag(self, name: str) -> bool:
-        return _checked(self.doc[name], bool)
-
-    def maybe_count(self, name: str) -> int | None:
-        value = self.doc[name]
-        # bool is an int to Python, not to a path length.
-        return None if value is None else _checked(value, int, bool)
-
-    def texts(self, name: str) -> tuple[str, ...]:
-        return tuple(_checked(item, str) for item in _checked(self.doc[name], list))
-
-    def time(self, name: str) -> datetime:
-        at = datetime.fromisoformat(self.text(name))
-        if at.utcoffset() != timedelta(0):
-            raise _Unusable(name)  # CertInfo times are UTC (and a naive one has no offset)
-        return at
-
-    def data(self, name: str) -> bytes:
-        value = self.doc[name]
-        if isinstance(value, str):
-            return base64.b64decode(value, validate=True)
-        at, length = (_checked(v, int, bool) for v in _checked(value, list))
-        if not 0 <= at <= at + length <= len(self.der):
-            raise _Unusable(name)
-        return self.der[at : at + length]
+def _info(doc: dict[str, Any], der: bytes, sha256: str) -> CertInfo:
+    values: dict[str, Any] = {"sha256": sha256, "der": der}
+    for name in _TEXTS:
+        values[name] = _exactly(doc[name], str, name)
+    for name in _MAYBE_TEXTS:
+        value = doc[name]
+        values[name] = None if value is None else _exactly(value, str, name)
+    for name in _FLAGS:
+        values[name] = _exactly(doc[name], bool, name)
+    path_len = doc["path_len"]
+    values["path_len"] = None if path_len is None else _exactly(path_len, int, "path_len")
+    for name in _LISTS:
+        values[name] = tuple(_exactly(item, str, name) for item in _exactly(doc[name], list, name))
+    for name in _TIMES:
+        values[name] = _time(_exactly(doc[name], str, name), name)
+    for name in _DATA:
+        values[name] = _data(doc[name], der, name)
+    return CertInfo(**values)
 
 
-def _checked(value: object, kind: type[T], but: type | None = None) -> T:
-    if not isinstance(value, kind) or (but is not None and isinstance(value, but)):
-        raise _Unusable(f"{kind.__name__} expected")
+def _time(text: str, name: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.utcoffset() != timedelta(0):
+        raise _Unusable(name)  # CertInfo times are UTC (and a naive one has no offset)
+    return at
+
+
+def _data(value: object, der: bytes, name: str) -> bytes:
+    if type(value) is str:
+        return base64.b64decode(value, validate=True)
+    if type(value) is not list or len(value) != 2:
+        raise _Unusable(name)
+    at, length = (_exactly(v, int, name) for v in value)
+    if not 0 <= at <= at + length <= len(der):
+        raise _Unusable(name)
+    return der[at : at + length]
+
+
+def _exactly(value: object, kind: type[T], name: str) -> T:
+    if type(value) is not kind:
+        raise _Unusable(f"{name}: {kind.__name__} expected")
     return value

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from invsync.agent.errors import CertificateError
 from invsync.agent.model.der import basic_constraints
@@ -109,6 +109,8 @@ class CertInfo:
     technically_constrained: bool  # Mozilla Root Store Policy 5.3.1, see _technically_constrained
     crl_urls: tuple[str, ...]
     self_issued: bool  # subject == issuer
+    # The subject's organizationName values that are text, for attribution rules and scope.
+    subject_organizations: tuple[str, ...]
     # Why `cryptography` could not decode the extensions ("" when it could). Then only the CA
     # flag is read (agent/model/der.py); key ids, EKUs and name constraints stay unknown.
     extensions_error: str = ""
@@ -250,8 +252,14 @@ def _parse_certificate(der: bytes) -> CertInfo:
         technically_constrained=_technically_constrained(extensions),
         crl_urls=_crl_urls(extensions),
         self_issued=subject_der == cert.issuer.public_bytes(),
+        subject_organizations=_organizations(cert.subject),
         extensions_error=problem,
     )
+
+
+def _organizations(name: x509.Name) -> tuple[str, ...]:
+    values = name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return tuple(v.value for v in values if isinstance(v.value, str))
 
 
 def _extensions(cert: x509.Certificate) -> tuple[x509.Extensions, str]:

@@ -338,15 +338,19 @@ class AgentStore:
 
     def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
         rfc3339(now)  # a naive time is refused before anything is written
-        for record in records:
-            self.db.execute(_UPSERT_CERT, _certificate_row(record))
-            for ref in record.sources:
-                # Each source keeps its own last sighting: a record read back from the store
-                # and stored again must not look freshly reported by every old source.
-                first, last = rfc3339(ref.first_seen), rfc3339(ref.last_seen)
-                self.db.execute(
-                    _UPSERT_SOURCE, [record.sha256, ref.kind, ref.location, first, last]
-                )
+        # Rows built first, then written in two statements: a naive time or a bad record
+        # raises before anything is written, and a large inventory costs two calls, not two
+        # per record.
+        certificates = [_certificate_row(record) for record in records]
+        # Each source keeps its own last sighting: a record read back from the store and
+        # stored again must not look freshly reported by every old source.
+        sources = [
+            [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen)]
+            for record in records
+            for ref in record.sources
+        ]
+        self.db.conn.executemany(_UPSERT_CERT, certificates)
+        self.db.conn.executemany(_UPSERT_SOURCE, sources)
 
     def record(self, sha256: str) -> CertRecord | None:
         """One record, present or not, with every source that ever reported it."""
