@@ -9,13 +9,14 @@ rule in the trailing metadata `invsync-rule`, which clients read instead of the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError, bounded
+from invsync.agent.exchange import body_delta, elision
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.rejections import (
     LOG_SIZE_METADATA_KEY,
@@ -39,6 +40,8 @@ T = TypeVar("T")
 # The longest status text a refusal answers with (also what the refusal's log line quotes).
 STATUS_CHARS = 1000
 log = logging.getLogger("invsync.server")
+# Reports a caller names as held that a body delta may be built on (the last named first).
+MAX_DELTA_BASES = 2
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):
@@ -103,7 +106,26 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             context,
             lambda: self._report(request, party_of(context, self.identities), context),
         )
-        return _report_pb(stored, without_body=stored.report_id in request.known)
+        return self._answer(stored, request)
+
+    def _answer(self, stored: StoredReport, request: pb.GetReportRequest) -> pb.Report:
+        """The report; its signatures alone for a caller that holds its body, or its body as
+        the differences from the last held one this server has (agent.exchange.body_delta)."""
+        if stored.report_id in request.known:
+            return _report_pb(stored, without_body=True)
+        answer = _report_pb(stored)
+        for base_id in list(request.known)[-MAX_DELTA_BASES:][::-1]:
+            base = self.exchange.store.report(stored.pairing, base_id)
+            if base is None:
+                continue  # not a report of this pairing: try an older one
+            body = stored.envelope.payload
+            pieces = body_delta.diff(base.envelope.payload, body)
+            if body_delta.worth_sending(pieces, body):
+                answer.envelope.ClearField("payload")
+                answer.body_delta.base_report_id = base_id
+                answer.body_delta.pieces.extend(pieces)
+            break
+        return answer
 
     def _report(
         self, request: pb.GetReportRequest, party: str | None, context: grpc.ServicerContext
@@ -124,15 +146,35 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def SubmitReportSignature(
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
     ) -> pb.Report:
-        sig = Sig(request.signature.keyid, request.signature.sig)
         stored = self._guard(
             "SubmitReportSignature",
             context,
-            lambda: self.exchange.add_signature(
-                party_of(context, self.identities), request.pairing, request.report_id, sig
-            ),
+            lambda: self._signed(request, party_of(context, self.identities), context),
         )
         return _report_pb(stored, without_body=request.without_body)
+
+    def _signed(
+        self,
+        request: pb.SubmitReportSignatureRequest,
+        party: str | None,
+        context: grpc.ServicerContext,
+    ) -> StoredReport:
+        """The report once the signature is added; with wait_seconds, once the rest signed it
+        or a newer report on the caller's snapshot came (server.report_news), or time is up."""
+        sig = Sig(request.signature.keyid, request.signature.sig)
+        stored = self.exchange.add_signature(party, request.pairing, request.report_id, sig)
+        if not request.wait_seconds or party is None:
+            return stored
+        context.add_callback(self.exchange.news.changed)
+        wait = ReportWait(
+            party,
+            request.wait_naming.hex(),
+            request.report_id,
+            float(request.wait_seconds),
+            alive=context.is_active,
+        )
+        self.exchange.report(party, request.pairing, "", wait)
+        return self.exchange.report(party, request.pairing, request.report_id)
 
     # The transparency log: any authenticated member may read its hashes and proofs, and the
     # entries of its own pairings (see Exchange.log_entries).
@@ -150,7 +192,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
                     party, request.proof_from, list(request.inclusion_of), request.entries
                 ),
             )
-            return _log_update_pb(update)
+            return _log_update_pb(update, set(request.known_reports))
         note = self._guard(
             "GetCheckpoint",
             context,
@@ -228,7 +270,8 @@ def _log_size_held(context: grpc.ServicerContext) -> int:
     return 0
 
 
-def _log_update_pb(update: LogUpdate) -> pb.SignedCheckpoint:
+def _log_update_pb(update: LogUpdate, known_reports: Collection[str]) -> pb.SignedCheckpoint:
+    """The answer; entries carrying a report body the caller holds come with it cut out."""
     answer = pb.SignedCheckpoint(
         note=update.note,
         tree_size=update.size,
@@ -237,6 +280,11 @@ def _log_update_pb(update: LogUpdate) -> pb.SignedCheckpoint:
     )
     if update.entries is not None:
         answer.entries.CopyFrom(update.entries.to_pb())
+        for index, leaf in enumerate(answer.entries.entries):
+            shorter, elided = elision.cut(index, leaf, known_reports)
+            if elided is not None:
+                answer.entries.entries[index] = shorter
+                answer.entries.elided.append(elided)
     return answer
 
 

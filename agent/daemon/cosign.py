@@ -59,7 +59,7 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
         found = _report_naming(agent, pairing, own, _left(deadline), past=signed)
         if found is not None and not agent.store.has_cosigned(found[1]):
             try:
-                now_signed = _cosign_report(agent, pairing, own, *found)
+                now_signed = _cosign_report(agent, pairing, own, *found, wait=_left(deadline))
                 signed = found[1]
                 if verify_report(now_signed[0], agent.pins()).complete:
                     return write_report(agent, pairing.name, signed, now_signed[0])
@@ -83,15 +83,24 @@ def own_snapshot(agent: AgentParts, pairing: str) -> Snapshot:
 
 
 def _cosign_report(
-    agent: AgentParts, pairing: PairingConfig, own: Snapshot, env: Envelope, rid: str
+    agent: AgentParts,
+    pairing: PairingConfig,
+    own: Snapshot,
+    env: Envelope,
+    rid: str,
+    *,
+    wait: int = 0,
 ) -> Found:
     """Sign a report `_report_naming` took from the trusted state, once rebuilt here; the
-    report as the server answers it now signed, through the trusted state again (whoever signs
-    last has it complete without asking again)."""
+    report as the server answers it now signed, through the trusted state again. Whoever signs
+    last has it complete without asking again, and with `wait` seconds so does the first once
+    the rest signed (or a newer report on our snapshot came: then it stands as signed)."""
     agent.checker.check(pairing, own, env.payload)
     key = agent.checker.report_key(pairing.name)
     sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
-    answer = agent.client.sign_report(pairing.name, rid, sig)
+    answer = agent.client.sign_report(
+        pairing.name, rid, sig, naming=own.payload_sha256, wait_seconds=wait
+    )
     agent.store.record_cosigned(rid, pairing.name, agent.clock())
     log.info("party=%s pairing=%s co-signed report=%s", agent.config.party, pairing.name, rid)
     signed = Envelope.from_pb(answer.envelope)

@@ -28,6 +28,7 @@ from typing import TypeVar, cast
 import grpc
 
 from invsync.agent.errors import TransportError
+from invsync.agent.exchange import body_delta
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
@@ -166,8 +167,27 @@ class ExchangeClient:
         )
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
+        if not answer.envelope.payload and answer.HasField("body_delta"):
+            self._rebuild(answer)
+            if not answer.envelope.payload:  # it did not rebuild to its id: ask for it whole
+                whole = pb.GetReportRequest(pairing=pairing, report_id=answer.report_id)
+                answer = self._call(
+                    "GetReport", lambda: self.stub.GetReport(whole, timeout=self.timeout)
+                )
         self._remember(answer)
         return answer
+
+    def _rebuild(self, answer: pb.Report) -> None:
+        """Put back a body served as its differences from one held here, if it rebuilds to
+        exactly the body whose SHA-256 is the report's id; else leave it out."""
+        delta = answer.body_delta
+        base = self._reports.get(delta.base_report_id)
+        if base is None:
+            return
+        body = body_delta.rebuild(base.envelope.payload, delta.pieces, self.max_snapshot_bytes)
+        if body is not None and hashlib.sha256(body).hexdigest() == answer.report_id:
+            answer.envelope.payload = body
+        answer.ClearField("body_delta")
 
     def hold_report(self, env: Envelope) -> None:
         """A signed report this agent holds (one it wrote): asked for by id, it is answered
@@ -186,16 +206,30 @@ class ExchangeClient:
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
 
-    def sign_report(self, pairing: str, report_id: str, sig: Sig) -> pb.Report:
+    def _body_of(self, report_id: str) -> bytes | None:
+        """The body of a report held here (agent.exchange.elision puts it back into entries)."""
+        held = self._reports.get(report_id)
+        return held.envelope.payload if held is not None else None
+
+    def sign_report(
+        self, pairing: str, report_id: str, sig: Sig, *, naming: str = "", wait_seconds: int = 0
+    ) -> pb.Report:
+        """Add our signature; the report as it then stands. With `wait_seconds`, the server
+        answers once every signer signed it, or a newer report names our snapshot of payload
+        SHA-256 `naming` (hex), or the time is up: a signer that is not the last needs no
+        other call to learn the rest signed."""
         request = pb.SubmitReportSignatureRequest(
             pairing=pairing,
             report_id=report_id,
             signature=pb.Signature(keyid=sig.keyid, sig=sig.sig),
             without_body=report_id in self._reports,
+            wait_seconds=wait_seconds,
+            wait_naming=bytes.fromhex(naming),
         )
+        timeout = self.timeout + wait_seconds
         answer = self._call(
             "SubmitReportSignature",
-            lambda: self.stub.SubmitReportSignature(request, timeout=self.timeout),
+            lambda: self.stub.SubmitReportSignature(request, timeout=timeout),
         )
         self._remember(answer)
         return answer
@@ -215,12 +249,16 @@ class ExchangeClient:
         and `log_range` then give them without a call; each is checked by its reader as if it
         had been asked for alone."""
         request = pb.GetCheckpointRequest(
-            tree_size=tree_size, proof_from=proof_from, inclusion_of=inclusion_of, entries=entries
+            tree_size=tree_size,
+            proof_from=proof_from,
+            inclusion_of=inclusion_of,
+            entries=entries,
+            known_reports=list(self._reports) if entries else [],
         )
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
-        self._served = ServedLog.of(answer, proof_from, inclusion_of)
+        self._served = ServedLog.of(answer, proof_from, inclusion_of, self._body_of)
         return answer.note
 
     def log_entries(self, start: int, end: int) -> list[bytes]:

@@ -9,9 +9,10 @@ it had been asked for alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from invsync.agent.exchange import elision
 from invsync.agent.exchange.logrange import LogRange
 from invsync.v1 import invsync_pb2 as pb
 
@@ -28,8 +29,14 @@ class ServedLog:
 
     @classmethod
     def of(
-        cls, answer: pb.SignedCheckpoint, proof_from: int, inclusion_of: Sequence[int]
+        cls,
+        answer: pb.SignedCheckpoint,
+        proof_from: int,
+        inclusion_of: Sequence[int],
+        body_of: Callable[[str], bytes | None] = lambda report_id: None,
     ) -> ServedLog:
+        """What `answer` carried; entries served with report bodies cut out get them back from
+        `body_of` (agent.exchange.elision), or are not kept (asked for again whole)."""
         size = answer.tree_size
         if not size:
             return cls()
@@ -41,7 +48,10 @@ class ServedLog:
         }
         entries = None
         if answer.HasField("entries") and answer.entries.leaf_hashes:
-            entries = LogRange.from_pb(proof_from, answer.entries)
+            served = list(answer.entries.entries)
+            if elision.put_back(served, answer.entries.elided, body_of):
+                whole = pb.LogEntries(entries=served, leaf_hashes=answer.entries.leaf_hashes)
+                entries = LogRange.from_pb(proof_from, whole)
         return cls(consistency, inclusion, entries)
 
     def with_consistency(self, sizes: tuple[int, int], proof: list[bytes]) -> ServedLog:

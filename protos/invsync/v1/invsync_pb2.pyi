@@ -900,23 +900,82 @@ class Report(_message.Message):
 
     REPORT_ID_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
+    BODY_DELTA_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     """Lowercase hex SHA-256 of the report body."""
     @_builtins.property
     def envelope(self) -> Global___Envelope: ...
+    @_builtins.property
+    def body_delta(self) -> Global___BodyDelta:
+        """Set only in an answer whose envelope comes without its payload: the body as its
+        differences from the body of a report the caller named as held (GetReportRequest.known).
+        The caller rebuilds it and checks its SHA-256 against report_id before reading it.
+        """
+
     def __init__(
         self,
         *,
         report_id: _builtins.str = ...,
         envelope: Global___Envelope | None = ...,
+        body_delta: Global___BodyDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "report_id", b"report_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Report: _TypeAlias = Report  # noqa: Y015
+
+@_typing.final
+class BodyDelta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_REPORT_ID_FIELD_NUMBER: _builtins.int
+    PIECES_FIELD_NUMBER: _builtins.int
+    base_report_id: _builtins.str
+    @_builtins.property
+    def pieces(self) -> _containers.RepeatedCompositeFieldContainer[Global___BodyPiece]:
+        """The body is these pieces in order: each a run of the base body's bytes, or new bytes."""
+
+    def __init__(
+        self,
+        *,
+        base_report_id: _builtins.str = ...,
+        pieces: _abc.Iterable[Global___BodyPiece] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_report_id", b"base_report_id", "pieces", b"pieces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BodyDelta: _TypeAlias = BodyDelta  # noqa: Y015
+
+@_typing.final
+class BodyPiece(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_START_FIELD_NUMBER: _builtins.int
+    BASE_LENGTH_FIELD_NUMBER: _builtins.int
+    LITERAL_FIELD_NUMBER: _builtins.int
+    base_start: _builtins.int
+    base_length: _builtins.int
+    literal: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        base_start: _builtins.int = ...,
+        base_length: _builtins.int = ...,
+        literal: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_length", b"base_length", "base_start", b"base_start", "literal", b"literal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BodyPiece: _TypeAlias = BodyPiece  # noqa: Y015
 
 @_typing.final
 class FetchSnapshotRequest(_message.Message):
@@ -974,7 +1033,8 @@ class GetReportRequest(_message.Message):
     def known(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of reports whose bodies the caller holds: when the answer is one of them, its
         envelope comes without the payload (the signatures alone), and the caller puts back the
-        body it holds, whose SHA-256 is the id.
+        body it holds, whose SHA-256 is the id. When it is another report, its body may come as
+        its differences from one of these (Report.body_delta), the last named preferred.
         """
 
     def __init__(
@@ -1003,12 +1063,21 @@ class SubmitReportSignatureRequest(_message.Message):
     REPORT_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     WITHOUT_BODY_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    WAIT_NAMING_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     without_body: _builtins.bool
     """The answer's envelope without the payload, which the caller just signed (see
     GetReportRequest.known).
     """
+    wait_seconds: _builtins.int
+    """With wait_seconds > 0 (capped by the server), a signer that is not the last waits in this
+    call for the rest: the answer comes once this report carries a signature of every signer
+    it lists, or the pairing's latest report is another one naming the caller's snapshot of
+    payload SHA-256 wait_naming, or the time is up. It is this report as it then stands.
+    """
+    wait_naming: _builtins.bytes
     @_builtins.property
     def signature(self) -> Global___Signature: ...
     def __init__(
@@ -1018,10 +1087,12 @@ class SubmitReportSignatureRequest(_message.Message):
         report_id: _builtins.str = ...,
         signature: Global___Signature | None = ...,
         without_body: _builtins.bool = ...,
+        wait_seconds: _builtins.int = ...,
+        wait_naming: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "signature", b"signature", "without_body", b"without_body"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "signature", b"signature", "wait_naming", b"wait_naming", "wait_seconds", b"wait_seconds", "without_body", b"without_body"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1100,6 +1171,7 @@ class GetCheckpointRequest(_message.Message):
     PROOF_FROM_FIELD_NUMBER: _builtins.int
     INCLUSION_OF_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    KNOWN_REPORTS_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     """0 asks for the latest checkpoint; otherwise the one signed when the log reached this size."""
     proof_from: _builtins.int
@@ -1110,6 +1182,12 @@ class GetCheckpointRequest(_message.Message):
     entries: _builtins.bool
     @_builtins.property
     def inclusion_of(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def known_reports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of reports whose bodies the caller holds (as GetReportRequest.known): an entry of
+        `entries` that carries one of these bodies comes with the body cut out (LogEntries.elided).
+        """
+
     def __init__(
         self,
         *,
@@ -1117,10 +1195,11 @@ class GetCheckpointRequest(_message.Message):
         proof_from: _builtins.int = ...,
         inclusion_of: _abc.Iterable[_builtins.int] | None = ...,
         entries: _builtins.bool = ...,
+        known_reports: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "inclusion_of", b"inclusion_of", "proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "inclusion_of", b"inclusion_of", "known_reports", b"known_reports", "proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1200,6 +1279,7 @@ class LogEntries(_message.Message):
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     LEAF_HASHES_FIELD_NUMBER: _builtins.int
+    ELIDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """entries[i] is the stored leaf at index start + i, byte for byte (a serialized LogEntry), when
@@ -1215,19 +1295,55 @@ class LogEntries(_message.Message):
         each entry it got against its leaf hash before parsing it. An older server sends none.
         """
 
+    @_builtins.property
+    def elided(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElidedBody]:
+        """Entries served with a report body the caller holds cut out of their bytes (issue 13: a
+        co-signature entry carries the whole report body, which its signer already holds). The
+        reader puts the body back at `offset` before checking the entry against its leaf hash.
+        """
+
     def __init__(
         self,
         *,
         entries: _abc.Iterable[_builtins.bytes] | None = ...,
         leaf_hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+        elided: _abc.Iterable[Global___ElidedBody] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "leaf_hashes", b"leaf_hashes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elided", b"elided", "entries", b"entries", "leaf_hashes", b"leaf_hashes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogEntries: _TypeAlias = LogEntries  # noqa: Y015
+
+@_typing.final
+class ElidedBody(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The entry, as an index into LogEntries.entries."""
+    offset: _builtins.int
+    """Where the body's bytes were cut out of the entry's bytes."""
+    report_id: _builtins.str
+    """The report whose body it is: its id, the body's SHA-256 (hex)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        report_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "offset", b"offset", "report_id", b"report_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ElidedBody: _TypeAlias = ElidedBody  # noqa: Y015
 
 @_typing.final
 class GetInclusionProofRequest(_message.Message):

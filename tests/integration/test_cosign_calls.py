@@ -1,0 +1,189 @@
+"""A co-signing agent's calls and bytes (issue 13), over a real server process and mutual TLS.
+
+SubmitReportSignature as a long poll: the first signer, asking to wait, is answered once the
+last signer signed, so it needs no other call to learn that the report is complete; without
+waiting it is answered at once. And a log watch's entries come without the report bodies the
+caller holds (agent/exchange/elision.py), put back byte for byte."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+
+import pytest
+
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.exchange import body_delta
+from invsync.agent.exchange.checkpoint import open_checkpoint
+from invsync.agent.exchange.client import ExchangeClient
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
+from invsync.agent.exchange.keys import load_signing_key
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.v1 import invsync_pb2 as pb
+from tests.integration.conftest import Federation, await_report, pairing_of
+from tests.integration.test_log import PAIRING, SERVER, _pinned, _snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def _signature(fed: Federation, party: str, report: pb.Report) -> Sig:
+    key = load_signing_key(fed.work / "keys" / f"{party}.key")
+    return Sig(key.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, report.envelope.payload)))
+
+
+def _pushed(fed: Federation, secom: ExchangeClient, jprs: ExchangeClient) -> Envelope:
+    secom.push(_snapshot(fed, "secom"))
+    await_report(secom, 1, 0)
+    sent = _snapshot(fed, "jprs")
+    jprs.push(sent)
+    await_report(jprs, 1, 1)
+    return sent
+
+
+def test_the_first_signer_waiting_is_answered_once_the_last_signed(
+    federation: Federation,
+) -> None:
+    secom, jprs = federation.client("secom"), federation.client("jprs")
+    try:
+        naming = hashlib.sha256(_pushed(federation, secom, jprs).payload).hexdigest()
+        report = jprs.report(PAIRING)
+        answers: list[pb.Report] = []
+        sig = _signature(federation, "jprs", report)
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                jprs.sign_report(PAIRING, report.report_id, sig, naming=naming, wait_seconds=15)
+            )
+        )
+        waiting.start()
+        time.sleep(1)
+        assert answers == []  # signed by the server and jprs only: still waiting
+        started = time.monotonic()
+        last = secom.sign_report(PAIRING, report.report_id, _signature(federation, "secom", report))
+        assert len(last.envelope.signatures) == 3  # the last signer has it complete at once
+        waiting.join(10)
+        assert time.monotonic() - started < 5
+        (answer,) = answers
+        assert answer.report_id == report.report_id
+        assert len(answer.envelope.signatures) == 3
+        assert answer.envelope.payload == report.envelope.payload  # put back from memory
+    finally:
+        secom.close()
+        jprs.close()
+
+
+def test_a_signer_that_does_not_wait_is_answered_at_once(federation: Federation) -> None:
+    secom, jprs = federation.client("secom"), federation.client("jprs")
+    try:
+        _pushed(federation, secom, jprs)
+        report = jprs.report(PAIRING)
+        started = time.monotonic()
+        answer = jprs.sign_report(PAIRING, report.report_id, _signature(federation, "jprs", report))
+        assert time.monotonic() - started < 2
+        assert len(answer.envelope.signatures) == 2  # the server's and jprs's
+    finally:
+        secom.close()
+        jprs.close()
+
+
+def test_the_log_watch_gets_its_co_signature_entry_without_the_body_it_holds(
+    federation: Federation,
+) -> None:
+    secom, jprs = federation.client("secom"), federation.client("jprs")
+    stranger = federation.client("jprs")  # the same party, holding no report
+    try:
+        _pushed(federation, secom, jprs)
+        report = jprs.report(PAIRING)
+        jprs.sign_report(PAIRING, report.report_id, _signature(federation, "jprs", report))
+        body_text = len(base64.b64encode(report.envelope.payload))
+
+        def answer(known: list[str]) -> pb.SignedCheckpoint:
+            request = pb.GetCheckpointRequest(entries=True, known_reports=known)
+            return jprs.stub.GetCheckpoint(request, timeout=10)
+
+        whole, cut = answer([]), answer([report.report_id])
+        assert [e.report_id for e in cut.entries.elided] == [report.report_id]
+        # The body's base64 text, less what saying where it was cut costs.
+        assert whole.entries.ByteSize() - cut.entries.ByteSize() >= body_text - 100
+
+        note = jprs.checkpoint(entries=True)  # the client names what it holds, and puts back
+        size = open_checkpoint(note, SERVER, _pinned(federation)).size
+        served = jprs.log_range(0, size)
+        served.check()
+        asked = stranger.log_entries(0, size)  # asked for whole, by a client holding nothing
+        shown = [i for i, entry in enumerate(served.entries) if entry]  # our own entries
+        assert shown and all(served.entries[i] == asked[i] for i in shown)
+        kinds = [pb.LogEntry.FromString(e).kind for e in served.entries if e]
+        assert pb.LOG_ENTRY_KIND_REPORT_SIGNATURE in kinds
+    finally:
+        for client in (secom, jprs, stranger):
+            client.close()
+
+
+def _second_report(agents: dict[str, Agent], federation: Federation) -> str:
+    """JPRS drops a certificate and pushes version 2: the server's next report, mostly the
+    first one's findings again. Its id."""
+    pem = federation.work / "data" / "jprs_ca_certificates.pem"
+    text = pem.read_text()
+    pem.write_text(text[: text.rindex("-----BEGIN CERTIFICATE-----")])
+    jprs = agents["jprs"]
+    jprs.collect()
+    assert jprs.push(pairing_of(jprs)) == 2
+    await_report(jprs.client, 1, 2)
+    return jprs.client.report(PAIRING).report_id
+
+
+def _answers(client: ExchangeClient, monkeypatch: pytest.MonkeyPatch) -> list[pb.Report]:
+    """Every GetReport answer as it came from the server (a copy), before the client used it."""
+    seen: list[pb.Report] = []
+    real = client.stub.GetReport
+
+    def spied(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+        answer = real(request, timeout=timeout)
+        seen.append(pb.Report.FromString(answer.SerializeToString()))
+        return answer
+
+    monkeypatch.setattr(client.stub, "GetReport", spied)
+    return seen
+
+
+def test_a_new_report_comes_as_its_differences_from_the_one_held(
+    agents: dict[str, Agent], federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"].client
+    first = secom.report(PAIRING)  # held from here on
+    second = _second_report(agents, federation)
+    answers = _answers(secom, monkeypatch)
+    report = secom.report(PAIRING)
+    (answer,) = answers
+    assert answer.body_delta.base_report_id == first.report_id and not answer.envelope.payload
+    literal = sum(len(piece.literal) for piece in answer.body_delta.pieces)
+    assert literal < len(report.envelope.payload) * body_delta.WORTH_IT
+    assert report.report_id == second
+    assert hashlib.sha256(report.envelope.payload).hexdigest() == second
+    assert not report.HasField("body_delta")
+
+
+def test_differences_that_do_not_rebuild_the_body_mean_asking_for_it_whole(
+    agents: dict[str, Agent], federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"].client
+    secom.report(PAIRING)
+    second = _second_report(agents, federation)
+    answers = _answers(secom, monkeypatch)
+    spied = secom.stub.GetReport
+
+    def garbled(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+        answer: pb.Report = spied(request, timeout=timeout)
+        for piece in answer.body_delta.pieces:
+            if piece.literal:  # a server that sends one wrong byte
+                piece.literal = piece.literal[:-1] + bytes([piece.literal[-1] ^ 1])
+                break
+        return answer
+
+    monkeypatch.setattr(secom.stub, "GetReport", garbled)
+    report = secom.report(PAIRING)
+    assert [bool(a.body_delta.pieces) for a in answers] == [True, False]  # then asked whole
+    assert answers[1].envelope.payload and report.report_id == second
+    assert hashlib.sha256(report.envelope.payload).hexdigest() == second

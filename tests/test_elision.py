@@ -1,0 +1,105 @@
+"""Report bodies cut out of log entries whose reader holds them (agent/exchange/elision.py):
+what is put back is the entry byte for byte, and a cut the reader cannot undo, or one a server
+got wrong, never passes for an entry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invsync.agent.exchange import elision, keys, tlog
+from invsync.agent.exchange.envelope import Envelope, Sig
+from invsync.agent.exchange.log_entry import log_entry
+from invsync.agent.exchange.logrange import BadLogRange, LogRange
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.v1 import invsync_pb2 as pb
+
+BODY = json.dumps({"findings": [{"code": "missing-at-subordinate"}] * 50}).encode()
+RID = hashlib.sha256(BODY).hexdigest()
+
+
+def _signed_entry(
+    body: bytes = BODY, kind: pb.LogEntryKind.ValueType = pb.LOG_ENTRY_KIND_REPORT_SIGNATURE
+) -> bytes:
+    key = keys.generate()
+    env = Envelope(REPORT_PAYLOAD_TYPE, body, (Sig(key.keyid, b"\x01" * 64),))
+    entry = log_entry(
+        kind,
+        env,
+        pairing="secom-jprs",
+        party="jprs",
+        report_id=hashlib.sha256(body).hexdigest(),
+    )
+    return entry.SerializeToString()
+
+
+def _held(report_id: str) -> bytes | None:
+    return BODY if report_id == RID else None
+
+
+def test_a_co_signature_entry_comes_without_the_body_and_is_put_back_byte_for_byte() -> None:
+    leaf = _signed_entry()
+    shorter, cut = elision.cut(3, leaf, {RID})
+    assert cut is not None and (cut.index, cut.report_id) == (3, RID)
+    assert len(leaf) - len(shorter) == len(base64.b64encode(BODY))
+    entries = [b"", b"", b"", shorter]
+    assert elision.put_back(entries, [cut], _held)
+    assert entries[3] == leaf
+
+
+@pytest.mark.parametrize(
+    "known",
+    [set(), {"0" * 64}],
+    ids=["nothing held", "another report held"],
+)
+def test_an_entry_whose_body_the_reader_does_not_hold_comes_whole(known: set[str]) -> None:
+    leaf = _signed_entry()
+    assert elision.cut(0, leaf, known) == (leaf, None)
+
+
+def test_entries_without_a_report_body_come_whole() -> None:
+    snapshot = _signed_entry(kind=pb.LOG_ENTRY_KIND_SNAPSHOT)
+    assert elision.cut(0, snapshot, {RID}) == (snapshot, None)
+    assert elision.cut(0, b"\xff\x00not protobuf", {RID}) == (b"\xff\x00not protobuf", None)
+
+
+def test_a_body_the_reader_no_longer_holds_means_asking_for_the_entries_whole() -> None:
+    shorter, cut = elision.cut(0, _signed_entry(), {RID})
+    assert cut is not None
+    assert not elision.put_back([shorter], [cut], lambda report_id: None)
+    assert not elision.put_back([shorter], [pb.ElidedBody(index=5, report_id=RID)], _held)
+    assert not elision.put_back([b""], [cut], _held)  # a withheld entry has nothing to fill
+
+
+def test_a_cut_a_server_got_wrong_fails_the_leaf_hash() -> None:
+    leaf = _signed_entry()
+    shorter, cut = elision.cut(0, leaf, {RID})
+    assert cut is not None
+    wrong = pb.ElidedBody(index=0, offset=cut.offset + 1, report_id=RID)
+    entries = [shorter]
+    assert elision.put_back(entries, [wrong], _held)  # it fits somewhere: the hash decides
+    served = LogRange(7, (tlog.leaf_hash(leaf),), tuple(entries))
+    with pytest.raises(BadLogRange, match=r"^log entry 7: its bytes do not hash to its leaf hash"):
+        served.check()
+
+
+@given(st.binary(max_size=300), st.integers(0, 400), st.text(max_size=70))
+def test_put_back_never_raises_on_what_a_server_sends(
+    entry: bytes, offset: int, report_id: str
+) -> None:
+    entries = [entry]
+    result = elision.put_back(
+        entries, [pb.ElidedBody(index=0, offset=offset, report_id=report_id)], _held
+    )
+    assert result is (report_id == RID and bool(entry) and offset <= len(entry))
+
+
+@given(st.binary(max_size=400))
+def test_cut_never_raises_on_a_stored_leaf(leaf: bytes) -> None:
+    shorter, cut = elision.cut(0, leaf, {RID})
+    assert (shorter == leaf) is (cut is None)
