@@ -311,7 +311,15 @@ class Exchange:
         receipt (as this server signed it) names, smaller size first; (0, 0, []) when none is
         needed or `held` is not a tree of this log."""
         body = pb.ReceiptBody.FromString(receipt.payload)
-        checkpoint = claimed_checkpoint(body.checkpoint)
+        return self.proof_between(tls_party, held, body.checkpoint)
+
+    def proof_between(
+        self, tls_party: str | None, held: int, note: bytes
+    ) -> tuple[int, int, list[bytes]]:
+        """The consistency proof between the tree of `held` entries and the checkpoint `note`
+        claims (unverified: the reader verifies the proof against the roots it trusts),
+        smaller size first; (0, 0, []) when none is needed or either is not a tree here."""
+        checkpoint = claimed_checkpoint(note)
         size = checkpoint.size if checkpoint is not None else 0
         first, second = sorted((held, size))
         if first == 0 or first == second or second > self._size():

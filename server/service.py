@@ -26,7 +26,7 @@ from invsync.agent.exchange.rejections import (
 )
 from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.telemetry.logs import log_context
-from invsync.server import metrics
+from invsync.server import metrics, peer_attachment
 from invsync.server.auth import party_of
 from invsync.server.config import Limits
 from invsync.server.exchange import Exchange, LogUpdate
@@ -106,11 +106,22 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             context,
             lambda: self._report(request, party_of(context, self.identities), context),
         )
-        return self._answer(stored, request)
+        return self._answer(stored, request, party_of(context, self.identities))
 
-    def _answer(self, stored: StoredReport, request: pb.GetReportRequest) -> pb.Report:
+    def _answer(
+        self, stored: StoredReport, request: pb.GetReportRequest, party: str | None
+    ) -> pb.Report:
         """The report; its signatures alone for a caller that holds its body, or its body as
-        the differences from the last held one this server has (agent.exchange.body_delta)."""
+        the differences from the last held one this server has (agent.exchange.body_delta);
+        with the peer's snapshot it names if asked (server.peer_attachment)."""
+        answer = self._body(stored, request)
+        if request.with_peer and party is not None:
+            peer = peer_attachment.peer_snapshot(self.exchange, party, stored, request)
+            if peer is not None:
+                answer.peer.CopyFrom(peer)
+        return answer
+
+    def _body(self, stored: StoredReport, request: pb.GetReportRequest) -> pb.Report:
         if stored.report_id in request.known:
             return _report_pb(stored, without_body=True)
         answer = _report_pb(stored)
@@ -192,7 +203,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
                     party, request.proof_from, list(request.inclusion_of), request.entries
                 ),
             )
-            return _log_update_pb(update, set(request.known_reports))
+            return _log_update_pb(update, set(request.held_payloads))
         note = self._guard(
             "GetCheckpoint",
             context,
@@ -210,7 +221,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
                 party_of(context, self.identities), request.start, request.end
             ),
         )
-        return answer.to_pb()  # the stored bytes, never re-serialized
+        return _elided(answer.to_pb(), set(request.held_payloads))  # the stored bytes
 
     def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
@@ -270,8 +281,8 @@ def _log_size_held(context: grpc.ServicerContext) -> int:
     return 0
 
 
-def _log_update_pb(update: LogUpdate, known_reports: Collection[str]) -> pb.SignedCheckpoint:
-    """The answer; entries carrying a report body the caller holds come with it cut out."""
+def _log_update_pb(update: LogUpdate, held: Collection[str]) -> pb.SignedCheckpoint:
+    """The answer; entries carrying a payload the caller holds come with it cut out."""
     answer = pb.SignedCheckpoint(
         note=update.note,
         tree_size=update.size,
@@ -279,13 +290,18 @@ def _log_update_pb(update: LogUpdate, known_reports: Collection[str]) -> pb.Sign
         inclusion=[pb.LogProof(hashes=proof) for _, proof in update.inclusion],
     )
     if update.entries is not None:
-        answer.entries.CopyFrom(update.entries.to_pb())
-        for index, leaf in enumerate(answer.entries.entries):
-            shorter, elided = elision.cut(index, leaf, known_reports)
-            if elided is not None:
-                answer.entries.entries[index] = shorter
-                answer.entries.elided.append(elided)
+        answer.entries.CopyFrom(_elided(update.entries.to_pb(), held))
     return answer
+
+
+def _elided(entries: pb.LogEntries, held: Collection[str]) -> pb.LogEntries:
+    """`entries` with the payloads the caller holds cut out (agent.exchange.elision)."""
+    for index, leaf in enumerate(entries.entries):
+        shorter, elided = elision.cut(index, leaf, held)
+        if elided is not None:
+            entries.entries[index] = shorter
+            entries.elided.append(elided)
+    return entries
 
 
 def _report_pb(stored: StoredReport, *, without_body: bool = False) -> pb.Report:

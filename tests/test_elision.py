@@ -1,4 +1,4 @@
-"""Report bodies cut out of log entries whose reader holds them (agent/exchange/elision.py):
+"""Payloads cut out of log entries whose reader holds them (agent/exchange/elision.py):
 what is put back is the entry byte for byte, and a cut the reader cannot undo, or one a server
 got wrong, never passes for an entry."""
 
@@ -45,7 +45,7 @@ def _held(report_id: str) -> bytes | None:
 def test_a_co_signature_entry_comes_without_the_body_and_is_put_back_byte_for_byte() -> None:
     leaf = _signed_entry()
     shorter, cut = elision.cut(3, leaf, {RID})
-    assert cut is not None and (cut.index, cut.report_id) == (3, RID)
+    assert cut is not None and (cut.index, cut.payload_sha256) == (3, RID)
     assert len(leaf) - len(shorter) == len(base64.b64encode(BODY))
     entries = [b"", b"", b"", shorter]
     assert elision.put_back(entries, [cut], _held)
@@ -62,9 +62,18 @@ def test_an_entry_whose_body_the_reader_does_not_hold_comes_whole(known: set[str
     assert elision.cut(0, leaf, known) == (leaf, None)
 
 
-def test_entries_without_a_report_body_come_whole() -> None:
+def test_a_snapshot_entry_the_reader_pushed_comes_without_its_payload_too() -> None:
     snapshot = _signed_entry(kind=pb.LOG_ENTRY_KIND_SNAPSHOT)
-    assert elision.cut(0, snapshot, {RID}) == (snapshot, None)
+    shorter, cut = elision.cut(0, snapshot, {RID})
+    assert cut is not None and cut.payload_sha256 == RID
+    entries = [shorter]
+    assert elision.put_back(entries, [cut], _held) and entries == [snapshot]
+
+
+def test_entries_without_a_held_payload_come_whole() -> None:
+    reset = pb.LogEntry(kind=pb.LOG_ENTRY_KIND_CHAIN_RESET, party="jprs", pairing="secom-jprs")
+    leaf = reset.SerializeToString()
+    assert elision.cut(0, leaf, {RID}) == (leaf, None)  # no envelope
     assert elision.cut(0, b"\xff\x00not protobuf", {RID}) == (b"\xff\x00not protobuf", None)
 
 
@@ -72,7 +81,7 @@ def test_a_body_the_reader_no_longer_holds_means_asking_for_the_entries_whole() 
     shorter, cut = elision.cut(0, _signed_entry(), {RID})
     assert cut is not None
     assert not elision.put_back([shorter], [cut], lambda report_id: None)
-    assert not elision.put_back([shorter], [pb.ElidedBody(index=5, report_id=RID)], _held)
+    assert not elision.put_back([shorter], [pb.ElidedPayload(index=5, payload_sha256=RID)], _held)
     assert not elision.put_back([b""], [cut], _held)  # a withheld entry has nothing to fill
 
 
@@ -80,7 +89,7 @@ def test_a_cut_a_server_got_wrong_fails_the_leaf_hash() -> None:
     leaf = _signed_entry()
     shorter, cut = elision.cut(0, leaf, {RID})
     assert cut is not None
-    wrong = pb.ElidedBody(index=0, offset=cut.offset + 1, report_id=RID)
+    wrong = pb.ElidedPayload(index=0, offset=cut.offset + 1, payload_sha256=RID)
     entries = [shorter]
     assert elision.put_back(entries, [wrong], _held)  # it fits somewhere: the hash decides
     served = LogRange(7, (tlog.leaf_hash(leaf),), tuple(entries))
@@ -94,7 +103,7 @@ def test_put_back_never_raises_on_what_a_server_sends(
 ) -> None:
     entries = [entry]
     result = elision.put_back(
-        entries, [pb.ElidedBody(index=0, offset=offset, report_id=report_id)], _held
+        entries, [pb.ElidedPayload(index=0, offset=offset, payload_sha256=report_id)], _held
     )
     assert result is (report_id == RID and bool(entry) and offset <= len(entry))
 

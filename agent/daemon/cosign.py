@@ -15,7 +15,7 @@ from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.report_check import PeerArrived
 from invsync.agent.daemon.writing import CycleResult, write_report
 from invsync.agent.errors import ReportError
-from invsync.agent.exchange.client import NotFoundYet
+from invsync.agent.exchange.client import NotFoundYet, PeerHeld
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
@@ -148,14 +148,19 @@ def _report_naming(
     on the server for one (and, with `past`, for another than that one or for it complete).
     The trusted state checks its payload type and the pinned server key's signature before
     the body is parsed."""
+    trust = agent.checker.trust(pairing)
+    held = trust.state.checkpoint
+    peer = PeerHeld(
+        bytes.fromhex(agent.store.peer_base_digest(pairing.name)), held.size if held else 0
+    )
     try:
         report = agent.client.report(
-            pairing.name, naming=own.payload_sha256, past=past, wait_seconds=wait
+            pairing.name, naming=own.payload_sha256, past=past, wait_seconds=wait, peer=peer
         )
     except NotFoundYet:
         return None
     env = Envelope.from_pb(report.envelope)
-    body = agent.checker.trust(pairing).verify_report(env, report_id=report.report_id)
+    body = trust.verify_report(env, report_id=report.report_id)
     ref = body.root if body.root.party == agent.config.party else body.subordinate
     if ref.digest != own.payload_sha256:
         return None

@@ -22,13 +22,14 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 import grpc
 
 from invsync.agent.errors import TransportError
-from invsync.agent.exchange import body_delta
+from invsync.agent.exchange import body_delta, elision
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
@@ -57,6 +58,8 @@ RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEE
 PUSH_BYTES_PER_SECOND = 1_000_000
 # Reports kept by id: a cycle asks again for the one its new report continues (by id).
 REPORTS_REMEMBERED = 8
+# Snapshots pushed whose payloads are kept: the log watch after a push reads them back.
+PUSHES_REMEMBERED = 2
 # Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
 # server read the request and said no: retrying the same request cannot help. With the trailer,
 # the rule alone decides (agent.exchange.rejections holds the one status table).
@@ -68,6 +71,15 @@ REFUSALS = frozenset(
         grpc.StatusCode.ALREADY_EXISTS,
     }
 )
+
+
+@dataclass(frozen=True)
+class PeerHeld:
+    """What a co-signing agent holds of its peer, for a report answer to bring the rest: the
+    payload SHA-256 of the peer snapshot it holds (b"": none) and its log checkpoint's size."""
+
+    base_sha256: bytes
+    log_size: int
 
 
 class ExchangeClient:
@@ -94,6 +106,11 @@ class ExchangeClient:
         self._served = ServedLog()
         # Reports served or held, by id, the latest last (see `report`).
         self._reports: dict[str, pb.Report] = {}
+        # The payloads of the last snapshots pushed, by SHA-256 (hex): the log watch reads them
+        # back in our own entries (agent.exchange.elision).
+        self._pushed: dict[str, bytes] = {}
+        # The peer snapshot that came with the last report, by (pairing, version, base).
+        self._attached: dict[tuple[str, int, bytes], Served] = {}
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -124,6 +141,9 @@ class ExchangeClient:
         if receipt.consistency_first:
             sizes = (receipt.consistency_first, receipt.consistency_second)
             self._served = self._served.with_consistency(sizes, list(receipt.consistency))
+        self._pushed[hashlib.sha256(env.payload).hexdigest()] = env.payload
+        while len(self._pushed) > PUSHES_REMEMBERED:
+            del self._pushed[next(iter(self._pushed))]
         return Envelope.from_pb(receipt.envelope)
 
     def fetch_peer_snapshot(
@@ -131,6 +151,9 @@ class ExchangeClient:
     ) -> Served:
         """The peer's snapshot `version` (0: latest). `base_sha256` names the peer snapshot this
         agent holds: a delta on it comes alone, any other delta with its whole set."""
+        attached = self._attached.pop((pairing, version, base_sha256), None)
+        if attached is not None:
+            return attached
         request = pb.FetchSnapshotRequest(pairing=pairing, version=version, base_sha256=base_sha256)
         return self._call(
             "FetchSnapshot",
@@ -147,6 +170,7 @@ class ExchangeClient:
         naming: str = "",
         past: str = "",
         wait_seconds: int = 0,
+        peer: PeerHeld | None = None,
     ) -> pb.Report:
         """A report of the pairing: `report_id`, or the latest. With `wait_seconds`, the server
         answers once the latest names our snapshot of payload SHA-256 `naming` (hex) and, if
@@ -154,7 +178,11 @@ class ExchangeClient:
 
         A report asked for by id that this client was served before is answered from memory:
         its body never changes (callers by id read the body and the server's signature), and
-        the one a new report continues is the one served the cycle before."""
+        the one a new report continues is the one served the cycle before.
+
+        With `peer` (what this agent holds of the peer), the server may send with the report
+        the peer's snapshot it names and the proof of that snapshot's checkpoint: the next
+        `fetch_peer_snapshot` of it and `consistency_proof` between them answer from here."""
         if report_id and report_id in self._reports:
             return self._reports[report_id]
         request = pb.GetReportRequest(
@@ -164,6 +192,9 @@ class ExchangeClient:
             wait_past=past,
             wait_seconds=wait_seconds,
             known=list(self._reports),
+            with_peer=peer is not None,
+            peer_base_sha256=peer.base_sha256 if peer else b"",
+            log_size_held=peer.log_size if peer else 0,
         )
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
@@ -174,8 +205,21 @@ class ExchangeClient:
                 answer = self._call(
                     "GetReport", lambda: self.stub.GetReport(whole, timeout=self.timeout)
                 )
+        if answer.HasField("peer"):
+            self._attach(pairing, answer.peer)
+            answer.ClearField("peer")
         self._remember(answer)
         return answer
+
+    def _attach(self, pairing: str, peer: pb.PeerSnapshot) -> None:
+        """Keep what came with a report for the calls it answers (unchecked, like any answer:
+        the callers verify the snapshot and the proof)."""
+        env = Envelope.from_pb(peer.envelope)
+        served = Served(env.payload_type, env.payload, env.signatures)
+        self._attached = {(pairing, peer.version, peer.base_sha256): served}  # only the last
+        if peer.consistency_first:
+            sizes = (peer.consistency_first, peer.consistency_second)
+            self._served = self._served.with_consistency(sizes, list(peer.consistency))
 
     def _rebuild(self, answer: pb.Report) -> None:
         """Put back a body served as its differences from one held here, if it rebuilds to
@@ -206,10 +250,11 @@ class ExchangeClient:
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
 
-    def _body_of(self, report_id: str) -> bytes | None:
-        """The body of a report held here (agent.exchange.elision puts it back into entries)."""
-        held = self._reports.get(report_id)
-        return held.envelope.payload if held is not None else None
+    def _payload_of(self, digest: str) -> bytes | None:
+        """A payload held here by its SHA-256 (hex): a report's body (the id is its digest) or
+        a snapshot pushed (agent.exchange.elision puts it back into log entries)."""
+        held = self._reports.get(digest)
+        return held.envelope.payload if held is not None else self._pushed.get(digest)
 
     def sign_report(
         self, pairing: str, report_id: str, sig: Sig, *, naming: str = "", wait_seconds: int = 0
@@ -253,12 +298,12 @@ class ExchangeClient:
             proof_from=proof_from,
             inclusion_of=inclusion_of,
             entries=entries,
-            known_reports=list(self._reports) if entries else [],
+            held_payloads=[*self._reports, *self._pushed] if entries else [],
         )
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
-        self._served = ServedLog.of(answer, proof_from, inclusion_of, self._body_of)
+        self._served = ServedLog.of(answer, proof_from, inclusion_of, self._payload_of)
         return answer.note
 
     def log_entries(self, start: int, end: int) -> list[bytes]:
@@ -275,11 +320,19 @@ class ExchangeClient:
         served = self._served.log_range(start, end)
         if served is not None:
             return served
-        request = pb.GetLogEntriesRequest(start=start, end=end)
-        answer = self._call(
+        answer = self._log_entries(start, end, [*self._reports, *self._pushed])
+        entries = list(answer.entries)
+        if not elision.put_back(entries, answer.elided, self._payload_of):
+            answer = self._log_entries(start, end, [])  # a cut not undone here: asked whole
+            entries = list(answer.entries)
+        whole = pb.LogEntries(entries=entries, leaf_hashes=answer.leaf_hashes)
+        return LogRange.from_pb(start, whole)
+
+    def _log_entries(self, start: int, end: int, held: list[str]) -> pb.LogEntries:
+        request = pb.GetLogEntriesRequest(start=start, end=end, held_payloads=held)
+        return self._call(
             "GetLogEntries", lambda: self.stub.GetLogEntries(request, timeout=self.timeout)
         )
-        return LogRange.from_pb(start, answer)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         served = self._served.inclusion.get((index, tree_size))

@@ -33,10 +33,10 @@ class ServedLog:
         answer: pb.SignedCheckpoint,
         proof_from: int,
         inclusion_of: Sequence[int],
-        body_of: Callable[[str], bytes | None] = lambda report_id: None,
+        payload_of: Callable[[str], bytes | None] = lambda digest: None,
     ) -> ServedLog:
-        """What `answer` carried; entries served with report bodies cut out get them back from
-        `body_of` (agent.exchange.elision), or are not kept (asked for again whole)."""
+        """What `answer` carried; entries served with a payload cut out get it back from
+        `payload_of` (agent.exchange.elision), or are not kept (asked for again whole)."""
         size = answer.tree_size
         if not size:
             return cls()
@@ -49,7 +49,7 @@ class ServedLog:
         entries = None
         if answer.HasField("entries") and answer.entries.leaf_hashes:
             served = list(answer.entries.entries)
-            if elision.put_back(served, answer.entries.elided, body_of):
+            if elision.put_back(served, answer.entries.elided, payload_of):
                 whole = pb.LogEntries(entries=served, leaf_hashes=answer.entries.leaf_hashes)
                 entries = LogRange.from_pb(proof_from, whole)
         return cls(consistency, inclusion, entries)

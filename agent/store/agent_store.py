@@ -618,6 +618,21 @@ class AgentStore:
         digest = hashlib.sha256(served.payload).hexdigest()
         return Base(digest, whole) if whole else None
 
+    def peer_base_digest(self, pairing: str) -> str:
+        """`peer_base`'s payload SHA-256 (hex) alone, without reading its whole set; "" when
+        there is none."""
+        row = self.db.execute(
+            "SELECT payload, full IS NOT NULL FROM peer_snapshots WHERE pairing = ?"
+            " ORDER BY version DESC LIMIT 1",
+            [pairing],
+        ).fetchone()
+        if row is None:
+            return ""
+        payload, has_full = bytes(row[0]), bool(row[1])
+        if not has_full and decode_header(payload).delta:
+            return ""
+        return hashlib.sha256(payload).hexdigest()
+
     def keep_peer_snapshot(
         self, pairing: str, version: int, env: Envelope, now: datetime, full: bytes = b""
     ) -> None:

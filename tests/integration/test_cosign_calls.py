@@ -11,15 +11,18 @@ import base64
 import hashlib
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import body_delta
 from invsync.agent.exchange.checkpoint import open_checkpoint
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keys import load_signing_key
+from invsync.agent.exchange.served_log import ServedLog
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.v1 import invsync_pb2 as pb
 from tests.integration.conftest import Federation, await_report, pairing_of
@@ -87,27 +90,30 @@ def test_a_signer_that_does_not_wait_is_answered_at_once(federation: Federation)
         jprs.close()
 
 
-def test_the_log_watch_gets_its_co_signature_entry_without_the_body_it_holds(
+def test_the_log_watch_gets_its_own_entries_without_the_payloads_it_holds(
     federation: Federation,
 ) -> None:
     secom, jprs = federation.client("secom"), federation.client("jprs")
     stranger = federation.client("jprs")  # the same party, holding no report
     try:
-        _pushed(federation, secom, jprs)
+        snapshot = hashlib.sha256(_pushed(federation, secom, jprs).payload).hexdigest()
         report = jprs.report(PAIRING)
         jprs.sign_report(PAIRING, report.report_id, _signature(federation, "jprs", report))
         body_text = len(base64.b64encode(report.envelope.payload))
 
         def answer(known: list[str]) -> pb.SignedCheckpoint:
-            request = pb.GetCheckpointRequest(entries=True, known_reports=known)
+            request = pb.GetCheckpointRequest(entries=True, held_payloads=known)
             return jprs.stub.GetCheckpoint(request, timeout=10)
 
         whole, cut = answer([]), answer([report.report_id])
-        assert [e.report_id for e in cut.entries.elided] == [report.report_id]
+        assert [e.payload_sha256 for e in cut.entries.elided] == [report.report_id]
+        both = answer([snapshot, report.report_id])  # and the snapshot it pushed
+        assert [e.payload_sha256 for e in both.entries.elided] == [snapshot, report.report_id]
         # The body's base64 text, less what saying where it was cut costs.
         assert whole.entries.ByteSize() - cut.entries.ByteSize() >= body_text - 100
 
-        note = jprs.checkpoint(entries=True)  # the client names what it holds, and puts back
+        # The client names what it holds (the report served, the snapshot pushed) and puts back.
+        note = jprs.checkpoint(entries=True)
         size = open_checkpoint(note, SERVER, _pinned(federation)).size
         served = jprs.log_range(0, size)
         served.check()
@@ -116,6 +122,11 @@ def test_the_log_watch_gets_its_co_signature_entry_without_the_body_it_holds(
         assert shown and all(served.entries[i] == asked[i] for i in shown)
         kinds = [pb.LogEntry.FromString(e).kind for e in served.entries if e]
         assert pb.LOG_ENTRY_KIND_REPORT_SIGNATURE in kinds
+        # GetLogEntries cuts the same payloads, and the client puts them back the same way.
+        request = pb.GetLogEntriesRequest(start=0, end=size, held_payloads=[snapshot])
+        assert [e.payload_sha256 for e in jprs.stub.GetLogEntries(request).elided] == [snapshot]
+        jprs._served = ServedLog()  # nothing served with a checkpoint: the entries asked for
+        assert jprs.log_entries(0, size) == list(asked)
     finally:
         for client in (secom, jprs, stranger):
             client.close()
@@ -187,3 +198,50 @@ def test_differences_that_do_not_rebuild_the_body_mean_asking_for_it_whole(
     assert [bool(a.body_delta.pieces) for a in answers] == [True, False]  # then asked whole
     assert answers[1].envelope.payload and report.report_id == second
     assert hashlib.sha256(report.envelope.payload).hexdigest() == second
+
+
+def _calls(client: ExchangeClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods the client calls on the server from here on."""
+    called: list[str] = []
+    for method in ("GetReport", "FetchSnapshot", "GetConsistencyProof", "GetLogEntries"):
+        real = getattr(client.stub, method)
+
+        def spied(*args: object, _real: Any = real, _name: str = method, **kwargs: object) -> Any:
+            called.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(client.stub, method, spied)
+    return called
+
+
+def test_the_report_brings_the_peer_snapshot_it_names(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"]
+    calls = _calls(secom.client, monkeypatch)
+    secom.cosign(pairing_of(secom), wait_seconds=10)
+    assert "FetchSnapshot" not in calls and calls.count("GetReport") == 1
+    assert secom.store.has_cosigned(secom.client.report(PAIRING).report_id)
+
+
+def test_a_peer_snapshot_altered_on_the_way_with_the_report_is_refused(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"]
+    real = secom.client.stub.GetReport
+
+    def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+        answer: pb.Report = real(request, timeout=timeout)
+        if answer.HasField("peer"):  # a server that serves another inventory than jprs signed
+            payload = answer.peer.envelope.payload
+            answer.peer.envelope.payload = payload[:-1] + bytes([payload[-1] ^ 1])
+        return answer
+
+    monkeypatch.setattr(secom.client.stub, "GetReport", altered)
+    refused = (
+        r"^snapshot rejected \[bad-signature\]: signature by key [0-9a-f]{64} pinned for "
+        r"party 'jprs' does not verify over the received payload$"
+    )
+    with pytest.raises(InvsyncError, match=refused):  # as if FetchSnapshot had served it
+        secom.cosign(pairing_of(secom), wait_seconds=10)
+    assert not secom.store.has_cosigned(secom.client.report(PAIRING).report_id)

@@ -901,6 +901,7 @@ class Report(_message.Message):
     REPORT_ID_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
     BODY_DELTA_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     """Lowercase hex SHA-256 of the report body."""
     @_builtins.property
@@ -912,20 +913,73 @@ class Report(_message.Message):
         The caller rebuilds it and checks its SHA-256 against report_id before reading it.
         """
 
+    @_builtins.property
+    def peer(self) -> Global___PeerSnapshot:
+        """Asked for with GetReportRequest.with_peer: the peer's snapshot this report names, so that
+        the caller checks the report without fetching it (issue 13: one call brings what a
+        co-signing agent needs). Unsigned by the server; the caller verifies it as if fetched.
+        """
+
     def __init__(
         self,
         *,
         report_id: _builtins.str = ...,
         envelope: Global___Envelope | None = ...,
         body_delta: Global___BodyDelta | None = ...,
+        peer: Global___PeerSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "peer", b"peer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "peer", b"peer", "report_id", b"report_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Report: _TypeAlias = Report  # noqa: Y015
+
+@_typing.final
+class PeerSnapshot(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    BASE_SHA256_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIRST_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_SECOND_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    base_sha256: _builtins.bytes
+    consistency_first: _builtins.int
+    consistency_second: _builtins.int
+    @_builtins.property
+    def envelope(self) -> Global___Envelope:
+        """As the peer signed it: a full snapshot, or a delta on the snapshot whose payload SHA-256
+        is `base_sha256` (what the caller named as held in GetReportRequest.peer_base_sha256).
+        Left out when it would need its whole set, or is larger than the server attaches.
+        """
+
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The consistency proof between the caller's log size (GetReportRequest.log_size_held)
+        and the checkpoint the snapshot carries, smaller size first, when they differ.
+        """
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        envelope: Global___Envelope | None = ...,
+        base_sha256: _builtins.bytes = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+        consistency_first: _builtins.int = ...,
+        consistency_second: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_sha256", b"base_sha256", "consistency", b"consistency", "consistency_first", b"consistency_first", "consistency_second", b"consistency_second", "envelope", b"envelope", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerSnapshot: _TypeAlias = PeerSnapshot  # noqa: Y015
 
 @_typing.final
 class BodyDelta(_message.Message):
@@ -1017,6 +1071,9 @@ class GetReportRequest(_message.Message):
     WAIT_PAST_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     KNOWN_FIELD_NUMBER: _builtins.int
+    WITH_PEER_FIELD_NUMBER: _builtins.int
+    PEER_BASE_SHA256_FIELD_NUMBER: _builtins.int
+    LOG_SIZE_HELD_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     """Empty asks for the latest report of the pairing."""
@@ -1029,6 +1086,13 @@ class GetReportRequest(_message.Message):
     """
     wait_past: _builtins.str
     wait_seconds: _builtins.int
+    with_peer: _builtins.bool
+    """With the report, the peer's snapshot it names (Report.peer), when that is a full snapshot
+    or a delta on the peer snapshot of payload SHA-256 peer_base_sha256 the caller holds; and
+    the consistency proof from the caller's log size log_size_held to its checkpoint.
+    """
+    peer_base_sha256: _builtins.bytes
+    log_size_held: _builtins.int
     @_builtins.property
     def known(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of reports whose bodies the caller holds: when the answer is one of them, its
@@ -1046,10 +1110,13 @@ class GetReportRequest(_message.Message):
         wait_past: _builtins.str = ...,
         wait_seconds: _builtins.int = ...,
         known: _abc.Iterable[_builtins.str] | None = ...,
+        with_peer: _builtins.bool = ...,
+        peer_base_sha256: _builtins.bytes = ...,
+        log_size_held: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "pairing", b"pairing", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "log_size_held", b"log_size_held", "pairing", b"pairing", "peer_base_sha256", b"peer_base_sha256", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds", "with_peer", b"with_peer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1171,7 +1238,7 @@ class GetCheckpointRequest(_message.Message):
     PROOF_FROM_FIELD_NUMBER: _builtins.int
     INCLUSION_OF_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
-    KNOWN_REPORTS_FIELD_NUMBER: _builtins.int
+    HELD_PAYLOADS_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     """0 asks for the latest checkpoint; otherwise the one signed when the log reached this size."""
     proof_from: _builtins.int
@@ -1183,9 +1250,10 @@ class GetCheckpointRequest(_message.Message):
     @_builtins.property
     def inclusion_of(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
-    def known_reports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of reports whose bodies the caller holds (as GetReportRequest.known): an entry of
-        `entries` that carries one of these bodies comes with the body cut out (LogEntries.elided).
+    def held_payloads(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """SHA-256 (hex) of envelope payloads the caller holds: report bodies (their ids, as
+        GetReportRequest.known) and the snapshots it pushed. An entry of `entries` whose envelope
+        carries one of these comes with that payload cut out (LogEntries.elided).
         """
 
     def __init__(
@@ -1195,11 +1263,11 @@ class GetCheckpointRequest(_message.Message):
         proof_from: _builtins.int = ...,
         inclusion_of: _abc.Iterable[_builtins.int] | None = ...,
         entries: _builtins.bool = ...,
-        known_reports: _abc.Iterable[_builtins.str] | None = ...,
+        held_payloads: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "inclusion_of", b"inclusion_of", "known_reports", b"known_reports", "proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "held_payloads", b"held_payloads", "inclusion_of", b"inclusion_of", "proof_from", b"proof_from", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1256,18 +1324,24 @@ class GetLogEntriesRequest(_message.Message):
 
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    HELD_PAYLOADS_FIELD_NUMBER: _builtins.int
     start: _builtins.int
     """The entries with start <= index < end."""
     end: _builtins.int
+    @_builtins.property
+    def held_payloads(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As GetCheckpointRequest.held_payloads: entries carrying one come with it cut out."""
+
     def __init__(
         self,
         *,
         start: _builtins.int = ...,
         end: _builtins.int = ...,
+        held_payloads: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "held_payloads", b"held_payloads", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1296,10 +1370,11 @@ class LogEntries(_message.Message):
         """
 
     @_builtins.property
-    def elided(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElidedBody]:
-        """Entries served with a report body the caller holds cut out of their bytes (issue 13: a
-        co-signature entry carries the whole report body, which its signer already holds). The
-        reader puts the body back at `offset` before checking the entry against its leaf hash.
+    def elided(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElidedPayload]:
+        """Entries served with a payload the caller holds cut out of their bytes (issue 13: a party's
+        own snapshot and co-signature entries carry the snapshot and the whole report body, which
+        it already holds). The reader puts the payload's base64 text back at `offset` before
+        checking the entry against its leaf hash.
         """
 
     def __init__(
@@ -1307,7 +1382,7 @@ class LogEntries(_message.Message):
         *,
         entries: _abc.Iterable[_builtins.bytes] | None = ...,
         leaf_hashes: _abc.Iterable[_builtins.bytes] | None = ...,
-        elided: _abc.Iterable[Global___ElidedBody] | None = ...,
+        elided: _abc.Iterable[Global___ElidedPayload] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1318,32 +1393,32 @@ class LogEntries(_message.Message):
 Global___LogEntries: _TypeAlias = LogEntries  # noqa: Y015
 
 @_typing.final
-class ElidedBody(_message.Message):
+class ElidedPayload(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
-    REPORT_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The entry, as an index into LogEntries.entries."""
     offset: _builtins.int
-    """Where the body's bytes were cut out of the entry's bytes."""
-    report_id: _builtins.str
-    """The report whose body it is: its id, the body's SHA-256 (hex)."""
+    """Where the payload's base64 text was cut out of the entry's bytes."""
+    payload_sha256: _builtins.str
+    """The payload's SHA-256 (hex), as named in GetCheckpointRequest.held_payloads."""
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         offset: _builtins.int = ...,
-        report_id: _builtins.str = ...,
+        payload_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "offset", b"offset", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "offset", b"offset", "payload_sha256", b"payload_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ElidedBody: _TypeAlias = ElidedBody  # noqa: Y015
+Global___ElidedPayload: _TypeAlias = ElidedPayload  # noqa: Y015
 
 @_typing.final
 class GetInclusionProofRequest(_message.Message):
