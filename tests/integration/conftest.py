@@ -29,11 +29,11 @@ class Federation:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client(self, party: str) -> ExchangeClient:
-        """A client holding `party`'s TLS certificate."""
+    def client(self, party: str, address: str = "") -> ExchangeClient:
+        """A client holding `party`'s TLS certificate (dialling `address`, else the server)."""
         tls = self.work / "tls"
         endpoint = ServerEndpoint(
-            address=self.address,
+            address=address or self.address,
             ca=tls / "ca.pem",
             cert=tls / f"{party}.crt",
             key=tls / f"{party}.key",

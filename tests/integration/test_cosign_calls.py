@@ -2,8 +2,10 @@
 
 SubmitReportSignature as a long poll: the first signer, asking to wait, is answered once the
 last signer signed, so it needs no other call to learn that the report is complete; without
-waiting it is answered at once. And a log watch's entries come without the report bodies the
-caller holds (agent/exchange/elision.py), put back byte for byte."""
+waiting it is answered at once. A log watch's entries come without the payloads the caller
+holds (agent/exchange/elision.py), put back byte for byte; a new report comes as its
+differences from one held (agent/exchange/body_delta.py), with the peer's snapshot it names
+(server/peer_attachment.py); and answers travel gzip-compressed."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.pairing import Relay
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import body_delta
@@ -245,3 +248,20 @@ def test_a_peer_snapshot_altered_on_the_way_with_the_report_is_refused(
     with pytest.raises(InvsyncError, match=refused):  # as if FetchSnapshot had served it
         secom.cosign(pairing_of(secom), wait_seconds=10)
     assert not secom.store.has_cosigned(secom.client.report(PAIRING).report_id)
+
+
+def test_answers_travel_compressed(agents: dict[str, Agent], federation: Federation) -> None:
+    """A report body is JSON: on the wire (TLS records, counted by a relay) it takes a fraction
+    of its size."""
+    body = len(agents["jprs"].client.report(PAIRING).envelope.payload)
+    relay = Relay(federation.port)
+    through = federation.client("jprs", address=f"127.0.0.1:{relay.port}")
+    try:
+        through.checkpoint()  # the connection and TLS handshake, counted apart
+        _, before, _ = relay.counts()
+        assert len(through.report(PAIRING).envelope.payload) == body > 8_000
+        _, after, _ = relay.counts()
+    finally:
+        through.close()
+        relay.close()
+    assert after - before < body / 3

@@ -1,0 +1,1 @@
+"""The project's benchmarks (README.md): scripts run as files, importable for their helpers."""
