@@ -9,7 +9,7 @@ rule in the trailing metadata `invsync-rule`, which clients read instead of the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -42,6 +42,9 @@ STATUS_CHARS = 1000
 log = logging.getLogger("invsync.server")
 # Reports a caller names as held that a body delta may be built on (the last named first).
 MAX_DELTA_BASES = 2
+# Payloads a caller may name as held (GetCheckpointRequest.held_payloads): a client names its
+# remembered reports and its last push.
+MAX_HELD_PAYLOADS = 16
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):
@@ -101,12 +104,11 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         yield from to_chunks(env, full=full)
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
-        stored = self._guard(
-            "GetReport",
-            context,
-            lambda: self._report(request, party_of(context, self.identities), context),
-        )
-        return self._answer(stored, request, party_of(context, self.identities))
+        def answer() -> pb.Report:
+            party = party_of(context, self.identities)
+            return self._answer(self._report(request, party, context), request, party)
+
+        return self._guard("GetReport", context, answer)
 
     def _answer(
         self, stored: StoredReport, request: pb.GetReportRequest, party: str | None
@@ -196,14 +198,16 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         party = party_of(context, self.identities)
         asks_more = request.proof_from or request.inclusion_of or request.entries
         if asks_more and not request.tree_size:
-            update = self._guard(
+            return self._guard(
                 "GetCheckpoint",
                 context,
-                lambda: self.exchange.log_update(
-                    party, request.proof_from, list(request.inclusion_of), request.entries
+                lambda: _log_update_pb(
+                    self.exchange.log_update(
+                        party, request.proof_from, list(request.inclusion_of), request.entries
+                    ),
+                    _held(request.held_payloads),
                 ),
             )
-            return _log_update_pb(update, set(request.held_payloads))
         note = self._guard(
             "GetCheckpoint",
             context,
@@ -214,14 +218,17 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetLogEntries(
         self, request: pb.GetLogEntriesRequest, context: grpc.ServicerContext
     ) -> pb.LogEntries:
-        answer = self._guard(
+        held = _held(request.held_payloads)
+        return self._guard(
             "GetLogEntries",
             context,
-            lambda: self.exchange.log_entries(
-                party_of(context, self.identities), request.start, request.end
+            lambda: _elided(  # the stored bytes, never re-serialized; held payloads cut out
+                self.exchange.log_entries(
+                    party_of(context, self.identities), request.start, request.end
+                ).to_pb(),
+                held,
             ),
         )
-        return _elided(answer.to_pb(), set(request.held_payloads))  # the stored bytes
 
     def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
@@ -292,6 +299,11 @@ def _log_update_pb(update: LogUpdate, held: Collection[str]) -> pb.SignedCheckpo
     if update.entries is not None:
         answer.entries.CopyFrom(_elided(update.entries.to_pb(), held))
     return answer
+
+
+def _held(payloads: Sequence[str]) -> frozenset[str]:
+    """The payload digests a caller names as held, as many as a client ever names."""
+    return frozenset(payloads[:MAX_HELD_PAYLOADS])
 
 
 def _elided(entries: pb.LogEntries, held: Collection[str]) -> pb.LogEntries:

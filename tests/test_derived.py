@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from invsync.agent.model import record
+from invsync.agent.model import derived, record
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.derived import facts_json, info_from_json
 from invsync.agent.model.record import CertInfo
@@ -62,6 +62,16 @@ def test_every_field_of_every_real_certificate_comes_back_exactly(parsed: list[C
             mine, theirs = getattr(back, field.name), getattr(info, field.name)
             assert type(mine) is type(theirs), (info.sha256, field.name)
         assert back is not None and back.not_before.tzinfo == info.not_before.tzinfo == UTC
+
+
+def test_the_stored_fields_are_every_field_of_certinfo() -> None:
+    """A field added to CertInfo must be stored too: one left out would come back as its
+    default, or not at all."""
+    stored = {
+        *derived._TEXTS, *derived._MAYBE_TEXTS, *derived._FLAGS, *derived._DATA,
+        *derived._TIMES, *derived._LISTS, "path_len", "sha256", "der",
+    }  # fmt: skip
+    assert stored == {field.name for field in fields(CertInfo)}
 
 
 def test_names_and_key_are_stored_as_slices_of_the_der_not_again(parsed: list[CertInfo]) -> None:

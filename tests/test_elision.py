@@ -21,6 +21,7 @@ from invsync.v1 import invsync_pb2 as pb
 
 BODY = json.dumps({"findings": [{"code": "missing-at-subordinate"}] * 50}).encode()
 RID = hashlib.sha256(BODY).hexdigest()
+LIMIT = 1 << 20
 
 
 def _signed_entry(
@@ -48,7 +49,7 @@ def test_a_co_signature_entry_comes_without_the_body_and_is_put_back_byte_for_by
     assert cut is not None and (cut.index, cut.payload_sha256) == (3, RID)
     assert len(leaf) - len(shorter) == len(base64.b64encode(BODY))
     entries = [b"", b"", b"", shorter]
-    assert elision.put_back(entries, [cut], _held)
+    assert elision.put_back(entries, [cut], _held, LIMIT)
     assert entries[3] == leaf
 
 
@@ -67,7 +68,7 @@ def test_a_snapshot_entry_the_reader_pushed_comes_without_its_payload_too() -> N
     shorter, cut = elision.cut(0, snapshot, {RID})
     assert cut is not None and cut.payload_sha256 == RID
     entries = [shorter]
-    assert elision.put_back(entries, [cut], _held) and entries == [snapshot]
+    assert elision.put_back(entries, [cut], _held, LIMIT) and entries == [snapshot]
 
 
 def test_entries_without_a_held_payload_come_whole() -> None:
@@ -80,9 +81,11 @@ def test_entries_without_a_held_payload_come_whole() -> None:
 def test_a_body_the_reader_no_longer_holds_means_asking_for_the_entries_whole() -> None:
     shorter, cut = elision.cut(0, _signed_entry(), {RID})
     assert cut is not None
-    assert not elision.put_back([shorter], [cut], lambda report_id: None)
-    assert not elision.put_back([shorter], [pb.ElidedPayload(index=5, payload_sha256=RID)], _held)
-    assert not elision.put_back([b""], [cut], _held)  # a withheld entry has nothing to fill
+    assert not elision.put_back([shorter], [cut], lambda report_id: None, LIMIT)
+    assert not elision.put_back(
+        [shorter], [pb.ElidedPayload(index=5, payload_sha256=RID)], _held, LIMIT
+    )
+    assert not elision.put_back([b""], [cut], _held, LIMIT)  # a withheld entry has nothing to fill
 
 
 def test_a_cut_a_server_got_wrong_fails_the_leaf_hash() -> None:
@@ -91,7 +94,7 @@ def test_a_cut_a_server_got_wrong_fails_the_leaf_hash() -> None:
     assert cut is not None
     wrong = pb.ElidedPayload(index=0, offset=cut.offset + 1, payload_sha256=RID)
     entries = [shorter]
-    assert elision.put_back(entries, [wrong], _held)  # it fits somewhere: the hash decides
+    assert elision.put_back(entries, [wrong], _held, LIMIT)  # it fits somewhere: the hash decides
     served = LogRange(7, (tlog.leaf_hash(leaf),), tuple(entries))
     with pytest.raises(BadLogRange, match=r"^log entry 7: its bytes do not hash to its leaf hash"):
         served.check()
@@ -102,10 +105,19 @@ def test_put_back_never_raises_on_what_a_server_sends(
     entry: bytes, offset: int, report_id: str
 ) -> None:
     entries = [entry]
-    result = elision.put_back(
-        entries, [pb.ElidedPayload(index=0, offset=offset, payload_sha256=report_id)], _held
-    )
+    cut = pb.ElidedPayload(index=0, offset=offset, payload_sha256=report_id)
+    result = elision.put_back(entries, [cut], _held, LIMIT)
     assert result is (report_id == RID and bool(entry) and offset <= len(entry))
+
+
+def test_a_server_cannot_make_the_reader_copy_payloads_without_end() -> None:
+    shorter, cut = elision.cut(0, _signed_entry(), {RID})
+    assert cut is not None
+    second = pb.ElidedPayload(index=1, offset=0, payload_sha256=RID)
+    assert elision.put_back([shorter, b"x"], [cut, second], _held, LIMIT)  # one per entry
+    assert not elision.put_back([shorter] * 2, [cut] * 500, _held, LIMIT)  # one entry, again
+    assert not elision.put_back([shorter, b"x"], [second, cut], _held, LIMIT)  # out of order
+    assert not elision.put_back([shorter, b"x"], [cut, second], _held, len(BODY) + 1)
 
 
 @given(st.binary(max_size=400))

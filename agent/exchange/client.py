@@ -58,8 +58,9 @@ RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEE
 PUSH_BYTES_PER_SECOND = 1_000_000
 # Reports kept by id: a cycle asks again for the one its new report continues (by id).
 REPORTS_REMEMBERED = 8
-# Snapshots pushed whose payloads are kept: the log watch after a push reads them back.
-PUSHES_REMEMBERED = 2
+# Snapshots pushed whose payloads are kept: the log watch after a push reads it back. One: a
+# daemon holds the last payload it pushed until the next push (a delta, once steady).
+PUSHES_REMEMBERED = 1
 # Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
 # server read the request and said no: retrying the same request cannot help. With the trailer,
 # the rule alone decides (agent.exchange.rejections holds the one status table).
@@ -205,6 +206,8 @@ class ExchangeClient:
                 answer = self._call(
                     "GetReport", lambda: self.stub.GetReport(whole, timeout=self.timeout)
                 )
+        if peer is not None:
+            self._attached = {}  # only what came with this answer: nothing older is served
         if answer.HasField("peer"):
             self._attach(pairing, answer.peer)
             answer.ClearField("peer")
@@ -215,8 +218,10 @@ class ExchangeClient:
         """Keep what came with a report for the calls it answers (unchecked, like any answer:
         the callers verify the snapshot and the proof)."""
         env = Envelope.from_pb(peer.envelope)
+        if len(env.payload) > self.max_snapshot_bytes:
+            return  # what FetchSnapshot would refuse: fetched, and refused there
         served = Served(env.payload_type, env.payload, env.signatures)
-        self._attached = {(pairing, peer.version, peer.base_sha256): served}  # only the last
+        self._attached = {(pairing, peer.version, peer.base_sha256): served}
         if peer.consistency_first:
             sizes = (peer.consistency_first, peer.consistency_second)
             self._served = self._served.with_consistency(sizes, list(peer.consistency))
@@ -228,7 +233,11 @@ class ExchangeClient:
         base = self._reports.get(delta.base_report_id)
         if base is None:
             return
-        body = body_delta.rebuild(base.envelope.payload, delta.pieces, self.max_snapshot_bytes)
+        # A body of new findings grows by what comes literally; runs of the base repeated
+        # past twice its size are a server making this client copy without end.
+        literal = sum(len(piece.literal) for piece in delta.pieces)
+        limit = min(self.max_snapshot_bytes, 2 * len(base.envelope.payload) + literal)
+        body = body_delta.rebuild(base.envelope.payload, delta.pieces, limit)
         if body is not None and hashlib.sha256(body).hexdigest() == answer.report_id:
             answer.envelope.payload = body
         answer.ClearField("body_delta")
@@ -240,12 +249,15 @@ class ExchangeClient:
         self._remember(pb.Report(report_id=rid, envelope=env.to_pb()))
 
     def _remember(self, report: pb.Report) -> None:
-        """Put back a body the server left out, and keep the report by id. A body left out
-        that is not held here stays out: the reader then refuses the empty payload."""
+        """Put back a body the server left out, and keep the report by id: only a body whose
+        SHA-256 is its id, since what is kept answers later calls and rebuilds later bodies
+        (the reader checks the server's signature on what it gets either way). A body left
+        out that is not held here stays out: the reader then refuses the empty payload."""
         held = self._reports.pop(report.report_id, None)
         if not report.envelope.payload and held is not None:
             report.envelope.payload = held.envelope.payload
-        if report.envelope.payload and report.report_id:
+        body = report.envelope.payload
+        if body and hashlib.sha256(body).hexdigest() == report.report_id:
             self._reports[report.report_id] = report
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
@@ -303,7 +315,9 @@ class ExchangeClient:
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
-        self._served = ServedLog.of(answer, proof_from, inclusion_of, self._payload_of)
+        self._served = ServedLog.of(
+            answer, proof_from, inclusion_of, self._payload_of, self.max_snapshot_bytes
+        )
         return answer.note
 
     def log_entries(self, start: int, end: int) -> list[bytes]:
@@ -322,7 +336,7 @@ class ExchangeClient:
             return served
         answer = self._log_entries(start, end, [*self._reports, *self._pushed])
         entries = list(answer.entries)
-        if not elision.put_back(entries, answer.elided, self._payload_of):
+        if not elision.put_back(entries, answer.elided, self._payload_of, self.max_snapshot_bytes):
             answer = self._log_entries(start, end, [])  # a cut not undone here: asked whole
             entries = list(answer.entries)
         whole = pb.LogEntries(entries=entries, leaf_hashes=answer.leaf_hashes)

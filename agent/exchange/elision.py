@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -45,15 +45,26 @@ def cut(index: int, leaf: bytes, held: Collection[str]) -> tuple[bytes, pb.Elide
 
 def put_back(
     entries: list[bytes],
-    elided: Collection[pb.ElidedPayload],
+    elided: Sequence[pb.ElidedPayload],
     payload_of: Callable[[str], bytes | None],
+    limit: int,
 ) -> bool:
     """Put each cut payload back into `entries`, in place, from `payload_of` (a SHA-256 to the
-    payload held, or None); False if one is not held or does not fit (the reader then asks for
-    the entries whole). Whether the result is right is for the leaf hashes to tell."""
+    payload held, or None); False if one is not held or does not fit, if two name one entry or
+    come out of order, or if more than `limit` bytes would be put back (a server cuts at most
+    one payload from an entry: a hostile one must not make the reader copy payloads without
+    end). The reader then asks for the entries whole. Whether the result is right is for the
+    leaf hashes to tell."""
+    indexes = [cut_out.index for cut_out in elided]
+    if indexes != sorted(set(indexes)):
+        return False
+    put = 0
     for cut_out in elided:
         payload = payload_of(cut_out.payload_sha256)
         if payload is None or not 0 <= cut_out.index < len(entries):
+            return False
+        put += len(payload)
+        if put > limit:
             return False
         entry = entries[cut_out.index]
         if not entry or cut_out.offset > len(entry):

@@ -34,9 +34,11 @@ class ServedLog:
         proof_from: int,
         inclusion_of: Sequence[int],
         payload_of: Callable[[str], bytes | None] = lambda digest: None,
+        limit: int = 0,
     ) -> ServedLog:
         """What `answer` carried; entries served with a payload cut out get it back from
-        `payload_of` (agent.exchange.elision), or are not kept (asked for again whole)."""
+        `payload_of` (agent.exchange.elision), at most `limit` bytes in all (what one answer
+        may carry), or are not kept (asked for again whole)."""
         size = answer.tree_size
         if not size:
             return cls()
@@ -49,7 +51,7 @@ class ServedLog:
         entries = None
         if answer.HasField("entries") and answer.entries.leaf_hashes:
             served = list(answer.entries.entries)
-            if elision.put_back(served, answer.entries.elided, payload_of):
+            if elision.put_back(served, answer.entries.elided, payload_of, limit):
                 whole = pb.LogEntries(entries=served, leaf_hashes=answer.entries.leaf_hashes)
                 entries = LogRange.from_pb(proof_from, whole)
         return cls(consistency, inclusion, entries)

@@ -259,22 +259,24 @@ def _check_root(claimed: bytes, records: Sequence[CertRecord], raw: Sequence[byt
         )
 
 
-# Every record decoded and still alive in the process, by its exact bytes: two versions of a
-# chain differ in a few records, and a report's check holds both (current and previous) of
-# both parties, so the second decode of each shares the first's records. Weak, like the
-# CertInfo of agent.model.record: it holds nothing no one else holds. CertRecord is immutable.
+# Every record decoded and still alive in the process, by the SHA-256 of its exact bytes (the
+# bytes themselves as keys would be held as long as the record): two versions of a chain
+# differ in a few records, and a report's check holds both (current and previous) of both
+# parties, so the second decode of each shares the first's records. Weak, like the CertInfo
+# of agent.model.record: it holds nothing no one else holds. CertRecord is immutable.
 _ALIVE: weakref.WeakValueDictionary[bytes, CertRecord] = weakref.WeakValueDictionary()
 _ALIVE_LOCK = threading.Lock()
 
 
 def _record_from_bytes(data: bytes, index: int) -> CertRecord:
+    key = hashlib.sha256(data).digest()
     with _ALIVE_LOCK:
-        alive = _ALIVE.get(data)
+        alive = _ALIVE.get(key)
     if alive is not None:
         return alive
     decoded = _decoded_record(data, index)
     with _ALIVE_LOCK:
-        return _ALIVE.setdefault(data, decoded)
+        return _ALIVE.setdefault(key, decoded)
 
 
 def _decoded_record(data: bytes, index: int) -> CertRecord:
