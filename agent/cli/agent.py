@@ -121,6 +121,7 @@ def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
         with log_context(pairing=pairing.name, peer=pairing.peer):
             results.append(_pairing_cycle(agent, pairing, wait))
     agent.facts.flush()  # what the peers' snapshots brought: a daemon lives on, or is killed
+    agent.recent.clear()  # decoded snapshots are for one cycle's report checks
     return results
 
 

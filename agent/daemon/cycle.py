@@ -29,6 +29,7 @@ from invsync.agent.daemon.rotation import (
     pins_of,
 )
 from invsync.agent.daemon.writing import CycleResult, written_reports
+from invsync.agent.exchange.recent_snapshots import RecentSnapshots
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
@@ -71,10 +72,12 @@ class Agent:
         )
         start_refusal_counts(config.pairings)
         self.facts = FactsCache.install(self.store)
+        self.recent = RecentSnapshots.install()
 
     def close(self) -> None:
         self.client.close()
         self.facts.close()
+        self.recent.uninstall()
         self.store.close()
 
     def collect(self) -> int:

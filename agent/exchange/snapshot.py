@@ -24,7 +24,7 @@ from itertools import pairwise
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import bounded
-from invsync.agent.exchange import delta, envelope
+from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.merkle import records_digest, records_root
@@ -198,17 +198,25 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     the snapshot it builds on (previous_digest), held by the caller. The header's record_count
     and records_digest are returned as claimed; `agent.exchange.acceptance` compares them with
     the records. records_root, when the header has one (always in a delta), is checked here.
-    Raises MalformedSnapshot naming the field or record index.
+    Raises MalformedSnapshot naming the field or record index. In an agent process, payload
+    bytes decoded a moment ago come back as they were decoded (agent.exchange.recent_snapshots).
     """
+    digest = hashlib.sha256(payload).hexdigest()
+    recent = recent_snapshots.installed()
+    known = recent.get(digest) if recent is not None else None
+    if known is not None:
+        return known
     parts = delta.read_parts(payload)
     header = _header_from_pb(parts.header)
     whole = _whole(parts, header, full=full, base=base)
     records = tuple(_record_from_bytes(data, i) for i, data in enumerate(whole.records))
     if parts.header.records_root or parts.delta:
         _check_root(parts.header.records_root, records, whole.records)
-    digest = hashlib.sha256(payload).hexdigest()
     whole_bytes = payload if whole is parts else _full_bytes(whole)
-    return Snapshot(header, records, digest, full=whole_bytes)
+    snapshot = Snapshot(header, records, digest, full=whole_bytes)
+    if recent is not None:
+        recent.put(snapshot)
+    return snapshot
 
 
 def decode_header(payload: bytes) -> SnapshotHeader:
