@@ -145,16 +145,23 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     ) -> StoredReport:
         wait = None
         if request.wait_seconds and party is not None:
-            # A caller that goes away wakes its wait, which then ends (ReportWait.alive).
-            context.add_callback(self.exchange.news.changed)
-            wait = ReportWait(
-                party,
-                request.wait_naming.hex(),
-                request.wait_past,
-                float(request.wait_seconds),
-                alive=context.is_active,
+            wait = self._wait(
+                context, party, request.wait_naming, request.wait_past, request.wait_seconds
             )
         return self.exchange.report(party, request.pairing, request.report_id, wait)
+
+    def _wait(
+        self,
+        context: grpc.ServicerContext,
+        party: str,
+        naming: bytes,
+        past: str,
+        seconds: int,
+    ) -> ReportWait:
+        """What a waiting call waits for (server.report_news); a caller that goes away wakes
+        its wait, which then ends (ReportWait.alive)."""
+        context.add_callback(self.exchange.news.changed)
+        return ReportWait(party, naming.hex(), past, float(seconds), alive=context.is_active)
 
     def SubmitReportSignature(
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
@@ -178,13 +185,8 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         stored = self.exchange.add_signature(party, request.pairing, request.report_id, sig)
         if not request.wait_seconds or party is None:
             return stored
-        context.add_callback(self.exchange.news.changed)
-        wait = ReportWait(
-            party,
-            request.wait_naming.hex(),
-            request.report_id,
-            float(request.wait_seconds),
-            alive=context.is_active,
+        wait = self._wait(
+            context, party, request.wait_naming, request.report_id, request.wait_seconds
         )
         self.exchange.report(party, request.pairing, "", wait)
         return self.exchange.report(party, request.pairing, request.report_id)
