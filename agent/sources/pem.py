@@ -129,7 +129,8 @@ def _blocks(numbered: Lines, where: Where) -> Iterator[_Block]:
     # Text outside armor (bundle comments such as "# Subject: ...") is allowed and ignored.
     lines = iter(numbered)
     for number, line in lines:
-        begin = _BEGIN.match(line.strip())
+        # Only a line holding the armor's dashes can match: the test is the common case's cost.
+        begin = _BEGIN.match(line.strip()) if "-----BEGIN" in line else None
         if begin is None:
             continue
         label = begin.group(1)
@@ -144,7 +145,7 @@ def _blocks(numbered: Lines, where: Where) -> Iterator[_Block]:
 def _body(lines: Iterator[tuple[int, str]], label: str, where: str) -> str:
     body: list[str] = []
     for _, line in lines:
-        end = _END.match(line.strip())
+        end = _END.match(line.strip()) if "-----END" in line else None
         if end is not None:
             if end.group(1) != label:
                 raise SourceError(f"{where}: BEGIN {label} closed by END {end.group(1)}")
