@@ -197,25 +197,19 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> pb.SignedCheckpoint:
-        party = party_of(context, self.identities)
+        return self._guard("GetCheckpoint", context, lambda: self._checkpoint(request, context))
+
+    def _checkpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> pb.SignedCheckpoint:
+        party = party_of(context, self.identities)  # a refusal answered as one, under _guard
         asks_more = request.proof_from or request.inclusion_of or request.entries
         if asks_more and not request.tree_size:
-            return self._guard(
-                "GetCheckpoint",
-                context,
-                lambda: _log_update_pb(
-                    self.exchange.log_update(
-                        party, request.proof_from, list(request.inclusion_of), request.entries
-                    ),
-                    _held(request.held_payloads),
-                ),
+            update = self.exchange.log_update(
+                party, request.proof_from, list(request.inclusion_of), request.entries
             )
-        note = self._guard(
-            "GetCheckpoint",
-            context,
-            lambda: self.exchange.checkpoint(party, request.tree_size),
-        )
-        return pb.SignedCheckpoint(note=note)
+            return _log_update_pb(update, _held(request.held_payloads))
+        return pb.SignedCheckpoint(note=self.exchange.checkpoint(party, request.tree_size))
 
     def GetLogEntries(
         self, request: pb.GetLogEntriesRequest, context: grpc.ServicerContext

@@ -5,13 +5,21 @@ installed, at most KEPT of them, and none after the cycle cleared it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from invsync.agent.cli import agent as agent_cli
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.cycle import Agent
+from invsync.agent.errors import SourceError
 from invsync.agent.exchange import delta, snapshot
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
+from invsync.agent.exchange.rejections import MalformedSnapshot
 from invsync.agent.model.record import CertRecord
 from tests.exchange_rig import payload
+from tests.test_delta import base_of, changed
+from tests.test_delta import snapshot as delta_snapshot
 
 
 @pytest.fixture
@@ -80,4 +88,41 @@ def test_an_uninstalled_cache_is_no_longer_consulted(records: list[CertRecord]) 
     cache.uninstall()
     assert installed() is other
     other.uninstall()
+    assert installed() is None
+
+
+def test_a_delta_decoded_before_is_still_refused_without_its_base_or_on_another(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """What a fresh decode refuses, a kept one is not answered to: the restore tries a delta on
+    each of several bases and takes the one that decodes."""
+    v1 = delta_snapshot(records)
+    v2 = delta_snapshot(changed(records), 2, v1)
+    decoded = snapshot.decode_payload(v2.payload, base=base_of(v1))
+    with pytest.raises(MalformedSnapshot, match=r"and that base is not held here"):
+        snapshot.decode_payload(v2.payload)
+    with pytest.raises(MalformedSnapshot, match=r"not on the snapshot held here"):
+        snapshot.decode_payload(v2.payload, base=base_of(delta_snapshot(records[1:])))
+    assert snapshot.decode_payload(v2.payload, base=base_of(v1)) is decoded
+    assert snapshot.decode_payload(v2.payload, full=v2.full) is decoded
+
+
+def test_a_failed_cycle_lets_its_decoded_snapshots_go(
+    fed: Path, records: list[CertRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = Agent(load_agent_config(fed / "jprs.toml"))
+    try:
+        assert installed() is agent.recent
+        kept = snapshot.decode_payload(payload(records))
+        assert agent.recent.get(kept.payload_sha256) is kept
+
+        def failing() -> int:
+            raise SourceError("jprs.pem: cannot read file: permission denied")
+
+        monkeypatch.setattr(agent, "collect", failing)
+        with pytest.raises(SourceError, match="permission denied"):
+            agent_cli._cycle(agent, 1)
+        assert agent.recent.get(kept.payload_sha256) is None
+    finally:
+        agent.close()
     assert installed() is None

@@ -114,15 +114,17 @@ def _cycle_logged(agent: Agent, wait: float) -> None:
 def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
     """One cycle over every pairing; each pairing's report as written."""
     party = agent.config.party
-    count = agent.collect()
-    click.echo(f"{party}: collected {count} certificates")
-    results = []
-    for pairing in agent.config.pairings.values():
-        with log_context(pairing=pairing.name, peer=pairing.peer):
-            results.append(_pairing_cycle(agent, pairing, wait))
-    agent.facts.flush()  # what the peers' snapshots brought: a daemon lives on, or is killed
-    agent.recent.clear()  # decoded snapshots are for one cycle's report checks
-    return results
+    try:
+        count = agent.collect()
+        click.echo(f"{party}: collected {count} certificates")
+        results = []
+        for pairing in agent.config.pairings.values():
+            with log_context(pairing=pairing.name, peer=pairing.peer):
+                results.append(_pairing_cycle(agent, pairing, wait))
+        return results
+    finally:  # a failed cycle too: a daemon lives on, or is killed
+        agent.facts.flush()  # what the peers' snapshots brought
+        agent.recent.clear()  # decoded snapshots are for one cycle's report checks
 
 
 def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> CycleResult:

@@ -75,10 +75,12 @@ class Agent:
         self.recent = RecentSnapshots.install()
 
     def close(self) -> None:
-        self.client.close()
-        self.facts.close()
         self.recent.uninstall()
-        self.store.close()
+        try:
+            self.client.close()
+            self.facts.close()
+        finally:
+            self.store.close()
 
     def collect(self) -> int:
         """Read every configured source and replace the stored inventory in one transaction."""

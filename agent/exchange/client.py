@@ -197,6 +197,8 @@ class ExchangeClient:
             peer_base_sha256=peer.base_sha256 if peer else b"",
             log_size_held=peer.log_size if peer else 0,
         )
+        if peer is not None:
+            self._attached = {}  # only what comes with this answer: nothing older is served
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
         if not answer.envelope.payload and answer.HasField("body_delta"):
@@ -206,8 +208,6 @@ class ExchangeClient:
                 answer = self._call(
                     "GetReport", lambda: self.stub.GetReport(whole, timeout=self.timeout)
                 )
-        if peer is not None:
-            self._attached = {}  # only what came with this answer: nothing older is served
         if answer.HasField("peer"):
             self._attach(pairing, answer.peer)
             answer.ClearField("peer")

@@ -204,7 +204,7 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     digest = hashlib.sha256(payload).hexdigest()
     recent = recent_snapshots.installed()
     known = recent.get(digest) if recent is not None else None
-    if known is not None:
+    if known is not None and _decodable(known.header, full, base):
         return known
     parts = delta.read_parts(payload)
     header = _header_from_pb(parts.header)
@@ -217,6 +217,16 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     if recent is not None:
         recent.put(snapshot)
     return snapshot
+
+
+def _decodable(header: SnapshotHeader, full: bytes, base: Base | None) -> bool:
+    """Whether a snapshot decoded before may be answered to these arguments: a delta only
+    with a whole set served (its records were checked against the signed records_root when
+    first decoded), or on the base its header names, never on another base or none, which a
+    fresh decode refuses (the restore tries a delta on each of several bases)."""
+    if not header.delta or full:
+        return True
+    return base is not None and base.payload_sha256 == header.previous_digest.hex()
 
 
 def decode_header(payload: bytes) -> SnapshotHeader:
