@@ -11,6 +11,7 @@ import hashlib
 import threading
 import warnings
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -223,7 +224,9 @@ def _parse_checked(der: bytes) -> CertInfo:
 
 def _parse_certificate(der: bytes) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
-    subject_der = cert.subject.public_bytes()
+    # Each read of cert.subject or cert.issuer decodes the name again: read each once.
+    subject, issuer = cert.subject, cert.issuer
+    subject_der, issuer_der = subject.public_bytes(), issuer.public_bytes()
     spki_der = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -232,10 +235,10 @@ def _parse_certificate(der: bytes) -> CertInfo:
     return CertInfo(
         sha256=sha256_hex(der),
         der=der,
-        subject=cert.subject.rfc4514_string(),
+        subject=subject.rfc4514_string(),
         subject_der=subject_der,
-        issuer=cert.issuer.rfc4514_string(),
-        issuer_der=cert.issuer.public_bytes(),
+        issuer=issuer.rfc4514_string(),
+        issuer_der=issuer_der,
         serial_hex=serial_hex(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
@@ -251,8 +254,8 @@ def _parse_certificate(der: bytes) -> CertInfo:
         has_name_constraints=_ext(extensions, x509.NameConstraints) is not None,
         technically_constrained=_technically_constrained(extensions),
         crl_urls=_crl_urls(extensions),
-        self_issued=subject_der == cert.issuer.public_bytes(),
-        subject_organizations=_organizations(cert.subject),
+        self_issued=subject_der == issuer_der,
+        subject_organizations=_organizations(subject),
         extensions_error=problem,
     )
 
@@ -262,12 +265,21 @@ def _organizations(name: x509.Name) -> tuple[str, ...]:
     return tuple(v.value for v in values if isinstance(v.value, str))
 
 
-def _extensions(cert: x509.Certificate) -> tuple[x509.Extensions, str]:
-    """All extensions, decoded once; an empty set and the reason when they cannot be."""
+# Each extension's value by its class: looked up seven times a certificate, which
+# Extensions.get_extension_for_class does by a scan each time.
+_Values = Mapping[type[x509.ExtensionType], x509.ExtensionType]
+
+
+def _extensions(cert: x509.Certificate) -> tuple[_Values, str]:
+    """All extensions, decoded once, by class (the first of a class, as
+    get_extension_for_class finds it); none and the reason when they cannot be decoded."""
     try:
-        return cert.extensions, ""
+        values: dict[type[x509.ExtensionType], x509.ExtensionType] = {}
+        for extension in cert.extensions:
+            values.setdefault(type(extension.value), extension.value)
+        return values, ""
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
-        return x509.Extensions([]), str(e) or type(e).__name__
+        return {}, str(e) or type(e).__name__
 
 
 def serial_hex(serial: int) -> str:
@@ -277,16 +289,11 @@ def serial_hex(serial: int) -> str:
     return serial.to_bytes(length, "big", signed=True).hex().upper()
 
 
-def _ext(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
-    try:
-        return extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
+def _ext(extensions: _Values, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    return extensions.get(kind)
 
 
-def _basic_constraints(
-    cert: x509.Certificate, extensions: x509.Extensions
-) -> tuple[bool, int | None]:
+def _basic_constraints(cert: x509.Certificate, extensions: _Values) -> tuple[bool, int | None]:
     bc = _ext(extensions, x509.BasicConstraints)
     if isinstance(bc, x509.BasicConstraints):
         return bc.ca, bc.path_length
@@ -299,26 +306,26 @@ def _basic_constraints(
     return False, None
 
 
-def _ski(extensions: x509.Extensions) -> str | None:
+def _ski(extensions: _Values) -> str | None:
     ski = _ext(extensions, x509.SubjectKeyIdentifier)
     return ski.digest.hex().upper() if isinstance(ski, x509.SubjectKeyIdentifier) else None
 
 
-def _aki(extensions: x509.Extensions) -> str | None:
+def _aki(extensions: _Values) -> str | None:
     aki = _ext(extensions, x509.AuthorityKeyIdentifier)
     if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None:
         return aki.key_identifier.hex().upper()
     return None
 
 
-def _ekus(extensions: x509.Extensions) -> tuple[str, ...]:
+def _ekus(extensions: _Values) -> tuple[str, ...]:
     eku = _ext(extensions, x509.ExtendedKeyUsage)
     if not isinstance(eku, x509.ExtendedKeyUsage):
         return ()
     return tuple(sorted(oid.dotted_string for oid in eku))
 
 
-def _technically_constrained(extensions: x509.Extensions) -> bool:
+def _technically_constrained(extensions: _Values) -> bool:
     """Mozilla Root Store Policy 5.3.1: an EKU extension without anyExtendedKeyUsage; if it
     allows serverAuth, name constraints on both dNSName and iPAddress; if it allows
     emailProtection, name constraints on rfc822Name. Such a CA certificate is exempt from the
@@ -338,7 +345,7 @@ def _technically_constrained(extensions: x509.Extensions) -> bool:
     return needed <= constrained
 
 
-def _constrained_name_types(extensions: x509.Extensions) -> set[type]:
+def _constrained_name_types(extensions: _Values) -> set[type]:
     nc = _ext(extensions, x509.NameConstraints)
     if not isinstance(nc, x509.NameConstraints):
         return set()
@@ -346,7 +353,7 @@ def _constrained_name_types(extensions: x509.Extensions) -> set[type]:
     return {type(name) for name in subtrees}
 
 
-def _crl_urls(extensions: x509.Extensions) -> tuple[str, ...]:
+def _crl_urls(extensions: _Values) -> tuple[str, ...]:
     cdp = _ext(extensions, x509.CRLDistributionPoints)
     if not isinstance(cdp, x509.CRLDistributionPoints):
         return ()
