@@ -13,6 +13,7 @@ slower: its rates are not comparable). See benchmarks/README.md for measured fig
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import statistics
 import sys
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from invsync.agent.model import record
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.sources.ccadb_pems import load_ccadb_pem_files
 from invsync.agent.store.agent_store import AgentStore
@@ -88,6 +90,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _run(files: list[Path], *, trace: bool) -> Run:
+    # Each run parses afresh: a CertInfo of an earlier run still alive (in a reference cycle
+    # the collector has not reached yet) would be shared instead (agent.model.record._ALIVE),
+    # and later runs would time a lookup, not a parse.
+    gc.collect()
+    if record._ALIVE:
+        raise SystemExit(f"{len(record._ALIVE)} certificates of an earlier run are still alive")
     now = datetime.now(UTC)
     done: list[int] = []  # the reader's progress reports: its last one counts every row
     ctx = SourceContext(now=now, skip_invalid=True, progress=lambda rows, _: done.append(rows))
