@@ -3,7 +3,9 @@
 The refresh age (`agent.snapshot_refresh_seconds`) comes before the expiry, so an agent that runs
 its cycles keeps a valid snapshot at the server even when nothing changes. When the server holds
 a later snapshot of ours than this database (restored from a backup), the chain continues after
-it, taken from the log (`agent.daemon.restore`).
+it, taken from the log (`agent.daemon.restore`). A cycle that pushes learns it from the server's
+refusal (`[rollback]` or `[equivocation]`); one with nothing to push, from the server's latest
+report.
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ def sync(agent: AgentParts, pairing: PairingConfig) -> PushOutcome:
     """Push the next snapshot of `pairing` if its content changed or the last one ages."""
     try:
         resume_pending(agent, pairing.name)
-        ahead, named = _reported_ahead(agent, pairing)
-        if ahead:
-            _restore(agent, pairing, ahead, named)
-        return _sync(agent, pairing, restored=bool(ahead))
+        return _sync(agent, pairing, restored=False)
     except Refused as e:
         if not is_behind(e):
             raise
         pending = agent.store.pending_snapshot(pairing.name)  # the version refused
         floor = refused_floor(e, pending.version) if pending else 0
-        _restore(agent, pairing, f"the server refused our push: {e}", floor)
+        # The refusal is the server's unsigned word: the version its signed latest report names
+        # raises the floor, as it would have without a push (one call, only in a restore).
+        named = reported_version(agent.client, agent.checker.trust(pairing), pairing.role)
+        _restore(agent, pairing, f"the server refused our push: {e}", max(floor, named))
         return _sync(agent, pairing, restored=True)
 
 
@@ -56,6 +58,13 @@ def _sync(agent: AgentParts, pairing: PairingConfig, *, restored: bool) -> PushO
         )
     )
     if last is not None and reason is None:
+        # Nothing to push, so no refusal would tell that the server holds a later version
+        # of ours than this database (restored from a backup): its latest report may. A push
+        # is told by the refusal instead (`sync`), which saves this call on every changed cycle.
+        ahead, named = ("", 0) if restored else _reported_ahead(agent, pairing)
+        if ahead:
+            _restore(agent, pairing, ahead, named)
+            return _sync(agent, pairing, restored=True)
         party = agent.config.party
         log.info(
             "party=%s pairing=%s unchanged since version=%d",

@@ -97,9 +97,9 @@ def _server_snapshots(work: Path) -> dict[int, bytes]:
     return {int(version): bytes(payload) for version, payload in rows}
 
 
-def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
-    federation: Federation,
-) -> None:
+def _backed_up_at_version_2(federation: Federation) -> tuple[Path, str]:
+    """JPRS pushes versions 1 to 4, its database backed up after version 2: the backup, and
+    its inventory's PEM file as it was then."""
     work = federation.work
     pem, database = work / "data" / "jprs_ca_certificates.pem", work / "state" / "jprs.db"
     assert f"{PUSHED} 1 (first snapshot)" in _cycle(federation, 1)
@@ -111,20 +111,33 @@ def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
     assert not database.with_name("jprs.db-wal").exists()
     backup = work / "jprs-backup.db"
     shutil.copyfile(database, backup)
+    at_backup = pem.read_text()
     for version in (3, 4):
         _drop_last_certificate(pem)
         assert f"{PUSHED} {version} (content changed)" in _cycle(federation, version)
-
     shutil.copyfile(backup, database)  # restored: this database last sent version 2
+    return pem, at_backup
+
+
+def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
+    federation: Federation,
+) -> None:
+    """Its inventory changed since: the push the database would make (version 3) is refused
+    as a rollback, and the refusal sends the agent to the log."""
+    work = federation.work
+    pem, _ = _backed_up_at_version_2(federation)
     _drop_last_certificate(pem)
     out = _cycle(federation, 5)
     assert f"{PUSHED} 5 (continues after our latest snapshot in the exchange's log)" in out, out
-    assert "this database is behind the exchange (the server's latest report names our " in out
-    assert "version 4, this database 2): continuing after version=4" in out
+    assert "this database is behind the exchange (the server refused our push: " in out
+    assert (
+        "snapshot rejected [rollback]: version 3 is below the last accepted version 4 of party "
+        "'jprs' in pairing 'secom-jprs'): continuing after version=4, log entry " in out
+    )
     assert COMPLETE in out
 
     stored = _server_snapshots(work)
-    assert sorted(stored) == [1, 2, 3, 4, 5]  # no version refused, none accepted twice
+    assert sorted(stored) == [1, 2, 3, 4, 5]  # the refused version 3 not kept, none twice
     headers = {version: decode_header(payload) for version, payload in stored.items()}
     assert headers[5].previous_digest == hashlib.sha256(stored[4]).digest()
     # Each snapshot carries the latest checkpoint its agent verified (none before the first).
@@ -132,6 +145,21 @@ def test_a_restored_agent_continues_after_the_servers_last_version_and_co_signs(
     assert headers[1].log_checkpoint == b""
     sizes = [open_checkpoint(headers[v].log_checkpoint, SERVER, pinned).size for v in (2, 3, 5)]
     assert sizes == sorted(sizes) and sizes[0] > 0
+
+
+def test_a_restored_agent_with_nothing_to_push_learns_it_from_the_latest_report(
+    federation: Federation,
+) -> None:
+    """Its inventory is the backup's: no push would be refused, and the server's latest report
+    naming our version 4 sends the agent to the log before it would wait for a report on 2."""
+    pem, at_backup = _backed_up_at_version_2(federation)
+    pem.write_text(at_backup)
+    out = _cycle(federation, 5)
+    assert f"{PUSHED} 5 (continues after our latest snapshot in the exchange's log)" in out, out
+    assert "this database is behind the exchange (the server's latest report names our " in out
+    assert "version 4, this database 2): continuing after version=4" in out
+    assert COMPLETE in out
+    assert sorted(_server_snapshots(federation.work)) == [1, 2, 3, 4, 5]
 
 
 def test_a_push_refused_as_a_rollback_sends_the_agent_to_the_log(
@@ -173,10 +201,11 @@ def test_a_push_refused_as_a_rollback_sends_the_agent_to_the_log(
     restored.close()
 
 
-def test_a_report_the_agent_refuses_tells_nothing_and_does_not_stop_its_push(
+def test_a_report_the_agent_refuses_tells_nothing_and_does_not_stop_its_cycle(
     federation: Federation, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The look at the latest report is only a hint of a restore: a forged one stops nothing."""
+    """The look at the latest report, in a cycle with nothing to push, is only a hint of a
+    restore: a forged one stops nothing. A cycle that pushes does not look."""
     agent = Agent(load_agent_config(federation.work / "jprs.toml"))
     pairing = agent.config.pairings["secom-jprs"]
     agent.collect()
@@ -184,13 +213,22 @@ def test_a_report_the_agent_refuses_tells_nothing_and_does_not_stop_its_push(
     impostor = generate()
     forged = Envelope(REPORT_PAYLOAD_TYPE, b"{}", (Sig(impostor.keyid, b"signature"),))
     served = pb.Report(report_id="0" * 64, envelope=forged.to_pb())
-    monkeypatch.setattr(agent.client, "report", lambda pairing, report_id="": served)
+    asked: list[str] = []
+
+    def forged_report(pairing: str, report_id: str = "") -> pb.Report:
+        asked.append(pairing)
+        return served
+
+    monkeypatch.setattr(agent.client, "report", forged_report)
+    with caplog.at_level(logging.WARNING, "invsync.agent"):
+        unchanged = agent.sync(pairing)
+    assert (unchanged.version, unchanged.reason, asked) == (1, None, ["secom-jprs"])
     _drop_last_certificate(federation.work / "data" / "jprs_ca_certificates.pem")
     agent.collect()
-    with caplog.at_level(logging.WARNING, "invsync.agent"):
-        outcome = agent.sync(pairing)
+    outcome = agent.sync(pairing)
     agent.close()
     assert (outcome.version, outcome.reason and outcome.reason.name) == (2, "CHANGED")
+    assert asked == ["secom-jprs"]  # the push was not preceded by a look at the report
     assert (
         "pairing=secom-jprs the latest report tells nothing of our version: refused "
         "[bad-server-signature]: the exchange server (report): 0 of 1 required signatures "
