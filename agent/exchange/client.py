@@ -262,6 +262,10 @@ class ExchangeClient:
         while len(self._reports) > REPORTS_REMEMBERED:
             del self._reports[next(iter(self._reports))]
 
+    def _held(self) -> list[str]:
+        """The SHA-256 of each payload `_payload_of` answers, as a request names them."""
+        return [*self._reports, *self._pushed]
+
     def _payload_of(self, digest: str) -> bytes | None:
         """A payload held here by its SHA-256 (hex): a report's body (the id is its digest) or
         a snapshot pushed (agent.exchange.elision puts it back into log entries)."""
@@ -310,7 +314,7 @@ class ExchangeClient:
             proof_from=proof_from,
             inclusion_of=inclusion_of,
             entries=entries,
-            held_payloads=[*self._reports, *self._pushed] if entries else [],
+            held_payloads=self._held() if entries else [],
         )
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
@@ -331,15 +335,13 @@ class ExchangeClient:
         `check()` before parsing an entry. Within what the last `checkpoint(entries=True)`
         carried, answered from it: there only this party's own entries and its pairings' chain
         resets are shown (all its readers, the log watch and the restore, read)."""
-        served = self._served.log_range(start, end)
-        if served is not None:
-            return served
-        answer = self._log_entries(start, end, [*self._reports, *self._pushed])
-        entries = list(answer.entries)
-        if not elision.put_back(entries, answer.elided, self._payload_of, self.max_snapshot_bytes):
-            answer = self._log_entries(start, end, [])  # a cut not undone here: asked whole
-            entries = list(answer.entries)
-        whole = pb.LogEntries(entries=entries, leaf_hashes=answer.leaf_hashes)
+        carried = self._served.log_range(start, end)
+        if carried is not None:
+            return carried
+        served = self._log_entries(start, end, self._held())
+        whole = elision.restored(served, self._payload_of, self.max_snapshot_bytes)
+        if whole is None:  # a cut not undone here: the entries asked for whole
+            whole = self._log_entries(start, end, [])
         return LogRange.from_pb(start, whole)
 
     def _log_entries(self, start: int, end: int, held: list[str]) -> pb.LogEntries:

@@ -76,3 +76,13 @@ def put_back(
 
 def _text(payload: bytes) -> bytes:
     return base64.b64encode(payload)
+
+
+def restored(
+    served: pb.LogEntries, payload_of: Callable[[str], bytes | None], limit: int
+) -> pb.LogEntries | None:
+    """`served` with every cut payload put back (`put_back`), or None if one cannot be."""
+    entries = list(served.entries)
+    if not put_back(entries, served.elided, payload_of, limit):
+        return None
+    return pb.LogEntries(entries=entries, leaf_hashes=served.leaf_hashes)

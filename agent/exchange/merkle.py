@@ -42,7 +42,13 @@ def records_digest(identities: Iterable[str]) -> bytes:
 def records_root(records: Iterable[tuple[bytes, bytes]]) -> bytes:
     """The Merkle root over whole records: one leaf per (identity, serialized record bytes),
     the 32-byte identity followed by SHA-256 of the bytes (SnapshotHeader.records_root)."""
-    return merkle_root([identity + hashlib.sha256(data).digest() for identity, data in records])
+    return records_root_of((identity, hashlib.sha256(data).digest()) for identity, data in records)
+
+
+def records_root_of(digests: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """`records_root` from each record's (identity, SHA-256 of its bytes), for a reader that
+    hashed the bytes already."""
+    return merkle_root([identity + digest for identity, digest in digests])
 
 
 def _parent_level(level: list[bytes]) -> list[bytes]:

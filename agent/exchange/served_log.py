@@ -50,10 +50,8 @@ class ServedLog:
         }
         entries = None
         if answer.HasField("entries") and answer.entries.leaf_hashes:
-            served = list(answer.entries.entries)
-            if elision.put_back(served, answer.entries.elided, payload_of, limit):
-                whole = pb.LogEntries(entries=served, leaf_hashes=answer.entries.leaf_hashes)
-                entries = LogRange.from_pb(proof_from, whole)
+            whole = elision.restored(answer.entries, payload_of, limit)
+            entries = LogRange.from_pb(proof_from, whole) if whole is not None else None
         return cls(consistency, inclusion, entries)
 
     def with_consistency(self, sizes: tuple[int, int], proof: list[bytes]) -> ServedLog:

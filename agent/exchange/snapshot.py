@@ -27,7 +27,7 @@ from invsync.agent.errors import bounded
 from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.merkle import records_digest, records_root
+from invsync.agent.exchange.merkle import records_digest, records_root, records_root_of
 from invsync.agent.exchange.record_codec import (
     from_timestamp,
     record_from_pb,
@@ -209,9 +209,14 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     parts = delta.read_parts(payload)
     header = _header_from_pb(parts.header)
     whole = _whole(parts, header, full=full, base=base)
-    records = tuple(_record_from_bytes(data, i) for i, data in enumerate(whole.records))
+    # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
+    digests = [hashlib.sha256(data).digest() for data in whole.records]
+    records = tuple(
+        _record_from_bytes(data, key, i)
+        for i, (data, key) in enumerate(zip(whole.records, digests, strict=True))
+    )
     if parts.header.records_root or parts.delta:
-        _check_root(parts.header.records_root, records, whole.records)
+        _check_root(parts.header.records_root, records, digests)
     whole_bytes = payload if whole is parts else _full_bytes(whole)
     snapshot = Snapshot(header, records, digest, full=whole_bytes)
     if recent is not None:
@@ -266,9 +271,9 @@ def _full_bytes(parts: delta.Parts) -> bytes:
     return delta.full_form(parts.header_bytes, parts.records)
 
 
-def _check_root(claimed: bytes, records: Sequence[CertRecord], raw: Sequence[bytes]) -> None:
-    root = records_root(
-        (bytes.fromhex(r.sha256), data) for r, data in zip(records, raw, strict=True)
+def _check_root(claimed: bytes, records: Sequence[CertRecord], digests: Sequence[bytes]) -> None:
+    root = records_root_of(
+        (bytes.fromhex(r.sha256), digest) for r, digest in zip(records, digests, strict=True)
     )
     if claimed != root:
         raise DigestMismatchError(
@@ -286,8 +291,8 @@ _ALIVE: weakref.WeakValueDictionary[bytes, CertRecord] = weakref.WeakValueDictio
 _ALIVE_LOCK = threading.Lock()
 
 
-def _record_from_bytes(data: bytes, index: int) -> CertRecord:
-    key = hashlib.sha256(data).digest()
+def _record_from_bytes(data: bytes, key: bytes, index: int) -> CertRecord:
+    """The record of `data`, whose SHA-256 is `key`."""
     with _ALIVE_LOCK:
         alive = _ALIVE.get(key)
     if alive is not None:
