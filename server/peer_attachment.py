@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import delta
-from invsync.agent.report.body import parse_report_body
+from invsync.agent.report.body import ReportBody
 from invsync.server.storage import StoredReport
 from invsync.v1 import invsync_pb2 as pb
 
@@ -30,12 +30,17 @@ MAX_ATTACHED_BYTES = 4 << 20
 
 
 def peer_snapshot(
-    exchange: Exchange, party: str, stored: StoredReport, request: pb.GetReportRequest
+    exchange: Exchange,
+    party: str,
+    stored: StoredReport,
+    body: ReportBody,
+    request: pb.GetReportRequest,
+    held: int,
 ) -> pb.PeerSnapshot | None:
     """The peer's snapshot the report names for `party`, with the proof of its checkpoint
-    against `request.log_size_held`; None when it is not to be attached (see the module)."""
+    against the log size `held` (what the caller holds, or will once it verified the log
+    update of the same answer); None when it is not to be attached (see the module)."""
     try:
-        body = parse_report_body(stored.envelope.payload)
         side = body.subordinate if body.root.party == party else body.root
         if side.version == 0:
             return None
@@ -47,7 +52,7 @@ def peer_snapshot(
         if hashlib.sha256(env.payload).hexdigest() != side.digest:
             return None  # the report names another snapshot of that version: fetched instead
         note = delta.read_parts(env.payload).header.log_checkpoint
-        first, second, proof = exchange.proof_between(party, request.log_size_held, note)
+        first, second, proof = exchange.proof_between(party, held, note)
     except InvsyncError as e:  # the answer is the report: what comes with it may be left out
         log.warning(
             "party=%s pairing=%s: no peer snapshot with the report: %s", party, stored.pairing, e

@@ -25,6 +25,7 @@ from invsync.agent.exchange.rejections import (
     status_of,
 )
 from invsync.agent.exchange.snapshot import to_chunks
+from invsync.agent.report.body import parse_report_body
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics, peer_attachment
 from invsync.server.auth import party_of
@@ -106,22 +107,60 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
         def answer() -> pb.Report:
             party = party_of(context, self.identities)
-            return self._answer(self._report(request, party, context), request, party)
+            stored = self._report(request, party, context)
+            return self._answer(stored, request, party, with_log=request.HasField("log"))
 
         return self._guard("GetReport", context, answer)
 
     def _answer(
-        self, stored: StoredReport, request: pb.GetReportRequest, party: str | None
+        self,
+        stored: StoredReport,
+        request: pb.GetReportRequest,
+        party: str | None,
+        *,
+        with_log: bool = False,
     ) -> pb.Report:
         """The report; its signatures alone for a caller that holds its body, or its body as
         the differences from the last held one this server has (agent.exchange.body_delta);
-        with the peer's snapshot it names if asked (server.peer_attachment)."""
+        with the log's latest checkpoint and the peer's snapshot it names if asked
+        (server.peer_attachment)."""
         answer = self._body(stored, request)
+        held = request.log_size_held
+        if with_log and party is not None:
+            update = self._log_for_report(party, request.log)
+            if update is not None:
+                answer.log.CopyFrom(_log_update_pb(update, _held(request.log.held_payloads)))
+                held = update.size  # what the caller holds once it verified this update
         if request.with_peer and party is not None:
-            peer = peer_attachment.peer_snapshot(self.exchange, party, stored, request)
+            body = parse_report_body(stored.envelope.payload)  # the server's own: it parses
+            peer = peer_attachment.peer_snapshot(self.exchange, party, stored, body, request, held)
             if peer is not None:
                 answer.peer.CopyFrom(peer)
+            previous = self._previous(stored, body.previous_report, request)
+            if previous is not None:
+                answer.previous.CopyFrom(previous)
         return answer
+
+    def _previous(
+        self, stored: StoredReport, previous: str | None, request: pb.GetReportRequest
+    ) -> pb.Report | None:
+        """The report `stored` continues, for a caller that does not hold it (a co-signing
+        agent checks against it), with its body maybe as differences from one it holds."""
+        if previous is None or previous in request.known or previous == stored.report_id:
+            return None
+        before = self.exchange.store.report(stored.pairing, previous)
+        return self._body(before, request) if before is not None else None
+
+    def _log_for_report(self, party: str, ask: pb.GetCheckpointRequest) -> LogUpdate | None:
+        """What GetCheckpoint would answer `ask`; None when it cannot be made (the answer is the
+        report: the caller then asks for the checkpoint itself)."""
+        try:
+            return self.exchange.log_update(
+                party, ask.proof_from, list(ask.inclusion_of), ask.entries
+            )
+        except InvsyncError as e:
+            log.warning("party=%s: no log checkpoint with the report: %s", party, e)
+            return None
 
     def _body(self, stored: StoredReport, request: pb.GetReportRequest) -> pb.Report:
         if stored.report_id in request.known:
@@ -166,30 +205,35 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def SubmitReportSignature(
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
     ) -> pb.Report:
-        stored = self._guard(
-            "SubmitReportSignature",
-            context,
-            lambda: self._signed(request, party_of(context, self.identities), context),
-        )
-        return _report_pb(stored, without_body=request.without_body)
+        def answer() -> pb.Report:
+            party = party_of(context, self.identities)
+            stored, latest = self._signed(request, party, context)
+            reply = _report_pb(stored, without_body=request.without_body)
+            if latest is not None and request.HasField("newer"):
+                reply.newer.CopyFrom(self._answer(latest, request.newer, party))
+            return reply
+
+        return self._guard("SubmitReportSignature", context, answer)
 
     def _signed(
         self,
         request: pb.SubmitReportSignatureRequest,
         party: str | None,
         context: grpc.ServicerContext,
-    ) -> StoredReport:
+    ) -> tuple[StoredReport, StoredReport | None]:
         """The report once the signature is added; with wait_seconds, once the rest signed it
-        or a newer report on the caller's snapshot came (server.report_news), or time is up."""
+        or a newer report on the caller's snapshot came (server.report_news), or time is up.
+        With it, the pairing's latest report when that is another one (None otherwise)."""
         sig = Sig(request.signature.keyid, request.signature.sig)
         stored = self.exchange.add_signature(party, request.pairing, request.report_id, sig)
         if not request.wait_seconds or party is None:
-            return stored
+            return stored, None
         wait = self._wait(
             context, party, request.wait_naming, request.report_id, request.wait_seconds
         )
-        self.exchange.report(party, request.pairing, "", wait)
-        return self.exchange.report(party, request.pairing, request.report_id)
+        latest = self.exchange.report(party, request.pairing, "", wait)
+        stored = self.exchange.report(party, request.pairing, request.report_id)
+        return stored, (latest if latest.report_id != stored.report_id else None)
 
     # The transparency log: any authenticated member may read its hashes and proofs, and the
     # entries of its own pairings (see Exchange.log_entries).

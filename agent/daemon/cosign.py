@@ -15,7 +15,7 @@ from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.report_check import PeerArrived
 from invsync.agent.daemon.writing import CycleResult, write_report
 from invsync.agent.errors import ReportError
-from invsync.agent.exchange.client import NotFoundYet, PeerHeld
+from invsync.agent.exchange.client import LogAsk, NotFoundYet, PeerHeld
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
@@ -50,13 +50,21 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
     The peer may push again while we sign, making a newer report on our same snapshot; that
     one is checked and co-signed too, so the cycle ends on the report both parties signed.
     If time runs out, the latest report is written as it stands and `complete` says so.
+
+    Calls (issue 13): the log watch's answer comes with the first report, and a newer report
+    with the signature's answer that waited for it, so a steady cycle takes GetReport once and
+    SubmitReportSignature once for each report signed.
     """
     own = own_snapshot(agent, pairing.name)
-    watch_log(agent, pairing)
     deadline = time.monotonic() + wait_seconds
     signed = ""  # the report we signed last: the server answers once it is complete, or newer
+    watched = False
     while True:
-        found = _report_naming(agent, pairing, own, _left(deadline), past=signed)
+        ask = None if watched else agent.log_watch.ask(agent.checker.trust(pairing))
+        found = _report_naming(agent, pairing, own, _left(deadline), past=signed, log=ask)
+        if not watched:  # before anything is signed, from what came with the report
+            watch_log(agent, pairing)
+            watched = True
         if found is not None and not agent.store.has_cosigned(found[1]):
             try:
                 now_signed = _cosign_report(agent, pairing, own, *found, wait=_left(deadline))
@@ -99,7 +107,12 @@ def _cosign_report(
     key = agent.checker.report_key(pairing.name)
     sig = Sig(key.public.keyid, key.sign(pae(REPORT_PAYLOAD_TYPE, env.payload)))
     answer = agent.client.sign_report(
-        pairing.name, rid, sig, naming=own.payload_sha256, wait_seconds=wait
+        pairing.name,
+        rid,
+        sig,
+        naming=own.payload_sha256,
+        wait_seconds=wait,
+        peer=_peer_held(agent, pairing),
     )
     agent.store.record_cosigned(rid, pairing.name, agent.clock())
     log.info("party=%s pairing=%s co-signed report=%s", agent.config.party, pairing.name, rid)
@@ -141,21 +154,35 @@ def _left(deadline: float) -> int:
     return max(0, min(LONG_POLL_SECONDS, int(deadline - time.monotonic())))
 
 
+def _peer_held(agent: AgentParts, pairing: PairingConfig) -> PeerHeld:
+    """What this agent holds of the peer, for a report answer to bring the rest."""
+    held = agent.checker.trust(pairing).state.checkpoint
+    base = bytes.fromhex(agent.store.peer_base_digest(pairing.name))
+    return PeerHeld(base, held.size if held else 0)
+
+
 def _report_naming(
-    agent: AgentParts, pairing: PairingConfig, own: Snapshot, wait: int = 0, *, past: str = ""
+    agent: AgentParts,
+    pairing: PairingConfig,
+    own: Snapshot,
+    wait: int = 0,
+    *,
+    past: str = "",
+    log: LogAsk | None = None,
 ) -> Found | None:
     """The server's latest report if it names our snapshot `own`, waiting up to `wait` seconds
-    on the server for one (and, with `past`, for another than that one or for it complete).
-    The trusted state checks its payload type and the pinned server key's signature before
-    the body is parsed."""
+    on the server for one (and, with `past`, for another than that one or for it complete);
+    with `log`, the log watch's answer comes with it. The trusted state checks its payload
+    type and the pinned server key's signature before the body is parsed."""
     trust = agent.checker.trust(pairing)
-    held = trust.state.checkpoint
-    peer = PeerHeld(
-        bytes.fromhex(agent.store.peer_base_digest(pairing.name)), held.size if held else 0
-    )
     try:
         report = agent.client.report(
-            pairing.name, naming=own.payload_sha256, past=past, wait_seconds=wait, peer=peer
+            pairing.name,
+            naming=own.payload_sha256,
+            past=past,
+            wait_seconds=wait,
+            peer=_peer_held(agent, pairing),
+            log=log,
         )
     except NotFoundYet:
         return None

@@ -2,7 +2,9 @@
 
 `LogWatch.check`, after the cycle's push and before anything is co-signed:
 
-1. fetches the log's latest checkpoint and opens it with a pinned server key (`server.signing_
+1. fetches the log's latest checkpoint (in a co-signing cycle it comes with the first report
+   asked for, with what the next steps read: `LogWatch.ask`; nothing is signed before the
+   watch is done) and opens it with a pinned server key (`server.signing_
    keys`), under the log's origin: the configured `server.name`, else the server name the
    first verified receipt gave (adopted once per agent, `agent.exchange.trusted`);
 2. checks that it extends the agent's one verified checkpoint, shared by all its pairings, by a
@@ -57,7 +59,7 @@ from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
-from invsync.agent.exchange.client import NotFoundYet
+from invsync.agent.exchange.client import LogAsk, NotFoundYet
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
     canonical_envelope,
@@ -134,6 +136,13 @@ class LogWatch:
             extra={"party": self.party, "pairing": pairing},
         )
         return head.checkpoint
+
+    def ask(self, trust: PairingTrust[Any]) -> LogAsk:
+        """What `check` asks with the latest checkpoint: asked with a report instead, the watch
+        that follows answers from what came with it (`ExchangeClient.report`)."""
+        held = trust.state.checkpoint
+        receipts = self._receipts_to_check(trust)
+        return LogAsk(held.size if held else 0, tuple(r.log_index for _, r in receipts))
 
     def head(
         self,

@@ -75,6 +75,16 @@ REFUSALS = frozenset(
 
 
 @dataclass(frozen=True)
+class LogAsk:
+    """What a log watch asks with the latest checkpoint (`ExchangeClient.checkpoint`): the
+    size of the checkpoint it holds and the entries whose inclusion proofs it needs; asked with
+    a report, the watch then needs no call of its own."""
+
+    proof_from: int
+    inclusion_of: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class PeerHeld:
     """What a co-signing agent holds of its peer, for a report answer to bring the rest: the
     payload SHA-256 of the peer snapshot it holds (b"": none) and its log checkpoint's size."""
@@ -112,6 +122,11 @@ class ExchangeClient:
         self._pushed: dict[str, bytes] = {}
         # The peer snapshot that came with the last report, by (pairing, version, base).
         self._attached: dict[tuple[str, int, bytes], Served] = {}
+        # The checkpoint note that came with the last report, for the log watch it was asked
+        # for (see `report`): answered once, to the same ask.
+        self._log_note: tuple[LogAsk, bytes] | None = None
+        # A newer report that came with a signature's answer, by (pairing, snapshot named).
+        self._newer: dict[tuple[str, str], pb.Report] = {}
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -172,6 +187,7 @@ class ExchangeClient:
         past: str = "",
         wait_seconds: int = 0,
         peer: PeerHeld | None = None,
+        log: LogAsk | None = None,
     ) -> pb.Report:
         """A report of the pairing: `report_id`, or the latest. With `wait_seconds`, the server
         answers once the latest names our snapshot of payload SHA-256 `naming` (hex) and, if
@@ -179,28 +195,55 @@ class ExchangeClient:
 
         A report asked for by id that this client was served before is answered from memory:
         its body never changes (callers by id read the body and the server's signature), and
-        the one a new report continues is the one served the cycle before.
+        the one a new report continues is the one served the cycle before. A newer report that
+        came with our signature's answer (`sign_report`) answers the next such wait.
 
         With `peer` (what this agent holds of the peer), the server may send with the report
         the peer's snapshot it names and the proof of that snapshot's checkpoint: the next
-        `fetch_peer_snapshot` of it and `consistency_proof` between them answer from here."""
+        `fetch_peer_snapshot` of it and `consistency_proof` between them answer from here.
+        With `log`, the log's latest checkpoint and what that log watch asks besides come too:
+        the next `checkpoint` with the same ask, and the calls it spares, answer from here."""
         if report_id and report_id in self._reports:
             return self._reports[report_id]
+        newer = self._newer.pop((pairing, naming), None)
+        if newer is not None and not report_id and wait_seconds and newer.report_id != past:
+            return newer
         request = pb.GetReportRequest(
             pairing=pairing,
             report_id=report_id,
             wait_naming=bytes.fromhex(naming),
             wait_past=past,
             wait_seconds=wait_seconds,
-            known=list(self._reports),
-            with_peer=peer is not None,
-            peer_base_sha256=peer.base_sha256 if peer else b"",
-            log_size_held=peer.log_size if peer else 0,
         )
-        if peer is not None:
-            self._attached = {}  # only what comes with this answer: nothing older is served
+        self._say_held(request, peer)
+        if log is not None:
+            request.log.CopyFrom(self._log_request(log))
         timeout = self.timeout + wait_seconds
         answer = self._call("GetReport", lambda: self.stub.GetReport(request, timeout=timeout))
+        return self._received(pairing, answer, peer is not None, log)
+
+    def _say_held(self, request: pb.GetReportRequest, peer: PeerHeld | None) -> None:
+        """Fill in what a report request says this client holds: report bodies, and with
+        `peer` the peer's snapshot and the log size."""
+        request.known[:] = list(self._reports)
+        if peer is not None:
+            request.with_peer = True
+            request.peer_base_sha256 = peer.base_sha256
+            request.log_size_held = peer.log_size
+
+    def _log_request(self, log: LogAsk) -> pb.GetCheckpointRequest:
+        return pb.GetCheckpointRequest(
+            proof_from=log.proof_from,
+            inclusion_of=log.inclusion_of,
+            entries=True,
+            held_payloads=self._held(),
+        )
+
+    def _received(
+        self, pairing: str, answer: pb.Report, with_peer: bool, log: LogAsk | None = None
+    ) -> pb.Report:
+        """A report answer made whole and kept: its body rebuilt (or asked for whole), what
+        came with it kept for the calls it answers."""
         if not answer.envelope.payload and answer.HasField("body_delta"):
             self._rebuild(answer)
             if not answer.envelope.payload:  # it did not rebuild to its id: ask for it whole
@@ -208,9 +251,28 @@ class ExchangeClient:
                 answer = self._call(
                     "GetReport", lambda: self.stub.GetReport(whole, timeout=self.timeout)
                 )
+        if log is not None and answer.HasField("log"):
+            self._log_note = (log, answer.log.note)
+            self._served = ServedLog.of(
+                answer.log,
+                log.proof_from,
+                log.inclusion_of,
+                self._payload_of,
+                self.max_snapshot_bytes,
+            )
+        answer.ClearField("log")
+        if with_peer:
+            self._attached = {}  # only what comes with this answer: nothing older is served
         if answer.HasField("peer"):
             self._attach(pairing, answer.peer)
             answer.ClearField("peer")
+        if answer.HasField("previous"):  # asked for by id next: answered from what is kept
+            previous = pb.Report()
+            previous.CopyFrom(answer.previous)
+            answer.ClearField("previous")
+            if previous.HasField("body_delta"):
+                self._rebuild(previous)
+            self._remember(previous)
         self._remember(answer)
         return answer
 
@@ -273,12 +335,20 @@ class ExchangeClient:
         return held.envelope.payload if held is not None else self._pushed.get(digest)
 
     def sign_report(
-        self, pairing: str, report_id: str, sig: Sig, *, naming: str = "", wait_seconds: int = 0
+        self,
+        pairing: str,
+        report_id: str,
+        sig: Sig,
+        *,
+        naming: str = "",
+        wait_seconds: int = 0,
+        peer: PeerHeld | None = None,
     ) -> pb.Report:
         """Add our signature; the report as it then stands. With `wait_seconds`, the server
         answers once every signer signed it, or a newer report names our snapshot of payload
         SHA-256 `naming` (hex), or the time is up: a signer that is not the last needs no
-        other call to learn the rest signed."""
+        other call to learn the rest signed. A newer report comes with the answer, as `report`
+        with `peer` would get it, and answers the next `report` waiting past this one."""
         request = pb.SubmitReportSignatureRequest(
             pairing=pairing,
             report_id=report_id,
@@ -287,12 +357,21 @@ class ExchangeClient:
             wait_seconds=wait_seconds,
             wait_naming=bytes.fromhex(naming),
         )
+        if wait_seconds:
+            request.newer.SetInParent()  # asked for even when nothing is held
+            self._say_held(request.newer, peer)
         timeout = self.timeout + wait_seconds
         answer = self._call(
             "SubmitReportSignature",
             lambda: self.stub.SubmitReportSignature(request, timeout=timeout),
         )
+        newer = pb.Report()
+        if answer.HasField("newer"):
+            newer.CopyFrom(answer.newer)
+            answer.ClearField("newer")
         self._remember(answer)
+        if newer.report_id and newer.report_id != report_id:
+            self._newer = {(pairing, naming): self._received(pairing, newer, peer is not None)}
         return answer
 
     def checkpoint(
@@ -309,6 +388,11 @@ class ExchangeClient:
         `entries`) the entries from `proof_from` on. `consistency_proof`, `inclusion_proof`
         and `log_range` then give them without a call; each is checked by its reader as if it
         had been asked for alone."""
+        came = self._log_note
+        self._log_note = None
+        ask = LogAsk(proof_from, tuple(inclusion_of))
+        if came is not None and came[0] == ask and entries and not tree_size:
+            return came[1]  # with the last report: what it carried is served already
         request = pb.GetCheckpointRequest(
             tree_size=tree_size,
             proof_from=proof_from,

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -26,9 +27,9 @@ from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.exchange.served_log import ServedLog
-from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body
 from invsync.v1 import invsync_pb2 as pb
-from tests.integration.conftest import Federation, await_report, pairing_of
+from tests.integration.conftest import Federation, await_report, make_agent, pairing_of
 from tests.integration.test_log import PAIRING, SERVER, _pinned, _snapshot
 
 pytestmark = pytest.mark.integration
@@ -265,3 +266,78 @@ def test_answers_travel_compressed(agents: dict[str, Agent], federation: Federat
         through.close()
         relay.close()
     assert after - before < body / 3
+
+
+METHODS = (
+    "PushSnapshot",
+    "FetchSnapshot",
+    "GetReport",
+    "SubmitReportSignature",
+    "GetCheckpoint",
+    "GetLogEntries",
+    "GetInclusionProof",
+    "GetConsistencyProof",
+)
+
+
+def _counted(agent: Agent) -> Counter[str]:
+    """Every call the agent's client makes from here on, by method (set on its stub alone, so
+    that two agents in two threads count apart)."""
+    counts: Counter[str] = Counter()
+    for method in METHODS:
+        real = getattr(agent.client.stub, method)
+
+        def spied(*args: object, _real: Any = real, _name: str = method, **kwargs: object) -> Any:
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        setattr(agent.client.stub, method, spied)
+    return counts
+
+
+def _steady_cycle(federation: Federation, party: str, out: dict[str, object]) -> None:
+    """One cycle of a fresh agent process: push a new version, co-sign until complete."""
+    agent = make_agent(federation, party)
+    try:
+        counts = _counted(agent)
+        agent.push(pairing_of(agent))
+        out[party] = (agent.settle(pairing_of(agent), wait_seconds=30), counts)
+    finally:
+        agent.close()
+
+
+def _signed_by(client: ExchangeClient, root: int, sub: int, signatures: int) -> bool:
+    body = parse_report_body(client.report(PAIRING).envelope.payload)
+    latest = client.report(PAIRING)
+    named = (body.root.version, body.subordinate.version) == (root, sub)
+    return named and len(latest.envelope.signatures) >= signatures
+
+
+def test_a_steady_cycle_takes_at_most_four_calls_a_side(
+    agents: dict[str, Agent], federation: Federation
+) -> None:
+    """Issue 13's target. The first to push signs the report on its new snapshot and the
+    peer's old one, and waits in that call: the report on both new snapshots comes with its
+    answer. Each side's log watch comes with its first report. Push, report, sign (and sign
+    again for the first): no GetCheckpoint, log entries, proofs or snapshots asked for."""
+    for agent in agents.values():  # version 1 of both co-signed: the steady state
+        agent.cosign(pairing_of(agent), wait_seconds=10)
+    out: dict[str, object] = {}
+    first = threading.Thread(target=_steady_cycle, args=(federation, "secom", out))
+    first.start()
+    observer = federation.client("jprs")
+    try:
+        deadline = time.monotonic() + 30
+        while not _signed_by(observer, 2, 1, 2):  # the server's signature and secom's
+            assert time.monotonic() < deadline, "secom did not co-sign its first report"
+            time.sleep(0.1)
+    finally:
+        observer.close()
+    _steady_cycle(federation, "jprs", out)
+    first.join(60)
+    secom, jprs = out["secom"], out["jprs"]
+    assert isinstance(secom, tuple) and isinstance(jprs, tuple)
+    assert secom[0].complete and jprs[0].complete
+    assert secom[0].report_id == jprs[0].report_id
+    assert secom[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 2}
+    assert jprs[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 1}

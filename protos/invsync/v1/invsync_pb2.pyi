@@ -902,6 +902,9 @@ class Report(_message.Message):
     ENVELOPE_FIELD_NUMBER: _builtins.int
     BODY_DELTA_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
+    NEWER_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     """Lowercase hex SHA-256 of the report body."""
     @_builtins.property
@@ -920,6 +923,28 @@ class Report(_message.Message):
         co-signing agent needs). Unsigned by the server; the caller verifies it as if fetched.
         """
 
+    @_builtins.property
+    def log(self) -> Global___SignedCheckpoint:
+        """Asked for with GetReportRequest.log: the log's latest checkpoint with what a log watch asks
+        next, as GetCheckpoint answers it, taken once the report is found (so a co-signing agent
+        watches the log without a call of its own). Verified by the reader as if asked for alone.
+        """
+
+    @_builtins.property
+    def newer(self) -> Global___Report:
+        """Asked for with SubmitReportSignatureRequest.newer: when the wait ended on another report
+        naming the caller's snapshot, that report, as GetReport would answer `newer` (so the
+        signer checks and signs it without asking for it).
+        """
+
+    @_builtins.property
+    def previous(self) -> Global___Report:
+        """Asked for with GetReportRequest.with_peer: the report this one continues (its body's
+        previous_report), when the caller did not name it as known, answered as GetReport would
+        (its body maybe as differences from one the caller holds). A co-signing agent checks
+        first_seen and resolved against it, verified with the pinned server key as if fetched.
+        """
+
     def __init__(
         self,
         *,
@@ -927,10 +952,13 @@ class Report(_message.Message):
         envelope: Global___Envelope | None = ...,
         body_delta: Global___BodyDelta | None = ...,
         peer: Global___PeerSnapshot | None = ...,
+        log: Global___SignedCheckpoint | None = ...,
+        newer: Global___Report | None = ...,
+        previous: Global___Report | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "peer", b"peer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "log", b"log", "newer", b"newer", "peer", b"peer", "previous", b"previous"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "peer", b"peer", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_delta", b"body_delta", "envelope", b"envelope", "log", b"log", "newer", b"newer", "peer", b"peer", "previous", b"previous", "report_id", b"report_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1074,6 +1102,7 @@ class GetReportRequest(_message.Message):
     WITH_PEER_FIELD_NUMBER: _builtins.int
     PEER_BASE_SHA256_FIELD_NUMBER: _builtins.int
     LOG_SIZE_HELD_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     """Empty asks for the latest report of the pairing."""
@@ -1101,6 +1130,14 @@ class GetReportRequest(_message.Message):
         its differences from one of these (Report.body_delta), the last named preferred.
         """
 
+    @_builtins.property
+    def log(self) -> Global___GetCheckpointRequest:
+        """With the report, the log's latest checkpoint and what this asks besides (Report.log), as a
+        GetCheckpoint request with tree_size 0. The peer's snapshot then comes with the proof of
+        its checkpoint against that checkpoint's size, not log_size_held: the size the caller
+        holds once it has verified the log update that came with it.
+        """
+
     def __init__(
         self,
         *,
@@ -1113,10 +1150,11 @@ class GetReportRequest(_message.Message):
         with_peer: _builtins.bool = ...,
         peer_base_sha256: _builtins.bytes = ...,
         log_size_held: _builtins.int = ...,
+        log: Global___GetCheckpointRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["log", b"log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "log_size_held", b"log_size_held", "pairing", b"pairing", "peer_base_sha256", b"peer_base_sha256", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds", "with_peer", b"with_peer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "log", b"log", "log_size_held", b"log_size_held", "pairing", b"pairing", "peer_base_sha256", b"peer_base_sha256", "report_id", b"report_id", "wait_naming", b"wait_naming", "wait_past", b"wait_past", "wait_seconds", b"wait_seconds", "with_peer", b"with_peer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1132,6 +1170,7 @@ class SubmitReportSignatureRequest(_message.Message):
     WITHOUT_BODY_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     WAIT_NAMING_FIELD_NUMBER: _builtins.int
+    NEWER_FIELD_NUMBER: _builtins.int
     pairing: _builtins.str
     report_id: _builtins.str
     without_body: _builtins.bool
@@ -1147,6 +1186,13 @@ class SubmitReportSignatureRequest(_message.Message):
     wait_naming: _builtins.bytes
     @_builtins.property
     def signature(self) -> Global___Signature: ...
+    @_builtins.property
+    def newer(self) -> Global___GetReportRequest:
+        """When the wait ends on another report naming the caller's snapshot, send it with the answer
+        (Report.newer) as GetReport would answer this request (its pairing, report_id and wait
+        fields are not read; its log is not served here).
+        """
+
     def __init__(
         self,
         *,
@@ -1156,10 +1202,11 @@ class SubmitReportSignatureRequest(_message.Message):
         without_body: _builtins.bool = ...,
         wait_seconds: _builtins.int = ...,
         wait_naming: _builtins.bytes = ...,
+        newer: Global___GetReportRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["newer", b"newer", "signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing", b"pairing", "report_id", b"report_id", "signature", b"signature", "wait_naming", b"wait_naming", "wait_seconds", b"wait_seconds", "without_body", b"without_body"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["newer", b"newer", "pairing", b"pairing", "report_id", b"report_id", "signature", b"signature", "wait_naming", b"wait_naming", "wait_seconds", b"wait_seconds", "without_body", b"without_body"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
