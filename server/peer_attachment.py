@@ -4,8 +4,9 @@ A co-signing agent reads the report, then fetches the peer's snapshot it names a
 consistency proof between the checkpoint that snapshot carries and its own: three calls for one
 question. With `with_peer` the report's answer carries both when the snapshot is small and needs
 no whole set (a full snapshot, or a delta on the one the caller holds); otherwise the caller
-fetches as before. Nothing here is signed by the server: the agent verifies the snapshot and the
-proof as if it had fetched them.
+fetches as before, and the proof comes alone (as it does when the caller holds the snapshot).
+Nothing here is signed by the server: the agent verifies the snapshot and the proof as if it had
+fetched them.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ def peer_snapshot(
         env, full = exchange.fetch_peer_snapshot(
             party, stored.pairing, side.version, request.peer_base_sha256
         )
-        if full or len(env.payload) > MAX_ATTACHED_BYTES:
-            return None
         if hashlib.sha256(env.payload).hexdigest() != side.digest:
             return None  # the report names another snapshot of that version: fetched instead
         note = delta.read_parts(env.payload).header.log_checkpoint
@@ -58,11 +57,14 @@ def peer_snapshot(
             "party=%s pairing=%s: no peer snapshot with the report: %s", party, stored.pairing, e
         )
         return None
-    return pb.PeerSnapshot(
+    attached = pb.PeerSnapshot(
         version=side.version,
-        envelope=env.to_pb(),
         base_sha256=request.peer_base_sha256,
         consistency=proof,
         consistency_first=first,
         consistency_second=second,
     )
+    held_already = request.peer_base_sha256.hex() == side.digest
+    if not (held_already or full or len(env.payload) > MAX_ATTACHED_BYTES):
+        attached.envelope.CopyFrom(env.to_pb())
+    return attached

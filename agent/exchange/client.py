@@ -279,14 +279,14 @@ class ExchangeClient:
     def _attach(self, pairing: str, peer: pb.PeerSnapshot) -> None:
         """Keep what came with a report for the calls it answers (unchecked, like any answer:
         the callers verify the snapshot and the proof)."""
-        env = Envelope.from_pb(peer.envelope)
-        if len(env.payload) > self.max_snapshot_bytes:
-            return  # what FetchSnapshot would refuse: fetched, and refused there
-        served = Served(env.payload_type, env.payload, env.signatures)
-        self._attached = {(pairing, peer.version, peer.base_sha256): served}
         if peer.consistency_first:
             sizes = (peer.consistency_first, peer.consistency_second)
             self._served = self._served.with_consistency(sizes, list(peer.consistency))
+        env = Envelope.from_pb(peer.envelope)
+        if not env.payload or len(env.payload) > self.max_snapshot_bytes:
+            return  # held here, or fetched (and refused there if FetchSnapshot would)
+        served = Served(env.payload_type, env.payload, env.signatures)
+        self._attached = {(pairing, peer.version, peer.base_sha256): served}
 
     def _rebuild(self, answer: pb.Report) -> None:
         """Put back a body served as its differences from one held here, if it rebuilds to

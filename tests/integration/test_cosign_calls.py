@@ -318,26 +318,29 @@ def test_a_steady_cycle_takes_at_most_four_calls_a_side(
 ) -> None:
     """Issue 13's target. The first to push signs the report on its new snapshot and the
     peer's old one, and waits in that call: the report on both new snapshots comes with its
-    answer. Each side's log watch comes with its first report. Push, report, sign (and sign
-    again for the first): no GetCheckpoint, log entries, proofs or snapshots asked for."""
+    answer. Each side's log watch comes with its first report, and the proof of the peer's
+    checkpoint with each report, even when the peer's snapshot is one held already. Push,
+    report, sign (and sign again for the first): no GetCheckpoint, log entries, proofs or
+    snapshots asked for, in two cycles (the second checks checkpoints both headers carry)."""
     for agent in agents.values():  # version 1 of both co-signed: the steady state
         agent.cosign(pairing_of(agent), wait_seconds=10)
-    out: dict[str, object] = {}
-    first = threading.Thread(target=_steady_cycle, args=(federation, "secom", out))
-    first.start()
-    observer = federation.client("jprs")
-    try:
-        deadline = time.monotonic() + 30
-        while not _signed_by(observer, 2, 1, 2):  # the server's signature and secom's
-            assert time.monotonic() < deadline, "secom did not co-sign its first report"
-            time.sleep(0.1)
-    finally:
-        observer.close()
-    _steady_cycle(federation, "jprs", out)
-    first.join(60)
-    secom, jprs = out["secom"], out["jprs"]
-    assert isinstance(secom, tuple) and isinstance(jprs, tuple)
-    assert secom[0].complete and jprs[0].complete
-    assert secom[0].report_id == jprs[0].report_id
-    assert secom[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 2}
-    assert jprs[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 1}
+    for version in (2, 3):
+        out: dict[str, object] = {}
+        first = threading.Thread(target=_steady_cycle, args=(federation, "secom", out))
+        first.start()
+        observer = federation.client("jprs")
+        try:
+            deadline = time.monotonic() + 30
+            while not _signed_by(observer, version, version - 1, 2):  # the server's, secom's
+                assert time.monotonic() < deadline, "secom did not co-sign its first report"
+                time.sleep(0.1)
+        finally:
+            observer.close()
+        _steady_cycle(federation, "jprs", out)
+        first.join(60)
+        secom, jprs = out["secom"], out["jprs"]
+        assert isinstance(secom, tuple) and isinstance(jprs, tuple)
+        assert secom[0].complete and jprs[0].complete
+        assert secom[0].report_id == jprs[0].report_id
+        assert secom[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 2}
+        assert jprs[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 1}

@@ -982,13 +982,15 @@ class PeerSnapshot(_message.Message):
     def envelope(self) -> Global___Envelope:
         """As the peer signed it: a full snapshot, or a delta on the snapshot whose payload SHA-256
         is `base_sha256` (what the caller named as held in GetReportRequest.peer_base_sha256).
-        Left out when it would need its whole set, or is larger than the server attaches.
+        Left out when the caller holds it (peer_base_sha256 is this snapshot's), when it would
+        need its whole set, or is larger than the server attaches: the proof still comes.
         """
 
     @_builtins.property
     def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """The consistency proof between the caller's log size (GetReportRequest.log_size_held)
-        and the checkpoint the snapshot carries, smaller size first, when they differ.
+        """The consistency proof between the caller's log size (GetReportRequest.log_size_held, or
+        the size of Report.log when that came too) and the checkpoint the snapshot carries,
+        smaller size first, when they differ.
         """
 
     def __init__(
