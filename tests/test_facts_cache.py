@@ -319,3 +319,27 @@ def test_a_table_over_the_bound_is_read_row_by_row(
         monkeypatch.setattr(cache, "_read", counted)
         assert [cache.info(info.sha256, info.der) for info in kept] == kept
         assert reads == [info.sha256 for info in kept]
+
+
+def test_signature_outcomes_read_whole_outlast_the_collections_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verifies: list[bytes]
+) -> None:
+    """A cycle flushes after collecting and only then checks the scope: the outcomes read whole
+    at its first ask must still be there, or each is read again row by row (100,000 SELECTs at
+    100,000 certificates)."""
+    db = tmp_path / "agent.db"
+    with _process(db, monkeypatch):
+        _jprs_scope(ROOT_KEYS)()
+    rows = _rows(db, "SELECT sha256, spki_sha256, signed FROM signature_checks")
+    stored = [(str(sha), str(spki), ok) for sha, spki, ok in rows]
+    assert stored
+    with _process(db, monkeypatch) as cache:
+        reads: list[str] = []
+        monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+        cache.info(DERS[0].hex(), DERS[0])  # the first ask reads both tables whole
+        cache.flush()  # the end of the collection
+        outcomes = [cache.signed(sha, spki) for sha, spki, _ in stored]
+        assert outcomes == [bool(ok) for _, _, ok in stored] and reads == []
+        cache.flush()
+        cache.flush()  # two more flushes: what was not asked for is let go
+        assert cache.signed("00" * 32, stored[0][1]) is None and len(reads) == 1

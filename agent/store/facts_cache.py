@@ -43,9 +43,11 @@ _ALL_FACTS = "SELECT sha256, facts FROM derived_facts"
 _ALL_CHECKS = "SELECT sha256, spki_sha256, signed, format FROM signature_checks"
 # A fresh process reads each table whole, once, when it has at most this many rows: one query
 # costs about a tenth of asking row by row (1.5 against 12 us a row), and a steady cycle asks
-# for nearly every row. The rows wait, as stored, until asked for or the next flush; beyond the
-# bound (a few hundred MB of text) it asks row by row.
+# for nearly every row. The rows wait, as stored, until asked for or the second flush after
+# (the collection flushes before the scope checks ask theirs); beyond the bound (a few hundred MB
+# of text) it asks row by row.
 BULK_MAX_ROWS = 250_000
+BULK_KEPT_FLUSHES = 2
 
 
 class FactsCache:
@@ -62,6 +64,7 @@ class FactsCache:
         self._held = _Generations[str, CertInfo]()
         self._checks = _Generations[tuple[str, str], bool]()
         self._bulk_read = False  # whether this process read the tables whole already
+        self._bulk_flushes = 0  # flushes since, up to BULK_KEPT_FLUSHES: then the rows go
         self._facts_rows: dict[str, object] = {}  # read whole, not asked for yet
         self._check_rows: dict[tuple[str, str], tuple[object, object]] = {}
 
@@ -123,7 +126,9 @@ class FactsCache:
             signed, self._signed = self._signed, {}
             self._held.age()
             self._checks.age()
-            self._facts_rows, self._check_rows = {}, {}
+            self._bulk_flushes += 1
+            if self._bulk_flushes >= BULK_KEPT_FLUSHES:
+                self._facts_rows, self._check_rows = {}, {}
         if infos or signed:
             self._write(infos, signed)
 
@@ -172,6 +177,7 @@ class FactsCache:
             return  # asked row by row, each failing alike: deriving again is always right
         with self._lock:
             self._facts_rows, self._check_rows = facts_rows, check_rows
+            self._bulk_flushes = 0
 
     def _read(self, sql: str, *params: str) -> tuple[object, ...] | None:
         if threading.get_ident() != self._owner:
