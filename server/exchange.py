@@ -181,10 +181,7 @@ class Exchange:
         """The peer's snapshot as it signed it, and its whole set when it is a delta on another
         snapshot than `base_sha256`, the one the caller holds (b"" when none is needed)."""
         peer = self._peer_of(tls_party, pairing)
-        env = self.store.snapshot(peer, pairing, version)
-        if env is None:
-            which = f"version {version}" if version else "any snapshot"
-            raise NotFound(f"pairing '{bounded(pairing)}': party {peer!r} has not pushed {which}")
+        env = self.peer_snapshot(tls_party, pairing, version)
         header = delta.read_parts(env.payload).header
         if not header.delta or header.previous_digest == base_sha256:
             return env, b""
@@ -192,6 +189,15 @@ class Exchange:
         if full is None:  # the snapshot was just read: only a damaged database loses it
             raise StoreError(f"{peer}'s snapshot version {header.version} vanished while served")
         return env, full
+
+    def peer_snapshot(self, tls_party: str | None, pairing: str, version: int) -> Envelope:
+        """The peer's snapshot `version` (0: latest) as it signed it, without its whole set."""
+        peer = self._peer_of(tls_party, pairing)
+        env = self.store.snapshot(peer, pairing, version)
+        if env is None:
+            which = f"version {version}" if version else "any snapshot"
+            raise NotFound(f"pairing '{bounded(pairing)}': party {peer!r} has not pushed {which}")
+        return env
 
     def report(
         self, tls_party: str | None, pairing: str, report_id: str, wait: ReportWait | None = None

@@ -45,9 +45,13 @@ def peer_snapshot(
         side = body.subordinate if body.root.party == party else body.root
         if side.version == 0:
             return None
-        env, full = exchange.fetch_peer_snapshot(
-            party, stored.pairing, side.version, request.peer_base_sha256
-        )
+        held_already = request.peer_base_sha256.hex() == side.digest
+        if held_already:  # only its checkpoint is read: no whole set is rebuilt for it
+            env, full = exchange.peer_snapshot(party, stored.pairing, side.version), b""
+        else:
+            env, full = exchange.fetch_peer_snapshot(
+                party, stored.pairing, side.version, request.peer_base_sha256
+            )
         if hashlib.sha256(env.payload).hexdigest() != side.digest:
             return None  # the report names another snapshot of that version: fetched instead
         note = delta.read_parts(env.payload).header.log_checkpoint
@@ -64,7 +68,6 @@ def peer_snapshot(
         consistency_first=first,
         consistency_second=second,
     )
-    held_already = request.peer_base_sha256.hex() == side.digest
     if not (held_already or full or len(env.payload) > MAX_ATTACHED_BYTES):
         attached.envelope.CopyFrom(env.to_pb())
     return attached

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from invsync.agent.errors import InvsyncError, bounded
 from invsync.agent.exchange import body_delta, elision
@@ -46,6 +46,9 @@ MAX_DELTA_BASES = 2
 # Payloads a caller may name as held (GetCheckpointRequest.held_payloads): a client names its
 # remembered reports and its last push.
 MAX_HELD_PAYLOADS = 16
+# The largest report answer that takes what comes beside the report (its log checkpoint, the
+# peer's snapshot, the previous or a newer report): every client receives 4 MiB.
+ANSWER_WITH_EXTRAS_BYTES = 4 << 20
 
 
 class ExchangeService(pb_grpc.ExchangeServicer):
@@ -122,24 +125,43 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     ) -> pb.Report:
         """The report; its signatures alone for a caller that holds its body, or its body as
         the differences from the last held one this server has (agent.exchange.body_delta);
-        with the log's latest checkpoint and the peer's snapshot it names if asked
-        (server.peer_attachment)."""
+        with what a co-signing agent reads next if asked and it fits (`_with_extras`)."""
         answer = self._body(stored, request)
+        if party is None:
+            return answer
         held = request.log_size_held
-        if with_log and party is not None:
-            update = self._log_for_report(party, request.log)
-            if update is not None:
-                answer.log.CopyFrom(_log_update_pb(update, _held(request.log.held_payloads)))
+        update = self._log_for_report(party, request.log) if with_log else None
+        if update is not None:
+            extra = _log_update_pb(update, _held(request.log.held_payloads))
+            if _fits(answer, extra):
+                answer.log.CopyFrom(extra)
                 held = update.size  # what the caller holds once it verified this update
-        if request.with_peer and party is not None:
-            body = parse_report_body(stored.envelope.payload)  # the server's own: it parses
-            peer = peer_attachment.peer_snapshot(self.exchange, party, stored, body, request, held)
-            if peer is not None:
-                answer.peer.CopyFrom(peer)
-            previous = self._previous(stored, body.previous_report, request)
-            if previous is not None:
-                answer.previous.CopyFrom(previous)
+        if request.with_peer:
+            self._with_extras(answer, stored, request, party, held)
         return answer
+
+    def _with_extras(
+        self,
+        answer: pb.Report,
+        stored: StoredReport,
+        request: pb.GetReportRequest,
+        party: str,
+        held: int,
+    ) -> None:
+        """The peer's snapshot the report names (server.peer_attachment) and the report it
+        continues, when the caller does not hold it; each left out if it cannot be made or
+        would take the answer past what every client receives (the caller then asks)."""
+        try:
+            body = parse_report_body(stored.envelope.payload)
+            peer = peer_attachment.peer_snapshot(self.exchange, party, stored, body, request, held)
+            previous = self._previous(stored, body.previous_report, request)
+        except InvsyncError as e:
+            log.warning("party=%s: nothing with report %s: %s", party, stored.report_id, e)
+            return
+        if peer is not None and _fits(answer, peer):
+            answer.peer.CopyFrom(peer)
+        if previous is not None and _fits(answer, previous):
+            answer.previous.CopyFrom(previous)
 
     def _previous(
         self, stored: StoredReport, previous: str | None, request: pb.GetReportRequest
@@ -210,10 +232,30 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             stored, latest = self._signed(request, party, context)
             reply = _report_pb(stored, without_body=request.without_body)
             if latest is not None and request.HasField("newer"):
-                reply.newer.CopyFrom(self._answer(latest, request.newer, party))
+                self._with_newer(reply, latest, request, party)
             return reply
 
         return self._guard("SubmitReportSignature", context, answer)
+
+    def _with_newer(
+        self,
+        reply: pb.Report,
+        latest: StoredReport,
+        request: pb.SubmitReportSignatureRequest,
+        party: str | None,
+    ) -> None:
+        """The newer report the signer's wait ended on, if it names the signer's snapshot and
+        fits; never a failed call: the signature is stored already."""
+        try:
+            body = parse_report_body(latest.envelope.payload)
+            if request.wait_naming.hex() not in (body.root.digest, body.subordinate.digest):
+                return
+            newer = self._answer(latest, request.newer, party)
+        except InvsyncError as e:
+            log.warning("party=%s: no newer report with the signature: %s", party, e)
+            return
+        if _fits(reply, newer):
+            reply.newer.CopyFrom(newer)
 
     def _signed(
         self,
@@ -339,6 +381,12 @@ def _log_update_pb(update: LogUpdate, held: Collection[str]) -> pb.SignedCheckpo
     if update.entries is not None:
         answer.entries.CopyFrom(_elided(update.entries.to_pb(), held))
     return answer
+
+
+def _fits(answer: pb.Report, extra: Message) -> bool:
+    """Whether `answer` with `extra` stays within what every client receives (gRPC's default
+    4 MiB: a client's own limit only grows from there), less a margin for the field's tag."""
+    return answer.ByteSize() + extra.ByteSize() + 64 <= ANSWER_WITH_EXTRAS_BYTES
 
 
 def _held(payloads: Sequence[str]) -> frozenset[str]:

@@ -14,7 +14,7 @@ from invsync.agent.config.settings import PairingConfig
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.report_check import PeerArrived
 from invsync.agent.daemon.writing import CycleResult, write_report
-from invsync.agent.errors import ReportError
+from invsync.agent.errors import InvsyncError, ReportError
 from invsync.agent.exchange.client import LogAsk, NotFoundYet, PeerHeld
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.model.snapshot import Snapshot
@@ -58,22 +58,20 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
     own = own_snapshot(agent, pairing.name)
     deadline = time.monotonic() + wait_seconds
     signed = ""  # the report we signed last: the server answers once it is complete, or newer
-    watched = False
+    found = _first_report(agent, pairing, own, _left(deadline))
     while True:
-        ask = None if watched else agent.log_watch.ask(agent.checker.trust(pairing))
-        found = _report_naming(agent, pairing, own, _left(deadline), past=signed, log=ask)
-        if not watched:  # before anything is signed, from what came with the report
-            watch_log(agent, pairing)
-            watched = True
         if found is not None and not agent.store.has_cosigned(found[1]):
             try:
                 now_signed = _cosign_report(agent, pairing, own, *found, wait=_left(deadline))
-                signed = found[1]
-                if verify_report(now_signed[0], agent.pins()).complete:
-                    return write_report(agent, pairing.name, signed, now_signed[0])
-                continue
             except PeerArrived:
                 signed = found[1]  # the report on both snapshots is being made: wait for it
+            else:
+                signed = found[1]
+                done = verify_report(now_signed[0], agent.pins()).complete
+                if done or time.monotonic() > deadline:  # complete, or as it stands
+                    return write_report(agent, pairing.name, signed, now_signed[0])
+                found = _report_naming(agent, pairing, own, _left(deadline), past=signed)
+                continue
         if found is not None and verify_report(found[0], agent.pins()).complete:
             return write_report(agent, pairing.name, found[1], found[0])
         if found is not None and agent.store.has_cosigned(found[1]):
@@ -81,6 +79,22 @@ def settle(agent: AgentParts, pairing: PairingConfig, wait_seconds: float) -> Cy
         if time.monotonic() > deadline:
             return _timed_out(agent, pairing.name, own, found, wait_seconds)
         time.sleep(POLL_SECONDS)
+        found = _report_naming(agent, pairing, own, _left(deadline), past=signed)
+
+
+def _first_report(
+    agent: AgentParts, pairing: PairingConfig, own: Snapshot, wait: int
+) -> Found | None:
+    """The first report on our snapshot, with the log watch's answer; the watch then runs
+    before anything is signed, and runs (asking for itself) when the report call failed."""
+    try:
+        ask = agent.log_watch.ask(agent.checker.trust(pairing))
+        found = _report_naming(agent, pairing, own, wait, log=ask)
+    except InvsyncError:
+        watch_log(agent, pairing)  # a failed report call does not skip the watch
+        raise
+    watch_log(agent, pairing)
+    return found
 
 
 def own_snapshot(agent: AgentParts, pairing: str) -> Snapshot:

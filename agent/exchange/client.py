@@ -122,11 +122,12 @@ class ExchangeClient:
         self._pushed: dict[str, bytes] = {}
         # The peer snapshot that came with the last report, by (pairing, version, base).
         self._attached: dict[tuple[str, int, bytes], Served] = {}
-        # The checkpoint note that came with the last report, for the log watch it was asked
-        # for (see `report`): answered once, to the same ask.
+        # The checkpoint note that came with the last report call, for the log watch it was
+        # asked for (see `report`): answered once, to the same ask, before any other report call.
         self._log_note: tuple[LogAsk, bytes] | None = None
-        # A newer report that came with a signature's answer, by (pairing, snapshot named).
-        self._newer: dict[tuple[str, str], pb.Report] = {}
+        # A newer report that came with the last signature's answer, with what it answers: the
+        # next report call of that pairing, naming that snapshot, waiting past that signed id.
+        self._newer: _Newer | None = None
         credentials = grpc.ssl_channel_credentials(
             root_certificates=endpoint.ca.read_bytes(),
             private_key=endpoint.key.read_bytes(),
@@ -195,19 +196,22 @@ class ExchangeClient:
 
         A report asked for by id that this client was served before is answered from memory:
         its body never changes (callers by id read the body and the server's signature), and
-        the one a new report continues is the one served the cycle before. A newer report that
-        came with our signature's answer (`sign_report`) answers the next such wait.
+        the one a new report continues is the one served the cycle before (or came with the
+        new one). A newer report that came with our signature's answer (`sign_report`) answers
+        the next call of that pairing waiting past the report signed on the same snapshot.
 
         With `peer` (what this agent holds of the peer), the server may send with the report
         the peer's snapshot it names and the proof of that snapshot's checkpoint: the next
         `fetch_peer_snapshot` of it and `consistency_proof` between them answer from here.
         With `log`, the log's latest checkpoint and what that log watch asks besides come too:
-        the next `checkpoint` with the same ask, and the calls it spares, answer from here."""
+        the next `checkpoint` with the same ask, and the calls it spares, answer from here,
+        until the next report call."""
+        self._log_note = None  # a note of an earlier call is never served to this one's watch
+        stashed, self._newer = self._newer, None
         if report_id and report_id in self._reports:
             return self._reports[report_id]
-        newer = self._newer.pop((pairing, naming), None)
-        if newer is not None and not report_id and wait_seconds and newer.report_id != past:
-            return newer
+        if stashed is not None and stashed.answers(pairing, naming, past) and wait_seconds:
+            return stashed.report
         request = pb.GetReportRequest(
             pairing=pairing,
             report_id=report_id,
@@ -260,21 +264,23 @@ class ExchangeClient:
                 self._payload_of,
                 self.max_snapshot_bytes,
             )
-        answer.ClearField("log")
         if with_peer:
             self._attached = {}  # only what comes with this answer: nothing older is served
-        if answer.HasField("peer"):
-            self._attach(pairing, answer.peer)
-            answer.ClearField("peer")
-        if answer.HasField("previous"):  # asked for by id next: answered from what is kept
-            previous = pb.Report()
-            previous.CopyFrom(answer.previous)
-            answer.ClearField("previous")
-            if previous.HasField("body_delta"):
-                self._rebuild(previous)
-            self._remember(previous)
+            if answer.HasField("peer"):
+                self._attach(pairing, answer.peer)
+            if answer.HasField("previous"):  # asked for by id next: answered from what is kept
+                self._remember_previous(answer.previous)
+        _without_extras(answer)  # what was not asked for is dropped, and nothing is kept nested
         self._remember(answer)
         return answer
+
+    def _remember_previous(self, served: pb.Report) -> None:
+        """Keep the report a new one continues, if its body is (or rebuilds to) its id."""
+        previous = pb.Report(report_id=served.report_id, envelope=served.envelope)
+        if served.HasField("body_delta"):
+            previous.body_delta.CopyFrom(served.body_delta)
+            self._rebuild(previous)
+        self._remember(previous)
 
     def _attach(self, pairing: str, peer: pb.PeerSnapshot) -> None:
         """Keep what came with a report for the calls it answers (unchecked, like any answer:
@@ -360,18 +366,20 @@ class ExchangeClient:
         if wait_seconds:
             request.newer.SetInParent()  # asked for even when nothing is held
             self._say_held(request.newer, peer)
+        self._newer = None
         timeout = self.timeout + wait_seconds
         answer = self._call(
             "SubmitReportSignature",
             lambda: self.stub.SubmitReportSignature(request, timeout=timeout),
         )
         newer = pb.Report()
-        if answer.HasField("newer"):
+        if wait_seconds and answer.HasField("newer"):
             newer.CopyFrom(answer.newer)
-            answer.ClearField("newer")
+        _without_extras(answer)
         self._remember(answer)
         if newer.report_id and newer.report_id != report_id:
-            self._newer = {(pairing, naming): self._received(pairing, newer, peer is not None)}
+            received = self._received(pairing, newer, peer is not None)
+            self._newer = _Newer(pairing, naming, report_id, received)
         return answer
 
     def checkpoint(
@@ -474,6 +482,26 @@ class ExchangeClient:
                     ) from e
                 self.sleep(waits[attempt])
         raise AssertionError("unreachable code: the loop returns or raises")
+
+
+@dataclass(frozen=True)
+class _Newer:
+    """A report that came with the answer to our signature of `signed` (see `sign_report`)."""
+
+    pairing: str
+    naming: str
+    signed: str
+    report: pb.Report
+
+    def answers(self, pairing: str, naming: str, past: str) -> bool:
+        """Whether it is what a report call waiting past `past` on this snapshot asks for."""
+        return (pairing, naming, past) == (self.pairing, self.naming, self.signed)
+
+
+def _without_extras(answer: pb.Report) -> None:
+    """Clear what may come beside a report, once taken (or not asked for)."""
+    for extra in ("log", "peer", "previous", "newer"):
+        answer.ClearField(extra)
 
 
 def _receive_limit(max_snapshot_bytes: int) -> tuple[str, int]:

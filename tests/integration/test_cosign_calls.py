@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.pairing import Relay
+from invsync.agent.daemon import cosign
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import body_delta
@@ -314,7 +315,7 @@ def _signed_by(client: ExchangeClient, root: int, sub: int, signatures: int) -> 
 
 
 def test_a_steady_cycle_takes_at_most_four_calls_a_side(
-    agents: dict[str, Agent], federation: Federation
+    agents: dict[str, Agent], federation: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 13's target. The first to push signs the report on its new snapshot and the
     peer's old one, and waits in that call: the report on both new snapshots comes with its
@@ -324,6 +325,8 @@ def test_a_steady_cycle_takes_at_most_four_calls_a_side(
     snapshots asked for, in two cycles (the second checks checkpoints both headers carry)."""
     for agent in agents.values():  # version 1 of both co-signed: the steady state
         agent.cosign(pairing_of(agent), wait_seconds=10)
+    # secom's signature call waits for jprs's whole cycle: however slow the machine, in one call.
+    monkeypatch.setattr(cosign, "LONG_POLL_SECONDS", 60)
     for version in (2, 3):
         out: dict[str, object] = {}
         first = threading.Thread(target=_steady_cycle, args=(federation, "secom", out))
@@ -344,3 +347,142 @@ def test_a_steady_cycle_takes_at_most_four_calls_a_side(
         assert secom[0].report_id == jprs[0].report_id
         assert secom[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 2}
         assert jprs[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 1}
+
+
+def _altered(payload: bytes) -> bytes:
+    return payload[:-1] + bytes([payload[-1] ^ 1])
+
+
+def test_a_log_checkpoint_altered_with_the_report_is_refused_before_signing(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"]
+    real = secom.client.stub.GetReport
+
+    def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+        answer: pb.Report = real(request, timeout=timeout)
+        if answer.HasField("log"):  # a server that shows this agent another log
+            origin, size, root, *rest = answer.log.note.split(b"\n")
+            answer.log.note = b"\n".join([origin, size, _altered(root), *rest])
+        return answer
+
+    monkeypatch.setattr(secom.client.stub, "GetReport", altered)
+    refused = (
+        r"^refused \[log-inconsistent\]: pairing 'secom-jprs': the log's latest checkpoint: "
+        r"checkpoint: the signature by pinned key demo-exchange does not verify$"
+    )
+    with pytest.raises(InvsyncError, match=refused):
+        secom.settle(pairing_of(secom), wait_seconds=10)
+    assert not secom.store.has_cosigned(secom.client.report(PAIRING).report_id)
+
+
+def test_the_log_watch_runs_when_the_report_call_fails(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that refuses the report call does not spare itself the log watch."""
+    secom = agents["secom"]
+    calls = _calls(secom.client, monkeypatch)
+
+    checkpoint = secom.client.stub.GetCheckpoint
+    watched: list[pb.GetCheckpointRequest] = []
+
+    def counted(request: pb.GetCheckpointRequest, timeout: float) -> pb.SignedCheckpoint:
+        watched.append(request)
+        return checkpoint(request, timeout=timeout)
+
+    monkeypatch.setattr(secom.client.stub, "GetCheckpoint", counted)
+
+    def refused(*args: object, **kwargs: object) -> pb.Report:
+        raise InvsyncError("refused")
+
+    monkeypatch.setattr(secom.client, "report", refused)
+    with pytest.raises(InvsyncError, match=r"^refused$"):
+        secom.settle(pairing_of(secom), wait_seconds=10)
+    assert len(watched) == 1 and watched[0].entries  # the watch asked for itself
+    assert calls == []
+    assert secom.store.trusted_state(PAIRING) is not None
+
+
+def test_a_previous_report_altered_on_the_way_is_asked_for_by_id(
+    agents: dict[str, Agent], federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh agent holds no report: the one the report continues comes with it. Altered, it
+    is not kept (its body does not hash to its id), and the check asks for it by id."""
+    fresh = make_agent(federation, "secom")
+    try:
+        calls = _calls(fresh.client, monkeypatch)
+        spied = fresh.client.stub.GetReport
+        came: list[str] = []
+
+        def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+            answer: pb.Report = spied(request, timeout=timeout)
+            if answer.HasField("previous") and answer.previous.envelope.payload:
+                came.append(answer.previous.report_id)
+                answer.previous.envelope.payload = _altered(answer.previous.envelope.payload)
+            return answer
+
+        monkeypatch.setattr(fresh.client.stub, "GetReport", altered)
+        rid = fresh.cosign(pairing_of(fresh), wait_seconds=10)
+        assert came and fresh.store.has_cosigned(rid)
+        assert calls.count("GetReport") == 2  # the report, then the previous one by id
+    finally:
+        fresh.close()
+
+
+def _newer_injected(
+    client: ExchangeClient, monkeypatch: pytest.MonkeyPatch, newer: pb.Report
+) -> None:
+    """A server whose signature answers carry `newer`, and that does not wait."""
+    real = client.stub.SubmitReportSignature
+
+    def injecting(request: pb.SubmitReportSignatureRequest, timeout: float) -> pb.Report:
+        request.wait_seconds = 0
+        answer: pb.Report = real(request, timeout=timeout)
+        answer.newer.CopyFrom(newer)
+        return answer
+
+    monkeypatch.setattr(client.stub, "SubmitReportSignature", injecting)
+
+
+def test_a_newer_report_with_the_signature_answers_only_a_wait_past_that_signature(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom, jprs = federation.client("secom"), federation.client("jprs")
+    try:
+        naming = hashlib.sha256(_pushed(federation, secom, jprs).payload).hexdigest()
+        report = jprs.report(PAIRING)
+        stand_in = pb.Report(report_id="cd" * 32, envelope=report.envelope)
+        _newer_injected(jprs, monkeypatch, stand_in)
+        calls = _calls(jprs, monkeypatch)
+        sig = _signature(federation, "jprs", report)
+        jprs.sign_report(PAIRING, report.report_id, sig, naming=naming, wait_seconds=5)
+        # Another wait (the next cycle's first, past nothing) goes to the server, and the
+        # stand-in is gone for good.
+        assert jprs.report(PAIRING, naming=naming, wait_seconds=1).report_id == report.report_id
+        assert calls == ["GetReport"]
+        jprs.sign_report(PAIRING, report.report_id, sig, naming=naming, wait_seconds=5)
+        served = jprs.report(PAIRING, naming=naming, past=report.report_id, wait_seconds=1)
+        assert served.report_id == stand_in.report_id and calls == ["GetReport"]
+        assert jprs.report(PAIRING, naming=naming, past=report.report_id, wait_seconds=1)
+        assert calls == ["GetReport", "GetReport"]  # served once only
+    finally:
+        secom.close()
+        jprs.close()
+
+
+def test_a_newer_report_altered_with_the_signature_is_refused(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = agents["secom"]
+    report = secom.client.report(PAIRING)
+    envelope = pb.Envelope()
+    envelope.CopyFrom(report.envelope)
+    envelope.payload = _altered(envelope.payload)
+    _newer_injected(secom.client, monkeypatch, pb.Report(report_id="cd" * 32, envelope=envelope))
+    refused = (
+        r"^refused \[bad-server-signature\]: the exchange server \(report\): 0 of 1 required "
+        r"signatures verified; invalid signature by trusted key [0-9a-f]{64}$"
+    )
+    with pytest.raises(InvsyncError, match=refused):
+        secom.settle(pairing_of(secom), wait_seconds=10)
+    assert not secom.store.has_cosigned("cd" * 32)

@@ -932,9 +932,12 @@ class Report(_message.Message):
 
     @_builtins.property
     def newer(self) -> Global___Report:
-        """Asked for with SubmitReportSignatureRequest.newer: when the wait ended on another report
-        naming the caller's snapshot, that report, as GetReport would answer `newer` (so the
-        signer checks and signs it without asking for it).
+        """Asked for with SubmitReportSignatureRequest.newer: when, once the wait ends, the pairing's
+        latest report is another one naming the caller's snapshot (wait_naming), that report, as
+        GetReport would answer `newer` (so the signer checks and signs it without asking for it).
+
+        log, peer, previous and newer come only while the whole answer stays within 4 MiB (what
+        every client receives), and only when they can be made: one left out is asked for apart.
         """
 
     @_builtins.property
@@ -1135,9 +1138,9 @@ class GetReportRequest(_message.Message):
     @_builtins.property
     def log(self) -> Global___GetCheckpointRequest:
         """With the report, the log's latest checkpoint and what this asks besides (Report.log), as a
-        GetCheckpoint request with tree_size 0. The peer's snapshot then comes with the proof of
-        its checkpoint against that checkpoint's size, not log_size_held: the size the caller
-        holds once it has verified the log update that came with it.
+        GetCheckpoint request with tree_size 0. When it comes, the peer's snapshot comes with the
+        proof of its checkpoint against that checkpoint's size, not log_size_held: the size the
+        caller holds once it has verified the log update that came with it.
         """
 
     def __init__(
