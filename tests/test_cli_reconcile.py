@@ -250,3 +250,16 @@ def test_reconcile_has_help() -> None:
     for text in ("--root SOURCE", "--subordinate SOURCE", "--at TIME", "KIND:PATH", "Exit status"):
         assert text in result.stdout
     assert "[text|json|markdown]" in result.stdout
+
+
+def test_max_source_bytes_raises_the_cap_the_refusal_names() -> None:
+    size = SECOM_LOG.stat().st_size
+    assert size > JPRS_LIST.stat().st_size
+    cap = ("--max-source-bytes", str(size - 1))
+    refused = _subprocess("--root", SECOM_LOG, "--subordinate", JPRS_LIST, *cap)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert (
+        f"error: {SECOM_LOG}: file is {size} bytes, larger than the source size cap of "
+        f"{size - 1} bytes (raise it with --max-source-bytes or agent.max_source_bytes)"
+    ) in refused.stderr
+    assert _demo("--max-source-bytes", str(size)).exit_code == 1  # compared: error findings

@@ -17,7 +17,12 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from invsync.agent.cli.options import audit_options, config_option, format_option
+from invsync.agent.cli.options import (
+    audit_options,
+    config_option,
+    format_option,
+    max_source_bytes_option,
+)
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.files import write_atomically
@@ -93,13 +98,7 @@ def inventory_group() -> None:
     default=None,
     help="Where CT log resume positions are kept (default: beside the database).",
 )
-@click.option(
-    "--max-source-bytes",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Refuse a source file larger than this many bytes "
-    "(default: the configuration's agent.max_source_bytes, else 256 MiB).",
-)
+@max_source_bytes_option("the configuration's agent.max_source_bytes, else 256 MiB")
 def import_command(
     sources: tuple[str, ...],
     db: Path | None,

@@ -28,6 +28,17 @@ def format_option(*choices: str, help: str = "Output format.") -> Decorator:
     )
 
 
+def max_source_bytes_option(default: str) -> Decorator:
+    """`--max-source-bytes`, the cap a source file must stay under (None: `default` applies),
+    which the size refusal names as the way to raise it."""
+    return click.option(
+        "--max-source-bytes",
+        type=click.IntRange(min=1),
+        default=None,
+        help=f"Refuse a source file larger than this many bytes (default: {default}).",
+    )
+
+
 def pin_option(help: str) -> Decorator:
     """`--pin NAME=KEYID`, repeatable, passed as `pins`: signer name -> the key ids pinned for
     it. Every command that pins keys parses them here, so one malformed pin is refused alike."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from invsync.agent.cli.entry import EXIT_FINDINGS, EXIT_OK
-from invsync.agent.cli.options import audit_options, format_option
+from invsync.agent.cli.options import audit_options, format_option, max_source_bytes_option
 from invsync.agent.cli.types import RfcTime
 from invsync.agent.inventory.assemble import Assembled
 from invsync.agent.inventory.offline import PublicSources, offline_sides
@@ -21,6 +21,7 @@ from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.build import offline_report
 from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
+from invsync.agent.sources.reading import source_size_cap
 from invsync.agent.telemetry.progress import terminal_progress
 
 
@@ -61,6 +62,7 @@ from invsync.agent.telemetry.progress import terminal_progress
     default=None,
     help="Evaluate as of this time (RFC 3339); default: now.",
 )
+@max_source_bytes_option("256 MiB")
 @format_option("text", "json", "markdown")
 def reconcile_command(
     root_sources: tuple[str, ...],
@@ -71,6 +73,7 @@ def reconcile_command(
     audit: AuditPeriod | None,
     skip_invalid: bool,
     at: datetime | None,
+    max_source_bytes: int | None,
     fmt: str,
 ) -> None:
     """Compare two parties' CA certificate lists offline, with no server and no configuration.
@@ -87,7 +90,8 @@ def reconcile_command(
         now=at, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
     )
     public = PublicSources(ccadb, crl, audit_scope)
-    root_view, sub_view = offline_sides(root_sources, sub_sources, public, ctx)
+    with source_size_cap(max_source_bytes):
+        root_view, sub_view = offline_sides(root_sources, sub_sources, public, ctx)
     root = Side("root", _offline_scope("--root", root_view))
     sub = Side("subordinate", _offline_scope("--subordinate", sub_view))
     findings = reconcile(root, sub, at)
