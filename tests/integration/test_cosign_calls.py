@@ -14,6 +14,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -205,6 +206,24 @@ def test_differences_that_do_not_rebuild_the_body_mean_asking_for_it_whole(
     assert hashlib.sha256(report.envelope.payload).hexdigest() == second
 
 
+def _altered(payload: bytes) -> bytes:
+    return payload[:-1] + bytes([payload[-1] ^ 1])
+
+
+def _answers_changed(
+    client: ExchangeClient, monkeypatch: pytest.MonkeyPatch, change: Callable[[pb.Report], None]
+) -> None:
+    """A server whose GetReport answers `change` alters on the way."""
+    real = client.stub.GetReport
+
+    def changed(request: pb.GetReportRequest, timeout: float) -> pb.Report:
+        answer: pb.Report = real(request, timeout=timeout)
+        change(answer)
+        return answer
+
+    monkeypatch.setattr(client.stub, "GetReport", changed)
+
+
 def _calls(client: ExchangeClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The methods the client calls on the server from here on."""
     called: list[str] = []
@@ -233,16 +252,12 @@ def test_a_peer_snapshot_altered_on_the_way_with_the_report_is_refused(
     agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secom = agents["secom"]
-    real = secom.client.stub.GetReport
 
-    def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
-        answer: pb.Report = real(request, timeout=timeout)
+    def altered(answer: pb.Report) -> None:
         if answer.HasField("peer"):  # a server that serves another inventory than jprs signed
-            payload = answer.peer.envelope.payload
-            answer.peer.envelope.payload = payload[:-1] + bytes([payload[-1] ^ 1])
-        return answer
+            answer.peer.envelope.payload = _altered(answer.peer.envelope.payload)
 
-    monkeypatch.setattr(secom.client.stub, "GetReport", altered)
+    _answers_changed(secom.client, monkeypatch, altered)
     refused = (
         r"^snapshot rejected \[bad-signature\]: signature by key [0-9a-f]{64} pinned for "
         r"party 'jprs' does not verify over the received payload$"
@@ -349,24 +364,17 @@ def test_a_steady_cycle_takes_at_most_four_calls_a_side(
         assert jprs[1] == {"PushSnapshot": 1, "GetReport": 1, "SubmitReportSignature": 1}
 
 
-def _altered(payload: bytes) -> bytes:
-    return payload[:-1] + bytes([payload[-1] ^ 1])
-
-
 def test_a_log_checkpoint_altered_with_the_report_is_refused_before_signing(
     agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secom = agents["secom"]
-    real = secom.client.stub.GetReport
 
-    def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
-        answer: pb.Report = real(request, timeout=timeout)
+    def altered(answer: pb.Report) -> None:
         if answer.HasField("log"):  # a server that shows this agent another log
             origin, size, root, *rest = answer.log.note.split(b"\n")
             answer.log.note = b"\n".join([origin, size, _altered(root), *rest])
-        return answer
 
-    monkeypatch.setattr(secom.client.stub, "GetReport", altered)
+    _answers_changed(secom.client, monkeypatch, altered)
     refused = (
         r"^refused \[log-inconsistent\]: pairing 'secom-jprs': the log's latest checkpoint: "
         r"checkpoint: the signature by pinned key demo-exchange does not verify$"
@@ -411,17 +419,14 @@ def test_a_previous_report_altered_on_the_way_is_asked_for_by_id(
     fresh = make_agent(federation, "secom")
     try:
         calls = _calls(fresh.client, monkeypatch)
-        spied = fresh.client.stub.GetReport
         came: list[str] = []
 
-        def altered(request: pb.GetReportRequest, timeout: float) -> pb.Report:
-            answer: pb.Report = spied(request, timeout=timeout)
+        def altered(answer: pb.Report) -> None:
             if answer.HasField("previous") and answer.previous.envelope.payload:
                 came.append(answer.previous.report_id)
                 answer.previous.envelope.payload = _altered(answer.previous.envelope.payload)
-            return answer
 
-        monkeypatch.setattr(fresh.client.stub, "GetReport", altered)
+        _answers_changed(fresh.client, monkeypatch, altered)
         rid = fresh.cosign(pairing_of(fresh), wait_seconds=10)
         assert came and fresh.store.has_cosigned(rid)
         assert calls.count("GetReport") == 2  # the report, then the previous one by id
