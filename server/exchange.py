@@ -42,7 +42,14 @@ from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
 from invsync.server.report_news import ReportNews, ReportWait
 from invsync.server.snapshot_sets import whole_set
-from invsync.server.storage import ExchangeStorage, Logged, LogWriter, StoredReport, log_entry
+from invsync.server.storage import (
+    ExchangeStorage,
+    LogBudget,
+    Logged,
+    LogWriter,
+    StoredReport,
+    log_entry,
+)
 from invsync.v1 import invsync_pb2 as pb
 
 log = logging.getLogger("invsync.server")
@@ -52,6 +59,9 @@ MAX_LOG_ENTRIES = 256
 # Entries past this many bytes in all are left to the next request (at least one is answered),
 # so a range of large snapshots cannot make one answer of gigabytes.
 MAX_LOG_ANSWER_BYTES = 3 << 20
+# An answer counts what it serves: an entry withheld from the caller (another party's snapshot,
+# perhaps a cold one of 60 MB) costs its hash, up to this much read to learn whose it is.
+LOG_BUDGET = LogBudget(served=MAX_LOG_ANSWER_BYTES, read=64 << 20)
 
 
 class Exchange:
@@ -282,9 +292,11 @@ class Exchange:
         served = None
         if entries and proof_from < size:
             end = min(size, proof_from + MAX_LOG_ENTRIES)
-            stored = self.store.log_entries(proof_from, end, MAX_LOG_ANSWER_BYTES)
             own = self._pairings_of(tls_party)
-            served = LogRange.of(proof_from, stored, lambda leaf: _watched(leaf, tls_party, own))
+            hashes, leaves_shown = self.store.shown_entries(
+                proof_from, end, LOG_BUDGET, lambda leaf: _watched(leaf, tls_party, own)
+            )
+            served = LogRange(proof_from, tuple(hashes), tuple(leaves_shown))
         return LogUpdate(note, size, consistency, included, served)
 
     def log_entries(self, tls_party: str | None, start: int, end: int) -> LogRange:
@@ -299,9 +311,11 @@ class Exchange:
                 f"{MAX_LOG_ENTRIES} per request"
             )
         self._within(end)
-        leaves = self.store.log_entries(start, end, MAX_LOG_ANSWER_BYTES)
         own = self._pairings_of(tls_party)
-        return LogRange.of(start, leaves, lambda leaf: _pairing_of(leaf) in own)
+        hashes, entries = self.store.shown_entries(
+            start, end, LOG_BUDGET, lambda leaf: _pairing_of(leaf) in own
+        )
+        return LogRange(start, tuple(hashes), tuple(entries))
 
     def inclusion_proof(self, tls_party: str | None, index: int, size: int) -> list[bytes]:
         self._member(tls_party)

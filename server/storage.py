@@ -9,7 +9,7 @@ signs and stores the checkpoint of the tree that now ends with it, inside the ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +34,16 @@ class StoredReport:
     pairing: str
     created_at: datetime
     envelope: Envelope
+
+
+@dataclass(frozen=True)
+class LogBudget:
+    """How much one answer of log entries may hold: `served`, the bytes it carries (an entry
+    withheld from the caller costs its 32-byte hash), and `read`, the bytes read to make it (a
+    withheld snapshot entry is read to learn whose it is)."""
+
+    served: int
+    read: int
 
 
 class ExchangeStorage(Protocol):
@@ -110,6 +120,13 @@ class ExchangeStorage(Protocol):
     def log_entries(self, start: int, end: int, max_bytes: int) -> list[bytes]:
         """The leaves start <= index < end as stored, stopping before `max_bytes` in all
         (but at least one leaf when the range has any)."""
+        ...
+
+    def shown_entries(
+        self, start: int, end: int, budget: LogBudget, shown: Callable[[bytes], bool]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The leaf hashes of start <= index < end, and the leaves `shown` keeps (b"" for the
+        rest), stopping before `budget` (but at least one entry when the range has any)."""
         ...
 
     def leaf_hashes(self, size: int) -> list[bytes]:

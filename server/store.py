@@ -28,6 +28,7 @@ from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.agent.store.db import open_database
+from invsync.server.storage import LogBudget
 from invsync.server.storage import StoredReport as StoredReport  # re-exported: its old home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -356,6 +357,30 @@ class ServerStore:
                 break
             leaves.append(bytes(leaf))
         return leaves
+
+    @_locked
+    def shown_entries(
+        self, start: int, end: int, budget: LogBudget, shown: Callable[[bytes], bool]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The leaf hashes of start <= index < end and the entries `shown` keeps (b"" for the
+        others), maybe the first part only: what is served counts against `budget.served`
+        (a withheld entry costs its hash), what is read against `budget.read`. At least one."""
+        rows = self.db.execute(
+            "SELECT leaf, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            [start, end],
+        )
+        hashes: list[bytes] = []
+        entries: list[bytes] = []
+        served = read = 0
+        for leaf, leaf_hash in rows:  # read lazily: one large entry at a time
+            entry = bytes(leaf) if shown(bytes(leaf)) else b""
+            served += len(entry) or len(leaf_hash)
+            read += len(leaf)
+            if hashes and (served > budget.served or read > budget.read):
+                break
+            hashes.append(bytes(leaf_hash))
+            entries.append(entry)
+        return hashes, entries
 
     @_locked
     def leaf_hashes(self, size: int) -> list[bytes]:

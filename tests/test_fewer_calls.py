@@ -18,8 +18,9 @@ from invsync.agent.exchange.served_log import ServedLog
 from invsync.agent.exchange.snapshot import sign_snapshot
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body
+from invsync.server import exchange
 from invsync.server.report_news import MAX_WAIT_SECONDS, ReportWait
-from invsync.server.storage import StoredReport
+from invsync.server.storage import LogBudget, StoredReport
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import PAIRING, Rig, payload
 
@@ -138,6 +139,29 @@ def test_the_latest_checkpoint_comes_with_what_a_log_watch_asks_next(
     assert len(update.entries) == len(leaves) - 2 > len(kinds)
     assert rig.exchange.log_update("jprs", update.size, [], False).consistency == []
     assert rig.exchange.log_update("jprs", update.size + 5, [], True).entries is None
+
+
+def test_a_large_entry_withheld_from_the_caller_does_not_cut_its_answer_short(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a cold cycle, a watch reads past the peer's full snapshot: withheld, it costs its
+    hash, not its bytes, so jprs's own entries after it come in the same answer."""
+    rig.push(sign_snapshot(payload(records), rig.keys.jprs), "jprs")
+    leaves = rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
+    secoms = len(leaves[0])  # secom's full snapshot, withheld from jprs
+    whole = rig.exchange.log_update("jprs", 0, [], True).entries
+    assert whole is not None and whole.entries[0] == b""
+    served = sum(len(leaf) or 32 for leaf in whole.entries)
+    assert sum(map(len, leaves)) > served + 64  # counting every byte read, it would stop early
+    monkeypatch.setattr(exchange, "LOG_BUDGET", LogBudget(served=served + 64, read=1 << 30))
+    update = rig.exchange.log_update("jprs", 0, [], True)
+    assert update.entries is not None and len(update.entries) == len(leaves)
+    assert update.entries.entries[0] == b"" and update.entries.leaf_hashes[0] == tlog.leaf_hash(
+        leaves[0]
+    )
+    # What is read to learn whose an entry is has its own bound: one entry, then stop.
+    monkeypatch.setattr(exchange, "LOG_BUDGET", LogBudget(served=1 << 30, read=secoms))
+    assert len(rig.exchange.log_update("jprs", 0, [], True).entries or ()) == 1
 
 
 def test_the_client_answers_later_log_calls_from_what_the_checkpoint_carried(
