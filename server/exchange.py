@@ -59,9 +59,10 @@ MAX_LOG_ENTRIES = 256
 # Entries past this many bytes in all are left to the next request (at least one is answered),
 # so a range of large snapshots cannot make one answer of gigabytes.
 MAX_LOG_ANSWER_BYTES = 3 << 20
-# An answer counts what it serves: an entry withheld from the caller (another party's snapshot,
-# perhaps a cold one of 60 MB) costs its hash, up to this much read to learn whose it is.
-LOG_BUDGET = LogBudget(served=MAX_LOG_ANSWER_BYTES, read=64 << 20)
+# An answer counts what it serves: an entry withheld from the caller (another party's snapshot:
+# a full one of 100,000 certificates is an 80 MB entry) costs its hash, up to this much read to
+# learn whose each is (two entries of the largest snapshot a server takes by default).
+LOG_BUDGET = LogBudget(served=MAX_LOG_ANSWER_BYTES, read=768 << 20)
 
 
 class Exchange:
