@@ -96,6 +96,46 @@ def test_records_missing_from_a_collection_are_kept_but_not_present(tmp_path: Pa
     assert back.sources[0].first_seen == T0
 
 
+def _rows_written(store: AgentStore, records: list[CertRecord], now: datetime) -> int:
+    """How many rows a collection writes (SQLite's count of rows changed)."""
+    before = store.db.conn.total_changes
+    store.replace_inventory(records, now)
+    return store.db.conn.total_changes - before
+
+
+def test_a_collection_rewrites_only_the_certificates_that_changed(tmp_path: Path) -> None:
+    """Issue 13: a steady collection costs what changed. Each source's last sighting is one row
+    a certificate (16 here); a certificate row is written only when its content changed."""
+    with AgentStore(tmp_path / "agent.db") as store:
+        assert _rows_written(store, _collection(T0), T0) == 16 + 16
+        assert _rows_written(store, _collection(T1), T1) == 16  # the sightings alone
+        moved = [
+            r.with_view(operator="secom") if r.sha256 == BUG_DV else r for r in _collection(T1)
+        ]
+        assert _rows_written(store, moved, T1) == 16 + 1
+        assert _rows_written(store, _collection(T1, without=(BUG_OV,)), T1) == 15 + 1 + 1
+        assert {r.sha256: r.operator for r in store.inventory()}[BUG_DV] == "jprs"
+        assert store.count() == 15 and BUG_OV not in {r.sha256 for r in store.inventory()}
+
+
+def test_a_row_an_import_changed_is_put_back_by_the_next_collection(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+        bug = next(r for r in _collection(T1) if r.sha256 == BUG_DV)
+        store.import_records([bug.with_view(operator="secom")], T1)
+        assert (stored := store.record(BUG_DV)) is not None and stored.operator == "secom"
+        store.replace_inventory(_collection(T1), T1)
+        assert (stored := store.record(BUG_DV)) is not None and stored.operator == "jprs"
+
+
+def test_rows_stored_before_their_digest_are_written_again(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+        store.db.conn.execute("UPDATE certificates SET row_digest = NULL")
+        store.db.conn.commit()
+        assert _rows_written(store, _collection(T1), T1) == 16 + 16
+
+
 def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "agent.db"
     store = AgentStore(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -189,6 +190,12 @@ def m010_derived_facts(db: sqlite_utils.Database) -> None:
     )
 
 
+def m011_certificate_row_digests(db: sqlite_utils.Database) -> None:
+    """The SHA-256 of each certificate row's other columns, so a collection rewrites only the
+    rows whose content changed (NULL: written before; rewritten at the next collection)."""
+    db.execute("ALTER TABLE certificates ADD COLUMN row_digest TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -200,13 +207,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     m008_peer_snapshots,
     m009_whole_sets,
     m010_derived_facts,
+    m011_certificate_row_digests,
 )
 
 _CERT_COLUMNS = (
     "sha256", "der", "subject", "issuer", "serial_hex", "not_before", "not_after", "spki_sha256",
     "doppelganger_key", "ski", "aki", "is_ca", "operator", "lifecycle", "revoked_at",
     "revocation_reason", "revocation_source", "present", "attribution", "revocation_crl_hash",
-    "facts",
+    "facts", "row_digest",
 )  # fmt: skip
 
 
@@ -322,10 +330,22 @@ class AgentStore:
         self.close()
 
     def replace_inventory(self, records: Sequence[CertRecord], now: datetime) -> None:
-        """Make `records` the present inventory in one transaction; others stay, not present."""
+        """Make `records` the present inventory in one transaction; others stay, not present.
+
+        Only what changed is written: a row whose content is the stored one (by its digest)
+        keeps its bytes on disk, and only records no longer listed are marked not present. Each
+        source's last sighting is written for every record."""
+        certificates, sources = _rows(records, now)  # a bad record raises before any write
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
-            self.db.execute("UPDATE certificates SET present = 0")
-            self._upsert(records, now)
+            held = dict(
+                self.db.execute("SELECT sha256, row_digest FROM certificates WHERE present = 1")
+            )
+            listed = {row["sha256"] for row in certificates}
+            gone = [(sha256,) for sha256 in held if sha256 not in listed]
+            self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
+            changed = [row for row in certificates if held.get(row["sha256"]) != row["row_digest"]]
+            self.db.conn.executemany(_UPSERT_CERT, changed)
+            self.db.conn.executemany(_UPSERT_SOURCE, sources)
 
     def import_records(self, records: Sequence[CertRecord], now: datetime) -> None:
         """Add or update `records` in one transaction; the rest of the inventory is untouched.
@@ -337,18 +357,7 @@ class AgentStore:
             self._upsert(records, now)
 
     def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
-        rfc3339(now)  # a naive time is refused before anything is written
-        # Rows built first, then written in two statements: a naive time or a bad record
-        # raises before anything is written, and a large inventory costs two calls, not two
-        # per record.
-        certificates = [_certificate_row(record) for record in records]
-        # Each source keeps its own last sighting: a record read back from the store and
-        # stored again must not look freshly reported by every old source.
-        sources = [
-            [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen)]
-            for record in records
-            for ref in record.sources
-        ]
+        certificates, sources = _rows(records, now)
         self.db.conn.executemany(_UPSERT_CERT, certificates)
         self.db.conn.executemany(_UPSERT_SOURCE, sources)
 
@@ -719,7 +728,33 @@ def rfc3339(at: datetime) -> str:
         raise StoreError(f"{e}; invsync stores only UTC times") from e
 
 
+def _rows(
+    records: Sequence[CertRecord], now: datetime
+) -> tuple[list[dict[str, object]], list[list[str]]]:
+    """The certificate rows and source rows of `records`. Built before anything is written, so a
+    naive time or a bad record raises first, and a large inventory costs a few calls, not two
+    per record."""
+    rfc3339(now)  # a naive time is refused before anything is written
+    certificates = [_certificate_row(record) for record in records]
+    # Each source keeps its own last sighting: a record read back from the store and
+    # stored again must not look freshly reported by every old source.
+    sources = [
+        [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen)]
+        for record in records
+        for ref in record.sources
+    ]
+    return certificates, sources
+
+
 def _certificate_row(record: CertRecord) -> dict[str, object]:
+    row = _certificate_columns(record)
+    # Of values that are str, bytes, int or None, a pickle is one byte string for one content.
+    content = tuple(row[column] for column in _CERT_COLUMNS[:-1])
+    row["row_digest"] = hashlib.sha256(pickle.dumps(content, protocol=5)).hexdigest()
+    return row
+
+
+def _certificate_columns(record: CertRecord) -> dict[str, object]:
     info, revocation = record.info, record.revocation
     return {
         "sha256": info.sha256, "der": info.der, "subject": info.subject, "issuer": info.issuer,
