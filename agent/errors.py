@@ -22,7 +22,9 @@ class InvsyncError(Exception):
 class SourceError(InvsyncError):
     """A source file, line or entry could not be read. The message names it."""
 
-    hint = "Fix or remove the named file, line or entry; nothing from this import was written."
+    # Raised alike by `inventory import`, a collection and `reconcile`: none of them stores
+    # anything it read once one source fails.
+    hint = "Fix or remove the named file, line or entry, then run again; nothing read was stored."
 
 
 class CertificateError(SourceError, ValueError):
@@ -33,7 +35,7 @@ class CertificateError(SourceError, ValueError):
     line or record index keeps doing so.
     """
 
-    hint = "Fix or remove the named certificate; nothing from this import was written."
+    hint = "Fix or remove the named certificate, then run again; nothing read was stored."
 
 
 class StoreError(InvsyncError):
