@@ -56,7 +56,7 @@ log = logging.getLogger("invsync.server")
 # The most entries one GetLogEntries request may ask for; a larger range is refused, so a client
 # learns the cap instead of mistaking a short answer for the log's end.
 MAX_LOG_ENTRIES = 256
-# Entries past this many bytes in all are left to the next request (at least one is answered),
+# Entries past this many bytes served are left to the next request (at least one is answered),
 # so a range of large snapshots cannot make one answer of gigabytes.
 MAX_LOG_ANSWER_BYTES = 3 << 20
 # An answer counts what it serves: an entry withheld from the caller (another party's snapshot:

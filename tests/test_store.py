@@ -128,6 +128,16 @@ def test_a_row_an_import_changed_is_put_back_by_the_next_collection(tmp_path: Pa
         assert (stored := store.record(BUG_DV)) is not None and stored.operator == "jprs"
 
 
+def test_a_certificate_back_with_other_facts_is_written(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+        store.replace_inventory(_collection(T1, without=(BUG_DV,)), T1)
+        back = [r.with_view(operator="secom") if r.sha256 == BUG_DV else r for r in _collection(T1)]
+        assert _rows_written(store, back, T1) == 16 + 1
+        assert (stored := store.record(BUG_DV)) is not None and stored.operator == "secom"
+        assert store.count() == 16
+
+
 def test_rows_stored_before_their_digest_are_written_again(tmp_path: Path) -> None:
     with AgentStore(tmp_path / "agent.db") as store:
         store.replace_inventory(_collection(T0), T0)
@@ -173,6 +183,10 @@ def test_certificate_with_other_der_is_reported_corrupt(tmp_path: Path) -> None:
         conn.execute("UPDATE certificates SET der = ? WHERE sha256 = ?", [der, BUG_OV])
     with AgentStore(path) as store, pytest.raises(StoreError, match=f"{BUG_OV} has other DER"):
         store.inventory()
+    with AgentStore(path) as store:  # the next collection writes the damaged row again
+        store.replace_inventory(_collection(T1), T1)
+        repaired = {r.sha256: r.info.der for r in store.inventory()}
+        assert repaired == {r.sha256: r.info.der for r in _collection(T1)}
 
 
 def test_sent_snapshots(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 bytes of the caller's own pairings only (empty bytes where withheld).
 
 Every member of the federation needs the whole tree's hashes to check proofs, but another
-pairing's snapshots and reports stay between that pairing's parties: the server builds a range
-with `LogRange.of`, showing an entry only when the caller may read it. A reader calls `check`
+pairing's snapshots and reports stay between that pairing's parties: the server shows an entry
+only when the caller may read it (`ServerStore.shown_entries`; `LogRange.of` for the evidence
+export, which shows every entry). A reader calls `check`
 before it parses anything: each entry it got must hash to the leaf hash beside it.
 """
 

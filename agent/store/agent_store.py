@@ -37,7 +37,13 @@ from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
 from invsync.agent.exchange.snapshot import Base, Served, decode_header, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
-from invsync.agent.model.record import CertRecord, Revocation, SourceRef, parse_certificate
+from invsync.agent.model.record import (
+    CertRecord,
+    Revocation,
+    SourceRef,
+    parse_certificate,
+    sha256_hex,
+)
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.times import parse_rfc3339
@@ -191,8 +197,9 @@ def m010_derived_facts(db: sqlite_utils.Database) -> None:
 
 
 def m011_certificate_row_digests(db: sqlite_utils.Database) -> None:
-    """The SHA-256 of each certificate row's other columns, so a collection rewrites only the
-    rows whose content changed (NULL: written before; rewritten at the next collection)."""
+    """The SHA-256 of each certificate row's other columns as the collection or import that
+    wrote it made them, so a collection rewrites only the rows whose content changed. NULL
+    (written before, or by SQL that changed the row: it must set NULL) is written again."""
     db.execute("ALTER TABLE certificates ADD COLUMN row_digest TEXT")
 
 
@@ -332,14 +339,20 @@ class AgentStore:
     def replace_inventory(self, records: Sequence[CertRecord], now: datetime) -> None:
         """Make `records` the present inventory in one transaction; others stay, not present.
 
-        Only what changed is written: a row whose content is the stored one (by its digest)
-        keeps its bytes on disk, and only records no longer listed are marked not present. Each
-        source's last sighting is written for every record."""
+        Only what changed is written: a row whose content is the stored one (by the digest the
+        collection that wrote it kept) keeps its bytes on disk, and only records no longer
+        listed are marked not present. Each source's last sighting is written for every record.
+        A row whose DER no longer hashes to its SHA-256 (damaged on disk) is written again. A
+        row edited by hand keeps the edit until its record changes: whoever writes this table
+        with SQL sets its `row_digest` to NULL, and the next collection writes it again."""
         certificates, sources = _rows(records, now)  # a bad record raises before any write
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
-            held = dict(
-                self.db.execute("SELECT sha256, row_digest FROM certificates WHERE present = 1")
-            )
+            held = {
+                sha256: digest if sha256_hex(der) == sha256 else None
+                for sha256, digest, der in self.db.execute(
+                    "SELECT sha256, row_digest, der FROM certificates WHERE present = 1"
+                )
+            }
             listed = {row["sha256"] for row in certificates}
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
@@ -748,7 +761,9 @@ def _rows(
 
 def _certificate_row(record: CertRecord) -> dict[str, object]:
     row = _certificate_columns(record)
-    # Of values that are str, bytes, int or None, a pickle is one byte string for one content.
+    # Values that are str, bytes, int or None: equal pickles are equal values, so an unchanged
+    # digest means unchanged content (not conversely: a pickle notes shared objects, which
+    # only makes a row written again).
     content = tuple(row[column] for column in _CERT_COLUMNS[:-1])
     row["row_digest"] = hashlib.sha256(pickle.dumps(content, protocol=5)).hexdigest()
     return row
