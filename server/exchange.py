@@ -60,8 +60,9 @@ MAX_LOG_ENTRIES = 256
 # so a range of large snapshots cannot make one answer of gigabytes.
 MAX_LOG_ANSWER_BYTES = 3 << 20
 # An answer counts what it serves: an entry withheld from the caller (another party's snapshot:
-# a full one of 100,000 certificates is an 80 MB entry) costs its hash, up to this much read to
-# learn whose each is (two entries of the largest snapshot a server takes by default).
+# a full one of 100,000 certificates is an 80 MB entry) costs its hash, and at most this much
+# is read to learn whose each is (two entries of the largest snapshot a server takes by
+# default; an entry that would pass it is not read, unless it is the answer's first).
 LOG_BUDGET = LogBudget(served=MAX_LOG_ANSWER_BYTES, read=768 << 20)
 
 

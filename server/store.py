@@ -365,22 +365,32 @@ class ServerStore:
         """The leaf hashes of start <= index < end and the entries `shown` keeps (b"" for the
         others), maybe the first part only: what is served counts against `budget.served`
         (a withheld entry costs its hash), what is read against `budget.read`. At least one."""
-        rows = self.db.execute(
-            "SELECT leaf, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+        # Sizes first (SQLite answers length() without loading a blob), so an entry is read
+        # only when the read budget has room for it: the first one always.
+        sizes = self.db.execute(
+            "SELECT idx, leaf_hash, length(leaf) FROM log_entries"
+            " WHERE idx >= ? AND idx < ? ORDER BY idx",
             [start, end],
-        )
+        ).fetchall()
         hashes: list[bytes] = []
         entries: list[bytes] = []
         served = read = 0
-        for leaf, leaf_hash in rows:  # read lazily: one large entry at a time
-            entry = bytes(leaf) if shown(bytes(leaf)) else b""
+        for index, leaf_hash, size in sizes:
+            read += size
+            if hashes and read > budget.read:
+                break
+            leaf = self._leaf(index)
+            entry = leaf if shown(leaf) else b""
             served += len(entry) or len(leaf_hash)
-            read += len(leaf)
-            if hashes and (served > budget.served or read > budget.read):
+            if hashes and served > budget.served:
                 break
             hashes.append(bytes(leaf_hash))
             entries.append(entry)
         return hashes, entries
+
+    def _leaf(self, index: int) -> bytes:
+        row = self.db.execute("SELECT leaf FROM log_entries WHERE idx = ?", [index]).fetchone()
+        return bytes(row[0])
 
     @_locked
     def leaf_hashes(self, size: int) -> list[bytes]:

@@ -164,6 +164,27 @@ def test_a_large_entry_withheld_from_the_caller_does_not_cut_its_answer_short(
     assert len(rig.exchange.log_update("jprs", 0, [], True).entries or ()) == 1
 
 
+def test_an_entry_past_the_read_budget_is_not_read_but_the_first_always_is(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaves = rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
+    read: list[int] = []
+    real = rig.store._leaf
+
+    def counted(index: int) -> bytes:
+        read.append(index)
+        return real(index)
+
+    monkeypatch.setattr(rig.store, "_leaf", counted)
+    budget = LogBudget(served=1 << 30, read=len(leaves[0]) + len(leaves[1]))
+    hashes, entries = rig.store.shown_entries(0, len(leaves), budget, lambda leaf: True)
+    assert read == [0, 1] and entries == leaves[:2]  # the third would pass the budget: unread
+    assert hashes == [tlog.leaf_hash(leaf) for leaf in leaves[:2]]
+    read.clear()
+    hashes, entries = rig.store.shown_entries(0, len(leaves), LogBudget(1, 1), lambda leaf: False)
+    assert read == [0] and entries == [b""] and len(hashes) == 1  # one, however small the budget
+
+
 def test_the_client_answers_later_log_calls_from_what_the_checkpoint_carried(
     rig: Rig, records: list[CertRecord], secom_v1: bytes
 ) -> None:
