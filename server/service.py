@@ -25,7 +25,7 @@ from invsync.agent.exchange.rejections import (
     status_of,
 )
 from invsync.agent.exchange.snapshot import to_chunks
-from invsync.agent.report.body import parse_report_body
+from invsync.agent.report.body import ReportBody, parse_report_body
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics, peer_attachment
 from invsync.server.auth import party_of
@@ -122,22 +122,22 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         party: str | None,
         *,
         with_log: bool = False,
+        body: ReportBody | None = None,
     ) -> pb.Report:
         """The report; its signatures alone for a caller that holds its body, or its body as
         the differences from the last held one this server has (agent.exchange.body_delta);
-        with what a co-signing agent reads next if asked and it fits (`_with_extras`)."""
+        with what a co-signing agent reads next if asked and it fits (`_with_extras`; `body`:
+        the report's, when the caller parsed it already)."""
         answer = self._body(stored, request)
         if party is None:
             return answer
         held = request.log_size_held
-        update = self._log_for_report(party, request.log) if with_log else None
-        if update is not None:
-            extra = _log_update_pb(update, _held(request.log.held_payloads))
-            if _fits(answer, extra):
-                answer.log.CopyFrom(extra)
-                held = update.size  # what the caller holds once it verified this update
+        extra = self._log_for_report(party, request.log) if with_log else None
+        if extra is not None and _fits(answer, extra):
+            answer.log.CopyFrom(extra)
+            held = extra.tree_size  # what the caller holds once it verified this update
         if request.with_peer:
-            self._with_extras(answer, stored, request, party, held)
+            self._with_extras(answer, stored, request, party, held, body)
         return answer
 
     def _with_extras(
@@ -147,12 +147,13 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         request: pb.GetReportRequest,
         party: str,
         held: int,
+        body: ReportBody | None,
     ) -> None:
         """The peer's snapshot the report names (server.peer_attachment) and the report it
         continues, when the caller does not hold it; each left out if it cannot be made or
         would take the answer past what every client receives (the caller then asks)."""
         try:
-            body = parse_report_body(stored.envelope.payload)
+            body = body or parse_report_body(stored.envelope.payload)
             peer = peer_attachment.peer_snapshot(self.exchange, party, stored, body, request, held)
             previous = self._previous(stored, body.previous_report, request)
         except InvsyncError as e:
@@ -173,13 +174,13 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         before = self.exchange.store.report(stored.pairing, previous)
         return self._body(before, request) if before is not None else None
 
-    def _log_for_report(self, party: str, ask: pb.GetCheckpointRequest) -> LogUpdate | None:
+    def _log_for_report(
+        self, party: str, ask: pb.GetCheckpointRequest
+    ) -> pb.SignedCheckpoint | None:
         """What GetCheckpoint would answer `ask`; None when it cannot be made (the answer is the
         report: the caller then asks for the checkpoint itself)."""
         try:
-            return self.exchange.log_update(
-                party, ask.proof_from, list(ask.inclusion_of), ask.entries
-            )
+            return self._log_update(party, ask)
         except InvsyncError as e:
             log.warning("party=%s: no log checkpoint with the report: %s", party, e)
             return None
@@ -250,7 +251,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             body = parse_report_body(latest.envelope.payload)
             if request.wait_naming.hex() not in (body.root.digest, body.subordinate.digest):
                 return
-            newer = self._answer(latest, request.newer, party)
+            newer = self._answer(latest, request.newer, party, body=body)
         except InvsyncError as e:
             log.warning("party=%s: no newer report with the signature: %s", party, e)
             return
@@ -291,11 +292,16 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         party = party_of(context, self.identities)  # a refusal answered as one, under _guard
         asks_more = request.proof_from or request.inclusion_of or request.entries
         if asks_more and not request.tree_size:
-            update = self.exchange.log_update(
-                party, request.proof_from, list(request.inclusion_of), request.entries
-            )
-            return _log_update_pb(update, _held(request.held_payloads))
+            return self._log_update(party, request)
         return pb.SignedCheckpoint(note=self.exchange.checkpoint(party, request.tree_size))
+
+    def _log_update(self, party: str | None, ask: pb.GetCheckpointRequest) -> pb.SignedCheckpoint:
+        """The latest checkpoint with what `ask` asks besides (Exchange.log_update), entries
+        carrying a payload the caller holds with it cut out."""
+        update = self.exchange.log_update(
+            party, ask.proof_from, list(ask.inclusion_of), ask.entries
+        )
+        return _log_update_pb(update, _held(ask.held_payloads))
 
     def GetLogEntries(
         self, request: pb.GetLogEntriesRequest, context: grpc.ServicerContext

@@ -235,12 +235,16 @@ class ExchangeClient:
             request.peer_base_sha256 = peer.base_sha256
             request.log_size_held = peer.log_size
 
-    def _log_request(self, log: LogAsk) -> pb.GetCheckpointRequest:
+    def _log_request(
+        self, log: LogAsk, *, entries: bool = True, tree_size: int = 0
+    ) -> pb.GetCheckpointRequest:
+        """A GetCheckpoint request for `log`, naming the payloads held when entries are asked."""
         return pb.GetCheckpointRequest(
+            tree_size=tree_size,
             proof_from=log.proof_from,
             inclusion_of=log.inclusion_of,
-            entries=True,
-            held_payloads=self._held(),
+            entries=entries,
+            held_payloads=self._held() if entries else [],
         )
 
     def _received(
@@ -401,13 +405,7 @@ class ExchangeClient:
         ask = LogAsk(proof_from, tuple(inclusion_of))
         if came is not None and came[0] == ask and entries and not tree_size:
             return came[1]  # with the last report: what it carried is served already
-        request = pb.GetCheckpointRequest(
-            tree_size=tree_size,
-            proof_from=proof_from,
-            inclusion_of=inclusion_of,
-            entries=entries,
-            held_payloads=self._held() if entries else [],
-        )
+        request = self._log_request(ask, entries=entries, tree_size=tree_size)
         answer = self._call(
             "GetCheckpoint", lambda: self.stub.GetCheckpoint(request, timeout=self.timeout)
         )
