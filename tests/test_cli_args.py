@@ -22,7 +22,7 @@ class _Seen(Exception):
         self.root, self.sub, self.public = root, sub, public
 
 
-def _offline_sides(
+def _compared_sides(
     root: Sequence[str], sub: Sequence[str], public: PublicSources, ctx: SourceContext
 ) -> NoReturn:
     raise _Seen(root, sub, public)
@@ -30,7 +30,7 @@ def _offline_sides(
 
 @pytest.fixture
 def sources_seen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconcile_cli, "offline_sides", _offline_sides)
+    monkeypatch.setattr(reconcile_cli, "compared_sides", _compared_sides)
 
 
 def _reconcile(*args: str) -> Result:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
@@ -10,13 +9,11 @@ import click
 from invsync.agent.cli.entry import EXIT_FINDINGS, EXIT_OK
 from invsync.agent.cli.options import audit_options, format_option, max_source_bytes_option
 from invsync.agent.cli.types import RfcTime
-from invsync.agent.inventory.assemble import Assembled
-from invsync.agent.inventory.offline import PublicSources, offline_sides
-from invsync.agent.inventory.scope import issued_ca_certificates
+from invsync.agent.inventory.by_fingerprint import OfflineSide
+from invsync.agent.inventory.offline import PublicSources, compared_sides
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.facts import AuditPeriod
 from invsync.agent.model.findings import Finding, Severity
-from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.build import offline_report
@@ -81,6 +78,8 @@ def reconcile_command(
     Each source option takes one SOURCE and may be repeated: --root A --root B. Each side's
     sources are taken as the pairing's scope: every CA certificate in them except self-signed
     roots. CCADB reports, CRLs and audit scope lists add the public view to both sides.
+    Without them, two lists of PEM files are compared by fingerprint first, and only the
+    certificates a rule can need are parsed (docs/sources.md).
 
     Exit status: 0 when no finding has severity error; 1 when one does; 2 if a source cannot be
     read or an option is wrong.
@@ -91,11 +90,11 @@ def reconcile_command(
     )
     public = PublicSources(ccadb, crl, audit_scope)
     with source_size_cap(max_source_bytes):
-        root_view, sub_view = offline_sides(root_sources, sub_sources, public, ctx)
-    root = Side("root", _offline_scope("--root", root_view))
-    sub = Side("subordinate", _offline_scope("--subordinate", sub_view))
-    findings = reconcile(root, sub, at)
-    inputs = {"root": inputs_summary(root.records), "subordinate": inputs_summary(sub.records)}
+        root_side, sub_side = compared_sides(root_sources, sub_sources, public, ctx)
+    _notes("--root", root_side)
+    _notes("--subordinate", sub_side)
+    findings = reconcile(Side("root", root_side.records), Side("subordinate", sub_side.records), at)
+    inputs = {"root": inputs_summary(root_side), "subordinate": inputs_summary(sub_side)}
     if fmt != "json":
         for side, counts in inputs.items():
             click.echo(
@@ -106,24 +105,24 @@ def reconcile_command(
     click.get_current_context().exit(EXIT_FINDINGS if errors else EXIT_OK)
 
 
-def _offline_scope(option: str, assembled: Assembled) -> list[CertRecord]:
-    records = assembled.records
-    for skipped in assembled.skipped:
+def _notes(option: str, side: OfflineSide) -> None:
+    for skipped in side.skipped:
         click.echo(f"skipped: {skipped.location}: {skipped.reason}", err=True)
-    scoped = issued_ca_certificates(records)
-    if len(scoped) < len(records):
+    if side.in_scope < side.held:
         click.echo(
-            f"note: {option}: set aside {len(records) - len(scoped)} of {len(records)} "
+            f"note: {option}: set aside {side.held - side.in_scope} of {side.held} "
             "certificates that are self-signed or not CA certificates",
             err=True,
         )
-    return scoped
 
 
-def inputs_summary(records: Sequence[CertRecord]) -> dict[str, int]:
-    """What each side brought: certificates, and how many carry each fact of the public view."""
+def inputs_summary(side: OfflineSide) -> dict[str, int]:
+    """What each side brought: CA certificates in scope, and how many carry each fact of the
+    public view (counted over the records read: by fingerprint first, there is no public view,
+    and every count but the first is 0 for any reading)."""
+    records = side.records
     return {
-        "ca_certificates": len(records),
+        "ca_certificates": side.in_scope,
         "disclosed_in_ccadb": sum(1 for r in records if r.disclosure),
         "in_an_audit_scope": sum(1 for r in records if r.audit_scope),
         "revoked": sum(1 for r in records if r.revocation),

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from invsync.agent.inventory.assemble import Assembled, assemble
+from invsync.agent.inventory.by_fingerprint import OfflineSide, compare_plain_lists
+from invsync.agent.inventory.scope import issued_ca_certificates
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.record import CertInfo
 from invsync.agent.sources.ct_client import CtFetch
-from invsync.agent.sources.detect import AUDIT_SCOPE, CRL, parse_spec, sniff
+from invsync.agent.sources.detect import AUDIT_SCOPE, CRL, PEM, parse_spec, sniff
 from invsync.agent.sources.registry import kind_of, read_source
 
 _PUBLIC_KINDS = (AUDIT_SCOPE, CRL)
@@ -25,6 +28,31 @@ class PublicSources:
     ccadb: Sequence[str] = ()
     crls: Sequence[str] = ()
     audit_scope: Sequence[str] = ()
+
+
+def compared_sides(
+    root_specs: Sequence[str], sub_specs: Sequence[str], public: PublicSources, ctx: SourceContext
+) -> tuple[OfflineSide, OfflineSide]:
+    """Both sides in scope: by fingerprint first when both are plain PEM bundles and there is
+    no public view (`agent.inventory.by_fingerprint`), else read in full."""
+    root_pems, sub_pems = _pem_paths(root_specs), _pem_paths(sub_specs)
+    if root_pems and sub_pems and not (public.ccadb or public.crls or public.audit_scope):
+        compared = compare_plain_lists(root_pems, sub_pems, ctx)
+        if compared is not None:
+            return compared
+    root, sub = offline_sides(root_specs, sub_specs, public, ctx)
+    return _in_scope(root), _in_scope(sub)
+
+
+def _pem_paths(specs: Sequence[str]) -> list[Path]:
+    """The specs' paths if every one is a PEM file, else none."""
+    kinds = [(_certificate_kind(spec), parse_spec(spec)[1]) for spec in specs]
+    return [path for kind, path in kinds if kind == PEM] if all(k == PEM for k, _ in kinds) else []
+
+
+def _in_scope(assembled: Assembled) -> OfflineSide:
+    scoped = issued_ca_certificates(assembled.records)
+    return OfflineSide(scoped, len(assembled.records), len(scoped), assembled.skipped)
 
 
 def offline_sides(

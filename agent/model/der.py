@@ -86,3 +86,44 @@ def base64_bytes(text: str, where: str, what: str = "invalid base64") -> bytes:
         bad = [c for c in text if not c.isascii()]
         reason = f"non-ASCII character {bad[0]!r}" if bad else str(e)
         raise SourceError(f"{where}: {what} ({reason})") from e
+
+
+_SET = 0x31
+_VERSION = 0xA0  # [0] EXPLICIT in TBSCertificate, absent for v1
+
+
+def issuer_and_subject(certificate: bytes) -> tuple[bytes, bytes]:
+    """The issuer's and the subject's Name, each as the DER element the certificate holds
+    (tag and length included), sliced without decoding them. ValueError when the structure up
+    to the subject is broken."""
+    _, body, _ = _expect(certificate, 0, _SEQUENCE, "Certificate")
+    _, tbs, _ = _expect(body, 0, _SEQUENCE, "TBSCertificate")
+    at = _tlv(tbs, 0)[2] if tbs[:1] == bytes([_VERSION]) else 0
+    for _ in range(2):  # serialNumber, signature
+        at = _tlv(tbs, at)[2]
+    issuer_at = at
+    _, _, at = _expect(tbs, at, _SEQUENCE, "issuer")
+    issuer = tbs[issuer_at:at]
+    _, _, at = _expect(tbs, at, _SEQUENCE, "validity")
+    subject_at = at
+    _, _, at = _expect(tbs, at, _SEQUENCE, "subject")
+    return issuer, tbs[subject_at:at]
+
+
+def has_multivalued_rdn(name: bytes) -> bool:
+    """Whether a Name holds a relative distinguished name of more than one attribute: the one
+    part of a Name whose encoding a decoder may reorder (DER sorts a SET OF)."""
+    _, body, _ = _expect(name, 0, _SEQUENCE, "Name")
+    at = 0
+    while at < len(body):
+        _, rdn, at = _expect(body, at, _SET, "RelativeDistinguishedName")
+        if _tlv(rdn, 0)[2] < len(rdn):
+            return True
+    return False
+
+
+def _expect(data: bytes, at: int, tag: int, what: str) -> tuple[int, bytes, int]:
+    found, value, end = _tlv(data, at)
+    if found != tag:
+        raise ValueError(f"{what} has tag {found:#04x}, not {tag:#04x}")
+    return found, value, end

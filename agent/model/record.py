@@ -293,6 +293,11 @@ def _ext(extensions: _Values, kind: type[x509.ExtensionType]) -> x509.ExtensionT
     return extensions.get(kind)
 
 
+def ca_flag(cert: x509.Certificate) -> bool:
+    """basicConstraints cA exactly as `parse_certificate` derives `is_ca`, without the rest."""
+    return _basic_constraints(cert, _extensions(cert)[0])[0]
+
+
 def _basic_constraints(cert: x509.Certificate, extensions: _Values) -> tuple[bool, int | None]:
     bc = _ext(extensions, x509.BasicConstraints)
     if isinstance(bc, x509.BasicConstraints):

@@ -16,7 +16,7 @@ import errno
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -120,6 +120,22 @@ def read_chunks(stream: Readable) -> Iterator[bytes]:
     """The rest of `stream`, CHUNK_BYTES at a time."""
     while chunk := stream.read(CHUNK_BYTES):
         yield chunk
+
+
+def read_spans(path: Path, spans: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+    """The bytes at each (offset, length) of a file, in the order given, under read_bytes's
+    checks and size cap; a span that ends past the file's end is a SourceError naming it."""
+    cap = _max_source_bytes.get()
+    with _open_checked(path, cap) as file:
+        for offset, length in spans:
+            try:
+                file.seek(offset)
+                data = file.read(length)
+            except OSError as e:
+                raise _cannot_read(path, e) from e
+            if len(data) != length:
+                raise SourceError(f"{path}: file is shorter than when it was read (changed?)")
+            yield data
 
 
 @contextmanager

@@ -1,0 +1,89 @@
+"""A fast scan of a PEM bundle: each CERTIFICATE block's DER bytes and place, nothing parsed.
+
+For comparing large lists by fingerprint first (`agent.inventory.by_fingerprint`). The scan
+vouches only for files the line reader of `agent.sources.pem` reads to exactly the same
+certificates: armor alone on its line at the start of it, a body of strict base64 lines, and no
+other `-----` text anywhere. Anything else (another kind of block, indented armor, stray dashes,
+a body with spaces, no certificate at all) raises `Irregular`, and the caller reads the file
+with the line reader instead, which gives the precise error or the same certificates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from invsync.agent.sources.reading import open_source, read_spans
+
+_BLOCK = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]*)-----END CERTIFICATE-----"
+)
+_ARMOR = b"-----"
+_READ_BYTES = 4 << 20
+_LONGEST_BLOCK = 4 << 20  # a certificate block or a comment between two: longer is not a list
+
+Span = tuple[int, int]
+"""Where a block lies in its file: (byte offset of its BEGIN armor, its length in bytes)."""
+
+
+class Irregular(Exception):
+    """The file is not one the fast scan vouches for: read it with the line reader."""
+
+
+def scan_pem(path: Path) -> Iterator[tuple[Span, bytes]]:
+    """(span, DER bytes) of every certificate, in file order, under the source size cap of
+    `agent.sources.reading` (a SourceError past it)."""
+    found = False
+    with open_source(path) as file:
+        tail, base, last = b"", 0, False
+        while not last:
+            chunk = file.read(_READ_BYTES) or b""
+            last = not chunk
+            data, end = tail + chunk, 0
+            for match in _BLOCK.finditer(data):
+                if not _line_ends(data, match.end(), last):
+                    break  # the END line may go on in the next chunk: read it first
+                _check_gap(data[end : match.start()], first=base + end == 0)
+                yield (base + match.start(), match.end() - match.start()), _der(match.group(1))
+                found, end = True, match.end()
+            tail, base = data[end:], base + end
+            if len(tail) > _LONGEST_BLOCK:  # rescanning it each read would take quadratic time
+                raise Irregular(f"{path}: {len(tail)} bytes without a certificate block")
+    if _ARMOR in tail or not found:
+        raise Irregular(f"{path}: not a plain PEM bundle")
+
+
+def ders_at(path: Path, spans: Iterable[Span]) -> Iterator[bytes]:
+    """The DER bytes of blocks `scan_pem` found, by their spans, in the order given."""
+    for span, data in zip(spans, read_spans(path, spans), strict=True):
+        match = _BLOCK.fullmatch(data)
+        if match is None:
+            raise Irregular(f"{path}: no certificate block at byte {span[0]} any more")
+        yield _der(match.group(1))
+
+
+def _line_ends(data: bytes, at: int, last: bool) -> bool:
+    """Whether the END armor ending at `at` ends its line (the line reader's armor must)."""
+    rest = data[at : at + 2]
+    if rest in (b"", b"\r"):
+        return last
+    if rest.startswith(b"\n") or rest == b"\r\n":
+        return True
+    raise Irregular("END armor with text after it on its line")
+
+
+def _check_gap(gap: bytes, *, first: bool) -> None:
+    # Text between blocks is a comment to the line reader, unless it holds armor of its own;
+    # armor must start its line, or the line reader would not see it.
+    if _ARMOR in gap or not (gap.endswith(b"\n") or (first and not gap)):
+        raise Irregular("armor the fast scan does not read")
+
+
+def _der(body: bytes) -> bytes:
+    try:
+        return base64.b64decode(body.replace(b"\r", b"").replace(b"\n", b""), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise Irregular(f"body is not strict base64: {e}") from e
