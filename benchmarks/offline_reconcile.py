@@ -12,7 +12,9 @@ other lacks, so the comparison must find exactly k `missing-at-subordinate` and 
 `missing-at-root` findings.
 
 Each run starts `invsync reconcile --root A --subordinate B --format json` as its own process and
-takes its wall time, CPU time and peak resident set (wait4); then, in this process, the floor: both
+takes its wall time and CPU time (wait4) and its own peak resident set (VmHWM, written at exit
+by benchmarks/peak.py: wait4's ru_maxrss would include this process's, carried over at fork);
+then, in this process, the floor: both
 files' PEM blocks base64-decoded and SHA-256 hashed into two sets, and their differences taken.
 Prints one JSON object per run, then one with the medians (keys in benchmarks/README.md). A
 findings count other than the expected one is printed, never raised: it is a finding of the
@@ -35,11 +37,11 @@ from collections import Counter
 from pathlib import Path
 
 from invsync.agent.sources.reading import DEFAULT_MAX_SOURCE_BYTES
-from invsync.server.localfed import command
 
 if __package__ in (None, ""):  # run as a script: the project root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.pairing import PEM_END, load_pool
+from benchmarks.peak import peak_command, read_peak_mib
 
 EXPECTED_CODES = ("missing-at-root", "missing-at-subordinate")
 RUN_SECONDS = 3600.0
@@ -117,22 +119,30 @@ def reconcile_process(root: Path, sub: Path) -> dict[str, object]:
     cap = largest if largest > DEFAULT_MAX_SOURCE_BYTES else None
     if cap is not None:
         args += ["--max-source-bytes", str(cap)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        peak_file = Path(folder) / "peak"
         started = time.perf_counter()
-        proc = subprocess.Popen(command(*args), stdout=out, stderr=err)
+        proc = subprocess.Popen(peak_command(peak_file, *args), stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
         out.seek(0)
         err.seek(0)
         text, errors = out.read(), err.read().decode(errors="replace")
+        peak = read_peak_mib(peak_file)
     if proc.returncode not in (0, 1):  # 1: findings of severity error, as expected here
         raise BenchError(f"invsync reconcile exited {proc.returncode}: {errors[-2000:]}")
+    if peak is None:
+        raise BenchError("invsync reconcile wrote no peak resident set (benchmarks/peak.py)")
     findings = json.loads(text)["findings"]
     return {
         "wall_s": round(wall, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "peak_rss_mib": round(peak, 1),
         "exit": proc.returncode,
         "max_source_bytes": cap,
         "findings_by_code": dict(sorted(Counter(f["code"] for f in findings).items())),

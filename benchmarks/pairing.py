@@ -51,6 +51,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from invsync.agent.report.body import ReportBody, parse_report_body, read_report_file, report_id
 from invsync.server.localfed import _await_port, command, stop, write_federation
 
+if __package__ in (None, ""):  # run as a script: the project root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.peak import peak_command, read_peak_mib
+
 ROOT_ORG = "Synthetic Root Operator"
 SUB_ORG = "Synthetic Subordinate Co., Ltd."
 SUBJECT_KEYS = 16  # the subordinate CAs share these keys: subjects and serials still differ
@@ -412,7 +416,7 @@ class AgentRun:
     code: int
     seconds: float  # from the start of the cycle to this agent's exit
     cpu_s: float
-    peak_rss_mib: float
+    peak_rss_mib: float | None  # None: the agent wrote no peak (killed)
 
 
 def run_agents(run: Path, label: str) -> dict[str, AgentRun]:
@@ -421,7 +425,11 @@ def run_agents(run: Path, label: str) -> dict[str, AgentRun]:
     procs = {party: _spawn(run, party, label) for party in ROLES}
     results: dict[str, AgentRun] = {}
     threads = {
-        party: threading.Thread(target=_reap, args=(proc, started, results, party), daemon=True)
+        party: threading.Thread(
+            target=_reap,
+            args=(proc, started, results, party, _peak_file(run, party, label)),
+            daemon=True,
+        )
         for party, proc in procs.items()
     }
     for thread in threads.values():
@@ -436,11 +444,17 @@ def run_agents(run: Path, label: str) -> dict[str, AgentRun]:
     return results
 
 
+def _peak_file(run: Path, party: str, label: str) -> Path:
+    return run / "logs" / f"{party}-{label}.peak"
+
+
 def _spawn(run: Path, party: str, label: str) -> subprocess.Popen[bytes]:
     config = str(run / f"{party}.toml")
+    peak_file = _peak_file(run, party, label)
+    peak_file.unlink(missing_ok=True)
     with (run / "logs" / f"{party}-{label}.log").open("wb") as log:
         return subprocess.Popen(
-            command("agent", "run", "--config", config, "--once"),
+            peak_command(peak_file, "agent", "run", "--config", config, "--once"),
             cwd=run,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -448,16 +462,26 @@ def _spawn(run: Path, party: str, label: str) -> subprocess.Popen[bytes]:
 
 
 def _reap(
-    proc: subprocess.Popen[bytes], started: float, results: dict[str, AgentRun], party: str
+    proc: subprocess.Popen[bytes],
+    started: float,
+    results: dict[str, AgentRun],
+    party: str,
+    peak_file: Path,
 ) -> None:
+    # The peak comes from the agent itself (benchmarks/peak.py): wait4's ru_maxrss would hold
+    # this process's resident set, certificate pool included, carried over at fork.
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
     results[party] = AgentRun(
         code=proc.returncode,
         seconds=time.monotonic() - started,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+        peak_rss_mib=read_peak_mib(peak_file),
     )
+
+
+def _mib(peak: float | None) -> float | None:
+    return None if peak is None else round(peak, 1)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -565,8 +589,8 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
         "cpu_s_bench": round(_cpu(own_after) - _cpu(own_before), 2),
         "peak_rss_mib_server": round(peak_rss_mib(bench.server_pid), 1),
         "server_peak_is_cycle_peak": hwm_reset,
-        "peak_rss_mib_secom": round(agents["secom"].peak_rss_mib, 1),
-        "peak_rss_mib_jprs": round(agents["jprs"].peak_rss_mib, 1),
+        "peak_rss_mib_secom": _mib(agents["secom"].peak_rss_mib),
+        "peak_rss_mib_jprs": _mib(agents["jprs"].peak_rss_mib),
         **_wire(bench.relays, relays_before),
         "rpcs_both_sides": {method: int(count) for method, (count, _) in rpcs.items()},
         "rpcs_both_sides_total": int(sum(count for count, _ in rpcs.values())),
