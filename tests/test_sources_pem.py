@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.record import SourceRef
+from invsync.agent.sources import pem
 from invsync.agent.sources.registry import load_source
 from tests.ct_helpers import JPRS_SHA256
 from tests.paths import SECOM_JPRS
@@ -231,3 +232,29 @@ def test_bad_file_in_a_directory_is_named(tmp_path: Path) -> None:
         SourceError, match=re.escape(f"{tmp_path / 'b.crt'}: not a DER certificate")
     ):
         load_source(str(tmp_path), NOW)
+
+
+def test_a_plain_bundle_is_read_by_the_fast_scan_not_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = [r.sha256 for r in load_source(str(JPRS_BUNDLE), NOW)]
+
+    def no_lines(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the line reader was used")
+
+    monkeypatch.setattr(pem, "open_lines", no_lines)
+    assert [r.sha256 for r in load_source(str(JPRS_BUNDLE), NOW)] == expected
+    assert len(expected) == 16
+
+
+def test_a_bundle_the_scan_refuses_reads_the_same_line_by_line(tmp_path: Path) -> None:
+    """Indented armor and CR-only line breaks: the line reader strips and splits them."""
+    expected = [r.sha256 for r in load_source(str(JPRS_BUNDLE), NOW)]
+    text = JPRS_BUNDLE.read_text()
+    for name, changed in (
+        ("indented.pem", text.replace("-----BEGIN", "  -----BEGIN")),
+        ("cr.pem", text.replace("\n", "\r")),
+    ):
+        path = tmp_path / name
+        path.write_text(changed, newline="")
+        assert [r.sha256 for r in load_source(str(path), NOW)] == expected, name

@@ -58,7 +58,7 @@ _FLAGS = 2  # bits below the subject hash
 
 # A block's place as one integer (a tuple of tuples takes about three times the memory, and a
 # side may list millions): its file's index among the side's files, its offset, its length.
-_LENGTH_BITS = 24  # pem_scan's blocks stay under 8 MiB (it refuses longer stretches)
+_LENGTH_BITS = 24  # pem_scan's blocks stay under 1 MiB (it refuses longer stretches)
 _OFFSET_BITS = 48
 
 

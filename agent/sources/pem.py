@@ -4,9 +4,11 @@ Every certificate a file holds becomes a record; anything else in a PEM file (a 
 CSR, a CRL) is refused, because an inventory must never carry keys and a silently skipped block
 is a certificate nobody tracks.
 
-A PEM file is read line by line: the state machine over BEGIN/END armor holds only the block it
-is in, and each certificate is parsed when its END line comes, so a large bundle costs the
-records it yields, not its size. Errors come in file order: the first bad line or block stops it.
+A plain bundle is read by the fast scan of `agent.sources.pem_scan`; any other PEM file (or one
+with a certificate that does not parse, to name its line) line by line: the state machine over
+BEGIN/END armor holds only the block it is in, and each certificate is parsed when its END line
+comes, so a large bundle costs the records it yields, not its size. Errors come in file order:
+the first bad line or block stops it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from invsync.agent.errors import SourceError
+from invsync.agent.errors import CertificateError, SourceError
 from invsync.agent.model.der import base64_bytes
 from invsync.agent.model.record import CertInfo, CertRecord, SourceRef, parse_certificate
 from invsync.agent.sources.detect import CERT_SUFFIXES, DER, PEM, sniff
+from invsync.agent.sources.pem_scan import Irregular, scan_pem
 from invsync.agent.sources.reading import open_lines, read_bytes
 
 _BEGIN = re.compile(r"^-----BEGIN ([^-]*)-----\s*$")
@@ -44,13 +47,24 @@ class _Block:
 
 def load_pem_file(path: Path, now: datetime) -> list[CertRecord]:
     """Every certificate of a PEM file or bundle, in file order."""
-    # Bytes that are not UTF-8 are replaced, not refused: outside armor they are comments, which
-    # are ignored; inside a block they fail its base64 check, naming the block.
-    with open_lines(path, errors="replace") as lines:
-        infos = _certificates(lines, lambda line: f"{path}:{line}")
+    infos = _scanned(path)
+    if infos is None:
+        # Bytes that are not UTF-8 are replaced, not refused: outside armor they are comments,
+        # which are ignored; inside a block they fail its base64 check, naming the block.
+        with open_lines(path, errors="replace") as lines:
+            infos = _certificates(lines, lambda line: f"{path}:{line}")
     if not infos:
         raise SourceError(f"{path}: no certificate found (expected PEM CERTIFICATE blocks)")
     return [_record(info, PEM, path, now) for info in infos]
+
+
+def _scanned(path: Path) -> list[CertInfo] | None:
+    """The certificates by the fast scan (a plain bundle, read without a Python step per line),
+    or None: the line reader then gives the same certificates or names the bad line."""
+    try:
+        return [parse_certificate(der) for _, der in scan_pem(path)]
+    except (Irregular, CertificateError):
+        return None
 
 
 def load_der_file(path: Path, now: datetime) -> list[CertRecord]:

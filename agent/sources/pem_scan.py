@@ -22,8 +22,10 @@ _BLOCK = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]*)-----END CERTIFICATE-----"
 )
 _ARMOR = b"-----"
-_READ_BYTES = 4 << 20
-_LONGEST_BLOCK = 4 << 20  # a certificate block or a comment between two: longer is not a list
+_READ_BYTES = 64 << 10
+# A certificate block, or a comment between two, longer than this is left to the line reader:
+# the scan then holds at most this much, as the line reader holds at most one block.
+_LONGEST_BLOCK = 256 << 10
 
 Span = tuple[int, int]
 """Where a block lies in its file: (byte offset of its BEGIN armor, its length in bytes)."""
