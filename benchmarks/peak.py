@@ -12,6 +12,7 @@ exits, so the benchmark reads the child's peak alone.
 from __future__ import annotations
 
 import atexit
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def main() -> None:
     peak_file, module = Path(sys.argv[1]), sys.argv[2]
     atexit.register(_write_peak, peak_file)
     sys.argv = [module, *sys.argv[3:]]
+    sys.path[0] = os.getcwd()  # as under `python -m`, not this script's folder
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

@@ -27,11 +27,13 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from invsync.agent.errors import SourceError
+from invsync.agent.inventory import offline
 from invsync.agent.inventory.by_fingerprint import OfflineSide, compare_plain_lists
 from invsync.agent.inventory.offline import PublicSources, compared_sides, offline_sides
 from invsync.agent.inventory.scope import issued_ca_certificates
 from invsync.agent.model.bundle import SourceContext
-from invsync.agent.model.der import has_multivalued_rdn, issuer_and_subject
+from invsync.agent.model.der import issuer_and_subject
 from invsync.agent.model.findings import Finding
 from invsync.agent.model.record import parse_certificate
 from invsync.agent.model.snapshot import Side
@@ -246,16 +248,64 @@ def _ccadb_ders() -> list[bytes]:
 @pytest.mark.filterwarnings("ignore::UserWarning")  # names longer than RFC 5280 allows
 def test_names_as_encoded_are_names_as_cryptography_encodes_them_in_ccadb() -> None:
     """The premise of hashing a subject as the certificate encodes it, on every certificate of
-    CCADB's PEM report that `cryptography` loads (10,205): the encoded issuer and subject are
-    the bytes `cryptography` makes of the Names it decoded."""
+    CCADB's PEM report whose names `cryptography` decodes (more than 10,000, one of them with a
+    multi-valued RDN): the encoded issuer and subject are the bytes `cryptography` makes of the
+    Names it decoded."""
     checked = 0
     for der in _ccadb_ders():
         cert = x509.load_der_x509_certificate(der)
         try:
             canonical = cert.issuer.public_bytes(), cert.subject.public_bytes()
         except ValueError:
-            continue  # a Name cryptography cannot decode: by_fingerprint falls back on it
-        encoded = issuer_and_subject(der)
-        assert encoded == canonical or any(map(has_multivalued_rdn, encoded)), cert.subject
+            continue  # a Name whose values cryptography cannot decode
+        assert issuer_and_subject(der) == canonical, cert.subject
         checked += 1
     assert checked > 10_000
+
+
+def _unsupported_key(der: bytes) -> bytes:
+    """`der` with its key's algorithm changed to an OID `cryptography` does not support (as for
+    an SM2 or GOST key): the certificate loads, its key does not."""
+    ec_public_key = bytes.fromhex("06072a8648ce3d0201")  # 1.2.840.10045.2.1
+    assert der.count(ec_public_key) == 1
+    return der.replace(ec_public_key, bytes.fromhex("06072a8648ce3d0209"))
+
+
+def test_a_certificate_both_hold_is_compared_by_fingerprint_even_if_its_key_does_not_decode(
+    tmp_path: Path,
+) -> None:
+    """The documented difference: held by both, it is counted; held by one side, it must be
+    parsed, and the comparison falls back to the full reading, which names it."""
+    odd = _unsupported_key(POOL[-1])
+    with pytest.raises(ValueError, match="Unknown key type"):
+        parse_certificate(odd)
+    both = _files(tmp_path, "both", [odd, POOL[0]], 0)
+    sides = compare_plain_lists(both, both, CTX)
+    assert sides is not None
+    assert [(side.held, side.records) for side in sides] == [(2, []), (2, [])]
+    one = _files(tmp_path, "one", [POOL[0]], 0)
+    assert compare_plain_lists(both, one, CTX) is None
+    with pytest.raises(SourceError, match="certificate 1 cannot be parsed: UnsupportedAlgorithm"):
+        compared_sides([str(p) for p in both], [str(p) for p in one], PublicSources(), CTX)
+
+
+def test_plain_pem_lists_never_take_the_full_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: object) -> None:
+        raise AssertionError("read in full")
+
+    monkeypatch.setattr(offline, "offline_sides", full)
+    root, sub = [str(REAL[0])], [f"pem:{DEMO / 'jprs_ca_certificates.pem'}"]
+    sides = compared_sides(root, sub, PublicSources(), CTX)
+    assert [(side.held, side.in_scope) for side in sides] == [(185, 174), (10, 10)]
+
+
+def test_a_list_not_named_pem_is_read_in_full_not_sniffed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telling the kind of a `.crt` or unsuffixed file means reading it whole: such lists take
+    the full reading, which reads them once as it must anyway."""
+    crt = tmp_path / "bundle.crt"
+    crt.write_bytes(REAL[1].read_bytes())
+    monkeypatch.setattr(offline, "compare_plain_lists", lambda *args: pytest.fail("fast path"))
+    sides = compared_sides([str(crt)], [str(REAL[1])], PublicSources(), CTX)
+    assert [side.held for side in sides] == [16, 16]

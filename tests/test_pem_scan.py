@@ -88,6 +88,11 @@ def test_what_the_scan_vouches_for_reads_the_same_by_lines(tmp_path: Path, data:
         (ONE.replace(b"\nMII", b"\nMII=", 1), "padding inside the body"),
         (b"# no certificate here\n", "no certificate"),
         (b"comment -----BEGIN CERTIFICATE-----\n", "armor inside a comment"),
+        (ONE.replace(b"\n-----END", b"-----END"), "END after the last body line"),
+        (
+            ONE.replace(b"=\n-----END", b"=-----END").replace(b"\n-----END", b"=-----END"),
+            "END after padding",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -111,10 +116,14 @@ def test_a_block_cut_by_a_read_boundary_is_read_whole(
 def test_a_long_stretch_without_a_block_is_irregular_not_rescanned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A block and the comment before it, longer together than the longest block allowed (4 KiB
+    here, above ONE's length), are left to the line reader; shorter, they are read."""
     monkeypatch.setattr(pem_scan, "_READ_BYTES", 64)
-    monkeypatch.setattr(pem_scan, "_LONGEST_BLOCK", 128)
+    monkeypatch.setattr(pem_scan, "_LONGEST_BLOCK", 4096)
+    assert len(ONE) < 4096
+    assert _scan(tmp_path, b"# comment\n" * 100 + ONE) == _line_reader(ONE)
     with pytest.raises(Irregular, match="bytes without a certificate block"):
-        _scan(tmp_path, b"# comment\n" * 20 + ONE)
+        _scan(tmp_path, b"# comment\n" * 500 + ONE)
 
 
 def test_the_source_size_cap_applies(tmp_path: Path) -> None:

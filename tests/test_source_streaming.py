@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from invsync.agent.errors import SourceError
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.model.record import CertRecord
-from invsync.agent.sources import reading, tabular
+from invsync.agent.sources import pem_scan, reading, tabular
 from invsync.agent.sources.csv_log import load_csv_log
 from invsync.agent.sources.ct import load_ct_entries
 from invsync.agent.sources.issuance_log import load_issuance_log, log_record
@@ -65,6 +65,7 @@ def _use_chunks(monkeypatch: pytest.MonkeyPatch, size: int | None) -> int:
     if size is not None:
         monkeypatch.setattr(reading, "CHUNK_BYTES", size)
         monkeypatch.setattr(tabular, "CHUNK_BYTES", size)
+        monkeypatch.setattr(pem_scan, "_READ_BYTES", size)  # a plain PEM bundle's reader
     return size or reading.CHUNK_BYTES
 
 

@@ -235,7 +235,7 @@ def test_bad_file_in_a_directory_is_named(tmp_path: Path) -> None:
 
 
 def test_a_plain_bundle_is_read_by_the_fast_scan_not_line_by_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = [r.sha256 for r in load_source(str(JPRS_BUNDLE), NOW)]
 

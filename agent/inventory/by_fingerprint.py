@@ -8,21 +8,27 @@ sharing subject and key with such a certificate. Every other rule needs revocati
 disclosures, audit lists, operators or snapshot headers, which plain lists do not have.
 
 So each block is base64-decoded and hashed; each distinct certificate is loaded by
-`cryptography` (which checks its X.509 structure), and three facts are kept as one integer: its
-CA flag and whether it is self-issued, exactly as `parse_certificate` derives them, and a hash
-of its subject Name. Then the certificates the rules may look at are parsed in full and read
-the usual way: those one side lacks, every certificate whose subject hash is one of theirs (a
-doppelganger group shares its subject, so its members are all among them), and self-issued
-ones (whether they are self-signed decides the scope). The rest is counted, not decoded: a
-certificate both lists hold byte for byte cannot differ between them.
+`cryptography` (its X.509 structure, not yet its names' values or its key), and three facts are
+kept as one integer: its CA flag and whether it is self-issued, exactly as `parse_certificate`
+derives them, and a hash of its subject Name. Then the certificates the rules may look at are
+parsed in full and read the usual way: those one side lacks, every certificate whose subject
+hash is one of theirs (a doppelganger group shares its subject, so its members are all among
+them), and self-issued ones (whether they are self-signed decides the scope). The rest is
+counted, not decoded: a certificate both lists hold byte for byte cannot differ between them.
 
-The subject is hashed as the certificate encodes it. DER has one encoding for a Name, and
-`cryptography` re-encodes a Name it decoded to the same bytes, except for the order inside a
-multi-valued RDN (a SET OF); such a Name is hashed as `cryptography` re-encodes it.
+One difference from reading both lists in full follows, on purpose: a certificate both lists
+hold whose key `cryptography` does not support (SM2, GOST) or whose name values do not decode is
+counted here, where the full reading stops at it with an error. Held by one side only, it is
+parsed, and the comparison falls back to the full reading and its error.
 
-Any input the fast scan cannot vouch for (`agent.sources.pem_scan.Irregular`), or a certificate
-`cryptography` refuses, makes `compare_plain_lists` return None: the caller then reads the
-lists in full, which gives the same findings or the precise error.
+The subject is hashed as the certificate encodes it: DER has one encoding of a Name (the
+decoder refuses an unsorted SET OF), so these are the bytes `cryptography` re-encodes
+(tests/test_by_fingerprint.py checks it on CCADB's certificates).
+
+Any input the fast scan cannot vouch for (`agent.sources.pem_scan.Irregular`), a certificate
+`cryptography` cannot load, or one that must be parsed and does not, makes
+`compare_plain_lists` return None: the caller then reads the lists in full, which gives the same
+findings or the precise error.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from invsync.agent.errors import CertificateError
 from invsync.agent.inventory.assemble import assemble
 from invsync.agent.inventory.scope import issued_ca_certificates
 from invsync.agent.model.bundle import Facts, Progress, SourceContext
-from invsync.agent.model.der import has_multivalued_rdn, issuer_and_subject
+from invsync.agent.model.der import issuer_and_subject
 from invsync.agent.model.facts import Skipped
 from invsync.agent.model.record import (
     DECODE_ERRORS,
@@ -139,8 +145,6 @@ def _facts(der: bytes, path: Path) -> int:
     try:
         cert = x509.load_der_x509_certificate(der)
         issuer, subject = issuer_and_subject(der)
-        if has_multivalued_rdn(issuer) or has_multivalued_rdn(subject):
-            issuer, subject = cert.issuer.public_bytes(), cert.subject.public_bytes()
         flags = (_CA if ca_flag(cert) else 0) | (_SELF_ISSUED if issuer == subject else 0)
     except DECODE_ERRORS as e:
         raise Irregular(f"{path}: a certificate the full reader must name: {e}") from e
@@ -168,13 +172,16 @@ def _parsed(der: bytes, path: Path) -> CertInfo:
 
 
 def _wanted_ders(listing: _Listing, wanted: set[bytes]) -> Iterable[tuple[Path, bytes]]:
-    """The wanted blocks' DER bytes with their file, in file order (as the full reader reads)."""
-    blocks = [
-        _file_and_span(location)
-        for digest, location in chain(listing.first.items(), listing.repeats)
-        if digest in wanted
-    ]
+    """The wanted blocks' DER bytes with their file, in file order (as the full reader reads),
+    each checked to be the certificate the scan hashed (the file may have changed since)."""
+    by_file: dict[int, list[tuple[Span, bytes]]] = {}
+    for digest, location in chain(listing.first.items(), listing.repeats):
+        if digest in wanted:
+            index, span = _file_and_span(location)
+            by_file.setdefault(index, []).append((span, digest))
     for index, path in enumerate(listing.files):
-        spans = sorted(span for file, span in blocks if file == index)
-        for der in ders_at(path, spans):
+        blocks = sorted(by_file.get(index, []))
+        for (span, digest), der in zip(blocks, ders_at(path, [s for s, _ in blocks]), strict=True):
+            if hashlib.sha256(der).digest() != digest:
+                raise Irregular(f"{path}: the block at byte {span[0]} changed since it was read")
             yield path, der

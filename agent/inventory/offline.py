@@ -35,19 +35,26 @@ def compared_sides(
 ) -> tuple[OfflineSide, OfflineSide]:
     """Both sides in scope: by fingerprint first when both are plain PEM bundles and there is
     no public view (`agent.inventory.by_fingerprint`), else read in full."""
-    root_pems, sub_pems = _pem_paths(root_specs), _pem_paths(sub_specs)
-    if root_pems and sub_pems and not (public.ccadb or public.crls or public.audit_scope):
-        compared = compare_plain_lists(root_pems, sub_pems, ctx)
-        if compared is not None:
-            return compared
+    if not (public.ccadb or public.crls or public.audit_scope):
+        root_pems, sub_pems = _pem_paths(root_specs), _pem_paths(sub_specs)
+        if root_pems and sub_pems:
+            compared = compare_plain_lists(root_pems, sub_pems, ctx)
+            if compared is not None:
+                return compared
     root, sub = offline_sides(root_specs, sub_specs, public, ctx)
     return _in_scope(root), _in_scope(sub)
 
 
 def _pem_paths(specs: Sequence[str]) -> list[Path]:
-    """The specs' paths if every one is a PEM file, else none."""
-    kinds = [(_certificate_kind(spec), parse_spec(spec)[1]) for spec in specs]
-    return [path for kind, path in kinds if kind == PEM] if all(k == PEM for k, _ in kinds) else []
+    """The specs' paths if every one names a PEM file by `pem:` or its `.pem` suffix, else
+    none. Other names are left to the full reading: telling their kind means reading them."""
+    paths = []
+    for spec in specs:
+        named, path = parse_spec(spec)
+        if named not in (None, PEM) or (named is None and path.suffix.lower() != ".pem"):
+            return []
+        paths.append(path)
+    return paths
 
 
 def _in_scope(assembled: Assembled) -> OfflineSide:

@@ -88,7 +88,6 @@ def base64_bytes(text: str, where: str, what: str = "invalid base64") -> bytes:
         raise SourceError(f"{where}: {what} ({reason})") from e
 
 
-_SET = 0x31
 _VERSION = 0xA0  # [0] EXPLICIT in TBSCertificate, absent for v1
 
 
@@ -108,18 +107,6 @@ def issuer_and_subject(certificate: bytes) -> tuple[bytes, bytes]:
     subject_at = at
     _, _, at = _expect(tbs, at, _SEQUENCE, "subject")
     return issuer, tbs[subject_at:at]
-
-
-def has_multivalued_rdn(name: bytes) -> bool:
-    """Whether a Name holds a relative distinguished name of more than one attribute: the one
-    part of a Name whose encoding a decoder may reorder (DER sorts a SET OF)."""
-    _, body, _ = _expect(name, 0, _SEQUENCE, "Name")
-    at = 0
-    while at < len(body):
-        _, rdn, at = _expect(body, at, _SET, "RelativeDistinguishedName")
-        if _tlv(rdn, 0)[2] < len(rdn):
-            return True
-    return False
 
 
 def _expect(data: bytes, at: int, tag: int, what: str) -> tuple[int, bytes, int]:

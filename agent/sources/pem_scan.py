@@ -23,8 +23,8 @@ _BLOCK = re.compile(
 )
 _ARMOR = b"-----"
 _READ_BYTES = 64 << 10
-# A certificate block, or a comment between two, longer than this is left to the line reader:
-# the scan then holds at most this much, as the line reader holds at most one block.
+# A certificate block and the comment before it, longer together than this, are left to the
+# line reader: the scan then holds at most this much, as the line reader holds one block.
 _LONGEST_BLOCK = 256 << 10
 
 Span = tuple[int, int]
@@ -49,7 +49,7 @@ def scan_pem(path: Path) -> Iterator[tuple[Span, bytes]]:
                 if not _line_ends(data, match.end(), last):
                     break  # the END line may go on in the next chunk: read it first
                 _check_gap(data[end : match.start()], first=base + end == 0)
-                yield (base + match.start(), match.end() - match.start()), _der(match.group(1))
+                yield (base + match.start(), match.end() - match.start()), _body_der(match)
                 found, end = True, match.end()
             tail, base = data[end:], base + end
             if len(tail) > _LONGEST_BLOCK:  # rescanning it each read would take quadratic time
@@ -64,7 +64,7 @@ def ders_at(path: Path, spans: Iterable[Span]) -> Iterator[bytes]:
         match = _BLOCK.fullmatch(data)
         if match is None:
             raise Irregular(f"{path}: no certificate block at byte {span[0]} any more")
-        yield _der(match.group(1))
+        yield _body_der(match)
 
 
 def _line_ends(data: bytes, at: int, last: bool) -> bool:
@@ -82,6 +82,15 @@ def _check_gap(gap: bytes, *, first: bool) -> None:
     # armor must start its line, or the line reader would not see it.
     if _ARMOR in gap or not (gap.endswith(b"\n") or (first and not gap)):
         raise Irregular("armor the fast scan does not read")
+
+
+def _body_der(block: re.Match[bytes]) -> bytes:
+    body = block.group(1)
+    if body and not body.endswith((b"\n", b"\r")):
+        # The END armor must start its line too: the line reader would take "...AB-----END"
+        # for a body line and find no END.
+        raise Irregular("END armor after text on its line")
+    return _der(body)
 
 
 def _der(body: bytes) -> bytes:
