@@ -103,7 +103,7 @@ def start(config: ServerConfig) -> RunningServer:
         signing_key=key,
         as_of=config.report_as_of,
     )
-    worker = ReportWorker(reports.make)
+    worker = ReportWorker(reports.make_if_stale)
     exchange = Exchange(
         name=config.name,
         store=store,

@@ -419,7 +419,7 @@ class Exchange:
     def _reconcile(self, pairing: str) -> None:
         # The snapshot is committed already; a failing reconciliation must not undo the push.
         try:
-            self.reports.make(pairing)
+            self.reports.make_if_stale(pairing)
         except Exception:
             log.exception("reconciling pairing=%s failed", pairing)
 

@@ -74,11 +74,22 @@ class ReportMaker:
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
         with self._making:
-            for _ in range(MAX_REBUILDS):
-                made = self._make(pairing)
-                if made is not STALE_SIGNERS:
-                    return made
-            raise ReportError(f"pairing {pairing}: the signers kept changing while reconciling")
+            return self._made(pairing)
+
+    def make_if_stale(self, pairing: str) -> str | None:
+        """`make`, unless the latest report already compares the parties' latest snapshots: what
+        a push asks for. Two pushes close together ask twice, and the report made on the first
+        request can already be on both new snapshots; a second one would differ only in its
+        clock, and a party that co-signed the first would be left to sign it alone."""
+        with self._making:
+            return self._made(pairing) if self.stale(pairing) else None
+
+    def _made(self, pairing: str) -> str | None:
+        for _ in range(MAX_REBUILDS):
+            made = self._make(pairing)
+            if made is not STALE_SIGNERS:
+                return made
+        raise ReportError(f"pairing {pairing}: the signers kept changing while reconciling")
 
     def stale(self, pairing: str) -> bool:
         """Whether the pairing's latest report does not compare its parties' latest snapshots

@@ -4,7 +4,9 @@ this worker thread reconciles the pairing afterwards.
 Made inside the push, under the exchange's one-writer lock, a report held every other push of
 the federation for as long as reconciliation took: at 10,000 certificates a push waited past the
 agent's 10-second deadline and was sent again in full. Requests for one pairing coalesce (a
-pairing asked for twice while waiting is reconciled once, on the latest snapshots). The agents
+pairing asked for twice while waiting is reconciled once, on the latest snapshots; asked again
+while its report is made, it gets no second report when the first is already on the latest
+snapshots: `ReportMaker.make_if_stale`). The agents
 poll for the report their cycle waits on, so they need nothing else. On stop the worker makes
 the reports still asked for, then ends; at start the daemon asks for every pairing whose latest
 report is not on its latest snapshots (`ReportMaker.stale`), so a report a stop cut short is
