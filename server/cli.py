@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
-from invsync.agent.cli.agent import agent_group
 from invsync.agent.cli.entry import EXIT_CODES_HELP, run_cli
-from invsync.agent.cli.evidence import evidence_group
-from invsync.agent.cli.incident import incident_group
-from invsync.agent.cli.inventory import inventory_group
-from invsync.agent.cli.keys import keys_group
-from invsync.agent.cli.reconcile import reconcile_command
-from invsync.agent.cli.report import report_group
-from invsync.agent.cli.rules import rules_command
-from invsync.agent.cli.status import status_command
-from invsync.agent.cli.tls import tls_group
-from invsync.server.config_cli import config_group
-from invsync.server.evidence_export import export_from_server
+
+# Each command's module is imported when the command runs (or shows its help), not at every
+# start: `invsync server run` need not load the agent's daemon, nor `agent run` the reports.
+LAZY: dict[str, str] = {
+    "agent": "invsync.agent.cli.agent:agent_group",
+    "config": "invsync.server.config_cli:config_group",
+    "evidence": "invsync.server.evidence_cli:evidence_command",
+    "incident": "invsync.agent.cli.incident:incident_group",
+    "inventory": "invsync.agent.cli.inventory:inventory_group",
+    "keys": "invsync.agent.cli.keys:keys_group",
+    "reconcile": "invsync.agent.cli.reconcile:reconcile_command",
+    "report": "invsync.agent.cli.report:report_group",
+    "rules": "invsync.agent.cli.rules:rules_command",
+    "status": "invsync.agent.cli.status:status_command",
+    "tls": "invsync.agent.cli.tls:tls_group",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands named in `lazy` ("module:attribute") are imported on use."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            return _load(self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+def _load(spec: str) -> click.Command:
+    module, _, attribute = spec.partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{spec} is not a click command")
+    return command
+
 
 SERVER_CONFIG = click.option(
     "--config",
@@ -29,7 +59,7 @@ SERVER_CONFIG = click.option(
 )
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+@click.group(cls=LazyGroup, lazy=LAZY, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="invsync")
 def invsync() -> None:
     """invsync: keep a root CA operator's and a subordinate operator's lists of CA certificates
@@ -111,20 +141,6 @@ def demo(workdir: Path | None) -> None:
     from invsync.server.demo import run_demo
 
     run_demo(workdir)
-
-
-invsync.add_command(agent_group)
-invsync.add_command(inventory_group)
-invsync.add_command(incident_group)
-invsync.add_command(rules_command)
-invsync.add_command(status_command)
-invsync.add_command(keys_group)
-invsync.add_command(tls_group)
-invsync.add_command(config_group)
-invsync.add_command(reconcile_command)
-invsync.add_command(report_group)
-# The agent's evidence commands, with the export that reads the server's own database.
-invsync.add_command(evidence_group(server_export=export_from_server))
 
 
 def main() -> None:

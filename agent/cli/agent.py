@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from invsync.agent.cli.options import config_option
+from invsync.agent.cli.outcomes import ErrorFindings, IncompleteReport
 from invsync.agent.config.keyfiles import check_agent_keys
 from invsync.agent.config.settings import AgentConfig, PairingConfig, load_agent_config
 from invsync.agent.daemon.cycle import Agent, PushOutcome
 from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.daemon.writing import CycleResult
-from invsync.agent.errors import ConfigError, InvsyncError, ReportError, TransportError
+from invsync.agent.errors import ConfigError, InvsyncError, TransportError
 from invsync.agent.exchange.client import rejection_rule
 from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry import metrics
@@ -66,18 +67,6 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
             _run(agent, once, interval, wait)
         finally:
             agent.close()
-
-
-class IncompleteReport(ReportError):
-    """`agent run --once` ended with a report some party has not signed: exit 1, like a failed
-    verification (agent.cli.entry.EXIT_CODES)."""
-
-
-class ErrorFindings(ReportError):
-    """`agent run --once` ended with reports that hold open findings of severity error: exit 1,
-    as `reconcile` does (agent.cli.entry.EXIT_CODES)."""
-
-    hint = "Read the report the line above names; `invsync status` lists the open findings."
 
 
 def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import click
 
-from invsync.agent.cli.agent import ErrorFindings, IncompleteReport
+from invsync.agent.cli.outcomes import ErrorFindings, IncompleteReport
 from invsync.agent.errors import (
     ConfigError,
     InvsyncError,
