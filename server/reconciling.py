@@ -93,7 +93,8 @@ class ReportMaker:
 
     def stale(self, pairing: str) -> bool:
         """Whether the pairing's latest report does not compare its parties' latest snapshots
-        (or there is none yet while one side has pushed): what a start must reconcile."""
+        (or there is none yet while one side has pushed): what a start must reconcile, and the
+        only case in which a push gets a report (`make_if_stale`)."""
         spec = self.policy.pairings[pairing]
         latest = {p: self.store.last_accepted(p, pairing) for p in (spec.root, spec.subordinate)}
         if all(v is None for v in latest.values()):

@@ -2,7 +2,7 @@
 
 `export --config` reads the log as a party, over the agent's mutual-TLS client. `export
 --server-config` reads the server's database; that code lives in `server/`, which the agent never
-imports, so server/cli.py hands it in (`evidence_group(server_export=...)`).
+imports, so server/evidence_cli.py hands it in (`evidence_group(server_export=...)`).
 
 `verify` trusts only the pinned key ids (`--pin NAME=KEYID`: the server's under its configured
 name, which `--server NAME` gives, each party's under its own) and the keys they announced
