@@ -40,7 +40,7 @@ from invsync.agent.sources.reading import DEFAULT_MAX_SOURCE_BYTES
 
 if __package__ in (None, ""):  # run as a script: the project root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.pairing import PEM_END, load_pool
+from benchmarks.pairing import PEM_END, load_pool, per_cycle
 from benchmarks.peak import peak_command, read_peak_mib
 
 EXPECTED_CODES = ("missing-at-root", "missing-at-subordinate")
@@ -54,7 +54,7 @@ class BenchError(Exception):
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="invsync-offline-"))
-    k = differing(args.n, args.differ)
+    k = per_cycle(args.n, args.differ)  # at least one whenever a fraction is asked for
     pool = load_pool(workdir / "cache", args.n + k)
     root, sub = workdir / "root.pem", workdir / "subordinate.pem"
     root.write_text("".join(pool.certs[: args.n]))
@@ -86,11 +86,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.n < 1 or args.runs < 1 or not 0 <= args.differ <= 1:
         parser.error("--n and --runs must be at least 1, --differ within [0, 1]")
     return args
-
-
-def differing(n: int, fraction: float) -> int:
-    """Certificates each side holds alone: at least one whenever a fraction is asked for."""
-    return 0 if fraction <= 0 else max(1, round(n * fraction))
 
 
 def measure(root: Path, sub: Path, k: int) -> dict[str, object]:

@@ -60,10 +60,16 @@ def load_pem_file(path: Path, now: datetime) -> list[CertRecord]:
 
 def _scanned(path: Path) -> list[CertInfo] | None:
     """The certificates by the fast scan (a plain bundle, read without a Python step per line),
-    or None: the line reader then gives the same certificates or names the bad line."""
+    or None: the line reader then gives the same certificates or names the bad line. The whole
+    file is scanned before any certificate is parsed: a refusal found at its end costs no
+    parsing that the line reader would do again."""
     try:
-        return [parse_certificate(der) for _, der in scan_pem(path)]
-    except (Irregular, CertificateError):
+        ders = [der for _, der in scan_pem(path)]
+    except Irregular:
+        return None
+    try:
+        return [parse_certificate(der) for der in ders]
+    except CertificateError:
         return None
 
 
