@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
@@ -218,7 +218,8 @@ class Exchange:
         is what the caller waits for (server.report_news), or as it stands when time is up."""
         self._peer_of(tls_party, pairing)
         if wait is not None and not report_id:
-            stored = self.news.wait(lambda: self.store.report(pairing), wait)
+            current = replace(wait, current=lambda: not self.reports.stale(pairing))
+            stored = self.news.wait(lambda: self.store.report(pairing), current)
         else:
             stored = self.store.report(pairing, report_id)
         if stored is None:

@@ -5,6 +5,12 @@ report worker), then, once it signed that report, for the peer's signature or a 
 the same snapshot. Asking again every 200 ms cost a call and a report body each time; a waiting
 call is answered as soon as a report is stored or signed (`ReportNews.changed`), or when its
 time is up, with the latest report as it stands.
+
+A report a newer push has already superseded is not an answer while its successor is being
+made (`ReportWait.current`): when the peer pushed just after us, checking the report on the
+peer's old snapshot would cost the agent a whole reconciliation for a report nobody needs, and
+the one on both new snapshots follows in a moment. When the time is up it is answered as it
+stands, so a report maker that fails costs a wait, never the cycle.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ class ReportWait:
     seconds: float
     # Whether the caller still waits (gRPC's context.is_active): a cancelled call stops at once.
     alive: Callable[[], bool] = lambda: True
+    # Whether the latest report compares the parties' latest snapshots (the exchange asks its
+    # report maker); False while a newer push's report is still to be made.
+    current: Callable[[], bool] = lambda: True
 
     def met_by(self, stored: StoredReport) -> bool:
         try:
@@ -47,7 +56,7 @@ class ReportWait:
         if side.digest != self.naming:
             return False
         if not self.past or stored.report_id != self.past:
-            return True
+            return self.current()  # a report the caller has not seen: the newest one
         signed = {s.keyid for s in stored.envelope.signatures}
         return all(signer.keyid in signed for signer in body.signers)
 

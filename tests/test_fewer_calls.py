@@ -80,6 +80,45 @@ def test_a_call_past_a_signed_report_is_answered_once_the_peer_signed_it(
     assert len(answers[0].envelope.signatures) == 3
 
 
+def _superseded(rig: Rig, records: list[CertRecord], secom_v1: bytes) -> tuple[str, StoredReport]:
+    """jprs pushed and has its report; then secom pushed v2, whose report is not made yet (the
+    report worker has not got to it): the latest report compares secom's old snapshot."""
+    jprs = payload(records)
+    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
+    first = rig.store.report(PAIRING)
+    assert first is not None
+    rig.exchange.reconcile = lambda pairing: None  # the report is left to the test
+    previous = hashlib.sha256(secom_v1).digest()
+    secom_v2 = payload(records[:-1], "secom", version=2, previous_digest=previous)
+    rig.push(sign_snapshot(secom_v2, rig.keys.secom), "secom")
+    assert rig.exchange.reports.stale(PAIRING)
+    return hashlib.sha256(jprs).hexdigest(), first
+
+
+def test_a_report_a_newer_push_superseded_is_not_answered_until_its_successor_is_made(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    naming, first = _superseded(rig, records, secom_v1)
+    wait = ReportWait("jprs", naming, "", 15)
+    thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
+    time.sleep(0.3)
+    assert answers == []  # the report names jprs's snapshot, but secom's v1: still waiting
+    made = rig.exchange.reports.make_if_stale(PAIRING)
+    thread.join(10)
+    assert answers[0].report_id == made != first.report_id
+    assert parse_report_body(answers[0].envelope.payload).root.version == 2
+
+
+def test_a_superseded_report_is_answered_as_it_stands_when_the_time_is_up(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    naming, first = _superseded(rig, records, secom_v1)
+    started = time.monotonic()
+    stored = rig.exchange.report("jprs", PAIRING, "", ReportWait("jprs", naming, "", 1))
+    assert time.monotonic() - started >= 0.9
+    assert stored.report_id == first.report_id
+
+
 def test_when_the_time_is_up_the_latest_report_is_answered_as_it_stands(
     rig: Rig, records: list[CertRecord], secom_v1: bytes
 ) -> None:
