@@ -7,7 +7,8 @@ a MalformedSnapshot naming the record.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -48,7 +49,17 @@ def from_timestamp(ts: Timestamp, where: str = "timestamp") -> datetime:
         )
     if not 0 <= ts.nanos < 1_000_000_000:
         raise ValueError(f"{where}: nanos {ts.nanos} is outside 0 to 999999999")
-    return ts.ToDatetime(tzinfo=UTC)
+    return _utc(ts.seconds, ts.nanos)
+
+
+@lru_cache(maxsize=4096)
+def _utc(seconds: int, nanos: int) -> datetime:
+    """One datetime per time: a snapshot's records mostly share a few (every source read in
+    one collection was first seen at its start), and a datetime is immutable."""
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def record_to_pb(record: CertRecord) -> pb.Record:
