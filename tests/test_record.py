@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invsync.agent.model.record import CertInfo
+from invsync.agent.model.record import CertInfo, CertRecord
 from tests.certs import cert_infos
 
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
@@ -73,3 +73,32 @@ def test_technically_constrained_follows_mozilla_policy_5_3_1() -> None:
     assert smime and not any(i.technically_constrained for i in smime)
     no_eku = [i for i in infos.values() if i.is_ca and not i.ekus]
     assert no_eku and not any(i.technically_constrained for i in no_eku)
+
+
+def test_a_view_that_changes_nothing_is_the_record_itself() -> None:
+    record = CertRecord(
+        _by_sha("jprs_intermediates_all_generations.pem")[BUG_OV],
+        operator="jprs",
+        attribution="issuance-log",
+    )
+    assert record.with_view(operator="jprs", attribution="issuance-log") is record
+    assert record.with_view(audit_scope=(), revocation_evidence=()) is record
+    changed = record.with_view(attribution="ccadb")
+    assert changed is not record
+    assert (changed.attribution, changed.operator, record.attribution) == (
+        "ccadb",
+        "jprs",
+        "issuance-log",
+    )
+
+
+class _Name(str):
+    """A str that compares equal to one: a view holding it is not the record's own value."""
+
+
+def test_a_view_of_an_equal_value_of_another_type_is_a_new_record() -> None:
+    record = CertRecord(_by_sha("jprs_intermediates_all_generations.pem")[BUG_OV], operator="jprs")
+    other = record.with_view(operator=_Name("jprs"))
+    assert other is not record
+    assert type(other.operator) is _Name
+    assert record.with_view(operator=None) is not record

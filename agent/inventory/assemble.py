@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
@@ -73,8 +73,7 @@ def _with_public_view(
     record: CertRecord, disclosure: Disclosure | None, scope: tuple[AuditScopeEntry, ...]
 ) -> CertRecord:
     evidence = (record.revocation,) if record.revocation else ()
-    return replace(
-        record,
+    return record.with_view(
         disclosure=disclosure or record.disclosure,
         audit_scope=_union(record.audit_scope, scope),
         revocation_evidence=record.revocation_evidence or evidence,
@@ -124,4 +123,4 @@ def _revoked(record: CertRecord, crl: list[Revocation]) -> CertRecord:
         return record
     effective = record.revocation or min(crl, key=lambda r: r.revoked_at)
     evidence = _union(record.revocation_evidence, crl)
-    return replace(record, revocation=effective, revocation_evidence=evidence)
+    return record.with_view(revocation=effective, revocation_evidence=evidence)

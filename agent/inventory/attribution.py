@@ -9,7 +9,7 @@ an empty `attribution`: it is unattributed, kept and reported, never dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from invsync.agent.model.record import CertRecord
 from invsync.agent.sources.ccadb import normalize_owner
@@ -51,16 +51,16 @@ def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[C
 
 def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:
     if record.operator:
-        return replace(record, attribution=record.attribution or ISSUANCE_LOG)
+        return record.with_view(attribution=record.attribution or ISSUANCE_LOG)
     owner = record.disclosure.subordinate_ca_owner if record.disclosure else ""
     party = attribution.ccadb_owners.get(normalize_owner(owner)) if owner else None
     if party:
-        return replace(record, operator=party, attribution=CCADB)
+        return record.with_view(operator=party, attribution=CCADB)
     for rule in attribution.rules:
         kind = rule.match(record)
         if kind:
-            return replace(record, operator=rule.operator, attribution=kind)
-    return replace(record, attribution="")
+            return record.with_view(operator=rule.operator, attribution=kind)
+    return record.with_view(attribution="")
 
 
 def subject_organizations(record: CertRecord) -> frozenset[str]:

@@ -143,7 +143,17 @@ class CertRecord:
         return self.info.sha256
 
     def with_view(self, **changes: object) -> CertRecord:
+        """This record with `changes`; itself when each already holds (a collection attaches
+        views to every record and most have none, so no copy is made for them)."""
+        if all(_same(getattr(self, name), value) for name, value in changes.items()):
+            return self
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _same(held: object, value: object) -> bool:
+    # Equal values of one type: a record is compared field by field, so 1 and True (or a
+    # list and a tuple) must not pass for each other.
+    return held is value or (type(held) is type(value) and held == value)
 
 
 # Every CertInfo alive in the process, by its DER: decoding a snapshot while another holding the
