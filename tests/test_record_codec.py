@@ -96,3 +96,36 @@ def test_the_agent_store_keeps_every_fact(tmp_path: Path) -> None:
     with AgentStore(tmp_path / "agent.db") as store:
         store.replace_inventory([record], T0)
         assert store.inventory() == [record]
+
+
+def test_records_naming_one_source_share_its_decoded_value() -> None:
+    from invsync.agent.exchange.record_codec import record_from_pb, record_to_pb
+
+    first = record_from_pb(record_to_pb(_record()), 0)
+    second = record_from_pb(record_to_pb(_record()), 1)
+    assert first.sources == _record().sources
+    assert first.sources[0] is second.sources[0]
+
+
+def test_a_bad_source_is_refused_by_name_after_a_good_one_was_decoded() -> None:
+    decode_payload(_payload(_record()))  # the good source is now shared
+    msg = pb.SnapshotPayload.FromString(_payload(_record()))
+    msg.records[0].sources[0].first_seen.seconds = 253_402_300_800  # past 9999-12-31
+    with pytest.raises(
+        MalformedSnapshot,
+        match=r"record 0 \(21C0663.*\) source 0: first_seen: seconds 253402300800 is outside",
+    ):
+        decode_payload(msg.SerializeToString())
+    msg.records[0].sources[0].ClearField("first_seen")
+    with pytest.raises(MalformedSnapshot, match=r"record 0 \(21C0663.*\) source 0: no times"):
+        decode_payload(msg.SerializeToString())
+
+
+def test_a_record_message_holds_its_own_copy_of_a_shared_source() -> None:
+    from invsync.agent.exchange.record_codec import record_to_pb
+
+    first = record_to_pb(_record())
+    first.sources[0].kind = "edited"
+    second = record_to_pb(_record())
+    assert second.sources[0].kind == "issuance-log"
+    assert second.sources[0].first_seen.ToDatetime(tzinfo=UTC) == T0

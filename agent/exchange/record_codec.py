@@ -6,9 +6,9 @@ a MalformedSnapshot naming the record.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -94,17 +94,42 @@ def record_from_pb(msg: pb.Record, index: int) -> CertRecord:
         revocation=_revocation_from_pb(msg.revocation, where)
         if msg.HasField("revocation")
         else None,
-        sources=tuple(_source_from_pb(s, f"{where} source {i}") for i, s in enumerate(msg.sources)),
+        sources=tuple([_shared_source(s, where, i) for i, s in enumerate(msg.sources)]),
         attribution=msg.attribution,
         disclosure=_disclosure_from_pb(msg.disclosure, info.sha256, where)
         if msg.HasField("disclosure")
         else None,
-        audit_scope=tuple(_audit_entry_from_pb(a, info.sha256, where) for a in msg.audit_scope),
+        # Most records have neither: no generator is made for an empty field.
+        audit_scope=tuple(_audit_entry_from_pb(a, info.sha256, where) for a in msg.audit_scope)
+        if msg.audit_scope
+        else (),
         revocation_evidence=tuple(
             _revocation_from_pb(r, f"{where} evidence {i}")
             for i, r in enumerate(msg.revocation_evidence)
-        ),
+        )
+        if msg.revocation_evidence
+        else (),
     )
+
+
+# Sources decoded, by their serialized bytes: a snapshot's records mostly name the same few
+# (one per source file, first seen at one collection), and a SourceRef is immutable. Bounded:
+# emptied when full, so hostile input costs at most this many entries.
+_SOURCES: dict[bytes, SourceRef] = {}
+_SOURCES_KEPT = 4096
+
+
+def _shared_source(msg: pb.SourceRef, where: str, index: int) -> SourceRef:
+    """`_source_from_pb`, once per distinct source (issue 13: it was a third of a record's
+    decoding); only a source that decodes is kept, so every error is raised as before."""
+    key = msg.SerializeToString(deterministic=True)
+    source = _SOURCES.get(key)
+    if source is None:
+        source = _source_from_pb(msg, f"{where} source {index}")
+        if len(_SOURCES) >= _SOURCES_KEPT:
+            _SOURCES.clear()
+        _SOURCES[key] = source
+    return source
 
 
 def revocation_to_pb(revocation: Revocation) -> pb.Revocation:
@@ -132,11 +157,19 @@ def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
 def _source_to_pb(source: SourceRef) -> pb.SourceRef:
     # last_seen stays in the party's own store: it moves at every collection, so on the wire it
     # would change every record of every snapshot and no delta could be smaller than the set.
-    return pb.SourceRef(
-        kind=source.kind,
-        location=source.location,
-        first_seen=timestamp(source.first_seen),
-    )
+    key = (source.kind, source.location, source.first_seen)
+    msg = _SOURCE_MESSAGES.get(key)
+    if msg is None:  # once per distinct source: a snapshot's records share a few
+        msg = pb.SourceRef(
+            kind=source.kind, location=source.location, first_seen=timestamp(source.first_seen)
+        )
+        if len(_SOURCE_MESSAGES) >= _SOURCES_KEPT:
+            _SOURCE_MESSAGES.clear()
+        _SOURCE_MESSAGES[key] = msg
+    return msg  # never changed here: a Record built with it holds a copy
+
+
+_SOURCE_MESSAGES: dict[tuple[str, str, datetime], pb.SourceRef] = {}
 
 
 def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
@@ -259,18 +292,18 @@ def facts_to_bytes(record: CertRecord) -> bytes:
     return serialized
 
 
-def with_facts(record: CertRecord, data: bytes) -> CertRecord:
-    """`record` with the facts `facts_to_bytes` wrote; ValueError names the bad field."""
+def facts_from_bytes(data: bytes, sha256: str) -> dict[str, Any]:
+    """The facts `facts_to_bytes` wrote for certificate `sha256`, as CertRecord's keyword
+    arguments; ValueError names the bad field."""
     msg = pb.Record.FromString(data)
-    where = f"certificate {record.sha256}"
-    return replace(
-        record,
-        attribution=msg.attribution,
-        disclosure=_disclosure_from_pb(msg.disclosure, record.sha256, where)
+    where = f"certificate {sha256}"
+    return {
+        "attribution": msg.attribution,
+        "disclosure": _disclosure_from_pb(msg.disclosure, sha256, where)
         if msg.HasField("disclosure")
         else None,
-        audit_scope=tuple(_audit_entry_from_pb(a, record.sha256, where) for a in msg.audit_scope),
-        revocation_evidence=tuple(
+        "audit_scope": tuple(_audit_entry_from_pb(a, sha256, where) for a in msg.audit_scope),
+        "revocation_evidence": tuple(
             _revocation_from_pb(r, f"{where} evidence") for r in msg.revocation_evidence
         ),
-    )
+    }

@@ -18,6 +18,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,7 +34,7 @@ from invsync.agent.exchange.chain_reset import (
 )
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
-from invsync.agent.exchange.record_codec import facts_to_bytes, with_facts
+from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
 from invsync.agent.exchange.snapshot import Base, Served, decode_header, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
@@ -239,6 +240,12 @@ def _upsert(table: str, columns: tuple[str, ...]) -> str:
 
 _UPSERT_CERT = _upsert("certificates", _CERT_COLUMNS)
 # A known source keeps its first_seen: provenance says since when it has reported the certificate.
+# What a record is rebuilt from: its DER (every derived column is derived again, or read from
+# the facts cache) and what the collection stated.
+_RECORD_COLUMNS = (
+    "sha256, der, operator, lifecycle, revoked_at, revocation_reason, revocation_source,"
+    " revocation_crl_hash, facts"
+)
 _UPSERT_SOURCE = (
     "INSERT INTO certificate_sources (sha256, kind, location, first_seen, last_seen)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -376,13 +383,17 @@ class AgentStore:
 
     def record(self, sha256: str) -> CertRecord | None:
         """One record, present or not, with every source that ever reported it."""
-        rows = self._rows("SELECT * FROM certificates WHERE sha256 = ?", [sha256.upper()])
+        rows = self._rows(
+            f"SELECT {_RECORD_COLUMNS} FROM certificates WHERE sha256 = ?", [sha256.upper()]
+        )
         sources = self._sources(sha256.upper())
         return next((self._record(row, sources.get(row["sha256"], ())) for row in rows), None)
 
     def inventory(self) -> list[CertRecord]:
         """The present records, sorted by SHA-256, rebuilt from their stored DER."""
-        rows = self._rows("SELECT * FROM certificates WHERE present = 1 ORDER BY sha256")
+        rows = self._rows(
+            f"SELECT {_RECORD_COLUMNS} FROM certificates WHERE present = 1 ORDER BY sha256"
+        )
         sources = self._sources()
         return [self._record(row, sources.get(row["sha256"], ())) for row in rows]
 
@@ -706,10 +717,19 @@ class AgentStore:
 
     def _sources(self, sha256: str | None = None) -> dict[str, tuple[SourceRef, ...]]:
         where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
-        sql = f"SELECT * FROM certificate_sources {where} ORDER BY sha256, rowid"
+        sql = (
+            "SELECT sha256, kind, location, first_seen, last_seen FROM certificate_sources"
+            f" {where} ORDER BY sha256, rowid"
+        )
         grouped: dict[str, list[SourceRef]] = {}
-        for row in self._rows(sql, params):
-            grouped.setdefault(row["sha256"], []).append(_source(row))
+        # One SourceRef per distinct row: a collection's sources share a few (issue 13).
+        shared: dict[tuple[str, str, str, str], SourceRef] = {}
+        for sha, kind, location, first, last in self.db.execute(sql, params).fetchall():
+            key = (kind, location, first, last)
+            ref = shared.get(key)
+            if ref is None:
+                ref = shared[key] = _source(*key)
+            grouped.setdefault(sha, []).append(ref)
         return {sha: tuple(refs) for sha, refs in grouped.items()}
 
     def _record(self, row: dict[str, Any], sources: tuple[SourceRef, ...]) -> CertRecord:
@@ -719,11 +739,13 @@ class AgentStore:
             raise StoreError(f"{self.path}: certificate {row['sha256']} is corrupt: {e}") from e
         if info.sha256 != row["sha256"]:
             raise StoreError(f"{self.path}: certificate {row['sha256']} has other DER bytes")
-        record = CertRecord(info, row["operator"], row["lifecycle"], _revocation(row), sources)
         try:
-            return with_facts(record, row["facts"] or b"")
+            facts = facts_from_bytes(row["facts"] or b"", info.sha256)
         except ValueError as e:
             raise StoreError(f"{self.path}: {e}") from e
+        return CertRecord(
+            info, row["operator"], row["lifecycle"], _revocation(row), sources, **facts
+        )
 
     def _check_same_payload(self, known: SentSnapshot, payload: bytes) -> None:
         if known.payload != payload:
@@ -759,12 +781,15 @@ def _rows(
     return certificates, sources
 
 
+_CONTENT = itemgetter(*_CERT_COLUMNS[:-1])  # every column but row_digest, as a tuple
+
+
 def _certificate_row(record: CertRecord) -> dict[str, object]:
     row = _certificate_columns(record)
     # Values that are str, bytes, int or None: equal pickles are equal values, so an unchanged
     # digest means unchanged content (not conversely: a pickle notes shared objects, which
     # only makes a row written again).
-    content = tuple(row[column] for column in _CERT_COLUMNS[:-1])
+    content = _CONTENT(row)
     row["row_digest"] = hashlib.sha256(pickle.dumps(content, protocol=5)).hexdigest()
     return row
 
@@ -786,9 +811,8 @@ def _certificate_columns(record: CertRecord) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _source(row: dict[str, Any]) -> SourceRef:
-    first, last = parse_rfc3339(row["first_seen"]), parse_rfc3339(row["last_seen"])
-    return SourceRef(row["kind"], row["location"], first, last)
+def _source(kind: str, location: str, first_seen: str, last_seen: str) -> SourceRef:
+    return SourceRef(kind, location, parse_rfc3339(first_seen), parse_rfc3339(last_seen))
 
 
 def _revocation(row: dict[str, Any]) -> Revocation | None:
