@@ -6,6 +6,7 @@ import base64
 import csv
 import gzip
 import re
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -163,3 +164,16 @@ def test_a_certificate_with_undecodable_extensions_is_kept_and_says_why(tmp_path
     (record,) = facts.records
     assert record.info.extensions_error == "81.27.169.51/24 has host bits set"
     assert record.info.is_ca
+
+
+def test_a_bundle_that_is_not_der_is_read_as_ber_and_said_so_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    certs = x509.load_pem_x509_certificates(JPRS_BUNDLE.read_bytes())[:2]
+    path = tmp_path / "trailing.p7b"
+    path.write_bytes(pkcs7.serialize_certificates(certs, serialization.Encoding.DER) + b"\x00")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no foreign warning escapes the reader
+        facts = load_pkcs7(path, CTX)
+    assert len(facts.records) == 2
+    assert f"{path}: PKCS#7 bundle is not DER, read as BER" in caplog.text

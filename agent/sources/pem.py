@@ -55,7 +55,8 @@ def load_pem_file(path: Path, now: datetime) -> list[CertRecord]:
             infos = _certificates(lines, lambda line: f"{path}:{line}")
     if not infos:
         raise SourceError(f"{path}: no certificate found (expected PEM CERTIFICATE blocks)")
-    return [_record(info, PEM, path, now) for info in infos]
+    sources = _sources(PEM, path, now)  # one value, shared by the file's records
+    return [CertRecord(info, sources=sources) for info in infos]
 
 
 def _scanned(path: Path) -> list[CertInfo] | None:
@@ -142,7 +143,11 @@ def _load_file(path: Path, now: datetime) -> list[CertRecord]:
 
 
 def _record(info: CertInfo, kind: str, path: Path, now: datetime) -> CertRecord:
-    return CertRecord(info, sources=(SourceRef(kind, str(path), now, now),))
+    return CertRecord(info, sources=_sources(kind, path, now))
+
+
+def _sources(kind: str, path: Path, now: datetime) -> tuple[SourceRef, ...]:
+    return (SourceRef(kind, str(path), now, now),)
 
 
 def _blocks(numbered: Lines, where: Where) -> Iterator[_Block]:

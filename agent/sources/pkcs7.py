@@ -8,7 +8,9 @@ or a Skipped entry with --skip-invalid.
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +27,8 @@ from invsync.agent.sources.tabular import RowError, Tally, collect
 
 # OpenSSL writes "PKCS7"; RFC 7468 also allows "PKCS #7 SIGNED DATA", which cryptography refuses.
 _LONG_LABEL = re.compile(rb"^(-----(?:BEGIN|END) )PKCS #7 SIGNED DATA-----", re.MULTILINE)
+
+log = logging.getLogger("invsync.agent")
 
 
 def load_pkcs7(path: Path, ctx: SourceContext) -> Facts:
@@ -44,7 +48,7 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
                 _LONG_LABEL.sub(rb"\1PKCS7-----", data)
             )
         else:
-            certificates = pkcs7.load_der_pkcs7_certificates(data)
+            certificates = _der_or_ber(path, data)
     except ValueError as e:
         # cryptography refuses a well-formed bundle without certificates with a ValueError too.
         if "no certificate" in str(e):
@@ -57,6 +61,23 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
         raise SourceError(f"{path}: not a PKCS#7 certificate bundle: {e}") from e
     if not certificates:
         raise SourceError(f"{path}: PKCS#7 bundle holds no certificate")
+    return certificates
+
+
+def _der_or_ber(path: Path, data: bytes) -> list[x509.Certificate]:
+    """A binary bundle's certificates. One that is not DER (BER's indefinite lengths, or bytes
+    after the bundle, found by fuzzing) is read as BER, as `cryptography` does, and said so
+    in a log line naming the file instead of its UserWarning naming our code."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        certificates = pkcs7.load_der_pkcs7_certificates(data)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and "BER" in str(warning.message):
+            log.warning("%s: PKCS#7 bundle is not DER, read as BER (%s)", path, warning.message)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     return certificates
 
 
