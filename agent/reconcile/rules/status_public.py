@@ -55,7 +55,8 @@ def against_crls(ctx: Context) -> Iterable[Finding]:
             for claim in _crl_claims(ctx, record):
                 crls.setdefault(_issuer(record), set()).add(claim.source)
         for record in records:
-            yield from _against_crl(ctx, party, record, sorted(crls.get(_issuer(record), ())))
+            issuer_crls = crls.get(_issuer(record)) if crls else None
+            yield from _against_crl(ctx, party, record, sorted(issuer_crls) if issuer_crls else [])
 
 
 def _against_crl(
@@ -105,6 +106,8 @@ def _own_claim(ctx: Context, record: CertRecord) -> Revocation | None:
 
 
 def _crl_claims(ctx: Context, record: CertRecord) -> list[Revocation]:
+    if not record.revocation_evidence:
+        return []  # most records: no list to build and sort, twice per record and side
     claims = [
         claim
         for claim in record.revocation_evidence
@@ -122,7 +125,9 @@ def against_ccadb(ctx: Context) -> Iterable[Finding]:
     but over a day apart or for other reasons (where CCADB gives them): warning for the root.
     """
     for sha, record in ctx.union().items():
-        disclosure = next((r.disclosure for r in ctx.records_of(sha) if r.disclosure), None)
+        root, sub = ctx.root.get(sha), ctx.sub.get(sha)
+        # The root's disclosure when it has one, else the subordinate's (records_of's order).
+        disclosure = (root.disclosure if root else None) or (sub.disclosure if sub else None)
         if disclosure is not None:
             yield from _against_disclosure(ctx, record, disclosure)
 
