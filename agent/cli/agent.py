@@ -112,8 +112,7 @@ def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
                 results.append(_pairing_cycle(agent, pairing, wait))
         return results
     finally:  # a failed cycle too: a daemon lives on, or is killed
-        agent.facts.flush()  # what the peers' snapshots brought
-        agent.recent.clear()  # decoded snapshots are for one cycle's report checks
+        agent.end_cycle()
 
 
 def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> CycleResult:

@@ -44,6 +44,8 @@ def _collect_inventory(agent: AgentParts) -> int:
     )
     records = collected.assembled.records
     agent.store.replace_inventory(records, now)
+    # The snapshots this cycle builds read the inventory as stored: handed over, not read back.
+    agent.held = agent.store.as_stored(records)
     collected.commit_ct_progress(state)
     log.info(
         "party=%s collected %d certificates",

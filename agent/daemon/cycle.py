@@ -30,6 +30,7 @@ from invsync.agent.daemon.rotation import (
 )
 from invsync.agent.daemon.writing import CycleResult, written_reports
 from invsync.agent.exchange.recent_snapshots import RecentSnapshots
+from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
@@ -73,6 +74,14 @@ class Agent:
         start_refusal_counts(config.pairings)
         self.facts = FactsCache.install(self.store)
         self.recent = RecentSnapshots.install()
+        self.held: list[CertRecord] | None = None
+
+    def end_cycle(self) -> None:
+        """Let go of what one cycle held (a daemon idles between cycles holding nothing), and
+        keep what the peers' snapshots brought."""
+        self.held = None
+        self.facts.flush()
+        self.recent.clear()  # decoded snapshots are for one cycle's report checks
 
     def close(self) -> None:
         self.recent.uninstall()

@@ -18,6 +18,7 @@ from invsync.agent.daemon.restore import Restore
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.keys import VerifyKey
+from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
 
@@ -33,5 +34,8 @@ class AgentParts(Protocol):
     log_watch: LogWatch
     restorer: Restore
     checker: ReportCheck
+    # The inventory as this cycle's collection stored it (`AgentStore.as_stored`); None
+    # outside a cycle or before its collection: the store is read instead.
+    held: list[CertRecord] | None
 
     def pins(self) -> Pins: ...

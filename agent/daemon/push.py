@@ -97,7 +97,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
 
 
 def _scoped(agent: AgentParts, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
-    records = agent.store.inventory()
+    records = agent.held if agent.held is not None else agent.store.inventory()
     if pairing.role == ROOT:
         return root_scope(
             records,

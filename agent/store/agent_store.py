@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import pickle
+import marshal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -380,6 +380,18 @@ class AgentStore:
         certificates, sources = _rows(records, now)
         self.db.conn.executemany(_UPSERT_CERT, certificates)
         self.db.conn.executemany(_UPSERT_SOURCE, sources)
+
+    def as_stored(self, records: Sequence[CertRecord]) -> list[CertRecord]:
+        """What `inventory()` reads back right after `replace_inventory(records, ...)`, without
+        reading the certificates again (issue 13): `records` by SHA-256, each with every source
+        the store holds for it (first seen at the earliest, last seen at the latest sighting,
+        and sources no longer reporting it). Everything else a record holds is stored as it
+        is and read back equal (a test holds both to each other on real data)."""
+        sources = self._sources()
+        return [
+            record.with_view(sources=sources.get(record.sha256, ()))
+            for record in sorted(records, key=lambda r: r.sha256)
+        ]
 
     def record(self, sha256: str) -> CertRecord | None:
         """One record, present or not, with every source that ever reported it."""
@@ -786,12 +798,17 @@ _CONTENT = itemgetter(*_CERT_COLUMNS[:-1])  # every column but row_digest, as a 
 
 def _certificate_row(record: CertRecord) -> dict[str, object]:
     row = _certificate_columns(record)
-    # Values that are str, bytes, int or None: equal pickles are equal values, so an unchanged
-    # digest means unchanged content (not conversely: a pickle notes shared objects, which
-    # only makes a row written again).
-    content = _CONTENT(row)
-    row["row_digest"] = hashlib.sha256(pickle.dumps(content, protocol=5)).hexdigest()
+    # Values that are str, bytes, int or None: equal encodings are equal values, so an
+    # unchanged digest means unchanged content. marshal's version 2 writes each value whole
+    # (no back-references, which later versions and pickle write for an object met twice),
+    # so the digest does not depend on which values happen to be one shared object.
+    row["row_digest"] = row_digest(row)
     return row
+
+
+def row_digest(row: dict[str, object]) -> str:
+    """The SHA-256 of a certificate row's content: every column but row_digest."""
+    return hashlib.sha256(marshal.dumps(_CONTENT(row), 2)).hexdigest()
 
 
 def _certificate_columns(record: CertRecord) -> dict[str, object]:
