@@ -6,7 +6,7 @@ to the one written.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -25,12 +25,20 @@ def rfc3339(moment: datetime) -> str:
     """`moment` in UTC with a `Z`. A naive datetime has no defined instant: ValueError."""
     if moment.tzinfo is None:
         raise ValueError(f"time {moment.isoformat()} has no timezone")
-    text = _TEXTS.get(moment)  # equal aware datetimes are one instant: one spelling
+    if type(moment.tzinfo) is not timezone:
+        # A zone with daylight saving: two instants an hour apart (fold) compare equal, so
+        # such a time is spelled afresh, never looked up.
+        return _spelled(moment)
+    text = _TEXTS.get(moment)  # equal fixed-offset times are one instant: one spelling
     if text is None:
-        utc = moment.astimezone(UTC)
-        spec = "seconds" if utc.microsecond == 0 else "microseconds"
-        text = _kept(_TEXTS, moment, utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z")
+        text = _kept(_TEXTS, moment, _spelled(moment))
     return text
+
+
+def _spelled(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    spec = "seconds" if utc.microsecond == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def parse_rfc3339(text: str) -> datetime:

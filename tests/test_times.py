@@ -5,6 +5,7 @@ changing what is written or read."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -49,3 +50,12 @@ def test_a_time_without_a_zone_is_refused_each_time() -> None:
             rfc3339(datetime(2021, 3, 9))
         with pytest.raises(ValueError, match="'2021-03-09T00:00:00' has no timezone"):
             parse_rfc3339("2021-03-09T00:00:00")
+
+
+def test_two_instants_of_one_wall_time_in_a_daylight_saving_zone_are_spelled_apart() -> None:
+    # Found in review: equal and equally hashed, but an hour apart (the repeated 01:30).
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2021, 11, 7, 1, 30, tzinfo=new_york, fold=0)
+    second = datetime(2021, 11, 7, 1, 30, tzinfo=new_york, fold=1)
+    assert first == second
+    assert (rfc3339(first), rfc3339(second)) == ("2021-11-07T05:30:00Z", "2021-11-07T06:30:00Z")

@@ -157,7 +157,8 @@ def _revocation_from_pb(rev: pb.Revocation, where: str) -> Revocation:
 def _source_to_pb(source: SourceRef) -> pb.SourceRef:
     # last_seen stays in the party's own store: it moves at every collection, so on the wire it
     # would change every record of every snapshot and no delta could be smaller than the set.
-    key = (source.kind, source.location, source.first_seen)
+    # Keyed by the UTC instant: equal datetimes of a daylight-saving zone may be an hour apart.
+    key = (source.kind, source.location, _utc_key(source.first_seen))
     msg = _SOURCE_MESSAGES.get(key)
     if msg is None:  # once per distinct source: a snapshot's records share a few
         msg = pb.SourceRef(
@@ -169,7 +170,13 @@ def _source_to_pb(source: SourceRef) -> pb.SourceRef:
     return msg  # never changed here: a Record built with it holds a copy
 
 
-_SOURCE_MESSAGES: dict[tuple[str, str, datetime], pb.SourceRef] = {}
+_SOURCE_MESSAGES: dict[tuple[str, str, object], pb.SourceRef] = {}
+
+
+def _utc_key(at: datetime) -> object:
+    """`at` as a key naming one instant: itself in UTC; a naive time (which `timestamp`
+    refuses) as itself, never equal to an aware one."""
+    return at if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _source_from_pb(msg: pb.SourceRef, where: str) -> SourceRef:
