@@ -177,3 +177,17 @@ def test_a_bundle_that_is_not_der_is_read_as_ber_and_said_so_by_name(
         facts = load_pkcs7(path, CTX)
     assert len(facts.records) == 2
     assert f"{path}: PKCS#7 bundle is not DER, read as BER" in caplog.text
+
+
+def test_an_armored_bundle_that_is_not_der_is_said_so_by_name_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    certs = x509.load_pem_x509_certificates(JPRS_BUNDLE.read_bytes())[:1]
+    der = pkcs7.serialize_certificates(certs, serialization.Encoding.DER) + b"\x00"
+    body = base64.encodebytes(der).decode()
+    path = tmp_path / "trailing.p7c"
+    path.write_text(f"-----BEGIN PKCS7-----\n{body}-----END PKCS7-----\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_pkcs7(path, CTX).records) == 1
+    assert f"{path}: PKCS#7 bundle is not DER, read as BER" in caplog.text

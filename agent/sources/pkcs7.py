@@ -43,12 +43,7 @@ def load_pkcs7(path: Path, ctx: SourceContext) -> Facts:
 
 def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
     try:
-        if b"-----BEGIN" in data:
-            certificates = pkcs7.load_pem_pkcs7_certificates(
-                _LONG_LABEL.sub(rb"\1PKCS7-----", data)
-            )
-        else:
-            certificates = _der_or_ber(path, data)
+        certificates = _der_or_ber(path, data)
     except ValueError as e:
         # cryptography refuses a well-formed bundle without certificates with a ValueError too.
         if "no certificate" in str(e):
@@ -65,12 +60,18 @@ def _certificates(path: Path, data: bytes) -> list[x509.Certificate]:
 
 
 def _der_or_ber(path: Path, data: bytes) -> list[x509.Certificate]:
-    """A binary bundle's certificates. One that is not DER (BER's indefinite lengths, or bytes
-    after the bundle, found by fuzzing) is read as BER, as `cryptography` does, and said so
-    in a log line naming the file instead of its UserWarning naming our code."""
+    """A bundle's certificates, PEM-armored or binary. One that is not DER (BER's indefinite
+    lengths, or bytes after the bundle, found by fuzzing) is read as BER, as `cryptography`
+    does, and said so in a log line naming the file instead of its UserWarning naming our
+    code."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        certificates = pkcs7.load_der_pkcs7_certificates(data)
+        if b"-----BEGIN" in data:
+            certificates = pkcs7.load_pem_pkcs7_certificates(
+                _LONG_LABEL.sub(rb"\1PKCS7-----", data)
+            )
+        else:
+            certificates = pkcs7.load_der_pkcs7_certificates(data)
     for warning in caught:
         if issubclass(warning.category, UserWarning) and "BER" in str(warning.message):
             log.warning("%s: PKCS#7 bundle is not DER, read as BER (%s)", path, warning.message)
