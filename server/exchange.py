@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from google.protobuf.message import DecodeError
 
@@ -218,7 +219,8 @@ class Exchange:
         is what the caller waits for (server.report_news), or as it stands when time is up."""
         self._peer_of(tls_party, pairing)
         if wait is not None and not report_id:
-            current = replace(wait, current=lambda: not self.reports.stale(pairing))
+            latest = partial(self.reports.compares_latest, pairing)
+            current = replace(wait, current=latest)
             stored = self.news.wait(lambda: self.store.report(pairing), current)
         else:
             stored = self.store.report(pairing, report_id)

@@ -96,19 +96,22 @@ class ReportMaker:
         (or there is none yet while one side has pushed): what a start must reconcile, and the
         only case in which a push gets a report (`make_if_stale`)."""
         spec = self.policy.pairings[pairing]
-        latest = {p: self.store.last_accepted(p, pairing) for p in (spec.root, spec.subordinate)}
-        if all(v is None for v in latest.values()):
+        if all(self.store.last_accepted(p, pairing) is None for p in (spec.root, spec.subordinate)):
             return False
         previous = self._latest(pairing)
-        if previous is None:
-            return True
-        named = {
-            ref.party: (ref.version, ref.digest) for ref in (previous.root, previous.subordinate)
-        }
-        return any(
-            named.get(party) != ((last.version, last.payload_sha256) if last else (0, ""))
-            for party, last in latest.items()
-        )
+        return previous is None or not self.compares_latest(pairing, previous)
+
+    def compares_latest(self, pairing: str, body: ReportBody) -> bool:
+        """Whether `body` compares each party's latest accepted snapshot of the pairing (or
+        names it absent while it has sent none): a waiting call asks it of the body it has
+        parsed already (server.report_news)."""
+        spec = self.policy.pairings[pairing]
+        named = {ref.party: (ref.version, ref.digest) for ref in (body.root, body.subordinate)}
+        for party in (spec.root, spec.subordinate):
+            last = self.store.last_accepted(party, pairing)
+            if named.get(party) != ((last.version, last.payload_sha256) if last else (0, "")):
+                return False
+        return True
 
     def _make(self, pairing: str) -> str | None:
         """Reconcile and store a signed report; its id, or None while neither side has pushed.

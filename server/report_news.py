@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from invsync.agent.errors import ReportError
-from invsync.agent.report.body import parse_report_body
+from invsync.agent.report.body import ReportBody, parse_report_body
 from invsync.server.storage import StoredReport
 
 # The longest one call waits, whatever it asks: a waiting call holds a server thread.
@@ -43,9 +43,9 @@ class ReportWait:
     seconds: float
     # Whether the caller still waits (gRPC's context.is_active): a cancelled call stops at once.
     alive: Callable[[], bool] = lambda: True
-    # Whether the latest report compares the parties' latest snapshots (the exchange asks its
+    # Whether a report body compares the parties' latest snapshots (the exchange asks its
     # report maker); False while a newer push's report is still to be made.
-    current: Callable[[], bool] = lambda: True
+    current: Callable[[ReportBody], bool] = lambda body: True
 
     def met_by(self, stored: StoredReport) -> bool:
         try:
@@ -56,7 +56,7 @@ class ReportWait:
         if side.digest != self.naming:
             return False
         if not self.past or stored.report_id != self.past:
-            return self.current()  # a report the caller has not seen: the newest one
+            return self.current(body)  # a report the caller has not seen: the newest one
         signed = {s.keyid for s in stored.envelope.signatures}
         return all(signer.keyid in signed for signer in body.signers)
 
