@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -63,3 +64,44 @@ def test_a_stop_makes_what_is_still_asked_for() -> None:
     threading.Timer(0.2, maker.gate.set).start()
     worker.stop()
     assert maker.made == ["a", "b"]
+
+
+class Flaky:
+    """Fails its first `failures` calls, then makes the report; records when each call came."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[float] = []
+        self.made = threading.Event()
+
+    def __call__(self, pairing: str) -> None:
+        self.calls.append(time.monotonic())
+        if len(self.calls) <= self.failures:
+            raise RuntimeError("database is locked")
+        self.made.set()
+
+
+def test_a_failed_report_is_asked_for_again_after_a_wait_that_doubles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    maker = Flaky(failures=2)
+    worker = ReportWorker(maker, retry_first_seconds=0.2)
+    with caplog.at_level(logging.WARNING, "invsync.server"):
+        worker.start(["a"])
+        assert maker.made.wait(10)
+    worker.stop()
+    first, second = maker.calls[1] - maker.calls[0], maker.calls[2] - maker.calls[1]
+    assert len(maker.calls) == 3
+    assert 0.2 <= first < 1.0 and 0.4 <= second < 1.5
+    assert "report of pairing=a asked for again in 0.2 s" in caplog.messages
+
+
+def test_a_stop_leaves_a_failed_report_to_the_next_start() -> None:
+    maker = Flaky(failures=1)
+    worker = ReportWorker(maker, retry_first_seconds=30)
+    worker.start(["a"])
+    assert worker.idle(10)
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < 5  # not waiting out the retry
+    assert len(maker.calls) == 1 and not maker.made.is_set()
