@@ -157,8 +157,9 @@ def rebuild(delta: Parts, base_full: bytes) -> bytes:
     return full_form(delta.header_bytes, (records[k] for k in sorted(records)))
 
 
-def served_full(delta: Parts, full: bytes) -> bytes:
-    """The whole set the exchange served with `delta`, once its header is the signed one."""
+def served_whole(delta: Parts, full: bytes) -> Parts:
+    """The parts of the whole set the exchange served with `delta`, once its header is the
+    signed one."""
     parts = read_parts(full, "the whole set served with the delta")
     if parts.header_bytes != delta.header_bytes:
         raise MalformedSnapshot(
@@ -166,4 +167,4 @@ def served_full(delta: Parts, full: bytes) -> bytes:
         )
     if parts.removed:
         raise MalformedSnapshot("the whole set served with the delta removes records")
-    return full
+    return parts

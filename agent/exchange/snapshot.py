@@ -208,7 +208,7 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
         return known
     parts = delta.read_parts(payload)
     header = _header_from_pb(parts.header)
-    whole = _whole(parts, header, full=full, base=base)
+    whole, whole_bytes = _whole(parts, header, payload, full=full, base=base)
     # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
     digests = [hashlib.sha256(data).digest() for data in whole.records]
     records = tuple(
@@ -217,7 +217,6 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     )
     if parts.header.records_root or parts.delta:
         _check_root(parts.header.records_root, records, digests)
-    whole_bytes = payload if whole is parts else _full_bytes(whole)
     snapshot = Snapshot(header, records, digest, full=whole_bytes)
     if recent is not None:
         recent.put(snapshot)
@@ -247,12 +246,15 @@ def decode_envelope(env: Envelope) -> Snapshot:
 
 
 def _whole(
-    parts: delta.Parts, header: SnapshotHeader, *, full: bytes, base: Base | None
-) -> delta.Parts:
+    parts: delta.Parts, header: SnapshotHeader, payload: bytes, *, full: bytes, base: Base | None
+) -> tuple[delta.Parts, bytes]:
+    """The whole set's parts and its full form's bytes, each read once: a full form read by
+    `read_parts` is its canonical encoding, so the bytes read are the bytes `full_form` of
+    the parts would write again."""
     if not parts.delta:
-        return parts
+        return parts, payload
     if full:
-        return delta.read_parts(delta.served_full(parts, full), "the whole set served")
+        return delta.served_whole(parts, full), full
     if base is not None:
         if header.previous_digest.hex() != base.payload_sha256:
             raise MalformedSnapshot(
@@ -260,15 +262,12 @@ def _whole(
                 f"{bounded(header.previous_digest.hex())[:16] or '(nothing)'}, "
                 f"not on the snapshot held here ({base.payload_sha256[:16]})"
             )
-        return delta.read_parts(delta.rebuild(parts, base.full), "the rebuilt set")
+        rebuilt = delta.rebuild(parts, base.full)
+        return delta.read_parts(rebuilt, "the rebuilt set"), rebuilt
     raise MalformedSnapshot(
         f"version {header.version} of {header.party} is a delta on "
         f"{header.previous_digest.hex()[:16] or '(nothing)'}, and that base is not held here"
     )
-
-
-def _full_bytes(parts: delta.Parts) -> bytes:
-    return delta.full_form(parts.header_bytes, parts.records)
 
 
 def _check_root(claimed: bytes, records: Sequence[CertRecord], digests: Sequence[bytes]) -> None:
