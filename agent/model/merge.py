@@ -44,11 +44,35 @@ class _Merging:
 
 
 def merge(records: Iterable[CertRecord]) -> list[CertRecord]:
-    """Merge records by SHA-256, sorted by SHA-256; conflicting views raise SourceError."""
-    merging: dict[str, _Merging] = {}
+    """Merge records by SHA-256, sorted by SHA-256; conflicting views raise SourceError (the
+    certificates merged in the order each first appears, each one's records in input order)."""
+    by_sha: dict[str, list[CertRecord]] = {}
     for record in records:
-        _add(merging.setdefault(record.sha256, _Merging(record.info)), record)
-    return [_result(merging[sha]) for sha in sorted(merging)]
+        by_sha.setdefault(record.sha256, []).append(record)
+    merged = {sha: _merged(found) for sha, found in by_sha.items()}
+    return [merged[sha] for sha in sorted(merged)]
+
+
+def _merged(records: list[CertRecord]) -> CertRecord:
+    if len(records) == 1 and _plain(records[0]):
+        return records[0]  # what merging it alone gives (a test holds the two to each other)
+    target = _Merging(records[0].info)
+    for record in records:
+        _add(target, record)
+    return _result(target)
+
+
+def _plain(record: CertRecord) -> bool:
+    """A record that merging alone leaves as it is: its view already as merging states it (no
+    empty operator or lifecycle, no revocation to restate) and nothing listed twice."""
+    return (
+        record.operator != ""
+        and record.lifecycle != ""
+        and record.revocation is None
+        and len(record.sources) <= 1
+        and len(record.audit_scope) <= 1
+        and len(record.revocation_evidence) <= 1
+    )
 
 
 def _add(target: _Merging, record: CertRecord) -> None:
