@@ -59,6 +59,7 @@ class ReportWorker:
                 return
             if pairing not in self._pending:
                 self._pending.append(pairing)
+            self._retries.pop(pairing, None)  # new snapshots: a failure starts its wait anew
             self._changed.notify_all()
 
     def idle(self, timeout: float) -> bool:
@@ -92,6 +93,9 @@ class ReportWorker:
                 self._changed.notify_all()
 
     def _retry_later(self, pairing: str) -> None:
+        if self._stopping:
+            log.warning("report of pairing=%s left to the next start: stopping", pairing)
+            return
         wait = self._retries.get(pairing, (0.0, self._retry_first))[1]
         self._retries[pairing] = (time.monotonic() + wait, min(wait * 2, RETRY_MAX_SECONDS))
         log.warning("report of pairing=%s asked for again in %.1f s", pairing, wait)

@@ -105,3 +105,15 @@ def test_a_stop_leaves_a_failed_report_to_the_next_start() -> None:
     worker.stop()
     assert time.monotonic() - started < 5  # not waiting out the retry
     assert len(maker.calls) == 1 and not maker.made.is_set()
+
+
+def test_a_new_request_starts_a_failed_reports_wait_anew() -> None:
+    maker = Flaky(failures=2)
+    worker = ReportWorker(maker, retry_first_seconds=1.0)
+    worker.start(["a"])
+    assert worker.idle(10)  # failed once: asked for again in 1 s, then in 2 s
+    worker.request("a")  # a push: made now, and it fails again
+    assert maker.made.wait(10)
+    worker.stop()
+    again = maker.calls[2] - maker.calls[1]
+    assert 0.9 <= again < 1.8  # the first wait again, not the doubled one
