@@ -72,3 +72,10 @@ def test_many_records_merge_by_certificate_in_sha256_order(found: list[CertRecor
 def merge_one(record: CertRecord) -> CertRecord:
     (merged,) = merging.merge([record])
     return merged
+
+
+def test_a_record_holding_lists_comes_back_with_tuples_as_merging_makes() -> None:
+    record = CertRecord(INFOS[0], sources=[SourceRef("pem", "a", T0, T0)])  # type: ignore[arg-type]
+    (merged,) = merging.merge([record])
+    assert type(merged.sources) is tuple
+    assert merged == _merged_by_state(record)

@@ -69,9 +69,10 @@ def _plain(record: CertRecord) -> bool:
         record.operator != ""
         and record.lifecycle != ""
         and record.revocation is None
-        and len(record.sources) <= 1
-        and len(record.audit_scope) <= 1
-        and len(record.revocation_evidence) <= 1
+        and all(
+            type(listed) is tuple and len(listed) <= 1  # merging makes tuples of lists
+            for listed in (record.sources, record.audit_scope, record.revocation_evidence)
+        )
     )
 
 
