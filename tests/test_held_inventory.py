@@ -12,6 +12,8 @@ import pytest
 
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.cycle import Agent
+from invsync.agent.exchange.record_codec import record_to_pb
+from invsync.agent.model.record import CertRecord
 from invsync.server.localfed import agent_config, write_federation
 
 START = datetime(2026, 12, 5, 9, tzinfo=UTC)
@@ -28,9 +30,16 @@ def test_the_held_inventory_is_the_stored_one(tmp_path: Path, party: str) -> Non
             now[0] = START + timedelta(hours=hours)
             assert agent.collect() > 0
             assert agent.held is not None
-            assert agent.held == agent.store.inventory()
+            stored = agent.store.inventory()
+            assert agent.held == stored
+            # Equal as sent too: == takes two zones' datetimes of one instant as equal.
+            assert [_sent(r) for r in agent.held] == [_sent(r) for r in stored]
             assert any(r.revocation or r.audit_scope or r.operator for r in agent.held)
         agent.end_cycle()
         assert agent.held is None
     finally:
         agent.close()
+
+
+def _sent(record: CertRecord) -> bytes:
+    return record_to_pb(record).SerializeToString(deterministic=True)

@@ -386,7 +386,9 @@ class AgentStore:
         reading the certificates again (issue 13): `records` by SHA-256, each with every source
         the store holds for it (first seen at the earliest, last seen at the latest sighting,
         and sources no longer reporting it). Everything else a record holds is stored as it
-        is and read back equal (a test holds both to each other on real data)."""
+        is and read back equal (a test holds both to each other on real data); a row edited
+        by hand without clearing its `row_digest` (see `replace_inventory`) is the exception:
+        the collection's values stand for it here, the edit in `inventory()`."""
         sources = self._sources()
         return [
             record.with_view(sources=sources.get(record.sha256, ()))
