@@ -7,18 +7,14 @@ to the one written.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timezone
-from typing import TypeVar
 
-K = TypeVar("K")
-V = TypeVar("V")
-
+from invsync.agent.kept import Kept
 
 # Times written and read, each spelled once: a store writes and reads the same few times for
 # every certificate (a collection's sources, shared validity dates), and both values are
-# immutable. Emptied when full, so a store of distinct times costs at most this many.
-_KEPT = 4096
-_TEXTS: dict[datetime, str] = {}
-_TIMES: dict[str, datetime] = {}
+# immutable (agent.kept bounds how many are kept).
+_TEXTS: Kept[datetime, str] = Kept()
+_TIMES: Kept[str, datetime] = Kept()
 
 
 def rfc3339(moment: datetime) -> str:
@@ -31,7 +27,7 @@ def rfc3339(moment: datetime) -> str:
         return _spelled(moment)
     text = _TEXTS.get(moment)  # equal fixed-offset times are one instant: one spelling
     if text is None:
-        text = _kept(_TEXTS, moment, _spelled(moment))
+        text = _TEXTS.keep(moment, _spelled(moment))
     return text
 
 
@@ -48,15 +44,8 @@ def parse_rfc3339(text: str) -> datetime:
         parsed = datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             raise ValueError(f"{text!r} has no timezone")
-        moment = _kept(_TIMES, text, parsed.astimezone(UTC))
+        moment = _TIMES.keep(text, parsed.astimezone(UTC))
     return moment
-
-
-def _kept(cache: dict[K, V], key: K, value: V) -> V:
-    if len(cache) >= _KEPT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def utc_now() -> datetime:

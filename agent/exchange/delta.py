@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import bounded
 from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
+from invsync.agent.kept import Kept
 from invsync.v1 import invsync_pb2 as pb
 
 IDENTITY_BYTES = 32
@@ -92,7 +93,7 @@ def delta_form(header_bytes: bytes, changed: Iterable[bytes], removed: Iterable[
 
 # Field 1, 2 and 3 of SnapshotParts, each of wire type 2 (length-delimited).
 _HEADER_TAG, _RECORD_TAG, _REMOVED_TAG = b"\x0a", b"\x12", b"\x1a"
-_VARINTS: dict[int, bytes] = {}  # lengths repeat: a snapshot's records are of a few sizes
+_VARINTS: Kept[int, bytes] = Kept()  # lengths repeat: a snapshot's records are of a few sizes
 
 
 def _varint(n: int) -> bytes:
@@ -104,9 +105,7 @@ def _varint(n: int) -> bytes:
             out.append((value & 0x7F) | 0x80)
             value >>= 7
         out.append(value)
-        encoded = bytes(out)
-        if len(_VARINTS) < 65536:
-            _VARINTS[n] = encoded
+        encoded = _VARINTS.keep(n, bytes(out))
     return encoded
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from invsync.agent.errors import bounded
+from invsync.agent.kept import Kept
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
 from invsync.agent.model.record import (
     LIFECYCLES,
@@ -115,8 +116,7 @@ def record_from_pb(msg: pb.Record, index: int) -> CertRecord:
 # Sources decoded, by their serialized bytes: a snapshot's records mostly name the same few
 # (one per source file, first seen at one collection), and a SourceRef is immutable. Bounded:
 # emptied when full, so hostile input costs at most this many entries.
-_SOURCES: dict[bytes, SourceRef] = {}
-_SOURCES_KEPT = 4096
+_SOURCES: Kept[bytes, SourceRef] = Kept()
 
 
 def _shared_source(msg: pb.SourceRef, where: str, index: int) -> SourceRef:
@@ -125,10 +125,7 @@ def _shared_source(msg: pb.SourceRef, where: str, index: int) -> SourceRef:
     key = msg.SerializeToString(deterministic=True)
     source = _SOURCES.get(key)
     if source is None:
-        source = _source_from_pb(msg, f"{where} source {index}")
-        if len(_SOURCES) >= _SOURCES_KEPT:
-            _SOURCES.clear()
-        _SOURCES[key] = source
+        source = _SOURCES.keep(key, _source_from_pb(msg, f"{where} source {index}"))
     return source
 
 
@@ -161,16 +158,14 @@ def _source_to_pb(source: SourceRef) -> pb.SourceRef:
     key = (source.kind, source.location, _utc_key(source.first_seen))
     msg = _SOURCE_MESSAGES.get(key)
     if msg is None:  # once per distinct source: a snapshot's records share a few
-        msg = pb.SourceRef(
-            kind=source.kind, location=source.location, first_seen=timestamp(source.first_seen)
+        first_seen = timestamp(source.first_seen)
+        msg = _SOURCE_MESSAGES.keep(
+            key, pb.SourceRef(kind=source.kind, location=source.location, first_seen=first_seen)
         )
-        if len(_SOURCE_MESSAGES) >= _SOURCES_KEPT:
-            _SOURCE_MESSAGES.clear()
-        _SOURCE_MESSAGES[key] = msg
     return msg  # never changed here: a Record built with it holds a copy
 
 
-_SOURCE_MESSAGES: dict[tuple[str, str, object], pb.SourceRef] = {}
+_SOURCE_MESSAGES: Kept[tuple[str, str, object], pb.SourceRef] = Kept()
 
 
 def _utc_key(at: datetime) -> object:
