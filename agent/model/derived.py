@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import cryptography
 
-from invsync.agent.model import der, record
+from invsync.agent.model import der, names, record
 from invsync.agent.model.record import CertInfo
 
 # Facts are what this encoding, this `cryptography` and this derivation code derive: another
@@ -26,7 +26,7 @@ from invsync.agent.model.record import CertInfo
 # derives a field (record.py, der.py) changes what a rule sees, so facts any other one wrote
 # are derived again. The agents' facts must be the server's, which parses afresh.
 _DERIVATION = hashlib.sha256(
-    b"".join(Path(module.__file__ or "").read_bytes() for module in (record, der))
+    b"".join(Path(module.__file__ or "").read_bytes() for module in (record, der, names))
 ).hexdigest()[:16]
 FORMAT = f"1 cryptography {cryptography.__version__} derivation {_DERIVATION}"
 

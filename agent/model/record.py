@@ -11,10 +11,10 @@ import hashlib
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -23,8 +23,9 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from invsync.agent.errors import CertificateError
-from invsync.agent.model.der import basic_constraints
+from invsync.agent.model.der import basic_constraints, issuer_and_subject
 from invsync.agent.model.facts import AuditScopeEntry, Disclosure
+from invsync.agent.model.names import name_text
 
 # Real trusted roots (SECOM's RootCA1 and RootCA2 among them) have serial number 0, which RFC 5280
 # disallows; `cryptography` still parses them but warns on each. An inventory must hold them, so
@@ -234,9 +235,7 @@ def _parse_checked(der: bytes) -> CertInfo:
 
 def _parse_certificate(der: bytes) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
-    # Each read of cert.subject or cert.issuer decodes the name again: read each once.
-    subject, issuer = cert.subject, cert.issuer
-    subject_der, issuer_der = subject.public_bytes(), issuer.public_bytes()
+    issuer, subject = _names(cert, der)
     spki_der = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -245,16 +244,16 @@ def _parse_certificate(der: bytes) -> CertInfo:
     return CertInfo(
         sha256=sha256_hex(der),
         der=der,
-        subject=subject.rfc4514_string(),
-        subject_der=subject_der,
-        issuer=issuer.rfc4514_string(),
-        issuer_der=issuer_der,
+        subject=subject.text,
+        subject_der=subject.der,
+        issuer=issuer.text,
+        issuer_der=issuer.der,
         serial_hex=serial_hex(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         spki_der=spki_der,
         spki_sha256=sha256_hex(spki_der),
-        doppelganger_key=sha256_hex(subject_der + spki_der),
+        doppelganger_key=sha256_hex(subject.der + spki_der),
         tbs_sha256=sha256_hex(cert.tbs_certificate_bytes),
         ski=_ski(extensions),
         aki=_aki(extensions),
@@ -264,10 +263,38 @@ def _parse_certificate(der: bytes) -> CertInfo:
         has_name_constraints=_ext(extensions, x509.NameConstraints) is not None,
         technically_constrained=_technically_constrained(extensions),
         crl_urls=_crl_urls(extensions),
-        self_issued=subject_der == issuer_der,
-        subject_organizations=_organizations(subject),
+        self_issued=subject.der == issuer.der,
+        subject_organizations=subject.organizations,
         extensions_error=problem,
     )
+
+
+class _Name(NamedTuple):
+    text: str  # RFC 4514, as cryptography's rfc4514_string() spells it
+    der: bytes
+    organizations: tuple[str, ...]  # the organizationName values that are text
+
+
+def _names(cert: x509.Certificate, der: bytes) -> tuple[_Name, _Name]:
+    """The issuer's and the subject's name: read from the DER where agent.model.names reads
+    them (most CA certificates; a third of the parse when cryptography builds them), else from
+    cryptography's objects. Both ways give the same values (tests/test_names.py)."""
+    try:
+        issuer_der, subject_der = issuer_and_subject(der)
+    except ValueError:  # cryptography loaded it: not expected, but its own reading decides
+        return _by_cryptography(cert.issuer), _by_cryptography(cert.subject)
+    return _name(issuer_der, lambda: cert.issuer), _name(subject_der, lambda: cert.subject)
+
+
+def _name(der: bytes, objects: Callable[[], x509.Name]) -> _Name:
+    read = name_text(der)
+    if read is None:
+        return _by_cryptography(objects())
+    return _Name(read[0], der, read[1])
+
+
+def _by_cryptography(name: x509.Name) -> _Name:
+    return _Name(name.rfc4514_string(), name.public_bytes(), _organizations(name))
 
 
 def _organizations(name: x509.Name) -> tuple[str, ...]:
