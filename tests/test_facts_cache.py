@@ -301,6 +301,19 @@ def test_a_process_reads_the_table_whole_once_and_lets_go_what_two_flushes_did_n
     assert parses == []
 
 
+def test_a_first_process_asks_no_row_of_its_empty_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> None:
+    """Read whole and empty, the tables hold none of what a first collection meets: each
+    certificate is parsed without a query (100,000 SELECTs at 100,000 certificates)."""
+    with _process(tmp_path / "agent.db", monkeypatch) as cache:
+        reads: list[str] = []
+        monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+        infos = [parse_certificate(der) for der in DERS]
+        assert [cache.signed(info.sha256, "00" * 32) for info in infos] == [None] * len(DERS)
+        assert reads == [] and len(parses) == len(DERS)
+
+
 def test_a_table_over_the_bound_is_read_row_by_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
 ) -> None:

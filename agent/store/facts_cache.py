@@ -67,6 +67,10 @@ class FactsCache:
         self._bulk_flushes = 0  # flushes since, up to BULK_KEPT_FLUSHES: then the rows go
         self._facts_rows: dict[str, object] = {}  # read whole, not asked for yet
         self._check_rows: dict[tuple[str, str], tuple[object, object]] = {}
+        # Whether those rows are the tables as read whole, less what was asked: then a row not
+        # among them is not stored either, and no query is made for it (a first collection
+        # asks for 100,000 certificates an empty table does not hold).
+        self._whole = False
 
     @classmethod
     def install(cls, store: AgentStore) -> FactsCache:
@@ -129,6 +133,7 @@ class FactsCache:
             self._bulk_flushes += 1
             if self._bulk_flushes >= BULK_KEPT_FLUSHES:
                 self._facts_rows, self._check_rows = {}, {}
+                self._whole = False
         if infos or signed:
             self._write(infos, signed)
 
@@ -147,7 +152,7 @@ class FactsCache:
     def _stored_facts(self, sha256: str) -> object | None:
         self._read_whole_once()
         with self._lock:
-            if self._facts_rows:
+            if self._whole:
                 return self._facts_rows.pop(sha256, None)
         row = self._read(_FACTS, sha256)
         return None if row is None else row[0]
@@ -155,7 +160,7 @@ class FactsCache:
     def _stored_check(self, sha256: str, spki_sha256: str) -> tuple[object, object] | None:
         self._read_whole_once()
         with self._lock:
-            if self._check_rows:
+            if self._whole:
                 return self._check_rows.pop((sha256, spki_sha256), None)
         row = self._read(_CHECK, sha256, spki_sha256)
         return None if row is None else (row[0], row[1])
@@ -178,6 +183,7 @@ class FactsCache:
         with self._lock:
             self._facts_rows, self._check_rows = facts_rows, check_rows
             self._bulk_flushes = 0
+            self._whole = True
 
     def _read(self, sql: str, *params: str) -> tuple[object, ...] | None:
         if threading.get_ident() != self._owner:
