@@ -39,9 +39,13 @@ class _Unusable(Exception):
 
 def facts_json(info: CertInfo) -> str:
     """`info` as stored: every field but the DER, beside the FORMAT."""
-    facts = {name: _encoded(value, info.der) for name, value in vars(info).items()}
+    facts: dict[str, object] = {"format": FORMAT, **vars(info)}
     del facts["der"]
-    return json.dumps({"format": FORMAT, **facts}, separators=(",", ":"))
+    for name in _TIMES:
+        facts[name] = getattr(info, name).isoformat()
+    for name in _DATA:
+        facts[name] = _slice_of(getattr(info, name), info.der)
+    return json.dumps(facts, separators=(",", ":"))  # tuples of text become lists
 
 
 def info_from_json(stored: object, sha256: str, der: bytes) -> CertInfo | None:
@@ -58,15 +62,11 @@ def info_from_json(stored: object, sha256: str, der: bytes) -> CertInfo | None:
         return None  # a cache row is never worth an error: the DER is parsed again instead
 
 
-def _encoded(value: object, der: bytes) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        at = der.find(value)
-        # Found, it is those bytes of the DER whatever their role there; a name cryptography
-        # re-encoded differently is not found and is stored whole.
-        return [at, len(value)] if at >= 0 else base64.b64encode(value).decode()
-    return value  # str, bool, int, None, and tuples of str (JSON lists)
+def _slice_of(value: bytes, der: bytes) -> object:
+    at = der.find(value)
+    # Found, it is those bytes of the DER whatever their role there; a name cryptography
+    # re-encoded differently is not found and is stored whole.
+    return [at, len(value)] if at >= 0 else base64.b64encode(value).decode()
 
 
 # Each CertInfo field but `sha256` and `der` by how it is stored. A row is checked field by
@@ -88,14 +88,19 @@ def _info(doc: dict[str, Any], der: bytes, sha256: str) -> CertInfo:
     for name in _TEXTS:
         values[name] = _exactly(doc[name], str, name)
     for name in _MAYBE_TEXTS:
-        value = doc[name]
-        values[name] = None if value is None else _exactly(value, str, name)
+        value = values[name] = doc[name]
+        if value is not None and type(value) is not str:
+            raise _Unusable(name)
     for name in _FLAGS:
         values[name] = _exactly(doc[name], bool, name)
-    path_len = doc["path_len"]
-    values["path_len"] = None if path_len is None else _exactly(path_len, int, "path_len")
+    path_len = values["path_len"] = doc["path_len"]
+    if path_len is not None and type(path_len) is not int:
+        raise _Unusable("path_len")
     for name in _LISTS:
-        values[name] = tuple(_exactly(item, str, name) for item in _exactly(doc[name], list, name))
+        items = _exactly(doc[name], list, name)
+        if not all(type(item) is str for item in items):
+            raise _Unusable(name)
+        values[name] = tuple(items)
     for name in _TIMES:
         values[name] = _time(_exactly(doc[name], str, name), name)
     for name in _DATA:
@@ -103,9 +108,12 @@ def _info(doc: dict[str, Any], der: bytes, sha256: str) -> CertInfo:
     return CertInfo(**values)
 
 
+_UTC_OFFSET = timedelta(0)
+
+
 def _time(text: str, name: str) -> datetime:
     at = datetime.fromisoformat(text)
-    if at.utcoffset() != timedelta(0):
+    if at.utcoffset() != _UTC_OFFSET:
         raise _Unusable(name)  # CertInfo times are UTC (and a naive one has no offset)
     return at
 
@@ -115,8 +123,8 @@ def _data(value: object, der: bytes, name: str) -> bytes:
         return base64.b64decode(value, validate=True)
     if type(value) is not list or len(value) != 2:
         raise _Unusable(name)
-    at, length = (_exactly(v, int, name) for v in value)
-    if not 0 <= at <= at + length <= len(der):
+    at, length = value
+    if type(at) is not int or type(length) is not int or not 0 <= at <= at + length <= len(der):
         raise _Unusable(name)
     return der[at : at + length]
 
