@@ -252,9 +252,11 @@ def test_a_signature_outcome_of_another_format_is_verified_again(
     assert len(verifies) == checked
 
 
-def test_the_agent_installs_its_cache_flushes_it_after_collecting_and_on_close(
+def test_the_agent_installs_its_cache_and_flushes_it_after_the_cycle_and_on_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Not after collecting: while the snapshot is pushed (agent.daemon.push, tested in
+    tests/test_recent_snapshots.py), or at the cycle's end, or on close."""
     # A fresh process: a CertInfo other tests keep alive would be shared, never asked of the cache.
     monkeypatch.setattr(record, "_ALIVE", weakref.WeakValueDictionary())
     write_federation(tmp_path)
@@ -264,9 +266,11 @@ def test_the_agent_installs_its_cache_flushes_it_after_collecting_and_on_close(
     try:
         assert record._CACHE is agent.facts and scope._KEPT is agent.facts
         assert agent.collect() > 0
+        assert _rows(agent.config.database, kept) == []
+        agent.end_cycle()
         collected = {row[0] for row in agent.store.db.execute(kept)}
         assert {r.sha256 for r in agent.store.inventory()} <= collected
-        # A certificate met after the collection (as a peer's snapshot brings) waits for close.
+        # A certificate met after the cycle (as a peer's snapshot brings) waits for close.
         late = parse_certificate(_ders(SECOM_JPRS / "secom_roots_selfsigned.pem")[0])
         assert late.sha256 not in collected
     finally:

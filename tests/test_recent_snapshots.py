@@ -4,20 +4,28 @@ installed, at most KEPT of them, and none after the cycle cleared it."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from invsync.agent.cli import agent as agent_cli
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon import push
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import SourceError
 from invsync.agent.exchange import delta, snapshot
+from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
 from invsync.agent.exchange.rejections import MalformedSnapshot
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.model.record import CertRecord
-from tests.exchange_rig import payload
+from invsync.agent.store.agent_store import AgentStore, SentSnapshot
+from invsync.agent.store.facts_cache import FactsCache
+from tests.exchange_rig import NOW, PAIRING, payload
 from tests.test_delta import base_of, changed
 from tests.test_delta import snapshot as delta_snapshot
 
@@ -126,3 +134,92 @@ def test_a_failed_cycle_lets_its_decoded_snapshots_go(
     finally:
         agent.close()
     assert installed() is None
+
+
+def _draft(records: list[CertRecord]) -> tuple[push.Draft, list[bytes]]:
+    """jprs's second snapshot, a delta, as `push.draft` leaves it; and both whole sets."""
+    v1 = delta_snapshot(records)
+    v2 = delta_snapshot(changed(records), 2, v1)
+    sha = hashlib.sha256(v1.payload).hexdigest()
+    last = SentSnapshot(PAIRING, 1, v1.payload, sha, SNAPSHOT_PAYLOAD_TYPE, (), NOW, NOW)
+    draft = push.Draft(last, v2.payload, 2, NOW, [], False, v2.full, v1.payload)
+    return draft, [v1.payload, v2.payload]
+
+
+class _Agent:
+    """What `push._meanwhile` takes of an agent: its facts cache (real, on a fresh store)."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = AgentStore(path)
+        self.facts = FactsCache(self.store)
+
+
+def test_the_snapshot_pushed_and_the_one_before_are_decoded_while_the_server_takes_it(
+    tmp_path: Path, records: list[CertRecord], reads: list[bytes], recent: RecentSnapshots
+) -> None:
+    """The report check that follows decodes the same bytes again, answered from the cache:
+    decoding them during the push is work the agent no longer waits for afterwards."""
+    draft, payloads = _draft(records)
+    agent = _Agent(tmp_path / "agent.db")
+    try:
+        push._meanwhile(agent, draft)  # type: ignore[arg-type]
+    finally:
+        agent.store.close()
+    digests = [hashlib.sha256(data).hexdigest() for data in payloads]
+    assert [recent.get(digest) is not None for digest in digests] == [True, True]
+    reads.clear()
+    current = snapshot.decode_payload(draft.payload, full=draft.full)
+    assert draft.last is not None
+    assert draft.last.decoded().header.version == 1
+    assert reads == [] and current.header.version == 2
+
+
+def test_nothing_is_decoded_during_a_push_without_the_cache_nor_raised_for_bad_bytes(
+    tmp_path: Path, records: list[CertRecord], reads: list[bytes]
+) -> None:
+    draft, _ = _draft(records)
+    agent = _Agent(tmp_path / "agent.db")
+    try:
+        reads.clear()
+        push._meanwhile(agent, draft)  # type: ignore[arg-type]
+        assert reads == []
+        cache = RecentSnapshots.install()
+        try:
+            # A payload that does not decode: the report check will say so.
+            push._meanwhile(agent, replace(draft, payload=b"\x0a\x01", last=None))  # type: ignore[arg-type]
+            assert reads == [b"\x0a\x01"] and len(cache) == 0
+        finally:
+            cache.uninstall()
+    finally:
+        agent.store.close()
+
+
+def test_the_push_runs_beside_what_the_agent_does_meanwhile() -> None:
+    """Each side waits for the other to start: done one after the other, both would time out."""
+    started, meanwhile_started = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def pushing() -> str:
+        started.set()
+        threads.append(threading.current_thread().name)
+        assert meanwhile_started.wait(5), "meanwhile never ran during the push"
+        return "receipt"
+
+    def meanwhile() -> None:
+        meanwhile_started.set()
+        threads.append(threading.current_thread().name)
+        assert started.wait(5), "the push never started during meanwhile"
+
+    assert push.pushed_meanwhile(pushing, meanwhile) == "receipt"
+    assert threading.current_thread().name in threads and len(set(threads)) == 2
+
+
+def test_a_failing_push_fails_after_meanwhile_ran() -> None:
+    done: list[str] = []
+
+    def refused() -> str:
+        raise Refused("PushSnapshot: refused (stale-version)")
+
+    with pytest.raises(Refused, match="stale-version"):
+        push.pushed_meanwhile(refused, lambda: done.append("flushed"))
+    assert done == ["flushed"]

@@ -21,6 +21,7 @@ from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
+from invsync.agent.store.facts_cache import FactsCache
 
 
 class AgentParts(Protocol):
@@ -34,6 +35,7 @@ class AgentParts(Protocol):
     log_watch: LogWatch
     restorer: Restore
     checker: ReportCheck
+    facts: FactsCache  # what the process derived, kept for the next one
     # The inventory as this cycle's collection stored it (`AgentStore.as_stored`); None
     # outside a cycle or before its collection: the store is read instead.
     held: list[CertRecord] | None

@@ -51,6 +51,10 @@ class RecentSnapshots:
                 self._snapshots.move_to_end(payload_sha256)
             return snapshot
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._snapshots)
+
     def put(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._snapshots[snapshot.payload_sha256] = snapshot
