@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from invsync.agent.cli import agent as agent_cli
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon import push
 from invsync.agent.daemon.cycle import Agent
-from invsync.agent.errors import SourceError
+from invsync.agent.errors import SourceError, StoreError
 from invsync.agent.exchange import delta, snapshot
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
@@ -223,3 +224,19 @@ def test_a_failing_push_fails_after_meanwhile_ran() -> None:
     with pytest.raises(Refused, match="stale-version"):
         push.pushed_meanwhile(refused, lambda: done.append("flushed"))
     assert done == ["flushed"]
+
+
+def test_a_failure_meanwhile_is_raised_once_the_push_ended() -> None:
+    pushed = threading.Event()
+
+    def pushing() -> str:
+        time.sleep(0.05)
+        pushed.set()
+        return "receipt"
+
+    def failing() -> None:
+        raise StoreError("agent.db: cannot keep derived facts: disk I/O error")
+
+    with pytest.raises(StoreError, match="disk I/O error"):
+        push.pushed_meanwhile(pushing, failing)
+    assert pushed.is_set()

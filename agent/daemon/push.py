@@ -168,7 +168,7 @@ def pushed_meanwhile(push: Callable[[], T], meanwhile: Callable[[], None]) -> T:
     """`push()` on a thread of its own, while this thread (which owns the store's connection)
     does `meanwhile`; push's outcome once both are done. Should `meanwhile` fail, the push
     still ends first: a snapshot whose receipt was not taken stays pending, and is pushed
-    again. The thread is a daemon: an interrupted agent does not wait for the server."""
+    again. The thread is a daemon, not waited for when the agent is interrupted."""
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -182,8 +182,10 @@ def pushed_meanwhile(push: Callable[[], T], meanwhile: Callable[[], None]) -> T:
     thread.start()
     try:
         meanwhile()
-    finally:
+    except Exception:
         thread.join()
+        raise
+    thread.join()  # an interrupt (KeyboardInterrupt) while waiting is not held back
     if failure:
         raise failure[0]
     return outcome[0]
