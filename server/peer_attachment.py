@@ -54,7 +54,7 @@ def peer_snapshot(
             )
         if hashlib.sha256(env.payload).hexdigest() != side.digest:
             return None  # the report names another snapshot of that version: fetched instead
-        note = delta.read_parts(env.payload).header.log_checkpoint
+        note = delta.accepted_header(env.payload).log_checkpoint
         first, second, proof = exchange.proof_between(party, held, note)
     except InvsyncError as e:  # the answer is the report: what comes with it may be left out
         log.warning(

@@ -22,7 +22,7 @@ def whole_set(store: ExchangeStorage, party: str, pairing: str, version: int) ->
         env = store.snapshot(party, pairing, at)
         if env is None:
             break
-        if not delta.read_parts(env.payload).delta:
+        if not delta.accepted_header(env.payload).delta:
             return _apply(env.payload, pending)
         kept = store.snapshot_set(party, pairing, at)
         if kept is not None:

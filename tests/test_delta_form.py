@@ -4,10 +4,12 @@ against this form, so a difference would refuse good snapshots or let another en
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invsync.agent.exchange.delta import delta_form, full_form, read_parts
+from invsync.agent.exchange.delta import accepted_header, delta_form, full_form, read_parts
+from invsync.agent.exchange.rejections import MalformedSnapshot
 from invsync.v1 import invsync_pb2 as pb
 
 # Lengths around the varint boundaries (127/128, 16383/16384) and empty values.
@@ -42,3 +44,43 @@ def test_a_length_of_three_varint_bytes() -> None:
     assert joined == pb.SnapshotParts(header=b"h", records=[record]).SerializeToString(
         deterministic=True
     )
+
+
+@given(
+    st.text(max_size=40),
+    st.integers(0, 2**63),
+    st.booleans(),
+    st.lists(BLOBS, max_size=6),
+    st.lists(st.binary(min_size=32, max_size=32), max_size=3),
+)
+def test_an_accepted_payloads_header_reads_alone_as_its_parts_read_it(
+    party: str, version: int, is_delta: bool, records: list[bytes], removed: list[bytes]
+) -> None:
+    header = pb.SnapshotHeader(party=party, version=version, delta=is_delta)
+    data = header.SerializeToString(deterministic=True)
+    payload = delta_form(data, records, removed if is_delta else [])
+    assert accepted_header(payload) == read_parts(payload).header == header
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_give_a_header_or_a_malformed_snapshot(data: bytes) -> None:
+    try:
+        header = accepted_header(data)
+    except MalformedSnapshot:
+        return
+    assert isinstance(header, pb.SnapshotHeader)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "payload does not start with its header"),
+        (b"\x12\x01r", "payload does not start with its header"),  # a record first
+        (b"\x0a\xff", "payload's header length is not a varint"),
+        (b"\x0a\x05ab", "payload is shorter than its header's length"),
+        (b"\x0a\x01\xff", "payload's header does not parse"),
+    ],
+)
+def test_a_payload_without_a_header_first_is_malformed(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedSnapshot, match=message):
+        accepted_header(data)
