@@ -402,8 +402,10 @@ def _held(payloads: Sequence[str]) -> frozenset[str]:
 
 def _elided(entries: pb.LogEntries, held: Collection[str]) -> pb.LogEntries:
     """`entries` with the payloads the caller holds cut out (agent.exchange.elision)."""
+    hashes = entries.leaf_hashes
     for index, leaf in enumerate(entries.entries):
-        shorter, elided = elision.cut(index, leaf, held)
+        leaf_hash = hashes[index] if index < len(hashes) else b""
+        shorter, elided = elision.cut(index, leaf, held, leaf_hash)
         if elided is not None:
             entries.entries[index] = shorter
             entries.elided.append(elided)

@@ -16,6 +16,7 @@ from invsync.agent.exchange import elision, keys, tlog
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.log_entry import log_entry
 from invsync.agent.exchange.logrange import BadLogRange, LogRange
+from invsync.agent.kept import Kept
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.v1 import invsync_pb2 as pb
 
@@ -124,3 +125,27 @@ def test_a_server_cannot_make_the_reader_copy_payloads_without_end() -> None:
 def test_cut_never_raises_on_a_stored_leaf(leaf: bytes) -> None:
     shorter, cut = elision.cut(0, leaf, {RID})
     assert (shorter == leaf) is (cut is None)
+
+
+def test_an_entry_is_read_once_by_its_leaf_hash_and_cut_alike_for_every_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[bytes] = []
+    real = elision._payload_in
+
+    def counted(leaf: bytes) -> tuple[str, int, int]:
+        reads.append(leaf)
+        return real(leaf)
+
+    monkeypatch.setattr(elision, "_payload_in", counted)
+    found: Kept[bytes, tuple[str, int, int]] = Kept()
+    monkeypatch.setattr(elision, "_FOUND", found)
+    leaf = _signed_entry()
+    leaf_hash = tlog.leaf_hash(leaf)
+    first = elision.cut(0, leaf, {RID}, leaf_hash)
+    assert elision.cut(0, leaf, {"0" * 64}, leaf_hash) == (leaf, None)  # another reader
+    assert elision.cut(0, leaf, {RID}, leaf_hash) == first == elision.cut(0, leaf, {RID})
+    assert reads == [leaf, leaf]  # the last cut, given no hash, read the entry again
+    other = _signed_entry(b'{"findings": []}')
+    assert elision.cut(1, other, {RID}, tlog.leaf_hash(other)) == (other, None)
+    assert len(reads) == 3

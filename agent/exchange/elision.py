@@ -18,29 +18,53 @@ from collections.abc import Callable, Collection, Sequence
 
 from google.protobuf.message import DecodeError
 
+from invsync.agent.kept import Kept
 from invsync.v1 import invsync_pb2 as pb
 
 
-def cut(index: int, leaf: bytes, held: Collection[str]) -> tuple[bytes, pb.ElidedPayload | None]:
+def cut(
+    index: int, leaf: bytes, held: Collection[str], leaf_hash: bytes = b""
+) -> tuple[bytes, pb.ElidedPayload | None]:
     """`leaf` (a stored LogEntry) with its envelope's payload cut out if it is one of `held`,
-    and where; the leaf as it is otherwise."""
+    and where; the leaf as it is otherwise. `leaf_hash`, the log's hash of this very leaf,
+    lets a later call find the payload without reading the entry again."""
     if not held or not leaf:
         return leaf, None
+    found = _FOUND.get(leaf_hash) if leaf_hash else None
+    if found is None:
+        found = _payload_in(leaf)
+        if leaf_hash:
+            _FOUND.keep(leaf_hash, found)
+    digest, at, length = found
+    if digest not in held:
+        return leaf, None
+    return leaf[:at] + leaf[at + length :], pb.ElidedPayload(
+        index=index, offset=at, payload_sha256=digest
+    )
+
+
+# Where each entry's payload is, by the entry's leaf hash: an entry never changes, and each of
+# a first cycle's entries (a 60 MB snapshot at 100,000 certificates) is answered to several
+# calls, each read costing about half a second (issue 13).
+_FOUND: Kept[bytes, tuple[str, int, int]] = Kept()
+_NO_PAYLOAD = ("", -1, 0)
+
+
+def _payload_in(leaf: bytes) -> tuple[str, int, int]:
+    """(SHA-256 of the payload, offset and length of its text in `leaf`), or _NO_PAYLOAD: no
+    envelope (a chain reset), not what this server writes, or not spelled as a reader will."""
     try:
         entry = pb.LogEntry.FromString(leaf)
         text = json.loads(entry.envelope)["payload"].encode("ascii")
         payload = base64.b64decode(text, validate=True)
     except (DecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return leaf, None  # no envelope (a chain reset), or not what this server writes
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest not in held or _text(payload) != text:
-        return leaf, None  # not held, or not spelled as the reader will spell it
+        return _NO_PAYLOAD
+    if _text(payload) != text:
+        return _NO_PAYLOAD
     at = leaf.find(text)
     if at < 0:
-        return leaf, None
-    return leaf[:at] + leaf[at + len(text) :], pb.ElidedPayload(
-        index=index, offset=at, payload_sha256=digest
-    )
+        return _NO_PAYLOAD
+    return hashlib.sha256(payload).hexdigest(), at, len(text)
 
 
 def put_back(
