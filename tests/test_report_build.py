@@ -98,6 +98,13 @@ class InProcessClient:
             raise NotFoundYet(str(e)) from e
         return Served(env.payload_type, env.payload, env.signatures, full=full)
 
+    def peer_has_snapshot(self, pairing: str) -> bool:
+        try:
+            self.exchange.peer_snapshot(self.party, pairing, 0)
+        except NotFound:
+            return False
+        return True
+
     def report(
         self,
         pairing: str,

@@ -144,9 +144,7 @@ class ReportCheck:
         """A report saying the peer sent nothing is signed only if nothing of it was verified
         here and the server indeed has nothing."""
         self.trust(pairing).check_peer_absent()
-        try:
-            self.client.fetch_peer_snapshot(pairing.name, 0)
-        except NotFoundYet:
+        if not self.client.peer_has_snapshot(pairing.name):
             return
         raise PeerArrived(
             f"refusing to sign report on pairing {pairing.name!r}: it says {pairing.peer} has "

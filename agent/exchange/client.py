@@ -179,6 +179,26 @@ class ExchangeClient:
             ),
         )
 
+    def peer_has_snapshot(self, pairing: str) -> bool:
+        """Whether the server holds a snapshot of the peer in `pairing`, without receiving it:
+        the call ends once its first chunk came (a first snapshot at 100,000 certificates is
+        60 MB, to learn only that it exists). Nothing received is trusted or kept."""
+        request = pb.FetchSnapshotRequest(pairing=pairing)
+
+        def first_chunk() -> bool:
+            answer = self.stub.FetchSnapshot(request, timeout=self.timeout)
+            try:
+                for _ in answer:  # the server's refusal (NOT_FOUND) is raised here
+                    break
+            finally:
+                answer.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
+            return True
+
+        try:
+            return self._call("FetchSnapshot", first_chunk)
+        except NotFoundYet:
+            return False
+
     def report(
         self,
         pairing: str,

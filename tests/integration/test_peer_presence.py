@@ -1,0 +1,58 @@
+"""Whether the peer has pushed, asked of the real server without receiving its snapshot
+(`ExchangeClient.peer_has_snapshot`): a report saying the peer sent nothing is refused once it
+has, and at 100,000 certificates its first snapshot is 60 MB the agent does not need."""
+
+from __future__ import annotations
+
+import pytest
+
+from invsync.agent.daemon.report_check import PeerArrived
+from invsync.agent.exchange.client import Refused
+from tests.integration.conftest import DEMO_PAIRING, Federation, make_agent, pairing_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_peers_snapshot_is_known_to_exist_without_being_received(
+    federation: Federation,
+) -> None:
+    secom = federation.client("secom")
+    try:
+        assert secom.peer_has_snapshot(DEMO_PAIRING) is False
+        jprs = make_agent(federation, "jprs")
+        try:
+            jprs.collect()
+            jprs.push(pairing_of(jprs))
+        finally:
+            jprs.close()
+        assert secom.peer_has_snapshot(DEMO_PAIRING) is True
+        # The call cancelled after its first chunk leaves the channel as it was.
+        assert len(secom.fetch_peer_snapshot(DEMO_PAIRING).payload) > 0
+        with pytest.raises(
+            Refused,
+            match=r"FetchSnapshot: PERMISSION_DENIED: party 'secom' is not a member of "
+            r"pairing 'nii-jprs'",
+        ):
+            secom.peer_has_snapshot("nii-jprs")
+    finally:
+        secom.close()
+
+
+def test_a_report_saying_the_peer_sent_nothing_is_refused_once_it_has(
+    federation: Federation,
+) -> None:
+    secom, jprs = make_agent(federation, "secom"), make_agent(federation, "jprs")
+    try:
+        pairing = pairing_of(secom)
+        secom.checker._check_peer_absent(pairing)  # nothing pushed: the report may say so
+        jprs.collect()
+        jprs.push(pairing_of(jprs))
+        with pytest.raises(
+            PeerArrived,
+            match=r"refusing to sign report on pairing 'secom-jprs': it says jprs has sent no "
+            r"snapshot, but the server holds one",
+        ):
+            secom.checker._check_peer_absent(pairing)
+    finally:
+        secom.close()
+        jprs.close()
