@@ -149,3 +149,12 @@ def test_an_entry_is_read_once_by_its_leaf_hash_and_cut_alike_for_every_reader(
     other = _signed_entry(b'{"findings": []}')
     assert elision.cut(1, other, {RID}, tlog.leaf_hash(other)) == (other, None)
     assert len(reads) == 3
+
+
+def test_an_entry_without_a_payload_is_never_cut_whatever_the_reader_names() -> None:
+    """A reader naming "" as held (a hostile member) gets the entry whole, not a server error."""
+    leaf = pb.LogEntry(kind=pb.LOG_ENTRY_KIND_CHAIN_RESET, party="secom").SerializeToString()
+    for _ in range(2):  # found, then known by its leaf hash
+        assert elision.cut(0, leaf, {""}, tlog.leaf_hash(leaf)) == (leaf, None)
+    signed = _signed_entry()
+    assert elision.cut(0, signed, {""}) == (signed, None)

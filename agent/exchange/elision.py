@@ -36,7 +36,7 @@ def cut(
         if leaf_hash:
             _FOUND.keep(leaf_hash, found)
     digest, at, length = found
-    if digest not in held:
+    if not digest or digest not in held:  # a reader's "" names no payload
         return leaf, None
     return leaf[:at] + leaf[at + length :], pb.ElidedPayload(
         index=index, offset=at, payload_sha256=digest
