@@ -318,6 +318,30 @@ def test_a_first_process_asks_no_row_of_its_empty_tables(
         assert reads == [] and len(parses) == len(DERS)
 
 
+def test_flushes_while_pushing_keep_what_was_read_whole_for_the_next_pairings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> None:
+    """A cycle pushes once per pairing, each push flushing what was derived (`age=False`):
+    the rows read whole stay until the cycle's end ages them, or each later pairing's checks
+    would ask row by row."""
+    db = tmp_path / "agent.db"
+    with _process(db, monkeypatch):
+        kept = [parse_certificate(der) for der in DERS]
+    parses.clear()
+    with _process(db, monkeypatch) as cache:
+        reads: list[str] = []
+        monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+        assert cache.info(kept[0].sha256, kept[0].der) == kept[0]
+        for _ in range(5):  # five pairings pushed
+            cache.flush(age=False)
+        assert cache.info(kept[1].sha256, kept[1].der) == kept[1]
+        assert reads == [] and parses == []
+        cache.flush()
+        cache.flush()  # two cycle ends: what was not asked for is let go
+        assert cache.info(kept[2].sha256, kept[2].der) is None
+        assert reads == [kept[2].sha256]
+
+
 def test_a_table_over_the_bound_is_read_row_by_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
 ) -> None:

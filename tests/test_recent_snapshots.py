@@ -240,3 +240,15 @@ def test_a_failure_meanwhile_is_raised_once_the_push_ended() -> None:
     with pytest.raises(StoreError, match="disk I/O error"):
         push.pushed_meanwhile(pushing, failing)
     assert pushed.is_set()
+
+
+def test_a_push_that_failed_too_is_named_on_the_failure_raised() -> None:
+    def refused() -> str:
+        raise Refused("PushSnapshot: refused (stale-version)")
+
+    def failing() -> None:
+        raise StoreError("agent.db: cannot keep derived facts: disk I/O error")
+
+    with pytest.raises(StoreError, match="disk I/O error") as raised:
+        push.pushed_meanwhile(refused, failing)
+    assert raised.value.__notes__ == ["the push failed too: PushSnapshot: refused (stale-version)"]

@@ -153,7 +153,7 @@ def _meanwhile(agent: AgentParts, next_one: Draft) -> None:
     and the scope derived (100,000 rows take seconds to write), and decode the snapshot and the
     one it follows, which the report check decodes next (agent.exchange.recent_snapshots keeps
     them). A snapshot that does not decode is the report check's to say."""
-    agent.facts.flush()
+    agent.facts.flush(age=False)  # what was read stays for the next pairings' checks
     if recent_snapshots.installed() is None:  # nothing would keep what is decoded
         return
     try:
@@ -182,8 +182,10 @@ def pushed_meanwhile(push: Callable[[], T], meanwhile: Callable[[], None]) -> T:
     thread.start()
     try:
         meanwhile()
-    except Exception:
+    except Exception as e:
         thread.join()
+        if failure:
+            e.add_note(f"the push failed too: {failure[0]}")
         raise
     thread.join()  # an interrupt (KeyboardInterrupt) while waiting is not held back
     if failure:

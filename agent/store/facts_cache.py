@@ -8,8 +8,10 @@ Reads go to the database when asked, and what was read or derived stays in memor
 process uses it: a cycle reads its certificates in several passes (the sources, the stored
 inventory, its own and the peer's snapshots). What no pass asked for across two flushes is let
 go, so a daemon holds about one cycle's certificates. Writes wait in memory and are flushed
-together, in one transaction, where the agent says (end of collection, of cycle, close), never
-inside another transaction of the store: a flush that finds one open leaves them for the next.
+together, in one transaction, where the agent says (while a snapshot is pushed, at the end of
+the cycle, on close), never inside another transaction of the store: a flush that finds one
+open leaves them for the next. Only the cycle's end ages what was read (`age`): a cycle pushes
+once per pairing.
 Being a cache, it never fails its caller: a row it cannot use, or a database it cannot read or
 write, means deriving again.
 """
@@ -43,9 +45,9 @@ _ALL_FACTS = "SELECT sha256, facts FROM derived_facts"
 _ALL_CHECKS = "SELECT sha256, spki_sha256, signed, format FROM signature_checks"
 # A fresh process reads each table whole, once, when it has at most this many rows: one query
 # costs about a tenth of asking row by row (1.5 against 12 us a row), and a steady cycle asks
-# for nearly every row. The rows wait, as stored, until asked for or the second flush after
-# (the collection flushes before the scope checks ask theirs); beyond the bound (a few hundred MB
-# of text) it asks row by row.
+# for nearly every row. The rows wait, as stored, until asked for or the second ageing flush
+# after (a cycle's end: every pairing's scope and report checks ask theirs before); beyond the
+# bound (a few hundred MB of text) it asks row by row.
 BULK_MAX_ROWS = 250_000
 BULK_KEPT_FLUSHES = 2
 
@@ -120,22 +122,27 @@ class FactsCache:
             self._signed[(sha256, spki_sha256)] = signed
             self._checks.put((sha256, spki_sha256), signed)
 
-    def flush(self) -> None:
+    def flush(self, *, age: bool = True) -> None:
         """Write what was added since the last flush, in one transaction; unless called from
-        another thread or inside a transaction of the store, where it is left for the next."""
+        another thread or inside a transaction of the store, where it is left for the next.
+        With `age`, what was read and not asked for since the flush before is let go."""
         if threading.get_ident() != self._owner or self.store.db.conn.in_transaction:
             return
         with self._lock:
             infos, self._infos = self._infos, {}
             signed, self._signed = self._signed, {}
-            self._held.age()
-            self._checks.age()
-            self._bulk_flushes += 1
-            if self._bulk_flushes >= BULK_KEPT_FLUSHES:
-                self._facts_rows, self._check_rows = {}, {}
-                self._whole = False
+            if age:
+                self._age()
         if infos or signed:
             self._write(infos, signed)
+
+    def _age(self) -> None:
+        self._held.age()
+        self._checks.age()
+        self._bulk_flushes += 1
+        if self._bulk_flushes >= BULK_KEPT_FLUSHES:
+            self._facts_rows, self._check_rows = {}, {}
+            self._whole = False
 
     def _write(self, infos: dict[str, CertInfo], signed: dict[tuple[str, str], bool]) -> None:
         facts = [(sha256, facts_json(info)) for sha256, info in infos.items()]
