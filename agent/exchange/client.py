@@ -182,7 +182,8 @@ class ExchangeClient:
     def peer_has_snapshot(self, pairing: str) -> bool:
         """Whether the server holds a snapshot of the peer in `pairing`, without receiving it:
         the call ends once its first chunk came (a first snapshot at 100,000 certificates is
-        60 MB, to learn only that it exists). Nothing received is trusted or kept."""
+        60 MB to send and compress, to learn only that it exists; the server still reads it
+        from its store). Nothing received is trusted or kept."""
         request = pb.FetchSnapshotRequest(pairing=pairing)
 
         def first_chunk() -> bool:

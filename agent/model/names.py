@@ -1,13 +1,14 @@
 """A certificate's names read straight from their DER, as `cryptography` would spell them.
 
-`cryptography` builds a Python object for every attribute of a name before it can format it:
-for a CA certificate that is a third of parsing it (issue 13). Almost every name in a CA
-certificate is a sequence of single-valued RDNs holding UTF8String, PrintableString or
-IA5String text, and for those the RFC 4514 string and the organizationName values are read
-here from the bytes. Anything else (multi-valued RDNs, other string types, text outside its
-type's alphabet) is answered None, and the caller asks `cryptography`: this module never
-decides a name `cryptography` would spell differently. tests/test_names.py holds both ways
-equal on every real certificate in the fixtures and on generated names.
+`cryptography` builds a Python object for every attribute of a name before it can format it.
+For a CA certificate that was about a sixth of parsing it: a parse takes 53 us instead of 63
+when the names are read here (issue 13). Almost every name in a CA certificate is a sequence
+of single-valued RDNs holding UTF8String, PrintableString or IA5String text, and for those
+the RFC 4514 string and the organizationName values are read here from the bytes. Anything
+else (multi-valued RDNs, other string types, text outside its type's alphabet) is answered
+None, and the caller asks `cryptography`: this module never decides a name `cryptography`
+would spell differently. tests/test_names.py holds both ways equal on every real certificate
+in the fixtures and on generated names.
 
 Only DER that `cryptography` already loaded as a certificate is read here, so its structure
 has been checked; a shape this module does not expect is still answered None, never raised.

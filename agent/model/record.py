@@ -1,7 +1,8 @@
 """The certificate record (DESIGN §3): what every part of invsync knows about one CA certificate.
 
 Identity is the SHA-256 of the DER certificate, as 64 uppercase hex digits (CCADB's spelling).
-Everything derived from the certificate is computed here, once, with `cryptography`; the party's
+Everything derived from the certificate is computed here, once, with `cryptography` (the names
+read from their DER where agent.model.names spells them as `cryptography` does); the party's
 view (operator, lifecycle, revocation) and provenance travel beside it.
 """
 
@@ -277,7 +278,7 @@ class _Name(NamedTuple):
 
 def _names(cert: x509.Certificate, der: bytes) -> tuple[_Name, _Name]:
     """The issuer's and the subject's name: read from the DER where agent.model.names reads
-    them (most CA certificates; a third of the parse when cryptography builds them), else from
+    them (most CA certificates; a sixth of the parse when cryptography builds them), else from
     cryptography's objects. Both ways give the same values (tests/test_names.py)."""
     try:
         issuer_der, subject_der = issuer_and_subject(der)
