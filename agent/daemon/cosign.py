@@ -93,6 +93,8 @@ def _first_report(
     except InvsyncError:
         watch_log(agent, pairing)  # a failed report call does not skip the watch
         raise
+    if found is not None:
+        agent.checker.prefetch_peer(pairing, found[0])
     watch_log(agent, pairing)
     return found
 

@@ -23,7 +23,7 @@ from invsync.agent.config.settings import AgentConfig, PairingConfig
 from invsync.agent.daemon.log_watch import LogWatch
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
-from invsync.agent.errors import ReportError
+from invsync.agent.errors import InvsyncError, ReportError
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope
@@ -216,6 +216,21 @@ class ReportCheck:
             full = snapshot.full if snapshot.header.delta else b""
             self.store.keep_peer_snapshot(pairing.name, version, env, self.clock(), full)
         return snapshot
+
+    def prefetch_peer(self, pairing: PairingConfig, report: Envelope) -> None:
+        """Fetch the peer's snapshot that `report` (verified by the trusted state) names, ahead
+        of its check, unless it came with the report or is kept here: the log watch in between
+        then names it as held, and its log entry comes without it
+        (`ExchangeClient.prefetch_peer_snapshot`). Nothing fetched is trusted before the check
+        verifies it; a failure here is the check's to report, when it fetches again."""
+        try:
+            peer = getattr(parse_report_body(report.payload), other_role(pairing.role))
+            base = self.store.peer_base_digest(pairing.name)
+            if peer.version == 0 or peer.digest == base:
+                return
+            self.client.prefetch_peer_snapshot(pairing.name, peer.version, bytes.fromhex(base))
+        except InvsyncError:
+            return
 
     def _fetch_with_base(self, pairing: str, version: int) -> Served:
         """The peer's snapshot from the server, offering the latest one kept here as the base

@@ -61,6 +61,9 @@ REPORTS_REMEMBERED = 8
 # Snapshots pushed whose payloads are kept: the log watch after a push reads it back. One: a
 # daemon holds the last payload it pushed until the next push (a delta, once steady).
 PUSHES_REMEMBERED = 1
+# Peer snapshots fetched, named as held to the log calls that follow (their entries then come
+# without them): the one a report check compares, and the one before it.
+FETCHES_REMEMBERED = 2
 # Without an `invsync-rule` trailer (an older or foreign server), these statuses still say the
 # server read the request and said no: retrying the same request cannot help. With the trailer,
 # the rule alone decides (agent.exchange.rejections holds the one status table).
@@ -122,6 +125,7 @@ class ExchangeClient:
         self._pushed: dict[str, bytes] = {}
         # The peer snapshot that came with the last report, by (pairing, version, base).
         self._attached: dict[tuple[str, int, bytes], Served] = {}
+        self._fetched: dict[str, bytes] = {}  # peer payloads fetched, by SHA-256 (hex)
         # The checkpoint note that came with the last report call, for the log watch it was
         # asked for (see `report`): answered once, to the same ask, before any other report call.
         self._log_note: tuple[LogAsk, bytes] | None = None
@@ -172,12 +176,25 @@ class ExchangeClient:
         if attached is not None:
             return attached
         request = pb.FetchSnapshotRequest(pairing=pairing, version=version, base_sha256=base_sha256)
-        return self._call(
+        served = self._call(
             "FetchSnapshot",
             lambda: served_from_chunks(
                 self.stub.FetchSnapshot(request, timeout=self.timeout), self.max_snapshot_bytes
             ),
         )
+        self._fetched[hashlib.sha256(served.payload).hexdigest()] = served.payload
+        while len(self._fetched) > FETCHES_REMEMBERED:
+            del self._fetched[next(iter(self._fetched))]
+        return served
+
+    def prefetch_peer_snapshot(self, pairing: str, version: int, base_sha256: bytes = b"") -> None:
+        """Fetch the peer's snapshot now, for the `fetch_peer_snapshot` call with the same
+        arguments that follows, and name it as held to the log calls in between: its log entry
+        then comes without it (a first snapshot is 60 MB at 100,000 certificates). Nothing is
+        checked here: the later fetch is verified by its caller like any other."""
+        key = (pairing, version, base_sha256)
+        if key not in self._attached:  # it came with the report
+            self._attached[key] = self.fetch_peer_snapshot(pairing, version, base_sha256)
 
     def peer_has_snapshot(self, pairing: str) -> bool:
         """Whether the server holds a snapshot of the peer in `pairing`, without receiving it:
@@ -357,13 +374,16 @@ class ExchangeClient:
 
     def _held(self) -> list[str]:
         """The SHA-256 of each payload `_payload_of` answers, as a request names them."""
-        return [*self._reports, *self._pushed]
+        return [*self._reports, *self._pushed, *self._fetched]
 
     def _payload_of(self, digest: str) -> bytes | None:
-        """A payload held here by its SHA-256 (hex): a report's body (the id is its digest) or
-        a snapshot pushed (agent.exchange.elision puts it back into log entries)."""
+        """A payload held here by its SHA-256 (hex): a report's body (the id is its digest), a
+        snapshot pushed or a peer's fetched (agent.exchange.elision puts it back into log
+        entries)."""
         held = self._reports.get(digest)
-        return held.envelope.payload if held is not None else self._pushed.get(digest)
+        if held is not None:
+            return held.envelope.payload
+        return self._pushed.get(digest) or self._fetched.get(digest)
 
     def sign_report(
         self,

@@ -4,10 +4,15 @@ has, and at 100,000 certificates its first snapshot is 60 MB the agent does not 
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from invsync.agent.daemon.cycle import Agent
 from invsync.agent.daemon.report_check import PeerArrived
 from invsync.agent.exchange.client import Refused
+from invsync.agent.exchange.snapshot import decode_header
+from invsync.v1 import invsync_pb2 as pb
 from tests.integration.conftest import DEMO_PAIRING, Federation, make_agent, pairing_of
 
 pytestmark = pytest.mark.integration
@@ -56,3 +61,26 @@ def test_a_report_saying_the_peer_sent_nothing_is_refused_once_it_has(
     finally:
         secom.close()
         jprs.close()
+
+
+def test_a_prefetched_peer_snapshot_is_fetched_once_and_named_as_held(
+    agents: dict[str, Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetched before the log watch, the peer's snapshot is what the check's fetch gets, and
+    the log calls in between name it as held (its entry then comes without it)."""
+    client = agents["secom"].client
+    calls: list[pb.FetchSnapshotRequest] = []
+    real = client.stub.FetchSnapshot
+
+    def counted(request: pb.FetchSnapshotRequest, timeout: float) -> object:
+        calls.append(request)
+        return real(request, timeout=timeout)
+
+    monkeypatch.setattr(client.stub, "FetchSnapshot", counted)
+    client.prefetch_peer_snapshot(DEMO_PAIRING, 1)
+    served = client.fetch_peer_snapshot(DEMO_PAIRING, 1)
+    assert len(calls) == 1 and decode_header(served.payload).party == "jprs"
+    digest = hashlib.sha256(served.payload).hexdigest()
+    assert digest in client._held() and client._payload_of(digest) == served.payload
+    assert len(client.fetch_peer_snapshot(DEMO_PAIRING, 1).payload) > 0  # fetched again
+    assert len(calls) == 2
