@@ -279,16 +279,25 @@ def test_the_agent_installs_its_cache_and_flushes_it_after_the_cycle_and_on_clos
     assert (late.sha256,) in _rows(agent.config.database, kept)
 
 
-def test_a_process_reads_the_table_whole_once_and_lets_go_what_two_flushes_did_not_use(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
-) -> None:
-    db = tmp_path / "agent.db"
+@contextmanager
+def _second_process(
+    db: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> Iterator[tuple[FactsCache, list[CertInfo], list[str]]]:
+    """DERS' facts kept by one process; the next one's cache, what was kept, and each row it
+    then asks for one by one (none answered: the table read whole must serve)."""
     with _process(db, monkeypatch):
         kept = [parse_certificate(der) for der in DERS]
     parses.clear()
     with _process(db, monkeypatch) as cache:
         reads: list[str] = []
         monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+        yield cache, kept, reads
+
+
+def test_a_process_reads_the_table_whole_once_and_lets_go_what_two_flushes_did_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parses: list[bytes]
+) -> None:
+    with _second_process(tmp_path / "agent.db", monkeypatch, parses) as (cache, kept, reads):
         first = cache.info(kept[0].sha256, kept[0].der)
         assert first == kept[0] and reads == []  # from the table read whole
         cache.flush()
@@ -324,13 +333,7 @@ def test_flushes_while_pushing_keep_what_was_read_whole_for_the_next_pairings(
     """A cycle pushes once per pairing, each push flushing what was derived (`age=False`):
     the rows read whole stay until the cycle's end ages them, or each later pairing's checks
     would ask row by row."""
-    db = tmp_path / "agent.db"
-    with _process(db, monkeypatch):
-        kept = [parse_certificate(der) for der in DERS]
-    parses.clear()
-    with _process(db, monkeypatch) as cache:
-        reads: list[str] = []
-        monkeypatch.setattr(cache, "_read", lambda sql, *params: reads.append(params[0]))
+    with _second_process(tmp_path / "agent.db", monkeypatch, parses) as (cache, kept, reads):
         assert cache.info(kept[0].sha256, kept[0].der) == kept[0]
         for _ in range(5):  # five pairings pushed
             cache.flush(age=False)
