@@ -95,23 +95,27 @@ class ReportMaker:
         """Whether the pairing's latest report does not compare its parties' latest snapshots
         (or there is none yet while one side has pushed): what a start must reconcile, and the
         only case in which a push gets a report (`make_if_stale`)."""
-        spec = self.policy.pairings[pairing]
-        if all(self.store.last_accepted(p, pairing) is None for p in (spec.root, spec.subordinate)):
+        latest = self._latest_accepted(pairing)
+        if all(last == (0, "") for last in latest.values()):
             return False
         previous = self._latest(pairing)
-        return previous is None or not self.compares_latest(pairing, previous)
+        return previous is None or not _compares(previous, latest)
 
     def compares_latest(self, pairing: str, body: ReportBody) -> bool:
         """Whether `body` compares each party's latest accepted snapshot of the pairing (or
         names it absent while it has sent none): a waiting call asks it of the body it has
         parsed already (server.report_news)."""
+        return _compares(body, self._latest_accepted(pairing))
+
+    def _latest_accepted(self, pairing: str) -> dict[str, tuple[int, str]]:
+        """Each party's latest accepted snapshot of the pairing as a report names it: version
+        and payload SHA-256, (0, "") while it has sent none."""
         spec = self.policy.pairings[pairing]
-        named = {ref.party: (ref.version, ref.digest) for ref in (body.root, body.subordinate)}
+        latest = {}
         for party in (spec.root, spec.subordinate):
             last = self.store.last_accepted(party, pairing)
-            if named.get(party) != ((last.version, last.payload_sha256) if last else (0, "")):
-                return False
-        return True
+            latest[party] = (last.version, last.payload_sha256) if last else (0, "")
+        return latest
 
     def _make(self, pairing: str) -> str | None:
         """Reconcile and store a signed report; its id, or None while neither side has pushed.
@@ -254,3 +258,9 @@ def _same_report(
     return (
         previous.report_id if (previous.root, previous.subordinate, previous.as_of) == now else None
     )
+
+
+def _compares(body: ReportBody, latest: dict[str, tuple[int, str]]) -> bool:
+    """Whether `body` names each party's snapshot as `latest` has it."""
+    named = {ref.party: (ref.version, ref.digest) for ref in (body.root, body.subordinate)}
+    return all(named.get(party) == last for party, last in latest.items())
