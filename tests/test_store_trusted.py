@@ -168,7 +168,7 @@ def test_a_database_from_before_the_trusted_state_opens_with_an_empty_one(tmp_pa
     with AgentStore(path, create=False) as store:
         assert store.trusted_state(PAIRING) == TrustedState()
         names = [row[0] for row in store.db.execute("SELECT name FROM _migrations ORDER BY rowid")]
-    assert names[-1] == "m011_certificate_row_digests"
+    assert names == [migration.__name__ for migration in MIGRATIONS]
 
 
 def test_a_chain_reset_read_for_another_pairing_waits_in_the_database_until_applied(

@@ -82,6 +82,7 @@ class Agent:
         self.held = None
         self.facts.flush()
         self.recent.clear()  # decoded snapshots are for one cycle's report checks
+        self.store.forget_blobs()
 
     def close(self) -> None:
         self.recent.uninstall()

@@ -47,6 +47,7 @@ from invsync.agent.model.record import (
 )
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.db import Migration, open_database, transaction
+from invsync.agent.store.snapshot_blobs import SnapshotBlobs
 from invsync.agent.times import parse_rfc3339
 from invsync.agent.times import rfc3339 as _utc_text
 
@@ -204,6 +205,17 @@ def m011_certificate_row_digests(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE certificates ADD COLUMN row_digest TEXT")
 
 
+def m012_peer_snapshot_digests(db: sqlite_utils.Database) -> None:
+    """The SHA-256 of each kept peer snapshot's payload, as sent snapshots have had since the
+    first schema: a cycle reads a kept snapshot's blobs once under it (agent.store.snapshot_blobs),
+    and names the base it holds without reading the payload."""
+    db.execute("ALTER TABLE peer_snapshots ADD COLUMN payload_sha256 TEXT")
+    rows = db.execute("SELECT rowid, payload FROM peer_snapshots").fetchall()
+    for rowid, payload in rows:
+        digest = hashlib.sha256(bytes(payload)).hexdigest()
+        db.execute("UPDATE peer_snapshots SET payload_sha256 = ? WHERE rowid = ?", [digest, rowid])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -216,6 +228,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m009_whole_sets,
     m010_derived_facts,
     m011_certificate_row_digests,
+    m012_peer_snapshot_digests,
 )
 
 _CERT_COLUMNS = (
@@ -277,6 +290,12 @@ _SET_CHECKPOINT = (
     "UPDATE log_state SET checkpoint_size = ?, checkpoint_root = ?, checkpoint_note = ?,"
     " updated_at = ? WHERE id = 1 AND (checkpoint_size IS NULL OR checkpoint_size <= ?)"
 )
+_SENT, _PEER = "sent_snapshots", "peer_snapshots"
+_LATEST = "pairing = ? ORDER BY version DESC LIMIT 1"
+_KEEP_PEER = (
+    "INSERT OR REPLACE INTO peer_snapshots (pairing, version, payload_type, payload, signatures,"
+    " kept_at, full, payload_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_ROTATION = (
     "INSERT INTO peer_key_rotations (party, pairing, version, new_key, old_keys, accepted_at)"
     " VALUES (:party, :pairing, :version, :new_key, :old_keys, :accepted_at)"
@@ -327,10 +346,16 @@ class AgentStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self.db = open_database(path, MIGRATIONS, create=create)
+        self.blobs = SnapshotBlobs(self.db)
 
     def close(self) -> None:
         """Close the database connection."""
+        self.blobs.forget()
         self.db.close()
+
+    def forget_blobs(self) -> None:
+        """Let go of the snapshot blobs read or written so far (agent.store.snapshot_blobs)."""
+        self.blobs.forget()
 
     def __enter__(self) -> AgentStore:
         return self
@@ -456,11 +481,12 @@ class AgentStore:
                     self._set_sent(pairing, version)
                 return
             self.db.execute(_INSERT_SENT, row)
+        self.blobs.hold(_SENT, pairing, version, str(row["payload_sha256"]), payload, full)
 
     def pending_snapshot(self, pairing: str) -> SentSnapshot | None:
         """The snapshot built and pushed for `pairing` whose receipt has not arrived, or None."""
-        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 1 ORDER BY version"
-        return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+        where = "pairing = ? AND pending = 1 ORDER BY version"
+        return next((_sent(row) for row in self.blobs.rows(_SENT, where, [pairing])), None)
 
     def mark_sent(self, pairing: str, version: int) -> None:
         """The server's receipt for a pending snapshot arrived: it is now sent."""
@@ -611,11 +637,8 @@ class AgentStore:
 
     def latest_sent_snapshot(self, pairing: str) -> SentSnapshot | None:
         """The highest version sent (its receipt arrived) for `pairing`, or None."""
-        sql = (
-            "SELECT * FROM sent_snapshots WHERE pairing = ? AND pending = 0"
-            " ORDER BY version DESC LIMIT 1"
-        )
-        return next((_sent(row) for row in self._rows(sql, [pairing])), None)
+        where = "pairing = ? AND pending = 0 ORDER BY version DESC LIMIT 1"
+        return next((_sent(row) for row in self.blobs.rows(_SENT, where, [pairing])), None)
 
     def pushed_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
         """The snapshot built and pushed for `pairing` at `version`, sent or pending, or None."""
@@ -623,12 +646,12 @@ class AgentStore:
 
     def sent_snapshot(self, pairing: str, version: int) -> SentSnapshot | None:
         """The snapshot sent (its receipt arrived) for `pairing` at `version`, or None."""
-        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ? AND pending = 0"
-        return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+        where = "pairing = ? AND version = ? AND pending = 0"
+        return next((_sent(row) for row in self.blobs.rows(_SENT, where, [pairing, version])), None)
 
     def _snapshot_row(self, pairing: str, version: int) -> SentSnapshot | None:
-        sql = "SELECT * FROM sent_snapshots WHERE pairing = ? AND version = ?"
-        return next((_sent(row) for row in self._rows(sql, [pairing, version])), None)
+        where = "pairing = ? AND version = ?"
+        return next((_sent(row) for row in self.blobs.rows(_SENT, where, [pairing, version])), None)
 
     def _set_sent(self, pairing: str, version: int) -> None:
         sql = "UPDATE sent_snapshots SET pending = 0 WHERE pairing = ? AND version = ?"
@@ -646,65 +669,63 @@ class AgentStore:
     def peer_snapshot(self, pairing: str, version: int) -> Served | None:
         """The peer's snapshot `version` of `pairing` as kept by `keep_peer_snapshot`, with its
         whole set when a delta."""
-        rows = self._rows(
-            "SELECT * FROM peer_snapshots WHERE pairing = ? AND version = ?", [pairing, version]
-        )
+        rows = self.blobs.rows(_PEER, "pairing = ? AND version = ?", [pairing, version])
         return _served(rows[0]) if rows else None
 
     def peer_base(self, pairing: str) -> Base | None:
         """The latest peer snapshot kept whose whole set is known here: what the peer's next
         delta may build on."""
-        rows = self._rows(
-            "SELECT * FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 1",
-            [pairing],
-        )
+        rows = self.blobs.rows(_PEER, _LATEST, [pairing])
         if not rows:
             return None
         served = _served(rows[0])
         whole = served.full or (b"" if decode_header(served.payload).delta else served.payload)
-        digest = hashlib.sha256(served.payload).hexdigest()
-        return Base(digest, whole) if whole else None
+        return Base(rows[0]["payload_sha256"], whole) if whole else None
 
     def peer_base_digest(self, pairing: str) -> str:
         """`peer_base`'s payload SHA-256 (hex) alone, without reading its whole set; "" when
         there is none."""
-        row = self.db.execute(
-            "SELECT payload, full IS NOT NULL FROM peer_snapshots WHERE pairing = ?"
-            " ORDER BY version DESC LIMIT 1",
-            [pairing],
-        ).fetchone()
-        if row is None:
+        rows = self.blobs.rows(_PEER, _LATEST, [pairing])
+        if not rows:
             return ""
-        payload, has_full = bytes(row[0]), bool(row[1])
-        if not has_full and decode_header(payload).delta:
+        row = rows[0]
+        if row["full"] is None and decode_header(row["payload"]).delta:
             return ""
-        return hashlib.sha256(payload).hexdigest()
+        return str(row["payload_sha256"])
 
     def keep_peer_snapshot(
         self, pairing: str, version: int, env: Envelope, now: datetime, full: bytes = b""
     ) -> None:
         """Keep a peer snapshot just verified (with its whole set `full` if a delta), and only
-        the two latest of the pairing."""
+        the two latest of the pairing. One kept already as it is (read back from here to be
+        verified again) is not written again: its whole set is tens of megabytes."""
         signatures = _signatures_json([(s.keyid, s.sig) for s in env.signatures])
+        digest = hashlib.sha256(env.payload).hexdigest()
+        row = [pairing, version, env.payload_type, env.payload, signatures, rfc3339(now)]
         with transaction(self.db, f"{self.path}: cannot keep {pairing}'s peer snapshot"):
-            self.db.execute(
-                "INSERT OR REPLACE INTO peer_snapshots (pairing, version, payload_type, payload,"
-                " signatures, kept_at, full) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    pairing,
-                    version,
-                    env.payload_type,
-                    env.payload,
-                    signatures,
-                    rfc3339(now),
-                    full or None,
-                ],
-            )
+            if not self._kept_as(pairing, version, env.payload_type, digest, signatures, full):
+                self.db.execute(_KEEP_PEER, [*row, full or None, digest])
             self.db.execute(
                 "DELETE FROM peer_snapshots WHERE pairing = ? AND version NOT IN (SELECT version"
                 " FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 2)",
                 [pairing, pairing],
             )
+
+    def _kept_as(
+        self, pairing: str, version: int, kind: str, digest: str, signatures: str, full: bytes
+    ) -> bool:
+        """Whether the peer snapshot `version` is kept with this payload, these signatures and
+        a whole set (or needs none: `full` is empty)."""
+        row = self.db.execute(
+            "SELECT payload_type, payload_sha256, signatures, full IS NOT NULL FROM"
+            " peer_snapshots WHERE pairing = ? AND version = ?",
+            [pairing, version],
+        ).fetchone()
+        return (
+            row is not None
+            and tuple(row[:3]) == (kind, digest, signatures)
+            and (bool(row[3]) or not full)
+        )
 
     def record_rotation(self, rotation: Rotation, now: datetime) -> None:
         """Keep a peer's key rotation; the same one again is a no-op."""
