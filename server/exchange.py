@@ -37,6 +37,7 @@ from invsync.agent.exchange.rejections import (
     StreamTooLarge,
 )
 from invsync.agent.exchange.snapshot import from_chunks
+from invsync.agent.gc_pause import collector_paused
 from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
 from invsync.server import metrics
@@ -102,9 +103,10 @@ class Exchange:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
         verified: list[str] = []  # the pairing of a verified header, once there is one
         try:
-            env = from_chunks(chunks, self.max_snapshot_bytes)
-            with self._lock:
-                receipt = self._accept(tls_party, env, verified)
+            with collector_paused():  # decoding 100,000 records: agent.gc_pause
+                env = from_chunks(chunks, self.max_snapshot_bytes)
+                with self._lock:
+                    receipt = self._accept(tls_party, env, verified)
         except SnapshotRejected as e:
             party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
             pairing = verified[0] if verified else metrics.UNKNOWN

@@ -20,6 +20,7 @@ from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import decode_header, decode_payload
+from invsync.agent.gc_pause import collector_paused
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
     REPORT_PAYLOAD_TYPE,
@@ -123,6 +124,10 @@ class ReportMaker:
         While one side has pushed and the other has not, the report compares nothing and says
         so in its one finding (`never_sent`), so the silence shows on the schedule too.
         """
+        with collector_paused():  # both sides' records, decoded and compared: agent.gc_pause
+            return self._reconciled(pairing)
+
+    def _reconciled(self, pairing: str) -> str | None:
         spec = self.policy.pairings[pairing]
         root, sub = self._side(spec.root, pairing), self._side(spec.subordinate, pairing)
         if root.snapshot is None and sub.snapshot is None:

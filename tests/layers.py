@@ -3,7 +3,7 @@ tests/test_layering.py enforces them on the code, tests/test_architecture_doc.py
 
 from __future__ import annotations
 
-FOUNDATION = ("errors", "times", "files", "tomlconf", "kept")
+FOUNDATION = ("errors", "times", "files", "tomlconf", "kept", "gc_pause")
 AGENT_LAYERS = (
     "model",
     "telemetry",

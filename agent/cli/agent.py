@@ -17,6 +17,7 @@ from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.daemon.writing import CycleResult
 from invsync.agent.errors import ConfigError, InvsyncError, TransportError
 from invsync.agent.exchange.client import rejection_rule
+from invsync.agent.gc_pause import collector_paused
 from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry import metrics
 from invsync.agent.telemetry.logs import log_context
@@ -101,18 +102,20 @@ def _cycle_logged(agent: Agent, wait: float) -> None:
 
 
 def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
-    """One cycle over every pairing; each pairing's report as written."""
+    """One cycle over every pairing; each pairing's report as written. What the cycle held is
+    let go before the cycle collector, paused for it, runs again (agent.gc_pause)."""
     party = agent.config.party
-    try:
-        count = agent.collect()
-        click.echo(f"{party}: collected {count} certificates")
-        results = []
-        for pairing in agent.config.pairings.values():
-            with log_context(pairing=pairing.name, peer=pairing.peer):
-                results.append(_pairing_cycle(agent, pairing, wait))
-        return results
-    finally:  # a failed cycle too: a daemon lives on, or is killed
-        agent.end_cycle()
+    with collector_paused():
+        try:
+            count = agent.collect()
+            click.echo(f"{party}: collected {count} certificates")
+            results = []
+            for pairing in agent.config.pairings.values():
+                with log_context(pairing=pairing.name, peer=pairing.peer):
+                    results.append(_pairing_cycle(agent, pairing, wait))
+            return results
+        finally:  # a failed cycle too: a daemon lives on, or is killed
+            agent.end_cycle()
 
 
 def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> CycleResult:

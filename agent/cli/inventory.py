@@ -26,6 +26,7 @@ from invsync.agent.cli.options import (
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.files import write_atomically
+from invsync.agent.gc_pause import collector_paused
 from invsync.agent.inventory.assemble import Assembled
 from invsync.agent.inventory.attribution import Attribution
 from invsync.agent.inventory.collect import collect
@@ -118,7 +119,12 @@ def import_command(
     """
     path = _database(db, config)
     cap = max_source_bytes or (load_agent_config(config).max_source_bytes if config else None)
-    with _removed_if_failed(path), source_size_cap(cap), AgentStore(path) as store:
+    with (
+        collector_paused(),  # agent.gc_pause: tens of thousands of records built and kept
+        _removed_if_failed(path),
+        source_size_cap(cap),
+        AgentStore(path) as store,
+    ):
         now = datetime.now(UTC)
         ctx = SourceContext(
             now=now,

@@ -9,6 +9,7 @@ import click
 from invsync.agent.cli.entry import EXIT_FINDINGS, EXIT_OK
 from invsync.agent.cli.options import audit_options, format_option, max_source_bytes_option
 from invsync.agent.cli.types import RfcTime
+from invsync.agent.gc_pause import collector_paused
 from invsync.agent.inventory.by_fingerprint import OfflineSide
 from invsync.agent.inventory.offline import PublicSources, compared_sides
 from invsync.agent.model.bundle import SourceContext
@@ -89,11 +90,14 @@ def reconcile_command(
         now=at, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
     )
     public = PublicSources(ccadb, crl, audit_scope)
-    with source_size_cap(max_source_bytes):
-        root_side, sub_side = compared_sides(root_sources, sub_sources, public, ctx)
-    _notes("--root", root_side)
-    _notes("--subordinate", sub_side)
-    findings = reconcile(Side("root", root_side.records), Side("subordinate", sub_side.records), at)
+    with collector_paused():  # agent.gc_pause: both lists' records built and compared
+        with source_size_cap(max_source_bytes):
+            root_side, sub_side = compared_sides(root_sources, sub_sources, public, ctx)
+        _notes("--root", root_side)
+        _notes("--subordinate", sub_side)
+        findings = reconcile(
+            Side("root", root_side.records), Side("subordinate", sub_side.records), at
+        )
     inputs = {"root": inputs_summary(root_side), "subordinate": inputs_summary(sub_side)}
     if fmt != "json":
         for side, counts in inputs.items():

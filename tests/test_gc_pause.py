@@ -1,0 +1,83 @@
+"""The cycle collector paused over large work, and run once when the last pause ends."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from invsync.agent.gc_pause import collector_paused
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def _cycle() -> weakref.ref[_Node]:
+    """A reference cycle nobody holds, which only the cycle collector frees."""
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture(autouse=True)
+def _collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_the_collector_is_off_within_and_collects_what_was_left_at_the_end() -> None:
+    with collector_paused():
+        assert not gc.isenabled()
+        garbage = _cycle()
+        for _ in range(100_000):  # far past every generation's allocation threshold
+            _Node()
+        assert garbage() is not None
+    assert gc.isenabled()
+    assert garbage() is None
+
+
+def test_pauses_nest_and_the_last_one_ends_it() -> None:
+    with collector_paused():
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_an_error_ends_the_pause_too() -> None:
+    with pytest.raises(RuntimeError, match="boom"), collector_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+
+
+def test_a_collector_the_caller_disabled_stays_disabled() -> None:
+    gc.disable()
+    with collector_paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_pauses_overlapping_across_threads_end_with_the_last() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with collector_paused():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    with collector_paused():
+        thread.start()
+        assert entered.wait(10)
+    assert not gc.isenabled()  # the other thread's pause still holds
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
