@@ -49,6 +49,8 @@ class Draft:
     announces: bool  # it announces our next signing key
     full: bytes  # its whole set: `payload` itself unless a delta on `last`
     last_whole: bytes | None  # `last`'s whole set, None if unknown here (SentSnapshot.whole)
+    # Held so that decoding the payload shares them (Built.decoded), until the report check.
+    decoded: tuple[CertRecord, ...] = ()
 
     @property
     def delta(self) -> bool:
@@ -97,7 +99,15 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         base=last_whole,
     )
     return Draft(
-        last, built.payload, version, expires_at, keys, bool(announce), built.full, last_whole
+        last,
+        built.payload,
+        version,
+        expires_at,
+        keys,
+        bool(announce),
+        built.full,
+        last_whole,
+        built.decoded,
     )
 
 

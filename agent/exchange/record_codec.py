@@ -129,6 +129,44 @@ def _shared_source(msg: pb.SourceRef, where: str, index: int) -> SourceRef:
     return source
 
 
+def wire_view(record: CertRecord) -> CertRecord | None:
+    """`record_from_pb(record_to_pb(record), i)` made without encoding and decoding, for a
+    record of the common shape: no revocation, public view, audit scope or revocation evidence,
+    and a known lifecycle or none. None for any other record, which is decoded instead.
+
+    What the wire keeps of such a record: its certificate (the CertInfo alive for its DER, as
+    `parse_certificate` gives it), operator and lifecycle with "" read as None, attribution, and
+    each source without its last sighting (taken as its first, in UTC). A test holds this equal
+    to the round trip on generated records."""
+    if (
+        record.revocation is not None
+        or record.disclosure is not None
+        or record.audit_scope
+        or record.revocation_evidence
+        or (record.lifecycle and record.lifecycle not in LIFECYCLES)
+    ):
+        return None
+    return CertRecord(
+        info=record.info,
+        operator=record.operator or None,
+        lifecycle=record.lifecycle or None,
+        sources=tuple([_wire_source(s) for s in record.sources]),
+        attribution=record.attribution,
+    )
+
+
+def _wire_source(source: SourceRef) -> SourceRef:
+    key = (source.kind, source.location, _utc_key(source.first_seen))
+    sent = _WIRE_SOURCES.get(key)
+    if sent is None:
+        first = source.first_seen.astimezone(UTC).replace(fold=0)  # as a Timestamp decodes
+        sent = _WIRE_SOURCES.keep(key, SourceRef(source.kind, source.location, first, first))
+    return sent
+
+
+_WIRE_SOURCES: Kept[tuple[str, str, object], SourceRef] = Kept()
+
+
 def revocation_to_pb(revocation: Revocation) -> pb.Revocation:
     return pb.Revocation(
         revoked_at=timestamp(revocation.revoked_at),

@@ -27,12 +27,13 @@ from invsync.agent.errors import bounded
 from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.merkle import records_digest, records_root, records_root_of
+from invsync.agent.exchange.merkle import records_digest, records_root_of
 from invsync.agent.exchange.record_codec import (
     from_timestamp,
     record_from_pb,
     record_to_pb,
     timestamp,
+    wire_view,
 )
 from invsync.agent.exchange.rejections import (
     DigestMismatchError,
@@ -63,6 +64,10 @@ class Built:
 
     payload: bytes
     full: bytes
+    # Records as decoding the payload gives them, made from the records it was built from
+    # (`record_codec.wire_view`): while they are held, decoding shares them instead of
+    # decoding each record again (the agent decodes its own snapshot for the report check).
+    decoded: tuple[CertRecord, ...] = ()
 
     @property
     def delta(self) -> bool:
@@ -135,6 +140,7 @@ def build_snapshot(
     ordered = sorted(records, key=lambda r: r.sha256)
     _refuse_duplicates(ordered)
     entries = [(bytes.fromhex(r.sha256), _serialized(r)) for r in ordered]
+    digests = [hashlib.sha256(data).digest() for _, data in entries]
     header = pb.SnapshotHeader(
         party=party,
         pairing=pairing,
@@ -151,14 +157,28 @@ def build_snapshot(
         next_signing_key=next_signing_key,
         log_checkpoint=log_checkpoint,
         delta=base is not None,
-        records_root=records_root(entries),
+        records_root=records_root_of(zip((i for i, _ in entries), digests, strict=True)),
     )
     header_bytes = header.SerializeToString(deterministic=True)
     full = delta.full_form(header_bytes, (data for _, data in entries))
+    decoded = _shared_views(ordered, digests)
     if base is None:
-        return Built(full, full)
+        return Built(full, full, decoded)
     changed, removed = delta.changes(entries, delta.record_map(base))
-    return Built(delta.delta_form(header_bytes, changed, removed), full)
+    return Built(delta.delta_form(header_bytes, changed, removed), full, decoded)
+
+
+def _shared_views(
+    records: Sequence[CertRecord], digests: Sequence[bytes]
+) -> tuple[CertRecord, ...]:
+    """Each record's wire view, where it has one, shared with decoders by its bytes' SHA-256."""
+    views = []
+    with _ALIVE_LOCK:
+        for record, digest in zip(records, digests, strict=True):
+            view = wire_view(record)
+            if view is not None:
+                views.append(_ALIVE.setdefault(digest, view))
+    return tuple(views)
 
 
 def _serialized(record: CertRecord) -> bytes:

@@ -1,0 +1,130 @@
+"""A record's wire view is exactly what decoding its serialized bytes gives (issue 13).
+
+The agent builds its own snapshot's decoded records from the records it serialized instead of
+decoding them again (`record_codec.wire_view`, shared through `snapshot.Built.decoded`). The
+report it co-signs must be the server's byte for byte, and the server decodes: so the view must
+equal the decoding on every record it is made for, field by field and in its text.
+"""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invsync.agent.exchange import recent_snapshots
+from invsync.agent.exchange.record_codec import record_from_pb, record_to_pb, wire_view
+from invsync.agent.exchange.snapshot import build_snapshot, decode_payload
+from invsync.agent.model.record import LIFECYCLES, CertRecord, Revocation, SourceRef
+from invsync.agent.sources.pem import load_pem_file
+from invsync.v1 import invsync_pb2 as pb
+from tests.paths import SECOM_JPRS
+
+T0 = datetime(2021, 3, 10, tzinfo=UTC)
+INFOS = [r.info for r in load_pem_file(SECOM_JPRS / "jprs_intermediates_all_generations.pem", T0)]
+
+# Text protobuf can carry (no lone surrogates), as a source reader could hand it over.
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=9)), timezone(timedelta(hours=-3, minutes=-30))]
+)
+_times = st.builds(
+    lambda at, zone: at.replace(tzinfo=UTC).astimezone(zone),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    _zones,
+)
+_sources = st.builds(SourceRef, _text, _text, _times, _times)
+_maybe_text = st.one_of(st.none(), st.just(""), _text)
+_lifecycles = st.one_of(st.none(), st.just(""), st.sampled_from(sorted(LIFECYCLES)), _text)
+_records = st.builds(
+    CertRecord,
+    info=st.sampled_from(INFOS),
+    operator=_maybe_text,
+    lifecycle=_lifecycles,
+    sources=st.lists(_sources, max_size=3).map(tuple),
+    attribution=_text,
+    revocation=st.one_of(
+        st.none(), st.builds(Revocation, _times, st.just("superseded"), _text, st.just(""))
+    ),
+)
+
+
+def _decoded(record: CertRecord) -> CertRecord | None:
+    """The record as a snapshot's reader decodes it; None when its reader refuses it."""
+    data = record_to_pb(record).SerializeToString(deterministic=True)
+    try:
+        return record_from_pb(pb.Record.FromString(data), 0)
+    except ValueError:
+        return None
+
+
+@given(_records)
+def test_a_wire_view_is_the_decoded_record(record: CertRecord) -> None:
+    view, decoded = wire_view(record), _decoded(record)
+    if view is None:  # made only for the common shape; any other record is decoded
+        assert record.revocation is not None or (
+            record.lifecycle and record.lifecycle not in LIFECYCLES
+        )
+        return
+    assert decoded is not None
+    assert view == decoded
+    assert repr(view) == repr(decoded)  # times in the same zone, values of the same types
+
+
+def test_the_common_shape_has_a_view_and_every_other_one_is_decoded() -> None:
+    source = SourceRef("pem", "ca.pem", T0, T0 + timedelta(days=3))
+    plain = CertRecord(INFOS[0], "jprs", "in-use", sources=(source,))
+    assert wire_view(plain) == CertRecord(
+        INFOS[0], "jprs", "in-use", sources=(SourceRef("pem", "ca.pem", T0, T0),)
+    )
+    revoked = CertRecord(INFOS[0], revocation=Revocation(T0, "superseded", "log:1"))
+    assert wire_view(revoked) is None
+    assert wire_view(CertRecord(INFOS[0], lifecycle="retired-ish")) is None
+
+
+def test_decoding_an_own_snapshot_shares_its_views_and_equals_a_fresh_decode() -> None:
+    assert recent_snapshots.installed() is None  # else a decode could be answered from it
+    records = [
+        CertRecord(info, "jprs", "in-use", sources=(SourceRef("pem", f"{i}.pem", T0, T0),))
+        for i, info in enumerate(INFOS)
+    ]
+    built = build_snapshot(
+        party="jprs",
+        pairing="secom-jprs",
+        role="subordinate",
+        version=1,
+        issued_at=T0,
+        expires_at=T0 + timedelta(days=1),
+        records=records,
+    )
+    assert len(built.decoded) == len(records)
+    shared = decode_payload(built.payload)
+    assert all(a is b for a, b in zip(shared.records, built.decoded, strict=True))
+    payload, kept = built.payload, [repr(r) for r in shared.records]
+    del built, shared
+    gc.collect()
+    fresh = decode_payload(payload)  # nothing shared is alive: every record decoded
+    assert [repr(r) for r in fresh.records] == kept
+
+
+def test_a_snapshot_of_records_without_views_decodes_them() -> None:
+    revoked = [
+        CertRecord(info, revocation=Revocation(T0, "superseded", f"log:{i}"))
+        for i, info in enumerate(INFOS)
+    ]
+    built = build_snapshot(
+        party="jprs",
+        pairing="secom-jprs",
+        role="subordinate",
+        version=1,
+        issued_at=T0,
+        expires_at=T0 + timedelta(days=1),
+        records=revoked,
+    )
+    assert built.decoded == ()
+    decoded = decode_payload(built.payload)
+    assert sorted(r.revocation.source for r in decoded.records if r.revocation) == sorted(
+        f"log:{i}" for i in range(len(INFOS))
+    )
