@@ -4,11 +4,20 @@ against this form, so a difference would refuse good snapshots or let another en
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invsync.agent.exchange.delta import accepted_header, delta_form, full_form, read_parts
+from invsync.agent.exchange.delta import (
+    accepted_header,
+    changes,
+    delta_form,
+    full_form,
+    read_parts,
+    record_map,
+)
 from invsync.agent.exchange.rejections import MalformedSnapshot
 from invsync.v1 import invsync_pb2 as pb
 
@@ -84,3 +93,39 @@ def test_any_bytes_give_a_header_or_a_malformed_snapshot(data: bytes) -> None:
 def test_a_payload_without_a_header_first_is_malformed(data: bytes, message: str) -> None:
     with pytest.raises(MalformedSnapshot, match=message):
         accepted_header(data)
+
+
+# Records over a few certificates, so that sets share, change and drop some of them.
+_DERS = [bytes([i]) * (i + 1) for i in range(6)]
+_sets = st.dictionaries(
+    st.sampled_from(_DERS), st.sampled_from(["", "secom", "jprs"]), max_size=len(_DERS)
+)
+
+
+def _entries(records: dict[bytes, str]) -> list[tuple[bytes, bytes]]:
+    encoded = [
+        (hashlib.sha256(der).digest(), pb.Record(certificate_der=der, operator=op))
+        for der, op in records.items()
+    ]
+    return sorted(
+        (identity, msg.SerializeToString(deterministic=True)) for identity, msg in encoded
+    )
+
+
+@given(_sets, _sets)
+def test_the_changes_on_a_base_are_those_of_its_record_map(
+    base: dict[bytes, str], current: dict[bytes, str]
+) -> None:
+    base_full = full_form(b"", (data for _, data in _entries(base)))
+    entries = _entries(current)
+    by_identity = record_map(base_full)
+    expected_changed = [data for identity, data in entries if by_identity.get(identity) != data]
+    kept = {identity for identity, _ in entries}
+    expected_removed = sorted(identity for identity in by_identity if identity not in kept)
+    assert changes(entries, base_full) == (expected_changed, expected_removed)
+
+
+def test_a_delta_is_no_base() -> None:
+    with pytest.raises(MalformedSnapshot, match="base removes records: it is a delta"):
+        header = pb.SnapshotHeader(delta=True).SerializeToString()
+        changes([], delta_form(header, [], [b"\x00" * 32]))

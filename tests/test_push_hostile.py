@@ -63,13 +63,15 @@ def test_a_refused_push_decodes_nothing(
     rig = make_rig(tmp_path / "server.db", keys)
     try:
         good = sign_snapshot(payload(records), keys.jprs)
+        strangers = sign_snapshot(good.payload, keys.stranger)
+        parses.clear()  # building a payload reads its header into the snapshot it decodes to
         before = _rejected("jprs", metrics.UNKNOWN, "bad-signature")
         with pytest.raises(rej.BadSignatureError):
             rig.push(_bad_signature(good), "jprs")
         assert _rejected("jprs", metrics.UNKNOWN, "bad-signature") == before + 1
         before = _rejected("jprs", metrics.UNKNOWN, "untrusted-signer")
         with pytest.raises(rej.UntrustedSignerError):
-            rig.push(sign_snapshot(payload(records), keys.stranger), "jprs")
+            rig.push(strangers, "jprs")
         assert _rejected("jprs", metrics.UNKNOWN, "untrusted-signer") == before + 1
         assert parses == []
         assert rig.snapshots() == 0

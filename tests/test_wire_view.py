@@ -16,13 +16,15 @@ from hypothesis import strategies as st
 
 from invsync.agent.exchange import recent_snapshots
 from invsync.agent.exchange.record_codec import record_from_pb, record_to_pb, wire_view
-from invsync.agent.exchange.snapshot import build_snapshot, decode_payload
-from invsync.agent.model.record import LIFECYCLES, CertRecord, Revocation, SourceRef
+from invsync.agent.exchange.snapshot import Built, build_snapshot, decode_payload
+from invsync.agent.model.record import LIFECYCLES, CertInfo, CertRecord, Revocation, SourceRef
+from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.sources.pem import load_pem_file
 from invsync.v1 import invsync_pb2 as pb
 from tests.paths import SECOM_JPRS
 
 T0 = datetime(2021, 3, 10, tzinfo=UTC)
+T1 = T0 + timedelta(days=2)
 INFOS = [r.info for r in load_pem_file(SECOM_JPRS / "jprs_intermediates_all_generations.pem", T0)]
 
 # Text protobuf can carry (no lone surrogates), as a source reader could hand it over.
@@ -128,3 +130,44 @@ def test_a_snapshot_of_records_without_views_decodes_them() -> None:
     assert sorted(r.revocation.source for r in decoded.records if r.revocation) == sorted(
         f"log:{i}" for i in range(len(INFOS))
     )
+
+
+def _built(records: list[CertRecord], version: int = 1, base: bytes | None = None) -> Built:
+    return build_snapshot(
+        party="jprs",
+        pairing="secom-jprs",
+        role="subordinate",
+        version=version,
+        issued_at=T0,
+        expires_at=T0 + timedelta(days=1),
+        records=records,
+        base=base,
+    )
+
+
+def _plain(infos: list[CertInfo], where: str) -> list[CertRecord]:
+    return [CertRecord(i, "jprs", sources=(SourceRef("pem", where, T0, T1),)) for i in infos]
+
+
+def _seen(snapshot: Snapshot | None) -> tuple[object, ...]:
+    assert snapshot is not None
+    return (snapshot.header, [repr(r) for r in snapshot.records], snapshot.payload_sha256,
+            snapshot.full)  # fmt: skip
+
+
+def test_a_built_snapshot_is_the_one_its_payload_decodes_to_full_or_delta() -> None:
+    first = _built(_plain(INFOS, "a.pem"))
+    second = _built(_plain(INFOS[1:], "a.pem") + _plain(INFOS[:1], "b.pem"), 2, first.full)
+    assert second.delta
+    built = [_seen(first.snapshot), _seen(second.snapshot)]
+    wire = [(first.payload, b""), (second.payload, second.full)]
+    del first, second
+    gc.collect()  # no view alive: the decodes below decode every record
+    assert [_seen(decode_payload(payload, full=full)) for payload, full in wire] == built
+
+
+def test_a_snapshot_with_a_record_without_a_view_is_left_to_decode() -> None:
+    records = _plain(INFOS[1:], "a.pem")
+    records.append(CertRecord(INFOS[0], revocation=Revocation(T0, "superseded", "log:1")))
+    built = _built(records)
+    assert built.snapshot is None and len(built.decoded) == len(INFOS) - 1

@@ -29,7 +29,7 @@ from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_snapshot, decode_payload
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
 from invsync.agent.model.record import CertRecord
-from invsync.agent.model.snapshot import ROOT
+from invsync.agent.model.snapshot import ROOT, Snapshot
 from invsync.agent.store.agent_store import SentSnapshot
 from invsync.agent.telemetry import metrics
 
@@ -51,6 +51,7 @@ class Draft:
     last_whole: bytes | None  # `last`'s whole set, None if unknown here (SentSnapshot.whole)
     # Held so that decoding the payload shares them (Built.decoded), until the report check.
     decoded: tuple[CertRecord, ...] = ()
+    snapshot: Snapshot | None = None  # the payload decoded, when the build could tell (Built)
 
     @property
     def delta(self) -> bool:
@@ -108,6 +109,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         built.full,
         last_whole,
         built.decoded,
+        built.snapshot,
     )
 
 
@@ -164,10 +166,14 @@ def _meanwhile(agent: AgentParts, next_one: Draft) -> None:
     one it follows, which the report check decodes next (agent.exchange.recent_snapshots keeps
     them). A snapshot that does not decode is the report check's to say."""
     agent.facts.flush(age=False)  # what was read stays for the next pairings' checks
-    if recent_snapshots.installed() is None:  # nothing would keep what is decoded
+    recent = recent_snapshots.installed()
+    if recent is None:  # nothing would keep what is decoded
         return
     try:
-        decode_payload(next_one.payload, full=next_one.full if next_one.delta else b"")
+        if next_one.snapshot is not None:
+            recent.put(next_one.snapshot)
+        else:
+            decode_payload(next_one.payload, full=next_one.full if next_one.delta else b"")
         if next_one.last is not None and next_one.last_whole is not None:
             next_one.last.decoded()
     except InvsyncError:

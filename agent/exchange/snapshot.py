@@ -68,6 +68,9 @@ class Built:
     # (`record_codec.wire_view`): while they are held, decoding shares them instead of
     # decoding each record again (the agent decodes its own snapshot for the report check).
     decoded: tuple[CertRecord, ...] = ()
+    # The payload as `decode_payload` gives it, when every record has a view: the agent's
+    # report check takes its own snapshot from here instead of decoding it.
+    snapshot: Snapshot | None = None
 
     @property
     def delta(self) -> bool:
@@ -162,10 +165,22 @@ def build_snapshot(
     header_bytes = header.SerializeToString(deterministic=True)
     full = delta.full_form(header_bytes, (data for _, data in entries))
     decoded = _shared_views(ordered, digests)
-    if base is None:
-        return Built(full, full, decoded)
-    changed, removed = delta.changes(entries, delta.record_map(base))
-    return Built(delta.delta_form(header_bytes, changed, removed), full, decoded)
+    payload = full
+    if base is not None:
+        changed, removed = delta.changes(entries, base)
+        payload = delta.delta_form(header_bytes, changed, removed)
+    whole = len(decoded) == len(ordered)
+    snapshot = _as_decoded(header, decoded, payload, full) if whole else None
+    return Built(payload, full, decoded, snapshot)
+
+
+def _as_decoded(
+    header: pb.SnapshotHeader, records: tuple[CertRecord, ...], payload: bytes, full: bytes
+) -> Snapshot:
+    """What `decode_payload(payload, full=full)` returns, from what the builder holds: the
+    header it serialized, the records' views in identity order, and the whole set it joined."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return Snapshot(_header_from_pb(header), records, digest, full=full)
 
 
 def _shared_views(
