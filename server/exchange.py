@@ -103,10 +103,11 @@ class Exchange:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
         verified: list[str] = []  # the pairing of a verified header, once there is one
         try:
-            with collector_paused():  # decoding 100,000 records: agent.gc_pause
-                env = from_chunks(chunks, self.max_snapshot_bytes)
-                with self._lock:
-                    receipt = self._accept(tls_party, env, verified)
+            env = from_chunks(chunks, self.max_snapshot_bytes)
+            # Paused once the bytes are in and the lock is held: a slow sender or a queue of
+            # pushes must not keep the collector off for the whole server (agent.gc_pause).
+            with self._lock, collector_paused():
+                receipt = self._accept(tls_party, env, verified)
         except SnapshotRejected as e:
             party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
             pairing = verified[0] if verified else metrics.UNKNOWN

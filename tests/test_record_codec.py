@@ -162,6 +162,16 @@ def test_a_source_first_seen_in_a_daylight_saving_zone_keeps_its_instant() -> No
     assert seconds[1] - seconds[0] == 3600
 
 
+def test_a_time_in_a_zone_with_a_fraction_of_a_second_keeps_its_instant() -> None:
+    from datetime import timezone
+
+    from invsync.agent.exchange.record_codec import timestamp
+
+    at = datetime(2021, 3, 10, 12, tzinfo=timezone(timedelta(seconds=1, microseconds=500_000)))
+    ts = timestamp(at)  # FromDatetime alone gave 11:59:58 UTC, half a second early
+    assert (ts.seconds, ts.nanos) == (int(at.timestamp()), 500_000_000)
+
+
 def test_a_row_digest_does_not_depend_on_shared_text_objects() -> None:
     # Found in review: a pickle writes a back-reference for a value met twice, so the digest
     # of one row changed with whether two of its times were one cached str object.

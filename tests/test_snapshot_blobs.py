@@ -79,9 +79,13 @@ def test_a_peer_snapshot_kept_as_it_is_is_not_written_again(tmp_path: Path) -> N
         store.keep_peer_snapshot("p", 2, _env(payload, b"other signature"), T1)
         (kept_at,) = store.db.execute("SELECT kept_at FROM peer_snapshots").fetchone()
         assert kept_at == "2026-12-06T01:00:00Z"
+        held = store.peer_snapshot("p", 2)  # read, so held for the cycle
+        assert held is not None and held.full == b""
         store.keep_peer_snapshot("p", 2, _env(payload, b"other signature"), T0, b"whole")
         (full,) = store.db.execute("SELECT full FROM peer_snapshots").fetchone()
-    assert full == b"whole"  # a whole set learned later is written
+        assert full == b"whole"  # a whole set learned later is written
+        again = store.peer_snapshot("p", 2)
+    assert again is not None and again.full == b"whole"  # and read back, not the one held
 
 
 def test_peer_snapshots_kept_before_their_digest_column_get_one(tmp_path: Path) -> None:
@@ -100,3 +104,16 @@ def test_peer_snapshots_kept_before_their_digest_column_get_one(tmp_path: Path) 
         assert base is not None and base.full == payload
         assert base.payload_sha256 == hashlib.sha256(payload).hexdigest()
         assert store.peer_base_digest("p") == base.payload_sha256
+
+
+def test_a_row_written_by_sql_without_a_digest_is_named_by_its_bytes(tmp_path: Path) -> None:
+    payload = _payload(5)
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.db.execute(
+            "INSERT INTO peer_snapshots (pairing, version, payload_type, payload, signatures,"
+            " kept_at) VALUES ('p', 5, 't', ?, '[]', '2026-12-06T00:00:00Z')",
+            [payload],
+        )
+        assert store.peer_base_digest("p") == hashlib.sha256(payload).hexdigest()
+        base = store.peer_base("p")
+    assert base is not None and base.payload_sha256 == hashlib.sha256(payload).hexdigest()

@@ -30,7 +30,12 @@ INFOS = [r.info for r in load_pem_file(SECOM_JPRS / "jprs_intermediates_all_gene
 # Text protobuf can carry (no lone surrogates), as a source reader could hand it over.
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 _zones = st.sampled_from(
-    [UTC, timezone(timedelta(hours=9)), timezone(timedelta(hours=-3, minutes=-30))]
+    [
+        UTC,
+        timezone(timedelta(hours=9)),
+        timezone(timedelta(hours=-3, minutes=-30)),
+        timezone(timedelta(seconds=1, microseconds=500_000)),  # encoded in UTC: exact
+    ]
 )
 _times = st.builds(
     lambda at, zone: at.replace(tzinfo=UTC).astimezone(zone),

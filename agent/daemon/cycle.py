@@ -80,9 +80,9 @@ class Agent:
         """Let go of what one cycle held (a daemon idles between cycles holding nothing), and
         keep what the peers' snapshots brought."""
         self.held = None
-        self.facts.flush()
+        self.store.forget_blobs()  # first: a failed flush must not keep them for the next cycle
         self.recent.clear()  # decoded snapshots are for one cycle's report checks
-        self.store.forget_blobs()
+        self.facts.flush()
 
     def close(self) -> None:
         self.recent.uninstall()

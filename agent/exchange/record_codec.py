@@ -33,7 +33,8 @@ def timestamp(at: datetime) -> Timestamp:
     if at.tzinfo is None:
         raise ValueError(f"naive datetime {at.isoformat()}; use a timezone-aware UTC time")
     ts = Timestamp()
-    ts.FromDatetime(at)
+    # In UTC first: FromDatetime drops the fraction of a second of a UTC offset that has one.
+    ts.FromDatetime(at.astimezone(UTC))
     return ts
 
 

@@ -210,9 +210,10 @@ def m012_peer_snapshot_digests(db: sqlite_utils.Database) -> None:
     first schema: a cycle reads a kept snapshot's blobs once under it (agent.store.snapshot_blobs),
     and names the base it holds without reading the payload."""
     db.execute("ALTER TABLE peer_snapshots ADD COLUMN payload_sha256 TEXT")
-    rows = db.execute("SELECT rowid, payload FROM peer_snapshots").fetchall()
-    for rowid, payload in rows:
-        digest = hashlib.sha256(bytes(payload)).hexdigest()
+    rowids = [row[0] for row in db.execute("SELECT rowid FROM peer_snapshots").fetchall()]
+    for rowid in rowids:  # one payload in memory at a time
+        row = db.execute("SELECT payload FROM peer_snapshots WHERE rowid = ?", [rowid]).fetchone()
+        digest = hashlib.sha256(bytes(row[0])).hexdigest()
         db.execute("UPDATE peer_snapshots SET payload_sha256 = ? WHERE rowid = ?", [digest, rowid])
 
 
@@ -587,6 +588,7 @@ class AgentStore:
         with transaction(self.db, f"{self.path}: cannot adopt snapshot {pairing} v{version}"):
             sql = "DELETE FROM sent_snapshots WHERE pairing = ? AND version <= ? AND pending = 1"
             self.db.execute(sql, [pairing, version])
+            self.blobs.drop(_SENT, pairing, version)  # a pending one deleted just above
             known = self._snapshot_row(pairing, version)
             if known is not None:
                 self._check_same_payload(known, sent.payload)
@@ -683,8 +685,8 @@ class AgentStore:
         return Base(rows[0]["payload_sha256"], whole) if whole else None
 
     def peer_base_digest(self, pairing: str) -> str:
-        """`peer_base`'s payload SHA-256 (hex) alone, without reading its whole set; "" when
-        there is none."""
+        """`peer_base`'s payload SHA-256 (hex) alone; "" when there is none. Its blobs are read
+        (once per cycle: `peer_base` follows), not parsed."""
         rows = self.blobs.rows(_PEER, _LATEST, [pairing])
         if not rows:
             return ""
@@ -705,6 +707,7 @@ class AgentStore:
         with transaction(self.db, f"{self.path}: cannot keep {pairing}'s peer snapshot"):
             if not self._kept_as(pairing, version, env.payload_type, digest, signatures, full):
                 self.db.execute(_KEEP_PEER, [*row, full or None, digest])
+                self.blobs.drop(_PEER, pairing, version)
             self.db.execute(
                 "DELETE FROM peer_snapshots WHERE pairing = ? AND version NOT IN (SELECT version"
                 " FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 2)",

@@ -5,15 +5,16 @@ snapshot many times: the draft, the push, the report check, the log watch and th
 read the latest sent one, and the peer's are read to offer a base, to verify and to name what
 is held. Each read copied the blob out of SQLite again.
 
-A row's blobs are kept under its table, pairing, version and payload SHA-256. They never change
-under that key: a sent snapshot is written once (only its `pending` flag changes), and a peer
-snapshot kept again with other bytes has another digest. A row without a digest (a peer snapshot
-kept before the column existed) is read every time. What is held here is let go with `forget`,
-at the end of each cycle: a daemon idles holding nothing.
+A row's blobs are kept under its table, pairing, version and payload SHA-256: a snapshot kept
+again with other bytes has another digest. The store's few writes that keep the digest and
+change a row's whole set (a peer snapshot kept again with the whole set it lacked, our own
+snapshot adopted from the log) `drop` what is held for that version. What is held here is let go
+with `forget`, at the end of each cycle: a daemon idles holding nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,13 +49,18 @@ class SnapshotBlobs:
         """Hold the blobs just written under their key, for the reads that follow."""
         self._held[(table, pairing, version, digest)] = (payload, full)
 
+    def drop(self, table: str, pairing: str, version: int) -> None:
+        """Let go of what is held for one version, whatever its digest."""
+        for key in [k for k in self._held if k[:3] == (table, pairing, version)]:
+            del self._held[key]
+
     def forget(self) -> None:
         self._held.clear()
 
     def _blobs(self, table: str, row: dict[str, Any]) -> tuple[bytes, bytes | None] | None:
         digest = row["payload_sha256"]
         key = (table, row["pairing"], row["version"], digest)
-        held = self._held.get(key) if digest is not None else None
+        held = self._held.get(key)
         if held is not None:
             return held
         found = self._db.execute(
@@ -65,7 +71,9 @@ class SnapshotBlobs:
         if found is None:
             return None
         blobs = (bytes(found[0]), None if found[1] is None else bytes(found[1]))
-        if digest is not None:
+        if digest is None:  # written by SQL without one: named by its bytes, never held
+            row["payload_sha256"] = hashlib.sha256(blobs[0]).hexdigest()
+        else:
             self._held[key] = blobs
         return blobs
 
