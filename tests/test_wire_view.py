@@ -97,15 +97,7 @@ def test_decoding_an_own_snapshot_shares_its_views_and_equals_a_fresh_decode() -
         CertRecord(info, "jprs", "in-use", sources=(SourceRef("pem", f"{i}.pem", T0, T0),))
         for i, info in enumerate(INFOS)
     ]
-    built = build_snapshot(
-        party="jprs",
-        pairing="secom-jprs",
-        role="subordinate",
-        version=1,
-        issued_at=T0,
-        expires_at=T0 + timedelta(days=1),
-        records=records,
-    )
+    built = _built(records)
     assert len(built.decoded) == len(records)
     shared = decode_payload(built.payload)
     assert all(a is b for a, b in zip(shared.records, built.decoded, strict=True))
@@ -121,15 +113,7 @@ def test_a_snapshot_of_records_without_views_decodes_them() -> None:
         CertRecord(info, revocation=Revocation(T0, "superseded", f"log:{i}"))
         for i, info in enumerate(INFOS)
     ]
-    built = build_snapshot(
-        party="jprs",
-        pairing="secom-jprs",
-        role="subordinate",
-        version=1,
-        issued_at=T0,
-        expires_at=T0 + timedelta(days=1),
-        records=revoked,
-    )
+    built = _built(revoked)
     assert built.decoded == ()
     decoded = decode_payload(built.payload)
     assert sorted(r.revocation.source for r in decoded.records if r.revocation) == sorted(
