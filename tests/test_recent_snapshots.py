@@ -22,7 +22,7 @@ from invsync.agent.exchange import delta, snapshot
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
 from invsync.agent.exchange.rejections import MalformedSnapshot
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Built
 from invsync.agent.model.record import CertRecord
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 from invsync.agent.store.facts_cache import FactsCache
@@ -143,7 +143,7 @@ def _draft(records: list[CertRecord]) -> tuple[push.Draft, list[bytes]]:
     v2 = delta_snapshot(changed(records), 2, v1)
     sha = hashlib.sha256(v1.payload).hexdigest()
     last = SentSnapshot(PAIRING, 1, v1.payload, sha, SNAPSHOT_PAYLOAD_TYPE, (), NOW, NOW)
-    draft = push.Draft(last, v2.payload, 2, NOW, [], False, v2.full, v1.payload)
+    draft = push.Draft(last, v2, 2, NOW, [], False, v1.payload)
     return draft, [v1.payload, v2.payload]
 
 
@@ -187,7 +187,7 @@ def test_nothing_is_decoded_during_a_push_without_the_cache_nor_raised_for_bad_b
         cache = RecentSnapshots.install()
         try:
             # A payload that does not decode: the report check will say so.
-            push._meanwhile(agent, replace(draft, payload=b"\x0a\x01", last=None))  # type: ignore[arg-type]
+            push._meanwhile(agent, replace(draft, built=Built(b"\x0a\x01", draft.full), last=None))  # type: ignore[arg-type]
             assert reads == [b"\x0a\x01"] and len(cache) == 0
         finally:
             cache.uninstall()

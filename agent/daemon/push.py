@@ -26,10 +26,15 @@ from invsync.agent.exchange import envelope, recent_snapshots
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, build_snapshot, decode_payload
+from invsync.agent.exchange.snapshot import (
+    SNAPSHOT_PAYLOAD_TYPE,
+    Built,
+    build_snapshot,
+    decode_payload,
+)
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
 from invsync.agent.model.record import CertRecord
-from invsync.agent.model.snapshot import ROOT, Snapshot
+from invsync.agent.model.snapshot import ROOT
 from invsync.agent.store.agent_store import SentSnapshot
 from invsync.agent.telemetry import metrics
 
@@ -42,20 +47,26 @@ class Draft:
     """A pairing's next snapshot, built but not yet signed, with what was known to build it."""
 
     last: SentSnapshot | None  # the latest sent snapshot it follows
-    payload: bytes
+    # Payload and whole set (`payload` itself unless a delta on `last`); held until the report
+    # check, so that decoding the payload shares the records it was built from (Built.decoded).
+    built: Built
     version: int
     expires_at: datetime
     keys: list[SigningKey]  # which of our keys sign it
     announces: bool  # it announces our next signing key
-    full: bytes  # its whole set: `payload` itself unless a delta on `last`
     last_whole: bytes | None  # `last`'s whole set, None if unknown here (SentSnapshot.whole)
-    # Held so that decoding the payload shares them (Built.decoded), until the report check.
-    decoded: tuple[CertRecord, ...] = ()
-    snapshot: Snapshot | None = None  # the payload decoded, when the build could tell (Built)
+
+    @property
+    def payload(self) -> bytes:
+        return self.built.payload
+
+    @property
+    def full(self) -> bytes:
+        return self.built.full
 
     @property
     def delta(self) -> bool:
-        return self.full is not self.payload
+        return self.built.delta
 
 
 @dataclass(frozen=True)
@@ -99,18 +110,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         # (not after a restore from the log, which brings the signed bytes alone).
         base=last_whole,
     )
-    return Draft(
-        last,
-        built.payload,
-        version,
-        expires_at,
-        keys,
-        bool(announce),
-        built.full,
-        last_whole,
-        built.decoded,
-        built.snapshot,
-    )
+    return Draft(last, built, version, expires_at, keys, bool(announce), last_whole)
 
 
 def _scoped(agent: AgentParts, pairing: PairingConfig, spkis: list[bytes]) -> list[CertRecord]:
@@ -162,16 +162,17 @@ def send(
 def _meanwhile(agent: AgentParts, next_one: Draft) -> None:
     """What the agent does while the server takes its snapshot, instead of only waiting (a
     100,000-record push takes seconds of the server's time, issue 13): keep what the collection
-    and the scope derived (100,000 rows take seconds to write), and decode the snapshot and the
-    one it follows, which the report check decodes next (agent.exchange.recent_snapshots keeps
-    them). A snapshot that does not decode is the report check's to say."""
+    and the scope derived (100,000 rows take seconds to write), and have the snapshot (as its
+    build decoded it, else decoded now) and the one it follows ready for the report check
+    (agent.exchange.recent_snapshots keeps them). A snapshot that does not decode is the report
+    check's to say."""
     agent.facts.flush(age=False)  # what was read stays for the next pairings' checks
     recent = recent_snapshots.installed()
     if recent is None:  # nothing would keep what is decoded
         return
     try:
-        if next_one.snapshot is not None:
-            recent.put(next_one.snapshot)
+        if next_one.built.snapshot is not None:
+            recent.put(next_one.built.snapshot)
         else:
             decode_payload(next_one.payload, full=next_one.full if next_one.delta else b"")
         if next_one.last is not None and next_one.last_whole is not None:

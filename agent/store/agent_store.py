@@ -482,7 +482,7 @@ class AgentStore:
                     self._set_sent(pairing, version)
                 return
             self.db.execute(_INSERT_SENT, row)
-        self.blobs.hold(_SENT, pairing, version, str(row["payload_sha256"]), payload, full)
+        self.blobs.hold((_SENT, pairing, version, str(row["payload_sha256"])), payload, full)
 
     def pending_snapshot(self, pairing: str) -> SentSnapshot | None:
         """The snapshot built and pushed for `pairing` whose receipt has not arrived, or None."""
@@ -685,15 +685,10 @@ class AgentStore:
         return Base(rows[0]["payload_sha256"], whole) if whole else None
 
     def peer_base_digest(self, pairing: str) -> str:
-        """`peer_base`'s payload SHA-256 (hex) alone; "" when there is none. Its blobs are read
-        (once per cycle: `peer_base` follows), not parsed."""
-        rows = self.blobs.rows(_PEER, _LATEST, [pairing])
-        if not rows:
-            return ""
-        row = rows[0]
-        if row["full"] is None and decode_header(row["payload"]).delta:
-            return ""
-        return str(row["payload_sha256"])
+        """`peer_base`'s payload SHA-256 (hex); "" when there is none. Its blobs are read once
+        per cycle for both (agent.store.snapshot_blobs)."""
+        base = self.peer_base(pairing)
+        return base.payload_sha256 if base else ""
 
     def keep_peer_snapshot(
         self, pairing: str, version: int, env: Envelope, now: datetime, full: bytes = b""

@@ -44,10 +44,9 @@ class SnapshotBlobs:
                 rows.append(row)
         return rows
 
-    def hold(self, table: str, pairing: str, version: int, digest: str, payload: bytes,
-             full: bytes | None) -> None:  # fmt: skip
-        """Hold the blobs just written under their key, for the reads that follow."""
-        self._held[(table, pairing, version, digest)] = (payload, full)
+    def hold(self, key: _Key, payload: bytes, full: bytes | None) -> None:
+        """Hold the blobs just written under their key (table, pairing, version, digest)."""
+        self._held[key] = (payload, full)
 
     def drop(self, table: str, pairing: str, version: int) -> None:
         """Let go of what is held for one version, whatever its digest."""
