@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +40,10 @@ class _Unusable(Exception):
 
 def facts_json(info: CertInfo) -> str:
     """`info` as stored: every field but the DER, beside the FORMAT."""
-    facts: dict[str, object] = {"format": FORMAT, **vars(info)}
+    facts: dict[str, object] = {
+        "format": FORMAT,
+        **{f.name: getattr(info, f.name) for f in fields(info)},
+    }
     del facts["der"]
     for name in _TIMES:
         facts[name] = getattr(info, name).isoformat()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditPeriod:
     """Which audit a scope list or a CCADB audit entry belongs to."""
 
@@ -23,7 +23,7 @@ class AuditPeriod:
     statement_date: date | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditScopeEntry:
     """`sha256` is in scope of `audit`, according to `source` (file and row or line)."""
 
@@ -33,7 +33,7 @@ class AuditScopeEntry:
     flags: tuple[str, ...] = ()  # scheme flags a list gives, e.g. ("WTCA", "WTBRSSL")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CcadbAudit:
     """One audit kind of a CCADB record: standard, BR (TLS), EV, code signing, S/MIME..."""
 
@@ -45,7 +45,7 @@ class CcadbAudit:
     period_end: date | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Disclosure:
     """A CCADB `AllCertificateRecordsCSVFormatV5` row: the certificate as root programs see it."""
 
@@ -62,7 +62,7 @@ class Disclosure:
     audits: tuple[CcadbAudit, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CrlRevocation:
     """An entry of a CRL whose signature verified with the key `issuer_spki_sha256`."""
 
@@ -74,7 +74,7 @@ class CrlRevocation:
     crl_signature_hash: str  # "sha256", "sha1", ...: SHA-1 CRLs are accepted, and say so
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A row, line or entry left out under --skip-invalid, and why."""
 

@@ -70,7 +70,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest().upper()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Revocation:
     revoked_at: datetime
     reason: str  # a REVOCATION_REASONS value, or "" when the source gave none
@@ -78,7 +78,7 @@ class Revocation:
     crl_signature_hash: str = ""  # for CRL evidence: "sha256", "sha1"... (SHA-1 is accepted)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRef:
     kind: str  # "pem", "der", "issuance-log", ...
     location: str  # path, or path:line
@@ -86,7 +86,7 @@ class SourceRef:
     last_seen: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class CertInfo:
     """Everything derived from the DER bytes alone."""
 
@@ -123,7 +123,7 @@ class CertInfo:
         return len(self.serial_hex) // 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class CertRecord:
     """One CA certificate as a party holds it."""
 
