@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from invsync.agent.daemon.freshness import PushReason, content_key, push_reason
+from invsync.agent.daemon import freshness
+from invsync.agent.daemon.freshness import PushReason, push_reason, same_content
+from invsync.agent.exchange.delta import header_end
 from invsync.agent.exchange.snapshot import build_payload
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef
+from invsync.v1 import invsync_pb2 as pb
 
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
 REFRESH = timedelta(hours=12)
@@ -59,7 +64,7 @@ def test_a_rebuild_of_the_same_inventory_an_hour_later_is_not_pushed(
     later = NOW + timedelta(hours=1)
     candidate = payload(seen_again(viewed_records, later), version=2, at=later)
     assert candidate != payload(viewed_records)  # version, times, digest and last_seen all differ
-    assert content_key(candidate) == content_key(payload(viewed_records))
+    assert same_content(payload(viewed_records), candidate)
     assert (
         push_reason(payload(viewed_records), NOW, candidate, now=later, refresh_after=REFRESH)
         is None
@@ -113,6 +118,53 @@ def test_a_newer_log_checkpoint_alone_is_not_a_change_of_content(
     """The log grows at every exchange: a new checkpoint in the header would push every cycle."""
     last = payload(viewed_records, log_checkpoint=b"checkpoint of size 3")
     candidate = payload(viewed_records, version=2, log_checkpoint=b"checkpoint of size 9")
-    assert content_key(last) == content_key(candidate)
+    assert same_content(last, candidate)
     later = NOW + timedelta(hours=1)
     assert push_reason(last, NOW, candidate, now=later, refresh_after=REFRESH) is None
+
+
+def reference_key(whole: bytes) -> bytes:
+    """Content as a parse of the whole set defines it: what `same_content` compares without
+    parsing the records."""
+    msg = pb.SnapshotPayload.FromString(whole)
+    for name in ("version", "issued_at", "expires_at", "previous_digest", "log_checkpoint"):
+        msg.header.ClearField(name)
+    msg.header.ClearField("delta")
+    key: bytes = msg.SerializeToString(deterministic=True)
+    return key
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kept=st.lists(st.booleans(), min_size=1, max_size=12),
+    revoked=st.integers(min_value=-1, max_value=11),
+    version=st.integers(min_value=2, max_value=9),
+    scope=st.booleans(),
+)
+def test_same_content_is_what_a_parse_of_both_sets_compares(
+    viewed_records: list[CertRecord], kept: list[bool], revoked: int, version: int, scope: bool
+) -> None:
+    chosen = [r for r, keep in zip(viewed_records, kept, strict=False) if keep]
+    if 0 <= revoked < len(chosen):
+        gone = Revocation(NOW, "superseded", "issuance-log:jprs.jsonl")
+        chosen[revoked] = chosen[revoked].with_view(revocation=gone)
+    extra: dict[str, object] = {"scope_issuer_spki": [b"another root key"]} if scope else {}
+    later = NOW + timedelta(hours=version)
+    last = payload(viewed_records[: len(kept)])
+    candidate = payload(seen_again(chosen, later), version=version, at=later, **extra)
+    assert same_content(last, candidate) is (reference_key(last) == reference_key(candidate))
+
+
+def test_a_difference_beyond_the_first_piece_compared_is_found(
+    viewed_records: list[CertRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are compared a piece at a time: a byte changed in the last piece counts,
+    in sets of one length (whose header is the same: it is read alone)."""
+    monkeypatch.setattr(freshness, "_CHUNK", 64)
+    last = payload(viewed_records)
+    assert len(last) - header_end(last) > 4 * 64
+    flipped = last[:-5] + bytes([last[-5] ^ 1]) + last[-4:]
+    assert not same_content(last, flipped)
+    assert same_content(last, payload(viewed_records, version=3))

@@ -70,15 +70,26 @@ def accepted_header(payload: bytes, what: str = "payload") -> pb.SnapshotHeader:
     100,000) need not be walked to learn a version, a delta flag or a checkpoint. Never for
     bytes just received: only `read_parts` says whether they are canonical. MalformedSnapshot
     if the bytes do not start with a header."""
+    start, end = _header_span(payload, what)
+    try:
+        return pb.SnapshotHeader.FromString(payload[start:end])
+    except DecodeError as e:
+        raise MalformedSnapshot(f"{what}'s header does not parse ({bounded(e)})") from e
+
+
+def header_end(payload: bytes, what: str = "payload") -> int:
+    """Where the header of payload bytes `accepted_header` takes ends: the records and
+    removals follow it, each as `delta_form` wrote it."""
+    return _header_span(payload, what)[1]
+
+
+def _header_span(payload: bytes, what: str) -> tuple[int, int]:
     if payload[:1] != _HEADER_TAG:
         raise MalformedSnapshot(f"{what} does not start with its header")
     length, at = _read_varint(payload, 1, what)
     if at + length > len(payload):
         raise MalformedSnapshot(f"{what} is shorter than its header's length")
-    try:
-        return pb.SnapshotHeader.FromString(payload[at : at + length])
-    except DecodeError as e:
-        raise MalformedSnapshot(f"{what}'s header does not parse ({bounded(e)})") from e
+    return at, at + length
 
 
 def _read_varint(data: bytes, at: int, what: str) -> tuple[int, int]:
@@ -159,19 +170,25 @@ def changes(
 ) -> tuple[list[bytes], list[bytes]]:
     """What a delta from the whole set `base_full` (a full form built here) to the set
     `entries` ((identity, record bytes), sorted) holds: the records added or changed, and the
-    identities removed, in ascending order.
+    identities removed, in ascending order."""
+    return changes_in(entries, read_parts(base_full, "base"))
+
+
+def changes_in(
+    entries: Sequence[tuple[bytes, bytes]], base: Parts
+) -> tuple[list[bytes], list[bytes]]:
+    """`changes`, from the base's parts.
 
     A record's bytes name its identity, so a record of the base found byte for byte among
     `entries` is kept, and only the others (0.1 % of a steady cycle's) are parsed for theirs."""
-    parts = read_parts(base_full, "base")
-    if parts.removed:
+    if base.removed:
         raise MalformedSnapshot("base removes records: it is a delta, not a whole set")
-    held = set(parts.records)
+    held = set(base.records)
     changed = [data for _, data in entries if data not in held]
     current = {data for _, data in entries}
     identities = {identity for identity, _ in entries}
     removed = []
-    for index, record in enumerate(parts.records):
+    for index, record in enumerate(base.records):
         if record not in current:
             identity = identity_of(record, index)
             if identity not in identities:

@@ -32,10 +32,11 @@ from invsync.agent.exchange.chain_reset import (
     decode_chain_reset,
     reset_body,
 )
+from invsync.agent.exchange.delta import accepted_header
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
 from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
-from invsync.agent.exchange.snapshot import Base, Served, decode_header, decode_payload
+from invsync.agent.exchange.snapshot import Base, Served, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
 from invsync.agent.model.record import (
@@ -334,7 +335,8 @@ class SentSnapshot:
         """Its whole set: `full` for a delta, the payload for a full snapshot; None if unknown."""
         if self.full is not None:
             return self.full
-        return None if decode_header(self.payload).delta else self.payload
+        # Built here: its header is read alone, not its tens of megabytes of records.
+        return None if accepted_header(self.payload).delta else self.payload
 
     def decoded(self) -> Snapshot:
         """The snapshot, whole; MalformedSnapshot for a delta whose whole set is unknown here."""
@@ -681,7 +683,8 @@ class AgentStore:
         if not rows:
             return None
         served = _served(rows[0])
-        whole = served.full or (b"" if decode_header(served.payload).delta else served.payload)
+        # Kept once verified, so canonical: its header is read alone (delta.accepted_header).
+        whole = served.full or (b"" if accepted_header(served.payload).delta else served.payload)
         return Base(rows[0]["payload_sha256"], whole) if whole else None
 
     def peer_base_digest(self, pairing: str) -> str:
