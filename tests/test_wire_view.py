@@ -9,6 +9,7 @@ equal the decoding on every record it is made for, field by field and in its tex
 from __future__ import annotations
 
 import gc
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
@@ -121,7 +122,7 @@ def test_a_snapshot_of_records_without_views_decodes_them() -> None:
     )
 
 
-def _built(records: list[CertRecord], version: int = 1, base: bytes | None = None) -> Built:
+def _built(records: list[CertRecord], version: int = 1, on: Built | None = None) -> Built:
     return build_snapshot(
         party="jprs",
         pairing="secom-jprs",
@@ -130,7 +131,8 @@ def _built(records: list[CertRecord], version: int = 1, base: bytes | None = Non
         issued_at=T0,
         expires_at=T0 + timedelta(days=1),
         records=records,
-        base=base,
+        base=on.full if on else None,
+        previous_digest=hashlib.sha256(on.payload).digest() if on else b"",
     )
 
 
@@ -146,7 +148,7 @@ def _seen(snapshot: Snapshot | None) -> tuple[object, ...]:
 
 def test_a_built_snapshot_is_the_one_its_payload_decodes_to_full_or_delta() -> None:
     first = _built(_plain(INFOS, "a.pem"))
-    second = _built(_plain(INFOS[1:], "a.pem") + _plain(INFOS[:1], "b.pem"), 2, first.full)
+    second = _built(_plain(INFOS[1:], "a.pem") + _plain(INFOS[:1], "b.pem"), 2, first)
     assert second.delta
     built = [_seen(first.snapshot), _seen(second.snapshot)]
     wire = [(first.payload, b""), (second.payload, second.full)]
@@ -160,3 +162,32 @@ def test_a_snapshot_with_a_record_without_a_view_is_left_to_decode() -> None:
     records.append(CertRecord(INFOS[0], revocation=Revocation(T0, "superseded", "log:1")))
     built = _built(records)
     assert built.snapshot is None and len(built.decoded) == len(INFOS) - 1
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.sampled_from(["a.pem", "b.pem"])), min_size=3, max_size=3)
+)
+def test_the_snapshot_a_delta_builds_on_is_the_one_its_payload_decodes_to(
+    sets: list[tuple[bool, str]],
+) -> None:
+    """Three versions, each of every other certificate or all of them, seen in one file or
+    another: the previous snapshot each build gives is a fresh decode of the one before."""
+    chain: list[Built] = []
+    for version, (halved, where) in enumerate(sets, start=1):
+        infos = INFOS[version % 2 :: 2] if halved else INFOS
+        chain.append(_built(_plain(infos, where), version, chain[-1] if chain else None))
+    assert chain[0].previous is None
+    given_previous = [_seen(built.previous) for built in chain[1:]]
+    wire = [(built.payload, built.full if built.delta else b"") for built in chain[:-1]]
+    del chain
+    gc.collect()  # no view alive: the decodes below decode every record
+    assert [_seen(decode_payload(payload, full=full)) for payload, full in wire] == given_previous
+
+
+def test_a_base_without_its_payload_digest_gives_no_previous_snapshot() -> None:
+    first = _built(_plain(INFOS, "a.pem"))
+    second = build_snapshot(
+        party="jprs", pairing="secom-jprs", role="subordinate", version=2, issued_at=T0,
+        expires_at=T0 + timedelta(days=1), records=_plain(INFOS, "b.pem"), base=first.full,
+    )  # fmt: skip
+    assert second.delta and second.snapshot is not None and second.previous is None

@@ -175,7 +175,9 @@ def _meanwhile(agent: AgentParts, next_one: Draft) -> None:
             recent.put(next_one.built.snapshot)
         else:
             decode_payload(next_one.payload, full=next_one.full if next_one.delta else b"")
-        if next_one.last is not None and next_one.last_whole is not None:
+        if next_one.built.previous is not None:
+            recent.put(next_one.built.previous)
+        elif next_one.last is not None and next_one.last_whole is not None:
             next_one.last.decoded()
     except InvsyncError:
         pass

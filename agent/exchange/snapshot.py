@@ -71,6 +71,10 @@ class Built:
     # The payload as `decode_payload` gives it, when every record has a view: the agent's
     # report check takes its own snapshot from here instead of decoding it.
     snapshot: Snapshot | None = None
+    # The snapshot the delta builds on, as decoding it gives it, made from the base's records
+    # that `snapshot` shares and the few it does not (the report check compares the previous
+    # snapshot too); None when `snapshot` is, or for a full snapshot.
+    previous: Snapshot | None = None
 
     @property
     def delta(self) -> bool:
@@ -165,13 +169,34 @@ def build_snapshot(
     header_bytes = header.SerializeToString(deterministic=True)
     full = delta.full_form(header_bytes, (data for _, data in entries))
     decoded = _shared_views(ordered, digests)
-    payload = full
-    if base is not None:
-        changed, removed = delta.changes(entries, base)
-        payload = delta.delta_form(header_bytes, changed, removed)
-    whole = len(decoded) == len(ordered)
-    snapshot = _as_decoded(header, decoded, payload, full) if whole else None
-    return Built(payload, full, decoded, snapshot)
+    if base is None:
+        whole = len(decoded) == len(ordered)
+        return Built(
+            full, full, decoded, _as_decoded(header, decoded, full, full) if whole else None
+        )
+    return _on_base(base, previous_digest, header, entries, full, decoded)
+
+
+def _on_base(
+    base: bytes,
+    previous_digest: bytes,
+    header: pb.SnapshotHeader,
+    entries: Sequence[tuple[bytes, bytes]],
+    full: bytes,
+    decoded: tuple[CertRecord, ...],
+) -> Built:
+    """The delta on `base` of the set built, with the snapshots it and its base decode to when
+    every record has a view (the base's only if `previous_digest` names its payload)."""
+    base_parts = delta.read_parts(base, "base")
+    changed, removed = delta.changes_in(entries, base_parts)
+    payload = delta.delta_form(header.SerializeToString(deterministic=True), changed, removed)
+    if len(decoded) != len(entries):
+        return Built(payload, full, decoded)
+    snapshot = _as_decoded(header, decoded, payload, full)
+    if not previous_digest:  # the base's payload unknown: its snapshot is not named
+        return Built(payload, full, decoded, snapshot)
+    previous = _previous(base_parts, base, previous_digest, entries, decoded)
+    return Built(payload, full, decoded, snapshot, previous)
 
 
 def _as_decoded(
@@ -194,6 +219,29 @@ def _shared_views(
             if view is not None:
                 views.append(_ALIVE.setdefault(digest, view))
     return tuple(views)
+
+
+def _previous(
+    parts: delta.Parts,
+    base: bytes,
+    payload_digest: bytes,
+    entries: Sequence[tuple[bytes, bytes]],
+    views: Sequence[CertRecord],
+) -> Snapshot | None:
+    """What `decode_payload` gives for the snapshot whose whole set is `base` (built here) and
+    whose payload's SHA-256 is `payload_digest`: a record found byte for byte among `entries`
+    is its view in `views`, and only the others are decoded. The records_root is not checked
+    again: the base is this agent's own earlier build. None if a record does not decode, which
+    a decode of the snapshot will say."""
+    by_bytes = {data: view for (_, data), view in zip(entries, views, strict=True)}
+    try:
+        records = tuple(
+            by_bytes.get(data) or _record_from_bytes(data, hashlib.sha256(data).digest(), i)
+            for i, data in enumerate(parts.records)
+        )
+    except MalformedSnapshot:
+        return None
+    return Snapshot(_header_from_pb(parts.header), records, payload_digest.hex(), full=base)
 
 
 def _serialized(record: CertRecord) -> bytes:
