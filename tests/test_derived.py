@@ -67,50 +67,66 @@ def test_every_field_of_every_real_certificate_comes_back_exactly(parsed: list[C
 def test_the_stored_fields_are_every_field_of_certinfo() -> None:
     """A field added to CertInfo must be stored too: one left out would come back as its
     default, or not at all."""
-    stored = {
-        *derived._TEXTS, *derived._MAYBE_TEXTS, *derived._FLAGS, *derived._DATA,
-        *derived._TIMES, *derived._LISTS, "path_len", "sha256", "der",
-    }  # fmt: skip
-    assert stored == {field.name for field in fields(CertInfo)}
+    assert len(set(derived.STORED)) == len(derived.STORED)
+    assert {*derived.STORED, "der"} == {field.name for field in fields(CertInfo)}
+
+
+def _at(name: str) -> int:
+    """Where a field is in a stored row: after its FORMAT."""
+    return 1 + derived.STORED.index(name)
 
 
 def test_names_and_key_are_stored_as_slices_of_the_der_not_again(parsed: list[CertInfo]) -> None:
     info = parsed[0]
-    doc = json.loads(facts_json(info))
-    assert "der" not in doc
-    at, length = doc["spki_der"]
+    row = json.loads(facts_json(info))
+    assert info.der.hex() not in facts_json(info) and len(row) == len(derived.STORED) + 1
+    at, length = row[_at("spki_der")]
     assert info.der[at : at + length] == info.spki_der
     assert len(facts_json(info)) < len(info.der)
 
 
 def test_bytes_not_found_in_the_der_are_stored_as_base64(parsed: list[CertInfo]) -> None:
     odd = replace(parsed[0], subject_der=b"\x30\x03not in the certificate")
-    assert isinstance(json.loads(facts_json(odd))["subject_der"], str)
+    assert isinstance(json.loads(facts_json(odd))[_at("subject_der")], str)
     assert _stored(odd) == odd
 
 
 def _edited(info: CertInfo, **changes: object) -> str:
-    doc = json.loads(facts_json(info))
-    doc.update(changes)
-    return json.dumps(doc)
+    row = json.loads(facts_json(info))
+    for name, value in changes.items():
+        row[0 if name == "format" else _at(name)] = value
+    return json.dumps(row)
+
+
+def _as_an_object(info: CertInfo) -> str:
+    """The row as the first format wrote it: an object of named fields."""
+    row = json.loads(facts_json(info))
+    return json.dumps({"format": row[0], **dict(zip(derived.STORED, row[1:], strict=True))})
 
 
 UNUSABLE: dict[str, Callable[[CertInfo], object]] = {
     "not JSON": lambda info: "{not json",
-    "not an object": lambda info: "[1, 2]",
+    "not a row": lambda info: "[1, 2]",
+    "an object of the first format": _as_an_object,
     "not text": lambda info: 42,
     "not UTF-8": lambda info: b"\xff\xfe{}",
     "another format": lambda info: _edited(info, format="1 cryptography 1.0"),
     "no format": lambda info: _edited(info, format=None),
     "another certificate": lambda info: _edited(info, sha256="00" * 32),
-    "a field missing": lambda info: facts_json(info).replace('"is_ca"', '"is_it"'),
+    "a field missing": lambda info: json.dumps(json.loads(facts_json(info))[:-1]),
+    "a field more": lambda info: json.dumps([*json.loads(facts_json(info)), "x"]),
     "a flag as a string": lambda info: _edited(info, is_ca="yes"),
+    "a flag as a number": lambda info: _edited(info, self_issued=1),
     "a path length as a flag": lambda info: _edited(info, path_len=True),
     "a text as a number": lambda info: _edited(info, subject=7),
+    "an error as null": lambda info: _edited(info, extensions_error=None),
+    "a key id as a number": lambda info: _edited(info, aki=3),
     "an EKU not text": lambda info: _edited(info, ekus=[1]),
+    "CRL URLs as text": lambda info: _edited(info, crl_urls="http://crl"),
     "a naive time": lambda info: _edited(info, not_after="2030-01-01T00:00:00"),
     "a time in Tokyo": lambda info: _edited(info, not_after="2030-01-01T09:00:00+09:00"),
     "not a time": lambda info: _edited(info, not_before="yesterday"),
+    "a time as a number": lambda info: _edited(info, not_before=0),
     "a slice past the DER": lambda info: _edited(info, spki_der=[0, len(info.der) + 1]),
     "a negative slice": lambda info: _edited(info, spki_der=[-5, 3]),
     "a slice of three": lambda info: _edited(info, spki_der=[0, 1, 2]),

@@ -19,7 +19,7 @@ from invsync.agent.daemon.cycle import Agent
 from invsync.agent.inventory import scope
 from invsync.agent.inventory.scope import root_scope
 from invsync.agent.model import record
-from invsync.agent.model.derived import FORMAT
+from invsync.agent.model.derived import FORMAT, STORED
 from invsync.agent.model.record import CertInfo, CertRecord, parse_certificate
 from invsync.agent.model.signatures import signed_by
 from invsync.agent.store import facts_cache
@@ -144,9 +144,8 @@ def _corrupt(how: str, sha256: str, other: str) -> tuple[str, list[object]]:
             [FORMAT, sha256],
         ),
         "a flag as a string": (
-            'UPDATE derived_facts SET facts = replace(facts, \'"is_ca":true\', \'"is_ca":"1"\')'
-            " WHERE sha256 = ?",
-            [sha256],
+            "UPDATE derived_facts SET facts = json_replace(facts, ?, '1') WHERE sha256 = ?",
+            [f"$[{1 + STORED.index('is_ca')}]", sha256],
         ),
     }
     return spoilers[how]
