@@ -117,3 +117,25 @@ def test_a_row_written_by_sql_without_a_digest_is_named_by_its_bytes(tmp_path: P
         assert store.peer_base_digest("p") == hashlib.sha256(payload).hexdigest()
         base = store.peer_base("p")
     assert base is not None and base.payload_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_our_whole_sets_are_kept_for_the_two_latest_versions_only(tmp_path: Path) -> None:
+    """A whole set is the next delta's base (the latest sent) and the report check's previous
+    snapshot: older ones go, their payloads stay, another pairing's are not touched."""
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.record_sent_snapshot("p", 1, b"v1", "t", [], T0, T1)  # a full one: no whole set
+        store.record_sent_snapshot("q", 1, b"q1", "t", [], T0, T1, full=b"q-whole")
+        for v in range(2, 6):
+            store.record_sent_snapshot("p", v, b"v%d" % v, "t", [], T0, T1, full=b"w%d" % v)
+        before = store.sent_snapshot("p", 4)  # held for the cycle, with its whole set
+        store.record_sent_snapshot("p", 6, b"v6", "t", [], T0, T1, pending=True, full=b"w6")
+        after = store.sent_snapshot("p", 4)
+        store.forget_blobs()
+        kept = [store.pushed_snapshot("p", v) for v in range(1, 7)]
+        other = store.sent_snapshot("q", 1)
+    assert [(s.payload, s.full) for s in kept if s] == [
+        (b"v1", None), (b"v2", None), (b"v3", None), (b"v4", None), (b"v5", b"w5"), (b"v6", b"w6"),
+    ]  # fmt: skip
+    assert before is not None and before.full == b"w4"
+    assert after is not None and after.full is None  # not what was held before it went
+    assert other is not None and other.full == b"q-whole"
