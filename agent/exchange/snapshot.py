@@ -27,7 +27,7 @@ from invsync.agent.errors import bounded
 from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
-from invsync.agent.exchange.merkle import records_digest, records_root_of
+from invsync.agent.exchange.merkle import merkle_root, records_root_of
 from invsync.agent.exchange.record_codec import (
     from_timestamp,
     record_from_pb,
@@ -157,7 +157,7 @@ def build_snapshot(
         expires_at=timestamp(expires_at),
         previous_digest=previous_digest,
         record_count=len(ordered),
-        records_digest=records_digest(r.sha256 for r in ordered),
+        records_digest=merkle_root([identity for identity, _ in entries]),
         scope_issuer_spki=scope_issuer_spki,
         profiles=[_profile_to_pb(p) for p in profiles],
         acknowledgements=[_ack_to_pb(a) for a in acknowledgements],
