@@ -252,3 +252,45 @@ def test_a_push_that_failed_too_is_named_on_the_failure_raised() -> None:
     with pytest.raises(StoreError, match="disk I/O error") as raised:
         push.pushed_meanwhile(refused, failing)
     assert raised.value.__notes__ == ["the push failed too: PushSnapshot: refused (stale-version)"]
+
+
+def test_a_pairings_part_of_the_cycle_ends_by_letting_its_snapshots_go(
+    fed: Path, records: list[CertRecord]
+) -> None:
+    """An agent of many pairings holds one pairing's snapshots at a time: its decoded ones and
+    its stored blobs go when its part ends; another pairing's blobs stay until theirs."""
+    agent = Agent(load_agent_config(fed / "jprs.toml"))
+    try:
+        kept = snapshot.decode_payload(payload(records))
+        for pairing in (PAIRING, "other"):
+            agent.store.record_sent_snapshot(pairing, 1, b"one", "t", [], NOW, NOW, full=b"w")
+        mine, others = agent.store.sent_snapshot(PAIRING, 1), agent.store.sent_snapshot("other", 1)
+        agent.end_pairing(PAIRING)
+        assert agent.recent.get(kept.payload_sha256) is None
+        mine_again = agent.store.sent_snapshot(PAIRING, 1)
+        others_again = agent.store.sent_snapshot("other", 1)
+    finally:
+        agent.close()
+    assert mine is not None and mine_again is not None and others is not None
+    assert mine_again.payload == mine.payload and mine_again.payload is not mine.payload
+    assert others_again is not None and others_again.payload is others.payload
+
+
+def test_the_cycle_ends_each_pairings_part_failed_or_not(
+    fed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = Agent(load_agent_config(fed / "jprs.toml"))
+    ended: list[str] = []
+    try:
+        monkeypatch.setattr(agent, "collect", lambda: 0)
+        monkeypatch.setattr(agent, "end_pairing", ended.append)
+
+        def failing(*_: object) -> None:
+            raise StoreError("agent.db: database is locked")
+
+        monkeypatch.setattr(agent_cli, "_pairing_cycle", failing)
+        with pytest.raises(StoreError, match="database is locked"):
+            agent_cli._cycle(agent, 1)
+    finally:
+        agent.close()
+    assert ended == [PAIRING]

@@ -112,7 +112,10 @@ def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
             results = []
             for pairing in agent.config.pairings.values():
                 with log_context(pairing=pairing.name, peer=pairing.peer):
-                    results.append(_pairing_cycle(agent, pairing, wait))
+                    try:
+                        results.append(_pairing_cycle(agent, pairing, wait))
+                    finally:
+                        agent.end_pairing(pairing.name)
             return results
         finally:  # a failed cycle too: a daemon lives on, or is killed
             agent.end_cycle()

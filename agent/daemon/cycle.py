@@ -84,6 +84,13 @@ class Agent:
         self.recent.clear()  # decoded snapshots are for one cycle's report checks
         self.facts.flush()
 
+    def end_pairing(self, pairing: str) -> None:
+        """Let go of what one pairing's part of the cycle read (its snapshots' blobs and the
+        decoded snapshots its report checks compared): the next pairing's snapshots are
+        others, and an agent of many pairings would hold every pairing's until the end."""
+        self.store.forget_blobs(pairing)
+        self.recent.clear()
+
     def close(self) -> None:
         self.recent.uninstall()
         try:

@@ -7,7 +7,8 @@ one. Decoding is deterministic (a delta's whole set is committed by the signed h
 records_root, checked on the first decode), so the same payload bytes decode to the same
 snapshot: kept here, the second check decodes only what is new. Installed by the agent alone
 (the exchange server keeps its own cache of what its reports compare) and cleared at the end
-of each cycle, so a daemon holds nothing between cycles.
+of each pairing's part of a cycle (the next pairing's snapshots are others) and of each cycle,
+so a daemon holds nothing between cycles.
 """
 
 from __future__ import annotations

@@ -356,9 +356,10 @@ class AgentStore:
         self.blobs.forget()
         self.db.close()
 
-    def forget_blobs(self) -> None:
-        """Let go of the snapshot blobs read or written so far (agent.store.snapshot_blobs)."""
-        self.blobs.forget()
+    def forget_blobs(self, pairing: str | None = None) -> None:
+        """Let go of the snapshot blobs read or written so far (agent.store.snapshot_blobs):
+        one pairing's, or every pairing's (None)."""
+        self.blobs.forget(pairing)
 
     def __enter__(self) -> AgentStore:
         return self

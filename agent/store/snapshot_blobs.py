@@ -9,7 +9,9 @@ A row's blobs are kept under its table, pairing, version and payload SHA-256: a 
 again with other bytes has another digest. The store's few writes that keep the digest and
 change a row's whole set (a peer snapshot kept again with the whole set it lacked, our own
 snapshot adopted from the log) `drop` what is held for that version. What is held here is let go
-with `forget`, at the end of each cycle: a daemon idles holding nothing.
+with `forget`: a pairing's when its part of the cycle ends (an agent of many pairings would
+otherwise hold four whole sets of each), all at the end of each cycle, so a daemon idles
+holding nothing.
 """
 
 from __future__ import annotations
@@ -53,8 +55,13 @@ class SnapshotBlobs:
         for key in [k for k in self._held if k[:3] == (table, pairing, version)]:
             del self._held[key]
 
-    def forget(self) -> None:
-        self._held.clear()
+    def forget(self, pairing: str | None = None) -> None:
+        """Let go of what is held: for one pairing, or for all (None)."""
+        if pairing is None:
+            self._held.clear()
+            return
+        for key in [k for k in self._held if k[1] == pairing]:
+            del self._held[key]
 
     def _blobs(self, table: str, row: dict[str, Any]) -> tuple[bytes, bytes | None] | None:
         digest = row["payload_sha256"]
