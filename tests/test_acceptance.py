@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from invsync.agent.exchange import rejections as rej
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.merkle import records_digest
 from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import Snapshot
 from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import edited
 
@@ -503,3 +505,51 @@ def test_peer_snapshot_wrong_count(
     env = snapshot.sign_snapshot(edited(v1, miscount), jprs_key)
     with rejected(rej.CountMismatchError, "header says 3 records, the payload holds 16"):
         acc.verify_peer_snapshot(env, peer=jprs_policy, pairing=PAIRING, now=NOW)
+
+
+def _doubled(decoded: Snapshot) -> Snapshot:
+    """`decoded` with its first record twice, under a header whose count and digest agree."""
+    records = (*decoded.records, decoded.records[0])
+    header = replace(
+        decoded.header,
+        record_count=len(records),
+        records_digest=records_digest(r.sha256 for r in records),
+    )
+    identities = (*decoded.identities, decoded.identities[0])
+    return replace(decoded, header=header, records=records, identities=identities)
+
+
+@pytest.mark.parametrize("identities", ["the decoder's", "none"])
+@pytest.mark.parametrize(
+    ("case", "error", "message"),
+    [
+        ("as decoded", None, ""),
+        ("a record twice", rej.DuplicateRecordError, r"record \d+ \(\w+\) repeats record 0"),
+        ("another digest", rej.DigestMismatchError, "is not the Merkle root"),
+    ],
+)
+def test_the_record_checks_answer_alike_with_the_decoders_identities_or_without(
+    records: list[CertRecord],
+    identities: str,
+    case: str,
+    error: type[Exception] | None,
+    message: str,
+) -> None:
+    """A decoded snapshot brings each record's identity; one made otherwise is read record by
+    record. Both give the same answer."""
+    decoded = snapshot.decode_payload(payload(records))
+    assert len(decoded.identities) == len(records)
+    checked = {
+        "as decoded": decoded,
+        "a record twice": _doubled(decoded),
+        "another digest": replace(
+            decoded, header=replace(decoded.header, records_digest=b"\x00" * 32)
+        ),
+    }[case]
+    if identities == "none":
+        checked = replace(checked, identities=())
+    if error is None:
+        acc._check_records(checked)
+        return
+    with pytest.raises(error, match=message):
+        acc._check_records(checked)

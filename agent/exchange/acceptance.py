@@ -46,7 +46,7 @@ from invsync.agent.exchange import envelope
 from invsync.agent.exchange.envelope import Envelope, shown_keyids
 from invsync.agent.exchange.keyring import KeyRing, Rotation, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
-from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.exchange.merkle import merkle_root
 from invsync.agent.exchange.rejections import (
     BadSignatureError,
     BadValidityError,
@@ -429,13 +429,17 @@ def _check_records(snapshot: Snapshot) -> None:
         raise CountMismatchError(
             f"header says {header.record_count} records, the payload holds {len(records)}"
         )
-    digest = records_digest(r.sha256 for r in records)
+    identities = snapshot.identities
+    if len(identities) != len(records):  # not worked out by the decoder: read each record
+        identities = tuple(bytes.fromhex(r.sha256) for r in records)
+    digest = merkle_root(list(identities))
     if header.records_digest != digest:
         raise DigestMismatchError(
             f"records_digest {bounded(header.records_digest.hex())} is not the Merkle root "
             f"{digest.hex()} of the records"
         )
-    _check_duplicates(snapshot)
+    if len(set(identities)) != len(identities):
+        _check_duplicates(snapshot)
 
 
 def _check_duplicates(snapshot: Snapshot) -> None:

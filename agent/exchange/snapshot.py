@@ -298,9 +298,10 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
         _record_from_bytes(data, key, i)
         for i, (data, key) in enumerate(zip(whole.records, digests, strict=True))
     )
+    identities = tuple([bytes.fromhex(r.sha256) for r in records])
     if parts.header.records_root or parts.delta:
-        _check_root(parts.header.records_root, records, digests)
-    snapshot = Snapshot(header, records, digest, full=whole_bytes)
+        _check_root(parts.header.records_root, identities, digests)
+    snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)
     if recent is not None:
         recent.put(snapshot)
     return snapshot
@@ -353,10 +354,8 @@ def _whole(
     )
 
 
-def _check_root(claimed: bytes, records: Sequence[CertRecord], digests: Sequence[bytes]) -> None:
-    root = records_root_of(
-        (bytes.fromhex(r.sha256), digest) for r, digest in zip(records, digests, strict=True)
-    )
+def _check_root(claimed: bytes, identities: Sequence[bytes], digests: Sequence[bytes]) -> None:
+    root = records_root_of(zip(identities, digests, strict=True))
     if claimed != root:
         raise DigestMismatchError(
             f"records_root {bounded(claimed.hex()) or '(empty)'} is not the Merkle root "

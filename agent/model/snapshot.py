@@ -48,6 +48,10 @@ class Snapshot:
     # The whole set as a full payload under the signed header: the payload itself for a full
     # snapshot, rebuilt or served for a delta (agent.exchange.delta); what a delta builds on.
     full: bytes = field(default=b"", repr=False, compare=False)
+    # Each record's identity (its certificate's SHA-256, 32 bytes), in the records' order, when
+    # the decoder worked them out (empty when not): the checks that follow a decode take them
+    # from here instead of reading every record again (issue 13).
+    identities: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
