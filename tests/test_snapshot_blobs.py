@@ -119,23 +119,48 @@ def test_a_row_written_by_sql_without_a_digest_is_named_by_its_bytes(tmp_path: P
     assert base is not None and base.payload_sha256 == hashlib.sha256(payload).hexdigest()
 
 
-def test_our_whole_sets_are_kept_for_the_two_latest_versions_only(tmp_path: Path) -> None:
+def test_our_whole_sets_are_kept_for_the_two_latest_sent_versions_only(tmp_path: Path) -> None:
     """A whole set is the next delta's base (the latest sent) and the report check's previous
-    snapshot: older ones go, their payloads stay, another pairing's are not touched."""
+    snapshot (the one before): older ones go once a later version is sent, their payloads
+    stay, a pending one counts for nothing yet, another pairing's are not touched."""
     with AgentStore(tmp_path / "agent.db") as store:
         store.record_sent_snapshot("p", 1, b"v1", "t", [], T0, T1)  # a full one: no whole set
         store.record_sent_snapshot("q", 1, b"q1", "t", [], T0, T1, full=b"q-whole")
-        for v in range(2, 6):
+        for v in range(2, 5):
             store.record_sent_snapshot("p", v, b"v%d" % v, "t", [], T0, T1, full=b"w%d" % v)
-        before = store.sent_snapshot("p", 4)  # held for the cycle, with its whole set
-        store.record_sent_snapshot("p", 6, b"v6", "t", [], T0, T1, pending=True, full=b"w6")
-        after = store.sent_snapshot("p", 4)
+        store.record_sent_snapshot("p", 5, b"v5", "t", [], T0, T1, pending=True, full=b"w5")
+        while_pending = _sets(store, "p", 5)
+        before = store.sent_snapshot("p", 3)  # held for the cycle, with its whole set
+        store.mark_sent("p", 5)
+        after = store.sent_snapshot("p", 3)
         store.forget_blobs()
-        kept = [store.pushed_snapshot("p", v) for v in range(1, 7)]
+        once_sent = _sets(store, "p", 5)
         other = store.sent_snapshot("q", 1)
-    assert [(s.payload, s.full) for s in kept if s] == [
-        (b"v1", None), (b"v2", None), (b"v3", None), (b"v4", None), (b"v5", b"w5"), (b"v6", b"w6"),
-    ]  # fmt: skip
-    assert before is not None and before.full == b"w4"
+    assert while_pending == [None, None, b"w3", b"w4", b"w5"]
+    assert once_sent == [None, None, None, b"w4", b"w5"]
+    assert before is not None and before.full == b"w3"
     assert after is not None and after.full is None  # not what was held before it went
     assert other is not None and other.full == b"q-whole"
+
+
+def test_a_dropped_pending_snapshot_leaves_the_latest_sent_and_its_previous_whole(
+    tmp_path: Path,
+) -> None:
+    """The report check of a cycle that pushes nothing after a refused push compares the
+    latest sent snapshot with the one before: both keep their whole sets."""
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.record_sent_snapshot("p", 1, b"v1", "t", [], T0, T1)
+        for v in (2, 3):
+            store.record_sent_snapshot("p", v, b"v%d" % v, "t", [], T0, T1, full=b"w%d" % v)
+        store.record_sent_snapshot("p", 4, b"v4", "t", [], T0, T1, pending=True, full=b"w4")
+        store.drop_pending("p", 4)
+        latest = store.latest_sent_snapshot("p")
+        previous = store.sent_snapshot("p", 2)
+    assert latest is not None and latest.version == 3 and latest.whole == b"w3"
+    assert previous is not None and previous.whole == b"w2"
+
+
+def _sets(store: AgentStore, pairing: str, last: int) -> list[bytes | None]:
+    """The whole sets the store holds for versions 1 to `last`, sent or pending."""
+    kept = [store.pushed_snapshot(pairing, v) for v in range(1, last + 1)]
+    return [s.full if s else b"(no row)" for s in kept]

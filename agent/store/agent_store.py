@@ -477,29 +477,34 @@ class AgentStore:
             "pending": int(pending),
             "full": full,
         }
+        pruned: list[int] = []
         with transaction(self.db, f"{self.path}: cannot record snapshot {pairing} v{version}"):
             known = self._snapshot_row(pairing, version)
             if known is not None:
                 self._check_same_payload(known, payload)
                 if not pending:
-                    self._set_sent(pairing, version)
-                return
-            self.db.execute(_INSERT_SENT, row)
-            pruned = self._prune_whole_sets(pairing, version)
-        for older in pruned:
-            self.blobs.drop(_SENT, pairing, older)
-        self.blobs.hold((_SENT, pairing, version, str(row["payload_sha256"])), payload, full)
+                    pruned = self._set_sent(pairing, version)
+            else:
+                self.db.execute(_INSERT_SENT, row)
+                if not pending:
+                    pruned = self._prune_whole_sets(pairing, version)
+        self._let_go(pairing, pruned)
+        if known is None:
+            self.blobs.hold((_SENT, pairing, version, str(row["payload_sha256"])), payload, full)
 
-    def _prune_whole_sets(self, pairing: str, version: int) -> list[int]:
-        """Let go of the whole sets of our snapshots before `version - 1`; the versions pruned.
+    def _prune_whole_sets(self, pairing: str, sent: int) -> list[int]:
+        """Let go of the whole sets of our snapshots before `sent - 1`, `sent` being the latest
+        sent one; the versions pruned.
 
-        A delta's whole set is what the next delta builds on (the latest sent, `version - 1`
-        while `version` is pending) and what the report check compares as our previous
-        snapshot (`version - 1`), so those two stay. Nothing reads an older one: the signed
-        payloads stay, and with them every entry of the log. Kept, each would add a whole set
-        per cycle to the database: 57 MB at 100,000 certificates (issue 13)."""
+        A delta's whole set is what the next delta builds on (the latest sent) and what the
+        report check compares as our previous snapshot (the one before), so those two stay,
+        and a pending one above them. Nothing reads an older one: the signed payloads stay,
+        and with them every entry of the log. Kept, each would add a whole set per cycle to
+        the database: 57 MB at 100,000 certificates (issue 13). Counted from the latest sent,
+        never from a pending one: a pending snapshot may be dropped, and the report check then
+        compares the latest sent with the one before it."""
         older = "pairing = ? AND version < ? AND full IS NOT NULL"
-        params = [pairing, version - 1]
+        params = [pairing, sent - 1]
         rows = self.db.execute(f"SELECT version FROM sent_snapshots WHERE {older}", params)
         versions = [int(v) for (v,) in rows.fetchall()]
         self.db.execute(f"UPDATE sent_snapshots SET full = NULL WHERE {older}", params)
@@ -513,7 +518,8 @@ class AgentStore:
     def mark_sent(self, pairing: str, version: int) -> None:
         """The server's receipt for a pending snapshot arrived: it is now sent."""
         with transaction(self.db, f"{self.path}: cannot mark snapshot {pairing} v{version} sent"):
-            self._set_sent(pairing, version)
+            pruned = self._set_sent(pairing, version)
+        self._let_go(pairing, pruned)
 
     def record_receipt(
         self, pairing: str, version: int, state: TrustedState, now: datetime
@@ -526,9 +532,10 @@ class AgentStore:
         signatures = _signatures_json([(s.keyid, s.sig) for s in receipt.signatures])
         row = [pairing, version, receipt.payload_type, receipt.payload, signatures, rfc3339(now)]
         with transaction(self.db, f"{self.path}: cannot record the receipt {pairing} v{version}"):
-            self._set_sent(pairing, version)
+            pruned = self._set_sent(pairing, version)
             self.db.execute(_INSERT_RECEIPT, row)
             self._save_state(pairing, state, now)
+        self._let_go(pairing, pruned)
 
     def record_peer(
         self, pairing: str, state: TrustedState, rotation: Rotation | None, now: datetime
@@ -676,9 +683,17 @@ class AgentStore:
         where = "pairing = ? AND version = ?"
         return next((_sent(row) for row in self.blobs.rows(_SENT, where, [pairing, version])), None)
 
-    def _set_sent(self, pairing: str, version: int) -> None:
+    def _set_sent(self, pairing: str, version: int) -> list[int]:
+        """Mark `version` sent, in the caller's transaction; the versions whose whole sets
+        went with it (`_prune_whole_sets`), to `_let_go` once the transaction is committed."""
         sql = "UPDATE sent_snapshots SET pending = 0 WHERE pairing = ? AND version = ?"
         self.db.execute(sql, [pairing, version])
+        return self._prune_whole_sets(pairing, version)
+
+    def _let_go(self, pairing: str, pruned: list[int]) -> None:
+        """Forget the blobs held for versions whose whole sets were pruned."""
+        for version in pruned:
+            self.blobs.drop(_SENT, pairing, version)
 
     def record_cosigned(self, report_id: str, pairing: str, now: datetime) -> None:
         """Remember that this agent co-signed a report (the first time counts)."""
