@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,29 @@ def test_the_cycle_ends_each_pairings_part_failed_or_not(
     finally:
         agent.close()
     assert ended == [PAIRING]
+
+
+def test_a_previous_snapshot_whose_whole_set_has_another_header_is_decoded_instead(
+    tmp_path: Path, records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """A damaged row (a stored payload beside another snapshot's whole set) must not put the
+    whole set's snapshot in the cache under the payload's digest: the payload is decoded."""
+    v1 = delta_snapshot(records)
+    other = delta_snapshot(records, issued_at=NOW - timedelta(hours=2))  # another v1
+    sha = hashlib.sha256(other.payload).hexdigest()
+    v2 = snapshot.build_snapshot(
+        party="jprs", pairing=PAIRING, role="subordinate", version=2,
+        issued_at=NOW, expires_at=NOW + timedelta(days=1), records=records[1:],
+        previous_digest=bytes.fromhex(sha), base=v1.full,
+    )  # fmt: skip
+    assert v2.previous is not None and v2.previous.payload_sha256 == sha
+    last = SentSnapshot(PAIRING, 1, other.payload, sha, SNAPSHOT_PAYLOAD_TYPE, (), NOW, NOW)
+    draft = push.Draft(last, v2, 2, NOW, [], False, v1.full)
+    agent = _Agent(tmp_path / "agent.db")
+    try:
+        push._meanwhile(agent, draft)  # type: ignore[arg-type]
+    finally:
+        agent.store.close()
+    cached = recent.get(sha)
+    assert cached is not None and cached is not v2.previous
+    assert cached.header == snapshot.decode_payload(other.payload).header != v2.previous.header

@@ -22,7 +22,7 @@ from invsync.agent.daemon.log_reading import take_receipt
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.restore import is_behind
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange import envelope, recent_snapshots
+from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
@@ -175,12 +175,20 @@ def _meanwhile(agent: AgentParts, next_one: Draft) -> None:
             recent.put(next_one.built.snapshot)
         else:
             decode_payload(next_one.payload, full=next_one.full if next_one.delta else b"")
-        if next_one.built.previous is not None:
-            recent.put(next_one.built.previous)
-        elif next_one.last is not None and next_one.last_whole is not None:
-            next_one.last.decoded()
+        last, previous = next_one.last, next_one.built.previous
+        if last is not None and previous is not None and _headed_alike(last.payload, previous.full):
+            recent.put(previous)
+        elif last is not None and next_one.last_whole is not None:
+            last.decoded()
     except InvsyncError:
         pass
+
+
+def _headed_alike(payload: bytes, whole: bytes) -> bool:
+    """Whether a stored payload and the whole set stored beside it carry one header: the
+    previous snapshot the build made from the whole set is then the payload's (a damaged row
+    is left to the decode, which names what is wrong)."""
+    return payload[: delta.header_end(payload)] == whole[: delta.header_end(whole)]
 
 
 def pushed_meanwhile(push: Callable[[], T], meanwhile: Callable[[], None]) -> T:
