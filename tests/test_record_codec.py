@@ -185,3 +185,21 @@ def test_a_row_digest_does_not_depend_on_shared_text_objects() -> None:
     assert apart["not_before"] is not apart["revoked_at"]
     assert row_digest(shared) == row_digest(apart)
     assert row_digest(shared) != row_digest({**shared, "revoked_at": "2021-03-10T00:00:00Z"})
+
+
+@pytest.mark.parametrize("attribution", ["", "issuance-log:secom.jsonl", "rule:JPRS"])
+def test_the_stored_facts_of_a_record_of_the_common_shape_are_its_own(attribution: str) -> None:
+    """Facts of records with their attribution alone are made once per attribution: each
+    record still gets the bytes of its own facts, and a record with more gets all of them."""
+    from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
+
+    full = _record()
+    plain = CertRecord(full.info, attribution=attribution)
+    for record in (plain, full.with_view(attribution=attribution), plain):
+        facts = facts_from_bytes(facts_to_bytes(record), record.sha256)
+        assert facts == {
+            "attribution": record.attribution,
+            "disclosure": record.disclosure,
+            "audit_scope": record.audit_scope,
+            "revocation_evidence": record.revocation_evidence,
+        }

@@ -322,6 +322,19 @@ def _disclosure_from_pb(msg: pb.Disclosure, sha256: str, where: str) -> Disclosu
 def facts_to_bytes(record: CertRecord) -> bytes:
     """Only the facts beside the certificate (attribution, public view, audit, evidence), for
     the agent's store, which keeps the DER and the sources in columns of their own."""
+    if record.disclosure is None and not record.audit_scope and not record.revocation_evidence:
+        # Most records: their attribution alone, of which a collection has a few.
+        known = _ATTRIBUTION_ONLY.get(record.attribution)
+        if known is None:
+            known = _ATTRIBUTION_ONLY.keep(record.attribution, _facts_bytes(record))
+        return known
+    return _facts_bytes(record)
+
+
+_ATTRIBUTION_ONLY: Kept[str, bytes] = Kept()
+
+
+def _facts_bytes(record: CertRecord) -> bytes:
     msg = pb.Record(
         audit_scope=[_audit_entry_to_pb(a) for a in record.audit_scope],
         revocation_evidence=[revocation_to_pb(r) for r in record.revocation_evidence],
