@@ -23,10 +23,12 @@ from invsync.agent.exchange import delta, snapshot
 from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
 from invsync.agent.exchange.rejections import MalformedSnapshot
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Built
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Base, Built
 from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 from invsync.agent.store.facts_cache import FactsCache
+from invsync.v1 import invsync_pb2 as pb
 from tests.exchange_rig import NOW, PAIRING, payload
 from tests.test_delta import base_of, changed
 from tests.test_delta import snapshot as delta_snapshot
@@ -321,3 +323,66 @@ def test_a_previous_snapshot_whose_whole_set_has_another_header_is_decoded_inste
     cached = recent.get(sha)
     assert cached is not None and cached is not v2.previous
     assert cached.header == snapshot.decode_payload(other.payload).header != v2.previous.header
+
+
+def _seen(decoded: Snapshot) -> tuple[object, ...]:
+    return (decoded.header, [repr(r) for r in decoded.records], decoded.payload_sha256,
+            decoded.full, decoded.identities)  # fmt: skip
+
+
+def _chain(records: list[CertRecord]) -> tuple[Built, Built, Built]:
+    v1 = delta_snapshot(records)
+    v2 = delta_snapshot(changed(records), 2, v1)
+    return v1, v2, delta_snapshot(records[3:], 3, v2)
+
+
+def test_the_base_a_delta_was_decoded_on_is_what_its_own_payload_decodes_to(
+    records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
+) -> None:
+    """The report check decodes the peer's current snapshot on the base kept here, then that
+    base (the peer's previous): the second decode reads only its payload's parts, not its
+    whole set again, and gives what a fresh decode gives."""
+    _, v2, v3 = _chain(records)
+    snapshot.decode_payload(v3.payload, base=base_of(v2))
+    reads.clear()
+    previous = snapshot.decode_payload(v2.payload, full=v2.full)
+    assert reads == [v2.payload]
+    recent.clear()
+    fresh = snapshot.decode_payload(v2.payload, full=v2.full)
+    assert fresh is not previous and _seen(fresh) == _seen(previous)
+
+
+def test_a_base_under_another_header_than_its_payloads_is_not_taken(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """A whole set kept beside another snapshot's payload (a damaged row): the delta on it
+    still adds up, but the payload's own decode does not take the base made from it."""
+    v1, v2, v3 = _chain(records)
+    other = delta_snapshot(changed(records), 2, v1, issued_at=NOW - timedelta(hours=3))
+    assert other.full != v2.full and delta.read_parts(other.full).records == (
+        delta.read_parts(v2.full).records
+    )
+    digest = hashlib.sha256(v2.payload).hexdigest()
+    snapshot.decode_payload(v3.payload, base=Base(digest, other.full))
+    assert recent.base(digest, delta.read_parts(other.full).header_bytes) is not None
+    previous = snapshot.decode_payload(v2.payload, full=v2.full)
+    assert previous.header == delta_header(v2) != delta_header(other)
+
+
+def test_a_base_whose_records_are_not_its_headers_is_not_kept(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    _, v2, v3 = _chain(records)
+    parts = delta.read_parts(v2.full)
+    header = pb.SnapshotHeader.FromString(parts.header_bytes)
+    header.records_root = b"\x01" * 32
+    damaged = delta.full_form(header.SerializeToString(deterministic=True), parts.records)
+    digest = hashlib.sha256(v2.payload).hexdigest()
+    current = snapshot.decode_payload(v3.payload, base=Base(digest, damaged))
+    assert current.header.version == 3
+    assert recent.base(digest, header.SerializeToString(deterministic=True)) is None
+    assert recent.base(digest, parts.header_bytes) is None
+
+
+def delta_header(built: Built) -> object:
+    return snapshot.decode_header(built.payload)

@@ -151,18 +151,35 @@ def _varint(n: int) -> bytes:
     return encoded
 
 
-def record_map(full: bytes, what: str = "base") -> dict[bytes, bytes]:
-    """identity -> record bytes of a full form."""
+@dataclass(frozen=True)
+class WholeSet:
+    """A full form read as parts, with each record's identity in order (no identity twice)."""
+
+    parts: Parts
+    identities: Sequence[bytes]
+
+    def by_identity(self) -> dict[bytes, bytes]:
+        return dict(zip(self.identities, self.parts.records, strict=True))
+
+
+def read_whole(full: bytes, what: str = "base") -> WholeSet:
+    """A full form's parts and identities; MalformedSnapshot for a delta, DuplicateRecordError
+    for an identity given twice."""
     parts = read_parts(full, what)
     if parts.removed:
         raise MalformedSnapshot(f"{what} removes records: it is a delta, not a whole set")
-    by_identity: dict[bytes, bytes] = {}
-    for index, record in enumerate(parts.records):
-        identity = identity_of(record, index)
-        if identity in by_identity:
-            raise DuplicateRecordError(f"{what}: record {index} ({identity.hex()}) repeats")
-        by_identity[identity] = record
-    return by_identity
+    identities = [identity_of(record, index) for index, record in enumerate(parts.records)]
+    if len(set(identities)) != len(identities):
+        seen: dict[bytes, int] = {}
+        for index, identity in enumerate(identities):
+            if seen.setdefault(identity, index) != index:
+                raise DuplicateRecordError(f"{what}: record {index} ({identity.hex()}) repeats")
+    return WholeSet(parts, identities)
+
+
+def record_map(full: bytes, what: str = "base") -> dict[bytes, bytes]:
+    """identity -> record bytes of a full form."""
+    return read_whole(full, what).by_identity()
 
 
 def changes(
@@ -202,7 +219,12 @@ def rebuild(delta: Parts, base_full: bytes) -> bytes:
     MalformedSnapshot names a removal the base does not hold, or a record the delta names twice.
     The result is not yet checked against the header: decoding it does that.
     """
-    records = record_map(base_full)
+    return rebuild_on(delta, read_whole(base_full))
+
+
+def rebuild_on(delta: Parts, base: WholeSet) -> bytes:
+    """`rebuild`, on a base read already."""
+    records = base.by_identity()
     for index, identity in enumerate(delta.removed):
         if len(identity) != IDENTITY_BYTES or records.pop(identity, None) is None:
             raise MalformedSnapshot(

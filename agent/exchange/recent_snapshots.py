@@ -20,6 +20,7 @@ from invsync.agent.model.snapshot import Snapshot
 
 # Own and peer, current and previous: a report check's four, and the peer's next one.
 KEPT = 5
+BASES_KEPT = 2  # the peer's previous snapshot, once per report check
 
 
 class RecentSnapshots:
@@ -29,6 +30,9 @@ class RecentSnapshots:
         self._kept = kept
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
+        # Bases made while decoding a delta on them, each with its header's exact bytes: a
+        # decode of the base's own payload takes one only if that payload carries that header.
+        self._bases: OrderedDict[str, tuple[Snapshot, bytes]] = OrderedDict()
 
     @classmethod
     def install(cls, kept: int = KEPT) -> RecentSnapshots:
@@ -63,9 +67,24 @@ class RecentSnapshots:
             while len(self._snapshots) > self._kept:
                 self._snapshots.popitem(last=False)
 
+    def put_base(self, snapshot: Snapshot, header_bytes: bytes) -> None:
+        """Keep the base a delta was just decoded on, as decoding its whole set gives it,
+        with the exact bytes of the header it was checked against (`base`)."""
+        with self._lock:
+            self._bases[snapshot.payload_sha256] = (snapshot, header_bytes)
+            while len(self._bases) > BASES_KEPT:
+                self._bases.popitem(last=False)
+
+    def base(self, payload_sha256: str, header_bytes: bytes) -> Snapshot | None:
+        """The base kept under that payload digest, if its header is `header_bytes`."""
+        with self._lock:
+            kept = self._bases.get(payload_sha256)
+        return kept[0] if kept is not None and kept[1] == header_bytes else None
+
     def clear(self) -> None:
         with self._lock:
             self._snapshots.clear()
+            self._bases.clear()
 
 
 _INSTALLED: RecentSnapshots | None = None

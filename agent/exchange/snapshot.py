@@ -290,8 +290,12 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     if known is not None and _decodable(known.header, full, base):
         return known
     parts = delta.read_parts(payload)
+    kept_base = recent.base(digest, parts.header_bytes) if recent is not None else None
+    if kept_base is not None and recent is not None and _decodable(kept_base.header, full, base):
+        recent.put(kept_base)
+        return kept_base
     header = _header_from_pb(parts.header)
-    whole, whole_bytes = _whole(parts, header, payload, full=full, base=base)
+    whole, whole_bytes, held = _whole(parts, header, payload, full=full, base=base)
     # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
     digests = [hashlib.sha256(data).digest() for data in whole.records]
     records = tuple(
@@ -304,7 +308,45 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)
     if recent is not None:
         recent.put(snapshot)
+        if held is not None and base is not None:
+            _keep_base(recent, base, held, zip(whole.records, records, digests, strict=True))
     return snapshot
+
+
+def _keep_base(
+    recent: recent_snapshots.RecentSnapshots,
+    base: Base,
+    held: delta.WholeSet,
+    decoded: Iterable[tuple[bytes, CertRecord, bytes]],
+) -> None:
+    """Keep the base a delta was just rebuilt on, as decoding its whole set gives it: the
+    report check decodes the peer's previous snapshot, which is that base, right after the
+    current one. A record of the base found byte for byte among the records just decoded
+    (each with its bytes' SHA-256) is taken from there, and only the others are decoded;
+    the records are checked against the base's own records_root, as a decode checks them.
+    Nothing is kept if a record does not decode or the root differs: a decode of the base
+    then says what is wrong. `RecentSnapshots.base` answers it only to a payload carrying
+    the very header it was checked against."""
+    by_bytes = {data: (record, digest) for data, record, digest in decoded}
+    records, digests = [], []
+    try:
+        for index, data in enumerate(held.parts.records):
+            found = by_bytes.get(data)
+            if found is None:
+                key = hashlib.sha256(data).digest()
+                found = (_record_from_bytes(data, key, index), key)
+            records.append(found[0])
+            digests.append(found[1])
+        if held.parts.header.records_root or held.parts.delta:
+            _check_root(held.parts.header.records_root, held.identities, digests)
+        header = _header_from_pb(held.parts.header)
+    except (MalformedSnapshot, DigestMismatchError):
+        return
+    snapshot = Snapshot(
+        header, tuple(records), base.payload_sha256, full=base.full,
+        identities=tuple(held.identities),
+    )  # fmt: skip
+    recent.put_base(snapshot, held.parts.header_bytes)
 
 
 def _decodable(header: SnapshotHeader, full: bytes, base: Base | None) -> bool:
@@ -331,14 +373,14 @@ def decode_envelope(env: Envelope) -> Snapshot:
 
 def _whole(
     parts: delta.Parts, header: SnapshotHeader, payload: bytes, *, full: bytes, base: Base | None
-) -> tuple[delta.Parts, bytes]:
-    """The whole set's parts and its full form's bytes, each read once: a full form read by
+) -> tuple[delta.Parts, bytes, delta.WholeSet | None]:
+    """The whole set's parts and its full form's bytes, each read once (a full form read by
     `read_parts` is its canonical encoding, so the bytes read are the bytes `full_form` of
-    the parts would write again."""
+    the parts would write again), and the base as read when the delta was rebuilt on it."""
     if not parts.delta:
-        return parts, payload
+        return parts, payload, None
     if full:
-        return delta.served_whole(parts, full), full
+        return delta.served_whole(parts, full), full, None
     if base is not None:
         if header.previous_digest.hex() != base.payload_sha256:
             raise MalformedSnapshot(
@@ -346,8 +388,9 @@ def _whole(
                 f"{bounded(header.previous_digest.hex())[:16] or '(nothing)'}, "
                 f"not on the snapshot held here ({base.payload_sha256[:16]})"
             )
-        rebuilt = delta.rebuild(parts, base.full)
-        return delta.read_parts(rebuilt, "the rebuilt set"), rebuilt
+        held = delta.read_whole(base.full)
+        rebuilt = delta.rebuild_on(parts, held)
+        return delta.read_parts(rebuilt, "the rebuilt set"), rebuilt, held
     raise MalformedSnapshot(
         f"version {header.version} of {header.party} is a delta on "
         f"{header.previous_digest.hex()[:16] or '(nothing)'}, and that base is not held here"
