@@ -16,9 +16,10 @@ from invsync.agent.exchange.delta import (
     delta_form,
     full_form,
     read_parts,
+    rebuild,
     record_map,
 )
-from invsync.agent.exchange.rejections import MalformedSnapshot
+from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
 from invsync.v1 import invsync_pb2 as pb
 
 # Lengths around the varint boundaries (127/128, 16383/16384) and empty values.
@@ -129,3 +130,12 @@ def test_a_delta_is_no_base() -> None:
     with pytest.raises(MalformedSnapshot, match="base removes records: it is a delta"):
         header = pb.SnapshotHeader(delta=True).SerializeToString()
         changes([], delta_form(header, [], [b"\x00" * 32]))
+
+
+def test_a_base_with_a_record_twice_is_refused_at_the_repeat_before_a_later_bad_record() -> None:
+    """Identities are read in order: the first problem met is the one named."""
+    header = pb.SnapshotHeader(party="jprs", version=1).SerializeToString(deterministic=True)
+    record = pb.Record(certificate_der=b"\x30\x03\x02\x01\x01").SerializeToString()
+    base = full_form(header, [record, record, b"\xff\xff"])
+    with pytest.raises(DuplicateRecordError, match=r"base: record 1 \(\w+\) repeats"):
+        rebuild(read_parts(full_form(header, [])), base)

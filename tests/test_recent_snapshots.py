@@ -386,3 +386,33 @@ def test_a_base_whose_records_are_not_its_headers_is_not_kept(
 
 def delta_header(built: Built) -> object:
     return snapshot.decode_header(built.payload)
+
+
+def test_a_full_snapshot_as_the_base_is_what_its_payload_decodes_to(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    v1 = delta_snapshot(records)
+    v2 = delta_snapshot(changed(records), 2, v1)
+    snapshot.decode_payload(v2.payload, base=base_of(v1))
+    previous = snapshot.decode_payload(v1.payload)
+    recent.clear()
+    assert _seen(snapshot.decode_payload(v1.payload)) == _seen(previous)
+
+
+def test_a_base_without_a_records_root_is_not_kept(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """An older snapshot's header does not commit to its records: a base made from a whole
+    set kept beside it could not be told from another, so the payload is decoded instead."""
+    parts = delta.read_parts(delta_snapshot(records).full)
+    header = pb.SnapshotHeader.FromString(parts.header_bytes)
+    header.ClearField("records_root")
+    older = delta.full_form(header.SerializeToString(deterministic=True), parts.records)
+    digest = hashlib.sha256(older).hexdigest()
+    v2 = snapshot.build_snapshot(
+        party="jprs", pairing=PAIRING, role="subordinate", version=2,
+        issued_at=NOW, expires_at=NOW + timedelta(days=1), records=changed(records),
+        previous_digest=bytes.fromhex(digest), base=older,
+    )  # fmt: skip
+    assert snapshot.decode_payload(v2.payload, base=Base(digest, older)).header.version == 2
+    assert recent.base(digest, header.SerializeToString(deterministic=True)) is None

@@ -168,12 +168,14 @@ def read_whole(full: bytes, what: str = "base") -> WholeSet:
     parts = read_parts(full, what)
     if parts.removed:
         raise MalformedSnapshot(f"{what} removes records: it is a delta, not a whole set")
-    identities = [identity_of(record, index) for index, record in enumerate(parts.records)]
-    if len(set(identities)) != len(identities):
-        seen: dict[bytes, int] = {}
-        for index, identity in enumerate(identities):
-            if seen.setdefault(identity, index) != index:
-                raise DuplicateRecordError(f"{what}: record {index} ({identity.hex()}) repeats")
+    identities: list[bytes] = []
+    seen: set[bytes] = set()
+    for index, record in enumerate(parts.records):
+        identity = identity_of(record, index)
+        if identity in seen:
+            raise DuplicateRecordError(f"{what}: record {index} ({identity.hex()}) repeats")
+        seen.add(identity)
+        identities.append(identity)
     return WholeSet(parts, identities)
 
 

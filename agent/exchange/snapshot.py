@@ -324,9 +324,12 @@ def _keep_base(
     current one. A record of the base found byte for byte among the records just decoded
     (each with its bytes' SHA-256) is taken from there, and only the others are decoded;
     the records are checked against the base's own records_root, as a decode checks them.
-    Nothing is kept if a record does not decode or the root differs: a decode of the base
-    then says what is wrong. `RecentSnapshots.base` answers it only to a payload carrying
-    the very header it was checked against."""
+    Nothing is kept if a record does not decode, the root differs, or the base has none (an
+    older snapshot's header would not tie its records to its payload): a decode of the base
+    then says what is wrong, or decodes it as before. `RecentSnapshots.base` answers it only
+    to a payload carrying the very header it was checked against."""
+    if not held.parts.header.records_root:  # an older snapshot: nothing would check its records
+        return
     by_bytes = {data: (record, digest) for data, record, digest in decoded}
     records, digests = [], []
     try:
@@ -337,8 +340,7 @@ def _keep_base(
                 found = (_record_from_bytes(data, key, index), key)
             records.append(found[0])
             digests.append(found[1])
-        if held.parts.header.records_root or held.parts.delta:
-            _check_root(held.parts.header.records_root, held.identities, digests)
+        _check_root(held.parts.header.records_root, held.identities, digests)
         header = _header_from_pb(held.parts.header)
     except (MalformedSnapshot, DigestMismatchError):
         return
