@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from invsync.agent.exchange import recent_snapshots
-from invsync.agent.exchange.record_codec import record_from_pb, record_to_pb, wire_view
+from invsync.agent.exchange.record_codec import (
+    record_bytes,
+    record_from_pb,
+    record_to_pb,
+    wire_view,
+)
 from invsync.agent.exchange.snapshot import Built, build_snapshot, decode_payload
+from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry
 from invsync.agent.model.record import LIFECYCLES, CertInfo, CertRecord, Revocation, SourceRef
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.sources.pem import load_pem_file
@@ -191,3 +197,30 @@ def test_a_base_without_its_payload_digest_gives_no_previous_snapshot() -> None:
         expires_at=T0 + timedelta(days=1), records=_plain(INFOS, "b.pem"), base=first.full,
     )  # fmt: skip
     assert second.delta and second.snapshot is not None and second.previous is None
+
+
+_PERIOD = AuditPeriod("WebTrust BR", date(2020, 4, 1), date(2021, 3, 31))
+_long_sources = st.builds(
+    SourceRef,
+    _text,
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=300),
+    _times,
+    _times,
+)
+
+
+@given(
+    record=_records,
+    more=st.lists(_long_sources, max_size=2).map(tuple),
+    disclosed=st.booleans(),
+)
+def test_a_record_joined_from_its_fields_is_the_one_protobuf_serializes(
+    record: CertRecord, more: tuple[SourceRef, ...], disclosed: bool
+) -> None:
+    """Every record's bytes as the snapshot signs them, joined by hand for the common shape
+    (long texts too: lengths of two varint bytes), through protobuf for any other."""
+    record = record.with_view(sources=(*record.sources, *more))
+    if disclosed:  # no longer the common shape
+        entry = AuditScopeEntry(record.sha256, _PERIOD, "audit.csv:2", ("WTBRSSL",))
+        record = record.with_view(audit_scope=(entry,))
+    assert record_bytes(record) == record_to_pb(record).SerializeToString(deterministic=True)

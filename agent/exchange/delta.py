@@ -126,10 +126,10 @@ def delta_form(header_bytes: bytes, changed: Iterable[bytes], removed: Iterable[
     as a varint and its bytes. Joined here, not serialized through a message: building a
     message of 100,000 records copied each into it first, and every read of a payload checks
     its bytes against this form (a test holds it to protobuf's own serialization)."""
-    pieces = [_HEADER_TAG, _varint(len(header_bytes)), header_bytes]
+    pieces = [_HEADER_TAG, varint(len(header_bytes)), header_bytes]
     for tag, values in ((_RECORD_TAG, changed), (_REMOVED_TAG, removed)):
         for value in values:
-            pieces += (tag, _varint(len(value)), value)
+            pieces += (tag, varint(len(value)), value)
     return b"".join(pieces)
 
 
@@ -138,7 +138,8 @@ _HEADER_TAG, _RECORD_TAG, _REMOVED_TAG = b"\x0a", b"\x12", b"\x1a"
 _VARINTS: Kept[int, bytes] = Kept()  # lengths repeat: a snapshot's records are of a few sizes
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """`n` as a protobuf varint (a length, here: lengths repeat, so each is encoded once)."""
     encoded = _VARINTS.get(n)
     if encoded is None:
         out = bytearray()

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from invsync.agent.errors import bounded
+from invsync.agent.exchange.delta import varint
 from invsync.agent.kept import Kept
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
 from invsync.agent.model.record import (
@@ -79,6 +80,50 @@ def record_to_pb(record: CertRecord) -> pb.Record:
     if record.disclosure is not None:
         msg.disclosure.CopyFrom(_disclosure_to_pb(record.disclosure))
     return msg
+
+
+def record_bytes(record: CertRecord) -> bytes:
+    """`record_to_pb(record)` serialized deterministically. A record of the common shape (no
+    revocation, public view, audit scope or evidence) is joined here from its fields and its
+    sources' bytes, as protobuf writes it: building each message copied the DER and every
+    source into it first, a fifth of a snapshot's build at 100,000 records (issue 13). A
+    Hypothesis test holds both ways to the same bytes."""
+    if (
+        record.revocation is not None
+        or record.disclosure is not None
+        or record.audit_scope
+        or record.revocation_evidence
+    ):
+        data: bytes = record_to_pb(record).SerializeToString(deterministic=True)
+        return data
+    der = record.info.der
+    pieces = [b"\x0a", varint(len(der)), der]
+    for tag, text in ((b"\x12", record.operator), (b"\x1a", record.lifecycle)):
+        if text:
+            _text_field(pieces, tag, text)
+    for source in record.sources:
+        encoded = _source_bytes(source)
+        pieces += (b"\x2a", varint(len(encoded)), encoded)
+    if record.attribution:
+        _text_field(pieces, b"\x4a", record.attribution)
+    return b"".join(pieces)
+
+
+def _text_field(pieces: list[bytes], tag: bytes, text: str) -> None:
+    encoded = text.encode()
+    pieces += (tag, varint(len(encoded)), encoded)
+
+
+def _source_bytes(source: SourceRef) -> bytes:
+    key = (source.kind, source.location, _utc_key(source.first_seen))
+    encoded = _SOURCE_BYTES.get(key)
+    if encoded is None:
+        data: bytes = _source_to_pb(source).SerializeToString(deterministic=True)
+        encoded = _SOURCE_BYTES.keep(key, data)
+    return encoded
+
+
+_SOURCE_BYTES: Kept[tuple[str, str, object], bytes] = Kept()
 
 
 def record_from_pb(msg: pb.Record, index: int) -> CertRecord:

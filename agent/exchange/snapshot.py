@@ -30,8 +30,8 @@ from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.merkle import merkle_root, records_root_of
 from invsync.agent.exchange.record_codec import (
     from_timestamp,
+    record_bytes,
     record_from_pb,
-    record_to_pb,
     timestamp,
     wire_view,
 )
@@ -245,8 +245,7 @@ def _previous(
 
 
 def _serialized(record: CertRecord) -> bytes:
-    data: bytes = record_to_pb(record).SerializeToString(deterministic=True)
-    return data
+    return record_bytes(record)
 
 
 def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
