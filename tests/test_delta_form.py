@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from invsync.agent.exchange.delta import (
     accepted_header,
-    changes,
+    changes_in,
     delta_form,
     full_form,
     read_parts,
+    read_whole,
     rebuild,
-    record_map,
 )
 from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
 from invsync.v1 import invsync_pb2 as pb
@@ -114,22 +114,22 @@ def _entries(records: dict[bytes, str]) -> list[tuple[bytes, bytes]]:
 
 
 @given(_sets, _sets)
-def test_the_changes_on_a_base_are_those_of_its_record_map(
+def test_the_changes_on_a_base_are_those_of_its_identity_map(
     base: dict[bytes, str], current: dict[bytes, str]
 ) -> None:
     base_full = full_form(b"", (data for _, data in _entries(base)))
     entries = _entries(current)
-    by_identity = record_map(base_full)
+    by_identity = read_whole(base_full).by_identity()
     expected_changed = [data for identity, data in entries if by_identity.get(identity) != data]
     kept = {identity for identity, _ in entries}
     expected_removed = sorted(identity for identity in by_identity if identity not in kept)
-    assert changes(entries, base_full) == (expected_changed, expected_removed)
+    assert changes_in(entries, read_parts(base_full)) == (expected_changed, expected_removed)
 
 
 def test_a_delta_is_no_base() -> None:
     with pytest.raises(MalformedSnapshot, match="base removes records: it is a delta"):
         header = pb.SnapshotHeader(delta=True).SerializeToString()
-        changes([], delta_form(header, [], [b"\x00" * 32]))
+        changes_in([], read_parts(delta_form(header, [], [b"\x00" * 32])))
 
 
 def test_a_base_with_a_record_twice_is_refused_at_the_repeat_before_a_later_bad_record() -> None:

@@ -180,24 +180,12 @@ def read_whole(full: bytes, what: str = "base") -> WholeSet:
     return WholeSet(parts, identities)
 
 
-def record_map(full: bytes, what: str = "base") -> dict[bytes, bytes]:
-    """identity -> record bytes of a full form."""
-    return read_whole(full, what).by_identity()
-
-
-def changes(
-    entries: Sequence[tuple[bytes, bytes]], base_full: bytes
-) -> tuple[list[bytes], list[bytes]]:
-    """What a delta from the whole set `base_full` (a full form built here) to the set
-    `entries` ((identity, record bytes), sorted) holds: the records added or changed, and the
-    identities removed, in ascending order."""
-    return changes_in(entries, read_parts(base_full, "base"))
-
-
 def changes_in(
     entries: Sequence[tuple[bytes, bytes]], base: Parts
 ) -> tuple[list[bytes], list[bytes]]:
-    """`changes`, from the base's parts.
+    """What a delta from the whole set `base` (the parts of a full form built here) to the set
+    `entries` ((identity, record bytes), sorted) holds: the records added or changed, and the
+    identities removed, in ascending order.
 
     A record's bytes name its identity, so a record of the base found byte for byte among
     `entries` is kept, and only the others (0.1 % of a steady cycle's) are parsed for theirs."""

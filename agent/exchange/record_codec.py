@@ -88,12 +88,7 @@ def record_bytes(record: CertRecord) -> bytes:
     sources' bytes, as protobuf writes it: building each message copied the DER and every
     source into it first, a fifth of a snapshot's build at 100,000 records (issue 13). A
     Hypothesis test holds both ways to the same bytes."""
-    if (
-        record.revocation is not None
-        or record.disclosure is not None
-        or record.audit_scope
-        or record.revocation_evidence
-    ):
+    if not _common_shape(record):
         data: bytes = record_to_pb(record).SerializeToString(deterministic=True)
         return data
     der = record.info.der
@@ -107,6 +102,16 @@ def record_bytes(record: CertRecord) -> bytes:
     if record.attribution:
         _text_field(pieces, b"\x4a", record.attribution)
     return b"".join(pieces)
+
+
+def _common_shape(record: CertRecord) -> bool:
+    """Most records: no revocation, public view, audit scope or revocation evidence."""
+    return (
+        record.revocation is None
+        and record.disclosure is None
+        and not record.audit_scope
+        and not record.revocation_evidence
+    )
 
 
 def _text_field(pieces: list[bytes], tag: bytes, text: str) -> None:
@@ -184,13 +189,7 @@ def wire_view(record: CertRecord) -> CertRecord | None:
     `parse_certificate` gives it), operator and lifecycle with "" read as None, attribution, and
     each source without its last sighting (taken as its first, in UTC). A test holds this equal
     to the round trip on generated records."""
-    if (
-        record.revocation is not None
-        or record.disclosure is not None
-        or record.audit_scope
-        or record.revocation_evidence
-        or (record.lifecycle and record.lifecycle not in LIFECYCLES)
-    ):
+    if not _common_shape(record) or (record.lifecycle and record.lifecycle not in LIFECYCLES):
         return None
     return CertRecord(
         info=record.info,

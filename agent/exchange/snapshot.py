@@ -146,7 +146,7 @@ def build_snapshot(
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
     ordered = sorted(records, key=lambda r: r.sha256)
     _refuse_duplicates(ordered)
-    entries = [(bytes.fromhex(r.sha256), _serialized(r)) for r in ordered]
+    entries = [(bytes.fromhex(r.sha256), record_bytes(r)) for r in ordered]
     digests = [hashlib.sha256(data).digest() for _, data in entries]
     header = pb.SnapshotHeader(
         party=party,
@@ -174,14 +174,16 @@ def build_snapshot(
         return Built(
             full, full, decoded, _as_decoded(header, decoded, full, full) if whole else None
         )
-    return _on_base(base, previous_digest, header, entries, full, decoded)
+    return _on_base(base, previous_digest, header, header_bytes, entries, digests, full, decoded)
 
 
 def _on_base(
     base: bytes,
     previous_digest: bytes,
     header: pb.SnapshotHeader,
+    header_bytes: bytes,
     entries: Sequence[tuple[bytes, bytes]],
+    digests: Sequence[bytes],
     full: bytes,
     decoded: tuple[CertRecord, ...],
 ) -> Built:
@@ -189,13 +191,16 @@ def _on_base(
     every record has a view (the base's only if `previous_digest` names its payload)."""
     base_parts = delta.read_parts(base, "base")
     changed, removed = delta.changes_in(entries, base_parts)
-    payload = delta.delta_form(header.SerializeToString(deterministic=True), changed, removed)
+    payload = delta.delta_form(header_bytes, changed, removed)
     if len(decoded) != len(entries):
         return Built(payload, full, decoded)
     snapshot = _as_decoded(header, decoded, payload, full)
     if not previous_digest:  # the base's payload unknown: its snapshot is not named
         return Built(payload, full, decoded, snapshot)
-    previous = _previous(base_parts, base, previous_digest, entries, decoded)
+    known = {
+        data: (view, key) for (_, data), view, key in zip(entries, decoded, digests, strict=True)
+    }
+    previous = _previous(base_parts, base, previous_digest, known)
     return Built(payload, full, decoded, snapshot, previous)
 
 
@@ -225,27 +230,34 @@ def _previous(
     parts: delta.Parts,
     base: bytes,
     payload_digest: bytes,
-    entries: Sequence[tuple[bytes, bytes]],
-    views: Sequence[CertRecord],
+    known: dict[bytes, tuple[CertRecord, bytes]],
 ) -> Snapshot | None:
     """What `decode_payload` gives for the snapshot whose whole set is `base` (built here) and
-    whose payload's SHA-256 is `payload_digest`: a record found byte for byte among `entries`
-    is its view in `views`, and only the others are decoded. The records_root is not checked
-    again: the base is this agent's own earlier build. None if a record does not decode, which
-    a decode of the snapshot will say."""
-    by_bytes = {data: view for (_, data), view in zip(entries, views, strict=True)}
+    whose payload's SHA-256 is `payload_digest`, its records as `_records_of` finds them. The
+    records_root is not checked again: the base is this agent's own earlier build. None if a
+    record does not decode, which a decode of the snapshot will say."""
     try:
-        records = tuple(
-            by_bytes.get(data) or _record_from_bytes(data, hashlib.sha256(data).digest(), i)
-            for i, data in enumerate(parts.records)
-        )
+        records, _ = _records_of(parts.records, known)
     except MalformedSnapshot:
         return None
     return Snapshot(_header_from_pb(parts.header), records, payload_digest.hex(), full=base)
 
 
-def _serialized(record: CertRecord) -> bytes:
-    return record_bytes(record)
+def _records_of(
+    data: Sequence[bytes], known: dict[bytes, tuple[CertRecord, bytes]]
+) -> tuple[tuple[CertRecord, ...], list[bytes]]:
+    """The records of a whole set's record bytes, with each one's SHA-256: from `known` (bytes
+    -> the record they decode to, and their SHA-256) when found there byte for byte, decoded
+    otherwise (MalformedSnapshot for one that does not decode)."""
+    records, digests = [], []
+    for index, one in enumerate(data):
+        found = known.get(one)
+        if found is None:
+            key = hashlib.sha256(one).digest()
+            found = (_record_from_bytes(one, key, index), key)
+        records.append(found[0])
+        digests.append(found[1])
+    return tuple(records), digests
 
 
 def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
@@ -289,10 +301,11 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     if known is not None and _decodable(known.header, full, base):
         return known
     parts = delta.read_parts(payload)
-    kept_base = recent.base(digest, parts.header_bytes) if recent is not None else None
-    if kept_base is not None and recent is not None and _decodable(kept_base.header, full, base):
-        recent.put(kept_base)
-        return kept_base
+    if recent is not None:
+        kept_base = recent.base(digest, parts.header_bytes)
+        if kept_base is not None and _decodable(kept_base.header, full, base):
+            recent.put(kept_base)
+            return kept_base
     header = _header_from_pb(parts.header)
     whole, whole_bytes, held = _whole(parts, header, payload, full=full, base=base)
     # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
@@ -329,22 +342,15 @@ def _keep_base(
     to a payload carrying the very header it was checked against."""
     if not held.parts.header.records_root:  # an older snapshot: nothing would check its records
         return
-    by_bytes = {data: (record, digest) for data, record, digest in decoded}
-    records, digests = [], []
+    known = {data: (record, digest) for data, record, digest in decoded}
     try:
-        for index, data in enumerate(held.parts.records):
-            found = by_bytes.get(data)
-            if found is None:
-                key = hashlib.sha256(data).digest()
-                found = (_record_from_bytes(data, key, index), key)
-            records.append(found[0])
-            digests.append(found[1])
+        records, digests = _records_of(held.parts.records, known)
         _check_root(held.parts.header.records_root, held.identities, digests)
         header = _header_from_pb(held.parts.header)
     except (MalformedSnapshot, DigestMismatchError):
         return
     snapshot = Snapshot(
-        header, tuple(records), base.payload_sha256, full=base.full,
+        header, records, base.payload_sha256, full=base.full,
         identities=tuple(held.identities),
     )  # fmt: skip
     recent.put_base(snapshot, held.parts.header_bytes)
