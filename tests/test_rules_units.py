@@ -203,3 +203,27 @@ def test_log_split_view_message_and_the_cases_it_leaves_to_the_agents() -> None:
         sub = replace(case.sub, header=replace(case.sub.header, log_checkpoint=note))
         codes = {f.code for f in reconcile(case.root, sub, case.at)}
         assert "log-split-view" not in codes, name
+
+
+def test_the_context_finds_the_few_records_with_a_view_in_union_order() -> None:
+    # The rules about disclosures, lifecycles and audit scope walk these instead of every
+    # certificate, so each must give what a walk of union() would: SHA-256 order, and the
+    # root's disclosure where both sides hold one, else whichever side's there is.
+    def told(sha: str, source: str) -> Disclosure:
+        return Disclosure(sha, source, "SECOM", "JPRS", "Intermediate Certificate",
+                          "Not Revoked", None, "", False, (), ())  # fmt: skip
+
+    root = (_record(OV_G4, disclosure=told(OV_G4, "root")), _record(OV_BUG))
+    sub = (
+        _record(OV_G4, disclosure=told(OV_G4, "sub")),
+        _record(DV_G4, lifecycle="unused"),
+        _record(OV_BUG, disclosure=told(OV_BUG, "sub"), lifecycle="unused"),
+    )
+    ctx = Context.of(Side("secom", root), Side("jprs", sub), AT)
+    assert [(sha, d.source) for sha, d in ctx.disclosures().items()] == [
+        (OV_BUG, "sub"),
+        (OV_G4, "root"),
+    ]
+    assert ctx.where(lambda r: r.lifecycle == "unused") == [OV_BUG, DV_G4]
+    assert [ctx.record(sha) for sha in (OV_BUG, OV_G4, DV_G4)] == [root[1], root[0], sub[1]]
+    assert ctx.where(lambda r: r.audit_scope) == []

@@ -35,9 +35,9 @@ CCADB_REVOKED = ("Revoked", "Parent Cert Revoked")
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    for sha, record in ctx.union().items():
-        disclosure = next((r.disclosure for r in ctx.records_of(sha) if r.disclosure), None)
-        if disclosure is None or not _judged(ctx, record, disclosure):
+    for sha, disclosure in ctx.disclosures().items():
+        record = ctx.record(sha)
+        if not _judged(ctx, record, disclosure):
             continue
         if not any(audit.period_end for audit in disclosure.audits):
             yield _no_audit(ctx, record)

@@ -39,12 +39,10 @@ def check(ctx: Context) -> Iterable[Finding]:
 
 def _listed(ctx: Context) -> dict[str, set[AuditPeriod]]:
     """For each certificate, the audits whose list names it (at either side)."""
-    listed: dict[str, set[AuditPeriod]] = {}
-    for sha in ctx.union():
-        audits = {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
-        if audits:
-            listed[sha] = audits
-    return listed
+    return {
+        sha: {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
+        for sha in ctx.where(lambda r: r.audit_scope)
+    }
 
 
 def latest_audits(listed: dict[str, set[AuditPeriod]]) -> list[AuditPeriod]:

@@ -11,13 +11,14 @@ Terms used by the rules, all evaluated at `Context.at`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from types import MappingProxyType
 
 from invsync.agent.errors import ReportError
+from invsync.agent.model.facts import Disclosure
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side
@@ -57,6 +58,32 @@ class Context:
         """Every certificate either side lists (the root's record when both do), by SHA-256,
         in SHA-256 order. Computed once: most rules walk it, and a side may hold 1M records."""
         return self._union
+
+    @cached_property
+    def _disclosures(self) -> Mapping[str, Disclosure]:
+        found = {sha: r.disclosure for sha, r in self.sub.items() if r.disclosure is not None}
+        found.update(
+            (sha, r.disclosure) for sha, r in self.root.items() if r.disclosure is not None
+        )
+        return MappingProxyType(dict(sorted(found.items())))
+
+    def disclosures(self) -> Mapping[str, Disclosure]:
+        """The CCADB disclosure of each certificate that has one, the root's when both sides
+        hold one, in SHA-256 order. Most certificates of a large inventory have none: the rules
+        about disclosures walk these instead of every certificate (issue 13)."""
+        return self._disclosures
+
+    def record(self, sha: str) -> CertRecord:
+        """The certificate as `union()` holds it: the root's record when both sides list it."""
+        root = self.root.get(sha)
+        return self.sub[sha] if root is None else root
+
+    def where(self, holds: Callable[[CertRecord], object]) -> list[str]:
+        """The certificates, in SHA-256 order, of which either side's record `holds`: a rule
+        about records with some view (a lifecycle, an audit scope entry) walks those only."""
+        found = {sha for sha, r in self.root.items() if holds(r)}
+        found.update(sha for sha, r in self.sub.items() if holds(r))
+        return sorted(found)
 
     def records_of(self, sha: str) -> list[CertRecord]:
         """Both parties' records of one certificate, the root's first."""

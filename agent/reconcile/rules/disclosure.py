@@ -17,12 +17,12 @@ from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, audi
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    union = ctx.union()
-    if not any(r.disclosure for sha in union for r in ctx.records_of(sha)):
+    disclosed = ctx.disclosures()
+    if not disclosed:
         return
-    for sha, record in union.items():
+    for sha, record in ctx.union().items():
         due = record.info.not_before + DISCLOSURE_DAYS
-        if any(r.disclosure for r in ctx.records_of(sha)) or due > ctx.at:
+        if sha in disclosed or due > ctx.at:
             continue
         if ctx.expired(record) or not audit_capable(record):
             continue

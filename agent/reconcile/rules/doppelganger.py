@@ -35,9 +35,18 @@ def check(ctx: Context) -> Iterable[Finding]:
 def groups(ctx: Context) -> list[list[CertRecord]]:
     """Every doppelganger group of the pairing with more than one member, members by SHA-256."""
     by_key: dict[str, list[CertRecord]] = {}
-    for record in ctx.union().values():
+    for record in ctx.root.values():
         by_key.setdefault(record.info.doppelganger_key, []).append(record)
-    return [members for members in by_key.values() if len(members) > 1]
+    for sha, record in ctx.sub.items():
+        if sha not in ctx.root:  # union() holds the root's record when both sides list it
+            by_key.setdefault(record.info.doppelganger_key, []).append(record)
+    # union()'s order, without sorting every certificate: members and groups by SHA-256.
+    found = [sorted(m, key=_sha) for m in by_key.values() if len(m) > 1]
+    return sorted(found, key=lambda members: members[0].sha256)
+
+
+def _sha(record: CertRecord) -> str:
+    return record.sha256
 
 
 def _untracked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[Finding]:

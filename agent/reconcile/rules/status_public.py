@@ -37,7 +37,12 @@ CCADB_REVOKED = "Revoked"
 
 
 def _sides(ctx: Context) -> list[tuple[str, list[CertRecord]]]:
-    return [(ctx.root_party, list(ctx.root.values())), (ctx.sub_party, list(ctx.sub.values()))]
+    """Each party's records that state a revocation or carry CRL evidence: the others can
+    neither contribute a CRL nor disagree with one."""
+    return [
+        (party, [r for r in side.values() if r.revocation is not None or r.revocation_evidence])
+        for party, side in ((ctx.root_party, ctx.root), (ctx.sub_party, ctx.sub))
+    ]
 
 
 def against_crls(ctx: Context) -> Iterable[Finding]:
@@ -124,12 +129,9 @@ def against_ccadb(ctx: Context) -> Iterable[Finding]:
     record discloses it, due 7 days after the revocation (Mozilla Root Store Policy 5.3.2). Both,
     but over a day apart or for other reasons (where CCADB gives them): warning for the root.
     """
-    for sha, record in ctx.union().items():
-        root, sub = ctx.root.get(sha), ctx.sub.get(sha)
-        # The root's disclosure when it has one, else the subordinate's (records_of's order).
-        disclosure = (root.disclosure if root else None) or (sub.disclosure if sub else None)
-        if disclosure is not None:
-            yield from _against_disclosure(ctx, record, disclosure)
+    # The root's disclosure when it has one, else the subordinate's (records_of's order).
+    for sha, disclosure in ctx.disclosures().items():
+        yield from _against_disclosure(ctx, ctx.record(sha), disclosure)
 
 
 def _against_disclosure(

@@ -23,8 +23,10 @@ def check(ctx: Context) -> Iterable[Finding]:
     attributes = ctx.root_side.header is not None or any(r.operator for r in ctx.root.values())
     if not attributes:
         return
-    for sha, record in sorted(ctx.root.items()):
-        if record.operator or ctx.expired(record):
+    # The few without an operator, sorted: not every record the root lists (issue 13).
+    for sha in sorted(sha for sha, r in ctx.root.items() if not r.operator):
+        record = ctx.root[sha]
+        if ctx.expired(record):
             continue
         yield make_finding(
             UNATTRIBUTED,

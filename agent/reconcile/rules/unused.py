@@ -19,7 +19,8 @@ UNUSED = ("unused", "decommissioned")
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    for sha, record in ctx.union().items():
+    for sha in ctx.where(lambda r: r.lifecycle in UNUSED):
+        record = ctx.record(sha)
         marks = {
             (party, r.lifecycle)
             for party, r in ((ctx.root_party, ctx.root.get(sha)), (ctx.sub_party, ctx.sub.get(sha)))
