@@ -224,6 +224,6 @@ def test_the_context_finds_the_few_records_with_a_view_in_union_order() -> None:
         (OV_BUG, "sub"),
         (OV_G4, "root"),
     ]
-    assert ctx.where(lambda r: r.lifecycle == "unused") == [OV_BUG, DV_G4]
+    assert ctx.with_view("lifecycle") == [OV_BUG, DV_G4]
     assert [ctx.record(sha) for sha in (OV_BUG, OV_G4, DV_G4)] == [root[1], root[0], sub[1]]
-    assert ctx.where(lambda r: r.audit_scope) == []
+    assert ctx.with_view("audit_scope") == []

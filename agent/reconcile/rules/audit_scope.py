@@ -41,7 +41,7 @@ def _listed(ctx: Context) -> dict[str, set[AuditPeriod]]:
     """For each certificate, the audits whose list names it (at either side)."""
     return {
         sha: {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
-        for sha in ctx.where(lambda r: r.audit_scope)
+        for sha in ctx.with_view("audit_scope")
     }
 
 

@@ -8,12 +8,12 @@ current or previous record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from invsync.agent.model.findings import DISAPPEARED, Finding, make_finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
-from invsync.agent.reconcile.rules.context import Context, describe, revocation_at
+from invsync.agent.reconcile.rules.context import Context, by_sha256, describe, revocation_at
 
 
 def check(ctx: Context) -> Iterable[Finding]:
@@ -23,8 +23,8 @@ def check(ctx: Context) -> Iterable[Finding]:
 
 def _gone(ctx: Context, side: Side, current: Mapping[str, CertRecord]) -> Iterable[Finding]:
     # The few no longer listed, sorted: not the 100,000 listed still (issue 13).
-    gone = [record for record in side.previous or () if record.sha256 not in current]
-    for record in sorted(gone, key=lambda r: r.sha256):
+    gone = _gone_records(side.previous or (), current)
+    for record in gone:
         if ctx.expired(record):
             continue
         if revocation_at(record, ctx.at) or ctx.revoked_anywhere(record.sha256):
@@ -39,3 +39,14 @@ def _gone(ctx: Context, side: Side, current: Mapping[str, CertRecord]) -> Iterab
                 "current one, though it is neither revoked nor expired"
             ),
         )
+
+
+def _gone_records(
+    previous: Sequence[CertRecord], current: Mapping[str, CertRecord]
+) -> list[CertRecord]:
+    """The previous records not listed now, by SHA-256, found by a set difference in C."""
+    by_sha = by_sha256(previous)
+    if len(by_sha) != len(previous):  # not from a snapshot (those list each once): each one
+        gone = [record for record in previous if record.sha256 not in current]
+        return sorted(gone, key=lambda r: r.sha256)
+    return [by_sha[sha] for sha in sorted(by_sha.keys() - current.keys())]

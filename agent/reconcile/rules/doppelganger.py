@@ -7,11 +7,19 @@ are one CA to whoever holds the key: it can use every member. (Audited alike is 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, Finding, Severity, make_finding
 from invsync.agent.model.record import CertRecord, Revocation
-from invsync.agent.reconcile.rules.context import Context, describe, revocation_at, shas
+from invsync.agent.reconcile.rules.context import (
+    SHA256,
+    Context,
+    describe,
+    revocation_at,
+    shas,
+)
 
 # Revoking one member of a group for these reasons says the key itself is not to be trusted,
 # so every member must go. Other reasons (superseded, cessationOfOperation) are what a reissue
@@ -34,19 +42,23 @@ def check(ctx: Context) -> Iterable[Finding]:
 
 def groups(ctx: Context) -> list[list[CertRecord]]:
     """Every doppelganger group of the pairing with more than one member, members by SHA-256."""
+    # union()'s records (the root's where both sides list one), counted by key in C: most
+    # inventories have no group at all, and then no record is looked at one by one.
+    records = [*ctx.root.values(), *(ctx.sub[sha] for sha in ctx.sub.keys() - ctx.root.keys())]
+    counts = Counter(map(_KEY, records))
+    if len(counts) == len(records):
+        return []
+    shared = {key for key, n in counts.items() if n > 1}
     by_key: dict[str, list[CertRecord]] = {}
-    for record in ctx.root.values():
-        by_key.setdefault(record.info.doppelganger_key, []).append(record)
-    for sha, record in ctx.sub.items():
-        if sha not in ctx.root:  # union() holds the root's record when both sides list it
+    for record in records:
+        if record.info.doppelganger_key in shared:
             by_key.setdefault(record.info.doppelganger_key, []).append(record)
     # union()'s order, without sorting every certificate: members and groups by SHA-256.
-    found = [sorted(m, key=_sha) for m in by_key.values() if len(m) > 1]
+    found = [sorted(members, key=SHA256) for members in by_key.values()]
     return sorted(found, key=lambda members: members[0].sha256)
 
 
-def _sha(record: CertRecord) -> str:
-    return record.sha256
+_KEY = attrgetter("info.doppelganger_key")
 
 
 def _untracked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[Finding]:

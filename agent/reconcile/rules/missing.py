@@ -21,9 +21,8 @@ def check_subordinate(ctx: Context) -> Iterable[Finding]:
     Error while live; warning once revoked (the key holder can no longer use it, but it must
     still be accounted for); notice once expired. The disclosure clock starts at issuance.
     """
-    for sha, record in ctx.root.items():
-        if sha in ctx.sub:
-            continue
+    for sha in sorted(ctx.root.keys() - ctx.sub.keys()):
+        record = ctx.root[sha]
         yield make_finding(
             MISSING_AT_SUBORDINATE,
             sha256=sha,
@@ -44,9 +43,8 @@ def check_root(ctx: Context) -> Iterable[Finding]:
     The root must know every certificate it signed from the moment it signed it, so the
     finding is due since notBefore.
     """
-    for sha, record in ctx.sub.items():
-        if sha in ctx.root:
-            continue
+    for sha in sorted(ctx.sub.keys() - ctx.root.keys()):
+        record = ctx.sub[sha]
         yield make_finding(
             MISSING_AT_ROOT,
             sha256=sha,

@@ -39,8 +39,8 @@ def between_parties(ctx: Context) -> Iterable[Finding]:
     """
     root, sub = ctx.root, ctx.sub
     # Only a certificate revoked at either side can disagree: those few are sorted.
-    revoked = {sha for sha, r in root.items() if r.revocation and sha in sub}
-    revoked.update(sha for sha, r in sub.items() if r.revocation and sha in root)
+    revoked = {r.sha256 for r in ctx.having(root, "revocation") if r.sha256 in sub}
+    revoked.update(r.sha256 for r in ctx.having(sub, "revocation") if r.sha256 in root)
     for sha in sorted(revoked):
         root_rev = revocation_at(ctx.root[sha], ctx.at)
         sub_rev = revocation_at(ctx.sub[sha], ctx.at)

@@ -7,7 +7,7 @@ imported); the party's own claim is what its issuance log or configuration says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from invsync.agent.model.facts import Disclosure
@@ -39,10 +39,16 @@ CCADB_REVOKED = "Revoked"
 def _sides(ctx: Context) -> list[tuple[str, list[CertRecord]]]:
     """Each party's records that state a revocation or carry CRL evidence: the others can
     neither contribute a CRL nor disagree with one."""
-    return [
-        (party, [r for r in side.values() if r.revocation is not None or r.revocation_evidence])
-        for party, side in ((ctx.root_party, ctx.root), (ctx.sub_party, ctx.sub))
-    ]
+    sides = ((ctx.root_party, ctx.root), (ctx.sub_party, ctx.sub))
+    return [(party, _stating(ctx, side)) for party, side in sides]
+
+
+def _stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
+    # Each such record once, in the side's order (findings are sorted later, but the order
+    # stays the one a walk of the side gives).
+    stating = {id(r) for r in ctx.having(side, "revocation")}
+    stating.update(id(r) for r in ctx.having(side, "revocation_evidence"))
+    return [r for r in side.values() if id(r) in stating] if stating else []
 
 
 def against_crls(ctx: Context) -> Iterable[Finding]:

@@ -14,18 +14,22 @@ Expired certificates are left out: nobody can issue from them any more.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import filterfalse
+from operator import attrgetter
 
 from invsync.agent.model.findings import UNATTRIBUTED, Finding, make_finding
-from invsync.agent.reconcile.rules.context import Context, describe
+from invsync.agent.reconcile.rules.context import SHA256, Context, describe
+
+_OPERATOR = attrgetter("operator")
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    attributes = ctx.root_side.header is not None or any(r.operator for r in ctx.root.values())
+    attributes = ctx.root_side.header is not None or any(map(_OPERATOR, ctx.root.values()))
     if not attributes:
         return
     # The few without an operator, sorted: not every record the root lists (issue 13).
-    for sha in sorted(sha for sha, r in ctx.root.items() if not r.operator):
-        record = ctx.root[sha]
+    for record in sorted(filterfalse(_OPERATOR, ctx.root.values()), key=SHA256):
+        sha = record.sha256
         if ctx.expired(record):
             continue
         yield make_finding(

@@ -19,7 +19,7 @@ UNUSED = ("unused", "decommissioned")
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    for sha in ctx.where(lambda r: r.lifecycle in UNUSED):
+    for sha in ctx.with_view("lifecycle"):
         record = ctx.record(sha)
         marks = {
             (party, r.lifecycle)
