@@ -39,7 +39,7 @@ from invsync.agent.exchange.rejections import (
 from invsync.agent.exchange.snapshot import from_chunks
 from invsync.agent.gc_pause import collector_paused
 from invsync.agent.model.snapshot import SnapshotHeader
-from invsync.agent.report.body import REPORT_PAYLOAD_TYPE
+from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, ReportBody
 from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
 from invsync.server.report_news import ReportNews, ReportWait
@@ -101,6 +101,10 @@ class Exchange:
 
     def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
+        with self.news.push_under_way(tls_party):  # what waiting calls ask (report_news)
+            return self._push(tls_party, chunks)
+
+    def _push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         verified: list[str] = []  # the pairing of a verified header, once there is one
         try:
             env = from_chunks(chunks, self.max_snapshot_bytes)
@@ -220,16 +224,20 @@ class Exchange:
     ) -> StoredReport:
         """A report of the pairing: `report_id`, or the latest; with `wait`, the latest once it
         is what the caller waits for (server.report_news), or as it stands when time is up."""
-        self._peer_of(tls_party, pairing)
+        peer = self._peer_of(tls_party, pairing)
         if wait is not None and not report_id:
-            latest = partial(self.reports.compares_latest, pairing)
-            current = replace(wait, current=latest)
+            current = replace(wait, current=partial(self._current, pairing, peer))
             stored = self.news.wait(lambda: self.store.report(pairing), current)
         else:
             stored = self.store.report(pairing, report_id)
         if stored is None:
             raise NotFound(f"pairing '{bounded(pairing)}': no report {bounded(report_id) or 'yet'}")
         return stored
+
+    def _current(self, pairing: str, peer: str, body: ReportBody) -> bool:
+        """Whether a report is what a waiting call may be answered: it compares the parties'
+        latest snapshots, and the peer is not pushing a newer one (server.report_news)."""
+        return not self.news.pushing(peer) and self.reports.compares_latest(pairing, body)
 
     def add_signature(
         self, tls_party: str | None, pairing: str, report_id: str, sig: Sig

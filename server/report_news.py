@@ -11,13 +11,21 @@ made (`ReportWait.current`): when the peer pushed just after us, checking the re
 peer's old snapshot would cost the agent a whole reconciliation for a report nobody needs, and
 the one on both new snapshots follows in a moment. When the time is up it is answered as it
 stands, so a report maker that fails costs a wait, never the cycle.
+
+For the same reason a report is not an answer while the caller's peer has a push under way
+(`ReportNews.push_under_way`): when both agents push at about the same time, the report on the
+first push was made before the second one was accepted, and the first agent would check a
+report that the one on both new snapshots supersedes a moment later. Once the push ends,
+accepted or refused, the waiting calls look again.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from invsync.agent.errors import ReportError
@@ -67,6 +75,7 @@ class ReportNews:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._waiting: dict[str, int] = {}
+        self._pushing: Counter[str] = Counter()  # parties with a push under way, how many
         self._closed = False
 
     def changed(self) -> None:
@@ -75,6 +84,29 @@ class ReportNews:
         holding this one)."""
         with self._changed:
             self._changed.notify_all()
+
+    @contextmanager
+    def push_under_way(self, party: str | None) -> Iterator[None]:
+        """Around a push by `party` (None: a caller of no known party), from its first chunk
+        to its receipt or refusal; the waiting calls look again when it ends."""
+        if party is None:
+            yield
+            return
+        with self._changed:
+            self._pushing[party] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._pushing[party] -= 1
+                if not self._pushing[party]:
+                    del self._pushing[party]
+                self._changed.notify_all()
+
+    def pushing(self, party: str) -> bool:
+        """Whether `party` has a push under way."""
+        with self._changed:
+            return party in self._pushing
 
     def close(self) -> None:
         """The server stops: every waiting call is answered now, and later ones at once."""

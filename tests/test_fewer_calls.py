@@ -7,22 +7,24 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 
 import pytest
 
+from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.checkpoint import claimed_checkpoint
-from invsync.agent.exchange.envelope import Sig, pae
+from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.served_log import ServedLog
-from invsync.agent.exchange.snapshot import sign_snapshot
+from invsync.agent.exchange.snapshot import sign_snapshot, to_chunks
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body
 from invsync.server import exchange
 from invsync.server.report_news import MAX_WAIT_SECONDS, ReportWait
 from invsync.server.storage import LogBudget, StoredReport
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import PAIRING, Rig, payload
+from tests.exchange_rig import CHUNK, PAIRING, Rig, payload
 
 
 @pytest.fixture
@@ -117,6 +119,80 @@ def test_a_superseded_report_is_answered_as_it_stands_when_the_time_is_up(
     stored = rig.exchange.report("jprs", PAIRING, "", ReportWait("jprs", naming, "", 1))
     assert time.monotonic() - started >= 0.9
     assert stored.report_id == first.report_id
+
+
+@contextmanager
+def _held_push(rig: Rig, env: Envelope, party: str) -> Iterator[threading.Event]:
+    """A push by `party` under way: its first chunk is in, the rest waits for the event
+    yielded (set on the way out too, so that a failing test leaves no push behind)."""
+    opened, go = threading.Event(), threading.Event()
+
+    def chunks() -> Iterator[pb.SnapshotChunk]:
+        parts: Iterable[pb.SnapshotChunk] = to_chunks(env, CHUNK)
+        for index, chunk in enumerate(parts):
+            yield chunk
+            if index == 0:  # the server holds the first chunk and asks for the next
+                opened.set()
+                go.wait(10)
+
+    def push() -> None:
+        with suppress(InvsyncError):  # a refused push is what one test wants
+            rig.exchange.push(party, chunks())
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    try:
+        assert opened.wait(5)
+        yield go
+    finally:
+        go.set()
+        thread.join(10)
+
+
+def _jprs_reported(rig: Rig, records: list[CertRecord]) -> tuple[str, StoredReport]:
+    jprs = payload(records)
+    rig.push(sign_snapshot(jprs, rig.keys.jprs), "jprs")
+    first = rig.store.report(PAIRING)
+    assert first is not None
+    return hashlib.sha256(jprs).hexdigest(), first
+
+
+def test_a_report_is_not_answered_while_the_peer_pushes_a_newer_snapshot(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    # Both agents push at about the same time: the report on jprs's push is made while
+    # secom's is still arriving. jprs is answered the one on both new snapshots instead.
+    naming, first = _jprs_reported(rig, records)
+    previous = hashlib.sha256(secom_v1).digest()
+    secom_v2 = payload(records[:-1], "secom", version=2, previous_digest=previous)
+    with _held_push(rig, sign_snapshot(secom_v2, rig.keys.secom), "secom") as go:
+        wait = ReportWait("jprs", naming, "", 15)
+        thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
+        time.sleep(0.3)
+        assert answers == []  # the report is on both latest snapshots, but secom is pushing
+        go.set()
+    thread.join(10)
+    assert answers[0].report_id != first.report_id
+    assert parse_report_body(answers[0].envelope.payload).root.version == 2
+
+
+def test_a_waiting_call_is_answered_at_once_when_the_peer_s_push_is_refused(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    naming, first = _jprs_reported(rig, records)
+    previous = hashlib.sha256(secom_v1).digest()
+    secom_v2 = payload(records[:-1], "secom", version=2, previous_digest=previous)
+    forged = sign_snapshot(secom_v2, rig.keys.jprs)  # not secom's key: refused
+    with _held_push(rig, forged, "secom") as go:
+        wait = ReportWait("jprs", naming, "", 15)
+        thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
+        time.sleep(0.3)
+        assert answers == []
+        started = time.monotonic()
+        go.set()
+    thread.join(10)
+    assert time.monotonic() - started < 5  # woken by the refusal, not by the time limit
+    assert answers[0].report_id == first.report_id
 
 
 def test_when_the_time_is_up_the_latest_report_is_answered_as_it_stands(
