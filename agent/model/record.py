@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from invsync.agent.errors import CertificateError
 from invsync.agent.model.der import basic_constraints, issuer_and_subject
 from invsync.agent.model.facts import AuditScopeEntry, Disclosure
+from invsync.agent.model.fast_init import fast_frozen_init
 from invsync.agent.model.names import name_text
 
 # Real trusted roots (SECOM's RootCA1 and RootCA2 among them) have serial number 0, which RFC 5280
@@ -70,6 +71,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest().upper()
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Revocation:
     revoked_at: datetime
@@ -78,6 +80,7 @@ class Revocation:
     crl_signature_hash: str = ""  # for CRL evidence: "sha256", "sha1"... (SHA-1 is accepted)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     kind: str  # "pem", "der", "issuance-log", ...
@@ -86,6 +89,7 @@ class SourceRef:
     last_seen: datetime
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class CertInfo:
     """Everything derived from the DER bytes alone."""
@@ -123,6 +127,7 @@ class CertInfo:
         return len(self.serial_hex) // 2
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class CertRecord:
     """One CA certificate as a party holds it."""
