@@ -18,6 +18,7 @@ from invsync.agent.exchange.delta import (
     read_parts,
     read_whole,
     rebuild,
+    rebuild_parts,
 )
 from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
 from invsync.v1 import invsync_pb2 as pb
@@ -124,6 +125,19 @@ def test_the_changes_on_a_base_are_those_of_its_identity_map(
     kept = {identity for identity, _ in entries}
     expected_removed = sorted(identity for identity in by_identity if identity not in kept)
     assert changes_in(entries, read_parts(base_full)) == (expected_changed, expected_removed)
+
+
+@given(_sets, _sets)
+def test_the_rebuilt_parts_are_those_its_full_form_reads_back_as(
+    base: dict[bytes, str], current: dict[bytes, str]
+) -> None:
+    base_full = full_form(b"", (data for _, data in _entries(base)))
+    header = pb.SnapshotHeader(version=2, delta=True).SerializeToString(deterministic=True)
+    changed, removed = changes_in(_entries(current), read_parts(base_full))
+    on_base = read_parts(delta_form(header, changed, removed))
+    parts, full = rebuild_parts(on_base, read_whole(base_full))
+    assert full == full_form(header, (data for _, data in _entries(current)))
+    assert parts == read_parts(full)
 
 
 def test_a_delta_is_no_base() -> None:

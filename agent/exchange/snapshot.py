@@ -396,8 +396,8 @@ def _whole(
                 f"not on the snapshot held here ({base.payload_sha256[:16]})"
             )
         held = delta.read_whole(base.full)
-        rebuilt = delta.rebuild_on(parts, held)
-        return delta.read_parts(rebuilt, "the rebuilt set"), rebuilt, held
+        rebuilt, whole = delta.rebuild_parts(parts, held)
+        return rebuilt, whole, held
     raise MalformedSnapshot(
         f"version {header.version} of {header.party} is a delta on "
         f"{header.previous_digest.hex()[:16] or '(nothing)'}, and that base is not held here"
