@@ -101,17 +101,22 @@ class Exchange:
 
     def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
-        with self.news.push_under_way(tls_party):  # what waiting calls ask (report_news)
-            return self._push(tls_party, chunks)
+        with self.news.push_under_way() as under_way:  # what waiting calls ask (report_news)
+            return self._push(tls_party, chunks, under_way)
 
-    def _push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
+    def _push(
+        self,
+        tls_party: str | None,
+        chunks: Iterable[pb.SnapshotChunk],
+        under_way: Callable[[str, str], None],
+    ) -> bytes:
         verified: list[str] = []  # the pairing of a verified header, once there is one
         try:
             env = from_chunks(chunks, self.max_snapshot_bytes)
             # Paused once the bytes are in and the lock is held: a slow sender or a queue of
             # pushes must not keep the collector off for the whole server (agent.gc_pause).
             with self._lock, collector_paused():
-                receipt = self._accept(tls_party, env, verified)
+                receipt = self._accept(tls_party, env, verified, under_way)
         except SnapshotRejected as e:
             party = tls_party if tls_party in self.policy.parties else metrics.UNKNOWN
             pairing = verified[0] if verified else metrics.UNKNOWN
@@ -119,11 +124,19 @@ class Exchange:
             raise
         return receipt
 
-    def _accept(self, tls_party: str | None, env: Envelope, verified: list[str]) -> bytes:
+    def _accept(
+        self,
+        tls_party: str | None,
+        env: Envelope,
+        verified: list[str],
+        under_way: Callable[[str, str], None],
+    ) -> bytes:
         def last(party: str, pairing: str) -> LastAccepted | None:
             # `accept` asks only once the signature verified and the header's party, pairing
-            # and role passed: from here on a rejection may be labelled with its pairing.
+            # and role passed: from here on a rejection may be labelled with its pairing, and
+            # the push holds back the peer's wait for a report it is about to supersede.
             verified.append(pairing)
+            under_way(party, pairing)
             return self.store.last_accepted(party, pairing)
 
         accepted = accept(
@@ -237,7 +250,7 @@ class Exchange:
     def _current(self, pairing: str, peer: str, body: ReportBody) -> bool:
         """Whether a report is what a waiting call may be answered: it compares the parties'
         latest snapshots, and the peer is not pushing a newer one (server.report_news)."""
-        return not self.news.pushing(peer) and self.reports.compares_latest(pairing, body)
+        return not self.news.pushing(peer, pairing) and self.reports.compares_latest(pairing, body)
 
     def add_signature(
         self, tls_party: str | None, pairing: str, report_id: str, sig: Sig

@@ -12,11 +12,13 @@ peer's old snapshot would cost the agent a whole reconciliation for a report nob
 the one on both new snapshots follows in a moment. When the time is up it is answered as it
 stands, so a report maker that fails costs a wait, never the cycle.
 
-For the same reason a report is not an answer while the caller's peer has a push under way
-(`ReportNews.push_under_way`): when both agents push at about the same time, the report on the
-first push was made before the second one was accepted, and the first agent would check a
-report that the one on both new snapshots supersedes a moment later. Once the push ends,
-accepted or refused, the waiting calls look again.
+For the same reason a report is not an answer while the caller's peer is pushing a snapshot
+of the same pairing (`ReportNews.push_under_way`): when both agents push at about the same
+time, the report on the first push is made while the second one is being accepted, and the
+first agent would check a report that the one on both new snapshots supersedes a moment later.
+A push counts from the moment its signed header names its party and pairing (it is then
+decoded and checked, which takes the longest) until it is committed or refused; then the
+waiting calls look again.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class ReportNews:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._waiting: dict[str, int] = {}
-        self._pushing: Counter[str] = Counter()  # parties with a push under way, how many
+        self._pushing: Counter[tuple[str, str]] = Counter()  # (party, pairing) being pushed
         self._closed = False
 
     def changed(self) -> None:
@@ -86,27 +88,32 @@ class ReportNews:
             self._changed.notify_all()
 
     @contextmanager
-    def push_under_way(self, party: str | None) -> Iterator[None]:
-        """Around a push by `party` (None: a caller of no known party), from its first chunk
-        to its receipt or refusal; the waiting calls look again when it ends."""
-        if party is None:
-            yield
-            return
-        with self._changed:
-            self._pushing[party] += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._pushing[party] -= 1
-                if not self._pushing[party]:
-                    del self._pushing[party]
-                self._changed.notify_all()
+    def push_under_way(self) -> Iterator[Callable[[str, str], None]]:
+        """Around one push, to its receipt or refusal. Call what it gives with the party and
+        pairing of the push once its signed header verified; the waiting calls look again
+        when a push so named ends."""
+        named: list[tuple[str, str]] = []
 
-    def pushing(self, party: str) -> bool:
-        """Whether `party` has a push under way."""
+        def name(party: str, pairing: str) -> None:
+            if not named:
+                with self._changed:
+                    self._pushing[party, pairing] += 1
+                named.append((party, pairing))
+
+        try:
+            yield name
+        finally:
+            if named:
+                with self._changed:
+                    self._pushing[named[0]] -= 1
+                    if not self._pushing[named[0]]:
+                        del self._pushing[named[0]]
+                    self._changed.notify_all()
+
+    def pushing(self, party: str, pairing: str) -> bool:
+        """Whether a push by `party` of a snapshot of `pairing` is under way."""
         with self._changed:
-            return party in self._pushing
+            return (party, pairing) in self._pushing
 
     def close(self) -> None:
         """The server stops: every waiting call is answered now, and later ones at once."""

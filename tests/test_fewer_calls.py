@@ -7,24 +7,25 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange import tlog
+from invsync.agent.exchange import acceptance, tlog
 from invsync.agent.exchange.checkpoint import claimed_checkpoint
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
 from invsync.agent.exchange.served_log import ServedLog
-from invsync.agent.exchange.snapshot import sign_snapshot, to_chunks
+from invsync.agent.exchange.snapshot import sign_snapshot
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, parse_report_body
 from invsync.server import exchange
 from invsync.server.report_news import MAX_WAIT_SECONDS, ReportWait
 from invsync.server.storage import LogBudget, StoredReport
 from invsync.v1 import invsync_pb2 as pb
-from tests.exchange_rig import CHUNK, PAIRING, Rig, payload
+from tests.exchange_rig import PAIRING, Rig, payload
 
 
 @pytest.fixture
@@ -122,27 +123,33 @@ def test_a_superseded_report_is_answered_as_it_stands_when_the_time_is_up(
 
 
 @contextmanager
-def _held_push(rig: Rig, env: Envelope, party: str) -> Iterator[threading.Event]:
-    """A push by `party` under way: its first chunk is in, the rest waits for the event
-    yielded (set on the way out too, so that a failing test leaves no push behind)."""
-    opened, go = threading.Event(), threading.Event()
+def _held_push(
+    rig: Rig, env: Envelope, party: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[threading.Event]:
+    """A push by `party` under way: its signed header verified, its acceptance waits for the
+    event yielded (set on the way out too, so that a failing test leaves no push behind)."""
+    named, go = threading.Event(), threading.Event()
+    accept = acceptance.accept
 
-    def chunks() -> Iterator[pb.SnapshotChunk]:
-        parts: Iterable[pb.SnapshotChunk] = to_chunks(env, CHUNK)
-        for index, chunk in enumerate(parts):
-            yield chunk
-            if index == 0:  # the server holds the first chunk and asks for the next
-                opened.set()
-                go.wait(10)
+    def held(env: Envelope, *, last: Any, **kwargs: Any) -> acceptance.Accepted:
+        def held_last(party: str, pairing: str) -> acceptance.LastAccepted | None:
+            found: acceptance.LastAccepted | None = last(party, pairing)
+            named.set()
+            go.wait(10)
+            return found
+
+        return accept(env, last=held_last, **kwargs)
+
+    monkeypatch.setattr(exchange, "accept", held)
 
     def push() -> None:
         with suppress(InvsyncError):  # a refused push is what one test wants
-            rig.exchange.push(party, chunks())
+            rig.push(env, party)
 
     thread = threading.Thread(target=push)
     thread.start()
     try:
-        assert opened.wait(5)
+        assert named.wait(5)
         yield go
     finally:
         go.set()
@@ -158,14 +165,14 @@ def _jprs_reported(rig: Rig, records: list[CertRecord]) -> tuple[str, StoredRepo
 
 
 def test_a_report_is_not_answered_while_the_peer_pushes_a_newer_snapshot(
-    rig: Rig, records: list[CertRecord], secom_v1: bytes
+    rig: Rig, records: list[CertRecord], secom_v1: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both agents push at about the same time: the report on jprs's push is made while
     # secom's is still arriving. jprs is answered the one on both new snapshots instead.
     naming, first = _jprs_reported(rig, records)
     previous = hashlib.sha256(secom_v1).digest()
     secom_v2 = payload(records[:-1], "secom", version=2, previous_digest=previous)
-    with _held_push(rig, sign_snapshot(secom_v2, rig.keys.secom), "secom") as go:
+    with _held_push(rig, sign_snapshot(secom_v2, rig.keys.secom), "secom", monkeypatch) as go:
         wait = ReportWait("jprs", naming, "", 15)
         thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
         time.sleep(0.3)
@@ -177,13 +184,11 @@ def test_a_report_is_not_answered_while_the_peer_pushes_a_newer_snapshot(
 
 
 def test_a_waiting_call_is_answered_at_once_when_the_peer_s_push_is_refused(
-    rig: Rig, records: list[CertRecord], secom_v1: bytes
+    rig: Rig, records: list[CertRecord], secom_v1: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     naming, first = _jprs_reported(rig, records)
-    previous = hashlib.sha256(secom_v1).digest()
-    secom_v2 = payload(records[:-1], "secom", version=2, previous_digest=previous)
-    forged = sign_snapshot(secom_v2, rig.keys.jprs)  # not secom's key: refused
-    with _held_push(rig, forged, "secom") as go:
+    replayed = payload(records[:-1], "secom")  # version 1 again, other content: refused
+    with _held_push(rig, sign_snapshot(replayed, rig.keys.secom), "secom", monkeypatch) as go:
         wait = ReportWait("jprs", naming, "", 15)
         thread, answers = waiting(lambda: rig.exchange.report("jprs", PAIRING, "", wait))
         time.sleep(0.3)
@@ -193,6 +198,21 @@ def test_a_waiting_call_is_answered_at_once_when_the_peer_s_push_is_refused(
     thread.join(10)
     assert time.monotonic() - started < 5  # woken by the refusal, not by the time limit
     assert answers[0].report_id == first.report_id
+    assert rig.store.last_accepted("secom", PAIRING).version == 1  # type: ignore[union-attr]
+
+
+def test_a_push_of_another_pairing_holds_no_wait(
+    rig: Rig, records: list[CertRecord], secom_v1: bytes
+) -> None:
+    naming, first = _jprs_reported(rig, records)
+    with rig.exchange.news.push_under_way() as under_way:
+        under_way("secom", "secom-other")  # secom, pushing for another of its pairings
+        assert rig.exchange.news.pushing("secom", "secom-other")
+        wait = ReportWait("jprs", naming, "", 15)
+        started = time.monotonic()
+        assert rig.exchange.report("jprs", PAIRING, "", wait).report_id == first.report_id
+        assert time.monotonic() - started < 1
+    assert not rig.exchange.news.pushing("secom", "secom-other")
 
 
 def test_when_the_time_is_up_the_latest_report_is_answered_as_it_stands(
