@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,12 @@ def test_the_signature_is_the_fields_in_order_with_their_defaults(cls: type) -> 
     assert [p.default for p in params] == [
         inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields
     ]
+
+
+@pytest.mark.parametrize("cls", FAST, ids=lambda cls: cls.__name__)
+def test_the_annotations_resolve_in_the_module_as_the_generated_ones_did(cls: type) -> None:
+    hints = typing.get_type_hints(cls.__dict__["__init__"])
+    assert [name for name in hints if name != "return"] == [f.name for f in dataclasses.fields(cls)]
 
 
 def _info() -> CertInfo:
@@ -85,6 +92,32 @@ class _PostInit:
         pass
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WithInitVar:
+    a: int
+    b: dataclasses.InitVar[int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _KeywordOnly:
+    a: int = dataclasses.field(kw_only=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OutOfInit:
+    a: int
+    b: int = dataclasses.field(default=0, init=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _LikeItsNames:
+    _fast_init_set_a: int
+    a: int
+
+
+OTHER_SIGNATURE = "has an __init__ other than its fields in order"
+
+
 @pytest.mark.parametrize(
     ("cls", "problem"),
     [
@@ -93,6 +126,10 @@ class _PostInit:
         (_Factory, "has a field with a default factory"),
         (_PostInit, "has __post_init__"),
         (int, "is not a frozen dataclass"),
+        (_WithInitVar, OTHER_SIGNATURE),
+        (_KeywordOnly, OTHER_SIGNATURE),
+        (_OutOfInit, OTHER_SIGNATURE),
+        (_LikeItsNames, OTHER_SIGNATURE),
     ],
 )
 def test_a_class_it_cannot_do_is_refused_when_decorated(cls: type, problem: str) -> None:

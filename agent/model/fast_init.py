@@ -10,13 +10,16 @@ refuses it; only `__init__` (as the generated one did) writes past it.
 
 `fast_frozen_init` writes that `__init__` with the generated one's signature: the fields in
 order, positional or keyword, with their defaults. It refuses a class it could not do that
-for (no slots, not frozen, a default factory, a field left out of `__init__`, keyword-only
-fields or `__post_init__`), when the module defining the class is imported.
+for (no slots, not frozen, a default factory, `__post_init__`, or any other signature than
+its fields in order: a field left out of `__init__`, a keyword-only one, an InitVar), when the
+module defining the class is imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import sys
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,23 +30,37 @@ def fast_frozen_init(cls: type[T]) -> type[T]:
     Apply it above `@dataclass(frozen=True, slots=True)`."""
     fields = _supported_fields(cls)
     names = [field.name for field in fields]
-    namespace: dict[str, Any] = {f"_set_{name}": getattr(cls, name).__set__ for name in names}
-    params = []
-    for field in fields:
-        if field.default is dataclasses.MISSING:
-            params.append(field.name)
-        else:
-            namespace[f"_default_{field.name}"] = field.default
-            params.append(f"{field.name}=_default_{field.name}")
-    body = "".join(f"    _set_{name}(self, {name})\n" for name in names) or "    pass\n"
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)
-    init = namespace["__init__"]
+    setters = [f"{_PREFIX}set_{name}" for name in names]
+    defaults = {
+        f"{_PREFIX}default_{f.name}": f.default
+        for f in fields
+        if f.default is not dataclasses.MISSING
+    }
+    params = [
+        f"{f.name}={_PREFIX}default_{f.name}" if f.default is not dataclasses.MISSING else f.name
+        for f in fields
+    ]
+    lines = [f"        {setter}(self, {name})" for setter, name in zip(setters, names, strict=True)]
+    body = "\n".join(lines or ["        pass"])
+    # As dataclasses does: the __init__ is made inside a function whose parameters are what
+    # it uses (a closure), under the module's globals, so that its annotations resolve there.
+    source = (
+        f"def {_PREFIX}make({', '.join([*setters, *defaults])}):\n"
+        f"    def __init__(self, {', '.join(params)}):\n{body}\n"
+        "    return __init__\n"
+    )
+    made: dict[str, Any] = {}
+    exec(source, sys.modules[cls.__module__].__dict__, made)
+    setter_values = [getattr(cls, name).__set__ for name in names]
+    init = made[f"{_PREFIX}make"](*setter_values, *defaults.values())
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
     init.__annotations__ = dict(cls.__init__.__annotations__)
     init.__doc__ = cls.__init__.__doc__
     setattr(cls, "__init__", init)  # noqa: B010 (mypy refuses assigning a method)
     return cls
+
+
+_PREFIX = "_fast_init_"
 
 
 def _supported_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
@@ -55,14 +72,30 @@ def _supported_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
         ("has no slots", "__slots__" not in cls.__dict__),
         ("has __post_init__", hasattr(cls, "__post_init__")),
         (
-            "has a field with a default factory, out of __init__ or keyword-only",
-            any(
-                f.default_factory is not dataclasses.MISSING or not f.init or f.kw_only is True
-                for f in fields
-            ),
+            "has a field with a default factory",
+            any(f.default_factory is not dataclasses.MISSING for f in fields),
+        ),
+        (
+            # Fields out of __init__ or keyword-only, InitVars, a field named self or like
+            # the names made here: the signature written would not be the generated one.
+            "has an __init__ other than its fields in order",
+            _generated_params(cls) != [(f.name, f.default) for f in fields]
+            or any(f.name == "self" or f.name.startswith(_PREFIX) for f in fields),
         ),
     ]
     for problem, found in problems:
         if found:
             raise TypeError(f"fast_frozen_init: {cls.__qualname__} {problem}")
     return fields
+
+
+def _generated_params(cls: type) -> list[tuple[str, object]]:
+    """The generated __init__'s parameters after self, each with its default (MISSING for
+    none), if all are positional-or-keyword; another list if not."""
+    init = cls.__dict__["__init__"]  # the one dataclass generated for this very class
+    params = list(inspect.signature(init).parameters.values())[1:]
+    return [
+        (p.name, dataclasses.MISSING if p.default is inspect.Parameter.empty else p.default)
+        for p in params
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ] + [("*", None) for p in params if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD]
