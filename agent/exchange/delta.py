@@ -210,17 +210,13 @@ def rebuild(delta: Parts, base_full: bytes) -> bytes:
     MalformedSnapshot names a removal the base does not hold, or a record the delta names twice.
     The result is not yet checked against the header: decoding it does that.
     """
-    return rebuild_on(delta, read_whole(base_full))
-
-
-def rebuild_on(delta: Parts, base: WholeSet) -> bytes:
-    """`rebuild`, on a base read already."""
-    return rebuild_parts(delta, base)[1]
+    return rebuild_parts(delta, read_whole(base_full))[1]
 
 
 def rebuild_parts(delta: Parts, base: WholeSet) -> tuple[Parts, bytes]:
-    """`rebuild_on`, with the parts `read_parts` would read from the full form it returns:
-    they are what it was joined from (a decode read all 60 MB of them again at 100,000)."""
+    """`rebuild` on a base read already, with the parts `read_parts` would read from the full
+    form it returns: they are what it was joined from (a decode read all 60 MB of them again
+    at 100,000)."""
     records = base.by_identity()
     for index, identity in enumerate(delta.removed):
         if len(identity) != IDENTITY_BYTES or records.pop(identity, None) is None:

@@ -309,11 +309,7 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     header = _header_from_pb(parts.header)
     whole, whole_bytes, held = _whole(parts, header, payload, full=full, base=base)
     # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
-    digests = [hashlib.sha256(data).digest() for data in whole.records]
-    records = tuple(
-        _record_from_bytes(data, key, i)
-        for i, (data, key) in enumerate(zip(whole.records, digests, strict=True))
-    )
+    records, digests = _records_of(whole.records, {})
     identities = tuple([bytes.fromhex(r.sha256) for r in records])
     if parts.header.records_root or parts.delta:
         _check_root(parts.header.records_root, identities, digests)

@@ -79,7 +79,7 @@ def _supported_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
             # Fields out of __init__ or keyword-only, InitVars, a field named self or like
             # the names made here: the signature written would not be the generated one.
             "has an __init__ other than its fields in order",
-            _generated_params(cls) != [(f.name, f.default) for f in fields]
+            _generated_params(cls) != [(f.name, _POSITIONAL, f.default) for f in fields]
             or any(f.name == "self" or f.name.startswith(_PREFIX) for f in fields),
         ),
     ]
@@ -89,13 +89,16 @@ def _supported_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
     return fields
 
 
-def _generated_params(cls: type) -> list[tuple[str, object]]:
-    """The generated __init__'s parameters after self, each with its default (MISSING for
-    none), if all are positional-or-keyword; another list if not."""
+_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def _generated_params(cls: type) -> list[tuple[str, object, object]]:
+    """The generated __init__'s parameters after self: name, kind and default (MISSING for
+    none)."""
     init = cls.__dict__["__init__"]  # the one dataclass generated for this very class
     params = list(inspect.signature(init).parameters.values())[1:]
-    return [
-        (p.name, dataclasses.MISSING if p.default is inspect.Parameter.empty else p.default)
-        for p in params
-        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    ] + [("*", None) for p in params if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    return [(p.name, p.kind, _default(p)) for p in params]
+
+
+def _default(param: inspect.Parameter) -> object:
+    return dataclasses.MISSING if param.default is inspect.Parameter.empty else param.default

@@ -44,11 +44,11 @@ def _sides(ctx: Context) -> list[tuple[str, list[CertRecord]]]:
 
 
 def _stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
-    # Each such record once, in the side's order (findings are sorted later, but the order
-    # stays the one a walk of the side gives).
-    stating = {id(r) for r in ctx.having(side, "revocation")}
-    stating.update(id(r) for r in ctx.having(side, "revocation_evidence"))
-    return [r for r in side.values() if id(r) in stating] if stating else []
+    # Each such record once, found without walking the side again: the CRLs of an issuer are
+    # gathered as a set and the findings are sorted at the end, so the order does not matter.
+    stating = {r.sha256: r for r in ctx.having(side, "revocation")}
+    stating.update((r.sha256, r) for r in ctx.having(side, "revocation_evidence"))
+    return list(stating.values())
 
 
 def against_crls(ctx: Context) -> Iterable[Finding]:
