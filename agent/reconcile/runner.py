@@ -9,6 +9,7 @@ sorted by (code, sha256), so both agents and the server produce the same tuple.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from invsync.agent.model.acknowledgements import apply_acknowledgements
@@ -16,7 +17,7 @@ from invsync.agent.model.findings import RULE_CRASHED, Finding, make_finding
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.rules import RULES, Context, Rule
 
-__all__ = ["RULES", "Context", "Rule", "reconcile"]
+__all__ = ["RULES", "Context", "Rule", "finish", "reconcile", "rule_findings"]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,17 @@ def reconcile(root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
     crashing rule). Each side must list a certificate at most once (snapshot
     acceptance guarantees it); a duplicate raises ReportError naming the party.
     """
-    ctx = Context.of(root, sub, at)
-    pairing = _pairing(root, sub)
-    findings = [finding for rule in RULES for finding in _run(rule, ctx, pairing)]
+    return finish(rule_findings(Context.of(root, sub, at)), root, sub, at)
+
+
+def rule_findings(ctx: Context) -> list[Finding]:
+    """What the rules find in `ctx`, as they make it: neither acknowledged nor sorted."""
+    pairing = _pairing(ctx.root_side, ctx.sub_side)
+    return [finding for rule in RULES for finding in _run(rule, ctx, pairing)]
+
+
+def finish(findings: Iterable[Finding], root: Side, sub: Side, at: datetime) -> tuple[Finding, ...]:
+    """The rules' `findings`, each marked with the acknowledgement in force at `at`, sorted."""
     acks = {side.party: side.header.acknowledgements for side in (root, sub) if side.header}
     marked = apply_acknowledgements(findings, acks, at)
     return tuple(sorted(marked, key=lambda finding: finding.sort_key))

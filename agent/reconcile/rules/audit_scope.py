@@ -22,14 +22,14 @@ from invsync.agent.reconcile.rules.context import (
     Context,
     audit_capable,
     describe,
+    listed_in_audits,
     midnight,
 )
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    listed = _listed(ctx)
-    for audit in latest_audits(listed):
-        operators = {ctx.operator_of(sha) for sha, audits in listed.items() if audit in audits}
+    listed = listed_in_audits(ctx)
+    for audit, operators in ctx.whole.audits:
         for sha, record in ctx.union().items():
             if audit in listed.get(sha, ()) or ctx.operator_of(sha) not in operators:
                 continue
@@ -37,30 +37,8 @@ def check(ctx: Context) -> Iterable[Finding]:
                 yield _finding(ctx, record, audit)
 
 
-def _listed(ctx: Context) -> dict[str, set[AuditPeriod]]:
-    """For each certificate, the audits whose list names it (at either side)."""
-    return {
-        sha: {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
-        for sha in ctx.with_view("audit_scope")
-    }
-
-
-def latest_audits(listed: dict[str, set[AuditPeriod]]) -> list[AuditPeriod]:
-    """The latest period of each kind of audit, those without a period end left out (nothing
-    can be judged against them)."""
-    latest: dict[str, AuditPeriod] = {}
-    for audit in sorted({a for audits in listed.values() for a in audits}, key=_order):
-        if audit.period_end is not None:
-            latest[audit.kind] = audit
-    return [latest[kind] for kind in sorted(latest)]
-
-
-def _order(audit: AuditPeriod) -> tuple[str, str, str]:
-    return (audit.kind, str(audit.period_end), str(audit.period_start))
-
-
 def _must_be_listed(ctx: Context, record: CertRecord, audit: AuditPeriod) -> bool:
-    assert audit.period_end is not None  # latest_audits keeps only audits with an end
+    assert audit.period_end is not None  # Whole.audits holds only audits with an end
     issued_in_time = record.info.not_before.date() <= audit.period_end
     return issued_in_time and audit_capable(record) and ctx.live(record)
 

@@ -19,7 +19,7 @@ from operator import attrgetter
 from types import MappingProxyType
 
 from invsync.agent.errors import ReportError
-from invsync.agent.model.facts import Disclosure
+from invsync.agent.model.facts import AuditPeriod, Disclosure
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side
@@ -34,8 +34,28 @@ CRL_SOURCE = "crl:"  # `Revocation.source` prefix of a claim read from a verifie
 
 
 @dataclass(frozen=True)
+class Whole:
+    """What some rules judge each certificate against that depends on every certificate of
+    both sides: computed from the sides of a Context, or given to one that holds only some
+    certificates (`agent.reconcile.carry` reconciles those alone, with the whole pairing's).
+
+    `disclosures_imported`: some record of either side has a CCADB disclosure (else
+    `not-disclosed` cannot tell "not disclosed" from "not imported"). `audits`: the latest
+    audit of each kind, each with the operators it belongs to (`not-in-audit-scope`).
+    `root_attributes`: the root side's records carry attribution (`unattributed`).
+    """
+
+    disclosures_imported: bool
+    audits: tuple[tuple[AuditPeriod, frozenset[str]], ...]
+    root_attributes: bool
+
+
+@dataclass(frozen=True)
 class Context:
-    """Both sides indexed by certificate SHA-256, their snapshot facts, and the clock."""
+    """Both sides indexed by certificate SHA-256, their snapshot facts, and the clock.
+
+    `whole` is None when the sides are whole; a Context over some certificates only is given
+    the whole pairing's (`Whole`)."""
 
     root_party: str
     sub_party: str
@@ -44,12 +64,25 @@ class Context:
     at: datetime
     root_side: Side = field(default_factory=lambda: Side("", ()))
     sub_side: Side = field(default_factory=lambda: Side("", ()))
+    given_whole: Whole | None = None
 
     @classmethod
-    def of(cls, root: Side, sub: Side, at: datetime) -> Context:
+    def of(cls, root: Side, sub: Side, at: datetime, whole: Whole | None = None) -> Context:
         """Each side must list a certificate at most once (snapshot acceptance guarantees it);
         a duplicate raises ReportError naming the party."""
-        return cls(root.party, sub.party, _index(root), _index(sub), at, root, sub)
+        return cls(root.party, sub.party, _index(root), _index(sub), at, root, sub, whole)
+
+    @cached_property
+    def whole(self) -> Whole:
+        """The pairing's `Whole`: the one given, or computed from these sides."""
+        if self.given_whole is not None:
+            return self.given_whole
+        return Whole(
+            disclosures_imported=bool(self.disclosures()),
+            audits=_latest_audits(self),
+            root_attributes=self.root_side.header is not None
+            or any(map(_OPERATOR, self.root.values())),
+        )
 
     @cached_property
     def _union(self) -> Mapping[str, CertRecord]:
@@ -133,6 +166,34 @@ class Context:
 
 
 SHA256 = attrgetter("info.sha256")  # a record's CertRecord.sha256, read in C
+_OPERATOR = attrgetter("operator")
+
+
+def listed_in_audits(ctx: Context) -> dict[str, set[AuditPeriod]]:
+    """For each certificate of `ctx`, the audits whose list names it (at either side)."""
+    return {
+        sha: {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
+        for sha in ctx.with_view("audit_scope")
+    }
+
+
+def _latest_audits(ctx: Context) -> tuple[tuple[AuditPeriod, frozenset[str]], ...]:
+    """The latest period of each kind of audit, those without a period end left out (nothing
+    can be judged against them), each with the operators of the certificates it lists."""
+    listed = listed_in_audits(ctx)
+    latest: dict[str, AuditPeriod] = {}
+    for audit in sorted({a for audits in listed.values() for a in audits}, key=_audit_order):
+        if audit.period_end is not None:
+            latest[audit.kind] = audit
+    operators = {
+        audit: frozenset(ctx.operator_of(sha) for sha, audits in listed.items() if audit in audits)
+        for audit in latest.values()
+    }
+    return tuple((latest[kind], operators[latest[kind]]) for kind in sorted(latest))
+
+
+def _audit_order(audit: AuditPeriod) -> tuple[str, str, str]:
+    return (audit.kind, str(audit.period_end), str(audit.period_start))
 
 
 def by_sha256(records: Sequence[CertRecord]) -> dict[str, CertRecord]:

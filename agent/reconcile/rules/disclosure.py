@@ -17,9 +17,9 @@ from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, audi
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    disclosed = ctx.disclosures()
-    if not disclosed:
+    if not ctx.whole.disclosures_imported:
         return
+    disclosed = ctx.disclosures()
     for sha, record in ctx.union().items():
         due = record.info.not_before + DISCLOSURE_DAYS
         if sha in disclosed or due > ctx.at:

@@ -24,8 +24,7 @@ _OPERATOR = attrgetter("operator")
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    attributes = ctx.root_side.header is not None or any(map(_OPERATOR, ctx.root.values()))
-    if not attributes:
+    if not ctx.whole.root_attributes:
         return
     # The few without an operator, sorted: not every record the root lists (issue 13).
     for record in sorted(filterfalse(_OPERATOR, ctx.root.values()), key=SHA256):

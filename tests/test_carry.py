@@ -1,0 +1,312 @@
+"""A reconciliation carried from the one before equals a reconciliation of everything
+(agent.reconcile.carry, issue 13).
+
+The differential test walks random sequences of pairings on the real SECOM/JPRS certificates
+(tests/golden_cases.py assembles each side as an inventory would: CCADB disclosures, audit lists
+and verified CRL entries attached): at each step some records change, appear or go, a side
+pushes (its current snapshot becomes its previous one), a header changes, and the clock moves,
+forward or back, across expiry, revocation, disclosure and audit deadlines. Each step's
+carried findings must be exactly `reconcile`'s. The other tests show that the carry does carry:
+otherwise the differential test would hold for a carry that compares everything every time.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_SUBORDINATE
+from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile import carry
+from invsync.agent.reconcile.carry import Reconciled, reconcile_carried
+from invsync.agent.reconcile.runner import reconcile
+from tests import golden_cases as g
+
+Json = dict[str, Any]
+CERTS = sorted(g.certificates())
+TIMES = (
+    "2019-06-01T00:00:00Z", "2020-03-01T00:00:00Z", "2020-12-01T00:00:00Z",
+    "2021-01-05T00:00:00Z", "2021-02-20T00:00:00Z", "2022-07-01T00:00:00Z",
+    "2024-01-01T00:00:00Z", "2027-01-01T00:00:00Z", "2031-01-01T00:00:00Z",
+)  # fmt: skip
+REASONS = ("", "keyCompromise", "superseded", "cACompromise", "cessationOfOperation")
+AUDITS = {
+    "a2019": {"kind": "br", "start": "2019-01-01", "end": "2019-12-31"},
+    "a2020": {"kind": "br", "start": "2020-01-01", "end": "2020-12-31"},
+    "s2020": {"kind": "standard", "start": "2020-04-01", "end": "2021-03-31"},
+}
+AUDIT_PERIODS = {name: g._audit(spec) for name, spec in AUDITS.items()}
+# Clock steps: none, small, across a 7-day deadline, a 92-day one, a year, and backwards.
+STEPS = (0, 1, 24 * 8, 24 * 93, 24 * 400, 24 * 365 * 3, -24 * 30)
+
+
+def _groups() -> list[list[str]]:
+    """The doppelganger groups of the certificates (sharing subject and key), by key."""
+    keys: dict[str, list[str]] = {}
+    for sha, info in g.certificates().items():
+        keys.setdefault(info.doppelganger_key, []).append(sha)
+    return [sorted(keys[key]) for key in sorted(keys) if len(keys[key]) > 1]
+
+
+GROUPS = _groups()
+GROUPED = sorted(sha for group in GROUPS for sha in group)
+# Whole groups, about a dozen certificates: what the tests of what is carried list.
+POOL = sorted(sha for group in GROUPS[:5] for sha in group)
+
+
+def _crl_ok(sha: str) -> bool:
+    try:
+        g._crl_entry({"sha256": sha, "crl": {"at": TIMES[0], "source": "crl:x"}})
+    except ValueError:
+        return False
+    return True
+
+
+CRLABLE = frozenset(sha for sha in CERTS if _crl_ok(sha))
+
+
+def _record(rng: random.Random, sha: str) -> Json:
+    spec: Json = {"sha256": sha}
+    if rng.random() < 0.6:
+        spec["operator"] = rng.choice(["jprs", "other", ""])
+    if rng.random() < 0.2:
+        spec["lifecycle"] = rng.choice(["unused", "decommissioned", "active"])
+    if rng.random() < 0.25:
+        spec["revoked"] = {"at": rng.choice(TIMES), "reason": rng.choice(REASONS)}
+    pick = rng.random()
+    if pick < 0.15 and sha in g.ccadb_rows():
+        spec["disclosure"] = "ccadb"
+    elif pick < 0.3:
+        disclosure: Json = {
+            "revocation_status": rng.choice(["Not Revoked", "Revoked", "Parent Cert Revoked"]),
+            "revocation_reason": rng.choice(["", "keyCompromise", "superseded"]),
+            "technically_constrained": rng.random() < 0.2,
+            "audits": rng.choice([[], [AUDITS["a2019"]], [AUDITS["a2019"], AUDITS["s2020"]]]),
+        }
+        date = rng.choice([None, "2020-05-01", "2021-01-10"])
+        if date is not None:
+            disclosure["revocation_date"] = date
+        spec["disclosure"] = disclosure
+    if rng.random() < 0.2:
+        spec["audits"] = rng.sample(sorted(AUDITS), rng.randint(1, 2))
+    if sha in CRLABLE and rng.random() < 0.25:
+        source = rng.choice(["crl:http://a", "crl:http://b"])
+        spec["crl"] = {"at": rng.choice(TIMES), "reason": rng.choice(REASONS), "source": source}
+    return spec
+
+
+def _header(rng: random.Random) -> Json:
+    header: Json = {"issued_at": rng.choice(TIMES), "expires_at": rng.choice(TIMES)}
+    if rng.random() < 0.3:
+        header["profiles"] = [
+            {
+                "operator": rng.choice(["jprs", "other"]),
+                "serial_bytes": rng.choice([None, 16, 9]),
+                "max_validity_days": rng.choice([None, 3650, 1000]),
+            }
+        ]
+    return header
+
+
+@dataclass
+class SideState:
+    """One party's snapshot as specs: its records, its previous snapshot's, its header."""
+
+    party: str
+    records: dict[str, Json]
+    previous: dict[str, Json] | None = None
+    header: Json | None = None
+    max_age_days: int | None = None
+
+    def side(self, role: str) -> Side:
+        spec: Json = {"party": self.party, "records": list(self.records.values())}
+        if self.previous is not None:
+            spec["previous"] = list(self.previous.values())
+        if self.header is not None:
+            spec["header"] = self.header
+        if self.max_age_days is not None:
+            spec["max_age_days"] = self.max_age_days
+        return g._side(spec, role, AUDIT_PERIODS)
+
+
+@dataclass
+class Pairing:
+    root: SideState
+    sub: SideState
+    at: datetime
+    pool: list[str] = field(default_factory=list)
+
+
+def _first(rng: random.Random) -> Pairing:
+    pool = sorted(set(rng.sample(CERTS, 24)) | set(rng.sample(GROUPED, 8)))
+    states = []
+    for party in ("secom", "jprs"):
+        listed = rng.sample(pool, rng.randint(0, len(pool)))
+        state = SideState(party, {sha: _record(rng, sha) for sha in sorted(listed)})
+        if rng.random() < 0.7:
+            state.header = _header(rng)
+        if rng.random() < 0.6:
+            state.previous = {sha: _record(rng, sha) for sha in rng.sample(pool, 10)}
+        if rng.random() < 0.2:
+            state.max_age_days = rng.choice([1, 30, 400])
+        states.append(state)
+    at = g._time(rng.choice(TIMES)) + timedelta(hours=rng.randint(0, 5000))
+    return Pairing(states[0], states[1], at, pool)
+
+
+def _next(rng: random.Random, pairing: Pairing) -> Pairing:
+    """The pairing a little later: each side may push a changed snapshot, and the clock moves."""
+    sides = []
+    for state in (pairing.root, pairing.sub):
+        if rng.random() < 0.5:  # this side did not push: the same snapshot is compared
+            sides.append(state)
+            continue
+        records = dict(state.records)
+        for sha in rng.sample(pairing.pool, rng.randint(0, 4)):
+            if sha in records and rng.random() < 0.4:
+                del records[sha]
+            else:
+                records[sha] = _record(rng, sha)
+        previous = state.records if rng.random() < 0.9 else state.previous
+        header = state.header
+        if header is not None and rng.random() < 0.3:
+            header = _header(rng)
+        sides.append(replace(state, records=records, previous=previous, header=header))
+    hours = rng.choice(STEPS) + rng.randint(0, 3)
+    return Pairing(sides[0], sides[1], pairing.at + timedelta(hours=hours), pairing.pool)
+
+
+def _check(pairing: Pairing, before: Reconciled | None) -> carry.Carried:
+    root, sub = pairing.root.side("root"), pairing.sub.side("subordinate")
+    carried = reconcile_carried(root, sub, pairing.at, before)
+    assert carried.findings == reconcile(root, sub, pairing.at)
+    return carried
+
+
+@settings(max_examples=150)
+@given(st.randoms(use_true_random=False), st.integers(min_value=1, max_value=5))
+def test_carried_findings_are_those_of_a_full_reconciliation(
+    rng: random.Random, steps: int
+) -> None:
+    pairing = _first(rng)
+    before = _check(pairing, None).reconciled
+    for _ in range(steps):
+        pairing = _next(rng, pairing)
+        before = _check(pairing, before).reconciled
+
+
+def _bug_pairing(missing: tuple[str, ...] = ()) -> tuple[Side, Side]:
+    """SECOM lists every certificate of the demo's pool; JPRS all but `missing`."""
+    pool = POOL
+    root = SideState("secom", {sha: {"sha256": sha, "operator": "jprs"} for sha in pool})
+    listed = {sha: {"sha256": sha} for sha in pool if sha not in missing}
+    sub = SideState("jprs", listed)
+    for state in (root, sub):
+        state.header = {"issued_at": "2020-01-01T00:00:00Z", "expires_at": "2040-01-01T00:00:00Z"}
+    return root.side("root"), sub.side("subordinate")
+
+
+AT = g._time("2020-06-01T00:00:00Z")
+
+
+def _expiry(sha: str) -> datetime:
+    return g.certificates()[sha].not_after
+
+
+def test_nothing_changed_compares_nothing() -> None:
+    root, sub = _bug_pairing(missing=(POOL[0],))
+    first = reconcile_carried(root, sub, AT, None)
+    again = reconcile_carried(root, sub, AT + timedelta(hours=1), first.reconciled)
+    assert (first.compared, first.carried) == (len(POOL), 0)
+    assert (again.compared, again.carried) == (0, len(POOL))
+    assert again.findings == first.findings
+    assert MISSING_AT_SUBORDINATE in {f.code for f in again.findings}
+
+
+def test_a_record_gone_compares_its_doppelganger_group_alone() -> None:
+    root, sub = _bug_pairing()
+    first = reconcile_carried(root, sub, AT, None)
+    gone = POOL[0]
+    root2, sub2 = _bug_pairing(missing=(gone,))
+    again = reconcile_carried(root2, sub2, AT, first.reconciled)
+    key = g.certificates()[gone].doppelganger_key
+    group = {sha for sha in POOL if g.certificates()[sha].doppelganger_key == key}
+    assert again.compared == len(group) and len(group) > 1
+    assert again.findings == reconcile(root2, sub2, AT)
+    assert DOPPELGANGER_UNTRACKED in {f.code for f in again.findings}
+
+
+def test_a_certificate_expiring_between_two_reports_is_compared_again() -> None:
+    shas = sorted(POOL, key=_expiry)
+    first_expiry = _expiry(shas[0])
+    before = first_expiry - timedelta(days=1)
+    root, sub = _bug_pairing(missing=(shas[0],))
+    first = reconcile_carried(root, sub, before, None)
+    after = first_expiry + timedelta(days=1)
+    again = reconcile_carried(root, sub, after, first.reconciled)
+    expiring = {sha for sha in shas if before <= _expiry(sha) <= after}
+    assert shas[0] in expiring and again.compared >= len(expiring)
+    assert again.compared < len(shas)
+    assert again.findings == reconcile(root, sub, after)
+    assert again.findings != first.findings  # the missing certificate's severity fell
+
+
+def test_a_changed_profile_compares_everything() -> None:
+    root, sub = _bug_pairing()
+    first = reconcile_carried(root, sub, AT, None)
+    assert sub.header is not None
+    profiled = g._header("jprs", "subordinate", {
+        "issued_at": "2020-01-01T00:00:00Z", "expires_at": "2040-01-01T00:00:00Z",
+        "profiles": [{"operator": "jprs", "serial_bytes": 16}],
+    })  # fmt: skip
+    sub2 = replace(sub, header=profiled)
+    again = reconcile_carried(root, sub2, AT, first.reconciled)
+    assert (again.compared, again.carried) == (len(POOL), 0)
+    assert again.findings == reconcile(root, sub2, AT)
+
+
+RULES = Path(carry.__file__).resolve().parent / "rules"
+# Each rule module's comparisons with the clock, each one covered by `carry.instants`
+# (validity, revocations and their 7 days, disclosure deadlines, CCADB's dates, audit reports)
+# or made on headers only (stale_peer). A change here means a new comparison: cover it there.
+CLOCK_USES = {
+    "audit_overdue.py": 1,  # CCADB's next audit report due
+    "context.py": 3,  # revocation_at (revoked_at), expired (not_after)
+    "disappeared.py": 1,  # revocation_at
+    "disclosure.py": 1,  # notBefore + 7 days
+    "doppelganger.py": 1,  # revocation_at
+    "stale_peer.py": 3,  # headers only: made again every time
+    "status.py": 2,  # revocation_at
+    "status_public.py": 5,  # revocation_at, CRL entries' dates, CCADB's revocation date
+}
+
+
+def test_every_use_of_the_clock_by_a_rule_is_known() -> None:
+    found = {
+        path.name: len(re.findall(r"\bctx\.at\b|\bself\.at\b|\bat\)", path.read_text()))
+        for path in sorted(RULES.glob("*.py"))
+    }
+    assert {name: n for name, n in found.items() if n} == CLOCK_USES
+
+
+def test_the_clock_instants_of_a_revoked_disclosed_record() -> None:
+    sha = sorted(g.ccadb_rows())[0]
+    disclosure: Json = {"revocation_status": "Revoked", "revocation_date": "2021-01-10"}
+    disclosure["audits"] = [AUDITS["a2019"]]
+    spec = {"sha256": sha, "revoked": {"at": TIMES[1]}, "disclosure": disclosure}
+    (record,) = g._records([spec], AUDIT_PERIODS)
+    info = g.certificates()[sha]
+    assert set(carry.instants(record)) == {
+        info.not_before + timedelta(days=7),  # not-disclosed is due
+        info.not_after,  # expired
+        g._time(TIMES[1]),  # revoked
+        g._time("2021-01-10T00:00:00Z"),  # revoked in CCADB
+        g._time("2021-04-01T00:00:00Z"),  # next audit report due: 2019-12-31 + 365 + 92 days
+    }
