@@ -310,3 +310,47 @@ def test_the_clock_instants_of_a_revoked_disclosed_record() -> None:
         g._time("2021-01-10T00:00:00Z"),  # revoked in CCADB
         g._time("2021-04-01T00:00:00Z"),  # next audit report due: 2019-12-31 + 365 + 92 days
     }
+
+
+def test_a_certificate_expiring_at_the_new_clock_is_compared_again() -> None:
+    sha = min(POOL, key=_expiry)
+    expiry = _expiry(sha)
+    root, sub = _bug_pairing(missing=(sha,))
+    first = reconcile_carried(root, sub, expiry - timedelta(seconds=1), None)
+    again = reconcile_carried(root, sub, expiry, first.reconciled)  # not_after <= at: expired
+    assert sha not in {f.sha256 for f in first.findings if f.severity.value == "notice"}
+    assert again.findings == reconcile(root, sub, expiry)
+    assert sha in {f.sha256 for f in again.findings if f.severity.value == "notice"}
+
+
+def test_a_group_left_with_one_member_compares_that_member() -> None:
+    group = next(grp for grp in GROUPS if len(grp) == 2)
+    kept, gone = group
+    spec = {"issued_at": "2020-01-01T00:00:00Z", "expires_at": "2040-01-01T00:00:00Z"}
+    root = SideState("secom", {sha: {"sha256": sha} for sha in group}, header=spec)
+    sub = SideState("jprs", {gone: {"sha256": gone}}, header=spec)
+    first = reconcile_carried(root.side("root"), sub.side("subordinate"), AT, None)
+    assert {f.sha256 for f in first.findings if f.code == DOPPELGANGER_UNTRACKED} == {kept}
+    root.records.pop(gone)
+    sub.records.pop(gone)
+    now = (root.side("root"), sub.side("subordinate"), AT)
+    again = reconcile_carried(*now, first.reconciled)
+    assert again.findings == reconcile(*now)
+    assert DOPPELGANGER_UNTRACKED not in {f.code for f in again.findings}
+    assert again.compared == 2  # the one gone, and the one left alone in its group
+
+
+def test_a_changed_revocation_is_due_at_its_new_date_only() -> None:
+    sha = POOL[0]  # no certificate of POOL has an instant in 2021-03..2021-08
+    root, sub = (SideState(p, {s: {"sha256": s} for s in POOL}) for p in ("secom", "jprs"))
+    sub.records[sha] = {"sha256": sha, "revoked": {"at": "2021-05-01T00:00:00Z"}}
+    at = g._time("2021-03-01T00:00:00Z")
+    first = reconcile_carried(root.side("root"), sub.side("subordinate"), at, None)
+    sub.records[sha] = {"sha256": sha, "revoked": {"at": "2021-09-01T00:00:00Z"}}
+    moved = reconcile_carried(root.side("root"), sub.side("subordinate"), at, first.reconciled)
+    assert moved.compared == len(next(grp for grp in GROUPS if sha in grp))
+    # Past the old date, before the new one: nothing of this certificate is due any more.
+    later = g._time("2021-07-01T00:00:00Z")
+    again = reconcile_carried(root.side("root"), sub.side("subordinate"), later, moved.reconciled)
+    assert again.compared == 0
+    assert again.findings == reconcile(root.side("root"), sub.side("subordinate"), later)

@@ -22,9 +22,13 @@ are made again each time; acknowledgements are applied to all findings each time
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from operator import attrgetter
 
 from invsync.agent.model.findings import RULE_CRASHED, Finding
 from invsync.agent.model.record import CertRecord
@@ -48,6 +52,11 @@ class Reconciled:
     sub: Side
     at: datetime
     findings: tuple[Finding, ...]
+    # The sides indexed, as the reconciliation made or carried them: the next one reads them.
+    held: _Held | None = field(default=None, repr=False, compare=False)
+
+    def indexed(self) -> _Held:
+        return self.held or _Held(Context.of(self.root, self.sub, self.at))
 
 
 @dataclass(frozen=True)
@@ -64,41 +73,37 @@ class Carried:
 def reconcile_carried(root: Side, sub: Side, at: datetime, before: Reconciled | None) -> Carried:
     """`reconcile(root, sub, at)`, comparing again only what could have changed since
     `before` (None: everything is compared)."""
-    ctx = Context.of(root, sub, at)
-    again = None if before is None else _to_compare(ctx, before)
-    if again is not None:
-        part = Context.of(_part(root, again), _part(sub, again), at, ctx.whole)
+    now = _Held(Context.of(root, sub, at))
+    then = None if before is None else before.indexed()
+    again = None if before is None or then is None else _to_compare(now, then, before.findings)
+    if before is not None and then is not None and again is not None:
+        part = Context.of(_part(root, again), _part(sub, again), at, now.ctx.whole)
         fresh = rule_findings(part)
         if not _crashed(fresh):
-            assert before is not None  # `again` is None without it
+            now.carry_instants(then, again)
             kept = [f for f in before.findings if f.sha256 and f.sha256 not in again]
-            return _carried(root, sub, at, [*kept, *fresh], len(again), _count(ctx) - len(again))
-    return _carried(root, sub, at, rule_findings(ctx), _count(ctx), 0)
+            return _carried(now, [*kept, *fresh], len(again))
+    return _carried(now, rule_findings(now.ctx), len(now.certificates()))
 
 
-def _carried(
-    root: Side, sub: Side, at: datetime, raw: list[Finding], compared: int, carried: int
-) -> Carried:
-    made = tuple(raw)
-    return Carried(finish(made, root, sub, at), compared, carried, Reconciled(root, sub, at, made))
+def _carried(now: _Held, raw: list[Finding], compared: int) -> Carried:
+    ctx, made = now.ctx, tuple(raw)
+    root, sub = ctx.root_side, ctx.sub_side
+    reconciled = Reconciled(root, sub, ctx.at, made, now)
+    carried = len(now.certificates()) - compared
+    return Carried(finish(made, root, sub, ctx.at), compared, carried, reconciled)
 
 
-def _count(ctx: Context) -> int:
-    """The certificates a reconciliation of `ctx` judges: either side's, current or previous."""
-    return len(_Held(ctx).certificates())
-
-
-def _to_compare(ctx: Context, before: Reconciled) -> set[str] | None:
-    """The certificates to compare again since `before`; None when everything must be."""
-    now, then = _Held(ctx), _Held(Context.of(before.root, before.sub, before.at))
-    if not _comparable(ctx, then.ctx) or _crashed(before.findings):
+def _to_compare(now: _Held, then: _Held, findings: tuple[Finding, ...]) -> set[str] | None:
+    """The certificates to compare again since `then`, which found `findings`; None when
+    everything must be."""
+    if not _comparable(now.ctx, then.ctx) or _crashed(findings):
         return None
-    changed = set()
-    for one, other in zip(then.sides(), now.sides(), strict=True):
-        changed |= _changed(one, other)
-    low, high = sorted((then.ctx.at, ctx.at))
-    due = {sha for sha in now.certificates() - changed if _due(now.records(sha), low, high)}
-    return _closed(now, then, changed | due)
+    changed: set[str] = set()
+    for side in range(4):
+        changed |= _changed(then, now, side)
+    low, high = sorted((then.ctx.at, now.ctx.at))
+    return _closed(now, then, changed | (then.due(low, high) - changed))
 
 
 def _comparable(ctx: Context, then: Context) -> bool:
@@ -117,14 +122,18 @@ def _crashed(findings: Iterable[Finding]) -> bool:
     return any(f.code == RULE_CRASHED for f in findings)
 
 
-def _changed(then: Mapping[str, CertRecord], now: Mapping[str, CertRecord]) -> set[str]:
-    """The certificates listed on one side only, or with another record."""
-    found = then.keys() ^ now.keys()
-    for sha in then.keys() & now.keys():
-        one, other = then[sha], now[sha]
-        if one is not other and one != other:
-            found.add(sha)
-    return found
+def _changed(then: _Held, now: _Held, side: int) -> set[str]:
+    """The certificates listed at one time only at `side` (0, 1: current root, subordinate;
+    2, 3: previous), or with another record. Records kept from one time to the next are the
+    same objects (a snapshot decoded once, records shared by their bytes), found in C; others
+    are compared."""
+    differ = then.ids[side].items() ^ now.ids[side].items()
+    one, other = then.sides()[side], now.sides()[side]
+    return {sha for sha, _ in differ if not _same(one.get(sha), other.get(sha))}
+
+
+def _same(one: CertRecord | None, other: CertRecord | None) -> bool:
+    return one is not None and other is not None and (one is other or one == other)
 
 
 class _Held:
@@ -156,11 +165,74 @@ class _Held:
         found.extend(r for r in (p.get(sha) for p in self.previous) if r is not None)
         return found
 
+    @cached_property
+    def ids(self) -> tuple[dict[str, int], ...]:
+        """Each side's records by certificate, as object identities (`sides`' order)."""
+        return tuple(
+            dict(zip(side.keys(), map(id, side.values()), strict=True)) for side in self.sides()
+        )
 
-def _due(records: Iterable[CertRecord], low: datetime, high: datetime) -> bool:
-    """Whether an instant of `records` lies between the two clocks (both included: a rule
-    compares with `<` or `<=`)."""
-    return any(low <= instant <= high for record in records for instant in instants(record))
+    @cached_property
+    def instants(self) -> list[tuple[datetime, str]]:
+        """Every instant of every certificate's records (`instants`), sorted."""
+        return sorted(
+            (instant, sha)
+            for sha in self.certificates()
+            for record in self.records(sha)
+            for instant in instants(record)
+        )
+
+    def carry_instants(self, then: _Held, again: set[str]) -> None:
+        """Take the instants of the certificates not compared again from `then` (their records
+        are the same), and work out only the others'."""
+        kept = [entry for entry in then.instants if entry[1] not in again]
+        fresh = [
+            (instant, sha)
+            for sha in again
+            for record in self.records(sha)
+            for instant in instants(record)
+        ]
+        self.__dict__["instants"] = sorted([*kept, *fresh])
+
+    def due(self, low: datetime, high: datetime) -> set[str]:
+        """The certificates with an instant between the two clocks (both included: a rule
+        compares with `<` or `<=`)."""
+        entries = self.instants
+        first = bisect_left(entries, (low, ""))
+        last = bisect_right(entries, (high, _AFTER_EVERY_SHA))
+        return {sha for _, sha in entries[first:last]}
+
+    @cached_property
+    def members(self) -> dict[str, list[str]]:
+        """The certificates of each doppelganger group of more than one, by key."""
+        union = {**self.ctx.sub, **self.ctx.root}
+        counts = Counter(map(_KEY, union.values()))
+        shared = {key for key, n in counts.items() if n > 1}
+        found: dict[str, list[str]] = {}
+        for sha, record in union.items():
+            if record.info.doppelganger_key in shared:
+                found.setdefault(record.info.doppelganger_key, []).append(sha)
+        return found
+
+    @cached_property
+    def by_issuer(self) -> dict[tuple[int, tuple[bytes, str | None]], list[str]]:
+        """At each side (0 root, 1 subordinate), the records stating a revocation or carrying
+        CRL evidence, by issuer."""
+        found: dict[tuple[int, tuple[bytes, str | None]], list[str]] = {}
+        for side, records in enumerate(self.stating):
+            for record in records:
+                found.setdefault((side, _issuer(record)), []).append(record.sha256)
+        return found
+
+    def issuers_of(self, sha: str) -> Iterator[tuple[int, tuple[bytes, str | None]]]:
+        for side, held in enumerate((self.ctx.root, self.ctx.sub)):
+            record = held.get(sha)
+            if record is not None and (record.revocation or record.revocation_evidence):
+                yield side, _issuer(record)
+
+
+_KEY = attrgetter("info.doppelganger_key")
+_AFTER_EVERY_SHA = "~"  # sorts after every uppercase hex SHA-256
 
 
 def instants(record: CertRecord) -> Iterator[datetime]:
@@ -185,22 +257,20 @@ def instants(record: CertRecord) -> Iterator[datetime]:
 
 
 def _closed(now: _Held, then: _Held, seeds: set[str]) -> set[str]:
-    """`seeds` with every certificate of a group one of them belongs to, until none is added:
-    a certificate compared again needs its whole doppelganger group, and at each side the
-    other records of its issuer that state a revocation (their CRLs are its issuer's)."""
+    """`seeds` with every certificate of a group one of them belongs to, then or now, until
+    none is added: a certificate compared again needs its whole doppelganger group, and at
+    each side the other records of its issuer that state a revocation (their CRLs are its
+    issuer's). A group left with one member changes that member's findings too."""
     found, new = set(seeds), set(seeds)
-    union = {**now.ctx.sub, **now.ctx.root}
-    keys: set[str] = set()
-    issuers: set[tuple[int, tuple[bytes, str | None]]] = set()
     while new:
+        grown: set[str] = set()
         for sha in new:
-            keys.update(r.info.doppelganger_key for r in (*now.records(sha), *then.records(sha)))
-        for held in (now, then):
-            for side, records in enumerate(held.stating):
-                issuers.update((side, _issuer(r)) for r in records if r.sha256 in new)
-        grown = {sha for sha, r in union.items() if r.info.doppelganger_key in keys}
-        for side, records in enumerate(now.stating):
-            grown.update(r.sha256 for r in records if (side, _issuer(r)) in issuers)
+            for held in (now, then):
+                for record in held.ctx.records_of(sha):
+                    key = record.info.doppelganger_key
+                    grown.update(now.members.get(key, ()), then.members.get(key, ()))
+                for issuer in held.issuers_of(sha):
+                    grown.update(now.by_issuer.get(issuer, ()), then.by_issuer.get(issuer, ()))
         new = grown - found
         found |= new
     return found
