@@ -2,27 +2,37 @@
 (agent.reconcile.carry, issue 13).
 
 The differential test walks random sequences of pairings on the real SECOM/JPRS certificates
-(tests/golden_cases.py assembles each side as an inventory would: CCADB disclosures, audit lists
-and verified CRL entries attached): at each step some records change, appear or go, a side
-pushes (its current snapshot becomes its previous one), a header changes, and the clock moves,
-forward or back, across expiry, revocation, disclosure and audit deadlines. Each step's
-carried findings must be exactly `reconcile`'s. The other tests show that the carry does carry:
-otherwise the differential test would hold for a carry that compares everything every time.
+(tests/golden_cases.py assembles each record as an inventory would: CCADB disclosures, audit
+lists and verified CRL entries attached): at each step some records change, appear or go, a
+side pushes (its current snapshot becomes its previous one), a header changes, and the clock
+moves, forward or back, across expiry, revocation, disclosure and audit deadlines. Each step's
+carried findings must be exactly `reconcile`'s. A record unchanged from one step to the next is
+the same object, as the exchange server's decoded snapshots share them. The other tests show
+that the carry does carry: otherwise the differential test would hold for a carry that
+compares everything every time.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_SUBORDINATE
+from invsync.agent.model.findings import (
+    AUDIT_OVERDUE,
+    DISAPPEARED,
+    DOPPELGANGER_UNTRACKED,
+    MISSING_AT_SUBORDINATE,
+    STATUS_MISMATCH,
+)
+from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile import carry
 from invsync.agent.reconcile.carry import Reconciled, reconcile_carried
@@ -126,14 +136,25 @@ class SideState:
     max_age_days: int | None = None
 
     def side(self, role: str) -> Side:
-        spec: Json = {"party": self.party, "records": list(self.records.values())}
-        if self.previous is not None:
-            spec["previous"] = list(self.previous.values())
-        if self.header is not None:
-            spec["header"] = self.header
-        if self.max_age_days is not None:
-            spec["max_age_days"] = self.max_age_days
-        return g._side(spec, role, AUDIT_PERIODS)
+        previous = self.previous
+        return Side(
+            self.party,
+            [_record_of(spec) for spec in self.records.values()],
+            header=None if self.header is None else g._header(self.party, role, self.header),
+            previous=None if previous is None else tuple(map(_record_of, previous.values())),
+            max_age=None if self.max_age_days is None else timedelta(days=self.max_age_days),
+        )
+
+
+_RECORDS: dict[str, CertRecord] = {}
+
+
+def _record_of(spec: Json) -> CertRecord:
+    """The record of `spec`, assembled once: the same spec gives the same object."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _RECORDS:
+        (_RECORDS[key],) = g._records([spec], AUDIT_PERIODS)
+    return _RECORDS[key]
 
 
 @dataclass
@@ -187,6 +208,7 @@ def _check(pairing: Pairing, before: Reconciled | None) -> carry.Carried:
     root, sub = pairing.root.side("root"), pairing.sub.side("subordinate")
     carried = reconcile_carried(root, sub, pairing.at, before)
     assert carried.findings == reconcile(root, sub, pairing.at)
+    assert carried.compared >= 0 and carried.carried >= 0
     return carried
 
 
@@ -273,6 +295,9 @@ def test_a_changed_profile_compares_everything() -> None:
 
 
 RULES = Path(carry.__file__).resolve().parent / "rules"
+# A tripwire, not a proof: it counts the texts `ctx.at`, `self.at` and `at)` in each rule module,
+# so a comparison made through `ctx.live`/`ctx.expired` or a local copy of the clock passes it
+# (the differential test is what holds the instants to the rules).
 # Each rule module's comparisons with the clock, each one covered by `carry.instants`
 # (validity, revocations and their 7 days, disclosure deadlines, CCADB's dates, audit reports)
 # or made on headers only (stale_peer). A change here means a new comparison: cover it there.
@@ -337,7 +362,7 @@ def test_a_group_left_with_one_member_compares_that_member() -> None:
     again = reconcile_carried(*now, first.reconciled)
     assert again.findings == reconcile(*now)
     assert DOPPELGANGER_UNTRACKED not in {f.code for f in again.findings}
-    assert again.compared == 2  # the one gone, and the one left alone in its group
+    assert (again.compared, again.carried) == (1, 0)  # the one left alone in its group
 
 
 def test_a_changed_revocation_is_due_at_its_new_date_only() -> None:
@@ -354,3 +379,108 @@ def test_a_changed_revocation_is_due_at_its_new_date_only() -> None:
     again = reconcile_carried(root.side("root"), sub.side("subordinate"), later, moved.reconciled)
     assert again.compared == 0
     assert again.findings == reconcile(root.side("root"), sub.side("subordinate"), later)
+
+
+HEADER = {"issued_at": "2020-01-01T00:00:00Z", "expires_at": "2040-01-01T00:00:00Z"}
+
+
+def test_a_crl_entry_dropped_compares_its_issuers_other_records() -> None:
+    # Y is revoked by JPRS; its issuer's CRL is known through X's entry. X's entry gone, the
+    # CRL is no longer known: Y's "the issuer's CRL does not list it" goes with it.
+    by_issuer: dict[tuple[bytes, str | None], list[str]] = {}
+    for sha in sorted(CRLABLE):
+        info = g.certificates()[sha]
+        by_issuer.setdefault((info.issuer_der, info.aki), []).append(sha)
+    x, y = next(shas for shas in by_issuer.values() if len(shas) >= 2)[:2]
+    at = g._time("2021-06-01T00:00:00Z")
+    root = SideState(
+        "secom", {sha: {"sha256": sha, "operator": "jprs"} for sha in (x, y)}, header=HEADER
+    )
+    revoked = {"sha256": y, "revoked": {"at": "2021-01-05T00:00:00Z", "reason": "superseded"}}
+    crl = {"at": "2021-01-05T00:00:00Z", "source": "crl:http://a"}
+    sub = SideState("jprs", {y: revoked, x: {"sha256": x, "crl": crl}}, header=HEADER)
+    first = reconcile_carried(root.side("root"), sub.side("subordinate"), at, None)
+    unlisted = [f for f in first.findings if f.code == STATUS_MISMATCH and f.sha256 == y]
+    assert unlisted and "does not list it" in unlisted[0].message
+    sub.records[x] = {"sha256": x}
+    now = (root.side("root"), sub.side("subordinate"), at)
+    again = reconcile_carried(*now, first.reconciled)
+    assert again.findings == reconcile(*now)
+    assert not [f for f in again.findings if "does not list it" in f.message]
+
+
+def _capable_until_2030(sha: str) -> bool:
+    info = g.certificates().get(sha)
+    late = g._time("2030-01-01T00:00:00Z")
+    return (
+        info is not None
+        and info.is_ca
+        and not info.technically_constrained
+        and info.not_after > late
+    )
+
+
+def test_an_instant_at_the_old_clock_is_due() -> None:
+    # audit-overdue turns once the clock is past (`<`) the next report's due date: a clock
+    # moving from exactly that date to an hour later must compare the certificate again.
+    sha = min(s for s in g.ccadb_rows() if _capable_until_2030(s))
+    disclosure = {"audits": [{"kind": "br", "start": "2023-01-01", "end": "2023-12-31"}]}
+    root = SideState("secom", {sha: {"sha256": sha, "operator": "jprs", "disclosure": disclosure}})
+    root.header = HEADER
+    sub = SideState("jprs", {sha: {"sha256": sha}}, header=HEADER)
+    due = g._time("2023-12-31T00:00:00Z") + timedelta(days=365 + 92)
+    first = reconcile_carried(root.side("root"), sub.side("subordinate"), due, None)
+    assert AUDIT_OVERDUE not in {f.code for f in first.findings}
+    later = (root.side("root"), sub.side("subordinate"), due + timedelta(hours=1))
+    again = reconcile_carried(*later, first.reconciled)
+    assert again.findings == reconcile(*later)
+    assert AUDIT_OVERDUE in {f.code for f in again.findings}
+
+
+def test_equal_records_that_are_other_objects_are_compared_again() -> None:
+    # One instant, written in UTC and in +09:00: equal records, other texts in the findings.
+    sha = POOL[0]
+    root, sub = _bug_pairing()
+    utc = datetime(2020, 3, 1, 20, 0, tzinfo=UTC)
+    index = [r.sha256 for r in sub.records].index(sha)
+
+    def revoked(at: datetime) -> Side:
+        record = replace(sub.records[index], revocation=Revocation(at, "superseded", "log:x"))
+        return replace(sub, records=[*sub.records[:index], record, *sub.records[index + 1 :]])
+
+    first = reconcile_carried(root, revoked(utc), AT, None)
+    jst = revoked(utc.astimezone(timezone(timedelta(hours=9))))
+    assert jst.records[index] == revoked(utc).records[index]
+    again = reconcile_carried(root, jst, AT, first.reconciled)
+    assert again.findings == reconcile(root, jst, AT) != first.findings
+    assert again.compared == len(next(grp for grp in GROUPS if sha in grp))
+
+
+def test_a_list_with_duplicates_is_compared_in_full() -> None:
+    # A previous list that is no snapshot may name a certificate twice: disappeared reports
+    # each copy, so nothing of it is carried.
+    sha = POOL[0]
+    root, sub = _bug_pairing(missing=(sha,))
+    (record,) = g._records([{"sha256": sha}], AUDIT_PERIODS)
+    first = reconcile_carried(root, replace(sub, previous=(record,)), AT, None)
+    twice = replace(sub, previous=(record, record))
+    again = reconcile_carried(root, twice, AT, first.reconciled)
+    assert again.findings == reconcile(root, twice, AT)
+    assert [f.code for f in again.findings].count(DISAPPEARED) == 2
+    assert again.carried == 0
+
+
+def test_an_instant_past_the_last_datetime_is_no_instant() -> None:
+    # CCADB's next audit report after a period ending 9999-12-31 cannot be written as a
+    # datetime; audit-overdue never asks for it here (the certificate is constrained).
+    sha = POOL[0]
+    disclosure = {
+        "technically_constrained": True,
+        "audits": [{"kind": "br", "start": "9999-01-01", "end": "9999-12-31"}],
+    }
+    root = SideState("secom", {s: {"sha256": s, "operator": "jprs"} for s in POOL}, header=HEADER)
+    root.records[sha] = {"sha256": sha, "operator": "jprs", "disclosure": disclosure}
+    sub = SideState("jprs", {s: {"sha256": s} for s in POOL}, header=HEADER)
+    first = reconcile_carried(root.side("root"), sub.side("subordinate"), AT, None)
+    now = (root.side("root"), sub.side("subordinate"), AT + timedelta(hours=1))
+    assert reconcile_carried(*now, first.reconciled).findings == reconcile(*now)

@@ -26,20 +26,23 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
-from operator import attrgetter
 
 from invsync.agent.model.findings import RULE_CRASHED, Finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
-from invsync.agent.reconcile.rules.audit_overdue import next_report_due
 from invsync.agent.reconcile.rules.context import (
+    AUDIT_PERIOD,
+    AUDIT_REPORT_DAYS,
     DISCLOSURE_DAYS,
+    SHA256,
     Context,
     by_sha256,
     midnight,
 )
+from invsync.agent.reconcile.rules.doppelganger import GROUP_KEY
+from invsync.agent.reconcile.rules.status_public import issuer_of, stating
 from invsync.agent.reconcile.runner import finish, rule_findings
 
 
@@ -74,15 +77,17 @@ def reconcile_carried(root: Side, sub: Side, at: datetime, before: Reconciled | 
     """`reconcile(root, sub, at)`, comparing again only what could have changed since
     `before` (None: everything is compared)."""
     now = _Held(Context.of(root, sub, at))
-    then = None if before is None else before.indexed()
-    again = None if before is None or then is None else _to_compare(now, then, before.findings)
-    if before is not None and then is not None and again is not None:
-        part = Context.of(_part(root, again), _part(sub, again), at, now.ctx.whole)
-        fresh = rule_findings(part)
-        if not _crashed(fresh):
-            now.carry_instants(then, again)
-            kept = [f for f in before.findings if f.sha256 and f.sha256 not in again]
-            return _carried(now, [*kept, *fresh], len(again))
+    if before is not None:
+        then = before.indexed()
+        again = _to_compare(now, then, before.findings)
+        if again is not None:
+            part = Context.of(_part(root, again), _part(sub, again), at, now.ctx.whole)
+            fresh = rule_findings(part)
+            # A crash is reported as the full run reports it (once more in the log).
+            if not _crashed(fresh):
+                now.carry_instants(then, again)
+                kept = [f for f in before.findings if f.sha256 and f.sha256 not in again]
+                return _carried(now, [*kept, *fresh], len(again & now.certificates()))
     return _carried(now, rule_findings(now.ctx), len(now.certificates()))
 
 
@@ -103,19 +108,30 @@ def _to_compare(now: _Held, then: _Held, findings: tuple[Finding, ...]) -> set[s
     for side in range(4):
         changed |= _changed(then, now, side)
     low, high = sorted((then.ctx.at, now.ctx.at))
-    return _closed(now, then, changed | (then.due(low, high) - changed))
+    return _closed(now, then, changed | then.due(low, high))
 
 
 def _comparable(ctx: Context, then: Context) -> bool:
     """Whether a certificate's findings then can stand now: same parties, the same whole
-    pairing's facts and profiles, and a previous snapshot at the same sides."""
+    pairing's facts and profiles, and a previous snapshot at the same sides, listing each
+    certificate once (`disappeared` reports each copy of a list that is no snapshot)."""
     return (
-        (ctx.root_party, ctx.sub_party) == (then.root_party, then.sub_party)
+        _listed_once(ctx)
+        and _listed_once(then)
+        and (ctx.root_party, ctx.sub_party) == (then.root_party, then.sub_party)
         and ctx.whole == then.whole
         and ctx.profiles() == then.profiles()
         and (ctx.root_side.previous is None) == (then.root_side.previous is None)
         and (ctx.sub_side.previous is None) == (then.sub_side.previous is None)
     )
+
+
+def _listed_once(ctx: Context) -> bool:
+    for side in (ctx.root_side, ctx.sub_side):
+        previous = side.previous or ()
+        if len(set(map(SHA256, previous))) != len(previous):
+            return False
+    return True
 
 
 def _crashed(findings: Iterable[Finding]) -> bool:
@@ -124,16 +140,11 @@ def _crashed(findings: Iterable[Finding]) -> bool:
 
 def _changed(then: _Held, now: _Held, side: int) -> set[str]:
     """The certificates listed at one time only at `side` (0, 1: current root, subordinate;
-    2, 3: previous), or with another record. Records kept from one time to the next are the
-    same objects (a snapshot decoded once, records shared by their bytes), found in C; others
-    are compared."""
-    differ = then.ids[side].items() ^ now.ids[side].items()
-    one, other = then.sides()[side], now.sides()[side]
-    return {sha for sha, _ in differ if not _same(one.get(sha), other.get(sha))}
-
-
-def _same(one: CertRecord | None, other: CertRecord | None) -> bool:
-    return one is not None and other is not None and (one is other or one == other)
+    2, 3: previous), or with another record object. A record kept from one reconciliation to
+    the next is the same object (a snapshot is decoded once, and its records are shared by
+    their bytes with the next one's): any other is compared again, because records that
+    compare equal can still differ in what a rule reads (a time in another zone, 1 for True)."""
+    return {sha for sha, _ in then.ids[side].items() ^ now.ids[side].items()}
 
 
 class _Held:
@@ -146,7 +157,7 @@ class _Held:
             by_sha256(ctx.root_side.previous or ()),
             by_sha256(ctx.sub_side.previous or ()),
         )
-        self.stating = (_stating(ctx, ctx.root), _stating(ctx, ctx.sub))
+        self.stating = (stating(ctx, ctx.root), stating(ctx, ctx.sub))
 
     def sides(self) -> tuple[Mapping[str, CertRecord], ...]:
         """Current root and subordinate, then previous root and subordinate."""
@@ -192,6 +203,7 @@ class _Held:
             for record in self.records(sha)
             for instant in instants(record)
         ]
+        # Set where cached_property keeps what it computed: `instants` then reads these.
         self.__dict__["instants"] = sorted([*kept, *fresh])
 
     def due(self, low: datetime, high: datetime) -> set[str]:
@@ -206,7 +218,7 @@ class _Held:
     def members(self) -> dict[str, list[str]]:
         """The certificates of each doppelganger group of more than one, by key."""
         union = {**self.ctx.sub, **self.ctx.root}
-        counts = Counter(map(_KEY, union.values()))
+        counts = Counter(map(GROUP_KEY, union.values()))
         shared = {key for key, n in counts.items() if n > 1}
         found: dict[str, list[str]] = {}
         for sha, record in union.items():
@@ -221,17 +233,16 @@ class _Held:
         found: dict[tuple[int, tuple[bytes, str | None]], list[str]] = {}
         for side, records in enumerate(self.stating):
             for record in records:
-                found.setdefault((side, _issuer(record)), []).append(record.sha256)
+                found.setdefault((side, issuer_of(record)), []).append(record.sha256)
         return found
 
     def issuers_of(self, sha: str) -> Iterator[tuple[int, tuple[bytes, str | None]]]:
         for side, held in enumerate((self.ctx.root, self.ctx.sub)):
             record = held.get(sha)
             if record is not None and (record.revocation or record.revocation_evidence):
-                yield side, _issuer(record)
+                yield side, issuer_of(record)
 
 
-_KEY = attrgetter("info.doppelganger_key")
 _AFTER_EVERY_SHA = "~"  # sorts after every uppercase hex SHA-256
 
 
@@ -241,7 +252,7 @@ def instants(record: CertRecord) -> Iterator[datetime]:
     days), CCADB's revocation date and CCADB's next audit report due. A rule that compares
     another instant with `ctx.at` must add it here (a test counts those comparisons)."""
     info = record.info
-    yield info.not_before + DISCLOSURE_DAYS
+    yield from _later(info.not_before, DISCLOSURE_DAYS)
     yield info.not_after
     if record.revocation is not None:
         yield record.revocation.revoked_at
@@ -253,14 +264,24 @@ def instants(record: CertRecord) -> Iterator[datetime]:
             yield midnight(disclosure.revocation_date)
         for audit in disclosure.audits:
             if audit.period_end is not None:
-                yield next_report_due(audit.period_end)
+                yield from _later(midnight(audit.period_end), AUDIT_PERIOD + AUDIT_REPORT_DAYS)
+
+
+def _later(instant: datetime, offset: timedelta) -> Iterator[datetime]:
+    """`instant + offset`, unless past the last datetime: no clock reaches it (the rule that
+    computes it crashes instead, and a crash compares everything)."""
+    try:
+        yield instant + offset
+    except OverflowError:
+        return
 
 
 def _closed(now: _Held, then: _Held, seeds: set[str]) -> set[str]:
-    """`seeds` with every certificate of a group one of them belongs to, then or now, until
-    none is added: a certificate compared again needs its whole doppelganger group, and at
-    each side the other records of its issuer that state a revocation (their CRLs are its
-    issuer's). A group left with one member changes that member's findings too."""
+    """`seeds` with every certificate of a group one of them belongs to, until none is added:
+    a certificate compared again needs its whole doppelganger group, then or now (a group
+    left with one member changes that member's findings too), and at each side the records
+    of its issuer, then or now, that state a revocation now (their CRLs are its issuer's; one
+    that stated one then and no more is changed, so among the seeds)."""
     found, new = set(seeds), set(seeds)
     while new:
         grown: set[str] = set()
@@ -270,21 +291,10 @@ def _closed(now: _Held, then: _Held, seeds: set[str]) -> set[str]:
                     key = record.info.doppelganger_key
                     grown.update(now.members.get(key, ()), then.members.get(key, ()))
                 for issuer in held.issuers_of(sha):
-                    grown.update(now.by_issuer.get(issuer, ()), then.by_issuer.get(issuer, ()))
+                    grown.update(now.by_issuer.get(issuer, ()))
         new = grown - found
         found |= new
     return found
-
-
-def _stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
-    """The side's records that state a revocation or carry CRL evidence, each once."""
-    records = {r.sha256: r for r in ctx.having(side, "revocation")}
-    records.update((r.sha256, r) for r in ctx.having(side, "revocation_evidence"))
-    return list(records.values())
-
-
-def _issuer(record: CertRecord) -> tuple[bytes, str | None]:
-    return record.info.issuer_der, record.info.aki
 
 
 def _part(side: Side, shas: set[str]) -> Side:

@@ -42,7 +42,8 @@ class Whole:
     `disclosures_imported`: some record of either side has a CCADB disclosure (else
     `not-disclosed` cannot tell "not disclosed" from "not imported"). `audits`: the latest
     audit of each kind, each with the operators it belongs to (`not-in-audit-scope`).
-    `root_attributes`: the root side's records carry attribution (`unattributed`).
+    `root_attributes`: the root side comes from a snapshot (its agent attributes) or some of
+    its records has an operator (`unattributed`).
     """
 
     disclosures_imported: bool
@@ -54,8 +55,8 @@ class Whole:
 class Context:
     """Both sides indexed by certificate SHA-256, their snapshot facts, and the clock.
 
-    `whole` is None when the sides are whole; a Context over some certificates only is given
-    the whole pairing's (`Whole`)."""
+    `given_whole` is None when the sides are whole (`whole` is then computed from them); a
+    Context over some certificates only is given the whole pairing's `Whole`."""
 
     root_party: str
     sub_party: str

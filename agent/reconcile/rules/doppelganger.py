@@ -45,7 +45,7 @@ def groups(ctx: Context) -> list[list[CertRecord]]:
     # union()'s records (the root's where both sides list one), counted by key in C: most
     # inventories have no group at all, and then no record is looked at one by one.
     records = [*ctx.root.values(), *(ctx.sub[sha] for sha in ctx.sub.keys() - ctx.root.keys())]
-    counts = Counter(map(_KEY, records))
+    counts = Counter(map(GROUP_KEY, records))
     if len(counts) == len(records):
         return []
     shared = {key for key, n in counts.items() if n > 1}
@@ -58,7 +58,8 @@ def groups(ctx: Context) -> list[list[CertRecord]]:
     return sorted(found, key=lambda members: members[0].sha256)
 
 
-_KEY = attrgetter("info.doppelganger_key")
+# What a doppelganger group is keyed by: subject and key.
+GROUP_KEY = attrgetter("info.doppelganger_key")
 
 
 def _untracked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[Finding]:

@@ -40,10 +40,11 @@ def _sides(ctx: Context) -> list[tuple[str, list[CertRecord]]]:
     """Each party's records that state a revocation or carry CRL evidence: the others can
     neither contribute a CRL nor disagree with one."""
     sides = ((ctx.root_party, ctx.root), (ctx.sub_party, ctx.sub))
-    return [(party, _stating(ctx, side)) for party, side in sides]
+    return [(party, stating(ctx, side)) for party, side in sides]
 
 
-def _stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
+def stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
+    """The side's records that state a revocation or carry CRL evidence, each once."""
     # Each such record once, found without walking the side again: the CRLs of an issuer are
     # gathered as a set and the findings are sorted at the end, so the order does not matter.
     stating = {r.sha256: r for r in ctx.having(side, "revocation")}
@@ -64,9 +65,9 @@ def against_crls(ctx: Context) -> Iterable[Finding]:
         crls: dict[tuple[bytes, str | None], set[str]] = {}
         for record in records:
             for claim in _crl_claims(ctx, record):
-                crls.setdefault(_issuer(record), set()).add(claim.source)
+                crls.setdefault(issuer_of(record), set()).add(claim.source)
         for record in records:
-            issuer_crls = crls.get(_issuer(record)) if crls else None
+            issuer_crls = crls.get(issuer_of(record)) if crls else None
             yield from _against_crl(ctx, party, record, sorted(issuer_crls) if issuer_crls else [])
 
 
@@ -106,7 +107,7 @@ def _against_crl(
         )
 
 
-def _issuer(record: CertRecord) -> tuple[bytes, str | None]:
+def issuer_of(record: CertRecord) -> tuple[bytes, str | None]:
     return record.info.issuer_der, record.info.aki
 
 
