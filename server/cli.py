@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from invsync.agent.cli.entry import EXIT_CODES_HELP, run_cli
+from invsync.agent.gc_pause import ends_with_command
 
 # Each command's module is imported when the command runs (or shows its help), not at every
 # start: `invsync server run` need not load the agent's daemon, nor `agent run` the reports.
@@ -144,6 +145,7 @@ def demo(workdir: Path | None) -> None:
 
 
 def main() -> None:
+    ends_with_command()  # agent.gc_pause: a one-shot command's process freezes, not collects
     run_cli(invsync)
 
 

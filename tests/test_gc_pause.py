@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -81,3 +83,46 @@ def test_pauses_overlapping_across_threads_end_with_the_last() -> None:
     release.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+def test_a_one_shot_pause_outside_the_console_entry_point_collects_as_before() -> None:
+    # A test (or any caller) running a command in its own process: nothing is frozen.
+    with collector_paused(exiting=True):
+        garbage = _cycle()
+    assert gc.get_freeze_count() == 0
+    assert garbage() is None
+
+
+_ONE_SHOT = """
+import gc, weakref
+from invsync.agent.gc_pause import collector_paused, ends_with_command
+
+class Node:
+    other = None
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+ends_with_command()
+with collector_paused():
+    pass
+print("after a pause:", gc.get_freeze_count(), gc.isenabled())
+with collector_paused(exiting=True):
+    garbage = cycle()
+    kept = [Node() for _ in range(1000)]
+print("after the last:", gc.get_freeze_count() >= 1000, gc.isenabled(), garbage() is not None)
+"""
+
+
+def test_the_last_pause_of_a_one_shot_command_freezes_instead_of_collecting() -> None:
+    # In its own process: a frozen interpreter must not be this test run's.
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_SHOT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "after a pause: 0 True",  # without `exiting`, a pause collects as always
+        "after the last: True True True",  # frozen, collector back on, the cycle not freed
+    ]

@@ -72,7 +72,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
 
 def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
     if once:
-        _check_once(_cycle(agent, wait))
+        _check_once(_cycle(agent, wait, exiting=True))
         return
     with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
         while True:
@@ -101,11 +101,12 @@ def _cycle_logged(agent: Agent, wait: float) -> None:
         logging.getLogger("invsync.agent").error("cycle failed: %s", e)
 
 
-def _cycle(agent: Agent, wait: float) -> list[CycleResult]:
+def _cycle(agent: Agent, wait: float, *, exiting: bool = False) -> list[CycleResult]:
     """One cycle over every pairing; each pairing's report as written. What the cycle held is
-    let go before the cycle collector, paused for it, runs again (agent.gc_pause)."""
+    let go before the cycle collector, paused for it, runs again (agent.gc_pause); `exiting`:
+    the process ends after it (--once), and the collector freezes what is left instead."""
     party = agent.config.party
-    with collector_paused():
+    with collector_paused(exiting=exiting):
         try:
             count = agent.collect()
             click.echo(f"{party}: collected {count} certificates")

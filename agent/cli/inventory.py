@@ -120,7 +120,8 @@ def import_command(
     path = _database(db, config)
     cap = max_source_bytes or (load_agent_config(config).max_source_bytes if config else None)
     with (
-        collector_paused(),  # agent.gc_pause: tens of thousands of records built and kept
+        # agent.gc_pause: tens of thousands of records built and kept, then the process ends.
+        collector_paused(exiting=True),
         _removed_if_failed(path),
         source_size_cap(cap),
         AgentStore(path) as store,

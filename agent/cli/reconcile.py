@@ -90,7 +90,8 @@ def reconcile_command(
         now=at, audit=audit, skip_invalid=skip_invalid, progress=terminal_progress("reading")
     )
     public = PublicSources(ccadb, crl, audit_scope)
-    with collector_paused():  # agent.gc_pause: both lists' records built and compared
+    # agent.gc_pause: both lists' records built and compared, then the process ends.
+    with collector_paused(exiting=True):
         with source_size_cap(max_source_bytes):
             root_side, sub_side = compared_sides(root_sources, sub_sources, public, ctx)
         _notes("--root", root_side)
