@@ -12,13 +12,13 @@ again when no pause is left. One the caller had disabled itself stays disabled.
 
 A one-shot command (`agent run --once`, `reconcile`, `inventory import`) ends its process right
 after its work: a collection then would only scan, for nothing, what the process is about to
-drop (0.5 s of an agent's steady cycle at 100,000 certificates), and the interpreter's exit
-would scan it again. Paused with `exiting=True` in a process that the console entry point
-started (`ends_with_command`; a test calling the command in its own process keeps
-collecting), what is alive when the last pause ends is frozen instead (`gc.freeze`: no
-collection looks at it again). What it left unreachable in reference cycles is then never
-finalized: such a command closes its files, connections and transactions itself, never
-through a finalizer.
+drop (0.25 s of an agent's steady cycle at 100,000 certificates), and the interpreter's exit
+would scan it again. Paused with `exiting=True` in a process that the console script started
+(`ends_with_command`, called by `server.cli.console`; a test calling the command group in its
+own process keeps collecting), what is alive when the last pause ends is frozen instead
+(`gc.freeze`: no collection looks at it again). What it left unreachable in reference cycles
+is then never finalized: such a command closes its files, connections and transactions
+itself, never through a finalizer.
 """
 
 from __future__ import annotations

@@ -145,9 +145,17 @@ def demo(workdir: Path | None) -> None:
 
 
 def main() -> None:
-    ends_with_command()  # agent.gc_pause: a one-shot command's process freezes, not collects
+    """Run the `invsync` command group in this process (tests call it in theirs)."""
     run_cli(invsync)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script `invsync` and `python -m invsync.server.cli`: the process ends with
+    its command, so a one-shot command freezes what is left instead of collecting it
+    (agent.gc_pause)."""
+    ends_with_command()
     main()
+
+
+if __name__ == "__main__":
+    console()

@@ -170,7 +170,7 @@ def test_dockerfile_copies_only_what_exists() -> None:
 
 
 def test_the_image_entrypoint_and_cmd_run() -> None:
-    """ENTRYPOINT ["invsync"] is the console script `invsync.server.cli:main`; CMD are its
+    """ENTRYPOINT ["invsync"] is the console script `invsync.server.cli:console`; CMD are its
     arguments."""
     steps = dockerfile()
     cmd = json.loads(_one(steps, "CMD")[1])

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from invsync.agent.gc_pause import collector_paused
+from invsync.server.cli import main
 
 
 class _Node:
@@ -126,3 +127,17 @@ def test_the_last_pause_of_a_one_shot_command_freezes_instead_of_collecting() ->
         "after a pause: 0 True",  # without `exiting`, a pause collects as always
         "after the last: True True True",  # frozen, collector back on, the cycle not freed
     ]
+
+
+def test_the_command_group_run_inside_another_process_does_not_end_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # server.cli.main is what tests call in their process; only the console script's
+    # `console` says the process ends with the command.
+    monkeypatch.setattr(sys, "argv", ["invsync", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    with collector_paused(exiting=True):
+        garbage = _cycle()
+    assert gc.get_freeze_count() == 0
+    assert garbage() is None
