@@ -1,6 +1,7 @@
 """Issue 12: the exit codes scripts rely on, the same for every command (README "Exit codes").
 
-Each case runs the real entry point (`server.cli.main`, hence `run_cli`) in-process: 0 done,
+Each case runs the command group's entry (`server.cli.main`, which the console script's
+`console` calls, hence `run_cli`) in-process: 0 done,
 1 error findings or a failed verification, 2 usage or bad input, 3 could not run.
 """
 

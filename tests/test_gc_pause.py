@@ -6,13 +6,19 @@ import gc
 import subprocess
 import sys
 import threading
+import tomllib
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
 
 import pytest
 
+from invsync.agent.cli import agent as agent_cli
+from invsync.agent.daemon.cycle import Agent
 from invsync.agent.gc_pause import collector_paused
 from invsync.server.cli import main
+from tests.paths import DEMO, ROOT
 
 
 class _Node:
@@ -141,3 +147,55 @@ def test_the_command_group_run_inside_another_process_does_not_end_it(
         garbage = _cycle()
     assert gc.get_freeze_count() == 0
     assert garbage() is None
+
+
+# The wiring, each in a process of its own: `console` says the process ends with its command,
+# it is the console script, and the one-shot commands pause with `exiting`.
+_FROZEN_AT_EXIT = """
+import atexit, gc, runpy, sys
+atexit.register(lambda: print("frozen:", gc.get_freeze_count() > 0))
+sys.argv = ["invsync", *sys.argv[1:]]
+runpy.run_module("invsync.server.cli", run_name="__main__")
+"""
+
+
+def _frozen_at_exit(*args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT, *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.stdout.splitlines()[-1:]
+
+
+def test_reconcile_run_as_the_console_script_freezes_at_its_end() -> None:
+    pem = str(DEMO / "jprs_ca_certificates.pem")
+    assert _frozen_at_exit("reconcile", "--root", pem, "--subordinate", pem) == ["frozen: True"]
+
+
+def test_inventory_import_run_as_the_console_script_freezes_at_its_end(tmp_path: Path) -> None:
+    db, pem = str(tmp_path / "agent.db"), str(DEMO / "secom_roots.pem")
+    assert _frozen_at_exit("inventory", "import", "--db", db, pem) == ["frozen: True"]
+
+
+def test_a_command_that_does_not_end_its_process_there_does_not_freeze() -> None:
+    assert _frozen_at_exit("rules") == ["frozen: False"]
+
+
+def test_the_console_script_is_console() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"invsync": "invsync.server.cli:console"}
+
+
+def test_agent_run_once_pauses_as_exiting_and_the_daemon_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bool] = []
+
+    def cycle(agent: object, wait: float, *, exiting: bool = False) -> list[object]:
+        seen.append(exiting)
+        return []
+
+    monkeypatch.setattr(agent_cli, "_cycle", cycle)
+    agent_cli._run(cast(Agent, None), True, 3600, 1.0)
+    agent_cli._cycle_logged(cast(Agent, None), 1.0)
+    assert seen == [True, False]
