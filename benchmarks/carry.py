@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,8 +125,7 @@ def _side(
     return Side(party, records, header=header, previous=tuple(previous) if s else None)
 
 
-def _timed(run: object) -> tuple[float, object]:
-    assert callable(run)
+def _timed(run: Callable[[], object]) -> tuple[float, object]:
     started = time.perf_counter()
     out = run()
     return time.perf_counter() - started, out

@@ -23,25 +23,17 @@ are made again each time; acknowledgements are applied to all findings each time
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import cached_property
+from datetime import datetime
+from functools import cached_property, partial
 
 from invsync.agent.model.findings import RULE_CRASHED, Finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
-from invsync.agent.reconcile.rules.context import (
-    AUDIT_PERIOD,
-    AUDIT_REPORT_DAYS,
-    DISCLOSURE_DAYS,
-    SHA256,
-    Context,
-    by_sha256,
-    midnight,
-)
-from invsync.agent.reconcile.rules.doppelganger import GROUP_KEY
+from invsync.agent.reconcile.rules.audit_overdue import next_report_due
+from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, by_sha256, midnight
+from invsync.agent.reconcile.rules.doppelganger import groups
 from invsync.agent.reconcile.rules.status_public import issuer_of, stating
 from invsync.agent.reconcile.runner import finish, rule_findings
 
@@ -87,22 +79,22 @@ def reconcile_carried(root: Side, sub: Side, at: datetime, before: Reconciled | 
             if not _crashed(fresh):
                 now.carry_instants(then, again)
                 kept = [f for f in before.findings if f.sha256 and f.sha256 not in again]
-                return _carried(now, [*kept, *fresh], len(again & now.certificates()))
-    return _carried(now, rule_findings(now.ctx), len(now.certificates()))
+                return _carried(now, [*kept, *fresh], len(again & now.certificates))
+    return _carried(now, rule_findings(now.ctx), len(now.certificates))
 
 
 def _carried(now: _Held, raw: list[Finding], compared: int) -> Carried:
     ctx, made = now.ctx, tuple(raw)
     root, sub = ctx.root_side, ctx.sub_side
     reconciled = Reconciled(root, sub, ctx.at, made, now)
-    carried = len(now.certificates()) - compared
+    carried = len(now.certificates) - compared
     return Carried(finish(made, root, sub, ctx.at), compared, carried, reconciled)
 
 
 def _to_compare(now: _Held, then: _Held, findings: tuple[Finding, ...]) -> set[str] | None:
     """The certificates to compare again since `then`, which found `findings`; None when
     everything must be."""
-    if not _comparable(now.ctx, then.ctx) or _crashed(findings):
+    if not _comparable(now, then) or _crashed(findings):
         return None
     changed: set[str] = set()
     for side in range(4):
@@ -111,27 +103,20 @@ def _to_compare(now: _Held, then: _Held, findings: tuple[Finding, ...]) -> set[s
     return _closed(now, then, changed | then.due(low, high))
 
 
-def _comparable(ctx: Context, then: Context) -> bool:
+def _comparable(now: _Held, then: _Held) -> bool:
     """Whether a certificate's findings then can stand now: same parties, the same whole
     pairing's facts and profiles, and a previous snapshot at the same sides, listing each
     certificate once (`disappeared` reports each copy of a list that is no snapshot)."""
+    ctx, before = now.ctx, then.ctx
     return (
-        _listed_once(ctx)
-        and _listed_once(then)
-        and (ctx.root_party, ctx.sub_party) == (then.root_party, then.sub_party)
-        and ctx.whole == then.whole
-        and ctx.profiles() == then.profiles()
-        and (ctx.root_side.previous is None) == (then.root_side.previous is None)
-        and (ctx.sub_side.previous is None) == (then.sub_side.previous is None)
+        now.previous_listed_once()
+        and then.previous_listed_once()
+        and (ctx.root_party, ctx.sub_party) == (before.root_party, before.sub_party)
+        and ctx.whole == before.whole
+        and ctx.profiles() == before.profiles()
+        and (ctx.root_side.previous is None) == (before.root_side.previous is None)
+        and (ctx.sub_side.previous is None) == (before.sub_side.previous is None)
     )
-
-
-def _listed_once(ctx: Context) -> bool:
-    for side in (ctx.root_side, ctx.sub_side):
-        previous = side.previous or ()
-        if len(set(map(SHA256, previous))) != len(previous):
-            return False
-    return True
 
 
 def _crashed(findings: Iterable[Finding]) -> bool:
@@ -149,7 +134,7 @@ def _changed(then: _Held, now: _Held, side: int) -> set[str]:
 
 class _Held:
     """A Context with its previous snapshots indexed, and the records that state a revocation
-    or carry CRL evidence, by side."""
+    or carry CRL evidence, by side and certificate."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -159,16 +144,25 @@ class _Held:
         )
         self.stating = (stating(ctx, ctx.root), stating(ctx, ctx.sub))
 
+    def previous_listed_once(self) -> bool:
+        """Whether each previous list names a certificate once (its index lost no record)."""
+        sides = (self.ctx.root_side, self.ctx.sub_side)
+        return all(
+            len(index) == len(side.previous or ())
+            for index, side in zip(self.previous, sides, strict=True)
+        )
+
     def sides(self) -> tuple[Mapping[str, CertRecord], ...]:
         """Current root and subordinate, then previous root and subordinate."""
         return (self.ctx.root, self.ctx.sub, *self.previous)
 
-    def certificates(self) -> set[str]:
+    @cached_property
+    def certificates(self) -> frozenset[str]:
         """Every certificate of either side, current or previous."""
         found = self.ctx.root.keys() | self.ctx.sub.keys()
         for previous in self.previous:
             found.update(previous)
-        return found
+        return frozenset(found)
 
     def records(self, sha: str) -> list[CertRecord]:
         """The certificate's records, current and previous, at both sides."""
@@ -188,7 +182,7 @@ class _Held:
         """Every instant of every certificate's records (`instants`), sorted."""
         return sorted(
             (instant, sha)
-            for sha in self.certificates()
+            for sha in self.certificates
             for record in self.records(sha)
             for instant in instants(record)
         )
@@ -217,14 +211,9 @@ class _Held:
     @cached_property
     def members(self) -> dict[str, list[str]]:
         """The certificates of each doppelganger group of more than one, by key."""
-        union = {**self.ctx.sub, **self.ctx.root}
-        counts = Counter(map(GROUP_KEY, union.values()))
-        shared = {key for key, n in counts.items() if n > 1}
-        found: dict[str, list[str]] = {}
-        for sha, record in union.items():
-            if record.info.doppelganger_key in shared:
-                found.setdefault(record.info.doppelganger_key, []).append(sha)
-        return found
+        return {
+            group[0].info.doppelganger_key: [r.sha256 for r in group] for group in groups(self.ctx)
+        }
 
     @cached_property
     def by_issuer(self) -> dict[tuple[int, tuple[bytes, str | None]], list[str]]:
@@ -232,14 +221,15 @@ class _Held:
         CRL evidence, by issuer."""
         found: dict[tuple[int, tuple[bytes, str | None]], list[str]] = {}
         for side, records in enumerate(self.stating):
-            for record in records:
-                found.setdefault((side, issuer_of(record)), []).append(record.sha256)
+            for sha, record in records.items():
+                found.setdefault((side, issuer_of(record)), []).append(sha)
         return found
 
     def issuers_of(self, sha: str) -> Iterator[tuple[int, tuple[bytes, str | None]]]:
-        for side, held in enumerate((self.ctx.root, self.ctx.sub)):
-            record = held.get(sha)
-            if record is not None and (record.revocation or record.revocation_evidence):
+        """The certificate's issuer at each side where its record states a revocation."""
+        for side, records in enumerate(self.stating):
+            record = records.get(sha)
+            if record is not None:
                 yield side, issuer_of(record)
 
 
@@ -252,7 +242,7 @@ def instants(record: CertRecord) -> Iterator[datetime]:
     days), CCADB's revocation date and CCADB's next audit report due. A rule that compares
     another instant with `ctx.at` must add it here (a test counts those comparisons)."""
     info = record.info
-    yield from _later(info.not_before, DISCLOSURE_DAYS)
+    yield from _reachable(lambda: info.not_before + DISCLOSURE_DAYS)
     yield info.not_after
     if record.revocation is not None:
         yield record.revocation.revoked_at
@@ -264,14 +254,14 @@ def instants(record: CertRecord) -> Iterator[datetime]:
             yield midnight(disclosure.revocation_date)
         for audit in disclosure.audits:
             if audit.period_end is not None:
-                yield from _later(midnight(audit.period_end), AUDIT_PERIOD + AUDIT_REPORT_DAYS)
+                yield from _reachable(partial(next_report_due, audit.period_end))
 
 
-def _later(instant: datetime, offset: timedelta) -> Iterator[datetime]:
-    """`instant + offset`, unless past the last datetime: no clock reaches it (the rule that
-    computes it crashes instead, and a crash compares everything)."""
+def _reachable(instant: Callable[[], datetime]) -> Iterator[datetime]:
+    """The instant, unless past the last datetime: no clock reaches it (the rule that computes
+    it crashes instead, and a crash compares everything)."""
     try:
-        yield instant + offset
+        yield instant()
     except OverflowError:
         return
 

@@ -22,13 +22,12 @@ from invsync.agent.reconcile.rules.context import (
     Context,
     audit_capable,
     describe,
-    listed_in_audits,
     midnight,
 )
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    listed = listed_in_audits(ctx)
+    listed = ctx.audit_listings()
     for audit, operators in ctx.whole.audits:
         for sha, record in ctx.union().items():
             if audit in listed.get(sha, ()) or ctx.operator_of(sha) not in operators:

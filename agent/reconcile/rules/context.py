@@ -82,8 +82,22 @@ class Context:
             disclosures_imported=bool(self.disclosures()),
             audits=_latest_audits(self),
             root_attributes=self.root_side.header is not None
-            or any(map(_OPERATOR, self.root.values())),
+            or any(map(OPERATOR, self.root.values())),
         )
+
+    @cached_property
+    def _audit_listings(self) -> Mapping[str, frozenset[AuditPeriod]]:
+        return MappingProxyType(
+            {
+                sha: frozenset(e.audit for r in self.records_of(sha) for e in r.audit_scope)
+                for sha in self.with_view("audit_scope")
+            }
+        )
+
+    def audit_listings(self) -> Mapping[str, frozenset[AuditPeriod]]:
+        """For each certificate with an audit scope entry at either side, the audits whose
+        list names it. Computed once: `Whole` and `not-in-audit-scope` both read it."""
+        return self._audit_listings
 
     @cached_property
     def _union(self) -> Mapping[str, CertRecord]:
@@ -167,21 +181,13 @@ class Context:
 
 
 SHA256 = attrgetter("info.sha256")  # a record's CertRecord.sha256, read in C
-_OPERATOR = attrgetter("operator")
-
-
-def listed_in_audits(ctx: Context) -> dict[str, set[AuditPeriod]]:
-    """For each certificate of `ctx`, the audits whose list names it (at either side)."""
-    return {
-        sha: {e.audit for r in ctx.records_of(sha) for e in r.audit_scope}
-        for sha in ctx.with_view("audit_scope")
-    }
+OPERATOR = attrgetter("operator")  # a record's operator, read in C
 
 
 def _latest_audits(ctx: Context) -> tuple[tuple[AuditPeriod, frozenset[str]], ...]:
     """The latest period of each kind of audit, those without a period end left out (nothing
     can be judged against them), each with the operators of the certificates it lists."""
-    listed = listed_in_audits(ctx)
+    listed = ctx.audit_listings()
     latest: dict[str, AuditPeriod] = {}
     for audit in sorted({a for audits in listed.values() for a in audits}, key=_audit_order):
         if audit.period_end is not None:

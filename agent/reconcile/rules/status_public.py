@@ -7,7 +7,7 @@ imported); the party's own claim is what its issuance log or configuration says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from invsync.agent.model.facts import Disclosure
@@ -36,20 +36,20 @@ from invsync.agent.reconcile.rules.context import (
 CCADB_REVOKED = "Revoked"
 
 
-def _sides(ctx: Context) -> list[tuple[str, list[CertRecord]]]:
+def _sides(ctx: Context) -> list[tuple[str, Collection[CertRecord]]]:
     """Each party's records that state a revocation or carry CRL evidence: the others can
     neither contribute a CRL nor disagree with one."""
     sides = ((ctx.root_party, ctx.root), (ctx.sub_party, ctx.sub))
-    return [(party, stating(ctx, side)) for party, side in sides]
+    return [(party, stating(ctx, side).values()) for party, side in sides]
 
 
-def stating(ctx: Context, side: Mapping[str, CertRecord]) -> list[CertRecord]:
-    """The side's records that state a revocation or carry CRL evidence, each once."""
+def stating(ctx: Context, side: Mapping[str, CertRecord]) -> dict[str, CertRecord]:
+    """The side's records that state a revocation or carry CRL evidence, by certificate."""
     # Each such record once, found without walking the side again: the CRLs of an issuer are
     # gathered as a set and the findings are sorted at the end, so the order does not matter.
-    stating = {r.sha256: r for r in ctx.having(side, "revocation")}
-    stating.update((r.sha256, r) for r in ctx.having(side, "revocation_evidence"))
-    return list(stating.values())
+    found = {r.sha256: r for r in ctx.having(side, "revocation")}
+    found.update((r.sha256, r) for r in ctx.having(side, "revocation_evidence"))
+    return found
 
 
 def against_crls(ctx: Context) -> Iterable[Finding]:

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import filterfalse
-from operator import attrgetter
 
 from invsync.agent.model.findings import UNATTRIBUTED, Finding, make_finding
-from invsync.agent.reconcile.rules.context import SHA256, Context, describe
-
-_OPERATOR = attrgetter("operator")
+from invsync.agent.reconcile.rules.context import OPERATOR, SHA256, Context, describe
 
 
 def check(ctx: Context) -> Iterable[Finding]:
     if not ctx.whole.root_attributes:
         return
     # The few without an operator, sorted: not every record the root lists (issue 13).
-    for record in sorted(filterfalse(_OPERATOR, ctx.root.values()), key=SHA256):
+    for record in sorted(filterfalse(OPERATOR, ctx.root.values()), key=SHA256):
         sha = record.sha256
         if ctx.expired(record):
             continue
