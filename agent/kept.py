@@ -27,5 +27,9 @@ class Kept(Generic[K, V]):
         self._values[key] = value
         return value
 
+    def clear(self) -> None:
+        """Forget every value (a benchmark's runs must each start from nothing)."""
+        self._values.clear()
+
     def __len__(self) -> int:
         return len(self._values)

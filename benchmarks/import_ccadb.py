@@ -6,8 +6,11 @@ PATH is a directory of `AllCertificatePEMsCSVFormat*.csv` or `.csv.gz` files (th
 set). Each run parses every file (`load_ccadb_pem_files`, with --skip-invalid) and writes the
 records into a new SQLite store (`AgentStore.replace_inventory`), then prints certificates per
 second for the parse, the store write and both, and the process's peak resident set (ru_maxrss).
-Then the median, and one more run under tracemalloc for the Python heap's peak (that run is
-slower: its rates are not comparable). See benchmarks/README.md for measured figures.
+After each run, the floor of the same import (benchmarks/import_floor.py: the libraries' own
+work on the same rows, no invsync code), so that import and floor share the machine's moment.
+Then the medians of both, the import's share of the floor, and one more run under tracemalloc
+for the Python heap's peak (that run is slower: its rates are not comparable). See
+benchmarks/README.md for measured figures.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from invsync.agent.gc_pause import collector_paused
+from invsync.agent.gc_pause import collector_paused, ends_with_command
 from invsync.agent.model import record
 from invsync.agent.model.bundle import SourceContext
 from invsync.agent.sources.ccadb_pems import load_ccadb_pem_files
 from invsync.agent.store.agent_store import AgentStore
+
+if __package__ in (None, ""):  # run as a script: the project root holds the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.import_floor import floor_run
 
 PATTERNS = ("AllCertificatePEMsCSVFormat*.csv", "AllCertificatePEMsCSVFormat*.csv.gz")
 
@@ -65,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     print(f"{len(files)} files in {args.path}, {args.runs} timed runs")
+    ends_with_command()  # each run pauses the collector as the console's `inventory import`
     print(_HEADER)
-    runs = [_report(str(n), _run(files, trace=False)) for n in range(1, args.runs + 1)]
-    _report("median", _median(runs))
+    runs, floors = [], []
+    for n in range(1, args.runs + 1):
+        runs.append(_report(str(n), _run(files, trace=False)))
+        floors.append(_report("floor", _floor(files)))
+    imported, floor = _report("median", _median(runs)), _report("floor", _median(floors))
+    print(f"import / floor, overall: {imported.overall_rate / floor.overall_rate:.3f}")
     if not args.no_tracemalloc:
         # tracemalloc slows this allocation-heavy import about fourfold, so the Python heap's
         # peak is measured in one more run of its own, whose rates are not comparable.
@@ -91,28 +103,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _run(files: list[Path], *, trace: bool) -> Run:
-    # Each run parses afresh: a CertInfo of an earlier run still alive (in a reference cycle
-    # the collector has not reached yet) would be shared instead (agent.model.record._ALIVE),
-    # and later runs would time a lookup, not a parse.
-    gc.collect()
-    if record._ALIVE:
-        raise SystemExit(f"{len(record._ALIVE)} certificates of an earlier run are still alive")
+    _afresh()
     now = datetime.now(UTC)
     done: list[int] = []  # the reader's progress reports: its last one counts every row
     ctx = SourceContext(now=now, skip_invalid=True, progress=lambda rows, _: done.append(rows))
     if trace:
         tracemalloc.start()
-    with warnings.catch_warnings():  # cryptography warns about some real certificates
-        warnings.simplefilter("ignore")
+    # As `inventory import` runs from the console: the collector paused throughout, and what
+    # is alive at the end frozen, not collected (agent.gc_pause); _afresh collects it later.
+    with warnings.catch_warnings(), collector_paused(exiting=True):
+        warnings.simplefilter("ignore")  # cryptography warns about some real certificates
         started = time.perf_counter()
-        with collector_paused():  # as `inventory import` runs, its collection at the end timed
-            facts = load_ccadb_pem_files(files, ctx)
+        facts = load_ccadb_pem_files(files, ctx)
         parsed = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, AgentStore(Path(tmp) / "agent.db") as store:
-        stored_from = time.perf_counter()
-        with collector_paused():
+        with tempfile.TemporaryDirectory() as tmp, AgentStore(Path(tmp) / "agent.db") as store:
+            stored_from = time.perf_counter()
             store.replace_inventory(facts.records, now)
-        stored = time.perf_counter()
+            stored = time.perf_counter()
     peak = tracemalloc.get_traced_memory()[1] if trace else 0
     tracemalloc.stop()
     return Run(
@@ -123,6 +130,24 @@ def _run(files: list[Path], *, trace: bool) -> Run:
         stored - stored_from,
         peak / 2**20,
     )
+
+
+def _afresh() -> None:
+    """Start a run from nothing: a CertInfo of an earlier run still alive (frozen, or in a
+    reference cycle not collected yet) would be shared instead of parsed (agent.model.record's
+    _ALIVE), and later runs would time a lookup, not a parse. Likewise the names read."""
+    gc.unfreeze()
+    gc.collect()
+    record.forget_names()
+    if record._ALIVE:
+        raise SystemExit(f"{len(record._ALIVE)} certificates of an earlier run are still alive")
+
+
+def _floor(files: list[Path]) -> Run:
+    _afresh()
+    with collector_paused(exiting=True):
+        floor = floor_run(files)
+    return Run(floor.rows, floor.records, 0, floor.read_s, floor.store_s, 0)
 
 
 _HEADER = (

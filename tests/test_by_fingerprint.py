@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,7 +33,7 @@ from invsync.agent.inventory.by_fingerprint import OfflineSide, compare_plain_li
 from invsync.agent.inventory.offline import PublicSources, compared_sides, offline_sides
 from invsync.agent.inventory.scope import issued_ca_certificates
 from invsync.agent.model.bundle import SourceContext
-from invsync.agent.model.der import issuer_and_subject
+from invsync.agent.model.der import certificate_parts
 from invsync.agent.model.findings import Finding
 from invsync.agent.model.record import parse_certificate
 from invsync.agent.model.snapshot import Side
@@ -246,11 +246,12 @@ def _ccadb_ders() -> list[bytes]:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # names longer than RFC 5280 allows
-def test_names_as_encoded_are_names_as_cryptography_encodes_them_in_ccadb() -> None:
-    """The premise of hashing a subject as the certificate encodes it, on every certificate of
-    CCADB's PEM report whose names `cryptography` decodes (more than 10,000, one of them with a
-    multi-valued RDN): the encoded issuer and subject are the bytes `cryptography` makes of the
-    Names it decoded."""
+def test_parts_as_encoded_are_what_cryptography_encodes_in_ccadb() -> None:
+    """The premise of hashing a subject as the certificate encodes it, and of slicing the
+    TBSCertificate and the key from the DER instead of asking `cryptography` (record.py), on
+    every certificate of CCADB's PEM report whose names `cryptography` decodes (more than
+    10,000, one of them with a multi-valued RDN): the bytes sliced are the bytes `cryptography`
+    makes of what it decoded."""
     checked = 0
     for der in _ccadb_ders():
         cert = x509.load_der_x509_certificate(der)
@@ -258,7 +259,11 @@ def test_names_as_encoded_are_names_as_cryptography_encodes_them_in_ccadb() -> N
             canonical = cert.issuer.public_bytes(), cert.subject.public_bytes()
         except ValueError:
             continue  # a Name whose values cryptography cannot decode
-        assert issuer_and_subject(der) == canonical, cert.subject
+        parts = certificate_parts(der)
+        assert (parts.issuer, parts.subject) == canonical, cert.subject
+        assert parts.tbs == cert.tbs_certificate_bytes, cert.subject
+        key = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        assert parts.spki == key, cert.subject
         checked += 1
     assert checked > 10_000
 

@@ -148,3 +148,54 @@ def test_fuzz_the_scan_returns_what_the_line_reader_reads_or_refuses(data: bytes
         except Irregular:
             return
     assert found == _line_reader(data)
+
+
+# The PEM cell of CCADB's report: one block alone in a text, read by `lone_block_der`.
+
+
+def _cell(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ONE,
+        ONE.replace(b"\n", b"\r\n"),
+        b"\n  " + ONE + b"\n\n",  # whitespace around the block, armor indented as lines strip
+        ONE.replace(b"CERTIFICATE-----\n", b"CERTIFICATE-----  \n", 1),
+        ONE.replace(b"\n-----END", b"\n\n-----END"),  # an empty line in the body
+        ONE.rstrip(b"\n"),
+    ],
+    ids=["lf", "crlf", "around", "spaces-after-begin", "empty-body-line", "no-final-break"],
+)
+def test_a_lone_block_reads_as_the_line_reader_reads_it(data: bytes) -> None:
+    lone = pem_scan.lone_block_der(_cell(data))
+    assert lone is not None
+    assert [lone] == _line_reader(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"# comment\n" + ONE,
+        ONE + ONE,
+        ONE.replace(b"\nMII", b"\n MII", 1),  # space in the body
+        ONE.replace(b"\n", b"\r"),  # CR line breaks
+        ONE.replace(b"\n-----END", b"-----END"),  # END after the last body line
+        ONE.replace(b"\nMII", b"\nMII=", 1),  # padding inside the body
+        ONE.replace(b"CERTIFICATE", b"X509 CRL"),
+    ],
+    ids=["comment", "two", "space", "cr", "end-on-body-line", "padding", "crl"],
+)
+def test_anything_else_is_left_to_the_line_reader(data: bytes) -> None:
+    assert pem_scan.lone_block_der(_cell(data)) is None
+
+
+@given(data=hostile([ONE, ONE.replace(b"\n", b"\r\n"), b" \n" + ONE + b"\n"]))
+def test_fuzz_a_lone_block_is_what_the_line_reader_reads(data: bytes) -> None:
+    text = _cell(data)
+    lone = pem_scan.lone_block_der(text)
+    if lone is None:
+        return
+    assert [lone] == pem_ders(text, lambda line: f"cell:{line}")

@@ -45,7 +45,7 @@ from invsync.agent.errors import CertificateError
 from invsync.agent.inventory.assemble import assemble
 from invsync.agent.inventory.scope import issued_ca_certificates
 from invsync.agent.model.bundle import Facts, Progress, SourceContext
-from invsync.agent.model.der import issuer_and_subject
+from invsync.agent.model.der import certificate_parts
 from invsync.agent.model.facts import Skipped
 from invsync.agent.model.record import (
     DECODE_ERRORS,
@@ -144,7 +144,8 @@ def _facts(der: bytes, path: Path) -> int:
     """CA flag, self-issued, and the subject's hash, as one integer."""
     try:
         cert = x509.load_der_x509_certificate(der)
-        issuer, subject = issuer_and_subject(der)
+        parts = certificate_parts(der)
+        issuer, subject = parts.issuer, parts.subject
         flags = (_CA if ca_flag(cert) else 0) | (_SELF_ISSUED if issuer == subject else 0)
     except DECODE_ERRORS as e:
         raise Irregular(f"{path}: a certificate the full reader must name: {e}") from e

@@ -1,14 +1,17 @@
-"""Just enough DER to read basicConstraints when `cryptography` refuses a certificate's
-other extensions (real CCADB certificates carry malformed policy text or name constraints).
+"""Just enough DER for what `cryptography` would make a parse slower or less complete with.
 
-An inventory must still know whether such a certificate is a CA; everything else derived from
-extensions is left unknown for it.
+- The parts of a certificate as the bytes it holds (TBSCertificate, names, public key): the
+  same bytes `cryptography` writes again when asked, without the cost of writing them.
+- basicConstraints, when `cryptography` refuses a certificate's other extensions (real CCADB
+  certificates carry malformed policy text or name constraints): an inventory must still know
+  whether such a certificate is a CA; everything else derived from extensions is left unknown.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from typing import NamedTuple
 
 from invsync.agent.errors import SourceError
 
@@ -91,12 +94,22 @@ def base64_bytes(text: str, where: str, what: str = "invalid base64") -> bytes:
 _VERSION = 0xA0  # [0] EXPLICIT in TBSCertificate, absent for v1
 
 
-def issuer_and_subject(certificate: bytes) -> tuple[bytes, bytes]:
-    """The issuer's and the subject's Name, each as the DER element the certificate holds
-    (tag and length included), sliced without decoding them. ValueError when the structure up
-    to the subject is broken."""
-    _, body, _ = _expect(certificate, 0, _SEQUENCE, "Certificate")
-    _, tbs, _ = _expect(body, 0, _SEQUENCE, "TBSCertificate")
+class Parts(NamedTuple):
+    """DER elements of a certificate (tag and length included), sliced without decoding them."""
+
+    tbs: bytes  # the TBSCertificate: the bytes its signature covers
+    issuer: bytes
+    subject: bytes
+    spki: bytes  # the subjectPublicKeyInfo
+
+
+def certificate_parts(certificate: bytes) -> Parts:
+    """The TBSCertificate, the issuer's and the subject's Name and the subjectPublicKeyInfo of
+    a certificate, as the bytes it holds. ValueError when the structure up to the key is
+    broken."""
+    _, body, end = _expect(certificate, 0, _SEQUENCE, "Certificate")
+    tbs_at = end - len(body)  # after the Certificate's tag and length
+    _, tbs, tbs_end = _expect(body, 0, _SEQUENCE, "TBSCertificate")
     at = _tlv(tbs, 0)[2] if tbs[:1] == bytes([_VERSION]) else 0
     for _ in range(2):  # serialNumber, signature
         at = _tlv(tbs, at)[2]
@@ -106,7 +119,11 @@ def issuer_and_subject(certificate: bytes) -> tuple[bytes, bytes]:
     _, _, at = _expect(tbs, at, _SEQUENCE, "validity")
     subject_at = at
     _, _, at = _expect(tbs, at, _SEQUENCE, "subject")
-    return issuer, tbs[subject_at:at]
+    subject = tbs[subject_at:at]
+    spki_at = at
+    _, _, at = _expect(tbs, at, _SEQUENCE, "subjectPublicKeyInfo")
+    whole_tbs = certificate[tbs_at : tbs_at + tbs_end]
+    return Parts(whole_tbs, issuer, subject, tbs[spki_at:at])
 
 
 def _expect(data: bytes, at: int, tag: int, what: str) -> tuple[int, bytes, int]:

@@ -24,7 +24,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from invsync.agent.errors import CertificateError
-from invsync.agent.model.der import basic_constraints, issuer_and_subject
+from invsync.agent.kept import Kept
+from invsync.agent.model.der import Parts, basic_constraints, certificate_parts
 from invsync.agent.model.facts import AuditScopeEntry, Disclosure
 from invsync.agent.model.fast_init import fast_frozen_init
 from invsync.agent.model.names import name_text
@@ -241,10 +242,9 @@ def _parse_checked(der: bytes) -> CertInfo:
 
 def _parse_certificate(der: bytes) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
-    issuer, subject = _names(cert, der)
-    spki_der = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    parts = _parts(der)
+    issuer, subject = _names(cert, parts)
+    spki_der = _spki(cert, parts)
     extensions, problem = _extensions(cert)
     ca, path_len = _basic_constraints(cert, extensions)
     return CertInfo(
@@ -260,7 +260,7 @@ def _parse_certificate(der: bytes) -> CertInfo:
         spki_der=spki_der,
         spki_sha256=sha256_hex(spki_der),
         doppelganger_key=sha256_hex(subject.der + spki_der),
-        tbs_sha256=sha256_hex(cert.tbs_certificate_bytes),
+        tbs_sha256=sha256_hex(parts.tbs if parts else cert.tbs_certificate_bytes),
         ski=_ski(extensions),
         aki=_aki(extensions),
         is_ca=ca,
@@ -275,28 +275,58 @@ def _parse_certificate(der: bytes) -> CertInfo:
     )
 
 
+def _parts(der: bytes) -> Parts | None:
+    """The TBSCertificate, names and key as the DER holds them: `cryptography` re-encodes them
+    for each ask (tbs_certificate_bytes alone took a sixth of a parse); None when the DER is not
+    shaped as expected (never seen: cryptography loaded it), and `cryptography` is asked."""
+    try:
+        return certificate_parts(der)
+    except ValueError:
+        return None
+
+
+def _spki(cert: x509.Certificate, parts: Parts | None) -> bytes:
+    key = cert.public_key()  # a key cryptography does not support refuses the certificate
+    if parts is not None:
+        return parts.spki  # what cryptography would write again for it (tests/test_der.py)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 class _Name(NamedTuple):
     text: str  # RFC 4514, as cryptography's rfc4514_string() spells it
     der: bytes
     organizations: tuple[str, ...]  # the organizationName values that are text
 
 
-def _names(cert: x509.Certificate, der: bytes) -> tuple[_Name, _Name]:
+def _names(cert: x509.Certificate, parts: Parts | None) -> tuple[_Name, _Name]:
     """The issuer's and the subject's name: read from the DER where agent.model.names reads
     them (most CA certificates; a sixth of the parse when cryptography builds them), else from
     cryptography's objects. Both ways give the same values (tests/test_names.py)."""
-    try:
-        issuer_der, subject_der = issuer_and_subject(der)
-    except ValueError:  # cryptography loaded it: not expected, but its own reading decides
+    if parts is None:  # cryptography loaded it: not expected, but its own reading decides
         return _by_cryptography(cert.issuer), _by_cryptography(cert.subject)
-    return _name(issuer_der, lambda: cert.issuer), _name(subject_der, lambda: cert.subject)
+    return _name(parts.issuer, lambda: cert.issuer), _name(parts.subject, lambda: cert.subject)
+
+
+# Names read, by their DER: an issuer's name is the subject of another certificate and the
+# issuer of its siblings, so most names of an inventory are met more than once.
+_NAMES: Kept[bytes, _Name] = Kept(16384)
+
+
+def forget_names() -> None:
+    """Read every name afresh from now on (benchmarks time each run from nothing)."""
+    _NAMES.clear()
 
 
 def _name(der: bytes, objects: Callable[[], x509.Name]) -> _Name:
+    known = _NAMES.get(der)
+    if known is not None:
+        return known
     read = name_text(der)
     if read is None:
         return _by_cryptography(objects())
-    return _Name(read[0], der, read[1])
+    return _NAMES.keep(der, _Name(read[0], der, read[1]))
 
 
 def _by_cryptography(name: x509.Name) -> _Name:

@@ -28,6 +28,7 @@ from invsync.agent.model.record import (
 )
 from invsync.agent.sources.ccadb import SHA256, fingerprint
 from invsync.agent.sources.pem import pem_ders
+from invsync.agent.sources.pem_scan import lone_block_der
 from invsync.agent.sources.tabular import Row, RowError, Tally, collect, open_table
 
 CCADB_PEM = "ccadb-pem"
@@ -95,6 +96,9 @@ class _Certificates:
 
 
 def _der(text: str, where: str) -> bytes:
+    lone = lone_block_der(text)
+    if lone is not None:
+        return lone
     try:
         ders = pem_ders(text, lambda _line: where)
     except SourceError as e:  # keep `where` apart from the reason, for --skip-invalid

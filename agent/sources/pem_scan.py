@@ -31,6 +31,11 @@ Span = tuple[int, int]
 """Where a block lies in its file: (byte offset of its BEGIN armor, its length in bytes)."""
 
 
+_BEGIN = "-----BEGIN CERTIFICATE-----"
+_END = "-----END CERTIFICATE-----"
+_AROUND = " \t\r\n"  # what may surround a lone block, as blank lines and indentation
+
+
 class Irregular(Exception):
     """The file is not one the fast scan vouches for: read it with the line reader."""
 
@@ -56,6 +61,24 @@ def scan_pem(path: Path) -> Iterator[tuple[Span, bytes]]:
                 raise Irregular(f"{path}: {len(tail)} bytes without a certificate block")
     if _ARMOR in tail or not found:
         raise Irregular(f"{path}: not a plain PEM bundle")
+
+
+def lone_block_der(text: str) -> bytes | None:
+    """The DER of `text` when it is one plain certificate block (the PEM cell of CCADB's
+    report), read without a Python step per line; None for any other text, which the line
+    reader then reads to the same bytes or names what is wrong with it."""
+    text = text.strip(_AROUND)
+    if not (text.startswith(_BEGIN) and text.endswith(_END)):
+        return None
+    head, line_break, body = text[len(_BEGIN) : len(text) - len(_END)].partition("\n")
+    # The armor alone on its lines: spaces may end the BEGIN line, END must start its own.
+    if not line_break or head.removesuffix("\r").strip(" \t") or body[-1:] not in ("", "\n"):
+        return None
+    try:
+        # Strict: the alphabet and final padding only, so no armor or other text hides inside.
+        return binascii.a2b_base64(body.replace("\r", "").replace("\n", ""), strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: text that is not ASCII
+        return None
 
 
 def ders_at(path: Path, spans: Iterable[Span]) -> Iterator[bytes]:
