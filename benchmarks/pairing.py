@@ -28,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -103,6 +104,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the federation's files")
     parser.add_argument(
         "--direct", action="store_true", help="no byte-counting relay: agents dial the server"
+    )
+    parser.add_argument(
+        "--daemon",
+        action="store_true",
+        help="agents as daemons (a cycle at start, one per SIGHUP) instead of --once processes",
     )
     args = parser.parse_args(argv)
     if args.n < 1 or args.cycles < 0 or not 0 <= args.changes <= 1:
@@ -413,7 +419,7 @@ class Relay:
 
 @dataclass(frozen=True)
 class AgentRun:
-    code: int
+    code: int | None  # a --once agent's exit status; None for a daemon, which lives on
     seconds: float  # from the start of the cycle to this agent's exit
     cpu_s: float
     peak_rss_mib: float | None  # None: the agent wrote no peak (killed)
@@ -442,6 +448,80 @@ def run_agents(run: Path, label: str) -> dict[str, AgentRun]:
                     proc.kill()  # not reaped yet: the pid is still ours
             raise BenchError(f"agent {party} hung; see {run / 'logs' / f'{party}-{label}.log'}")
     return results
+
+
+# --daemon: both agents started once, each cycle after the first run on SIGHUP.
+
+CYCLE_ENDED = b": cycle ended after "  # the daemon's line once a cycle is over, collection too
+
+
+@dataclass
+class Daemons:
+    """The agents' daemon processes, once started (at the cold cycle)."""
+
+    run: Path
+    procs: dict[str, subprocess.Popen[bytes]]
+
+    def log(self, party: str) -> Path:
+        return self.run / "logs" / f"{party}-daemon.log"
+
+
+@contextmanager
+def agent_daemons(run: Path) -> Iterator[Daemons]:
+    daemons = Daemons(run, {})
+    try:
+        yield daemons
+    finally:
+        for proc in daemons.procs.values():
+            stop(proc)
+
+
+def run_daemons(daemons: Daemons, steady: int) -> dict[str, AgentRun]:
+    """One cycle of both daemons: started for the cold cycle, sent SIGHUP for a steady one.
+    CPU and peak resident set are the cycle's, from /proc (the peak reset as it starts)."""
+    started = time.monotonic()
+    cpu_before = {}
+    for party in ROLES:
+        if steady == 0:
+            daemons.procs[party] = _spawn_daemon(daemons, party)
+            cpu_before[party] = 0.0  # the cold cycle counts the process's start, as with --once
+        else:
+            proc = daemons.procs[party]
+            reset_peak_rss(proc.pid)
+            cpu_before[party] = process_cpu_s(proc.pid)
+            proc.send_signal(signal.SIGHUP)
+    results: dict[str, AgentRun] = {}
+    while len(results) < len(ROLES):
+        for party, proc in daemons.procs.items():
+            if party not in results and _cycles_ended(daemons, party, proc) > steady:
+                results[party] = AgentRun(
+                    code=None,
+                    seconds=time.monotonic() - started,
+                    cpu_s=process_cpu_s(proc.pid) - cpu_before[party],
+                    peak_rss_mib=peak_rss_mib(proc.pid),
+                )
+        if time.monotonic() > started + CYCLE_SECONDS:
+            raise BenchError(f"a daemon hung; see {daemons.log('secom')}, {daemons.log('jprs')}")
+        time.sleep(0.05)
+    return results
+
+
+def _spawn_daemon(daemons: Daemons, party: str) -> subprocess.Popen[bytes]:
+    config = str(daemons.run / f"{party}.toml")
+    with daemons.log(party).open("wb") as log:
+        return subprocess.Popen(
+            command("agent", "run", "--config", config),
+            cwd=daemons.run,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+
+def _cycles_ended(daemons: Daemons, party: str, proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is not None:
+        raise BenchError(f"daemon {party} exited with {proc.returncode}; see {daemons.log(party)}")
+    return daemons.log(party).read_bytes().count(CYCLE_ENDED)
 
 
 def _peak_file(run: Path, party: str, label: str) -> Path:
@@ -555,6 +635,7 @@ class Bench:
     server_pid: int
     metrics_port: int
     relays: dict[str, Relay]
+    daemons: Daemons | None  # --daemon: the agents' daemons; None: --once processes
 
 
 def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
@@ -565,7 +646,7 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
     hwm_reset = reset_peak_rss(bench.server_pid)
     server_cpu_before = process_cpu_s(bench.server_pid)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    agents = run_agents(bench.run, label)
+    agents = run_daemons(bench.daemons, steady) if bench.daemons else run_agents(bench.run, label)
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     server_cpu = process_cpu_s(bench.server_pid) - server_cpu_before
     rpcs = _rpc_deltas(rpcs_before, server_rpcs(bench.metrics_port))
@@ -577,6 +658,7 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
         "index": steady,
         "n": bench.n,
         "changes": bench.changes,
+        "agents": "daemon" if bench.daemons else "once",
         "changed_certificates": bench.k if steady else 0,
         "listed_secom": listed_counts["secom"],
         "listed_jprs": listed_counts["jprs"],
@@ -658,13 +740,14 @@ def benchmark(cache: Path, run: Path, args: argparse.Namespace) -> Iterator[dict
     pool = load_pool(cache, args.n + args.cycles * k)
     metrics_port = free_port()
     write_bench_federation(run, pool, metrics_port)
-    with exchange_server(run) as (pid, port):
+    with exchange_server(run) as (pid, port), agent_daemons(run) as daemons:
         relays = {} if args.direct else {party: Relay(port) for party in ROLES}
         try:
             for party in ROLES:
                 dial = relays[party].port if relays else port
                 (run / f"{party}.toml").write_text(agent_toml(party, dial))
-            bench = Bench(run, pool, args.n, args.changes, k, pid, metrics_port, relays)
+            agents = daemons if args.daemon else None
+            bench = Bench(run, pool, args.n, args.changes, k, pid, metrics_port, relays, agents)
             for steady in range(args.cycles + 1):
                 yield measure_cycle(bench, steady)
         finally:

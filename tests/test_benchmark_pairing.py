@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ KEYS = {
     "index",
     "n",
     "changes",
+    "agents",
     "changed_certificates",
     "listed_secom",
     "listed_jprs",
@@ -53,16 +55,24 @@ KEYS = {
 }
 
 
-def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None:
-    # n=30, 10 %: three certificates dropped by JPRS and three added to both in the steady cycle.
-    args = ["--n", "30", "--changes", "0.1", "--cycles", "1", "--workdir", str(tmp_path)]
+def _lines(tmp_path: Path, *more: str) -> list[dict[str, Any]]:
+    # n=30, 10 %: three certificates dropped by JPRS and three added to both in a steady cycle.
+    args = ["--n", "30", "--changes", "0.1", "--workdir", str(tmp_path), *more]
     bench = [sys.executable, str(ROOT / "benchmarks" / "pairing.py"), *args]
-    done = subprocess.run(bench, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(bench, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [line["cycle"] for line in lines] == ["cold", "steady"]
     for line in lines:
         assert set(line) == KEYS
+        assert line["findings_measured"] == line["findings_expected"], line
+    return lines
+
+
+def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None:
+    lines = _lines(tmp_path, "--cycles", "1")
+    assert [line["cycle"] for line in lines] == ["cold", "steady"]
+    for line in lines:
+        assert line["agents"] == "once"
         assert line["findings_measured"] == line["findings_expected"], line
         assert line["findings_measured_by_code"] == line["findings_expected_by_code"], line
         # Exit 1 from --once: the steady cycle's report holds error findings by design.
@@ -75,3 +85,25 @@ def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None
     }
     assert (tmp_path / "cache" / "certs.pem").exists()  # kept for the next run
     assert not list(tmp_path.glob("run-*"))  # the federation is not, without --keep
+
+
+def test_daemons_run_each_steady_cycle_on_sighup(tmp_path: Path) -> None:
+    lines = _lines(tmp_path, "--cycles", "2", "--daemon", "--keep")
+    assert [line["cycle"] for line in lines] == ["cold", "steady", "steady"]
+    for line in lines:
+        assert line["agents"] == "daemon" and line["exit_secom"] is None, line
+        assert line["reports_agree"] and line["findings_match"], line
+        assert line["cpu_s_secom"] > 0 and line["peak_rss_mib_jprs"] > 0, line
+    # Each steady cycle pushed again: three certificates more, three fewer at JPRS.
+    versions = [line["report_versions"] for line in lines]
+    assert versions == [{"secom": v, "jprs": v} for v in (1, 2, 3)]
+    assert lines[2]["findings_expected_by_code"] == {
+        "disappeared": 3,
+        "missing-at-subordinate": 6,
+    }
+    # Three cycles each, then stopped by the benchmark (SIGTERM) as it ended.
+    for party in ("secom", "jprs"):
+        (log,) = tmp_path.glob(f"run-*/logs/{party}-daemon.log")
+        text = log.read_text()
+        assert text.count(f"{party}: cycle ended after ") == 3, text
+        assert text.rstrip().endswith(f"{party}: stopped"), text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -76,7 +77,12 @@ def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
         return
     with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
         while True:
+            started = time.monotonic()
             _cycle_logged(agent, wait)
+            click.echo(
+                f"{agent.config.party}: cycle ended after {time.monotonic() - started:.1f} s;"
+                f" the next in {interval} s, or at once on SIGHUP"
+            )
             # SIGHUP starts the next cycle at once; SIGTERM ends the loop after this cycle.
             if signal.SIGTERM in waiter.wait(interval):
                 break

@@ -39,6 +39,8 @@ def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -
         secom = command("agent", "run", "--config", str(federation.work / "secom.toml"), "--once")
         assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == EXIT_FINDINGS
         wait_for(out, "subordinate valid)")  # the first cycle ended fully signed
+        wait_for(out, "jprs: cycle ended after ")
+        assert ("s; the next in 3600 s, or at once on SIGHUP\n") in out.read_text()
         daemon.send_signal(signal.SIGHUP)
         wait_for(out, "jprs: secom-jprs unchanged since snapshot version 1 (expires ")
         _drop_last_certificate(federation.work / "data" / "jprs_ca_certificates.pem")
