@@ -147,7 +147,7 @@ def _floor(files: list[Path]) -> Run:
     _afresh()
     with collector_paused(exiting=True):
         floor = floor_run(files)
-    return Run(floor.rows, floor.records, 0, floor.read_s, floor.store_s, 0)
+    return Run(floor.rows, floor.records, floor.skipped, floor.read_s, floor.store_s, 0)
 
 
 _HEADER = (

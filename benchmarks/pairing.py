@@ -453,6 +453,7 @@ def run_agents(run: Path, label: str) -> dict[str, AgentRun]:
 # --daemon: both agents started once, each cycle after the first run on SIGHUP.
 
 CYCLE_ENDED = b": cycle ended after "  # the daemon's line once a cycle is over, collection too
+CYCLE_FAILED = b"cycle failed: "  # logged by a daemon whose cycle failed (agent.cli.agent)
 
 
 @dataclass
@@ -519,9 +520,14 @@ def _spawn_daemon(daemons: Daemons, party: str) -> subprocess.Popen[bytes]:
 
 
 def _cycles_ended(daemons: Daemons, party: str, proc: subprocess.Popen[bytes]) -> int:
+    """Cycles the daemon ended; a BenchError once it exited or logged a failed cycle (which it
+    survives, ending the cycle all the same: its figures would not be a cycle's)."""
     if proc.poll() is not None:
         raise BenchError(f"daemon {party} exited with {proc.returncode}; see {daemons.log(party)}")
-    return daemons.log(party).read_bytes().count(CYCLE_ENDED)
+    log = daemons.log(party).read_bytes()
+    if CYCLE_FAILED in log:
+        raise BenchError(f"daemon {party} logged a failed cycle; see {daemons.log(party)}")
+    return log.count(CYCLE_ENDED)
 
 
 def _peak_file(run: Path, party: str, label: str) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import pairing
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
@@ -107,3 +108,24 @@ def test_daemons_run_each_steady_cycle_on_sighup(tmp_path: Path) -> None:
         text = log.read_text()
         assert text.count(f"{party}: cycle ended after ") == 3, text
         assert text.rstrip().endswith(f"{party}: stopped"), text
+
+
+def test_a_daemon_that_logs_a_failed_cycle_stops_the_benchmark(tmp_path: Path) -> None:
+    """A daemon survives a failed cycle and ends it all the same: its figures are no cycle's."""
+    (tmp_path / "logs").mkdir()
+    daemons = pairing.Daemons(tmp_path, {})
+    log = daemons.log("jprs")
+    log.write_bytes(b"jprs: collected 30 certificates\njprs: cycle ended after 1.0 s; ...\n")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert pairing._cycles_ended(daemons, "jprs", alive) == 1
+        with log.open("ab") as more:
+            more.write(b"ERROR invsync.agent cycle failed: the server is unreachable\n")
+            more.write(b"jprs: cycle ended after 0.2 s; ...\n")
+        with pytest.raises(pairing.BenchError, match=r"^daemon jprs logged a failed cycle; see "):
+            pairing._cycles_ended(daemons, "jprs", alive)
+    finally:
+        alive.kill()
+        alive.wait()
+    with pytest.raises(pairing.BenchError, match=r"^daemon jprs exited with -9; see "):
+        pairing._cycles_ended(daemons, "jprs", alive)

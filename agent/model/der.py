@@ -1,7 +1,8 @@
 """Just enough DER for what `cryptography` would make a parse slower or less complete with.
 
-- The parts of a certificate as the bytes it holds (TBSCertificate, names, public key): the
-  same bytes `cryptography` writes again when asked, without the cost of writing them.
+- The parts of a certificate as the bytes it holds (TBSCertificate, names): the same bytes
+  `cryptography` writes again when asked, without the cost of writing them. Not the public
+  key: `cryptography` writes some keys otherwise than a certificate may hold them.
 - basicConstraints, when `cryptography` refuses a certificate's other extensions (real CCADB
   certificates carry malformed policy text or name constraints): an inventory must still know
   whether such a certificate is a CA; everything else derived from extensions is left unknown.
@@ -100,13 +101,11 @@ class Parts(NamedTuple):
     tbs: bytes  # the TBSCertificate: the bytes its signature covers
     issuer: bytes
     subject: bytes
-    spki: bytes  # the subjectPublicKeyInfo
 
 
 def certificate_parts(certificate: bytes) -> Parts:
-    """The TBSCertificate, the issuer's and the subject's Name and the subjectPublicKeyInfo of
-    a certificate, as the bytes it holds. ValueError when the structure up to the key is
-    broken."""
+    """The TBSCertificate and the issuer's and the subject's Name of a certificate, as the
+    bytes it holds. ValueError when the structure up to the subject is broken."""
     _, body, end = _expect(certificate, 0, _SEQUENCE, "Certificate")
     tbs_at = end - len(body)  # after the Certificate's tag and length
     _, tbs, tbs_end = _expect(body, 0, _SEQUENCE, "TBSCertificate")
@@ -119,11 +118,8 @@ def certificate_parts(certificate: bytes) -> Parts:
     _, _, at = _expect(tbs, at, _SEQUENCE, "validity")
     subject_at = at
     _, _, at = _expect(tbs, at, _SEQUENCE, "subject")
-    subject = tbs[subject_at:at]
-    spki_at = at
-    _, _, at = _expect(tbs, at, _SEQUENCE, "subjectPublicKeyInfo")
     whole_tbs = certificate[tbs_at : tbs_at + tbs_end]
-    return Parts(whole_tbs, issuer, subject, tbs[spki_at:at])
+    return Parts(whole_tbs, issuer, tbs[subject_at:at])
 
 
 def _expect(data: bytes, at: int, tag: int, what: str) -> tuple[int, bytes, int]:

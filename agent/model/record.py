@@ -244,7 +244,12 @@ def _parse_certificate(der: bytes) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
     parts = _parts(der)
     issuer, subject = _names(cert, parts)
-    spki_der = _spki(cert, parts)
+    # Not the key's bytes as the certificate holds them: cryptography writes some keys again
+    # otherwise (RSA without NULL parameters, compressed EC points), and the key's hash and
+    # the doppelganger key are defined on what it writes (tests/test_der.py).
+    spki_der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     extensions, problem = _extensions(cert)
     ca, path_len = _basic_constraints(cert, extensions)
     return CertInfo(
@@ -276,22 +281,13 @@ def _parse_certificate(der: bytes) -> CertInfo:
 
 
 def _parts(der: bytes) -> Parts | None:
-    """The TBSCertificate, names and key as the DER holds them: `cryptography` re-encodes them
-    for each ask (tbs_certificate_bytes alone took a sixth of a parse); None when the DER is not
+    """The TBSCertificate and names as the DER holds them: `cryptography` re-encodes them for
+    each ask (tbs_certificate_bytes alone took a sixth of a parse); None when the DER is not
     shaped as expected (never seen: cryptography loaded it), and `cryptography` is asked."""
     try:
         return certificate_parts(der)
     except ValueError:
         return None
-
-
-def _spki(cert: x509.Certificate, parts: Parts | None) -> bytes:
-    key = cert.public_key()  # a key cryptography does not support refuses the certificate
-    if parts is not None:
-        return parts.spki  # what cryptography would write again for it (tests/test_der.py)
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 class _Name(NamedTuple):
