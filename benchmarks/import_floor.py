@@ -27,22 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+
+from invsync.agent.model.record import DECODE_ERRORS
 
 PEM_COLUMN = "X.509 Certificate (PEM)"
 _BEGIN = "-----BEGIN CERTIFICATE-----"
 _END = "-----END CERTIFICATE-----"
-# What cryptography raises for certificates it refuses (a few of the report's), as the
-# import's readers catch it (agent.model.record.DECODE_ERRORS, not imported: no invsync code).
-_REFUSALS = (
-    ValueError,
-    TypeError,
-    OverflowError,
-    UnsupportedAlgorithm,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-)
+# What cryptography raises for certificates it refuses (a few of the report's), caught as the
+# import's readers catch it: a tuple of exception types, no invsync work in the floor.
+_REFUSALS = DECODE_ERRORS
 
 
 @dataclass(frozen=True)
