@@ -1,6 +1,6 @@
 """The last few snapshots an agent process decoded (agent/exchange/recent_snapshots.py): the
 same payload bytes decoded again come back without decoding, only while the cache is
-installed, at most KEPT of them, and none after the cycle cleared it."""
+installed, at most KEPT of them during a cycle, and after it only each pairing's newest."""
 
 from __future__ import annotations
 
@@ -257,19 +257,23 @@ def test_a_push_that_failed_too_is_named_on_the_failure_raised() -> None:
     assert raised.value.__notes__ == ["the push failed too: PushSnapshot: refused (stale-version)"]
 
 
-def test_a_pairings_part_of_the_cycle_ends_by_letting_its_snapshots_go(
+def test_a_pairings_part_of_the_cycle_ends_keeping_each_partys_newest_snapshot(
     fed: Path, records: list[CertRecord]
 ) -> None:
-    """An agent of many pairings holds one pairing's snapshots at a time: its decoded ones and
+    """An agent of many pairings holds one pairing's snapshots at a time, but for each party's
+    newest, which that pairing's next cycle compares again: its other decoded snapshots and
     its stored blobs go when its part ends; another pairing's blobs stay until theirs."""
     agent = Agent(load_agent_config(fed / "jprs.toml"))
     try:
-        kept = snapshot.decode_payload(payload(records))
+        ours = [snapshot.decode_payload(payload(records, version=v)) for v in (1, 2)]
+        peers = snapshot.decode_payload(payload(records, "secom", version=5))
         for pairing in (PAIRING, "other"):
             agent.store.record_sent_snapshot(pairing, 1, b"one", "t", [], NOW, NOW, full=b"w")
         mine, others = agent.store.sent_snapshot(PAIRING, 1), agent.store.sent_snapshot("other", 1)
         agent.end_pairing(PAIRING)
-        assert agent.recent.get(kept.payload_sha256) is None
+        assert agent.recent.get(ours[0].payload_sha256) is None
+        assert agent.recent.get(ours[1].payload_sha256) is ours[1]
+        assert agent.recent.get(peers.payload_sha256) is peers
         mine_again = agent.store.sent_snapshot(PAIRING, 1)
         others_again = agent.store.sent_snapshot("other", 1)
     finally:
@@ -277,6 +281,36 @@ def test_a_pairings_part_of_the_cycle_ends_by_letting_its_snapshots_go(
     assert mine is not None and mine_again is not None and others is not None
     assert mine_again.payload == mine.payload and mine_again.payload is not mine.payload
     assert others_again is not None and others_again.payload is others.payload
+
+
+def test_the_newest_snapshots_outlive_the_cycle_until_newer_ones_replace_them(
+    records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
+) -> None:
+    """The next cycle decodes its previous snapshots without reading them; a newer version of
+    a party replaces its older one, the other party's stays, and another pairing's is kept
+    apart; `clear` (the agent's close) lets all go."""
+    v1, v2, v3 = (payload(records, version=v) for v in (1, 2, 3))
+    peer = payload(records, "secom", version=7)
+    elsewhere = payload(records, pairing="other")
+    for data in (v1, v2, peer):
+        snapshot.decode_payload(data)
+    recent.end_pairing(PAIRING)
+    snapshot.decode_payload(elsewhere)  # the other pairing's part comes after
+    recent.end_pairing("other")
+    recent.end_cycle()
+    reads.clear()
+    assert snapshot.decode_payload(v2).header.version == 2
+    assert snapshot.decode_payload(peer).header.party == "secom"
+    assert snapshot.decode_payload(elsewhere).header.pairing == "other"
+    assert reads == []
+    snapshot.decode_payload(v3)
+    recent.end_pairing(PAIRING)
+    recent.end_cycle()
+    kept = {d: recent.get(hashlib.sha256(d).hexdigest()) is not None for d in (v1, v2, v3, peer)}
+    assert kept == {v1: False, v2: False, v3: True, peer: True}
+    assert recent.get(hashlib.sha256(elsewhere).hexdigest()) is not None
+    recent.clear()
+    assert all(recent.get(hashlib.sha256(d).hexdigest()) is None for d in (v3, peer, elsewhere))
 
 
 def test_the_cycle_ends_each_pairings_part_failed_or_not(

@@ -77,19 +77,21 @@ class Agent:
         self.held: list[CertRecord] | None = None
 
     def end_cycle(self) -> None:
-        """Let go of what one cycle held (a daemon idles between cycles holding nothing), and
-        keep what the peers' snapshots brought."""
+        """Let go of what one cycle held (a daemon idles between cycles holding only each
+        pairing's two newest decoded snapshots, `RecentSnapshots.end_pairing`), and keep what
+        the peers' snapshots brought."""
         self.held = None
         self.store.forget_blobs()  # first: a failed flush must not keep them for the next cycle
-        self.recent.clear()  # decoded snapshots are for one cycle's report checks
+        self.recent.end_cycle()
         self.facts.flush()
 
     def end_pairing(self, pairing: str) -> None:
-        """Let go of what one pairing's part of the cycle read (its snapshots' blobs and the
-        decoded snapshots its report checks compared): the next pairing's snapshots are
-        others, and an agent of many pairings would hold every pairing's until the end."""
+        """Let go of what one pairing's part of the cycle read: its snapshots' blobs, and the
+        decoded snapshots its report checks compared but the newest of each party, which its
+        next part compares again (an agent of many pairings would hold every pairing's until
+        the end)."""
         self.store.forget_blobs(pairing)
-        self.recent.clear()
+        self.recent.end_pairing(pairing)
 
     def close(self) -> None:
         self.recent.uninstall()

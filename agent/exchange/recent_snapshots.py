@@ -6,9 +6,14 @@ second report a moment later, whose snapshots are three of the same four and the
 one. Decoding is deterministic (a delta's whole set is committed by the signed header's
 records_root, checked on the first decode), so the same payload bytes decode to the same
 snapshot: kept here, the second check decodes only what is new. Installed by the agent alone
-(the exchange server keeps its own cache of what its reports compare) and cleared at the end
-of each pairing's part of a cycle (the next pairing's snapshots are others) and of each cycle,
-so a daemon holds nothing between cycles.
+(the exchange server keeps its own cache of what its reports compare).
+
+When a pairing's part of a cycle ends, the newest snapshot of each of its parties is kept until
+that pairing's part of the next cycle ends, and the others are let go. The next cycle's report
+check compares these two again, as the previous snapshots, and the peer's next delta builds on
+the peer's: while they are alive, the records decoded before are shared by their bytes
+(agent.exchange.snapshot), so a daemon decodes only the records that changed. A daemon so holds
+each pairing's two newest snapshots between cycles; a one-shot process ends with its cycle.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class RecentSnapshots:
         # Bases made while decoding a delta on them, each with its header's exact bytes: a
         # decode of the base's own payload takes one only if that payload carries that header.
         self._bases: OrderedDict[str, tuple[Snapshot, bytes]] = OrderedDict()
+        # pairing -> its parties' newest snapshots by payload digest, kept when its part ended.
+        self._newest: dict[str, dict[str, Snapshot]] = {}
 
     @classmethod
     def install(cls, kept: int = KEPT) -> RecentSnapshots:
@@ -54,7 +61,11 @@ class RecentSnapshots:
             snapshot = self._snapshots.get(payload_sha256)
             if snapshot is not None:
                 self._snapshots.move_to_end(payload_sha256)
-            return snapshot
+                return snapshot
+            for kept in self._newest.values():
+                if payload_sha256 in kept:
+                    return kept[payload_sha256]
+            return None
 
     def __len__(self) -> int:
         with self._lock:
@@ -81,10 +92,35 @@ class RecentSnapshots:
             kept = self._bases.get(payload_sha256)
         return kept[0] if kept is not None and kept[1] == header_bytes else None
 
-    def clear(self) -> None:
+    def end_pairing(self, pairing: str) -> None:
+        """Keep the newest snapshot of each party of `pairing`, among those decoded since and
+        those kept before, until its part of the next cycle ends; let the others go."""
+        with self._lock:
+            newest: dict[str, Snapshot] = {}
+            for snapshot in [*self._newest.get(pairing, {}).values(), *self._snapshots.values()]:
+                header, held = snapshot.header, newest.get(snapshot.header.party)
+                if header.pairing == pairing and (held is None or _newer(snapshot, held)):
+                    newest[header.party] = snapshot
+            self._newest[pairing] = {s.payload_sha256: s for s in newest.values()}
+            self._snapshots.clear()
+            self._bases.clear()
+
+    def end_cycle(self) -> None:
+        """Let go of what the cycle decoded, but for the newest snapshots `end_pairing` kept."""
         with self._lock:
             self._snapshots.clear()
             self._bases.clear()
+
+    def clear(self) -> None:
+        """Let go of everything, the newest snapshots too."""
+        with self._lock:
+            self._snapshots.clear()
+            self._bases.clear()
+            self._newest.clear()
+
+
+def _newer(snapshot: Snapshot, than: Snapshot) -> bool:
+    return snapshot.header.version > than.header.version
 
 
 _INSTALLED: RecentSnapshots | None = None
