@@ -33,6 +33,8 @@ from tests.exchange_rig import NOW, PAIRING, payload
 from tests.test_delta import base_of, changed
 from tests.test_delta import snapshot as delta_snapshot
 
+PARTIES = ("jprs", "secom")
+
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
@@ -294,9 +296,9 @@ def test_the_newest_snapshots_outlive_the_cycle_until_newer_ones_replace_them(
     elsewhere = payload(records, pairing="other")
     for data in (v1, v2, peer):
         snapshot.decode_payload(data)
-    recent.end_pairing(PAIRING)
+    recent.end_pairing(PAIRING, PARTIES)
     snapshot.decode_payload(elsewhere)  # the other pairing's part comes after
-    recent.end_pairing("other")
+    recent.end_pairing("other", PARTIES)
     recent.end_cycle()
     reads.clear()
     assert snapshot.decode_payload(v2).header.version == 2
@@ -304,7 +306,7 @@ def test_the_newest_snapshots_outlive_the_cycle_until_newer_ones_replace_them(
     assert snapshot.decode_payload(elsewhere).header.pairing == "other"
     assert reads == []
     snapshot.decode_payload(v3)
-    recent.end_pairing(PAIRING)
+    recent.end_pairing(PAIRING, PARTIES)
     recent.end_cycle()
     kept = {d: recent.get(hashlib.sha256(d).hexdigest()) is not None for d in (v1, v2, v3, peer)}
     assert kept == {v1: False, v2: False, v3: True, peer: True}
@@ -450,3 +452,50 @@ def test_a_base_without_a_records_root_is_not_kept(
     )  # fmt: skip
     assert snapshot.decode_payload(v2.payload, base=Base(digest, older)).header.version == 2
     assert recent.base(digest, header.SerializeToString(deterministic=True)) is None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_what_this_part_used_is_kept_over_an_older_keep_even_of_a_lower_version(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """A pending version built again (same number, other bytes) and a peer whose chain was
+    reset to a lower version: the snapshot this part decoded or used is kept, of one version
+    the one used last, not one kept from before."""
+    first_v2 = payload(records, version=2)
+    again_v2 = payload(records, version=2, issued_at=NOW - timedelta(minutes=30))
+    peer_v50, peer_v13 = (payload(records, "secom", version=v) for v in (50, 13))
+    for data in (first_v2, peer_v50):
+        snapshot.decode_payload(data)
+    recent.end_pairing(PAIRING, PARTIES)
+    for data in (again_v2, peer_v13):
+        snapshot.decode_payload(data)
+    recent.end_pairing(PAIRING, PARTIES)
+    held = {d: recent.get(_digest(d)) is not None for d in (first_v2, again_v2, peer_v50, peer_v13)}
+    assert held == {first_v2: False, again_v2: True, peer_v50: False, peer_v13: True}
+    # Used (not decoded) in a part, a kept snapshot is kept again; of one version, the last used.
+    recent.end_pairing(PAIRING, PARTIES)
+    snapshot.decode_payload(first_v2)
+    assert recent.get(_digest(again_v2)) is not None  # used after first_v2
+    recent.end_pairing(PAIRING, PARTIES)
+    assert recent.get(_digest(first_v2)) is None and len(recent) == 2
+
+
+def test_only_the_pairings_own_parties_are_kept(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """A payload naming a third party, or another pairing, decoded during this pairing's part
+    (the acceptance refuses it after the decode) is not kept."""
+    ours = payload(records, version=3)
+    stranger = payload(records, "mallory", version=9)
+    elsewhere = payload(records, pairing="other", version=4)
+    for data in (ours, stranger, elsewhere):
+        snapshot.decode_payload(data)
+    recent.end_pairing(PAIRING, PARTIES)
+    assert [recent.get(_digest(d)) is not None for d in (ours, stranger, elsewhere)] == [
+        True,
+        False,
+        False,
+    ]

@@ -91,7 +91,8 @@ class Agent:
         next part compares again (an agent of many pairings would hold every pairing's until
         the end)."""
         self.store.forget_blobs(pairing)
-        self.recent.end_pairing(pairing)
+        parties = (self.config.party, self.config.pairings[pairing].peer)
+        self.recent.end_pairing(pairing, parties)
 
     def close(self) -> None:
         self.recent.uninstall()

@@ -13,13 +13,15 @@ that pairing's part of the next cycle ends, and the others are let go. The next 
 check compares these two again, as the previous snapshots, and the peer's next delta builds on
 the peer's: while they are alive, the records decoded before are shared by their bytes
 (agent.exchange.snapshot), so a daemon decodes only the records that changed. A daemon so holds
-each pairing's two newest snapshots between cycles; a one-shot process ends with its cycle.
+each pairing's two newest snapshots between cycles (a one-shot process exits with its only
+cycle, and everything it held).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 
 from invsync.agent.model.snapshot import Snapshot
 
@@ -64,19 +66,26 @@ class RecentSnapshots:
                 return snapshot
             for kept in self._newest.values():
                 if payload_sha256 in kept:
+                    self._touch(kept[payload_sha256])  # used in this part, as if decoded in it
                     return kept[payload_sha256]
             return None
 
     def __len__(self) -> int:
+        """Snapshots held: this part's, and those kept from earlier parts (one may be both)."""
         with self._lock:
-            return len(self._snapshots)
+            kept = {d for snapshots in self._newest.values() for d in snapshots}
+            return len(kept | self._snapshots.keys())
 
     def put(self, snapshot: Snapshot) -> None:
         with self._lock:
-            self._snapshots[snapshot.payload_sha256] = snapshot
-            self._snapshots.move_to_end(snapshot.payload_sha256)
-            while len(self._snapshots) > self._kept:
-                self._snapshots.popitem(last=False)
+            self._touch(snapshot)
+
+    def _touch(self, snapshot: Snapshot) -> None:
+        """`snapshot` the most recently used of this part (the lock held)."""
+        self._snapshots[snapshot.payload_sha256] = snapshot
+        self._snapshots.move_to_end(snapshot.payload_sha256)
+        while len(self._snapshots) > self._kept:
+            self._snapshots.popitem(last=False)
 
     def put_base(self, snapshot: Snapshot, header_bytes: bytes) -> None:
         """Keep the base a delta was just decoded on, as decoding its whole set gives it,
@@ -92,15 +101,21 @@ class RecentSnapshots:
             kept = self._bases.get(payload_sha256)
         return kept[0] if kept is not None and kept[1] == header_bytes else None
 
-    def end_pairing(self, pairing: str) -> None:
-        """Keep the newest snapshot of each party of `pairing`, among those decoded since and
-        those kept before, until its part of the next cycle ends; let the others go."""
+    def end_pairing(self, pairing: str, parties: Collection[str]) -> None:
+        """Keep, for each of `parties` (the pairing's own two), its newest snapshot of `pairing`
+        that this part decoded or used, until the pairing's part of the next cycle ends; the
+        one kept before when this part touched none of that party's. Of two of one version
+        (a pending snapshot built again), the one used last. Let the others go."""
         with self._lock:
-            newest: dict[str, Snapshot] = {}
-            for snapshot in [*self._newest.get(pairing, {}).values(), *self._snapshots.values()]:
-                header, held = snapshot.header, newest.get(snapshot.header.party)
-                if header.pairing == pairing and (held is None or _newer(snapshot, held)):
-                    newest[header.party] = snapshot
+            kept = {s.header.party: s for s in self._newest.get(pairing, {}).values()}
+            touched: dict[str, Snapshot] = {}
+            for snapshot in self._snapshots.values():  # least recently used first
+                header, held = snapshot.header, touched.get(snapshot.header.party)
+                if header.pairing != pairing or header.party not in parties:
+                    continue
+                if held is None or header.version >= held.header.version:
+                    touched[header.party] = snapshot
+            newest = kept | touched
             self._newest[pairing] = {s.payload_sha256: s for s in newest.values()}
             self._snapshots.clear()
             self._bases.clear()
@@ -117,10 +132,6 @@ class RecentSnapshots:
             self._snapshots.clear()
             self._bases.clear()
             self._newest.clear()
-
-
-def _newer(snapshot: Snapshot, than: Snapshot) -> bool:
-    return snapshot.header.version > than.header.version
 
 
 _INSTALLED: RecentSnapshots | None = None
