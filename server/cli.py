@@ -27,15 +27,56 @@ LAZY: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose subcommands named in `lazy` ("module:attribute") are imported on use."""
+# Each lazy command's help up to its first blank line, for `invsync --help` to list them
+# without importing them all (tests/test_cli_lazy.py holds each to the command's own).
+SUMMARIES: dict[str, str] = {
+    "agent": "Run the inventory agent of one party.",
+    "config": "Check agent and server configuration files.",
+    "evidence": "Export and verify evidence bundles of the exchange's transparency log.",
+    "incident": "Draft incident reports from findings.",
+    "inventory": "Import, list, show and export a party's inventory of CA certificates.",
+    "keys": "Create and inspect snapshot and report signing keys.",
+    "reconcile": (
+        "Compare two parties' CA certificate lists offline, with no server and no configuration."
+    ),
+    "report": "Verify, list, show and compare signed reconciliation reports.",
+    "rules": "List every finding code with its severity, policy and description.",
+    "status": (
+        "Show each pairing: our last snapshot and the peer's (version, age, expiry), a snapshot"
+        " awaiting its receipt, the latest report (signatures, open and acknowledged findings),"
+        " and whether the exchange server answers (one try, no retries)."
+    ),
+    "tls": "Create TLS certificates for a test or pilot federation.",
+}
 
-    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+
+class LazyGroup(click.Group):
+    """A group whose subcommands named in `lazy` ("module:attribute") are imported on use, and
+    listed by their `summaries` without being imported."""
+
+    def __init__(
+        self, *args: object, lazy: dict[str, str], summaries: dict[str, str], **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy = lazy
+        self.summaries = summaries
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists commands, with a lazy one's short help made from its summary."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, self._short_help(ctx, name, limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def _short_help(self, ctx: click.Context, name: str, limit: int) -> str:
+        if name in self.lazy:  # shortened as click shortens a command's own help
+            return click.Command(name, help=self.summaries[name]).get_short_help_str(limit)
+        command = super().get_command(ctx, name)
+        return command.get_short_help_str(limit) if command is not None else ""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
@@ -60,7 +101,7 @@ SERVER_CONFIG = click.option(
 )
 
 
-@click.group(cls=LazyGroup, lazy=LAZY, epilog=EXIT_CODES_HELP)
+@click.group(cls=LazyGroup, lazy=LAZY, summaries=SUMMARIES, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="invsync")
 def invsync() -> None:
     """invsync: keep a root CA operator's and a subordinate operator's lists of CA certificates
