@@ -146,6 +146,37 @@ def test_rows_stored_before_their_digest_are_written_again(tmp_path: Path) -> No
         assert _rows_written(store, _collection(T1), T1) == 16 + 16
 
 
+def test_a_steady_collection_encodes_only_the_rows_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: the store keeps each record's row digest from the last collection, so a record
+    stored as it is (its CertInfo and every field but its sources) is not encoded again."""
+    encoded: list[str] = []
+    real_digest = agent_store.row_digest
+
+    def counted(row: dict[str, object]) -> str:
+        encoded.append(str(row["sha256"]))
+        return real_digest(row)
+
+    monkeypatch.setattr(agent_store, "row_digest", counted)
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)
+        assert len(encoded) == 16
+        encoded.clear()
+        store.replace_inventory(_collection(T1), T1)  # new sightings, same rows
+        assert encoded == []
+        revoked = Revocation(REVOKED, "keyCompromise", "issuance-log:log.jsonl:3")
+        moved = [
+            r.with_view(revocation=revoked) if r.sha256 == BUG_DV else r for r in _collection(T1)
+        ]
+        assert _rows_written(store, moved, T1) == 16 + 1 and encoded == [BUG_DV]
+        stored = store.record(BUG_DV)
+        assert stored is not None and stored.revocation == revoked
+    encoded.clear()
+    with AgentStore(tmp_path / "agent.db") as reopened:  # a new process keeps nothing
+        assert _rows_written(reopened, moved, T1) == 16 and len(encoded) == 16
+
+
 def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "agent.db"
     store = AgentStore(path)
@@ -153,9 +184,10 @@ def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     before, flags = store.inventory(), _present_flags(path)
     real_row = agent_store._certificate_row
 
-    def failing_row(record: CertRecord) -> dict[str, object]:
+    def failing_row(record: CertRecord, digest: str | None = None) -> dict[str, object]:
         # The last record's insert hits the NOT NULL constraint, after 15 good writes.
-        return {**real_row(record), "sha256": None} if record.sha256 == BUG_DV else real_row(record)
+        row = real_row(record, digest)
+        return {**row, "sha256": None} if record.sha256 == BUG_DV else row
 
     monkeypatch.setattr(agent_store, "_certificate_row", failing_row)
     changed = [r.with_view(operator="secom") for r in _collection(T1, without=(BUG_OV,))]

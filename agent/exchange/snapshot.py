@@ -43,6 +43,7 @@ from invsync.agent.exchange.rejections import (
     VersionOutOfRangeError,
 )
 from invsync.agent.model.acknowledgements import Acknowledgement
+from invsync.agent.model.last_values import LastValues
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
@@ -139,15 +140,18 @@ def build_snapshot(
     next_signing_key: bytes = b"",
     log_checkpoint: bytes = b"",
     base: bytes | None = None,
+    memo: LastValues[Encoded] | None = None,
 ) -> Built:
     """`build_payload`, as a delta when `base` is given: the full form of the snapshot
-    `previous_digest` names, which the receiver holds (agent.exchange.delta)."""
+    `previous_digest` names, which the receiver holds (agent.exchange.delta). `memo`: each
+    record's encoding kept from the last build, by a daemon building the pairing's next one."""
     if role not in _ROLE_TO_PB:
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
     ordered = sorted(records, key=lambda r: r.sha256)
     _refuse_duplicates(ordered)
-    entries = [(bytes.fromhex(r.sha256), record_bytes(r)) for r in ordered]
-    digests = [hashlib.sha256(data).digest() for _, data in entries]
+    encoded = memo.of(ordered, _encoded) if memo is not None else [_encoded(r) for r in ordered]
+    entries = [(identity, data) for identity, data, _, _ in encoded]
+    digests = [digest for _, _, digest, _ in encoded]
     header = pb.SnapshotHeader(
         party=party,
         pairing=pairing,
@@ -168,7 +172,7 @@ def build_snapshot(
     )
     header_bytes = header.SerializeToString(deterministic=True)
     full = delta.full_form(header_bytes, (data for _, data in entries))
-    decoded = _shared_views(ordered, digests)
+    decoded = tuple([view for _, _, _, view in encoded if view is not None])
     if base is None:
         whole = len(decoded) == len(ordered)
         return Built(
@@ -213,17 +217,19 @@ def _as_decoded(
     return Snapshot(_header_from_pb(header), records, digest, full=full)
 
 
-def _shared_views(
-    records: Sequence[CertRecord], digests: Sequence[bytes]
-) -> tuple[CertRecord, ...]:
-    """Each record's wire view, where it has one, shared with decoders by its bytes' SHA-256."""
-    views = []
-    with _ALIVE_LOCK:
-        for record, digest in zip(records, digests, strict=True):
-            view = wire_view(record)
-            if view is not None:
-                views.append(_ALIVE.setdefault(digest, view))
-    return tuple(views)
+Encoded = tuple[bytes, bytes, bytes, CertRecord | None]
+"""A record as a snapshot holds it: its identity, its bytes, their SHA-256, and its wire view
+(None when it has none and is decoded instead), shared with decoders by that SHA-256."""
+
+
+def _encoded(record: CertRecord) -> Encoded:
+    data = record_bytes(record)
+    digest = hashlib.sha256(data).digest()
+    view = wire_view(record)
+    if view is not None:
+        with _ALIVE_LOCK:
+            view = _ALIVE.setdefault(digest, view)
+    return bytes.fromhex(record.sha256), data, digest, view
 
 
 def _previous(

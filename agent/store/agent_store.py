@@ -39,6 +39,7 @@ from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
 from invsync.agent.exchange.snapshot import Base, Served, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
+from invsync.agent.model.last_values import LastValues, stored_content
 from invsync.agent.model.record import (
     CertRecord,
     Revocation,
@@ -350,10 +351,13 @@ class AgentStore:
         self.path = path
         self.db = open_database(path, MIGRATIONS, create=create)
         self.blobs = SnapshotBlobs(self.db)
+        # Each stored record's row digest: a steady collection encodes only changed rows.
+        self._row_digests: LastValues[str] = LastValues(stored_content)
 
     def close(self) -> None:
         """Close the database connection."""
         self.blobs.forget()
+        self._row_digests.forget()
         self.db.close()
 
     def forget_blobs(self, pairing: str | None = None) -> None:
@@ -381,7 +385,8 @@ class AgentStore:
         A row whose DER no longer hashes to its SHA-256 (damaged on disk) is written again. A
         row edited by hand keeps the edit until its record changes: whoever writes this table
         with SQL sets its `row_digest` to NULL, and the next collection writes it again."""
-        certificates, sources = _rows(records, now)  # a bad record raises before any write
+        sources = _source_rows(records, now)  # a bad record raises before any write
+        digests = self._row_digests.of(records, lambda r: row_digest(_certificate_columns(r)))
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
             held = {
                 sha256: digest if sha256_hex(der) == sha256 else None
@@ -389,10 +394,14 @@ class AgentStore:
                     "SELECT sha256, row_digest, der FROM certificates WHERE present = 1"
                 )
             }
-            listed = {row["sha256"] for row in certificates}
+            listed = {record.sha256 for record in records}
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
-            changed = [row for row in certificates if held.get(row["sha256"]) != row["row_digest"]]
+            changed = [
+                _certificate_row(record, digest)
+                for record, digest in zip(records, digests, strict=True)
+                if held.get(record.sha256) != digest
+            ]
             self.db.conn.executemany(_UPSERT_CERT, changed)
             self.db.conn.executemany(_UPSERT_SOURCE, sources)
 
@@ -839,33 +848,36 @@ def _rows(
     """The certificate rows and source rows of `records`. Built before anything is written, so a
     naive time or a bad record raises first, and a large inventory costs a few calls, not two
     per record."""
+    return [_certificate_row(record) for record in records], _source_rows(records, now)
+
+
+def _source_rows(records: Sequence[CertRecord], now: datetime) -> list[list[str]]:
     rfc3339(now)  # a naive time is refused before anything is written
-    certificates = [_certificate_row(record) for record in records]
     # Each source keeps its own last sighting: a record read back from the store and
     # stored again must not look freshly reported by every old source.
-    sources = [
+    return [
         [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen)]
         for record in records
         for ref in record.sources
     ]
-    return certificates, sources
 
 
 _CONTENT = itemgetter(*_CERT_COLUMNS[:-1])  # every column but row_digest, as a tuple
 
 
-def _certificate_row(record: CertRecord) -> dict[str, object]:
+def _certificate_row(record: CertRecord, digest: str | None = None) -> dict[str, object]:
+    """The record's row; `digest`: its row digest, when already known (agent.model.last_values)."""
     row = _certificate_columns(record)
-    # Values that are str, bytes, int or None: equal encodings are equal values, so an
-    # unchanged digest means unchanged content. marshal's version 2 writes each value whole
-    # (no back-references, which later versions and pickle write for an object met twice),
-    # so the digest does not depend on which values happen to be one shared object.
-    row["row_digest"] = row_digest(row)
+    row["row_digest"] = digest or row_digest(row)
     return row
 
 
 def row_digest(row: dict[str, object]) -> str:
     """The SHA-256 of a certificate row's content: every column but row_digest."""
+    # Values that are str, bytes, int or None: equal encodings are equal values, so an
+    # unchanged digest means unchanged content. marshal's version 2 writes each value whole
+    # (no back-references, which later versions and pickle write for an object met twice),
+    # so the digest does not depend on which values happen to be one shared object.
     return hashlib.sha256(marshal.dumps(_CONTENT(row), 2)).hexdigest()
 
 

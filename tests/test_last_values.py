@@ -1,0 +1,161 @@
+"""What a daemon reuses from its last cycle is what deriving afresh gives (issue 13).
+
+`LastValues` answers a record met again (a new object) from what was derived for it last time,
+when its CertInfo is the same object and its content equal. These tests hold that to the
+derivations it stands for: a certificate row's digest (the store) and a record's encoding in a
+snapshot (`build_snapshot`'s memo), on generated records in several zones, with a daylight-saving
+zone's repeated hour among them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invsync.agent.exchange.snapshot import Built, Encoded, build_snapshot
+from invsync.agent.model.last_values import LastValues, sent_content, stored_content
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
+from invsync.agent.store.agent_store import _certificate_columns, row_digest
+from tests.test_wire_view import INFOS, T0, _records
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# 02:30 on 2021-10-31 happened twice in Berlin: equal as clock readings, an hour apart.
+FIRST_0230 = datetime(2021, 10, 31, 2, 30, tzinfo=BERLIN)
+SECOND_0230 = FIRST_0230.replace(fold=1)
+
+
+def _row(record: CertRecord) -> str:
+    return row_digest(_certificate_columns(record))
+
+
+def _build(records: list[CertRecord], memo: LastValues[Encoded] | None = None) -> Built:
+    return build_snapshot(
+        party="jprs",
+        pairing="secom-jprs",
+        role="subordinate",
+        version=1,
+        issued_at=T0,
+        expires_at=T0 + timedelta(days=1),
+        records=records,
+        memo=memo,
+    )
+
+
+def _seen(built: Built) -> tuple[object, ...]:
+    return built.payload, built.full, [repr(r) for r in built.decoded]
+
+
+def test_a_record_met_again_is_answered_from_the_last_call() -> None:
+    derived: list[str] = []
+
+    def derive(record: CertRecord) -> str:
+        derived.append(record.sha256)
+        return _row(record)
+
+    memo: LastValues[str] = LastValues(stored_content)
+    first = [
+        CertRecord(info, "jprs", sources=(SourceRef("pem", "a.pem", T0, T0),)) for info in INFOS
+    ]
+    assert memo.of(first, derive) == [_row(r) for r in first] and len(derived) == len(INFOS)
+    derived.clear()
+    later = T0 + timedelta(days=1)
+    again = [r.with_view(sources=(SourceRef("pem", "a.pem", T0, later),)) for r in first]
+    assert memo.of(again, derive) == [_row(r) for r in first] and derived == []
+    moved = [again[0].with_view(operator="secom"), *again[1:]]
+    assert memo.of(moved, derive)[0] == _row(moved[0]) and derived == [INFOS[0].sha256]
+
+
+def test_another_certinfo_object_of_the_same_certificate_is_derived_again() -> None:
+    """Only the same object vouches for every value read from the DER."""
+    memo: LastValues[str] = LastValues(stored_content)
+    record = CertRecord(INFOS[0], "jprs")
+    memo.of([record], _row)
+    copy = CertRecord(dataclasses.replace(INFOS[0]), "jprs")
+    assert memo.of([copy], lambda r: "derived again") == ["derived again"]
+
+
+def test_only_the_last_calls_records_are_kept() -> None:
+    memo: LastValues[str] = LastValues(stored_content)
+    memo.of([CertRecord(info) for info in INFOS], _row)
+    memo.of([CertRecord(INFOS[0])], _row)
+    assert len(memo) == 1
+    assert memo.of([CertRecord(INFOS[1])], lambda r: "derived again") == ["derived again"]
+
+
+def test_times_an_hour_apart_that_compare_equal_are_not_one_content() -> None:
+    assert FIRST_0230 == SECOND_0230  # one zone: compared by the clock reading alone
+    sources = [SourceRef("pem", "a.pem", at, at) for at in (FIRST_0230, SECOND_0230)]
+    records = [CertRecord(INFOS[0], sources=(s,)) for s in sources]
+    assert sent_content(records[0]) != sent_content(records[1])
+    revoked = [CertRecord(INFOS[0], revocation=Revocation(at, "superseded", "log:1"))
+               for at in (FIRST_0230, SECOND_0230)]  # fmt: skip
+    assert _row(revoked[0]) != _row(revoked[1])
+    memo: LastValues[str] = LastValues(stored_content)
+    assert [memo.of([r], _row)[0] for r in revoked] == [_row(r) for r in revoked]
+
+
+_zoned = st.sampled_from([FIRST_0230, SECOND_0230, FIRST_0230.astimezone(UTC)])
+_dst_records = st.builds(
+    CertRecord,
+    info=st.sampled_from(INFOS),
+    operator=st.sampled_from([None, "jprs"]),
+    sources=st.lists(st.builds(SourceRef, st.just("pem"), st.just("a.pem"), _zoned, _zoned)).map(
+        tuple
+    ),
+    revocation=st.one_of(
+        st.none(), st.builds(Revocation, _zoned, st.just("superseded"), st.just("log:1"))
+    ),
+)
+_any_records = st.one_of(_records, _dst_records)
+
+
+@given(_any_records, _any_records)
+def test_a_row_digest_reused_is_the_one_derived_afresh(
+    earlier: CertRecord, later: CertRecord
+) -> None:
+    memo: LastValues[str] = LastValues(stored_content)
+    memo.of([earlier], _row)
+    assert memo.of([later], _row) == [_row(later)]
+
+
+def _unique(records: list[CertRecord]) -> list[CertRecord]:
+    return list({r.sha256: r for r in records}.values())
+
+
+@given(st.lists(_any_records, max_size=6), st.lists(_any_records, max_size=6))
+def test_a_snapshot_built_on_its_last_encodings_is_the_one_built_afresh(
+    earlier: list[CertRecord], later: list[CertRecord]
+) -> None:
+    earlier, later = _unique(earlier), _unique(later)
+    try:
+        fresh = _seen(_build(later))
+    except ValueError:  # a time the wire cannot carry: the memo must refuse it too
+        fresh = None
+    memo: LastValues[Encoded] = LastValues(sent_content)
+    with contextlib.suppress(ValueError):
+        _build(earlier, memo)
+    try:
+        assert _seen(_build(later, memo)) == fresh
+    except ValueError:
+        assert fresh is None
+
+
+def test_a_snapshot_build_reuses_the_encodings_of_unchanged_records() -> None:
+    memo: LastValues[Encoded] = LastValues(sent_content)
+    records = [
+        CertRecord(info, "jprs", sources=(SourceRef("pem", "a.pem", T0, T0),)) for info in INFOS
+    ]
+    first = _build(records, memo)
+    kept = {r.info.sha256: r for r in first.decoded}
+    later = T0 + timedelta(days=1)
+    again = [r.with_view(sources=(SourceRef("pem", "a.pem", T0, later),)) for r in records]
+    second = _build(again, memo)
+    assert second.payload == first.payload
+    assert all(view is kept[view.sha256] for view in second.decoded)
+    assert hashlib.sha256(second.full).digest() == hashlib.sha256(_build(again).full).digest()
