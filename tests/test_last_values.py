@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invsync.agent.exchange.snapshot import Built, Encoded, build_snapshot
-from invsync.agent.model.last_values import LastValues, sent_content, stored_content
+from invsync.agent.model.last_values import LastValues, same_sent, same_stored
 from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 from invsync.agent.store.agent_store import _certificate_columns, row_digest
 from tests.test_wire_view import INFOS, T0, _records
@@ -58,7 +58,7 @@ def test_a_record_met_again_is_answered_from_the_last_call() -> None:
         derived.append(record.sha256)
         return _row(record)
 
-    memo: LastValues[str] = LastValues(stored_content)
+    memo: LastValues[str] = LastValues(same_stored)
     first = [
         CertRecord(info, "jprs", sources=(SourceRef("pem", "a.pem", T0, T0),)) for info in INFOS
     ]
@@ -73,7 +73,7 @@ def test_a_record_met_again_is_answered_from_the_last_call() -> None:
 
 def test_another_certinfo_object_of_the_same_certificate_is_derived_again() -> None:
     """Only the same object vouches for every value read from the DER."""
-    memo: LastValues[str] = LastValues(stored_content)
+    memo: LastValues[str] = LastValues(same_stored)
     record = CertRecord(INFOS[0], "jprs")
     memo.of([record], _row)
     copy = CertRecord(dataclasses.replace(INFOS[0]), "jprs")
@@ -81,7 +81,7 @@ def test_another_certinfo_object_of_the_same_certificate_is_derived_again() -> N
 
 
 def test_only_the_last_calls_records_are_kept() -> None:
-    memo: LastValues[str] = LastValues(stored_content)
+    memo: LastValues[str] = LastValues(same_stored)
     memo.of([CertRecord(info) for info in INFOS], _row)
     memo.of([CertRecord(INFOS[0])], _row)
     assert len(memo) == 1
@@ -92,11 +92,11 @@ def test_times_an_hour_apart_that_compare_equal_are_not_one_content() -> None:
     assert FIRST_0230 == SECOND_0230  # one zone: compared by the clock reading alone
     sources = [SourceRef("pem", "a.pem", at, at) for at in (FIRST_0230, SECOND_0230)]
     records = [CertRecord(INFOS[0], sources=(s,)) for s in sources]
-    assert sent_content(records[0]) != sent_content(records[1])
+    assert not same_sent(*records)
     revoked = [CertRecord(INFOS[0], revocation=Revocation(at, "superseded", "log:1"))
                for at in (FIRST_0230, SECOND_0230)]  # fmt: skip
     assert _row(revoked[0]) != _row(revoked[1])
-    memo: LastValues[str] = LastValues(stored_content)
+    memo: LastValues[str] = LastValues(same_stored)
     assert [memo.of([r], _row)[0] for r in revoked] == [_row(r) for r in revoked]
 
 
@@ -119,7 +119,7 @@ _any_records = st.one_of(_records, _dst_records)
 def test_a_row_digest_reused_is_the_one_derived_afresh(
     earlier: CertRecord, later: CertRecord
 ) -> None:
-    memo: LastValues[str] = LastValues(stored_content)
+    memo: LastValues[str] = LastValues(same_stored)
     memo.of([earlier], _row)
     assert memo.of([later], _row) == [_row(later)]
 
@@ -137,7 +137,7 @@ def test_a_snapshot_built_on_its_last_encodings_is_the_one_built_afresh(
         fresh = _seen(_build(later))
     except ValueError:  # a time the wire cannot carry: the memo must refuse it too
         fresh = None
-    memo: LastValues[Encoded] = LastValues(sent_content)
+    memo: LastValues[Encoded] = LastValues(same_sent)
     with contextlib.suppress(ValueError):
         _build(earlier, memo)
     try:
@@ -147,7 +147,7 @@ def test_a_snapshot_built_on_its_last_encodings_is_the_one_built_afresh(
 
 
 def test_a_snapshot_build_reuses_the_encodings_of_unchanged_records() -> None:
-    memo: LastValues[Encoded] = LastValues(sent_content)
+    memo: LastValues[Encoded] = LastValues(same_sent)
     records = [
         CertRecord(info, "jprs", sources=(SourceRef("pem", "a.pem", T0, T0),)) for info in INFOS
     ]

@@ -33,7 +33,7 @@ from invsync.agent.exchange.snapshot import (
     decode_payload,
 )
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
-from invsync.agent.model.last_values import LastValues, sent_content
+from invsync.agent.model.last_values import LastValues, same_sent
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT
 from invsync.agent.store.agent_store import SentSnapshot
@@ -110,7 +110,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         # A delta on the last snapshot the server receipted, when its whole set is known here
         # (not after a restore from the log, which brings the signed bytes alone).
         base=last_whole,
-        memo=agent.encodings.setdefault(pairing.name, LastValues(sent_content)),
+        memo=agent.encodings.setdefault(pairing.name, LastValues(same_sent)),
     )
     return Draft(last, built, version, expires_at, keys, bool(announce), last_whole)
 

@@ -3,41 +3,42 @@
 A daemon's steady cycle collects, stores and sends the same records as the cycle before, and
 deriving from 100,000 records what 100 changed records need was a third of its work. A record
 is met again as a new object (its sources' last sighting moves every cycle), so what is kept is
-keyed by SHA-256 and reused only for a record with the very CertInfo object (which holds every
-value read from its DER) and equal `content`: the fields the derived value is made of. Only
-the last call's records are kept, so what is held stays the size of one inventory.
+keyed by SHA-256, with the record it was derived from, and reused only for a record with the
+very CertInfo object (which holds every value read from its DER) whose other fields the value is
+made of are equal (`Same`). Only the last call's records are kept, so what is held stays the
+size of one inventory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Generic, TypeVar
 
-from invsync.agent.model.record import CertInfo, CertRecord
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 
 V = TypeVar("V")
-Content = Callable[[CertRecord], tuple[Hashable, ...]]
+Same = Callable[[CertRecord, CertRecord], bool]
 
 
 class LastValues(Generic[V]):
-    def __init__(self, content: Content) -> None:
-        self._content = content
-        self._kept: dict[str, tuple[CertInfo, tuple[Hashable, ...], V]] = {}
+    def __init__(self, same: Same) -> None:
+        self._same = same
+        self._kept: dict[str, tuple[CertRecord, V]] = {}
 
     def of(self, records: Sequence[CertRecord], derive: Callable[[CertRecord], V]) -> list[V]:
         """`derive(record)` of each record, reused from the last call where it holds the same
         certificate and content; these records are then the ones kept."""
-        content, kept, now = self._content, self._kept, {}
+        same, kept, now = self._same, self._kept, {}
         out = []
         for record in records:
-            key = content(record)
-            held = kept.get(record.sha256)
-            if held is not None and held[0] is record.info and held[1] == key:
-                value = held[2]
+            sha256 = record.info.sha256
+            held = kept.get(sha256)
+            if held is not None and held[0].info is record.info and same(held[0], record):
+                value = held[1]
             else:
                 value = derive(record)
-            now[record.sha256] = (record.info, key, value)
+            now[sha256] = (record, value)
             out.append(value)
         self._kept = now
         return out
@@ -50,34 +51,50 @@ class LastValues(Generic[V]):
         return len(self._kept)
 
 
-def stored_content(record: CertRecord) -> tuple[Hashable, ...]:
-    """Every field of a record but its certificate and sources: what a certificate row holds
-    beside the DER (agent.store.agent_store, where the sources have a table of their own)."""
-    revocation = record.revocation
+def same_stored(a: CertRecord, b: CertRecord) -> bool:
+    """Whether two records of one CertInfo have the same fields but their sources: what a
+    certificate row holds beside the DER (agent.store.agent_store, where the sources have a
+    table of their own)."""
     return (
-        record.operator,
-        record.lifecycle,
-        revocation,
-        _instant(revocation.revoked_at) if revocation else None,
-        record.attribution,
-        record.disclosure,
-        record.audit_scope,
-        record.revocation_evidence,
-        tuple([_instant(r.revoked_at) for r in record.revocation_evidence]),
+        a.operator == b.operator
+        and a.lifecycle == b.lifecycle
+        and a.attribution == b.attribution
+        and _same_revocation(a.revocation, b.revocation)
+        and a.disclosure == b.disclosure
+        and a.audit_scope == b.audit_scope
+        and len(a.revocation_evidence) == len(b.revocation_evidence)
+        and all(map(_same_revocation, a.revocation_evidence, b.revocation_evidence))
     )
 
 
-def sent_content(record: CertRecord) -> tuple[Hashable, ...]:
-    """What a record's wire form holds beside the DER: the stored content and each source
-    without its last sighting (agent.exchange.record_codec)."""
-    sources = tuple([(s.kind, s.location, _instant(s.first_seen)) for s in record.sources])
-    return (*stored_content(record), sources)
+def same_sent(a: CertRecord, b: CertRecord) -> bool:
+    """`same_stored`, and the same sources but for their last sighting, which the wire form of a
+    record leaves out (agent.exchange.record_codec)."""
+    return (
+        same_stored(a, b)
+        and len(a.sources) == len(b.sources)
+        and all(map(_same_source, a.sources, b.sources))
+    )
 
 
-def _instant(at: datetime) -> Hashable:
-    """`at` as the one instant it names. Two times of one daylight-saving zone compare equal
-    by their clock reading alone, an hour apart when only their `fold` differs; and a naive
-    time (which every encoder refuses) is never equal to an aware one."""
-    if at.tzinfo is UTC:
-        return at
-    return at.astimezone(UTC) if at.tzinfo is not None else ("naive", at)
+def _same_revocation(a: Revocation | None, b: Revocation | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b and _same_instant(a.revoked_at, b.revoked_at)
+
+
+def _same_source(a: SourceRef, b: SourceRef) -> bool:
+    return (
+        a.kind == b.kind
+        and a.location == b.location
+        and a.first_seen == b.first_seen
+        and _same_instant(a.first_seen, b.first_seen)
+    )
+
+
+def _same_instant(a: datetime, b: datetime) -> bool:
+    """For two times that compare equal, whether they also name one instant. In one
+    daylight-saving zone times compare by their clock reading alone, an hour apart when only
+    their `fold` differs; so a differing fold counts as another instant (at worst a value is
+    derived again). A naive and an aware time never compare equal."""
+    return a.fold == b.fold
