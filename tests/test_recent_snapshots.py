@@ -388,6 +388,19 @@ def test_the_base_a_delta_was_decoded_on_is_what_its_own_payload_decodes_to(
     assert fresh is not previous and _seen(fresh) == _seen(previous)
 
 
+def test_a_base_held_already_is_not_made_again(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    """A daemon keeps the peer's newest snapshot: the peer's next delta builds on it, and its
+    records are not checked and kept a second time as the base."""
+    _, v2, v3 = _chain(records)
+    held = snapshot.decode_payload(v2.payload, full=v2.full)
+    snapshot.decode_payload(v3.payload, base=base_of(v2))
+    digest = hashlib.sha256(v2.payload).hexdigest()
+    assert recent.base(digest, delta.read_parts(v2.full).header_bytes) is None
+    assert snapshot.decode_payload(v2.payload, full=v2.full) is held
+
+
 def test_a_base_under_another_header_than_its_payloads_is_not_taken(
     records: list[CertRecord], recent: RecentSnapshots
 ) -> None:

@@ -30,8 +30,7 @@ from invsync.agent.daemon.rotation import (
 )
 from invsync.agent.daemon.writing import CycleResult, written_reports
 from invsync.agent.exchange.recent_snapshots import RecentSnapshots
-from invsync.agent.exchange.snapshot import Encoded
-from invsync.agent.model.last_values import LastValues
+from invsync.agent.exchange.snapshot import BuildMemo
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
@@ -77,7 +76,7 @@ class Agent:
         self.facts = FactsCache.install(self.store)
         self.recent = RecentSnapshots.install()
         self.held: list[CertRecord] | None = None
-        self.encodings: dict[str, LastValues[Encoded]] = {}
+        self.encodings: dict[str, BuildMemo] = {}
 
     def end_cycle(self) -> None:
         """Let go of what one cycle held (a daemon idles between cycles holding only each

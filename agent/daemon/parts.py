@@ -18,8 +18,7 @@ from invsync.agent.daemon.restore import Restore
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.keys import VerifyKey
-from invsync.agent.exchange.snapshot import Encoded
-from invsync.agent.model.last_values import LastValues
+from invsync.agent.exchange.snapshot import BuildMemo
 from invsync.agent.model.record import CertRecord
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
@@ -41,7 +40,7 @@ class AgentParts(Protocol):
     # The inventory as this cycle's collection stored it (`AgentStore.as_stored`); None
     # outside a cycle or before its collection: the store is read instead.
     held: list[CertRecord] | None
-    # Each pairing's records as its last snapshot encoded them (`build_snapshot`'s memo).
-    encodings: dict[str, LastValues[Encoded]]
+    # What each pairing's last snapshot build leaves for the next (`build_snapshot`'s memo).
+    encodings: dict[str, BuildMemo]
 
     def pins(self) -> Pins: ...

@@ -28,12 +28,12 @@ from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import SigningKey
 from invsync.agent.exchange.snapshot import (
     SNAPSHOT_PAYLOAD_TYPE,
+    BuildMemo,
     Built,
     build_snapshot,
     decode_payload,
 )
 from invsync.agent.inventory.scope import root_scope, subordinate_scope
-from invsync.agent.model.last_values import LastValues, same_sent
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT
 from invsync.agent.store.agent_store import SentSnapshot
@@ -110,7 +110,7 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         # A delta on the last snapshot the server receipted, when its whole set is known here
         # (not after a restore from the log, which brings the signed bytes alone).
         base=last_whole,
-        memo=agent.encodings.setdefault(pairing.name, LastValues(same_sent)),
+        memo=agent.encodings.setdefault(pairing.name, BuildMemo()),
     )
     return Draft(last, built, version, expires_at, keys, bool(announce), last_whole)
 

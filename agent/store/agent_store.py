@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import marshal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import itemgetter
@@ -48,6 +48,7 @@ from invsync.agent.model.record import (
 )
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.db import Migration, open_database, transaction
+from invsync.agent.store.kept_sources import KeptSources
 from invsync.agent.store.snapshot_blobs import SnapshotBlobs
 from invsync.agent.times import parse_rfc3339
 from invsync.agent.times import rfc3339 as _utc_text
@@ -261,6 +262,7 @@ _RECORD_COLUMNS = (
     "sha256, der, operator, lifecycle, revoked_at, revocation_reason, revocation_source,"
     " revocation_crl_hash, facts"
 )
+_BATCH = 500  # certificates per `IN (...)`: far below SQLite's limit on bound values
 _UPSERT_SOURCE = (
     "INSERT INTO certificate_sources (sha256, kind, location, first_seen, last_seen)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -351,12 +353,15 @@ class AgentStore:
         self.db = open_database(path, MIGRATIONS, create=create)
         self.blobs = SnapshotBlobs(self.db)
         # Each stored record's row digest: a steady collection encodes only changed rows.
+        # And its sources as stored, worked out without reading them back (`as_stored`).
+        self._kept_sources = KeptSources()
         self._row_digests: LastValues[str] = LastValues(same_stored)
 
     def close(self) -> None:
         """Close the database connection."""
         self.blobs.forget()
         self._row_digests.forget()
+        self._kept_sources.forget()
         self.db.close()
 
     def forget_blobs(self, pairing: str | None = None) -> None:
@@ -389,6 +394,7 @@ class AgentStore:
         # A listed row's DER is compared with the record's, which hashes to the SHA-256 both
         # are keyed by: the same check as hashing the row's, without hashing 50 MB a cycle.
         listed = {record.sha256: record.info.der for record in records}
+        before = self._kept_sources.before_write(self._data_version())
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
             held = {
                 sha256: digest if listed.get(sha256) == der else None
@@ -405,6 +411,12 @@ class AgentStore:
             ]
             self.db.conn.executemany(_UPSERT_CERT, changed)
             self.db.conn.executemany(_UPSERT_SOURCE, sources)
+        self._kept_sources.after_write(records, before, self._sources_of, self._data_version())
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections (PRAGMA data_version)."""
+        version: int = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def import_records(self, records: Sequence[CertRecord], now: datetime) -> None:
         """Add or update `records` in one transaction; the rest of the inventory is untouched.
@@ -416,6 +428,7 @@ class AgentStore:
             self._upsert(records, now)
 
     def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
+        self._kept_sources.forget()
         certificates, sources = _rows(records, now)
         self.db.conn.executemany(_UPSERT_CERT, certificates)
         self.db.conn.executemany(_UPSERT_SOURCE, sources)
@@ -428,7 +441,9 @@ class AgentStore:
         is and read back equal (a test holds both to each other on real data); a row edited
         by hand without clearing its `row_digest` (see `replace_inventory`) is the exception:
         the collection's values stand for it here, the edit in `inventory()`."""
-        sources = self._sources()
+        sources = self._kept_sources.for_records(records)
+        if sources is None:
+            sources = self._sources()
         return [
             record.with_view(sources=sources.get(record.sha256, ()))
             for record in sorted(records, key=lambda r: r.sha256)
@@ -795,8 +810,13 @@ class AgentStore:
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def _sources(self, sha256: str | None = None) -> dict[str, tuple[SourceRef, ...]]:
-        where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
+    def _sources(self, sha256: str | list[str] | None = None) -> dict[str, tuple[SourceRef, ...]]:
+        """Every source of one certificate, of several (a list), or of all (None)."""
+        if isinstance(sha256, list):
+            marks = ", ".join("?" * len(sha256))
+            where, params = f"WHERE sha256 IN ({marks})", sha256
+        else:
+            where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
         sql = (
             "SELECT sha256, kind, location, first_seen, last_seen FROM certificate_sources"
             f" {where} ORDER BY sha256, rowid"
@@ -811,6 +831,14 @@ class AgentStore:
                 ref = shared[key] = _source(*key)
             grouped.setdefault(sha, []).append(ref)
         return {sha: tuple(refs) for sha, refs in grouped.items()}
+
+    def _sources_of(self, shas: Iterable[str]) -> dict[str, tuple[SourceRef, ...]]:
+        """`_sources` of these certificates alone, read in batches of SQLite's bound values."""
+        found: dict[str, tuple[SourceRef, ...]] = {}
+        batch = list(shas)
+        for start in range(0, len(batch), _BATCH):
+            found.update(self._sources(batch[start : start + _BATCH]))
+        return found
 
     def _record(self, row: dict[str, Any], sources: tuple[SourceRef, ...]) -> CertRecord:
         try:

@@ -1,0 +1,91 @@
+"""Each present record's sources as stored, kept from the last collection (issue 13).
+
+After a collection is stored, the cycle goes on with the inventory as stored (`as_stored`),
+whose sources are every source that ever reported each record, with the first and last
+sighting the store holds. Reading them back was 100,000 rows a cycle, to learn what the store
+already held plus this collection's sightings. So the sources as stored after one collection
+are kept, and the next one's are worked out from them the way the store's upsert writes them:
+a source reporting the record again keeps its first sighting and takes the new last one, a
+new source is added after the others. Kept only while the database is written by this
+connection alone: SQLite's `data_version` moves when another one commits (an `inventory import`
+beside a daemon), and then everything is read from the database again, as it is for a record
+the last collection did not list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+from invsync.agent.model.record import CertRecord, SourceRef
+from invsync.agent.times import parse_rfc3339, rfc3339
+
+Sources = tuple[SourceRef, ...]
+ReadSources = Callable[[Iterable[str]], dict[str, Sources]]
+
+
+class KeptSources:
+    def __init__(self) -> None:
+        self._by_sha: dict[str, Sources] | None = None
+        self._version: int | None = None
+        self._for: Sequence[CertRecord] | None = None
+
+    def before_write(self, data_version: int) -> dict[str, Sources] | None:
+        """What the store held before this collection's write, if nothing else wrote since
+        the last one was kept (`data_version` as the connection reads it now)."""
+        by_sha, self._by_sha, self._for = self._by_sha, None, None
+        return by_sha if data_version == self._version else None
+
+    def after_write(
+        self,
+        records: Sequence[CertRecord],
+        before: dict[str, Sources] | None,
+        read: ReadSources,
+        data_version: int,
+    ) -> None:
+        """Work out `records`' sources as the store now holds them, once their sightings were
+        written: from `before`, reading only records it does not hold."""
+        missing = [r.sha256 for r in records if before is None or r.sha256 not in before]
+        known = read(missing) if missing else {}
+        after: dict[tuple[int, int], Sources] = {}
+        by_sha = {}
+        for record in records:
+            held = before.get(record.sha256) if before is not None else None
+            if held is None:
+                by_sha[record.sha256] = known.get(record.sha256, ())
+                continue
+            key = (id(held), id(record.sources))  # both alive through this loop
+            updated = after.get(key)
+            if updated is None:
+                updated = after[key] = _sighted(held, record.sources)
+            by_sha[record.sha256] = updated
+        self._by_sha, self._for, self._version = by_sha, records, data_version
+
+    def for_records(self, records: Sequence[CertRecord]) -> dict[str, Sources] | None:
+        """The sources worked out for `records` by the last `after_write`, once; else None."""
+        by_sha = self._by_sha if self._for is records else None
+        self._for = None  # the collection's records are not held beyond their cycle
+        return by_sha
+
+    def forget(self) -> None:
+        """Keep nothing: the sources were written another way (an import)."""
+        self._by_sha, self._for, self._version = None, None, None
+
+
+def _sighted(held: Sources, seen: Sources) -> Sources:
+    """`held` once the store upserted `seen`: a known source keeps its place and first
+    sighting and takes the last one seen; a new one comes after, as its row does."""
+    out = list(held)
+    for ref in seen:
+        for index, known in enumerate(out):
+            if (known.kind, known.location) == (ref.kind, ref.location):
+                out[index] = _as_read(known.kind, known.location, known.first_seen, ref.last_seen)
+                break
+        else:
+            out.append(_as_read(ref.kind, ref.location, ref.first_seen, ref.last_seen))
+    return tuple(out)
+
+
+def _as_read(kind: str, location: str, first: datetime, last: datetime) -> SourceRef:
+    """The source as the store reads it back: each time through its stored spelling."""
+    return SourceRef(kind, location, parse_rfc3339(rfc3339(first)), parse_rfc3339(rfc3339(last)))
