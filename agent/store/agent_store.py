@@ -830,7 +830,13 @@ class AgentStore:
             if ref is None:
                 ref = shared[key] = _source(*key)
             grouped.setdefault(sha, []).append(ref)
-        return {sha: tuple(refs) for sha, refs in grouped.items()}
+        # One tuple per distinct list of refs too: the sources kept from this read are then
+        # updated once per distinct list (agent.store.kept_sources), not once per certificate.
+        lists: dict[tuple[int, ...], tuple[SourceRef, ...]] = {}
+        return {
+            sha: lists.setdefault(tuple(map(id, refs)), tuple(refs))
+            for sha, refs in grouped.items()
+        }
 
     def _sources_of(self, shas: Iterable[str]) -> dict[str, tuple[SourceRef, ...]]:
         """`_sources` of these certificates alone, read in batches of SQLite's bound values."""
