@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import marshal
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import itemgetter
@@ -838,8 +838,11 @@ class AgentStore:
             for sha, refs in grouped.items()
         }
 
-    def _sources_of(self, shas: Iterable[str]) -> dict[str, tuple[SourceRef, ...]]:
-        """`_sources` of these certificates alone, read in batches of SQLite's bound values."""
+    def _sources_of(self, shas: Sequence[str] | None) -> dict[str, tuple[SourceRef, ...]]:
+        """`_sources` of these certificates alone, read in batches of SQLite's bound values;
+        of every certificate (None)."""
+        if shas is None:
+            return self._sources()
         found: dict[str, tuple[SourceRef, ...]] = {}
         batch = list(shas)
         for start in range(0, len(batch), _BATCH):
