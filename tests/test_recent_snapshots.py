@@ -401,6 +401,39 @@ def test_a_base_held_already_is_not_made_again(
     assert snapshot.decode_payload(v2.payload, full=v2.full) is held
 
 
+def test_a_delta_on_a_whole_set_held_decodes_as_on_its_bytes(
+    records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
+) -> None:
+    """A daemon keeps the whole set of the peer's newest snapshot as it read it: the peer's
+    next delta is rebuilt on it without its bytes (a 60 MB blob, and its parse), to the
+    snapshot a decode on those bytes gives."""
+    _, v2, v3 = _chain(records)
+    snapshot.decode_payload(v2.payload, full=v2.full)
+    digest = hashlib.sha256(v2.payload).hexdigest()
+    whole = recent.whole(digest)
+    assert whole is not None
+    reads.clear()
+    on_held = snapshot.decode_payload(v3.payload, base=Base(digest, b"", whole))
+    assert reads == [v3.payload]  # the base's whole set is not read
+    recent.clear()
+    assert recent.whole(digest) is None
+    assert _seen(on_held) == _seen(snapshot.decode_payload(v3.payload, base=base_of(v2)))
+
+
+def test_one_whole_set_is_kept_a_party_its_highest_versions(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    _, v2, v3 = _chain(records)
+    current = snapshot.decode_payload(v3.payload, base=base_of(v2))
+    previous = snapshot.decode_payload(v2.payload, full=v2.full)
+    kept = recent.whole(current.payload_sha256)
+    assert kept is not None
+    recent.put_whole(previous, delta.read_whole(v2.full))  # a lower version, decoded after
+    assert recent.whole(previous.payload_sha256) is None
+    recent.end_cycle()  # outlives the cycle, as the newest snapshots do
+    assert recent.whole(current.payload_sha256) is kept
+
+
 def test_a_base_under_another_header_than_its_payloads_is_not_taken(
     records: list[CertRecord], recent: RecentSnapshots
 ) -> None:

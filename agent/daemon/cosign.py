@@ -173,7 +173,7 @@ def _left(deadline: float) -> int:
 def _peer_held(agent: AgentParts, pairing: PairingConfig) -> PeerHeld:
     """What this agent holds of the peer, for a report answer to bring the rest."""
     held = agent.checker.trust(pairing).state.checkpoint
-    base = bytes.fromhex(agent.store.peer_base_digest(pairing.name))
+    base = bytes.fromhex(agent.checker.peer_base_digest(pairing.name))
     return PeerHeld(base, held.size if held else 0)
 
 

@@ -24,12 +24,13 @@ from invsync.agent.daemon.log_watch import LogWatch
 from invsync.agent.daemon.refusals import recording_refusals
 from invsync.agent.daemon.rotation import OwnKeys, PeerKeys
 from invsync.agent.errors import InvsyncError, ReportError
+from invsync.agent.exchange import recent_snapshots
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy
 from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
-from invsync.agent.exchange.snapshot import Served
+from invsync.agent.exchange.snapshot import Base, Served
 from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust, SharedLog
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
 from invsync.agent.report.body import (
@@ -225,7 +226,7 @@ class ReportCheck:
         verifies it; a failure here is the check's to report, when it fetches again."""
         try:
             peer = getattr(parse_report_body(report.payload), other_role(pairing.role))
-            base = self.store.peer_base_digest(pairing.name)
+            base = self.peer_base_digest(pairing.name)
             if peer.version == 0 or peer.digest == base:
                 return
             self.client.prefetch_peer_snapshot(pairing.name, peer.version, bytes.fromhex(base))
@@ -236,10 +237,25 @@ class ReportCheck:
         """The peer's snapshot from the server, offering the latest one kept here as the base
         a delta may build on: a delta on it comes alone and is rebuilt here, after its
         signature verified; any other comes with its whole set."""
-        base = self.store.peer_base(pairing)
+        base = self._held_base(pairing) or self.store.peer_base(pairing)
         offered = bytes.fromhex(base.payload_sha256) if base else b""
         served = self.client.fetch_peer_snapshot(pairing, version, base_sha256=offered)
         return served if served.full or base is None else replace(served, base=base)
+
+    def peer_base_digest(self, pairing: str) -> str:
+        """The digest of the peer snapshot this agent offers as the base of the peer's next
+        delta (`AgentStore.peer_base_digest`), learnt without reading its whole set when this
+        process holds it (`_held_base`)."""
+        held = self._held_base(pairing)
+        return held.payload_sha256 if held else self.store.peer_base_digest(pairing)
+
+    def _held_base(self, pairing: str) -> Base | None:
+        """The latest peer snapshot kept, when this process holds its whole set as read when
+        decoding it (agent.exchange.recent_snapshots): a daemon then reads no 60 MB blob."""
+        recent = recent_snapshots.installed()
+        digest = self.store.latest_peer_digest(pairing) if recent is not None else ""
+        whole = recent.whole(digest) if recent is not None and digest else None
+        return Base(digest, b"", whole) if whole is not None else None
 
     def report_key(self, pairing: str) -> SigningKey:
         """Our key in force in `pairing`: the new one once a snapshot signed by it is receipted."""

@@ -17,7 +17,7 @@ import io
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 
@@ -314,10 +314,12 @@ def sign_snapshot(payload: bytes, key: SigningKey) -> Envelope:
 @dataclass(frozen=True)
 class Base:
     """The snapshot a delta builds on, as its receiver holds it: the digest of its signed
-    payload (what the delta's previous_digest must name) and its full form."""
+    payload (what the delta's previous_digest must name) and its full form, or that whole set
+    as read already (`whole`, kept by a daemon from decoding it: `full` is then not needed)."""
 
     payload_sha256: str
     full: bytes
+    whole: delta.WholeSet | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -362,8 +364,15 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)
     if recent is not None:
         recent.put(snapshot)
+        if len(set(identities)) == len(identities):  # else acceptance refuses it
+            recent.put_whole(snapshot, delta.WholeSet(whole, identities))
         # The base is often held already: a daemon keeps each party's newest snapshot.
-        if held is not None and base is not None and recent.get(base.payload_sha256) is None:
+        if (
+            held is not None
+            and base is not None
+            and base.full
+            and not recent.get(base.payload_sha256)
+        ):
             _keep_base(recent, base, held, zip(whole.records, records, digests, strict=True))
     return snapshot
 
@@ -438,7 +447,7 @@ def _whole(
                 f"{bounded(header.previous_digest.hex())[:16] or '(nothing)'}, "
                 f"not on the snapshot held here ({base.payload_sha256[:16]})"
             )
-        held = delta.read_whole(base.full)
+        held = base.whole or delta.read_whole(base.full)
         rebuilt, whole = delta.rebuild_parts(parts, held)
         return rebuilt, whole, held
     raise MalformedSnapshot(

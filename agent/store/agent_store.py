@@ -746,6 +746,14 @@ class AgentStore:
         whole = served.full or (b"" if accepted_header(served.payload).delta else served.payload)
         return Base(rows[0]["payload_sha256"], whole) if whole else None
 
+    def latest_peer_digest(self, pairing: str) -> str:
+        """The payload SHA-256 (hex) of the latest peer snapshot kept, its blobs unread; ""
+        when none is kept (or it was written without one)."""
+        row = self.db.execute(
+            "SELECT payload_sha256 FROM peer_snapshots WHERE " + _LATEST, [pairing]
+        ).fetchone()
+        return str(row[0]) if row is not None and row[0] else ""
+
     def peer_base_digest(self, pairing: str) -> str:
         """`peer_base`'s payload SHA-256 (hex); "" when there is none. Its blobs are read once
         per cycle for both (agent.store.snapshot_blobs)."""
