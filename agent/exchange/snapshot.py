@@ -143,8 +143,8 @@ def build_snapshot(
     memo: BuildMemo | None = None,
 ) -> Built:
     """`build_payload`, as a delta when `base` is given: the full form of the snapshot
-    `previous_digest` names, which the receiver holds (agent.exchange.delta). `memo`: each
-    record's encoding kept from the last build, by a daemon building the pairing's next one."""
+    `previous_digest` names, which the receiver holds (agent.exchange.delta). `memo`: what the
+    last build of a daemon's pairing left (`BuildMemo`), used where it holds and then renewed."""
     if role not in _ROLE_TO_PB:
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
     ordered = sorted(records, key=lambda r: r.sha256)
