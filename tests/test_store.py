@@ -221,6 +221,29 @@ def test_certificate_with_other_der_is_reported_corrupt(tmp_path: Path) -> None:
         assert repaired == {r.sha256: r.info.der for r in _collection(T1)}
 
 
+def test_only_a_collection_after_another_writer_reads_the_der_back(tmp_path: Path) -> None:
+    """A daemon's rows are the ones it wrote until another connection writes: only then (and at
+    its first collection) is each stored DER read back to find damaged rows."""
+    statements: list[str] = []
+    path = tmp_path / "agent.db"
+    with AgentStore(path) as store:
+        store.db.conn.set_trace_callback(statements.append)
+        for day in range(3):
+            statements.clear()
+            store.replace_inventory(_collection(T0 + timedelta(days=day)), T0)
+            reads_der = any("row_digest, der FROM certificates" in s for s in statements)
+            assert reads_der == (day == 0)
+        with sqlite3.connect(path) as other:
+            der = other.execute(
+                "SELECT der FROM certificates WHERE sha256 = ?", [BUG_DV]
+            ).fetchone()[0]
+            other.execute("UPDATE certificates SET der = ? WHERE sha256 = ?", [der, BUG_OV])
+        statements.clear()
+        store.replace_inventory(_collection(T1), T1)
+        assert any("row_digest, der FROM certificates" in s for s in statements)
+        assert store.inventory() == store.as_stored(_collection(T1))  # repaired
+
+
 def test_sent_snapshots(tmp_path: Path) -> None:
     sigs = [("ab" * 32, b"\x01sig"), ("cd" * 32, b"\x02sig")]
     with AgentStore(tmp_path / "agent.db") as store:

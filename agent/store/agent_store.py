@@ -386,22 +386,18 @@ class AgentStore:
         Only what changed is written: a row whose content is the stored one (by the digest the
         collection that wrote it kept) keeps its bytes on disk, and only records no longer
         listed are marked not present. Each source's last sighting is written for every record.
-        A row whose DER no longer hashes to its SHA-256 (damaged on disk) is written again. A
+        A row whose DER no longer hashes to its SHA-256 (damaged on disk) is written again,
+        once another connection wrote the database (or at a process's first collection): a
+        daemon's later collections read back only the digests of the rows it wrote itself. A
         row edited by hand keeps the edit until its record changes: whoever writes this table
         with SQL sets its `row_digest` to NULL, and the next collection writes it again."""
         sources = _source_rows(records, now)  # a bad record raises before any write
         digests = self._row_digests.of(records, lambda r: row_digest(_certificate_columns(r)))
-        # A listed row's DER is compared with the record's, which hashes to the SHA-256 both
-        # are keyed by: the same check as hashing the row's, without hashing 50 MB a cycle.
         listed = {record.sha256: record.info.der for record in records}
+        # None unless only this store wrote since its last collection (agent.store.kept_sources).
         before = self._kept_sources.before_write(self._data_version())
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
-            held = {
-                sha256: digest if listed.get(sha256) == der else None
-                for sha256, digest, der in self.db.execute(
-                    "SELECT sha256, row_digest, der FROM certificates WHERE present = 1"
-                )
-            }
+            held = self._present_digests(listed, check_der=before is None)
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
             changed = [
@@ -412,6 +408,21 @@ class AgentStore:
             self.db.conn.executemany(_UPSERT_CERT, changed)
             self.db.conn.executemany(_UPSERT_SOURCE, sources)
         self._kept_sources.after_write(records, before, self._sources_of, self._data_version())
+
+    def _present_digests(self, listed: dict[str, bytes], *, check_der: bool) -> dict[str, Any]:
+        """Each present row's digest by SHA-256; with `check_der`, None for a listed row whose
+        DER is not the record's (which hashes to the SHA-256 both are keyed by: the same check
+        as hashing the row's, without hashing 50 MB)."""
+        if not check_der:
+            return dict(
+                self.db.execute("SELECT sha256, row_digest FROM certificates WHERE present = 1")
+            )
+        return {
+            sha256: digest if listed.get(sha256) == der else None
+            for sha256, digest, der in self.db.execute(
+                "SELECT sha256, row_digest, der FROM certificates WHERE present = 1"
+            )
+        }
 
     def _data_version(self) -> int:
         """SQLite's count of commits by other connections (PRAGMA data_version)."""
