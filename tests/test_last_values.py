@@ -20,11 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invsync.agent.exchange import delta
-from invsync.agent.exchange.snapshot import BuildMemo, Built, build_snapshot
+from invsync.agent.exchange.snapshot import BuildMemo, Built
 from invsync.agent.model.last_values import LastValues, same_sent, same_stored
-from invsync.agent.model.record import CertInfo, CertRecord, Revocation, SourceRef
+from invsync.agent.model.record import CertRecord, Revocation, SourceRef
 from invsync.agent.store.agent_store import _certificate_columns, row_digest
-from tests.test_wire_view import INFOS, T0, _records
+from tests.test_wire_view import INFOS, T0, _built, _plain, _records
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # 02:30 on 2021-10-31 happened twice in Berlin: equal as clock readings, an hour apart.
@@ -34,19 +34,6 @@ SECOND_0230 = FIRST_0230.replace(fold=1)
 
 def _row(record: CertRecord) -> str:
     return row_digest(_certificate_columns(record))
-
-
-def _build(records: list[CertRecord], memo: BuildMemo | None = None) -> Built:
-    return build_snapshot(
-        party="jprs",
-        pairing="secom-jprs",
-        role="subordinate",
-        version=1,
-        issued_at=T0,
-        expires_at=T0 + timedelta(days=1),
-        records=records,
-        memo=memo,
-    )
 
 
 def _seen(built: Built) -> tuple[object, ...]:
@@ -136,14 +123,14 @@ def test_a_snapshot_built_on_its_last_encodings_is_the_one_built_afresh(
 ) -> None:
     earlier, later = _unique(earlier), _unique(later)
     try:
-        fresh = _seen(_build(later))
+        fresh = _seen(_built(later))
     except ValueError:  # a time the wire cannot carry: the memo must refuse it too
         fresh = None
     memo = BuildMemo()
     with contextlib.suppress(ValueError):
-        _build(earlier, memo)
+        _built(earlier, memo=memo)
     try:
-        assert _seen(_build(later, memo)) == fresh
+        assert _seen(_built(later, memo=memo)) == fresh
     except ValueError:
         assert fresh is None
 
@@ -153,31 +140,14 @@ def test_a_snapshot_build_reuses_the_encodings_of_unchanged_records() -> None:
     records = [
         CertRecord(info, "jprs", sources=(SourceRef("pem", "a.pem", T0, T0),)) for info in INFOS
     ]
-    first = _build(records, memo)
+    first = _built(records, memo=memo)
     kept = {r.info.sha256: r for r in first.decoded}
     later = T0 + timedelta(days=1)
     again = [r.with_view(sources=(SourceRef("pem", "a.pem", T0, later),)) for r in records]
-    second = _build(again, memo)
+    second = _built(again, memo=memo)
     assert second.payload == first.payload
     assert all(view is kept[view.sha256] for view in second.decoded)
-    assert hashlib.sha256(second.full).digest() == hashlib.sha256(_build(again).full).digest()
-
-
-def _on(
-    records: list[CertRecord], version: int, base: Built | None, memo: BuildMemo | None
-) -> Built:
-    return build_snapshot(
-        party="jprs",
-        pairing="secom-jprs",
-        role="subordinate",
-        version=version,
-        issued_at=T0,
-        expires_at=T0 + timedelta(days=1),
-        records=records,
-        base=base.full if base else None,
-        previous_digest=hashlib.sha256(base.payload).digest() if base else b"",
-        memo=memo,
-    )
+    assert hashlib.sha256(second.full).digest() == hashlib.sha256(_built(again).full).digest()
 
 
 def _chain_seen(built: Built) -> tuple[object, ...]:
@@ -187,10 +157,6 @@ def _chain_seen(built: Built) -> tuple[object, ...]:
     return built.payload, built.full, seen(built.snapshot), seen(built.previous)
 
 
-def _plain(infos: list[CertInfo], where: str) -> list[CertRecord]:
-    return [CertRecord(i, "jprs", sources=(SourceRef("pem", where, T0, T0),)) for i in infos]
-
-
 @given(st.lists(st.tuples(st.integers(0, 2), st.booleans()), min_size=1, max_size=4))
 def test_builds_on_the_last_build_or_an_earlier_one_are_the_ones_built_afresh(
     steps: list[tuple[int, bool]],
@@ -198,13 +164,13 @@ def test_builds_on_the_last_build_or_an_earlier_one_are_the_ones_built_afresh(
     """Each step builds the next version on one of the versions before (a push refused leaves
     the last receipted one as the base, not the last built): with the memo as without."""
     memo = BuildMemo()
-    with_memo: list[Built] = [_on(_plain(INFOS, "a.pem"), 1, None, memo)]
-    without: list[Built] = [_on(_plain(INFOS, "a.pem"), 1, None, None)]
+    with_memo: list[Built] = [_built(_plain(INFOS, "a.pem"), 1, None, memo)]
+    without: list[Built] = [_built(_plain(INFOS, "a.pem"), 1, None, None)]
     for version, (back, halved) in enumerate(steps, start=2):
         infos = INFOS[version % 2 :: 2] if halved else INFOS
         on = max(0, len(with_memo) - 1 - back)
-        with_memo.append(_on(_plain(infos, "a.pem"), version, with_memo[on], memo))
-        without.append(_on(_plain(infos, "a.pem"), version, without[on], None))
+        with_memo.append(_built(_plain(infos, "a.pem"), version, with_memo[on], memo))
+        without.append(_built(_plain(infos, "a.pem"), version, without[on], None))
     assert [_chain_seen(b) for b in with_memo] == [_chain_seen(b) for b in without]
 
 
@@ -212,7 +178,7 @@ def test_a_build_on_the_last_build_does_not_read_its_whole_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     memo = BuildMemo()
-    first = _on(_plain(INFOS, "a.pem"), 1, None, memo)
+    first = _built(_plain(INFOS, "a.pem"), 1, None, memo)
     read: list[bytes] = []
     real = delta.read_parts
 
@@ -221,8 +187,8 @@ def test_a_build_on_the_last_build_does_not_read_its_whole_set(
         return real(data, what)
 
     monkeypatch.setattr(delta, "read_parts", counted)
-    second = _on(_plain(INFOS[1:], "a.pem"), 2, first, memo)
-    third = _on(_plain(INFOS, "a.pem"), 3, second, memo)
+    second = _built(_plain(INFOS[1:], "a.pem"), 2, first, memo)
+    third = _built(_plain(INFOS, "a.pem"), 3, second, memo)
     assert read == [] and second.delta and third.delta
-    _on(_plain(INFOS, "b.pem"), 3, first, memo)  # on an earlier one: read as before
+    _built(_plain(INFOS, "b.pem"), 3, first, memo)  # on an earlier one: read as before
     assert read == [first.full]

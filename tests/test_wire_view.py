@@ -22,7 +22,7 @@ from invsync.agent.exchange.record_codec import (
     record_to_pb,
     wire_view,
 )
-from invsync.agent.exchange.snapshot import Built, build_snapshot, decode_payload
+from invsync.agent.exchange.snapshot import BuildMemo, Built, build_snapshot, decode_payload
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry
 from invsync.agent.model.record import LIFECYCLES, CertInfo, CertRecord, Revocation, SourceRef
 from invsync.agent.model.snapshot import Snapshot
@@ -128,7 +128,12 @@ def test_a_snapshot_of_records_without_views_decodes_them() -> None:
     )
 
 
-def _built(records: list[CertRecord], version: int = 1, on: Built | None = None) -> Built:
+def _built(
+    records: list[CertRecord],
+    version: int = 1,
+    on: Built | None = None,
+    memo: BuildMemo | None = None,
+) -> Built:
     return build_snapshot(
         party="jprs",
         pairing="secom-jprs",
@@ -139,6 +144,7 @@ def _built(records: list[CertRecord], version: int = 1, on: Built | None = None)
         records=records,
         base=on.full if on else None,
         previous_digest=hashlib.sha256(on.payload).digest() if on else b"",
+        memo=memo,
     )
 
 
