@@ -9,6 +9,7 @@ dropped and listed again, in other zones, with another process importing in betw
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from invsync.agent.errors import StoreError
 from invsync.agent.model.record import CertRecord, SourceRef
 from invsync.agent.store.agent_store import AgentStore
 from tests.test_store import T0, _collection
@@ -107,3 +109,43 @@ def test_an_import_by_this_store_is_read_back_too(tmp_path: Path) -> None:
             "a.pem",
             "x.csv",
         ]
+
+
+def test_an_import_committed_during_a_collection_is_never_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data_version the kept sources hold for is read in the writing transaction, where it
+    opens the snapshot the writes build on: an import committed after it makes that collection
+    fail (nothing written, nothing kept), and the next one reads every source back."""
+    path = tmp_path / "agent.db"
+    with AgentStore(path) as store:
+        store.replace_inventory(_collected([["a.pem"]] * len(RECORDS), T0), T0)
+        real = store._data_version
+        later = T0 + timedelta(days=1)
+
+        def then_an_import() -> int:
+            version = real()
+            monkeypatch.setattr(store, "_data_version", real)
+            _outside_import(path, later)
+            return version
+
+        monkeypatch.setattr(store, "_data_version", then_an_import)
+        records = _collected([["a.pem"]] * len(RECORDS), later)
+        with pytest.raises(StoreError, match=f"{re.escape(str(path))}: cannot store the inventory"):
+            store.replace_inventory(records, later)
+        store.replace_inventory(records, later)
+        assert store.as_stored(records) == store.inventory()
+        sources = {r.sha256: [s.location for s in r.sources] for r in store.as_stored(records)}
+        assert sources[RECORDS[0].sha256] == ["a.pem", "x.csv"]
+
+
+def test_a_certificate_listed_twice_is_stored_as_read_back(tmp_path: Path) -> None:
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collected([["a.pem"]] * len(RECORDS), T0), T0)
+        later = T0 + timedelta(days=1)
+        records = _collected([["a.pem"]] * len(RECORDS), later)
+        records.append(records[0].with_view(sources=(SourceRef("pem", "b.pem", later, later),)))
+        store.replace_inventory(records, later)
+        held = {r.sha256: r.sources for r in store.as_stored(records)}
+        assert held == {r.sha256: r.sources for r in store.inventory()}
+        assert [s.location for s in held[RECORDS[0].sha256]] == ["a.pem", "b.pem"]

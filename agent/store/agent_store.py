@@ -394,9 +394,16 @@ class AgentStore:
         sources = _source_rows(records, now)  # a bad record raises before any write
         digests = self._row_digests.of(records, lambda r: row_digest(_certificate_columns(r)))
         listed = {record.sha256: record.info.der for record in records}
-        # None unless only this store wrote since its last collection (agent.store.kept_sources).
-        before = self._kept_sources.before_write(self._data_version())
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
+            # Read first, in the transaction: it opens the snapshot the writes below build on
+            # (another connection's commit after it makes them fail), and this store's own
+            # commit leaves it as it is.
+            version = self._data_version()
+            # None unless only this store wrote since its last collection (agent.store.
+            # kept_sources); and a certificate listed twice is worked out from the database.
+            before = self._kept_sources.before_write(version)
+            if len(listed) != len(records):
+                before = None
             held = self._present_digests(listed, check_der=before is None)
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
@@ -407,7 +414,8 @@ class AgentStore:
             ]
             self.db.conn.executemany(_UPSERT_CERT, changed)
             self.db.conn.executemany(_UPSERT_SOURCE, sources)
-        self._kept_sources.after_write(records, before, self._sources_of, self._data_version())
+            stored = self._kept_sources.work_out(records, before, self._sources_of)
+        self._kept_sources.keep(records, stored, version)  # once committed
 
     def _present_digests(self, listed: dict[str, bytes], *, check_der: bool) -> dict[str, Any]:
         """Each present row's digest by SHA-256; with `check_der`, None for a listed row whose

@@ -26,6 +26,9 @@ ReadSources = Callable[[Sequence[str] | None], dict[str, Sources]]
 
 
 class KeptSources:
+    """The sources `as_stored` gives each record the last collection listed, and the
+    `data_version` they hold for (None: none kept)."""
+
     def __init__(self) -> None:
         self._by_sha: dict[str, Sources] | None = None
         self._version: int | None = None
@@ -33,19 +36,17 @@ class KeptSources:
 
     def before_write(self, data_version: int) -> dict[str, Sources] | None:
         """What the store held before this collection's write, if nothing else wrote since
-        the last one was kept (`data_version` as the connection reads it now)."""
+        the last one was kept (`data_version` as the writing transaction reads it first).
+        Nothing is kept from here on until `keep`: a failed write keeps nothing."""
         by_sha, self._by_sha, self._for = self._by_sha, None, None
         return by_sha if data_version == self._version else None
 
-    def after_write(
-        self,
-        records: Sequence[CertRecord],
-        before: dict[str, Sources] | None,
-        read: ReadSources,
-        data_version: int,
-    ) -> None:
-        """Work out `records`' sources as the store now holds them, once their sightings were
-        written: from `before`, reading only records it does not hold."""
+    @staticmethod
+    def work_out(
+        records: Sequence[CertRecord], before: dict[str, Sources] | None, read: ReadSources
+    ) -> dict[str, Sources]:
+        """`records`' sources as the store holds them once their sightings are written (called
+        in the writing transaction): from `before`, reading only records it does not hold."""
         missing = [r.sha256 for r in records if before is None or r.sha256 not in before]
         # Many to read (every one, the first time): one pass over the table costs less.
         known = read(None if 4 * len(missing) > len(records) else missing) if missing else {}
@@ -61,10 +62,15 @@ class KeptSources:
             if updated is None:
                 updated = after[key] = _sighted(held, record.sources)
             by_sha[record.sha256] = updated
-        self._by_sha, self._for, self._version = by_sha, records, data_version
+        return by_sha
+
+    def keep(self, records: Sequence[CertRecord], by_sha: dict[str, Sources], version: int) -> None:
+        """Keep what `work_out` gave, once the write committed, for `as_stored` and the next
+        collection."""
+        self._by_sha, self._for, self._version = by_sha, records, version
 
     def for_records(self, records: Sequence[CertRecord]) -> dict[str, Sources] | None:
-        """The sources worked out for `records` by the last `after_write`, once; else None."""
+        """The sources kept for `records` by the last `keep`, once; else None."""
         by_sha = self._by_sha if self._for is records else None
         self._for = None  # the collection's records are not held beyond their cycle
         return by_sha
