@@ -18,9 +18,11 @@ from invsync.agent.cli import agent as agent_cli
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon import push
 from invsync.agent.daemon.cycle import Agent
+from invsync.agent.daemon.report_check import ReportCheck
 from invsync.agent.errors import SourceError, StoreError
 from invsync.agent.exchange import delta, snapshot
 from invsync.agent.exchange.client import Refused
+from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
 from invsync.agent.exchange.rejections import MalformedSnapshot
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Base, Built
@@ -401,37 +403,43 @@ def test_a_base_held_already_is_not_made_again(
     assert snapshot.decode_payload(v2.payload, full=v2.full) is held
 
 
-def test_a_delta_on_a_whole_set_held_decodes_as_on_its_bytes(
+def test_a_delta_on_an_adopted_whole_set_decodes_as_on_its_bytes(
     records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
 ) -> None:
-    """A daemon keeps the whole set of the peer's newest snapshot as it read it: the peer's
-    next delta is rebuilt on it without its bytes (a 60 MB blob, and its parse), to the
-    snapshot a decode on those bytes gives."""
-    _, v2, v3 = _chain(records)
-    snapshot.decode_payload(v2.payload, full=v2.full)
-    digest = hashlib.sha256(v2.payload).hexdigest()
-    whole = recent.whole(digest)
+    """A daemon keeps the whole set of the peer's current snapshot as it rebuilt it, once
+    accepted: the peer's next delta is rebuilt on it without its bytes (a 60 MB blob, and its
+    parse), to the snapshot a decode on those bytes gives."""
+    v1, v2, v3 = _chain(records)
+    current = snapshot.decode_payload(v2.payload, base=base_of(v1))
+    assert recent.whole(current.payload_sha256) is None  # held, not yet adopted
+    recent.adopt_whole(current)
+    whole = recent.whole(current.payload_sha256)
     assert whole is not None
     reads.clear()
-    on_held = snapshot.decode_payload(v3.payload, base=Base(digest, b"", whole))
+    on_held = snapshot.decode_payload(v3.payload, base=Base(current.payload_sha256, b"", whole))
     assert reads == [v3.payload]  # the base's whole set is not read
     recent.clear()
-    assert recent.whole(digest) is None
+    assert recent.whole(current.payload_sha256) is None
     assert _seen(on_held) == _seen(snapshot.decode_payload(v3.payload, base=base_of(v2)))
 
 
-def test_one_whole_set_is_kept_a_party_its_highest_versions(
+def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_adopted_kept(
     records: list[CertRecord], recent: RecentSnapshots
 ) -> None:
-    _, v2, v3 = _chain(records)
-    current = snapshot.decode_payload(v3.payload, base=base_of(v2))
-    previous = snapshot.decode_payload(v2.payload, full=v2.full)
-    kept = recent.whole(current.payload_sha256)
-    assert kept is not None
-    recent.put_whole(previous, delta.read_whole(v2.full))  # a lower version, decoded after
-    assert recent.whole(previous.payload_sha256) is None
-    recent.end_cycle()  # outlives the cycle, as the newest snapshots do
-    assert recent.whole(current.payload_sha256) is kept
+    v1, v2, v3 = _chain(records)
+    second = snapshot.decode_payload(v2.payload, base=base_of(v1))
+    recent.end_cycle()  # what was held and not adopted is let go with the cycle
+    recent.adopt_whole(second)
+    assert recent.whole(second.payload_sha256) is None
+    third = snapshot.decode_payload(v3.payload, base=base_of(v2))
+    recent.adopt_whole(third)
+    recent.end_cycle()  # an adopted one outlives the cycle, as the newest snapshots do
+    assert recent.whole(third.payload_sha256) is not None
+    # A chain reset: the peer's current one is of a lower version, and replaces it.
+    recent.hold_whole(second.payload_sha256, delta.read_whole(v2.full))
+    recent.adopt_whole(second)
+    assert recent.whole(second.payload_sha256) is not None
+    assert recent.whole(third.payload_sha256) is None
 
 
 def test_a_base_under_another_header_than_its_payloads_is_not_taken(
@@ -545,3 +553,37 @@ def test_only_the_pairings_own_parties_are_kept(
         False,
         False,
     ]
+
+
+def test_the_base_offered_is_the_adopted_whole_set_when_the_store_names_it(
+    tmp_path: Path,
+    records: list[CertRecord],
+    recent: RecentSnapshots,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The report check offers the latest peer snapshot kept as the base of the peer's next
+    delta: from the whole set adopted when the store's latest digest names it, its blob
+    unread; from the store otherwise (nothing adopted, or another snapshot kept since)."""
+    v1, v2, v3 = _chain(records)
+    with AgentStore(tmp_path / "agent.db") as store:
+        check = ReportCheck.__new__(ReportCheck)  # only its store is used here
+        check.store = store
+        store.keep_peer_snapshot(PAIRING, 2, _peer_env(v2), NOW, v2.full)
+        by_store = check.peer_base_digest(PAIRING)
+        assert by_store == hashlib.sha256(v2.payload).hexdigest()
+        assert check._held_base(PAIRING) is None  # nothing adopted
+        recent.adopt_whole(snapshot.decode_payload(v2.payload, base=base_of(v1)))
+        monkeypatch.setattr(store, "peer_base", _unread)
+        held = check._held_base(PAIRING)
+        assert held is not None and held.full == b"" and held.whole is not None
+        assert check.peer_base_digest(PAIRING) == by_store
+        store.keep_peer_snapshot(PAIRING, 3, _peer_env(v3), NOW, v3.full)
+        assert check._held_base(PAIRING) is None  # the store names another one
+
+
+def _peer_env(built: Built) -> Envelope:
+    return Envelope(SNAPSHOT_PAYLOAD_TYPE, built.payload, (Sig("ab" * 32, b"signature"),))
+
+
+def _unread(pairing: str) -> None:
+    raise AssertionError(f"{pairing}: the peer's base read from the store")

@@ -216,6 +216,9 @@ class ReportCheck:
         if env is not None and version == snapshot.header.version:
             full = snapshot.full if snapshot.header.delta else b""
             self.store.keep_peer_snapshot(pairing.name, version, env, self.clock(), full)
+        recent = recent_snapshots.installed()
+        if current and recent is not None:  # verified, and the last verified: the next base
+            recent.adopt_whole(snapshot)
         return snapshot
 
     def prefetch_peer(self, pairing: PairingConfig, report: Envelope) -> None:

@@ -14,8 +14,9 @@ check compares these two again, as the previous snapshots, and the peer's next d
 the peer's: while they are alive, the records decoded before are shared by their bytes
 (agent.exchange.snapshot), so a daemon decodes only the records that changed. A daemon so holds
 each pairing's two newest snapshots between cycles (a one-shot process exits with its only
-cycle, and everything it held). It also holds the whole set of each party's newest snapshot
-decoded, as read, the base of that party's next delta (`put_whole`).
+cycle, and everything it held). It also holds the whole set of the peer's current snapshot as
+read when its delta was rebuilt, once accepted: the base of the peer's next delta
+(`adopt_whole`).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class RecentSnapshots:
         self._bases: OrderedDict[str, tuple[Snapshot, bytes]] = OrderedDict()
         # pairing -> its parties' newest snapshots by payload digest, kept when its part ended.
         self._newest: dict[str, dict[str, Snapshot]] = {}
-        # (pairing, party) -> the whole set of its highest version decoded: (version, digest, set).
-        self._wholes: dict[tuple[str, str], tuple[int, str, WholeSet]] = {}
+        # Whole sets of the deltas decoded last, by payload digest, until one is adopted; and
+        # (pairing, party) -> the one adopted: the peer's current snapshot, once accepted.
+        self._held_wholes: OrderedDict[str, WholeSet] = OrderedDict()
+        self._wholes: dict[tuple[str, str], tuple[str, WholeSet]] = {}
 
     @classmethod
     def install(cls, kept: int = KEPT) -> RecentSnapshots:
@@ -91,21 +94,29 @@ class RecentSnapshots:
         while len(self._snapshots) > self._kept:
             self._snapshots.popitem(last=False)
 
-    def put_whole(self, snapshot: Snapshot, whole: WholeSet) -> None:
-        """Keep the whole set `snapshot` was decoded from, as read: the party's next delta
-        builds on it and need not read it again (60 MB at 100,000). One a party of a pairing,
-        its highest version's; kept until `clear`, as a daemon keeps the newest snapshots."""
-        header = snapshot.header
-        key = (header.pairing, header.party)
+    def hold_whole(self, payload_sha256: str, whole: WholeSet) -> None:
+        """Hold the whole set a delta was just rebuilt to, as read, until the caller accepts
+        its snapshot (`adopt_whole`); only the last few, and none beyond the cycle."""
         with self._lock:
-            held = self._wholes.get(key)
-            if held is None or header.version >= held[0]:
-                self._wholes[key] = (header.version, snapshot.payload_sha256, whole)
+            self._held_wholes[payload_sha256] = whole
+            while len(self._held_wholes) > BASES_KEPT:
+                self._held_wholes.popitem(last=False)
+
+    def adopt_whole(self, snapshot: Snapshot) -> None:
+        """Keep the whole set held for `snapshot`, just accepted as the peer's current one: the
+        peer's next delta builds on it and need not read it again (60 MB at 100,000). One for
+        each party of a pairing, the last adopted, kept until `clear` as the newest snapshots
+        are; nothing if none is held."""
+        header = snapshot.header
+        with self._lock:
+            whole = self._held_wholes.get(snapshot.payload_sha256)
+            if whole is not None:
+                self._wholes[(header.pairing, header.party)] = (snapshot.payload_sha256, whole)
 
     def whole(self, payload_sha256: str) -> WholeSet | None:
-        """The whole set kept of the snapshot whose payload has that digest, if any."""
+        """The whole set adopted for the snapshot whose payload has that digest, if any."""
         with self._lock:
-            for _, digest, whole in self._wholes.values():
+            for digest, whole in self._wholes.values():
                 if digest == payload_sha256:
                     return whole
         return None
@@ -144,10 +155,12 @@ class RecentSnapshots:
             self._bases.clear()
 
     def end_cycle(self) -> None:
-        """Let go of what the cycle decoded, but for the newest snapshots `end_pairing` kept."""
+        """Let go of what the cycle decoded, but for the newest snapshots `end_pairing` kept
+        and the whole sets adopted."""
         with self._lock:
             self._snapshots.clear()
             self._bases.clear()
+            self._held_wholes.clear()
 
     def clear(self) -> None:
         """Let go of everything, the newest snapshots too."""
@@ -155,6 +168,7 @@ class RecentSnapshots:
             self._snapshots.clear()
             self._bases.clear()
             self._newest.clear()
+            self._held_wholes.clear()
             self._wholes.clear()
 
 

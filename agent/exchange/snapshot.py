@@ -364,8 +364,8 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)
     if recent is not None:
         recent.put(snapshot)
-        if len(set(identities)) == len(identities):  # else acceptance refuses it
-            recent.put_whole(snapshot, delta.WholeSet(whole, identities))
+        if parts.delta:  # a whole set just rebuilt: the base of the next delta, if accepted
+            recent.hold_whole(digest, delta.WholeSet(whole, identities))
         # The base is often held already: a daemon keeps each party's newest snapshot.
         if (
             held is not None
