@@ -190,5 +190,29 @@ def test_a_build_on_the_last_build_does_not_read_its_whole_set(
     second = _built(_plain(INFOS[1:], "a.pem"), 2, first, memo)
     third = _built(_plain(INFOS, "a.pem"), 3, second, memo)
     assert read == [] and second.delta and third.delta
+    # Drafts that change nothing are not pushed: each cycle builds on the same base again.
+    for _ in range(2):
+        assert _built(_plain(INFOS, "a.pem"), 4, third, memo).payload.startswith(b"\x0a")
+    assert read == []
     _built(_plain(INFOS, "b.pem"), 3, first, memo)  # on an earlier one: read as before
     assert read == [first.full]
+
+
+def test_a_base_read_once_is_held_when_the_draft_on_it_changed_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A daemon's first build reads its base from the store; when nothing changed, that
+    draft is not pushed, and the next cycle's build on the same base does not read it again."""
+    first = _built(_plain(INFOS, "a.pem"), 1)
+    memo = BuildMemo()
+    read: list[bytes] = []
+    real = delta.read_parts
+
+    def counted(data: bytes, what: str = "payload") -> delta.Parts:
+        read.append(data)
+        return real(data, what)
+
+    monkeypatch.setattr(delta, "read_parts", counted)
+    drafts = [_built(_plain(INFOS, "a.pem"), 2, first, memo) for _ in range(3)]
+    assert read == [first.full]
+    assert [d.payload for d in drafts] == [_built(_plain(INFOS, "a.pem"), 2, first).payload] * 3

@@ -173,23 +173,31 @@ def build_snapshot(
     header_bytes = header.SerializeToString(deterministic=True)
     full = delta.full_form(header_bytes, (data for _, data in entries))
     decoded = tuple([view for _, _, _, view in encoded if view is not None])
-    base_parts = None
-    if base is not None:
-        base_parts = memo.base_parts(previous_digest, base) if memo else None
-        base_parts = base_parts or delta.read_parts(base, "base")
-    if memo is not None:
-        whole_set = delta.Parts(header_bytes, header, [data for _, data in entries], [])
-        memo.keep(full, whole_set, whole=base is None)
-    if base is None or base_parts is None:
+    whole_set = delta.Parts(header_bytes, header, [data for _, data in entries], [])
+    base_parts = memo.base_parts(previous_digest, base) if memo and base is not None else None
+    from_memo = base_parts is not None
+    if base is None:
         whole = len(decoded) == len(ordered)
-        return Built(
-            full, full, decoded, _as_decoded(header, decoded, full, full) if whole else None
-        )
-    built = _on_base(
-        base, base_parts, previous_digest, header, header_bytes, entries, digests, full, decoded
-    )
+        snapshot = _as_decoded(header, decoded, full, full) if whole else None
+        built, unchanged = Built(full, full, decoded, snapshot), False
+    else:
+        base_parts = base_parts or delta.read_parts(base, "base")
+        changed, removed = delta.changes_in(entries, base_parts)
+        built = _on_base(
+            base, base_parts, previous_digest, header, header_bytes,
+            changed, removed, entries, digests, full, decoded,
+        )  # fmt: skip
+        unchanged = not changed and not removed
     if memo is not None:
-        memo.built(built.payload)
+        held = None
+        if base is not None and base_parts is not None and previous_digest:
+            if unchanged and not from_memo:  # its records are the ones just built: shared
+                base_parts = delta.Parts(
+                    base_parts.header_bytes, base_parts.header, whole_set.records, []
+                )
+            if unchanged or from_memo:  # else its record bytes would be held twice
+                held = (previous_digest, len(base), base_parts)
+        memo.keep(built.payload, full, whole_set, held)
     return built
 
 
@@ -199,14 +207,16 @@ def _on_base(
     previous_digest: bytes,
     header: pb.SnapshotHeader,
     header_bytes: bytes,
+    changed: Sequence[bytes],
+    removed: Sequence[bytes],
     entries: Sequence[tuple[bytes, bytes]],
     digests: Sequence[bytes],
     full: bytes,
     decoded: tuple[CertRecord, ...],
 ) -> Built:
-    """The delta on `base` of the set built, with the snapshots it and its base decode to when
-    every record has a view (the base's only if `previous_digest` names its payload)."""
-    changed, removed = delta.changes_in(entries, base_parts)
+    """The delta on `base` of the set built (`changed` and `removed` on it), with the snapshots
+    it and its base decode to when every record has a view (the base's only if
+    `previous_digest` names its payload)."""
     payload = delta.delta_form(header_bytes, changed, removed)
     if len(decoded) != len(entries):
         return Built(payload, full, decoded)
@@ -231,30 +241,35 @@ def _as_decoded(
 
 class BuildMemo:
     """What a daemon's last build of a pairing's snapshot leaves for the next one: each record's
-    encoding (`Encoded`), and the whole set as parts, for a next build on it as the base. That
-    base is then known by the payload digest the next build names as its previous one (and
-    its length), and need not be read: 60 MB parsed and checked canonical at 100,000."""
+    encoding (`Encoded`), and whole sets as parts for a next build on one of them as the base:
+    the last build's, and the base it was built on when holding it costs nothing more (a draft
+    that changed nothing is not pushed, and the next cycle builds on that base again). A base
+    is known by the payload digest the next build names as its previous one (and its length),
+    and need not be read: 60 MB parsed and checked canonical at 100,000."""
 
     def __init__(self) -> None:
         self.encodings: LastValues[Encoded] = LastValues(same_sent)
-        self._parts: delta.Parts | None = None
-        self._full_length = 0
-        self._payload_sha256 = b""
+        self._wholes: dict[bytes, tuple[int, delta.Parts]] = {}
 
-    def keep(self, full: bytes, parts: delta.Parts, *, whole: bool) -> None:
-        """The whole set just built, as parts; `whole`: the payload is the whole set."""
-        self._parts, self._full_length = parts, len(full)
-        self._payload_sha256 = hashlib.sha256(full).digest() if whole else b""
-
-    def built(self, payload: bytes) -> None:
-        """The delta just built, whose whole set `keep` was given."""
-        self._payload_sha256 = hashlib.sha256(payload).digest()
+    def keep(
+        self,
+        payload: bytes,
+        full: bytes,
+        parts: delta.Parts,
+        base: tuple[bytes, int, delta.Parts] | None = None,
+    ) -> None:
+        """The whole set just built, under its payload's digest; and the base's, given as
+        (its payload's digest, its length, its parts)."""
+        wholes = {hashlib.sha256(payload).digest(): (len(full), parts)}
+        if base is not None:
+            wholes[base[0]] = (base[1], base[2])
+        self._wholes = wholes
 
     def base_parts(self, previous_digest: bytes, base: bytes) -> delta.Parts | None:
-        """The parts of `base` if it is the whole set of the last build, named by that build's
-        payload digest; else None."""
-        named = bool(previous_digest) and previous_digest == self._payload_sha256
-        return self._parts if named and len(base) == self._full_length else None
+        """The parts of `base` if it is a whole set held here, named by its payload digest;
+        else None."""
+        held = self._wholes.get(previous_digest) if previous_digest else None
+        return held[1] if held is not None and held[0] == len(base) else None
 
 
 Encoded = tuple[bytes, bytes, bytes, CertRecord | None]
