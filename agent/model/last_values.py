@@ -80,7 +80,7 @@ def same_sent(a: CertRecord, b: CertRecord) -> bool:
 def _same_revocation(a: Revocation | None, b: Revocation | None) -> bool:
     if a is None or b is None:
         return a is b
-    return a == b and _same_instant(a.revoked_at, b.revoked_at)
+    return a == b and _same_fold(a.revoked_at, b.revoked_at)
 
 
 def _same_source(a: SourceRef, b: SourceRef) -> bool:
@@ -88,13 +88,13 @@ def _same_source(a: SourceRef, b: SourceRef) -> bool:
         a.kind == b.kind
         and a.location == b.location
         and a.first_seen == b.first_seen
-        and _same_instant(a.first_seen, b.first_seen)
+        and _same_fold(a.first_seen, b.first_seen)
     )
 
 
-def _same_instant(a: datetime, b: datetime) -> bool:
-    """For two times that compare equal, whether they also name one instant. In one
-    daylight-saving zone times compare by their clock reading alone, an hour apart when only
-    their `fold` differs; so a differing fold counts as another instant (at worst a value is
-    derived again). A naive and an aware time never compare equal."""
+def _same_fold(a: datetime, b: datetime) -> bool:
+    """For two times that compare equal, whether they also name one instant as far as can be
+    told cheaply. In one daylight-saving zone times compare by their clock reading alone, an
+    hour apart when only their `fold` differs; so a differing fold counts as another instant (at
+    worst a value is derived again). A naive and an aware time never compare equal."""
     return a.fold == b.fold

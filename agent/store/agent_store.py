@@ -459,7 +459,9 @@ class AgentStore:
         and sources no longer reporting it). Everything else a record holds is stored as it
         is and read back equal (a test holds both to each other on real data); a row edited
         by hand without clearing its `row_digest` (see `replace_inventory`) is the exception:
-        the collection's values stand for it here, the edit in `inventory()`."""
+        the collection's values stand for it here, the edit in `inventory()`. The sources are
+        the ones `replace_inventory(records, ...)` worked out (agent.store.kept_sources), or
+        read from the database when another list is given."""
         sources = self._kept_sources.for_records(records)
         if sources is None:
             sources = self._sources()
