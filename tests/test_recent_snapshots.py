@@ -423,6 +423,17 @@ def test_a_delta_on_an_adopted_whole_set_decodes_as_on_its_bytes(
     assert _seen(on_held) == _seen(snapshot.decode_payload(v3.payload, base=base_of(v2)))
 
 
+def test_a_one_shot_process_holds_no_whole_set(records: list[CertRecord]) -> None:
+    cache = RecentSnapshots.install(wholes=False)
+    try:
+        v1, v2, _ = _chain(records)
+        current = snapshot.decode_payload(v2.payload, base=base_of(v1))
+        cache.adopt_whole(current)
+        assert cache.whole(current.payload_sha256) is None
+    finally:
+        cache.uninstall()
+
+
 def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_adopted_kept(
     records: list[CertRecord], recent: RecentSnapshots
 ) -> None:

@@ -175,6 +175,11 @@ def test_a_steady_collection_encodes_only_the_rows_that_changed(
     encoded.clear()
     with AgentStore(tmp_path / "agent.db") as reopened:  # a new process keeps nothing
         assert _rows_written(reopened, moved, T1) == 16 and len(encoded) == 16
+    encoded.clear()
+    with AgentStore(tmp_path / "agent.db", keeps=False) as once:  # `agent run --once`'s
+        for _ in range(2):
+            assert _rows_written(once, moved, T1) == 16
+        assert len(encoded) == 2 * 16
 
 
 def test_failed_replace_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database), log_context(party=config.party):
         metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
-        agent = Agent(config)
+        agent = Agent(config, keeps=not once)
         try:
             _run(agent, once, interval, wait)
         finally:

@@ -42,10 +42,18 @@ __all__ = ["Agent", "CycleResult", "PushOutcome"]
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        keeps: bool = True,
+    ) -> None:
+        """`keeps`: keep what a cycle derived for the next one (a daemon); a one-shot process
+        (`agent run --once`) has no next cycle, and would only hold it until it exits."""
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.store = AgentStore(config.database)
+        self.store = AgentStore(config.database, keeps=keeps)
         self.keys = load_own_keys(config)
         self.server_keys = pinned_keys(config.server.signing_keys)
         self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
@@ -74,9 +82,9 @@ class Agent:
         )
         start_refusal_counts(config.pairings)
         self.facts = FactsCache.install(self.store)
-        self.recent = RecentSnapshots.install()
+        self.recent = RecentSnapshots.install(wholes=keeps)
         self.held: list[CertRecord] | None = None
-        self.encodings: dict[str, BuildMemo] = {}
+        self.encodings: dict[str, BuildMemo] | None = {} if keeps else None
 
     def end_cycle(self) -> None:
         """Let go of what one cycle held (a daemon idles between cycles holding only each

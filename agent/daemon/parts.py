@@ -41,6 +41,6 @@ class AgentParts(Protocol):
     # outside a cycle or before its collection: the store is read instead.
     held: list[CertRecord] | None
     # What each pairing's last snapshot build leaves for the next (`build_snapshot`'s memo).
-    encodings: dict[str, BuildMemo]
+    encodings: dict[str, BuildMemo] | None  # None: nothing is kept (a one-shot process)
 
     def pins(self) -> Pins: ...

@@ -110,7 +110,9 @@ def draft(agent: AgentParts, pairing: PairingConfig, now: datetime) -> Draft:
         # A delta on the last snapshot the server receipted, when its whole set is known here
         # (not after a restore from the log, which brings the signed bytes alone).
         base=last_whole,
-        memo=agent.encodings.setdefault(pairing.name, BuildMemo()),
+        memo=None
+        if agent.encodings is None
+        else agent.encodings.setdefault(pairing.name, BuildMemo()),
     )
     return Draft(last, built, version, expires_at, keys, bool(announce), last_whole)
 

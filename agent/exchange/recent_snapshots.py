@@ -36,8 +36,9 @@ BASES_KEPT = 2  # the peer's previous snapshot, once per report check
 class RecentSnapshots:
     """At most KEPT decoded snapshots, the least recently used let go first."""
 
-    def __init__(self, kept: int = KEPT) -> None:
+    def __init__(self, kept: int = KEPT, *, wholes: bool = True) -> None:
         self._kept = kept
+        self._keeps_wholes = wholes
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         # Bases made while decoding a delta on them, each with its header's exact bytes: a
@@ -51,10 +52,12 @@ class RecentSnapshots:
         self._wholes: dict[tuple[str, str], tuple[str, WholeSet]] = {}
 
     @classmethod
-    def install(cls, kept: int = KEPT) -> RecentSnapshots:
-        """A cache every `decode_payload` of the process consults (the last installed wins)."""
+    def install(cls, kept: int = KEPT, *, wholes: bool = True) -> RecentSnapshots:
+        """A cache every `decode_payload` of the process consults (the last installed wins).
+        `wholes`: hold whole sets for `adopt_whole` (a one-shot process, which has no next
+        cycle to use them in, does not)."""
         global _INSTALLED
-        cache = cls(kept)
+        cache = cls(kept, wholes=wholes)
         _INSTALLED = cache
         return cache
 
@@ -97,6 +100,8 @@ class RecentSnapshots:
     def hold_whole(self, payload_sha256: str, whole: WholeSet) -> None:
         """Hold the whole set a delta was just rebuilt to, as read, until the caller accepts
         its snapshot (`adopt_whole`); only the last few, and none beyond the cycle."""
+        if not self._keeps_wholes:
+            return
         with self._lock:
             self._held_wholes[payload_sha256] = whole
             while len(self._held_wholes) > BASES_KEPT:

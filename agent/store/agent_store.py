@@ -348,19 +348,22 @@ class SentSnapshot:
 class AgentStore:
     """The agent's SQLite database (see the module docstring)."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, keeps: bool = True) -> None:
+        """`keeps`: keep each stored record's row digest for the next collection (a daemon's
+        store; a one-shot process's has no next one)."""
         self.path = path
         self.db = open_database(path, MIGRATIONS, create=create)
         self.blobs = SnapshotBlobs(self.db)
         # Each stored record's row digest: a steady collection encodes only changed rows.
         # And its sources as stored, worked out without reading them back (`as_stored`).
         self._kept_sources = KeptSources()
-        self._row_digests: LastValues[str] = LastValues(same_stored)
+        self._row_digests: LastValues[str] | None = LastValues(same_stored) if keeps else None
 
     def close(self) -> None:
         """Close the database connection."""
         self.blobs.forget()
-        self._row_digests.forget()
+        if self._row_digests is not None:
+            self._row_digests.forget()
         self._kept_sources.forget()
         self.db.close()
 
@@ -392,7 +395,7 @@ class AgentStore:
         row edited by hand keeps the edit until its record changes: whoever writes this table
         with SQL sets its `row_digest` to NULL, and the next collection writes it again."""
         sources = _source_rows(records, now)  # a bad record raises before any write
-        digests = self._row_digests.of(records, lambda r: row_digest(_certificate_columns(r)))
+        digests = _row_digests(records, self._row_digests)
         listed = {record.sha256: record.info.der for record in records}
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
             # Read first, in the transaction: it opens the snapshot the writes below build on
@@ -930,6 +933,13 @@ def _source_rows(records: Sequence[CertRecord], now: datetime) -> list[list[str]
 
 
 _CONTENT = itemgetter(*_CERT_COLUMNS[:-1])  # every column but row_digest, as a tuple
+
+
+def _row_digests(records: Sequence[CertRecord], kept: LastValues[str] | None) -> list[str]:
+    def digest(record: CertRecord) -> str:
+        return row_digest(_certificate_columns(record))
+
+    return kept.of(records, digest) if kept is not None else [digest(r) for r in records]
 
 
 def _certificate_row(record: CertRecord, digest: str | None = None) -> dict[str, object]:
