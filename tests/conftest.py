@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck as _HealthCheck
 from hypothesis import settings as _hypothesis_settings
 
+from invsync.agent.exchange import delta
 from invsync.agent.exchange import keys as signing_keys
 from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.model.record import CertRecord
@@ -87,3 +88,17 @@ _hypothesis_settings.register_profile(
     suppress_health_check=list(_HealthCheck),
 )
 _hypothesis_settings.load_profile("long" if _os.environ.get("INVSYNC_FUZZ") == "long" else "ci")
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Each payload read as parts (`delta.read_parts`) from here on: decoded, or built on."""
+    seen: list[bytes] = []
+    real = delta.read_parts
+
+    def counted(data: bytes, *args: object) -> delta.Parts:
+        seen.append(data)
+        return real(data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delta, "read_parts", counted)
+    return seen

@@ -15,11 +15,9 @@ import hashlib
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invsync.agent.exchange import delta
 from invsync.agent.exchange.snapshot import BuildMemo, Built
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, Disclosure
 from invsync.agent.model.last_values import LastValues, same_sent, same_stored
@@ -255,19 +253,11 @@ def test_builds_on_the_last_build_or_an_earlier_one_are_the_ones_built_afresh(
     assert [_chain_seen(b) for b in with_memo] == [_chain_seen(b) for b in without]
 
 
-def test_a_build_on_the_last_build_does_not_read_its_whole_set(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_build_on_the_last_build_does_not_read_its_whole_set(reads: list[bytes]) -> None:
     memo = BuildMemo()
     first = _built(_plain(INFOS, "a.pem"), 1, None, memo)
-    read: list[bytes] = []
-    real = delta.read_parts
-
-    def counted(data: bytes, what: str = "payload") -> delta.Parts:
-        read.append(data)
-        return real(data, what)
-
-    monkeypatch.setattr(delta, "read_parts", counted)
+    read = reads
+    read.clear()
     second = _built(_plain(INFOS[1:], "a.pem"), 2, first, memo)
     third = _built(_plain(INFOS, "a.pem"), 3, second, memo)
     assert read == [] and second.delta and third.delta
@@ -280,20 +270,14 @@ def test_a_build_on_the_last_build_does_not_read_its_whole_set(
 
 
 def test_a_base_read_once_is_held_when_the_draft_on_it_changed_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    reads: list[bytes],
 ) -> None:
     """A daemon's first build reads its base from the store; when nothing changed, that
     draft is not pushed, and the next cycle's build on the same base does not read it again."""
     first = _built(_plain(INFOS, "a.pem"), 1)
     memo = BuildMemo()
-    read: list[bytes] = []
-    real = delta.read_parts
-
-    def counted(data: bytes, what: str = "payload") -> delta.Parts:
-        read.append(data)
-        return real(data, what)
-
-    monkeypatch.setattr(delta, "read_parts", counted)
+    read = reads
+    read.clear()
     drafts = [_built(_plain(INFOS, "a.pem"), 2, first, memo) for _ in range(3)]
     assert read == [first.full]
     assert [d.payload for d in drafts] == [_built(_plain(INFOS, "a.pem"), 2, first).payload] * 3

@@ -39,20 +39,6 @@ PARTIES = ("jprs", "secom")
 
 
 @pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Each payload decode_payload reads from its bytes from here on."""
-    seen: list[bytes] = []
-    real = delta.read_parts
-
-    def counted(data: bytes, *args: object) -> delta.Parts:
-        seen.append(data)
-        return real(data, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(delta, "read_parts", counted)
-    return seen
-
-
-@pytest.fixture
 def recent() -> Iterator[RecentSnapshots]:
     cache = RecentSnapshots.install()
     yield cache
