@@ -280,4 +280,5 @@ def test_a_base_read_once_is_held_when_the_draft_on_it_changed_nothing(
     read.clear()
     drafts = [_built(_plain(INFOS, "a.pem"), 2, first, memo) for _ in range(3)]
     assert read == [first.full]
-    assert [d.payload for d in drafts] == [_built(_plain(INFOS, "a.pem"), 2, first).payload] * 3
+    fresh = _chain_seen(_built(_plain(INFOS, "a.pem"), 2, first))
+    assert [_chain_seen(d) for d in drafts] == [fresh] * 3  # the base's snapshot too

@@ -11,21 +11,24 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from invsync.agent.cli import agent as agent_cli
-from invsync.agent.config.settings import load_agent_config
+from invsync.agent.config.settings import PairingConfig, load_agent_config
 from invsync.agent.daemon import push
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.daemon.report_check import ReportCheck
+from invsync.agent.daemon.rotation import PeerKeys
 from invsync.agent.errors import SourceError, StoreError
 from invsync.agent.exchange import delta, snapshot
-from invsync.agent.exchange.client import Refused
+from invsync.agent.exchange.client import ExchangeClient, Refused
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.recent_snapshots import KEPT, RecentSnapshots, installed
 from invsync.agent.exchange.rejections import MalformedSnapshot
-from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Base, Built
+from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE, Base, Built, Served
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
@@ -425,7 +428,7 @@ def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_adopted_kept(
 ) -> None:
     v1, v2, v3 = _chain(records)
     second = snapshot.decode_payload(v2.payload, base=base_of(v1))
-    recent.end_cycle()  # what was held and not adopted is let go with the cycle
+    recent.end_pairing(PAIRING, PARTIES)  # what was held and not adopted is let go with it
     recent.adopt_whole(second)
     assert recent.whole(second.payload_sha256) is None
     third = snapshot.decode_payload(v3.payload, base=base_of(v2))
@@ -584,3 +587,49 @@ def _peer_env(built: Built) -> Envelope:
 
 def _unread(pairing: str) -> None:
     raise AssertionError(f"{pairing}: the peer's base read from the store")
+
+
+class _Server:
+    """The exchange's answer to a fetch, as `ExchangeClient.fetch_peer_snapshot` gives it: a
+    delta alone when it builds on the base offered, else with its whole set."""
+
+    def __init__(self, chain: dict[int, Built]) -> None:
+        self.chain = chain
+
+    def fetch_peer_snapshot(self, pairing: str, version: int, base_sha256: bytes = b"") -> Served:
+        built = self.chain[version]
+        previous = snapshot.decode_header(built.payload).previous_digest
+        env = _peer_env(built)
+        full = b"" if base_sha256 == previous else built.full
+        return Served(env.payload_type, env.payload, env.signatures, full=full)
+
+
+class _Decoding:
+    """Stands in for the peer keys' verification (tested on its own): decodes what is fetched."""
+
+    def verify(self, trust: object, version: int, fetch: Any, now: object) -> Snapshot:
+        return snapshot.decode_envelope(fetch(version))
+
+
+def test_the_report_check_adopts_the_peers_current_snapshot_and_builds_on_it(
+    tmp_path: Path,
+    records: list[CertRecord],
+    recent: RecentSnapshots,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the current snapshot's whole set is adopted, once verified; the next one fetched
+    is then rebuilt on it with the blob of the base unread."""
+    v1, v2, v3 = _chain(records)
+    pairing = cast(PairingConfig, SimpleNamespace(name=PAIRING))
+    with AgentStore(tmp_path / "agent.db") as store:
+        check = ReportCheck.__new__(ReportCheck)  # what _fetch_peer uses, and no more
+        check.store, check.client = store, cast(ExchangeClient, _Server({2: v2, 3: v3}))
+        check.peer_keys, check.clock = cast(PeerKeys, _Decoding()), lambda: NOW
+        monkeypatch.setattr(check, "trust", lambda _: None)
+        store.keep_peer_snapshot(PAIRING, 1, _peer_env(v1), NOW)
+        earlier = check._fetch_peer(pairing, 2, current=False)
+        assert recent.whole(earlier.payload_sha256) is None  # an earlier one is only checked
+        current = check._fetch_peer(pairing, 2)
+        assert recent.whole(current.payload_sha256) is not None
+        monkeypatch.setattr(store, "peer_base", _unread)
+        assert check._fetch_peer(pairing, 3).header.version == 3

@@ -49,8 +49,10 @@ class Agent:
         *,
         keeps: bool = True,
     ) -> None:
-        """`keeps`: keep what a cycle derived for the next one (a daemon); a one-shot process
-        (`agent run --once`) has no next cycle, and would only hold it until it exits."""
+        """`keeps`: keep what a cycle derived for the next one (a daemon). A one-shot process
+        (`agent run --once`) has no next cycle and would hold it until it exits; it gives up
+        the little reuse within its one cycle (a second report check's base read again, a
+        restore's second draft encoded again)."""
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
         self.store = AgentStore(config.database, keeps=keeps)

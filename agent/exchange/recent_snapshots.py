@@ -146,6 +146,7 @@ class RecentSnapshots:
         one kept before when this part touched none of that party's. Of two of one version
         (a pending snapshot built again), the one used last. Let the others go."""
         with self._lock:
+            self._held_wholes.clear()  # held for this part's adoption alone
             kept = {s.header.party: s for s in self._newest.get(pairing, {}).values()}
             touched: dict[str, Snapshot] = {}
             for snapshot in self._snapshots.values():  # least recently used first
