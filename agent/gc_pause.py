@@ -32,6 +32,9 @@ _LOCK = threading.Lock()
 _paused = 0
 _was_enabled = False
 _process_ends_with_command = False
+# A daemon's pauses: every FULL_EVERY-th one collects what earlier ones froze too.
+FULL_EVERY = 8
+_kept = 0
 
 
 def ends_with_command() -> None:
@@ -41,15 +44,17 @@ def ends_with_command() -> None:
 
 
 @contextmanager
-def collector_paused(*, exiting: bool = False) -> Iterator[None]:
+def collector_paused(*, exiting: bool = False, keeping: bool = False) -> Iterator[None]:
     """No automatic cycle collection within; one collection when the last pause ends, or, with
     `exiting` (the process ends after it) in a process of the console entry point, what is
-    alive then frozen instead."""
+    alive then frozen instead. With `keeping` (a daemon's cycle, which keeps what it derived
+    for the next one), the collection skips what earlier `keeping` pauses left alive
+    (`_collect_young`)."""
     _enter()
     try:
         yield
     finally:
-        _leave(exiting)
+        _leave(exiting, keeping)
 
 
 def _enter() -> None:
@@ -61,7 +66,7 @@ def _enter() -> None:
         _paused += 1
 
 
-def _leave(exiting: bool) -> None:
+def _leave(exiting: bool, keeping: bool = False) -> None:
     global _paused
     with _LOCK:
         _paused -= 1
@@ -71,5 +76,24 @@ def _leave(exiting: bool) -> None:
         if freeze:
             gc.freeze()  # before the collector is back: nothing alive now is scanned again
         gc.enable()
-    if not freeze:
+    if freeze:
+        return
+    if keeping:
+        _collect_young()
+    else:
         gc.collect()  # outside the lock: another pause may start meanwhile, and collects later
+
+
+def _collect_young() -> None:
+    """Collect, then freeze what is left (`gc.freeze`): the next collections scan only what
+    was made since. A daemon keeps about as much between cycles as a cycle makes (its records'
+    encodings, the stored view, the decoded snapshots), and scanning it all again at each
+    cycle's end was 0.7 s of a 7 s cycle at 100,000 certificates. What is frozen and later
+    dropped is still freed by reference counting; only a reference cycle among it waits, for
+    the FULL_EVERY-th pause, which unfreezes everything and collects it all."""
+    global _kept
+    _kept += 1
+    if _kept % FULL_EVERY == 0:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()

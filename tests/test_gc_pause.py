@@ -14,6 +14,7 @@ from typing import cast
 
 import pytest
 
+from invsync.agent import gc_pause
 from invsync.agent.cli import agent as agent_cli
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.gc_pause import collector_paused
@@ -51,6 +52,34 @@ def test_the_collector_is_off_within_and_collects_what_was_left_at_the_end() -> 
         assert garbage() is not None
     assert gc.isenabled()
     assert garbage() is None
+
+
+def test_a_daemons_pause_freezes_what_it_keeps_and_collects_it_all_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reference cycle made in a daemon's cycle is collected at its end; what outlives it is
+    frozen, so the next cycles' collections skip it; a reference cycle among what was frozen,
+    dropped later, is collected by the FULL_EVERY-th pause and not before."""
+    monkeypatch.setattr(gc_pause, "_kept", 0)
+    try:
+        with collector_paused(keeping=True):
+            made_and_dropped = _cycle()
+            kept = _Node()
+            kept.other = _Node()
+            kept.other.other = kept
+        assert made_and_dropped() is None
+        assert gc.get_freeze_count() > 0
+        frozen = weakref.ref(kept)
+        del kept  # now a reference cycle nobody holds, among what was frozen
+        for _ in range(gc_pause.FULL_EVERY - 2):
+            with collector_paused(keeping=True):
+                pass
+            assert frozen() is not None
+        with collector_paused(keeping=True):
+            pass
+        assert frozen() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_pauses_nest_and_the_last_one_ends_it() -> None:

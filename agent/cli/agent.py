@@ -112,7 +112,7 @@ def _cycle(agent: Agent, wait: float, *, exiting: bool = False) -> list[CycleRes
     let go before the cycle collector, paused for it, runs again (agent.gc_pause); `exiting`:
     the process ends after it (--once), and the collector freezes what is left instead."""
     party = agent.config.party
-    with collector_paused(exiting=exiting):
+    with collector_paused(exiting=exiting, keeping=not exiting):
         try:
             count = agent.collect()
             click.echo(f"{party}: collected {count} certificates")
