@@ -48,8 +48,9 @@ def collector_paused(*, exiting: bool = False, keeping: bool = False) -> Iterato
     """No automatic cycle collection within; one collection when the last pause ends, or, with
     `exiting` (the process ends after it) in a process of the console entry point, what is
     alive then frozen instead. With `keeping` (a daemon's cycle, which keeps what it derived
-    for the next one), the collection skips what earlier `keeping` pauses left alive
-    (`_collect_young`)."""
+    for the next one) in a process of the console entry point, the collection skips what
+    earlier `keeping` pauses left alive (`_collect_young`); a test running cycles in its own
+    process is not frozen."""
     _enter()
     try:
         yield
@@ -78,7 +79,7 @@ def _leave(exiting: bool, keeping: bool = False) -> None:
         gc.enable()
     if freeze:
         return
-    if keeping:
+    if keeping and _process_ends_with_command:
         _collect_young()
     else:
         gc.collect()  # outside the lock: another pause may start meanwhile, and collects later

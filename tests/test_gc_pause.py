@@ -61,6 +61,7 @@ def test_a_daemons_pause_freezes_what_it_keeps_and_collects_it_all_now_and_then(
     frozen, so the next cycles' collections skip it; a reference cycle among what was frozen,
     dropped later, is collected by the FULL_EVERY-th pause and not before."""
     monkeypatch.setattr(gc_pause, "_kept", 0)
+    monkeypatch.setattr(gc_pause, "_process_ends_with_command", True)  # the console script's
     try:
         with collector_paused(keeping=True):
             made_and_dropped = _cycle()
@@ -80,6 +81,13 @@ def test_a_daemons_pause_freezes_what_it_keeps_and_collects_it_all_now_and_then(
         assert frozen() is None
     finally:
         gc.unfreeze()
+
+
+def test_a_daemons_pause_in_a_tests_process_freezes_nothing() -> None:
+    with collector_paused(keeping=True):
+        garbage = _cycle()
+    assert gc.get_freeze_count() == 0
+    assert garbage() is None
 
 
 def test_pauses_nest_and_the_last_one_ends_it() -> None:
