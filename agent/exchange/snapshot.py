@@ -190,13 +190,17 @@ def build_snapshot(
         unchanged = not changed and not removed
     if memo is not None:
         held = None
-        if base is not None and base_parts is not None and previous_digest:
-            if unchanged and not from_memo:  # its records are the ones just built: shared
-                base_parts = delta.Parts(
-                    base_parts.header_bytes, base_parts.header, whole_set.records, []
-                )
-            if unchanged or from_memo:  # else its record bytes would be held twice
-                held = (previous_digest, len(base), base_parts)
+        # The base too, when holding it costs nothing more: its records are the memo's, or
+        # (the build changed nothing) the ones just built; else they would be held twice.
+        if (
+            base is not None
+            and base_parts is not None
+            and previous_digest
+            and (unchanged or from_memo)
+        ):
+            kept_records = whole_set.records if unchanged else base_parts.records
+            kept = delta.Parts(base_parts.header_bytes, base_parts.header, kept_records, [])
+            held = (previous_digest, len(base), kept)
         memo.keep(built.payload, full, whole_set, held)
     return built
 

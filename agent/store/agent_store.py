@@ -478,7 +478,7 @@ class AgentStore:
         rows = self._rows(
             f"SELECT {_RECORD_COLUMNS} FROM certificates WHERE sha256 = ?", [sha256.upper()]
         )
-        sources = self._sources(sha256.upper())
+        sources = self._sources([sha256.upper()])
         return next((self._record(row, sources.get(row["sha256"], ())) for row in rows), None)
 
     def inventory(self) -> list[CertRecord]:
@@ -842,13 +842,11 @@ class AgentStore:
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def _sources(self, sha256: str | list[str] | None = None) -> dict[str, tuple[SourceRef, ...]]:
-        """Every source of one certificate, of several (a list), or of all (None)."""
-        if isinstance(sha256, list):
-            marks = ", ".join("?" * len(sha256))
-            where, params = f"WHERE sha256 IN ({marks})", sha256
-        else:
-            where, params = ("WHERE sha256 = ?", [sha256]) if sha256 else ("", [])
+    def _sources(self, shas: Sequence[str] | None = None) -> dict[str, tuple[SourceRef, ...]]:
+        """Every source of these certificates (as many as SQLite binds at once), or of all."""
+        where, params = "", list(shas or ())
+        if shas is not None:
+            where = f"WHERE sha256 IN ({', '.join('?' * len(params))})"
         sql = (
             "SELECT sha256, kind, location, first_seen, last_seen FROM certificate_sources"
             f" {where} ORDER BY sha256, rowid"
@@ -876,9 +874,8 @@ class AgentStore:
         if shas is None:
             return self._sources()
         found: dict[str, tuple[SourceRef, ...]] = {}
-        batch = list(shas)
-        for start in range(0, len(batch), _BATCH):
-            found.update(self._sources(batch[start : start + _BATCH]))
+        for start in range(0, len(shas), _BATCH):
+            found.update(self._sources(shas[start : start + _BATCH]))
         return found
 
     def _record(self, row: dict[str, Any], sources: tuple[SourceRef, ...]) -> CertRecord:
