@@ -38,6 +38,4 @@ def whole_set(store: ExchangeStorage, party: str, pairing: str, version: int) ->
 
 
 def _apply(base: bytes, deltas: list[bytes]) -> bytes:
-    for payload in reversed(deltas):
-        base = delta.rebuild(delta.read_parts(payload), base)
-    return base
+    return delta.rebuild_chain(base, [delta.read_parts(payload) for payload in reversed(deltas)])

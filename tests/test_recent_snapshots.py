@@ -423,7 +423,7 @@ def test_a_one_shot_process_holds_no_whole_set(records: list[CertRecord]) -> Non
         cache.uninstall()
 
 
-def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_adopted_kept(
+def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_two_adopted_kept(
     records: list[CertRecord], recent: RecentSnapshots
 ) -> None:
     v1, v2, v3 = _chain(records)
@@ -435,11 +435,17 @@ def test_only_a_whole_set_held_this_cycle_is_adopted_and_the_last_adopted_kept(
     recent.adopt_whole(third)
     recent.end_cycle()  # an adopted one outlives the cycle, as the newest snapshots do
     assert recent.whole(third.payload_sha256) is not None
-    # A chain reset: the peer's current one is of a lower version, and replaces it.
+    # The one before stays beside it (the report check's previous), and is let go once two
+    # were adopted after it.
     recent.hold_whole(second.payload_sha256, delta.read_whole(v2.full))
     recent.adopt_whole(second)
-    assert recent.whole(second.payload_sha256) is not None
+    whole = recent.whole(second.payload_sha256)
+    assert whole is not None and recent.whole(third.payload_sha256) is not None
+    assert recent.whole_form(second.payload_sha256) == v2.full
+    fourth = snapshot.decode_payload(delta_snapshot(records[2:], 4, v3).payload, base=base_of(v3))
+    recent.adopt_whole(fourth)  # held as decoded
     assert recent.whole(third.payload_sha256) is None
+    assert recent.whole(second.payload_sha256) is not None
 
 
 def test_a_base_under_another_header_than_its_payloads_is_not_taken(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.snapshot import build_payload
+from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import SUBORDINATE
 from invsync.agent.store.agent_store import MIGRATIONS, AgentStore
 from invsync.agent.store.db import open_database
+from tests.test_delta import snapshot
 
 T0 = datetime(2026, 12, 6, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -69,8 +71,11 @@ def test_a_peer_snapshot_kept_again_with_other_bytes_is_read_anew(tmp_path: Path
         assert store.peer_base_digest("p") == hashlib.sha256(other).hexdigest()
 
 
-def test_a_peer_snapshot_kept_as_it_is_is_not_written_again(tmp_path: Path) -> None:
-    payload = _payload(2)
+def test_a_peer_snapshot_kept_as_it_is_is_not_written_again(
+    tmp_path: Path, records: list[CertRecord]
+) -> None:
+    v2 = snapshot(records[1:], 2, snapshot(records))  # a delta whose base is not kept here
+    payload = v2.payload
     with AgentStore(tmp_path / "agent.db") as store:
         store.keep_peer_snapshot("p", 2, _env(payload), T0)
         store.keep_peer_snapshot("p", 2, _env(payload), T1)
@@ -81,11 +86,11 @@ def test_a_peer_snapshot_kept_as_it_is_is_not_written_again(tmp_path: Path) -> N
         assert kept_at == "2026-12-06T01:00:00Z"
         held = store.peer_snapshot("p", 2)  # read, so held for the cycle
         assert held is not None and held.full == b""
-        store.keep_peer_snapshot("p", 2, _env(payload, b"other signature"), T0, b"whole")
+        store.keep_peer_snapshot("p", 2, _env(payload, b"other signature"), T0, v2.full)
         (full,) = store.db.execute("SELECT full FROM peer_snapshots").fetchone()
-        assert full == b"whole"  # a whole set learned later is written
+        assert full == v2.full  # a whole set learned later is written
         again = store.peer_snapshot("p", 2)
-    assert again is not None and again.full == b"whole"  # and read back, not the one held
+    assert again is not None and again.full == v2.full  # and read back, not the one held
 
 
 def test_peer_snapshots_kept_before_their_digest_column_get_one(tmp_path: Path) -> None:

@@ -87,6 +87,18 @@ class Agent:
         self.recent = RecentSnapshots.install(wholes=keeps)
         self.held: list[CertRecord] | None = None
         self.encodings: dict[str, BuildMemo] | None = {} if keeps else None
+        if keeps:
+            self.store.blobs.held_whole = self._held_whole
+
+    def _held_whole(self, payload_sha256: str) -> bytes | None:
+        """A whole set this daemon holds, by its snapshot's payload digest (hex): one of its
+        last builds, or a peer's current set (agent.store.whole_chain)."""
+        digest = bytes.fromhex(payload_sha256)
+        for memo in (self.encodings or {}).values():
+            whole = memo.whole(digest)
+            if whole is not None:
+                return whole
+        return self.recent.whole_form(payload_sha256)
 
     def end_cycle(self) -> None:
         """Let go of what one cycle held (a daemon idles between cycles holding only each

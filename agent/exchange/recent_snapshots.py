@@ -14,9 +14,11 @@ check compares these two again, as the previous snapshots, and the peer's next d
 the peer's: while they are alive, the records decoded before are shared by their bytes
 (agent.exchange.snapshot), so a daemon decodes only the records that changed. A daemon so holds
 each pairing's two newest snapshots between cycles (a one-shot process exits with its only
-cycle, and everything it held). It also holds the whole set of the peer's current snapshot as
-read when its delta was rebuilt, once accepted: the base of the peer's next delta
-(`adopt_whole`).
+cycle, and everything it held). It also holds the whole sets of the peer's current snapshot as
+read when its delta was rebuilt, once accepted, and of the one before: the base of the peer's
+next delta, and what the store would otherwise rebuild for the report check's previous one
+(`adopt_whole`, agent.store.whole_chain). Two sets of one chain share their records' bytes, so
+the second costs its lists alone.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection
 
-from invsync.agent.exchange.delta import WholeSet
+from invsync.agent.exchange.delta import WholeSet, full_form
 from invsync.agent.model.snapshot import Snapshot
 
 # Own and peer, current and previous: a report check's four, and the peer's next one.
 KEPT = 5
 BASES_KEPT = 2  # the peer's previous snapshot, once per report check
+ADOPTED_KEPT = 2  # per party: its current snapshot's whole set and the previous one's
 
 
 class RecentSnapshots:
@@ -47,9 +50,10 @@ class RecentSnapshots:
         # pairing -> its parties' newest snapshots by payload digest, kept when its part ended.
         self._newest: dict[str, dict[str, Snapshot]] = {}
         # Whole sets of the deltas decoded last, by payload digest, until one is adopted; and
-        # (pairing, party) -> the one adopted: the peer's current snapshot, once accepted.
+        # (pairing, party) -> the last ones adopted, by payload digest, the newest last: the
+        # peer's current snapshot, once accepted, and the one before.
         self._held_wholes: OrderedDict[str, WholeSet] = OrderedDict()
-        self._wholes: dict[tuple[str, str], tuple[str, WholeSet]] = {}
+        self._wholes: dict[tuple[str, str], OrderedDict[str, WholeSet]] = {}
 
     @classmethod
     def install(cls, kept: int = KEPT, *, wholes: bool = True) -> RecentSnapshots:
@@ -109,22 +113,31 @@ class RecentSnapshots:
 
     def adopt_whole(self, snapshot: Snapshot) -> None:
         """Keep the whole set held for `snapshot`, just accepted as the peer's current one: the
-        peer's next delta builds on it and need not read it again (60 MB at 100,000). One for
-        each party of a pairing, the last adopted, kept until `clear` as the newest snapshots
+        peer's next delta builds on it and need not read it again (60 MB at 100,000). The last
+        ADOPTED_KEPT for each party of a pairing, kept until `clear` as the newest snapshots
         are; nothing if none is held."""
         header = snapshot.header
         with self._lock:
             whole = self._held_wholes.get(snapshot.payload_sha256)
             if whole is not None:
-                self._wholes[(header.pairing, header.party)] = (snapshot.payload_sha256, whole)
+                adopted = self._wholes.setdefault((header.pairing, header.party), OrderedDict())
+                adopted[snapshot.payload_sha256] = whole
+                adopted.move_to_end(snapshot.payload_sha256)
+                while len(adopted) > ADOPTED_KEPT:
+                    adopted.popitem(last=False)
 
     def whole(self, payload_sha256: str) -> WholeSet | None:
         """The whole set adopted for the snapshot whose payload has that digest, if any."""
         with self._lock:
-            for digest, whole in self._wholes.values():
-                if digest == payload_sha256:
-                    return whole
+            for adopted in self._wholes.values():
+                if payload_sha256 in adopted:
+                    return adopted[payload_sha256]
         return None
+
+    def whole_form(self, payload_sha256: str) -> bytes | None:
+        """`whole`'s full form (its bytes, joined again), if held."""
+        whole = self.whole(payload_sha256)
+        return full_form(whole.parts.header_bytes, whole.parts.records) if whole else None
 
     def put_base(self, snapshot: Snapshot, header_bytes: bytes) -> None:
         """Keep the base a delta was just decoded on, as decoding its whole set gives it,

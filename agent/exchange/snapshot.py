@@ -269,6 +269,11 @@ class BuildMemo:
             wholes[base[0]] = (base[1], base[2])
         self._wholes = wholes
 
+    def whole(self, payload_digest: bytes) -> bytes | None:
+        """The full form of a whole set held here, by its payload's digest; None if not held."""
+        held = self._wholes.get(payload_digest)
+        return delta.full_form(held[1].header_bytes, held[1].records) if held else None
+
     def base_parts(self, previous_digest: bytes, base: bytes) -> delta.Parts | None:
         """The parts of `base` if it is a whole set held here, named by its payload digest;
         else None."""

@@ -50,6 +50,7 @@ from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.store.kept_sources import KeptSources
 from invsync.agent.store.snapshot_blobs import SnapshotBlobs
+from invsync.agent.store.whole_chain import chain_root, placement
 from invsync.agent.times import parse_rfc3339
 from invsync.agent.times import rfc3339 as _utc_text
 
@@ -219,6 +220,16 @@ def m012_peer_snapshot_digests(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE peer_snapshots SET payload_sha256 = ? WHERE rowid = ?", [digest, rowid])
 
 
+def m013_whole_set_chains(db: sqlite_utils.Database) -> None:
+    """Each kept snapshot's whole set is stored once every few versions and rebuilt from its
+    chain of deltas between (agent.store.whole_chain): `chain` counts the deltas since the
+    stored one, 0 when the row holds it. A row written before holds its set when `full` does;
+    the others stay as they were read (a full snapshot's payload, or not known here)."""
+    for table in ("sent_snapshots", "peer_snapshots"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN chain INTEGER")
+        db.execute(f"UPDATE {table} SET chain = 0 WHERE full IS NOT NULL")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -232,6 +243,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m010_derived_facts,
     m011_certificate_row_digests,
     m012_peer_snapshot_digests,
+    m013_whole_set_chains,
 )
 
 _CERT_COLUMNS = (
@@ -272,7 +284,7 @@ _UPSERT_SOURCE = (
 
 _SENT_COLUMNS = (
     "pairing", "version", "payload", "payload_sha256", "payload_type", "signatures",
-    "issued_at", "expires_at", "pending", "full",
+    "issued_at", "expires_at", "pending", "full", "chain",
 )  # fmt: skip
 _INSERT_SENT = _insert("sent_snapshots", _SENT_COLUMNS)
 
@@ -298,7 +310,7 @@ _SENT, _PEER = "sent_snapshots", "peer_snapshots"
 _LATEST = "pairing = ? ORDER BY version DESC LIMIT 1"
 _KEEP_PEER = (
     "INSERT OR REPLACE INTO peer_snapshots (pairing, version, payload_type, payload, signatures,"
-    " kept_at, full, payload_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " kept_at, full, chain, payload_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_ROTATION = (
     "INSERT INTO peer_key_rotations (party, pairing, version, new_key, old_keys, accepted_at)"
@@ -524,7 +536,6 @@ class AgentStore:
             "issued_at": rfc3339(issued_at),
             "expires_at": rfc3339(expires_at),
             "pending": int(pending),
-            "full": full,
         }
         pruned: list[int] = []
         with transaction(self.db, f"{self.path}: cannot record snapshot {pairing} v{version}"):
@@ -534,6 +545,7 @@ class AgentStore:
                 if not pending:
                     pruned = self._set_sent(pairing, version)
             else:
+                row["full"], row["chain"] = placement(self.db, _SENT, pairing, payload, full)
                 self.db.execute(_INSERT_SENT, row)
                 if not pending:
                     pruned = self._prune_whole_sets(pairing, version)
@@ -543,20 +555,24 @@ class AgentStore:
 
     def _prune_whole_sets(self, pairing: str, sent: int) -> list[int]:
         """Let go of the whole sets of our snapshots before `sent - 1`, `sent` being the latest
-        sent one; the versions pruned.
+        sent one, but for the one `sent - 1`'s is rebuilt from; the versions pruned.
 
         A delta's whole set is what the next delta builds on (the latest sent) and what the
         report check compares as our previous snapshot (the one before), so those two stay,
-        and a pending one above them. Nothing reads an older one: the signed payloads stay,
-        and with them every entry of the log. Kept, each would add a whole set per cycle to
-        the database: 57 MB at 100,000 certificates (issue 13). Counted from the latest sent,
-        never from a pending one: a pending snapshot may be dropped, and the report check then
-        compares the latest sent with the one before it."""
-        older = "pairing = ? AND version < ? AND full IS NOT NULL"
-        params = [pairing, sent - 1]
+        with the stored set their chain starts from (agent.store.whole_chain), and a pending
+        one above them. Nothing reads an older one: the signed payloads stay, and with them
+        every entry of the log. Kept, each stored set would stay in the database: 57 MB at
+        100,000 certificates (issue 13). Counted from the latest sent, never from a pending
+        one: a pending snapshot may be dropped, and the report check then compares the latest
+        sent with the one before it."""
+        root = chain_root(self.db, _SENT, pairing, sent - 1)
+        below = sent - 1 if root is None else min(root, sent - 1)
+        older = "pairing = ? AND version < ? AND (full IS NOT NULL OR chain > 0)"
+        params = [pairing, below]
         rows = self.db.execute(f"SELECT version FROM sent_snapshots WHERE {older}", params)
         versions = [int(v) for (v,) in rows.fetchall()]
-        self.db.execute(f"UPDATE sent_snapshots SET full = NULL WHERE {older}", params)
+        pruned = f"UPDATE sent_snapshots SET full = NULL, chain = NULL WHERE {older}"
+        self.db.execute(pruned, params)
         return versions
 
     def pending_snapshot(self, pairing: str) -> SentSnapshot | None:
@@ -670,7 +686,8 @@ class AgentStore:
             if known is not None:
                 self._check_same_payload(known, sent.payload)
             else:
-                self.db.execute(_INSERT_SENT, _sent_row(sent))
+                stored = placement(self.db, _SENT, pairing, sent.payload, sent.full)
+                self.db.execute(_INSERT_SENT, _sent_row(sent, *stored))
             self.db.execute(_INSERT_RECEIPT, row)
             self._save_state(pairing, state, now)
 
@@ -795,13 +812,25 @@ class AgentStore:
         row = [pairing, version, env.payload_type, env.payload, signatures, rfc3339(now)]
         with transaction(self.db, f"{self.path}: cannot keep {pairing}'s peer snapshot"):
             if not self._kept_as(pairing, version, env.payload_type, digest, signatures, full):
-                self.db.execute(_KEEP_PEER, [*row, full or None, digest])
+                stored = placement(self.db, _PEER, pairing, env.payload, full)
+                self.db.execute(_KEEP_PEER, [*row, *stored, digest])
                 self.blobs.drop(_PEER, pairing, version)
-            self.db.execute(
-                "DELETE FROM peer_snapshots WHERE pairing = ? AND version NOT IN (SELECT version"
-                " FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 2)",
-                [pairing, pairing],
-            )
+            self._prune_peer(pairing)
+
+    def _prune_peer(self, pairing: str) -> None:
+        """Keep the pairing's two latest peer snapshots, and those the older one's whole set
+        is rebuilt from (agent.store.whole_chain)."""
+        rows = self.db.execute(
+            "SELECT version FROM peer_snapshots WHERE pairing = ? ORDER BY version DESC LIMIT 2",
+            [pairing],
+        ).fetchall()
+        if len(rows) < 2:
+            return
+        older = int(rows[1][0])
+        root = chain_root(self.db, _PEER, pairing, older)
+        below = older if root is None else min(root, older)
+        sql = "DELETE FROM peer_snapshots WHERE pairing = ? AND version < ?"
+        self.db.execute(sql, [pairing, below])
 
     def _kept_as(
         self, pairing: str, version: int, kind: str, digest: str, signatures: str, full: bytes
@@ -809,7 +838,7 @@ class AgentStore:
         """Whether the peer snapshot `version` is kept with this payload, these signatures and
         a whole set (or needs none: `full` is empty)."""
         row = self.db.execute(
-            "SELECT payload_type, payload_sha256, signatures, full IS NOT NULL FROM"
+            "SELECT payload_type, payload_sha256, signatures, full IS NOT NULL OR chain > 0 FROM"
             " peer_snapshots WHERE pairing = ? AND version = ?",
             [pairing, version],
         ).fetchone()
@@ -1010,8 +1039,9 @@ def _sent(row: dict[str, Any]) -> SentSnapshot:
     )
 
 
-def _sent_row(sent: SentSnapshot) -> dict[str, object]:
-    """A snapshot already sent and receipted, as its row (not pending)."""
+def _sent_row(sent: SentSnapshot, full: bytes | None, chain: int | None) -> dict[str, object]:
+    """A snapshot already sent and receipted, as its row (not pending), its whole set stored
+    as `whole_chain.placement` decided."""
     return {
         "pairing": sent.pairing,
         "version": sent.version,
@@ -1022,7 +1052,8 @@ def _sent_row(sent: SentSnapshot) -> dict[str, object]:
         "issued_at": rfc3339(sent.issued_at),
         "expires_at": rfc3339(sent.expires_at),
         "pending": 0,
-        "full": sent.full,
+        "full": full,
+        "chain": chain,
     }
 
 

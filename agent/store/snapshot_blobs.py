@@ -12,6 +12,10 @@ snapshot adopted from the log) `drop` what is held for that version. What is hel
 with `forget`: a pairing's when its part of the cycle ends (an agent of many pairings would
 otherwise hold four whole sets of each), all at the end of each cycle, so a daemon idles
 holding nothing.
+
+A row stored without its whole set (`chain` > 0, agent.store.whole_chain) gets it from the
+process's own copy when it holds one (`held`: a daemon's last build, the peer's current set),
+else rebuilt from the chain in the database.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 import sqlite_utils
 
+from invsync.agent.store.whole_chain import HeldWhole, rebuilt
+
 _Key = tuple[str, str, int, str]
 
 
@@ -31,6 +37,7 @@ class SnapshotBlobs:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
         self._held: dict[_Key, tuple[bytes, bytes | None]] = {}
+        self.held_whole: HeldWhole | None = None  # set by a process that holds whole sets
 
     def rows(self, table: str, where: str, params: Sequence[object]) -> list[dict[str, Any]]:
         """`SELECT * FROM table WHERE where` (each row as a dict), the blobs of a row read
@@ -76,17 +83,26 @@ class SnapshotBlobs:
         ).fetchone()
         if found is None:
             return None
-        blobs = (bytes(found[0]), None if found[1] is None else bytes(found[1]))
+        payload = bytes(found[0])
+        full = None if found[1] is None else bytes(found[1])
+        if full is None and (row["chain"] or 0) > 0:
+            full = self._whole(table, row["pairing"], digest, payload)
+        blobs = (payload, full)
         if digest is None:  # written by SQL without one: named by its bytes, never held
             row["payload_sha256"] = hashlib.sha256(blobs[0]).hexdigest()
         else:
             self._held[key] = blobs
         return blobs
 
+    def _whole(self, table: str, pairing: str, digest: str | None, payload: bytes) -> bytes | None:
+        """The whole set of a row stored without it: the process's copy, else rebuilt."""
+        held = self.held_whole(digest) if self.held_whole is not None and digest else None
+        return held if held is not None else rebuilt(self._db, table, pairing, payload)
+
 
 # Every column but the blobs, by table.
 _META = {
     "sent_snapshots": "pairing, version, payload_sha256, payload_type, signatures, issued_at,"
-    " expires_at, pending",
-    "peer_snapshots": "pairing, version, payload_sha256, payload_type, signatures, kept_at",
+    " expires_at, pending, chain",
+    "peer_snapshots": "pairing, version, payload_sha256, payload_type, signatures, kept_at, chain",
 }

@@ -1,0 +1,119 @@
+"""A delta's whole set stored once every WHOLE_EVERY versions, rebuilt from its chain between
+(issue 13).
+
+Each kept snapshot, ours or the peer's, needs its whole set: the next delta builds on it, the
+report check compares the one before. Written with every delta it cost a steady daemon about
+1 s a cycle at 100,000 certificates (60 MB into SQLite for each side, and 60 MB freed when the
+older one was pruned), to be read back only by a process that does not hold it already: a
+restarted daemon, a one-shot one, `status`. So a row stores its whole set (`full`) only when
+its chain of deltas since the last stored one would reach WHOLE_EVERY, and otherwise its
+`chain` length, and a reader rebuilds it: the stored one, then each delta of the chain applied
+forward (agent.exchange.delta.rebuild_chain), the same bytes as written. The exchange server
+does the same with its own cadence (server.snapshot_sets).
+
+A row's `chain`:
+- 0: its whole set is in the row: `full`, or the payload of a full snapshot;
+- k > 0: a delta stored without it, on the row whose payload its previous_digest names, whose
+  own chain is k - 1;
+- NULL: not known here (a delta restored from the log without its set, or one whose chain was
+  pruned), as `full` NULL meant before.
+
+Every payload in these tables was verified before it was kept, and whoever uses a rebuilt set
+decodes it, which checks it against the signed header's records_root: a damaged chain is
+refused there, never trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from invsync.agent.errors import InvsyncError, StoreError
+from invsync.agent.exchange import delta
+
+# At 100,000 certificates: one 60 MB write in eight cycles, and a reader applies at most seven
+# deltas of 100 records to the stored set (a few ms each beside the 0.3 s of reading it).
+WHOLE_EVERY = 8
+
+
+def placement(
+    db: sqlite_utils.Database, table: str, pairing: str, payload: bytes, full: bytes | None
+) -> tuple[bytes | None, int | None]:
+    """The (`full`, `chain`) columns of a new row of `table` for a verified `payload`, whose
+    whole set is `full` when a delta (None or empty: not known here). A payload whose header
+    does not read is stored as given: nothing chains from it."""
+    try:
+        header = delta.accepted_header(payload)
+    except InvsyncError:
+        return full or None, 0 if full else None
+    if not header.delta:
+        return None, 0
+    if not full:
+        return None, None
+    base = db.execute(
+        f"SELECT chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
+        [pairing, header.previous_digest.hex()],
+    ).fetchone()
+    if base is None or base[0] is None or base[0] + 1 >= WHOLE_EVERY:
+        return full, 0
+    return None, int(base[0]) + 1
+
+
+def rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes) -> bytes | None:
+    """The whole set of the delta `payload`, kept in `table` with a chain (see the module
+    docstring); None when a link of its chain is no longer kept. StoreError when the kept
+    payloads do not apply: the database is damaged."""
+    try:
+        return _rebuilt(db, table, pairing, payload)
+    except InvsyncError as e:
+        if isinstance(e, StoreError):
+            raise
+        raise StoreError(
+            f"{table} of {pairing!r}: the kept snapshots do not rebuild a whole set ({e}): "
+            "the database is damaged; restore it from a backup"
+        ) from e
+
+
+def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes) -> bytes | None:
+    deltas = [delta.read_parts(payload, "kept payload")]
+    for _ in range(_LONGEST):
+        wanted = deltas[-1].header.previous_digest.hex()
+        row = db.execute(
+            f"SELECT payload, full, chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
+            [pairing, wanted],
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        if row[1] is not None or row[2] == 0:
+            base = bytes(row[1] if row[1] is not None else row[0])
+            return delta.rebuild_chain(base, deltas[::-1])
+        deltas.append(delta.read_parts(bytes(row[0]), "kept payload"))
+    raise StoreError(f"{table} of {pairing!r}: a chain of deltas does not end: it is damaged")
+
+
+def chain_root(db: sqlite_utils.Database, table: str, pairing: str, version: int) -> int | None:
+    """The version whose stored whole set `version`'s is rebuilt from (itself when stored, or
+    a full snapshot); None when it has none (chain NULL) or is not kept."""
+    sql = f"SELECT version, chain FROM {table} WHERE pairing = ? AND "
+    row = db.execute(sql + "version = ?", [pairing, version]).fetchone()
+    for _ in range(_LONGEST):
+        if row is None or row[1] is None:
+            return None
+        if row[1] == 0:
+            return int(row[0])
+        (payload,) = db.execute(
+            f"SELECT payload FROM {table} WHERE pairing = ? AND version = ?", [pairing, row[0]]
+        ).fetchone()
+        wanted = delta.accepted_header(bytes(payload)).previous_digest.hex()
+        row = db.execute(sql + "payload_sha256 = ?", [pairing, wanted]).fetchone()
+    return None
+
+
+# A chain is shorter than WHOLE_EVERY; a longer walk is a damaged table, not a long chain.
+_LONGEST = WHOLE_EVERY * 4
+
+
+HeldWhole = Callable[[str], bytes | None]
+"""A process's own copy of a whole set, by its payload's SHA-256 (hex): read from what it holds
+instead of rebuilt from the database (a daemon's last build and the peer's current set)."""
