@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from invsync.agent.model.record import CertInfo, CertRecord
+import dataclasses
+from typing import Any, cast
+
+from invsync.agent.model.record import CertInfo, CertRecord, SourceRef
 from tests.certs import cert_infos
 
 BUG_OV = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
@@ -102,3 +105,16 @@ def test_a_view_of_an_equal_value_of_another_type_is_a_new_record() -> None:
     assert other is not record
     assert type(other.operator) is _Name
     assert record.with_view(operator=None) is not record
+
+
+def test_with_sources_keeps_every_other_field_as_replace_does() -> None:
+    """`with_sources` names each field itself: a field added to CertRecord and not passed on
+    there fails here, each field holding its own sentinel."""
+    names = [f.name for f in dataclasses.fields(CertRecord)]
+    sentinels: dict[str, Any] = {name: object() for name in names}
+    record = CertRecord(**sentinels)
+    sources = cast("tuple[SourceRef, ...]", object())
+    made = record.with_sources(sources)
+    expected = dataclasses.replace(record, sources=sources)
+    assert [getattr(made, n) is getattr(expected, n) for n in names] == [True] * len(names)
+    assert record.with_sources(record.sources) is record

@@ -157,6 +157,16 @@ class CertRecord:
             return self
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def with_sources(self, sources: tuple[SourceRef, ...]) -> CertRecord:
+        """`with_view(sources=sources)`, made directly: the store's `as_stored` makes one for
+        each of 100,000 records a cycle, where `replace` took 3 us of the 4 each."""
+        if _same(self.sources, sources):
+            return self
+        return CertRecord(
+            self.info, self.operator, self.lifecycle, self.revocation, sources,
+            self.attribution, self.disclosure, self.audit_scope, self.revocation_evidence,
+        )  # fmt: skip
+
 
 def _same(held: object, value: object) -> bool:
     # Equal values of one type: a record is compared field by field, so 1 and True (or a

@@ -481,7 +481,7 @@ class AgentStore:
         if sources is None:
             sources = self._sources()
         return [
-            record.with_view(sources=sources.get(record.sha256, ()))
+            record.with_sources(sources.get(record.sha256, ()))
             for record in sorted(records, key=lambda r: r.sha256)
         ]
 
