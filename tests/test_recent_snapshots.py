@@ -639,3 +639,19 @@ def test_the_report_check_adopts_the_peers_current_snapshot_and_builds_on_it(
         assert recent.whole(current.payload_sha256) is not None
         monkeypatch.setattr(store, "peer_base", _unread)
         assert check._fetch_peer(pairing, 3).header.version == 3
+
+
+def test_the_full_form_of_a_held_snapshot_is_given_as_decoded_and_not_counted_as_used(
+    records: list[CertRecord], recent: RecentSnapshots
+) -> None:
+    v1, v2, _ = _chain(records)
+    first = snapshot.decode_payload(v1.payload)
+    second = snapshot.decode_payload(v2.payload, base=base_of(v1))
+    assert recent.full_of(first.payload_sha256) is first.full
+    assert recent.full_of(second.payload_sha256) == v2.full
+    recent.end_pairing(PAIRING, PARTIES)  # the newest of each party stays
+    assert recent.full_of(second.payload_sha256) == v2.full
+    assert recent.full_of(first.payload_sha256) is None
+    assert len(recent) == 1  # asking did not make it one of this part's
+    recent.clear()
+    assert recent.full_of(second.payload_sha256) is None

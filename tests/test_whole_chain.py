@@ -220,3 +220,13 @@ def test_a_daemon_reads_the_sets_it_holds_and_a_one_shot_process_rebuilds(
         assert kept is not None and kept.full == peer[2].full
     finally:
         agent.close()
+
+
+@pytest.mark.parametrize("table", ["sent_snapshots", "peer_snapshots"])
+def test_a_chain_is_followed_by_index_not_by_scanning_past_blobs(
+    tmp_path: Path, table: str
+) -> None:
+    lookup = f"SELECT chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?"
+    with AgentStore(tmp_path / "agent.db") as store:
+        plan = store.db.execute(f"EXPLAIN QUERY PLAN {lookup}", ["p", "00"]).fetchall()
+    assert f"USING INDEX {table}_by_digest" in " ".join(str(row[-1]) for row in plan)

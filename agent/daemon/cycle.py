@@ -91,8 +91,12 @@ class Agent:
             self.store.blobs.held_whole = self._held_whole
 
     def _held_whole(self, payload_sha256: str) -> bytes | None:
-        """A whole set this daemon holds, by its snapshot's payload digest (hex): one of its
-        last builds, or a peer's current set (agent.store.whole_chain)."""
+        """A whole set this daemon holds, by its snapshot's payload digest (hex): a snapshot
+        decoded or built and still held (its bytes as they are), else one of its last builds
+        or a peer's last sets, joined again (agent.store.whole_chain)."""
+        held = self.recent.full_of(payload_sha256)
+        if held is not None:
+            return held
         digest = bytes.fromhex(payload_sha256)
         for memo in (self.encodings or {}).values():
             whole = memo.whole(digest)

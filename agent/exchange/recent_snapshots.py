@@ -134,6 +134,15 @@ class RecentSnapshots:
                     return adopted[payload_sha256]
         return None
 
+    def full_of(self, payload_sha256: str) -> bytes | None:
+        """The whole set (full form) of a snapshot held here, as it was decoded or built, if
+        held; unlike `get`, not counted as used."""
+        with self._lock:
+            snapshot = self._snapshots.get(payload_sha256)
+            for kept in self._newest.values():
+                snapshot = snapshot or kept.get(payload_sha256)
+        return snapshot.full if snapshot is not None and snapshot.full else None
+
     def whole_form(self, payload_sha256: str) -> bytes | None:
         """`whole`'s full form (its bytes, joined again), if held."""
         whole = self.whole(payload_sha256)

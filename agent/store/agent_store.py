@@ -224,10 +224,13 @@ def m013_whole_set_chains(db: sqlite_utils.Database) -> None:
     """Each kept snapshot's whole set is stored once every few versions and rebuilt from its
     chain of deltas between (agent.store.whole_chain): `chain` counts the deltas since the
     stored one, 0 when the row holds it. A row written before holds its set when `full` does;
-    the others stay as they were read (a full snapshot's payload, or not known here)."""
+    the others stay as they were read (a full snapshot's payload, or not known here). A chain
+    is followed by payload digest: indexed, or each step would scan the table, reading past
+    every row's blobs to the digest column added after them."""
     for table in ("sent_snapshots", "peer_snapshots"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN chain INTEGER")
         db.execute(f"UPDATE {table} SET chain = 0 WHERE full IS NOT NULL")
+        db.execute(f"CREATE INDEX {table}_by_digest ON {table} (pairing, payload_sha256)")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
