@@ -118,3 +118,14 @@ def test_with_sources_keeps_every_other_field_as_replace_does() -> None:
     expected = dataclasses.replace(record, sources=sources)
     assert [getattr(made, n) is getattr(expected, n) for n in names] == [True] * len(names)
     assert record.with_sources(record.sources) is record
+
+
+def test_with_attribution_keeps_every_other_field_as_replace_does() -> None:
+    names = [f.name for f in dataclasses.fields(CertRecord)]
+    sentinels: dict[str, Any] = {name: object() for name in names}
+    record = CertRecord(**sentinels)
+    made = record.with_attribution("jprs", "rule:fingerprint")
+    expected = dataclasses.replace(record, operator="jprs", attribution="rule:fingerprint")
+    assert [getattr(made, n) is getattr(expected, n) for n in names] == [True] * len(names)
+    assert record.with_attribution(record.operator, record.attribution) is record
+    assert record.with_attribution(None, record.attribution) is not record

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
+from operator import attrgetter
 
 from google.protobuf.message import DecodeError
 
@@ -147,7 +148,7 @@ def build_snapshot(
     last build of a daemon's pairing left (`BuildMemo`), used where it holds and then renewed."""
     if role not in _ROLE_TO_PB:
         raise ValueError(f"role must be {ROOT!r} or {SUBORDINATE!r}, got {role!r}")
-    ordered = sorted(records, key=lambda r: r.sha256)
+    ordered = sorted(records, key=_SHA256)
     _refuse_duplicates(ordered)
     encoded = memo.encodings.of(ordered, _encoded) if memo else [_encoded(r) for r in ordered]
     entries = [(identity, data) for identity, data, _, _ in encoded]
@@ -620,9 +621,15 @@ def _check_trailer(payload: bytes, trailer: pb.SnapshotTrailer) -> None:
 
 
 def _refuse_duplicates(ordered: Sequence[CertRecord]) -> None:
-    for before, after in pairwise(ordered):
-        if before.sha256 == after.sha256:
-            raise ValueError(f"record {after.sha256} appears twice; merge the inventory first")
+    shas = list(map(_SHA256, ordered))
+    if len(set(shas)) == len(shas):  # in C: 100,000 records each cycle
+        return
+    for before, after in pairwise(shas):
+        if before == after:
+            raise ValueError(f"record {after} appears twice; merge the inventory first")
+
+
+_SHA256 = attrgetter("info.sha256")  # CertRecord.sha256 without a Python call per record
 
 
 def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:

@@ -51,16 +51,16 @@ def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[C
 
 def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:
     if record.operator:
-        return record.with_view(attribution=record.attribution or ISSUANCE_LOG)
+        return record.with_attribution(record.operator, record.attribution or ISSUANCE_LOG)
     owner = record.disclosure.subordinate_ca_owner if record.disclosure else ""
     party = attribution.ccadb_owners.get(normalize_owner(owner)) if owner else None
     if party:
-        return record.with_view(operator=party, attribution=CCADB)
+        return record.with_attribution(party, CCADB)
     for rule in attribution.rules:
         kind = rule.match(record)
         if kind:
-            return record.with_view(operator=rule.operator, attribution=kind)
-    return record.with_view(attribution="")
+            return record.with_attribution(rule.operator, kind)
+    return record.with_attribution(record.operator, "")
 
 
 def subject_organizations(record: CertRecord) -> frozenset[str]:
