@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 from collections.abc import Callable
@@ -11,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from invsync.agent.exchange import acceptance as acc
-from invsync.agent.exchange import envelope, keys, snapshot
+from invsync.agent.exchange import envelope, keys, merkle, snapshot
 from invsync.agent.exchange import rejections as rej
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.merkle import records_digest
+from invsync.agent.exchange.object_marks import ObjectMarks
+from invsync.agent.exchange.recent_snapshots import RecentSnapshots
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Snapshot
 from invsync.v1 import invsync_pb2 as pb
@@ -553,3 +556,45 @@ def test_the_record_checks_answer_alike_with_the_decoders_identities_or_without(
         return
     with pytest.raises(error, match=message):
         acc._check_records(checked)
+
+
+def test_a_snapshot_object_s_records_are_checked_once(
+    jprs_key: keys.SigningKey,
+    jprs_policy: acc.PartyPolicy,
+    v1: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A daemon verifies the peer's previous snapshot as the object it verified as current the
+    cycle before (agent.exchange.recent_snapshots): its records_digest is not worked out
+    again. An equal snapshot decoded anew is checked again."""
+    roots: list[int] = []
+    real = merkle.merkle_root
+
+    def counted(leaves: list[bytes]) -> bytes:
+        roots.append(len(leaves))
+        return real(leaves)
+
+    monkeypatch.setattr(acc, "merkle_root", counted)
+    env = snapshot.sign_snapshot(v1, jprs_key)
+    cache = RecentSnapshots.install()
+    try:
+        first = acc.verify_peer_snapshot(env, peer=jprs_policy, pairing=PAIRING, now=NOW)
+        again = acc.verify_peer_snapshot(env, peer=jprs_policy, pairing=PAIRING, now=NOW)
+    finally:
+        cache.uninstall()
+    assert again is first and len(roots) == 1
+    anew = acc.verify_peer_snapshot(env, peer=jprs_policy, pairing=PAIRING, now=NOW)
+    assert anew is not first and anew == first and len(roots) == 2
+
+
+def test_object_marks_hold_only_the_marked_object_while_it_lives() -> None:
+    class Thing:
+        pass
+
+    marks: ObjectMarks[Thing] = ObjectMarks()
+    marked, other = Thing(), Thing()
+    marks.add(marked)
+    assert marks.holds(marked) and not marks.holds(other) and len(marks) == 1
+    del marked
+    gc.collect()
+    assert len(marks) == 0

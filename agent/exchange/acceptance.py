@@ -47,6 +47,7 @@ from invsync.agent.exchange.envelope import Envelope, shown_keyids
 from invsync.agent.exchange.keyring import KeyRing, Rotation, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.merkle import merkle_root
+from invsync.agent.exchange.object_marks import ObjectMarks
 from invsync.agent.exchange.rejections import (
     BadSignatureError,
     BadValidityError,
@@ -424,6 +425,16 @@ def _check_not_expired(header: SnapshotHeader, now: datetime) -> None:
 
 
 def _check_records(snapshot: Snapshot) -> None:
+    """Count, records_digest and no record twice; once per snapshot object, which is immutable:
+    a daemon checks the peer's previous snapshot as the one it checked as current the cycle
+    before, and the records_digest of 100,000 identities is 0.1 s."""
+    if _RECORDS_CHECKED.holds(snapshot):
+        return
+    _check_records_anew(snapshot)
+    _RECORDS_CHECKED.add(snapshot)
+
+
+def _check_records_anew(snapshot: Snapshot) -> None:
     header, records = snapshot.header, snapshot.records
     if header.record_count != len(records):
         raise CountMismatchError(
@@ -448,3 +459,6 @@ def _check_duplicates(snapshot: Snapshot) -> None:
         first = seen.setdefault(record.sha256, index)
         if first != index:
             raise DuplicateRecordError(f"record {index} ({record.sha256}) repeats record {first}")
+
+
+_RECORDS_CHECKED: ObjectMarks[Snapshot] = ObjectMarks()
