@@ -307,3 +307,19 @@ def test_a_peer_rotation_is_recorded_once_and_survives_a_reopen(tmp_path: Path) 
     with AgentStore(path, create=False) as store:
         assert store.rotations("secom") == [rotation]
         assert store.rotations("jprs") == []
+
+
+def test_a_certificate_listed_twice_is_worked_out_from_the_database_next_time(
+    tmp_path: Path,
+) -> None:
+    """Each copy of a certificate listed twice whose content differs from the stored row is
+    written, the last winning; the next collection must not take the digests it kept for the
+    row's content (an independent review found the row left with the wrong copy)."""
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collection(T0), T0)  # the row holds operator jprs
+        clean = _collection(T1)
+        bug = next(r for r in clean if r.sha256 == BUG_DV)
+        store.replace_inventory([bug.with_view(operator="secom"), *clean], T1)
+        assert (stored := store.record(BUG_DV)) is not None and stored.operator == "secom"
+        store.replace_inventory(_collection(T1), T1)
+        assert (stored := store.record(BUG_DV)) is not None and stored.operator == "jprs"

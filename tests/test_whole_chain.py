@@ -135,13 +135,15 @@ def test_a_damaged_chain_is_named_and_a_missing_link_is_not_known(
         for version, one in enumerate(built, start=1):
             _send(store, one, version)
         store.forget_blobs()
+        digest = hashlib.sha256(built[2].payload).hexdigest()
         store.db.execute("UPDATE sent_snapshots SET payload = x'0a0100' WHERE version = 3")
         with pytest.raises(StoreError) as caught:
             store.sent_snapshot("p", 4)
-        assert str(caught.value).startswith(
-            "sent_snapshots of 'p': the kept snapshots do not rebuild a whole set ("
+        assert str(caught.value) == (
+            "sent_snapshots of 'p': the kept snapshots do not rebuild a whole set (the payload "
+            f"kept as {digest[:16]} has other bytes): the database is damaged; restore it from "
+            "a backup"
         )
-        assert str(caught.value).endswith("the database is damaged; restore it from a backup")
         store.db.execute("DELETE FROM sent_snapshots WHERE version = 3")
         sent = store.sent_snapshot("p", 4)
         assert sent is not None and sent.whole is None  # as a delta restored from the log
@@ -230,3 +232,27 @@ def test_a_chain_is_followed_by_index_not_by_scanning_past_blobs(
     with AgentStore(tmp_path / "agent.db") as store:
         plan = store.db.execute(f"EXPLAIN QUERY PLAN {lookup}", ["p", "00"]).fetchall()
     assert f"USING INDEX {table}_by_digest" in " ".join(str(row[-1]) for row in plan)
+
+
+def test_a_stored_set_that_does_not_add_up_to_the_header_is_refused(
+    tmp_path: Path, records: list[CertRecord]
+) -> None:
+    """The stored set a chain starts from, edited into another well-formed set: the rebuilt
+    one misses the signed records_root, and is refused rather than built on."""
+    built = _chain(records, WHOLE_EVERY + 3)
+    with AgentStore(tmp_path / "agent.db") as store:
+        for version, one in enumerate(built, start=1):
+            _send(store, one, version)
+        store.forget_blobs()
+        (full,) = store.db.execute(
+            "SELECT full FROM sent_snapshots WHERE chain = 0 AND full IS NOT NULL"
+        ).fetchone()
+        parts = delta.read_parts(bytes(full))
+        later = {r for one in built[-2:] for r in delta.read_parts(one.payload).records}
+        kept = next(i for i, r in enumerate(parts.records) if r not in later)  # not put back
+        fewer = delta.full_form(
+            parts.header_bytes, [*parts.records[:kept], *parts.records[kept + 1 :]]
+        )
+        store.db.execute("UPDATE sent_snapshots SET full = ? WHERE full IS NOT NULL", [fewer])
+        with pytest.raises(StoreError, match=r"records_root [0-9a-f]{64} is not the header's"):
+            store.latest_sent_snapshot("p")

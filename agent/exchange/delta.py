@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import bounded
-from invsync.agent.exchange.rejections import DuplicateRecordError, MalformedSnapshot
+from invsync.agent.exchange.merkle import records_root
+from invsync.agent.exchange.rejections import (
+    DigestMismatchError,
+    DuplicateRecordError,
+    MalformedSnapshot,
+)
 from invsync.agent.kept import Kept
 from invsync.v1 import invsync_pb2 as pb
 
@@ -224,18 +229,27 @@ def rebuild_parts(delta: Parts, base: WholeSet) -> tuple[Parts, bytes]:
     return Parts(delta.header_bytes, delta.header, ordered, []), full
 
 
-def rebuild_chain(base_full: bytes, deltas: Sequence[Parts]) -> bytes:
+def rebuild_chain(base_full: bytes, deltas: Sequence[Parts], *, check_root: bool = False) -> bytes:
     """The full form of the last of `deltas`, each a delta on the one before it and the first
     on the whole set `base_full`: applied to one set and joined once, so a chain of k deltas
     costs one rebuild, not k. The same checks as `rebuild`, each delta against the set it
-    applies to; the result is not checked against any header (decoding it does that)."""
+    applies to. With `check_root`, the result's records must add up to the last header's
+    records_root (DigestMismatchError), for a caller that uses it without decoding it."""
     if not deltas:
         return base_full
     records = read_whole(base_full).by_identity()
     for step in deltas:
         _apply(records, step)
     last = deltas[-1]
-    return full_form(last.header_bytes, [records[identity] for identity in sorted(records)])
+    ordered = sorted(records)
+    if check_root:
+        root = records_root((identity, records[identity]) for identity in ordered)
+        if root != last.header.records_root:
+            raise DigestMismatchError(
+                f"the rebuilt whole set's records_root {root.hex()} is not the header's "
+                f"{bounded(last.header.records_root.hex()) or '(empty)'}"
+            )
+    return full_form(last.header_bytes, [records[identity] for identity in ordered])
 
 
 def _apply(records: dict[bytes, bytes], delta: Parts) -> None:

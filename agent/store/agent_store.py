@@ -411,7 +411,8 @@ class AgentStore:
         once another connection wrote the database (or at a process's first collection): a
         daemon's later collections read back no row, knowing the digests of those it wrote. A
         row edited by hand keeps the edit until its record changes: whoever writes this table
-        with SQL sets its `row_digest` to NULL, and the next collection writes it again."""
+        with SQL (from another connection) sets its `row_digest` to NULL, and the next
+        collection writes it again."""
         sources = _source_rows(records, now)  # a bad record raises before any write
         digests = _row_digests(records, self._row_digests)
         listed = {record.sha256: digest for record, digest in zip(records, digests, strict=True)}
@@ -440,8 +441,11 @@ class AgentStore:
             stored = self._kept_sources.work_out(records, before, self._sources_of)
         self._kept_sources.keep(records, stored, version)  # once committed
         # Then the present rows are these, with these digests: read again while no other
-        # connection writes (`before`), instead of 100,000 rows from the database.
-        self._present = listed if self._row_digests is not None else None
+        # connection writes (`before`), instead of 100,000 rows from the database. Not when a
+        # certificate was listed twice: each copy whose digest differed was written, in order,
+        # so the row may hold another copy than the one `listed` kept.
+        keeps = self._row_digests is not None and len(listed) == len(records)
+        self._present = listed if keeps else None
 
     def _present_digests(self, records: Sequence[CertRecord], *, check_der: bool) -> dict[str, Any]:
         """Each present row's digest by SHA-256; with `check_der`, None for a row of `records`

@@ -18,13 +18,15 @@ A row's `chain`:
 - NULL: not known here (a delta restored from the log without its set, or one whose chain was
   pruned), as `full` NULL meant before.
 
-Every payload in these tables was verified before it was kept, and whoever uses a rebuilt set
-decodes it, which checks it against the signed header's records_root: a damaged chain is
-refused there, never trusted.
+Every payload in these tables was verified before it was kept. A rebuilt set is checked before
+it is given: each link's payload against the digest it is kept under, and the result against
+the signed header's records_root (a draft builds its next delta on it without decoding it). A
+damaged chain is a StoreError, never a wrong set.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import sqlite_utils
@@ -66,13 +68,10 @@ def rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes)
     payloads do not apply: the database is damaged."""
     try:
         return _rebuilt(db, table, pairing, payload)
+    except StoreError:
+        raise
     except InvsyncError as e:
-        if isinstance(e, StoreError):
-            raise
-        raise StoreError(
-            f"{table} of {pairing!r}: the kept snapshots do not rebuild a whole set ({e}): "
-            "the database is damaged; restore it from a backup"
-        ) from e
+        raise _damaged(table, pairing, str(e)) from e
 
 
 def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes) -> bytes | None:
@@ -85,11 +84,15 @@ def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes
         ).fetchone()
         if row is None or row[2] is None:
             return None
+        base_payload = bytes(row[0])
+        if hashlib.sha256(base_payload).hexdigest() != wanted:
+            raise _damaged(table, pairing, f"the payload kept as {wanted[:16]} has other bytes")
         if row[1] is not None or row[2] == 0:
-            base = bytes(row[1] if row[1] is not None else row[0])
-            return delta.rebuild_chain(base, deltas[::-1])
-        deltas.append(delta.read_parts(bytes(row[0]), "kept payload"))
-    raise StoreError(f"{table} of {pairing!r}: a chain of deltas does not end: it is damaged")
+            base = bytes(row[1]) if row[1] is not None else base_payload
+            # Checked against the signed header: a caller may build on it without decoding it.
+            return delta.rebuild_chain(base, deltas[::-1], check_root=True)
+        deltas.append(delta.read_parts(base_payload, "kept payload"))
+    raise _damaged(table, pairing, f"a chain longer than {_LONGEST} deltas")
 
 
 def chain_root(db: sqlite_utils.Database, table: str, pairing: str, version: int) -> int | None:
@@ -108,6 +111,13 @@ def chain_root(db: sqlite_utils.Database, table: str, pairing: str, version: int
         wanted = delta.accepted_header(bytes(payload)).previous_digest.hex()
         row = db.execute(sql + "payload_sha256 = ?", [pairing, wanted]).fetchone()
     return None
+
+
+def _damaged(table: str, pairing: str, why: str) -> StoreError:
+    return StoreError(
+        f"{table} of {pairing!r}: the kept snapshots do not rebuild a whole set ({why}): "
+        "the database is damaged; restore it from a backup"
+    )
 
 
 # A chain is shorter than WHOLE_EVERY; a longer walk is a damaged table, not a long chain.
