@@ -5,6 +5,8 @@ may ask for comes back byte for byte, the database holds few, and a damaged chai
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,6 +51,26 @@ def _send(store: AgentStore, built: Built, version: int, pairing: str = "p") -> 
     store.record_sent_snapshot(pairing, version, built.payload, "t", [], T0, T0, full=full)
 
 
+@contextmanager
+def _sent_chain(
+    tmp_path: Path, records: list[CertRecord], versions: int
+) -> Iterator[tuple[AgentStore, list[Built]]]:
+    """A store that sent `_chain(records, versions)`, nothing of it held in memory."""
+    built = _chain(records, versions)
+    with AgentStore(tmp_path / "agent.db") as store:
+        for version, one in enumerate(built, start=1):
+            _send(store, one, version)
+        store.forget_blobs()
+        yield store, built
+
+
+def _cycles(path: Path, built: list[Built]) -> Iterator[tuple[AgentStore, int, Built]]:
+    """Each version with a store of its own: a process per cycle, nothing held from the last."""
+    for version, one in enumerate(built, start=1):
+        with AgentStore(path) as store:
+            yield store, version, one
+
+
 def _stored(store: AgentStore, table: str) -> list[int]:
     sql = f"SELECT version FROM {table} WHERE full IS NOT NULL ORDER BY version"
     return [int(v) for (v,) in store.db.execute(sql).fetchall()]
@@ -57,18 +79,16 @@ def _stored(store: AgentStore, table: str) -> list[int]:
 def test_sent_whole_sets_come_back_rebuilt_and_few_are_stored(
     tmp_path: Path, records: list[CertRecord]
 ) -> None:
-    built = _chain(records)
-    path = tmp_path / "agent.db"
-    for version, one in enumerate(built, start=1):
-        with AgentStore(path) as store:  # a process per cycle: nothing held from the last
-            _send(store, one, version)
-            # What the next draft builds on and the report check compares, read anew.
-            store.forget_blobs()
-            for wanted in (version, version - 1):
-                sent = store.sent_snapshot("p", wanted)
-                assert wanted < 1 or (sent is not None and sent.whole == built[wanted - 1].full)
-            stored = _stored(store, "sent_snapshots")
-            assert len(stored) <= 2, stored  # the chain's start, and one stored since
+    built, path = _chain(records), tmp_path / "agent.db"
+    for store, version, one in _cycles(path, built):
+        _send(store, one, version)
+        # What the next draft builds on and the report check compares, read anew.
+        store.forget_blobs()
+        for wanted in (version, version - 1):
+            sent = store.sent_snapshot("p", wanted)
+            assert wanted < 1 or (sent is not None and sent.whole == built[wanted - 1].full)
+        stored = _stored(store, "sent_snapshots")
+        assert len(stored) <= 2, stored  # the chain's start, and one stored since
     assert stored == [3 * WHOLE_EVERY + 1]  # each (k * WHOLE_EVERY + 1)th is stored
     chains = store_chains(path, "sent_snapshots")
     assert chains[VERSIONS] == VERSIONS - (3 * WHOLE_EVERY + 1)
@@ -85,22 +105,19 @@ def store_chains(path: Path, table: str) -> dict[int, int | None]:
 def test_peer_whole_sets_come_back_rebuilt_and_the_chain_is_kept(
     tmp_path: Path, records: list[CertRecord]
 ) -> None:
-    built = _chain(records)
-    path = tmp_path / "agent.db"
-    for version, one in enumerate(built, start=1):
-        with AgentStore(path) as store:
-            full = one.full if one.delta else b""
-            store.keep_peer_snapshot("p", version, _env(one), T0, full)
-            store.forget_blobs()
-            for wanted in (version, version - 1):
-                kept = store.peer_snapshot("p", wanted)
-                if wanted >= 1:
-                    assert kept is not None
-                    decoded = decode_payload(kept.payload, full=kept.full)
-                    assert decoded.full == built[wanted - 1].full
-            base = store.peer_base("p")
-            assert base is not None and base.full == one.full
-            assert len(_stored(store, "peer_snapshots")) <= 1 + version // WHOLE_EVERY
+    built, path = _chain(records), tmp_path / "agent.db"
+    for store, version, one in _cycles(path, built):
+        store.keep_peer_snapshot("p", version, _env(one), T0, one.full if one.delta else b"")
+        store.forget_blobs()
+        for wanted in (version, version - 1):
+            kept = store.peer_snapshot("p", wanted)
+            if wanted >= 1:
+                assert kept is not None
+                decoded = decode_payload(kept.payload, full=kept.full)
+                assert decoded.full == built[wanted - 1].full
+        base = store.peer_base("p")
+        assert base is not None and base.full == one.full
+        assert len(_stored(store, "peer_snapshots")) <= 1 + version // WHOLE_EVERY
     versions = sorted(store_chains(path, "peer_snapshots"))
     # The two latest, back to the stored set the older one is rebuilt from.
     assert versions == list(range(3 * WHOLE_EVERY + 1, VERSIONS + 1))
@@ -109,10 +126,7 @@ def test_peer_whole_sets_come_back_rebuilt_and_the_chain_is_kept(
 def test_a_process_s_own_copy_is_used_instead_of_a_rebuild(
     tmp_path: Path, records: list[CertRecord]
 ) -> None:
-    built = _chain(records, 3)
-    with AgentStore(tmp_path / "agent.db") as store:
-        for version, one in enumerate(built, start=1):
-            _send(store, one, version)
+    with _sent_chain(tmp_path, records, 3) as (store, built):
         asked: list[str] = []
 
         def held(digest: str) -> bytes | None:
@@ -120,7 +134,6 @@ def test_a_process_s_own_copy_is_used_instead_of_a_rebuild(
             return built[2].full if digest == hashlib.sha256(built[2].payload).hexdigest() else None
 
         store.blobs.held_whole = held
-        store.forget_blobs()
         store.db.execute("UPDATE sent_snapshots SET payload = x'00' WHERE version = 2")
         latest = store.latest_sent_snapshot("p")  # its chain is damaged, but not read
         assert latest is not None and latest.whole == built[2].full
@@ -130,11 +143,7 @@ def test_a_process_s_own_copy_is_used_instead_of_a_rebuild(
 def test_a_damaged_chain_is_named_and_a_missing_link_is_not_known(
     tmp_path: Path, records: list[CertRecord]
 ) -> None:
-    built = _chain(records, 4)
-    with AgentStore(tmp_path / "agent.db") as store:
-        for version, one in enumerate(built, start=1):
-            _send(store, one, version)
-        store.forget_blobs()
+    with _sent_chain(tmp_path, records, 4) as (store, built):
         digest = hashlib.sha256(built[2].payload).hexdigest()
         store.db.execute("UPDATE sent_snapshots SET payload = x'0a0100' WHERE version = 3")
         with pytest.raises(StoreError) as caught:
@@ -239,11 +248,7 @@ def test_a_stored_set_that_does_not_add_up_to_the_header_is_refused(
 ) -> None:
     """The stored set a chain starts from, edited into another well-formed set: the rebuilt
     one misses the signed records_root, and is refused rather than built on."""
-    built = _chain(records, WHOLE_EVERY + 3)
-    with AgentStore(tmp_path / "agent.db") as store:
-        for version, one in enumerate(built, start=1):
-            _send(store, one, version)
-        store.forget_blobs()
+    with _sent_chain(tmp_path, records, WHOLE_EVERY + 3) as (store, built):
         (full,) = store.db.execute(
             "SELECT full FROM sent_snapshots WHERE chain = 0 AND full IS NOT NULL"
         ).fetchone()
