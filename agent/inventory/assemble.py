@@ -46,9 +46,10 @@ def assemble(
     records = merge(facts.records)
     disclosures = {d.sha256: d for d in facts.disclosures}
     scope = _by_sha(facts.audit_scope)
-    held = {r.sha256 for r in records}
+    held = {r.info.sha256 for r in records}
     records = [
-        _with_public_view(r, disclosures.get(r.sha256), scope.get(r.sha256, ())) for r in records
+        _with_public_view(r, disclosures.get(r.info.sha256), scope.get(r.info.sha256, ()))
+        for r in records
     ]
     records, unmatched_crl = _apply_crls(records, facts.crl_revocations, issuers)
     if attribution is not None:
@@ -72,6 +73,8 @@ def _by_sha(entries: Iterable[AuditScopeEntry]) -> dict[str, tuple[AuditScopeEnt
 def _with_public_view(
     record: CertRecord, disclosure: Disclosure | None, scope: tuple[AuditScopeEntry, ...]
 ) -> CertRecord:
+    if disclosure is None and not scope and record.revocation is None:
+        return record  # nothing to attach: what `with_view` finds too, after comparing each
     evidence = (record.revocation,) if record.revocation else ()
     return record.with_view(
         disclosure=disclosure or record.disclosure,

@@ -29,11 +29,13 @@ class AttributionRule:
 
     def match(self, record: CertRecord) -> str | None:
         """The kind of selector that matched ("rule:fingerprint"...), or None."""
-        if record.sha256 in self.sha256:
+        info = record.info
+        if info.sha256 in self.sha256:
             return "rule:fingerprint"
-        if record.info.ski is not None and record.info.ski in self.subject_key_ids:
+        if info.ski is not None and info.ski in self.subject_key_ids:
             return "rule:subject-key-id"
-        if self.subject_organizations & subject_organizations(record):
+        # Without a set made per record: attribution asks this of every record, every cycle.
+        if not self.subject_organizations.isdisjoint(info.subject_organizations):
             return "rule:subject-organization"
         return None
 
