@@ -821,9 +821,10 @@ class AgentStore:
     def keep_peer_snapshot(
         self, pairing: str, version: int, env: Envelope, now: datetime, full: bytes = b""
     ) -> None:
-        """Keep a peer snapshot just verified (with its whole set `full` if a delta), and only
-        the two latest of the pairing. One kept already as it is (read back from here to be
-        verified again) is not written again: its whole set is tens of megabytes."""
+        """Keep a peer snapshot just verified (with its whole set `full` if a delta, stored as
+        agent.store.whole_chain decides), and only the two latest of the pairing with the rows
+        the older one's set is rebuilt from (`_prune_peer`). One kept already as it is (read
+        back from here to be verified again) is not written again."""
         signatures = _signatures_json([(s.keyid, s.sig) for s in env.signatures])
         digest = hashlib.sha256(env.payload).hexdigest()
         row = [pairing, version, env.payload_type, env.payload, signatures, rfc3339(now)]
