@@ -49,7 +49,7 @@ def collector_paused(*, exiting: bool = False, keeping: bool = False) -> Iterato
     `exiting` (the process ends after it) in a process of the console entry point, what is
     alive then frozen instead. With `keeping` (a daemon's cycle, which keeps what it derived
     for the next one) in a process of the console entry point, what is alive is frozen and
-    every FULL_EVERY-th such pause collects everything (`_collect_young`); a test running
+    every FULL_EVERY-th such pause collects everything (`_freeze_kept`); a test running
     cycles in its own process is not frozen."""
     _enter()
     try:
@@ -80,12 +80,12 @@ def _leave(exiting: bool, keeping: bool = False) -> None:
     if freeze:
         return
     if keeping and _process_ends_with_command:
-        _collect_young()
+        _freeze_kept()
     else:
         gc.collect()  # outside the lock: another pause may start meanwhile, and collects later
 
 
-def _collect_young() -> None:
+def _freeze_kept() -> None:
     """Freeze what is alive (`gc.freeze`), and every FULL_EVERY-th pause unfreeze everything
     and collect it all first. A daemon keeps about as much between cycles as a cycle makes
     (its records' encodings, the stored view, the decoded snapshots): scanning it all again at

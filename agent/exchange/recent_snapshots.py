@@ -138,9 +138,8 @@ class RecentSnapshots:
         """The whole set (full form) of a snapshot held here, as it was decoded or built, if
         held; unlike `get`, not counted as used."""
         with self._lock:
-            snapshot = self._snapshots.get(payload_sha256)
-            for kept in self._newest.values():
-                snapshot = snapshot or kept.get(payload_sha256)
+            held = [self._snapshots, *self._newest.values()]
+            snapshot = next((s[payload_sha256] for s in held if payload_sha256 in s), None)
         return snapshot.full if snapshot is not None and snapshot.full else None
 
     def whole_form(self, payload_sha256: str) -> bytes | None:

@@ -426,7 +426,7 @@ class AgentStore:
             before = self._kept_sources.before_write(version)
             if len(listed) != len(records):
                 before = None
-            held = self._present if before is not None and self._present is not None else None
+            held = self._present if before is not None else None
             if held is None:
                 held = self._present_digests(records, check_der=before is None)
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
@@ -478,8 +478,7 @@ class AgentStore:
             self._upsert(records, now)
 
     def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
-        self._kept_sources.forget()
-        self._present = None
+        self._kept_sources.forget()  # and with it `_present` (read while `before` holds)
         certificates, sources = _rows(records, now)
         self.db.conn.executemany(_UPSERT_CERT, certificates)
         self.db.conn.executemany(_UPSERT_SOURCE, sources)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
@@ -53,10 +54,7 @@ def placement(
         return None, 0
     if not full:
         return None, None
-    base = db.execute(
-        f"SELECT chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
-        [pairing, header.previous_digest.hex()],
-    ).fetchone()
+    base = _base(db, table, pairing, header.previous_digest, "chain")
     if base is None or base[0] is None or base[0] + 1 >= WHOLE_EVERY:
         return full, 0
     return None, int(base[0]) + 1
@@ -78,10 +76,7 @@ def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes
     deltas = [delta.read_parts(payload, "kept payload")]
     for _ in range(_LONGEST):
         wanted = deltas[-1].header.previous_digest.hex()
-        row = db.execute(
-            f"SELECT payload, full, chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
-            [pairing, wanted],
-        ).fetchone()
+        row = _base(db, table, pairing, deltas[-1].header.previous_digest, "payload, full, chain")
         if row is None or row[2] is None:
             return None
         base_payload = bytes(row[0])
@@ -98,19 +93,28 @@ def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes
 def chain_root(db: sqlite_utils.Database, table: str, pairing: str, version: int) -> int | None:
     """The version whose stored whole set `version`'s is rebuilt from (itself when stored, or
     a full snapshot); None when it has none (chain NULL) or is not kept."""
-    sql = f"SELECT version, chain FROM {table} WHERE pairing = ? AND "
-    row = db.execute(sql + "version = ?", [pairing, version]).fetchone()
+    by_version = f"SELECT {{}} FROM {table} WHERE pairing = ? AND version = ?"
+    row = db.execute(by_version.format("version, chain"), [pairing, version]).fetchone()
     for _ in range(_LONGEST):
         if row is None or row[1] is None:
             return None
         if row[1] == 0:
             return int(row[0])
-        (payload,) = db.execute(
-            f"SELECT payload FROM {table} WHERE pairing = ? AND version = ?", [pairing, row[0]]
-        ).fetchone()
-        wanted = delta.accepted_header(bytes(payload)).previous_digest.hex()
-        row = db.execute(sql + "payload_sha256 = ?", [pairing, wanted]).fetchone()
+        # A delta's payload is small; a stored set's (chain 0) is never read here.
+        (payload,) = db.execute(by_version.format("payload"), [pairing, row[0]]).fetchone()
+        previous = delta.accepted_header(bytes(payload)).previous_digest
+        row = _base(db, table, pairing, previous, "version, chain")
     return None
+
+
+def _base(
+    db: sqlite_utils.Database, table: str, pairing: str, previous_digest: bytes, columns: str
+) -> Any:
+    """`columns` of the kept row a delta builds on: the one its previous_digest names."""
+    return db.execute(
+        f"SELECT {columns} FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
+        [pairing, previous_digest.hex()],
+    ).fetchone()
 
 
 def _damaged(table: str, pairing: str, why: str) -> StoreError:
