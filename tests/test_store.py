@@ -104,16 +104,18 @@ def _rows_written(store: AgentStore, records: list[CertRecord], now: datetime) -
 
 
 def test_a_collection_rewrites_only_the_certificates_that_changed(tmp_path: Path) -> None:
-    """Issue 13: a steady collection costs what changed. Each source's last sighting is one row
-    a certificate (16 here); a certificate row is written only when its content changed."""
+    """Issue 13: a steady collection costs what changed. A certificate row is written only when
+    its content changed, a source row only when its source starts or stops listing it; the
+    source's read is one row (agent.store.sightings)."""
     with AgentStore(tmp_path / "agent.db") as store:
-        assert _rows_written(store, _collection(T0), T0) == 16 + 16
-        assert _rows_written(store, _collection(T1), T1) == 16  # the sightings alone
+        assert _rows_written(store, _collection(T0), T0) == 16 + 16 + 1
+        assert _rows_written(store, _collection(T1), T1) == 1  # the source's read alone
         moved = [
             r.with_view(operator="secom") if r.sha256 == BUG_DV else r for r in _collection(T1)
         ]
-        assert _rows_written(store, moved, T1) == 16 + 1
-        assert _rows_written(store, _collection(T1, without=(BUG_OV,)), T1) == 15 + 1 + 1
+        assert _rows_written(store, moved, T1) == 1 + 1
+        # Not present, its source row no longer listed, BUG_DV's operator back, the read.
+        assert _rows_written(store, _collection(T1, without=(BUG_OV,)), T1) == 1 + 1 + 1 + 1
         assert {r.sha256: r.operator for r in store.inventory()}[BUG_DV] == "jprs"
         assert store.count() == 15 and BUG_OV not in {r.sha256 for r in store.inventory()}
 
@@ -133,7 +135,7 @@ def test_a_certificate_back_with_other_facts_is_written(tmp_path: Path) -> None:
         store.replace_inventory(_collection(T0), T0)
         store.replace_inventory(_collection(T1, without=(BUG_DV,)), T1)
         back = [r.with_view(operator="secom") if r.sha256 == BUG_DV else r for r in _collection(T1)]
-        assert _rows_written(store, back, T1) == 16 + 1
+        assert _rows_written(store, back, T1) == 1 + 1 + 1  # its row, listed again, the read
         assert (stored := store.record(BUG_DV)) is not None and stored.operator == "secom"
         assert store.count() == 16
 
@@ -144,7 +146,7 @@ def test_rows_stored_before_their_digest_are_written_again(tmp_path: Path) -> No
         store.replace_inventory(_collection(T0), T0)
         with sqlite3.connect(tmp_path / "agent.db") as other:
             other.execute("UPDATE certificates SET row_digest = NULL")
-        assert _rows_written(store, _collection(T1), T1) == 16 + 16
+        assert _rows_written(store, _collection(T1), T1) == 16 + 1
 
 
 def test_a_steady_collection_encodes_only_the_rows_that_changed(
@@ -170,16 +172,16 @@ def test_a_steady_collection_encodes_only_the_rows_that_changed(
         moved = [
             r.with_view(revocation=revoked) if r.sha256 == BUG_DV else r for r in _collection(T1)
         ]
-        assert _rows_written(store, moved, T1) == 16 + 1 and encoded == [BUG_DV]
+        assert _rows_written(store, moved, T1) == 1 + 1 and encoded == [BUG_DV]
         stored = store.record(BUG_DV)
         assert stored is not None and stored.revocation == revoked
     encoded.clear()
     with AgentStore(tmp_path / "agent.db") as reopened:  # a new process keeps nothing
-        assert _rows_written(reopened, moved, T1) == 16 and len(encoded) == 16
+        assert _rows_written(reopened, moved, T1) == 1 and len(encoded) == 16
     encoded.clear()
     with AgentStore(tmp_path / "agent.db", keeps=False) as once:  # `agent run --once`'s
         for _ in range(2):
-            assert _rows_written(once, moved, T1) == 16
+            assert _rows_written(once, moved, T1) == 1  # each row as stored: the read alone
         assert len(encoded) == 2 * 16
 
 

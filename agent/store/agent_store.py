@@ -47,6 +47,7 @@ from invsync.agent.model.record import (
     parse_certificate,
 )
 from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.store import sightings
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.store.kept_sources import KeptSources
 from invsync.agent.store.snapshot_blobs import SnapshotBlobs
@@ -233,6 +234,18 @@ def m013_whole_set_chains(db: sqlite_utils.Database) -> None:
         db.execute(f"CREATE INDEX {table}_by_digest ON {table} (pairing, payload_sha256)")
 
 
+def m014_source_reads(db: sqlite_utils.Database) -> None:
+    """A source's sightings written once per read (agent.store.sightings): a row its source
+    still lists is `listed`, its last sighting that source's last read in `source_reads`. The
+    rows written before keep their own sightings (not listed) until a collection lists them."""
+    db.execute("ALTER TABLE certificate_sources ADD COLUMN listed INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """CREATE TABLE source_reads (
+        kind TEXT NOT NULL, location TEXT NOT NULL, read_at TEXT NOT NULL,
+        PRIMARY KEY (kind, location))"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -247,6 +260,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m011_certificate_row_digests,
     m012_peer_snapshot_digests,
     m013_whole_set_chains,
+    m014_source_reads,
 )
 
 _CERT_COLUMNS = (
@@ -278,11 +292,6 @@ _RECORD_COLUMNS = (
     " revocation_crl_hash, facts"
 )
 _BATCH = 500  # certificates per `IN (...)`: far below SQLite's limit on bound values
-_UPSERT_SOURCE = (
-    "INSERT INTO certificate_sources (sha256, kind, location, first_seen, last_seen)"
-    " VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (sha256, kind, location) DO UPDATE SET last_seen = excluded.last_seen"
-)
 
 
 _SENT_COLUMNS = (
@@ -373,8 +382,10 @@ class AgentStore:
         # And its sources as stored, worked out without reading them back (`as_stored`).
         self._kept_sources = KeptSources()
         self._row_digests: LastValues[str] | None = LastValues(same_stored) if keeps else None
-        # The present rows' digests as the last collection left them (with `keeps`).
+        # The present rows' digests as the last collection left them (with `keeps`), and what
+        # each source listed: kept while `_kept_sources` holds, like the sources.
         self._present: dict[str, str] | None = None
+        self._listed: sightings.Listed | None = None
 
     def close(self) -> None:
         """Close the database connection."""
@@ -382,7 +393,7 @@ class AgentStore:
         if self._row_digests is not None:
             self._row_digests.forget()
         self._kept_sources.forget()
-        self._present = None
+        self._present, self._listed = None, None
         self.db.close()
 
     def forget_blobs(self, pairing: str | None = None) -> None:
@@ -413,7 +424,8 @@ class AgentStore:
         row edited by hand keeps the edit until its record changes: whoever writes this table
         with SQL (from another connection) sets its `row_digest` to NULL, and the next
         collection writes it again."""
-        sources = _source_rows(records, now)  # a bad record raises before any write
+        rfc3339(now)  # a naive time is refused before anything is written
+        seen = sightings.sightings_of(records, rfc3339)  # and so is a record's
         digests = _row_digests(records, self._row_digests)
         listed = {record.sha256: digest for record, digest in zip(records, digests, strict=True)}
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
@@ -437,9 +449,12 @@ class AgentStore:
                 if held.get(record.sha256) != digest
             ]
             self.db.conn.executemany(_UPSERT_CERT, changed)
-            self.db.conn.executemany(_UPSERT_SOURCE, sources)
+            listed_before = self._listed if before is not None else None
+            self._listed = None  # until this write commits
+            listed_after = sightings.write(self.db, seen, listed_before)
             stored = self._kept_sources.work_out(records, before, self._sources_of)
         self._kept_sources.keep(records, stored, version)  # once committed
+        self._listed = listed_after
         # Then the present rows are these, with these digests: read again while no other
         # connection writes (`before`), instead of 100,000 rows from the database. Not when a
         # certificate was listed twice: each copy whose digest differed was written, in order,
@@ -479,9 +494,10 @@ class AgentStore:
 
     def _upsert(self, records: Sequence[CertRecord], now: datetime) -> None:
         self._kept_sources.forget()  # and with it `_present` (read while `before` holds)
+        self._listed = None
         certificates, sources = _rows(records, now)
         self.db.conn.executemany(_UPSERT_CERT, certificates)
-        self.db.conn.executemany(_UPSERT_SOURCE, sources)
+        self.db.conn.executemany(sightings.UPSERT_ROW, sources)
 
     def as_stored(self, records: Sequence[CertRecord]) -> list[CertRecord]:
         """What `inventory()` reads back right after `replace_inventory(records, ...)`, without
@@ -892,11 +908,8 @@ class AgentStore:
         """Every source of these certificates (as many as SQLite binds at once), or of all."""
         where, params = "", list(shas or ())
         if shas is not None:
-            where = f"WHERE sha256 IN ({', '.join('?' * len(params))})"
-        sql = (
-            "SELECT sha256, kind, location, first_seen, last_seen FROM certificate_sources"
-            f" {where} ORDER BY sha256, rowid"
-        )
+            where = f"WHERE cs.sha256 IN ({', '.join('?' * len(params))})"
+        sql = f"{sightings.SOURCES_READ} {where} ORDER BY cs.sha256, cs.rowid"
         grouped: dict[str, list[SourceRef]] = {}
         # One SourceRef per distinct row: a collection's sources share a few (issue 13).
         shared: dict[tuple[str, str, str, str], SourceRef] = {}
@@ -957,19 +970,19 @@ def rfc3339(at: datetime) -> str:
 
 def _rows(
     records: Sequence[CertRecord], now: datetime
-) -> tuple[list[dict[str, object]], list[list[str]]]:
+) -> tuple[list[dict[str, object]], list[sightings.Row]]:
     """The certificate rows and source rows of `records`. Built before anything is written, so a
     naive time or a bad record raises first, and a large inventory costs a few calls, not two
     per record."""
     return [_certificate_row(record) for record in records], _source_rows(records, now)
 
 
-def _source_rows(records: Sequence[CertRecord], now: datetime) -> list[list[str]]:
+def _source_rows(records: Sequence[CertRecord], now: datetime) -> list[sightings.Row]:
     rfc3339(now)  # a naive time is refused before anything is written
     # Each source keeps its own last sighting: a record read back from the store and
     # stored again must not look freshly reported by every old source.
     return [
-        [record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen)]
+        (record.sha256, ref.kind, ref.location, rfc3339(ref.first_seen), rfc3339(ref.last_seen), 0)
         for record in records
         for ref in record.sources
     ]
