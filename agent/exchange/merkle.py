@@ -28,7 +28,8 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """RFC 6962 Merkle Tree Hash of `leaves` sorted ascending; SHA-256(b"") for no leaves."""
     if not leaves:
         return hashlib.sha256(b"").digest()
-    level = [_leaf_hash(leaf) for leaf in sorted(leaves)]
+    sha256 = hashlib.sha256
+    level = [sha256(_LEAF + leaf).digest() for leaf in sorted(leaves)]
     while len(level) > 1:
         level = _parent_level(level)
     return level[0]
@@ -54,15 +55,13 @@ def records_root_of(digests: Iterable[tuple[bytes, bytes]]) -> bytes:
 def _parent_level(level: list[bytes]) -> list[bytes]:
     # Pairing left to right and carrying an odd last node up unchanged builds exactly the tree
     # of RFC 6962's split at the largest power of two, without recursion or list slicing.
-    parents = [_node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    # Inline and pairwise (zip over one iterator): 100,000 leaves make 200,000 hashes, where a
+    # call and two index reads per hash were about a sixth of the time.
+    # zip stops at the odd last node, carried below: not strict on purpose.
+    sha256, pairs = hashlib.sha256, iter(level)
+    parents = [
+        sha256(_NODE + left + right).digest() for left, right in zip(pairs, pairs, strict=False)
+    ]
     if len(level) % 2:
         parents.append(level[-1])
     return parents
-
-
-def _leaf_hash(leaf: bytes) -> bytes:
-    return hashlib.sha256(_LEAF + leaf).digest()
-
-
-def _node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(_NODE + left + right).digest()
