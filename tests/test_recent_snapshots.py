@@ -412,6 +412,25 @@ def test_a_delta_on_an_adopted_whole_set_decodes_as_on_its_bytes(
     assert _seen(on_held) == _seen(snapshot.decode_payload(v3.payload, base=base_of(v2)))
 
 
+def test_a_full_snapshot_adopted_is_the_base_of_the_next_delta(
+    records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
+) -> None:
+    """The peer's first snapshot (a cold cycle's) is full: its whole set is its payload, held
+    as read like a rebuilt one, so the first delta on it is not rebuilt on a 60 MB blob read
+    from the store and parsed again."""
+    v1, v2, _ = _chain(records)
+    first = snapshot.decode_payload(v1.payload)
+    assert not first.header.delta and recent.whole(first.payload_sha256) is None
+    recent.adopt_whole(first)
+    whole = recent.whole(first.payload_sha256)
+    assert whole is not None and recent.whole_form(first.payload_sha256) == v1.payload
+    reads.clear()
+    on_held = snapshot.decode_payload(v2.payload, base=Base(first.payload_sha256, b"", whole))
+    assert reads == [v2.payload]
+    recent.clear()
+    assert _seen(on_held) == _seen(snapshot.decode_payload(v2.payload, base=base_of(v1)))
+
+
 def test_a_one_shot_process_holds_no_whole_set(records: list[CertRecord]) -> None:
     cache = RecentSnapshots.install(wholes=False)
     try:

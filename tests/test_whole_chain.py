@@ -21,6 +21,7 @@ from invsync.agent.exchange.snapshot import BuildMemo, Built, decode_payload
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.store.agent_store import MIGRATIONS, AgentStore
 from invsync.agent.store.db import open_database
+from invsync.agent.store.snapshot_blobs import META_COLUMNS
 from invsync.agent.store.whole_chain import WHOLE_EVERY
 from tests.exchange_rig import PAIRING
 from tests.test_delta import snapshot
@@ -234,13 +235,22 @@ def test_a_daemon_reads_the_sets_it_holds_and_a_one_shot_process_rebuilds(
 
 
 @pytest.mark.parametrize("table", ["sent_snapshots", "peer_snapshots"])
-def test_a_chain_is_followed_by_index_not_by_scanning_past_blobs(
+def test_a_chain_and_a_rows_columns_are_read_from_indexes_not_past_blobs(
     tmp_path: Path, table: str
 ) -> None:
-    lookup = f"SELECT chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?"
+    """In a row, the digest, the chain and most other columns lie past the payload and whole
+    set: read from the row, each is read past 60 MB of overflow pages at 100,000."""
+    columns = META_COLUMNS[table]
+    lookups = [
+        f"SELECT version, chain FROM {table} WHERE pairing = ? AND payload_sha256 = ?",
+        f"SELECT {columns} FROM {table} INDEXED BY {table}_meta WHERE pairing = ? AND version = ?",
+        f"SELECT {columns} FROM {table} INDEXED BY {table}_meta WHERE pairing = ?"
+        " ORDER BY version DESC LIMIT 1",
+    ]
     with AgentStore(tmp_path / "agent.db") as store:
-        plan = store.db.execute(f"EXPLAIN QUERY PLAN {lookup}", ["p", "00"]).fetchall()
-    assert f"USING INDEX {table}_by_digest" in " ".join(str(row[-1]) for row in plan)
+        for lookup in lookups:
+            plan = store.db.execute(f"EXPLAIN QUERY PLAN {lookup}", ["p", 1][: lookup.count("?")])
+            assert "USING COVERING INDEX" in " ".join(str(row[-1]) for row in plan.fetchall())
 
 
 def test_a_stored_set_that_does_not_add_up_to_the_header_is_refused(

@@ -389,8 +389,9 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)
     if recent is not None:
         recent.put(snapshot)
-        if parts.delta:  # a whole set just rebuilt: the base of the next delta, if accepted
-            recent.hold_whole(digest, delta.WholeSet(whole, identities))
+        # The whole set as read (a full payload's own, or a delta's just rebuilt): the base
+        # of the peer's next delta, if this snapshot is accepted (a cold cycle's full one too).
+        recent.hold_whole(digest, delta.WholeSet(whole, identities))
         # The base is often held already: a daemon keeps each party's newest snapshot.
         if (
             held is not None

@@ -50,7 +50,7 @@ from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store import sightings
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.store.kept_sources import KeptSources
-from invsync.agent.store.snapshot_blobs import SnapshotBlobs
+from invsync.agent.store.snapshot_blobs import META_COLUMNS, SnapshotBlobs
 from invsync.agent.store.whole_chain import chain_root, placement
 from invsync.agent.times import parse_rfc3339
 from invsync.agent.times import rfc3339 as _utc_text
@@ -246,6 +246,19 @@ def m014_source_reads(db: sqlite_utils.Database) -> None:
     )
 
 
+def m015_snapshot_columns_indexed(db: sqlite_utils.Database) -> None:
+    """A kept snapshot's columns but its blobs, read from indexes (agent.store.snapshot_blobs):
+    the columns added after the blobs (`payload_sha256`, `chain`, ...) were read past the
+    payload and whole set of the row, 60 MB of overflow pages at 100,000 certificates, each
+    time a cycle asked for the latest version's digest or chain."""
+    for table, columns in META_COLUMNS.items():
+        db.execute(f"CREATE INDEX {table}_meta ON {table} ({columns})")
+        db.execute(f"DROP INDEX {table}_by_digest")
+        db.execute(
+            f"CREATE INDEX {table}_by_digest ON {table} (pairing, payload_sha256, version, chain)"
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -261,6 +274,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m012_peer_snapshot_digests,
     m013_whole_set_chains,
     m014_source_reads,
+    m015_snapshot_columns_indexed,
 )
 
 _CERT_COLUMNS = (
@@ -823,7 +837,9 @@ class AgentStore:
         """The payload SHA-256 (hex) of the latest peer snapshot kept, its blobs unread; ""
         when none is kept (or it was written without one)."""
         row = self.db.execute(
-            "SELECT payload_sha256 FROM peer_snapshots WHERE " + _LATEST, [pairing]
+            "SELECT payload_sha256 FROM peer_snapshots INDEXED BY peer_snapshots_meta WHERE "
+            + _LATEST,
+            [pairing],
         ).fetchone()
         return str(row[0]) if row is not None and row[0] else ""
 

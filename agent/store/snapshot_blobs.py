@@ -42,7 +42,10 @@ class SnapshotBlobs:
     def rows(self, table: str, where: str, params: Sequence[object]) -> list[dict[str, Any]]:
         """`SELECT * FROM table WHERE where` (each row as a dict), the blobs of a row read
         before taken from what is held. A row gone between the two reads is left out."""
-        cursor = self._db.execute(f"SELECT {_META[table]} FROM {table} WHERE {where}", list(params))
+        # From the index of these columns: in the row, most of them lie past the blobs.
+        columns = META_COLUMNS[table]
+        sql = f"SELECT {columns} FROM {table} INDEXED BY {table}_meta WHERE {where}"
+        cursor = self._db.execute(sql, list(params))
         names = [column[0] for column in cursor.description]
         rows = []
         for values in cursor.fetchall():
@@ -101,7 +104,9 @@ class SnapshotBlobs:
 
 
 # Every column but the blobs, by table.
-_META = {
+# Every column but the blobs, in the order of each table's `_meta` index (pairing first: a
+# query of the rows names its pairing).
+META_COLUMNS = {
     "sent_snapshots": "pairing, version, payload_sha256, payload_type, signatures, issued_at,"
     " expires_at, pending, chain",
     "peer_snapshots": "pairing, version, payload_sha256, payload_type, signatures, kept_at, chain",

@@ -93,15 +93,17 @@ def _rebuilt(db: sqlite_utils.Database, table: str, pairing: str, payload: bytes
 def chain_root(db: sqlite_utils.Database, table: str, pairing: str, version: int) -> int | None:
     """The version whose stored whole set `version`'s is rebuilt from (itself when stored, or
     a full snapshot); None when it has none (chain NULL) or is not kept."""
-    by_version = f"SELECT {{}} FROM {table} WHERE pairing = ? AND version = ?"
-    row = db.execute(by_version.format("version, chain"), [pairing, version]).fetchone()
+    by_version = f"SELECT {{}} FROM {table} {{}} WHERE pairing = ? AND version = ?"
+    # From the index: in the row, `chain` lies past the blobs.
+    meta = f"INDEXED BY {table}_meta"
+    row = db.execute(by_version.format("version, chain", meta), [pairing, version]).fetchone()
     for _ in range(_LONGEST):
         if row is None or row[1] is None:
             return None
         if row[1] == 0:
             return int(row[0])
         # A delta's payload is small; a stored set's (chain 0) is never read here.
-        (payload,) = db.execute(by_version.format("payload"), [pairing, row[0]]).fetchone()
+        (payload,) = db.execute(by_version.format("payload", ""), [pairing, row[0]]).fetchone()
         previous = delta.accepted_header(bytes(payload)).previous_digest
         row = _base(db, table, pairing, previous, "version, chain")
     return None
