@@ -5,6 +5,7 @@ may ask for comes back byte for byte, the database holds few, and a damaged chai
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -271,3 +272,23 @@ def test_a_stored_set_that_does_not_add_up_to_the_header_is_refused(
         store.db.execute("UPDATE sent_snapshots SET full = ? WHERE full IS NOT NULL", [fewer])
         with pytest.raises(StoreError, match=r"records_root [0-9a-f]{64} is not the header's"):
             store.latest_sent_snapshot("p")
+
+
+def test_a_database_whose_chains_were_made_without_the_digest_index_migrates(
+    tmp_path: Path,
+) -> None:
+    """m013 made `_by_digest` from bb1f5bb on; a database its earlier form migrated has none,
+    and m015, which makes it again with the version and chain, must still apply."""
+    path = tmp_path / "agent.db"
+    AgentStore(path).close()
+    with sqlite3.connect(path) as conn:
+        for table in ("sent_snapshots", "peer_snapshots"):
+            conn.execute(f"DROP INDEX {table}_meta")
+            conn.execute(f"DROP INDEX {table}_by_digest")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm015_snapshot_columns_indexed'")
+    with AgentStore(path, create=False) as store:
+        indexes = {
+            name
+            for (name,) in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    assert {"sent_snapshots_by_digest", "peer_snapshots_meta"} <= indexes

@@ -15,10 +15,10 @@ the peer's: while they are alive, the records decoded before are shared by their
 (agent.exchange.snapshot), so a daemon decodes only the records that changed. A daemon so holds
 each pairing's two newest snapshots between cycles (a one-shot process exits with its only
 cycle, and everything it held). It also holds the whole sets of the peer's current snapshot as
-read when its delta was rebuilt, once accepted, and of the one before: the base of the peer's
-next delta, and what the store would otherwise rebuild for the report check's previous one
-(`adopt_whole`, agent.store.whole_chain). Two sets of one chain share their records' bytes, so
-the second costs its lists alone.
+read when it was decoded (a delta rebuilt, or a full one), once accepted, and of the one
+before: the base of the peer's next delta, and what the store would otherwise rebuild for the
+report check's previous one (`adopt_whole`, agent.store.whole_chain). Two sets of one chain
+share their records' bytes, so the second costs its lists alone.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ class RecentSnapshots:
             self._snapshots.popitem(last=False)
 
     def hold_whole(self, payload_sha256: str, whole: WholeSet) -> None:
-        """Hold the whole set a delta was just rebuilt to, as read, until the caller accepts
-        its snapshot (`adopt_whole`); only the last few, and none beyond the cycle."""
+        """Hold the whole set of a snapshot just decoded, as read (a delta's rebuilt, a full
+        one's own), until the caller accepts it (`adopt_whole`); only the last few, and none
+        beyond the cycle."""
         if not self._keeps_wholes:
             return
         with self._lock:

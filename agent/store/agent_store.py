@@ -253,7 +253,7 @@ def m015_snapshot_columns_indexed(db: sqlite_utils.Database) -> None:
     time a cycle asked for the latest version's digest or chain."""
     for table, columns in META_COLUMNS.items():
         db.execute(f"CREATE INDEX {table}_meta ON {table} ({columns})")
-        db.execute(f"DROP INDEX {table}_by_digest")
+        db.execute(f"DROP INDEX IF EXISTS {table}_by_digest")  # m013 made it from bb1f5bb on
         db.execute(
             f"CREATE INDEX {table}_by_digest ON {table} (pairing, payload_sha256, version, chain)"
         )
