@@ -412,6 +412,34 @@ def test_a_delta_on_an_adopted_whole_set_decodes_as_on_its_bytes(
     assert _seen(on_held) == _seen(snapshot.decode_payload(v3.payload, base=base_of(v2)))
 
 
+def test_a_delta_on_an_adopted_set_decodes_only_the_records_it_brings(
+    records: list[CertRecord], recent: RecentSnapshots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records of the base it rebuilds on are its held set's records, taken by their
+    bytes with their digests: only the delta's own records are hashed and decoded."""
+    v1, v2, _ = _chain(records)
+    current = snapshot.decode_payload(v1.payload)
+    recent.adopt_whole(current)
+    whole = recent.whole(current.payload_sha256)
+    assert whole is not None
+    decoded: list[int] = []
+    real = snapshot._record_from_bytes
+
+    def counted(data: bytes, key: bytes, index: int) -> CertRecord:
+        decoded.append(index)
+        return real(data, key, index)
+
+    monkeypatch.setattr(snapshot, "_record_from_bytes", counted)
+    on_held = snapshot.decode_payload(v2.payload, base=Base(current.payload_sha256, b"", whole))
+    brought = delta.read_parts(v2.payload).records
+    assert len(decoded) == len(brought) > 0
+    kept = {id(r) for r in current.records}
+    assert sum(id(r) in kept for r in on_held.records) == len(on_held.records) - len(brought)
+    recent.clear()
+    monkeypatch.undo()
+    assert _seen(on_held) == _seen(snapshot.decode_payload(v2.payload, base=base_of(v1)))
+
+
 def test_a_full_snapshot_adopted_is_the_base_of_the_next_delta(
     records: list[CertRecord], recent: RecentSnapshots, reads: list[bytes]
 ) -> None:

@@ -7,7 +7,7 @@ import json
 import random
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -149,6 +149,21 @@ def test_parse_round_trips_to_the_same_bytes() -> None:
     )
     rebuilt = _body(findings=parsed.findings, signers=parsed.signers)
     assert rebuilt == _body()
+
+
+def test_the_same_bytes_parse_to_one_shared_read_only_body() -> None:
+    """A cycle reads one body several times: parsed once, by its id; a body of other bytes,
+    or one that does not parse, is read afresh each time."""
+    body = _body()
+    first = parse_report_body(body)
+    assert parse_report_body(bytes(body)) is first
+    other = _body(as_of=AS_OF + timedelta(seconds=1))
+    assert parse_report_body(other) is not first and parse_report_body(other).as_of != AS_OF
+    with pytest.raises(TypeError):
+        first.summary["error"] = 0  # type: ignore[index]
+    for _ in range(2):
+        with pytest.raises(ReportError, match="missing"):
+            parse_report_body(_mutated({"pairing": None}))
 
 
 def _mutated(change: dict[str, object]) -> bytes:

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invsync.agent.model.record import CertRecord, SourceRef
 from invsync.agent.store.agent_store import AgentStore, rfc3339
+from invsync.agent.store.kept_sources import KeptSources
 from invsync.agent.times import parse_rfc3339
 from tests.test_store import T0, _collection
 
@@ -59,8 +61,9 @@ class OldRows:
 
 
 # A collection: for each certificate, the files listing it (none: not listed), whether it is
-# listed twice, and whether its first file states a sighting a day older (several sightings
-# of one source in one collection: that source is written row by row).
+# listed twice (the copy naming its files the other way round, first seen an hour before),
+# and whether its first file states a sighting a day older (several sightings of one source
+# in one collection: that source is written row by row).
 _entry = st.tuples(
     st.lists(st.sampled_from(FILES), max_size=2, unique=True), st.booleans(), st.booleans()
 )
@@ -78,7 +81,11 @@ def _collected(listing: list[tuple[list[str], bool, bool]], at: datetime) -> lis
         refs = [SourceRef("pem", f, at, at) for f in files]
         if refs and older:
             refs[0] = SourceRef("pem", files[0], at - timedelta(days=2), at - timedelta(days=1))
-        copies = [record.with_view(sources=tuple(refs))] * (2 if twice else 1)
+        copies = [record.with_view(sources=tuple(refs))]
+        if twice:
+            earlier = at - timedelta(hours=1)
+            again = [SourceRef(r.kind, r.location, earlier, r.last_seen) for r in refs[::-1]]
+            copies.append(record.with_view(sources=tuple(again)))
         records.extend(copies if files else [])
     return records
 
@@ -96,9 +103,9 @@ def _check(store: AgentStore, old: OldRows) -> None:
     assert all(record.sources == expected[record.sha256] for record in store.inventory())
 
 
-def _run(path: Path, steps: list[tuple[str, object, timezone]]) -> None:
+def _run(path: Path, steps: list[tuple[str, object, timezone]], keeps: bool) -> None:
     old = OldRows()
-    with AgentStore(path) as store:
+    with AgentStore(path, keeps=keeps) as store:
         for index, (kind, what, zone) in enumerate(steps, 1):
             at = (T0 + timedelta(minutes=index)).astimezone(zone)
             if kind == "collect":
@@ -107,6 +114,8 @@ def _run(path: Path, steps: list[tuple[str, object, timezone]]) -> None:
                     continue  # a collection lists something, or is an error before the store
                 store.replace_inventory(records, at)
                 old.write(records)
+                expected = old.sources()
+                assert all(r.sources == expected[r.sha256] for r in store.as_stored(records))
             elif kind == "import":
                 store.import_records(_imported(str(what), at), at)
                 old.write(_imported(str(what), at))
@@ -119,13 +128,37 @@ def _run(path: Path, steps: list[tuple[str, object, timezone]]) -> None:
         _check(reopened, old)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(_step, max_size=6))
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_step, max_size=8), st.booleans())
 def test_sightings_read_back_as_writing_every_row_gave_them(
-    steps: list[tuple[str, object, timezone]],
+    steps: list[tuple[str, object, timezone]], keeps: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        _run(Path(tmp) / "agent.db", steps)
+        _run(Path(tmp) / "agent.db", steps, keeps)
+
+
+def test_a_failed_collection_leaves_the_listings_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection whose transaction fails after its sightings were written leaves nothing
+    of them, in the database or in what the store keeps for the next one."""
+    listing = [(["a.pem"], False, False)] * len(RECORDS)
+    fewer = [(["a.pem"], False, False)] * 3 + [([], False, False)] * (len(RECORDS) - 3)
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    with AgentStore(tmp_path / "agent.db") as store:
+        store.replace_inventory(_collected(listing, T0), T0)
+        with monkeypatch.context() as patched:
+            patched.setattr(KeptSources, "work_out", _fail)
+            with pytest.raises(RuntimeError, match="after the sightings"):
+                store.replace_inventory(_collected(fewer, t1), t1)
+        store.replace_inventory(_collected(fewer, t2), t2)
+        stored = [store.record(r.sha256) for r in RECORDS]
+    seen = [[ref.last_seen for ref in r.sources] if r else None for r in stored]
+    assert seen == [[t2]] * 3 + [[T0]] * (len(RECORDS) - 3)
+
+
+def _fail(*_: object) -> None:
+    raise RuntimeError("failed after the sightings were written")
 
 
 def test_a_steady_collection_writes_the_read_alone(tmp_path: Path) -> None:

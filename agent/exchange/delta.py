@@ -17,8 +17,9 @@ Every function here takes payload bytes whose signature was already verified.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -159,10 +160,16 @@ def varint(n: int) -> bytes:
 
 @dataclass(frozen=True)
 class WholeSet:
-    """A full form read as parts, with each record's identity in order (no identity twice)."""
+    """A full form read as parts, with each record's identity in order (no identity twice).
+    `decoded`: each record's bytes -> what a decoder made of them (agent.exchange.snapshot:
+    the record and the bytes' SHA-256), when it kept that; a set rebuilt on this one shares
+    the bytes of every record the delta left, so they need not be hashed or looked up again."""
 
     parts: Parts
     identities: Sequence[bytes]
+    decoded: Mapping[bytes, tuple[Any, bytes]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def by_identity(self) -> dict[bytes, bytes]:
         return dict(zip(self.identities, self.parts.records, strict=True))

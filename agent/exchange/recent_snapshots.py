@@ -101,6 +101,11 @@ class RecentSnapshots:
         while len(self._snapshots) > self._kept:
             self._snapshots.popitem(last=False)
 
+    @property
+    def keeps_wholes(self) -> bool:
+        """Whether `hold_whole` keeps anything (not in a one-shot process)."""
+        return self._keeps_wholes
+
     def hold_whole(self, payload_sha256: str, whole: WholeSet) -> None:
         """Hold the whole set of a snapshot just decoded, as read (a delta's rebuilt, a full
         one's own), until the caller accepts it (`adopt_whole`); only the last few, and none

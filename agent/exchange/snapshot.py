@@ -16,7 +16,7 @@ import hashlib
 import io
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -315,7 +315,7 @@ def _previous(
 
 
 def _records_of(
-    data: Sequence[bytes], known: dict[bytes, tuple[CertRecord, bytes]]
+    data: Sequence[bytes], known: Mapping[bytes, tuple[CertRecord, bytes]]
 ) -> tuple[tuple[CertRecord, ...], list[bytes]]:
     """The records of a whole set's record bytes, with each one's SHA-256: from `known` (bytes
     -> the record they decode to, and their SHA-256) when found there byte for byte, decoded
@@ -382,7 +382,9 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     header = _header_from_pb(parts.header)
     whole, whole_bytes, held = _whole(parts, header, payload, full=full, base=base)
     # Each record's bytes hashed once: the key its decoded record is shared by, and its leaf.
-    records, digests = _records_of(whole.records, {})
+    # Those a held base decoded (the same bytes objects, rebuilt on it) are taken from it.
+    on_held = base.whole.decoded if base is not None and base.whole is not None else {}
+    records, digests = _records_of(whole.records, on_held)
     identities = tuple([bytes.fromhex(r.sha256) for r in records])
     if parts.header.records_root or parts.delta:
         _check_root(parts.header.records_root, identities, digests)
@@ -391,7 +393,9 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
         recent.put(snapshot)
         # The whole set as read (a full payload's own, or a delta's just rebuilt): the base
         # of the peer's next delta, if this snapshot is accepted (a cold cycle's full one too).
-        recent.hold_whole(digest, delta.WholeSet(whole, identities))
+        if recent.keeps_wholes:
+            decoded = dict(zip(whole.records, zip(records, digests, strict=True), strict=True))
+            recent.hold_whole(digest, delta.WholeSet(whole, identities, decoded))
         # The base is often held already: a daemon keeps each party's newest snapshot.
         if (
             held is not None
