@@ -385,7 +385,7 @@ def decode_payload(payload: bytes, *, full: bytes = b"", base: Base | None = Non
     # Those a held base decoded (the same bytes objects, rebuilt on it) are taken from it.
     on_held = base.whole.decoded if base is not None and base.whole is not None else {}
     records, digests = _records_of(whole.records, on_held)
-    identities = tuple([bytes.fromhex(r.sha256) for r in records])
+    identities = tuple([bytes.fromhex(r.info.sha256) for r in records])
     if parts.header.records_root or parts.delta:
         _check_root(parts.header.records_root, identities, digests)
     snapshot = Snapshot(header, records, digest, full=whole_bytes, identities=identities)

@@ -113,13 +113,22 @@ def _load_keys(spkis: Sequence[bytes]) -> list[Key]:
 
 
 def _issued_under(record: CertRecord, keys: Sequence[Key]) -> bool:
-    if not record.info.is_ca or (record.info.self_issued and _self_signed(record)):
+    info = record.info
+    if not info.is_ca or (info.self_issued and _self_signed(record)):
         return False
-    return any(_signed(record, spki, key) for spki, key in keys)
+    for spki, key in keys:
+        # Read without the lock: a dict's get is atomic, and the answer known is final. A
+        # daemon asks this of every certificate of every pairing, every cycle.
+        known = _SIGNED.get((info.sha256, spki))
+        if known is None:
+            known = _signed(record, spki, key)
+        if known:
+            return True
+    return False
 
 
 def _signed(record: CertRecord, spki: str, key: PublicKeyTypes) -> bool:
-    cached = (record.sha256, spki)
+    cached = (record.info.sha256, spki)
     with _SIGNED_LOCK:
         known = _SIGNED.get(cached)
     if known is None:

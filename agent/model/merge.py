@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 from invsync.agent.errors import SourceError
@@ -46,11 +47,18 @@ class _Merging:
 def merge(records: Iterable[CertRecord]) -> list[CertRecord]:
     """Merge records by SHA-256, sorted by SHA-256; conflicting views raise SourceError (the
     certificates merged in the order each first appears, each one's records in input order)."""
+    listed = list(records)
+    if len(set(map(_SHA256, listed))) == len(listed):
+        # Each certificate once (a collection of one source, every cycle): merged alone.
+        return sorted([_merged([record]) for record in listed], key=_SHA256)
     by_sha: dict[str, list[CertRecord]] = {}
-    for record in records:
-        by_sha.setdefault(record.sha256, []).append(record)
+    for record in listed:
+        by_sha.setdefault(record.info.sha256, []).append(record)
     merged = {sha: _merged(found) for sha, found in by_sha.items()}
     return [merged[sha] for sha in sorted(merged)]
+
+
+_SHA256 = attrgetter("info.sha256")  # CertRecord.sha256 without a Python call per record
 
 
 def _merged(records: list[CertRecord]) -> CertRecord:

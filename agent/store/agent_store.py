@@ -441,7 +441,9 @@ class AgentStore:
         rfc3339(now)  # a naive time is refused before anything is written
         seen = sightings.sightings_of(records, rfc3339)  # and so is a record's
         digests = _row_digests(records, self._row_digests)
-        listed = {record.sha256: digest for record, digest in zip(records, digests, strict=True)}
+        # `info.sha256`, not the property: each pass over 100,000 records makes no call each.
+        shas = list(map(_SHA256, records))
+        listed = dict(zip(shas, digests, strict=True))
         with transaction(self.db, f"{self.path}: cannot store the inventory"):
             # Read first, in the transaction: it opens the snapshot the writes below build on
             # (another connection's commit after it makes them fail), and this store's own
@@ -459,8 +461,8 @@ class AgentStore:
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
             changed = [
                 _certificate_row(record, digest)
-                for record, digest in zip(records, digests, strict=True)
-                if held.get(record.sha256) != digest
+                for record, sha, digest in zip(records, shas, digests, strict=True)
+                if held.get(sha) != digest
             ]
             self.db.conn.executemany(_UPSERT_CERT, changed)
             listed_before = self._listed if before is not None else None
@@ -527,7 +529,7 @@ class AgentStore:
         if sources is None:
             sources = self._sources()
         return [
-            record.with_sources(sources.get(record.sha256, ()))
+            record.with_sources(sources.get(record.info.sha256, ()))
             for record in sorted(records, key=_SHA256)
         ]
 

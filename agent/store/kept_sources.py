@@ -47,21 +47,23 @@ class KeptSources:
     ) -> dict[str, Sources]:
         """`records`' sources as the store holds them once their sightings are written (called
         in the writing transaction): from `before`, reading only records it does not hold."""
-        missing = [r.sha256 for r in records if before is None or r.sha256 not in before]
+        # `info.sha256`, not the property: a call per record in each pass adds up.
+        shas = [r.info.sha256 for r in records]
+        missing = [sha for sha in shas if before is None or sha not in before]
         # Many to read (every one, the first time): one pass over the table costs less.
         known = read(None if 4 * len(missing) > len(records) else missing) if missing else {}
         after: dict[tuple[int, int], Sources] = {}
         by_sha = {}
-        for record in records:
-            held = before.get(record.sha256) if before is not None else None
+        for record, sha in zip(records, shas, strict=True):
+            held = before.get(sha) if before is not None else None
             if held is None:
-                by_sha[record.sha256] = known.get(record.sha256, ())
+                by_sha[sha] = known.get(sha, ())
                 continue
             key = (id(held), id(record.sources))  # both alive through this loop
             updated = after.get(key)
             if updated is None:
                 updated = after[key] = _sighted(held, record.sources)
-            by_sha[record.sha256] = updated
+            by_sha[sha] = updated
         return by_sha
 
     def keep(self, records: Sequence[CertRecord], by_sha: dict[str, Sources], version: int) -> None:
