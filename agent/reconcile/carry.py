@@ -32,10 +32,11 @@ from invsync.agent.model.findings import RULE_CRASHED, Finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.rules.audit_overdue import next_report_due
-from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, by_sha256, midnight
+from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, midnight
 from invsync.agent.reconcile.rules.doppelganger import groups
 from invsync.agent.reconcile.rules.status_public import issuer_of, stating
 from invsync.agent.reconcile.runner import finish, rule_findings
+from invsync.agent.reconcile.side_index import by_sha256
 
 
 @dataclass(frozen=True)

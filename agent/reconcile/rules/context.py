@@ -23,6 +23,7 @@ from invsync.agent.model.facts import AuditPeriod, Disclosure
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.side_index import by_sha256
 
 DISCLOSURE_DAYS = timedelta(days=7)  # Mozilla Root Store Policy 5.3.2: disclose within 7 days
 REVOCATION_DAYS = timedelta(days=7)  # TLS BR 4.9.1.2: revoke a subordinate CA within 7 days
@@ -203,12 +204,7 @@ def _audit_order(audit: AuditPeriod) -> tuple[str, str, str]:
     return (audit.kind, str(audit.period_end), str(audit.period_start))
 
 
-def by_sha256(records: Sequence[CertRecord]) -> dict[str, CertRecord]:
-    """`records` by SHA-256, in their order; a later duplicate replaces an earlier one."""
-    return dict(zip(map(SHA256, records), records, strict=True))
-
-
-def _index(side: Side) -> dict[str, CertRecord]:
+def _index(side: Side) -> Mapping[str, CertRecord]:
     index = by_sha256(side.records)
     if len(index) != len(side.records):
         seen: set[str] = set()

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from invsync.agent.model.findings import DISAPPEARED, Finding, make_finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
-from invsync.agent.reconcile.rules.context import Context, by_sha256, describe, revocation_at
+from invsync.agent.reconcile.rules.context import Context, describe, revocation_at
+from invsync.agent.reconcile.side_index import by_sha256
 
 
 def check(ctx: Context) -> Iterable[Finding]:
