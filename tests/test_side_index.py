@@ -47,3 +47,10 @@ def test_a_side_listing_a_certificate_twice_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ReportError, match=f"jprs lists certificate {RECORDS[0].sha256}"):
             Context.of(Side("secom", RECORDS), Side("jprs", twice), T0)
+
+
+def test_an_empty_side_takes_no_place() -> None:
+    first = side_index.by_sha256(RECORDS)
+    for _ in range(side_index.KEPT):
+        assert dict(side_index.by_sha256(())) == {}
+    assert side_index.by_sha256(RECORDS) is first

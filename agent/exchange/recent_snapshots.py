@@ -18,7 +18,9 @@ cycle, and everything it held). It also holds the whole sets of the peer's curre
 read when it was decoded (a delta rebuilt, or a full one), once accepted, and of the one
 before: the base of the peer's next delta, and what the store would otherwise rebuild for the
 report check's previous one (`adopt_whole`, agent.store.whole_chain). Two sets of one chain
-share their records' bytes, so the second costs its lists alone.
+share their records' bytes; each keeps what its decode made of each record's bytes (the record
+and the bytes' SHA-256, `WholeSet.decoded`): about 11 MB of dict and tuples at 100,000
+records, so the next delta decodes only its own records.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ _LOCK = threading.Lock()
 def by_sha256(records: Sequence[CertRecord]) -> Mapping[str, CertRecord]:
     """`records` by SHA-256, in their order; a later duplicate replaces an earlier one. Kept
     for a tuple of records, worked out afresh for any other sequence."""
-    if type(records) is not tuple:
+    if type(records) is not tuple or not records:  # () is every first version's previous
         return _indexed(records)
     with _LOCK:
         kept = _KEPT.get(id(records))
