@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
-from operator import attrgetter
 
 from google.protobuf.message import DecodeError
 
@@ -46,6 +45,7 @@ from invsync.agent.exchange.rejections import (
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.last_values import LastValues, same_sent
 from invsync.agent.model.profiles import OperatorProfile
+from invsync.agent.model.record import SHA256_OF as _SHA256
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot, SnapshotHeader
 from invsync.v1 import invsync_pb2 as pb
@@ -632,9 +632,6 @@ def _refuse_duplicates(ordered: Sequence[CertRecord]) -> None:
     for before, after in pairwise(shas):
         if before == after:
             raise ValueError(f"record {after} appears twice; merge the inventory first")
-
-
-_SHA256 = attrgetter("info.sha256")  # CertRecord.sha256 without a Python call per record
 
 
 def _header_from_pb(msg: pb.SnapshotHeader) -> SnapshotHeader:

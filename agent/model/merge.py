@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from typing import Generic, TypeVar
 
 from invsync.agent.errors import SourceError
 from invsync.agent.model.facts import AuditScopeEntry, Disclosure
+from invsync.agent.model.record import SHA256_OF as _SHA256
 from invsync.agent.model.record import CertInfo, CertRecord, Revocation, SourceRef
 from invsync.agent.times import rfc3339
 
@@ -56,9 +56,6 @@ def merge(records: Iterable[CertRecord]) -> list[CertRecord]:
         by_sha.setdefault(record.info.sha256, []).append(record)
     merged = {sha: _merged(found) for sha, found in by_sha.items()}
     return [merged[sha] for sha in sorted(merged)]
-
-
-_SHA256 = attrgetter("info.sha256")  # CertRecord.sha256 without a Python call per record
 
 
 def _merged(records: list[CertRecord]) -> CertRecord:

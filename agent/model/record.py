@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 from cryptography import x509
@@ -465,3 +466,8 @@ def _crl_urls(extensions: _Values) -> tuple[str, ...]:
 
 
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string
+
+
+# A record's SHA-256 (`CertRecord.sha256`) read in C, without a Python call per record: for the
+# sort keys and maps of the passes over every record of a collection or snapshot (issue 13).
+SHA256_OF = attrgetter("info.sha256")

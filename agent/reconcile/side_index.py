@@ -13,15 +13,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
 from types import MappingProxyType
 
+from invsync.agent.model.record import SHA256_OF as _SHA256
 from invsync.agent.model.record import CertRecord
 
 # A reconciliation's four sides, and the next one's two current sides.
 KEPT = 6
 
-_SHA256 = attrgetter("info.sha256")
 _KEPT: OrderedDict[int, tuple[tuple[CertRecord, ...], Mapping[str, CertRecord]]] = OrderedDict()
 _LOCK = threading.Lock()
 

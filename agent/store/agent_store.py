@@ -18,7 +18,7 @@ import marshal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,6 +40,7 @@ from invsync.agent.exchange.snapshot import Base, Served, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
 from invsync.agent.model.last_values import LastValues, same_stored
+from invsync.agent.model.record import SHA256_OF as _SHA256
 from invsync.agent.model.record import (
     CertRecord,
     Revocation,
@@ -468,7 +469,7 @@ class AgentStore:
             listed_before = self._listed if before is not None else None
             self._listed = None  # until this write commits
             listed_after = sightings.write(self.db, seen, listed_before)
-            stored = self._kept_sources.work_out(records, before, self._sources_of)
+            stored = self._kept_sources.work_out(records, shas, before, self._sources_of)
         self._kept_sources.keep(records, stored, version)  # once committed
         self._listed = listed_after
         # Then the present rows are these, with these digests: read again while no other
@@ -1007,7 +1008,6 @@ def _source_rows(records: Sequence[CertRecord], now: datetime) -> list[sightings
 
 
 _CONTENT = itemgetter(*_CERT_COLUMNS[:-1])  # every column but row_digest, as a tuple
-_SHA256 = attrgetter("info.sha256")  # CertRecord.sha256 without a Python call per record
 
 
 def _row_digests(records: Sequence[CertRecord], kept: LastValues[str] | None) -> list[str]:

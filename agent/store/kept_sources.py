@@ -43,12 +43,14 @@ class KeptSources:
 
     @staticmethod
     def work_out(
-        records: Sequence[CertRecord], before: dict[str, Sources] | None, read: ReadSources
+        records: Sequence[CertRecord],
+        shas: Sequence[str],
+        before: dict[str, Sources] | None,
+        read: ReadSources,
     ) -> dict[str, Sources]:
         """`records`' sources as the store holds them once their sightings are written (called
-        in the writing transaction): from `before`, reading only records it does not hold."""
-        # `info.sha256`, not the property: a call per record in each pass adds up.
-        shas = [r.info.sha256 for r in records]
+        in the writing transaction): from `before`, reading only records it does not hold.
+        `shas`: each record's SHA-256, as the caller read them already."""
         missing = [sha for sha in shas if before is None or sha not in before]
         # Many to read (every one, the first time): one pass over the table costs less.
         known = read(None if 4 * len(missing) > len(records) else missing) if missing else {}

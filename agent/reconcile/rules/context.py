@@ -181,7 +181,6 @@ class Context:
         ]
 
 
-SHA256 = attrgetter("info.sha256")  # a record's CertRecord.sha256, read in C
 OPERATOR = attrgetter("operator")  # a record's operator, read in C
 
 

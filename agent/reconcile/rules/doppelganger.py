@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
 from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, Finding, Severity, make_finding
+from invsync.agent.model.record import SHA256_OF as SHA256
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.reconcile.rules.context import (
-    SHA256,
     Context,
     describe,
     revocation_at,

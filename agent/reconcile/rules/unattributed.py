@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from itertools import filterfalse
 
 from invsync.agent.model.findings import UNATTRIBUTED, Finding, make_finding
-from invsync.agent.reconcile.rules.context import OPERATOR, SHA256, Context, describe
+from invsync.agent.model.record import SHA256_OF as SHA256
+from invsync.agent.reconcile.rules.context import OPERATOR, Context, describe
 
 
 def check(ctx: Context) -> Iterable[Finding]:
