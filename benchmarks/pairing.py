@@ -106,6 +106,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--direct", action="store_true", help="no byte-counting relay: agents dial the server"
     )
     parser.add_argument(
+        "--max-bytes",
+        type=int,
+        metavar="BYTES",
+        help="raise the size limits (the agents' max_source_bytes and max_snapshot_bytes, the "
+        "server's max_snapshot_bytes) to BYTES; default: the default configuration's 256 MiB, "
+        "which a source or full snapshot of more than about 350,000 certificates exceeds",
+    )
+    parser.add_argument(
         "--daemon",
         action="store_true",
         help="agents as daemons (a cycle at start, one per SIGHUP) instead of --once processes",
@@ -113,6 +121,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n < 1 or args.cycles < 0 or not 0 <= args.changes <= 1:
         parser.error("--n must be at least 1, --cycles at least 0, --changes within [0, 1]")
+    if args.max_bytes is not None and args.max_bytes < 1:
+        parser.error("--max-bytes must be at least 1")
     if args.cycles * per_cycle(args.n, args.changes) > args.n:
         parser.error("--cycles * --changes * --n exceeds --n: nothing left to drop")
     return args
@@ -272,7 +282,9 @@ def _write_atomically(path: Path, text: str) -> None:
 # The federation: the demo's TLS files and keys, our sources, default configuration otherwise.
 
 
-def write_bench_federation(run: Path, pool: Pool, metrics_port: int) -> None:
+def write_bench_federation(
+    run: Path, pool: Pool, metrics_port: int, max_bytes: int | None = None
+) -> None:
     write_federation(run)
     toml = run / "server.toml"
     # The demo pins its clock to early 2021; the benchmark's certificates are valid now.
@@ -281,17 +293,19 @@ def write_bench_federation(run: Path, pool: Pool, metrics_port: int) -> None:
         for line in toml.read_text().splitlines(keepends=True)
         if not line.startswith(("report_as_of", "# The demo replays"))
     ]
+    raised = "" if max_bytes is None else f"max_snapshot_bytes = {max_bytes}\n"
     text = "".join(lines).replace(
-        "[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1
+        "[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n{raised}', 1
     )
     toml.write_text(text)
     (run / "bench").mkdir()
     (run / "bench" / "root.pem").write_bytes(pool.root_pem)
 
 
-def agent_toml(party: str, port: int) -> str:
+def agent_toml(party: str, port: int, max_bytes: int | None = None) -> str:
     """localfed's agent configuration with our sources and root, without the demo's audit
-    list and profile; SECOM attributes the certificates to JPRS by subject organization."""
+    list and profile; SECOM attributes the certificates to JPRS by subject organization.
+    `max_bytes`: the size limits raised to it (None: the defaults)."""
     peer = "jprs" if party == "secom" else "secom"
     root_only = (
         f'subject_organizations = ["{SUB_ORG}"]\n\n'
@@ -306,7 +320,7 @@ database = "state/{party}.db"
 signing_key = "keys/{party}.key"
 sources = ["bench/{party}.pem"]
 report_dir = "reports/{party}"
-
+{_raised_limits(max_bytes)}
 [server]
 address = "127.0.0.1:{port}"
 ca = "tls/ca.pem"
@@ -323,6 +337,12 @@ role = "{ROLES[party]}"
 peer = "{peer}"
 issuer_certificates = ["bench/root.pem"]
 {root_only}"""
+
+
+def _raised_limits(max_bytes: int | None) -> str:
+    if max_bytes is None:
+        return ""
+    return f"max_source_bytes = {max_bytes}\nmax_snapshot_bytes = {max_bytes}\n"
 
 
 def write_sources(run: Path, pool: Pool, n: int, k: int, steady: int) -> dict[str, int]:
@@ -592,6 +612,59 @@ def peak_rss_mib(pid: int) -> float:
     raise BenchError(f"/proc/{pid}/status has no VmHWM")
 
 
+class SwapWatch:
+    """The most each process had swapped out during a cycle (VmSwap, sampled every 0.25 s):
+    a resident set is a footprint only while nothing is swapped, so a machine with swap says
+    how much of each process was not resident. None for a process not sampled (--once)."""
+
+    def __init__(self, server_pid: int, daemons: Daemons | None) -> None:
+        self._server_pid = server_pid
+        self._daemons = daemons
+        self._most: dict[str, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> SwapWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _pids(self) -> dict[str, int]:
+        # The daemons are started within the cold cycle: read them as they come.
+        agents = self._daemons.procs if self._daemons else {}
+        return {"server": self._server_pid} | {party: p.pid for party, p in list(agents.items())}
+
+    def _watch(self) -> None:
+        while True:
+            for who, pid in self._pids().items():
+                kib = _status_kib(pid, "VmSwap:")
+                if kib is not None:
+                    self._most[who] = max(kib, self._most.get(who, 0))
+            if self._done.wait(0.25):
+                return
+
+    def peaks(self) -> dict[str, object]:
+        total = _status_kib(None, "SwapTotal:")
+        peaks: dict[str, object] = {"swap_total_mib": _mib(total / 1024 if total else 0.0)}
+        for who in ("server", *ROLES):
+            most = self._most.get(who)
+            peaks[f"peak_swap_mib_{who}"] = None if most is None else _mib(most / 1024)
+        return peaks
+
+
+def _status_kib(pid: int | None, field: str) -> int | None:
+    """A kB field of /proc/PID/status (or of /proc/meminfo for None); None if unreadable."""
+    path = Path("/proc/meminfo") if pid is None else Path(f"/proc/{pid}/status")
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in lines if line.startswith(field)), None)
+
+
 def server_rpcs(metrics_port: int) -> dict[str, tuple[float, float]]:
     """The server's calls so far by method: (count, seconds), from its /metrics endpoint."""
     url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -642,6 +715,7 @@ class Bench:
     metrics_port: int
     relays: dict[str, Relay]
     daemons: Daemons | None  # --daemon: the agents' daemons; None: --once processes
+    max_bytes: int | None = None  # --max-bytes; None: the default configuration's limits
 
 
 def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
@@ -652,7 +726,10 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
     hwm_reset = reset_peak_rss(bench.server_pid)
     server_cpu_before = process_cpu_s(bench.server_pid)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    agents = run_daemons(bench.daemons, steady) if bench.daemons else run_agents(bench.run, label)
+    with SwapWatch(bench.server_pid, bench.daemons) as swap:
+        agents = (
+            run_daemons(bench.daemons, steady) if bench.daemons else run_agents(bench.run, label)
+        )
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     server_cpu = process_cpu_s(bench.server_pid) - server_cpu_before
     rpcs = _rpc_deltas(rpcs_before, server_rpcs(bench.metrics_port))
@@ -664,6 +741,7 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
         "index": steady,
         "n": bench.n,
         "changes": bench.changes,
+        "max_bytes": bench.max_bytes,
         "agents": "daemon" if bench.daemons else "once",
         "changed_certificates": bench.k if steady else 0,
         "listed_secom": listed_counts["secom"],
@@ -679,6 +757,7 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
         "server_peak_is_cycle_peak": hwm_reset,
         "peak_rss_mib_secom": _mib(agents["secom"].peak_rss_mib),
         "peak_rss_mib_jprs": _mib(agents["jprs"].peak_rss_mib),
+        **swap.peaks(),
         **_wire(bench.relays, relays_before),
         "rpcs_both_sides": {method: int(count) for method, (count, _) in rpcs.items()},
         "rpcs_both_sides_total": int(sum(count for count, _ in rpcs.values())),
@@ -745,15 +824,18 @@ def benchmark(cache: Path, run: Path, args: argparse.Namespace) -> Iterator[dict
     k = per_cycle(args.n, args.changes)
     pool = load_pool(cache, args.n + args.cycles * k)
     metrics_port = free_port()
-    write_bench_federation(run, pool, metrics_port)
+    write_bench_federation(run, pool, metrics_port, args.max_bytes)
     with exchange_server(run) as (pid, port), agent_daemons(run) as daemons:
         relays = {} if args.direct else {party: Relay(port) for party in ROLES}
         try:
             for party in ROLES:
                 dial = relays[party].port if relays else port
-                (run / f"{party}.toml").write_text(agent_toml(party, dial))
+                (run / f"{party}.toml").write_text(agent_toml(party, dial, args.max_bytes))
             agents = daemons if args.daemon else None
-            bench = Bench(run, pool, args.n, args.changes, k, pid, metrics_port, relays, agents)
+            bench = Bench(
+                run, pool, args.n, args.changes, k, pid, metrics_port, relays, agents,
+                args.max_bytes,
+            )  # fmt: skip
             for steady in range(args.cycles + 1):
                 yield measure_cycle(bench, steady)
         finally:

@@ -20,6 +20,7 @@ KEYS = {
     "index",
     "n",
     "changes",
+    "max_bytes",
     "agents",
     "changed_certificates",
     "listed_secom",
@@ -35,6 +36,10 @@ KEYS = {
     "server_peak_is_cycle_peak",
     "peak_rss_mib_secom",
     "peak_rss_mib_jprs",
+    "swap_total_mib",
+    "peak_swap_mib_server",
+    "peak_swap_mib_secom",
+    "peak_swap_mib_jprs",
     "wire_bytes_secom_to_server",
     "wire_bytes_server_to_secom",
     "tcp_connections_secom",
@@ -84,6 +89,9 @@ def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None
         "disappeared": 3,
         "missing-at-subordinate": 3,
     }
+    for line in lines:  # the default limits; swap sampled for the server alone
+        assert line["max_bytes"] is None, line
+        assert line["peak_swap_mib_secom"] is None and line["peak_swap_mib_server"] >= 0, line
     assert (tmp_path / "cache" / "certs.pem").exists()  # kept for the next run
     assert not list(tmp_path.glob("run-*"))  # the federation is not, without --keep
 
@@ -95,6 +103,7 @@ def test_daemons_run_each_steady_cycle_on_sighup(tmp_path: Path) -> None:
         assert line["agents"] == "daemon" and line["exit_secom"] is None, line
         assert line["reports_agree"] and line["findings_match"], line
         assert line["cpu_s_secom"] > 0 and line["peak_rss_mib_jprs"] > 0, line
+        assert line["peak_swap_mib_jprs"] is not None and line["peak_swap_mib_jprs"] >= 0, line
     # Each steady cycle pushed again: three certificates more, three fewer at JPRS.
     versions = [line["report_versions"] for line in lines]
     assert versions == [{"secom": v, "jprs": v} for v in (1, 2, 3)]
@@ -129,3 +138,31 @@ def test_a_daemon_that_logs_a_failed_cycle_stops_the_benchmark(tmp_path: Path) -
         alive.wait()
     with pytest.raises(pairing.BenchError, match=r"^daemon jprs exited with -9; see "):
         pairing._cycles_ended(daemons, "jprs", alive)
+
+
+def test_max_bytes_raises_the_limits_of_both_agents_and_the_server(tmp_path: Path) -> None:
+    lines = _lines(tmp_path, "--cycles", "0", "--daemon", "--keep", "--max-bytes", "300000000")
+    assert [line["max_bytes"] for line in lines] == [300000000]
+    (run,) = tmp_path.glob("run-*")
+    assert "max_snapshot_bytes = 300000000\n" in (run / "server.toml").read_text()
+    for party in ("secom", "jprs"):
+        agent = (run / f"{party}.toml").read_text()
+        assert "max_source_bytes = 300000000\nmax_snapshot_bytes = 300000000\n" in agent
+
+
+def test_a_source_beyond_max_bytes_fails_the_cycle_and_names_the_log(tmp_path: Path) -> None:
+    """The limits reach the agents: 30 certificates' PEM (about 22 kB) is refused at 4 kB."""
+    args = ["--n", "30", "--cycles", "0", "--daemon", "--max-bytes", "4096"]
+    bench = [sys.executable, str(ROOT / "benchmarks" / "pairing.py"), *args]
+    bench += ["--workdir", str(tmp_path)]
+    done = subprocess.run(bench, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert "logged a failed cycle; see " in done.stderr, done.stderr
+    logs = "".join(log.read_text() for log in tmp_path.glob("run-*/logs/*-daemon.log"))
+    assert "larger than the source size cap of 4096 bytes" in logs, logs
+
+
+def test_the_arguments_refuse_a_max_bytes_below_one() -> None:
+    with pytest.raises(SystemExit) as exc:
+        pairing._arguments(["--max-bytes", "0"])
+    assert exc.value.code == 2
