@@ -62,7 +62,7 @@ from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed
 from invsync.agent.exchange.client import LogAsk, NotFoundYet
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
-    canonical_envelope,
+    holds_canonical,
     kind_name,
     parse_log_entry,
 )
@@ -256,7 +256,7 @@ class LogWatch:
                 f"{where} is not that snapshot: it is a {kind_name(entry)} entry of party "
                 f"{entry.party!r}, pairing {entry.pairing!r}, version {entry.version}"
             )
-        if entry.envelope != canonical_envelope(sent_envelope(sent)):
+        if not holds_canonical(entry.envelope, sent_envelope(sent)):
             raise fail(f"{where} holds another envelope than the one {self.party} pushed")
 
 

@@ -25,7 +25,7 @@ from invsync.agent.exchange.checkpoint import Checkpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
-    canonical_envelope,
+    holds_canonical,
     kind_name,
     parse_log_entry,
 )
@@ -129,7 +129,7 @@ class OwnEntries:
         if entry.kind == pb.LOG_ENTRY_KIND_RECEIPT:
             return True
         kinds = (pb.LOG_ENTRY_KIND_SNAPSHOT, pb.LOG_ENTRY_KIND_KEY_ANNOUNCEMENT)
-        return entry.kind in kinds and entry.envelope == canonical_envelope(sent_envelope(pushed))
+        return entry.kind in kinds and holds_canonical(entry.envelope, sent_envelope(pushed))
 
 
 def sent_envelope(sent: SentSnapshot) -> Envelope:

@@ -178,11 +178,18 @@ def from_pb(msg: pb.Envelope) -> Envelope:
 
 def to_json_dict(env: Envelope) -> dict[str, Any]:
     """The DSSE JSON shape: payloadType, base64 payload, signatures [{keyid, base64 sig}]."""
+    fields = json_fields_but_payload(env)
     return {
-        "payloadType": env.payload_type,
+        "payloadType": fields["payloadType"],
         "payload": _b64(env.payload),
-        "signatures": [{"keyid": s.keyid, "sig": _b64(s.sig)} for s in env.signatures],
+        "signatures": fields["signatures"],
     }
+
+
+def json_fields_but_payload(env: Envelope) -> dict[str, Any]:
+    """`to_json_dict` without its payload (agent.exchange.log_entry.holds_canonical)."""
+    signatures = [{"keyid": s.keyid, "sig": _b64(s.sig)} for s in env.signatures]
+    return {"payloadType": env.payload_type, "signatures": signatures}
 
 
 def from_json_dict(data: Mapping[str, Any]) -> Envelope:

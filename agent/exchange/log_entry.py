@@ -3,7 +3,8 @@ the one canonical byte form of an envelope in an entry, making an entry, and rea
 
 The server makes its entries here (`server.storage` imports `log_entry`), so that an agent
 compares what it pushed with what was logged in the very byte form the server wrote: its own
-snapshot's entry must hold `canonical_envelope` of the envelope it pushed, byte for byte. A
+snapshot's entry must hold `canonical_envelope` of the envelope it pushed, byte for byte
+(`holds_canonical` compares the two without making that form). A
 restored agent reads its own snapshot back out of an entry with `logged_envelope`, which accepts
 only that canonical form (another spelling of the same JSON is not what the server wrote).
 Nothing here checks a signature or a proof: the caller does, before it trusts what it read.
@@ -11,12 +12,13 @@ Nothing here checks a signature or a proof: the caller does, before it trusts wh
 
 from __future__ import annotations
 
+import base64
 import json
 
 from google.protobuf.message import DecodeError
 
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange.envelope import Envelope, MalformedEnvelope
+from invsync.agent.exchange.envelope import Envelope, MalformedEnvelope, json_fields_but_payload
 from invsync.agent.model.untrusted_json import read_json
 from invsync.v1 import invsync_pb2 as pb
 
@@ -44,6 +46,40 @@ def canonical_envelope(env: Envelope) -> bytes:
     JSON, keys sorted, no whitespace. Computed once, when the entry is made; never again."""
     text = json.dumps(env.to_json_dict(), sort_keys=True, separators=(",", ":"))
     return text.encode("utf-8")
+
+
+# Bytes of payload compared per step in `holds_canonical`: a multiple of 3, so that each
+# slice's base64 is the next part of the whole payload's.
+COMPARED_PER_STEP = 3 << 20
+_PAYLOAD_OPEN = b'{"payload":"'
+
+
+def holds_canonical(logged: bytes, env: Envelope, step: int = COMPARED_PER_STEP) -> bool:
+    """Whether `logged` is `canonical_envelope(env)`, byte for byte, without making it: a full
+    snapshot's envelope is mostly its payload in base64 (820 MB at 1,000,000 certificates),
+    which would be made three times over (the base64, the JSON text, its bytes). The payload
+    is the first key, so the form is the opening, the payload's base64 (which JSON writes as
+    it is), then the rest of the object, compared here in that order, `step` bytes of payload
+    (a multiple of 3) at a time."""
+    if step <= 0 or step % 3:
+        raise ValueError(f"step must be a positive multiple of 3, got {step}")
+    payload = memoryview(env.payload)
+    rest = json_fields_but_payload(env)
+    close = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    encoded_length = 4 * ((len(payload) + 2) // 3)
+    start, end = len(_PAYLOAD_OPEN), len(_PAYLOAD_OPEN) + encoded_length
+    tail = b'",' + close[1:]
+    if len(logged) != end + len(tail) or not logged.startswith(_PAYLOAD_OPEN):
+        return False
+    if not logged.endswith(tail):
+        return False
+    seen = memoryview(logged)[start:end]
+    for offset in range(0, len(payload), step):
+        encoded = base64.b64encode(payload[offset : offset + step])
+        at = offset // 3 * 4
+        if seen[at : at + len(encoded)] != encoded:
+            return False
+    return True
 
 
 def log_entry(
