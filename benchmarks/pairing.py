@@ -61,6 +61,8 @@ SUB_ORG = "Synthetic Subordinate Co., Ltd."
 SUBJECT_KEYS = 16  # the subordinate CAs share these keys: subjects and serials still differ
 PAIRING = "secom-jprs"
 ROLES = {"secom": "root", "jprs": "subordinate"}
+# --max-bytes: the server's push budget, in largest snapshots (the default's 1 GiB / 256 MiB).
+INFLIGHT_SHARE = 4
 CYCLE_SECONDS = 3600.0  # generous for a large n, yet a hung agent still ends the run
 PEM_END = "-----END CERTIFICATE-----\n"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,8 +112,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="BYTES",
         help="raise the size limits (the agents' max_source_bytes and max_snapshot_bytes, the "
-        "server's max_snapshot_bytes) to BYTES; default: the default configuration's 256 MiB, "
-        "which a source or full snapshot of more than about 350,000 certificates exceeds",
+        "server's max_snapshot_bytes) to BYTES, and the server's max_inflight_bytes to 4 x BYTES "
+        "(the default's four largest pushes at once); default: the default configuration's "
+        "256 MiB and 1 GiB, which a source or full snapshot of more than about 350,000 "
+        "certificates exceeds",
     )
     parser.add_argument(
         "--daemon",
@@ -293,7 +297,10 @@ def write_bench_federation(
         for line in toml.read_text().splitlines(keepends=True)
         if not line.startswith(("report_as_of", "# The demo replays"))
     ]
-    raised = "" if max_bytes is None else f"max_snapshot_bytes = {max_bytes}\n"
+    raised = ""
+    if max_bytes is not None:
+        budget = INFLIGHT_SHARE * max_bytes
+        raised = f"max_snapshot_bytes = {max_bytes}\nmax_inflight_bytes = {budget}\n"
     text = "".join(lines).replace(
         "[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n{raised}', 1
     )

@@ -144,7 +144,8 @@ def test_max_bytes_raises_the_limits_of_both_agents_and_the_server(tmp_path: Pat
     lines = _lines(tmp_path, "--cycles", "0", "--daemon", "--keep", "--max-bytes", "300000000")
     assert [line["max_bytes"] for line in lines] == [300000000]
     (run,) = tmp_path.glob("run-*")
-    assert "max_snapshot_bytes = 300000000\n" in (run / "server.toml").read_text()
+    server = (run / "server.toml").read_text()
+    assert "max_snapshot_bytes = 300000000\nmax_inflight_bytes = 1200000000\n" in server
     for party in ("secom", "jprs"):
         agent = (run / f"{party}.toml").read_text()
         assert "max_source_bytes = 300000000\nmax_snapshot_bytes = 300000000\n" in agent
