@@ -460,11 +460,13 @@ class AgentStore:
                 held = self._present_digests(records, check_der=before is None)
             gone = [(sha256,) for sha256 in held if sha256 not in listed]
             self.db.conn.executemany("UPDATE certificates SET present = 0 WHERE sha256 = ?", gone)
-            changed = [
+            # Made as written: at a cold cycle every row changed, and a list of them all
+            # (a dict of 20 columns each) was the collection's peak.
+            changed = (
                 _certificate_row(record, digest)
                 for record, sha, digest in zip(records, shas, digests, strict=True)
                 if held.get(sha) != digest
-            ]
+            )
             self.db.conn.executemany(_UPSERT_CERT, changed)
             listed_before = self._listed if before is not None else None
             self._listed = None  # until this write commits
@@ -932,7 +934,7 @@ class AgentStore:
         grouped: dict[str, list[SourceRef]] = {}
         # One SourceRef per distinct row: a collection's sources share a few (issue 13).
         shared: dict[tuple[str, str, str, str], SourceRef] = {}
-        for sha, kind, location, first, last in self.db.execute(sql, params).fetchall():
+        for sha, kind, location, first, last in self.db.execute(sql, params):
             key = (kind, location, first, last)
             ref = shared.get(key)
             if ref is None:

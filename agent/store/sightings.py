@@ -18,7 +18,7 @@ import writes, which also ends a listing by that source until a collection lists
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -133,26 +133,25 @@ def write(db: sqlite_utils.Database, sightings: Sightings, before: Listed | None
     return {key: listed for key, (_, listed) in sightings.reads.items()}
 
 
-def _rows(sightings: Sightings, started: Mapping[SourceKey, frozenset[str]]) -> list[Row]:
+def _rows(sightings: Sightings, started: Mapping[SourceKey, frozenset[str]]) -> Iterator[Row]:
     """The rows to write, in the order of the records and of their sources, as writing every
-    row did: a source new to a certificate comes after its others (by rowid)."""
+    row did: a source new to a certificate comes after its others (by rowid). Made as they
+    are written: at a first collection, every certificate's."""
     new = frozenset().union(*started.values())
     several = {
         group
         for group, refs in sightings.stamped.items()
         if any(key in sightings.several for key, _, _ in refs)
     }
-    rows: list[Row] = []
     for record in sightings.records:
         sha = record.info.sha256
         if sha not in new and id(record.sources) not in several:
             continue
         for key, first, last in sightings.stamped[id(record.sources)]:
             if key in sightings.several:
-                rows.append((sha, *key, first, last, 0))
+                yield (sha, *key, first, last, 0)
             elif sha in started[key]:  # twice for a certificate listed twice: the first
-                rows.append((sha, *key, first, last, 1))  # keeps its first sighting
-    return rows
+                yield (sha, *key, first, last, 1)  # keeps its first sighting
 
 
 Row = tuple[str, str, str, str, str, int]
