@@ -41,17 +41,28 @@ class MalformedLogEntry(InvsyncError):
     )
 
 
-def canonical_envelope(env: Envelope) -> bytes:
-    """The one byte form of an envelope in a log entry (documented at LogEntry.envelope): DSSE
-    JSON, keys sorted, no whitespace. Computed once, when the entry is made; never again."""
-    text = json.dumps(env.to_json_dict(), sort_keys=True, separators=(",", ":"))
-    return text.encode("utf-8")
-
-
 # Bytes of payload compared per step in `holds_canonical`: a multiple of 3, so that each
 # slice's base64 is the next part of the whole payload's.
 COMPARED_PER_STEP = 3 << 20
 _PAYLOAD_OPEN = b'{"payload":"'
+
+
+def canonical_envelope(env: Envelope) -> bytes:
+    """The one byte form of an envelope in a log entry (documented at LogEntry.envelope): DSSE
+    JSON, keys sorted, no whitespace. Computed once, when the entry is made; never again.
+
+    `json.dumps(env.to_json_dict(), sort_keys=True, separators=(",", ":"))` in UTF-8, made
+    from its parts (tests/test_log_entry_compare.py holds the two equal): the payload's key
+    sorts first and its base64 is written as it is, so the payload is encoded once, as bytes,
+    and not again as text, JSON text and its bytes (820 MB each at 1,000,000 certificates)."""
+    return b"".join((_PAYLOAD_OPEN, base64.b64encode(env.payload), _rest_of_object(env)))
+
+
+def _rest_of_object(env: Envelope) -> bytes:
+    """What follows the payload's base64 in `canonical_envelope(env)`: its closing quote,
+    then the other members and the object's closing brace."""
+    rest = json.dumps(json_fields_but_payload(env), sort_keys=True, separators=(",", ":"))
+    return b'",' + rest[1:].encode("utf-8")
 
 
 def holds_canonical(logged: bytes, env: Envelope, step: int = COMPARED_PER_STEP) -> bool:
@@ -64,11 +75,9 @@ def holds_canonical(logged: bytes, env: Envelope, step: int = COMPARED_PER_STEP)
     if step <= 0 or step % 3:
         raise ValueError(f"step must be a positive multiple of 3, got {step}")
     payload = memoryview(env.payload)
-    rest = json_fields_but_payload(env)
-    close = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8")
     encoded_length = 4 * ((len(payload) + 2) // 3)
     start, end = len(_PAYLOAD_OPEN), len(_PAYLOAD_OPEN) + encoded_length
-    tail = b'",' + close[1:]
+    tail = _rest_of_object(env)
     if len(logged) != end + len(tail) or not logged.startswith(_PAYLOAD_OPEN):
         return False
     if not logged.endswith(tail):
