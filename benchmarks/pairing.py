@@ -118,6 +118,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "certificates exceeds",
     )
     parser.add_argument(
+        "--rpc-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="the agents' rpc_timeout_seconds (default: the default configuration's 10 s, "
+        "which a push at 1,000,000 certificates can exceed while the server applies it)",
+    )
+    parser.add_argument(
         "--daemon",
         action="store_true",
         help="agents as daemons (a cycle at start, one per SIGHUP) instead of --once processes",
@@ -127,6 +134,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--n must be at least 1, --cycles at least 0, --changes within [0, 1]")
     if args.max_bytes is not None and args.max_bytes < 1:
         parser.error("--max-bytes must be at least 1")
+    if args.rpc_timeout is not None and args.rpc_timeout < 1:
+        parser.error("--rpc-timeout must be at least 1")
     if args.cycles * per_cycle(args.n, args.changes) > args.n:
         parser.error("--cycles * --changes * --n exceeds --n: nothing left to drop")
     return args
@@ -309,10 +318,12 @@ def write_bench_federation(
     (run / "bench" / "root.pem").write_bytes(pool.root_pem)
 
 
-def agent_toml(party: str, port: int, max_bytes: int | None = None) -> str:
+def agent_toml(
+    party: str, port: int, max_bytes: int | None = None, rpc_timeout: int | None = None
+) -> str:
     """localfed's agent configuration with our sources and root, without the demo's audit
     list and profile; SECOM attributes the certificates to JPRS by subject organization.
-    `max_bytes`: the size limits raised to it (None: the defaults)."""
+    `max_bytes`: the size limits raised to it; `rpc_timeout`: the calls' (None: the defaults)."""
     peer = "jprs" if party == "secom" else "secom"
     root_only = (
         f'subject_organizations = ["{SUB_ORG}"]\n\n'
@@ -327,7 +338,7 @@ database = "state/{party}.db"
 signing_key = "keys/{party}.key"
 sources = ["bench/{party}.pem"]
 report_dir = "reports/{party}"
-{_raised_limits(max_bytes)}
+{_raised_limits(max_bytes)}{_rpc_timeout(rpc_timeout)}
 [server]
 address = "127.0.0.1:{port}"
 ca = "tls/ca.pem"
@@ -350,6 +361,10 @@ def _raised_limits(max_bytes: int | None) -> str:
     if max_bytes is None:
         return ""
     return f"max_source_bytes = {max_bytes}\nmax_snapshot_bytes = {max_bytes}\n"
+
+
+def _rpc_timeout(seconds: int | None) -> str:
+    return "" if seconds is None else f"rpc_timeout_seconds = {seconds}\n"
 
 
 def write_sources(run: Path, pool: Pool, n: int, k: int, steady: int) -> dict[str, int]:
@@ -723,6 +738,7 @@ class Bench:
     relays: dict[str, Relay]
     daemons: Daemons | None  # --daemon: the agents' daemons; None: --once processes
     max_bytes: int | None = None  # --max-bytes; None: the default configuration's limits
+    rpc_timeout: int | None = None  # --rpc-timeout; None: the default configuration's
 
 
 def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
@@ -749,6 +765,7 @@ def measure_cycle(bench: Bench, steady: int) -> dict[str, object]:
         "n": bench.n,
         "changes": bench.changes,
         "max_bytes": bench.max_bytes,
+        "rpc_timeout_s": bench.rpc_timeout,
         "agents": "daemon" if bench.daemons else "once",
         "changed_certificates": bench.k if steady else 0,
         "listed_secom": listed_counts["secom"],
@@ -837,11 +854,13 @@ def benchmark(cache: Path, run: Path, args: argparse.Namespace) -> Iterator[dict
         try:
             for party in ROLES:
                 dial = relays[party].port if relays else port
-                (run / f"{party}.toml").write_text(agent_toml(party, dial, args.max_bytes))
+                (run / f"{party}.toml").write_text(
+                    agent_toml(party, dial, args.max_bytes, args.rpc_timeout)
+                )
             agents = daemons if args.daemon else None
             bench = Bench(
                 run, pool, args.n, args.changes, k, pid, metrics_port, relays, agents,
-                args.max_bytes,
+                args.max_bytes, args.rpc_timeout,
             )  # fmt: skip
             for steady in range(args.cycles + 1):
                 yield measure_cycle(bench, steady)

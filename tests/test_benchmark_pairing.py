@@ -21,6 +21,7 @@ KEYS = {
     "n",
     "changes",
     "max_bytes",
+    "rpc_timeout_s",
     "agents",
     "changed_certificates",
     "listed_secom",
@@ -90,7 +91,7 @@ def test_a_cold_and_a_steady_cycle_find_what_they_expect(tmp_path: Path) -> None
         "missing-at-subordinate": 3,
     }
     for line in lines:  # the default limits; swap sampled for the server alone
-        assert line["max_bytes"] is None, line
+        assert line["max_bytes"] is None and line["rpc_timeout_s"] is None, line
         assert line["peak_swap_mib_secom"] is None and line["peak_swap_mib_server"] >= 0, line
     assert (tmp_path / "cache" / "certs.pem").exists()  # kept for the next run
     assert not list(tmp_path.glob("run-*"))  # the federation is not, without --keep
@@ -141,14 +142,16 @@ def test_a_daemon_that_logs_a_failed_cycle_stops_the_benchmark(tmp_path: Path) -
 
 
 def test_max_bytes_raises_the_limits_of_both_agents_and_the_server(tmp_path: Path) -> None:
-    lines = _lines(tmp_path, "--cycles", "0", "--daemon", "--keep", "--max-bytes", "300000000")
-    assert [line["max_bytes"] for line in lines] == [300000000]
+    more = ("--max-bytes", "300000000", "--rpc-timeout", "77")
+    lines = _lines(tmp_path, "--cycles", "0", "--daemon", "--keep", *more)
+    assert [(line["max_bytes"], line["rpc_timeout_s"]) for line in lines] == [(300000000, 77)]
     (run,) = tmp_path.glob("run-*")
     server = (run / "server.toml").read_text()
     assert "max_snapshot_bytes = 300000000\nmax_inflight_bytes = 1200000000\n" in server
     for party in ("secom", "jprs"):
         agent = (run / f"{party}.toml").read_text()
         assert "max_source_bytes = 300000000\nmax_snapshot_bytes = 300000000\n" in agent
+        assert "rpc_timeout_seconds = 77\n" in agent
 
 
 def test_a_source_beyond_max_bytes_fails_the_cycle_and_names_the_log(tmp_path: Path) -> None:
@@ -163,7 +166,11 @@ def test_a_source_beyond_max_bytes_fails_the_cycle_and_names_the_log(tmp_path: P
     assert "larger than the source size cap of 4096 bytes" in logs, logs
 
 
-def test_the_arguments_refuse_a_max_bytes_below_one() -> None:
+@pytest.mark.parametrize("option", ["--max-bytes", "--rpc-timeout"])
+def test_the_arguments_refuse_a_limit_below_one(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
-        pairing._arguments(["--max-bytes", "0"])
+        pairing._arguments([option, "0"])
     assert exc.value.code == 2
+    assert f"error: {option} must be at least 1" in capsys.readouterr().err
