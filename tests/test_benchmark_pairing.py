@@ -57,6 +57,7 @@ KEYS = {
     "findings_measured",
     "findings_expected",
     "findings_match",
+    "findings_match_versions",
     "findings_measured_by_code",
     "findings_expected_by_code",
 }
@@ -103,6 +104,7 @@ def test_daemons_run_each_steady_cycle_on_sighup(tmp_path: Path) -> None:
     for line in lines:
         assert line["agents"] == "daemon" and line["exit_secom"] is None, line
         assert line["reports_agree"] and line["findings_match"], line
+        assert line["findings_match_versions"], line
         assert line["cpu_s_secom"] > 0 and line["peak_rss_mib_jprs"] > 0, line
         assert line["peak_swap_mib_jprs"] is not None and line["peak_swap_mib_jprs"] >= 0, line
     # Each steady cycle pushed again: three certificates more, three fewer at JPRS.
@@ -174,3 +176,19 @@ def test_the_arguments_refuse_a_limit_below_one(
         pairing._arguments([option, "0"])
     assert exc.value.code == 2
     assert f"error: {option} must be at least 1" in capsys.readouterr().err
+
+
+def test_what_a_report_must_hold_follows_the_versions_it_compares() -> None:
+    # The same snapshots' cycle: the scenario's expectation.
+    for steady in range(4):
+        expected = pairing.expected_findings(10, steady)
+        assert pairing.expected_for_versions(10, steady + 1, steady + 1) == expected
+    # SECOM's push of steady cycle 1 reported before JPRS's (seen at 1,000,000): SECOM's
+    # 10 new certificates are missing at JPRS, and JPRS dropped nothing yet.
+    assert pairing.expected_for_versions(10, 2, 1) == {"missing-at-subordinate": 10}
+    assert pairing.expected_for_versions(10, 3, 2) == {
+        "disappeared": 10,
+        "missing-at-subordinate": 20,
+    }
+    assert pairing.expected_for_versions(10, 1, 2) is None  # JPRS ahead: not worked out
+    assert pairing.expected_findings(0, 2) == {}
