@@ -46,7 +46,7 @@ SUMMARIES: dict[str, str] = {
         " awaiting its receipt, the latest report (signatures, open and acknowledged findings),"
         " and whether the exchange server answers (one try, no retries)."
     ),
-    "tls": "Create TLS certificates for a test or pilot federation.",
+    "tls": "The federation's TLS certificates: a CA that keeps its key, requests, signing.",
 }
 
 

@@ -1,22 +1,25 @@
-"""`invsync tls init`: a small TLS federation for a test or a pilot
-(agent.exchange.pki.make_federation).
+"""`invsync tls`: the federation's TLS certificates.
 
-Production can use any existing CA instead. The CA's private key is not kept: a pilot that needs
-another client later runs `tls init` again into a new directory and redistributes ca.pem.
+`tls init` makes a small federation at once for a test or a pilot
+(agent.exchange.pki.make_federation): it writes every key on one host and keeps no CA key, so
+a pilot that needs another client later runs it again and redistributes everything.
+
+For a federation that runs for years, keys never leave their host (issue 14): the exchange
+operator keeps a CA (`tls ca init`, agent.exchange.federation_ca), each party makes its own key
+and request (`tls request`, agent.exchange.tls_request) and sends only the request, and the
+operator signs it (`tls sign`) and sends back the certificate and the CA's certificate.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange.pki import VALIDITY, make_federation
+from invsync.agent.exchange.pki import PLAIN_NAME, VALIDITY, make_federation
 
-# Names become file names (NAME.crt, NAME.key) and Common Names: letters, digits, . _ - only.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _RESERVED = ("server", "ca")
 
 
@@ -28,7 +31,111 @@ class TlsInitError(InvsyncError):
 
 @click.group("tls")
 def tls_group() -> None:
-    """Create TLS certificates for a test or pilot federation."""
+    """The federation's TLS certificates: a CA that keeps its key, requests, signing.
+
+    Each party's key and request are made on its own host (`request`) and signed by the CA the
+    exchange operator keeps (`ca init`, `sign`, `revoke`); `init` writes everything at once on
+    one host, for a test or a pilot."""
+
+
+@tls_group.group("ca")
+def tls_ca() -> None:
+    """The federation CA, kept by the exchange operator: its key never leaves that host."""
+
+
+@tls_ca.command("init")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--common-name",
+    default="invsync federation CA",
+    show_default=True,
+    metavar="NAME",
+    help="The CA certificate's Common Name.",
+)
+def tls_ca_init(directory: Path, common_name: str) -> None:
+    """Make a CA in DIR (new or empty): ca.pem to hand to every party, ca.key (mode 600) to keep
+    on this host, and issued.jsonl, the register of what it signs. Valid for five years."""
+    from invsync.agent.exchange.federation_ca import CA_VALIDITY, REGISTER, init_ca
+
+    cert, key = init_ca(directory, common_name)
+    click.echo(f"wrote {cert} (CA certificate: send it to every party and the server)")
+    click.echo(f"wrote {key} (CA key, mode 600: keep it here, never send it)")
+    click.echo(f"wrote {directory / REGISTER} (what the CA signs is recorded here)")
+    click.echo(f"the CA certificate expires in {CA_VALIDITY.days} days")
+
+
+@tls_group.command("request")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--name",
+    required=True,
+    metavar="NAME",
+    help="The Common Name asked for: the party's tls_identity, or the server's DNS name.",
+)
+def tls_request(directory: Path, name: str) -> None:
+    """Make a key (NAME.key, mode 600) and a certificate signing request (NAME.csr) in DIR, on
+    the host that will use the key. Send only NAME.csr to the exchange operator."""
+    from invsync.agent.exchange.tls_request import make_request
+
+    key, csr = make_request(directory, name)
+    click.echo(f"wrote {key} (private key, mode 600: it stays on this host)")
+    click.echo(f"wrote {csr} (request: send it to the exchange operator to sign)")
+
+
+@tls_group.command("sign")
+@click.argument("csr", metavar="CSR", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--ca",
+    "ca_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The CA directory made by `tls ca init`.",
+)
+@click.option(
+    "--client/--server",
+    "client",
+    required=True,
+    help="A party's client certificate (clientAuth) or the exchange server's (serverAuth).",
+)
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    metavar="N",
+    type=int,
+    help="Validity in days, at most 397.",
+)
+@click.option(
+    "--out",
+    metavar="FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the certificate (default: CSR with .crt for its suffix).",
+)
+def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None) -> None:
+    """Sign a request made by `tls request` with the CA in DIR: the certificate names the
+    request's Common Name alone, and is recorded in the CA's register before it is written."""
+    from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
+
+    target = out or csr.with_suffix(".crt")
+    if target.exists():
+        raise FederationCaError(f"{target} exists; refusing to replace it")
+    try:
+        request = csr.read_bytes()
+    except OSError as e:
+        raise FederationCaError(f"{csr}: cannot read ({e.strerror})") from e
+    signed = sign_request(ca_dir, request, str(csr), server=not client, days=days)
+    target.write_bytes(signed.cert.public_bytes(serialization.Encoding.PEM))
+    cert = signed.cert
+    name = cert.subject.rfc4514_string()
+    click.echo(f"wrote {target} ({signed.kind} certificate {name}, serial {cert.serial_number:x})")
+    click.echo(f"recorded in {signed.register}; it expires {cert.not_valid_after_utc:%Y-%m-%d}")
+    if client:
+        identity = name.removeprefix("CN=")
+        click.echo(
+            "send it back with the CA certificate; the server names the party with "
+            f'tls_identity = "{identity}"'
+        )
 
 
 @tls_group.command("init")
@@ -53,11 +160,11 @@ def tls_init(directory: Path, server_name: str, clients: tuple[str, ...]) -> Non
     DIR must be new or empty. Private keys are written with mode 600. The certificates are
     valid for 30 days: this is for tests and pilots, not production.
     """
-    if not _NAME.fullmatch(server_name):
+    if not PLAIN_NAME.fullmatch(server_name):
         raise TlsInitError(f"--server-name {server_name!r} is not a plain DNS name")
     seen: set[str] = set()
     for name in clients:
-        if not _NAME.fullmatch(name):
+        if not PLAIN_NAME.fullmatch(name):
             raise TlsInitError(f"--client {name!r}: use letters, digits, '.', '_' and '-' only")
         if name in _RESERVED:
             raise TlsInitError(

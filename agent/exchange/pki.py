@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +17,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = timedelta(days=30)
+# Names become file names (NAME.crt, NAME.key) and Common Names: letters, digits, . _ - only.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,10 @@ class Issued:
     key: ec.EllipticCurvePrivateKey
 
 
-def new_ca() -> Issued:
-    """A new federation CA, for `make_federation(..., ca=)` to issue certificates and renewals."""
-    return _make_ca(datetime.now(UTC))
+def new_ca(validity: timedelta = VALIDITY, common_name: str = "invsync federation CA") -> Issued:
+    """A new federation CA, for `make_federation(..., ca=)` to issue certificates and renewals
+    (and for `tls ca init`, which keeps its key)."""
+    return _make_ca(datetime.now(UTC), validity, common_name)
 
 
 def make_federation(
@@ -62,10 +67,12 @@ def make_federation(
     return files
 
 
-def _make_ca(now: datetime) -> Issued:
+def _make_ca(
+    now: datetime, validity: timedelta = VALIDITY, common_name: str = "invsync federation CA"
+) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "invsync federation CA")])
-    builder = _base(name, name, key.public_key(), now).add_extension(
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = _base(name, name, key.public_key(), now, validity).add_extension(
         x509.BasicConstraints(ca=True, path_length=0), critical=True
     )
     builder = builder.add_extension(_key_usage(ca=True), critical=True)
@@ -73,46 +80,60 @@ def _make_ca(now: datetime) -> Issued:
 
 
 def _server_cert(ca: Issued, server_name: str, now: datetime) -> Issued:
-    sans: list[x509.GeneralName] = [
-        x509.DNSName(server_name),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    return _leaf(ca, server_name, sans, ExtendedKeyUsageOID.SERVER_AUTH, now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    return Issued(issue(ca, server_name, key.public_key(), server=True, now=now), key)
 
 
 def _client_cert(ca: Issued, name: str, now: datetime) -> Issued:
-    return _leaf(ca, name, [x509.DNSName(name)], ExtendedKeyUsageOID.CLIENT_AUTH, now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    return Issued(issue(ca, name, key.public_key(), server=False, now=now), key)
 
 
-def _leaf(
+def issue(
     ca: Issued,
     common_name: str,
-    sans: list[x509.GeneralName],
-    eku: x509.ObjectIdentifier,
+    public: CertificatePublicKeyTypes,
+    *,
+    server: bool,
     now: datetime,
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
+    validity: timedelta = VALIDITY,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """A certificate for `public`, signed by `ca`, with `common_name` as its one subject
+    attribute: for a server (serverAuth, naming the name, 127.0.0.1 and ::1, so that loopback
+    tests connect by address) or a party's client (clientAuth, its tls_identity)."""
+    sans: list[x509.GeneralName] = [x509.DNSName(common_name)]
+    if server:
+        sans += [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
+    eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    builder = _base(subject, ca.cert.subject, key.public_key(), now)
+    builder = _base(subject, ca.cert.subject, public, now, validity, serial)
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
     builder = builder.add_extension(_key_usage(ca=False), critical=True)
     builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
     builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return Issued(builder.sign(ca.key, hashes.SHA256()), key)
+    return builder.sign(ca.key, hashes.SHA256())
 
 
 def _base(
-    subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey, now: datetime
+    subject: x509.Name,
+    issuer: x509.Name,
+    public: CertificatePublicKeyTypes,
+    now: datetime,
+    validity: timedelta = VALIDITY,
+    serial: int | None = None,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public)
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
     )
 
 
@@ -134,13 +155,23 @@ def _write(directory: Path, name: str, issued: Issued, ca_path: Path) -> TlsFile
     cert_path = directory / f"{name}.crt"
     key_path = directory / f"{name}.key"
     cert_path.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
-    key_pem = issued.key.private_bytes(
+    write_private_key(key_path, issued.key)
+    return TlsFiles(cert_path, key_path, ca_path)
+
+
+def write_private_key(
+    path: Path, key: ec.EllipticCurvePrivateKey, *, exclusive: bool = False
+) -> None:
+    """`key` as unencrypted PKCS#8 PEM, in a file created 0600 from the start: a private key is
+    never world-readable, not even briefly. `exclusive`: refuse to replace an existing file."""
+    key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Created 0600 from the start: a private key is never world-readable, not even briefly.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(key_pem)
-    return TlsFiles(cert_path, key_path, ca_path)
+        out.flush()
+        os.fsync(out.fileno())

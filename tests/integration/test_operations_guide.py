@@ -120,3 +120,29 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "unverified" not in stdout and "untrusted" not in stdout, stdout
     assert "invsync report verify --config secom/agent.toml" in _section()
     assert len(list((pilot / "secom" / "reports").glob("*.report.json"))) == 1
+    # Each TLS key is where it was made (issue 14), and the CA's stayed with the operator.
+    for host, name in (("exchange", "localhost"), ("secom", "secom"), ("jprs", "jprs")):
+        key = pilot / host / "tls" / f"{name}.key"
+        assert oct(key.stat().st_mode & 0o777) == "0o600", key
+    keys = sorted(str(p.relative_to(pilot)) for p in pilot.rglob("*.key"))
+    assert [k for k in keys if "/tls/" in k or k.endswith("ca.key")] == [
+        "exchange/ca/ca.key",
+        "exchange/tls/localhost.key",
+        "jprs/tls/jprs.key",
+        "secom/tls/secom.key",
+    ]
+
+
+def test_no_step_of_the_walkthrough_moves_a_private_key_between_hosts() -> None:
+    """Copies between the three hosts' directories carry public files only: signing public keys
+    (.key.pub), requests, certificates, data. A private key (.key) named in a copy fails this."""
+    copies = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", _section(), re.S)
+        for line in block.splitlines()
+        if re.search(r"\b(cp|mv|scp|rsync)\b", line)
+    ]
+    assert any("requests/" in line for line in copies), copies  # the requests are copied
+    for line in copies:
+        for word in line.split():
+            assert not word.endswith((".key", ".key*", "/*")), line

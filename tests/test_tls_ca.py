@@ -1,0 +1,291 @@
+"""The federation CA that keeps its key (`tls ca init`, `tls request`, `tls sign`; issue 14):
+each party's key is made on its own host and never read by the CA, the certificates the CA
+signs chain to it and complete a real mutual-TLS handshake, every one is in the register, and
+every bad request or CA directory is refused with a message naming the file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from invsync.agent.cli.tls import tls_group
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange import federation_ca
+from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
+from tests.paths import ROOT
+
+PEM_END = b"-----END CERTIFICATE REQUEST-----\n"
+
+
+def _cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(tls_group, [str(a) for a in args])
+
+
+def _ok(*args: str | Path) -> Result:
+    result = _cli(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def _refused(*args: str | Path) -> str:
+    result = _cli(*args)
+    assert isinstance(result.exception, InvsyncError), (result.output, result.exception)
+    return str(result.exception)
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> dict[str, Path]:
+    """The operator's CA and three hosts that each made their key and request on their own."""
+    _ok("ca", "init", tmp_path / "operator" / "ca")
+    dirs = {"ca": tmp_path / "operator" / "ca"}
+    for name, host in (("exchange.example", "exchange"), ("secom", "secom"), ("jprs", "jprs")):
+        _ok("request", tmp_path / host, "--name", name)
+        dirs[host] = tmp_path / host
+    return dirs
+
+
+def _sign(hosts: dict[str, Path], host: str, name: str, *more: str) -> Path:
+    _ok("sign", hosts[host] / f"{name}.csr", "--ca", hosts["ca"], *more)
+    return hosts[host] / f"{name}.crt"
+
+
+def test_ca_init_keeps_its_key_private_and_an_empty_register(tmp_path: Path) -> None:
+    out = _ok("ca", "init", tmp_path / "ca", "--common-name", "Example Federation CA").output
+    key, cert = tmp_path / "ca" / "ca.key", _cert(tmp_path / "ca" / "ca.pem")
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    assert (tmp_path / "ca" / "issued.jsonl").read_text() == ""
+    assert cert.subject.rfc4514_string() == "CN=Example Federation CA"
+    basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert basic.ca and cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 1826
+    assert f"wrote {key} (CA key, mode 600: keep it here, never send it)" in out
+
+
+def test_requests_signed_by_the_ca_make_a_federation_no_key_left_its_host(
+    hosts: dict[str, Path],
+) -> None:
+    server = _sign(hosts, "exchange", "exchange.example", "--server", "--days", "30")
+    secom = _sign(hosts, "secom", "secom", "--client")
+    jprs = _sign(hosts, "jprs", "jprs", "--client", "--days", "397")
+    ca = _cert(hosts["ca"] / "ca.pem")
+    for path, host, name, eku in (
+        (server, "exchange", "exchange.example", ExtendedKeyUsageOID.SERVER_AUTH),
+        (secom, "secom", "secom", ExtendedKeyUsageOID.CLIENT_AUTH),
+        (jprs, "jprs", "jprs", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        cert = _cert(path)
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.rfc4514_string() == f"CN={name}"
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [eku]
+        # The certificate is for the key its host made: the CA never had that key.
+        key = serialization.load_pem_private_key((hosts[host] / f"{name}.key").read_bytes(), None)
+        assert key.public_key() == cert.public_key()
+        assert os.stat(hosts[host] / f"{name}.key").st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in hosts["ca"].iterdir()) == ["ca.key", "ca.pem", "issued.jsonl"]
+    days = [(_cert(p).not_valid_after_utc - _cert(p).not_valid_before_utc) for p in (server, jprs)]
+    assert [d.days for d in days] == [30, 397]  # from five minutes before signing
+    sans = _cert(server).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["exchange.example"]
+
+
+def test_the_signed_certificates_complete_a_mutual_tls_handshake(hosts: dict[str, Path]) -> None:
+    server = _sign(hosts, "exchange", "exchange.example", "--server")
+    client = _sign(hosts, "secom", "secom", "--client")
+    ca = hosts["ca"] / "ca.pem"
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(server, hosts["exchange"] / "exchange.example.key")
+    serving.load_verify_locations(ca)
+    serving.verify_mode = ssl.CERT_REQUIRED
+    dialing = ssl.create_default_context(cafile=str(ca))
+    dialing.load_cert_chain(client, hosts["secom"] / "secom.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, object] = {}
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        with serving.wrap_socket(conn, server_side=True) as tls:
+            seen["peer"] = tls.getpeercert()
+            tls.sendall(b"ok")
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    with (
+        socket.create_connection(listener.getsockname()) as raw,
+        dialing.wrap_socket(raw, server_hostname="exchange.example") as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+    listener.close()
+    peer = seen["peer"]
+    assert isinstance(peer, dict)
+    assert peer["subject"] == ((("commonName", "secom"),),)
+
+
+def test_every_certificate_signed_is_in_the_register_first(hosts: dict[str, Path]) -> None:
+    paths = [_sign(hosts, "secom", "secom", "--client")]
+    paths.append(_sign(hosts, "exchange", "exchange.example", "--server"))
+    lines = (hosts["ca"] / "issued.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [(e["common_name"], e["kind"]) for e in entries] == [
+        ("secom", "client"),
+        ("exchange.example", "server"),
+    ]
+    for entry, path in zip(entries, paths, strict=True):
+        cert = _cert(path)
+        assert entry["serial"] == f"{cert.serial_number:x}"
+        assert entry["sha256"] == cert.fingerprint(hashes.SHA256()).hex().upper()
+        assert entry["not_after"] == cert.not_valid_after_utc.isoformat()
+
+
+def test_ca_init_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "notes.txt").write_text("x")
+    message = _refused("ca", "init", tmp_path / "ca")
+    assert message == f"{tmp_path / 'ca'} is not empty; refusing to write a CA into it"
+
+
+def test_request_refuses_a_name_and_never_replaces_a_key(tmp_path: Path) -> None:
+    assert _refused("request", tmp_path, "--name", "se com") == (
+        "--name 'se com': use letters, digits, '.', '_' and '-' only"
+    )
+    _ok("request", tmp_path, "--name", "secom")
+    before = (tmp_path / "secom.key").read_bytes()
+    assert _refused("request", tmp_path, "--name", "secom") == (
+        f"{tmp_path / 'secom.key'} exists; refusing to replace it"
+    )
+    assert (tmp_path / "secom.key").read_bytes() == before
+
+
+def _csr(subject: x509.Name, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _cn(*names: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names])
+
+
+@pytest.mark.parametrize(
+    ("csr", "problem"),
+    [
+        (b"not a request", "not a PEM certificate signing request"),
+        (
+            _csr(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SECOM"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "secom"),
+                    ]
+                ),
+                ec.generate_private_key(ec.SECP256R1()),
+            ),
+            "its subject must be one Common Name alone, got 'CN=secom,O=SECOM'",
+        ),
+        (
+            _csr(_cn("secom/../x"), ec.generate_private_key(ec.SECP256R1())),
+            "Common Name 'secom/../x': use letters, digits, '.', '_' and '-' only",
+        ),
+        (
+            _csr(_cn("secom"), rsa.generate_private_key(65537, 2048)),
+            "an RSA key (2048 bits); make the request with `invsync tls request`",
+        ),
+        (
+            _csr(_cn("secom"), ec.generate_private_key(ec.SECP521R1())),
+            "its key is not a P-256 or P-384 key",
+        ),
+    ],
+    ids=["not-pem", "two-attributes", "path-name", "rsa", "p521"],
+)
+def test_sign_refuses_a_request_naming_the_file(
+    hosts: dict[str, Path], csr: bytes, problem: str
+) -> None:
+    path = hosts["secom"] / "odd.csr"
+    path.write_bytes(csr)
+    assert _refused("sign", path, "--ca", hosts["ca"], "--client").startswith(f"{path}: {problem}")
+    assert (hosts["ca"] / "issued.jsonl").read_text() == ""  # nothing recorded
+    assert not path.with_suffix(".crt").exists()
+
+
+def test_sign_refuses_a_request_whose_signature_does_not_verify(hosts: dict[str, Path]) -> None:
+    request = x509.load_pem_x509_csr((hosts["secom"] / "secom.csr").read_bytes())
+    der = bytearray(request.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # the signature's s, its last byte: still DER, no longer a signature
+    path = hosts["secom"] / "tampered.csr"
+    body = base64.encodebytes(bytes(der))
+    path.write_bytes(b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + PEM_END)
+    assert _refused("sign", path, "--ca", hosts["ca"], "--client") == (
+        f"{path}: its signature does not verify with its own key"
+    )
+
+
+def test_sign_refuses_bad_days_an_open_ca_key_and_an_existing_certificate(
+    hosts: dict[str, Path],
+) -> None:
+    csr, ca = hosts["secom"] / "secom.csr", hosts["ca"]
+    assert _refused("sign", csr, "--ca", ca, "--client", "--days", "398") == (
+        "--days must be within 1 and 397, got 398"
+    )
+    os.chmod(ca / "ca.key", 0o644)
+    assert _refused("sign", csr, "--ca", ca, "--client") == (
+        f"{ca / 'ca.key'} is open to group or others (mode 0644); chmod 600 it"
+    )
+    os.chmod(ca / "ca.key", 0o600)
+    _ok("sign", csr, "--ca", ca, "--client")
+    assert _refused("sign", csr, "--ca", ca, "--client") == (
+        f"{hosts['secom'] / 'secom.crt'} exists; refusing to replace it"
+    )
+    (ca / "issued.jsonl").unlink()
+    assert _refused("sign", csr, "--ca", ca, "--client", "--out", csr.with_name("b.crt")) == (
+        f"{ca / 'issued.jsonl'}: missing; is {ca} a CA made by tls ca init?"
+    )
+
+
+def test_a_damaged_register_line_is_named(hosts: dict[str, Path]) -> None:
+    (hosts["ca"] / "issued.jsonl").write_text('{"serial": "1f"}\n{"serial": \n')
+    message = _refused("sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client")
+    assert message.startswith(f"{hosts['ca'] / 'issued.jsonl'}:2: not a JSON object (")
+
+
+def test_a_refusal_exits_2_with_its_message_and_hint(hosts: dict[str, Path]) -> None:
+    command = [sys.executable, "-m", "invsync.server.cli", "tls", "sign"]
+    command += [str(hosts["secom"] / "secom.csr"), "--ca", str(hosts["ca"]), "--client"]
+    command += ["--days", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "--days must be within 1 and 397, got 0" in done.stderr
+    assert "invsync tls ca init" in done.stderr  # the hint: what to do next
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_as_a_request_give_a_certificate_or_a_named_refusal(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    ca = tmp_path_factory.mktemp("ca") / "ca"
+    federation_ca.init_ca(ca)
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + data + b"\n" + PEM_END
+    for request in (data, pem):
+        try:
+            sign_request(ca, request, "fuzz.csr", server=False)
+        except FederationCaError as e:
+            assert str(e).startswith("fuzz.csr: ")
