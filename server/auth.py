@@ -17,20 +17,30 @@ from cryptography.x509.oid import NameOID
 
 from invsync.agent.errors import bounded
 from invsync.agent.exchange.rejections import AccessDenied
+from invsync.server.client_crl import Revoked
+
+NONE_REVOKED = Revoked()
 
 NO_CERTIFICATE = "the TLS peer presented no client certificate"
 
 
-def peer_common_names(context: grpc.ServicerContext) -> list[str] | None:
-    """Every Common Name of the authenticated client certificate's subject, in order; None when
-    the peer presented no certificate. AccessDenied when it is not a certificate at all."""
+def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:
+    """The authenticated client certificate; None when the peer presented none. AccessDenied
+    when it is not a certificate at all."""
     auth = context.auth_context()
     found: bytes | Iterable[bytes] = auth.get("x509_pem_cert") or []
     pems = [found] if isinstance(found, bytes) else list(found)
     if not pems:
         return None
     try:
-        cert = x509.load_pem_x509_certificate(pems[0])
+        return x509.load_pem_x509_certificate(pems[0])
+    except ValueError as e:
+        raise AccessDenied(f"the TLS client certificate cannot be read ({e})") from e
+
+
+def common_names(cert: x509.Certificate) -> list[str]:
+    """Every Common Name of the certificate's subject, in order."""
+    try:
         attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except ValueError as e:
         raise AccessDenied(f"the TLS client certificate cannot be read ({e})") from e
@@ -40,19 +50,35 @@ def peer_common_names(context: grpc.ServicerContext) -> list[str] | None:
     ]
 
 
-def party_of(context: grpc.ServicerContext, identities: Mapping[str, str]) -> str:
+def peer_common_names(context: grpc.ServicerContext) -> list[str] | None:
+    """Every Common Name of the authenticated client certificate's subject, in order; None when
+    the peer presented no certificate. AccessDenied when it is not a certificate at all."""
+    cert = peer_certificate(context)
+    return None if cert is None else common_names(cert)
+
+
+def party_of(
+    context: grpc.ServicerContext, identities: Mapping[str, str], revoked: Revoked = NONE_REVOKED
+) -> str:
     """The party whose `tls_identity` is the caller's one Common Name; AccessDenied names the
-    Common Name(s) when they are not exactly one that belongs to a party, so an operator sees
-    who was turned away."""
-    names = peer_common_names(context)
-    if names is None:
+    Common Name(s) when they are not exactly one that belongs to a party, or when the
+    certificate is on the federation CA's CRL (`revoked`), so an operator sees who was turned
+    away."""
+    cert = peer_certificate(context)
+    if cert is None:
         raise AccessDenied(NO_CERTIFICATE)
+    names = common_names(cert)
     if len(names) != 1:
         shown = "".join(f" '{bounded(n)}'" for n in names[:1]) + "".join(
             f", '{bounded(n)}'" for n in names[1:]
         )
         raise AccessDenied(
             f"the TLS client certificate has {len(names)} Common Names{shown}, not exactly one"
+        )
+    if revoked.holds(cert):
+        raise AccessDenied(
+            f"TLS client certificate CN='{bounded(names[0])}' (serial {cert.serial_number:x}) "
+            f"is revoked ({revoked.source})"
         )
     party = identities.get(names[0])
     if party is None:

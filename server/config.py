@@ -58,6 +58,7 @@ class TlsConfig:
     cert: Path
     key: Path
     client_ca: Path
+    client_crl: Path | None = None  # the federation CA's CRL: revoked clients are refused
 
 
 @dataclass(frozen=True)
@@ -209,11 +210,12 @@ def _tls(root: Table) -> TlsConfig:
     # gRPC silently accepts anonymous clients unless a client CA and require_client_auth are set,
     # so a missing client_ca is an error, never a fallback to server-only TLS.
     table = root.table("tls")
-    table.only(["cert", "key", "client_ca"])
+    table.only(["cert", "key", "client_ca", "client_crl"])
     return TlsConfig(
         cert=table.existing_path("cert"),
         key=table.existing_path("key"),
         client_ca=table.existing_path("client_ca"),
+        client_crl=table.existing_path("client_crl") if "client_crl" in table.names() else None,
     )
 
 

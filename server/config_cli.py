@@ -26,6 +26,7 @@ from invsync.agent.config.keyfiles import (
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError
 from invsync.agent.tomlconf import Table
+from invsync.server.client_crl import load_revoked
 from invsync.server.config import ServerConfig, load_server_config
 
 
@@ -46,6 +47,8 @@ def check_server_keys(config: ServerConfig) -> None:
     file = config.file
     signing_key_file(file, "server.signing_key", config.signing_key)
     tls_key_file(file, "tls.key", config.tls.key)
+    if config.tls.client_crl is not None:
+        load_revoked(config.tls.client_crl, config.tls.client_ca, f"{file}: tls.client_crl")
     for name, party in config.parties.items():
         public_key_files(file, f"parties.{name}.signing_keys", party.signing_keys)
 

@@ -21,6 +21,7 @@ from invsync.agent.exchange.keys import load_signing_key, load_verify_key
 from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry.metrics import serve as serve_metrics
 from invsync.server import metrics
+from invsync.server.client_crl import Revoked, load_revoked
 from invsync.server.config import ServerConfig
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
@@ -91,6 +92,14 @@ def policy_of(config: ServerConfig) -> AcceptancePolicy:
     )
 
 
+def revoked_of(config: ServerConfig) -> Revoked:
+    """The revoked client certificates of `tls.client_crl`; none without one."""
+    crl = config.tls.client_crl
+    if crl is None:
+        return Revoked()
+    return load_revoked(crl, config.tls.client_ca, f"{config.file}: tls.client_crl")
+
+
 def start(config: ServerConfig) -> RunningServer:
     """Start serving on `config.listen` (port 0 picks a free port); returns at once."""
     store = ServerStore(config.database)
@@ -128,7 +137,8 @@ def start(config: ServerConfig) -> RunningServer:
         compression=grpc.Compression.Gzip,
     )
     limiter = Limiter(limits, config.parties)
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeService(exchange, identities, limiter), server)
+    service = ExchangeService(exchange, identities, limiter, revoked_of(config))
+    pb_grpc.add_ExchangeServicer_to_server(service, server)
     health_servicer = _add_health(server)
     port = server.add_secure_port(config.listen, server_credentials(config))
     if port == 0:

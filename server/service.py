@@ -28,7 +28,8 @@ from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.report.body import ReportBody, parse_report_body
 from invsync.agent.telemetry.logs import log_context
 from invsync.server import metrics, peer_attachment
-from invsync.server.auth import party_of
+from invsync.server.auth import NONE_REVOKED, party_of
+from invsync.server.client_crl import Revoked
 from invsync.server.config import Limits
 from invsync.server.exchange import Exchange, LogUpdate
 from invsync.server.limits import Limiter
@@ -57,23 +58,28 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         exchange: Exchange,
         identities: Mapping[str, str],
         limiter: Limiter | None = None,
+        revoked: Revoked = NONE_REVOKED,
     ) -> None:
         self.exchange = exchange
         self.identities = identities  # TLS Common Name -> party
         self.limiter = limiter or Limiter(Limits())  # its watchdog runs once started
+        self.revoked = revoked  # the federation CA's revoked client certificates
+
+    def _party(self, context: grpc.ServicerContext) -> str:
+        return party_of(context, self.identities, self.revoked)
 
     def PushSnapshot(
         self, request_iterator: Iterator[pb.SnapshotChunk], context: grpc.ServicerContext
     ) -> pb.Receipt:
         def push() -> bytes:
-            party = party_of(context, self.identities)
+            party = self._party(context)
             with self.limiter.push(party, context) as watch:
                 return self.exchange.push(party, self.limiter.chunks(watch, request_iterator))
 
         receipt = pb.Receipt(envelope=pb.Envelope.FromString(_guard("PushSnapshot", context, push)))
         held = _log_size_held(context)
         if held:
-            self._add_receipt_proof(receipt, party_of(context, self.identities), held)
+            self._add_receipt_proof(receipt, self._party(context), held)
         return receipt
 
     def _add_receipt_proof(self, receipt: pb.Receipt, party: str | None, held: int) -> None:
@@ -99,7 +105,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             "FetchSnapshot",
             context,
             lambda: self.exchange.fetch_peer_snapshot(
-                party_of(context, self.identities),
+                self._party(context),
                 request.pairing,
                 request.version,
                 request.base_sha256,
@@ -109,7 +115,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
         def answer() -> pb.Report:
-            party = party_of(context, self.identities)
+            party = self._party(context)
             stored = self._report(request, party, context)
             return self._answer(stored, request, party, with_log=request.HasField("log"))
 
@@ -229,7 +235,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
         self, request: pb.SubmitReportSignatureRequest, context: grpc.ServicerContext
     ) -> pb.Report:
         def answer() -> pb.Report:
-            party = party_of(context, self.identities)
+            party = self._party(context)
             stored, latest = self._signed(request, party, context)
             reply = _report_pb(stored, without_body=request.without_body)
             if latest is not None and request.HasField("newer"):
@@ -289,7 +295,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
     def _checkpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> pb.SignedCheckpoint:
-        party = party_of(context, self.identities)  # a refusal answered as one, under _guard
+        party = self._party(context)  # a refusal answered as one, under _guard
         asks_more = request.proof_from or request.inclusion_of or request.entries
         if asks_more and not request.tree_size:
             return self._log_update(party, request)
@@ -311,9 +317,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             "GetLogEntries",
             context,
             lambda: _elided(  # the stored bytes, never re-serialized; held payloads cut out
-                self.exchange.log_entries(
-                    party_of(context, self.identities), request.start, request.end
-                ).to_pb(),
+                self.exchange.log_entries(self._party(context), request.start, request.end).to_pb(),
                 held,
             ),
         )
@@ -325,7 +329,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             "GetInclusionProof",
             context,
             lambda: self.exchange.inclusion_proof(
-                party_of(context, self.identities), request.index, request.tree_size
+                self._party(context), request.index, request.tree_size
             ),
         )
         return pb.LogProof(hashes=hashes)
@@ -337,7 +341,7 @@ class ExchangeService(pb_grpc.ExchangeServicer):
             "GetConsistencyProof",
             context,
             lambda: self.exchange.consistency_proof(
-                party_of(context, self.identities), request.first_size, request.second_size
+                self._party(context), request.first_size, request.second_size
             ),
         )
         return pb.LogProof(hashes=hashes)

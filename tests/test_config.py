@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.config import inventory as config_inventory_module
 from invsync.agent.config import settings as agent_config_module
@@ -22,8 +23,10 @@ from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.errors import ConfigError
 from invsync.agent.exchange.backoff import RetryPolicy
+from invsync.agent.exchange.federation_ca import crl_of
 from invsync.agent.exchange.keepalive import Keepalive
 from invsync.agent.exchange.keys import generate, write_private_key
+from invsync.agent.exchange.pki import new_ca
 from invsync.server import config as server_config_module
 from invsync.server.config import load_server_config
 from invsync.server.daemon import policy_of
@@ -724,7 +727,12 @@ def test_the_documented_agent_example_loads(fed: Path) -> None:
 def test_the_documented_server_example_loads(fed: Path) -> None:
     (example,) = _examples(_doc_section("Server configuration"))
     (fed / "example-server.toml").write_text(example)
+    # The example names a CRL: loading checks that the file is there; its signature is checked
+    # by `server run` and `config check` (tests/integration/test_tls_revocation.py).
+    crl = crl_of(new_ca(), [], datetime.now(UTC)).public_bytes(serialization.Encoding.PEM)
+    (fed / "tls" / "crl.pem").write_bytes(crl)
     config = load_server_config(fed / "example-server.toml")
+    assert config.tls.client_crl == fed / "tls" / "crl.pem"
     assert set(config.parties) == {"secom", "jprs"}
     assert config.report_as_of is None
 

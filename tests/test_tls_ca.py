@@ -25,9 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invsync.agent.cli.tls import tls_group
-from invsync.agent.errors import InvsyncError
+from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange import federation_ca
 from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
+from invsync.server.client_crl import load_revoked
 from tests.paths import ROOT
 
 PEM_END = b"-----END CERTIFICATE REQUEST-----\n"
@@ -289,3 +290,47 @@ def test_any_bytes_as_a_request_give_a_certificate_or_a_named_refusal(
             sign_request(ca, request, "fuzz.csr", server=False)
         except FederationCaError as e:
             assert str(e).startswith("fuzz.csr: ")
+
+
+def test_revoke_records_it_and_writes_a_crl_the_ca_signed(hosts: dict[str, Path]) -> None:
+    secom = _cert(_sign(hosts, "secom", "secom", "--client"))
+    _sign(hosts, "jprs", "jprs", "--client")
+    serial = f"{secom.serial_number:x}"
+    out = _ok("revoke", serial, "--ca", hosts["ca"], "--reason", "key compromise").output
+    crl_path = hosts["ca"] / "crl.pem"
+    assert f"revoked serial {serial} (client secom)" in out
+    assert f"wrote {crl_path}: copy it to the server, name it tls.client_crl" in out
+    crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    ca = _cert(hosts["ca"] / "ca.pem")
+    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    assert crl.issuer == ca.subject
+    assert [entry.serial_number for entry in crl] == [secom.serial_number]
+    last = json.loads((hosts["ca"] / "issued.jsonl").read_text().splitlines()[-1])
+    assert (last["serial"], last["reason"]) == (serial, "key compromise")
+    assert _refused("revoke", serial, "--ca", hosts["ca"]) == (
+        f"{hosts['ca'] / 'issued.jsonl'}: serial {serial} is already revoked"
+    )
+    assert _refused("revoke", "abc123", "--ca", hosts["ca"]) == (
+        f"{hosts['ca'] / 'issued.jsonl'}: no certificate with serial abc123 was signed here"
+    )
+    # A signature after a revocation still draws a serial of its own.
+    _ok("sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client", "--out",
+        hosts["secom"] / "secom-2.crt")  # fmt: skip
+    assert _cert(hosts["secom"] / "secom-2.crt").serial_number != secom.serial_number
+
+
+def test_the_server_reads_only_a_crl_its_client_ca_signed(tmp_path: Path) -> None:
+    _ok("ca", "init", tmp_path / "ca")
+    _ok("ca", "init", tmp_path / "other")
+    _ok("request", tmp_path / "p", "--name", "secom")
+    _ok("sign", tmp_path / "p" / "secom.csr", "--ca", tmp_path / "ca", "--client")
+    serial = f"{_cert(tmp_path / 'p' / 'secom.crt').serial_number:x}"
+    _ok("revoke", serial, "--ca", tmp_path / "ca")
+    revoked = load_revoked(tmp_path / "ca" / "crl.pem", tmp_path / "ca" / "ca.pem", "s.toml: k")
+    assert revoked.holds(_cert(tmp_path / "p" / "secom.crt"))
+    with pytest.raises(ConfigError) as e:
+        load_revoked(tmp_path / "ca" / "crl.pem", tmp_path / "other" / "ca.pem", "s.toml: k")
+    assert str(e.value).startswith(f"s.toml: k: {tmp_path / 'ca' / 'crl.pem'} is not signed by")
+    (tmp_path / "bad.pem").write_text("not a crl")
+    with pytest.raises(ConfigError, match=r"^s\.toml: k: .*bad\.pem is not a PEM CRL \("):
+        load_revoked(tmp_path / "bad.pem", tmp_path / "ca" / "ca.pem", "s.toml: k")

@@ -138,6 +138,28 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
         )
 
 
+@tls_group.command("revoke")
+@click.argument("serial", metavar="SERIAL")
+@click.option(
+    "--ca",
+    "ca_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The CA directory made by `tls ca init`.",
+)
+@click.option("--reason", default="", metavar="TEXT", help="Why, kept in the CA's register.")
+def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
+    """Revoke the certificate of SERIAL (hex, as `tls sign` printed it) and write the CA's CRL
+    of every revoked certificate again (DIR/crl.pem): the server refuses a client certificate
+    it lists once it reads it as `tls.client_crl` (at start)."""
+    from invsync.agent.exchange.federation_ca import revoke
+
+    entry, crl = revoke(ca_dir, serial, reason)
+    click.echo(f"revoked serial {entry['serial']} ({entry['kind']} {entry['common_name']})")
+    click.echo(f"wrote {crl}: copy it to the server, name it tls.client_crl, restart the server")
+
+
 @tls_group.command("init")
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
 @click.option(

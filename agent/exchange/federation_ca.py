@@ -2,11 +2,12 @@
 
 `tls init` makes a CA for a pilot and drops its key, so a party that joins later means new
 certificates for everyone. Here the CA is a directory the operator keeps: its certificate
-(`ca.pem`, handed to every party), its key (`ca.key`, mode 0600, never sent anywhere) and a
-register of what it issued (`issued.jsonl`, one JSON object per certificate, appended and
-synced before the certificate is written out). A party makes its own key and a certificate
-signing request on its own host (agent.exchange.tls_request) and sends only the request; the
-operator signs it here. So no private key moves between hosts.
+(`ca.pem`, handed to every party), its key (`ca.key`, mode 0600, never sent anywhere), a
+register (`issued.jsonl`: one JSON object per certificate, appended and synced before the
+certificate is written out, and one per revocation) and the CRL of what it revoked (`crl.pem`,
+the server's `tls.client_crl`). A party makes its own key and a certificate signing request on
+its own host (agent.exchange.tls_request) and sends only the request; the operator signs it
+here. So no private key moves between hosts.
 
 A request is verified before anything is read from it: its signature with the key it carries
 (proof that whoever sent it holds that key), then its subject, which must be exactly one
@@ -30,14 +31,16 @@ from cryptography.x509.oid import NameOID
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.pki import PLAIN_NAME, Issued, issue, new_ca, write_private_key
-from invsync.agent.files import fsync_directory
+from invsync.agent.files import fsync_directory, write_atomically
 
-CA_CERT, CA_KEY, REGISTER = "ca.pem", "ca.key", "issued.jsonl"
+CA_CERT, CA_KEY, REGISTER, CRL = "ca.pem", "ca.key", "issued.jsonl", "crl.pem"
 CA_VALIDITY = timedelta(days=1826)  # five years: the CA outlives many renewals of its leaves
 DEFAULT_DAYS = 90
 # The CA/Browser Forum's longest server certificate lifetime, a bound for clients here too:
 # a leaked client key stays useful until its certificate expires or is revoked.
 MAX_DAYS = 397
+# A CRL's nextUpdate: the server warns once it has passed, so the operator signs one again.
+CRL_VALIDITY = timedelta(days=30)
 
 
 class FederationCaError(InvsyncError):
@@ -90,7 +93,7 @@ def sign_request(
     name, public = _checked_request(csr_pem, where)
     ca = load_ca(directory)
     register = directory / REGISTER
-    serials = {entry["serial"] for entry in read_register(register)}
+    serials = {entry["serial"] for entry in read_register(register) if "kind" in entry}
     serial = x509.random_serial_number()
     while f"{serial:x}" in serials:  # 159 random bits: a repeat is all but impossible
         serial = x509.random_serial_number()
@@ -124,6 +127,56 @@ def load_ca(directory: Path) -> Issued:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
         raise FederationCaError(f"{key_path} is not the key of {cert_path}")
     return Issued(cert, key)
+
+
+def revoke(
+    directory: Path, serial: str, reason: str = "", now: datetime | None = None
+) -> tuple[dict[str, str], Path]:
+    """Revoke the certificate of `serial` (hex, as the register and `tls sign` write it): a line
+    more in the register, then the CA's CRL of every revoked serial written again. Its entry,
+    and the CRL's path (for the server's `tls.client_crl`)."""
+    ca = load_ca(directory)
+    register = directory / REGISTER
+    entries = read_register(register)
+    wanted = serial.lower().removeprefix("0x")
+    issued = [e for e in entries if "kind" in e and e["serial"] == wanted]
+    if not issued:
+        raise FederationCaError(f"{register}: no certificate with serial {serial} was signed here")
+    if any("revoked_at" in e and e["serial"] == wanted for e in entries):
+        raise FederationCaError(f"{register}: serial {serial} is already revoked")
+    when = now or datetime.now(UTC)
+    entry = {"serial": wanted, "revoked_at": when.isoformat(), "reason": reason}
+    _append(register, entry)
+    revoked = [
+        (int(e["serial"], 16), e["revoked_at"])
+        for e in read_register(register)
+        if "revoked_at" in e
+    ]
+    crl = crl_of(ca, revoked, when)
+    path = directory / CRL
+    write_atomically(path, crl.public_bytes(serialization.Encoding.PEM))
+    return issued[0], path
+
+
+def crl_of(
+    ca: Issued, revoked: list[tuple[int, str]], now: datetime
+) -> x509.CertificateRevocationList:
+    """The CA's CRL of these (serial, RFC 3339 time of revocation), valid CRL_VALIDITY."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now - timedelta(minutes=5))
+        .next_update(now + CRL_VALIDITY)
+    )
+    for number, at in revoked:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(number)
+            .revocation_date(datetime.fromisoformat(at))
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    return builder.sign(ca.key, hashes.SHA256())
 
 
 def read_register(register: Path) -> list[dict[str, str]]:
