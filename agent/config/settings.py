@@ -59,7 +59,7 @@ from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.endpoint import ServerEndpoint
 from invsync.agent.exchange.keepalive import Keepalive, read_keepalive
-from invsync.agent.inventory.attribution import Attribution
+from invsync.agent.inventory.attribution import Attribution, with_pairings
 from invsync.agent.model.acknowledgements import Acknowledgement
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE
@@ -177,7 +177,14 @@ def load_agent_config(file: Path) -> AgentConfig:
         peers=peers,
         pairings=pairings,
         audit_scope=audit_scope_sources(root),
-        attribution=attribution(root),
+        attribution=with_pairings(
+            attribution(root),
+            [
+                (p.name, p.peer, p.subject_organizations)
+                for p in pairings.values()
+                if p.role == ROOT
+            ],
+        ),
         profiles=profiles(root),
         acknowledgements=acknowledgements(root),
         metrics_listen=read_listen(agent),
@@ -270,6 +277,11 @@ def _server(table: Table) -> ServerEndpoint:
         signing_keys=tuple(table.existing_paths("signing_keys")),
         name=name,
     )
+
+
+def _root_pairings(pairings: dict[str, PairingConfig]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each root pairing's name, peer and subject organizations, for the one attribution."""
+    return [(p.name, p.peer, p.subject_organizations) for p in pairings.values() if p.role == ROOT]
 
 
 def _peer(table: Table) -> tuple[Path, ...]:

@@ -2,14 +2,18 @@
 
 In order: the issuance log's `operator` (the root's own record of whom it issued to), CCADB's
 "Subordinate CA Owner" mapped to a party id, then configured rules — an explicit fingerprint,
-a subject key identifier, a subject organization. A certificate none of them attributes keeps
-an empty `attribution`: it is unattributed, kept and reported, never dropped.
+a subject key identifier, a subject organization — and last each root pairing's
+`subject_organizations`, which attribute to its peer (issue 14: one attribution for the whole
+agent, which every pairing, report and `inventory list --operator` reads; before, a pairing's
+organizations only widened its own scope, so one certificate could be in that pairing's scope
+and `unattributed` at once). A certificate none of them attributes keeps an empty
+`attribution`: it is unattributed, kept and reported, never dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from invsync.agent.model.record import CertRecord
 from invsync.agent.sources.ccadb import normalize_owner
@@ -26,17 +30,20 @@ class AttributionRule:
     sha256: frozenset[str] = frozenset()  # uppercase hex fingerprints
     subject_key_ids: frozenset[str] = frozenset()  # uppercase hex
     subject_organizations: frozenset[str] = frozenset()
+    # What a match is recorded as, when not the selector's kind: the configuration key of a
+    # pairing's organizations ("pairings.secom-nii.subject_organizations").
+    label: str = ""
 
     def match(self, record: CertRecord) -> str | None:
         """The kind of selector that matched ("rule:fingerprint"...), or None."""
         info = record.info
         if info.sha256 in self.sha256:
-            return "rule:fingerprint"
+            return self.label or "rule:fingerprint"
         if info.ski is not None and info.ski in self.subject_key_ids:
-            return "rule:subject-key-id"
+            return self.label or "rule:subject-key-id"
         # Without a set made per record: attribution asks this of every record, every cycle.
         if not self.subject_organizations.isdisjoint(info.subject_organizations):
-            return "rule:subject-organization"
+            return self.label or "rule:subject-organization"
         return None
 
 
@@ -45,6 +52,24 @@ class Attribution:
     rules: tuple[AttributionRule, ...] = ()
     # CCADB "Subordinate CA Owner" (as agent.sources.ccadb.normalize_owner spells it) -> party id
     ccadb_owners: Mapping[str, str] = field(default_factory=dict)
+
+
+def with_pairings(
+    attribution: Attribution, pairings: Iterable[tuple[str, str, Iterable[str]]]
+) -> Attribution:
+    """`attribution` with a rule more for each (pairing name, peer, subject organizations) of
+    the agent's root pairings, after its own rules: a pairing's organizations name who holds
+    the keys of the certificates it issued to that peer, for every pairing at once."""
+    more = tuple(
+        AttributionRule(
+            operator=peer,
+            subject_organizations=frozenset(organizations),
+            label=f"pairings.{name}.subject_organizations",
+        )
+        for name, peer, organizations in pairings
+        if organizations
+    )
+    return replace(attribution, rules=attribution.rules + more)
 
 
 def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[CertRecord]:

@@ -1,0 +1,144 @@
+"""One attribution for the whole agent (issue 14, item 3), on the real SECOM hierarchy.
+
+A SECOM agent with two root pairings, secom-jprs (`subject_organizations` = JPRS) and secom-nii
+(= NII), collects all 185 CA certificates CCADB lists under SECOM. Before, a pairing's
+organizations only widened that pairing's scope: its report then said both "secom issued ...
+to jprs" (`missing-at-subordinate`) and "... without an operator" (`unattributed`) about one
+certificate, and `inventory list --operator nii` listed none. Now each pairing's organizations
+attribute to its peer, once, for every pairing and the inventory alike.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from invsync.agent.cli.inventory import inventory_group
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.inventory.attribution import Attribution, attribute
+from invsync.agent.inventory.scope import root_scope
+from invsync.agent.model.findings import MISSING_AT_SUBORDINATE, UNATTRIBUTED
+from invsync.agent.model.record import CertRecord, parse_certificate
+from invsync.agent.model.snapshot import ROOT, Side, SnapshotHeader
+from invsync.agent.reconcile.runner import reconcile
+from invsync.server.localfed import agent_config, write_federation
+from tests.paths import SECOM_JPRS
+
+pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number:UserWarning")
+
+JPRS_O, NII_O = "Japan Registry Services Co., Ltd.", "National Institute of Informatics"
+HIERARCHY = SECOM_JPRS / "secom_hierarchy_all_ccadb.pem"
+AT = datetime(2021, 3, 1, tzinfo=UTC)
+
+
+def _records() -> list[CertRecord]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Parsed a serial number")
+        certs = x509.load_pem_x509_certificates(HIERARCHY.read_bytes())
+        return [CertRecord(parse_certificate(c.public_bytes(Encoding.DER))) for c in certs]
+
+
+@pytest.fixture
+def secom_config(tmp_path: Path) -> Path:
+    """The demo federation's SECOM agent with a second root pairing, secom-nii, and the whole
+    SECOM hierarchy as its roots' scope (every SECOM root certificate)."""
+    write_federation(tmp_path)
+    (tmp_path / "data" / "secom_roots.pem").write_bytes(
+        (SECOM_JPRS / "secom_roots_selfsigned.pem").read_bytes()
+    )
+    toml = tmp_path / "secom.toml"
+    toml.write_text(
+        agent_config("secom", 7443)
+        + '\n[peers.nii]\nsigning_keys = ["keys/jprs.pub"]\n\n[pairings.secom-nii]\n'
+        + 'role = "root"\npeer = "nii"\nissuer_certificates = ["data/secom_roots.pem"]\n'
+        + f'subject_organizations = ["{NII_O}"]\n'
+    )
+    return toml
+
+
+def _header(pairing: str) -> SnapshotHeader:
+    return SnapshotHeader(
+        party="secom",
+        pairing=pairing,
+        role=ROOT,
+        version=1,
+        issued_at=AT - timedelta(hours=1),
+        expires_at=AT + timedelta(days=1),
+        previous_digest=b"",
+        record_count=0,
+        records_digest=b"",
+        scope_issuer_spki=(),
+    )
+
+
+def _contradictions(attribution: Attribution, config: Path) -> dict[str, set[str]]:
+    """Per pairing: the certificates its report both scopes to the peer and finds without an
+    operator."""
+    agent = load_agent_config(config)
+    records = attribute(_records(), attribution)
+    spkis = agent.ca_spkis()
+    found = {}
+    for pairing in agent.pairings.values():
+        scoped = root_scope(
+            records,
+            issuer_spkis=spkis,
+            subordinate=pairing.peer,
+            subject_organizations=list(pairing.subject_organizations),
+        )
+        # The root side as a daemon's report has it: from a snapshot, whose agent attributes.
+        root = Side("secom", scoped, header=_header(pairing.name))
+        findings = reconcile(root, Side(pairing.peer, ()), AT)
+        codes: dict[str, set[str]] = {}
+        for finding in findings:
+            codes.setdefault(finding.code, set()).add(finding.sha256)
+        assert scoped and codes.get(MISSING_AT_SUBORDINATE), pairing.name
+        found[pairing.name] = codes.get(MISSING_AT_SUBORDINATE, set()) & codes.get(
+            UNATTRIBUTED, set()
+        )
+    return found
+
+
+def test_no_certificate_is_both_issued_to_a_peer_and_without_an_operator(
+    secom_config: Path,
+) -> None:
+    config = load_agent_config(secom_config)
+    assert _contradictions(config.attribution, secom_config) == {
+        "secom-jprs": set(),
+        "secom-nii": set(),
+    }
+    # What the pairings' organizations alone (no longer the agent's attribution) gave before:
+    # every NII certificate in scope was also `unattributed` (JPRS's have an issuance log here
+    # neither), which this test exists to catch.
+    before = _contradictions(Attribution(), secom_config)
+    assert len(before["secom-nii"]) > 0 and len(before["secom-jprs"]) > 0
+
+
+def test_inventory_list_by_operator_lists_each_pairings_certificates(
+    secom_config: Path,
+) -> None:
+    runner = CliRunner()
+    imported = runner.invoke(
+        inventory_group, ["import", "--config", str(secom_config), str(HIERARCHY)]
+    )
+    assert imported.exit_code == 0, imported.output
+    listed = {}
+    for operator in ("nii", "jprs"):
+        result = runner.invoke(
+            inventory_group,
+            ["list", "--config", str(secom_config), "--operator", operator, "--format", "json"],
+        )
+        assert result.exit_code == 0, result.output
+        listed[operator] = json.loads(result.output)
+    for operator, organization in (("nii", NII_O), ("jprs", JPRS_O)):
+        assert all(
+            f"O={organization}" in row["subject"].replace("\\", "") for row in listed[operator]
+        )
+    assert (len(listed["nii"]), len(listed["jprs"])) == (18, 16)
+    assert {row["operator"] for row in listed["nii"]} == {"nii"}
