@@ -29,6 +29,19 @@ class TlsInitError(InvsyncError):
     hint = "Choose an empty or new directory and names of letters, digits, '.', '_' and '-'."
 
 
+_DIRECTORY = click.argument(
+    "directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False)
+)
+_CA_DIRECTORY = click.option(
+    "--ca",
+    "ca_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The CA directory made by `tls ca init`.",
+)
+
+
 @click.group("tls")
 def tls_group() -> None:
     """The federation's TLS certificates: a CA that keeps its key, requests, signing.
@@ -44,7 +57,7 @@ def tls_ca() -> None:
 
 
 @tls_ca.command("init")
-@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@_DIRECTORY
 @click.option(
     "--common-name",
     default="invsync federation CA",
@@ -65,7 +78,7 @@ def tls_ca_init(directory: Path, common_name: str) -> None:
 
 
 @tls_group.command("request")
-@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@_DIRECTORY
 @click.option(
     "--name",
     required=True,
@@ -84,14 +97,7 @@ def tls_request(directory: Path, name: str) -> None:
 
 @tls_group.command("sign")
 @click.argument("csr", metavar="CSR", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--ca",
-    "ca_dir",
-    required=True,
-    metavar="DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The CA directory made by `tls ca init`.",
-)
+@_CA_DIRECTORY
 @click.option(
     "--client/--server",
     "client",
@@ -140,14 +146,7 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
 
 @tls_group.command("revoke")
 @click.argument("serial", metavar="SERIAL")
-@click.option(
-    "--ca",
-    "ca_dir",
-    required=True,
-    metavar="DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The CA directory made by `tls ca init`.",
-)
+@_CA_DIRECTORY
 @click.option("--reason", default="", metavar="TEXT", help="Why, kept in the CA's register.")
 def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
     """Revoke the certificate of SERIAL (hex, as `tls sign` printed it) and write the CA's CRL
@@ -161,7 +160,7 @@ def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
 
 
 @tls_group.command("init")
-@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@_DIRECTORY
 @click.option(
     "--server-name",
     required=True,
