@@ -175,7 +175,7 @@ def expected_for_versions(k: int, secom: int, jprs: int) -> dict[str, int] | Non
     list holds JPRS's b oldest dropped ones and, when a > b, (a - b) k newer ones JPRS does not
     list yet: all `missing-at-subordinate`. None when JPRS is ahead (not worked out here)."""
     a, b = secom - 1, jprs - 1
-    if a < b:
+    if a < b or b < 0:  # JPRS ahead, or not pushed yet
         return None
     found = {"disappeared": k if b else 0, "missing-at-subordinate": a * k}
     return {code: count for code, count in sorted(found.items()) if count}

@@ -38,9 +38,12 @@ def load_revoked(crl_path: Path, ca_path: Path, where: str, now: datetime | None
     ConfigError naming `where` (the configuration key) otherwise."""
     try:
         crl = x509.load_pem_x509_crl(crl_path.read_bytes())
-        cas = x509.load_pem_x509_certificates(ca_path.read_bytes())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{where}: {crl_path} is not a PEM CRL ({e})") from e
+    try:
+        cas = x509.load_pem_x509_certificates(ca_path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{where}: tls.client_ca {ca_path} does not load ({e})") from e
     if not any(
         ca.subject == crl.issuer and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
         for ca in cas
@@ -53,7 +56,7 @@ def load_revoked(crl_path: Path, ca_path: Path, where: str, now: datetime | None
     if crl.next_update_utc is not None and crl.next_update_utc < when:
         log.warning(
             "%s: %s was due for renewal at %s; its revocations still apply. Run `invsync tls "
-            "revoke` again or sign a new CRL",
+            "revoke` again for one of its serials to write a new one",
             where,
             crl_path,
             crl.next_update_utc.isoformat(),

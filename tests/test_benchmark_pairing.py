@@ -191,4 +191,5 @@ def test_what_a_report_must_hold_follows_the_versions_it_compares() -> None:
         "missing-at-subordinate": 20,
     }
     assert pairing.expected_for_versions(10, 1, 2) is None  # JPRS ahead: not worked out
+    assert pairing.expected_for_versions(10, 1, 0) is None  # JPRS not pushed yet
     assert pairing.expected_findings(0, 2) == {}

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from invsync.agent.cli.inventory import inventory_group
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ConfigError
 from invsync.agent.inventory.attribution import Attribution, attribute
 from invsync.agent.inventory.scope import root_scope
 from invsync.agent.model.findings import MISSING_AT_SUBORDINATE, UNATTRIBUTED
@@ -142,3 +143,17 @@ def test_inventory_list_by_operator_lists_each_pairings_certificates(
         )
     assert (len(listed["nii"]), len(listed["jprs"])) == (18, 16)
     assert {row["operator"] for row in listed["nii"]} == {"nii"}
+
+
+def test_two_root_pairings_may_not_give_one_organization_to_two_peers(
+    secom_config: Path,
+) -> None:
+    text = secom_config.read_text().replace(f'"{NII_O}"', f'"{JPRS_O}"')
+    secom_config.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_agent_config(secom_config)
+    assert str(e.value) == (
+        f"{secom_config}: pairings.secom-nii.subject_organizations: '{JPRS_O}' is also in "
+        "pairings.secom-jprs.subject_organizations, whose peer is 'jprs': an organization's "
+        "certificates have one operator"
+    )

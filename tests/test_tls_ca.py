@@ -298,8 +298,8 @@ def test_revoke_records_it_and_writes_a_crl_the_ca_signed(hosts: dict[str, Path]
     serial = f"{secom.serial_number:x}"
     out = _ok("revoke", serial, "--ca", hosts["ca"], "--reason", "key compromise").output
     crl_path = hosts["ca"] / "crl.pem"
-    assert f"revoked serial {serial} (client secom)" in out
-    assert f"wrote {crl_path}: copy it to the server, name it tls.client_crl" in out
+    assert f"serial {serial} (client secom) revoked" in out
+    assert f"wrote {crl_path}: copy it to the server as tls.client_crl, restart the server" in out
     crl = x509.load_pem_x509_crl(crl_path.read_bytes())
     ca = _cert(hosts["ca"] / "ca.pem")
     assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
@@ -307,11 +307,20 @@ def test_revoke_records_it_and_writes_a_crl_the_ca_signed(hosts: dict[str, Path]
     assert [entry.serial_number for entry in crl] == [secom.serial_number]
     last = json.loads((hosts["ca"] / "issued.jsonl").read_text().splitlines()[-1])
     assert (last["serial"], last["reason"]) == (serial, "key compromise")
-    assert _refused("revoke", serial, "--ca", hosts["ca"]) == (
-        f"{hosts['ca'] / 'issued.jsonl'}: serial {serial} is already revoked"
-    )
+    # Again, spelt as OpenSSL prints it (leading zero, upper case, colons): only the CRL again.
+    spelt = ":".join(f"{secom.serial_number:042X}"[i : i + 2] for i in range(0, 42, 2))
+    lines = len((hosts["ca"] / "issued.jsonl").read_text().splitlines())
+    again = _ok("revoke", spelt, "--ca", hosts["ca"]).output
+    assert f"serial {serial} (client secom) was already revoked" in again
+    assert len((hosts["ca"] / "issued.jsonl").read_text().splitlines()) == lines
+    assert [e.serial_number for e in x509.load_pem_x509_crl(crl_path.read_bytes())] == [
+        secom.serial_number
+    ]
     assert _refused("revoke", "abc123", "--ca", hosts["ca"]) == (
         f"{hosts['ca'] / 'issued.jsonl'}: no certificate with serial abc123 was signed here"
+    )
+    assert _refused("revoke", "12:zz", "--ca", hosts["ca"]) == (
+        "serial '12:zz' is not a hexadecimal number"
     )
     # A signature after a revocation still draws a serial of its own.
     _ok("sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client", "--out",
@@ -334,3 +343,45 @@ def test_the_server_reads_only_a_crl_its_client_ca_signed(tmp_path: Path) -> Non
     (tmp_path / "bad.pem").write_text("not a crl")
     with pytest.raises(ConfigError, match=r"^s\.toml: k: .*bad\.pem is not a PEM CRL \("):
         load_revoked(tmp_path / "bad.pem", tmp_path / "ca" / "ca.pem", "s.toml: k")
+
+
+def test_a_revocation_whose_crl_could_not_be_written_is_completed_by_running_it_again(
+    hosts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secom = _cert(_sign(hosts, "secom", "secom", "--client"))
+    serial = f"{secom.serial_number:x}"
+
+    def full(path: Path, data: bytes | str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(federation_ca, "write_atomically", full)
+    crl = hosts["ca"] / "crl.pem"
+    assert _refused("revoke", serial, "--ca", hosts["ca"]) == (
+        f"{crl}: cannot write the CRL (No space left on device); the register holds the "
+        "revocation: run the same `tls revoke` again to write it"
+    )
+    assert not crl.exists()
+    monkeypatch.undo()
+    _ok("revoke", serial, "--ca", hosts["ca"])
+    assert [e.serial_number for e in x509.load_pem_x509_crl(crl.read_bytes())] == [
+        secom.serial_number
+    ]
+
+
+def test_sign_into_a_missing_directory_is_refused_before_anything_is_recorded(
+    hosts: dict[str, Path],
+) -> None:
+    out = hosts["secom"] / "nope" / "secom.crt"
+    assert (
+        _refused(
+            "sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client", "--out", out
+        )
+        == f"{out}: its directory does not exist"
+    )
+    assert (hosts["ca"] / "issued.jsonl").read_text() == ""
+
+
+def test_an_unreadable_ca_certificate_is_named(hosts: dict[str, Path]) -> None:
+    (hosts["ca"] / "ca.pem").write_text("damaged")
+    message = _refused("sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client")
+    assert message.startswith(f"{hosts['ca'] / 'ca.pem'}: the CA certificate does not load (")

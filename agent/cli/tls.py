@@ -130,8 +130,16 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
         request = csr.read_bytes()
     except OSError as e:
         raise FederationCaError(f"{csr}: cannot read ({e.strerror})") from e
+    if not target.parent.is_dir():
+        raise FederationCaError(f"{target}: its directory does not exist")
     signed = sign_request(ca_dir, request, str(csr), server=not client, days=days)
-    target.write_bytes(signed.cert.public_bytes(serialization.Encoding.PEM))
+    try:
+        target.write_bytes(signed.cert.public_bytes(serialization.Encoding.PEM))
+    except OSError as e:
+        raise FederationCaError(
+            f"{target}: cannot write the certificate ({e.strerror}); the register holds serial "
+            f"{signed.cert.serial_number:x}: sign the request again to another --out"
+        ) from e
     cert = signed.cert
     name = cert.subject.rfc4514_string()
     click.echo(f"wrote {target} ({signed.kind} certificate {name}, serial {cert.serial_number:x})")
@@ -151,12 +159,16 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
 def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
     """Revoke the certificate of SERIAL (hex, as `tls sign` printed it) and write the CA's CRL
     of every revoked certificate again (DIR/crl.pem): the server refuses a client certificate
-    it lists once it reads it as `tls.client_crl` (at start)."""
+    it lists once it reads it as `tls.client_crl` (at start). For a serial already revoked, only
+    the CRL is written again (to complete a revocation, or renew the CRL before its next
+    update, 30 days on)."""
     from invsync.agent.exchange.federation_ca import revoke
 
-    entry, crl = revoke(ca_dir, serial, reason)
-    click.echo(f"revoked serial {entry['serial']} ({entry['kind']} {entry['common_name']})")
-    click.echo(f"wrote {crl}: copy it to the server, name it tls.client_crl, restart the server")
+    done = revoke(ca_dir, serial, reason)
+    entry = done.entry
+    what = "was already revoked" if done.again else "revoked"
+    click.echo(f"serial {entry['serial']} ({entry['kind']} {entry['common_name']}) {what}")
+    click.echo(f"wrote {done.crl}: copy it to the server as tls.client_crl, restart the server")
 
 
 @tls_group.command("init")

@@ -162,6 +162,7 @@ def load_agent_config(file: Path) -> AgentConfig:
     for name, pairing in pairings.items():
         if pairing.peer not in peers:
             raise root.fail(f"pairings.{name}.peer", f"no [peers.{pairing.peer}] table")
+    _one_operator_per_organization(root, pairings)
     validity = agent.integer("snapshot_validity_seconds", 86400)
     return AgentConfig(
         file=file,
@@ -277,6 +278,24 @@ def _server(table: Table) -> ServerEndpoint:
         signing_keys=tuple(table.existing_paths("signing_keys")),
         name=name,
     )
+
+
+def _one_operator_per_organization(root: Table, pairings: dict[str, PairingConfig]) -> None:
+    """An organization named by two root pairings with different peers would attribute its
+    certificates to whichever comes first, and drop them from the other's scope unseen."""
+    seen: dict[str, PairingConfig] = {}
+    for name, pairing in pairings.items():
+        if pairing.role != ROOT:
+            continue
+        for organization in pairing.subject_organizations:
+            other = seen.setdefault(organization, pairing)
+            if other.peer != pairing.peer:
+                raise root.fail(
+                    f"pairings.{name}.subject_organizations",
+                    f"{organization!r} is also in pairings.{other.name}.subject_organizations, "
+                    f"whose peer is {other.peer!r}: an organization's certificates have one "
+                    "operator",
+                )
 
 
 def _root_pairings(pairings: dict[str, PairingConfig]) -> list[tuple[str, str, tuple[str, ...]]]:

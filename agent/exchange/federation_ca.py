@@ -69,7 +69,7 @@ def init_ca(directory: Path, common_name: str = "invsync federation CA") -> tupl
     directory.mkdir(parents=True, exist_ok=True)
     ca = new_ca(CA_VALIDITY, common_name)
     key_path = directory / CA_KEY
-    write_private_key(key_path, ca.key)
+    write_private_key(key_path, ca.key, exclusive=True)
     cert_path = directory / CA_CERT
     cert_path.write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     (directory / REGISTER).touch(mode=0o600)
@@ -119,11 +119,12 @@ def load_ca(directory: Path) -> Issued:
         )
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise FederationCaError(f"{cert_path}: the CA certificate does not load ({e})") from e
+    try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (ValueError, TypeError) as e:
-        raise FederationCaError(
-            f"{directory}: the CA's certificate or key does not load ({e})"
-        ) from e
+    except (OSError, ValueError, TypeError) as e:
+        raise FederationCaError(f"{key_path}: the CA key does not load ({e})") from e
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
         raise FederationCaError(f"{key_path} is not the key of {cert_path}")
     return Issued(cert, key)
@@ -131,31 +132,55 @@ def load_ca(directory: Path) -> Issued:
 
 def revoke(
     directory: Path, serial: str, reason: str = "", now: datetime | None = None
-) -> tuple[dict[str, str], Path]:
-    """Revoke the certificate of `serial` (hex, as the register and `tls sign` write it): a line
-    more in the register, then the CA's CRL of every revoked serial written again. Its entry,
-    and the CRL's path (for the server's `tls.client_crl`)."""
+) -> Revocation:
+    """Revoke the certificate of `serial` (hex, in any of the usual spellings: leading zeros,
+    colons, `0x`, either case): a line more in the register, then the CA's CRL of every revoked
+    serial written again. A serial already revoked only writes the CRL again: a revocation whose
+    CRL could not be written is completed so, and a CRL near its next update signed anew."""
     ca = load_ca(directory)
     register = directory / REGISTER
     entries = read_register(register)
-    wanted = serial.lower().removeprefix("0x")
+    wanted = _serial(serial)
     issued = [e for e in entries if "kind" in e and e["serial"] == wanted]
     if not issued:
         raise FederationCaError(f"{register}: no certificate with serial {serial} was signed here")
-    if any("revoked_at" in e and e["serial"] == wanted for e in entries):
-        raise FederationCaError(f"{register}: serial {serial} is already revoked")
     when = now or datetime.now(UTC)
-    entry = {"serial": wanted, "revoked_at": when.isoformat(), "reason": reason}
-    _append(register, entry)
-    revoked = [
-        (int(e["serial"], 16), e["revoked_at"])
-        for e in read_register(register)
-        if "revoked_at" in e
-    ]
-    crl = crl_of(ca, revoked, when)
+    already = any("revoked_at" in e and e["serial"] == wanted for e in entries)
+    if not already:
+        entry = {"serial": wanted, "revoked_at": when.isoformat(), "reason": reason}
+        entries.append(entry)
+    revoked = [(int(e["serial"], 16), e["revoked_at"]) for e in entries if "revoked_at" in e]
+    crl = crl_of(ca, revoked, when)  # made before the register changes: a CA that cannot sign
+    if not already:
+        _append(register, entry)
     path = directory / CRL
-    write_atomically(path, crl.public_bytes(serialization.Encoding.PEM))
-    return issued[0], path
+    try:
+        write_atomically(path, crl.public_bytes(serialization.Encoding.PEM))
+    except OSError as e:
+        raise FederationCaError(
+            f"{path}: cannot write the CRL ({e.strerror}); the register holds the revocation: "
+            "run the same `tls revoke` again to write it"
+        ) from e
+    return Revocation(issued[0], path, already)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What `revoke` did: the certificate's register entry, the CRL written, and whether the
+    serial was revoked before (the CRL alone was written again)."""
+
+    entry: dict[str, str]
+    crl: Path
+    again: bool
+
+
+def _serial(text: str) -> str:
+    """A serial as the register writes it (lowercase hex, no leading zeros)."""
+    digits = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        return f"{int(digits, 16):x}"
+    except ValueError:
+        raise FederationCaError(f"serial {text!r} is not a hexadecimal number") from None
 
 
 def crl_of(

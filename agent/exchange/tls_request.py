@@ -43,6 +43,10 @@ def make_request(directory: Path, name: str) -> tuple[Path, Path]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     write_private_key(key_path, key, exclusive=True)
-    csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    try:
+        csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    except OSError as e:
+        key_path.unlink()  # a key without its request: the next try makes both again
+        raise TlsRequestError(f"{csr_path}: cannot write the request ({e.strerror})") from e
     fsync_directory(directory)
     return key_path, csr_path
