@@ -17,7 +17,8 @@ SHA-256, CRL entries by issuer key and serial, checked by signature against SECO
                        "profiles": [{"operator": "jprs", "serial_bytes": 16, ...}],
                        "log_checkpoint": "NOTE"},
             "max_age_days": 7}
-    RECORD = {"sha256": "...", "operator": "jprs", "lifecycle": "unused",
+    RECORD = {"sha256": "...", "operator": "jprs", "attribution": "issuance-log",
+              "lifecycle": "unused",
               "revoked": {"at": T, "reason": "superseded"},
               "crl": {"at": T, "reason": "superseded", "source": "crl:SCRoot2CRL.crl"},
               "audits": ["NAME"], "disclosure": "ccadb" | DISCLOSURE}
@@ -157,6 +158,7 @@ def _record(spec: Json) -> CertRecord:
         operator=spec.get("operator"),
         lifecycle=spec.get("lifecycle"),
         revocation=revocation,
+        attribution=spec.get("attribution", ""),
     )
 
 

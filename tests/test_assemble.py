@@ -118,9 +118,11 @@ def test_subject_organization_and_fingerprint_rules() -> None:
     result = assemble(Facts(tuple(JPRS)), attribution=Attribution(rules=(pinned, org)))
     kinds = {r.attribution for r in result.records if r.sha256 != BUG_OV}
     assert kinds == {"rule:subject-organization"}
+    # The first rule decides; the organization rule naming another operator is kept as a
+    # conflict, which the report shows (`attribution-conflict`) and the root may acknowledge.
     assert (_bug(result.records).operator, _bug(result.records).attribution) == (
         "other",
-        "rule:fingerprint",
+        "rule:fingerprint; conflicting: rule:subject-organization says jprs",
     )
 
 

@@ -25,7 +25,11 @@ from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError
 from invsync.agent.inventory.attribution import Attribution, attribute
 from invsync.agent.inventory.scope import root_scope
-from invsync.agent.model.findings import MISSING_AT_SUBORDINATE, UNATTRIBUTED
+from invsync.agent.model.findings import (
+    ATTRIBUTION_CONFLICT,
+    MISSING_AT_SUBORDINATE,
+    UNATTRIBUTED,
+)
 from invsync.agent.model.record import CertRecord, parse_certificate
 from invsync.agent.model.snapshot import ROOT, Side, SnapshotHeader
 from invsync.agent.reconcile.runner import reconcile
@@ -157,3 +161,35 @@ def test_two_root_pairings_may_not_give_one_organization_to_two_peers(
         "pairings.secom-jprs.subject_organizations, whose peer is 'jprs': an organization's "
         "certificates have one operator"
     )
+
+
+def test_two_sources_naming_two_operators_are_one_finding_naming_both(
+    secom_config: Path,
+) -> None:
+    nii = next(r for r in _records() if f"O={NII_O}" in r.info.subject.replace("\\", ""))
+    rule = f'\n[[attribution.rules]]\noperator = "jprs"\nsha256 = ["{nii.sha256}"]\n'
+    secom_config.write_text(secom_config.read_text() + rule)
+    config = load_agent_config(secom_config)
+    records = attribute(_records(), config.attribution)
+    (attributed,) = [r for r in records if r.sha256 == nii.sha256]
+    assert (attributed.operator, attributed.attribution) == (
+        "jprs",
+        "rule:fingerprint; conflicting: pairings.secom-nii.subject_organizations says nii",
+    )
+    # Attributing again (a stored record, read back) keeps one conflict, not two.
+    assert attribute(records, config.attribution) == records
+    scoped = root_scope(
+        records,
+        issuer_spkis=config.ca_spkis(),
+        subordinate="jprs",
+        subject_organizations=[JPRS_O],
+    )
+    findings = reconcile(Side("secom", scoped, header=_header("secom-jprs")), Side("jprs", ()), AT)
+    conflicts = [f for f in findings if f.code == ATTRIBUTION_CONFLICT]
+    assert [(f.sha256, f.severity.value) for f in conflicts] == [(nii.sha256, "warning")]
+    assert conflicts[0].message.endswith(
+        "to jprs by rule:fingerprint, but pairings.secom-nii.subject_organizations says nii: "
+        "its sources disagree on who holds its key"
+    )
+    # One operator decided: the certificate is in jprs's scope alone, and nowhere unattributed.
+    assert not [f for f in findings if f.code == UNATTRIBUTED]

@@ -7,12 +7,14 @@ a subject key identifier, a subject organization — and last each root pairing'
 agent, which every pairing, report and `inventory list --operator` reads; before, a pairing's
 organizations only widened its own scope, so one certificate could be in that pairing's scope
 and `unattributed` at once). A certificate none of them attributes keeps an empty
-`attribution`: it is unattributed, kept and reported, never dropped.
+`attribution`: it is unattributed, kept and reported, never dropped. When a later source names
+another operator than the one that decided, the record keeps both in its `attribution`, and the
+report has an `attribution-conflict` finding naming the two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from invsync.agent.model.record import CertRecord
@@ -72,22 +74,54 @@ def with_pairings(
     return replace(attribution, rules=attribution.rules + more)
 
 
+# Where a record's `attribution` names a source that disagreed with the one that decided:
+# "issuance-log; conflicting: pairings.secom-nii.subject_organizations says nii"
+# (`attribution-conflict`, agent.reconcile.rules.attribution_conflict).
+CONFLICT = "; conflicting: "
+_SAYS = " says "
+
+
 def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[CertRecord]:
     return [_attribute(record, attribution) for record in records]
 
 
 def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:
+    """The first source's operator, in the order of the module docstring; and the first later
+    source naming another operator, if any, kept in `attribution` after CONFLICT."""
+    votes = _votes(record, attribution)
+    first = next(votes, None)
+    if first is None:
+        return record.with_attribution(record.operator, "")
+    operator, kind = first
+    other = next((vote for vote in votes if vote[0] != operator), None)
+    if other is not None:
+        kind = f"{kind}{CONFLICT}{other[1]}{_SAYS}{other[0]}"
+    return record.with_attribution(operator, kind)
+
+
+def _votes(record: CertRecord, attribution: Attribution) -> Iterator[tuple[str, str]]:
+    """(operator, how) from each source that attributes the record, first to last."""
     if record.operator:
-        return record.with_attribution(record.operator, record.attribution or ISSUANCE_LOG)
+        # An attribution made before (a stored record) is read again without its conflict.
+        yield record.operator, (record.attribution or ISSUANCE_LOG).split(CONFLICT)[0]
     owner = record.disclosure.subordinate_ca_owner if record.disclosure else ""
     party = attribution.ccadb_owners.get(normalize_owner(owner)) if owner else None
     if party:
-        return record.with_attribution(party, CCADB)
+        yield party, CCADB
     for rule in attribution.rules:
         kind = rule.match(record)
         if kind:
-            return record.with_attribution(rule.operator, kind)
-    return record.with_attribution(record.operator, "")
+            yield rule.operator, kind
+
+
+def conflict_of(attribution: str) -> tuple[str, str, str] | None:
+    """(how the operator was decided, the source that disagreed, the operator it names) of a
+    record's `attribution`, or None when no source disagreed."""
+    decided, found, conflict = attribution.partition(CONFLICT)
+    if not found:
+        return None
+    source, _, operator = conflict.rpartition(_SAYS)
+    return decided, source, operator
 
 
 def subject_organizations(record: CertRecord) -> frozenset[str]:

@@ -50,6 +50,7 @@ UNUSED_NOT_REVOKED = "unused-not-revoked"
 NOT_DISCLOSED = "not-disclosed"
 PROFILE_DEVIATION = "profile-deviation"
 UNATTRIBUTED = "unattributed"
+ATTRIBUTION_CONFLICT = "attribution-conflict"
 STALE_PEER = "stale-peer"
 DISAPPEARED = "disappeared"
 PEER_ROLLBACK = "peer-rollback"
@@ -148,6 +149,12 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         Severity.WARNING,
         PAIRING_AGREEMENT,
         "The root lists a CA certificate under its key without knowing who operates it.",
+    ),
+    CodeInfo(
+        ATTRIBUTION_CONFLICT,
+        Severity.WARNING,
+        PAIRING_AGREEMENT,
+        "The root's own sources name two operators for one CA certificate it issued.",
     ),
     CodeInfo(
         STALE_PEER,

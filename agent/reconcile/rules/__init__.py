@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from invsync.agent.model.findings import (
+    ATTRIBUTION_CONFLICT,
     AUDIT_OVERDUE,
     DISAPPEARED,
     DOPPELGANGER_UNTRACKED,
@@ -27,6 +28,7 @@ from invsync.agent.model.findings import (
     Finding,
 )
 from invsync.agent.reconcile.rules import (
+    attribution_conflict,
     audit_overdue,
     audit_scope,
     disappeared,
@@ -64,6 +66,7 @@ RULES: tuple[Rule, ...] = (
     Rule(NOT_DISCLOSED, disclosure.check),
     Rule(PROFILE_DEVIATION, profile.check),
     Rule(UNATTRIBUTED, unattributed.check),
+    Rule(ATTRIBUTION_CONFLICT, attribution_conflict.check),
     Rule(STALE_PEER, stale_peer.check),
     Rule(DISAPPEARED, disappeared.check),
     Rule(LOG_SPLIT_VIEW, log_fork.check),
