@@ -3,9 +3,10 @@
 gRPC's Python server credentials take no CRL, so revocation is checked where the caller is
 named (server.auth): a call whose client certificate's (issuer, serial) is on the CRL is
 refused like any unknown certificate, and the refusal says it was revoked. The CRL is read at
-start and must be signed by a CA of `tls.client_ca`: a CRL from anyone else would let them
-lock parties out. One past its nextUpdate is still applied (what it revokes stays revoked),
-with a warning that the operator should sign a new one (`invsync tls revoke` writes it).
+start and on SIGHUP (server.daemon), and must be signed by a CA of `tls.client_ca`: a CRL
+from anyone else would let them lock parties out. One past its nextUpdate is still applied
+(what it revokes stays revoked), with a warning that the operator should sign a new one
+(`invsync tls revoke` writes it).
 """
 
 from __future__ import annotations

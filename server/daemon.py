@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from invsync.agent.daemon.signals import SignalWaiter
-from invsync.agent.errors import ConfigError
+from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from invsync.agent.exchange.keepalive import server_options
 from invsync.agent.exchange.keys import load_signing_key, load_verify_key
@@ -22,7 +22,7 @@ from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry.metrics import serve as serve_metrics
 from invsync.server import metrics
 from invsync.server.client_crl import Revoked, load_revoked
-from invsync.server.config import ServerConfig
+from invsync.server.config import ServerConfig, load_server_config
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
 from invsync.server.reconciling import ReportMaker
@@ -49,6 +49,32 @@ class RunningServer:
     reports: ReportWorker
     schedule: threading.Thread
     news: ReportNews
+    service: ExchangeService
+    config: ServerConfig
+
+    def reload(self) -> None:
+        """SIGHUP: read the configuration file again and apply its `tls.client_crl`, so that a
+        revocation takes effect without a restart. The new file is checked whole first; one
+        that does not load, or a CRL that does not verify, is refused with a log line and the
+        running configuration stays. Other changes take effect at the next start (logged)."""
+        file = self.config.file
+        try:
+            new = load_server_config(file)
+            revoked = revoked_of(new)
+        except InvsyncError as e:
+            log.error("reload refused, the running configuration stays: %s", e)
+            return
+        self.service.revoked = revoked
+        log.info(
+            "reloaded %s: %d revoked client certificates (tls.client_crl)",
+            file,
+            len(revoked.serials),
+        )
+        if _but_crl(new) != _but_crl(self.config):
+            log.warning(
+                "%s: changes other than tls.client_crl take effect when the server restarts",
+                file,
+            )
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -152,8 +178,9 @@ def start(config: ServerConfig) -> RunningServer:
     schedules = {name: p.report_schedule for name, p in config.pairings.items()}
     schedule = start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
     return RunningServer(
-        server, port, health_servicer, store, stop, limiter, worker, schedule, exchange.news
-    )
+        server, port, health_servicer, store, stop, limiter, worker, schedule, exchange.news,
+        service, config,
+    )  # fmt: skip
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
@@ -174,16 +201,21 @@ def _serve(config: ServerConfig) -> None:
     # Handlers first (see SignalWaiter): a stop sent as soon as the port is announced must not
     # meet the default action, which kills the process without draining; a second one during
     # the drain must not either, so the drain runs inside the block too.
-    with SignalWaiter((signal.SIGTERM, signal.SIGINT)) as waiter:
+    with SignalWaiter((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)) as waiter:
         # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
         where = f"{config.file}: server.metrics_listen"
         serve_metrics(config.metrics_listen, where, metrics.REGISTRY)
         running = start(config)
         host = config.listen.rsplit(":", 1)[0]
         print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
-        waiter.wait()
+        while waiter.wait() == {signal.SIGHUP}:
+            running.reload()
         log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
         running.stop()
+
+
+def _but_crl(config: ServerConfig) -> ServerConfig:
+    return replace(config, tls=replace(config.tls, client_crl=None))
 
 
 def _add_health(server: grpc.Server) -> health.HealthServicer:

@@ -299,7 +299,7 @@ def test_revoke_records_it_and_writes_a_crl_the_ca_signed(hosts: dict[str, Path]
     out = _ok("revoke", serial, "--ca", hosts["ca"], "--reason", "key compromise").output
     crl_path = hosts["ca"] / "crl.pem"
     assert f"serial {serial} (client secom) revoked" in out
-    assert f"wrote {crl_path}: copy it to the server as tls.client_crl, restart the server" in out
+    assert f"wrote {crl_path}: copy it to the server as tls.client_crl, send it SIGHUP" in out
     crl = x509.load_pem_x509_crl(crl_path.read_bytes())
     ca = _cert(hosts["ca"] / "ca.pem")
     assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]

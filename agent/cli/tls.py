@@ -159,16 +159,16 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
 def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
     """Revoke the certificate of SERIAL (hex, as `tls sign` printed it) and write the CA's CRL
     of every revoked certificate again (DIR/crl.pem): the server refuses a client certificate
-    it lists once it reads it as `tls.client_crl` (at start). For a serial already revoked, only
-    the CRL is written again (to complete a revocation, or renew the CRL before its next
-    update, 30 days on)."""
+    it lists once it reads it as `tls.client_crl` (at start, and on SIGHUP). For a serial
+    already revoked, only the CRL is written again (to complete a revocation, or renew the CRL
+    before its next update, 30 days on)."""
     from invsync.agent.exchange.federation_ca import revoke
 
     done = revoke(ca_dir, serial, reason)
     entry = done.entry
     what = "was already revoked" if done.again else "revoked"
     click.echo(f"serial {entry['serial']} ({entry['kind']} {entry['common_name']}) {what}")
-    click.echo(f"wrote {done.crl}: copy it to the server as tls.client_crl, restart the server")
+    click.echo(f"wrote {done.crl}: copy it to the server as tls.client_crl, send it SIGHUP")
 
 
 @tls_group.command("init")

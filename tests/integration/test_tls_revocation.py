@@ -4,8 +4,10 @@ the same CA works on. A CRL the client CA did not sign stops the server at start
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,16 @@ from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.exchange.federation_ca import crl_of
 from invsync.agent.exchange.pki import make_federation, new_ca
+from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.model.snapshot import ROOT as ROOT_ROLE
-from invsync.server.localfed import PARTIES, server_process, write_federation
+from invsync.server.localfed import (
+    PARTIES,
+    _await_port,
+    command,
+    server_process,
+    stop,
+    write_federation,
+)
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
 from tests.integration.conftest import Federation
 from tests.integration.test_exchange import _rules, _signed, _snapshot_of, _stored_snapshots
@@ -91,3 +101,70 @@ def test_a_crl_the_client_ca_did_not_sign_stops_the_server_at_start(tmp_path: Pa
         f"signed by a CA of tls.client_ca ({tmp_path / 'tls' / 'ca.pem'})"
     )
     assert expected in done.stderr
+
+
+def _wait_for(log: Path, text: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {log}:\n{log.read_text()}")
+
+
+def _jprs_denied(fed: Federation) -> str | None:
+    """The details of jprs's push refusal, or None when it was accepted."""
+    tls = fed.work / "tls"
+    ch = channel(fed, tls / "jprs.crt", tls / "jprs.key")
+    try:
+        pb_grpc.ExchangeStub(ch).PushSnapshot(to_chunks(jprs_snapshot(fed)), timeout=10)
+    except grpc.RpcError as e:
+        return f"{e.code().name}: {e.details()}"
+    finally:
+        ch.close()
+    return None
+
+
+def test_sighup_applies_a_new_crl_and_keeps_the_old_one_when_the_new_does_not_verify(
+    tmp_path: Path,
+) -> None:
+    write_federation(tmp_path)
+    ca = new_ca()
+    make_federation(tmp_path / "tls", "localhost", list(PARTIES), ca=ca)
+    now = datetime.now(UTC)
+    (tmp_path / "tls" / "crl.pem").write_bytes(
+        crl_of(ca, [], now).public_bytes(serialization.Encoding.PEM)
+    )
+    _with_crl(tmp_path)
+    log = tmp_path / "logs" / "server.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            command("server", "run", "--config", str(tmp_path / "server.toml")),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        try:
+            fed = Federation(tmp_path, _await_port(proc, tmp_path))
+            assert _jprs_denied(fed) is None  # accepted: nothing revoked yet
+            jprs = x509.load_pem_x509_certificate((tmp_path / "tls" / "jprs.crt").read_bytes())
+            revoked = crl_of(ca, [(jprs.serial_number, now.isoformat())], now)
+            (tmp_path / "tls" / "crl.pem").write_bytes(
+                revoked.public_bytes(serialization.Encoding.PEM)
+            )
+            proc.send_signal(signal.SIGHUP)
+            _wait_for(log, "1 revoked client certificates (tls.client_crl)")
+            denied = _jprs_denied(fed)
+            assert denied is not None and denied.startswith("PERMISSION_DENIED: TLS client ")
+            assert f"(serial {jprs.serial_number:x}) is revoked" in denied
+            # A CRL from another CA is refused on reload; the one applied stays.
+            other = crl_of(new_ca(), [], now).public_bytes(serialization.Encoding.PEM)
+            (tmp_path / "tls" / "crl.pem").write_bytes(other)
+            proc.send_signal(signal.SIGHUP)
+            _wait_for(log, "reload refused, the running configuration stays: ")
+            assert "is not signed by a CA of tls.client_ca" in log.read_text()
+            assert _jprs_denied(fed) == denied
+            assert proc.poll() is None  # still serving
+            assert "take effect when the server restarts" not in log.read_text()
+        finally:
+            stop(proc)
