@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+def exposed_mode(path: Path) -> int | None:
+    """`path`'s permission bits when group or others have any (a private key file must not
+    let them read or replace it); None for 0600 or tighter. OSError if it cannot be stat'ed."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return mode if mode & (stat.S_IRWXG | stat.S_IRWXO) else None
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:

@@ -50,7 +50,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from invsync.agent.report.body import ReportBody, parse_report_body, read_report_file, report_id
-from invsync.server.localfed import _await_port, command, stop, write_federation
+from invsync.server.localfed import command, running_server, stop, write_federation
 
 if __package__ in (None, ""):  # run as a script: the project root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -391,17 +391,8 @@ def write_sources(run: Path, pool: Pool, n: int, k: int, steady: int) -> dict[st
 @contextmanager
 def exchange_server(run: Path) -> Iterator[tuple[int, int]]:
     """The server process for the whole run: its pid and port."""
-    with (run / "logs" / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            command("server", "run", "--config", str(run / "server.toml")),
-            cwd=run,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            yield proc.pid, _await_port(proc, run)
-        finally:
-            stop(proc)
+    with running_server(run) as (proc, port):
+        yield proc.pid, port
 
 
 def free_port() -> int:

@@ -50,13 +50,6 @@ def common_names(cert: x509.Certificate) -> list[str]:
     ]
 
 
-def peer_common_names(context: grpc.ServicerContext) -> list[str] | None:
-    """Every Common Name of the authenticated client certificate's subject, in order; None when
-    the peer presented no certificate. AccessDenied when it is not a certificate at all."""
-    cert = peer_certificate(context)
-    return None if cert is None else common_names(cert)
-
-
 def party_of(
     context: grpc.ServicerContext, identities: Mapping[str, str], revoked: Revoked = NONE_REVOKED
 ) -> str:

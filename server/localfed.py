@@ -135,18 +135,26 @@ def command(*args: str) -> list[str]:
 
 @contextmanager
 def server_process(work: Path) -> Iterator[int]:
-    log = (work / "logs" / "server.log").open("wb")
-    proc = subprocess.Popen(
-        command("server", "run", "--config", str(work / "server.toml")),
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        yield _await_port(proc, work)
-    finally:
-        stop(proc)
-        log.close()
+    """The server of `work` (its server.toml), running: the port it listens on."""
+    with running_server(work) as (_, port):
+        yield port
+
+
+@contextmanager
+def running_server(work: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The server of `work` running, and its port once it listens; its stderr in
+    logs/server.log. Stopped (SIGTERM, then SIGKILL) on the way out."""
+    with (work / "logs" / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            command("server", "run", "--config", str(work / "server.toml")),
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            yield proc, _await_port(proc, work)
+        finally:
+            stop(proc)
 
 
 def _await_port(proc: subprocess.Popen[bytes], work: Path) -> int:

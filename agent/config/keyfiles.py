@@ -8,7 +8,6 @@ Every error reads `FILE: KEY.PATH: PROBLEM`, like the configuration loaders' own
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -17,11 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from invsync.agent.config.settings import AgentConfig
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange.keys import load_signing_key, load_verify_key
+from invsync.agent.files import exposed_mode
 
 
 def is_private(path: Path) -> bool:
     """True when group and others have no permission at all on `path` (0600 or tighter)."""
-    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    return exposed_mode(path) is None
 
 
 def config_error(file: Path, key_path: str, problem: str) -> ConfigError:
@@ -31,10 +31,10 @@ def config_error(file: Path, key_path: str, problem: str) -> ConfigError:
 def private_file(file: Path, key_path: str, path: Path) -> None:
     """Refuse a private key file that group or others may read or replace."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode = exposed_mode(path)
     except OSError as e:
         raise config_error(file, key_path, f"file {path}: cannot read ({e.strerror})") from e
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode is not None:
         raise config_error(
             file,
             key_path,

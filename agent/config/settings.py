@@ -178,14 +178,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         peers=peers,
         pairings=pairings,
         audit_scope=audit_scope_sources(root),
-        attribution=with_pairings(
-            attribution(root),
-            [
-                (p.name, p.peer, p.subject_organizations)
-                for p in pairings.values()
-                if p.role == ROOT
-            ],
-        ),
+        attribution=with_pairings(attribution(root), _root_pairings(pairings)),
         profiles=profiles(root),
         acknowledgements=acknowledgements(root),
         metrics_listen=read_listen(agent),

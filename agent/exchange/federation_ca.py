@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.pki import PLAIN_NAME, Issued, issue, new_ca, write_private_key
-from invsync.agent.files import fsync_directory, write_atomically
+from invsync.agent.files import exposed_mode, fsync_directory, write_atomically
 
 CA_CERT, CA_KEY, REGISTER, CRL = "ca.pem", "ca.key", "issued.jsonl", "crl.pem"
 CA_VALIDITY = timedelta(days=1826)  # five years: the CA outlives many renewals of its leaves
@@ -112,8 +111,8 @@ def load_ca(directory: Path) -> Issued:
     for path in (cert_path, key_path, directory / REGISTER):
         if not path.is_file():
             raise FederationCaError(f"{path}: missing; is {directory} a CA made by tls ca init?")
-    mode = stat.S_IMODE(key_path.stat().st_mode)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    mode = exposed_mode(key_path)
+    if mode is not None:
         raise FederationCaError(
             f"{key_path} is open to group or others (mode {mode:04o}); chmod 600 it"
         )

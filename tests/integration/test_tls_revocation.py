@@ -23,10 +23,8 @@ from invsync.agent.exchange.snapshot import to_chunks
 from invsync.agent.model.snapshot import ROOT as ROOT_ROLE
 from invsync.server.localfed import (
     PARTIES,
-    _await_port,
-    command,
+    running_server,
     server_process,
-    stop,
     write_federation,
 )
 from invsync.v1 import invsync_pb2_grpc as pb_grpc
@@ -137,34 +135,23 @@ def test_sighup_applies_a_new_crl_and_keeps_the_old_one_when_the_new_does_not_ve
     )
     _with_crl(tmp_path)
     log = tmp_path / "logs" / "server.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            command("server", "run", "--config", str(tmp_path / "server.toml")),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
-        try:
-            fed = Federation(tmp_path, _await_port(proc, tmp_path))
-            assert _jprs_denied(fed) is None  # accepted: nothing revoked yet
-            jprs = x509.load_pem_x509_certificate((tmp_path / "tls" / "jprs.crt").read_bytes())
-            revoked = crl_of(ca, [(jprs.serial_number, now.isoformat())], now)
-            (tmp_path / "tls" / "crl.pem").write_bytes(
-                revoked.public_bytes(serialization.Encoding.PEM)
-            )
-            proc.send_signal(signal.SIGHUP)
-            _wait_for(log, "1 revoked client certificates (tls.client_crl)")
-            denied = _jprs_denied(fed)
-            assert denied is not None and denied.startswith("PERMISSION_DENIED: TLS client ")
-            assert f"(serial {jprs.serial_number:x}) is revoked" in denied
-            # A CRL from another CA is refused on reload; the one applied stays.
-            other = crl_of(new_ca(), [], now).public_bytes(serialization.Encoding.PEM)
-            (tmp_path / "tls" / "crl.pem").write_bytes(other)
-            proc.send_signal(signal.SIGHUP)
-            _wait_for(log, "reload refused, the running configuration stays: ")
-            assert "is not signed by a CA of tls.client_ca" in log.read_text()
-            assert _jprs_denied(fed) == denied
-            assert proc.poll() is None  # still serving
-            assert "take effect when the server restarts" not in log.read_text()
-        finally:
-            stop(proc)
+    with running_server(tmp_path) as (proc, port):
+        fed = Federation(tmp_path, port)
+        assert _jprs_denied(fed) is None  # accepted: nothing revoked yet
+        jprs = x509.load_pem_x509_certificate((tmp_path / "tls" / "jprs.crt").read_bytes())
+        revoked = crl_of(ca, [(jprs.serial_number, now.isoformat())], now)
+        (tmp_path / "tls" / "crl.pem").write_bytes(revoked.public_bytes(serialization.Encoding.PEM))
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(log, "1 revoked client certificates (tls.client_crl)")
+        denied = _jprs_denied(fed)
+        assert denied is not None and denied.startswith("PERMISSION_DENIED: TLS client ")
+        assert f"(serial {jprs.serial_number:x}) is revoked" in denied
+        # A CRL from another CA is refused on reload; the one applied stays.
+        other = crl_of(new_ca(), [], now).public_bytes(serialization.Encoding.PEM)
+        (tmp_path / "tls" / "crl.pem").write_bytes(other)
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(log, "reload refused, the running configuration stays: ")
+        assert "is not signed by a CA of tls.client_ca" in log.read_text()
+        assert _jprs_denied(fed) == denied
+        assert proc.poll() is None  # still serving
+        assert "take effect when the server restarts" not in log.read_text()

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from invsync.agent.inventory.attribution import CONFLICT, conflict_of
+from invsync.agent.inventory.attribution import conflict_of
 from invsync.agent.model.findings import ATTRIBUTION_CONFLICT, Finding, make_finding
 from invsync.agent.model.record import SHA256_OF as SHA256
 from invsync.agent.reconcile.rules.context import Context, describe
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    # A substring test a record, then the few found sorted (issue 13: not every record sorted).
-    found = [r for r in ctx.root.values() if CONFLICT in r.attribution]
-    for record in sorted(found, key=SHA256):
-        conflict = conflict_of(record.attribution)
-        if conflict is None or ctx.expired(record):
+    # The few with a conflict sorted, not every record (issue 13).
+    found = [(r, c) for r in ctx.root.values() if (c := conflict_of(r.attribution)) is not None]
+    for record, (decided, source, other) in sorted(found, key=lambda pair: SHA256(pair[0])):
+        if ctx.expired(record):
             continue
-        decided, source, other = conflict
         yield make_finding(
             ATTRIBUTION_CONFLICT,
             sha256=record.sha256,
