@@ -25,7 +25,7 @@ from invsync.agent.exchange.keys import SigningKey, load_signing_key, load_verif
 from invsync.agent.exchange.log_entry import log_entry
 from invsync.agent.store.lock import DaemonLock
 from invsync.server.config import ServerConfig
-from invsync.server.daemon import policy_of
+from invsync.server.live_config import policy_of
 from invsync.server.reconciling import ReportMaker
 from invsync.server.storage import Logged, LogWriter
 from invsync.server.store import ServerStore

@@ -6,25 +6,25 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from invsync.agent.daemon.config_watch import CHANGED, ConfigWatch, is_stop, wait_for_event
 from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.errors import ConfigError, InvsyncError
-from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from invsync.agent.exchange.keepalive import server_options
-from invsync.agent.exchange.keys import load_signing_key, load_verify_key
+from invsync.agent.exchange.keys import load_signing_key
 from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry.metrics import serve as serve_metrics
 from invsync.server import metrics
-from invsync.server.client_crl import Revoked, load_revoked
 from invsync.server.config import ServerConfig, load_server_config
 from invsync.server.exchange import Exchange
 from invsync.server.limits import Limiter
+from invsync.server.live_config import LiveParts, changes, live_parts, restart_keys
 from invsync.server.reconciling import ReportMaker
 from invsync.server.report_news import ReportNews
 from invsync.server.report_worker import ReportWorker
@@ -47,34 +47,49 @@ class RunningServer:
     schedule_stop: threading.Event
     limiter: Limiter
     reports: ReportWorker
-    schedule: threading.Thread
+    schedule: threading.Thread | None
     news: ReportNews
     service: ExchangeService
-    config: ServerConfig
+    config: ServerConfig  # as last applied
+    live: LiveParts
+    started: ServerConfig  # as started: what the keys a reload cannot apply hold
 
     def reload(self) -> None:
-        """SIGHUP: read the configuration file again and apply its `tls.client_crl`, so that a
-        revocation takes effect without a restart. The new file is checked whole first; one
-        that does not load, or a CRL that does not verify, is refused with a log line and the
-        running configuration stays. Other changes take effect at the next start (logged)."""
+        """Read the configuration file again and apply what a running server can take
+        (server.live_config): on SIGHUP, and when the file's bytes change. A file that does not
+        load, or whose keys or CRL do not, is refused with a log line; the running
+        configuration stays, all of it."""
         file = self.config.file
         try:
             new = load_server_config(file)
-            revoked = revoked_of(new)
+            parts = live_parts(new)
         except InvsyncError as e:
-            log.error("reload refused, the running configuration stays: %s", e)
+            log.error("reload of %s refused, the running configuration stays: %s", file, e)
             return
-        self.service.revoked = revoked
+        self.apply(parts)
         log.info(
-            "reloaded %s: %d revoked client certificates (tls.client_crl)",
+            "reloaded %s: %s; %d revoked client certificates (tls.client_crl)",
             file,
-            len(revoked.serials),
+            changes(self.config, new),
+            len(parts.revoked.serials),
         )
-        if _but_crl(new) != _but_crl(self.config):
+        waiting = restart_keys(self.started, new)
+        if waiting:
             log.warning(
-                "%s: changes other than tls.client_crl take effect when the server restarts",
+                "%s: %s changed; the running values stay until the server restarts",
                 file,
+                ", ".join(waiting),
             )
+        self.config = new
+
+    def apply(self, parts: LiveParts) -> None:
+        """Calls started from here on see the new parties, pairings and keys; a call under
+        way finishes under the ones it started with."""
+        self.live = parts
+        self.service.exchange.set_policy(parts.policy)
+        self.service.identities = parts.identities
+        self.service.revoked = parts.revoked
+        self.limiter.count(parts.policy.parties)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight calls finish within `grace`, then close the store
@@ -94,42 +109,19 @@ class RunningServer:
         if not drained.wait(grace):
             log.info("grace period over: cancelling the calls still in flight")
         self.reports.stop()  # the reports asked for are made before the store closes
-        self.schedule.join()  # a scheduled report under way, too
+        if self.schedule is not None:
+            self.schedule.join()  # a scheduled report under way, too
         self.store.close()
         # Cancels the calls left; a handler still running after this finds the store closed.
         self.server.stop(None)
         self.limiter.stop()
 
 
-def policy_of(config: ServerConfig) -> AcceptancePolicy:
-    parties = {
-        name: PartyPolicy(name, {k.keyid: k for k in map(load_verify_key, p.signing_keys)})
-        for name, p in config.parties.items()
-    }
-    pairings = {
-        name: PairingPolicy(name, p.root, p.subordinate) for name, p in config.pairings.items()
-    }
-    return AcceptancePolicy(
-        parties=parties,
-        pairings=pairings,
-        max_clock_skew=_seconds(config.max_clock_skew_seconds),
-        max_validity=_seconds(config.max_snapshot_validity_seconds),
-        max_version_step=config.max_version_step,
-    )
-
-
-def revoked_of(config: ServerConfig) -> Revoked:
-    """The revoked client certificates of `tls.client_crl`; none without one."""
-    crl = config.tls.client_crl
-    if crl is None:
-        return Revoked()
-    return load_revoked(crl, config.tls.client_ca, f"{config.file}: tls.client_crl")
-
-
 def start(config: ServerConfig) -> RunningServer:
     """Start serving on `config.listen` (port 0 picks a free port); returns at once."""
+    parts = live_parts(config)
+    policy = parts.policy
     store = ServerStore(config.database)
-    policy = policy_of(config)
     key = load_signing_key(config.signing_key)
     reports = ReportMaker(
         server_name=config.name,
@@ -148,7 +140,6 @@ def start(config: ServerConfig) -> RunningServer:
         max_snapshot_bytes=config.max_snapshot_bytes,
         reconcile=worker.request,
     )
-    identities = {p.tls_identity: name for name, p in config.parties.items()}
     options = server_options(config.keepalive, config.min_client_keepalive_seconds)
     limits = config.limits
     # More workers than calls let in: gRPC sheds the excess with RESOURCE_EXHAUSTED instead of
@@ -163,7 +154,7 @@ def start(config: ServerConfig) -> RunningServer:
         compression=grpc.Compression.Gzip,
     )
     limiter = Limiter(limits, config.parties)
-    service = ExchangeService(exchange, identities, limiter, revoked_of(config))
+    service = ExchangeService(exchange, parts.identities, limiter, parts.revoked)
     pb_grpc.add_ExchangeServicer_to_server(service, server)
     health_servicer = _add_health(server)
     port = server.add_secure_port(config.listen, server_credentials(config))
@@ -175,12 +166,14 @@ def start(config: ServerConfig) -> RunningServer:
     # short is made now, and an unchanged pairing gets no new one.
     worker.start([pairing for pairing in config.pairings if reports.stale(pairing)])
     stop = threading.Event()
-    schedules = {name: p.report_schedule for name, p in config.pairings.items()}
-    schedule = start_scheduler(reports, store, schedules, lambda: datetime.now(UTC), stop)
-    return RunningServer(
-        server, port, health_servicer, store, stop, limiter, worker, schedule, exchange.news,
-        service, config,
+    running = RunningServer(
+        server, port, health_servicer, store, stop, limiter, worker, None, exchange.news,
+        service, config, parts, config,
     )  # fmt: skip
+    running.schedule = start_scheduler(
+        reports, store, lambda: running.live.schedules, lambda: datetime.now(UTC), stop
+    )
+    return running
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
@@ -202,20 +195,20 @@ def _serve(config: ServerConfig) -> None:
     # meet the default action, which kills the process without draining; a second one during
     # the drain must not either, so the drain runs inside the block too.
     with SignalWaiter((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)) as waiter:
+        watch = ConfigWatch(config.file)  # before anything: a change from now on is seen
         # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
         where = f"{config.file}: server.metrics_listen"
         serve_metrics(config.metrics_listen, where, metrics.REGISTRY)
         running = start(config)
         host = config.listen.rsplit(":", 1)[0]
         print(f"invsync server {config.name} listening on {host}:{running.port}", flush=True)
-        while waiter.wait() == {signal.SIGHUP}:
+        while not is_stop(event := wait_for_event(waiter, watch, None)):
+            if event == CHANGED:
+                log.info("%s changed: reloading it", config.file)
             running.reload()
+            watch.changed()  # the file as reloaded is the one seen
         log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
         running.stop()
-
-
-def _but_crl(config: ServerConfig) -> ServerConfig:
-    return replace(config, tls=replace(config.tls, client_crl=None))
 
 
 def _add_health(server: grpc.Server) -> health.HealthServicer:
@@ -231,7 +224,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-
-
-def _seconds(n: int) -> timedelta:
-    return timedelta(seconds=n)

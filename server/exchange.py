@@ -99,6 +99,12 @@ class Exchange:
         # One writer at a time: acceptance reads the last version, then commits the next.
         self._lock = threading.Lock()
 
+    def set_policy(self, policy: AcceptancePolicy) -> None:
+        """A reloaded configuration's parties and pairings (server.live_config), for the calls
+        and reports started from now on."""
+        self.policy = policy
+        self.reports.set_policy(policy)
+
     def push(self, tls_party: str | None, chunks: Iterable[pb.SnapshotChunk]) -> bytes:
         """Accept a streamed snapshot; returns the serialized signed receipt, after commit."""
         with self.news.push_under_way() as under_way:  # what waiting calls ask (report_news)

@@ -86,8 +86,13 @@ class Limiter:
         metrics.MAX_CONCURRENT_RPCS.set(limits.max_concurrent_rpcs)
         metrics.MAX_INFLIGHT_BYTES.set(limits.max_inflight_bytes)
         metrics.INFLIGHT_BYTES.set(0)
-        for party in parties:  # every configured party's series, from 0
-            metrics.PUSH_STREAMS_OPEN.labels(party).set(0)
+        self.count(parties)
+
+    def count(self, parties: Iterable[str]) -> None:
+        """Every configured party's series, from 0 (a party added by a reload too)."""
+        for party in parties:
+            with self._lock:
+                metrics.PUSH_STREAMS_OPEN.labels(party).set(self._open.get(party, 0))
             for rule in (TooManyStreams.rule, StreamTooSlow.rule, ServerBusy.rule):
                 metrics.CALLS_LIMITED.labels(party, rule)
 

@@ -9,6 +9,7 @@ appended to the transparency log in the transaction that stores it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,6 +35,8 @@ from invsync.server import metrics
 from invsync.server.snapshot_sets import whole_set
 from invsync.server.storage import ExchangeStorage, LogWriter, log_entry
 from invsync.v1 import invsync_pb2 as pb
+
+log = logging.getLogger("invsync.server")
 
 # What _save answers when the keys in force changed while the report was built; make() builds
 # again, a few times at most (each time a rotation committed in between).
@@ -66,11 +69,16 @@ class ReportMaker:
         # Decoded snapshots by payload digest, least recently used first: the current and the
         # previous of each party of each pairing, and the one pushed next.
         self._decoded: dict[str, Snapshot] = {}
-        self._keep = 4 * len(policy.pairings) + 2
+        self._keep = _kept(policy)
         # The exchange hands in what it accepted from its own threads, while a report is made.
         self._remembering = threading.Lock()
         # Called once a new report is committed (server.report_news wakes who waits for one).
         self.on_saved: Callable[[], None] = lambda: None
+
+    def set_policy(self, policy: AcceptancePolicy) -> None:
+        """A reloaded configuration's (server.live_config); a report under way keeps its own."""
+        self.policy = policy
+        self._keep = _kept(policy)
 
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
@@ -86,6 +94,10 @@ class ReportMaker:
             return self._made(pairing) if self.stale(pairing) else None
 
     def _made(self, pairing: str) -> str | None:
+        if pairing not in self.policy.pairings:
+            # Asked for before a reload removed the pairing: its reports stay as they are.
+            log.info("no report for pairing=%s: it is no longer configured", pairing)
+            return None
         for _ in range(MAX_REBUILDS):
             made = self._make(pairing)
             if made is not STALE_SIGNERS:
@@ -96,6 +108,8 @@ class ReportMaker:
         """Whether the pairing's latest report does not compare its parties' latest snapshots
         (or there is none yet while one side has pushed): what a start must reconcile, and the
         only case in which a push gets a report (`make_if_stale`)."""
+        if pairing not in self.policy.pairings:
+            return False  # removed by a reload: nothing more to report
         latest = self._latest_accepted(pairing)
         if all(last == (0, "") for last in latest.values()):
             return False
@@ -246,6 +260,11 @@ class ReportMaker:
         """The party's keys in force for the pairing: pinned, or the one it rotated to."""
         keys = party_keyring(self.policy, self.store, party).keys_for(pairing)
         return [Signer(role, party, keyid, keys[keyid].spki_der) for keyid in sorted(keys)]
+
+
+def _kept(policy: AcceptancePolicy) -> int:
+    """How many decoded snapshots to keep: see ReportMaker.__init__."""
+    return 4 * len(policy.pairings) + 2
 
 
 def party_keyring(policy: AcceptancePolicy, store: ExchangeStorage, party: str) -> KeyRing:

@@ -73,19 +73,20 @@ def run_due(
 def start_scheduler(
     maker: ReportMaker,
     store: ExchangeStorage,
-    schedules: Mapping[str, str],
+    schedules: Callable[[], Mapping[str, str]],
     clock: Callable[[], datetime],
     stop: threading.Event,
     tick_seconds: float = TICK_SECONDS,
 ) -> threading.Thread:
-    """A daemon thread that runs `run_due` every `tick_seconds` until `stop` is set."""
+    """A daemon thread that runs `run_due` every `tick_seconds` until `stop` is set, on the
+    schedules `schedules()` gives then (a reload changes them: server.live_config)."""
 
     tried: dict[str, tuple[int, ...]] = {}
 
     def loop() -> None:
         while not stop.wait(tick_seconds):
             try:
-                run_due(maker, store, schedules, clock(), tried)
+                run_due(maker, store, schedules(), clock(), tried)
             except Exception:  # a failed report must not stop the schedule
                 log.exception("scheduled reports failed")
 

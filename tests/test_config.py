@@ -29,7 +29,7 @@ from invsync.agent.exchange.keys import generate, write_private_key
 from invsync.agent.exchange.pki import new_ca
 from invsync.server import config as server_config_module
 from invsync.server.config import load_server_config
-from invsync.server.daemon import policy_of
+from invsync.server.live_config import policy_of
 from tests.paths import ROOT
 
 DOC = ROOT / "docs" / "configuration.md"

@@ -16,6 +16,7 @@ import pytest
 
 from invsync.agent import gc_pause
 from invsync.agent.cli import agent as agent_cli
+from invsync.agent.config.settings import AgentConfig
 from invsync.agent.daemon.cycle import Agent
 from invsync.agent.gc_pause import collector_paused
 from invsync.server.cli import main
@@ -232,7 +233,15 @@ def test_agent_run_once_pauses_as_exiting_and_the_daemon_does_not(
         seen.append(exiting)
         return []
 
+    class NoAgent:  # the cycle is replaced: nothing of an agent is used but its close
+        def __init__(self, config: object, *, keeps: bool = True) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
     monkeypatch.setattr(agent_cli, "_cycle", cycle)
-    agent_cli._run(cast(Agent, None), True, 3600, 1.0)
+    monkeypatch.setattr(agent_cli, "Agent", NoAgent)
+    agent_cli._run_once(cast(AgentConfig, None), 1.0)
     agent_cli._cycle_logged(cast(Agent, None), 1.0)
     assert seen == [True, False]

@@ -13,16 +13,20 @@ from invsync.agent.cli.options import config_option
 from invsync.agent.cli.outcomes import ErrorFindings, IncompleteReport
 from invsync.agent.config.keyfiles import check_agent_keys
 from invsync.agent.config.settings import AgentConfig, PairingConfig, load_agent_config
+from invsync.agent.daemon.config_watch import CHANGED, ConfigWatch, is_stop, wait_for_event
 from invsync.agent.daemon.cycle import Agent, PushOutcome
+from invsync.agent.daemon.reload import Loaded, changes, reloaded_config
 from invsync.agent.daemon.signals import SignalWaiter
 from invsync.agent.daemon.writing import CycleResult
 from invsync.agent.errors import ConfigError, InvsyncError, TransportError
-from invsync.agent.exchange.client import rejection_rule
+from invsync.agent.exchange.client import NotFoundYet, Refused, rejection_rule
 from invsync.agent.gc_pause import collector_paused
 from invsync.agent.store.lock import DaemonLock
 from invsync.agent.telemetry import metrics
 from invsync.agent.telemetry.logs import log_context
 from invsync.agent.times import rfc3339
+
+_log = logging.getLogger("invsync.agent")
 
 
 @click.group("agent")
@@ -64,29 +68,79 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     check_agent_keys(config)  # before the lock: a refused start leaves nothing behind
     with DaemonLock(config.database), log_context(party=config.party):
         metrics.serve(config.metrics_listen, f"{config.file}: agent.metrics_listen")
-        agent = Agent(config, keeps=not once)
-        try:
-            _run(agent, once, interval, wait)
-        finally:
-            agent.close()
+        if once:
+            _run_once(config, wait)
+        else:
+            _run_daemon(config, interval, wait)
 
 
-def _run(agent: Agent, once: bool, interval: int, wait: float) -> None:
-    if once:
+def _run_once(config: AgentConfig, wait: float) -> None:
+    agent = Agent(config, keeps=False)
+    try:
         _check_once(_cycle(agent, wait, exiting=True))
-        return
-    with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
-        while True:
-            started = time.monotonic()
-            _cycle_logged(agent, wait)
-            click.echo(
-                f"{agent.config.party}: cycle ended after {time.monotonic() - started:.1f} s;"
-                f" the next in {interval} s, or at once on SIGHUP"
-            )
-            # SIGHUP starts the next cycle at once; SIGTERM ends the loop after this cycle.
-            if signal.SIGTERM in waiter.wait(interval):
-                break
-    click.echo(f"{agent.config.party}: stopped")
+    finally:
+        agent.close()
+
+
+def _run_daemon(config: AgentConfig, interval: int, wait: float) -> None:
+    """A cycle now, then every `interval` seconds; at once on SIGHUP or a change of the
+    configuration file, which is read again first (agent.daemon.reload)."""
+    loaded = Loaded.of(config)
+    agent = Agent(config)
+    try:
+        with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
+            watch = ConfigWatch(config.file)
+            while True:
+                started = time.monotonic()
+                _cycle_logged(agent, wait)
+                click.echo(
+                    f"{agent.config.party}: cycle ended after {time.monotonic() - started:.1f} s;"
+                    f" the next in {interval} s, or at once on SIGHUP"
+                )
+                event = wait_for_event(waiter, watch, interval)
+                if is_stop(event):  # SIGTERM ends the loop after the cycle under way
+                    break
+                if event:  # SIGHUP or a changed file; a timeout only cycles
+                    agent, loaded = _reloaded(agent, loaded, interval, changed=event == CHANGED)
+                    watch.changed()  # the file as reloaded is the one seen
+    finally:
+        agent.close()
+    click.echo(f"{config.party}: stopped")
+
+
+def _reloaded(
+    agent: Agent, loaded: Loaded, interval: int, *, changed: bool
+) -> tuple[Agent, Loaded]:
+    """The agent of the configuration file as it is now; `agent` itself when the file is
+    refused, or when neither it nor the files an agent reads once changed (a SIGHUP that only
+    asks for a cycle keeps what the daemon holds between cycles)."""
+    file, party = agent.config.file, agent.config.party
+    if changed:
+        click.echo(f"{party}: {file} changed: reloading it")
+    try:
+        new = Loaded.of(reloaded_config(agent.config))
+        _check_interval(new.config, interval)
+    except InvsyncError as e:
+        _log.error("reload of %s refused, the running configuration stays: %s", file, e)
+        return agent, loaded
+    if new == loaded:
+        if changed:
+            click.echo(f"{party}: {file}: nothing to apply")
+        return agent, loaded
+    agent.close()
+    try:
+        fresh = Agent(new.config)
+    except InvsyncError as e:
+        _log.error("reload of %s failed, the running configuration stays: %s", file, e)
+        return Agent(agent.config), loaded
+    click.echo(f"{party}: reloaded {file}: {changes(agent.config, new.config)}")
+    if new.config.metrics_listen != agent.config.metrics_listen:
+        _log.warning(
+            "%s: agent.metrics_listen changed; metrics stay on %r until the daemon restarts",
+            file,
+            agent.config.metrics_listen,
+        )
+    return fresh, new
 
 
 def _check_once(results: list[CycleResult]) -> None:
@@ -104,7 +158,7 @@ def _cycle_logged(agent: Agent, wait: float) -> None:
     try:
         _cycle(agent, wait)
     except InvsyncError as e:
-        logging.getLogger("invsync.agent").error("cycle failed: %s", e)
+        _log.error("cycle failed: %s", e)
 
 
 def _cycle(agent: Agent, wait: float, *, exiting: bool = False) -> list[CycleResult]:
@@ -116,16 +170,38 @@ def _cycle(agent: Agent, wait: float, *, exiting: bool = False) -> list[CycleRes
         try:
             count = agent.collect()
             click.echo(f"{party}: collected {count} certificates")
-            results = []
-            for pairing in agent.config.pairings.values():
-                with log_context(pairing=pairing.name, peer=pairing.peer):
-                    try:
-                        results.append(_pairing_cycle(agent, pairing, wait))
-                    finally:
-                        agent.end_pairing(pairing.name)
-            return results
+            return _pairings(agent, wait)
         finally:  # a failed cycle too: a daemon lives on, or is killed
             agent.end_cycle()
+
+
+def _pairings(agent: Agent, wait: float) -> list[CycleResult]:
+    """Each pairing's part of the cycle. One that fails on its own (its push or report refused,
+    or not verified) does not keep the next from running: with a pairing removed at the server
+    before here, the others still go on. The first failure is raised once all have run, the
+    others logged; a server that does not answer at all ends the cycle at once."""
+    results: list[CycleResult] = []
+    failed: list[InvsyncError] = []
+    for pairing in agent.config.pairings.values():
+        with log_context(pairing=pairing.name, peer=pairing.peer):
+            try:
+                results.append(_pairing_cycle(agent, pairing, wait))
+            except InvsyncError as e:
+                if _unanswered(e):
+                    raise
+                if failed:
+                    _log.error("pairing %s failed too: %s", pairing.name, e)
+                failed.append(e)
+            finally:
+                agent.end_pairing(pairing.name)
+    if failed:
+        raise failed[0]
+    return results
+
+
+def _unanswered(error: InvsyncError) -> bool:
+    """A call the server never answered: every other pairing's would fail the same way."""
+    return isinstance(error, TransportError) and not isinstance(error, Refused | NotFoundYet)
 
 
 def _pairing_cycle(agent: Agent, pairing: PairingConfig, wait: float) -> CycleResult:

@@ -46,6 +46,8 @@ def test_sighup_runs_a_cycle_and_sigterm_stops_cleanly(federation: Federation) -
         _drop_last_certificate(federation.work / "data" / "jprs_ca_certificates.pem")
         daemon.send_signal(signal.SIGHUP)
         wait_for(out, "jprs: pushed secom-jprs snapshot version 2 (content changed)")
+        # A SIGHUP with the configuration unchanged only runs a cycle: the agent is kept.
+        assert "jprs: reloaded " not in out.read_text()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     finally:

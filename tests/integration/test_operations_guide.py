@@ -25,17 +25,20 @@ from tests.paths import ROOT
 pytestmark = pytest.mark.integration
 GUIDE = ROOT / "docs" / "operations.md"
 COMPLETE = "complete: server valid, root valid, subordinate valid"
-# Bash that waits up to a minute for FILE to contain TEXT, printing FILE if it never does.
+# Bash that waits up to a minute for FILE to contain TEXT (at least N times), printing FILE if
+# it never does.
 WAIT = """wait_for() {
-  for _ in $(seq 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 600); do [ "$(grep -c "$2" "$1")" -ge "${3:-1}" ] && return 0; sleep 0.1; done
   cat "$1" >&2; return 1
 }
+RELOADS=0
 """
+SIGHUP_SERVER = "pkill -HUP -f 'invsync server run --config server.toml'"
 
 
 def _section() -> str:
     text = GUIDE.read_text()
-    return text[text.index("## 2. First pairing") : text.index("### 2.8")]
+    return text[text.index("## 2. First pairing") : text.index("### 2.9")]
 
 
 def _step(kind: str, body: str, name: str | None) -> str:
@@ -48,10 +51,13 @@ def _step(kind: str, body: str, name: str | None) -> str:
     lines: list[str] = []
     daemons: list[str] = []
     for line in body.splitlines():
-        if " server run " in line:  # a terminal of its own
+        if line == SIGHUP_SERVER:  # this server, not another test's; and wait for its reload
+            lines += ['kill -HUP "$SERVER"', "RELOADS=$((RELOADS + 1))"]
+            lines.append('wait_for server.out "reloaded server.toml: " "$RELOADS"')
+        elif " server run " in line:  # a terminal of its own
             lines += [f"{line} > server.out 2>&1 &", "SERVER=$!", "wait_for server.out listening"]
         elif line.endswith("--once)"):  # a terminal each, started together
-            lines += [f"{line} > {line.split()[1]}.once 2>&1 &", "ONCE+=($!)"]
+            lines += [f"{line} >> {line.split()[1]}.once 2>&1 &", "ONCE+=($!)"]
         elif line.endswith(") &"):  # the daemons
             party = line.split()[1]
             lines += [f"{line[:-2]} > {party}.daemon 2>&1 &", "DAEMONS+=($!)"]
@@ -119,7 +125,10 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert stdout.count(COMPLETE) == 2, stdout
     assert "unverified" not in stdout and "untrusted" not in stdout, stdout
     assert "invsync report verify --config secom/agent.toml" in _section()
-    assert len(list((pilot / "secom" / "reports").glob("*.report.json"))) == 1
+    reports = sorted(p.name.split("-2021")[0] for p in (pilot / "secom").glob("reports/*.json"))
+    assert reports == ["secom-jprs", "secom-nii"]
+    _check_nii_joined_and_left(pilot, stdout, logs)
+    assert "PERMISSION_DENIED: TLS client certificate CN='nii' is not the tls_identity" in stderr
     # Each TLS key is where it was made (issue 14), and the CA's stayed with the operator.
     for host, name in (("exchange", "localhost"), ("secom", "secom"), ("jprs", "jprs")):
         key = pilot / host / "tls" / f"{name}.key"
@@ -129,8 +138,25 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "exchange/ca/ca.key",
         "exchange/tls/localhost.key",
         "jprs/tls/jprs.key",
+        "nii/tls/nii.key",
         "secom/tls/secom.key",
     ]
+
+
+def _check_nii_joined_and_left(pilot: Path, stdout: str, logs: dict[str, str]) -> None:
+    """2.8: the running server took NII in and let it go again; NII's one cycle was reported
+    and signed by all three; its call after leaving was refused by its TLS identity."""
+    server = (pilot / "server.out").read_text()
+    assert "reloaded server.toml: parties +nii; pairings +secom-nii; 0 revoked" in server
+    assert "reloaded server.toml: parties -nii; pairings -secom-nii; 0 revoked" in server
+    assert "exchange/server.toml: ok (server config 'exchange', 3 parties, 2 pairings)" in stdout
+    assert "secom/agent.toml: ok (agent config for party secom, 2 pairings)" in stdout
+    nii = logs["nii.once"]
+    assert "nii: collected 16 certificates" in nii, nii
+    assert "nii: pushed secom-nii snapshot version 1 (first snapshot)" in nii, nii
+    assert "(server valid, root valid, subordinate valid)" in nii, nii
+    assert "secom: pushed secom-nii snapshot version 1 (first snapshot)" in logs["secom.once"]
+    assert "nii: exit status 3" in stdout
 
 
 def test_no_step_of_the_walkthrough_moves_a_private_key_between_hosts() -> None:

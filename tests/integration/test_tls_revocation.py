@@ -150,8 +150,9 @@ def test_sighup_applies_a_new_crl_and_keeps_the_old_one_when_the_new_does_not_ve
         other = crl_of(new_ca(), [], now).public_bytes(serialization.Encoding.PEM)
         (tmp_path / "tls" / "crl.pem").write_bytes(other)
         proc.send_signal(signal.SIGHUP)
-        _wait_for(log, "reload refused, the running configuration stays: ")
+        refused = f"reload of {tmp_path / 'server.toml'} refused, the running configuration stays: "
+        _wait_for(log, refused)
         assert "is not signed by a CA of tls.client_ca" in log.read_text()
         assert _jprs_denied(fed) == denied
         assert proc.poll() is None  # still serving
-        assert "take effect when the server restarts" not in log.read_text()
+        assert "until the server restarts" not in log.read_text()
