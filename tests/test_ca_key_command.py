@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -353,3 +354,34 @@ def test_the_modules_signature_is_over_the_exact_bytes_sent(
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
     assert cert.signature_algorithm_oid == x509.oid.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the guide's module is openssl")
+def test_the_guides_hardware_key_lines_run_as_written(tmp_path: Path) -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("#### The CA key in a hardware module") : guide.index("### 2.3")]
+    lines = section.split("```text\n")[1].split("```")[0]
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", lines],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    ca = tmp_path / "hsm-ca"
+    assert sorted(p.name for p in ca.iterdir()) == [
+        "ca.pem", "issued.jsonl", "key-command.json", "lock",
+    ]  # fmt: skip
+    assert json.loads((ca / "key-command.json").read_text())["command"][:3] == [
+        "openssl", "dgst", "-sha256",
+    ]  # fmt: skip
+    root = _cert(ca / "ca.pem")
+    root.verify_directly_issued_by(root)
+    module_public = serialization.load_pem_public_key((tmp_path / "token/ca.pub.pem").read_bytes())
+    assert root.public_key() == module_public
+    _cert(tmp_path / "hsm-tls" / "localhost.crt").verify_directly_issued_by(root)
+    assert "wrote hsm-tls/localhost.crt (server certificate CN=localhost" in done.stdout
