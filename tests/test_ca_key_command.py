@@ -255,6 +255,21 @@ def test_key_command_options_are_checked(tmp_path: Path, module: Module) -> None
     assert _refused("ca", "init", ca, "--key-command", " ", "--public-key", module.public) == (
         "--key-command is empty: give the command that signs"
     )
+    for seconds in ("0", "nan", "601"):
+        message = _refused(
+            "ca",
+            "init",
+            ca,
+            "--key-command",
+            module.command(),
+            "--public-key",
+            module.public,
+            "--key-timeout",
+            seconds,
+        )
+        assert message == (
+            f"--key-timeout must be above 0 and at most 600 seconds, got {float(seconds)}"
+        )
     rsa_public = tmp_path / "rsa.pub"
     rsa_public.write_bytes(
         rsa.generate_private_key(65537, 2048)

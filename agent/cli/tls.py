@@ -68,9 +68,9 @@ def tls_ca() -> None:
 @click.option(
     "--key-command",
     metavar="'CMD ARGS'",
-    help="Sign with a key kept in a hardware module instead of ca.key: the command reads the "
-    "bytes to sign on stdin and prints a DER ECDSA-SHA256 signature on stdout, exit status 0 "
-    "(run without a shell, in DIR; see docs/operations.md 2.2). Needs --public-key.",
+    help="Sign with a key kept in a hardware module instead of ca.key: the command that reads "
+    "the bytes to sign on stdin and prints their DER ECDSA-SHA256 signature (see above and "
+    "docs/operations.md 2.2). Needs --public-key.",
 )
 @click.option(
     "--public-key",
@@ -84,7 +84,7 @@ def tls_ca() -> None:
     show_default=True,
     metavar="SECONDS",
     type=float,
-    help="With --key-command: how long it may take to sign; then it is stopped.",
+    help="With --key-command: how long it may take to sign (at most 600); then it is stopped.",
 )
 def tls_ca_init(
     directory: Path,
@@ -97,7 +97,11 @@ def tls_ca_init(
     on this host, and issued.jsonl, the register of what it signs. Valid for five years.
 
     With --key-command, no key is made: DIR/key-command.json (mode 600) records the command,
-    which signs the CA certificate now and everything the CA signs later."""
+    which signs the CA certificate now and all the CA signs later. It is run without a shell,
+    in DIR, with this environment; it is given the exact DER to sign (a TBSCertificate or
+    TBSCertList) on stdin, and must print only the DER ECDSA signature over SHA-256 by the CA's
+    key on stdout and exit 0 within --key-timeout seconds. Otherwise nothing is signed or
+    written, and the error quotes the last line of its stderr."""
     from invsync.agent.exchange.ca_key import KeyCommand
     from invsync.agent.exchange.ca_register import REGISTER
     from invsync.agent.exchange.federation_ca import CA_VALIDITY, init_ca
@@ -162,7 +166,9 @@ def tls_request(directory: Path, name: str) -> None:
 )
 def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None) -> None:
     """Sign a request made by `tls request` with the CA in DIR: the certificate names the
-    request's Common Name alone, and is recorded in the CA's register before it is written."""
+    request's Common Name alone, and is recorded in the CA's register before it is written.
+    It ends --days on, or with the CA certificate if that is sooner. One `sign` or `revoke`
+    at a time works on a CA (DIR/lock): a second waits up to two minutes."""
     from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
 
     target = out or csr.with_suffix(".crt")

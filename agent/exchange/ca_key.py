@@ -45,6 +45,7 @@ from invsync.agent.errors import InvsyncError
 
 KEY_COMMAND = "key-command.json"
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 600.0  # a module that needs longer is not answering
 CURVES = ("secp256r1", "secp384r1")
 _SHOWN = 200  # characters of the command's stderr or output quoted in an error
 
@@ -57,6 +58,17 @@ class KeyCommandError(InvsyncError):
         "Run the key command by hand on some bytes (`CMD < some.der > sig.der`) and check that "
         "it exits 0 and prints only a DER ECDSA-SHA256 signature by the CA's key; the CA "
         "directory's key-command.json holds the command and its timeout."
+    )
+
+
+class KeyCommandInputError(InvsyncError):
+    """A key command, its record or the public key given for it cannot be used as given. The
+    message names the option or file."""
+
+    hint = (
+        "Give --key-command the command line that signs and --public-key the module's public "
+        'key; the CA directory\'s key-command.json records them as {"command": [words], '
+        '"timeout_seconds": N}.'
     )
 
 
@@ -93,17 +105,20 @@ class KeyCommand:
 
     @classmethod
     def parse(cls, line: str, timeout: float = DEFAULT_TIMEOUT) -> KeyCommand:
-        """The command from the line the operator gave; KeyCommandError if it has no words."""
+        """The command from the line the operator gave; KeyCommandInputError if it has no
+        words or its timeout is out of bounds."""
         try:
             argv = tuple(shlex.split(line))
         except ValueError as e:
-            raise KeyCommandError(
+            raise KeyCommandInputError(
                 f"--key-command {line!r}: cannot split it into words ({e})"
             ) from e
         if not argv:
-            raise KeyCommandError("--key-command is empty: give the command that signs")
-        if not timeout > 0:
-            raise KeyCommandError(f"--key-timeout must be more than 0 seconds, got {timeout}")
+            raise KeyCommandInputError("--key-command is empty: give the command that signs")
+        if not _timeout_ok(timeout):
+            raise KeyCommandInputError(
+                f"--key-timeout must be above 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout}"
+            )
         return cls(argv, timeout)
 
     @property
@@ -115,39 +130,49 @@ class KeyCommand:
 
 
 def read_key_command(path: Path) -> KeyCommand:
-    """The key command recorded at `path`; KeyCommandError naming the file otherwise."""
+    """The key command recorded at `path`; KeyCommandInputError naming the file otherwise."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise KeyCommandError(f"{path}: cannot read the key command ({e})") from e
-    argv, timeout = (
-        (data.get("command"), data.get("timeout_seconds"))
-        if isinstance(data, dict)
-        else (None, None)
-    )
+        raise KeyCommandInputError(f"{path}: cannot read the key command ({e})") from e
+    if not isinstance(data, dict):
+        raise KeyCommandInputError(f"{path}: not a JSON object")
+    argv, timeout = data.get("command"), data.get("timeout_seconds")
     if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-        raise KeyCommandError(f'{path}: "command" must be a list of words, the first the program')
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise KeyCommandError(f'{path}: "timeout_seconds" must be a number of seconds above 0')
+        raise KeyCommandInputError(
+            f'{path}: "command" must be a list of words, the first the program'
+        )
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not _timeout_ok(timeout)
+    ):
+        raise KeyCommandInputError(
+            f'{path}: "timeout_seconds" must be above 0 and at most {MAX_TIMEOUT:g}'
+        )
     return KeyCommand(tuple(argv), float(timeout))
+
+
+def _timeout_ok(seconds: float) -> bool:
+    return 0 < seconds <= MAX_TIMEOUT  # False for NaN too
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """The CA's public key as the hardware module exported it (PEM or DER SubjectPublicKeyInfo):
-    P-256 or P-384; KeyCommandError naming the file otherwise."""
+    P-256 or P-384; KeyCommandInputError naming the file otherwise."""
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise KeyCommandError(f"{path}: cannot read the public key ({e.strerror})") from e
+        raise KeyCommandInputError(f"{path}: cannot read the public key ({e.strerror})") from e
     try:
         if b"-----BEGIN" in data:
             public = serialization.load_pem_public_key(data)
         else:
             public = serialization.load_der_public_key(data)
     except (ValueError, TypeError) as e:
-        raise KeyCommandError(f"{path}: not a PEM or DER public key ({e})") from e
+        raise KeyCommandInputError(f"{path}: not a PEM or DER public key ({e})") from e
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name not in CURVES:
-        raise KeyCommandError(f"{path}: the CA's key must be an ECDSA P-256 or P-384 key")
+        raise KeyCommandInputError(f"{path}: the CA's key must be an ECDSA P-256 or P-384 key")
     return public
 
 

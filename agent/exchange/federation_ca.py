@@ -16,11 +16,12 @@ here. So no private key moves between hosts.
 A request is verified before anything is read from it: its signature with the key it carries
 (proof that whoever sent it holds that key), then its subject, which must be exactly one
 Common Name, a plain name (the party's tls_identity, or the server's DNS name). Nothing else in
-the request is copied: the certificate's extensions are the ones `pki.issue` sets.
+the request is copied: the certificate's extensions are the ones `pki.leaf_builder` sets.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -146,10 +147,12 @@ def _init_in(
 
 
 def _write_private(path: Path, text: str) -> None:
-    """`text` in a new file of mode 0600: what signs for the CA is the operator's alone."""
-    with path.open("x", encoding="utf-8") as out:
-        path.chmod(0o600)
+    """`text` in a new file, 0600 from the start: what signs for the CA is the operator's."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def sign_request(
@@ -177,7 +180,8 @@ def sign_request(
             f"{directory / CA_CERT}: the CA certificate expired {ca_end:%Y-%m-%d}; it signs "
             "nothing more: make a new CA with `tls ca init`"
         )
-    end = min(when + timedelta(days=days), ca_end)
+    asked = when + timedelta(days=days)
+    end = min(asked, ca_end)
     kind = "server" if server else "client"
     with holding(directory, notice, lock_wait):
         register = directory / REGISTER
@@ -185,7 +189,7 @@ def sign_request(
         builder = leaf_builder(ca.cert, name, public, server=server, now=when, serial=serial)
         cert = ca_sign.certificate(builder.not_valid_after(end), ca.key)
         append(register, _entry(cert, kind, when))
-    return Signed(cert, kind, register, capped=end == ca_end)
+    return Signed(cert, kind, register, capped=asked > ca_end)
 
 
 def _fresh_serial(used: set[str]) -> int:
