@@ -23,6 +23,9 @@ from invsync.agent.errors import (
     TransportError,
 )
 from invsync.agent.evidence.failures import BundleError, CheckFailed
+from invsync.agent.exchange.ca_key import KeyCommandError, KeyCommandInputError
+from invsync.agent.exchange.ca_lock import CaBusy
+from invsync.agent.exchange.ca_sign import AssemblyError
 from invsync.agent.store.lock import DatabaseInUse
 from invsync.server.cli import main
 from tests.paths import DEMO, SECOM_JPRS
@@ -129,6 +132,10 @@ def _group_raising(error: BaseException) -> click.Group:
         (TransportError("failed to connect to all addresses"), 3),
         (StoreError("database disk image is malformed"), 3),
         (DatabaseInUse("another invsync daemon (pid 1) holds it"), 3),
+        (KeyCommandError("key command `p11-sign` failed (exit status 1)"), 3),
+        (CaBusy("ca/lock: another `tls sign` or `tls revoke` (pid 1) still holds this CA"), 3),
+        (AssemblyError("the certificate assembled does not verify with the CA's key"), 3),
+        (KeyCommandInputError("--key-command is empty: give the command that signs"), 2),
         (SourceError("a.pem:1: not a certificate"), 2),
         (ConfigError("x.toml: server.address: missing"), 2),
         (BundleError("not a bundle"), 2),

@@ -8,11 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import ssl
 import subprocess
 import sys
-import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,9 +25,12 @@ from hypothesis import strategies as st
 from invsync.agent.cli.tls import tls_group
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange import federation_ca
+from invsync.agent.exchange.ca_lock import CaBusy, holding
 from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
+from invsync.agent.files import write_atomically
 from invsync.server.client_crl import load_revoked
 from tests.paths import ROOT
+from tests.tls_certs import handshake
 
 PEM_END = b"-----END CERTIFICATE REQUEST-----\n"
 
@@ -102,7 +103,8 @@ def test_requests_signed_by_the_ca_make_a_federation_no_key_left_its_host(
         key = serialization.load_pem_private_key((hosts[host] / f"{name}.key").read_bytes(), None)
         assert key.public_key() == cert.public_key()
         assert os.stat(hosts[host] / f"{name}.key").st_mode & 0o777 == 0o600
-    assert sorted(p.name for p in hosts["ca"].iterdir()) == ["ca.key", "ca.pem", "issued.jsonl"]
+    listed = sorted(p.name for p in hosts["ca"].iterdir())
+    assert listed == ["ca.key", "ca.pem", "issued.jsonl", "lock"]
     days = [(_cert(p).not_valid_after_utc - _cert(p).not_valid_before_utc) for p in (server, jprs)]
     assert [d.days for d in days] == [30, 397]  # from five minutes before signing
     sans = _cert(server).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -113,31 +115,12 @@ def test_the_signed_certificates_complete_a_mutual_tls_handshake(hosts: dict[str
     server = _sign(hosts, "exchange", "exchange.example", "--server")
     client = _sign(hosts, "secom", "secom", "--client")
     ca = hosts["ca"] / "ca.pem"
-    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    serving.load_cert_chain(server, hosts["exchange"] / "exchange.example.key")
-    serving.load_verify_locations(ca)
-    serving.verify_mode = ssl.CERT_REQUIRED
-    dialing = ssl.create_default_context(cafile=str(ca))
-    dialing.load_cert_chain(client, hosts["secom"] / "secom.key")
-    listener = socket.create_server(("127.0.0.1", 0))
-    seen: dict[str, object] = {}
-
-    def accept() -> None:
-        conn, _ = listener.accept()
-        with serving.wrap_socket(conn, server_side=True) as tls:
-            seen["peer"] = tls.getpeercert()
-            tls.sendall(b"ok")
-
-    thread = threading.Thread(target=accept)
-    thread.start()
-    with (
-        socket.create_connection(listener.getsockname()) as raw,
-        dialing.wrap_socket(raw, server_hostname="exchange.example") as tls,
-    ):
-        assert tls.recv(2) == b"ok"
-    thread.join(10)
-    listener.close()
-    peer = seen["peer"]
+    peer = handshake(
+        ca,
+        (server, hosts["exchange"] / "exchange.example.key"),
+        (client, hosts["secom"] / "secom.key"),
+        "exchange.example",
+    )
     assert isinstance(peer, dict)
     assert peer["subject"] == ((("commonName", "secom"),),)
 
@@ -299,7 +282,7 @@ def test_revoke_records_it_and_writes_a_crl_the_ca_signed(hosts: dict[str, Path]
     out = _ok("revoke", serial, "--ca", hosts["ca"], "--reason", "key compromise").output
     crl_path = hosts["ca"] / "crl.pem"
     assert f"serial {serial} (client secom) revoked" in out
-    assert f"wrote {crl_path}: copy it to the server as tls.client_crl, send it SIGHUP" in out
+    assert f"wrote {crl_path} (CRL number 1): copy it to the server as tls.client_crl" in out
     crl = x509.load_pem_x509_crl(crl_path.read_bytes())
     ca = _cert(hosts["ca"] / "ca.pem")
     assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
@@ -351,11 +334,15 @@ def test_a_revocation_whose_crl_could_not_be_written_is_completed_by_running_it_
     secom = _cert(_sign(hosts, "secom", "secom", "--client"))
     serial = f"{secom.serial_number:x}"
 
+    crl = hosts["ca"] / "crl.pem"
+    written = write_atomically
+
     def full(path: Path, data: bytes | str) -> None:
-        raise OSError(28, "No space left on device")
+        if path == crl:
+            raise OSError(28, "No space left on device")
+        written(path, data)
 
     monkeypatch.setattr(federation_ca, "write_atomically", full)
-    crl = hosts["ca"] / "crl.pem"
     assert _refused("revoke", serial, "--ca", hosts["ca"]) == (
         f"{crl}: cannot write the CRL (No space left on device); the register holds the "
         "revocation: run the same `tls revoke` again to write it"
@@ -385,3 +372,124 @@ def test_an_unreadable_ca_certificate_is_named(hosts: dict[str, Path]) -> None:
     (hosts["ca"] / "ca.pem").write_text("damaged")
     message = _refused("sign", hosts["secom"] / "secom.csr", "--ca", hosts["ca"], "--client")
     assert message.startswith(f"{hosts['ca'] / 'ca.pem'}: the CA certificate does not load (")
+
+
+def test_a_certificate_ends_no_later_than_the_ca_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(federation_ca, "CA_VALIDITY", timedelta(days=10))
+    _ok("ca", "init", tmp_path / "ca")
+    _ok("request", tmp_path / "p", "--name", "secom")
+    out = _ok("sign", tmp_path / "p" / "secom.csr", "--ca", tmp_path / "ca", "--client").output
+    ca, cert = _cert(tmp_path / "ca" / "ca.pem"), _cert(tmp_path / "p" / "secom.crt")
+    assert cert.not_valid_after_utc == ca.not_valid_after_utc
+    assert (
+        "its validity was cut short of 90 days to end with the CA certificate's; make a new CA "
+        "before then"
+    ) in out
+    entry = json.loads((tmp_path / "ca" / "issued.jsonl").read_text())
+    assert entry["not_after"] == ca.not_valid_after_utc.isoformat()
+    # Within the CA's life, nothing is cut and nothing is said.
+    _ok("request", tmp_path / "q", "--name", "jprs")
+    out = _ok(
+        "sign", tmp_path / "q" / "jprs.csr", "--ca", tmp_path / "ca", "--client", "--days", "9"
+    ).output
+    assert "cut short" not in out
+    assert _cert(tmp_path / "q" / "jprs.crt").not_valid_after_utc < ca.not_valid_after_utc
+    # A CA past its end signs nothing.
+    later = datetime.now(UTC) + timedelta(days=11)
+    with pytest.raises(FederationCaError) as refused:
+        sign_request(
+            tmp_path / "ca",
+            (tmp_path / "q" / "jprs.csr").read_bytes(),
+            "jprs.csr",
+            server=False,
+            now=later,
+        )
+    assert str(refused.value) == (
+        f"{tmp_path / 'ca' / 'ca.pem'}: the CA certificate expired "
+        f"{ca.not_valid_after_utc:%Y-%m-%d}; it signs nothing more: make a new CA with "
+        "`tls ca init`"
+    )
+
+
+def test_certificates_and_crls_name_their_keys_and_crls_are_numbered(
+    hosts: dict[str, Path],
+) -> None:
+    ca = _cert(hosts["ca"] / "ca.pem")
+    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ca_ski == x509.SubjectKeyIdentifier.from_public_key(ca.public_key())
+    certs = [_cert(_sign(hosts, "secom", "secom", "--client"))]
+    certs.append(_cert(_sign(hosts, "jprs", "jprs", "--client")))
+    for cert in certs:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        assert aki.key_identifier == ca_ski.digest
+    numbers = []
+    for serial in (certs[0].serial_number, certs[1].serial_number, certs[1].serial_number):
+        _ok("revoke", f"{serial:x}", "--ca", hosts["ca"])
+        crl = x509.load_pem_x509_crl((hosts["ca"] / "crl.pem").read_bytes())
+        numbers.append(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        assert aki.key_identifier == ca_ski.digest
+    assert numbers == [1, 2, 3]  # the third only signs the same list again: a newer CRL
+    assert (hosts["ca"] / "crl-number").read_text() == "3\n"
+    (hosts["ca"] / "crl-number").write_text("three\n")
+    assert _refused("revoke", f"{certs[0].serial_number:x}", "--ca", hosts["ca"]) == (
+        f"{hosts['ca'] / 'crl-number'}: not a CRL number (a decimal number), got 'three\\n'"
+    )
+
+
+def test_a_second_command_on_a_locked_ca_waits_then_is_refused_naming_the_lock(
+    hosts: dict[str, Path],
+) -> None:
+    told: list[str] = []
+    csr = (hosts["secom"] / "secom.csr").read_bytes()
+    with holding(hosts["ca"], told.append), pytest.raises(CaBusy) as refused:
+        sign_request(hosts["ca"], csr, "secom.csr", server=False, notice=told.append, lock_wait=0.3)
+    assert str(refused.value) == (
+        f"{hosts['ca'] / 'lock'}: another `tls sign` or `tls revoke` (pid {os.getpid()}) still "
+        "holds this CA after 0.3 seconds; nothing was done"
+    )
+    assert told == [
+        f"waiting for another `tls sign` or `tls revoke` on this CA (pid {os.getpid()})"
+    ]
+    assert (hosts["ca"] / "issued.jsonl").read_text() == ""
+    # Released, the same call goes through.
+    sign_request(hosts["ca"], csr, "secom.csr", server=False, lock_wait=0.3)
+
+
+def test_a_register_line_cut_short_by_a_crash_is_removed_and_said(
+    hosts: dict[str, Path],
+) -> None:
+    register = hosts["ca"] / "issued.jsonl"
+    first = _cert(_sign(hosts, "secom", "secom", "--client"))
+    whole = register.read_bytes()
+    register.write_bytes(whole + b'{"common_name": "jprs", "kind": "cli')  # the crash
+    result = _ok("sign", hosts["jprs"] / "jprs.csr", "--ca", hosts["ca"], "--client")
+    assert (
+        f"{register}:2: removed a line cut short by an interrupted write "
+        '(\'{"common_name": "jprs", "kind": "cli\'); the certificate or revocation it began '
+        "was never written out: if it was a revocation, run that `tls revoke` again"
+    ) in result.stderr
+    entries = [json.loads(line) for line in register.read_text().splitlines()]
+    assert [e["common_name"] for e in entries] == ["secom", "jprs"]
+    # A last line whole but for its newline is kept, and the next line starts on its own.
+    register.write_bytes(register.read_bytes()[:-1])
+    _ok("revoke", f"{first.serial_number:x}", "--ca", hosts["ca"])
+    entries = [json.loads(line) for line in register.read_text().splitlines()]
+    assert [e["serial"] for e in entries][-1] == f"{first.serial_number:x}"
+    assert len(entries) == 3 and register.read_text().endswith("\n")
+
+
+def test_a_serial_the_register_holds_is_drawn_again(
+    hosts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = _cert(_sign(hosts, "secom", "secom", "--client")).serial_number
+    draws = iter([used, used, used + 1])
+    monkeypatch.setattr(x509, "random_serial_number", lambda: next(draws))
+    signed = sign_request(
+        hosts["ca"], (hosts["jprs"] / "jprs.csr").read_bytes(), "jprs.csr", server=False
+    )
+    assert signed.cert.serial_number == used + 1

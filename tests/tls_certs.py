@@ -1,8 +1,12 @@
 """Client certificates the federation tooling never issues (several Common Names), signed by a
-federation CA from `agent.exchange.pki`, for the server's "exactly one CN" rule."""
+federation CA from `agent.exchange.pki`, for the server's "exactly one CN" rule; and a real
+mutual-TLS handshake, to show that certificates the federation CA signs are accepted."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +16,39 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from invsync.agent.exchange.pki import Issued
+
+
+def handshake(
+    ca: Path, server: tuple[Path, Path], client: tuple[Path, Path], server_name: str
+) -> object:
+    """A real mutual-TLS handshake on loopback: a server with (certificate, key) `server`
+    requiring a client certificate from `ca`, dialled by `client` checking the server against
+    `ca` under `server_name`. The server's view of the client certificate (`getpeercert`)."""
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(*server)
+    serving.load_verify_locations(ca)
+    serving.verify_mode = ssl.CERT_REQUIRED
+    dialing = ssl.create_default_context(cafile=str(ca))
+    dialing.load_cert_chain(*client)
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, object] = {}
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        with serving.wrap_socket(conn, server_side=True) as tls:
+            seen["peer"] = tls.getpeercert()
+            tls.sendall(b"ok")
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    with (
+        socket.create_connection(listener.getsockname()) as raw,
+        dialing.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+    listener.close()
+    return seen["peer"]
 
 
 def client_certificate(ca: Issued, *common_names: str) -> Issued:

@@ -36,6 +36,9 @@ from invsync.agent.errors import (
     TransportError,
 )
 from invsync.agent.evidence.failures import CheckFailed
+from invsync.agent.exchange.ca_key import KeyCommandError
+from invsync.agent.exchange.ca_lock import CaBusy
+from invsync.agent.exchange.ca_sign import AssemblyError
 from invsync.agent.exchange.envelope import MalformedEnvelope
 from invsync.agent.exchange.rejections import UntrustedInput
 from invsync.agent.store.lock import DatabaseInUse
@@ -64,6 +67,9 @@ EXIT_CODES: Mapping[type[InvsyncError], int] = {
     TransportError: EXIT_CANNOT_RUN,
     StoreError: EXIT_CANNOT_RUN,
     DatabaseInUse: EXIT_CANNOT_RUN,
+    KeyCommandError: EXIT_CANNOT_RUN,  # the CA's hardware key did not sign
+    CaBusy: EXIT_CANNOT_RUN,
+    AssemblyError: EXIT_CANNOT_RUN,
 }
 
 # For the epilog of `invsync --help`.

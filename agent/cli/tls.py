@@ -65,16 +65,62 @@ def tls_ca() -> None:
     metavar="NAME",
     help="The CA certificate's Common Name.",
 )
-def tls_ca_init(directory: Path, common_name: str) -> None:
+@click.option(
+    "--key-command",
+    metavar="'CMD ARGS'",
+    help="Sign with a key kept in a hardware module instead of ca.key: the command that reads "
+    "the bytes to sign on stdin and prints their DER ECDSA-SHA256 signature (see above and "
+    "docs/operations.md 2.2). Needs --public-key.",
+)
+@click.option(
+    "--public-key",
+    metavar="FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --key-command: the module's public key, PEM or DER (P-256 or P-384).",
+)
+@click.option(
+    "--key-timeout",
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    type=float,
+    help="With --key-command: how long it may take to sign (at most 600); then it is stopped.",
+)
+def tls_ca_init(
+    directory: Path,
+    common_name: str,
+    key_command: str | None,
+    public_key: Path | None,
+    key_timeout: float,
+) -> None:
     """Make a CA in DIR (new or empty): ca.pem to hand to every party, ca.key (mode 600) to keep
-    on this host, and issued.jsonl, the register of what it signs. Valid for five years."""
-    from invsync.agent.exchange.federation_ca import CA_VALIDITY, REGISTER, init_ca
+    on this host, and issued.jsonl, the register of what it signs. Valid for five years.
 
-    cert, key = init_ca(directory, common_name)
+    With --key-command, no key is made: DIR/key-command.json (mode 600) records the command,
+    which signs the CA certificate now and all the CA signs later. It is run without a shell,
+    in DIR, with this environment; it is given the exact DER to sign (a TBSCertificate or
+    TBSCertList) on stdin, and must print only the DER ECDSA signature over SHA-256 by the CA's
+    key on stdout and exit 0 within --key-timeout seconds. Otherwise nothing is signed or
+    written, and the error quotes the last line of its stderr."""
+    from invsync.agent.exchange.ca_key import KeyCommand
+    from invsync.agent.exchange.ca_register import REGISTER
+    from invsync.agent.exchange.federation_ca import CA_VALIDITY, init_ca
+
+    if key_command is None and public_key is not None:
+        raise click.UsageError("--public-key is for --key-command")
+    command = None if key_command is None else KeyCommand.parse(key_command, key_timeout)
+    cert, key = init_ca(directory, common_name, command, public_key)
     click.echo(f"wrote {cert} (CA certificate: send it to every party and the server)")
-    click.echo(f"wrote {key} (CA key, mode 600: keep it here, never send it)")
+    if command is None:
+        click.echo(f"wrote {key} (CA key, mode 600: keep it here, never send it)")
+    else:
+        click.echo(f"wrote {key} (the CA signs with `{command.shown}`, which signed ca.pem)")
     click.echo(f"wrote {directory / REGISTER} (what the CA signs is recorded here)")
     click.echo(f"the CA certificate expires in {CA_VALIDITY.days} days")
+
+
+def _notice(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @tls_group.command("request")
@@ -120,7 +166,9 @@ def tls_request(directory: Path, name: str) -> None:
 )
 def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None) -> None:
     """Sign a request made by `tls request` with the CA in DIR: the certificate names the
-    request's Common Name alone, and is recorded in the CA's register before it is written."""
+    request's Common Name alone, and is recorded in the CA's register before it is written.
+    It ends --days on, or with the CA certificate if that is sooner. One `sign` or `revoke`
+    at a time works on a CA (DIR/lock): a second waits up to two minutes."""
     from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
 
     target = out or csr.with_suffix(".crt")
@@ -132,7 +180,7 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
         raise FederationCaError(f"{csr}: cannot read ({e.strerror})") from e
     if not target.parent.is_dir():
         raise FederationCaError(f"{target}: its directory does not exist")
-    signed = sign_request(ca_dir, request, str(csr), server=not client, days=days)
+    signed = sign_request(ca_dir, request, str(csr), server=not client, days=days, notice=_notice)
     try:
         target.write_bytes(signed.cert.public_bytes(serialization.Encoding.PEM))
     except OSError as e:
@@ -144,6 +192,11 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
     name = cert.subject.rfc4514_string()
     click.echo(f"wrote {target} ({signed.kind} certificate {name}, serial {cert.serial_number:x})")
     click.echo(f"recorded in {signed.register}; it expires {cert.not_valid_after_utc:%Y-%m-%d}")
+    if signed.capped:
+        click.echo(
+            f"its validity was cut short of {days} days to end with the CA certificate's; "
+            "make a new CA before then"
+        )
     if client:
         identity = name.removeprefix("CN=")
         click.echo(
@@ -164,11 +217,14 @@ def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
     before its next update, 30 days on)."""
     from invsync.agent.exchange.federation_ca import revoke
 
-    done = revoke(ca_dir, serial, reason)
+    done = revoke(ca_dir, serial, reason, notice=_notice)
     entry = done.entry
     what = "was already revoked" if done.again else "revoked"
     click.echo(f"serial {entry['serial']} ({entry['kind']} {entry['common_name']}) {what}")
-    click.echo(f"wrote {done.crl}: copy it to the server as tls.client_crl, send it SIGHUP")
+    click.echo(
+        f"wrote {done.crl} (CRL number {done.number}): copy it to the server as "
+        "tls.client_crl, send it SIGHUP"
+    )
 
 
 @tls_group.command("init")

@@ -2,23 +2,27 @@
 
 `tls init` makes a CA for a pilot and drops its key, so a party that joins later means new
 certificates for everyone. Here the CA is a directory the operator keeps: its certificate
-(`ca.pem`, handed to every party), its key (`ca.key`, mode 0600, never sent anywhere), a
-register (`issued.jsonl`: one JSON object per certificate, appended and synced before the
-certificate is written out, and one per revocation) and the CRL of what it revoked (`crl.pem`,
-the server's `tls.client_crl`). A party makes its own key and a certificate signing request on
+(`ca.pem`, handed to every party), its key (`ca.key`, mode 0600, never sent anywhere; or
+`key-command.json`, the command that signs with a key in a hardware module: agent.exchange.
+ca_key), a register (`issued.jsonl`, agent.exchange.ca_register), the CRL of what it revoked
+(`crl.pem`, the server's `tls.client_crl`) and the number of the last CRL (`crl-number`). A
+lock (`lock`, agent.exchange.ca_lock) lets one `tls sign` or `tls revoke` at a time read the
+register, sign and record. Whatever the key, the certificate or CRL is assembled around its
+signature and verified with the CA's public key before anything is recorded or written
+(agent.exchange.ca_sign). A party makes its own key and a certificate signing request on
 its own host (agent.exchange.tls_request) and sends only the request; the operator signs it
 here. So no private key moves between hosts.
 
 A request is verified before anything is read from it: its signature with the key it carries
 (proof that whoever sent it holds that key), then its subject, which must be exactly one
 Common Name, a plain name (the party's tls_identity, or the server's DNS name). Nothing else in
-the request is copied: the certificate's extensions are the ones `pki.issue` sets.
+the request is copied: the certificate's extensions are the ones `pki.leaf_builder` sets.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,10 +33,30 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from invsync.agent.errors import InvsyncError
-from invsync.agent.exchange.pki import PLAIN_NAME, Issued, issue, new_ca, write_private_key
+from invsync.agent.exchange import ca_sign
+from invsync.agent.exchange.ca_key import (
+    CURVES,
+    KEY_COMMAND,
+    CaKey,
+    CommandKey,
+    FileKey,
+    KeyCommand,
+    load_public_key,
+    read_key_command,
+)
+from invsync.agent.exchange.ca_lock import WAIT, holding
+from invsync.agent.exchange.ca_register import REGISTER, append, read_entries
+from invsync.agent.exchange.pki import (
+    PLAIN_NAME,
+    Issued,
+    authority_key_id,
+    ca_builder,
+    leaf_builder,
+    write_private_key,
+)
 from invsync.agent.files import exposed_mode, fsync_directory, write_atomically
 
-CA_CERT, CA_KEY, REGISTER, CRL = "ca.pem", "ca.key", "issued.jsonl", "crl.pem"
+CA_CERT, CA_KEY, CRL, CRL_NUMBER = "ca.pem", "ca.key", "crl.pem", "crl-number"
 CA_VALIDITY = timedelta(days=1826)  # five years: the CA outlives many renewals of its leaves
 DEFAULT_DAYS = 90
 # The CA/Browser Forum's longest server certificate lifetime, a bound for clients here too:
@@ -40,6 +64,10 @@ DEFAULT_DAYS = 90
 MAX_DAYS = 397
 # A CRL's nextUpdate: the server warns once it has passed, so the operator signs one again.
 CRL_VALIDITY = timedelta(days=30)
+
+
+def _quiet(message: str) -> None:
+    """A notice nobody reads (the library's callers that print nothing)."""
 
 
 class FederationCaError(InvsyncError):
@@ -53,27 +81,78 @@ class FederationCaError(InvsyncError):
 
 
 @dataclass(frozen=True)
+class FederationCa:
+    """A CA directory's certificate and what signs for it."""
+
+    cert: x509.Certificate
+    key: CaKey
+    directory: Path
+
+
+@dataclass(frozen=True)
 class Signed:
-    """A certificate the CA issued, and where the register holds it."""
+    """A certificate the CA issued, where the register holds it, and whether its end was cut
+    to the CA certificate's own."""
 
     cert: x509.Certificate
     kind: str  # "client" or "server"
     register: Path
+    capped: bool = False
 
 
-def init_ca(directory: Path, common_name: str = "invsync federation CA") -> tuple[Path, Path]:
-    """A new CA in `directory` (new or empty): its certificate and key; the register empty."""
+def init_ca(
+    directory: Path,
+    common_name: str = "invsync federation CA",
+    command: KeyCommand | None = None,
+    public_key: Path | None = None,
+) -> tuple[Path, Path]:
+    """A new CA in `directory` (new or empty): its certificate and its key file, or with
+    `command` (and the module's `public_key`) the record of the key command, which signs the CA
+    certificate itself; the register empty. Nothing is left in `directory` if signing fails."""
     if directory.exists() and any(directory.iterdir()):
         raise FederationCaError(f"{directory} is not empty; refusing to write a CA into it")
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    ca = new_ca(CA_VALIDITY, common_name)
-    key_path = directory / CA_KEY
-    write_private_key(key_path, ca.key, exclusive=True)
+    try:
+        return _init_in(directory, common_name, command, public_key)
+    except BaseException:
+        if created and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
+
+
+def _init_in(
+    directory: Path, common_name: str, command: KeyCommand | None, public_key: Path | None
+) -> tuple[Path, Path]:
+    key: CaKey
+    if command is None:
+        key = FileKey(ec.generate_private_key(ec.SECP256R1()))
+    else:
+        if public_key is None:
+            raise FederationCaError("--key-command needs --public-key: the key's public half")
+        key = CommandKey(command, load_public_key(public_key), str(public_key), directory)
+    now = datetime.now(UTC)
+    cert = ca_sign.certificate(ca_builder(common_name, key.public, now, CA_VALIDITY), key)
+    if isinstance(key, FileKey):
+        key_path = directory / CA_KEY
+        write_private_key(key_path, key.key, exclusive=True)
+    else:
+        key_path = directory / KEY_COMMAND
+        _write_private(key_path, key.command.record())
     cert_path = directory / CA_CERT
-    cert_path.write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / REGISTER).touch(mode=0o600)
     fsync_directory(directory)
     return cert_path, key_path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` in a new file, 0600 from the start: what signs for the CA is the operator's."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def sign_request(
@@ -84,93 +163,166 @@ def sign_request(
     server: bool,
     days: int = DEFAULT_DAYS,
     now: datetime | None = None,
+    notice: Callable[[str], None] = _quiet,
+    lock_wait: float = WAIT,
 ) -> Signed:
     """The certificate for the request in `csr_pem` (read from `where`), issued by the CA in
-    `directory` and recorded in its register first."""
+    `directory` and recorded in its register first. It ends `days` on, or with the CA
+    certificate if that is sooner (`Signed.capped`)."""
     if not 1 <= days <= MAX_DAYS:
         raise FederationCaError(f"--days must be within 1 and {MAX_DAYS}, got {days}")
     name, public = _checked_request(csr_pem, where)
     ca = load_ca(directory)
-    register = directory / REGISTER
-    serials = {entry["serial"] for entry in read_register(register) if "kind" in entry}
-    serial = x509.random_serial_number()
-    while f"{serial:x}" in serials:  # 159 random bits: a repeat is all but impossible
-        serial = x509.random_serial_number()
     when = now or datetime.now(UTC)
-    validity = timedelta(days=days)
-    cert = issue(ca, name, public, server=server, now=when, validity=validity, serial=serial)
+    ca_end = ca.cert.not_valid_after_utc
+    if ca_end <= when:
+        raise FederationCaError(
+            f"{directory / CA_CERT}: the CA certificate expired {ca_end:%Y-%m-%d}; it signs "
+            "nothing more: make a new CA with `tls ca init`"
+        )
+    asked = when + timedelta(days=days)
+    end = min(asked, ca_end)
     kind = "server" if server else "client"
-    _append(register, _entry(cert, kind, when))
-    return Signed(cert, kind, register)
+    with holding(directory, notice, lock_wait):
+        register = directory / REGISTER
+        serial = _fresh_serial({entry["serial"] for entry in read_entries(register, notice)})
+        builder = leaf_builder(ca.cert, name, public, server=server, now=when, serial=serial)
+        cert = ca_sign.certificate(builder.not_valid_after(end), ca.key)
+        append(register, _entry(cert, kind, when))
+    return Signed(cert, kind, register, capped=asked > ca_end)
 
 
-def load_ca(directory: Path) -> Issued:
-    """The CA of `directory`: its certificate and its key, which must be private (0600) and
-    match the certificate."""
-    cert_path, key_path = directory / CA_CERT, directory / CA_KEY
-    for path in (cert_path, key_path, directory / REGISTER):
+def _fresh_serial(used: set[str]) -> int:
+    """A serial the register never held: 159 random bits, drawn again on a repeat."""
+    serial = x509.random_serial_number()
+    while f"{serial:x}" in used:
+        serial = x509.random_serial_number()
+    return serial
+
+
+def load_ca(directory: Path) -> FederationCa:
+    """The CA of `directory`: its certificate and what signs for it, its key file or its key
+    command, which must be private (0600); a key file must match the certificate."""
+    cert_path, key_path, command_path = (directory / n for n in (CA_CERT, CA_KEY, KEY_COMMAND))
+    for path in (cert_path, directory / REGISTER):
         if not path.is_file():
             raise FederationCaError(f"{path}: missing; is {directory} a CA made by tls ca init?")
-    mode = exposed_mode(key_path)
+    if key_path.is_file() == command_path.is_file():
+        raise FederationCaError(
+            f"{directory} holds both {CA_KEY} and {KEY_COMMAND}; keep the one that signs"
+            if key_path.is_file()
+            else f"{key_path}: missing, and no {KEY_COMMAND}; is {directory} a CA made by "
+            "tls ca init?"
+        )
+    private = key_path if key_path.is_file() else command_path
+    mode = exposed_mode(private)
     if mode is not None:
         raise FederationCaError(
-            f"{key_path} is open to group or others (mode {mode:04o}); chmod 600 it"
+            f"{private} is open to group or others (mode {mode:04o}); chmod 600 it"
         )
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except (OSError, ValueError) as e:
         raise FederationCaError(f"{cert_path}: the CA certificate does not load ({e})") from e
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name not in CURVES:
+        raise FederationCaError(f"{cert_path}: the CA's key is not a P-256 or P-384 key")
+    if private == command_path:
+        command = read_key_command(command_path)
+        return FederationCa(cert, CommandKey(command, public, str(cert_path), directory), directory)
+    return FederationCa(cert, _file_key(key_path, public), directory)
+
+
+def _file_key(path: Path, public: ec.EllipticCurvePublicKey) -> FileKey:
     try:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
-        raise FederationCaError(f"{key_path}: the CA key does not load ({e})") from e
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-        raise FederationCaError(f"{key_path} is not the key of {cert_path}")
-    return Issued(cert, key)
+        raise FederationCaError(f"{path}: the CA key does not load ({e})") from e
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != public:
+        raise FederationCaError(f"{path} is not the key of {path.with_name(CA_CERT)}")
+    return FileKey(key)
 
 
 def revoke(
-    directory: Path, serial: str, reason: str = "", now: datetime | None = None
+    directory: Path,
+    serial: str,
+    reason: str = "",
+    now: datetime | None = None,
+    notice: Callable[[str], None] = _quiet,
+    lock_wait: float = WAIT,
 ) -> Revocation:
     """Revoke the certificate of `serial` (hex, in any of the usual spellings: leading zeros,
     colons, `0x`, either case): a line more in the register, then the CA's CRL of every revoked
-    serial written again. A serial already revoked only writes the CRL again: a revocation whose
-    CRL could not be written is completed so, and a CRL near its next update signed anew."""
+    serial written again, numbered one above the last. A serial already revoked only writes the
+    CRL again: a revocation whose CRL could not be written is completed so, and a CRL near its
+    next update signed anew."""
     ca = load_ca(directory)
-    register = directory / REGISTER
-    entries = read_register(register)
     wanted = _serial(serial)
-    issued = [e for e in entries if "kind" in e and e["serial"] == wanted]
-    if not issued:
-        raise FederationCaError(f"{register}: no certificate with serial {serial} was signed here")
-    when = now or datetime.now(UTC)
-    already = any("revoked_at" in e and e["serial"] == wanted for e in entries)
-    if not already:
-        entry = {"serial": wanted, "revoked_at": when.isoformat(), "reason": reason}
-        entries.append(entry)
-    revoked = [(int(e["serial"], 16), e["revoked_at"]) for e in entries if "revoked_at" in e]
-    crl = crl_of(ca, revoked, when)  # made before the register changes: a CA that cannot sign
-    if not already:
-        _append(register, entry)
-    path = directory / CRL
-    try:
-        write_atomically(path, crl.public_bytes(serialization.Encoding.PEM))
-    except OSError as e:
-        raise FederationCaError(
-            f"{path}: cannot write the CRL ({e.strerror}); the register holds the revocation: "
-            "run the same `tls revoke` again to write it"
-        ) from e
-    return Revocation(issued[0], path, already)
+    with holding(directory, notice, lock_wait):
+        register = directory / REGISTER
+        entries = read_entries(register, notice)
+        issued = [e for e in entries if "kind" in e and e["serial"] == wanted]
+        if not issued:
+            raise FederationCaError(
+                f"{register}: no certificate with serial {serial} was signed here"
+            )
+        when = now or datetime.now(UTC)
+        already = any("revoked_at" in e and e["serial"] == wanted for e in entries)
+        if not already:
+            entry = {"serial": wanted, "revoked_at": when.isoformat(), "reason": reason}
+            entries.append(entry)
+        revoked = [(int(e["serial"], 16), e["revoked_at"]) for e in entries if "revoked_at" in e]
+        number = _last_crl_number(directory) + 1
+        # Signed before anything changes: a CA key that cannot sign leaves the CA as it was.
+        crl = ca_sign.crl(crl_builder(ca.cert, revoked, when, number), ca.key)
+        _record_crl_number(directory, number)
+        if not already:
+            append(register, entry)
+        path = directory / CRL
+        try:
+            write_atomically(path, crl.public_bytes(serialization.Encoding.PEM))
+        except OSError as e:
+            raise FederationCaError(
+                f"{path}: cannot write the CRL ({e.strerror}); the register holds the "
+                "revocation: run the same `tls revoke` again to write it"
+            ) from e
+    return Revocation(issued[0], path, already, number)
 
 
 @dataclass(frozen=True)
 class Revocation:
-    """What `revoke` did: the certificate's register entry, the CRL written, and whether the
-    serial was revoked before (the CRL alone was written again)."""
+    """What `revoke` did: the certificate's register entry, the CRL written and its number,
+    and whether the serial was revoked before (the CRL alone was written again)."""
 
     entry: dict[str, str]
     crl: Path
     again: bool
+    number: int
+
+
+def _last_crl_number(directory: Path) -> int:
+    """The number of the last CRL this CA signed; 0 before its first (or for a CA directory
+    made before CRLs were numbered)."""
+    path = directory / CRL_NUMBER
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as e:
+        raise FederationCaError(f"{path}: cannot read the last CRL number ({e})") from e
+    if not text.strip().isdigit():
+        raise FederationCaError(f"{path}: not a CRL number (a decimal number), got {text!r}")
+    return int(text)
+
+
+def _record_crl_number(directory: Path, number: int) -> None:
+    path = directory / CRL_NUMBER
+    try:
+        write_atomically(path, f"{number}\n")
+    except OSError as e:
+        raise FederationCaError(
+            f"{path}: cannot record CRL number {number} ({e.strerror}); nothing was revoked"
+        ) from e
 
 
 def _serial(text: str) -> str:
@@ -182,39 +334,35 @@ def _serial(text: str) -> str:
         raise FederationCaError(f"serial {text!r} is not a hexadecimal number") from None
 
 
-def crl_of(
-    ca: Issued, revoked: list[tuple[int, str]], now: datetime
-) -> x509.CertificateRevocationList:
-    """The CA's CRL of these (serial, RFC 3339 time of revocation), valid CRL_VALIDITY."""
+def crl_builder(
+    issuer: x509.Certificate, revoked: list[tuple[int, str]], now: datetime, number: int
+) -> x509.CertificateRevocationListBuilder:
+    """The CRL of these (serial, RFC 3339 time of revocation), valid CRL_VALIDITY, numbered
+    `number` (CRLNumber: a reader can tell the newer of two), naming the CA's key."""
     builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.cert.subject)
+        .issuer_name(issuer.subject)
         .last_update(now - timedelta(minutes=5))
         .next_update(now + CRL_VALIDITY)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(authority_key_id(issuer), critical=False)
     )
-    for number, at in revoked:
+    for serial, at in revoked:
         entry = (
             x509.RevokedCertificateBuilder()
-            .serial_number(number)
+            .serial_number(serial)
             .revocation_date(datetime.fromisoformat(at))
             .build()
         )
         builder = builder.add_revoked_certificate(entry)
-    return builder.sign(ca.key, hashes.SHA256())
+    return builder
 
 
-def read_register(register: Path) -> list[dict[str, str]]:
-    """The register's entries, oldest first; FederationCaError naming the line that is not one."""
-    entries = []
-    for number, line in enumerate(register.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FederationCaError(f"{register}:{number}: not a JSON object ({e.msg})") from e
-        if not isinstance(entry, dict) or not isinstance(entry.get("serial"), str):
-            raise FederationCaError(f"{register}:{number}: not an entry with a serial")
-        entries.append(entry)
-    return entries
+def crl_of(
+    ca: Issued, revoked: list[tuple[int, str]], now: datetime
+) -> x509.CertificateRevocationList:
+    """The CRL of an in-memory CA (`pki.new_ca`: tests and pilots), numbered 1."""
+    return crl_builder(ca.cert, revoked, now, 1).sign(ca.key, hashes.SHA256())
 
 
 def _checked_request(csr_pem: bytes, where: str) -> tuple[str, ec.EllipticCurvePublicKey]:
@@ -271,11 +419,3 @@ def _entry(cert: x509.Certificate, kind: str, when: datetime) -> dict[str, str]:
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sha256": fingerprint,
     }
-
-
-def _append(register: Path, entry: dict[str, str]) -> None:
-    """One line more, on disk before the certificate is handed out."""
-    with register.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(entry, sort_keys=True) + "\n")
-        out.flush()
-        os.fsync(out.fileno())

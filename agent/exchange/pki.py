@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = timedelta(days=30)
+SHA256 = hashes.SHA256()
 # Names become file names (NAME.crt, NAME.key) and Common Names: letters, digits, . _ - only.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -71,12 +72,18 @@ def _make_ca(
     now: datetime, validity: timedelta = VALIDITY, common_name: str = "invsync federation CA"
 ) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
+    return Issued(ca_builder(common_name, key.public_key(), now, validity).sign(key, SHA256), key)
+
+
+def ca_builder(
+    common_name: str, public: ec.EllipticCurvePublicKey, now: datetime, validity: timedelta
+) -> x509.CertificateBuilder:
+    """The federation CA's self-signed certificate for `public`, to be signed by its key."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    builder = _base(name, name, key.public_key(), now, validity).add_extension(
-        x509.BasicConstraints(ca=True, path_length=0), critical=True
-    )
+    builder = _base(name, name, public, now, now + validity)
+    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
     builder = builder.add_extension(_key_usage(ca=True), critical=True)
-    return Issued(builder.sign(key, hashes.SHA256()), key)
+    return builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
 
 
 def _server_cert(ca: Issued, server_name: str, now: datetime) -> Issued:
@@ -97,11 +104,26 @@ def issue(
     server: bool,
     now: datetime,
     validity: timedelta = VALIDITY,
-    serial: int | None = None,
 ) -> x509.Certificate:
-    """A certificate for `public`, signed by `ca`, with `common_name` as its one subject
+    """A certificate for `public` signed by `ca`, as `leaf_builder` makes it."""
+    builder = leaf_builder(ca.cert, common_name, public, server=server, now=now)
+    return builder.not_valid_after(now + validity).sign(ca.key, SHA256)
+
+
+def leaf_builder(
+    issuer: x509.Certificate,
+    common_name: str,
+    public: CertificatePublicKeyTypes,
+    *,
+    server: bool,
+    now: datetime,
+    serial: int | None = None,
+) -> x509.CertificateBuilder:
+    """A certificate for `public`, from `issuer`, with `common_name` as its one subject
     attribute: for a server (serverAuth, naming the name, 127.0.0.1 and ::1, so that loopback
-    tests connect by address) or a party's client (clientAuth, its tls_identity)."""
+    tests connect by address) or a party's client (clientAuth, its tls_identity). Its key
+    identifiers let a verifier pick the CA key among several (a renewed CA beside the old).
+    The caller sets its end (`not_valid_after`) and has the CA's key sign it."""
     sans: list[x509.GeneralName] = [x509.DNSName(common_name)]
     if server:
         sans += [
@@ -110,12 +132,23 @@ def issue(
         ]
     eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    builder = _base(subject, ca.cert.subject, public, now, validity, serial)
+    builder = _base(subject, issuer.subject, public, now, None, serial)
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
     builder = builder.add_extension(_key_usage(ca=False), critical=True)
     builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
     builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(ca.key, hashes.SHA256())
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+    return builder.add_extension(authority_key_id(issuer), critical=False)
+
+
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AuthorityKeyIdentifier of what `issuer` signs: its own subject key identifier (a CA
+    made before they carried one: the one computed from its key the same way)."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _base(
@@ -123,18 +156,18 @@ def _base(
     issuer: x509.Name,
     public: CertificatePublicKeyTypes,
     now: datetime,
-    validity: timedelta = VALIDITY,
+    not_after: datetime | None,
     serial: int | None = None,
 ) -> x509.CertificateBuilder:
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public)
         .serial_number(serial or x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + validity)
     )
+    return builder if not_after is None else builder.not_valid_after(not_after)
 
 
 def _key_usage(ca: bool) -> x509.KeyUsage:

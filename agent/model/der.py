@@ -6,6 +6,8 @@
 - basicConstraints, when `cryptography` refuses a certificate's other extensions (real CCADB
   certificates carry malformed policy text or name constraints): an inventory must still know
   whether such a certificate is a CA; everything else derived from extensions is left unknown.
+- One element written (`element`): the federation CA assembles a certificate around a signature
+  made outside `cryptography` (agent.exchange.ca_sign).
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ def _tlv(data: bytes, at: int) -> tuple[int, bytes, int]:
     if at + length > len(data):
         raise ValueError("truncated DER")
     return tag, data[at : at + length], at + length
+
+
+def element(tag: int, value: bytes) -> bytes:
+    """The DER element of `tag` holding `value`, its length in the definite form `_tlv` reads."""
+    size = len(value)
+    if size < 0x80:
+        return bytes([tag, size]) + value
+    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(raw)]) + raw + value
 
 
 def _children(value: bytes) -> list[tuple[int, bytes]]:
