@@ -17,6 +17,7 @@ from invsync.agent.inventory.scope import subordinate_scope
 from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, MISSING_AT_ROOT, Finding
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side, SnapshotHeader
+from invsync.agent.reconcile.carry import reconcile_carried
 from invsync.agent.reconcile.runner import reconcile
 from tests import ca_chain
 from tests.ct_helpers import spki
@@ -132,3 +133,22 @@ def test_the_other_certificate_still_listed_has_not_disappeared() -> None:
         AT,
     )
     assert findings == ()
+
+
+def test_carried_over_a_change_of_the_other_roots_certificate_finds_the_same() -> None:
+    """A daemon carries its last reconciliation over (agent/reconcile/carry.py), comparing
+    again only what changed. The subordinate revoking root 2's certificate changes a record
+    that is not in the pairing's subordinate side: with a cross-signed certificate present,
+    everything is compared, and the finding about it goes as `reconcile` says."""
+    root = Side("one", [_revoked(BY_ROOT1, "keyCompromise")], header=_header("one", "root", ROOT1))
+
+    def sub(*records: CertRecord) -> Side:
+        scoped = subordinate_scope(records, issuer_spkis=[_spki(ROOT1)])
+        return Side("sub", scoped, header=_header("sub", "subordinate", ROOT1))
+
+    first = reconcile_carried(root, sub(BY_ROOT1, BY_ROOT2), AT, None)
+    assert (DOPPELGANGER_UNTRACKED, BY_ROOT2.sha256) in _codes(first.findings)
+    later = sub(BY_ROOT1, _revoked(BY_ROOT2, "keyCompromise"))
+    again = reconcile_carried(root, later, AT, first.reconciled)
+    assert again.findings == reconcile(root, later, AT)
+    assert _codes(again.findings) == [("status-mismatch", BY_ROOT1.sha256)]
