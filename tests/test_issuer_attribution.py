@@ -31,8 +31,9 @@ SUBORDINATES = Attribution(subordinates=frozenset({"jprs", "nii"}))
 
 def _hierarchy() -> dict[str, Ca]:
     """A root; JPRS's CA under it; under JPRS's key a sub-CA (with an AKI), a sub-sub-CA (with
-    none: found by name), a cross-certificate for another root's key; and a certificate that
-    names JPRS's CA as its issuer but is signed by another key."""
+    none: found by name), a cross-certificate for another root's key (and a CA that root
+    issued); and a certificate that names JPRS's CA as its issuer but is signed by another
+    key."""
     secom = ca_chain.root("Test SECOM Root", "SECOM Trust Systems CO.,LTD.")
     other = ca_chain.root("Test Other Root", OTHER_O)
     jprs = issue(secom, "Test JPRS CA", JPRS_O)
@@ -45,6 +46,7 @@ def _hierarchy() -> dict[str, Ca]:
         "sub": sub,
         "subsub": issue(sub, "Test JPRS Issuing CA 2", OTHER_O, aki=False),
         "cross": issue(jprs, "Test Other Root", OTHER_O, key=other.key),
+        "other-issued": issue(other, "Test Other CA", OTHER_O),
         "forged": issue(impostor, "Test Forged CA", OTHER_O, aki=False),
         "secom-issued": issue(secom, "Test SECOM CA", "SECOM Trust Systems CO.,LTD."),
     }
@@ -70,6 +72,9 @@ def test_a_certificate_signed_by_a_subordinates_key_is_that_subordinates() -> No
         "sub": ("jprs", "issuer-key"),
         "subsub": ("jprs", "issuer-key"),  # down the chain, its issuer found by name
         "cross": ("jprs", "issuer-key"),
+        # The key JPRS cross-certified has its own self-signed root, of no operator: what it
+        # signs is not JPRS's.
+        "other-issued": ("", ""),
         "forged": ("", ""),  # names JPRS's CA as issuer; its signature decides: not JPRS's key
         "secom-issued": ("", ""),  # the root's own key is no subordinate's
     }
