@@ -53,15 +53,22 @@ def subordinate_scope(
     and its other CA certificates with the subject and key of one of those: a key another root
     certified too (a cross-sign). Whoever holds the key can use every such certificate, so the
     root's pairing sees them for `doppelganger-untracked` (the reconciler tells them apart by
-    the signature: agent.reconcile.rules.context). Input order is kept."""
+    the signature: agent.reconcile.cross_signs). Input order is kept."""
     keys = _load_keys(issuer_spkis)
     listed = list(records)
     issued = [_issued_under(record, keys) for record in listed]
-    groups = {r.info.doppelganger_key for r, under in zip(listed, issued, strict=True) if under}
+    pairs = list(zip(listed, issued, strict=True))
+    outside = {r.info.doppelganger_key for r, under in pairs if not under}
+    # Most certificates of a subordinate are under the root: only the others' groups are asked.
+    shared = {
+        r.info.doppelganger_key
+        for r, under in pairs
+        if under and r.info.doppelganger_key in outside
+    }
     return [
         record
-        for record, under in zip(listed, issued, strict=True)
-        if under or (record.info.doppelganger_key in groups and _cross_signed(record))
+        for record, under in pairs
+        if under or (record.info.doppelganger_key in shared and _cross_signed(record))
     ]
 
 
