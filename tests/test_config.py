@@ -780,3 +780,52 @@ def test_a_server_name_that_is_no_log_origin_is_refused(
 ) -> None:
     _edit(fed / "secom.toml", 'name = "demo-exchange"', f"name = {value}")
     _agent_fails(fed, message)
+
+
+# --- "Several pairings": every snippet loads ------------------------------------------------
+
+
+def _several_pairings_snippets() -> list[str]:
+    return _examples(_doc_section("Several pairings: many subordinates, cross-signs"))
+
+
+def _before_first(text: str, table: str) -> str:
+    """The tables of a configuration file before its first `table` one."""
+    return text[: text.index(table)]
+
+
+def test_the_several_pairings_snippets_load(fed: Path) -> None:
+    """Each agent snippet after the demo's [agent] and [server] tables, each server snippet
+    after its [server] and [tls]: they load, with the parties and pairings they show."""
+    root_agent, root_server, sub_agent, sub_server = _several_pairings_snippets()
+    for party in ("nii", "cybertrust", "root1", "root2", "sub"):
+        (fed / "keys" / f"{party}.pub").write_bytes(generate().public.public_pem())
+    for root in ("root1", "root2"):
+        (fed / "data" / f"{root}.pem").write_bytes((fed / "data" / "secom_roots.pem").read_bytes())
+    agent_head = _before_first((fed / "secom.toml").read_text(), "[peers.")
+    server_head = _before_first((fed / "server.toml").read_text(), "[parties.")
+
+    (fed / "root.toml").write_text(agent_head + root_agent)
+    root_config = load_agent_config(fed / "root.toml")
+    assert {name: (p.role, p.peer) for name, p in root_config.pairings.items()} == {
+        "secom-jprs": ("root", "jprs"),
+        "secom-nii": ("root", "nii"),
+        "secom-cybertrust": ("root", "cybertrust"),
+    }
+    assert root_config.attribution.subordinates == {"jprs", "nii", "cybertrust"}
+    (fed / "sub.toml").write_text(
+        agent_head.replace('party = "secom"', 'party = "sub"') + sub_agent
+    )
+    sub = load_agent_config(fed / "sub.toml")
+    assert {name: (p.role, p.peer) for name, p in sub.pairings.items()} == {
+        "root1-sub": ("subordinate", "root1"),
+        "root2-sub": ("subordinate", "root2"),
+    }
+    for snippet, parties in (
+        (root_server, {"secom", "jprs", "nii", "cybertrust"}),
+        (sub_server, {"root1", "root2", "sub"}),
+    ):
+        (fed / "several.toml").write_text(server_head + snippet)
+        server = load_server_config(fed / "several.toml")
+        assert set(server.parties) == parties
+        assert len(server.pairings) == len(parties) - 1

@@ -247,15 +247,21 @@ def _retry(root: Table) -> RetryPolicy:
 
 
 def _sources(agent: Table) -> list[str]:
-    # A source may carry a KIND: prefix; only the path part is relative to the config file.
+    # A source may carry a KIND: prefix; only the path part is relative to the config file,
+    # and a URL (a CT log's) is no path: resolved, "https://ct.example/log" became
+    # "DIR/https:/ct.example/log", and the daemon could read no CT log at all.
     specs = []
     for spec in agent.texts("sources"):
         kind, sep, rest = spec.partition(":")
         if sep and kind in KINDS:
-            specs.append(f"{kind}:{agent.resolve(rest)}")
+            specs.append(spec if _is_url(rest) else f"{kind}:{agent.resolve(rest)}")
         else:
-            specs.append(str(agent.resolve(spec)))
+            specs.append(spec if _is_url(spec) else str(agent.resolve(spec)))
     return specs
+
+
+def _is_url(spec: str) -> bool:
+    return spec.startswith(("https://", "http://"))
 
 
 def _server(table: Table) -> ServerEndpoint:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.inventory.collect import collect
 from invsync.agent.model.bundle import Facts, SourceContext
-from invsync.agent.sources.ct_client import CtFetch
-from invsync.agent.sources.detect import AUDIT_SCOPE
+from invsync.agent.model.record import CertRecord
+from invsync.agent.sources.ct import CT, CT_PRECERT
+from invsync.agent.sources.ct_client import CtFetch, log_url
+from invsync.agent.sources.detect import AUDIT_SCOPE, CT_LOG, parse_spec
 from invsync.agent.sources.reading import source_size_cap
 from invsync.agent.sources.registry import read_source
 
@@ -40,7 +43,7 @@ def _collect_inventory(agent: AgentParts) -> int:
         ctx,
         attribution=config.attribution,
         ct_state=state,
-        base=audits,
+        base=Facts.combine([audits, _from_ct_logs(agent)]),
     )
     records = collected.assembled.records
     agent.store.replace_inventory(records, now)
@@ -54,6 +57,34 @@ def _collect_inventory(agent: AgentParts) -> int:
         extra={"party": config.party},
     )
     return len(records)
+
+
+def _from_ct_logs(agent: AgentParts) -> Facts:
+    """The records the configured CT logs gave in earlier collections, as those logs gave them.
+
+    A fetch returns only the entries after the progress the last collection committed, so
+    without these every certificate a log gave would leave the inventory at the next
+    collection, as if dropped (and then be nobody's to list). A log never drops an entry: they
+    stay while their log is configured, their last sighting the fetch that gave them."""
+    logs = {log_url(url) for url in _ct_log_urls(agent.config.sources)}
+    if not logs:
+        return Facts()
+    held = agent.held if agent.held is not None else agent.store.inventory()
+    kept = []
+    for record in held:
+        sources = tuple(
+            source
+            for source in record.sources
+            if source.kind in (CT, CT_PRECERT) and source.location.rpartition("#")[0] in logs
+        )
+        if sources:
+            kept.append(CertRecord(record.info, sources=sources))
+    return Facts(records=tuple(kept))
+
+
+def _ct_log_urls(specs: Iterable[str]) -> list[str]:
+    # By the spec alone: detecting a file's kind may read it.
+    return [spec.removeprefix(f"{CT_LOG}:") for spec in specs if parse_spec(spec)[0] == CT_LOG]
 
 
 def _facts(read: Facts | CtFetch) -> Facts:

@@ -6,7 +6,9 @@ a subject key identifier, a subject organization — and last each root pairing'
 `subject_organizations`, which attribute to its peer (issue 14: one attribution for the whole
 agent, which every pairing, report and `inventory list --operator` reads; before, a pairing's
 organizations only widened its own scope, so one certificate could be in that pairing's scope
-and `unattributed` at once). A certificate none of them attributes keeps an empty
+and `unattributed` at once). Then what the other certificates of the inventory say
+(agent/inventory/issuer_attribution.py): the issuer key of a root pairing's subordinate, and a
+CT pre-certificate's final certificate. A certificate none of them attributes keeps an empty
 `attribution`: it is unattributed, kept and reported, never dropped. When a later source names
 another operator than the one that decided, the record keeps both in its `attribution`, and the
 report has an `attribution-conflict` finding naming the two.
@@ -14,9 +16,14 @@ report has an `attribution-conflict` finding naming the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from invsync.agent.inventory.issuer_attribution import (
+    Vote,
+    final_certificate_votes,
+    issuer_key_votes,
+)
 from invsync.agent.model.record import CertRecord
 from invsync.agent.sources.ccadb import normalize_owner
 
@@ -54,14 +61,17 @@ class Attribution:
     rules: tuple[AttributionRule, ...] = ()
     # CCADB "Subordinate CA Owner" (as agent.sources.ccadb.normalize_owner spells it) -> party id
     ccadb_owners: Mapping[str, str] = field(default_factory=dict)
+    # The peers of the agent's root pairings: a certificate their CA keys signed is theirs.
+    subordinates: frozenset[str] = frozenset()
 
 
 def with_pairings(
-    attribution: Attribution, pairings: Iterable[tuple[str, str, Iterable[str]]]
+    attribution: Attribution, pairings: Sequence[tuple[str, str, Iterable[str]]]
 ) -> Attribution:
     """`attribution` with a rule more for each (pairing name, peer, subject organizations) of
     the agent's root pairings, after its own rules: a pairing's organizations name who holds
-    the keys of the certificates it issued to that peer, for every pairing at once."""
+    the keys of the certificates it issued to that peer, for every pairing at once. Each peer
+    is a subordinate too, whose CA keys attribute what they signed."""
     more = tuple(
         AttributionRule(
             operator=peer,
@@ -71,7 +81,10 @@ def with_pairings(
         for name, peer, organizations in pairings
         if organizations
     )
-    return replace(attribution, rules=attribution.rules + more)
+    peers = frozenset(peer for _, peer, _ in pairings)
+    return replace(
+        attribution, rules=attribution.rules + more, subordinates=attribution.subordinates | peers
+    )
 
 
 # Where a record's `attribution` names a source that disagreed with the one that decided:
@@ -82,7 +95,24 @@ _SAYS = " says "
 
 
 def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[CertRecord]:
-    return [_attribute(record, attribution) for record in records]
+    attributed = [_attribute(record, attribution) for record in records]
+    # Asked of the inventory as now attributed: an issuer's operator may come from any source.
+    for vote in issuer_key_votes(attributed, attribution.subordinates):
+        attributed[vote.index] = _voted(attributed[vote.index], vote)
+    for vote in final_certificate_votes(attributed):
+        attributed[vote.index] = _voted(attributed[vote.index], vote)
+    return attributed
+
+
+def _voted(record: CertRecord, vote: Vote) -> CertRecord:
+    """`record` decided by `vote` when nothing decided it, else with `vote` as its conflict
+    when it names another operator and no earlier source already disagreed."""
+    if not record.operator:
+        return record.with_attribution(vote.operator, vote.how)
+    if vote.operator == record.operator or CONFLICT in record.attribution:
+        return record
+    conflict = f"{record.attribution}{CONFLICT}{vote.how}{_SAYS}{vote.operator}"
+    return record.with_attribution(record.operator, conflict)
 
 
 def _attribute(record: CertRecord, attribution: Attribution) -> CertRecord:

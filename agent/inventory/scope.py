@@ -49,10 +49,32 @@ def root_scope(
 def subordinate_scope(
     records: Iterable[CertRecord], *, issuer_spkis: Sequence[bytes]
 ) -> list[CertRecord]:
-    """The subordinate's CA certificates signed by one of the root's keys (not self-signed).
-    Input order is kept."""
+    """The subordinate's CA certificates signed by one of the root's keys (not self-signed),
+    and its other CA certificates with the subject and key of one of those: a key another root
+    certified too (a cross-sign). Whoever holds the key can use every such certificate, so the
+    root's pairing sees them for `doppelganger-untracked` (the reconciler tells them apart by
+    the signature: agent.reconcile.cross_signs). Input order is kept."""
     keys = _load_keys(issuer_spkis)
-    return [record for record in records if _issued_under(record, keys)]
+    listed = list(records)
+    issued = [_issued_under(record, keys) for record in listed]
+    pairs = list(zip(listed, issued, strict=True))
+    outside = {r.info.doppelganger_key for r, under in pairs if not under}
+    # Most certificates of a subordinate are under the root: only the others' groups are asked.
+    shared = {
+        r.info.doppelganger_key
+        for r, under in pairs
+        if under and r.info.doppelganger_key in outside
+    }
+    return [
+        record
+        for record, under in pairs
+        if under or (record.info.doppelganger_key in shared and _cross_signed(record))
+    ]
+
+
+def _cross_signed(record: CertRecord) -> bool:
+    """A CA certificate of a key another certificate certifies, not its self-signed one."""
+    return record.info.is_ca and not (record.info.self_issued and _self_signed(record))
 
 
 def issued_ca_certificates(records: Iterable[CertRecord]) -> list[CertRecord]:

@@ -110,7 +110,10 @@ def _comparable(now: _Held, then: _Held) -> bool:
     certificate once (`disappeared` reports each copy of a list that is no snapshot)."""
     ctx, before = now.ctx, then.ctx
     return (
-        now.previous_listed_once()
+        # A cross-sign's other certificates are seen by one rule alone: rare, compared anew.
+        not ctx.others
+        and not before.others
+        and now.previous_listed_once()
         and then.previous_listed_once()
         and (ctx.root_party, ctx.sub_party) == (before.root_party, before.sub_party)
         and ctx.whole == before.whole

@@ -23,6 +23,7 @@ from invsync.agent.model.facts import AuditPeriod, Disclosure
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.model.snapshot import Side
+from invsync.agent.reconcile.cross_signs import other_issuers
 from invsync.agent.reconcile.side_index import by_sha256
 
 DISCLOSURE_DAYS = timedelta(days=7)  # Mozilla Root Store Policy 5.3.2: disclose within 7 days
@@ -67,12 +68,18 @@ class Context:
     root_side: Side = field(default_factory=lambda: Side("", ()))
     sub_side: Side = field(default_factory=lambda: Side("", ()))
     given_whole: Whole | None = None
+    # The subordinate's certificates of a key the root certified that another issuer signed
+    # (a cross-sign): not in `sub`, seen by `doppelganger-untracked` alone
+    # (agent.reconcile.cross_signs).
+    others: Mapping[str, CertRecord] = field(default_factory=dict)
 
     @classmethod
     def of(cls, root: Side, sub: Side, at: datetime, whole: Whole | None = None) -> Context:
         """Each side must list a certificate at most once (snapshot acceptance guarantees it);
         a duplicate raises ReportError naming the party."""
-        return cls(root.party, sub.party, _index(root), _index(sub), at, root, sub, whole)
+        root_index, sub_index = _index(root), _index(sub)
+        sub_index, others = other_issuers(root, root_index, sub_index)
+        return cls(root.party, sub.party, root_index, sub_index, at, root, sub, whole, others)
 
     @cached_property
     def whole(self) -> Whole:
@@ -127,7 +134,12 @@ class Context:
     def record(self, sha: str) -> CertRecord:
         """The certificate as `union()` holds it: the root's record when both sides list it."""
         root = self.root.get(sha)
-        return self.sub[sha] if root is None else root
+        if root is not None:
+            return root
+        sub = self.sub_record(sha)
+        if sub is None:
+            raise KeyError(sha)
+        return sub
 
     def with_view(self, view: str) -> list[str]:
         """The certificates, in SHA-256 order, of which either side's record has a `view`
@@ -143,9 +155,14 @@ class Context:
         filter over an attrgetter): a side may hold 1M records and few have any view."""
         return filter(attrgetter(view), side.values())
 
+    def sub_record(self, sha: str) -> CertRecord | None:
+        """The subordinate's record of a certificate, in `sub` or `others`."""
+        found = self.sub.get(sha)
+        return found if found is not None or not self.others else self.others.get(sha)
+
     def records_of(self, sha: str) -> list[CertRecord]:
         """Both parties' records of one certificate, the root's first."""
-        root, sub = self.root.get(sha), self.sub.get(sha)
+        root, sub = self.root.get(sha), self.sub_record(sha)
         if root is None:
             return [] if sub is None else [sub]
         return [root] if sub is None else [root, sub]
@@ -155,7 +172,7 @@ class Context:
 
     def revoked_anywhere(self, sha: str) -> bool:
         # Asked for every record by most rules: no list made.
-        root, sub = self.root.get(sha), self.sub.get(sha)
+        root, sub = self.root.get(sha), self.sub_record(sha)
         return (root is not None and self.revoked(root)) or (sub is not None and self.revoked(sub))
 
     def expired(self, record: CertRecord) -> bool:

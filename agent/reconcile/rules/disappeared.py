@@ -8,6 +8,7 @@ current or previous record.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 
 from invsync.agent.model.findings import DISAPPEARED, Finding, make_finding
@@ -18,7 +19,9 @@ from invsync.agent.reconcile.side_index import by_sha256
 
 
 def check(ctx: Context) -> Iterable[Finding]:
-    for side, current in ((ctx.root_side, ctx.root), (ctx.sub_side, ctx.sub)):
+    # The subordinate's current list: its cross-signed certificates are in it too.
+    sub = ChainMap(dict(ctx.sub), dict(ctx.others)) if ctx.others else ctx.sub
+    for side, current in ((ctx.root_side, ctx.root), (ctx.sub_side, sub)):
         yield from _gone(ctx, side, current)
 
 

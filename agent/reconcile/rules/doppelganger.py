@@ -2,7 +2,9 @@
 
 Certificates sharing subject and key (a doppelganger group, as CCADB and CRLite group issuers)
 are one CA to whoever holds the key: it can use every member. (Audited alike is checked by
-`not-in-audit-scope`, which flags every capable member an audit list leaves out.)
+`not-in-audit-scope`, which flags every capable member an audit list leaves out.) A group
+includes the subordinate's members that another root signed (`Context.others`, a cross-sign):
+a revocation for a key reason at one root makes the other root's certificate a finding.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def groups(ctx: Context) -> list[list[CertRecord]]:
     # union()'s records (the root's where both sides list one), counted by key in C: most
     # inventories have no group at all, and then no record is looked at one by one.
     records = [*ctx.root.values(), *(ctx.sub[sha] for sha in ctx.sub.keys() - ctx.root.keys())]
+    # A cross-sign: the subordinate's certificates of the same key that another root signed.
+    records += ctx.others.values()
     counts = Counter(map(GROUP_KEY, records))
     if len(counts) == len(records):
         return []
@@ -67,6 +71,8 @@ def _untracked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[
     if not tracked:
         return
     for member in members:
+        if member.sha256 in ctx.others:
+            continue  # another root's to list: its own pairing tracks it
         if member.sha256 in ctx.root and member.sha256 in ctx.sub:
             continue
         lister = ctx.root_party if member.sha256 in ctx.root else ctx.sub_party
