@@ -21,12 +21,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from invsync.agent.exchange.federation_ca import load_ca
 from invsync.agent.exchange.keys import generate, write_private_key
-from invsync.agent.exchange.pki import make_federation
+from invsync.agent.exchange.pki import Issued, make_federation
 from invsync.server.localfed import agent_config, command, running_server, write_federation
 from tests.integration.conftest import wait_for
 
@@ -92,7 +95,14 @@ def _federation_with_kept_ca(work: Path) -> None:
     """The demo federation, its TLS certificates issued by a federation CA kept in ca/."""
     write_federation(work)
     assert _run(work, "tls", "ca", "init", "ca").returncode == 0
-    make_federation(work / "tls", "localhost", ["secom", "jprs"], ca=load_ca(work / "ca"))
+    ca = Issued(
+        x509.load_pem_x509_certificate((work / "ca" / "ca.pem").read_bytes()),
+        cast(
+            ec.EllipticCurvePrivateKey,
+            load_pem_private_key((work / "ca" / "ca.key").read_bytes(), None),
+        ),
+    )
+    make_federation(work / "tls", "localhost", ["secom", "jprs"], ca=ca)
 
 
 def _add_nii_files(work: Path) -> None:
