@@ -117,13 +117,15 @@ def server_group() -> None:
 @SERVER_CONFIG
 def server_run(config_path: Path) -> None:
     """Serve the exchange over mutual TLS until SIGTERM or SIGINT."""
+    from invsync.agent.daemon.config_watch import ConfigWatch
     from invsync.server.config import load_server_config
     from invsync.server.config_cli import check_server_keys
     from invsync.server.daemon import serve_forever
 
+    watch = ConfigWatch(config_path)  # before the load: a change from now on is a reload
     config = load_server_config(config_path)
     check_server_keys(config)  # before the lock: a refused start leaves nothing behind
-    serve_forever(config)
+    serve_forever(config, watch)
 
 
 @server_group.command("reset-chain")

@@ -185,17 +185,18 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
     )
 
 
-def serve_forever(config: ServerConfig) -> None:
+def serve_forever(config: ServerConfig, watch: ConfigWatch) -> None:
+    """Serve `config` until SIGTERM or SIGINT, reloading it on SIGHUP or when `watch` (made
+    before `config` was loaded) sees its file change."""
     with DaemonLock(config.database):
-        _serve(config)
+        _serve(config, watch)
 
 
-def _serve(config: ServerConfig) -> None:
+def _serve(config: ServerConfig, watch: ConfigWatch) -> None:
     # Handlers first (see SignalWaiter): a stop sent as soon as the port is announced must not
     # meet the default action, which kills the process without draining; a second one during
     # the drain must not either, so the drain runs inside the block too.
     with SignalWaiter((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)) as waiter:
-        watch = ConfigWatch(config.file)  # before anything: a change from now on is seen
         # Metrics first: a metrics port that cannot be bound stops the daemon before it serves.
         where = f"{config.file}: server.metrics_listen"
         serve_metrics(config.metrics_listen, where, metrics.REGISTRY)
@@ -205,8 +206,8 @@ def _serve(config: ServerConfig) -> None:
         while not is_stop(event := wait_for_event(waiter, watch, None)):
             if event == CHANGED:
                 log.info("%s changed: reloading it", config.file)
+            watch.mark()  # before the load (agent.daemon.config_watch)
             running.reload()
-            watch.changed()  # the file as reloaded is the one seen
         log.info("stopping: draining in-flight calls for up to %.0f s", GRACE_SECONDS)
         running.stop()
 

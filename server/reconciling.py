@@ -76,9 +76,12 @@ class ReportMaker:
         self.on_saved: Callable[[], None] = lambda: None
 
     def set_policy(self, policy: AcceptancePolicy) -> None:
-        """A reloaded configuration's (server.live_config); a report under way keeps its own."""
-        self.policy = policy
-        self._keep = _kept(policy)
+        """A reloaded configuration's (server.live_config), once the report under way is made:
+        a report reads the policy at several steps, and a pairing or party removed between two
+        of them would fail it half-way."""
+        with self._making:
+            self.policy = policy
+            self._keep = _kept(policy)
 
     def make(self, pairing: str) -> str | None:
         """`_make` under the one-report-at-a-time lock."""
@@ -120,12 +123,16 @@ class ReportMaker:
         """Whether `body` compares each party's latest accepted snapshot of the pairing (or
         names it absent while it has sent none): a waiting call asks it of the body it has
         parsed already (server.report_news)."""
+        if pairing not in self.policy.pairings:
+            return False  # removed by a reload while the call waited
         return _compares(body, self._latest_accepted(pairing))
 
     def _latest_accepted(self, pairing: str) -> dict[str, tuple[int, str]]:
         """Each party's latest accepted snapshot of the pairing as a report names it: version
         and payload SHA-256, (0, "") while it has sent none."""
-        spec = self.policy.pairings[pairing]
+        spec = self.policy.pairings.get(pairing)
+        if spec is None:  # removed by a reload: nothing accepted to compare
+            return {}
         latest = {}
         for party in (spec.root, spec.subordinate):
             last = self.store.last_accepted(party, pairing)

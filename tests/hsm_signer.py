@@ -6,11 +6,14 @@ with ECDSA over SHA-256 by the key in file KEY, the DER signature on stdout, exi
 a line is appended to it for each signature, so a test can count what the module signed. Each
 other mode breaks the contract one way: `fail` (exit 3, a reason on stderr), `garbage` (text
 instead of a signature), `slow` (sign after 0.5 s: calls overlap unless something orders
-them), `hang` (never answers; it must be stopped).
+them), `hang` (never answers; it must be stopped), `escape` (a reason on stderr that would
+clear the operator's terminal), `detach` (hangs, and leaves a helper of its own session holding
+its output open for 15 s, as a PKCS#11 daemon might).
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,13 @@ def main(mode: str, key_path: str, log: str | None = None) -> int:
     if mode == "fail":
         print("C_Login: CKR_PIN_INCORRECT", file=sys.stderr)
         return 3
+    if mode == "escape":
+        print("\x1b[2JC_Login failed", file=sys.stderr)
+        return 3
+    if mode == "detach":
+        helper = [sys.executable, "-c", "import time; time.sleep(15)"]
+        subprocess.Popen(helper, start_new_session=True)  # inherits stdout and stderr
+        time.sleep(60)
     if mode == "garbage":
         sys.stdout.write("signed!\n")
         return 0

@@ -181,6 +181,8 @@ def test_what_the_module_signs_passes_a_handshake_and_the_servers_crl_loader(
         ),
         ("wrong-key", 30.0, "signed with another key: its signature does not verify with the "),
         ("hang", 0.5, "gave no signature within 0.5 seconds; it was stopped"),
+        ("detach", 0.5, "gave no signature within 0.5 seconds; it was stopped"),
+        ("escape", 30.0, "failed (exit status 3): \\x1b[2JC_Login failed"),
     ],
 )
 @pytest.mark.parametrize("action", ["sign", "revoke"])

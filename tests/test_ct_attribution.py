@@ -117,6 +117,29 @@ def test_an_agents_cycles_keep_and_attribute_what_a_ct_log_gave(tmp_path: Path, 
     assert sorted(set(sources.values())) == ["ct", "ct;issuance-log"]
 
 
+def test_what_a_ct_log_gave_leaves_with_the_root_key_it_was_kept_for(tmp_path: Path) -> None:
+    """A reload that takes away the only pairing naming a root (here: every SECOM root
+    replaced by an unrelated one) drops what the log gave under those roots at the next
+    collection, though the log is still configured: the reader would not keep them now."""
+    log = FakeLog([x509_entry(der(c)) for c in HIERARCHY], page=64)
+    with _serve(_LogServer(log)) as address:
+        url = f"http://{address}/log"
+        config = _secom_config(tmp_path, f'["issuance-log:data/secom_issuance_log.jsonl", "{url}"]')
+        agent = Agent(load_agent_config(config))
+        try:
+            first = agent.collect()
+        finally:
+            agent.close()
+        other = ca_chain.root("Unrelated Root", "Elsewhere")
+        (tmp_path / "data" / "secom_roots.pem").write_bytes(other.pem)
+        agent = Agent(load_agent_config(config))
+        try:
+            second = agent.collect()
+        finally:
+            agent.close()
+    assert (first, second) == (185, 12)  # then the issuance log's 12 alone
+
+
 def _collected(tmp_path: Path, attribution: Attribution) -> dict[str, CertRecord]:
     """A root's issuance log naming JPRS's CA certificate, and a CT log holding that
     certificate's pre-certificate (same key, issuer and serial, with the poison extension),

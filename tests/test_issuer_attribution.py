@@ -12,7 +12,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from invsync.agent.inventory.attribution import Attribution, AttributionRule, attribute
 from invsync.agent.inventory.issuer_attribution import issuer_key_votes
@@ -143,3 +143,26 @@ def test_the_real_secom_hierarchy_has_no_certificate_under_a_subordinates_key() 
     ]
     assert sum(1 for r in records if r.operator) == 34
     assert issuer_key_votes(records, {"jprs", "nii"}) == []
+
+
+def test_a_subordinates_cross_certificate_to_the_agents_own_root_key_takes_nothing() -> None:
+    """JPRS cross-certifies SECOM's root key, and SECOM's agent holds no self-signed
+    certificate of that root (an issuance log lists what the root issued, not the root):
+    the root's key is the agent's own, never JPRS's, so what it signed stays as it was."""
+    cas = _hierarchy()
+    cas["cross-to-root"] = issue(
+        cas["jprs"], "Test SECOM Root", "SECOM Trust Systems CO.,LTD.", key=cas["secom"].key
+    )
+    held = {label: ca for label, ca in cas.items() if label not in ("secom", "other")}
+    records = [record(ca, "jprs" if label == "jprs" else None) for label, ca in held.items()]
+    root = (
+        cas["secom"].cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    found = _operators(attribute(records, SUBORDINATES, [root]), held)
+    assert found["cross-to-root"] == ("jprs", "issuer-key")  # JPRS issued it, JPRS tracks it
+    assert found["secom-issued"] == ("", "")
+    assert found["jprs"] == ("jprs", "issuance-log")
+    # Without the agent's root keys, JPRS's cross-certificate took the root's key, and with it
+    # everything the root signed: the fault this guards against.
+    unguarded = _operators(attribute(records, SUBORDINATES), held)
+    assert unguarded["secom-issued"] == ("jprs", "issuer-key")

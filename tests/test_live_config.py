@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.config_watch import ConfigWatch
 from invsync.agent.daemon.reload import Loaded, reloaded_config
 from invsync.agent.daemon.reload import changes as agent_changes
 from invsync.agent.errors import ConfigError
@@ -126,3 +127,22 @@ def test_an_unchanged_file_and_key_files_are_the_same_load_and_a_renewed_tls_key
     key = work / "tls" / "secom.key"
     key.write_bytes(key.read_bytes() + b"\n")
     assert Loaded.of(load_agent_config(file)) != first
+
+
+def test_a_file_completed_after_a_half_written_one_was_seen_is_still_a_change(
+    tmp_path: Path,
+) -> None:
+    """The daemons mark the file before loading it: a writer that finishes between the poll
+    that saw half of it and the reload leaves a change for the next poll, not a miss."""
+    file = tmp_path / "server.toml"
+    file.write_text("[server]\nname = 'x'\n")
+    watch = ConfigWatch(file)
+    assert not watch.changed()
+    file.write_text("[server]\nna")  # caught half-written
+    assert watch.changed()
+    watch.mark()  # the reload about to load it
+    file.write_text("[server]\nname = 'y'\n")  # completed before the load
+    assert watch.changed()
+    assert not watch.changed()
+    file.unlink()  # gone: a change, and one only
+    assert watch.changed() and not watch.changed()

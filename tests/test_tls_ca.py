@@ -28,6 +28,7 @@ from invsync.agent.exchange import federation_ca
 from invsync.agent.exchange.ca_lock import CaBusy, holding
 from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
 from invsync.agent.files import write_atomically
+from invsync.agent.model.der import element
 from invsync.server.client_crl import load_revoked
 from tests.paths import ROOT
 from tests.tls_certs import handshake
@@ -493,3 +494,76 @@ def test_a_serial_the_register_holds_is_drawn_again(
         hosts["ca"], (hosts["jprs"] / "jprs.csr").read_bytes(), "jprs.csr", server=False
     )
     assert signed.cert.serial_number == used + 1
+
+
+def test_revoke_takes_the_certificate_file_of_this_ca_and_no_other(
+    hosts: dict[str, Path], tmp_path: Path
+) -> None:
+    path = _sign(hosts, "jprs", "jprs", "--client")
+    jprs = _cert(path)
+    out = _ok("revoke", path, "--ca", hosts["ca"], "--reason", "superseded").output
+    assert f"serial {jprs.serial_number:x} (client jprs) revoked" in out
+    crl = x509.load_pem_x509_crl((hosts["ca"] / "crl.pem").read_bytes())
+    assert [entry.serial_number for entry in crl] == [jprs.serial_number]
+    # A certificate of another CA, even one whose serial this CA signed, is not revoked here.
+    _ok("ca", "init", tmp_path / "other")
+    _ok("request", tmp_path / "x", "--name", "jprs")
+    _ok("sign", tmp_path / "x" / "jprs.csr", "--ca", tmp_path / "other", "--client")
+    other = _cert(tmp_path / "x" / "jprs.crt")
+    fingerprint = other.fingerprint(hashes.SHA256()).hex().upper()
+    assert _refused("revoke", tmp_path / "x" / "jprs.crt", "--ca", hosts["ca"]) == (
+        f"{tmp_path / 'x' / 'jprs.crt'}: certificate serial {other.serial_number:x} "
+        f"(SHA-256 {fingerprint[:16]}...) was not signed by the CA in {hosts['ca']} "
+        f"(not in {hosts['ca'] / 'issued.jsonl'})"
+    )
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert _refused("revoke", tmp_path / "junk.pem", "--ca", hosts["ca"]).startswith(
+        f"{tmp_path / 'junk.pem'}: not a readable PEM certificate ("
+    )
+
+
+def _signed_request(name_der: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A PKCS#10 request its own key signed, naming itself as `name_der` says: the parts
+    `cryptography`'s builder refuses to make, and a hostile requester can."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    info = element(0x30, bytes([2, 1, 0]) + name_der + spki + bytes([0xA0, 0]))
+    signature = key.sign(info, ec.ECDSA(hashes.SHA256()))
+    algorithm = element(0x30, element(0x06, bytes.fromhex("2a8648ce3d040302")))
+    der = element(0x30, info + algorithm + element(0x03, b"\x00" + signature))
+    return x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
+
+
+def _common_name(tag: int, value: bytes) -> bytes:
+    atv = element(0x30, element(0x06, bytes.fromhex("550403")) + element(tag, value))
+    return element(0x30, element(0x31, atv))
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [(0x02, b"\x01"), (0x03, b"\x00nii"), (0x0C, b"\xff\xfe")],
+    ids=["integer", "bit-string", "bad-utf8"],
+)
+def test_a_signed_request_with_an_unreadable_subject_is_refused_by_name(
+    hosts: dict[str, Path], tag: int, value: bytes
+) -> None:
+    pem = _signed_request(_common_name(tag, value), ec.generate_private_key(ec.SECP256R1()))
+    (hosts["jprs"] / "odd.csr").write_bytes(pem)
+    refused = _refused("sign", hosts["jprs"] / "odd.csr", "--ca", hosts["ca"], "--client")
+    assert refused.startswith(f"{hosts['jprs'] / 'odd.csr'}: its subject cannot be read (")
+    assert not (hosts["jprs"] / "odd.crt").exists()
+
+
+def test_a_request_with_an_unknown_curve_is_refused_by_name(hosts: dict[str, Path]) -> None:
+    pem = _signed_request(_common_name(0x0C, b"nii"), ec.generate_private_key(ec.SECP256R1()))
+    der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
+    p256 = bytes.fromhex("2a8648ce3d030107")
+    odd = der.replace(p256, bytes.fromhex("2a8648ce3d030109"), 1)
+    (hosts["jprs"] / "odd.csr").write_bytes(
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(odd)
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
+    refused = _refused("sign", hosts["jprs"] / "odd.csr", "--ca", hosts["ca"], "--client")
+    assert refused.startswith(f"{hosts['jprs'] / 'odd.csr'}: its key or signature cannot be read (")

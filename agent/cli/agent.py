@@ -62,6 +62,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
     Without --once it runs a cycle every --interval seconds, and at once on SIGHUP; SIGTERM
     ends it after the cycle under way (every cycle commits or writes nothing), exit status 0.
     """
+    watch = ConfigWatch(config_path)  # before the load: a change from now on is a reload
     config = load_agent_config(config_path)
     if not once:
         _check_interval(config, interval)
@@ -71,7 +72,7 @@ def agent_run(config_path: Path, once: bool, interval: int, wait: float) -> None
         if once:
             _run_once(config, wait)
         else:
-            _run_daemon(config, interval, wait)
+            _run_daemon(config, watch, interval, wait)
 
 
 def _run_once(config: AgentConfig, wait: float) -> None:
@@ -82,14 +83,13 @@ def _run_once(config: AgentConfig, wait: float) -> None:
         agent.close()
 
 
-def _run_daemon(config: AgentConfig, interval: int, wait: float) -> None:
+def _run_daemon(config: AgentConfig, watch: ConfigWatch, interval: int, wait: float) -> None:
     """A cycle now, then every `interval` seconds; at once on SIGHUP or a change of the
     configuration file, which is read again first (agent.daemon.reload)."""
     loaded = Loaded.of(config)
     agent = Agent(config)
     try:
         with SignalWaiter((signal.SIGHUP, signal.SIGTERM)) as waiter:
-            watch = ConfigWatch(config.file)
             while True:
                 started = time.monotonic()
                 _cycle_logged(agent, wait)
@@ -101,8 +101,8 @@ def _run_daemon(config: AgentConfig, interval: int, wait: float) -> None:
                 if is_stop(event):  # SIGTERM ends the loop after the cycle under way
                     break
                 if event:  # SIGHUP or a changed file; a timeout only cycles
+                    watch.mark()  # before the load (agent.daemon.config_watch)
                     agent, loaded = _reloaded(agent, loaded, interval, changed=event == CHANGED)
-                    watch.changed()  # the file as reloaded is the one seen
     finally:
         agent.close()
     click.echo(f"{config.party}: stopped")
@@ -130,7 +130,10 @@ def _reloaded(
     agent.close()
     try:
         fresh = Agent(new.config)
-    except InvsyncError as e:
+    except (InvsyncError, OSError) as e:
+        # Checked whole before, so a file changed or gone since: the agent as it ran before is
+        # made again (if that fails too, the daemon stops with its error, and a restart or
+        # systemd's Restart= takes over).
         _log.error("reload of %s failed, the running configuration stays: %s", file, e)
         return Agent(agent.config), loaded
     click.echo(f"{party}: reloaded {file}: {changes(agent.config, new.config)}")

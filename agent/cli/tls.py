@@ -206,17 +206,19 @@ def tls_sign(csr: Path, ca_dir: Path, client: bool, days: int, out: Path | None)
 
 
 @tls_group.command("revoke")
-@click.argument("serial", metavar="SERIAL")
+@click.argument("serial", metavar="SERIAL|CERT")
 @_CA_DIRECTORY
 @click.option("--reason", default="", metavar="TEXT", help="Why, kept in the CA's register.")
 def tls_revoke(serial: str, ca_dir: Path, reason: str) -> None:
-    """Revoke the certificate of SERIAL (hex, as `tls sign` printed it) and write the CA's CRL
-    of every revoked certificate again (DIR/crl.pem): the server refuses a client certificate
-    it lists once it reads it as `tls.client_crl` (at start, and on SIGHUP). For a serial
-    already revoked, only the CRL is written again (to complete a revocation, or renew the CRL
-    before its next update, 30 days on)."""
-    from invsync.agent.exchange.federation_ca import revoke
+    """Revoke the certificate of SERIAL (hex, as `tls sign` printed it), or the one in the PEM
+    file CERT, and write the CA's CRL of every revoked certificate again (DIR/crl.pem): the
+    server refuses a client certificate it lists once it reads it as `tls.client_crl` (at
+    start, and on each reload). For a serial already revoked, only the CRL is written again
+    (to complete a revocation, or renew the CRL before its next update, 30 days on)."""
+    from invsync.agent.exchange.federation_ca import revoke, serial_of_file
 
+    if Path(serial).is_file():
+        serial = serial_of_file(ca_dir, Path(serial))
     done = revoke(ca_dir, serial, reason, notice=_notice)
     entry = done.entry
     what = "was already revoked" if done.again else "revoked"

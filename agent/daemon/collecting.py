@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.inventory.collect import collect
+from invsync.agent.inventory.scope import signed_by_any
 from invsync.agent.model.bundle import Facts, SourceContext
 from invsync.agent.model.record import CertRecord
 from invsync.agent.sources.ct import CT, CT_PRECERT
@@ -65,7 +66,9 @@ def _from_ct_logs(agent: AgentParts) -> Facts:
     A fetch returns only the entries after the progress the last collection committed, so
     without these every certificate a log gave would leave the inventory at the next
     collection, as if dropped (and then be nobody's to list). A log never drops an entry: they
-    stay while their log is configured, their last sighting the fetch that gave them."""
+    stay while their log is configured and a root key the agent still has signed them (a
+    reload may remove a pairing, and with it the key the reader kept them for), their last
+    sighting the fetch that gave them."""
     logs = {log_url(url) for url in _ct_log_urls(agent.config.sources)}
     if not logs:
         return Facts()
@@ -79,7 +82,7 @@ def _from_ct_logs(agent: AgentParts) -> Facts:
         )
         if sources:
             kept.append(CertRecord(record.info, sources=sources))
-    return Facts(records=tuple(kept))
+    return Facts(records=tuple(signed_by_any(kept, agent.config.ca_spkis())))
 
 
 def _ct_log_urls(specs: Iterable[str]) -> list[str]:

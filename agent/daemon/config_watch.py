@@ -5,7 +5,9 @@ or a configuration manager that writes the same bytes again, or sets the time ba
 nothing and causes no reload. The file is read every POLL_SECONDS while the daemon idles, which
 costs one small read: no inotify, so it works the same on every system and in containers.
 A file caught half-written is a change too: the reload that follows checks it whole and refuses
-it, and the complete file a moment later is a change again.
+it, and the complete file a moment later is a change again. For that, what is seen is marked
+before the file is loaded, never after (`mark`): a file completed between the two is then
+still a change at the next poll, and costs a reload that finds nothing new.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ CHANGED = "changed"
 
 
 class ConfigWatch:
+    """Made before the file is loaded at start; `mark()` before each reload loads it."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen = _digest(path)
+
+    def mark(self) -> None:
+        """The file as it is now is the one about to be loaded."""
+        self._seen = _digest(self.path)
 
     def changed(self) -> bool:
         """True once per change of the file's bytes since the last call (or the start)."""

@@ -223,7 +223,13 @@ class CommandKey:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):  # it ended as the time ran out
                 os.killpg(child.pid, signal.SIGKILL)
-            child.communicate()
+            # Not communicate(): a helper that left the group (setsid) may hold the pipes open
+            # for as long as it lives. Closed here, the command itself is reaped at once.
+            for pipe in (child.stdin, child.stdout, child.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            child.wait()
             raise self._error(
                 f"gave no signature within {self.command.timeout:g} seconds; it was stopped"
             ) from None
@@ -240,8 +246,13 @@ def _status(code: int) -> str:
 
 
 def _last_line(err: bytes) -> str:
+    """The last line of the command's stderr, control characters escaped: what it prints
+    reaches the operator's terminal through our message."""
     lines = err.decode(errors="replace").strip().splitlines()
-    return f": {lines[-1][:_SHOWN]}" if lines else ""
+    if not lines:
+        return ""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in lines[-1][:_SHOWN])
+    return f": {shown}"
 
 
 def _quoted(out: bytes) -> str:

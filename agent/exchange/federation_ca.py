@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
@@ -243,6 +244,25 @@ def _file_key(path: Path, public: ec.EllipticCurvePublicKey) -> FileKey:
     return FileKey(key)
 
 
+def serial_of_file(directory: Path, path: Path) -> str:
+    """The serial (hex) of the certificate in the PEM file `path`, which this CA's register
+    must hold by its SHA-256: a certificate of another CA with a serial that happens to be in
+    the register is not revoked in its place."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise FederationCaError(f"{path}: not a readable PEM certificate ({e})") from e
+    serial = f"{cert.serial_number:x}"
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
+    register = directory / REGISTER
+    if not any(e.get("sha256") == fingerprint for e in read_entries(register, _quiet)):
+        raise FederationCaError(
+            f"{path}: certificate serial {serial} (SHA-256 {fingerprint[:16]}...) was not "
+            f"signed by the CA in {directory} (not in {register})"
+        )
+    return serial
+
+
 def revoke(
     directory: Path,
     serial: str,
@@ -374,11 +394,11 @@ def _checked_request(csr_pem: bytes, where: str) -> tuple[str, ec.EllipticCurveP
     try:
         public = csr.public_key()
         valid = csr.is_signature_valid
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise FederationCaError(f"{where}: its key or signature cannot be read ({e})") from e
     if not valid:
         raise FederationCaError(f"{where}: its signature does not verify with its own key")
-    return _requested_name(csr.subject, where), _checked_key(public, where)
+    return _requested_name(csr, where), _checked_key(public, where)
 
 
 def _checked_key(public: object, where: str) -> ec.EllipticCurvePublicKey:
@@ -395,11 +415,19 @@ def _checked_key(public: object, where: str) -> ec.EllipticCurvePublicKey:
     return public
 
 
-def _requested_name(subject: x509.Name, where: str) -> str:
-    attributes = list(subject)
+def _requested_name(csr: x509.CertificateSigningRequest, where: str) -> str:
+    # The subject is parsed only when first read, after the signature: a request its own key
+    # signed may still name itself in a string type no Common Name has (an INTEGER, a BIT
+    # STRING, bytes that are not UTF-8).
+    try:
+        subject = csr.subject
+        attributes = list(subject)
+        shown = subject.rfc4514_string()
+    except (ValueError, TypeError) as e:
+        raise FederationCaError(f"{where}: its subject cannot be read ({e})") from e
     if len(attributes) != 1 or attributes[0].oid != NameOID.COMMON_NAME:
         raise FederationCaError(
-            f"{where}: its subject must be one Common Name alone, got {subject.rfc4514_string()!r}"
+            f"{where}: its subject must be one Common Name alone, got {shown!r}"
         )
     name = attributes[0].value
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):

@@ -41,8 +41,11 @@ def assemble(
     *,
     issuers: Sequence[CertInfo] = (),
     attribution: Attribution | None = None,
+    root_spkis: Sequence[bytes] = (),
 ) -> Assembled:
-    """`issuers`: CA certificates known beyond this collection (for CRL issuer keys)."""
+    """`issuers`: CA certificates known beyond this collection (for CRL issuer keys);
+    `root_spkis`: the agent's own root keys (its pairings' issuer certificates), never a
+    subordinate's by the issuer-key rule."""
     records = merge(facts.records)
     disclosures = {d.sha256: d for d in facts.disclosures}
     scope = _by_sha(facts.audit_scope)
@@ -53,7 +56,7 @@ def assemble(
     ]
     records, unmatched_crl = _apply_crls(records, facts.crl_revocations, issuers)
     if attribution is not None:
-        records = attribute(records, attribution)
+        records = attribute(records, attribution, root_spkis)
     return Assembled(
         records=records,
         unmatched_disclosures=tuple(d for d in facts.disclosures if d.sha256 not in held),

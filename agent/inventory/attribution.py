@@ -24,7 +24,7 @@ from invsync.agent.inventory.issuer_attribution import (
     final_certificate_votes,
     issuer_key_votes,
 )
-from invsync.agent.model.record import CertRecord
+from invsync.agent.model.record import CertRecord, sha256_hex
 from invsync.agent.sources.ccadb import normalize_owner
 
 ISSUANCE_LOG = "issuance-log"
@@ -94,10 +94,15 @@ CONFLICT = "; conflicting: "
 _SAYS = " says "
 
 
-def attribute(records: Iterable[CertRecord], attribution: Attribution) -> list[CertRecord]:
+def attribute(
+    records: Iterable[CertRecord], attribution: Attribution, root_spkis: Iterable[bytes] = ()
+) -> list[CertRecord]:
+    """Each record with its operator; `root_spkis` are the agent's own root keys (DER), which
+    no certificate a subordinate signed makes a subordinate's (a cross-certificate to them)."""
     attributed = [_attribute(record, attribution) for record in records]
+    roots = frozenset(map(sha256_hex, root_spkis))
     # Asked of the inventory as now attributed: an issuer's operator may come from any source.
-    for vote in issuer_key_votes(attributed, attribution.subordinates):
+    for vote in issuer_key_votes(attributed, attribution.subordinates, roots):
         attributed[vote.index] = _voted(attributed[vote.index], vote)
     for vote in final_certificate_votes(attributed):
         attributed[vote.index] = _voted(attributed[vote.index], vote)

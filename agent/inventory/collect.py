@@ -56,4 +56,7 @@ def collect(
     everything = Facts.combine(
         [base or Facts(), facts, *(f for f in crl_facts if isinstance(f, Facts))]
     )
-    return Collected(assemble(everything, issuers=known, attribution=attribution), fetches)
+    assembled = assemble(
+        everything, issuers=known, attribution=attribution, root_spkis=ctx.party_ca_spkis
+    )
+    return Collected(assembled, fetches)

@@ -42,9 +42,14 @@ class Vote:
     how: str
 
 
-def issuer_key_votes(records: Sequence[CertRecord], subordinates: Iterable[str]) -> list[Vote]:
+def issuer_key_votes(
+    records: Sequence[CertRecord], subordinates: Iterable[str], roots: frozenset[str] = frozenset()
+) -> list[Vote]:
     """A vote for each record signed by a subordinate's CA key, following chains down; none
-    for a record whose key signs itself.
+    for a record whose key signs itself. The keys in `roots` (SPKI SHA-256, the agent's own
+    root keys) are never a subordinate's: a subordinate's cross-certificate to one of them,
+    with the root's self-signed certificate not in the inventory, would otherwise make every
+    certificate that root signed the subordinate's.
 
     A key is a subordinate's when every CA certificate of it in the inventory is attributed to
     that one subordinate (by a source, or by this vote). A key with a certificate of no operator
@@ -60,7 +65,7 @@ def issuer_key_votes(records: Sequence[CertRecord], subordinates: Iterable[str])
     signers = [r for r in records if r.info.is_ca and r.info.subject_der in issuer_names]
     if not any(r.operator in wanted for r in signers):
         return []
-    keys = _SubordinateKeys(records, {r.info.spki_sha256 for r in signers}, wanted)
+    keys = _SubordinateKeys(records, {r.info.spki_sha256 for r in signers} - roots, wanted)
     votes: dict[int, Vote] = {}
     names = keys.take_all()
     while names:  # the records each newly taken key's names issued, then their keys' ...

@@ -134,6 +134,13 @@ def _load_keys(spkis: Sequence[bytes]) -> list[Key]:
     return [(sha256_hex(spki), serialization.load_der_public_key(spki)) for spki in spkis]
 
 
+def signed_by_any(records: Iterable[CertRecord], spkis: Sequence[bytes]) -> list[CertRecord]:
+    """The CA certificates among `records` that one of the keys `spkis` signed, as a CT reader
+    keeps them (agent.sources.ct), with the signatures' answers cached as the scopes' are."""
+    keys = _load_keys(spkis)
+    return [r for r in records if r.info.is_ca and any(_signed(r, s, k) for s, k in keys)]
+
+
 def _issued_under(record: CertRecord, keys: Sequence[Key]) -> bool:
     info = record.info
     if not info.is_ca or (info.self_issued and _self_signed(record)):

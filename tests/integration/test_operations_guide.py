@@ -34,11 +34,13 @@ WAIT = """wait_for() {
 RELOADS=0
 """
 SIGHUP_SERVER = "pkill -HUP -f 'invsync server run --config server.toml'"
+# What an agent prints once its cycle has pushed, or found nothing to push (grep BRE).
+PUSHED = ": pushed \\|: [a-z-]* unchanged since snapshot"
 
 
 def _section() -> str:
     text = GUIDE.read_text()
-    return text[text.index("## 2. First pairing") : text.index("### 2.9")]
+    return text[text.index("## 2. First pairing") : text.index("### 2.11")]
 
 
 def _step(kind: str, body: str, name: str | None) -> str:
@@ -50,14 +52,20 @@ def _step(kind: str, body: str, name: str | None) -> str:
         return body + body.replace("p=secom;", "p=jprs;", 1)
     lines: list[str] = []
     daemons: list[str] = []
+    started = ""  # the .once file of the --once cycle started last in this block
     for line in body.splitlines():
         if line == SIGHUP_SERVER:  # this server, not another test's; and wait for its reload
             lines += ['kill -HUP "$SERVER"', "RELOADS=$((RELOADS + 1))"]
             lines.append('wait_for server.out "reloaded server.toml: " "$RELOADS"')
         elif " server run " in line:  # a terminal of its own
             lines += [f"{line} > server.out 2>&1 &", "SERVER=$!", "wait_for server.out listening"]
-        elif line.endswith("--once)"):  # a terminal each, started together
-            lines += [f"{line} >> {line.split()[1]}.once 2>&1 &", "ONCE+=($!)"]
+        elif line.endswith("--once)"):  # a terminal each, the next once the last has pushed
+            out = f"{line.split()[1]}.once"
+            if started:  # as the guide says: the other party signs the new report, not the last
+                lines.append(f'wait_for {started} "{PUSHED}" "$((SEEN + 1))"')
+            lines += [f'touch {out}; SEEN=$(grep -c "{PUSHED}" {out} || true)']
+            lines += [f"{line} >> {out} 2>&1 &", "ONCE+=($!)"]
+            started = out
         elif line.endswith(") &"):  # the daemons
             party = line.split()[1]
             lines += [f"{line[:-2]} > {party}.daemon 2>&1 &", "DAEMONS+=($!)"]
@@ -66,7 +74,7 @@ def _step(kind: str, body: str, name: str | None) -> str:
             lines.append(line)
     if any("--once)" in line for line in body.splitlines()):
         # Exit 1 is a complete report with error findings, as the guide says the demo's has.
-        lines += ['for pid in "${ONCE[@]}"; do wait "$pid" || [ $? -eq 1 ]; done']
+        lines += ['for pid in "${ONCE[@]}"; do wait "$pid" || [ $? -eq 1 ]; done', "ONCE=()"]
     if daemons:  # each daemon's first cycle needs the other's snapshot: start all, then wait
         lines += [f"wait_for {party}.daemon 'subordinate valid)'" for party in daemons]
         lines += ['kill -TERM "${DAEMONS[@]}"', 'for pid in "${DAEMONS[@]}"; do wait "$pid"; done']
@@ -125,9 +133,10 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert stdout.count(COMPLETE) == 2, stdout
     assert "unverified" not in stdout and "untrusted" not in stdout, stdout
     assert "invsync report verify --config secom/agent.toml" in _section()
-    reports = sorted(p.name.split("-2021")[0] for p in (pilot / "secom").glob("reports/*.json"))
-    assert reports == ["secom-jprs", "secom-nii"]
+    reports = {p.name.split("-2021")[0] for p in (pilot / "secom").glob("reports/*.json")}
+    assert reports == {"secom-jprs", "secom-nii"}
     _check_nii_joined_and_left(pilot, stdout, logs)
+    _check_rotations_and_restore(pilot, logs)
     assert "PERMISSION_DENIED: TLS client certificate CN='nii' is not the tls_identity" in stderr
     # Each TLS key is where it was made (issue 14), and the CA's stayed with the operator.
     for host, name in (("exchange", "localhost"), ("secom", "secom"), ("jprs", "jprs")):
@@ -141,6 +150,25 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "nii/tls/nii.key",
         "secom/tls/secom.key",
     ]
+
+
+def _check_rotations_and_restore(pilot: Path, logs: dict[str, str]) -> None:
+    """2.9 and 2.10: SECOM's key announced and switched to; JPRS's TLS certificate renewed and
+    the old one revoked, read by the running server; JPRS's database restored from a backup
+    older than the exchange's record, and its chain continued from the log."""
+    secom, jprs = logs["secom.once"], logs["jprs.once"]
+    assert "secom: pushed secom-jprs snapshot version 2 (announces a new signing key)" in secom
+    assert not (pilot / "secom" / "keys" / "secom.key").exists()
+    server = (pilot / "server.out").read_text()
+    assert "reloaded server.toml: tls.client_crl; 1 revoked client certificates" in server
+    assert "jprs: pushed secom-jprs snapshot version 2 (content changed)" in jprs
+    restored = "jprs: pushed secom-jprs snapshot version 3 (continues after our latest snapshot"
+    assert restored in jprs, jprs
+    # The last cycle of each ends on one report all three signed.
+    for log in (secom, jprs):
+        last = [line for line in log.splitlines() if ": report reports/" in line][-1]
+        assert last.endswith("(server valid, root valid, subordinate valid)"), log
+    assert secom.split(": report reports/")[-1][:50] == jprs.split(": report reports/")[-1][:50]
 
 
 def _check_nii_joined_and_left(pilot: Path, stdout: str, logs: dict[str, str]) -> None:
