@@ -167,7 +167,8 @@ class Agent:
         """The report signers this agent pins: the server's keys, ours, and the peers' with
         the rotations recorded so far."""
         rings = {name: self.peer_keys.ring(name) for name in self.peer_keys.peers}
-        return pins_of(self.config.party, self.keys, self.server_keys, rings)
+        server = self.checker.server_ring().known()
+        return pins_of(self.config.party, self.keys, server, rings)
 
     def _own_snapshot(self, pairing: str) -> Snapshot:
         return cosign.own_snapshot(self, pairing)

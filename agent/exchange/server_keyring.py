@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from invsync.agent.errors import bounded
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_checkpoint
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.rejections import RetiredServerKeyError
@@ -31,8 +32,8 @@ __all__ = ["ServerKeyRing", "ServerRotation", "open_checkpoint_in_force"]
 
 # Told whenever a key the ring does not know signed: what the operator or auditor should know.
 UNANNOUNCED = (
-    "a new server key is trusted only once its announcement (a SERVER_KEY log entry signed by "
-    "the key it replaces) has been verified"
+    "a new server key is trusted only once its announcement, a SERVER_KEY log entry signed by "
+    "the key it replaces, is verified"
 )
 # How `open_checkpoint` says that the key it was given made no signature line of the note.
 _NOT_SIGNED_BY_IT = "no signature by a pinned key verifies"
@@ -135,11 +136,8 @@ def open_checkpoint_in_force(note: bytes, name: str, ring: ServerKeyRing) -> Che
                 raise  # malformed, another origin, or a bad signature by this very key
             continue
         signers.append(key.keyid)
-    if opened is None:
-        raise BadCheckpoint(
-            f"checkpoint of {name}: no signature by a server key trusted here verifies "
-            f"({UNANNOUNCED})"
-        )
+    if opened is None:  # as `open_pinned` says it: an unannounced key is no key of the server
+        raise BadCheckpoint(f"checkpoint of {bounded(name)}: {_NOT_SIGNED_BY_IT}")
     ring.check_in_force(signers, opened.size, f"the checkpoint of tree size {opened.size}")
     return opened
 
