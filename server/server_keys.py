@@ -21,8 +21,13 @@ from pathlib import Path
 
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange.checkpoint import open_checkpoint
-from invsync.agent.exchange.keys import SigningKey, load_signing_key
-from invsync.agent.exchange.log_entry import parse_log_entry
+from invsync.agent.exchange.keys import (
+    SigningKey,
+    VerifyKey,
+    load_signing_key,
+    verify_key_from_spki_der,
+)
+from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
 from invsync.agent.exchange.server_key import ServerKeyAnnouncement, server_key_entry
 from invsync.agent.store.lock import DaemonLock
 from invsync.server.config import ServerConfig
@@ -103,3 +108,19 @@ def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what:
             f"{where} was retired by log entry {size - 1}, which announces the server's new "
             "signing key: set server.signing_key to that key"
         )
+
+
+def retired_keys(store: ExchangeStorage) -> list[VerifyKey]:
+    """The keys the server's log says it retired, oldest first: read from its own database, for
+    its exports to pin beside the key in force (what the log holds is verified all the same)."""
+    keys: list[VerifyKey] = []
+    size, start = store.log_size(), 0
+    while start < size:
+        leaves = store.log_entries(start, min(size, start + 256), 64 << 20)
+        for index, leaf in enumerate(leaves, start=start):
+            entry = parse_log_entry(leaf, f"log entry {index}")
+            if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
+                body = pb.ServerKeyBody.FromString(logged_envelope(entry, "").payload)
+                keys.append(verify_key_from_spki_der(body.old_key, source=f"log entry {index}"))
+        start += len(leaves)
+    return keys
