@@ -118,6 +118,20 @@ def test_the_old_key_must_be_the_one_in_force() -> None:
     )
 
 
+def test_a_reader_that_pinned_the_new_key_by_hand_follows_the_announcement() -> None:
+    repinned = ServerKeyRing({NEW.keyid: NEW.public})
+    rotation = open_server_key(_announce(), 7, SERVER, repinned)
+    followed = repinned.with_rotation(rotation)
+    assert set(followed.keys_at(7)) == {NEW.keyid, OLD.keyid}  # the history before it reads
+    assert set(followed.keys_at(None)) == {NEW.keyid}
+    # But an announcement of yet another key, by the key left behind, proves nothing to it.
+    other = server_key_entry(
+        ServerKeyAnnouncement(SERVER, NEWER.public, OLD.public, AT), OLD, NEWER
+    )
+    with pytest.raises(ServerKeyAnnouncementError, match="no server key in force there signed"):
+        open_server_key(other, 9, SERVER, followed)
+
+
 def test_a_retired_key_cannot_come_back() -> None:
     ring = _ring(ServerRotation(3, NEW.public, OLD.public, AT))
     back = server_key_entry(ServerKeyAnnouncement(SERVER, OLD.public, NEW.public, AT), NEW, OLD)
