@@ -62,9 +62,7 @@ class Agent:
         self.client = exchange_client(config)
         for report in written_reports(config.report_dir):
             self.client.hold_report(report)
-        self.log_watch = LogWatch(
-            party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock
-        )
+        self.log_watch = LogWatch(party=config.party, store=self.store, clock=self.clock)
         self.restorer = Restore(
             party=config.party,
             keys=self.keys,

@@ -4,9 +4,12 @@
 
 1. fetches the log's latest checkpoint (in a co-signing cycle it comes with the first report
    asked for, with what the next steps read: `LogWatch.ask`; nothing is signed before the
-   watch is done) and opens it with a pinned server key (`server.signing_
-   keys`), under the log's origin: the configured `server.name`, else the server name the
-   first verified receipt gave (adopted once per agent, `agent.exchange.trusted`);
+   watch is done) and opens it with the server key in force for its size (pinned in
+   `server.signing_keys`, or announced since in the log and followed: a checkpoint no key
+   known here opens is first taken as a sign of a rotation to follow,
+   `agent.daemon.server_key_follow`), under the log's origin: the configured `server.name`,
+   else the server name the first verified receipt gave (adopted once per agent,
+   `agent.exchange.trusted`);
 2. checks that it extends the agent's one verified checkpoint, shared by all its pairings, by a
    consistency proof (the log was only appended to; one size with two roots is a fork). The
    first time there is none to check against: the checkpoint is trusted on first use, and a
@@ -43,7 +46,7 @@ be reached is no finding: the cycle fails as for any other call, and the next on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,7 +67,6 @@ from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin
 from invsync.agent.exchange.client import LogAsk, NotFoundYet
-from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
     holds_canonical,
     kind_name,
@@ -100,12 +102,12 @@ class LogWatch:
         self,
         *,
         party: str,
-        server_keys: Mapping[str, VerifyKey],
         store: AgentStore,
         clock: Callable[[], datetime],
     ) -> None:
+        """The server's keys are each pairing's trusted state's (`PairingTrust.server_ring`):
+        pinned, and the rotations followed in the log."""
         self.party = party
-        self.server_keys = dict(server_keys)
         self.store = store
         self.clock = clock
         self.follower = ServerKeyFollow(party, store, clock)

@@ -79,9 +79,7 @@ class ReportCheck:
         self.server_keys = server_keys
         self.peer_keys = peer_keys
         self.clock = clock
-        self.log_watch = log_watch or LogWatch(
-            party=config.party, server_keys=server_keys, store=store, clock=clock
-        )
+        self.log_watch = log_watch or LogWatch(party=config.party, store=store, clock=clock)
         self._trusted: dict[str, PairingTrust[ReportBody]] = {}
         self._log: SharedLog | None = None  # the agent's one log, shared by its pairings
 

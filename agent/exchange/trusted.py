@@ -9,7 +9,9 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
 
 1. the payload type is the one asked for                                 PayloadTypeError
 2. a signature verifies over the exact bytes with a PINNED key, before anything parses them:
-   receipts and reports: the server's configured keys                    ServerSignatureError
+   receipts and reports: the server's configured keys, or a key it announced in its log and
+   the agent followed (`agent.exchange.server_keyring`, in the SharedLog)  ServerSignatureError
+   (a report names no place in the log: any of them; the evidence verifier judges its entry)
    peer snapshots: the peer's configured keys and the rotations they signed
    (`agent.exchange.keyring`)                   UntrustedSignerError, BadSignatureError, ...
    never a key that a document lists about itself
@@ -17,6 +19,7 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
    (a peer snapshot's party, pairing, role, key schedule and records are checked here too,
    by `agent.exchange.acceptance.verify_peer_rotation`)
 4. it agrees with what is already trusted:
+   a receipt is signed by the server key in force at its place in the log RetiredServerKeyError
    a receipt names this party, the pairing, the version and SHA-256 pushed  ReceiptMismatchError
    a report is of this pairing, under the id the server gave it             ReportMismatchError
    a peer snapshot is the version asked for                          PeerVersionMismatchError
@@ -25,7 +28,8 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
    then, the current one only, not expired                                      ExpiredError
    (expiry comes after the version: an old snapshot is a rollback, expired or not)
    a log checkpoint is not of a smaller tree than the last one        CheckpointRollbackError
-   a receipt's checkpoint opens with a pinned key under the log's origin (the configured
+   a receipt's checkpoint opens with the server key in force for its size (a key retired
+   before it, alone: RetiredServerKeyError) under the log's origin (the configured
    `server.name`, else the first verified receipt's server, adopted once), its tree holds the
    receipt's log index, and it is consistent with the checkpoint held, by a proof the caller
    fetched (`receipt_proof_sizes` says which)                           LogInconsistentError
