@@ -1,12 +1,13 @@
 """Issue 14 item 5: the exchange server rotates its signing key in band, with real processes.
 
 A real server and both real agents over mutual TLS run a cycle; the operator stops the server
-and runs `invsync server keys rotate`, which logs the new key signed by the old and the new key;
-the server refuses to start with the key it retired, and starts with the new one. With no change
-to either agent's configuration (both pin the old key only), the next cycles pass: JPRS's
-agent follows the rotation on the receipt for its push, SECOM's on the report it co-signs, and
-both record it. An auditor who pinned the old key alone verifies the exported log across the
-rotation.
+and runs `invsync server keys rotate`, which logs the new key signed by the old and the new key.
+The server refuses to start with a new key it did not announce, and with the key it retired; it
+starts with the announced one. With no change to either agent's configuration (both pin the old
+key only), the next cycles pass: JPRS's agent follows the rotation on the receipt for its push,
+SECOM's on what it reads next (the report, or the announcement in the log), and both record
+it. An auditor who pinned the old key alone verifies the server's export, and JPRS's own, across
+the rotation.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def test_the_server_rotates_its_key_in_band_and_the_agents_follow(tmp_path: Path
         assert running.returncode == 3
         assert "another invsync daemon" in running.stderr
 
+    server_toml = tmp_path / "server.toml"
+    configured = server_toml.read_text()
+    switched = configured.replace(
+        'signing_key = "keys/server.key"', 'signing_key = "keys/server-2.key"'
+    )
+    server_toml.write_text(switched)  # a switch by hand, which the log would not record
+    unannounced = _invsync(tmp_path, "server", "run", "--config", "server.toml")
+    assert unannounced.returncode == 2, unannounced.stderr
+    assert (
+        f"server.signing_key (key {new.keyid[:16]}) did not sign the log's latest checkpoint: it "
+        "is not the server's key in force"
+    ) in unannounced.stderr
+    server_toml.write_text(configured)
+
     done = _rotate(tmp_path)
     assert done.returncode == 0, done.stderr
     index = len(_log_kinds(tmp_path)) - 1
@@ -92,12 +107,7 @@ def test_the_server_rotates_its_key_in_band_and_the_agents_follow(tmp_path: Path
         "announces the server's new signing key: set server.signing_key to that key"
     ) in refused.stderr
 
-    server_toml = tmp_path / "server.toml"
-    server_toml.write_text(
-        server_toml.read_text().replace(
-            'signing_key = "keys/server.key"', 'signing_key = "keys/server-2.key"'
-        )
-    )
+    server_toml.write_text(switched)
     _drop_last_certificate(tmp_path / "data" / "jprs_ca_certificates.pem")  # JPRS pushes
     with _serving(tmp_path) as fed:
         # `_serving` writes each agent's configuration for the new port: nothing else changes.
@@ -108,6 +118,12 @@ def test_the_server_rotates_its_key_in_band_and_the_agents_follow(tmp_path: Path
         assert f"rotated its signing key to {new.keyid[:16]} (log entry {index})" in jprs, jprs
         assert "jprs: pushed secom-jprs snapshot version 2" in jprs, jprs
         _run_both_agents(fed)  # and a steady cycle after it
+        # A party's own export, as the server serves it to JPRS, from the key JPRS pinned.
+        party_bundle = tmp_path / "jprs-bundle"
+        taken = _invsync(
+            tmp_path, "evidence", "export", "--config", "jprs.toml", "--out", str(party_bundle)
+        )
+        assert taken.returncode == 0, taken.stderr
 
     for party in ("secom", "jprs"):
         assert _followed(tmp_path, party) == [(index, new.spki_der)]
@@ -123,11 +139,14 @@ def test_the_server_rotates_its_key_in_band_and_the_agents_follow(tmp_path: Path
         tmp_path, "evidence", "export", "--server-config", "server.toml", "--out", str(bundle)
     )
     assert exported.returncode == 0, exported.stderr
-    verified = _invsync(
-        tmp_path, "evidence", "verify", str(bundle), "--server", SERVER, *_pins(fed)
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"server key {new.keyid[:16]}" in verified.stdout
+    for exported_by in (bundle, party_bundle):
+        verified = _invsync(
+            tmp_path, "evidence", "verify", str(exported_by), "--server", SERVER, *_pins(fed)
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert (
+            f"the server {SERVER} rotated to server key {new.keyid[:16]} (retired {old.keyid[:16]})"
+        ) in verified.stdout
 
 
 def _with_port(config: str, port: str) -> str:
