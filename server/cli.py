@@ -172,6 +172,43 @@ def server_reset_chain(
         )
 
 
+@server_group.group("keys")
+def server_keys_group() -> None:
+    """The exchange server's signing key."""
+
+
+@server_keys_group.command("rotate")
+@SERVER_CONFIG
+@click.option(
+    "--new-key",
+    "new_key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The new signing key (private, from `invsync keys generate`).",
+)
+def server_keys_rotate(config_path: Path, new_key: Path) -> None:
+    """Announce a new server signing key in the transparency log, signed by the old and the new.
+
+    Stop the server first. The SERVER_KEY entry names the new key, signed by the configured
+    server.signing_key and by --new-key; then set server.signing_key to --new-key and start the
+    server. Agents that pinned the old key follow the announcement with no change to their
+    configuration. See docs/operations.md.
+    """
+    from invsync.server.config import load_server_config
+    from invsync.server.server_keys import rotate_server_key
+
+    config = load_server_config(config_path)
+    done = rotate_server_key(config, new_key)
+    announced = done.announcement
+    click.echo(
+        f"server {announced.server}: key {announced.new_key.keyid} announced in log entry "
+        f"{done.logged.index}, replacing {announced.old_key.keyid}"
+    )
+    click.echo(
+        f"next: set server.signing_key = {str(new_key)!r} in {config_path}, then start the server"
+    )
+
+
 @invsync.command("demo")
 @click.option(
     "--workdir",

@@ -23,6 +23,7 @@ from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify
 from invsync.agent.exchange.logrange import LogRange
 from invsync.server.config import ServerConfig, load_server_config
 from invsync.server.exchange import MAX_LOG_ANSWER_BYTES
+from invsync.server.server_keys import retired_keys
 from invsync.server.storage import ExchangeStorage
 from invsync.server.store import ServerStore
 
@@ -75,17 +76,20 @@ def export_from_server(
         raise ExportError(f"{config.database}: no server database there (has the server run?)")
     store = ServerStore(config.database)
     try:
-        bundle = export_bundle(StoreLog(store), _plan(config, pairing, clock()))
+        bundle = export_bundle(StoreLog(store), _plan(config, pairing, clock(), store))
     finally:
         store.close()
     write_bundle(bundle, out)
     return bundle
 
 
-def _plan(config: ServerConfig, pairing: str | None, now: datetime) -> ExportPlan:
+def _plan(
+    config: ServerConfig, pairing: str | None, now: datetime, store: ServerStore
+) -> ExportPlan:
     return ExportPlan(
         scope=Scope(pairing),
-        server_keys=(load_signing_key(config.signing_key).public,),
+        # The keys it signed with before (`invsync server keys rotate`), then the one in force.
+        server_keys=(*retired_keys(store), load_signing_key(config.signing_key).public),
         party_keys=_party_keys(config, pairing),
         created_at=now,
         every_checkpoint=True,

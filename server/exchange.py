@@ -43,6 +43,7 @@ from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, ReportBody
 from invsync.server import metrics
 from invsync.server.reconciling import ReportMaker, party_keyring
 from invsync.server.report_news import ReportNews, ReportWait
+from invsync.server.server_keys import check_key_in_force
 from invsync.server.snapshot_sets import whole_set
 from invsync.server.storage import (
     ExchangeStorage,
@@ -92,6 +93,8 @@ class Exchange:
         # (server.report_worker), off the push and its lock; by default it is made at once.
         self.reconcile = reconcile or self._reconcile
         self.log = LogWriter(name, signing_key)
+        # Never sign with a key the log retired (`invsync server keys rotate`).
+        check_key_in_force(store, name, signing_key, "server.signing_key")
         # Calls waiting for a report are woken when one is stored (by the report maker, on
         # whichever thread makes it) or signed.
         self.news = ReportNews()
@@ -348,7 +351,7 @@ class Exchange:
         self._within(end)
         own = self._pairings_of(tls_party)
         hashes, entries = self.store.shown_entries(
-            start, end, LOG_BUDGET, lambda leaf: _pairing_of(leaf) in own
+            start, end, LOG_BUDGET, lambda leaf: _shown(leaf, own)
         )
         return LogRange(start, tuple(hashes), tuple(entries))
 
@@ -488,20 +491,25 @@ def _bad_request(message: str) -> BadLogRequest:
 
 def _watched(leaf: bytes, party: str | None, pairings: frozenset[str]) -> bool:
     """Whether a log watch reads the entry: one of the party's own, or a chain reset, of its
-    pairings. The peer's snapshots and the reports it leaves to GetLogEntries: they are most
-    of a steady cycle's log bytes, and the watch only checks what is signed as its party."""
+    pairings, or the server's key announcement (everyone's). The peer's snapshots and the
+    reports it leaves to GetLogEntries: they are most of a steady cycle's log bytes, and the
+    watch only checks what is signed as its party."""
     try:
         entry = pb.LogEntry.FromString(leaf)
     except DecodeError:
         return False
+    if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
+        return True
     mine = entry.party == party or entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET
     return mine and entry.pairing in pairings
 
 
-def _pairing_of(leaf: bytes) -> str:
-    """The pairing of a stored entry; "" (nobody's) for bytes that do not parse, which only a
-    damaged database could hold: withheld rather than served."""
+def _shown(leaf: bytes, pairings: frozenset[str]) -> bool:
+    """Whether GetLogEntries serves the entry to a member of `pairings`: an entry of one of
+    them, or the server's key announcement, which every party follows. Bytes that do not
+    parse, which only a damaged database could hold, are withheld rather than served."""
     try:
-        return pb.LogEntry.FromString(leaf).pairing
+        entry = pb.LogEntry.FromString(leaf)
     except DecodeError:
-        return ""
+        return False
+    return entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY or entry.pairing in pairings

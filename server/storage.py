@@ -155,13 +155,15 @@ class LogWriter:
     name: str
     key: SigningKey
 
-    def append(self, store: ExchangeStorage, entry: pb.LogEntry) -> Logged:
-        """Append `entry` (serialized here, once) and store the checkpoint that includes it.
-        Call it inside `store.transaction()`, with what the entry records."""
+    def append(self, store: ExchangeStorage, entry: pb.LogEntry, *also: SigningKey) -> Logged:
+        """Append `entry` (serialized here, once) and store the checkpoint that includes it,
+        signed by the writer's key and each of `also`. Call it inside `store.transaction()`,
+        with what the entry records."""
         index = store.append_log_entry(entry.SerializeToString())
-        note = self.sign(index + 1, store.leaf_hashes(index + 1))
+        note = self.sign(index + 1, store.leaf_hashes(index + 1), *also)
         store.save_checkpoint(index + 1, note)
         return Logged(index, note)
 
-    def sign(self, size: int, leaves: Sequence[bytes]) -> bytes:
-        return sign_checkpoint(Checkpoint(self.name, size, tlog.root(leaves)), self.name, self.key)
+    def sign(self, size: int, leaves: Sequence[bytes], *also: SigningKey) -> bytes:
+        checkpoint = Checkpoint(self.name, size, tlog.root(leaves))
+        return sign_checkpoint(checkpoint, self.name, self.key, *also)

@@ -112,7 +112,7 @@ def agent_side(path: Path, rig: Rig, keys: Keys, party: str) -> AgentSide:
         reports=REPORTS,
         state=store.trusted_state(PAIRING),
     )
-    watch = LogWatch(party=party, server_keys=server_keys, store=store, clock=lambda: NOW)
+    watch = LogWatch(party=party, store=store, clock=lambda: NOW)
     return AgentSide(party, keys, store, trust, watch, RigClient(rig, party))
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from invsync.agent.config.settings import PairingConfig
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.report_check import PeerArrived
+from invsync.agent.daemon.server_key_follow import no_known_server_signer
 from invsync.agent.daemon.writing import CycleResult, write_report
 from invsync.agent.errors import InvsyncError, ReportError
 from invsync.agent.exchange.client import LogAsk, NotFoundYet, PeerHeld
 from invsync.agent.exchange.envelope import Envelope, Sig, pae
+from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import REPORT_PAYLOAD_TYPE, verify_report
 
@@ -27,6 +30,13 @@ POLL_SECONDS = 0.2
 LONG_POLL_SECONDS = 10
 
 Found = tuple[Envelope, str]  # a report's envelope and its id
+
+
+def follow_server_key(agent: AgentParts, trust: PairingTrust[Any], env: Envelope) -> None:
+    """Before `env` is checked: signed by a server key not known here, follow the server's key
+    announcements in its log first (`agent.daemon.server_key_follow`)."""
+    if no_known_server_signer(env, trust):
+        agent.log_watch.follower.follow(agent.client, trust)
 
 
 def watch_log(agent: AgentParts, pairing: PairingConfig) -> None:
@@ -133,7 +143,9 @@ def _cosign_report(
     agent.store.record_cosigned(rid, pairing.name, agent.clock())
     log.info("party=%s pairing=%s co-signed report=%s", agent.config.party, pairing.name, rid)
     signed = Envelope.from_pb(answer.envelope)
-    agent.checker.trust(pairing).verify_report(signed, report_id=rid)
+    trust = agent.checker.trust(pairing)
+    follow_server_key(agent, trust, signed)
+    trust.verify_report(signed, report_id=rid)
     return signed, rid
 
 
@@ -203,6 +215,7 @@ def _report_naming(
     except NotFoundYet:
         return None
     env = Envelope.from_pb(report.envelope)
+    follow_server_key(agent, trust, env)
     body = trust.verify_report(env, report_id=report.report_id)
     ref = body.root if body.root.party == agent.config.party else body.subordinate
     if ref.digest != own.payload_sha256:

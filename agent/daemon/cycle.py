@@ -62,9 +62,7 @@ class Agent:
         self.client = exchange_client(config)
         for report in written_reports(config.report_dir):
             self.client.hold_report(report)
-        self.log_watch = LogWatch(
-            party=config.party, server_keys=self.server_keys, store=self.store, clock=self.clock
-        )
+        self.log_watch = LogWatch(party=config.party, store=self.store, clock=self.clock)
         self.restorer = Restore(
             party=config.party,
             keys=self.keys,
@@ -167,7 +165,8 @@ class Agent:
         """The report signers this agent pins: the server's keys, ours, and the peers' with
         the rotations recorded so far."""
         rings = {name: self.peer_keys.ring(name) for name in self.peer_keys.peers}
-        return pins_of(self.config.party, self.keys, self.server_keys, rings)
+        server = self.checker.server_ring().known()
+        return pins_of(self.config.party, self.keys, server, rings)
 
     def _own_snapshot(self, pairing: str) -> Snapshot:
         return cosign.own_snapshot(self, pairing)

@@ -4,9 +4,12 @@
 
 1. fetches the log's latest checkpoint (in a co-signing cycle it comes with the first report
    asked for, with what the next steps read: `LogWatch.ask`; nothing is signed before the
-   watch is done) and opens it with a pinned server key (`server.signing_
-   keys`), under the log's origin: the configured `server.name`, else the server name the
-   first verified receipt gave (adopted once per agent, `agent.exchange.trusted`);
+   watch is done) and opens it with the server key in force for its size (pinned in
+   `server.signing_keys`, or announced since in the log and followed: a checkpoint no key
+   known here opens is first taken as a sign of a rotation to follow,
+   `agent.daemon.server_key_follow`), under the log's origin: the configured `server.name`,
+   else the server name the first verified receipt gave (adopted once per agent,
+   `agent.exchange.trusted`);
 2. checks that it extends the agent's one verified checkpoint, shared by all its pairings, by a
    consistency proof (the log was only appended to; one size with two roots is a fork). The
    first time there is none to check against: the checkpoint is trusted on first use, and a
@@ -22,7 +25,10 @@
    co-signature it gave. Anything else signed as us is a finding. A CHAIN_RESET entry (the
    exchange operator's `invsync server reset-chain`) must be signed by a pinned server key and
    proven in the checkpoint; it is then applied to its pairing's trusted state (a reset peer's
-   set-aside snapshots and key rotations stop counting), and logged as a warning;
+   set-aside snapshots and key rotations stop counting), and logged as a warning. A SERVER_KEY
+   entry (the server's `invsync server keys rotate`) not followed yet is followed
+   (`agent.daemon.server_key_follow`): the latest checkpoint may end with it, and open with
+   the key it retires;
 5. only then holds the checkpoint, saved with the receipts now checked in one transaction, and
    adopted in memory after the commit. The agent's next snapshot carries it
    (`SnapshotHeader.log_checkpoint`).
@@ -40,7 +46,7 @@ be reached is no finding: the cycle fails as for any other call, and the next on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,18 +62,20 @@ from invsync.agent.daemon.log_reading import (
 )
 from invsync.agent.daemon.own_entries import OwnEntries, sent_envelope
 from invsync.agent.daemon.refusals import recording_refusals
+from invsync.agent.daemon.server_key_follow import ServerKeyFollow
 from invsync.agent.errors import InvsyncError, StoreError
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
+from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin
 from invsync.agent.exchange.client import LogAsk, NotFoundYet
-from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
     holds_canonical,
     kind_name,
     parse_log_entry,
 )
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
-from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, TrustedState
+from invsync.agent.exchange.rejections import LogInconsistentError
+from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
+from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
 from invsync.agent.model.snapshot import SnapshotHeader
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
@@ -94,14 +102,15 @@ class LogWatch:
         self,
         *,
         party: str,
-        server_keys: Mapping[str, VerifyKey],
         store: AgentStore,
         clock: Callable[[], datetime],
     ) -> None:
+        """The server's keys are each pairing's trusted state's (`PairingTrust.server_ring`):
+        pinned, and the rotations followed in the log."""
         self.party = party
-        self.server_keys = dict(server_keys)
         self.store = store
         self.clock = clock
+        self.follower = ServerKeyFollow(party, store, clock)
 
     def check(self, client: LogClient, trust: PairingTrust[Any]) -> Checkpoint:
         """Steps 1 to 5; the checkpoint now held."""
@@ -112,8 +121,10 @@ class LogWatch:
             head = self.head(client, trust, inclusion_of=indexes, entries=True)
             checked = self._check_receipts(client, pairing, receipts, head.checkpoint)
             held = trust.state.checkpoint
-            own = OwnEntries(self.party, self.store, self.server_keys)
+            own = OwnEntries(self.party, self.store, trust.server_ring)
             read = own.check(client, pairing, held.size if held else 0, head.checkpoint)
+            if [i for i in own.announcements if i > trust.server_ring.latest_index()]:
+                self.follower.follow(client, trust)  # a rotation to follow before holding more
             mine = self.store.pending_chain_resets(pairing)
             mine += [r for r in read if r.pairing == pairing]
             with trust.staged() as staged:  # adopted once the write committed
@@ -162,8 +173,8 @@ class LogWatch:
         note = client.checkpoint(
             proof_from=held.size if held else 0, inclusion_of=inclusion_of, entries=entries
         )
-        what = "the log's latest checkpoint"
-        checkpoint = self.open(note, trust.state, what, inconsistent(pairing))
+        checkpoint = self._open_head(client, trust, note)
+        held = trust.state.checkpoint  # following a server key rotation may have moved it
         if held is None:
             log.warning(
                 "party=%s pairing=%s trusting on first use the log checkpoint of size %d (root "
@@ -188,21 +199,37 @@ class LogWatch:
             return
         split = split_view(trust.pairing.name)
         what = f"{peer.party}'s snapshot version {peer.version} carries a log checkpoint"
-        theirs = self.open(peer.log_checkpoint, trust.state, what, split)
+        theirs = self.open(peer.log_checkpoint, trust, what, split)
         _check_same_log(client, split, what, own, theirs)
 
     def open(
-        self, note: bytes, state: TrustedState, what: str, error: Callable[[str], InvsyncError]
+        self, note: bytes, trust: PairingTrust[Any], what: str, error: Callable[[str], InvsyncError]
     ) -> Checkpoint:
-        """The checkpoint of `note` once a pinned server key's signature verifies, under the
-        name the server's receipts give (before any receipt: the name the note claims, which
-        the pinned key must then have signed it under)."""
+        """The checkpoint of `note` once the signature of a server key in force for its tree
+        size verifies (`agent.exchange.server_keyring`), under the name the server's receipts
+        give (before any receipt: the name the note claims, which the key must then have
+        signed it under)."""
+        state = trust.state
         receipt = latest_receipt(state)
         name = state.origin or (receipt.server if receipt is not None else claimed_origin(note))
         try:
-            return open_pinned(note, name, self.server_keys.values())
+            return open_checkpoint_in_force(note, name, trust.server_ring)
         except BadCheckpoint as e:
             raise error(f"{what}: {e}") from e
+
+    def _open_head(self, client: LogClient, trust: PairingTrust[Any], note: bytes) -> Checkpoint:
+        """The latest checkpoint opened; signed by a key not known here, after following the
+        server's key announcements in the log (`agent.daemon.server_key_follow`)."""
+        fail = inconsistent(trust.pairing.name)
+        what = "the log's latest checkpoint"
+        try:
+            return self.open(note, trust, what, fail)
+        except LogInconsistentError as e:
+            if not isinstance(e.__cause__, BadCheckpoint) or not self.follower.follow(
+                client, trust
+            ):
+                raise
+        return self.open(note, trust, what, fail)
 
     def _receipts_to_check(self, trust: PairingTrust[Any]) -> list[tuple[int, Receipt]]:
         """Each receipt of the pairing not checked yet, and the latest again (a server that

@@ -23,12 +23,12 @@ from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.chain_reset import ChainReset, open_chain_reset
 from invsync.agent.exchange.checkpoint import Checkpoint
 from invsync.agent.exchange.envelope import Envelope, Sig
-from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import (
     holds_canonical,
     kind_name,
     parse_log_entry,
 )
+from invsync.agent.exchange.server_keyring import ServerKeyRing
 from invsync.agent.store.agent_store import AgentStore, SentSnapshot
 from invsync.v1 import invsync_pb2 as pb
 
@@ -38,10 +38,13 @@ log = logging.getLogger("invsync.agent")
 class OwnEntries:
     """Checks a range of the log for one party (see the module docstring)."""
 
-    def __init__(self, party: str, store: AgentStore, server_keys: Mapping[str, VerifyKey]) -> None:
+    def __init__(self, party: str, store: AgentStore, server_ring: ServerKeyRing) -> None:
         self.party = party
         self.store = store
-        self.server_keys = server_keys
+        self.server_ring = server_ring
+        # SERVER_KEY entries the range holds, by index: the caller follows them
+        # (`agent.daemon.server_key_follow`), which proves each on its own.
+        self.announcements: list[int] = []
 
     def check(
         self, client: LogClient, pairing: str, start: int, head: Checkpoint
@@ -61,6 +64,8 @@ class OwnEntries:
                 raise fail(str(e)) from e
             if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
                 resets[index] = self._chain_reset(client, entry, leaf, index, head, fail)
+            elif entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
+                self.announcements.append(index)
             elif entry.party == self.party and not self._made_here(entry):
                 foreign.append((index, entry))
         for index, entry in foreign:
@@ -105,7 +110,7 @@ class OwnEntries:
         proven in the checkpoint: a reset shown to this agent alone would be a split view."""
         where = f"log entry {index}"
         try:
-            reset = open_chain_reset(entry, where, self.server_keys)
+            reset = open_chain_reset(entry, where, self.server_ring.keys_at(index + 1))
         except InvsyncError as e:
             raise fail(str(e)) from e
         check_included(client, leaf, index, head, where, fail)

@@ -21,6 +21,7 @@ from invsync.agent.daemon.freshness import PushReason
 from invsync.agent.daemon.log_reading import take_receipt
 from invsync.agent.daemon.parts import AgentParts
 from invsync.agent.daemon.restore import is_behind
+from invsync.agent.daemon.server_key_follow import no_known_server_signer
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import delta, envelope, recent_snapshots
 from invsync.agent.exchange.client import Refused
@@ -238,6 +239,8 @@ def _push_pending(
     held = trust.state.checkpoint
     size = held.size if held else 0
     receipt = pushed_meanwhile(lambda: agent.client.push(env, log_size_held=size), meanwhile)
+    if no_known_server_signer(receipt, trust):  # the server rotated its key: follow it first
+        agent.log_watch.follower.follow(agent.client, trust)
     with trust.staged() as staged:  # adopted in memory once the database took it
         take_receipt(agent.client, staged, receipt, version=version, payload=env.payload)
         agent.store.record_receipt(pairing, version, staged.state, agent.clock())

@@ -30,6 +30,7 @@ from invsync.agent.exchange.client import ExchangeClient, NotFoundYet
 from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey
+from invsync.agent.exchange.server_keyring import ServerKeyRing
 from invsync.agent.exchange.snapshot import Base, Served
 from invsync.agent.exchange.trusted import DocumentFormat, PairingTrust, SharedLog
 from invsync.agent.model.snapshot import ROOT, SUBORDINATE, Snapshot
@@ -78,9 +79,7 @@ class ReportCheck:
         self.server_keys = server_keys
         self.peer_keys = peer_keys
         self.clock = clock
-        self.log_watch = log_watch or LogWatch(
-            party=config.party, server_keys=server_keys, store=store, clock=clock
-        )
+        self.log_watch = log_watch or LogWatch(party=config.party, store=store, clock=clock)
         self._trusted: dict[str, PairingTrust[ReportBody]] = {}
         self._log: SharedLog | None = None  # the agent's one log, shared by its pairings
 
@@ -91,12 +90,21 @@ class ReportCheck:
             peer = self.peer_keys.peers[pairing.peer]
             state = self.store.trusted_state(pairing.name)
             if self._log is None:  # a configured name is the origin, whatever was adopted
-                self._log = SharedLog(self.config.server.name or state.origin, state.checkpoint)
+                self._log = SharedLog(
+                    self.config.server.name or state.origin,
+                    state.checkpoint,
+                    server_ring(self.server_keys, self.store),
+                )
             trust = pairing_trust(
                 self.config.party, pairing, self.store, self.server_keys, peer, self._log
             )
             self._trusted[pairing.name] = trust
         return self._trusted[pairing.name]
+
+    def server_ring(self) -> ServerKeyRing:
+        """The server's keys as the agent's one log knows them: pinned, and rotated to since."""
+        held = self._log.ring if self._log is not None else None
+        return held or server_ring(self.server_keys, self.store)
 
     def check(self, pairing: PairingConfig, own: Snapshot, body_bytes: bytes) -> None:
         """Refuse unless the body is exactly the one this agent builds from the two snapshots."""
@@ -268,7 +276,7 @@ class ReportCheck:
         """Every key the report expects must be one this agent pins for that role."""
         ours = self.report_key(pairing.name).public.keyid
         pinned = {
-            "server": set(self.server_keys),
+            "server": set(self.trust(pairing).server_ring.known()),
             pairing.role: {ours},
             other_role(pairing.role): set(self._peer_ring(pairing).keys_for(pairing.name)),
         }
@@ -303,13 +311,18 @@ def pairing_trust(
     return PairingTrust(
         party=party,
         pairing=_policy(pairing, party),
-        server_keys=server_keys,
+        server_keys=server_ring(server_keys, store),
         peer=peer,
         reports=REPORTS,
         rotations=store.rotations(pairing.peer),
         state=store.trusted_state(pairing.name),
         shared=shared,
     )
+
+
+def server_ring(server_keys: Mapping[str, VerifyKey], store: AgentStore) -> ServerKeyRing:
+    """The server's pinned keys and the rotations of them this agent followed."""
+    return ServerKeyRing(dict(server_keys), tuple(store.server_rotations()))
 
 
 def _refuse_unless_twin(pairing: str, received: bytes, built: bytes) -> None:

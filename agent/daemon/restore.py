@@ -166,7 +166,7 @@ class Restore:
         end, withheld, aside = head.checkpoint.size, 0, set[int]()
         while end > first:
             start = max(first, end - PAGE)
-            found, hidden = self._last_of_ours(client, pairing, start, end, fail, aside)
+            found, hidden = self._last_of_ours(client, trust, start, end, fail, aside)
             withheld += hidden
             if found is not None:
                 sent = self._verified(client, pairing, found, head, fail)
@@ -180,13 +180,19 @@ class Restore:
         )
 
     def _last_of_ours(
-        self, client: LogClient, pairing: str, start: int, end: int, fail: Fail, aside: set[int]
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        start: int,
+        end: int,
+        fail: Fail,
+        aside: set[int],
     ) -> tuple[int | None, int]:
         """The index of our last SNAPSHOT entry of the pairing in start <= index < end that no
         later chain reset set aside, and how many entries after it the server withheld (as
         other pairings', by its word). Read from the end back: the versions set aside by the
         resets met on the way are added to `aside`, for the pages before this one."""
-        withheld = 0
+        pairing, withheld = trust.pairing.name, 0
         for index, leaf in reversed(shown_entries(client, start, end, fail)):
             if not leaf:
                 withheld += 1
@@ -198,17 +204,19 @@ class Restore:
             if (entry.party, entry.pairing) != (self.party, pairing):
                 continue
             if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
-                aside.update(self._reset(entry, index, fail).superseded)
+                aside.update(self._reset(entry, index, fail, trust).superseded)
             elif entry.kind == pb.LOG_ENTRY_KIND_SNAPSHOT and entry.version not in aside:
                 return index, withheld
         return None, withheld
 
-    def _reset(self, entry: pb.LogEntry, index: int, fail: Fail) -> ChainReset:
-        """A chain reset of ours, once a pinned server key signed it: the snapshots it set
-        aside were pushed with our key, but are not ours to continue from."""
+    def _reset(
+        self, entry: pb.LogEntry, index: int, fail: Fail, trust: PairingTrust[Any]
+    ) -> ChainReset:
+        """A chain reset of ours, once the server key in force there signed it: the snapshots
+        it set aside were pushed with our key, but are not ours to continue from."""
         where = f"log entry {index}"
         try:
-            return open_chain_reset(entry, where, self.watch.server_keys)
+            return open_chain_reset(entry, where, trust.server_ring.keys_at(index + 1))
         except InvsyncError as e:
             raise fail(str(e)) from e
 

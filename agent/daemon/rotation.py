@@ -24,6 +24,7 @@ from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.exchange.keyring import KeyRing
 from invsync.agent.exchange.keys import SigningKey, VerifyKey, load_signing_key, load_verify_key
 from invsync.agent.exchange.rejections import UntrustedSignerError
+from invsync.agent.exchange.server_keyring import ServerKeyRing
 from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.report.body import Pins
@@ -87,8 +88,10 @@ def report_pins(config: AgentConfig, store: AgentStore | None) -> Pins:
         name: KeyRing(name, policy.keys, tuple(store.rotations(name)) if store else ())
         for name, policy in peer_policies(config).items()
     }
-    server_keys = pinned_keys(config.server.signing_keys)
-    return pins_of(config.party, load_own_keys(config), server_keys, rings)
+    pinned = pinned_keys(config.server.signing_keys)
+    # The server's keys it rotated to in its log, as this agent followed them.
+    server = ServerKeyRing(pinned, tuple(store.server_rotations()) if store else ()).known()
+    return pins_of(config.party, load_own_keys(config), server, rings)
 
 
 def pins_of(

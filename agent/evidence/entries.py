@@ -58,7 +58,7 @@ def _parse(index: int, leaf: bytes) -> LoggedEntry:
         raise CheckFailed("signature", where, str(e).removeprefix(f"{where}: ")) from e
     if msg.kind not in KIND_NAMES:
         raise CheckFailed("signature", where, f"unknown entry kind {msg.kind}")
-    if not msg.pairing:
+    if not msg.pairing and msg.kind != pb.LOG_ENTRY_KIND_SERVER_KEY:  # the server's: every one's
         raise CheckFailed("signature", where, "the entry names no pairing")
     return LoggedEntry(
         index=index,

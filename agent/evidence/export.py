@@ -1,12 +1,14 @@
 """Assembling an evidence bundle from a log, whoever serves it: the exchange over the agent's
 client (`remote.py`), or the server's own database (server/evidence_export.py).
 
-The exporter reads the latest checkpoint and opens it with the server keys it pins, fetches
+The exporter reads the latest checkpoint (the tree size it claims), fetches
 every entry of that tree (checking each against its leaf hash), keeps in full those of the scope
 and the leaf hashes of the rest, then the checkpoints, a consistency proof between each two
 consecutive ones and an inclusion proof of each kept entry in the latest. Before the bundle is
-returned, checks 2 to 5 of `verify` run over it with the exporter's pinned server keys: a log
-that does not verify is never written as evidence.
+returned, checks 2 to 5 of `verify` run over it with the exporter's pinned server keys (and the
+keys the server announced in its log since, followed from them): a log that does not verify is
+never written as evidence. The server's key announcements are kept whatever the scope: every
+reader needs them to verify what the server signed after them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from invsync.agent.evidence.bundle import (
 )
 from invsync.agent.evidence.failures import CheckFailed, ExportError
 from invsync.agent.evidence.logproof import verify_log
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, claimed_origin, open_pinned
+from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint
 from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
 from invsync.agent.exchange.logrange import LogRange
@@ -76,7 +78,7 @@ def check_pairing(config_path: Path, pairing: str | None, known: Iterable[str], 
 
 def export_bundle(source: LogSource, plan: ExportPlan) -> Bundle:
     """The bundle of the log `source` serves, verified (checks 2 to 5) as `plan` pins."""
-    server, head = open_latest(source.checkpoint(0), plan.server_keys)
+    server, head = claimed_latest(source.checkpoint(0), plan.server_keys)
     entries = fetch_entries(source, head.size, plan.scope)
     kept = [e.index for e in entries if not e.withheld]
     sizes = (
@@ -99,22 +101,23 @@ def export_bundle(source: LogSource, plan: ExportPlan) -> Bundle:
         keys=BundleKeys(plan.server_keys, {}),
     )
     try:
-        verify_log(logged, plan.server_keys)  # before anything is written
+        verified = verify_log(logged, plan.server_keys)  # before anything is written
     except CheckFailed as e:
         raise ExportError(f"what the log served does not verify: {e}") from e
-    return replace(logged, keys=_keys(plan, entries))
+    server_keys = tuple(verified.server_ring.known().values())
+    return replace(logged, keys=_keys(plan, entries, server_keys))
 
 
-def open_latest(note: bytes, keys: Sequence[VerifyKey]) -> tuple[str, Checkpoint]:
-    """The server's name and the checkpoint of `note`, once a pinned key verifies it under the
-    origin the note names (an invsync server signs under its name as origin and key name)."""
+def claimed_latest(note: bytes, keys: Sequence[VerifyKey]) -> tuple[str, Checkpoint]:
+    """The server's name and the checkpoint `note` claims (an invsync server signs under its
+    name as origin and key name): only the tree to fetch, which `verify_log` then verifies
+    with a key in force, and this checkpoint with it."""
     if not keys:
         raise ExportError("the log's latest checkpoint does not verify: no server key is pinned")
-    origin = claimed_origin(note)
-    try:
-        return origin, open_pinned(note, origin, keys)
-    except BadCheckpoint as e:
-        raise ExportError(f"the log's latest checkpoint does not verify: {e}") from e
+    claimed = claimed_checkpoint(note)
+    if claimed is None:
+        raise ExportError("the log's latest checkpoint does not verify: it is no signed note")
+    return claimed.origin, claimed
 
 
 def fetch_entries(source: LogSource, size: int, scope: Scope) -> tuple[BundleEntry, ...]:
@@ -135,16 +138,17 @@ def _pairs(answer: LogRange) -> Iterable[tuple[bytes, bytes]]:
 
 
 def _kept(index: int, leaf: bytes, leaf_hash: bytes, scope: Scope) -> BundleEntry:
-    if leaf and scope.covers(_pairing(leaf)):
+    if leaf and _in_scope(leaf, scope):
         return BundleEntry(index, leaf=leaf)
     return BundleEntry(index, leaf_hash=leaf_hash)
 
 
-def _pairing(leaf: bytes) -> str:
+def _in_scope(leaf: bytes, scope: Scope) -> bool:
     try:
-        return pb.LogEntry.FromString(leaf).pairing
+        entry = pb.LogEntry.FromString(leaf)
     except DecodeError:
-        return ""  # kept out of a pairing's scope; the verifier names it if exported whole
+        return scope.covers("")  # kept out of a pairing's scope; named if exported whole
+    return entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY or scope.covers(entry.pairing)
 
 
 def _checkpoints(source: LogSource, sizes: Iterable[int]) -> tuple[CheckpointFile, ...]:
@@ -154,8 +158,11 @@ def _checkpoints(source: LogSource, sizes: Iterable[int]) -> tuple[CheckpointFil
     )
 
 
-def _keys(plan: ExportPlan, entries: Sequence[BundleEntry]) -> BundleKeys:
-    """The plan's keys, and each rotation a kept entry announces with its new key."""
+def _keys(
+    plan: ExportPlan, entries: Sequence[BundleEntry], server_keys: tuple[VerifyKey, ...]
+) -> BundleKeys:
+    """The plan's keys, each rotation a kept entry announces with its new key, and the server's
+    keys (those the log proved too)."""
     rotations = tuple(r for r in (_rotation(e) for e in entries if not e.withheld) if r)
     parties = {name: list(keys) for name, keys in plan.party_keys.items()}
     for rotation, key in rotations:
@@ -163,7 +170,7 @@ def _keys(plan: ExportPlan, entries: Sequence[BundleEntry]) -> BundleKeys:
         if key not in listed:
             listed.append(key)
     return BundleKeys(
-        plan.server_keys,
+        server_keys,
         {name: tuple(keys) for name, keys in sorted(parties.items())},
         tuple(r for r, _ in rotations),
     )

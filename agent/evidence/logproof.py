@@ -1,6 +1,11 @@
 """Checks 2 to 5 of a bundle, on the log alone, before any entry is parsed:
 
-2. every checkpoint is a signed note of the bundle's server, verified with a pinned server key;
+2. every checkpoint is a signed note of the bundle's server, verified with a server key in force
+   for its tree size: a pinned key, or a key the server announced in a SERVER_KEY entry
+   (`agent.exchange.server_key`) signed by the key it replaces. Checkpoints are opened in
+   order of size; one that ends with an announcement (signed by both keys) is opened with the
+   key in force before it, the leaf hashes of the bundle's first entries must make its root,
+   and only then is the entry read and the new key followed from there on;
 3. checkpoints of one tree size have one root hash (two roots for one size: the log forked);
 4. each checkpoint is consistent with the next larger one (the log was only appended to);
 5. every index of the latest checkpoint's tree is in the bundle, in order; each entry's exact
@@ -16,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from invsync.agent.errors import InvsyncError
 from invsync.agent.evidence.bundle import (
     CONSISTENCY,
     INCLUSION,
@@ -25,8 +31,21 @@ from invsync.agent.evidence.bundle import (
 )
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_pinned
+from invsync.agent.exchange.checkpoint import (
+    BadCheckpoint,
+    Checkpoint,
+    claimed_checkpoint,
+)
 from invsync.agent.exchange.keys import VerifyKey
+from invsync.agent.exchange.log_entry import parse_log_entry
+from invsync.agent.exchange.rejections import RetiredServerKeyError
+from invsync.agent.exchange.server_key import open_server_key
+from invsync.agent.exchange.server_keyring import (
+    ServerKeyRing,
+    ServerRotation,
+    open_checkpoint_in_force,
+)
+from invsync.v1 import invsync_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,7 @@ class VerifiedLog:
     checkpoints: tuple[Checkpoint, ...]  # one per tree size, ascending
     leaf_hashes: tuple[bytes, ...]  # of every index below head.size
     leaves: Mapping[int, bytes]  # index -> the exact bytes of each entry the bundle holds
+    server_ring: ServerKeyRing  # the pinned server keys, and the rotations the log proved
 
     def root_at(self, size: int) -> bytes:
         """The root of the log's first `size` entries, from the verified leaf hashes."""
@@ -45,27 +65,81 @@ def verify_log(bundle: Bundle, server_keys: Sequence[VerifyKey]) -> VerifiedLog:
     """Checks 2 to 5, in order; CheckFailed names the first checkpoint or entry that fails."""
     if not bundle.checkpoints:
         raise CheckFailed("checkpoint-signature", "checkpoints/", "the bundle holds no checkpoint")
-    opened = [
-        (c, open_note(c.note, bundle.server, server_keys, c.name)) for c in bundle.checkpoints
-    ]
+    ring, opened = _open_following(bundle, ServerKeyRing({k.keyid: k for k in server_keys}))
     heads = _one_root_per_size(opened)
     _check_consistency(heads, bundle)
     hashes, leaves = _check_inclusion(bundle, heads[-1])
-    return VerifiedLog(heads[-1], tuple(heads), hashes, leaves)
+    return VerifiedLog(heads[-1], tuple(heads), hashes, leaves, ring)
 
 
-def open_note(
-    note: bytes,
+def _open_following(
+    bundle: Bundle, ring: ServerKeyRing
+) -> tuple[ServerKeyRing, list[tuple[CheckpointFile, Checkpoint]]]:
+    """Check 2: each checkpoint opened with the key in force for its size, in order of the
+    size it claims, following the server's key announcements (see the module docstring)."""
+    prefix = _prefix_hashes(bundle.entries)
+    opened: list[tuple[int, CheckpointFile, Checkpoint]] = []
+    files = list(enumerate(bundle.checkpoints))
+    for position, file in sorted(files, key=lambda pair: (_claimed_size(pair[1].note), pair[0])):
+        head = open_note_in_force(file.note, bundle.server, ring, file.name)
+        opened.append((position, file, head))
+        announced = _announcement(bundle.entries, prefix, head, bundle.server, ring)
+        if announced is not None:
+            ring = ring.with_rotation(announced)
+    return ring, [(file, head) for _, file, head in sorted(opened, key=lambda o: o[0])]
+
+
+def _claimed_size(note: bytes) -> int:
+    claimed = claimed_checkpoint(note)
+    return claimed.size if claimed is not None else -1
+
+
+def _prefix_hashes(entries: Sequence[BundleEntry]) -> list[bytes]:
+    """The leaf hashes of the bundle's first entries, as far as they run 0, 1, 2... in order
+    (checks 5 and 6 judge the rest)."""
+    hashes: list[bytes] = []
+    for position, item in enumerate(entries):
+        if item.index != position:
+            break
+        hashes.append(item.leaf_hash if item.withheld else tlog.leaf_hash(item.leaf))
+    return hashes
+
+
+def _announcement(
+    entries: Sequence[BundleEntry],
+    prefix: Sequence[bytes],
+    head: Checkpoint,
     server: str,
-    keys: Sequence[VerifyKey],
-    where: str,
-    check: str = "checkpoint-signature",
-) -> Checkpoint:
-    """The checkpoint of `note` once one of the server's pinned `keys` verifies it (origin and
-    key name are the server's name); CheckFailed(`check`) otherwise."""
+    ring: ServerKeyRing,
+) -> ServerRotation | None:
+    """The rotation the last entry of `head`'s tree proves, when it is a SERVER_KEY entry the
+    bundle holds and its first entries make the tree `head` was signed for."""
+    index = head.size - 1
+    if not 0 <= index < len(prefix) or index <= ring.latest_index():
+        return None
+    item = entries[index]
+    if item.withheld or tlog.root(prefix[: head.size]) != head.root:
+        return None  # check 5 names a bundle whose entries do not make its checkpoints
     try:
-        return open_pinned(note, server, keys)
-    except BadCheckpoint as e:
+        logged = parse_log_entry(item.leaf, entry(index))
+    except InvsyncError:
+        return None  # check 7 names it
+    if logged.kind != pb.LOG_ENTRY_KIND_SERVER_KEY:
+        return None
+    try:
+        return open_server_key(logged, index, server, ring)
+    except InvsyncError as e:
+        raise CheckFailed("checkpoint-signature", entry(index), str(e)) from e
+
+
+def open_note_in_force(
+    note: bytes, server: str, ring: ServerKeyRing, where: str, check: str = "checkpoint-signature"
+) -> Checkpoint:
+    """The checkpoint of `note` once a key of the server in force for its tree size verifies it
+    (origin and key name are the server's name); CheckFailed(`check`) otherwise."""
+    try:
+        return open_checkpoint_in_force(note, server, ring)
+    except (BadCheckpoint, RetiredServerKeyError) as e:
         raise CheckFailed(check, where, str(e)) from e
 
 

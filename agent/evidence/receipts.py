@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from invsync.agent.errors import InvsyncError
 from invsync.agent.evidence.entries import K, LoggedEntry
 from invsync.agent.evidence.failures import CheckFailed, entry
-from invsync.agent.evidence.logproof import VerifiedLog, open_note
+from invsync.agent.evidence.logproof import VerifiedLog, open_note_in_force
 from invsync.agent.evidence.trust import Trust
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
+from invsync.agent.exchange.server_keyring import ServerKeyRing
 
 CHECK = "receipt"
 
@@ -102,7 +103,8 @@ def _check_checkpoint(item: LoggedEntry, receipt: Receipt, log: VerifiedLog, tru
         return
     where = entry(item.index)
     keys = trust.server_keys(CHECK, where)
-    head = open_note(receipt.checkpoint, trust.server, keys, where, check=CHECK)
+    ring = trust.server_ring or ServerKeyRing({key.keyid: key for key in keys})
+    head = open_note_in_force(receipt.checkpoint, trust.server, ring, where, check=CHECK)
     if not receipt.log_index < head.size <= log.head.size:
         raise CheckFailed(
             CHECK,

@@ -127,7 +127,7 @@ def _report(item: LoggedEntry, reports: _Reports) -> ReportBody:
 def _check_signers(item: LoggedEntry, body: ReportBody, trust: Trust) -> None:
     """Every listed signer is a key in force for its role there; each role has one."""
     where = entry(item.index)
-    server = trust.server_ids(CHECK, where)
+    server = trust.server_ids(CHECK, where, at=item.index)
     parties = {"root": body.root.party, "subordinate": body.subordinate.party}
     for role in ("server", "root", "subordinate"):
         listed = [s for s in body.signers if s.role == role]

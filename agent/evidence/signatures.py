@@ -31,6 +31,7 @@ from invsync.agent.exchange.keyring import KeyRing, check_key_schedule
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.receipt import RECEIPT_PAYLOAD_TYPE
 from invsync.agent.exchange.rejections import MalformedSnapshot, SnapshotRejected
+from invsync.agent.exchange.server_key import SERVER_KEY_PAYLOAD_TYPE
 from invsync.agent.exchange.snapshot import (
     SNAPSHOT_PAYLOAD_TYPE,
     Base,
@@ -48,6 +49,7 @@ _PAYLOAD_TYPES = {
     K.LOG_ENTRY_KIND_REPORT: REPORT_PAYLOAD_TYPE,
     K.LOG_ENTRY_KIND_REPORT_SIGNATURE: REPORT_PAYLOAD_TYPE,
     K.LOG_ENTRY_KIND_CHAIN_RESET: CHAIN_RESET_PAYLOAD_TYPE,
+    K.LOG_ENTRY_KIND_SERVER_KEY: SERVER_KEY_PAYLOAD_TYPE,
 }
 
 
@@ -80,6 +82,8 @@ def check_signatures(entries: Sequence[LoggedEntry], trust: Trust) -> Signed:
             _announcement(item, trust, signed.snapshots)
         elif item.kind == K.LOG_ENTRY_KIND_REPORT_SIGNATURE:
             _cosignature(item, trust, announcements)
+        elif item.kind == K.LOG_ENTRY_KIND_SERVER_KEY:
+            _server_key(item, trust)
         else:
             _server_signed(item, trust)
             if item.kind == K.LOG_ENTRY_KIND_CHAIN_RESET:
@@ -210,9 +214,22 @@ def _announcement(item: LoggedEntry, trust: Trust, snapshots: dict[int, Snapshot
     trust.add_rotation(item.index, rotation)
 
 
+def _server_key(item: LoggedEntry, trust: Trust) -> None:
+    """A server key announcement counts only as check 2 followed it: opened in the checkpoint
+    of the tree ending with it, which the key it replaces signed."""
+    ring = trust.server_ring
+    if ring is None or item.index not in {r.index for r in ring.chain()}:
+        raise CheckFailed(
+            CHECK,
+            entry(item.index),
+            "a server key announcement the bundle does not prove: it holds no checkpoint of the "
+            "tree ending with it, signed by the key in force there",
+        )
+
+
 def _server_signed(item: LoggedEntry, trust: Trust) -> None:
     where = entry(item.index)
-    keys = trust.server_ids(CHECK, where)
+    keys = trust.server_ids(CHECK, where, at=item.index)
     if not envelope.verify(item.envelope, keys).threshold_met(1):
         raise CheckFailed(
             CHECK,

@@ -26,7 +26,9 @@ from invsync.agent.times import rfc3339
 @dataclass(frozen=True)
 class Event:
     index: int
-    kind: str  # "snapshot", "receipt", "key rotation", "report", "co-signature", "chain reset"
+    # "snapshot", "receipt", "key rotation", "report", "co-signature", "chain reset",
+    # "server key" (in every pairing's timeline: the server signs for all of them)
+    kind: str
     party: str  # "" for what the server alone signed (a report)
     when: datetime | None  # issued, accepted or as of; None for a co-signature
     what: str  # one line for a person
@@ -55,14 +57,30 @@ class PairingTimeline:
 def timelines(verified: VerifiedBundle) -> list[PairingTimeline]:
     """One timeline per pairing the bundle holds entries of, by pairing name."""
     events: dict[str, list[Event]] = {}
+    server: list[Event] = []
     latest: dict[str, ReportBody] = {}
     cosigners = _cosigners(verified)
     for item in verified.entries:
+        if item.kind == K.LOG_ENTRY_KIND_SERVER_KEY:
+            server.append(_server_key(item, verified))
+            continue
         event = _event(item, verified, latest.get(item.pairing), cosigners)
         events.setdefault(item.pairing, []).append(event)
         if item.index in verified.reports:
             latest[item.pairing] = verified.reports[item.index]
+    for name in events or ({"": []} if server else {}):
+        events[name] = sorted([*events.get(name, []), *server], key=lambda e: e.index)
     return [PairingTimeline(name, tuple(events[name])) for name in sorted(events)]
+
+
+def _server_key(item: LoggedEntry, verified: VerifiedBundle) -> Event:
+    """A server key rotation, which check 2 followed (check 7 made sure of it)."""
+    rotation = next(r for r in verified.log.server_ring.chain() if r.index == item.index)
+    what = (
+        f"the server {verified.bundle.server} rotated to server key "
+        f"{rotation.new_key.keyid[:16]} (retired {rotation.old_key.keyid[:16]})"
+    )
+    return Event(item.index, "server key", "", rotation.announced_at, what)
 
 
 def _cosigners(verified: VerifiedBundle) -> dict[str, set[str]]:

@@ -6,7 +6,9 @@ key material for those ids (a key's id is the SHA-256 of the key, so a substitut
 Beyond the pins, a party's key is trusted only as that party announced it in-band: in a
 KEY_ANNOUNCEMENT entry whose snapshot a key in force and the new key both signed, and only from
 that entry on. The rotations are `agent.exchange.keyring.Rotation`s, so the keys in force at a
-point of the log are exactly what the server and the agents compute (`KeyRing.keys_for`).
+point of the log are exactly what the server and the agents compute (`KeyRing.keys_for`). The
+server's own key is followed the same way, through its SERVER_KEY announcements
+(`agent.exchange.server_keyring`), from the key pinned for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from invsync.agent.evidence.failures import CheckFailed
 from invsync.agent.exchange.keyring import KeyRing, Rotation
 from invsync.agent.exchange.keys import VerifyKey
+from invsync.agent.exchange.server_keyring import ServerKeyRing
 
 # signer name -> the key ids pinned for it (`report.body.Pins` also pins by signer role)
 PinnedIds = Mapping[str, frozenset[str]]
@@ -28,6 +31,8 @@ class Trust:
         self.candidates = candidates  # keyid -> key: the bundle's keys, trusted by no one yet
         self.rotations: list[tuple[int, Rotation]] = []  # (entry index, rotation), in log order
         self.resets: list[tuple[int, str, str, int]] = []  # (entry, party, pairing, above)
+        # The server's pinned keys and the rotations the log proved (check 2 follows them).
+        self.server_ring: ServerKeyRing | None = None
 
     def server_keys(self, check: str, where: str) -> list[VerifyKey]:
         """The server's pinned keys; CheckFailed(`check`, `where`) when there is none."""
@@ -36,8 +41,13 @@ class Trust:
             raise CheckFailed(check, where, self._unpinned(self.server, "server"))
         return keys
 
-    def server_ids(self, check: str, where: str) -> dict[str, VerifyKey]:
-        return {key.keyid: key for key in self.server_keys(check, where)}
+    def server_ids(self, check: str, where: str, at: int | None = None) -> dict[str, VerifyKey]:
+        """The server's keys: pinned, or with `at` those in force for what is logged as entry
+        `at` (a key it announced in the log, from its announcement on)."""
+        pinned = {key.keyid: key for key in self.server_keys(check, where)}
+        if at is None or self.server_ring is None:
+            return pinned
+        return self.server_ring.keys_at(at + 1)
 
     def ring(self, party: str, check: str, where: str, before: int | None = None) -> KeyRing:
         """`party`'s pinned keys and the rotations it announced before entry `before` (None: all

@@ -5,7 +5,8 @@ check and the entry, checkpoint or file):
 
 1. manifest      every file has the SHA-256 the manifest lists, no file is unlisted, and the
                  manifest names the server the verifier was told (`--server`)
-2. checkpoint-signature  every checkpoint is signed by a pinned key of the server
+2. checkpoint-signature  every checkpoint is signed by a key of the server in force for its
+                 size: pinned, or announced in the log by the key it replaces
 3. fork          checkpoints of one tree size have one root
 4. consistency   each checkpoint is consistent with the next larger one
 5. inclusion     every entry is in the latest checkpoint (its exact bytes hashed first)
@@ -76,6 +77,7 @@ def verify_content(bundle: Bundle, pins: PinnedIds) -> VerifiedBundle:
     """Checks 2 to 10 on a bundle already read, with `bundle.server` as the server's name."""
     trust = Trust(bundle.server, pins, bundle.keys.by_id())
     log = verify_log(bundle, trust.server_keys("checkpoint-signature", _first(bundle)))
+    trust.server_ring = log.server_ring
     check_scope(bundle, log.leaves)
     entries = parse_entries(log.leaves)
     signed = check_signatures(entries, trust)

@@ -19,6 +19,7 @@ from invsync.agent.errors import InvsyncError
 from invsync.agent.evidence.bundle import MANIFEST, Bundle
 from invsync.agent.evidence.failures import CheckFailed, entry
 from invsync.agent.exchange.log_entry import parse_log_entry
+from invsync.v1 import invsync_pb2 as pb
 
 CHECK = "scope"
 
@@ -55,10 +56,13 @@ def _one_pairing(pairing: str, leaves: Mapping[int, bytes]) -> None:
 
 
 def _pairing_of(index: int, leaf: bytes) -> str | None:
+    """The entry's pairing; None for one every scope holds (the server's key announcement,
+    which every reader needs), or for bytes that are no LogEntry (check 7 names them)."""
     try:
-        return parse_log_entry(leaf, entry(index)).pairing
+        logged = parse_log_entry(leaf, entry(index))
     except InvsyncError:
-        return None  # no LogEntry: check 7 names it
+        return None
+    return None if logged.kind == pb.LOG_ENTRY_KIND_SERVER_KEY else logged.pairing
 
 
 def withheld_count(bundle: Bundle) -> int:

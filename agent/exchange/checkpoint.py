@@ -123,15 +123,18 @@ def parse_verifier_key(vkey: str) -> tuple[str, VerifyKey]:
     return name, key
 
 
-def sign_checkpoint(checkpoint: Checkpoint, name: str, key: SigningKey) -> bytes:
-    """The signed note of `checkpoint` under `name` (a single signature); ValueError if the
-    checkpoint or name cannot be written as a valid note."""
+def sign_checkpoint(checkpoint: Checkpoint, name: str, key: SigningKey, *also: SigningKey) -> bytes:
+    """The signed note of `checkpoint` under `name`, signed by `key` (and by each of `also`,
+    a line each: a server rotating its key signs the checkpoint of its announcement with both);
+    ValueError if the checkpoint or name cannot be written as a valid note."""
     _check_name(name)
     _check_checkpoint(checkpoint)
     body = checkpoint.body()
-    blob = key_hash(name, key.public) + key.sign(body)
-    line = f"{SIGNATURE_PREFIX}{name} {base64.b64encode(blob).decode()}\n"
-    note = body + b"\n" + line.encode()
+    lines = []
+    for signer in (key, *also):
+        blob = key_hash(name, signer.public) + signer.sign(body)
+        lines.append(f"{SIGNATURE_PREFIX}{name} {base64.b64encode(blob).decode()}\n")
+    note = body + b"\n" + "".join(lines).encode()
     if len(note) > MAX_NOTE_BYTES:
         raise ValueError(f"cannot sign checkpoint: the note would be over {MAX_NOTE_BYTES} bytes")
     return note

@@ -114,9 +114,14 @@ def logged_checkpoint(receipt: Receipt, keys: Mapping[str, VerifyKey]) -> Checkp
     """The receipt's checkpoint, opened with the pinned `keys` (name -> key) under the origin
     the receipt names; MalformedReceipt unless its tree includes the receipt's log index."""
     checkpoint = open_checkpoint(receipt.checkpoint, receipt.server, keys)
+    check_in_tree(receipt, checkpoint)
+    return checkpoint
+
+
+def check_in_tree(receipt: Receipt, checkpoint: Checkpoint) -> None:
+    """MalformedReceipt unless the receipt's checkpoint (opened by the caller) holds its entry."""
     if receipt.log_index >= checkpoint.size:
         raise MalformedReceipt(
             f"receipt of {bounded(receipt.party)} version {receipt.version}: log entry "
             f"{receipt.log_index} is not in its checkpoint's tree of size {checkpoint.size}"
         )
-    return checkpoint

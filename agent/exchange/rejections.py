@@ -49,6 +49,8 @@ rename one.
 | `checkpoint-rollback` | FAILED_PRECONDITION | a log checkpoint of a smaller tree than the last |
 | `log-inconsistent` | FAILED_PRECONDITION | the log does not extend the last one verified |
 | `log-split-view` | FAILED_PRECONDITION | the peer's log checkpoint is not consistent with ours |
+| `retired-server-key` | PERMISSION_DENIED | a server key signing where it is not in force |
+| `bad-server-key-announcement` | INVALID_ARGUMENT | a server key announcement proves no new key |
 
 The agent's refusals (`agent.exchange.trusted`) are raised on the agent's side about what the
 server sent it; their statuses matter only if a server ever relays one. An error that is no
@@ -399,6 +401,29 @@ class LogSplitViewError(UntrustedInput):
     )
 
 
+class RetiredServerKeyError(ServerSignatureError):
+    """The exchange server's signature is by a key not in force where the document stands in
+    its log: a key it retired with `invsync server keys rotate`, or one not announced yet."""
+
+    rule = "retired-server-key"
+    hint = (
+        "The exchange server rotated its signing key, and something was signed after the "
+        "rotation with the key it retired: keep it as evidence and tell the exchange operator, "
+        "whose old key may be in other hands."
+    )
+
+
+class ServerKeyAnnouncementError(UntrustedInput):
+    """A SERVER_KEY log entry that does not prove the server's new key."""
+
+    rule = "bad-server-key-announcement"
+    hint = (
+        "The exchange's log announces a new server key that this agent cannot verify; keep the "
+        "entry and its checkpoint as evidence and tell the exchange operator. Until then, "
+        "nothing the server signs with that key is trusted."
+    )
+
+
 _S = grpc.StatusCode
 # The one table of statuses. Every rejection is listed by itself (tests/test_rejections.py
 # enforces it) so that a new rule is given its status deliberately, never by inheritance;
@@ -447,6 +472,8 @@ STATUS: Mapping[type[InvsyncError], grpc.StatusCode] = {
     CheckpointRollbackError: _S.FAILED_PRECONDITION,
     LogInconsistentError: _S.FAILED_PRECONDITION,
     LogSplitViewError: _S.FAILED_PRECONDITION,
+    RetiredServerKeyError: _S.PERMISSION_DENIED,
+    ServerKeyAnnouncementError: _S.INVALID_ARGUMENT,
 }
 
 # rule -> the rejection class that breaks it: what a client may take from a server's metadata.

@@ -9,7 +9,9 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
 
 1. the payload type is the one asked for                                 PayloadTypeError
 2. a signature verifies over the exact bytes with a PINNED key, before anything parses them:
-   receipts and reports: the server's configured keys                    ServerSignatureError
+   receipts and reports: the server's configured keys, or a key it announced in its log and
+   the agent followed (`agent.exchange.server_keyring`, in the SharedLog)  ServerSignatureError
+   (a report names no place in the log: any of them; the evidence verifier judges its entry)
    peer snapshots: the peer's configured keys and the rotations they signed
    (`agent.exchange.keyring`)                   UntrustedSignerError, BadSignatureError, ...
    never a key that a document lists about itself
@@ -17,6 +19,7 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
    (a peer snapshot's party, pairing, role, key schedule and records are checked here too,
    by `agent.exchange.acceptance.verify_peer_rotation`)
 4. it agrees with what is already trusted:
+   a receipt is signed by the server key in force at its place in the log RetiredServerKeyError
    a receipt names this party, the pairing, the version and SHA-256 pushed  ReceiptMismatchError
    a report is of this pairing, under the id the server gave it             ReportMismatchError
    a peer snapshot is the version asked for                          PeerVersionMismatchError
@@ -25,7 +28,8 @@ check raises its own error (`agent.exchange.rejections`), and a refused input ch
    then, the current one only, not expired                                      ExpiredError
    (expiry comes after the version: an old snapshot is a rollback, expired or not)
    a log checkpoint is not of a smaller tree than the last one        CheckpointRollbackError
-   a receipt's checkpoint opens with a pinned key under the log's origin (the configured
+   a receipt's checkpoint opens with the server key in force for its size (a key retired
+   before it, alone: RetiredServerKeyError) under the log's origin (the configured
    `server.name`, else the first verified receipt's server, adopted once), its tree holds the
    receipt's log index, and it is consistent with the checkpoint held, by a proof the caller
    fetched (`receipt_proof_sizes` says which)                           LogInconsistentError
@@ -53,15 +57,15 @@ from invsync.agent.errors import InvsyncError, SignatureError
 from invsync.agent.exchange import tlog
 from invsync.agent.exchange.acceptance import PairingPolicy, PartyPolicy, verify_peer_rotation
 from invsync.agent.exchange.chain_reset import ChainReset
-from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint
+from invsync.agent.exchange.checkpoint import Checkpoint
 from invsync.agent.exchange.envelope import Envelope, verify_or_raise
 from invsync.agent.exchange.keyring import Rotation
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.receipt import (
     RECEIPT_PAYLOAD_TYPE,
     Receipt,
+    check_in_tree,
     decode_receipt,
-    logged_checkpoint,
 )
 from invsync.agent.exchange.rejections import (
     CheckpointRollbackError,
@@ -74,7 +78,13 @@ from invsync.agent.exchange.rejections import (
     PeerVersionMismatchError,
     ReceiptMismatchError,
     ReportMismatchError,
+    RetiredServerKeyError,
     ServerSignatureError,
+)
+from invsync.agent.exchange.server_keyring import (
+    ServerKeyRing,
+    ServerRotation,
+    open_checkpoint_in_force,
 )
 from invsync.agent.exchange.snapshot import SNAPSHOT_PAYLOAD_TYPE
 from invsync.agent.model.findings import LOG_INCONSISTENT, PEER_ROLLBACK, Finding, make_finding
@@ -146,15 +156,22 @@ class TrustedState:
 
 
 class SharedLog:
-    """The one log an agent watches: its origin and last verified checkpoint, shared by every
-    pairing's trusted state, so that each pairing checks against what any of them verified."""
+    """The one log an agent watches: its origin, last verified checkpoint and the server's keys
+    (pinned, and the rotations followed in the log), shared by every pairing's trusted state, so
+    that each pairing checks against what any of them verified."""
 
-    def __init__(self, origin: str = "", checkpoint: LogCheckpoint | None = None) -> None:
+    def __init__(
+        self,
+        origin: str = "",
+        checkpoint: LogCheckpoint | None = None,
+        ring: ServerKeyRing | None = None,
+    ) -> None:
         self.origin = origin
         self.checkpoint = checkpoint
+        self.ring = ring  # None: the first trusted state sets it from its server keys
 
     def copy(self) -> SharedLog:
-        return SharedLog(self.origin, self.checkpoint)
+        return SharedLog(self.origin, self.checkpoint, self.ring)
 
 
 @dataclass(frozen=True)
@@ -173,7 +190,7 @@ class PairingTrust(Generic[R]):
         *,
         party: str,
         pairing: PairingPolicy,
-        server_keys: Mapping[str, VerifyKey],
+        server_keys: Mapping[str, VerifyKey] | ServerKeyRing,
         peer: PartyPolicy,
         reports: DocumentFormat[R],
         rotations: Sequence[Rotation] = (),
@@ -184,13 +201,16 @@ class PairingTrust(Generic[R]):
             raise ValueError(f"{party} and {peer.party} are not the parties of {pairing.name}")
         self.party = party
         self.pairing = pairing
-        self._server_keys = dict(server_keys)
+        self._server_keys = server_keys
         self._peer = peer
         self._reports = reports
         self._rotations = tuple(rotations)
         self._state = state or TrustedState()
         held = self._state
         self._log = shared or SharedLog(held.origin, held.checkpoint)
+        if self._log.ring is None:
+            ring = server_keys
+            self._log.ring = ring if isinstance(ring, ServerKeyRing) else ServerKeyRing(dict(ring))
 
     @property
     def state(self) -> TrustedState:
@@ -214,6 +234,23 @@ class PairingTrust(Generic[R]):
         yield copy
         self._state, self._rotations = copy._state, copy._rotations
         self._log.origin, self._log.checkpoint = copy._log.origin, copy._log.checkpoint
+        self._log.ring = copy._log.ring
+
+    @property
+    def server_ring(self) -> ServerKeyRing:
+        """The exchange server's keys: pinned, and the rotations followed in its log."""
+        assert self._log.ring is not None  # set in __init__
+        return self._log.ring
+
+    def adopt_server_rotation(self, rotation: ServerRotation, checkpoint: LogCheckpoint) -> None:
+        """The server's key rotation, announced in an entry the caller proved included in
+        `checkpoint` (signed by a key in force, consistent with the one held) and opened with
+        `agent.exchange.server_key.open_server_key`: the new key signs from there on, and
+        `checkpoint` is held (unless a larger one already is)."""
+        self._log.ring = self.server_ring.with_rotation(rotation)
+        held = self._log.checkpoint
+        if held is None or held.size < checkpoint.size:
+            self._log.checkpoint = checkpoint
 
     @property
     def rotations(self) -> tuple[Rotation, ...]:
@@ -356,8 +393,11 @@ class PairingTrust(Generic[R]):
         self, env: Envelope, version: int, payload: bytes
     ) -> tuple[Receipt, Checkpoint]:
         _check_type(env, RECEIPT_PAYLOAD_TYPE, f"receipt for version {version}")
-        self._check_server_signature(env, "receipt")
+        signers = self._check_server_signature(env, "receipt")
         receipt = _decoded_receipt(env)
+        # Logged as the entry after its snapshot's: signed by the key in force there.
+        what = f"the receipt for {self.party}'s version {version}"
+        self.server_ring.check_in_force(signers, receipt.log_index + 2, what)
         self._check_receipt(receipt, version, hashlib.sha256(payload).hexdigest())
         return receipt, self._receipt_checkpoint(receipt)
 
@@ -372,13 +412,14 @@ class PairingTrust(Generic[R]):
             )
         if not receipt.checkpoint:
             raise self._log_error(f"{where} carries no log checkpoint")
-        problem: InvsyncError = BadCheckpoint(f"checkpoint of {origin}: no key is pinned for it")
-        for key in self._server_keys.values():  # a note names one key per name; several pinned
-            try:
-                return logged_checkpoint(receipt, {origin: key})
-            except InvsyncError as e:
-                problem = e
-        raise self._log_error(f"{where}: {problem}")
+        try:
+            checkpoint = open_checkpoint_in_force(receipt.checkpoint, origin, self.server_ring)
+            check_in_tree(receipt, checkpoint)
+        except RetiredServerKeyError:
+            raise
+        except InvsyncError as e:
+            raise self._log_error(f"{where}: {e}") from e
+        return checkpoint
 
     def _check_receipt_log(
         self, receipt: Receipt, checkpoint: Checkpoint, proof: Sequence[bytes]
@@ -405,11 +446,16 @@ class PairingTrust(Generic[R]):
         finding = make_finding(LOG_INCONSISTENT, sha256="", subject="", party="", message=message)
         return LogInconsistentError(message, finding)
 
-    def _check_server_signature(self, env: Envelope, what: str) -> None:
+    def _check_server_signature(self, env: Envelope, what: str) -> tuple[str, ...]:
+        """A signature by a key the server ever signed with (where it stands in the log is
+        checked once the payload says); the key ids that verified."""
         try:
-            verify_or_raise(env, self._server_keys, who=f"the exchange server ({what})")
+            result = verify_or_raise(
+                env, self.server_ring.known(), who=f"the exchange server ({what})"
+            )
         except SignatureError as e:
             raise ServerSignatureError(str(e)) from e
+        return result.verified_keyids
 
     def _check_receipt(self, receipt: Receipt, version: int, digest: str) -> None:
         pushed = (self.party, self.pairing.name, version, digest)

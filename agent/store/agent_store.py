@@ -35,7 +35,9 @@ from invsync.agent.exchange.chain_reset import (
 from invsync.agent.exchange.delta import accepted_header
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
+from invsync.agent.exchange.keys import verify_key_from_spki_der
 from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
+from invsync.agent.exchange.server_keyring import ServerRotation
 from invsync.agent.exchange.snapshot import Base, Served, decode_payload
 from invsync.agent.exchange.trusted import LogCheckpoint, TrustedState, Verified
 from invsync.agent.model.findings import Finding
@@ -260,6 +262,16 @@ def m015_snapshot_columns_indexed(db: sqlite_utils.Database) -> None:
         )
 
 
+def m016_server_key_rotations(db: sqlite_utils.Database) -> None:
+    """The exchange server's key rotations this agent followed (agent.exchange.server_keyring):
+    each SERVER_KEY log entry verified with the key it replaces and the key it announces."""
+    db.execute(
+        """CREATE TABLE server_key_rotations (
+        log_index INTEGER PRIMARY KEY NOT NULL, new_key BLOB NOT NULL, old_key BLOB NOT NULL,
+        announced_at TEXT NOT NULL, recorded_at TEXT NOT NULL)"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -276,6 +288,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m013_whole_set_chains,
     m014_source_reads,
     m015_snapshot_columns_indexed,
+    m016_server_key_rotations,
 )
 
 _CERT_COLUMNS = (
@@ -909,6 +922,39 @@ class AgentStore:
             self.db, f"{self.path}: cannot record the key rotation of {rotation.party}"
         ):
             self.db.execute(_INSERT_ROTATION, row)
+
+    def record_server_rotation(
+        self, pairing: str, state: TrustedState, rotation: ServerRotation, now: datetime
+    ) -> None:
+        """The server's key rotation, verified into `state` (whose checkpoint is the one the
+        announcement was proven in), in one transaction; the same one again is a no-op."""
+        row = [
+            rotation.index,
+            rotation.new_key.spki_der,
+            rotation.old_key.spki_der,
+            _utc_text(rotation.announced_at),
+            _utc_text(now),
+        ]
+        sql = (
+            "INSERT INTO server_key_rotations (log_index, new_key, old_key, announced_at,"
+            " recorded_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (log_index) DO NOTHING"
+        )
+        with transaction(self.db, f"{self.path}: cannot record the server's key rotation"):
+            self.db.execute(sql, row)
+            self._save_state(pairing, state, now)
+
+    def server_rotations(self) -> list[ServerRotation]:
+        """The exchange server's key rotations this agent followed, in log order."""
+        sql = "SELECT * FROM server_key_rotations ORDER BY log_index"
+        return [
+            ServerRotation(
+                int(row["log_index"]),
+                verify_key_from_spki_der(bytes(row["new_key"]), source="stored server key"),
+                verify_key_from_spki_der(bytes(row["old_key"]), source="stored server key"),
+                parse_rfc3339(row["announced_at"]),
+            )
+            for row in self._rows(sql)
+        ]
 
     def rotations(self, party: str) -> list[Rotation]:
         """The key rotations of peer `party` this agent accepted, in any pairing."""

@@ -91,6 +91,13 @@ class _LogEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogEntry
     pairing, that version, the versions it set aside and the operator's reason. The
     snapshots it sets aside stay in the log; the party's next snapshot follows that version.
     """
+    LOG_ENTRY_KIND_SERVER_KEY: _LogEntryKind.ValueType  # 7
+    """The exchange server replaced its signing key (`invsync server keys rotate`): `envelope` the
+    ServerKeyBody signed by the key it replaces and by the new key, `announced_key` the new
+    key's SubjectPublicKeyInfo (DER). The checkpoint of the tree ending with this entry is
+    signed by both keys; every receipt, report, chain reset and checkpoint after it by the new
+    key alone.
+    """
 
 class LogEntryKind(_LogEntryKind, metaclass=_LogEntryKindEnumTypeWrapper):
     """What the exchange's transparency log records (DESIGN §6a): one envelope the exchange accepted
@@ -117,6 +124,13 @@ after a misuse of that party's key): `version` is the version the chain continue
 from no snapshot at all), and `envelope` the server-signed ChainResetBody naming the party,
 pairing, that version, the versions it set aside and the operator's reason. The
 snapshots it sets aside stay in the log; the party's next snapshot follows that version.
+"""
+LOG_ENTRY_KIND_SERVER_KEY: LogEntryKind.ValueType  # 7
+"""The exchange server replaced its signing key (`invsync server keys rotate`): `envelope` the
+ServerKeyBody signed by the key it replaces and by the new key, `announced_key` the new
+key's SubjectPublicKeyInfo (DER). The checkpoint of the tree ending with this entry is
+signed by both keys; every receipt, report, chain reset and checkpoint after it by the new
+key alone.
 """
 Global___LogEntryKind: _TypeAlias = LogEntryKind  # noqa: Y015
 
@@ -852,6 +866,42 @@ class ChainResetBody(_message.Message):
 Global___ChainResetBody: _TypeAlias = ChainResetBody  # noqa: Y015
 
 @_typing.final
+class ServerKeyBody(_message.Message):
+    """Payload of a SERVER_KEY log entry (payload_type
+    "application/vnd.invsync.server-key.v1+protobuf"), signed by `old_key` and by `new_key`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    NEW_KEY_FIELD_NUMBER: _builtins.int
+    OLD_KEY_FIELD_NUMBER: _builtins.int
+    ANNOUNCED_AT_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """The server's name: the log's origin and its checkpoints' key name."""
+    new_key: _builtins.bytes
+    """SubjectPublicKeyInfo (DER) of the key that signs from this entry on."""
+    old_key: _builtins.bytes
+    """SubjectPublicKeyInfo (DER) of the key it replaces, retired from this entry on."""
+    @_builtins.property
+    def announced_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        new_key: _builtins.bytes = ...,
+        old_key: _builtins.bytes = ...,
+        announced_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announced_at", b"announced_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announced_at", b"announced_at", "new_key", b"new_key", "old_key", b"old_key", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerKeyBody: _TypeAlias = ServerKeyBody  # noqa: Y015
+
+@_typing.final
 class Receipt(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1261,7 +1311,8 @@ class LogEntry(_message.Message):
     """
     announced_key: _builtins.bytes
     """KEY_ANNOUNCEMENT: the announced key's SubjectPublicKeyInfo (DER), as the server read it from
-    the header; a verifier checks it against the payload. Empty otherwise.
+    the header; SERVER_KEY: the server's new key, as its ServerKeyBody names it; a verifier
+    checks it against the payload. Empty otherwise.
     """
     def __init__(
         self,

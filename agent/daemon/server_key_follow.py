@@ -1,0 +1,141 @@
+"""The agent follows the exchange server's key rotation in its log, with no re-pinning.
+
+When the server signs with a key this agent has not seen (a receipt, a report, the log's
+latest checkpoint), the agent looks for the SERVER_KEY entries (`agent.exchange.server_key`)
+after the last rotation it followed, from the checkpoint it holds on. For each, in log order:
+
+1. the checkpoint of the tree ending with the entry is fetched and opened with a key in force
+   there (the server signed it with the old key and the new one);
+2. it extends the checkpoint held, by a consistency proof;
+3. the entry's exact bytes are proven included in it;
+4. the entry is opened: signed by the key in force and by the key it announces, naming this
+   server and the key it replaces;
+5. the rotation and that checkpoint are saved in one transaction, then adopted in memory.
+
+The entry's kind is read from bytes not proven yet, only to find the candidates; nothing of an
+entry counts before steps 1 to 4. A failure raises (a `log-inconsistent` finding for a proof
+that fails, `bad-server-key-announcement` for an entry that proves nothing) and nothing is
+saved; what the unknown key signed is then refused as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from invsync.agent.daemon.log_reading import LogClient, check_included, inconsistent, shown_entries
+from invsync.agent.errors import InvsyncError
+from invsync.agent.exchange import tlog
+from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint
+from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.log_entry import parse_log_entry
+from invsync.agent.exchange.server_key import open_server_key
+from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
+from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
+from invsync.agent.store.agent_store import AgentStore
+from invsync.v1 import invsync_pb2 as pb
+
+log = logging.getLogger("invsync.agent")
+
+
+def no_known_server_signer(env: Envelope, trust: PairingTrust[Any]) -> bool:
+    """Whether `env` names no signer the server's ring knows: the server signed it with a key
+    it announced since, or someone else did (a key id is only a claim: the signatures are
+    verified where the envelope is taken). A report's co-signatures are the parties'."""
+    known = trust.server_ring.known()
+    return not any(sig.keyid in known for sig in env.signatures)
+
+
+class ServerKeyFollow:
+    """Follows the server's key announcements for one agent (see the module docstring)."""
+
+    def __init__(self, party: str, store: AgentStore, clock: Callable[[], datetime]) -> None:
+        self.party = party
+        self.store = store
+        self.clock = clock
+
+    def follow(self, client: LogClient, trust: PairingTrust[Any]) -> int:
+        """Follow every announcement up to the log's latest checkpoint; how many."""
+        latest = claimed_checkpoint(client.checkpoint())
+        if latest is None:
+            return 0
+        held = trust.state.checkpoint
+        ring = trust.server_ring
+        # The entry before the checkpoint held: a checkpoint that ends with an announcement
+        # opens with the old key, so an agent may hold it without having read the entry.
+        start = max(0, (held.size - 1) if held else 0, ring.latest_index() + 1)
+        if start >= latest.size:
+            return 0
+        fail = inconsistent(trust.pairing.name)
+        followed = 0
+        for index, leaf in shown_entries(client, start, latest.size, fail):
+            if leaf and _kind(leaf) == pb.LOG_ENTRY_KIND_SERVER_KEY:
+                self._adopt(client, trust, index, leaf, latest.origin)
+                followed += 1
+        return followed
+
+    def _adopt(
+        self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, claimed: str
+    ) -> None:
+        """Steps 1 to 5 for the SERVER_KEY entry `index`."""
+        pairing = trust.pairing.name
+        fail = inconsistent(pairing)
+        origin = trust.state.origin or claimed
+        where = f"log entry {index} (the server's key announcement)"
+        note = client.checkpoint(tree_size=index + 1)
+        try:
+            head = open_checkpoint_in_force(note, origin, trust.server_ring)
+        except InvsyncError as e:
+            raise fail(f"{where}: its checkpoint: {e}") from e
+        if head.size != index + 1:
+            raise fail(f"{where}: the server served a checkpoint of size {head.size}")
+        _check_extends(client, trust, head, fail)
+        check_included(client, leaf, index, head, where, fail)
+        rotation = open_server_key(parse_log_entry(leaf, where), index, origin, trust.server_ring)
+        with trust.staged() as staged:  # adopted once the database took it
+            staged.adopt_server_rotation(rotation, LogCheckpoint(head.size, head.root, note))
+            self.store.record_server_rotation(pairing, staged.state, rotation, self.clock())
+        log.warning(
+            "party=%s the exchange server %s rotated its signing key to %s (log entry %d), "
+            "replacing %s: followed",
+            self.party,
+            origin,
+            rotation.new_key.keyid[:16],
+            index,
+            rotation.old_key.keyid[:16],
+            extra={"party": self.party, "pairing": pairing},
+        )
+
+
+def _kind(leaf: bytes) -> int:
+    try:
+        return int(pb.LogEntry.FromString(leaf).kind)
+    except DecodeError:  # no announcement; the log watch judges what the log holds
+        return 0
+
+
+def _check_extends(
+    client: LogClient,
+    trust: PairingTrust[Any],
+    head: Checkpoint,
+    fail: Callable[[str], InvsyncError],
+) -> None:
+    """The announcement's checkpoint and the one held are of one log."""
+    held = trust.state.checkpoint
+    if held is None or 0 in (held.size, head.size):
+        return
+    (small, small_root), (large, large_root) = sorted(
+        [(held.size, held.root_hash), (head.size, head.root)]
+    )
+    proof = client.consistency_proof(small, large) if small != large else []
+    try:
+        tlog.verify_consistency(small, large, small_root, large_root, proof)
+    except tlog.ProofError as e:
+        raise fail(
+            f"the checkpoint of size {head.size} that ends with the server's key announcement "
+            f"is not consistent with the one of size {held.size} verified here ({e})"
+        ) from e

@@ -1,0 +1,135 @@
+"""Evidence across the exchange server's key rotation: a bundle verifies from the server key
+pinned before the rotation alone, and a log whose checkpoints do not follow the rotation as the
+server must sign them (the retired key after it, the new key alone on the announcement's tree)
+does not verify."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from invsync.agent.evidence.bundle import Bundle
+from invsync.agent.evidence.export import export_bundle
+from invsync.agent.evidence.failures import ExportError
+from invsync.agent.exchange import tlog
+from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.exchange.logrange import LogRange
+from invsync.agent.exchange.server_key import ServerKeyAnnouncement, server_key_entry
+from invsync.agent.model.record import CertRecord
+from invsync.server.storage import LogWriter
+from tests.evidence_rig import _cosign_latest, _payload, _push, export_rig, history, plan
+from tests.exchange_rig import SERVER, Rig
+from tests.test_evidence import NEW_JPRS, pins, verify
+
+NEW_SERVER = generate()
+AT = datetime(2021, 3, 2, tzinfo=UTC)
+
+
+def _rotate(rig: Rig) -> int:
+    """The rig's server announces NEW_SERVER as `invsync server keys rotate` does, and signs
+    with it from then on; the announcement's index."""
+    old = rig.keys.server
+    entry = server_key_entry(
+        ServerKeyAnnouncement(SERVER, NEW_SERVER.public, old.public, AT), old, NEW_SERVER
+    )
+    with rig.store.transaction():
+        index = LogWriter(SERVER, old).append(rig.store, entry, NEW_SERVER).index
+    for signer in (rig.exchange, rig.exchange.reports):
+        signer.key, signer.log = NEW_SERVER, LogWriter(SERVER, NEW_SERVER)
+    return index
+
+
+@pytest.fixture
+def rotated(rig: Rig, records: list[CertRecord]) -> int:
+    """The evidence history, the server's rotation, then secom v3 and both co-signing."""
+    history(rig, records, NEW_JPRS)
+    index = _rotate(rig)
+    secom2 = rig.store.snapshot("secom", "secom-jprs", 2)
+    assert secom2 is not None
+    _push(rig, _payload(rig, "secom", 3, records[1:], secom2.payload), "secom")
+    _cosign_latest(rig, NEW_JPRS)
+    return index
+
+
+def test_a_bundle_verifies_across_the_rotation_from_the_old_key_alone(
+    rig: Rig, rotated: int, tmp_path: Path
+) -> None:
+    bundle = export_rig(rig, tmp_path / "bundle")  # the exporter pins the old key too
+    assert {k.keyid for k in bundle.keys.server} == {rig.keys.server.keyid, NEW_SERVER.keyid}
+    result = verify(tmp_path / "bundle", *pins(rig.keys))  # the server's old key id pinned
+    assert result.exit_code == 0, result.output
+    assert (
+        f"the server {SERVER} rotated to server key {NEW_SERVER.keyid[:16]} (retired "
+        f"{rig.keys.server.keyid[:16]})"
+    ) in result.stdout
+    assert "\nverified: every check passed" in result.stdout
+
+
+class _Resigned:
+    """The rig's log, its checkpoints signed by `signers[size]` (else the key in force)."""
+
+    def __init__(self, rig: Rig, index: int, signers: dict[int, list[SigningKey]]) -> None:
+        self.leaves = rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
+        self.hashes = [tlog.leaf_hash(leaf) for leaf in self.leaves]
+        self.old, self.index, self.signers = rig.keys.server, index, signers
+
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
+        size = tree_size or len(self.leaves)
+        default = [self.old] if size <= self.index else [NEW_SERVER]
+        first, *also = self.signers.get(size, default)
+        head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
+        return sign_checkpoint(head, SERVER, first, *also)
+
+    def log_range(self, start: int, end: int) -> LogRange:
+        return LogRange.of(start, self.leaves[start:end], lambda leaf: True)
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        return tlog.inclusion_proof(self.hashes[:tree_size], index)
+
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        return tlog.consistency_proof(self.hashes[:second_size], first_size)
+
+
+def _export(rig: Rig, index: int, signers: dict[int, list[SigningKey]]) -> Bundle:
+    return export_bundle(_Resigned(rig, index, signers), plan(rig))
+
+
+def test_the_log_as_the_server_signs_it_exports(rig: Rig, rotated: int) -> None:
+    both = {rotated + 1: [rig.keys.server, NEW_SERVER]}
+    assert _export(rig, rotated, both).checkpoints  # the control: each check below can fail
+
+
+def test_a_checkpoint_after_the_rotation_by_the_retired_key_does_not_verify(
+    rig: Rig, rotated: int
+) -> None:
+    size = rotated + 2
+    signers = {rotated + 1: [rig.keys.server, NEW_SERVER], size: [rig.keys.server]}
+    with pytest.raises(ExportError) as refused:
+        _export(rig, rotated, signers)
+    assert str(refused.value) == (
+        "what the log served does not verify: checkpoint-signature check failed at "
+        f"checkpoints/{size:06d}.note: refused [retired-server-key]: the checkpoint of tree size "
+        f"{size} is signed by server key {rig.keys.server.keyid[:16]} alone, which the server "
+        f"replaced with key {NEW_SERVER.keyid[:16]} at log entry {rotated}"
+    )
+
+
+def test_an_announcement_under_the_new_key_alone_proves_nothing(rig: Rig, rotated: int) -> None:
+    size = rotated + 1
+    with pytest.raises(ExportError) as refused:
+        _export(rig, rotated, {size: [NEW_SERVER]})
+    assert str(refused.value) == (
+        "what the log served does not verify: checkpoint-signature check failed at "
+        f"checkpoints/{size:06d}.note: checkpoint of {SERVER}: no signature by a pinned key "
+        "verifies"
+    )

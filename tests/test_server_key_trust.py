@@ -1,0 +1,245 @@
+"""An agent's trust in the exchange server's keys across an in-band rotation: receipts and
+reports by the new key only once its announcement was followed, a retired key signing alone
+after the rotation refused, and the follower that reads, proves and records the announcement
+(persisted with the checkpoint it was proven in)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from invsync.agent.daemon.server_key_follow import ServerKeyFollow, no_known_server_signer
+from invsync.agent.exchange import envelope, tlog
+from invsync.agent.exchange.acceptance import PartyPolicy
+from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
+from invsync.agent.exchange.keys import SigningKey, generate
+from invsync.agent.exchange.log_entry import canonical_envelope
+from invsync.agent.exchange.logrange import LogRange
+from invsync.agent.exchange.rejections import (
+    LogInconsistentError,
+    RetiredServerKeyError,
+    ServerKeyAnnouncementError,
+    ServerSignatureError,
+)
+from invsync.agent.exchange.server_key import (
+    SERVER_KEY_PAYLOAD_TYPE,
+    ServerKeyAnnouncement,
+    server_key_entry,
+)
+from invsync.agent.exchange.server_keyring import ServerKeyRing, ServerRotation
+from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, SharedLog, TrustedState
+from invsync.agent.report.body import ReportBody
+from invsync.agent.store.agent_store import AgentStore
+from invsync.v1 import invsync_pb2 as pb
+from tests.exchange_rig import NOW, PAIRING, SERVER, Keys
+from tests.trusted_helpers import OWN, POLICY, REPORTS, receipt, report
+
+NEW = generate()
+AT = datetime(2021, 3, 1, 11, 0, tzinfo=UTC)
+
+
+def _trust(keys: Keys, *rotations: ServerRotation) -> PairingTrust[ReportBody]:
+    """secom's trusted state, its server keys the pinned one and `rotations` followed."""
+    ring = ServerKeyRing({keys.server.keyid: keys.server.public}, rotations)
+    return PairingTrust(
+        party="secom",
+        pairing=POLICY,
+        server_keys=ring,
+        peer=PartyPolicy("jprs", {keys.jprs.keyid: keys.jprs.public}),
+        reports=REPORTS,
+        shared=SharedLog(SERVER),
+    )
+
+
+def _rotated(keys: Keys, index: int = 4) -> ServerRotation:
+    return ServerRotation(index, NEW.public, keys.server.public, AT)
+
+
+def _receipt(
+    key: SigningKey, *, log_index: int, size: int, note_key: SigningKey | None = None
+) -> envelope.Envelope:
+    note = sign_checkpoint(Checkpoint(SERVER, size, b"\x01" * 32), SERVER, note_key or key)
+    return receipt(key, log_index=log_index, checkpoint=note)
+
+
+def test_a_receipt_by_a_key_never_announced_is_refused(keys: Keys) -> None:
+    with pytest.raises(ServerSignatureError) as refused:
+        _trust(keys).update_receipt(_receipt(NEW, log_index=6, size=8), version=1, payload=OWN)
+    assert str(refused.value) == (
+        "refused [bad-server-signature]: the exchange server (receipt): 0 of 1 required "
+        f"signatures verified; signed by untrusted key {NEW.keyid}"
+    )
+
+
+def test_after_the_rotation_the_new_key_signs_and_the_old_one_did_before(keys: Keys) -> None:
+    trust = _trust(keys, _rotated(keys))
+    env = _receipt(NEW, log_index=6, size=8)
+    assert trust.update_receipt(env, version=1, payload=OWN).log_index == 6
+    before = _trust(keys, _rotated(keys))
+    assert (
+        before.update_receipt(
+            _receipt(keys.server, log_index=2, size=3), version=1, payload=OWN
+        ).log_index
+        == 2
+    )
+
+
+def test_the_retired_key_signing_alone_after_the_rotation_is_refused(keys: Keys) -> None:
+    trust = _trust(keys, _rotated(keys))
+    with pytest.raises(RetiredServerKeyError) as refused:
+        trust.update_receipt(_receipt(keys.server, log_index=6, size=8), version=1, payload=OWN)
+    assert str(refused.value) == (
+        "refused [retired-server-key]: the receipt for secom's version 1 is signed by server "
+        f"key {keys.server.keyid[:16]} alone, which the server replaced with key "
+        f"{NEW.keyid[:16]} at log entry 4"
+    )
+    assert trust.state == TrustedState(origin=SERVER)  # nothing taken
+
+
+def test_a_receipt_whose_checkpoint_the_retired_key_signed_is_refused(keys: Keys) -> None:
+    env = _receipt(NEW, log_index=6, size=8, note_key=keys.server)
+    with pytest.raises(RetiredServerKeyError) as refused:
+        _trust(keys, _rotated(keys)).update_receipt(env, version=1, payload=OWN)
+    assert str(refused.value) == (
+        "refused [retired-server-key]: the checkpoint of tree size 8 is signed by server key "
+        f"{keys.server.keyid[:16]} alone, which the server replaced with key {NEW.keyid[:16]} "
+        "at log entry 4"
+    )
+
+
+def test_a_report_by_the_new_key_needs_the_rotation_followed(keys: Keys) -> None:
+    old = report(keys)
+    new = envelope.sign(old.payload_type, old.payload, [NEW])
+    assert no_known_server_signer(new, _trust(keys))
+    with pytest.raises(ServerSignatureError, match="signed by untrusted key"):
+        _trust(keys).verify_report(new)
+    followed = _trust(keys, _rotated(keys))
+    assert not no_known_server_signer(new, followed)
+    assert followed.verify_report(new).pairing == PAIRING
+    assert followed.verify_report(old).pairing == PAIRING  # made before the rotation
+
+
+class _Log:
+    """A log of `leaves` whose checkpoints `signers(size)` sign, served to the follower."""
+
+    def __init__(self, leaves: list[bytes], signers: dict[int, list[SigningKey]]) -> None:
+        self.leaves, self.signers = leaves, signers
+        self.hashes = [tlog.leaf_hash(leaf) for leaf in leaves]
+
+    def checkpoint(
+        self,
+        tree_size: int = 0,
+        proof_from: int = 0,
+        inclusion_of: Sequence[int] = (),
+        entries: bool = False,
+    ) -> bytes:
+        size = tree_size or len(self.leaves)
+        head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
+        first, *also = self.signers[size]
+        return sign_checkpoint(head, SERVER, first, *also)
+
+    def log_range(self, start: int, end: int) -> LogRange:
+        return LogRange.of(start, self.leaves[start:end], lambda leaf: True)
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        return tlog.inclusion_proof(self.hashes[:tree_size], index)
+
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        return tlog.consistency_proof(self.hashes[:second_size], first_size)
+
+    def held(self, size: int) -> LogCheckpoint:
+        note = self.checkpoint(size)
+        return LogCheckpoint(size, tlog.root(self.hashes[:size]), note)
+
+
+def _other_entry() -> bytes:
+    return pb.LogEntry(kind=pb.LOG_ENTRY_KIND_REPORT, pairing="other").SerializeToString()
+
+
+def _log(keys: Keys, announcement: pb.LogEntry) -> _Log:
+    leaves = [_other_entry(), announcement.SerializeToString(), _other_entry()]
+    return _Log(leaves, {1: [keys.server], 2: [keys.server, NEW], 3: [NEW]})
+
+
+def _announce(keys: Keys) -> pb.LogEntry:
+    body = ServerKeyAnnouncement(SERVER, NEW.public, keys.server.public, AT)
+    return server_key_entry(body, keys.server, NEW)
+
+
+def _held_trust(keys: Keys, log: _Log, store: AgentStore) -> PairingTrust[ReportBody]:
+    trust = _trust(keys)
+    with trust.staged() as staged:
+        staged.replace_checkpoint(log.held(1))
+        store.record_checkpoint(PAIRING, staged.state, NOW)
+    return trust
+
+
+def test_the_follower_proves_records_and_keeps_the_rotation(keys: Keys, tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "secom.db")
+    log = _log(keys, _announce(keys))
+    trust = _held_trust(keys, log, store)
+    assert ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust) == 1
+    assert set(trust.server_ring.keys_at(None)) == {NEW.keyid}
+    assert trust.state.checkpoint == log.held(2)  # the one the announcement was proven in
+    assert ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust) == 0  # once
+    store.close()
+    reopened = AgentStore(tmp_path / "secom.db")  # a restarted agent
+    try:
+        (kept,) = reopened.server_rotations()
+        assert (kept.index, kept.new_key.keyid, kept.old_key.keyid) == (
+            1,
+            NEW.keyid,
+            keys.server.keyid,
+        )
+        assert kept.announced_at == AT
+        held = reopened.trusted_state(PAIRING).checkpoint
+        assert held is not None and held.size == 2
+    finally:
+        reopened.close()
+
+
+def test_an_announcement_the_retiring_key_did_not_sign_is_refused_and_nothing_kept(
+    keys: Keys, tmp_path: Path
+) -> None:
+    forged = _announce(keys)
+    body = envelope.Envelope.from_json_dict(json.loads(forged.envelope)).payload
+    forged.envelope = canonical_envelope(envelope.sign(SERVER_KEY_PAYLOAD_TYPE, body, [NEW]))
+    log = _log(keys, forged)
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        trust = _held_trust(keys, log, store)
+        with pytest.raises(ServerKeyAnnouncementError) as refused:
+            ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust)
+        assert str(refused.value) == (
+            "refused [bad-server-key-announcement]: log entry 1 announces a new server key, but "
+            f"no server key in force there signed it (signed by: {NEW.keyid})"
+        )
+        assert store.server_rotations() == []
+        assert set(trust.server_ring.known()) == {keys.server.keyid}
+        assert trust.state.checkpoint == log.held(1)
+    finally:
+        store.close()
+
+
+def test_an_announcement_under_a_checkpoint_the_new_key_alone_signed_is_refused(
+    keys: Keys, tmp_path: Path
+) -> None:
+    log = _log(keys, _announce(keys))
+    log.signers[2] = [NEW]  # the key it retires did not sign the tree ending with it
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        trust = _held_trust(keys, log, store)
+        with pytest.raises(LogInconsistentError) as refused:
+            ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: log entry 1 (the server's key "
+            "announcement): its checkpoint: checkpoint of test-exchange: no signature by a "
+            "pinned key verifies"
+        )
+        assert store.server_rotations() == []
+    finally:
+        store.close()
