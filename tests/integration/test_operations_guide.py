@@ -32,8 +32,15 @@ WAIT = """wait_for() {
   cat "$1" >&2; return 1
 }
 RELOADS=0
+STARTS=0
 """
+# Lines that find the server by its command line: the script's own command line holds the
+# same words, so the script runs them on the server it started ($SERVER) instead.
 SIGHUP_SERVER = "pkill -HUP -f 'invsync server run --config server.toml'"
+STOP_SERVER = "pkill -TERM -f 'invsync server run --config server.toml'"
+AWAIT_SERVER_EXIT = (
+    "while pgrep -f 'invsync server run --config server.toml' > /dev/null; do sleep 0.2; done"
+)
 # What an agent prints once its cycle has pushed, or found nothing to push (grep BRE).
 PUSHED = ": pushed \\|: [a-z-]* unchanged since snapshot"
 
@@ -57,8 +64,13 @@ def _step(kind: str, body: str, name: str | None) -> str:
         if line == SIGHUP_SERVER:  # this server, not another test's; and wait for its reload
             lines += ['kill -HUP "$SERVER"', "RELOADS=$((RELOADS + 1))"]
             lines.append('wait_for server.out "reloaded server.toml: " "$RELOADS"')
-        elif " server run " in line:  # a terminal of its own
-            lines += [f"{line} > server.out 2>&1 &", "SERVER=$!", "wait_for server.out listening"]
+        elif line == STOP_SERVER:
+            lines.append('kill -TERM "$SERVER"')
+        elif line == AWAIT_SERVER_EXIT:
+            lines.append('wait "$SERVER"')
+        elif " server run " in line:  # a terminal of its own (started again in 2.9)
+            lines += [f"{line} >> server.out 2>&1 &", "SERVER=$!", "STARTS=$((STARTS + 1))"]
+            lines.append('wait_for server.out " listening on " "$STARTS"')
         elif line.endswith("--once)"):  # a terminal each, the next once the last has pushed
             out = f"{line.split()[1]}.once"
             if started:  # as the guide says: the other party signs the new report, not the last
@@ -137,6 +149,9 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert reports == {"secom-jprs", "secom-nii"}
     _check_nii_joined_and_left(pilot, stdout, logs)
     _check_rotations_and_restore(pilot, logs)
+    # The auditor's bundle verified (exit 0 under `set -e`), every rotation in its timeline.
+    assert "the server exchange rotated to server key " in stdout, stdout
+    assert "key rotation  -                     secom rotated to key " in stdout, stdout
     assert "PERMISSION_DENIED: TLS client certificate CN='nii' is not the tls_identity" in stderr
     # Each TLS key is where it was made (issue 14), and the CA's stayed with the operator.
     for host, name in (("exchange", "localhost"), ("secom", "secom"), ("jprs", "jprs")):
@@ -158,6 +173,10 @@ def _check_rotations_and_restore(pilot: Path, logs: dict[str, str]) -> None:
     older than the exchange's record, and its chain continued from the log."""
     secom, jprs = logs["secom.once"], logs["jprs.once"]
     assert "secom: pushed secom-jprs snapshot version 2 (announces a new signing key)" in secom
+    followed = "the exchange server exchange rotated its signing key to "
+    assert followed in secom and followed in jprs
+    assert (pilot / "server.out").read_text().count(" listening on ") == 2
+    assert (pilot / "bundle" / "keys.json").exists()
     assert not (pilot / "secom" / "keys" / "secom.key").exists()
     server = (pilot / "server.out").read_text()
     assert "reloaded server.toml: tls.client_crl; 1 revoked client certificates" in server
