@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -143,11 +143,15 @@ class PartyLog:
 
 
 class MemoryLog:
-    """Any `leaves`, served as a log whose checkpoints `key` signs as the rig's server."""
+    """Any `leaves`, served as a log whose checkpoints `key` signs as the rig's server; or,
+    given a function of the tree size, the keys it names for each checkpoint."""
 
-    def __init__(self, leaves: list[bytes], key: SigningKey) -> None:
+    def __init__(
+        self, leaves: list[bytes], key: SigningKey | Callable[[int], Sequence[SigningKey]]
+    ) -> None:
         self.hashes = [tlog.leaf_hash(leaf) for leaf in leaves]
-        self.leaves, self.key = leaves, key
+        self.leaves = leaves
+        self.signers = key if callable(key) else lambda size: [key]
 
     def checkpoint(
         self,
@@ -158,7 +162,8 @@ class MemoryLog:
     ) -> bytes:
         size = tree_size or len(self.leaves)
         head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
-        return sign_checkpoint(head, SERVER, self.key)
+        first, *also = self.signers(size)
+        return sign_checkpoint(head, SERVER, first, *also)
 
     def log_range(self, start: int, end: int) -> LogRange:
         return LogRange.of(start, self.leaves[start:end], lambda leaf: True)

@@ -30,6 +30,7 @@ from invsync.agent.report.body import parse_report_body
 from invsync.agent.report.render.csv import findings_csv
 from invsync.agent.report.render.html import report_html
 from invsync.server.localfed import agent_config, write_federation
+from tests.headers import header
 from tests.report_helpers import AS_OF, DV_BUG, JPRS_LIST, OV_BUG, SECOM_LOG, body_bytes
 from tests.test_report_schema import VALIDATOR
 
@@ -40,18 +41,8 @@ OV_ACK = Acknowledgement(MISSING_AT_SUBORDINATE, OV_BUG, REASON, ACKED_AT, EXPIR
 
 
 def _header(party: str, role: str, acks: tuple[Acknowledgement, ...]) -> SnapshotHeader:
-    return SnapshotHeader(
-        party=party,
-        pairing="secom-jprs",
-        role=role,
-        version=1,
-        issued_at=AS_OF - timedelta(hours=1),
-        expires_at=AS_OF + timedelta(days=400),
-        previous_digest=b"",
-        record_count=0,
-        records_digest=b"",
-        scope_issuer_spki=(),
-        acknowledgements=acks,
+    return header(
+        party, "secom-jprs", AS_OF, role=role, acknowledgements=acks, valid_for=timedelta(days=400)
     )
 
 

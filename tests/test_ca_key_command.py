@@ -18,39 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from invsync.agent.cli.tls import tls_group
-from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.ca_key import KeyCommand
 from invsync.server.client_crl import load_revoked
 from tests.paths import ROOT
 from tests.tls_certs import handshake
+from tests.tls_cli import cert as _cert
+from tests.tls_cli import cli as _cli
+from tests.tls_cli import ok as _ok
+from tests.tls_cli import refused as _refused
 
 SIGNER = ROOT / "tests" / "hsm_signer.py"
-
-
-def _cli(*args: str | Path) -> Result:
-    return CliRunner().invoke(tls_group, [str(a) for a in args])
-
-
-def _ok(*args: str | Path) -> Result:
-    result = _cli(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def _refused(*args: str | Path) -> str:
-    result = _cli(*args)
-    assert isinstance(result.exception, InvsyncError), (result.output, result.exception)
-    return str(result.exception)
-
-
-def _cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
 
 
 def _write_key(path: Path) -> ec.EllipticCurvePrivateKey:

@@ -21,6 +21,7 @@ from invsync.agent.reconcile.carry import reconcile_carried
 from invsync.agent.reconcile.runner import reconcile
 from tests import ca_chain
 from tests.ct_helpers import spki
+from tests.headers import header
 
 AT = datetime(2021, 3, 1, tzinfo=UTC)
 ROOT1 = ca_chain.root("Test Root One", "Root One Inc.")
@@ -38,18 +39,7 @@ def _spki(ca: ca_chain.Ca) -> bytes:
 
 
 def _header(party: str, role: str, root: ca_chain.Ca) -> SnapshotHeader:
-    return SnapshotHeader(
-        party=party,
-        pairing=f"{party}-sub",
-        role=role,
-        version=1,
-        issued_at=AT - timedelta(hours=1),
-        expires_at=AT + timedelta(days=1),
-        previous_digest=b"",
-        record_count=0,
-        records_digest=b"",
-        scope_issuer_spki=(_spki(root),),
-    )
+    return header(party, f"{party}-sub", AT, role=role, scope=(_spki(root),))
 
 
 def _revoked(record: CertRecord, reason: str) -> CertRecord:

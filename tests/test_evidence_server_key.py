@@ -5,7 +5,6 @@ does not verify."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,14 +13,19 @@ import pytest
 from invsync.agent.evidence.bundle import Bundle
 from invsync.agent.evidence.export import export_bundle
 from invsync.agent.evidence.failures import ExportError
-from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.keys import SigningKey, generate
-from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.server_key import ServerKeyAnnouncement, server_key_entry
 from invsync.agent.model.record import CertRecord
 from invsync.server.storage import LogWriter
-from tests.evidence_rig import _cosign_latest, _payload, _push, export_rig, history, plan
+from tests.evidence_rig import (
+    MemoryLog,
+    _cosign_latest,
+    _payload,
+    _push,
+    export_rig,
+    history,
+    plan,
+)
 from tests.exchange_rig import SERVER, Rig
 from tests.test_evidence import NEW_JPRS, pins, verify
 
@@ -69,39 +73,15 @@ def test_a_bundle_verifies_across_the_rotation_from_the_old_key_alone(
     assert "\nverified: every check passed" in result.stdout
 
 
-class _Resigned:
-    """The rig's log, its checkpoints signed by `signers[size]` (else the key in force)."""
-
-    def __init__(self, rig: Rig, index: int, signers: dict[int, list[SigningKey]]) -> None:
-        self.leaves = rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
-        self.hashes = [tlog.leaf_hash(leaf) for leaf in self.leaves]
-        self.old, self.index, self.signers = rig.keys.server, index, signers
-
-    def checkpoint(
-        self,
-        tree_size: int = 0,
-        proof_from: int = 0,
-        inclusion_of: Sequence[int] = (),
-        entries: bool = False,
-    ) -> bytes:
-        size = tree_size or len(self.leaves)
-        default = [self.old] if size <= self.index else [NEW_SERVER]
-        first, *also = self.signers.get(size, default)
-        head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
-        return sign_checkpoint(head, SERVER, first, *also)
-
-    def log_range(self, start: int, end: int) -> LogRange:
-        return LogRange.of(start, self.leaves[start:end], lambda leaf: True)
-
-    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
-        return tlog.inclusion_proof(self.hashes[:tree_size], index)
-
-    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
-        return tlog.consistency_proof(self.hashes[:second_size], first_size)
-
-
 def _export(rig: Rig, index: int, signers: dict[int, list[SigningKey]]) -> Bundle:
-    return export_bundle(_Resigned(rig, index, signers), plan(rig))
+    """The rig's log, its checkpoints signed by `signers[size]`, else by the key in force (the
+    old one up to the announcement at `index`, then the new one)."""
+    leaves = rig.store.log_entries(0, rig.store.log_size(), 1 << 30)
+
+    def keys(size: int) -> list[SigningKey]:
+        return signers.get(size, [rig.keys.server] if size <= index else [NEW_SERVER])
+
+    return export_bundle(MemoryLog(leaves, keys), plan(rig))
 
 
 def test_the_log_as_the_server_signs_it_exports(rig: Rig, rotated: int) -> None:

@@ -9,7 +9,7 @@ made with `cryptography` (tests/ca_chain.py), really signed.
 from __future__ import annotations
 
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -18,10 +18,11 @@ from invsync.agent.inventory.attribution import Attribution, AttributionRule, at
 from invsync.agent.inventory.issuer_attribution import issuer_key_votes
 from invsync.agent.model.findings import ATTRIBUTION_CONFLICT
 from invsync.agent.model.record import CertRecord, parse_certificate
-from invsync.agent.model.snapshot import ROOT, Side, SnapshotHeader
+from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from tests import ca_chain
 from tests.ca_chain import Ca, issue, record
+from tests.headers import header
 from tests.paths import SECOM_JPRS
 
 JPRS_O, OTHER_O = "Japan Registry Services Co., Ltd.", "Example Relying CA"
@@ -102,19 +103,8 @@ def test_the_issuer_key_disagreeing_is_a_conflict_naming_both_rules() -> None:
     )
     # Attributed again (read back from the store), it keeps one conflict.
     assert attribute(attributed, attribution) == attributed
-    header = SnapshotHeader(
-        party="secom",
-        pairing="secom-nii",
-        role=ROOT,
-        version=1,
-        issued_at=AT - timedelta(hours=1),
-        expires_at=AT + timedelta(days=1),
-        previous_digest=b"",
-        record_count=0,
-        records_digest=b"",
-        scope_issuer_spki=(),
-    )
-    findings = reconcile(Side("secom", [attributed[1]], header=header), Side("nii", ()), AT)
+    root = header("secom", "secom-nii", AT)
+    findings = reconcile(Side("secom", [attributed[1]], header=root), Side("nii", ()), AT)
     (conflict,) = [f for f in findings if f.code == ATTRIBUTION_CONFLICT]
     assert conflict.message.endswith(
         "to nii by rule:fingerprint, but issuer-key says jprs: its sources disagree on who "

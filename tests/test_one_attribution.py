@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,9 +31,10 @@ from invsync.agent.model.findings import (
     UNATTRIBUTED,
 )
 from invsync.agent.model.record import CertRecord, parse_certificate
-from invsync.agent.model.snapshot import ROOT, Side, SnapshotHeader
+from invsync.agent.model.snapshot import Side, SnapshotHeader
 from invsync.agent.reconcile.runner import reconcile
 from invsync.server.localfed import agent_config, write_federation
+from tests.headers import header
 from tests.paths import SECOM_JPRS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number:UserWarning")
@@ -69,18 +70,7 @@ def secom_config(tmp_path: Path) -> Path:
 
 
 def _header(pairing: str) -> SnapshotHeader:
-    return SnapshotHeader(
-        party="secom",
-        pairing=pairing,
-        role=ROOT,
-        version=1,
-        issued_at=AT - timedelta(hours=1),
-        expires_at=AT + timedelta(days=1),
-        previous_digest=b"",
-        record_count=0,
-        records_digest=b"",
-        scope_issuer_spki=(),
-    )
+    return header("secom", pairing, AT)
 
 
 def _contradictions(attribution: Attribution, config: Path) -> dict[str, set[str]]:

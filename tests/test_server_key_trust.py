@@ -6,7 +6,6 @@ after the rotation refused, and the follower that reads, proves and records the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from invsync.agent.exchange.acceptance import PartyPolicy
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.exchange.log_entry import canonical_envelope
-from invsync.agent.exchange.logrange import LogRange
 from invsync.agent.exchange.rejections import (
     LogInconsistentError,
     RetiredServerKeyError,
@@ -35,6 +33,7 @@ from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, SharedLo
 from invsync.agent.report.body import ReportBody
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
+from tests.evidence_rig import MemoryLog
 from tests.exchange_rig import NOW, PAIRING, SERVER, Keys
 from tests.trusted_helpers import OWN, POLICY, REPORTS, receipt, report
 
@@ -123,33 +122,12 @@ def test_a_report_by_the_new_key_needs_the_rotation_followed(keys: Keys) -> None
     assert followed.verify_report(old).pairing == PAIRING  # made before the rotation
 
 
-class _Log:
-    """A log of `leaves` whose checkpoints `signers(size)` sign, served to the follower."""
+class _Log(MemoryLog):
+    """A log of `leaves` whose checkpoints `signers[size]` sign, served to the follower."""
 
     def __init__(self, leaves: list[bytes], signers: dict[int, list[SigningKey]]) -> None:
-        self.leaves, self.signers = leaves, signers
-        self.hashes = [tlog.leaf_hash(leaf) for leaf in leaves]
-
-    def checkpoint(
-        self,
-        tree_size: int = 0,
-        proof_from: int = 0,
-        inclusion_of: Sequence[int] = (),
-        entries: bool = False,
-    ) -> bytes:
-        size = tree_size or len(self.leaves)
-        head = Checkpoint(SERVER, size, tlog.root(self.hashes[:size]))
-        first, *also = self.signers[size]
-        return sign_checkpoint(head, SERVER, first, *also)
-
-    def log_range(self, start: int, end: int) -> LogRange:
-        return LogRange.of(start, self.leaves[start:end], lambda leaf: True)
-
-    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
-        return tlog.inclusion_proof(self.hashes[:tree_size], index)
-
-    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
-        return tlog.consistency_proof(self.hashes[:second_size], first_size)
+        self.by_size = signers  # a test may change who signs a size
+        super().__init__(leaves, lambda size: self.by_size[size])
 
     def held(self, size: int) -> LogCheckpoint:
         note = self.checkpoint(size)
@@ -229,7 +207,7 @@ def test_an_announcement_under_a_checkpoint_the_new_key_alone_signed_is_refused(
     keys: Keys, tmp_path: Path
 ) -> None:
     log = _log(keys, _announce(keys))
-    log.signers[2] = [NEW]  # the key it retires did not sign the tree ending with it
+    log.by_size[2] = [NEW]  # the key it retires did not sign the tree ending with it
     store = AgentStore(tmp_path / "secom.db")
     try:
         trust = _held_trust(keys, log, store)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -22,8 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invsync.agent.cli.tls import tls_group
-from invsync.agent.errors import ConfigError, InvsyncError
+from invsync.agent.errors import ConfigError
 from invsync.agent.exchange import federation_ca
 from invsync.agent.exchange.ca_lock import CaBusy, holding
 from invsync.agent.exchange.federation_ca import FederationCaError, sign_request
@@ -32,28 +30,11 @@ from invsync.agent.model.der import element
 from invsync.server.client_crl import load_revoked
 from tests.paths import ROOT
 from tests.tls_certs import handshake
+from tests.tls_cli import cert as _cert
+from tests.tls_cli import ok as _ok
+from tests.tls_cli import refused as _refused
 
 PEM_END = b"-----END CERTIFICATE REQUEST-----\n"
-
-
-def _cli(*args: str | Path) -> Result:
-    return CliRunner().invoke(tls_group, [str(a) for a in args])
-
-
-def _ok(*args: str | Path) -> Result:
-    result = _cli(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def _refused(*args: str | Path) -> str:
-    result = _cli(*args)
-    assert isinstance(result.exception, InvsyncError), (result.output, result.exception)
-    return str(result.exception)
-
-
-def _cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
 
 
 @pytest.fixture
