@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.integration.ports import free_port
 from tests.paths import ROOT
@@ -153,18 +154,24 @@ def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "the server exchange rotated to server key " in stdout, stdout
     assert "key rotation  -                     secom rotated to key " in stdout, stdout
     assert "PERMISSION_DENIED: TLS client certificate CN='nii' is not the tls_identity" in stderr
-    # Each TLS key is where it was made (issue 14), and the CA's stayed with the operator.
+    # Each TLS key is where it was made (issue 14), and the CAs' stayed with the operator; the
+    # renewed ones too (tls-2/, tls-3/), each private to its host.
     for host, name in (("exchange", "localhost"), ("secom", "secom"), ("jprs", "jprs")):
         key = pilot / host / "tls" / f"{name}.key"
         assert oct(key.stat().st_mode & 0o777) == "0o600", key
     keys = sorted(str(p.relative_to(pilot)) for p in pilot.rglob("*.key"))
     assert [k for k in keys if "/tls/" in k or k.endswith("ca.key")] == [
+        "exchange/ca-2/ca.key",
         "exchange/ca/ca.key",
         "exchange/tls/localhost.key",
         "jprs/tls/jprs.key",
         "nii/tls/nii.key",
         "secom/tls/secom.key",
     ]
+    for renewed in [k for k in keys if "/tls-" in k]:
+        host, _, name = renewed.partition("/")
+        assert name.rsplit("/", 1)[1] == ("localhost.key" if host == "exchange" else f"{host}.key")
+        assert oct((pilot / renewed).stat().st_mode & 0o777) == "0o600", renewed
 
 
 def _check_rotations_and_restore(pilot: Path, logs: dict[str, str]) -> None:
@@ -175,7 +182,22 @@ def _check_rotations_and_restore(pilot: Path, logs: dict[str, str]) -> None:
     assert "secom: pushed secom-jprs snapshot version 2 (announces a new signing key)" in secom
     followed = "the exchange server exchange rotated its signing key to "
     assert followed in secom and followed in jprs
-    assert (pilot / "server.out").read_text().count(" listening on ") == 2
+    # Started in 2.6, again for its new signing key and TLS certificate, twice for the new CA.
+    assert (pilot / "server.out").read_text().count(" listening on ") == 4
+    server_toml = (pilot / "exchange" / "server.toml").read_text()
+    assert 'cert = "tls-3/localhost.crt"' in server_toml and "client_crl" not in server_toml
+    new_ca = (pilot / "exchange" / "ca-2" / "ca.pem").read_bytes()
+    for trusted in ("exchange/tls/ca.pem", "secom/tls/ca.pem", "jprs/tls/ca.pem"):
+        assert (pilot / trusted).read_bytes() == new_ca  # the old CA dropped everywhere
+    for party in ("secom", "jprs"):
+        issuer = x509.load_pem_x509_certificate(new_ca).subject
+        cert = x509.load_pem_x509_certificate(
+            (pilot / party / "tls-3" / f"{party}.crt").read_bytes()
+        )
+        assert (
+            cert.issuer == issuer
+            and f'"tls-3/{party}.crt"' in (pilot / party / "agent.toml").read_text()
+        )
     assert (pilot / "bundle" / "keys.json").exists()
     assert not (pilot / "secom" / "keys" / "secom.key").exists()
     server = (pilot / "server.out").read_text()
