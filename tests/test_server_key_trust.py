@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.daemon.log_watch import LogWatch
+from invsync.agent.daemon.restore import Restore
+from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.daemon.server_key_follow import ServerKeyFollow, no_known_server_signer
 from invsync.agent.exchange import envelope, tlog
 from invsync.agent.exchange.acceptance import PartyPolicy
+from invsync.agent.exchange.chain_reset import ChainReset, sign_chain_reset
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
 from invsync.agent.exchange.keys import SigningKey, generate
-from invsync.agent.exchange.log_entry import canonical_envelope
+from invsync.agent.exchange.log_entry import canonical_envelope, log_entry
 from invsync.agent.exchange.rejections import (
     LogInconsistentError,
     RetiredServerKeyError,
@@ -219,5 +223,95 @@ def test_an_announcement_under_a_checkpoint_the_new_key_alone_signed_is_refused(
             "pinned key verifies"
         )
         assert store.server_rotations() == []
+    finally:
+        store.close()
+
+
+def _watched(keys: Keys, log: _Log, store: AgentStore) -> tuple[LogWatch, PairingTrust[ReportBody]]:
+    return LogWatch(party="secom", store=store, clock=lambda: NOW), _held_trust(keys, log, store)
+
+
+def _retired_alone(keys: Keys, size: int) -> str:
+    return (
+        f"refused [retired-server-key]: the checkpoint of tree size {size} is signed by server "
+        f"key {keys.server.keyid[:16]} alone, which the server replaced with key "
+        f"{NEW.keyid[:16]} at log entry 1"
+    )
+
+
+def test_the_watch_follows_first_then_refuses_a_later_checkpoint_the_retired_key_signed(
+    keys: Keys, tmp_path: Path
+) -> None:
+    # The pass that first meets the rotation: the latest checkpoint, past the announcement,
+    # opens with the old key while it is the only one known here.
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _other_entry(), _other_entry()]
+    log = _Log(
+        leaves, {1: [keys.server], 2: [keys.server, NEW], 3: [keys.server], 4: [keys.server]}
+    )
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        with pytest.raises(RetiredServerKeyError) as refused:
+            watch.check(log, trust)
+        assert str(refused.value) == _retired_alone(keys, 4)
+        assert trust.state.checkpoint == log.held(2)  # the announcement's, never size 4
+        held = store.trusted_state(PAIRING).checkpoint
+        assert held is not None and held.size == 2
+        assert [r.index for r in store.server_rotations()] == [1]
+        log.by_size[4] = [NEW]  # the server signs with the key in force: held
+        assert watch.check(log, trust).size == 4
+    finally:
+        store.close()
+
+
+def _reset_entry(key: SigningKey) -> bytes:
+    reset = ChainReset(SERVER, "jprs", PAIRING, 0, (1,), "a misused key", NOW)
+    signed = sign_chain_reset(reset, key)
+    entry = log_entry(pb.LOG_ENTRY_KIND_CHAIN_RESET, signed, party="jprs", pairing=PAIRING)
+    return entry.SerializeToString()
+
+
+@pytest.mark.parametrize("signer", ["retired", "new"])
+def test_a_chain_reset_after_the_rotation_is_judged_with_the_key_in_force_there(
+    keys: Keys, tmp_path: Path, signer: str
+) -> None:
+    key = keys.server if signer == "retired" else NEW
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _reset_entry(key)]
+    # Both keys sign the latest checkpoint: it opens with the old key alone too, so the watch
+    # would judge the reset with the old key unless it follows the rotation first.
+    log = _Log(leaves, {1: [keys.server], 2: [keys.server, NEW], 3: [keys.server, NEW]})
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        if signer == "new":
+            assert watch.check(log, trust).size == 3
+            assert trust.state.checkpoint == log.held(3)
+            return
+        with pytest.raises(LogInconsistentError) as refused:
+            watch.check(log, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: the chain reset at log entry 2: "
+            f"0 of 1 required signatures verified; signed by untrusted key {keys.server.keyid}"
+        )
+        assert trust.state.checkpoint == log.held(2)
+    finally:
+        store.close()
+
+
+def test_the_restore_follows_first_and_refuses_the_retired_keys_checkpoint(
+    keys: Keys, tmp_path: Path
+) -> None:
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _other_entry()]
+    log = _Log(leaves, {1: [keys.server], 2: [keys.server, NEW], 3: [keys.server]})
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        restore = Restore(
+            party="secom", keys=OwnKeys(keys.secom), store=store, watch=watch, clock=lambda: NOW
+        )
+        with pytest.raises(RetiredServerKeyError) as refused:
+            restore.restore(log, trust, "the push was refused as a rollback")
+        assert str(refused.value) == _retired_alone(keys, 3)
+        assert trust.state.checkpoint == log.held(2)
     finally:
         store.close()

@@ -27,8 +27,12 @@
    proven in the checkpoint; it is then applied to its pairing's trusted state (a reset peer's
    set-aside snapshots and key rotations stop counting), and logged as a warning. A SERVER_KEY
    entry (the server's `invsync server keys rotate`) not followed yet is followed
-   (`agent.daemon.server_key_follow`): the latest checkpoint may end with it, and open with
-   the key it retires;
+   (`agent.daemon.server_key_follow`) before anything after it is judged: once step 1 opened
+   the latest checkpoint with the keys known then, the entries it adds are read for
+   announcements, each is followed, and the checkpoint is opened again with the keys in force
+   at its size now (a checkpoint past the announcement that the retired key alone signed is a
+   `retired-server-key` refusal, not a checkpoint to hold); the chain resets are judged with
+   those keys too. The restore (`agent.daemon.restore`) takes its checkpoint the same way;
 5. only then holds the checkpoint, saved with the receipts now checked in one transaction, and
    adopted in memory after the commit. The agent's next snapshot carries it
    (`SnapshotHeader.log_checkpoint`).
@@ -118,13 +122,12 @@ class LogWatch:
         with recording_refusals(self.store, self.party, pairing, self.clock):
             receipts = self._receipts_to_check(trust)
             indexes = [receipt.log_index for _, receipt in receipts]
+            held = trust.state.checkpoint
+            start = held.size if held else 0  # following a rotation may move the one held
             head = self.head(client, trust, inclusion_of=indexes, entries=True)
             checked = self._check_receipts(client, pairing, receipts, head.checkpoint)
-            held = trust.state.checkpoint
             own = OwnEntries(self.party, self.store, trust.server_ring)
-            read = own.check(client, pairing, held.size if held else 0, head.checkpoint)
-            if [i for i in own.announcements if i > trust.server_ring.latest_index()]:
-                self.follower.follow(client, trust)  # a rotation to follow before holding more
+            read = own.check(client, pairing, start, head.checkpoint)
             mine = self.store.pending_chain_resets(pairing)
             mine += [r for r in read if r.pairing == pairing]
             with trust.staged() as staged:  # adopted once the write committed
@@ -174,6 +177,12 @@ class LogWatch:
             proof_from=held.size if held else 0, inclusion_of=inclusion_of, entries=entries
         )
         checkpoint = self._open_head(client, trust, note)
+        if self.follower.follow_before(client, trust, checkpoint):
+            # Opened with the keys known before the rotations in its tree: again, with those
+            # in force at its size now (the key they retired no longer is).
+            checkpoint = self.open(
+                note, trust, "the log's latest checkpoint", inconsistent(pairing)
+            )
         held = trust.state.checkpoint  # following a server key rotation may have moved it
         if held is None:
             log.warning(

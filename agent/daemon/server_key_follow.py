@@ -2,7 +2,10 @@
 
 When the server signs with a key this agent has not seen (a receipt, a report, the log's
 latest checkpoint), the agent looks for the SERVER_KEY entries (`agent.exchange.server_key`)
-after the last rotation it followed, from the checkpoint it holds on. For each, in log order:
+after the last rotation it followed, from the checkpoint it holds on. The log watch and the
+restore look too, in the entries a checkpoint they opened adds (`follow_before`), whatever key
+signed it: the key an announcement retires may still open a later checkpoint, or sign a chain
+reset, while it is the only one known here. For each, in log order:
 
 1. the checkpoint of the tree ending with the entry is fetched and opened with a key in force
    there (the server signed it with the old key and the new one);
@@ -58,9 +61,12 @@ class ServerKeyFollow:
         self.store = store
         self.clock = clock
 
-    def follow(self, client: LogClient, trust: PairingTrust[Any]) -> int:
-        """Follow every announcement up to the log's latest checkpoint; how many."""
-        latest = claimed_checkpoint(client.checkpoint())
+    def follow(
+        self, client: LogClient, trust: PairingTrust[Any], upto: Checkpoint | None = None
+    ) -> int:
+        """Follow every announcement up to `upto` (default: the log's latest checkpoint, as
+        claimed); how many."""
+        latest = upto or claimed_checkpoint(client.checkpoint())
         if latest is None:
             return 0
         held = trust.state.checkpoint
@@ -77,6 +83,21 @@ class ServerKeyFollow:
                 self._adopt(client, trust, index, leaf, latest.origin)
                 followed += 1
         return followed
+
+    def follow_before(self, client: LogClient, trust: PairingTrust[Any], head: Checkpoint) -> int:
+        """Follow the announcements among the entries after the checkpoint held, up to `head`'s
+        tree, before anything after them is judged: a checkpoint opened with the key one of them
+        retires, or a chain reset it signed, counts only if that key was still in force there.
+        How many were followed. The entries read here are those the log watch reads next."""
+        held = trust.state.checkpoint
+        start = max(held.size if held else 0, trust.server_ring.latest_index() + 1)
+        if start >= head.size:
+            return 0
+        fail = inconsistent(trust.pairing.name)
+        shown = shown_entries(client, start, head.size, fail)
+        if not any(leaf and _kind(leaf) == pb.LOG_ENTRY_KIND_SERVER_KEY for _, leaf in shown):
+            return 0
+        return self.follow(client, trust, head)
 
     def _adopt(
         self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, claimed: str
