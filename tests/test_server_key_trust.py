@@ -315,3 +315,69 @@ def test_the_restore_follows_first_and_refuses_the_retired_keys_checkpoint(
         assert trust.state.checkpoint == log.held(2)
     finally:
         store.close()
+
+
+def _two_rotations(keys: Keys, third: SigningKey) -> _Log:
+    """A log where the server's key went from the pinned one to NEW (entry 1), then to
+    `third` (entry 3)."""
+    second = server_key_entry(
+        ServerKeyAnnouncement(SERVER, third.public, NEW.public, AT), NEW, third
+    )
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _other_entry()]
+    leaves += [second.SerializeToString(), _other_entry()]
+    return _Log(
+        leaves,
+        {1: [keys.server], 2: [keys.server, NEW], 3: [NEW], 4: [NEW, third], 5: [third]},
+    )
+
+
+def _pinning(keys: Keys, key: SigningKey) -> PairingTrust[ReportBody]:
+    return PairingTrust(
+        party="secom",
+        pairing=POLICY,
+        server_keys=ServerKeyRing({key.keyid: key.public}),
+        peer=PartyPolicy("jprs", {keys.jprs.keyid: keys.jprs.public}),
+        reports=REPORTS,
+        shared=SharedLog(SERVER),
+    )
+
+
+def test_an_agent_that_pins_the_key_in_force_after_two_rotations_starts_from_its_pin(
+    keys: Keys, tmp_path: Path
+) -> None:
+    third = generate()
+    log = _two_rotations(keys, third)
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        trust = _pinning(keys, third)  # a party joining now, or a database rebuilt
+        watch = LogWatch(party="secom", store=store, clock=lambda: NOW)
+        assert watch.check(log, trust).size == 5
+        (kept,) = store.server_rotations()  # the first, from before the pin, is not followed
+        assert (kept.index, kept.old_key.keyid, kept.new_key.keyid) == (3, NEW.keyid, third.keyid)
+        assert set(trust.server_ring.keys_at(None)) == {third.keyid}
+        log.leaves.append(_other_entry())  # and the next cycles go on
+        log.hashes.append(tlog.leaf_hash(log.leaves[-1]))
+        log.by_size[6] = [third]
+        assert watch.check(log, trust).size == 6
+    finally:
+        store.close()
+
+
+def test_a_pin_no_checkpoint_of_the_log_opens_with_is_still_refused(
+    keys: Keys, tmp_path: Path
+) -> None:
+    log = _two_rotations(keys, generate())
+    log.by_size[5] = [NEW]  # the latest checkpoint too: nothing the pinned key signed
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        trust = _pinning(keys, generate())
+        with pytest.raises(LogInconsistentError) as refused:
+            LogWatch(party="secom", store=store, clock=lambda: NOW).check(log, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: log entry 1 (the server's key "
+            "announcement): its checkpoint: checkpoint of test-exchange: no signature by a "
+            "pinned key verifies"
+        )
+        assert store.server_rotations() == []
+    finally:
+        store.close()

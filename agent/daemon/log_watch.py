@@ -177,7 +177,7 @@ class LogWatch:
             proof_from=held.size if held else 0, inclusion_of=inclusion_of, entries=entries
         )
         checkpoint = self._open_head(client, trust, note)
-        if self.follower.follow_before(client, trust, checkpoint):
+        if self.follower.follow_before(client, trust, note, checkpoint):
             # Opened with the keys known before the rotations in its tree: again, with those
             # in force at its size now (the key they retired no longer is).
             checkpoint = self.open(

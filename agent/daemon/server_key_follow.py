@@ -24,7 +24,7 @@ saved; what the unknown key signed is then refused as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -33,8 +33,9 @@ from google.protobuf.message import DecodeError
 from invsync.agent.daemon.log_reading import LogClient, check_included, inconsistent, shown_entries
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint
+from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint, open_checkpoint
 from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import parse_log_entry
 from invsync.agent.exchange.server_key import open_server_key
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
@@ -61,12 +62,11 @@ class ServerKeyFollow:
         self.store = store
         self.clock = clock
 
-    def follow(
-        self, client: LogClient, trust: PairingTrust[Any], upto: Checkpoint | None = None
-    ) -> int:
-        """Follow every announcement up to `upto` (default: the log's latest checkpoint, as
-        claimed); how many."""
-        latest = upto or claimed_checkpoint(client.checkpoint())
+    def follow(self, client: LogClient, trust: PairingTrust[Any], upto: bytes | None = None) -> int:
+        """Follow every announcement up to the checkpoint note `upto` (default: the log's
+        latest); how many."""
+        note = upto if upto is not None else client.checkpoint()
+        latest = claimed_checkpoint(note)
         if latest is None:
             return 0
         held = trust.state.checkpoint
@@ -77,35 +77,72 @@ class ServerKeyFollow:
         if start >= latest.size:
             return 0
         fail = inconsistent(trust.pairing.name)
+        origin = trust.state.origin or latest.origin
+        shown = shown_entries(client, start, latest.size, fail)
+        found = [(i, leaf) for i, leaf in shown if leaf and _kind(leaf) == _SERVER_KEY]
         followed = 0
-        for index, leaf in shown_entries(client, start, latest.size, fail):
-            if leaf and _kind(leaf) == pb.LOG_ENTRY_KIND_SERVER_KEY:
-                self._adopt(client, trust, index, leaf, latest.origin)
-                followed += 1
+        for n, (index, leaf) in enumerate(found):
+            later = [i + 1 for i, _ in found[n + 1 :]]
+            if self._before_pin(client, trust, index, later, note, origin):
+                continue
+            self._adopt(client, trust, index, leaf, origin)
+            followed += 1
         return followed
 
-    def follow_before(self, client: LogClient, trust: PairingTrust[Any], head: Checkpoint) -> int:
+    def _before_pin(
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        index: int,
+        later: list[int],
+        latest: bytes,
+        origin: str,
+    ) -> bool:
+        """Whether announcement `index` is history from before the pinned keys: nothing was
+        followed from them yet, no key known here signed its checkpoint, and a pinned key
+        signed a later one (the next announcements' or the latest). So an agent that pinned
+        the key in force after two or more rotations (a party joining, a database rebuilt, a
+        re-pin after a leak) starts from its pin; an announcement before it is never
+        followed, and what its keys signed before the pinned key's is not judged here."""
+        ring = trust.server_ring
+        if ring.chain() or _signed_by(client.checkpoint(tree_size=index + 1), origin, ring.known()):
+            return False
+        notes = (client.checkpoint(tree_size=size) for size in later)
+        if not any(_signed_by(n, origin, ring.pinned) for n in (*notes, latest)):
+            return False
+        log.info(
+            "party=%s log entry %d announces a server key from before the pinned one (its "
+            "checkpoint is signed by keys not pinned here): the log is followed from the pin",
+            self.party,
+            index,
+            extra={"party": self.party, "pairing": trust.pairing.name},
+        )
+        return True
+
+    def follow_before(
+        self, client: LogClient, trust: PairingTrust[Any], note: bytes, head: Checkpoint
+    ) -> int:
         """Follow the announcements among the entries after the checkpoint held, up to `head`'s
-        tree, before anything after them is judged: a checkpoint opened with the key one of them
-        retires, or a chain reset it signed, counts only if that key was still in force there.
-        How many were followed. The entries read here are those the log watch reads next."""
+        tree (`note`, opened), before anything after them is judged: a checkpoint opened with
+        the key one of them retires, or a chain reset it signed, counts only if that key was
+        still in force there. How many were followed. The entries read here are those the log
+        watch reads next."""
         held = trust.state.checkpoint
         start = max(held.size if held else 0, trust.server_ring.latest_index() + 1)
         if start >= head.size:
             return 0
         fail = inconsistent(trust.pairing.name)
         shown = shown_entries(client, start, head.size, fail)
-        if not any(leaf and _kind(leaf) == pb.LOG_ENTRY_KIND_SERVER_KEY for _, leaf in shown):
+        if not any(leaf and _kind(leaf) == _SERVER_KEY for _, leaf in shown):
             return 0
-        return self.follow(client, trust, head)
+        return self.follow(client, trust, note)
 
     def _adopt(
-        self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, claimed: str
+        self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, origin: str
     ) -> None:
         """Steps 1 to 5 for the SERVER_KEY entry `index`."""
         pairing = trust.pairing.name
         fail = inconsistent(pairing)
-        origin = trust.state.origin or claimed
         where = f"log entry {index} (the server's key announcement)"
         note = client.checkpoint(tree_size=index + 1)
         try:
@@ -130,6 +167,20 @@ class ServerKeyFollow:
             rotation.old_key.keyid[:16],
             extra={"party": self.party, "pairing": pairing},
         )
+
+
+_SERVER_KEY = pb.LOG_ENTRY_KIND_SERVER_KEY
+
+
+def _signed_by(note: bytes, origin: str, keys: Mapping[str, VerifyKey]) -> bool:
+    """Whether one of `keys` signed the checkpoint note under `origin` (wherever it stands)."""
+    for key in keys.values():
+        try:
+            open_checkpoint(note, origin, {origin: key})
+        except InvsyncError:
+            continue
+        return True
+    return False
 
 
 def _kind(leaf: bytes) -> int:
