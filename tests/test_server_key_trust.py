@@ -8,17 +8,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from invsync.agent.daemon.log_watch import LogWatch
-from invsync.agent.daemon.restore import Restore
+from invsync.agent.daemon.restore import Restore, reported_version
 from invsync.agent.daemon.rotation import OwnKeys
 from invsync.agent.daemon.server_key_follow import ServerKeyFollow, no_known_server_signer
 from invsync.agent.exchange import envelope, tlog
 from invsync.agent.exchange.acceptance import PartyPolicy
 from invsync.agent.exchange.chain_reset import ChainReset, sign_chain_reset
 from invsync.agent.exchange.checkpoint import Checkpoint, sign_checkpoint
+from invsync.agent.exchange.client import ExchangeClient
 from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.exchange.log_entry import canonical_envelope, log_entry
 from invsync.agent.exchange.rejections import (
@@ -123,7 +125,46 @@ def test_a_report_by_the_new_key_needs_the_rotation_followed(keys: Keys) -> None
     followed = _trust(keys, _rotated(keys))
     assert not no_known_server_signer(new, followed)
     assert followed.verify_report(new).pairing == PAIRING
-    assert followed.verify_report(old).pairing == PAIRING  # made before the rotation
+    # Made before the rotation: history, named by a report the new key signed; never a report
+    # to act on now.
+    assert followed.verify_report(old, made_now=False).pairing == PAIRING
+    with pytest.raises(RetiredServerKeyError) as refused:
+        followed.verify_report(old)
+    assert str(refused.value) == (
+        "refused [retired-server-key]: the server's report served now is signed by server key "
+        f"{keys.server.keyid[:16]} alone, which the server replaced with key {NEW.keyid[:16]} "
+        "at log entry 4"
+    )
+
+
+class _Served:
+    """The server's latest report, as ExchangeClient.report answers it."""
+
+    def __init__(self, env: envelope.Envelope) -> None:
+        self.env = env
+
+    def report(self, pairing: str) -> pb.Report:
+        assert pairing == PAIRING
+        return pb.Report(report_id="", envelope=self.env.to_pb())
+
+
+def test_after_a_leak_and_a_re_pin_the_leaked_keys_report_tells_nothing(keys: Keys) -> None:
+    # The server's key leaked and was rotated to NEW; the party pinned NEW alone by hand. The
+    # leaked key signs a report naming a version of ours far ahead.
+    leaked = report(keys)
+    repinned = PairingTrust(
+        party="secom",
+        pairing=POLICY,
+        server_keys=ServerKeyRing({NEW.keyid: NEW.public}, (_rotated(keys),)),
+        peer=PartyPolicy("jprs", {keys.jprs.keyid: keys.jprs.public}),
+        reports=REPORTS,
+        shared=SharedLog(SERVER),
+    )
+    assert keys.server.keyid in repinned.server_ring.known()  # it did sign, before the leak
+    client = cast(ExchangeClient, _Served(leaked))
+    assert reported_version(client, repinned, "root") == 0
+    signed_now = envelope.sign(leaked.payload_type, leaked.payload, [NEW])
+    assert reported_version(cast(ExchangeClient, _Served(signed_now)), repinned, "root") == 1
 
 
 class _Log(MemoryLog):

@@ -291,11 +291,19 @@ class PairingTrust(Generic[R]):
         self._state = replace(self._state, own=own, receipts=receipts)
         return receipt
 
-    def verify_report(self, env: Envelope, *, report_id: str = "") -> R:
+    def verify_report(self, env: Envelope, *, report_id: str = "", made_now: bool = True) -> R:
         """A report of the pairing the server signed, parsed only once its signature verified;
-        `report_id`, when given, is the id the server served it under."""
-        _check_type(env, self._reports.payload_type, f"report {report_id[:12]}".strip())
-        self._check_server_signature(env, "report")
+        `report_id`, when given, is the id the server served it under.
+
+        A report served to act on now (`made_now`: the latest, the one to co-sign) must be
+        signed by a key in force from now on: one the server retired, which may have leaked,
+        signs nothing new. A report met as history (`made_now=False`: one a report signed by
+        the key in force names by its id) may be signed by any key the server signed with."""
+        what = f"report {report_id[:12]}".strip()
+        _check_type(env, self._reports.payload_type, what)
+        signers = self._check_server_signature(env, "report")
+        if made_now:
+            self.server_ring.check_in_force(signers, None, f"the server's {what} served now")
         try:
             body = self._reports.parse(env.payload)
         except InvsyncError as e:
