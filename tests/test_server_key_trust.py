@@ -6,6 +6,7 @@ after the rotation refused, and the follower that reads, proves and records the 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -25,6 +26,7 @@ from invsync.agent.exchange.keys import SigningKey, generate
 from invsync.agent.exchange.log_entry import canonical_envelope, log_entry
 from invsync.agent.exchange.rejections import (
     LogInconsistentError,
+    LogSplitViewError,
     RetiredServerKeyError,
     ServerKeyAnnouncementError,
     ServerSignatureError,
@@ -36,11 +38,13 @@ from invsync.agent.exchange.server_key import (
 )
 from invsync.agent.exchange.server_keyring import ServerKeyRing, ServerRotation
 from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust, SharedLog, TrustedState
+from invsync.agent.model.snapshot import SUBORDINATE
 from invsync.agent.report.body import ReportBody
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
 from tests.evidence_rig import MemoryLog
 from tests.exchange_rig import NOW, PAIRING, SERVER, Keys
+from tests.headers import header
 from tests.trusted_helpers import OWN, POLICY, REPORTS, receipt, report
 
 NEW = generate()
@@ -420,5 +424,26 @@ def test_a_pin_no_checkpoint_of_the_log_opens_with_is_still_refused(
             "pinned key verifies"
         )
         assert store.server_rotations() == []
+    finally:
+        store.close()
+
+
+def test_a_peer_checkpoint_by_a_key_not_followed_yet_is_followed_then_compared(
+    keys: Keys, tmp_path: Path
+) -> None:
+    log = _log(keys, _announce(keys))  # jprs saw checkpoint 3, signed by the new key alone
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        peer = replace(
+            header("jprs", PAIRING, NOW, role=SUBORDINATE), log_checkpoint=log.checkpoint(3)
+        )
+        watch.check_peer_view(log, trust, peer)  # no log-split-view
+        assert [r.index for r in store.server_rotations()] == [1]
+        forked = replace(
+            peer, log_checkpoint=sign_checkpoint(Checkpoint(SERVER, 3, b"\x02" * 32), SERVER, NEW)
+        )
+        with pytest.raises(LogSplitViewError, match="they are not of one log"):
+            watch.check_peer_view(log, trust, forked)
     finally:
         store.close()

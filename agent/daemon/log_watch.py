@@ -38,8 +38,10 @@
    (`SnapshotHeader.log_checkpoint`).
 
 `check_peer_view` runs when the report check has verified the peer's current snapshot: the
-checkpoint its header carries, opened with the pinned server key, must be our own (same size,
-same root) or be consistent with it by a proof the server serves between the two sizes.
+checkpoint its header carries, opened with the pinned server key (or one followed since: a
+checkpoint no key known here opens is first taken as a rotation the peer met before us, and
+followed), must be our own (same size, same root) or be consistent with it by a proof the server
+serves between the two sizes.
 
 Any failure is a finding the exchange operator must act on (`log-inconsistent`,
 `log-split-view`), kept in the agent's database and logged (`agent.daemon.refusals`), and raised:
@@ -77,7 +79,7 @@ from invsync.agent.exchange.log_entry import (
     parse_log_entry,
 )
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
-from invsync.agent.exchange.rejections import LogInconsistentError
+from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
 from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
 from invsync.agent.model.snapshot import SnapshotHeader
@@ -208,8 +210,16 @@ class LogWatch:
             return
         split = split_view(trust.pairing.name)
         what = f"{peer.party}'s snapshot version {peer.version} carries a log checkpoint"
-        theirs = self.open(peer.log_checkpoint, trust, what, split)
-        _check_same_log(client, split, what, own, theirs)
+        try:
+            theirs = self.open(peer.log_checkpoint, trust, what, split)
+        except LogSplitViewError as e:
+            # The peer may have seen a checkpoint signed by a key announced since ours.
+            if not isinstance(e.__cause__, BadCheckpoint) or not self.follower.follow(
+                client, trust
+            ):
+                raise
+            theirs = self.open(peer.log_checkpoint, trust, what, split)
+        _check_same_log(client, split, what, trust.state.checkpoint or own, theirs)
 
     def open(
         self, note: bytes, trust: PairingTrust[Any], what: str, error: Callable[[str], InvsyncError]
