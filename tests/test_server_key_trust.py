@@ -211,7 +211,7 @@ def test_the_follower_proves_records_and_keeps_the_rotation(keys: Keys, tmp_path
     trust = _held_trust(keys, log, store)
     assert ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust) == 1
     assert set(trust.server_ring.keys_at(None)) == {NEW.keyid}
-    assert trust.state.checkpoint == log.held(2)  # the one the announcement was proven in
+    assert trust.state.checkpoint == log.held(1)  # the watch holds more once it checked the entries
     assert ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust) == 0  # once
     store.close()
     reopened = AgentStore(tmp_path / "secom.db")  # a restarted agent
@@ -224,7 +224,7 @@ def test_the_follower_proves_records_and_keeps_the_rotation(keys: Keys, tmp_path
         )
         assert kept.announced_at == AT
         held = reopened.trusted_state(PAIRING).checkpoint
-        assert held is not None and held.size == 2
+        assert held is not None and held.size == 1
     finally:
         reopened.close()
 
@@ -299,9 +299,9 @@ def test_the_watch_follows_first_then_refuses_a_later_checkpoint_the_retired_key
         with pytest.raises(RetiredServerKeyError) as refused:
             watch.check(log, trust)
         assert str(refused.value) == _retired_alone(keys, 4)
-        assert trust.state.checkpoint == log.held(2)  # the announcement's, never size 4
+        assert trust.state.checkpoint == log.held(1)  # never size 4
         held = store.trusted_state(PAIRING).checkpoint
-        assert held is not None and held.size == 2
+        assert held is not None and held.size == 1
         assert [r.index for r in store.server_rotations()] == [1]
         log.by_size[4] = [NEW]  # the server signs with the key in force: held
         assert watch.check(log, trust).size == 4
@@ -338,7 +338,7 @@ def test_a_chain_reset_after_the_rotation_is_judged_with_the_key_in_force_there(
             f"refused [log-inconsistent]: pairing {PAIRING!r}: the chain reset at log entry 2: "
             f"0 of 1 required signatures verified; signed by untrusted key {keys.server.keyid}"
         )
-        assert trust.state.checkpoint == log.held(2)
+        assert trust.state.checkpoint == log.held(1)
     finally:
         store.close()
 
@@ -357,7 +357,7 @@ def test_the_restore_follows_first_and_refuses_the_retired_keys_checkpoint(
         with pytest.raises(RetiredServerKeyError) as refused:
             restore.restore(log, trust, "the push was refused as a rollback")
         assert str(refused.value) == _retired_alone(keys, 3)
-        assert trust.state.checkpoint == log.held(2)
+        assert trust.state.checkpoint == log.held(1)
     finally:
         store.close()
 
@@ -445,5 +445,31 @@ def test_a_peer_checkpoint_by_a_key_not_followed_yet_is_followed_then_compared(
         )
         with pytest.raises(LogSplitViewError, match="they are not of one log"):
             watch.check_peer_view(log, trust, forked)
+    finally:
+        store.close()
+
+
+def test_a_rotation_followed_outside_the_watch_leaves_the_entries_before_it_to_the_watch(
+    keys: Keys, tmp_path: Path
+) -> None:
+    # A push met the new key on its receipt and followed the rotation: the entries between the
+    # checkpoint held and the announcement are still the log watch's to check.
+    foreign = pb.LogEntry(
+        kind=pb.LOG_ENTRY_KIND_SNAPSHOT, party="secom", pairing=PAIRING, version=5
+    ).SerializeToString()
+    leaves = [_other_entry(), foreign, _announce(keys).SerializeToString(), _other_entry()]
+    log = _Log(leaves, {1: [keys.server], 2: [keys.server], 3: [keys.server, NEW], 4: [NEW]})
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        assert ServerKeyFollow("secom", store, lambda: NOW).follow(log, trust) == 1
+        assert trust.state.checkpoint == log.held(1)  # the rotation is kept, not a checkpoint
+        with pytest.raises(LogInconsistentError) as refused:
+            watch.check(log, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: log entry 1 is a SNAPSHOT entry "
+            f"signed as secom (pairing {PAIRING!r}, version 5, report -) that this agent did "
+            "not make"
+        )
     finally:
         store.close()

@@ -125,7 +125,7 @@ class LogWatch:
             receipts = self._receipts_to_check(trust)
             indexes = [receipt.log_index for _, receipt in receipts]
             held = trust.state.checkpoint
-            start = held.size if held else 0  # following a rotation may move the one held
+            start = held.size if held else 0
             head = self.head(client, trust, inclusion_of=indexes, entries=True)
             checked = self._check_receipts(client, pairing, receipts, head.checkpoint)
             own = OwnEntries(self.party, self.store, trust.server_ring)
@@ -185,7 +185,7 @@ class LogWatch:
             checkpoint = self.open(
                 note, trust, "the log's latest checkpoint", inconsistent(pairing)
             )
-        held = trust.state.checkpoint  # following a server key rotation may have moved it
+        held = trust.state.checkpoint
         if held is None:
             log.warning(
                 "party=%s pairing=%s trusting on first use the log checkpoint of size %d (root "

@@ -13,7 +13,9 @@ reset, while it is the only one known here. For each, in log order:
 3. the entry's exact bytes are proven included in it;
 4. the entry is opened: signed by the key in force and by the key it announces, naming this
    server and the key it replaces;
-5. the rotation and that checkpoint are saved in one transaction, then adopted in memory.
+5. the rotation is saved, then adopted in memory. The checkpoint held stays as it was: the log
+   watch checks every entry after it (those before the announcement too) before it holds a
+   larger one.
 
 The entry's kind is read from bytes not proven yet, only to find the candidates; nothing of an
 entry counts before steps 1 to 4. A failure raises (a `log-inconsistent` finding for a proof
@@ -39,7 +41,7 @@ from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import parse_log_entry
 from invsync.agent.exchange.server_key import open_server_key
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
-from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
+from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
 
@@ -155,7 +157,7 @@ class ServerKeyFollow:
         check_included(client, leaf, index, head, where, fail)
         rotation = open_server_key(parse_log_entry(leaf, where), index, origin, trust.server_ring)
         with trust.staged() as staged:  # adopted once the database took it
-            staged.adopt_server_rotation(rotation, LogCheckpoint(head.size, head.root, note))
+            staged.adopt_server_rotation(rotation)
             self.store.record_server_rotation(pairing, staged.state, rotation, self.clock())
         log.warning(
             "party=%s the exchange server %s rotated its signing key to %s (log entry %d), "

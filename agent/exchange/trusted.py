@@ -242,15 +242,13 @@ class PairingTrust(Generic[R]):
         assert self._log.ring is not None  # set in __init__
         return self._log.ring
 
-    def adopt_server_rotation(self, rotation: ServerRotation, checkpoint: LogCheckpoint) -> None:
-        """The server's key rotation, announced in an entry the caller proved included in
-        `checkpoint` (signed by a key in force, consistent with the one held) and opened with
-        `agent.exchange.server_key.open_server_key`: the new key signs from there on, and
-        `checkpoint` is held (unless a larger one already is)."""
+    def adopt_server_rotation(self, rotation: ServerRotation) -> None:
+        """The server's key rotation, announced in an entry the caller proved included in a
+        checkpoint (signed by a key in force, consistent with the one held) and opened with
+        `agent.exchange.server_key.open_server_key`: the new key signs from there on. The
+        checkpoint held stays: the log watch checks the entries after it, those before the
+        announcement included, before it holds a larger one."""
         self._log.ring = self.server_ring.with_rotation(rotation)
-        held = self._log.checkpoint
-        if held is None or held.size < checkpoint.size:
-            self._log.checkpoint = checkpoint
 
     @property
     def rotations(self) -> tuple[Rotation, ...]:
