@@ -85,9 +85,17 @@ class ServerKeyFollow:
         followed = 0
         for n, (index, leaf) in enumerate(found):
             later = [i + 1 for i, _ in found[n + 1 :]]
-            if self._before_pin(client, trust, index, later, note, origin):
+            own = client.checkpoint(tree_size=index + 1)  # of the tree ending with it
+            if self._before_pin(client, trust, own, later, note, origin):
+                log.info(
+                    "party=%s log entry %d announces a server key from before the pinned one "
+                    "(no key known here signed its checkpoint): the log is followed from the pin",
+                    self.party,
+                    index,
+                    extra={"party": self.party, "pairing": trust.pairing.name},
+                )
                 continue
-            self._adopt(client, trust, index, leaf, origin)
+            self._adopt(client, trust, index, leaf, own, origin)
             followed += 1
         return followed
 
@@ -95,31 +103,22 @@ class ServerKeyFollow:
         self,
         client: LogClient,
         trust: PairingTrust[Any],
-        index: int,
+        own: bytes,
         later: list[int],
         latest: bytes,
         origin: str,
     ) -> bool:
-        """Whether announcement `index` is history from before the pinned keys: nothing was
-        followed from them yet, no key known here signed its checkpoint, and a pinned key
+        """Whether an announcement is history from before the pinned keys: nothing was
+        followed from them yet, no key known here signed its checkpoint `own`, and a pinned key
         signed a later one (the next announcements' or the latest). So an agent that pinned
         the key in force after two or more rotations (a party joining, a database rebuilt, a
         re-pin after a leak) starts from its pin; an announcement before it is never
         followed, and what its keys signed before the pinned key's is not judged here."""
         ring = trust.server_ring
-        if ring.chain() or _signed_by(client.checkpoint(tree_size=index + 1), origin, ring.known()):
+        if ring.chain() or _signed_by(own, origin, ring.known()):
             return False
         notes = (client.checkpoint(tree_size=size) for size in later)
-        if not any(_signed_by(n, origin, ring.pinned) for n in (*notes, latest)):
-            return False
-        log.info(
-            "party=%s log entry %d announces a server key from before the pinned one (its "
-            "checkpoint is signed by keys not pinned here): the log is followed from the pin",
-            self.party,
-            index,
-            extra={"party": self.party, "pairing": trust.pairing.name},
-        )
-        return True
+        return any(_signed_by(n, origin, ring.pinned) for n in (*notes, latest))
 
     def follow_before(
         self, client: LogClient, trust: PairingTrust[Any], note: bytes, head: Checkpoint
@@ -140,13 +139,19 @@ class ServerKeyFollow:
         return self.follow(client, trust, note)
 
     def _adopt(
-        self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, origin: str
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        index: int,
+        leaf: bytes,
+        note: bytes,
+        origin: str,
     ) -> None:
-        """Steps 1 to 5 for the SERVER_KEY entry `index`."""
+        """Steps 1 to 5 for the SERVER_KEY entry `index`; `note`: the checkpoint the server
+        serves for the tree ending with it."""
         pairing = trust.pairing.name
         fail = inconsistent(pairing)
         where = f"log entry {index} (the server's key announcement)"
-        note = client.checkpoint(tree_size=index + 1)
         try:
             head = open_checkpoint_in_force(note, origin, trust.server_ring)
         except InvsyncError as e:
