@@ -27,6 +27,7 @@ from invsync.agent.store.lock import DaemonLock
 from invsync.server.config import ServerConfig
 from invsync.server.live_config import policy_of
 from invsync.server.reconciling import ReportMaker
+from invsync.server.server_keys import check_key_in_force
 from invsync.server.storage import Logged, LogWriter
 from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
@@ -69,6 +70,8 @@ def reset_chain(
         store = ServerStore(config.database)
         try:
             with store.transaction():
+                # Never a reset signed by a key the log retired (`invsync server keys rotate`).
+                check_key_in_force(store, config.name, key, f"{config.file}: server.signing_key")
                 _check_version(store, party, pairing, continues_from)
                 signers = _signers_above(store, party, pairing, continues_from)
                 index = store.log_size()

@@ -7,9 +7,11 @@ checkpoint of the tree ending with that entry with both keys. The operator then 
 `server.signing_key` at the new key and starts the server, which signs with it from then on.
 Agents and auditors that pinned the old key read the announcement from the log and follow it.
 
-`check_key_in_force` keeps a server from starting with the key it retired: the latest checkpoint
-must open with the configured key, and when the log ends with an announcement, its key must be
-the configured one (the checkpoint after an announcement opens with either key).
+`check_key_in_force` keeps the server from signing with any key but the one in force: the key the
+last SERVER_KEY entry of the log announces, wherever it stands (entries after it are signed by it
+alone), or before any, the key that signed the latest checkpoint. It runs when the server starts
+and inside the transaction of every command that signs the log (`keys rotate`, `reset-chain`).
+A key the log retired is never announced again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def rotate_server_key(
         try:
             with store.transaction():
                 check_key_in_force(store, config.name, old, f"{config.file}: server.signing_key")
+                _check_never_used(store, new, new_key_path)
                 entry = server_key_entry(announcement, old, new)
                 logged = LogWriter(config.name, old).append(store, entry, new)
         finally:
@@ -86,6 +89,18 @@ def rotate_server_key(
     return Rotated(announcement, logged)
 
 
+def _check_never_used(store: ExchangeStorage, new: SigningKey, path: Path) -> None:
+    """A key the server retired never signs again: agents and auditors refuse its
+    announcement (`agent.exchange.server_key`), so the log would stop at it."""
+    for announced in announcements(store):
+        if announced.old_key.keyid == new.public.keyid:
+            raise KeyNotInForce(
+                f"{path} holds server key {new.public.keyid[:16]}, which the server retired at "
+                f"log entry {announced.index}: a retired key never signs again; announce a new "
+                "key"
+            )
+
+
 def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what: str) -> None:
     """KeyNotInForce unless `key` (`what`: where it is configured) may sign the server's next
     log entry (see the module docstring)."""
@@ -93,6 +108,19 @@ def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what:
     if note is None:
         return  # an empty log: any key starts it
     where = f"{what} (key {key.public.keyid[:16]})"
+    announced = announcements(store)
+    if announced and announced[-1].new_key.keyid != key.public.keyid:
+        last = announced[-1]
+        retired = next((a for a in announced if a.old_key.keyid == key.public.keyid), None)
+        said = (
+            f"was retired by log entry {retired.index}"
+            if retired is not None
+            else "is not the server's signing key"
+        )
+        raise KeyNotInForce(
+            f"{where} {said}: the key in force is {last.new_key.keyid[:16]}, announced by log "
+            f"entry {last.index}; set server.signing_key to that key"
+        )
     try:
         open_checkpoint(note, name, {name: key.public})
     except InvsyncError as e:
@@ -100,20 +128,22 @@ def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what:
             f"{where} did not sign the log's latest checkpoint: it is not the server's key in "
             f"force ({e})"
         ) from e
-    size = store.log_size()
-    last = parse_log_entry(store.log_entries(size - 1, size, 1)[0], f"log entry {size - 1}")
-    announced = last.announced_key
-    if last.kind == pb.LOG_ENTRY_KIND_SERVER_KEY and announced != key.public.spki_der:
-        raise KeyNotInForce(
-            f"{where} was retired by log entry {size - 1}, which announces the server's new "
-            "signing key: set server.signing_key to that key"
-        )
 
 
-def retired_keys(store: ExchangeStorage) -> list[VerifyKey]:
-    """The keys the server's log says it retired, oldest first: read from its own database, for
-    its exports to pin beside the key in force (what the log holds is verified all the same)."""
-    keys: list[VerifyKey] = []
+@dataclass(frozen=True)
+class Announced:
+    """A SERVER_KEY entry of the server's own log: at `index`, `new_key` replaced `old_key`."""
+
+    index: int
+    new_key: VerifyKey
+    old_key: VerifyKey
+
+
+def announcements(store: ExchangeStorage) -> list[Announced]:
+    """The server's key announcements in its own log, oldest first: read from its own database,
+    which only this server writes (agents and auditors verify what the log holds all the
+    same). The last one names the key in force, wherever it stands in the log."""
+    found: list[Announced] = []
     size, start = store.log_size(), 0
     while start < size:
         leaves = store.log_entries(start, min(size, start + 256), 64 << 20)
@@ -121,6 +151,19 @@ def retired_keys(store: ExchangeStorage) -> list[VerifyKey]:
             entry = parse_log_entry(leaf, f"log entry {index}")
             if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
                 body = pb.ServerKeyBody.FromString(logged_envelope(entry, "").payload)
-                keys.append(verify_key_from_spki_der(body.old_key, source=f"log entry {index}"))
+                where = f"log entry {index}"
+                found.append(
+                    Announced(
+                        index,
+                        verify_key_from_spki_der(body.new_key, source=where),
+                        verify_key_from_spki_der(body.old_key, source=where),
+                    )
+                )
         start += len(leaves)
-    return keys
+    return found
+
+
+def retired_keys(store: ExchangeStorage) -> list[VerifyKey]:
+    """The keys the server's log says it retired, oldest first, for its exports to pin beside
+    the key in force."""
+    return [a.old_key for a in announcements(store)]

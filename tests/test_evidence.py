@@ -615,7 +615,9 @@ def test_a_partys_key_pinned_as_the_servers_fails_the_checkpoints(bundle: Path, 
     result = verify(bundle, *pins(keys, "secom", "jprs", **{SERVER: keys.jprs.keyid}))
     message = (
         "checkpoint-signature check failed at checkpoints/000001.note: checkpoint of "
-        "test-exchange: no signature by a pinned key verifies"
+        "test-exchange: no signature by a pinned key verifies (pin the server key the log "
+        "starts with, beside any later one: its rotations are followed forward from the pinned "
+        "keys, never back)"
     )
     failed(result, message)
 

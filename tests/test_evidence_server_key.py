@@ -27,7 +27,7 @@ from tests.evidence_rig import (
     plan,
 )
 from tests.exchange_rig import SERVER, Rig
-from tests.test_evidence import NEW_JPRS, pins, verify
+from tests.test_evidence import NEW_JPRS, failed, pins, verify
 
 NEW_SERVER = generate()
 AT = datetime(2021, 3, 2, tzinfo=UTC)
@@ -113,3 +113,21 @@ def test_an_announcement_under_the_new_key_alone_proves_nothing(rig: Rig, rotate
         f"checkpoints/{size:06d}.note: checkpoint of {SERVER}: no signature by a pinned key "
         "verifies"
     )
+
+
+def test_an_auditor_who_pins_only_the_key_in_force_is_told_to_pin_the_first(
+    rig: Rig, rotated: int, tmp_path: Path
+) -> None:
+    export_rig(rig, tmp_path / "bundle")
+    result = verify(
+        tmp_path / "bundle", *pins(rig.keys, "secom", "jprs", **{SERVER: NEW_SERVER.keyid})
+    )
+    failed(
+        result,
+        "checkpoint-signature check failed at checkpoints/000001.note: checkpoint of "
+        f"{SERVER}: no signature by a pinned key verifies (pin the server key the log starts "
+        "with, beside any later one: its rotations are followed forward from the pinned keys, "
+        "never back)",
+    )
+    both = [*pins(rig.keys), "--pin", f"{SERVER}={NEW_SERVER.keyid}"]
+    assert verify(tmp_path / "bundle", *both).exit_code == 0  # the first key beside it

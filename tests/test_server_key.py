@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from invsync.agent.exchange.server_keyring import (
     ServerRotation,
     open_checkpoint_in_force,
 )
-from invsync.server.config import load_server_config
+from invsync.server.chain_reset import reset_chain
+from invsync.server.config import ServerConfig, load_server_config
 from invsync.server.server_keys import KeyNotInForce, check_key_in_force, rotate_server_key
+from invsync.server.storage import LogWriter
 from invsync.server.store import ServerStore
 from invsync.v1 import invsync_pb2 as pb
 
@@ -225,8 +228,9 @@ def test_rotate_logs_the_announcement_under_a_checkpoint_both_keys_signed(fed: P
         with pytest.raises(KeyNotInForce) as refused:
             check_key_in_force(store, SERVER, old, "server.signing_key")
         assert str(refused.value) == (
-            f"server.signing_key (key {old.keyid[:16]}) was retired by log entry 0, which "
-            "announces the server's new signing key: set server.signing_key to that key"
+            f"server.signing_key (key {old.keyid[:16]}) was retired by log entry 0: the key in "
+            f"force is {NEW.keyid[:16]}, announced by log entry 0; set server.signing_key to "
+            "that key"
         )
     finally:
         store.close()
@@ -244,3 +248,77 @@ def test_rotating_to_the_configured_key_is_refused(fed: Path) -> None:
     assert str(refused.value) == (
         f"{config.signing_key} is the key server.signing_key of {config.file} already names"
     )
+
+
+def _rotated_fed(fed: Path) -> tuple[ServerConfig, SigningKey]:
+    """The demo server, its key rotated to NEW and its configuration not switched yet."""
+    config = load_server_config(fed / "server.toml")
+    write_private_key(fed / "keys" / "server-2.key", NEW)
+    rotate_server_key(config, fed / "keys" / "server-2.key", now=AT)
+    return config, load_signing_key(config.signing_key)
+
+
+def _log_size(config: ServerConfig) -> int:
+    with sqlite3.connect(config.database) as db:
+        count: int = db.execute("SELECT count(*) FROM log_entries").fetchone()[0]
+    return count
+
+
+def test_a_chain_reset_with_the_retired_key_is_refused_and_nothing_logged(fed: Path) -> None:
+    config, old = _rotated_fed(fed)
+    pairing = next(iter(config.pairings.values()))
+    with pytest.raises(KeyNotInForce) as refused:
+        reset_chain(
+            config, party=pairing.root, pairing=pairing.name, continues_from=0, reason="misuse"
+        )
+    assert str(refused.value) == (
+        f"{config.file}: server.signing_key (key {old.keyid[:16]}) was retired by log entry 0: "
+        f"the key in force is {NEW.keyid[:16]}, announced by log entry 0; set "
+        "server.signing_key to that key"
+    )
+    assert _log_size(config) == 1
+
+
+def test_the_key_in_force_is_the_last_announced_wherever_it_stands(fed: Path) -> None:
+    # A log that went on after the announcement with the retired key alone (as a reset-chain
+    # run before the configuration was switched used to make): neither key may start.
+    config, old = _rotated_fed(fed)
+    store = ServerStore(config.database)
+    try:
+        with store.transaction():
+            LogWriter(SERVER, old).append(store, pb.LogEntry(kind=pb.LOG_ENTRY_KIND_REPORT))
+        with pytest.raises(KeyNotInForce) as refused:
+            check_key_in_force(store, SERVER, old, "server.signing_key")
+        assert str(refused.value).startswith(
+            f"server.signing_key (key {old.keyid[:16]}) was retired by log entry 0: the key in "
+            f"force is {NEW.keyid[:16]}"
+        )
+        with pytest.raises(KeyNotInForce) as refused:
+            check_key_in_force(store, SERVER, NEW, "server.signing_key")
+        assert str(refused.value).startswith(
+            f"server.signing_key (key {NEW.keyid[:16]}) did not sign the log's latest "
+            "checkpoint: it is not the server's key in force"
+        )
+        with pytest.raises(KeyNotInForce) as refused:
+            check_key_in_force(store, SERVER, OTHER, "server.signing_key")
+        assert str(refused.value) == (
+            f"server.signing_key (key {OTHER.keyid[:16]}) is not the server's signing key: the "
+            f"key in force is {NEW.keyid[:16]}, announced by log entry 0; set "
+            "server.signing_key to that key"
+        )
+    finally:
+        store.close()
+
+
+def test_rotating_back_to_a_retired_key_is_refused(fed: Path) -> None:
+    config, old = _rotated_fed(fed)
+    switched = replace(config, signing_key=fed / "keys" / "server-2.key")
+    with pytest.raises(KeyNotInForce) as refused:
+        rotate_server_key(switched, config.signing_key, now=AT)
+    assert str(refused.value) == (
+        f"{config.signing_key} holds server key {old.keyid[:16]}, which the server retired at "
+        "log entry 0: a retired key never signs again; announce a new key"
+    )
+    assert _log_size(config) == 1
+    write_private_key(fed / "keys" / "server-3.key", NEWER)
+    assert rotate_server_key(switched, fed / "keys" / "server-3.key", now=AT).logged.index == 1

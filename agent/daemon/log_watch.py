@@ -27,15 +27,21 @@
    proven in the checkpoint; it is then applied to its pairing's trusted state (a reset peer's
    set-aside snapshots and key rotations stop counting), and logged as a warning. A SERVER_KEY
    entry (the server's `invsync server keys rotate`) not followed yet is followed
-   (`agent.daemon.server_key_follow`): the latest checkpoint may end with it, and open with
-   the key it retires;
+   (`agent.daemon.server_key_follow`) before anything after it is judged: once step 1 opened
+   the latest checkpoint with the keys known then, the entries it adds are read for
+   announcements, each is followed, and the checkpoint is opened again with the keys in force
+   at its size now (a checkpoint past the announcement that the retired key alone signed is a
+   `retired-server-key` refusal, not a checkpoint to hold); the chain resets are judged with
+   those keys too. The restore (`agent.daemon.restore`) takes its checkpoint the same way;
 5. only then holds the checkpoint, saved with the receipts now checked in one transaction, and
    adopted in memory after the commit. The agent's next snapshot carries it
    (`SnapshotHeader.log_checkpoint`).
 
 `check_peer_view` runs when the report check has verified the peer's current snapshot: the
-checkpoint its header carries, opened with the pinned server key, must be our own (same size,
-same root) or be consistent with it by a proof the server serves between the two sizes.
+checkpoint its header carries, opened with the pinned server key (or one followed since: a
+checkpoint no key known here opens is first taken as a rotation the peer met before us, and
+followed), must be our own (same size, same root) or be consistent with it by a proof the server
+serves between the two sizes.
 
 Any failure is a finding the exchange operator must act on (`log-inconsistent`,
 `log-split-view`), kept in the agent's database and logged (`agent.daemon.refusals`), and raised:
@@ -73,7 +79,7 @@ from invsync.agent.exchange.log_entry import (
     parse_log_entry,
 )
 from invsync.agent.exchange.receipt import Receipt, decode_receipt
-from invsync.agent.exchange.rejections import LogInconsistentError
+from invsync.agent.exchange.rejections import LogInconsistentError, LogSplitViewError
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
 from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
 from invsync.agent.model.snapshot import SnapshotHeader
@@ -118,13 +124,12 @@ class LogWatch:
         with recording_refusals(self.store, self.party, pairing, self.clock):
             receipts = self._receipts_to_check(trust)
             indexes = [receipt.log_index for _, receipt in receipts]
+            held = trust.state.checkpoint
+            start = held.size if held else 0
             head = self.head(client, trust, inclusion_of=indexes, entries=True)
             checked = self._check_receipts(client, pairing, receipts, head.checkpoint)
-            held = trust.state.checkpoint
             own = OwnEntries(self.party, self.store, trust.server_ring)
-            read = own.check(client, pairing, held.size if held else 0, head.checkpoint)
-            if [i for i in own.announcements if i > trust.server_ring.latest_index()]:
-                self.follower.follow(client, trust)  # a rotation to follow before holding more
+            read = own.check(client, pairing, start, head.checkpoint)
             mine = self.store.pending_chain_resets(pairing)
             mine += [r for r in read if r.pairing == pairing]
             with trust.staged() as staged:  # adopted once the write committed
@@ -174,7 +179,13 @@ class LogWatch:
             proof_from=held.size if held else 0, inclusion_of=inclusion_of, entries=entries
         )
         checkpoint = self._open_head(client, trust, note)
-        held = trust.state.checkpoint  # following a server key rotation may have moved it
+        if self.follower.follow_before(client, trust, note, checkpoint):
+            # Opened with the keys known before the rotations in its tree: again, with those
+            # in force at its size now (the key they retired no longer is).
+            checkpoint = self.open(
+                note, trust, "the log's latest checkpoint", inconsistent(pairing)
+            )
+        held = trust.state.checkpoint
         if held is None:
             log.warning(
                 "party=%s pairing=%s trusting on first use the log checkpoint of size %d (root "
@@ -199,8 +210,16 @@ class LogWatch:
             return
         split = split_view(trust.pairing.name)
         what = f"{peer.party}'s snapshot version {peer.version} carries a log checkpoint"
-        theirs = self.open(peer.log_checkpoint, trust, what, split)
-        _check_same_log(client, split, what, own, theirs)
+        try:
+            theirs = self.open(peer.log_checkpoint, trust, what, split)
+        except LogSplitViewError as e:
+            # The peer may have seen a checkpoint signed by a key announced since ours.
+            if not isinstance(e.__cause__, BadCheckpoint) or not self.follower.follow(
+                client, trust
+            ):
+                raise
+            theirs = self.open(peer.log_checkpoint, trust, what, split)
+        _check_same_log(client, split, what, trust.state.checkpoint or own, theirs)
 
     def open(
         self, note: bytes, trust: PairingTrust[Any], what: str, error: Callable[[str], InvsyncError]

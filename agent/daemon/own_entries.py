@@ -41,10 +41,9 @@ class OwnEntries:
     def __init__(self, party: str, store: AgentStore, server_ring: ServerKeyRing) -> None:
         self.party = party
         self.store = store
+        # With the rotations the range announces followed already (`LogWatch.head`): a chain
+        # reset counts only if signed by the key in force at its place in the log.
         self.server_ring = server_ring
-        # SERVER_KEY entries the range holds, by index: the caller follows them
-        # (`agent.daemon.server_key_follow`), which proves each on its own.
-        self.announcements: list[int] = []
 
     def check(
         self, client: LogClient, pairing: str, start: int, head: Checkpoint
@@ -65,7 +64,7 @@ class OwnEntries:
             if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
                 resets[index] = self._chain_reset(client, entry, leaf, index, head, fail)
             elif entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
-                self.announcements.append(index)
+                continue  # the server's own, followed (and so proven) before the range is read
             elif entry.party == self.party and not self._made_here(entry):
                 foreign.append((index, entry))
         for index, entry in foreign:

@@ -2,7 +2,10 @@
 
 When the server signs with a key this agent has not seen (a receipt, a report, the log's
 latest checkpoint), the agent looks for the SERVER_KEY entries (`agent.exchange.server_key`)
-after the last rotation it followed, from the checkpoint it holds on. For each, in log order:
+after the last rotation it followed, from the checkpoint it holds on. The log watch and the
+restore look too, in the entries a checkpoint they opened adds (`follow_before`), whatever key
+signed it: the key an announcement retires may still open a later checkpoint, or sign a chain
+reset, while it is the only one known here. For each, in log order:
 
 1. the checkpoint of the tree ending with the entry is fetched and opened with a key in force
    there (the server signed it with the old key and the new one);
@@ -10,7 +13,9 @@ after the last rotation it followed, from the checkpoint it holds on. For each, 
 3. the entry's exact bytes are proven included in it;
 4. the entry is opened: signed by the key in force and by the key it announces, naming this
    server and the key it replaces;
-5. the rotation and that checkpoint are saved in one transaction, then adopted in memory.
+5. the rotation is saved, then adopted in memory. The checkpoint held stays as it was: the log
+   watch checks every entry after it (those before the announcement too) before it holds a
+   larger one.
 
 The entry's kind is read from bytes not proven yet, only to find the candidates; nothing of an
 entry counts before steps 1 to 4. A failure raises (a `log-inconsistent` finding for a proof
@@ -21,7 +26,7 @@ saved; what the unknown key signed is then refused as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,12 +35,13 @@ from google.protobuf.message import DecodeError
 from invsync.agent.daemon.log_reading import LogClient, check_included, inconsistent, shown_entries
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint
+from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint, open_checkpoint
 from invsync.agent.exchange.envelope import Envelope
+from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.log_entry import parse_log_entry
 from invsync.agent.exchange.server_key import open_server_key
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
-from invsync.agent.exchange.trusted import LogCheckpoint, PairingTrust
+from invsync.agent.exchange.trusted import PairingTrust
 from invsync.agent.store.agent_store import AgentStore
 from invsync.v1 import invsync_pb2 as pb
 
@@ -58,9 +64,11 @@ class ServerKeyFollow:
         self.store = store
         self.clock = clock
 
-    def follow(self, client: LogClient, trust: PairingTrust[Any]) -> int:
-        """Follow every announcement up to the log's latest checkpoint; how many."""
-        latest = claimed_checkpoint(client.checkpoint())
+    def follow(self, client: LogClient, trust: PairingTrust[Any], upto: bytes | None = None) -> int:
+        """Follow every announcement up to the checkpoint note `upto` (default: the log's
+        latest); how many."""
+        note = upto if upto is not None else client.checkpoint()
+        latest = claimed_checkpoint(note)
         if latest is None:
             return 0
         held = trust.state.checkpoint
@@ -71,22 +79,79 @@ class ServerKeyFollow:
         if start >= latest.size:
             return 0
         fail = inconsistent(trust.pairing.name)
+        origin = trust.state.origin or latest.origin
+        shown = shown_entries(client, start, latest.size, fail)
+        found = [(i, leaf) for i, leaf in shown if leaf and _kind(leaf) == _SERVER_KEY]
         followed = 0
-        for index, leaf in shown_entries(client, start, latest.size, fail):
-            if leaf and _kind(leaf) == pb.LOG_ENTRY_KIND_SERVER_KEY:
-                self._adopt(client, trust, index, leaf, latest.origin)
-                followed += 1
+        for n, (index, leaf) in enumerate(found):
+            later = [i + 1 for i, _ in found[n + 1 :]]
+            own = client.checkpoint(tree_size=index + 1)  # of the tree ending with it
+            if self._before_pin(client, trust, own, later, note, origin):
+                log.info(
+                    "party=%s log entry %d announces a server key from before the pinned one "
+                    "(no key known here signed its checkpoint): the log is followed from the pin",
+                    self.party,
+                    index,
+                    extra={"party": self.party, "pairing": trust.pairing.name},
+                )
+                continue
+            self._adopt(client, trust, index, leaf, own, origin)
+            followed += 1
         return followed
 
+    def _before_pin(
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        own: bytes,
+        later: list[int],
+        latest: bytes,
+        origin: str,
+    ) -> bool:
+        """Whether an announcement is history from before the pinned keys: nothing was
+        followed from them yet, no key known here signed its checkpoint `own`, and a pinned key
+        signed a later one (the next announcements' or the latest). So an agent that pinned
+        the key in force after two or more rotations (a party joining, a database rebuilt, a
+        re-pin after a leak) starts from its pin; an announcement before it is never
+        followed, and what its keys signed before the pinned key's is not judged here."""
+        ring = trust.server_ring
+        if ring.chain() or _signed_by(own, origin, ring.known()):
+            return False
+        notes = (client.checkpoint(tree_size=size) for size in later)
+        return any(_signed_by(n, origin, ring.pinned) for n in (*notes, latest))
+
+    def follow_before(
+        self, client: LogClient, trust: PairingTrust[Any], note: bytes, head: Checkpoint
+    ) -> int:
+        """Follow the announcements among the entries after the checkpoint held, up to `head`'s
+        tree (`note`, opened), before anything after them is judged: a checkpoint opened with
+        the key one of them retires, or a chain reset it signed, counts only if that key was
+        still in force there. How many were followed. The entries read here are those the log
+        watch reads next."""
+        held = trust.state.checkpoint
+        start = max(held.size if held else 0, trust.server_ring.latest_index() + 1)
+        if start >= head.size:
+            return 0
+        fail = inconsistent(trust.pairing.name)
+        shown = shown_entries(client, start, head.size, fail)
+        if not any(leaf and _kind(leaf) == _SERVER_KEY for _, leaf in shown):
+            return 0
+        return self.follow(client, trust, note)
+
     def _adopt(
-        self, client: LogClient, trust: PairingTrust[Any], index: int, leaf: bytes, claimed: str
+        self,
+        client: LogClient,
+        trust: PairingTrust[Any],
+        index: int,
+        leaf: bytes,
+        note: bytes,
+        origin: str,
     ) -> None:
-        """Steps 1 to 5 for the SERVER_KEY entry `index`."""
+        """Steps 1 to 5 for the SERVER_KEY entry `index`; `note`: the checkpoint the server
+        serves for the tree ending with it."""
         pairing = trust.pairing.name
         fail = inconsistent(pairing)
-        origin = trust.state.origin or claimed
         where = f"log entry {index} (the server's key announcement)"
-        note = client.checkpoint(tree_size=index + 1)
         try:
             head = open_checkpoint_in_force(note, origin, trust.server_ring)
         except InvsyncError as e:
@@ -97,7 +162,7 @@ class ServerKeyFollow:
         check_included(client, leaf, index, head, where, fail)
         rotation = open_server_key(parse_log_entry(leaf, where), index, origin, trust.server_ring)
         with trust.staged() as staged:  # adopted once the database took it
-            staged.adopt_server_rotation(rotation, LogCheckpoint(head.size, head.root, note))
+            staged.adopt_server_rotation(rotation)
             self.store.record_server_rotation(pairing, staged.state, rotation, self.clock())
         log.warning(
             "party=%s the exchange server %s rotated its signing key to %s (log entry %d), "
@@ -109,6 +174,20 @@ class ServerKeyFollow:
             rotation.old_key.keyid[:16],
             extra={"party": self.party, "pairing": pairing},
         )
+
+
+_SERVER_KEY = pb.LOG_ENTRY_KIND_SERVER_KEY
+
+
+def _signed_by(note: bytes, origin: str, keys: Mapping[str, VerifyKey]) -> bool:
+    """Whether one of `keys` signed the checkpoint note under `origin` (wherever it stands)."""
+    for key in keys.values():
+        try:
+            open_checkpoint(note, origin, {origin: key})
+        except InvsyncError:
+            continue
+        return True
+    return False
 
 
 def _kind(leaf: bytes) -> int:

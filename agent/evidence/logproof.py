@@ -44,6 +44,7 @@ from invsync.agent.exchange.server_keyring import (
     ServerKeyRing,
     ServerRotation,
     open_checkpoint_in_force,
+    unsigned_by_ring,
 )
 from invsync.v1 import invsync_pb2 as pb
 
@@ -81,7 +82,7 @@ def _open_following(
     opened: list[tuple[int, CheckpointFile, Checkpoint]] = []
     files = list(enumerate(bundle.checkpoints))
     for position, file in sorted(files, key=lambda pair: (_claimed_size(pair[1].note), pair[0])):
-        head = open_note_in_force(file.note, bundle.server, ring, file.name)
+        head = open_note_in_force(file.note, bundle.server, ring, file.name, first=not opened)
         opened.append((position, file, head))
         announced = _announcement(bundle.entries, prefix, head, bundle.server, ring)
         if announced is not None:
@@ -133,14 +134,32 @@ def _announcement(
 
 
 def open_note_in_force(
-    note: bytes, server: str, ring: ServerKeyRing, where: str, check: str = "checkpoint-signature"
+    note: bytes,
+    server: str,
+    ring: ServerKeyRing,
+    where: str,
+    check: str = "checkpoint-signature",
+    *,
+    first: bool = False,
 ) -> Checkpoint:
     """The checkpoint of `note` once a key of the server in force for its tree size verifies it
-    (origin and key name are the server's name); CheckFailed(`check`) otherwise."""
+    (origin and key name are the server's name); CheckFailed(`check`) otherwise, which says
+    what to pin when `first` (the bundle's smallest checkpoint) opens with no pinned key."""
     try:
         return open_checkpoint_in_force(note, server, ring)
     except (BadCheckpoint, RetiredServerKeyError) as e:
-        raise CheckFailed(check, where, str(e)) from e
+        detail = str(e)
+        if first and isinstance(e, BadCheckpoint) and unsigned_by_ring(e) and not ring.chain():
+            detail += f" ({FIRST_KEY})"
+        raise CheckFailed(check, where, detail) from e
+
+
+# Said when no pinned key opens a checkpoint before any announcement was followed: the verifier
+# follows the server's rotations forward from the pinned keys, never back.
+FIRST_KEY = (
+    "pin the server key the log starts with, beside any later one: its rotations are "
+    "followed forward from the pinned keys, never back"
+)
 
 
 def _one_root_per_size(opened: Sequence[tuple[CheckpointFile, Checkpoint]]) -> list[Checkpoint]:

@@ -28,7 +28,7 @@ from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_ch
 from invsync.agent.exchange.keys import VerifyKey
 from invsync.agent.exchange.rejections import RetiredServerKeyError
 
-__all__ = ["ServerKeyRing", "ServerRotation", "open_checkpoint_in_force"]
+__all__ = ["ServerKeyRing", "ServerRotation", "open_checkpoint_in_force", "unsigned_by_ring"]
 
 # Told whenever a key the ring does not know signed: what the operator or auditor should know.
 UNANNOUNCED = (
@@ -140,6 +140,12 @@ def open_checkpoint_in_force(note: bytes, name: str, ring: ServerKeyRing) -> Che
         raise BadCheckpoint(f"checkpoint of {bounded(name)}: {_NOT_SIGNED_BY_IT}")
     ring.check_in_force(signers, opened.size, f"the checkpoint of tree size {opened.size}")
     return opened
+
+
+def unsigned_by_ring(error: BadCheckpoint) -> bool:
+    """Whether `open_checkpoint_in_force` refused a well-formed note that no key of the ring
+    signed (rather than a malformed one, or a bad signature by one of its keys)."""
+    return str(error).endswith(_NOT_SIGNED_BY_IT)
 
 
 def _by_id(keys: Iterable[VerifyKey]) -> dict[str, VerifyKey]:

@@ -242,15 +242,13 @@ class PairingTrust(Generic[R]):
         assert self._log.ring is not None  # set in __init__
         return self._log.ring
 
-    def adopt_server_rotation(self, rotation: ServerRotation, checkpoint: LogCheckpoint) -> None:
-        """The server's key rotation, announced in an entry the caller proved included in
-        `checkpoint` (signed by a key in force, consistent with the one held) and opened with
-        `agent.exchange.server_key.open_server_key`: the new key signs from there on, and
-        `checkpoint` is held (unless a larger one already is)."""
+    def adopt_server_rotation(self, rotation: ServerRotation) -> None:
+        """The server's key rotation, announced in an entry the caller proved included in a
+        checkpoint (signed by a key in force, consistent with the one held) and opened with
+        `agent.exchange.server_key.open_server_key`: the new key signs from there on. The
+        checkpoint held stays: the log watch checks the entries after it, those before the
+        announcement included, before it holds a larger one."""
         self._log.ring = self.server_ring.with_rotation(rotation)
-        held = self._log.checkpoint
-        if held is None or held.size < checkpoint.size:
-            self._log.checkpoint = checkpoint
 
     @property
     def rotations(self) -> tuple[Rotation, ...]:
@@ -291,11 +289,19 @@ class PairingTrust(Generic[R]):
         self._state = replace(self._state, own=own, receipts=receipts)
         return receipt
 
-    def verify_report(self, env: Envelope, *, report_id: str = "") -> R:
+    def verify_report(self, env: Envelope, *, report_id: str = "", made_now: bool = True) -> R:
         """A report of the pairing the server signed, parsed only once its signature verified;
-        `report_id`, when given, is the id the server served it under."""
-        _check_type(env, self._reports.payload_type, f"report {report_id[:12]}".strip())
-        self._check_server_signature(env, "report")
+        `report_id`, when given, is the id the server served it under.
+
+        A report served to act on now (`made_now`: the latest, the one to co-sign) must be
+        signed by a key in force from now on: one the server retired, which may have leaked,
+        signs nothing new. A report met as history (`made_now=False`: one a report signed by
+        the key in force names by its id) may be signed by any key the server signed with."""
+        what = f"report {report_id[:12]}".strip()
+        _check_type(env, self._reports.payload_type, what)
+        signers = self._check_server_signature(env, "report")
+        if made_now:
+            self.server_ring.check_in_force(signers, None, f"the server's {what} served now")
         try:
             body = self._reports.parse(env.payload)
         except InvsyncError as e:

@@ -926,8 +926,8 @@ class AgentStore:
     def record_server_rotation(
         self, pairing: str, state: TrustedState, rotation: ServerRotation, now: datetime
     ) -> None:
-        """The server's key rotation, verified into `state` (whose checkpoint is the one the
-        announcement was proven in), in one transaction; the same one again is a no-op."""
+        """The server's key rotation, verified into `state`, in one transaction; the same one
+        again is a no-op."""
         row = [
             rotation.index,
             rotation.new_key.spki_der,

@@ -103,8 +103,9 @@ def test_the_server_rotates_its_key_in_band_and_the_agents_follow(tmp_path: Path
     refused = _invsync(tmp_path, "server", "run", "--config", "server.toml")
     assert refused.returncode == 2, refused.stderr
     assert (
-        f"server.signing_key (key {old.keyid[:16]}) was retired by log entry {index}, which "
-        "announces the server's new signing key: set server.signing_key to that key"
+        f"server.signing_key (key {old.keyid[:16]}) was retired by log entry {index}: the key "
+        f"in force is {new.keyid[:16]}, announced by log entry {index}; set server.signing_key "
+        "to that key"
     ) in refused.stderr
 
     server_toml.write_text(switched)
