@@ -325,3 +325,22 @@ def test_a_certificate_listed_twice_is_worked_out_from_the_database_next_time(
         assert (stored := store.record(BUG_DV)) is not None and stored.operator == "secom"
         store.replace_inventory(_collection(T1), T1)
         assert (stored := store.record(BUG_DV)) is not None and stored.operator == "jprs"
+
+
+def test_the_partys_signing_keys_stay_recorded_once_the_configuration_drops_one(
+    tmp_path: Path,
+) -> None:
+    """What an evidence export reads for the party's own keys (agent.evidence.remote): the
+    first key stays after a rotation replaced it in the configuration, and is kept once."""
+    first, second = generate(), generate()
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    with AgentStore(tmp_path / "secom.db") as store:
+        store.record_own_keys([first.public], at)
+        store.record_own_keys([first.public, second.public], at + timedelta(days=1))
+        store.record_own_keys([second.public], at + timedelta(days=2))  # rotation completed
+    with AgentStore(tmp_path / "secom.db", create=False) as store:
+        assert [k.keyid for k in store.own_keys()] == [first.public.keyid, second.public.keyid]
+        assert [k.spki_der for k in store.own_keys()] == [
+            first.public.spki_der,
+            second.public.spki_der,
+        ]

@@ -57,6 +57,8 @@ class Agent:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.store = AgentStore(config.database, keeps=keeps)
         self.keys = load_own_keys(config)
+        own = [self.keys.current, *([self.keys.next] if self.keys.next else [])]
+        self.store.record_own_keys([key.public for key in own], self.clock())
         self.server_keys = pinned_keys(config.server.signing_keys)
         self.peer_keys = PeerKeys(self.store, peer_policies(config), self.clock)
         self.client = exchange_client(config)

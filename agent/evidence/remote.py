@@ -4,7 +4,7 @@ the agent's own mutual-TLS client.
 The server serves a party the entries of its own pairings and the leaf hashes of all others
 (server.exchange), so an agent's bundle holds its pairings' history and what proofs need, and
 nothing of other pairings. The keys are those the agent's configuration pins: the server's, its
-own (and the one it is rotating to) and its peers'.
+own (and the one it is rotating to, and every one its agent recorded before) and its peers'.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from invsync.agent.evidence.bundle import Bundle, Scope
 from invsync.agent.evidence.directory import refuse_existing, write_bundle
 from invsync.agent.evidence.export import ExportPlan, check_pairing, export_bundle
 from invsync.agent.exchange.keys import VerifyKey, load_signing_key, load_verify_key
+from invsync.agent.store.agent_store import AgentStore
 
 
 def export_from_agent(
@@ -50,10 +51,22 @@ def _plan(config: AgentConfig, pairing: str | None, now: datetime) -> ExportPlan
 
 
 def _party_keys(config: AgentConfig, pairing: str | None) -> dict[str, tuple[VerifyKey, ...]]:
-    own = [load_signing_key(config.signing_key).public]
-    if config.next_signing_key is not None:
-        own.append(load_signing_key(config.next_signing_key).public)
+    own = {key.keyid: key for key in _recorded_own_keys(config)}
+    for path in (config.signing_key, config.next_signing_key):
+        if path is not None:
+            key = load_signing_key(path).public
+            own[key.keyid] = key
     peers = {p.peer for name, p in config.pairings.items() if pairing in (None, name)}
-    keys = {config.party: tuple(own)}
+    keys = {config.party: tuple(own.values())}
     keys.update({peer: tuple(load_verify_key(p) for p in config.peers[peer]) for peer in peers})
     return keys
+
+
+def _recorded_own_keys(config: AgentConfig) -> list[VerifyKey]:
+    """The party's earlier signing keys, as its agent recorded them: a party that completed a
+    rotation no longer names its first key in its configuration, and its earliest snapshots
+    are signed by that key. None before its agent first ran here."""
+    if not config.database.exists():
+        return []
+    with AgentStore(config.database, create=False) as store:
+        return store.own_keys()

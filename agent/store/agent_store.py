@@ -35,7 +35,7 @@ from invsync.agent.exchange.chain_reset import (
 from invsync.agent.exchange.delta import accepted_header
 from invsync.agent.exchange.envelope import Envelope, Sig
 from invsync.agent.exchange.keyring import Rotation, rotation_from_row, rotation_row
-from invsync.agent.exchange.keys import verify_key_from_spki_der
+from invsync.agent.exchange.keys import VerifyKey, verify_key_from_spki_der
 from invsync.agent.exchange.record_codec import facts_from_bytes, facts_to_bytes
 from invsync.agent.exchange.server_keyring import ServerRotation
 from invsync.agent.exchange.snapshot import Base, Served, decode_payload
@@ -272,6 +272,16 @@ def m016_server_key_rotations(db: sqlite_utils.Database) -> None:
     )
 
 
+def m017_own_signing_keys(db: sqlite_utils.Database) -> None:
+    """Every signing key this party was configured with, public part: after a rotation its
+    configuration names the new key alone, and its evidence bundles still need the first one
+    to verify its earliest snapshots (agent.evidence.remote)."""
+    db.execute(
+        """CREATE TABLE own_signing_keys (
+        keyid TEXT PRIMARY KEY NOT NULL, spki BLOB NOT NULL, first_seen TEXT NOT NULL)"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_agent_schema,
     m002_certificate_facts,
@@ -289,6 +299,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m014_source_reads,
     m015_snapshot_columns_indexed,
     m016_server_key_rotations,
+    m017_own_signing_keys,
 )
 
 _CERT_COLUMNS = (
@@ -942,6 +953,24 @@ class AgentStore:
         with transaction(self.db, f"{self.path}: cannot record the server's key rotation"):
             self.db.execute(sql, row)
             self._save_state(pairing, state, now)
+
+    def record_own_keys(self, keys: Sequence[VerifyKey], now: datetime) -> None:
+        """This party's signing keys as configured now; a key recorded before stays as it was."""
+        sql = (
+            "INSERT INTO own_signing_keys (keyid, spki, first_seen) VALUES (?, ?, ?)"
+            " ON CONFLICT (keyid) DO NOTHING"
+        )
+        rows = [(key.keyid, key.spki_der, _utc_text(now)) for key in keys]
+        with transaction(self.db, f"{self.path}: cannot record this party's signing keys"):
+            self.db.conn.executemany(sql, rows)
+
+    def own_keys(self) -> list[VerifyKey]:
+        """Every signing key this party was configured with, first seen first."""
+        sql = "SELECT spki FROM own_signing_keys ORDER BY first_seen, keyid"
+        return [
+            verify_key_from_spki_der(bytes(row["spki"]), source="stored own key")
+            for row in self._rows(sql)
+        ]
 
     def server_rotations(self) -> list[ServerRotation]:
         """The exchange server's key rotations this agent followed, in log order."""
