@@ -130,6 +130,11 @@ def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what:
         ) from e
 
 
+# An announcement holds two public keys and two signatures in one envelope: under 2 KB with
+# the largest keys invsync makes (P-384); the bound leaves room.
+MAX_ANNOUNCEMENT_BYTES = 16384
+
+
 @dataclass(frozen=True)
 class Announced:
     """A SERVER_KEY entry of the server's own log: at `index`, `new_key` replaced `old_key`."""
@@ -144,22 +149,20 @@ def announcements(store: ExchangeStorage) -> list[Announced]:
     which only this server writes (agents and auditors verify what the log holds all the
     same). The last one names the key in force, wherever it stands in the log."""
     found: list[Announced] = []
-    size, start = store.log_size(), 0
-    while start < size:
-        leaves = store.log_entries(start, min(size, start + 256), 64 << 20)
-        for index, leaf in enumerate(leaves, start=start):
-            entry = parse_log_entry(leaf, f"log entry {index}")
-            if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
-                body = pb.ServerKeyBody.FromString(logged_envelope(entry, "").payload)
-                where = f"log entry {index}"
-                found.append(
-                    Announced(
-                        index,
-                        verify_key_from_spki_der(body.new_key, source=where),
-                        verify_key_from_spki_der(body.old_key, source=where),
-                    )
+    # Only small entries can be announcements: at every start and reset, a log holding
+    # snapshots of 1,000,000 certificates is not read whole for them.
+    for index, leaf in store.small_log_entries(MAX_ANNOUNCEMENT_BYTES):
+        entry = parse_log_entry(leaf, f"log entry {index}")
+        if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
+            body = pb.ServerKeyBody.FromString(logged_envelope(entry, "").payload)
+            where = f"log entry {index}"
+            found.append(
+                Announced(
+                    index,
+                    verify_key_from_spki_der(body.new_key, source=where),
+                    verify_key_from_spki_der(body.old_key, source=where),
                 )
-        start += len(leaves)
+            )
     return found
 
 

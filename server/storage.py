@@ -122,6 +122,11 @@ class ExchangeStorage(Protocol):
         (but at least one leaf when the range has any)."""
         ...
 
+    def small_log_entries(self, max_length: int) -> list[tuple[int, bytes]]:
+        """(index, leaf) of every leaf of at most `max_length` bytes, in log order: the
+        server's key announcements are among them, read without reading the snapshots."""
+        ...
+
     def shown_entries(
         self, start: int, end: int, budget: LogBudget, shown: Callable[[bytes], bool]
     ) -> tuple[list[bytes], list[bytes]]:

@@ -345,6 +345,14 @@ class ServerStore:
         return int(self.db.execute("SELECT count(*) FROM log_entries").fetchone()[0])
 
     @_locked
+    def small_log_entries(self, max_length: int) -> list[tuple[int, bytes]]:
+        # length() of a BLOB is read from the record's header: large leaves are not loaded.
+        rows = self.db.execute(
+            "SELECT idx, leaf FROM log_entries WHERE length(leaf) <= ? ORDER BY idx", [max_length]
+        )
+        return [(int(idx), bytes(leaf)) for idx, leaf in rows]
+
+    @_locked
     def log_entries(self, start: int, end: int, max_bytes: int) -> list[bytes]:
         rows = self.db.execute(
             "SELECT leaf FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", [start, end]

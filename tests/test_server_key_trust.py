@@ -473,3 +473,53 @@ def test_a_rotation_followed_outside_the_watch_leaves_the_entries_before_it_to_t
         )
     finally:
         store.close()
+
+
+def test_a_server_stripping_the_old_keys_signature_cannot_make_an_agent_skip_its_rotation(
+    keys: Keys, tmp_path: Path
+) -> None:
+    # The agent pins the key the log starts with. Served the announcement's checkpoint without
+    # that key's signature, and a later checkpoint signed by it, the agent must not take the
+    # announcement for history from before its pin (and keep trusting the retired key).
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _other_entry(), _other_entry()]
+    log = _Log(leaves, {1: [keys.server], 2: [NEW], 3: [keys.server], 4: [keys.server]})
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, log, store)
+        with pytest.raises(LogInconsistentError) as refused:
+            watch.check(log, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: log entry 1 (the server's key "
+            f"announcement): its checkpoint: checkpoint of {SERVER}: no signature by a pinned "
+            "key verifies"
+        )
+        assert trust.state.checkpoint == log.held(1) and store.server_rotations() == []
+    finally:
+        store.close()
+
+
+def test_a_rotation_followed_from_one_tree_must_be_in_the_tree_the_watch_holds_next(
+    keys: Keys, tmp_path: Path
+) -> None:
+    # Followed from the checkpoint a receipt came with (a tree holding the announcement at
+    # entry 1); the log watch is then served another tree of the same start, without it.
+    leaves = [_other_entry(), _announce(keys).SerializeToString(), _other_entry()]
+    followed = _Log(leaves, {1: [keys.server], 2: [keys.server, NEW], 3: [NEW]})
+    other = pb.LogEntry(kind=pb.LOG_ENTRY_KIND_REPORT, pairing="another").SerializeToString()
+    forked = _Log([_other_entry(), other, _other_entry(), _other_entry()], {4: [NEW], 1: [NEW]})
+    store = AgentStore(tmp_path / "secom.db")
+    try:
+        watch, trust = _watched(keys, followed, store)
+        assert ServerKeyFollow("secom", store, lambda: NOW).follow(followed, trust) == 1
+        with pytest.raises(LogInconsistentError) as refused:
+            watch.check(forked, trust)
+        assert str(refused.value) == (
+            f"refused [log-inconsistent]: pairing {PAIRING!r}: log entry 1 (the server's key "
+            f"announcement followed): the log of size 4 holds no announcement of server key "
+            f"{NEW.keyid[:16]} there, which this agent followed"
+        )
+        assert trust.state.checkpoint == followed.held(1)  # nothing of the fork held
+        # The same tree as followed is held.
+        assert watch.check(followed, trust).size == 3
+    finally:
+        store.close()

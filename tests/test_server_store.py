@@ -400,3 +400,12 @@ def test_the_superseded_tables_keep_every_column_of_theirs(store: ServerStore, t
     columns = [c.name for c in store.db.table(table).columns]
     kept = [c.name for c in store.db.table(f"superseded_{table}").columns]
     assert kept == [*columns, "reset_log_index"]
+
+
+def test_small_log_entries_are_read_without_the_large_ones(store: ServerStore) -> None:
+    """What the server reads at start for its key announcements: the entries of at most the
+    bound, in log order, and none of the snapshots larger than it."""
+    leaves = [b"s" * 10, b"L" * 70_000, b"t" * 16, b"L" * 16_385, b"u" * 16_384]
+    for leaf in leaves:
+        store.append_log_entry(leaf)
+    assert store.small_log_entries(16_384) == [(0, leaves[0]), (2, leaves[2]), (4, leaves[4])]

@@ -54,6 +54,7 @@ class OwnEntries:
         fail = inconsistent(pairing)
         resets: dict[int, ChainReset] = {}
         foreign: list[tuple[int, pb.LogEntry]] = []
+        announced: dict[int, tuple[pb.LogEntry, bytes]] = {}
         for index, leaf in shown_entries(client, start, head.size, fail):
             if not leaf:
                 continue  # another pairing's entry: none of ours is ever withheld from us
@@ -64,12 +65,37 @@ class OwnEntries:
             if entry.kind == pb.LOG_ENTRY_KIND_CHAIN_RESET:
                 resets[index] = self._chain_reset(client, entry, leaf, index, head, fail)
             elif entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
-                continue  # the server's own, followed (and so proven) before the range is read
+                announced[index] = (entry, leaf)  # followed before the range is read
             elif entry.party == self.party and not self._made_here(entry):
                 foreign.append((index, entry))
+        self._check_followed(client, announced, start, head, fail)
         for index, entry in foreign:
             self._excuse(index, entry, resets, fail)
         return list(resets.values())
+
+    def _check_followed(
+        self,
+        client: LogClient,
+        announced: Mapping[int, tuple[pb.LogEntry, bytes]],
+        start: int,
+        head: Checkpoint,
+        fail: Fail,
+    ) -> None:
+        """Each rotation followed whose announcement lies in the range is that entry of the log
+        held from now on, proven included in `head`: a rotation may have been followed from the
+        checkpoint a receipt or report came with (agent.daemon.server_key_follow), which the
+        agent does not hold, and nothing else ties the two trees together at that place."""
+        for rotation in self.server_ring.chain():
+            if not start <= rotation.index < head.size:
+                continue
+            where = f"log entry {rotation.index} (the server's key announcement followed)"
+            entry, leaf = announced.get(rotation.index, (None, b""))
+            if entry is None or entry.announced_key != rotation.new_key.spki_der:
+                raise fail(
+                    f"{where}: the log of size {head.size} holds no announcement of server key "
+                    f"{rotation.new_key.keyid[:16]} there, which this agent followed"
+                )
+            check_included(client, leaf, rotation.index, head, where, fail)
 
     def _excuse(
         self, index: int, entry: pb.LogEntry, resets: Mapping[int, ChainReset], fail: Fail

@@ -26,7 +26,7 @@ saved; what the unknown key signed is then refused as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,10 +35,10 @@ from google.protobuf.message import DecodeError
 from invsync.agent.daemon.log_reading import LogClient, check_included, inconsistent, shown_entries
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange import tlog
-from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint, open_checkpoint
+from invsync.agent.exchange.checkpoint import Checkpoint, claimed_checkpoint
 from invsync.agent.exchange.envelope import Envelope
-from invsync.agent.exchange.keys import VerifyKey
-from invsync.agent.exchange.log_entry import parse_log_entry
+from invsync.agent.exchange.keys import verify_key_from_spki_der
+from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
 from invsync.agent.exchange.server_key import open_server_key
 from invsync.agent.exchange.server_keyring import open_checkpoint_in_force
 from invsync.agent.exchange.trusted import PairingTrust
@@ -84,41 +84,19 @@ class ServerKeyFollow:
         found = [(i, leaf) for i, leaf in shown if leaf and _kind(leaf) == _SERVER_KEY]
         followed = 0
         for n, (index, leaf) in enumerate(found):
-            later = [i + 1 for i, _ in found[n + 1 :]]
-            own = client.checkpoint(tree_size=index + 1)  # of the tree ending with it
-            if self._before_pin(client, trust, own, later, note, origin):
+            if _before_pin(trust, leaf, [later for _, later in found[n + 1 :]]):
                 log.info(
                     "party=%s log entry %d announces a server key from before the pinned one "
-                    "(no key known here signed its checkpoint): the log is followed from the pin",
+                    "(a later announcement names it): the log is followed from the pin",
                     self.party,
                     index,
                     extra={"party": self.party, "pairing": trust.pairing.name},
                 )
                 continue
+            own = client.checkpoint(tree_size=index + 1)  # of the tree ending with it
             self._adopt(client, trust, index, leaf, own, origin)
             followed += 1
         return followed
-
-    def _before_pin(
-        self,
-        client: LogClient,
-        trust: PairingTrust[Any],
-        own: bytes,
-        later: list[int],
-        latest: bytes,
-        origin: str,
-    ) -> bool:
-        """Whether an announcement is history from before the pinned keys: nothing was
-        followed from them yet, no key known here signed its checkpoint `own`, and a pinned key
-        signed a later one (the next announcements' or the latest). So an agent that pinned
-        the key in force after two or more rotations (a party joining, a database rebuilt, a
-        re-pin after a leak) starts from its pin; an announcement before it is never
-        followed, and what its keys signed before the pinned key's is not judged here."""
-        ring = trust.server_ring
-        if ring.chain() or _signed_by(own, origin, ring.known()):
-            return False
-        notes = (client.checkpoint(tree_size=size) for size in later)
-        return any(_signed_by(n, origin, ring.pinned) for n in (*notes, latest))
 
     def follow_before(
         self, client: LogClient, trust: PairingTrust[Any], note: bytes, head: Checkpoint
@@ -179,15 +157,33 @@ class ServerKeyFollow:
 _SERVER_KEY = pb.LOG_ENTRY_KIND_SERVER_KEY
 
 
-def _signed_by(note: bytes, origin: str, keys: Mapping[str, VerifyKey]) -> bool:
-    """Whether one of `keys` signed the checkpoint note under `origin` (wherever it stands)."""
-    for key in keys.values():
-        try:
-            open_checkpoint(note, origin, {origin: key})
-        except InvsyncError:
-            continue
-        return True
-    return False
+def _before_pin(trust: PairingTrust[Any], leaf: bytes, later: list[bytes]) -> bool:
+    """Whether an announcement is history from before the pinned keys, as `ServerKeyRing.chain`
+    reads the log: nothing was followed from them yet, the key it replaces is none known here,
+    and a later announcement names a pinned key (that one is then followed, and verified in
+    full: a claim here skips nothing it does not replace). So an agent that pinned the key in
+    force after two or more rotations (a party joining, a database rebuilt, a re-pin after a
+    leak) starts from its pin. An announcement replacing a key known here is never skipped,
+    whatever the checkpoints the server serves say: a server that strips a key's signature
+    from them cannot make an agent pass over its rotation. What the entries claim is read
+    before it is verified, only to decide this."""
+    ring = trust.server_ring
+    if ring.chain() or _claimed(leaf)[0] in ring.known():
+        return False
+    return any(_claimed(entry)[1] in ring.pinned for entry in later)
+
+
+def _claimed(leaf: bytes) -> tuple[str, str]:
+    """The key ids an announcement's bytes claim it replaces and announces, unverified
+    (("", "") when they cannot be read: nothing is skipped for such an entry)."""
+    try:
+        entry = pb.LogEntry.FromString(leaf)
+        body = pb.ServerKeyBody.FromString(logged_envelope(entry, "claimed").payload)
+        old = verify_key_from_spki_der(body.old_key, source="claimed").keyid
+        new = verify_key_from_spki_der(entry.announced_key, source="claimed").keyid
+    except (DecodeError, InvsyncError):
+        return "", ""
+    return old, new
 
 
 def _kind(leaf: bytes) -> int:
