@@ -18,6 +18,7 @@ from invsync.agent.report.body import (
     Signer,
     SnapshotRef,
     build_report_body,
+    parse_report_body,
     report_id,
     write_report_file,
 )
@@ -115,3 +116,37 @@ def test_show_as_html_has_the_history_and_as_csv_the_findings(tmp_path: Path) ->
     lines = csv_text.splitlines()
     assert lines[0].startswith("code,severity,sha256")
     assert sum(BUG_OV in line for line in lines) == 2  # missing-at-subordinate, doppelganger
+
+
+def test_list_orders_reports_of_one_as_of_time_as_they_were_made(tmp_path: Path) -> None:
+    """A replay (fixed as-of, as the demo's 2021-03-01) makes several reports of one time: they
+    are listed as the server made them, each after the one its signed body continues, not by
+    id. Versions of JPRS's snapshot, its list changing, until their ids are out of
+    order (so that an order by id fails this)."""
+    at = datetime(2021, 3, 1, tzinfo=UTC)
+    jprs = load_sources([str(DEMO / "jprs_ca_certificates.pem")], at)
+    secom = load_sources([str(DEMO / "secom_issuance_log.jsonl")], at)
+    missing = [r for r in secom if r.sha256 not in {j.sha256 for j in jprs}]
+    made: list[str] = []
+    previous = None
+    version = 0
+    while len(made) < 3 or made == sorted(made):
+        version += 1
+        body = build_report_body(
+            pairing="secom-jprs",
+            as_of=at,
+            root=SnapshotRef("secom", "root", 1, "a" * 64),
+            subordinate=SnapshotRef("jprs", "subordinate", version, "b" * 64),
+            findings=reconcile(
+                Side("secom", secom), Side("jprs", [*jprs, *missing[: version % 3]]), at
+            ),
+            signers=[Signer(ROLES[n], n, k.keyid, k.public.spki_der) for n, k in KEYS.items()],
+            previous=previous,
+        )
+        previous = parse_report_body(body)
+        made.append(report_id(body))
+        env = envelope.sign(REPORT_PAYLOAD_TYPE, body, list(KEYS.values()))
+        write_report_file(tmp_path / f"r{version}.report.json", env)
+    rows = json.loads(_run("list", "--dir", str(tmp_path), "--format", "json").output)
+    assert [r["id"] for r in rows] == made
+    assert [r["previous_report"] for r in rows] == ["", *made[:-1]]

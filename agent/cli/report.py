@@ -139,10 +139,10 @@ def _by_id(prefix: str, directory: Path) -> Path:
 @format_option("text", "json")
 def report_list(directory: Path | None, config: Path | None, pins: PinnedIds, fmt: str) -> None:
     """List the reports in a directory: id, pairing, as of, versions, findings, signatures
-    ("complete" only when every signer is pinned and valid)."""
+    ("complete" only when every signer is pinned and valid). By pairing, then as of, then in
+    the order they were made (each report names the one it continues)."""
     pinned = _reader_pins(pins, config)
-    rows = [_summary(path, pinned) for path in _files(_directory(directory, config))]
-    rows.sort(key=lambda r: (r["pairing"], r["as_of"], r["id"]))
+    rows = _in_order([_summary(path, pinned) for path in _files(_directory(directory, config))])
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -153,6 +153,27 @@ def report_list(directory: Path | None, config: Path | None, pins: PinnedIds, fm
             f"  subordinate v{r['subordinate_version']}  e/w/n {counts}  {r['signatures']}"
         )
     click.echo(f"reports: {len(rows)}")
+
+
+def _in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` by pairing, as-of time, then how far down its pairing's chain of reports each
+    is: with a fixed as-of (a replay), the order the server made them, as their signed bodies
+    say (`previous_report`), not the order of their ids."""
+    previous = {row["id"]: row["previous_report"] for row in rows}
+    depth: dict[str, int] = {}
+
+    def depth_of(report: str) -> int:
+        if report not in depth:
+            chain, at = [], report
+            while at in previous and at not in depth and at not in chain:
+                chain.append(at)
+                at = previous[at] or ""
+            base = depth.get(at, -1)
+            for n, item in enumerate(reversed(chain), start=1):
+                depth[item] = base + n
+        return depth[report]
+
+    return sorted(rows, key=lambda r: (r["pairing"], r["as_of"], depth_of(r["id"]), r["id"]))
 
 
 def _summary(path: Path, pins: Pins) -> dict[str, Any]:
@@ -166,6 +187,7 @@ def _summary(path: Path, pins: Pins) -> dict[str, Any]:
         "as_of": body.as_of.isoformat().replace("+00:00", "Z"),
         "root_version": body.root.version,
         "subordinate_version": body.subordinate.version,
+        "previous_report": body.previous_report or "",
         "summary": dict(body.summary),
         "signatures": "complete" if verification.complete else "incomplete",
     }
