@@ -126,6 +126,9 @@ period_end = 2020-10-29
 
 [profiles.jprs]
 serial_bytes = 16
+# JPRS's first CA certificates with 16-byte serials are of 2019-07-11; those of 2016 and 2018
+# have 9-byte serials, issued before the profile applied.
+effective_from = 2019-07-01T00:00:00Z
 """
 
 

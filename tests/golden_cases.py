@@ -221,6 +221,8 @@ def _header(party: str, role: str, spec: Json) -> SnapshotHeader:
                 serial_bytes=p.get("serial_bytes"),
                 allowed_ekus=tuple(p.get("allowed_ekus", ())),
                 max_validity_days=p.get("max_validity_days"),
+                effective_from=_time(p["effective_from"]) if "effective_from" in p else None,
+                effective_until=_time(p["effective_until"]) if "effective_until" in p else None,
             )
             for p in spec.get("profiles", ())
         ),

@@ -347,6 +347,25 @@ def test_the_demo_agent_configs_load(fed: Path) -> None:
     assert jprs.pairings["secom-jprs"].subject_organizations == ()
 
 
+def test_a_profile_applies_from_its_effective_date(fed: Path) -> None:
+    (profile,) = load_agent_config(fed / "jprs.toml").profiles
+    assert (profile.operator, profile.serial_bytes) == ("jprs", 16)
+    assert (profile.effective_from, profile.effective_until) == (
+        datetime(2019, 7, 1, tzinfo=UTC),
+        None,
+    )
+    _edit(
+        fed / "jprs.toml",
+        "effective_from = 2019-07-01T00:00:00Z",
+        "effective_from = 2019-07-01T00:00:00Z\neffective_until = 2019-01-01T00:00:00Z",
+    )
+    _agent_fails(fed, "profiles.jprs.effective_until: must be after effective_from", "jprs")
+    _edit(
+        fed / "jprs.toml", "effective_until = 2019-01-01T00:00:00Z", "effective_until = 2019-01-01"
+    )
+    _agent_fails(fed, "profiles.jprs.effective_until: expected datetime, got date", "jprs")
+
+
 def test_agent_defaults(fed: Path) -> None:
     config = load_agent_config(fed / "secom.toml")
     assert config.snapshot_validity_seconds == 86400

@@ -73,6 +73,27 @@ def test_every_fact_round_trips() -> None:
     assert snapshot.header.profiles == (profile,)
 
 
+def test_a_profiles_effective_dates_round_trip_and_a_profile_without_them_encodes_as_before() -> (
+    None
+):
+    dated = OperatorProfile(
+        "jprs",
+        serial_bytes=16,
+        effective_from=datetime(2019, 7, 1, tzinfo=UTC),
+        effective_until=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    (decoded,) = decode_payload(_payload(_record(), (dated,))).header.profiles
+    assert decoded == dated
+    # Signed snapshot headers of agents older than the dates stay byte for byte what they were.
+    undated = OperatorProfile("jprs", serial_bytes=16)
+    msg = pb.SnapshotPayload.FromString(_payload(_record(), (undated,)))
+    (profile_msg,) = msg.header.profiles
+    assert (
+        profile_msg.SerializeToString()
+        == pb.OperatorProfile(operator="jprs", serial_bytes=16).SerializeToString()
+    )
+
+
 def test_an_undeclared_profile_field_stays_undeclared() -> None:
     snapshot = decode_payload(_payload(_record(), (OperatorProfile("jprs", serial_bytes=16),)))
     (profile,) = snapshot.header.profiles

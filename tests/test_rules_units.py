@@ -136,6 +136,29 @@ def test_serial_length_allows_the_der_sign_byte(
     assert bool(found) is deviates
 
 
+@pytest.mark.parametrize(
+    ("issued", "applies"),
+    [
+        (datetime(2019, 6, 30, 23, 59, tzinfo=UTC), False),
+        (datetime(2019, 7, 1, tzinfo=UTC), True),  # from: inclusive
+        (datetime(2029, 12, 31, tzinfo=UTC), True),
+        (datetime(2030, 1, 1, tzinfo=UTC), False),  # until: exclusive
+    ],
+)
+def test_a_profile_binds_the_certificates_issued_within_its_dates(
+    issued: datetime, applies: bool
+) -> None:
+    dated = OperatorProfile(
+        "jprs",
+        serial_bytes=16,
+        effective_from=datetime(2019, 7, 1, tzinfo=UTC),
+        effective_until=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    info = replace(certificates()[OV_G4], serial_hex="22B9B172FA931A5B74", not_before=issued)
+    found = profile.deviations_from(info, dated)
+    assert found == (["serial is 9 bytes, not 16"] if applies else [])
+
+
 def test_profile_deviation_names_each_declarer_once() -> None:
     case = load(GOLDEN / "profile-deviation.json")
     findings = [f for f in reconcile(case.root, case.sub, case.at) if f.sha256.startswith("DB2F")]

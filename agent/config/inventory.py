@@ -20,6 +20,8 @@ sha256 = []                      # fingerprints, uppercase hex
 serial_bytes = 16
 allowed_ekus = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]
 max_validity_days = 3650
+effective_from = 2019-07-01T00:00:00Z   # optional: for certificates issued (notBefore) from then
+effective_until = 2030-01-01T00:00:00Z  # optional: and before then
 
 [[acknowledgements]]             # a finding this party knows about, signed in its snapshots
 code = "not-in-audit-scope"
@@ -95,8 +97,14 @@ def profiles(root: Table) -> tuple[OperatorProfile, ...]:
 
 
 def _profile(operator: str, table: Table) -> OperatorProfile:
-    table.only(["serial_bytes", "allowed_ekus", "max_validity_days"])
+    table.only(
+        ["serial_bytes", "allowed_ekus", "max_validity_days", "effective_from", "effective_until"]
+    )
     has = table.names()
+    start = table.moment("effective_from") if "effective_from" in has else None
+    end = table.moment("effective_until") if "effective_until" in has else None
+    if start is not None and end is not None and end <= start:
+        raise table.fail("effective_until", "must be after effective_from")
     return OperatorProfile(
         operator=operator,
         serial_bytes=table.integer("serial_bytes") if "serial_bytes" in has else None,
@@ -104,6 +112,8 @@ def _profile(operator: str, table: Table) -> OperatorProfile:
         max_validity_days=table.integer("max_validity_days")
         if "max_validity_days" in has
         else None,
+        effective_from=start,
+        effective_until=end,
     )
 
 

@@ -701,20 +701,30 @@ def _ack_from_pb(msg: pb.Acknowledgement, index: int) -> Acknowledgement:
 
 
 def _profile_to_pb(profile: OperatorProfile) -> pb.OperatorProfile:
-    return pb.OperatorProfile(
+    msg = pb.OperatorProfile(
         operator=profile.operator,
         serial_bytes=profile.serial_bytes or 0,
         allowed_ekus=profile.allowed_ekus,
         max_validity_days=profile.max_validity_days or 0,
     )
+    # Unset when not declared: a profile without dates encodes as it did before them.
+    if profile.effective_from is not None:
+        msg.effective_from.CopyFrom(timestamp(profile.effective_from))
+    if profile.effective_until is not None:
+        msg.effective_until.CopyFrom(timestamp(profile.effective_until))
+    return msg
 
 
 def _profile_from_pb(msg: pb.OperatorProfile) -> OperatorProfile:
+    start = msg.effective_from if msg.HasField("effective_from") else None
+    end = msg.effective_until if msg.HasField("effective_until") else None
     return OperatorProfile(
         operator=msg.operator,
         serial_bytes=msg.serial_bytes or None,
         allowed_ekus=tuple(msg.allowed_ekus),
         max_validity_days=msg.max_validity_days or None,
+        effective_from=from_timestamp(start, "effective_from") if start is not None else None,
+        effective_until=from_timestamp(end, "effective_until") if end is not None else None,
     )
 
 

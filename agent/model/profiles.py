@@ -8,6 +8,7 @@ in the snapshot header and the `profile-deviation` rule compares certificates ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,16 @@ class OperatorProfile:
     serial_bytes: int | None = None  # serial number length in bytes
     allowed_ekus: tuple[str, ...] = ()  # dotted OIDs; empty: not declared
     max_validity_days: int | None = None
+    # The certificates it applies to, by their notBefore: a profile changes from a date on
+    # (a new serial length, a CA/B Forum requirement), and binds nothing issued before.
+    effective_from: datetime | None = None
+    effective_until: datetime | None = None  # exclusive
 
     def declared(self) -> bool:
         return bool(self.serial_bytes or self.allowed_ekus or self.max_validity_days)
+
+    def applies_to(self, issued: datetime) -> bool:
+        """Whether a certificate issued (notBefore) at `issued` falls under the profile."""
+        if self.effective_from is not None and issued < self.effective_from:
+            return False
+        return self.effective_until is None or issued < self.effective_until

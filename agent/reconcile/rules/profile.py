@@ -5,7 +5,9 @@ was reissued and the originals forgotten. Profiles come from either side's snaps
 profile for operator X applies to the certificates X operates, and a profile the subordinate
 declares for itself to every certificate it lists. The root signed the certificate, so the root
 must act (revoke and reissue, or correct the declaration with the subordinate). Revoked and
-expired certificates are not judged: nothing can be done about them any more.
+expired certificates are not judged: nothing can be done about them any more. Nor is a
+certificate issued (notBefore) outside the profile's `effective_from`/`effective_until`: a
+profile changes from a date on, and binds nothing issued before it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def check(ctx: Context) -> Iterable[Finding]:
 
 
 def deviations_from(info: CertInfo, profile: OperatorProfile) -> list[str]:
-    """How the certificate differs from the profile, one phrase per difference."""
+    """How the certificate differs from the profile, one phrase per difference; none for a
+    certificate issued outside the profile's effective dates."""
+    if not profile.applies_to(info.not_before):
+        return []
     found = []
     if profile.serial_bytes and not _serial_matches(info, profile.serial_bytes):
         found.append(f"serial is {info.serial_bytes} bytes, not {profile.serial_bytes}")

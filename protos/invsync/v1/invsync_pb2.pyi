@@ -340,6 +340,8 @@ class OperatorProfile(_message.Message):
     SERIAL_BYTES_FIELD_NUMBER: _builtins.int
     ALLOWED_EKUS_FIELD_NUMBER: _builtins.int
     MAX_VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_UNTIL_FIELD_NUMBER: _builtins.int
     operator: _builtins.str
     serial_bytes: _builtins.int
     """Serial number length in bytes (0: not declared)."""
@@ -349,6 +351,14 @@ class OperatorProfile(_message.Message):
     def allowed_ekus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Dotted OIDs; empty: not declared."""
 
+    @_builtins.property
+    def effective_from(self) -> _timestamp_pb2.Timestamp:
+        """The certificates the profile applies to, by notBefore: from (inclusive) and until
+        (exclusive); either unset: no bound on that side.
+        """
+
+    @_builtins.property
+    def effective_until(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -356,10 +366,12 @@ class OperatorProfile(_message.Message):
         serial_bytes: _builtins.int = ...,
         allowed_ekus: _abc.Iterable[_builtins.str] | None = ...,
         max_validity_days: _builtins.int = ...,
+        effective_from: _timestamp_pb2.Timestamp | None = ...,
+        effective_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_from", b"effective_from", "effective_until", b"effective_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ekus", b"allowed_ekus", "max_validity_days", b"max_validity_days", "operator", b"operator", "serial_bytes", b"serial_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ekus", b"allowed_ekus", "effective_from", b"effective_from", "effective_until", b"effective_until", "max_validity_days", b"max_validity_days", "operator", b"operator", "serial_bytes", b"serial_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
