@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,8 @@ def _script(port: int) -> str:
 def test_the_first_pairing_walkthrough_runs_as_written(tmp_path: Path) -> None:
     script = _script(free_port())
     assert "openssl" not in script  # invsync's own commands only
+    for tool in ("bash", "sqlite3"):  # the guide's own (2.10 backs a database up with sqlite3)
+        assert shutil.which(tool), f"docs/operations.md runs {tool}: install it"
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "invsync").exists(), "the installed invsync must be beside the test's python"
     path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
