@@ -110,9 +110,8 @@ class ReportMaker:
     def stale(self, pairing: str) -> bool:
         """Whether the pairing's latest report does not compare its parties' latest snapshots
         (or there is none yet while one side has pushed): what a start must reconcile, and the
-        only case in which a push gets a report (`make_if_stale`)."""
-        if pairing not in self.policy.pairings:
-            return False  # removed by a reload: nothing more to report
+        only case in which a push gets a report (`make_if_stale`). A pairing a reload removed
+        has nothing accepted (`_latest_accepted`), so nothing more to report."""
         latest = self._latest_accepted(pairing)
         if all(last == (0, "") for last in latest.values()):
             return False

@@ -27,10 +27,13 @@ from invsync.agent.exchange.keys import (
     SigningKey,
     VerifyKey,
     load_signing_key,
-    verify_key_from_spki_der,
 )
 from invsync.agent.exchange.log_entry import logged_envelope, parse_log_entry
-from invsync.agent.exchange.server_key import ServerKeyAnnouncement, server_key_entry
+from invsync.agent.exchange.server_key import (
+    ServerKeyAnnouncement,
+    decode_announcement,
+    server_key_entry,
+)
 from invsync.agent.store.lock import DaemonLock
 from invsync.server.config import ServerConfig
 from invsync.server.storage import ExchangeStorage, Logged, LogWriter
@@ -73,8 +76,10 @@ def rotate_server_key(
         store = ServerStore(config.database)
         try:
             with store.transaction():
-                check_key_in_force(store, config.name, old, f"{config.file}: server.signing_key")
-                _check_never_used(store, new, new_key_path)
+                announced = announcements(store)  # read once for both checks
+                where = f"{config.file}: server.signing_key"
+                check_key_in_force(store, config.name, old, where, announced)
+                _check_never_used(announced, new, new_key_path)
                 entry = server_key_entry(announcement, old, new)
                 logged = LogWriter(config.name, old).append(store, entry, new)
         finally:
@@ -89,29 +94,41 @@ def rotate_server_key(
     return Rotated(announcement, logged)
 
 
-def _check_never_used(store: ExchangeStorage, new: SigningKey, path: Path) -> None:
+def _check_never_used(announced: list[Announced], new: SigningKey, path: Path) -> None:
     """A key the server retired never signs again: agents and auditors refuse its
     announcement (`agent.exchange.server_key`), so the log would stop at it."""
-    for announced in announcements(store):
-        if announced.old_key.keyid == new.public.keyid:
-            raise KeyNotInForce(
-                f"{path} holds server key {new.public.keyid[:16]}, which the server retired at "
-                f"log entry {announced.index}: a retired key never signs again; announce a new "
-                "key"
-            )
+    retired = _retiring(announced, new.public.keyid)
+    if retired is not None:
+        raise KeyNotInForce(
+            f"{path} holds server key {new.public.keyid[:16]}, which the server retired at "
+            f"log entry {retired.index}: a retired key never signs again; announce a new key"
+        )
 
 
-def check_key_in_force(store: ExchangeStorage, name: str, key: SigningKey, what: str) -> None:
+def _retiring(announced: list[Announced], keyid: str) -> Announced | None:
+    """The announcement that retired the key `keyid`, if one did."""
+    return next((a for a in announced if a.old_key.keyid == keyid), None)
+
+
+def check_key_in_force(
+    store: ExchangeStorage,
+    name: str,
+    key: SigningKey,
+    what: str,
+    announced: list[Announced] | None = None,
+) -> None:
     """KeyNotInForce unless `key` (`what`: where it is configured) may sign the server's next
-    log entry (see the module docstring)."""
+    log entry (see the module docstring); `announced`: the log's announcements, when the
+    caller has read them."""
     note = store.checkpoint(0)
     if note is None:
         return  # an empty log: any key starts it
     where = f"{what} (key {key.public.keyid[:16]})"
-    announced = announcements(store)
+    if announced is None:
+        announced = announcements(store)
     if announced and announced[-1].new_key.keyid != key.public.keyid:
         last = announced[-1]
-        retired = next((a for a in announced if a.old_key.keyid == key.public.keyid), None)
+        retired = _retiring(announced, key.public.keyid)
         said = (
             f"was retired by log entry {retired.index}"
             if retired is not None
@@ -154,15 +171,9 @@ def announcements(store: ExchangeStorage) -> list[Announced]:
     for index, leaf in store.small_log_entries(MAX_ANNOUNCEMENT_BYTES):
         entry = parse_log_entry(leaf, f"log entry {index}")
         if entry.kind == pb.LOG_ENTRY_KIND_SERVER_KEY:
-            body = pb.ServerKeyBody.FromString(logged_envelope(entry, "").payload)
             where = f"log entry {index}"
-            found.append(
-                Announced(
-                    index,
-                    verify_key_from_spki_der(body.new_key, source=where),
-                    verify_key_from_spki_der(body.old_key, source=where),
-                )
-            )
+            body = decode_announcement(logged_envelope(entry, where), where)
+            found.append(Announced(index, body.new_key, body.old_key))
     return found
 
 

@@ -219,7 +219,8 @@ class LogWatch:
             ):
                 raise
             theirs = self.open(peer.log_checkpoint, trust, what, split)
-        _check_same_log(client, split, what, trust.state.checkpoint or own, theirs)
+        # Following a rotation never moves the checkpoint held (agent.daemon.server_key_follow).
+        _check_same_log(client, split, what, own, theirs)
 
     def open(
         self, note: bytes, trust: PairingTrust[Any], what: str, error: Callable[[str], InvsyncError]

@@ -41,10 +41,10 @@ class Issued:
     key: ec.EllipticCurvePrivateKey
 
 
-def new_ca(validity: timedelta = VALIDITY, common_name: str = "invsync federation CA") -> Issued:
+def new_ca() -> Issued:
     """A new federation CA, for `make_federation(..., ca=)` to issue certificates and renewals
-    (and for `tls ca init`, which keeps its key)."""
-    return _make_ca(datetime.now(UTC), validity, common_name)
+    (`tls ca init` makes its own, through `ca_builder`)."""
+    return _make_ca(datetime.now(UTC))
 
 
 def make_federation(
@@ -68,11 +68,10 @@ def make_federation(
     return files
 
 
-def _make_ca(
-    now: datetime, validity: timedelta = VALIDITY, common_name: str = "invsync federation CA"
-) -> Issued:
+def _make_ca(now: datetime) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    return Issued(ca_builder(common_name, key.public_key(), now, validity).sign(key, SHA256), key)
+    builder = ca_builder("invsync federation CA", key.public_key(), now, VALIDITY)
+    return Issued(builder.sign(key, SHA256), key)
 
 
 def ca_builder(
@@ -103,11 +102,10 @@ def issue(
     *,
     server: bool,
     now: datetime,
-    validity: timedelta = VALIDITY,
 ) -> x509.Certificate:
     """A certificate for `public` signed by `ca`, as `leaf_builder` makes it."""
     builder = leaf_builder(ca.cert, common_name, public, server=server, now=now)
-    return builder.not_valid_after(now + validity).sign(ca.key, SHA256)
+    return builder.not_valid_after(now + VALIDITY).sign(ca.key, SHA256)
 
 
 def leaf_builder(

@@ -97,7 +97,7 @@ def open_server_key(
             f"{where} announces a new server key, but no server key in force there signed it "
             f"(signed by: {signers})"
         )
-    announcement = _decode(env, where)
+    announcement = decode_announcement(env, where)
     _check_body(announcement, entry, index, server, ring)
     if not envelope.verify(env, {announcement.new_key.keyid: announcement.new_key}).threshold_met(
         1
@@ -145,8 +145,9 @@ def _check_body(
         )
 
 
-def _decode(env: Envelope, where: str) -> ServerKeyAnnouncement:
-    """The body of an envelope whose signature by a key in force the caller verified."""
+def decode_announcement(env: Envelope, where: str) -> ServerKeyAnnouncement:
+    """The body of an envelope whose signature by a key in force the caller verified (or, for
+    the server reading its own database, which only it writes, trusts)."""
     try:
         body = pb.ServerKeyBody.FromString(env.payload)
         announced_at = from_timestamp(body.announced_at, "server key announced_at")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from invsync.agent.errors import bounded
 from invsync.agent.exchange.checkpoint import BadCheckpoint, Checkpoint, open_checkpoint
@@ -58,13 +59,19 @@ class ServerKeyRing:
 
     def chain(self) -> list[ServerRotation]:
         """The recorded rotations that continue from the pinned keys, in log order."""
+        return list(self._chain)
+
+    @cached_property
+    def _chain(self) -> tuple[ServerRotation, ...]:
+        # Worked out once per ring (a ring never changes: `with_rotation` makes another), not
+        # at every `known`, `keys_at` and `latest_index` of every checkpoint opened.
         chain: list[ServerRotation] = []
         keys = set(self.pinned)
         for rotation in sorted(self.rotations, key=lambda r: r.index):
             if rotation.old_key.keyid in keys or rotation.new_key.keyid in self.pinned:
                 chain.append(rotation)
                 keys = {rotation.new_key.keyid}
-        return chain
+        return tuple(chain)
 
     def known(self) -> dict[str, VerifyKey]:
         """Every key the server signed with at some place of the log: what a signature is

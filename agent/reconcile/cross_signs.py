@@ -50,7 +50,7 @@ def _grouped_subordinate_only(root_index: Index, sub_index: Index) -> list[CertR
     if not only:
         return []
     counts = Counter(r.info.doppelganger_key for r in root_index.values())
-    counts.update(r.info.doppelganger_key for sha, r in sub_index.items() if sha not in root_index)
+    counts.update(r.info.doppelganger_key for r in only)
     return sorted((r for r in only if counts[r.info.doppelganger_key] > 1), key=lambda r: r.sha256)
 
 
