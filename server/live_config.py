@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any
 
+from invsync.agent.daemon.reload import added_removed
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange.acceptance import AcceptancePolicy, PairingPolicy, PartyPolicy
 from invsync.agent.exchange.keys import VerifyKey, load_verify_key
@@ -85,27 +85,18 @@ def revoked_of(config: ServerConfig) -> Revoked:
 
 def restart_keys(running: ServerConfig, new: ServerConfig) -> list[str]:
     """The keys whose new value waits for a restart, as the file names them ("server.listen")."""
-    changed = [
-        f"server.{f.name}"
-        for f in fields(running)
-        if f.name not in _NOT_SERVER_KEYS | LIVE_SERVER_KEYS
-        and getattr(running, f.name) != getattr(new, f.name)
-    ]
-    changed += _changed("tls", running.tls, new.tls, skip={"client_crl"})
-    changed += _changed("server", running.limits, new.limits, skip=set())
-    changed += [
-        f"server.keepalive_{f.name}"
-        for f in fields(running.keepalive)
-        if getattr(running.keepalive, f.name) != getattr(new.keepalive, f.name)
-    ]
+    changed = _changed("server.", running, new, skip=_NOT_SERVER_KEYS | LIVE_SERVER_KEYS)
+    changed += _changed("tls.", running.tls, new.tls, skip={"client_crl"})
+    changed += _changed("server.", running.limits, new.limits)
+    changed += _changed("server.keepalive_", running.keepalive, new.keepalive)
     return sorted(set(changed))  # limits repeat server.max_snapshot_bytes
 
 
 def changes(running: ServerConfig, new: ServerConfig) -> str:
     """What a reload changes, for its log line: "parties +nii; pairings +secom-nii"."""
     parts = [
-        _added_removed("parties", running.parties, new.parties),
-        _added_removed("pairings", running.pairings, new.pairings),
+        added_removed("parties", running.parties, new.parties),
+        added_removed("pairings", running.pairings, new.pairings),
     ]
     edited = sorted(
         name
@@ -117,24 +108,22 @@ def changes(running: ServerConfig, new: ServerConfig) -> str:
         parts.append("changed " + ", ".join(edited))
     if running.tls.client_crl != new.tls.client_crl:
         parts.append("tls.client_crl")
-    parts += [f"server.{k}" for k in sorted(LIVE_SERVER_KEYS) if _differs(running, new, k)]
+    parts += _changed("server.", running, new, skip=set(fields_of(running)) - LIVE_SERVER_KEYS)
     shown = "; ".join(part for part in parts if part)
     return shown or "no change to parties or pairings"
 
 
-def _added_removed(kind: str, old: dict[str, Any], new: dict[str, Any]) -> str:
-    items = [f"+{n}" for n in sorted(new.keys() - old.keys())]
-    items += [f"-{n}" for n in sorted(old.keys() - new.keys())]
-    return f"{kind} {' '.join(items)}" if items else ""
-
-
-def _changed(table: str, old: object, new: object, skip: set[str]) -> list[str]:
+def _changed(
+    prefix: str, old: object, new: object, skip: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """The fields of two configuration dataclasses that differ, named `prefix` + field, in the
+    order they are declared."""
     return [
-        f"{table}.{f.name}"
-        for f in fields(old)  # type: ignore[arg-type]
-        if f.name not in skip and getattr(old, f.name) != getattr(new, f.name)
+        f"{prefix}{name}"
+        for name in fields_of(old)
+        if name not in skip and getattr(old, name) != getattr(new, name)
     ]
 
 
-def _differs(old: object, new: object, key: str) -> bool:
-    return bool(getattr(old, key) != getattr(new, key))
+def fields_of(config: object) -> list[str]:
+    return [f.name for f in fields(config)]  # type: ignore[arg-type]

@@ -74,8 +74,8 @@ def reloaded_config(running: AgentConfig) -> AgentConfig:
 def changes(running: AgentConfig, new: AgentConfig) -> str:
     """What a reload changes, for its line: "pairings +secom-nii; peers +nii; sources"."""
     parts = [
-        _added_removed("pairings", running.pairings.keys(), new.pairings.keys()),
-        _added_removed("peers", running.peers.keys(), new.peers.keys()),
+        added_removed("pairings", running.pairings.keys(), new.pairings.keys()),
+        added_removed("peers", running.peers.keys(), new.peers.keys()),
     ]
     edited = sorted(
         name
@@ -84,14 +84,15 @@ def changes(running: AgentConfig, new: AgentConfig) -> str:
     )
     if edited:
         parts.append("changed " + ", ".join(edited))
-    parts += [key for key in ("sources", "server") if _differs(running, new, key)]
+    parts += [key for key in ("sources", "server") if getattr(running, key) != getattr(new, key)]
     if _own_rules(running) != _own_rules(new):
         parts.append("attribution")
     shown = "; ".join(part for part in parts if part)
     return shown or "no change to pairings, peers, sources, server or attribution"
 
 
-def _added_removed(kind: str, old: Iterable[str], new: Iterable[str]) -> str:
+def added_removed(kind: str, old: Iterable[str], new: Iterable[str]) -> str:
+    """What a reload adds and removes of `kind` (names), for its line: "pairings +a -b"."""
     olds, news = set(old), set(new)
     items = [f"+{n}" for n in sorted(news - olds)] + [f"-{n}" for n in sorted(olds - news)]
     return f"{kind} {' '.join(items)}" if items else ""
@@ -102,7 +103,3 @@ def _own_rules(config: AgentConfig) -> object:
     with the pairings, and are said there)."""
     rules = tuple(r for r in config.attribution.rules if not r.label.startswith("pairings."))
     return rules, config.attribution.ccadb_owners
-
-
-def _differs(old: AgentConfig, new: AgentConfig, key: str) -> bool:
-    return bool(getattr(old, key) != getattr(new, key))

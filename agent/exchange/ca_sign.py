@@ -12,7 +12,6 @@ reaches the register or a file.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
@@ -20,6 +19,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from invsync.agent.errors import InvsyncError
 from invsync.agent.exchange.ca_key import CaKey
 from invsync.agent.model.der import element
+from invsync.agent.model.signatures import signed_by
 
 _SEQUENCE, _BIT_STRING, _OID = 0x30, 0x03, 0x06
 # AlgorithmIdentifier { ecdsa-with-SHA256 (1.2.840.10045.4.3.2) }, no parameters (RFC 5758).
@@ -37,9 +37,8 @@ def certificate(builder: x509.CertificateBuilder, key: CaKey) -> x509.Certificat
     """The certificate `builder` describes, signed by `key`."""
     tbs = builder.sign(_throwaway(), hashes.SHA256()).tbs_certificate_bytes
     cert = x509.load_der_x509_certificate(_signed(tbs, key.sign(tbs)))
-    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256 or not _verifies(
-        key.public, cert.signature, cert.tbs_certificate_bytes
-    ):
+    ecdsa_sha256 = cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    if not ecdsa_sha256 or not signed_by(cert, key.public):
         raise AssemblyError("the certificate assembled does not verify with the CA's key")
     return cert
 
@@ -58,14 +57,6 @@ def crl(
 def _signed(tbs: bytes, signature: bytes) -> bytes:
     # A BIT STRING's first content byte counts its unused bits: none in a DER signature.
     return element(_SEQUENCE, tbs + ECDSA_SHA256 + element(_BIT_STRING, b"\x00" + signature))
-
-
-def _verifies(public: ec.EllipticCurvePublicKey, signature: bytes, tbs: bytes) -> bool:
-    try:
-        public.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def _throwaway() -> ec.EllipticCurvePrivateKey:
