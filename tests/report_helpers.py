@@ -32,6 +32,7 @@ from invsync.agent.report.body import (
     parse_report_body,
     verify_report,
 )
+from invsync.agent.report.certificates import lookup_in
 from invsync.agent.sources.registry import load_sources
 from tests.paths import DEMO
 
@@ -68,6 +69,7 @@ def body_bytes(findings: Iterable[Finding], as_of: datetime = AS_OF) -> bytes:
         subordinate=SUB_REF,
         findings=findings,
         signers=signers(),
+        certificates=lookup_in(SECOM_LOG, JPRS_LIST),
     )
 
 

@@ -17,15 +17,22 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
-def test_text_lists_every_code_with_severity_policy_and_description() -> None:
+def test_text_lists_every_code_with_severity_policy_description_and_action() -> None:
     lines = _run().splitlines()
-    assert len(lines) == 2 * len(CATALOGUE)
-    for (head, description), info in zip(
-        zip(lines[::2], lines[1::2], strict=True), CATALOGUE.values(), strict=True
+    assert len(lines) == 3 * len(CATALOGUE)
+    for (head, description, action), info in zip(
+        zip(lines[::3], lines[1::3], lines[2::3], strict=True), CATALOGUE.values(), strict=True
     ):
         assert head.split()[:2] == [info.code, info.severity.value]
         assert head.endswith(info.policy or "(no root program policy)")
         assert description.strip() == info.description
+        assert action.strip() == f"What to do: {info.action}"
+
+
+def test_every_code_says_what_to_do_in_one_sentence_or_two() -> None:
+    for info in CATALOGUE.values():
+        assert info.action.endswith("."), info.code
+        assert 20 < len(info.action) <= 140, info.code
 
 
 def test_text_names_the_incident_rules_policies() -> None:
@@ -48,6 +55,7 @@ def test_json_is_the_catalogue_in_rule_order() -> None:
             "severity": info.severity.value,
             "policy": info.policy,
             "description": info.description,
+            "action": info.action,
         }
         for info in CATALOGUE.values()
     ]

@@ -23,7 +23,7 @@ NO_POLICY = "(no root program policy)"  # text for a code resting on the pairing
     help="text: one code a line with its severity and policy; json: a list of objects.",
 )
 def rules_command(fmt: str) -> None:
-    """List every finding code with its severity, policy and description."""
+    """List every finding code with its severity, policy, description and what to do."""
     entries = list(CATALOGUE.values())
     click.echo(rules_json(entries) if fmt == "json" else rules_text(entries), nl=False)
 
@@ -33,6 +33,7 @@ def rules_text(entries: list[CodeInfo]) -> str:
     lines = [
         f"{entry.code:<{width}}  {entry.severity.value:<7}  {entry.policy or NO_POLICY}\n"
         f"{'':<{width}}  {entry.description}\n"
+        f"{'':<{width}}  What to do: {entry.action}\n"
         for entry in entries
     ]
     return "".join(lines)
@@ -45,6 +46,7 @@ def rules_json(entries: list[CodeInfo]) -> str:
             "severity": entry.severity.value,
             "policy": entry.policy,
             "description": entry.description,
+            "action": entry.action,
         }
         for entry in entries
     ]

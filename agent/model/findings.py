@@ -79,6 +79,8 @@ class CodeInfo:
     severity: Severity
     policy: str
     description: str
+    # What the party that must act does, in plain words, for the reports' "what to do" column.
+    action: str
 
 
 def _catalogue(*entries: CodeInfo) -> Mapping[str, CodeInfo]:
@@ -93,24 +95,32 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         Severity.ERROR,
         MOZILLA_DISCLOSURE,
         "The root issued a CA certificate to the subordinate that the subordinate does not list.",
+        "Subordinate: add the certificate to your inventory and audit scope, or ask the root to "
+        "revoke it if you never used it.",
     ),
     CodeInfo(
         MISSING_AT_ROOT,
         Severity.ERROR,
         BR_ISSUANCE_RECORDS,
         "The subordinate lists a CA certificate under the root's key that the root does not list.",
+        "Root: find the certificate in your issuance records and list it, or report an issuance "
+        "you cannot account for as an incident.",
     ),
     CodeInfo(
         STATUS_MISMATCH,
         Severity.ERROR,
         BR_REVOCATION,
         "The parties, a CRL or CCADB disagree on whether, when or why a certificate was revoked.",
+        "Agree on the revocation: revoke where it should be, and correct the CRL, CCADB record or "
+        "inventory that is wrong.",
     ),
     CodeInfo(
         DOPPELGANGER_UNTRACKED,
         Severity.WARNING,
         PAIRING_AGREEMENT,
         "A certificate shares subject and key with others that are listed or revoked differently.",
+        "List or revoke every certificate of the group alike: one key and subject are one CA, "
+        "whichever certificate is used.",
     ),
     CodeInfo(
         NOT_IN_AUDIT_SCOPE,
@@ -118,24 +128,29 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         MOZILLA_AUDIT_SCOPE,
         "A live, not technically constrained CA certificate issued before an audit period's end "
         "is absent from that audit's list.",
+        "Add the certificate to the next audit's scope, or revoke it; tell the root program if an "
+        "audit period missed it.",
     ),
     CodeInfo(
         AUDIT_OVERDUE,
         Severity.ERROR,
         CCADB_AUDIT_DELIVERY,
         "CCADB holds no audit for a live CA certificate, or its next audit report is overdue.",
+        "Deliver the audit report to CCADB, or revoke the certificate if it is no longer audited.",
     ),
     CodeInfo(
         UNUSED_NOT_REVOKED,
         Severity.ERROR,
         BR_REVOCATION,
         "A CA certificate marked unused or decommissioned is still valid and not revoked.",
+        "Revoke the unused certificate and disclose the revocation in CCADB.",
     ),
     CodeInfo(
         NOT_DISCLOSED,
         Severity.ERROR,
         MOZILLA_DISCLOSURE,
         "A CA certificate has no CCADB record seven days after its notBefore.",
+        "Disclose the certificate in CCADB now, and file an incident for the late disclosure.",
     ),
     CodeInfo(
         PROFILE_DEVIATION,
@@ -143,30 +158,37 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         PAIRING_AGREEMENT,
         "A live CA certificate's serial length, EKUs or validity differ from its operator's "
         "declared profile.",
+        "Check the certificate against the declared profile: correct the profile, or replace the "
+        "certificate.",
     ),
     CodeInfo(
         UNATTRIBUTED,
         Severity.WARNING,
         PAIRING_AGREEMENT,
         "The root lists a CA certificate under its key without knowing who operates it.",
+        "Root: name the operator of this certificate in your sources (issuance log or CCADB), so "
+        "it is reconciled with them.",
     ),
     CodeInfo(
         ATTRIBUTION_CONFLICT,
         Severity.WARNING,
         PAIRING_AGREEMENT,
         "The root's own sources name two operators for one CA certificate it issued.",
+        "Root: correct the source that names the wrong operator, so the certificate has one.",
     ),
     CodeInfo(
         STALE_PEER,
         Severity.WARNING,
         PAIRING_AGREEMENT,
         "A party's snapshot has expired or is older than its maximum age.",
+        "The named party: get its agent running and pushing fresh snapshots again.",
     ),
     CodeInfo(
         DISAPPEARED,
         Severity.ERROR,
         PAIRING_AGREEMENT,
         "A certificate left a party's snapshot without being revoked or expiring.",
+        "Put the certificate back in the inventory, or revoke it if it was dropped on purpose.",
     ),
     CodeInfo(
         LOG_SPLIT_VIEW,
@@ -174,6 +196,8 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         EXCHANGE_HISTORY,
         "The peer's snapshot carries a log checkpoint that is not consistent with the agent's "
         "own: the exchange showed the two parties different logs.",
+        "Stop trusting the exchange, keep the evidence bundle, and compare checkpoints with the "
+        "peer out of band.",
     ),
     CodeInfo(
         PEER_ROLLBACK,
@@ -181,6 +205,8 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         EXCHANGE_HISTORY,
         "The exchange served a peer snapshot older than one the agent verified, or another one "
         "with the same version.",
+        "Keep the evidence bundle and ask the exchange operator and the peer why an older "
+        "snapshot was served.",
     ),
     CodeInfo(
         LOG_INCONSISTENT,
@@ -188,12 +214,16 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         EXCHANGE_HISTORY,
         "The exchange's log is not an append-only extension of the last checkpoint the agent "
         "verified, or does not hold the agent's own entry as receipted.",
+        "Keep the evidence bundle and ask the exchange operator to explain the log; do not accept "
+        "its reports meanwhile.",
     ),
     CodeInfo(
         RULE_CRASHED,
         Severity.ERROR,
         PAIRING_AGREEMENT,
         "A reconciliation rule raised an exception; its findings are missing from this run.",
+        "Report the crash to the invsync maintainers with the log; the rule's findings are "
+        "missing until it is fixed.",
     ),
 )
 

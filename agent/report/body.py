@@ -32,6 +32,7 @@ from invsync.agent.files import write_atomically
 from invsync.agent.model.findings import Finding, count_by_severity, parse_rfc3339
 from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.model.untrusted_json import read_json
+from invsync.agent.report.certificates import CertificateLookup, ListedCertificate
 from invsync.agent.report.diff import FindingKey, finding_key
 from invsync.agent.times import rfc3339
 
@@ -52,7 +53,10 @@ _BODY_FIELDS = (
     "signers",
     "previous_report",
     "resolved",
+    "certificates",
 )
+# A body made before reports listed their certificates lacks `certificates`; it still reads.
+_OPTIONAL_FIELDS = frozenset({"certificates"})
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class ReportBody:
     previous_report: str | None = None
     resolved: tuple[Resolved, ...] = ()
     report_id: str = ""
+    certificates: tuple[ListedCertificate, ...] = ()
 
 
 def build_report_body(
@@ -156,13 +161,15 @@ def build_report_body(
     findings: Iterable[Finding],
     signers: Iterable[Signer],
     previous: ReportBody | None = None,
+    certificates: CertificateLookup | None = None,
 ) -> bytes:
     """The canonical body bytes: what the server and both parties sign.
 
     A pure function of its arguments. `previous` is the pairing's report this one continues
     (parsed, so it knows its id): a finding with the same identity (`finding_key`) there keeps
     its `first_seen`, any other is first seen now; the previous findings gone from `findings`
-    are listed as `resolved` by this report's snapshot versions.
+    are listed as `resolved` by this report's snapshot versions. `certificates` gives the facts
+    of the certificates the findings and resolved findings name (none listed without it).
     """
     if previous is not None and (previous.pairing != pairing or not previous.report_id):
         raise ValueError("previous must be a parsed report of the same pairing")
@@ -181,8 +188,20 @@ def build_report_body(
         "signers": [signer.to_json() for signer in sorted(signers, key=lambda s: s.sort_key)],
         "previous_report": None if previous is None else previous.report_id,
         "resolved": [r.to_json() for r in resolved],
+        "certificates": _listed(ordered, resolved, certificates),
     }
     return canonical_json(obj)
+
+
+def _listed(
+    findings: list[Finding], resolved: list[Resolved], lookup: CertificateLookup | None
+) -> list[dict[str, object]]:
+    if lookup is None:
+        return []
+    named = [*findings, *(r.finding for r in resolved)]
+    shas = frozenset(sha for f in named for sha in (f.sha256, *f.related) if sha)
+    found = {c.sha256: c for c in lookup(shas) if c.sha256 in shas}
+    return [found[sha].to_json() for sha in sorted(found)]
 
 
 def _first_seen(previous: ReportBody | None) -> dict[FindingKey, datetime]:
@@ -251,8 +270,9 @@ _PARSED_LOCK = threading.Lock()
 
 def _parsed(body: bytes, rid: str) -> ReportBody:
     obj = _object(_json(body, "report body"), "report body")
-    if set(obj) != set(_BODY_FIELDS):
-        missing, extra = set(_BODY_FIELDS) - set(obj), set(obj) - set(_BODY_FIELDS)
+    if not set(_BODY_FIELDS) - _OPTIONAL_FIELDS <= set(obj) <= set(_BODY_FIELDS):
+        missing = set(_BODY_FIELDS) - _OPTIONAL_FIELDS - set(obj)
+        extra = set(obj) - set(_BODY_FIELDS)
         raise ReportError(f"report body: missing {sorted(missing)}, unexpected {sorted(extra)}")
     if obj["schema"] != SCHEMA:
         raise ReportError(f"report body: field 'schema' is {obj['schema']!r}, expected {SCHEMA!r}")
@@ -267,6 +287,7 @@ def _parsed(body: bytes, rid: str) -> ReportBody:
         previous_report=_previous_report(obj["previous_report"]),
         resolved=tuple(_list_of(obj, "resolved", _resolved_entry)),
         report_id=rid,
+        certificates=_certificates(obj),
     )
     if dict(parsed.summary) != count_by_severity(parsed.findings):
         raise ReportError("report body: field 'summary' does not match the findings")
@@ -274,6 +295,16 @@ def _parsed(body: bytes, rid: str) -> ReportBody:
         if finding.first_seen is None:
             raise ReportError(f"report body: findings[{index}]: field 'first_seen' is null")
     return parsed
+
+
+def _certificates(obj: Mapping[str, object]) -> tuple[ListedCertificate, ...]:
+    if "certificates" not in obj:
+        return ()
+    listed = tuple(_list_of(obj, "certificates", ListedCertificate.from_json))
+    shas = [c.sha256 for c in listed]
+    if shas != sorted(set(shas)):
+        raise ReportError("report body: field 'certificates' must be sorted by sha256, once each")
+    return listed
 
 
 def _previous_report(value: object) -> str | None:

@@ -24,6 +24,7 @@ from invsync.agent.report.body import (
     build_report_body,
     parse_report_body,
 )
+from invsync.agent.report.certificates import CertificateLookup, lookup_in
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,18 @@ def build_report(
         findings=_findings(pairing, root, subordinate, as_of),
         signers=signers,
         previous=previous,
+        certificates=_lookup(root, subordinate, previous),
     )
+
+
+def _lookup(
+    root: ReportSide, subordinate: ReportSide, previous: ReportBody | None
+) -> CertificateLookup:
+    """Facts from the snapshots compared, then the ones before them (a certificate that
+    disappeared), then the previous report (a resolved finding's certificate that left both)."""
+    snapshots = (root.snapshot, subordinate.snapshot, root.previous, subordinate.previous)
+    groups = [s.records for s in snapshots if s is not None]
+    return lookup_in(*groups, earlier=() if previous is None else previous.certificates)
 
 
 def _findings(

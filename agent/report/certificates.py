@@ -1,0 +1,94 @@
+"""The certificates a report's findings name, with the facts an officer files them by.
+
+A finding names its certificate by SHA-256 and subject only; an incident report, a CSV for a
+spreadsheet and the HTML page also need the issuer, serial and validity. The report body lists
+them once per certificate (`certificates`), taken from the two snapshots it compares, so a report
+file alone is enough to fill in an incident's appendix, without the party's database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from invsync.agent.errors import ReportError
+from invsync.agent.model.findings import parse_rfc3339
+from invsync.agent.model.record import CertInfo, CertRecord
+from invsync.agent.times import rfc3339
+
+FIELDS = ("sha256", "subject", "issuer", "serial", "not_before", "not_after")
+
+
+@dataclass(frozen=True)
+class ListedCertificate:
+    """One certificate as the report lists it. `subject` and `issuer` are RFC 4514 text as in
+    the certificate (attacker-controlled: every rendering escapes them); `serial` is uppercase
+    hex of the DER INTEGER's content bytes."""
+
+    sha256: str
+    subject: str
+    issuer: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+
+    @classmethod
+    def of(cls, info: CertInfo) -> ListedCertificate:
+        return cls(
+            info.sha256, info.subject, info.issuer, info.serial_hex, info.not_before, info.not_after
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "sha256": self.sha256,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "not_before": rfc3339(self.not_before),
+            "not_after": rfc3339(self.not_after),
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> ListedCertificate:
+        if not isinstance(value, dict) or set(value) != set(FIELDS):
+            raise ReportError(f"{where}: expected an object with exactly {', '.join(FIELDS)}")
+        text = {key: _text(value, key, where) for key in FIELDS}
+        return cls(
+            sha256=text["sha256"],
+            subject=text["subject"],
+            issuer=text["issuer"],
+            serial=text["serial"],
+            not_before=parse_rfc3339(text["not_before"], f"{where}: field 'not_before'"),
+            not_after=parse_rfc3339(text["not_after"], f"{where}: field 'not_after'"),
+        )
+
+
+def _text(obj: Mapping[str, object], key: str, where: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ReportError(f"{where}: field {key!r} is not a string")
+    return value
+
+
+# Given the SHA-256s a body's findings name, the facts of those of them the caller holds.
+CertificateLookup = Callable[[frozenset[str]], Iterable[ListedCertificate]]
+
+
+def lookup_in(
+    *groups: Iterable[CertRecord], earlier: Iterable[ListedCertificate] = ()
+) -> CertificateLookup:
+    """A lookup over record groups, first group first, then `earlier` (a previous report's
+    certificates, for a certificate no group holds any more)."""
+
+    def find(shas: frozenset[str]) -> list[ListedCertificate]:
+        found: dict[str, ListedCertificate] = {}
+        for group in groups:
+            for record in group:
+                if record.sha256 in shas and record.sha256 not in found:
+                    found[record.sha256] = ListedCertificate.of(record.info)
+        for listed in earlier:
+            found.setdefault(listed.sha256, listed)
+        return list(found.values())
+
+    return find

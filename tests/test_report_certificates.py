@@ -1,0 +1,67 @@
+"""The certificates a report lists (`certificates` in the body, `agent.report.certificates`).
+
+Built from the real SECOM issuance log and JPRS list of the demo: the two certificates of Mozilla
+bug 1695993 are listed with the issuer, serial and validity read from their DER by `cryptography`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography import x509
+
+from invsync.agent.errors import ReportError
+from invsync.agent.report.body import canonical_json, parse_report_body
+from tests.report_helpers import DV_BUG, OV_BUG, SECOM_LOG, body_bytes, demo_findings
+
+
+def _cert(sha: str) -> x509.Certificate:
+    record = next(r for r in SECOM_LOG if r.sha256 == sha)
+    return x509.load_der_x509_certificate(record.info.der)
+
+
+def test_the_bug_certificates_are_listed_with_issuer_serial_and_validity() -> None:
+    body = parse_report_body(body_bytes(demo_findings()))
+    listed = {c.sha256: c for c in body.certificates}
+    for sha in (OV_BUG, DV_BUG):
+        cert = _cert(sha)
+        assert listed[sha].issuer == cert.issuer.rfc4514_string()
+        assert listed[sha].subject == cert.subject.rfc4514_string()
+        assert int(listed[sha].serial, 16) == cert.serial_number
+        assert listed[sha].not_before == cert.not_valid_before_utc
+        assert listed[sha].not_after == cert.not_valid_after_utc
+
+
+def test_every_named_certificate_is_listed_once_in_order() -> None:
+    body = parse_report_body(body_bytes(demo_findings()))
+    named = {sha for f in body.findings for sha in (f.sha256, *f.related) if sha}
+    shas = [c.sha256 for c in body.certificates]
+    assert shas == sorted(named)
+
+
+def test_a_body_without_certificates_still_reads() -> None:
+    obj = json.loads(body_bytes(demo_findings()))
+    del obj["certificates"]
+    assert parse_report_body(canonical_json(obj)).certificates == ()
+
+
+def test_certificates_out_of_order_are_refused() -> None:
+    obj = json.loads(body_bytes(demo_findings()))
+    obj["certificates"].reverse()
+    with pytest.raises(ReportError, match="'certificates' must be sorted by sha256, once each"):
+        parse_report_body(canonical_json(obj))
+
+
+def test_a_certificate_with_a_missing_field_names_its_index() -> None:
+    obj = json.loads(body_bytes(demo_findings()))
+    del obj["certificates"][1]["issuer"]
+    with pytest.raises(ReportError, match=r"certificates\[1\]: expected an object with exactly"):
+        parse_report_body(canonical_json(obj))
+
+
+def test_a_bad_validity_time_is_refused() -> None:
+    obj = json.loads(body_bytes(demo_findings()))
+    obj["certificates"][0]["not_after"] = "tomorrow"
+    with pytest.raises(ReportError, match=r"certificates\[0\]: field 'not_after'"):
+        parse_report_body(canonical_json(obj))
