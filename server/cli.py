@@ -40,7 +40,7 @@ SUMMARIES: dict[str, str] = {
         "Compare two parties' CA certificate lists offline, with no server and no configuration."
     ),
     "report": "Verify, list, show and compare signed reconciliation reports.",
-    "rules": "List every finding code with its severity, policy and description.",
+    "rules": "List every finding code with its severity, policy, description and what to do.",
     "status": (
         "Show each pairing: our last snapshot and the peer's (version, age, expiry), a snapshot"
         " awaiting its receipt, the latest report (signatures, open and acknowledged findings),"

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import click
 
-from invsync.agent.cli.outcomes import ErrorFindings, IncompleteReport
+from invsync.agent.cli.outcomes import ErrorFindings, IncompleteReport, LintFindings
 from invsync.agent.errors import (
     ConfigError,
     InvsyncError,
@@ -41,6 +41,7 @@ from invsync.agent.exchange.ca_lock import CaBusy
 from invsync.agent.exchange.ca_sign import AssemblyError
 from invsync.agent.exchange.envelope import MalformedEnvelope
 from invsync.agent.exchange.rejections import UntrustedInput
+from invsync.agent.inventory.lint import LintUnavailable
 from invsync.agent.store.lock import DatabaseInUse
 from invsync.agent.telemetry.logs import setup_logging
 
@@ -62,6 +63,8 @@ EXIT_CODES: Mapping[type[InvsyncError], int] = {
     ReportError: EXIT_USAGE,
     IncompleteReport: EXIT_FINDINGS,
     ErrorFindings: EXIT_FINDINGS,
+    LintFindings: EXIT_FINDINGS,
+    LintUnavailable: EXIT_CANNOT_RUN,  # the opt-in linter is not installed
     CheckFailed: EXIT_FINDINGS,
     UntrustedInput: EXIT_FINDINGS,
     TransportError: EXIT_CANNOT_RUN,

@@ -17,6 +17,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from invsync.agent.cli.lint import lint_command
 from invsync.agent.cli.options import (
     audit_options,
     config_option,
@@ -337,3 +338,7 @@ def _jsonl(record: CertRecord) -> str:
         if record.revocation.reason:
             entry["revocation_reason"] = record.revocation.reason
     return json.dumps(entry) + "\n"
+
+
+# Its own module: the opt-in linter's command is not part of the inventory's plumbing.
+inventory_group.add_command(lint_command)

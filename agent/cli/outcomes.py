@@ -16,3 +16,9 @@ class ErrorFindings(ReportError):
     as `reconcile` does (agent.cli.entry.EXIT_CODES)."""
 
     hint = "Read the report the line above names; `invsync status` lists the open findings."
+
+
+class LintFindings(ReportError):
+    """`inventory lint` found certificates with findings of severity ERROR or FATAL: exit 1."""
+
+    hint = "Each line names the certificate and pkilint's finding code; see its CA/B Forum rule."
