@@ -7,13 +7,27 @@ bug 1695993 are listed with the issuer, serial and validity read from their DER 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from cryptography import x509
 
 from invsync.agent.errors import ReportError
-from invsync.agent.report.body import canonical_json, parse_report_body
-from tests.report_helpers import DV_BUG, OV_BUG, SECOM_LOG, body_bytes, demo_findings
+from invsync.agent.model.record import CertRecord
+from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.report.body import ReportBody, canonical_json, parse_report_body
+from invsync.agent.report.build import ReportSide, build_report
+from tests.golden_cases import GOLDEN, load
+from tests.report_helpers import (
+    AS_OF,
+    DV_BUG,
+    JPRS_LIST,
+    OV_BUG,
+    SECOM_LOG,
+    body_bytes,
+    demo_findings,
+    signers,
+)
 
 
 def _cert(sha: str) -> x509.Certificate:
@@ -65,3 +79,49 @@ def test_a_bad_validity_time_is_refused() -> None:
     obj["certificates"][0]["not_after"] = "tomorrow"
     with pytest.raises(ReportError, match=r"certificates\[0\]: field 'not_after'"):
         parse_report_body(canonical_json(obj))
+
+
+def _snapshot(party: str, version: int, records: tuple[CertRecord, ...]) -> Snapshot:
+    case = load(GOLDEN / "incident-2021-01-01.json")
+    side = case.root if party == "secom" else case.sub
+    assert side.header is not None
+    header = replace(side.header, party=party, version=version)
+    return Snapshot(header, records, f"{version:02x}" * 32)
+
+
+def _build(root: ReportSide, sub: ReportSide, previous: ReportBody | None = None) -> ReportBody:
+    body = build_report(
+        pairing="secom-jprs",
+        as_of=AS_OF,
+        root=root,
+        subordinate=sub,
+        signers=signers(),
+        previous=previous,
+    )
+    return parse_report_body(body)
+
+
+def test_a_certificate_that_left_a_snapshot_is_listed_from_the_one_before() -> None:
+    ov = next(r for r in SECOM_LOG if r.sha256 == OV_BUG)
+    held = tuple(JPRS_LIST)
+    root = ReportSide.of(_snapshot("secom", 1, held))
+    sub = ReportSide.of(_snapshot("jprs", 2, held), _snapshot("jprs", 1, (*held, ov)))
+    body = _build(root, sub)
+    assert ("disappeared", OV_BUG) in {(f.code, f.sha256) for f in body.findings}
+    assert {c.sha256: c.serial for c in body.certificates}[OV_BUG] == ov.info.serial_hex
+
+
+def test_a_resolved_findings_certificate_is_listed_from_the_previous_report() -> None:
+    ov = next(r for r in SECOM_LOG if r.sha256 == OV_BUG)
+    held = tuple(JPRS_LIST)
+    first = _build(
+        ReportSide.of(_snapshot("secom", 1, (*held, ov))), ReportSide.of(_snapshot("jprs", 1, held))
+    )
+    assert ("missing-at-subordinate", OV_BUG) in {(f.code, f.sha256) for f in first.findings}
+    second = _build(
+        ReportSide.of(_snapshot("secom", 3, held)),
+        ReportSide.of(_snapshot("jprs", 3, held)),
+        previous=first,
+    )
+    assert OV_BUG in {r.finding.sha256 for r in second.resolved}
+    assert OV_BUG in {c.sha256 for c in second.certificates}
