@@ -8,13 +8,14 @@ file alone is enough to fill in an incident's appendix, without the party's data
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from invsync.agent.errors import ReportError
 from invsync.agent.model.findings import parse_rfc3339
 from invsync.agent.model.record import CertInfo, CertRecord
+from invsync.agent.reconcile.side_index import by_sha256
 from invsync.agent.times import rfc3339
 
 FIELDS = ("sha256", "subject", "issuer", "serial", "not_before", "not_after")
@@ -76,17 +77,21 @@ CertificateLookup = Callable[[frozenset[str]], Iterable[ListedCertificate]]
 
 
 def lookup_in(
-    *groups: Iterable[CertRecord], earlier: Iterable[ListedCertificate] = ()
+    *groups: Sequence[CertRecord], earlier: Iterable[ListedCertificate] = ()
 ) -> CertificateLookup:
     """A lookup over record groups, first group first, then `earlier` (a previous report's
-    certificates, for a certificate no group holds any more)."""
+    certificates, for a certificate no group holds any more). Each group is looked up through
+    the index the reconciliation of the same snapshots made and kept (`side_index`), so listing
+    costs what the findings name, not what the snapshots hold."""
 
     def find(shas: frozenset[str]) -> list[ListedCertificate]:
         found: dict[str, ListedCertificate] = {}
         for group in groups:
-            for record in group:
-                if record.sha256 in shas and record.sha256 not in found:
-                    found[record.sha256] = ListedCertificate.of(record.info)
+            index = by_sha256(group)
+            for sha in shas - found.keys():
+                record = index.get(sha)
+                if record is not None:
+                    found[sha] = ListedCertificate.of(record.info)
         for listed in earlier:
             found.setdefault(listed.sha256, listed)
         return list(found.values())
