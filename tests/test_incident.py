@@ -223,3 +223,19 @@ def test_hostile_certificate_text_stays_in_its_table_cells(
     assert len(rows) == 1 and _cells(rows[0]) == 13
     timeline = text[text.index("### Timeline") : text.index("### Related")].splitlines()
     assert all(_cells(line) == 3 for line in timeline if line.startswith("| 2"))
+
+
+def test_an_unused_not_revoked_finding_is_the_left_unrevoked_failure() -> None:
+    body = _body(MARCH)
+    unused = make_finding(
+        "unused-not-revoked",
+        sha256=OV_BUG,
+        subject="CN=JPRS Organization Validation Authority - G3",
+        party="jprs",
+        message="marked unused, not revoked",
+    )
+    chosen = (replace(unused, first_seen=MARCH),)
+    text = incident_draft(Incident(chosen, (replace(body, findings=chosen),)))
+    assert "1. **Left unrevoked** (`unused-not-revoked`): 1 CA certificate(s)" in text
+    assert "for 234 days, 2020-07-10 to 2021-03-01. Policy: TLS BR 4.9.1.2." in text
+    assert "certificate(s), 1 failure(s)" in text

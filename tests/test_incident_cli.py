@@ -130,6 +130,10 @@ def test_references_that_name_nothing_or_too_much_are_refused(demo: Path) -> Non
     assert _refused("--open-errors", "--pairing", "secom-nii", "--dir", reports) == (
         f"no report of pairing 'secom-nii' in {reports}; name one with --report"
     )
+    [latest] = report_files(demo / "reports" / "secom")
+    assert _refused("--open-errors", "--pairing", "secom-nii", "--report", str(latest.path)) == (
+        f"report {latest.path} is of pairing 'secom-jprs', not 'secom-nii'"
+    )
 
 
 def test_a_reference_naming_nothing_exits_2_with_its_message(demo: Path) -> None:

@@ -193,10 +193,15 @@ def _sentence(incident: Incident, failure: Failure) -> str:
         )
     if failure.title == UNREVOKED:
         return (
-            f"{count} CA certificate(s) that {party} does not list stayed valid and unrevoked "
-            f"until the report's as of:"
+            f"{count} CA certificate(s) {_unused(failure, party)} stayed valid and unrevoked "
+            f"as of the report, {incident.body.as_of.date()}:"
         )
     return f"{md(failure.findings[0].message)} ({count} certificate(s)):"
+
+
+def _unused(failure: Failure, party: str) -> str:
+    codes = {f.code for f in failure.findings}
+    return f"that {party} does not list" if MISSING_AT_SUBORDINATE in codes else "marked unused"
 
 
 def _days(start: datetime, end: datetime) -> int:
