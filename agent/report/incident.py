@@ -161,13 +161,18 @@ def _subject_of(incident: Incident, sha: str) -> str:
 
 
 def _failure(incident: Incident, failure: Failure) -> str:
-    codes = ", ".join(f"`{code}`" for code in sorted({f.code for f in failure.findings}))
+    codes = _codes(failure)
     certs = ", ".join(_certificate(incident, failure, sha) for sha in failure.certificates)
     policy = f"Policy: {md(failure.policy)}. " if failure.policy else ""
     return (
         f"**{md(failure.title.capitalize())}** ({codes}): {_sentence(incident, failure)} "
         f"{certs}. {policy}What to do: {md(failure.action)}"
     )
+
+
+def _codes(failure: Failure) -> str:
+    """The codes of the findings a failure rests on (not its own, for a derived one)."""
+    return ", ".join(f"`{code}`" for code in sorted({f.code for f in failure.findings}))
 
 
 def _certificate(incident: Incident, failure: Failure, sha: str) -> str:
@@ -302,7 +307,7 @@ def _root_causes(incident: Incident, found: list[Failure]) -> str:
     parts = ["### Root Cause Analysis"]
     for n, failure in enumerate(found, start=1):
         detection = (
-            f"found by invsync (`{failure.code}`) in {report_ref(incident.body)}; how it "
+            f"found by invsync ({_codes(failure)}) in {report_ref(incident.body)}; how it "
             f"avoided detection before: {TO_WRITE}"
         )
         parts.append(
