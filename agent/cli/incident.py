@@ -1,4 +1,4 @@
-"""`invsync incident draft`: a CCADB-layout incident report draft for one finding."""
+"""`invsync incident draft`: one CCADB-layout incident report draft for several findings."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from invsync.agent.cli.report import load_report
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ReportError
 from invsync.agent.files import write_atomically
-from invsync.agent.model.findings import Finding
-from invsync.agent.model.record import CertRecord
-from invsync.agent.report.body import report_id
-from invsync.agent.report.files import report_files
-from invsync.agent.report.incident import incident_draft
+from invsync.agent.report.body import ReportBody
+from invsync.agent.report.files import ReportFile, report_files
+from invsync.agent.report.incident import Incident, affected_shas, incident_draft
+from invsync.agent.report.incident_history import Sighting, sightings
+from invsync.agent.report.incident_select import select
 from invsync.agent.store.agent_store import AgentStore
 
 
@@ -25,7 +25,17 @@ def incident_group() -> None:
 
 
 @incident_group.command("draft")
-@click.argument("finding")
+@click.argument("refs", nargs=-1)
+@click.option(
+    "--certificate",
+    "certificates",
+    multiple=True,
+    help="Every finding of the certificate with this SHA-256 (or prefix); repeatable.",
+)
+@click.option(
+    "--open-errors", is_flag=True, help="Every error finding no party acknowledged in the report."
+)
+@click.option("--pairing", default=None, help="Take the latest report of this pairing.")
 @click.option(
     "--report",
     "report",
@@ -35,7 +45,7 @@ def incident_group() -> None:
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="An agent configuration: its report_dir and its inventory's history are used.",
+    help="An agent configuration: its report_dir, and its database's signed snapshots.",
 )
 @click.option(
     "--dir",
@@ -43,7 +53,11 @@ def incident_group() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="A directory of report files (default: the agent's report_dir, or here).",
 )
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="An agent database.")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An agent database: the first snapshot of each party holding each certificate.",
+)
 @click.option(
     "--output",
     "-o",
@@ -52,22 +66,28 @@ def incident_group() -> None:
     help="Write the draft here instead of standard output.",
 )
 def draft_command(
-    finding: str,
+    refs: tuple[str, ...],
+    certificates: tuple[str, ...],
+    open_errors: bool,
+    pairing: str | None,
     report: str | None,
     config: Path | None,
     directory: Path | None,
     db: Path | None,
     output: Path | None,
 ) -> None:
-    """Draft an incident report for FINDING (CODE:SHA256, or a SHA-256 or its prefix) of a
-    report, with a timeline from the inventory's history when --config or --db is given."""
+    """Draft one incident report for the findings named by REFS (CODE:SHA256, or a SHA-256 or
+    its prefix), --certificate and --open-errors, from a report file alone; with --config or
+    --db, the timeline adds the first signed snapshot of each party holding each certificate
+    and the one recording its revocation."""
     agent_config = load_agent_config(config) if config else None
-    where = directory or (agent_config.report_dir if agent_config else Path("."))
-    _, env, body = load_report(report or _latest(where), where)
-    chosen = pick(finding, body.findings)
+    where = directory or (agent_config.report_dir if agent_config else None)
+    files = _history(report, where, pairing)
+    chosen = select(files[-1].body.findings, refs, certificates, open_errors)
     database = db or (agent_config.database if agent_config else None)
-    records = _records(database, [chosen.sha256, *chosen.related]) if database else []
-    text = incident_draft(chosen, body, records, report_id(env.payload))
+    seen = _sightings(database, files[-1].body, affected_shas(chosen)) if database else []
+    reports = tuple(f.body for f in files)
+    text = incident_draft(Incident(chosen, reports, tuple(seen)))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -75,24 +95,32 @@ def draft_command(
         click.echo(f"wrote {output}", err=True)
 
 
-def _latest(directory: Path) -> str:
-    files = report_files(directory)
-    if not files:
-        raise ReportError(f"no report in {directory}; name one with --report")
-    return str(files[-1].path)
+def _history(report: str | None, where: Path | None, pairing: str | None) -> list[ReportFile]:
+    """The pairing's reports up to the chosen one (the last), oldest first."""
+    if report is not None:
+        path, env, body = load_report(report, where or Path("."))
+        current = ReportFile(path, env, body)
+        if pairing is not None and body.pairing != pairing:
+            raise ReportError(f"report {path} is of pairing {body.pairing!r}, not {pairing!r}")
+        files = report_files(where or path.parent)
+    else:
+        files = report_files(where or Path("."))
+        current = _latest(files, where or Path("."), pairing)
+    same = [f for f in files if f.body.pairing == current.body.pairing]
+    before = [
+        f for f in same if f.body.as_of <= current.body.as_of and f.report_id != current.report_id
+    ]
+    return [*before, current]
 
 
-def pick(reference: str, findings: tuple[Finding, ...]) -> Finding:
-    """The finding `reference` names: CODE:SHA256-or-prefix, or a SHA-256 prefix alone."""
-    code, sep, sha = reference.rpartition(":")
-    sha = sha.upper()
-    found = [f for f in findings if f.sha256.startswith(sha) and (not sep or f.code == code)]
-    if len(found) != 1:
-        listed = ", ".join(f"{f.code}:{f.sha256[:16]}" for f in found) or "none"
-        raise ReportError(f"{reference!r} names {len(found)} findings of the report ({listed})")
-    return found[0]
+def _latest(files: list[ReportFile], where: Path, pairing: str | None) -> ReportFile:
+    of_pairing = [f for f in files if pairing is None or f.body.pairing == pairing]
+    if not of_pairing:
+        what = "no report" if pairing is None else f"no report of pairing {pairing!r}"
+        raise ReportError(f"{what} in {where}; name one with --report")
+    return of_pairing[-1]
 
 
-def _records(database: Path, shas: list[str]) -> list[CertRecord]:
-    with AgentStore(database, create=False) as store:
-        return [r for r in (store.record(sha) for sha in shas) if r is not None]
+def _sightings(database: Path, body: ReportBody, shas: frozenset[str]) -> list[Sighting]:
+    with AgentStore(database, create=False, keeps=False) as store:
+        return sightings(store, body.pairing, shas)

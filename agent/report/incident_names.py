@@ -1,0 +1,46 @@
+"""Certificate names as an incident report's reader wants them: "JPRS Domain Validation
+Authority - G3 (Japan Registry Services Co., Ltd.)" instead of the RFC 4514 text
+`CN=JPRS Domain Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd.,C=JP`.
+
+The text comes from a certificate, so anything can be in it: nothing here raises on any input,
+and what it returns is still attacker-controlled text that the renderer escapes.
+"""
+
+from __future__ import annotations
+
+import re
+
+SHORT = 16  # hex digits of a SHA-256 shown where the full one is in the appendix
+
+# An attribute's value runs to the next unescaped "," or "+" (RFC 4514 2.4: "\," "\+" "\\" and
+# "\HH" escape within a value).
+_RDN = re.compile(r"\s*([A-Za-z0-9.]+)=((?:\\.|[^\\,+])*)")
+_HEX = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
+
+
+def readable_name(rfc4514: str) -> str:
+    """The common name (or else the organizational unit), with the organization in parentheses
+    when there is one; the text as given when it names none of them."""
+    attributes = _attributes(rfc4514)
+    common = attributes.get("CN") or attributes.get("OU", "")
+    organization = attributes.get("O", "")
+    if common and organization and organization not in common:
+        return f"{common} ({organization})"
+    return common or organization or rfc4514
+
+
+def short(sha256: str) -> str:
+    return sha256[:SHORT]
+
+
+def _attributes(rfc4514: str) -> dict[str, str]:
+    """Each attribute type's first value, unescaped; {} for text that is not a DN."""
+    found: dict[str, str] = {}
+    for match in _RDN.finditer(rfc4514):
+        found.setdefault(match.group(1).upper(), _unescape(match.group(2)))
+    return found
+
+
+def _unescape(value: str) -> str:
+    raw = _HEX.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), value)
+    return raw.strip()
