@@ -1,7 +1,9 @@
 """Regenerate the report screenshots in docs/screenshots from the demo's real report.
 
 Runs `invsync demo` in a temporary directory and lays out the HTML report JPRS's agent wrote at
-desktop and phone widths in the system Chromium (`make browser`). Run from the project root:
+desktop and phone widths in the system Chromium (`make browser`): the whole page on a desktop,
+the top of the findings on a phone (the whole page is one long column of cards there). Run from
+the project root:
 
     make screenshots        # or: .venv/bin/python -m scripts.screenshots docs/screenshots
 """
@@ -13,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.browser import VIEWPORTS, chromium, opened, screenshot
+from tests.browser import PHONE, VIEWPORTS, chromium, opened, screenshot
 
 
 def demo_report(workdir: Path) -> Path:
@@ -29,9 +31,12 @@ def main(out: Path) -> None:
         page_file = demo_report(Path(tmp) / "demo")
         with chromium() as browser:
             for viewport in VIEWPORTS:
+                path = out / f"report-{viewport.name}.png"
                 with opened(browser, page_file, viewport) as page:
-                    written = screenshot(page, out / f"report-{viewport.name}.png")
-                    print(written)
+                    if viewport == PHONE:
+                        print(screenshot(page, path, start="#findings", height=2 * PHONE.height))
+                    else:
+                        print(screenshot(page, path))
 
 
 if __name__ == "__main__":

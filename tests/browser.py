@@ -80,8 +80,14 @@ def opened(browser: Browser, page_file: Path, viewport: Viewport) -> Iterator[Pa
         context.close()
 
 
-def screenshot(page: Page, out: Path) -> Path:
-    """The whole page as a PNG."""
+def screenshot(page: Page, out: Path, start: str = "", height: int = 0) -> Path:
+    """The page as a PNG: whole, or `height` pixels from the top of the element `start`."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(out), full_page=True)
+    box = page.locator(start).bounding_box() if start else None
+    if box is None:
+        page.screenshot(path=str(out), full_page=True)
+        return out
+    width = page.viewport_size["width"] if page.viewport_size else int(box["width"])
+    clip = {"x": 0.0, "y": box["y"], "width": float(width), "height": float(height)}
+    page.screenshot(path=str(out), full_page=True, clip=clip)  # type: ignore[arg-type]
     return out
