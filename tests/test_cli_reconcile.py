@@ -147,6 +147,11 @@ def test_markdown_is_an_offline_report_with_a_findings_table() -> None:
     rows = [line for line in result.stdout.splitlines() if OV_BUG in line]
     assert any(row.startswith("| error | missing-at-subordinate |") for row in rows)
     assert any(row.startswith("| warning | doppelganger-untracked |") for row in rows)
+    # The records compared give the certificate columns, as an exchanged report's body does.
+    (missing,) = [row for row in rows if row.startswith("| error | missing-at-subordinate |")]
+    assert "| OU=Security Communication RootCA2, O=SECOM Trust Systems CO.,LTD., C=JP " in missing
+    assert "| 22B9B172FA931A5B74 | 2020-07-10T04:48:56Z | 2029-05-29T05:00:39Z |" in missing
+    assert "## What to do\n\n- `missing-at-subordinate`: Subordinate:" in result.stdout
 
 
 def test_at_turns_an_expired_missing_certificate_into_a_notice() -> None:

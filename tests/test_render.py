@@ -27,6 +27,7 @@ from invsync.agent.report.render.text import (
     report_markdown,
     visible,
 )
+from tests.report_helpers import demo_body
 
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
 OV_SUBJECT = "CN=JPRS Organization Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd."
@@ -37,7 +38,7 @@ MISSING = make_finding(
     subject=OV_SUBJECT,
     party="jprs",
     due=datetime(2020, 7, 17, 4, 48, 56, tzinfo=UTC),
-    message=f"secom issued {OV_SUBJECT} (serial 22B9B172FA931A5B74) to jprs, which does not list",
+    message="secom issued it to jprs, which does not list it",
 )
 CRASH = make_finding(
     "rule-crashed", sha256="", subject="", party="", message="rule x crashed with KeyError: 'y'"
@@ -56,9 +57,11 @@ def _body(findings: list[Finding], signers: list[Signer] | None = None) -> bytes
     )
 
 
-def test_findings_text_is_one_aligned_line_per_finding() -> None:
+def test_findings_text_is_one_aligned_line_per_finding_the_subject_readable_once() -> None:
     assert findings_text([MISSING]) == (
-        f"ERROR   missing-at-subordinate  {OV_BUG}  {MISSING.message}\n"
+        f"ERROR   missing-at-subordinate  {OV_BUG}  "
+        "CN=JPRS Organization Validation Authority - G3, O=Japan Registry Services Co., Ltd.: "
+        "secom issued it to jprs, which does not list it\n"
     )
 
 
@@ -114,8 +117,11 @@ def test_report_markdown_shows_everything_a_reader_needs() -> None:
         f"| subordinate | jprs | 7 | {'cd' * 32} |",
         "| error | 1 |",
         "| warning | 0 |",
-        f"| error | missing-at-subordinate | {OV_BUG} |",
-        "| Mozilla Root Store Policy 5.3.2 | 2020-07-17T04:48:56Z |",
+        "| error | missing-at-subordinate | CN=JPRS Organization Validation Authority - G3, "
+        "O=Japan Registry Services Co., Ltd. | - | - | - | - |",
+        f"| {OV_BUG} | jprs | Mozilla Root Store Policy 5.3.2 | 2020-07-17T04:48:56Z |",
+        "## What to do\n\n- `missing-at-subordinate`: Subordinate: add the certificate to your "
+        "inventory and audit scope, or ask the root to revoke it if you never used it.",
         f"| server | exchange | {key.keyid} | valid |",
         "Signatures incomplete: server valid, root absent, subordinate absent.",
     ):
@@ -135,8 +141,8 @@ def test_report_markdown_escapes_a_hostile_subject() -> None:
     hostile = replace(MISSING, subject=HOSTILE, message=f"secom issued {HOSTILE} to jprs")
     text = report_markdown(parse_report_body(_body([hostile])), None)
     (row,) = [line for line in text.splitlines() if line.startswith("| error | missing")]
-    # Unescaped pipes are the table's own: 10 columns need 11, whatever the subject holds.
-    assert _unescaped(row, "|") == 11
+    # Unescaped pipes are the table's own: 14 columns need 15, whatever the subject holds.
+    assert _unescaped(row, "|") == 15
     assert _unescaped(row, "`") == 0
     assert _unescaped(row, "<") == 0
     assert _unescaped(row, "[") == 0
@@ -175,3 +181,21 @@ def test_report_markdown_shows_acknowledgements_and_what_was_resolved() -> None:
     assert "revocation planned for 2021-04" in text
     assert "## Resolved since the previous report" in text
     assert "root v2, subordinate v3" in text
+
+
+def test_report_markdown_shows_the_certificate_columns_and_each_dn_once_readable() -> None:
+    text = report_markdown(demo_body(), None)
+    (row,) = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| error | missing-at-subordinate | CN=JPRS Organization")
+    ]
+    assert row.startswith(
+        "| error | missing-at-subordinate | CN=JPRS Organization Validation Authority - G3, "
+        "O=Japan Registry Services Co., Ltd., C=JP | OU=Security Communication RootCA2, "
+        "O=SECOM Trust Systems CO.,LTD., C=JP | 22B9B172FA931A5B74 | 2020-07-10T04:48:56Z | "
+        f"2029-05-29T05:00:39Z | {OV_BUG} | jprs |"
+    )
+    assert row.count("Japan Registry Services") == 1  # the message does not repeat it
+    assert "\\\\," not in text and "\\," not in text  # no RFC 4514 escape, doubled or not
+    assert text.count("- `missing-at-subordinate`: Subordinate: add the certificate") == 1

@@ -8,10 +8,23 @@ from dataclasses import replace
 
 import pytest
 
-from invsync.agent.model.findings import FINDING_FIELDS, Finding, Severity, make_finding
-from invsync.agent.report.render.csv import findings_csv, safe_cell
+from invsync.agent.model.findings import (
+    CATALOGUE,
+    FINDING_FIELDS,
+    Finding,
+    Severity,
+    make_finding,
+)
+from invsync.agent.report.render.csv import CERTIFICATE_COLUMNS, findings_csv, safe_cell
 from invsync.agent.report.render.text import by_urgency
-from tests.report_helpers import DV_BUG, OV_BUG, demo_findings, hostile_findings, hostile_record
+from tests.report_helpers import (
+    DV_BUG,
+    OV_BUG,
+    demo_body,
+    demo_findings,
+    hostile_findings,
+    hostile_record,
+)
 
 OV_SUBJECT = (
     "CN=JPRS Organization Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd.,C=JP"
@@ -22,14 +35,40 @@ def _rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def test_header_is_the_finding_fields_in_order_with_the_acknowledgement_flattened() -> None:
+def test_header_is_the_finding_fields_in_order_then_the_certificate_and_what_to_do() -> None:
     text = findings_csv([])
     assert text == (
         "code,severity,sha256,subject,party,policy,due,message,related,first_seen,"
-        "acknowledged_by,acknowledged_until,acknowledgement_reason\r\n"
+        "acknowledged_by,acknowledged_until,acknowledgement_reason,"
+        "issuer,serial,not_before,not_after,action\r\n"
     )
     header = tuple(next(csv.reader(io.StringIO(text))))
-    assert header[:-3] == tuple(f for f in FINDING_FIELDS if f != "acknowledgement")
+    assert header[:-8] == tuple(f for f in FINDING_FIELDS if f != "acknowledgement")
+
+
+def test_the_report_s_certificates_fill_issuer_serial_validity_and_what_to_do() -> None:
+    body = demo_body()
+    rows = _rows(findings_csv(body.findings, body.certificates))
+    missing = next(
+        r for r in rows if r["code"] == "missing-at-subordinate" and r["sha256"] == OV_BUG
+    )
+    assert (
+        missing["issuer"]
+        == "OU=Security Communication RootCA2,O=SECOM Trust Systems CO.\\,LTD.,C=JP"
+    )
+    assert missing["serial"] == "22B9B172FA931A5B74"
+    assert (missing["not_before"], missing["not_after"]) == (
+        "2020-07-10T04:48:56Z",
+        "2029-05-29T05:00:39Z",
+    )
+    assert missing["action"] == CATALOGUE["missing-at-subordinate"].action
+    assert missing["message"] == "secom issued it to jprs, which does not list it"
+
+
+def test_a_report_without_certificates_leaves_their_columns_empty() -> None:
+    (row, *_) = _rows(findings_csv(demo_findings()))
+    assert [row[name] for name in CERTIFICATE_COLUMNS] == ["", "", "", ""]
+    assert row["action"]  # what to do comes from the catalogue, not the body
 
 
 def test_real_incident_findings_round_trip_most_urgent_first() -> None:
@@ -93,3 +132,10 @@ def test_a_crafted_certificate_subject_cannot_become_a_formula() -> None:
     assert real_row["sha256"] == record.sha256
     assert crafted_row["subject"] == "'" + formula
     assert crafted_row["message"] == "'-2+3"
+
+
+def test_a_crafted_issuer_or_serial_cannot_become_a_formula() -> None:
+    body = demo_body()
+    listed = [replace(c, issuer="=cmd|' /C calc'!A0", serial="+1") for c in body.certificates]
+    (row, *_) = _rows(findings_csv(body.findings, listed))
+    assert (row["issuer"], row["serial"]) == ("'=cmd|' /C calc'!A0", "'+1")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from invsync.agent.model.findings import make_finding
+from invsync.agent.model.findings import CATALOGUE, make_finding
 from invsync.agent.report.body import (
     ReportBody,
     Signer,
@@ -42,6 +42,9 @@ ALLOWED_TAGS = {
     "h2", "p", "table", "caption", "thead", "tbody", "tr", "th", "td", "span", "code", "strong",
     "div", "ul", "li", "time", "svg", "g", "rect", "line", "text",
 }  # fmt: skip
+OV_SUBJECT = (
+    "CN=JPRS Organization Validation Authority - G3,O=Japan Registry Services Co.\\, Ltd.,C=JP"
+)
 OV_G3 = {
     OV_BUG,
     "90EE548EBACACAB40207A61A378CE186B94D24AE7C55BFC83065EA96072E2B38",  # 2019
@@ -133,10 +136,13 @@ def test_a_hostile_subject_is_shown_as_text_and_makes_no_element() -> None:
     assert "script" not in parsed.tags and "img" not in parsed.tags and "b" not in parsed.tags
     for name, value in parsed.attrs:
         assert not name.startswith("on"), name
-        assert "javascript:" not in value.lower() and "onerror" not in value.lower(), value
-    # The reader sees the subject exactly, as text, escaped in the source.
-    assert any(subject in chunk for chunk in parsed.text)
-    assert html.escape(subject, quote=True) in page
+        if name != "title":  # the exact subject on hover: text, whatever it says
+            assert "javascript:" not in value.lower() and "onerror" not in value.lower(), value
+    # The reader sees the subject readable, as text, and exactly on hover; escaped in the source.
+    readable = f'O="><img src=x onerror=alert(2)>, CN={SCRIPT_CN}'
+    assert readable in parsed.text
+    assert ("title", subject) in parsed.attrs
+    assert html.escape(subject, quote=True) in page and html.escape(readable) in page
     assert "<script" not in page.lower() and "<img" not in page.lower()
 
 
@@ -163,7 +169,7 @@ def test_control_characters_in_a_subject_are_made_visible() -> None:
 def test_the_demo_page_names_both_bug_certificates() -> None:
     page, parsed = _verified_demo_page()
     assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
-    certificates = [cells[5][:64] for cells in parsed.rows["findings"]]
+    certificates = [cells[6][:64] for cells in parsed.rows["findings"]]
     assert certificates.count(OV_BUG) >= 2 and certificates.count(DV_BUG) >= 2
     assert "<h1>invsync report: secom-jprs</h1>" in page
     assert "As of 2021-01-01T00:00:00Z" in page
@@ -210,14 +216,15 @@ def test_overdue_findings_are_marked_and_come_first() -> None:
     body = parse_report_body(body_bytes([missing[0], not_yet, late_warning]))
     page = report_html(body, None)
     rows = Page(page).rows["findings"]
-    assert [(r[0], r[1]) for r in rows] == [
+    assert [(r[0], r[1].removesuffix("Mozilla Root Store Policy 5.3.2")) for r in rows] == [
         ("error", "missing-at-subordinate"),  # overdue error
         ("warning", "doppelganger-untracked"),  # overdue warning before a timely error
         ("error", "missing-at-subordinate"),
     ]
-    assert "overdue by 167 days" in rows[0][4]
-    assert "overdue by 2 days" in rows[1][4]
-    assert "overdue" not in rows[2][4] and rows[2][4] == "2021-01-04T00:00:00Z"
+    assert "overdue by 167 days" in rows[0][8]
+    assert "overdue by 2 days" in rows[1][8]
+    assert "overdue" not in rows[2][8] and rows[2][8] == "2021-01-04"
+    assert 'datetime="2021-01-04T00:00:00Z"' in page
     assert page.count('class="overdue"') == 2 + 2 + 1  # two rows, two marks, the summary
     by_party = Page(page).rows["by-party"]
     assert by_party == [["jprs", "1", "2", "0", "0", "2"], ["secom", "1", "0", "1", "0", "1"]]
@@ -245,10 +252,10 @@ def test_the_doppelganger_table_lists_the_g3_groups() -> None:
 def test_related_certificates_are_shown_with_the_finding() -> None:
     _, parsed = _verified_demo_page()
     (ov,) = [
-        r for r in parsed.rows["findings"] if r[1] == "doppelganger-untracked" and OV_BUG in r[5]
+        r for r in parsed.rows["findings"] if r[1] == "doppelganger-untracked" and OV_BUG in r[6]
     ]
-    assert "related certificates:" in ov[5]
-    assert all(sha in ov[5] for sha in OV_G3)
+    assert "related:" in ov[6]
+    assert all(sha in ov[6] for sha in OV_G3)
 
 
 # --- changes, history, signatures ---------------------------------------------------------------
@@ -396,3 +403,34 @@ def test_the_count_axis_reaches_the_tallest_bar_in_round_steps() -> None:
     assert _axis_labels([HistoryPoint(AS_OF, {})]) == ["0", "1", "open findings"]
     busy = [HistoryPoint(AS_OF - timedelta(days=i), {"warning": 1234 - i}) for i in range(3)]
     assert _axis_labels(busy) == ["0", "500", "1000", "1500", "open findings"]
+
+
+# --- the columns an officer scans -----------------------------------------------------------------
+
+
+def test_a_finding_row_shows_its_certificate_once_with_what_to_do() -> None:
+    page, parsed = _verified_demo_page()
+    row = next(r for r in parsed.rows["findings"] if r[1].startswith("missing-at-subordinate"))
+    assert row[2:8] == [
+        "CN=JPRS Organization Validation Authority - G3, O=Japan Registry Services Co., Ltd., C=JP",
+        "OU=Security Communication RootCA2, O=SECOM Trust Systems CO.,LTD., C=JP",
+        "22B9B172FA931A5B74",
+        "2020-07-10 to 2029-05-29",
+        OV_BUG,  # shortened by CSS only: selecting it copies all 64 digits
+        "jprs",
+    ]
+    assert row[9] == CATALOGUE["missing-at-subordinate"].action
+    assert row[10] == "secom issued it to jprs, which does not list it"
+    # The exact RFC 4514 subject, the full SHA-256 and the exact times are there on hover.
+    attrs = set(parsed.attrs)
+    assert ("title", OV_SUBJECT) in attrs and ("data-sha256", OV_BUG) in attrs
+    assert ("title", OV_BUG) in attrs and ("title", "notBefore 2020-07-10T04:48:56Z") in attrs
+    assert "Co.\\, Ltd., C=JP</span>" not in page
+
+
+def test_a_body_without_certificates_renders_blank_certificate_columns() -> None:
+    body = parse_report_body(body_bytes(demo_findings()))
+    old = replace(body, certificates=())
+    rows = Page(report_html(old, None)).rows["findings"]
+    assert rows and all(r[3:6] == ["-", "-", "-"] for r in rows)
+    assert all(r[6][:64] in {OV_BUG, DV_BUG} for r in rows)

@@ -18,6 +18,7 @@ from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.build import offline_report
+from invsync.agent.report.certificates import CertificateLookup, lookup_in
 from invsync.agent.report.render.text import findings_json, findings_text, report_markdown
 from invsync.agent.sources.reading import source_size_cap
 from invsync.agent.telemetry.progress import terminal_progress
@@ -105,7 +106,8 @@ def reconcile_command(
             click.echo(
                 f"note: {side}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), err=True
             )
-    click.echo(_render(findings, fmt, at, inputs), nl=False)
+    lookup = lookup_in(root_side.records, sub_side.records)
+    click.echo(_render(findings, fmt, at, inputs, lookup), nl=False)
     errors = any(f.severity == Severity.ERROR for f in findings)
     click.get_current_context().exit(EXIT_FINDINGS if errors else EXIT_OK)
 
@@ -138,10 +140,14 @@ def inputs_summary(side: OfflineSide) -> dict[str, int]:
 
 
 def _render(
-    findings: tuple[Finding, ...], fmt: str, at: datetime, inputs: dict[str, dict[str, int]]
+    findings: tuple[Finding, ...],
+    fmt: str,
+    at: datetime,
+    inputs: dict[str, dict[str, int]],
+    certificates: CertificateLookup,
 ) -> str:
     if fmt == "json":
         return findings_json(findings, as_of=at, inputs=inputs) + "\n"
     if fmt == "markdown":
-        return report_markdown(offline_report(findings, at), None)
+        return report_markdown(offline_report(findings, at, certificates), None)
     return findings_text(findings) or "no findings\n"

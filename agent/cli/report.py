@@ -219,7 +219,7 @@ def report_show(
         current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
         sys.stdout.write(page(current, files, pinned))
     elif fmt == "csv":
-        sys.stdout.write(findings_csv(body.findings))
+        sys.stdout.write(findings_csv(body.findings, body.certificates))
     elif fmt == "json":
         sys.stdout.write(env.payload.decode() + "\n")
     elif fmt == "markdown":

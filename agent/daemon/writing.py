@@ -60,7 +60,9 @@ def write_report(agent: AgentParts, pairing: str, rid: str, env: Envelope) -> Cy
     files = report_files(directory)
     current = next(f for f in files if f.report_id == rid)
     write_atomically(json_path.with_name(f"{stem}.html"), page(current, files, pins))
-    write_atomically(json_path.with_name(f"{stem}.csv"), findings_csv(body.findings))
+    write_atomically(
+        json_path.with_name(f"{stem}.csv"), findings_csv(body.findings, body.certificates)
+    )
     errors = sum(
         1 for f in body.findings if f.severity == Severity.ERROR and f.acknowledgement is None
     )

@@ -103,10 +103,13 @@ def _findings(
     return reconcile(root_side, Side.of(subordinate.snapshot, previous=subordinate.previous), as_of)
 
 
-def offline_report(findings: tuple[Finding, ...], as_of: datetime) -> ReportBody:
+def offline_report(
+    findings: tuple[Finding, ...], as_of: datetime, certificates: CertificateLookup | None = None
+) -> ReportBody:
     """The report-shaped view of an offline comparison (`invsync reconcile --format markdown`):
     no snapshots (version 0 on both sides), no signers, never signed or exchanged. It is built
-    here, beside the exchanged report, so that both are rendered from one body layout."""
+    here, beside the exchanged report, so that both are rendered from one body layout;
+    `certificates` (the records compared) list the facts of the certificates found."""
     body = build_report_body(
         pairing="offline",
         as_of=as_of,
@@ -114,5 +117,6 @@ def offline_report(findings: tuple[Finding, ...], as_of: datetime) -> ReportBody
         subordinate=SnapshotRef("subordinate", SUBORDINATE, 0, ""),
         findings=findings,
         signers=[],
+        certificates=certificates,
     )
     return parse_report_body(body)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from invsync.agent.inventory.attribution import conflict_of
 from invsync.agent.model.findings import ATTRIBUTION_CONFLICT, Finding, make_finding
 from invsync.agent.model.record import SHA256_OF as SHA256
-from invsync.agent.reconcile.rules.context import Context, describe
+from invsync.agent.reconcile.rules.context import Context
 
 
 def check(ctx: Context) -> Iterable[Finding]:
@@ -30,7 +30,7 @@ def check(ctx: Context) -> Iterable[Finding]:
             subject=record.info.subject,
             party=ctx.root_party,
             message=(
-                f"{ctx.root_party} attributes {describe(record)} to {record.operator} by "
+                f"{ctx.root_party} attributes it to {record.operator} by "
                 f"{decided}, but {source} says {other}: its sources disagree on who holds "
                 "its key"
             ),

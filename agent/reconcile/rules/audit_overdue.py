@@ -27,7 +27,6 @@ from invsync.agent.reconcile.rules.context import (
     AUDIT_REPORT_DAYS,
     Context,
     audit_capable,
-    describe,
     midnight,
 )
 
@@ -79,8 +78,8 @@ def _no_audit(ctx: Context, record: CertRecord) -> Finding:
         party=ctx.sub_party,
         policy=MOZILLA_TECHNICALLY_CONSTRAINED,
         message=(
-            f"CCADB lists no audit for {describe(record)}, which is not technically "
-            "constrained and neither revoked nor expired"
+            "CCADB lists no audit for it, though it is not technically constrained and "
+            "neither revoked nor expired"
         ),
     )
 
@@ -93,5 +92,5 @@ def _overdue(ctx: Context, record: CertRecord, overdue: list[tuple[datetime, str
         subject=record.info.subject,
         party=ctx.sub_party,
         due=overdue[0][0],
-        message=f"the next audit report for {describe(record)} is overdue in CCADB: {kinds}",
+        message=f"its next audit report is overdue in CCADB: {kinds}",
     )

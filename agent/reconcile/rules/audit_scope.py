@@ -21,7 +21,6 @@ from invsync.agent.reconcile.rules.context import (
     AUDIT_REPORT_DAYS,
     Context,
     audit_capable,
-    describe,
     midnight,
 )
 
@@ -52,8 +51,8 @@ def _finding(ctx: Context, record: CertRecord, audit: AuditPeriod) -> Finding:
         party=ctx.sub_party,
         due=midnight(audit.period_end) + AUDIT_REPORT_DAYS,
         message=(
-            f"{describe(record)}, issued {record.info.not_before:%Y-%m-%d}, not technically "
-            f"constrained and neither revoked nor expired, is absent from the "
-            f"{audit.kind or 'audit'} list for {start}..{audit.period_end:%Y-%m-%d}"
+            f"issued {record.info.not_before:%Y-%m-%d}, not technically constrained and "
+            f"neither revoked nor expired, but absent from the {audit.kind or 'audit'} list "
+            f"for {start}..{audit.period_end:%Y-%m-%d}"
         ),
     )

@@ -255,7 +255,9 @@ def midnight(day: date) -> datetime:
 
 
 def describe(record: CertRecord) -> str:
-    """How messages name a certificate: its subject and serial."""
+    """A certificate by subject and serial, for a message about another one. A finding's own
+    certificate is not named in its message: reports show its subject, serial and SHA-256 in
+    columns beside it."""
     return f"{record.info.subject} (serial {record.info.serial_hex})"
 
 
@@ -275,3 +277,12 @@ def state(ctx: Context, record: CertRecord) -> str:
 
 def shas(records: Sequence[CertRecord]) -> str:
     return ", ".join(record.sha256 for record in records)
+
+
+SHORT_SHA256 = 16  # hex digits: enough to tell a finding's certificates apart, short to read
+
+
+def short_shas(records: Sequence[CertRecord]) -> str:
+    """Other certificates in a message, by the first 16 hex digits of their SHA-256 (the finding's
+    `related` list has them in full)."""
+    return ", ".join(record.sha256[:SHORT_SHA256] for record in records)

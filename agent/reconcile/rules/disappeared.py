@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from invsync.agent.model.findings import DISAPPEARED, Finding, make_finding
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Side
-from invsync.agent.reconcile.rules.context import Context, describe, revocation_at
+from invsync.agent.reconcile.rules.context import Context, revocation_at
 from invsync.agent.reconcile.side_index import by_sha256
 
 
@@ -39,8 +39,8 @@ def _gone(ctx: Context, side: Side, current: Mapping[str, CertRecord]) -> Iterab
             subject=record.info.subject,
             party=side.party,
             message=(
-                f"{describe(record)} was in {side.party}'s previous snapshot and is not in its "
-                "current one, though it is neither revoked nor expired"
+                f"it was in {side.party}'s previous snapshot and is not in its current one, "
+                "though it is neither revoked nor expired"
             ),
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from invsync.agent.model.findings import NOT_DISCLOSED, Finding, make_finding
-from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, audit_capable, describe
+from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, audit_capable
 
 
 def check(ctx: Context) -> Iterable[Finding]:
@@ -33,7 +33,7 @@ def check(ctx: Context) -> Iterable[Finding]:
             party=ctx.root_party,
             due=due,
             message=(
-                f"{describe(record)}, issued {record.info.not_before:%Y-%m-%d}, has no CCADB "
-                f"record; {ctx.root_party} had to disclose it by {due:%Y-%m-%d}"
+                f"no CCADB record; {ctx.root_party} had to disclose it by {due:%Y-%m-%d}, "
+                "7 days after its notBefore"
             ),
         )

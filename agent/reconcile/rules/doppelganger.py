@@ -18,9 +18,8 @@ from invsync.agent.model.record import SHA256_OF as SHA256
 from invsync.agent.model.record import CertRecord, Revocation
 from invsync.agent.reconcile.rules.context import (
     Context,
-    describe,
     revocation_at,
-    shas,
+    short_shas,
 )
 
 # Revoking one member of a group for these reasons says the key itself is not to be trusted,
@@ -80,7 +79,7 @@ def _untracked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[
             ctx,
             member,
             members,
-            f"{describe(member)} shares subject and key with {shas(tracked)}, listed by both "
+            f"shares subject and key with {short_shas(tracked)}, listed by both "
             f"{ctx.root_party} and {ctx.sub_party}, but only {lister} lists it; "
             "whoever holds the key can use it too",
         )
@@ -97,7 +96,7 @@ def _unrevoked_members(ctx: Context, members: Sequence[CertRecord]) -> Iterable[
             ctx,
             member,
             members,
-            f"{describe(member)} shares subject and key with {shas(distrusted)}, revoked for "
+            f"shares subject and key with {short_shas(distrusted)}, revoked for "
             f"a key reason, but neither {ctx.root_party} nor {ctx.sub_party} lists it as "
             "revoked; whoever holds the key can use it",
         )

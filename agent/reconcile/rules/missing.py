@@ -12,7 +12,7 @@ from invsync.agent.model.findings import (
     make_finding,
 )
 from invsync.agent.model.record import CertRecord
-from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, describe, state
+from invsync.agent.reconcile.rules.context import DISCLOSURE_DAYS, Context, state
 
 
 def check_subordinate(ctx: Context) -> Iterable[Finding]:
@@ -31,7 +31,7 @@ def check_subordinate(ctx: Context) -> Iterable[Finding]:
             severity=_lifecycle_severity(ctx, record),
             due=record.info.not_before + DISCLOSURE_DAYS,
             message=(
-                f"{ctx.root_party} issued {describe(record)} to {ctx.sub_party}, "
+                f"{ctx.root_party} issued it to {ctx.sub_party}, "
                 f"which does not list it{state(ctx, record)}"
             ),
         )
@@ -52,7 +52,7 @@ def check_root(ctx: Context) -> Iterable[Finding]:
             party=ctx.root_party,
             due=record.info.not_before,
             message=(
-                f"{ctx.sub_party} lists {describe(record)}, signed by a key of "
+                f"{ctx.sub_party} lists it, signed by a key of "
                 f"{ctx.root_party}, which does not list it{state(ctx, record)}"
             ),
         )

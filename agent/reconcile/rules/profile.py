@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from invsync.agent.model.findings import PROFILE_DEVIATION, Finding, make_finding
 from invsync.agent.model.profiles import OperatorProfile
 from invsync.agent.model.record import CertInfo
-from invsync.agent.reconcile.rules.context import Context, describe
+from invsync.agent.reconcile.rules.context import Context
 
 
 def check(ctx: Context) -> Iterable[Finding]:
@@ -45,7 +45,7 @@ def check(ctx: Context) -> Iterable[Finding]:
                 sha256=sha,
                 subject=record.info.subject,
                 party=ctx.root_party,
-                message=f"{describe(record)} deviates from its profile: {'; '.join(deviations)}",
+                message=f"deviates from its profile: {'; '.join(deviations)}",
             )
 
 

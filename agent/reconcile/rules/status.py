@@ -17,7 +17,6 @@ from invsync.agent.reconcile.rules import status_public
 from invsync.agent.reconcile.rules.context import (
     REVOCATION_DAYS,
     Context,
-    describe,
     revocation_at,
     revocation_text,
     revocations_differ,
@@ -56,7 +55,7 @@ def between_parties(ctx: Context) -> Iterable[Finding]:
                 party=ctx.root_party,
                 severity=Severity.WARNING,
                 message=(
-                    f"{describe(ctx.root[sha])} is revoked at both sides but differently: "
+                    f"revoked at both sides but differently: "
                     f"{ctx.root_party} says {revocation_text(root_rev)}, "
                     f"{ctx.sub_party} says {revocation_text(sub_rev)}"
                 ),
@@ -73,7 +72,7 @@ def _revoked_at_one_side(
         party=other,
         due=revocation.revoked_at + REVOCATION_DAYS,
         message=(
-            f"{revoker} lists {describe(record)} as revoked on "
+            f"{revoker} lists it as revoked on "
             f"{revocation_text(revocation)}, {other} lists it as not revoked"
         ),
     )

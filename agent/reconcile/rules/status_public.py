@@ -26,7 +26,6 @@ from invsync.agent.reconcile.rules.context import (
     DISCLOSURE_DAYS,
     REVOCATION_DAYS,
     Context,
-    describe,
     midnight,
     revocation_at,
     revocation_text,
@@ -83,7 +82,7 @@ def _against_crl(
             record,
             party,
             Severity.WARNING,
-            f"{crl[0].source} revokes {describe(record)} on {revocation_text(crl[0])}, "
+            f"{crl[0].source} revokes it on {revocation_text(crl[0])}, "
             f"{party} lists it as not revoked",
         )
     elif own is not None and not crl and issuer_crls:
@@ -92,7 +91,7 @@ def _against_crl(
             record,
             ctx.root_party,
             Severity.ERROR,
-            f"{party} lists {describe(record)} as revoked on {revocation_text(own)}, but its "
+            f"{party} lists it as revoked on {revocation_text(own)}, but its "
             f"issuer's CRL {', '.join(issuer_crls)} does not list it",
             due=own.revoked_at + REVOCATION_DAYS,
         )
@@ -102,7 +101,7 @@ def _against_crl(
             record,
             ctx.root_party,
             Severity.WARNING,
-            f"{party} lists {describe(record)} as revoked on {revocation_text(own)}, "
+            f"{party} lists it as revoked on {revocation_text(own)}, "
             f"{crl[0].source} on {revocation_text(crl[0])}",
         )
 
@@ -154,7 +153,7 @@ def _against_disclosure(
                     record,
                     party,
                     Severity.ERROR,
-                    f"CCADB lists {describe(record)} as revoked{_ccadb_text(disclosure)}, "
+                    f"CCADB lists it as revoked{_ccadb_text(disclosure)}, "
                     f"{party} lists it as not revoked",
                     due=ccadb.revoked_at + REVOCATION_DAYS if disclosure.revocation_date else None,
                     policy=BR_REVOCATION,
@@ -165,7 +164,7 @@ def _against_disclosure(
                     record,
                     ctx.root_party,
                     Severity.WARNING,
-                    f"{party} lists {describe(record)} as revoked on {revocation_text(claim)}, "
+                    f"{party} lists it as revoked on {revocation_text(claim)}, "
                     f"CCADB as revoked{_ccadb_text(disclosure)}",
                 )
         return
@@ -178,7 +177,7 @@ def _against_disclosure(
             ctx.root_party,
             Severity.ERROR,
             f"{' and '.join(revokers)} list{'s' if len(revokers) == 1 else ''} "
-            f"{describe(record)} as revoked on {revocation_text(first)}, CCADB lists it as "
+            f"it as revoked on {revocation_text(first)}, CCADB lists it as "
             f"{disclosure.revocation_status or 'not revoked'}",
             due=first.revoked_at + DISCLOSURE_DAYS,
             policy=MOZILLA_DISCLOSURE,

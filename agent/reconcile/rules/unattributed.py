@@ -18,7 +18,7 @@ from itertools import filterfalse
 
 from invsync.agent.model.findings import UNATTRIBUTED, Finding, make_finding
 from invsync.agent.model.record import SHA256_OF as SHA256
-from invsync.agent.reconcile.rules.context import OPERATOR, Context, describe
+from invsync.agent.reconcile.rules.context import OPERATOR, Context
 
 
 def check(ctx: Context) -> Iterable[Finding]:
@@ -35,7 +35,7 @@ def check(ctx: Context) -> Iterable[Finding]:
             subject=record.info.subject,
             party=ctx.root_party,
             message=(
-                f"{ctx.root_party} lists {describe(record)} without an operator: no issuance "
+                f"{ctx.root_party} lists it without an operator: no issuance "
                 "log entry, CCADB owner or attribution rule says who holds its key"
             ),
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from invsync.agent.model.findings import UNUSED_NOT_REVOKED, Finding, make_finding
-from invsync.agent.reconcile.rules.context import REVOCATION_DAYS, Context, describe
+from invsync.agent.reconcile.rules.context import REVOCATION_DAYS, Context
 
 UNUSED = ("unused", "decommissioned")
 
@@ -36,8 +36,8 @@ def check(ctx: Context) -> Iterable[Finding]:
             party=ctx.sub_party,
             due=record.info.not_before + REVOCATION_DAYS,
             message=(
-                f"{describe(record)} is valid until {record.info.not_after:%Y-%m-%d} and not "
-                f"revoked, but {said}; {ctx.sub_party} must have it revoked "
+                f"valid until {record.info.not_after:%Y-%m-%d} and not revoked, but {said}; "
+                f"{ctx.sub_party} must have it revoked "
                 f"({ctx.root_party} can revoke it too)"
             ),
         )

@@ -21,9 +21,12 @@ from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.report.body import ReportBody, ReportVerification, SnapshotRef
 from invsync.agent.report.render.chart import Chart, HistoryPoint, history_chart, history_point
 from invsync.agent.report.render.html_parts import (
+    Certificates,
     Changes,
+    Day,
     FindingView,
     Group,
+    by_sha256,
     changes,
     finding_view,
     groups,
@@ -77,7 +80,7 @@ class Acknowledgement:
 class FindingRow:
     finding: FindingView
     policy: str
-    due: str  # "" when none
+    due: Day | None
     overdue_days: int | None  # None when not overdue
     message: str
     acknowledgement: Acknowledgement | None
@@ -191,7 +194,8 @@ def _by_party(body: ReportBody, overdue: Sequence[Finding]) -> tuple[PartyCounts
 
 def _findings(body: ReportBody) -> tuple[FindingRow, ...]:
     ordered = sorted(body.findings, key=lambda f: _urgency(f, body.as_of))
-    return tuple(_finding_row(f, body.as_of) for f in ordered)
+    certificates = by_sha256(body.certificates)
+    return tuple(_finding_row(f, body.as_of, certificates) for f in ordered)
 
 
 def _urgency(finding: Finding, as_of: datetime) -> tuple[bool, int, bool, datetime, str, str]:
@@ -206,12 +210,12 @@ def _urgency(finding: Finding, as_of: datetime) -> tuple[bool, int, bool, dateti
     )
 
 
-def _finding_row(finding: Finding, as_of: datetime) -> FindingRow:
+def _finding_row(finding: Finding, as_of: datetime, certificates: Certificates) -> FindingRow:
     ack = finding.acknowledgement
     return FindingRow(
-        finding=finding_view(finding),
+        finding=finding_view(finding, certificates),
         policy=finding.policy or "-",
-        due=rfc3339(finding.due) if finding.due is not None else "",
+        due=Day.of(finding.due) if finding.due is not None else None,
         overdue_days=_overdue_days(finding, as_of),
         message=finding.message,
         acknowledgement=(

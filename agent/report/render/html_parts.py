@@ -1,20 +1,27 @@
 """Parts of the HTML report about findings, as plain data for the templates: a finding as every
-table shows it, the doppelganger groups and the changes since a previous report
-(`agent.report.render.html` assembles the page).
+table shows it (with the facts of its certificate the body lists), the doppelganger groups and
+the changes since a previous report (`agent.report.render.html` assembles the page).
 
 Every string here is body text, attacker-controlled; the templates escape it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from invsync.agent.model.findings import DOPPELGANGER_UNTRACKED, Finding
+from invsync.agent.model.findings import CATALOGUE, DOPPELGANGER_UNTRACKED, Finding
 from invsync.agent.report.body import ReportBody
+from invsync.agent.report.certificates import ListedCertificate
 from invsync.agent.report.diff import diff_findings
+from invsync.agent.report.render.names import readable_dn
 from invsync.agent.times import rfc3339
+
+# Hex digits of a SHA-256 shown; the page keeps the full value for hover and copy.
+SHORT_SHA256 = 16
+
+Certificates = Mapping[str, ListedCertificate]  # by SHA-256
 
 
 def is_overdue(finding: Finding, as_of: datetime) -> bool:
@@ -27,25 +34,88 @@ def party_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Name:
+    """A distinguished name: `readable` to show, the exact RFC 4514 text to hover."""
+
+    rfc4514: str
+    readable: str
+
+    @classmethod
+    def of(cls, rfc4514: str) -> Name:
+        return cls(rfc4514, readable_dn(rfc4514))
+
+
+@dataclass(frozen=True)
+class Day:
+    """A date to show (`day`, YYYY-MM-DD) and its exact time (`exact`, RFC 3339)."""
+
+    day: str
+    exact: str
+
+    @classmethod
+    def of(cls, moment: datetime) -> Day:
+        return cls(f"{moment:%Y-%m-%d}", rfc3339(moment))
+
+
+@dataclass(frozen=True)
+class CertificateView:
+    """The facts of a finding's certificate the body lists (`ReportBody.certificates`)."""
+
+    issuer: Name
+    serial: str
+    not_before: Day
+    not_after: Day
+
+    @classmethod
+    def of(cls, listed: ListedCertificate) -> CertificateView:
+        return cls(
+            Name.of(listed.issuer),
+            listed.serial,
+            Day.of(listed.not_before),
+            Day.of(listed.not_after),
+        )
+
+
+@dataclass(frozen=True)
 class FindingView:
-    """What every findings table shows of a finding; `sha256` is "" when about no certificate."""
+    """What every findings table shows of a finding; `sha256` is "" when about no certificate,
+    `certificate` None when the body does not list it (a body made before reports did)."""
 
     severity: str
     code: str
     party: str  # who must act
     sha256: str
-    subject: str
+    subject: Name
     related: tuple[str, ...]
+    certificate: CertificateView | None
+    action: str  # what to do, from the catalogue
+
+    @property
+    def short_sha256(self) -> str:
+        return self.sha256[:SHORT_SHA256]
 
 
-def finding_view(finding: Finding) -> FindingView:
+def by_sha256(*listed: Iterable[ListedCertificate]) -> dict[str, ListedCertificate]:
+    """The certificates of bodies, the first body's facts first."""
+    found: dict[str, ListedCertificate] = {}
+    for certificates in listed:
+        for certificate in certificates:
+            found.setdefault(certificate.sha256, certificate)
+    return found
+
+
+def finding_view(finding: Finding, certificates: Certificates) -> FindingView:
+    listed = certificates.get(finding.sha256)
+    info = CATALOGUE.get(finding.code)
     return FindingView(
         severity=finding.severity.value,
         code=finding.code,
         party=party_name(finding.party),
         sha256=finding.sha256,
-        subject=finding.subject,
+        subject=Name.of(finding.subject),
         related=finding.related,
+        certificate=None if listed is None else CertificateView.of(listed),
+        action="" if info is None else info.action,
     )
 
 
@@ -66,7 +136,7 @@ class Member:
 @dataclass(frozen=True)
 class Group:
     number: int
-    subject: str
+    subject: Name
     members: tuple[Member, ...]
 
 
@@ -84,7 +154,7 @@ def doppelganger_groups(findings: Iterable[Finding]) -> list[tuple[tuple[str, ..
 def groups(body: ReportBody) -> tuple[Group, ...]:
     """The body's doppelganger groups, numbered from 1, each titled with its subject."""
     return tuple(
-        Group(number, flagged[0].subject, _members(members, flagged, body))
+        Group(number, Name.of(flagged[0].subject), _members(members, flagged, body))
         for number, (members, flagged) in enumerate(doppelganger_groups(body.findings), 1)
     )
 
@@ -133,15 +203,18 @@ class Changes:
 
 def changes(body: ReportBody, previous: ReportBody) -> Changes:
     diff = diff_findings(previous.findings, body.findings)
+    known = by_sha256(body.certificates, previous.certificates)
     return Changes(
         as_of=rfc3339(previous.as_of),
         root=previous.root.party,
         root_version=previous.root.version,
         subordinate=previous.subordinate.party,
         subordinate_version=previous.subordinate.version,
-        new=tuple(Change(finding_view(f), "") for f in diff.new),
-        resolved=tuple(Change(finding_view(f), "") for f in diff.resolved),
-        changed=tuple(Change(finding_view(new), _was(old, new)) for old, new in diff.changed),
+        new=tuple(Change(finding_view(f, known), "") for f in diff.new),
+        resolved=tuple(Change(finding_view(f, known), "") for f in diff.resolved),
+        changed=tuple(
+            Change(finding_view(new, known), _was(old, new)) for old, new in diff.changed
+        ),
         unchanged=len(diff.unchanged),
     )
 

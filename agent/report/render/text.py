@@ -4,6 +4,9 @@ One model (`Finding`, `ReportBody`), several renderers. Every field that comes f
 or from a report body is attacker-controlled text (anyone can put `|`, backticks, HTML or a
 newline in a subject), so renderers make control characters visible and the Markdown renderer
 backslash-escapes every character Markdown would interpret.
+
+A finding's message does not repeat its certificate's subject, serial or SHA-256: renderings show
+them beside it, the subject once, readable (`agent.report.render.names`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from invsync.agent.model.findings import Finding, Severity, count_by_severity
+from invsync.agent.model.findings import CATALOGUE, Finding, Severity, count_by_severity
 from invsync.agent.report.body import ReportBody, ReportVerification, SignerStatus, SnapshotRef
+from invsync.agent.report.certificates import ListedCertificate
+from invsync.agent.report.render.names import readable_dn
 from invsync.agent.times import rfc3339
 
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp")  # controls, bidi overrides, line/paragraph separators
@@ -47,7 +52,8 @@ def markdown_text(text: str) -> str:
 
 
 def findings_text(findings: Iterable[Finding]) -> str:
-    """One line per finding, most urgent first: severity, code, SHA-256, message ("" if none)."""
+    """One line per finding, most urgent first: severity, code, SHA-256, then the readable
+    subject and the message."""
     return "".join(_text_line(finding) + "\n" for finding in by_urgency(findings))
 
 
@@ -58,7 +64,9 @@ def by_urgency(findings: Iterable[Finding]) -> list[Finding]:
 
 def _text_line(finding: Finding) -> str:
     sha = finding.sha256 or "-"
-    return f"{finding.severity.upper():<8}{finding.code:<24}{sha:<66}{visible(finding.message)}"
+    about = f"{readable_dn(finding.subject)}: " if finding.subject else ""
+    line = f"{finding.severity.upper():<8}{finding.code:<24}{sha:<66}{about}{finding.message}"
+    return visible(line)
 
 
 def findings_json(findings: Iterable[Finding], /, **meta: object) -> str:
@@ -89,7 +97,8 @@ def report_markdown(body: ReportBody, verification: ReportVerification | None) -
         _title(body, verification),
         _snapshots(body.root, body.subordinate),
         _summary(body),
-        _findings_table(body.findings),
+        _findings_table(body.findings, {c.sha256: c for c in body.certificates}),
+        _actions(body.findings),
         _resolved(body),
         _signatures(body, verification),
     ]
@@ -130,20 +139,26 @@ def _summary(body: ReportBody) -> str:
     return "## Summary\n\n" + _table(["severity", "findings"], rows)
 
 
-def _findings_table(findings: Iterable[Finding]) -> str:
-    rows = [_finding_row(finding) for finding in by_urgency(findings)]
+Certificates = Mapping[str, ListedCertificate]  # by SHA-256
+_FINDING_COLUMNS = ("severity", "code", "subject", "issuer", "serial", "not before", "not after")
+_FINDING_MORE = ("certificate (SHA-256)", "party", "policy", "due", "first seen", "status")
+
+
+def _findings_table(findings: Iterable[Finding], certificates: Certificates) -> str:
+    rows = [_finding_row(f, certificates.get(f.sha256)) for f in by_urgency(findings)]
     if not rows:
         return "## Findings\n\nNo findings."
-    header = ["severity", "code", "certificate (SHA-256)", "subject", "party", "policy", "due"]
-    return "## Findings\n\n" + _table([*header, "first seen", "status", "message"], rows)
+    header = [*_FINDING_COLUMNS, *_FINDING_MORE, "message"]
+    return "## Findings\n\n" + _table(header, rows)
 
 
-def _finding_row(finding: Finding) -> list[str]:
+def _finding_row(finding: Finding, listed: ListedCertificate | None) -> list[str]:
     return [
         finding.severity.value,
         markdown_text(finding.code),
+        _or_dash(readable_dn(finding.subject)),
+        *_certificate_cells(listed),
         _or_dash(finding.sha256),
-        _or_dash(finding.subject),
         _or_dash(finding.party),
         _or_dash(finding.policy),
         "-" if finding.due is None else rfc3339(finding.due),
@@ -151,6 +166,32 @@ def _finding_row(finding: Finding) -> list[str]:
         _acknowledged(finding),
         markdown_text(finding.message),
     ]
+
+
+def _certificate_cells(listed: ListedCertificate | None) -> list[str]:
+    """Issuer, serial, notBefore and notAfter; dashes when the body does not list them."""
+    if listed is None:
+        return ["-"] * 4
+    return [
+        _or_dash(readable_dn(listed.issuer)),
+        _or_dash(listed.serial),
+        rfc3339(listed.not_before),
+        rfc3339(listed.not_after),
+    ]
+
+
+def _actions(findings: Iterable[Finding]) -> str:
+    """What to do, once per code the report has, most urgent code first."""
+    codes = list(dict.fromkeys(f.code for f in by_urgency(findings)))
+    if not codes:
+        return "## What to do\n\nNothing."
+    lines = [f"- `{code}`: {markdown_text(_action(code))}" for code in codes]
+    return "## What to do\n\n" + "\n".join(lines)
+
+
+def _action(code: str) -> str:
+    info = CATALOGUE.get(code)
+    return "-" if info is None else info.action
 
 
 def _acknowledged(finding: Finding) -> str:
