@@ -69,6 +69,10 @@ def test_one_draft_holds_both_certificates_and_the_three_failures(demo: Path) ->
     assert "certificate(s), 3 failure(s)" in text
     for sha in SIBLINGS:
         assert f"| https://crt.sh/?sha256={sha} | doppelganger of " in appendix
+    # Names are shown once, readable: no RFC 4514 escape, let alone one doubled for Markdown.
+    assert "O=Japan Registry Services Co., Ltd., C=JP |" in appendix
+    assert "| OU=Security Communication RootCA2, O=SECOM Trust Systems CO.,LTD., C=JP |" in appendix
+    assert "\\" not in appendix
 
 
 def test_the_timeline_has_the_reissue_the_siblings_and_the_report(demo: Path) -> None:

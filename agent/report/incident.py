@@ -34,6 +34,7 @@ from invsync.agent.report.incident_failures import (
 from invsync.agent.report.incident_history import Sighting
 from invsync.agent.report.incident_names import readable_name, short
 from invsync.agent.report.incident_timeline import report_ref, snapshot_ref, timeline
+from invsync.agent.report.render.names import readable_dn
 from invsync.agent.report.render.text import markdown_text as md
 from invsync.agent.times import rfc3339
 
@@ -370,10 +371,10 @@ def _row(incident: Incident, sha: str) -> str:
         else "affected"
     )
     if cert is None:
-        facts = [_subject_of(incident, sha), "", "", "", ""]
+        facts = [readable_dn(_subject_of(incident, sha)), "", "", "", ""]
     else:
         times = [rfc3339(cert.not_before), rfc3339(cert.not_after)]
-        facts = [cert.subject, cert.issuer, *times, cert.serial]
+        facts = [readable_dn(cert.subject), readable_dn(cert.issuer), *times, cert.serial]
     cells = [md(c) for c in ("N/A", sha, *facts, "N/A")]
     cells += [*_revocation(incident, sha, cert), md(CRT_SH + sha), md(role)]
     return "| " + " | ".join(cells) + " |"
