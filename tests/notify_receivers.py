@@ -38,7 +38,7 @@ class Mailbox:
     messages: list[Message] = field(default_factory=list)
     refuse: bool = False  # answer RCPT with 550: the channel fails
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if self.refuse:
@@ -46,9 +46,7 @@ class Mailbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
         self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted"
@@ -111,7 +109,7 @@ class Hooks:
 
 def _handler(hooks: Hooks, secret: str) -> type[BaseHTTPRequestHandler]:
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             if not hmac.compare_digest(

@@ -112,16 +112,16 @@ def test_a_wrong_password_is_the_servers_answer(tmp_path: Path) -> None:
 
 def test_starttls_refuses_a_certificate_it_does_not_trust(tmp_path: Path) -> None:
     tls = server_tls(tmp_path / "tls")
-    with smtp_server(tls=tls) as (mailbox, port):
-        with pytest.raises(SendError, match="CERTIFICATE_VERIFY_FAILED"):
-            send(_smtp(port, "starttls"), EVENT, timeout=10)  # no `ca`: the system's CAs
+    refused = pytest.raises(SendError, match="CERTIFICATE_VERIFY_FAILED")
+    with smtp_server(tls=tls) as (mailbox, port), refused:
+        send(_smtp(port, "starttls"), EVENT, timeout=10)  # no `ca`: the system's CAs
     assert mailbox.messages == []
 
 
 def test_starttls_is_never_given_up_for_clear_text() -> None:
-    with smtp_server() as (mailbox, port):  # offers no STARTTLS
-        with pytest.raises(SendError, match="offers no STARTTLS: refused to send in clear text"):
-            send(_smtp(port, "starttls"), EVENT, timeout=10)
+    refused = pytest.raises(SendError, match="offers no STARTTLS: refused to send in clear text")
+    with smtp_server() as (mailbox, port), refused:  # it offers no STARTTLS
+        send(_smtp(port, "starttls"), EVENT, timeout=10)
     assert mailbox.messages == []
 
 
@@ -135,7 +135,7 @@ def test_tls_from_the_start(tmp_path: Path) -> None:
 def test_a_refused_recipient_and_a_server_that_is_down() -> None:
     with smtp_server() as (mailbox, port):
         mailbox.refuse = True
-        with pytest.raises(SendError, match="mail via .*: .*550"):
+        with pytest.raises(SendError, match=r"mail via .*: .*550"):
             send(_smtp(port), EVENT, timeout=10)
     with pytest.raises(SendError, match=r"mail: mail via 127.0.0.1:\d+: Connection refused"):
         send(_smtp(free_port()), EVENT, timeout=10)
@@ -162,11 +162,11 @@ def test_a_webhook_post_carries_a_signature_the_receiver_verifies(
 def test_a_webhook_with_the_wrong_secret_is_refused_by_the_receiver(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("not the shared one")
     secret = Secret("agent.toml: notify[1].secret_file", file=tmp_path / "secret")
-    with webhook_receiver() as (hooks, url):
-        with pytest.raises(
-            SendError, match=r"soc: POST http://127.0.0.1:\d+/hooks/invsync: HTTP 401"
-        ):
-            send(_webhook(url, secret), EVENT, timeout=10)
+    with (
+        webhook_receiver() as (hooks, url),
+        pytest.raises(SendError, match=r"soc: POST http://127.0.0.1:\d+/hooks/invsync: HTTP 401"),
+    ):
+        send(_webhook(url, secret), EVENT, timeout=10)
     assert hooks.bad_signatures == 1
     assert hooks.events == []
 
@@ -193,7 +193,7 @@ def test_a_command_reads_the_event_on_stdin(tmp_path: Path) -> None:
 def test_a_failing_command_says_its_exit_status_and_last_error_line() -> None:
     script = "import sys; sys.stderr.write('pager down\\n'); sys.exit(4)"
     channel = CommandChannel("page", Wants(), (sys.executable, "-c", script))
-    with pytest.raises(SendError, match="page: .*python.* exited 4: pager down"):
+    with pytest.raises(SendError, match=r"page: .*python.* exited 4: pager down"):
         send(channel, EVENT, timeout=10)
     missing = CommandChannel("page", Wants(), ("/nonexistent/pager",))
     with pytest.raises(SendError, match="page: cannot run /nonexistent/pager: No such file"):
