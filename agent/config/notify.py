@@ -188,6 +188,9 @@ def _command(name: str, wants: Wants, table: Table) -> CommandChannel:
     argv = table.texts("command")
     if not argv or not argv[0]:
         raise table.fail("command", 'needs a program to run, such as ["/usr/local/bin/page"]')
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            raise table.fail(f"command[{i}]", "holds a NUL character")
     first = table.resolve(argv[0]) if "/" in argv[0] else None
     return CommandChannel(name, wants, (str(first) if first else argv[0], *argv[1:]))
 

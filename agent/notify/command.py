@@ -23,8 +23,9 @@ def run_command(channel: CommandChannel, event: Event, timeout: float) -> None:
         )
     except subprocess.TimeoutExpired as e:
         raise SendError(f"{channel.name}: {channel.argv[0]} ran over {timeout:g} s") from e
-    except OSError as e:
-        raise SendError(f"{channel.name}: cannot run {channel.argv[0]}: {e.strerror}") from e
+    except (OSError, ValueError) as e:  # ValueError: an argument no program can be given
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise SendError(f"{channel.name}: cannot run {channel.argv[0]}: {reason}") from e
     if done.returncode != 0:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         said = f": {lines[-1][:ERROR_CHARS]}" if lines else ""

@@ -100,7 +100,9 @@ class Notifier:
         event = event_from_bytes(row.event.encode())
         try:
             send(channel, event, self.notify.settings.timeout_seconds)
-        except InvsyncError as e:
+        except Exception as e:  # a bug in one send must not keep the rows after it unsent
+            if not isinstance(e, InvsyncError):
+                _log.exception("notification on %s crashed", channel.name)
             retry_at = self.clock() + self._backoff(row.attempts)
             shown = bounded(e, ERROR_CHARS)
             self.store.mark_failed(row, shown, retry_at, self.clock())
