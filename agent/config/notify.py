@@ -114,8 +114,7 @@ def _settings(table: Table | None) -> NotifySettings:
     default = NotifySettings()
     if table is None:
         return default
-    keys = ["failing_cycles", "initial_backoff_seconds", "max_backoff_seconds", "timeout_seconds"]
-    table.only(keys)
+    table.only(_SETTINGS_KEYS)
     initial = table.number("initial_backoff_seconds", default.initial_backoff_seconds)
     cap = table.number("max_backoff_seconds", default.max_backoff_seconds)
     if cap < initial:
@@ -130,16 +129,20 @@ def _settings(table: Table | None) -> NotifySettings:
     )
 
 
-_COMMON = ["name", "kind", "severities", "codes", "events"]
-_KEYS = {
-    "command": [*_COMMON, "command"],
-    "smtp": [
-        *_COMMON,
-        *["host", "port", "security", "from", "to", "username", "password_file", "password_env"],
-        "ca",
-    ],
-    "webhook": [*_COMMON, "url", "secret_file", "secret_env", "ca"],
-}
+_COMMON = ("name", "kind", "severities", "codes", "events")
+_COMMAND_KEYS = (*_COMMON, "command")
+_SMTP_KEYS = (
+    *_COMMON,
+    *("host", "port", "security", "from", "to", "username", "password_file", "password_env"),
+    "ca",
+)
+_WEBHOOK_KEYS = (*_COMMON, "url", "secret_file", "secret_env", "ca")
+_SETTINGS_KEYS = (
+    "failing_cycles",
+    "initial_backoff_seconds",
+    "max_backoff_seconds",
+    "timeout_seconds",
+)
 
 
 def _entry(index: int, table: Table) -> Channel:
@@ -156,13 +159,14 @@ def _channel(name: str, table: Table) -> Channel:
     kind = table.text("kind")
     if kind not in CHANNEL_KINDS:
         raise table.fail("kind", f"expected one of {', '.join(CHANNEL_KINDS)}, got {kind!r}")
-    table.only(_KEYS[kind])
-    wants = _wants(table)
     if kind == "command":
-        return _command(name, wants, table)
+        table.only(_COMMAND_KEYS)
+        return _command(name, _wants(table), table)
     if kind == "smtp":
-        return _smtp(name, wants, table)
-    return _webhook(name, wants, table)
+        table.only(_SMTP_KEYS)
+        return _smtp(name, _wants(table), table)
+    table.only(_WEBHOOK_KEYS)
+    return _webhook(name, _wants(table), table)
 
 
 def _wants(table: Table) -> Wants:
