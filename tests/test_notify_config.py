@@ -14,6 +14,7 @@ from invsync.agent.config.notify import (
     WebhookChannel,
 )
 from invsync.agent.config.settings import load_agent_config
+from invsync.agent.daemon.reload import changes
 from invsync.agent.errors import ConfigError
 
 SMTP = """
@@ -179,3 +180,10 @@ def test_clear_text_is_allowed_on_loopback(fed: Path) -> None:
     hook = WEBHOOK.replace("https://soc.secom.example", "http://localhost:8080")
     notify = _load(fed, local + hook)
     assert [c.name for c in notify.channels] == ["mail-officers", "soc"]  # type: ignore[attr-defined]
+
+
+def test_a_reload_says_the_channels_changed(fed: Path) -> None:
+    before = load_agent_config(fed / "secom.toml")
+    _load(fed, COMMAND)
+    after = load_agent_config(fed / "secom.toml")
+    assert changes(before, after) == "notify"
