@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from invsync.agent.config.keyfiles import check_agent_keys
 from invsync.agent.config.notify import (
     CommandChannel,
     NotifySettings,
@@ -187,3 +188,20 @@ def test_a_reload_says_the_channels_changed(fed: Path) -> None:
     _load(fed, COMMAND)
     after = load_agent_config(fed / "secom.toml")
     assert changes(before, after) == "notify"
+
+
+def test_a_secret_file_must_be_there_and_private(fed: Path) -> None:
+    password = fed / "secrets" / "smtp-password"
+    _load(fed, SMTP)
+    config = load_agent_config(fed / "secom.toml")
+    with pytest.raises(ConfigError, match=r"notify\[0\]\.password_file: file .*: cannot read"):
+        check_agent_keys(config)
+    password.parent.mkdir()
+    password.write_text("s3cret\n")
+    password.chmod(0o644)
+    with pytest.raises(
+        ConfigError, match=r"notify\[0\]\.password_file: .* open to group or others"
+    ):
+        check_agent_keys(config)
+    password.chmod(0o600)
+    check_agent_keys(config)

@@ -102,7 +102,7 @@ class Notify:
 
 
 def read_notify(root: Table) -> Notify:
-    channels = tuple(_entry(i, table) for i, table in enumerate(root.array("notify")))
+    channels = tuple(_entry(table) for table in root.array("notify"))
     names = [c.name for c in channels]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -145,7 +145,7 @@ _SETTINGS_KEYS = (
 )
 
 
-def _entry(index: int, table: Table) -> Channel:
+def _entry(table: Table) -> Channel:
     name = table.text("name")
     try:
         return _channel(name, table)
