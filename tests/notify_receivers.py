@@ -131,14 +131,21 @@ def _handler(hooks: Hooks, secret: str) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def webhook_receiver(secret: str = WEBHOOK_SECRET) -> Iterator[tuple[Hooks, str]]:
-    """A running HTTP receiver on loopback and its URL."""
+def webhook_receiver(
+    secret: str = WEBHOOK_SECRET, tls: TlsFiles | None = None
+) -> Iterator[tuple[Hooks, str]]:
+    """A running HTTP receiver on loopback and its URL; HTTPS as localhost with `tls`."""
     hooks = Hooks()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hooks, secret))
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert, tls.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield hooks, f"http://127.0.0.1:{server.server_address[1]}/hooks/invsync"
+        scheme, host = ("https", "localhost") if tls else ("http", "127.0.0.1")
+        yield hooks, f"{scheme}://{host}:{server.server_address[1]}/hooks/invsync"
     finally:
         server.shutdown()
         server.server_close()

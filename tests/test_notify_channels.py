@@ -159,6 +159,20 @@ def test_a_webhook_post_carries_a_signature_the_receiver_verifies(
     assert signature(WEBHOOK_SECRET, body) == f"sha256={expected}"
 
 
+def test_an_https_webhook_verifies_the_receivers_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INVSYNC_TEST_HOOK", WEBHOOK_SECRET)
+    secret = Secret("agent.toml: notify[1].secret_env", env="INVSYNC_TEST_HOOK")
+    tls = server_tls(tmp_path / "tls")
+    with webhook_receiver(tls=tls) as (hooks, url):
+        assert url.startswith("https://localhost:")
+        with pytest.raises(SendError, match="CERTIFICATE_VERIFY_FAILED"):
+            send(_webhook(url, secret), EVENT, timeout=10)  # the system's CAs do not know it
+        send(WebhookChannel("soc", Wants(), url, secret, ca=tls.ca), EVENT, timeout=10)
+    assert [e["event_id"] for e in hooks.events] == [EVENT.event_id]
+
+
 def test_a_webhook_with_the_wrong_secret_is_refused_by_the_receiver(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("not the shared one")
     secret = Secret("agent.toml: notify[1].secret_file", file=tmp_path / "secret")
