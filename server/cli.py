@@ -19,6 +19,7 @@ LAZY: dict[str, str] = {
     "incident": "invsync.agent.cli.incident:incident_group",
     "inventory": "invsync.agent.cli.inventory:inventory_group",
     "keys": "invsync.agent.cli.keys:keys_group",
+    "notify": "invsync.agent.cli.notify:notify_group",
     "reconcile": "invsync.agent.cli.reconcile:reconcile_command",
     "report": "invsync.agent.cli.report:report_group",
     "rules": "invsync.agent.cli.rules:rules_command",
@@ -36,6 +37,7 @@ SUMMARIES: dict[str, str] = {
     "incident": "Draft incident reports from findings.",
     "inventory": "Import, list, show and export a party's inventory of CA certificates.",
     "keys": "Create and inspect snapshot and report signing keys.",
+    "notify": "Try the notification channels of an agent's configuration.",
     "reconcile": (
         "Compare two parties' CA certificate lists offline, with no server and no configuration."
     ),

@@ -15,6 +15,7 @@ AGENT_LAYERS = (
     "reconcile",
     "report",
     "evidence",
+    "notify",
     "daemon",
     "cli",
 )

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from invsync.agent.config import inventory as config_inventory_module
+from invsync.agent.config import notify as config_notify_module
 from invsync.agent.config import settings as agent_config_module
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.cycle import Agent
@@ -675,7 +676,11 @@ def _accepted_keys(module: object) -> set[str]:
     return keys
 
 
-AGENT_KEYS = _accepted_keys(agent_config_module) | _accepted_keys(config_inventory_module)
+AGENT_KEYS = (
+    _accepted_keys(agent_config_module)
+    | _accepted_keys(config_inventory_module)
+    | _accepted_keys(config_notify_module)
+)
 SERVER_KEYS = _accepted_keys(server_config_module)
 NAMED_TABLES = ("peers", "pairings", "parties", "profiles")  # children named by the user
 USER_NAMED_VALUES = ("ccadb_owners",)  # an inline table whose keys are the user's own

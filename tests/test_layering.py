@@ -2,7 +2,8 @@
 points down the layers, and no module imports itself back through others.
 
     foundation (agent/errors, times, files, tomlconf) -> model -> telemetry -> sources
-    -> inventory -> exchange -> store -> config -> reconcile -> report -> evidence -> daemon
+    -> inventory -> exchange -> store -> config -> reconcile -> report -> evidence -> notify
+    -> daemon
     -> cli -> server
 
 Every import counts: at module level, inside a function, and under `if TYPE_CHECKING:`, because

@@ -173,9 +173,14 @@ def _cycle(agent: Agent, wait: float, *, exiting: bool = False) -> list[CycleRes
         try:
             count = agent.collect()
             click.echo(f"{party}: collected {count} certificates")
-            return _pairings(agent, wait)
+            results = _pairings(agent, wait)
+        except InvsyncError as e:
+            agent.notifier.cycle_ended(e)  # never raises: a notification stops no cycle
+            raise
         finally:  # a failed cycle too: a daemon lives on, or is killed
             agent.end_cycle()
+        agent.notifier.cycle_ended(None)
+        return results
 
 
 def _pairings(agent: Agent, wait: float) -> list[CycleResult]:

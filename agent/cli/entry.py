@@ -42,6 +42,7 @@ from invsync.agent.exchange.ca_sign import AssemblyError
 from invsync.agent.exchange.envelope import MalformedEnvelope
 from invsync.agent.exchange.rejections import UntrustedInput
 from invsync.agent.inventory.lint import LintUnavailable
+from invsync.agent.notify.secret import SendError
 from invsync.agent.store.lock import DatabaseInUse
 from invsync.agent.telemetry.logs import setup_logging
 
@@ -72,6 +73,7 @@ EXIT_CODES: Mapping[type[InvsyncError], int] = {
     DatabaseInUse: EXIT_CANNOT_RUN,
     KeyCommandError: EXIT_CANNOT_RUN,  # the CA's hardware key did not sign
     CaBusy: EXIT_CANNOT_RUN,
+    SendError: EXIT_CANNOT_RUN,  # a notification channel did not take the event
     AssemblyError: EXIT_CANNOT_RUN,
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from invsync.agent.config.notify import SmtpChannel, WebhookChannel
 from invsync.agent.config.settings import AgentConfig
 from invsync.agent.errors import ConfigError, InvsyncError
 from invsync.agent.exchange.keys import load_signing_key, load_verify_key
@@ -83,3 +84,18 @@ def check_agent_keys(config: AgentConfig) -> None:
     public_key_files(file, "server.signing_keys", config.server.signing_keys)
     for name, paths in config.peers.items():
         public_key_files(file, f"peers.{name}.signing_keys", paths)
+    secret_files(config)
+
+
+def secret_files(config: AgentConfig) -> None:
+    """The password and webhook secret files of `[[notify]]`: there and 0600, as the signing
+    key is (read again at each send, so a rotated secret needs no restart)."""
+    for i, channel in enumerate(config.notify.channels):
+        if isinstance(channel, SmtpChannel) and channel.password is not None:
+            secret, key = channel.password, "password_file"
+        elif isinstance(channel, WebhookChannel):
+            secret, key = channel.secret, "secret_file"
+        else:
+            continue
+        if secret.file is not None:
+            private_file(config.file, f"notify[{i}].{key}", secret.file)

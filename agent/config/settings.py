@@ -54,6 +54,7 @@ from invsync.agent.config.inventory import (
     audit_scope_sources,
     profiles,
 )
+from invsync.agent.config.notify import Notify, read_notify
 from invsync.agent.errors import SourceError
 from invsync.agent.exchange.backoff import RetryPolicy
 from invsync.agent.exchange.client import ExchangeClient
@@ -120,6 +121,7 @@ class AgentConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_source_bytes: int = DEFAULT_MAX_SOURCE_BYTES  # one source file's size cap
     max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES  # the largest peer snapshot fetched
+    notify: Notify = field(default_factory=Notify)  # [[notify]] channels (agent.notify)
 
     def ca_spkis(self) -> list[bytes]:
         """Every pairing's root CA keys: CT entries they signed belong in the inventory."""
@@ -153,6 +155,8 @@ def load_agent_config(file: Path) -> AgentConfig:
             "profiles",
             "acknowledgements",
             "retry",
+            "notify",
+            "notify_settings",
         ]
     )
     agent = root.table("agent")
@@ -187,6 +191,7 @@ def load_agent_config(file: Path) -> AgentConfig:
         retry=_retry(root),
         max_source_bytes=agent.integer("max_source_bytes", DEFAULT_MAX_SOURCE_BYTES),
         max_snapshot_bytes=agent.integer("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES),
+        notify=read_notify(root),
     )
 
 

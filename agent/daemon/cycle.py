@@ -33,6 +33,7 @@ from invsync.agent.exchange.recent_snapshots import RecentSnapshots
 from invsync.agent.exchange.snapshot import BuildMemo
 from invsync.agent.model.record import CertRecord
 from invsync.agent.model.snapshot import Snapshot
+from invsync.agent.notify.outbox import Notifier
 from invsync.agent.report.body import Pins
 from invsync.agent.store.agent_store import AgentStore
 from invsync.agent.store.facts_cache import FactsCache
@@ -83,6 +84,7 @@ class Agent:
             log_watch=self.log_watch,
         )
         start_refusal_counts(config.pairings)
+        self.notifier = Notifier(config.notify, self.store.notifications, config.party, self.clock)
         self.facts = FactsCache.install(self.store)
         self.recent = RecentSnapshots.install(wholes=keeps)
         self.held: list[CertRecord] | None = None
@@ -160,8 +162,11 @@ class Agent:
 
     def settle(self, pairing: PairingConfig, wait_seconds: float) -> CycleResult:
         """Co-sign each report on our latest snapshot until one carries every signature; write
-        it (`agent.daemon.cosign`)."""
-        return cosign.settle(self, pairing, wait_seconds)
+        it (`agent.daemon.cosign`); its events queued for the cycle's end (`agent.notify`)."""
+        result = cosign.settle(self, pairing, wait_seconds)
+        if result.body is not None:
+            self.notifier.report_written(result.payload, result.body)
+        return result
 
     def pins(self) -> Pins:
         """The report signers this agent pins: the server's keys, ours, and the peers' with

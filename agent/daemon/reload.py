@@ -84,7 +84,9 @@ def changes(running: AgentConfig, new: AgentConfig) -> str:
     )
     if edited:
         parts.append("changed " + ", ".join(edited))
-    parts += [key for key in ("sources", "server") if getattr(running, key) != getattr(new, key)]
+    parts += [
+        key for key in ("sources", "server", "notify") if getattr(running, key) != getattr(new, key)
+    ]
     if _own_rules(running) != _own_rules(new):
         parts.append("attribution")
     shown = "; ".join(part for part in parts if part)

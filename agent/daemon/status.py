@@ -3,7 +3,8 @@
 (verified, from the server; offline, the version the latest report names), the latest report in
 the report_dir (signatures as the agent's configuration pins them, open and acknowledged
 findings), what the agent refused of the server as a finding (a peer rollback, a log that does not
-hold together, a split view), and whether the server answers."""
+hold together, a split view), and whether the server answers; then each notification channel
+(`[[notify]]`): its events waiting in the outbox, its last success and its last failure."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from invsync.agent.exchange.client import Refused
 from invsync.agent.exchange.rejections import MESSAGE_CHARS
 from invsync.agent.model.findings import Severity
 from invsync.agent.model.snapshot import SnapshotHeader
+from invsync.agent.notify.channels import describe
 from invsync.agent.report.body import Pins, verify_report
 from invsync.agent.report.files import report_files
 from invsync.agent.store.agent_store import AgentStore
@@ -47,7 +49,24 @@ def pairing_status(
         "report": report,
         "refused": _refused(store, pairing),
         "server": _server(probe, pairing),
+        "notifications": notification_status(config, store),
     }
+
+
+def notification_status(config: AgentConfig, store: AgentStore) -> list[dict[str, Any]]:
+    """Each channel's outbox: the agent's, so every pairing's row shows the same."""
+    states = store.notifications.channel_states(c.name for c in config.notify.channels)
+    return [
+        {
+            "channel": channel.name,
+            "target": describe(channel),
+            "pending": state.pending,
+            "last_success": None if state.last_success is None else rfc3339(state.last_success),
+            "last_failure": None if state.last_failure is None else rfc3339(state.last_failure),
+            "last_error": state.last_error,
+        }
+        for channel, state in zip(config.notify.channels, states, strict=True)
+    ]
 
 
 def _refused(store: AgentStore, pairing: str) -> dict[str, Any]:
@@ -160,7 +179,19 @@ def status_text(rows: list[dict[str, Any]]) -> str:
                 f"{refused['last_at']}: {refused['last']}"
             )
         lines.append(f"  server: {row['server']}")
+    if rows:
+        lines += [_notify_line(channel) for channel in rows[0]["notifications"]]
     return "\n".join(lines) + "\n"
+
+
+def _notify_line(channel: dict[str, Any]) -> str:
+    line = f"notify {channel['channel']} ({channel['target']}): {channel['pending']} pending"
+    line += f", last sent {channel['last_success'] or 'never'}"
+    if channel["last_failure"] is not None:
+        failed = channel["last_failure"]
+        state = "FAILING" if failed > (channel["last_success"] or "") else "last failure"
+        line += f"; {state} {failed}: {channel['last_error']}"
+    return line
 
 
 def _peer_line(peer: dict[str, Any]) -> str:

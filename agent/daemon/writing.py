@@ -15,6 +15,7 @@ from invsync.agent.exchange.envelope import Envelope
 from invsync.agent.files import write_atomically
 from invsync.agent.model.findings import Severity
 from invsync.agent.report.body import (
+    ReportBody,
     ReportVerification,
     parse_report_body,
     read_report_file,
@@ -36,6 +37,8 @@ class CycleResult:
     markdown_path: Path
     verification: ReportVerification
     open_errors: int = 0  # findings of severity error not acknowledged
+    body: ReportBody | None = None  # as parsed from the report's payload
+    payload: bytes = b""  # the report body's bytes, as signed
 
     @property
     def complete(self) -> bool:
@@ -66,7 +69,9 @@ def write_report(agent: AgentParts, pairing: str, rid: str, env: Envelope) -> Cy
     errors = sum(
         1 for f in body.findings if f.severity == Severity.ERROR and f.acknowledgement is None
     )
-    return CycleResult(pairing, version, rid, json_path, md_path, verification, errors)
+    return CycleResult(
+        pairing, version, rid, json_path, md_path, verification, errors, body, env.payload
+    )
 
 
 def written_reports(directory: Path, count: int = 4) -> list[Envelope]:

@@ -53,6 +53,7 @@ from invsync.agent.model.snapshot import Snapshot
 from invsync.agent.store import sightings
 from invsync.agent.store.db import Migration, open_database, transaction
 from invsync.agent.store.kept_sources import KeptSources
+from invsync.agent.store.notifications import NotificationStore, m018_notifications
 from invsync.agent.store.snapshot_blobs import META_COLUMNS, SnapshotBlobs
 from invsync.agent.store.whole_chain import chain_root, placement
 from invsync.agent.times import parse_rfc3339
@@ -300,6 +301,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m015_snapshot_columns_indexed,
     m016_server_key_rotations,
     m017_own_signing_keys,
+    m018_notifications,
 )
 
 _CERT_COLUMNS = (
@@ -417,6 +419,7 @@ class AgentStore:
         self.path = path
         self.db = open_database(path, MIGRATIONS, create=create)
         self.blobs = SnapshotBlobs(self.db)
+        self.notifications = NotificationStore(self.db)  # the outbox (agent.notify)
         # Each stored record's row digest: a steady collection encodes only changed rows.
         # And its sources as stored, worked out without reading them back (`as_stored`).
         self._kept_sources = KeptSources()

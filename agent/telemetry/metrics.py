@@ -54,8 +54,23 @@ INPUTS_REFUSED = Counter(
     registry=REGISTRY,
 )
 
+NOTIFICATIONS = Counter(
+    "invsync_agent_notifications",
+    "Notifications tried, by [[notify]] channel and outcome (sent or failed).",
+    ["channel", "outcome"],  # channel: a configured name only
+    registry=REGISTRY,
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "invsync_agent_notifications_pending",
+    "Notifications waiting in the outbox for their channel, after the last flush.",
+    ["channel"],
+    registry=REGISTRY,
+)
+
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+SENT = "sent"
+FAILED = "failed"
 
 
 class FindingsGauge:

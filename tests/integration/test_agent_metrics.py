@@ -7,10 +7,12 @@ report it wrote, the server's verdict).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -59,6 +61,14 @@ def _daemon(work: Path, party: str, metrics_port: int) -> Iterator[Path]:
             proc.wait()
 
 
+_PAGER = f"""
+[[notify]]
+name = "pager"
+kind = "command"
+command = [{json.dumps(sys.executable)}, "-c", "import sys; sys.stdin.buffer.read()"]
+"""
+
+
 def _labelled(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
     return {labels: v for (n, labels), v in samples.items() if n == name}
 
@@ -68,12 +78,19 @@ def test_an_agent_daemon_serves_every_documented_metric_after_a_cycle(
 ) -> None:
     port = free_port()
     started = time.time()
+    jprs = federation.work / "jprs.toml"  # a notification channel: its metrics have values
+    jprs.write_text(jprs.read_text() + _PAGER)
     with _daemon(federation.work, "jprs", port) as out:
         secom = command("agent", "run", "--config", str(federation.work / "secom.toml"), "--once")
         assert subprocess.run(secom, cwd=federation.work, timeout=120).returncode == EXIT_FINDINGS
-        log = wait_for(out, "subordinate valid)")  # jprs's first cycle ended fully signed
+        wait_for(out, "subordinate valid)")  # jprs's first cycle ended fully signed
+        log = wait_for(out, "jprs: cycle ended after")  # and its notifications were sent
         body, samples = scrape(port)
-    assert len(assert_serves_documented("Agent", body, samples)) == 7
+    assert len(assert_serves_documented("Agent", body, samples)) == 9
+    # Four error findings JPRS must act on, each opened and past due: eight events.
+    sent = {"channel": "pager", "outcome": "sent"}
+    assert value(samples, "invsync_agent_notifications_total", **sent) == 8
+    assert value(samples, "invsync_agent_notifications_pending", channel="pager") == 0
 
     inventory = federation.work / "data" / "jprs_ca_certificates.pem"
     records = len(x509.load_pem_x509_certificates(inventory.read_bytes()))
