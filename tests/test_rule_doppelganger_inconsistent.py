@@ -3,8 +3,12 @@ it leaves to other rules, and a consistent group that gives nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from invsync.agent.inventory.scope import subordinate_scope
 from invsync.agent.model.facts import AuditPeriod, AuditScopeEntry, CcadbAudit, Disclosure
 from invsync.agent.model.findings import Finding, Severity
 from invsync.agent.model.record import CertRecord, Revocation
@@ -12,7 +16,10 @@ from invsync.agent.model.snapshot import Side
 from invsync.agent.reconcile.rules import doppelganger_inconsistent
 from invsync.agent.reconcile.rules.context import Context
 from invsync.agent.reconcile.runner import reconcile
+from tests import ca_chain
+from tests.ct_helpers import spki
 from tests.golden_cases import certificates
+from tests.headers import header
 
 OV_2019 = "90EE548EBACACAB40207A61A378CE186B94D24AE7C55BFC83065EA96072E2B38"
 OV_BUG = "21C066332D6B92DD9A253E2637684A5BC3E31357F863BED7A2F98C8459A33B62"
@@ -215,4 +222,40 @@ def test_several_differences_make_one_finding_at_the_worst_severity() -> None:
     assert finding.message.endswith(
         "is live: revoke it too if the CA stopped, or give superseded as the reason if this one "
         "was replaced"
+    )
+
+
+def test_another_roots_certificate_is_a_sibling_judged_in_its_own_pairing() -> None:
+    """A cross-sign (tests/test_cross_sign.py): one key, a certificate from each root. Root one
+    revoked its certificate for keyCompromise, the subordinate records root two's as superseded."""
+    roots = [ca_chain.root(f"Test Root {n}", f"Root {n} Inc.") for n in ("One", "Two")]
+    key = ec.generate_private_key(ec.SECP256R1())
+    one, two = (
+        ca_chain.record(ca_chain.issue(root, "Test Sub CA", "Sub Inc.", key=key, serial=n), "sub")
+        for n, root in ((0x1111, roots[0]), (0x2222, roots[1]))
+    )
+    at = datetime(2021, 3, 1, tzinfo=UTC)
+    revoked = Revocation(at - timedelta(days=2), "keyCompromise", "test")
+    one = replace(one, revocation=revoked)
+    two = replace(two, revocation=replace(revoked, reason="superseded"))
+
+    def pairing(index: int, listed: CertRecord) -> list[Finding]:
+        scope = (spki(roots[index].key.public_key()),)
+        root = Side(
+            "root", [listed], header=header("root", "root-sub", at, role="root", scope=scope)
+        )
+        held = subordinate_scope([one, two], issuer_spkis=list(scope))
+        sub_header = header("sub", "root-sub", at, role="subordinate", scope=scope)
+        return list(
+            doppelganger_inconsistent.check(
+                Context.of(root, Side("sub", held, header=sub_header), at)
+            )
+        )
+
+    assert pairing(0, one) == []  # root two's certificate: not this pairing's to judge
+    finding = _one(pairing(1, two))
+    assert (finding.sha256, finding.severity, finding.related) == (
+        two.sha256,
+        Severity.ERROR,
+        (one.sha256,),
     )

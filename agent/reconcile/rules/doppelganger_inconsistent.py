@@ -24,6 +24,8 @@ members. Kinds of difference, each left alone where another rule already reports
   superseded (cessationOfOperation, privilegeWithdrawn, none...) while a sibling is live:
   notice, the reason says the CA stopped while it goes on. A live member beside a key-reason
   revocation is `doppelganger-untracked`'s; superseded beside a live sibling is a reissue.
+A cross-sign's other root's certificate (`Context.others`) counts as a sibling but gets no
+finding here: its own pairing judges it, beside this root's certificate.
 The facts are both parties' (audit lists and revocations of either side's records, CCADB's
 record as `Context.disclosures` holds it): each side recomputes the same findings.
 """
@@ -70,6 +72,8 @@ class Difference:
 def check(ctx: Context) -> Iterable[Finding]:
     for members in groups(ctx):
         for member in members:
+            if member.sha256 in ctx.others:
+                continue  # another root's certificate: judged in its own pairing, beside ours
             found = [*_differences(ctx, member, members)]
             if found:
                 yield _finding(ctx, member, members, found)
