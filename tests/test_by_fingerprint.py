@@ -152,10 +152,29 @@ def test_the_real_lists_compare_the_same_by_fingerprint_as_in_full() -> None:
     assert fast is not None
     full = _full(root, sub)
     assert _counts(fast) == _counts(full) == [(185, 174), (10, 10)]
-    assert len(_findings(full)) == 166
+    assert len(_findings(full)) == 182
     assert _findings(fast) == _findings(full)
     # Only what a rule can need was decoded: far fewer records than the root lists.
     assert len(fast[0].records) < len(full[0].records)
+
+
+def test_a_group_both_lists_hold_alike_is_read_for_its_constraints(tmp_path: Path) -> None:
+    """NII Open Domain CA - G5: the 2018 certificate unconstrained, the 2020 reissues of its
+    subject and key name-constrained. Both lists hold all three byte for byte, yet the group is
+    a `doppelganger-inconsistent` finding: the fast reading decodes it too."""
+    group = [
+        der
+        for der in POOL
+        if parse_certificate(der).subject.startswith("CN=NII Open Domain CA - G5,")
+    ]
+    assert len(group) == 3
+    root, sub = _files(tmp_path, "root", group, 0), _files(tmp_path, "sub", group, 0)
+    fast = compare_plain_lists(root, sub, CTX)
+    assert fast is not None
+    assert [(f.code, f.sha256[:16]) for f in _findings(fast)] == [
+        ("doppelganger-inconsistent", "80F5B0D16FAE8E72")
+    ]
+    assert _findings(fast) == _findings(_full(root, sub))
 
 
 @settings(max_examples=60)

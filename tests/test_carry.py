@@ -307,6 +307,7 @@ CLOCK_USES = {
     "disappeared.py": 1,  # revocation_at
     "disclosure.py": 1,  # notBefore + 7 days
     "doppelganger.py": 1,  # revocation_at
+    "doppelganger_inconsistent.py": 2,  # revocation_at, CCADB's next audit report due
     "stale_peer.py": 3,  # headers only: made again every time
     "status.py": 2,  # revocation_at
     "status_public.py": 5,  # revocation_at, CRL entries' dates, CCADB's revocation date

@@ -37,8 +37,8 @@ def test_every_code_says_what_to_do_in_one_sentence_or_two() -> None:
 
 def test_text_names_the_incident_rules_policies() -> None:
     text = _run()
-    assert "not-in-audit-scope      error    Mozilla Root Store Policy 3.1.3\n" in text
-    assert "audit-overdue           error    CCADB Policy 5.2\n" in text
+    assert "not-in-audit-scope         error    Mozilla Root Store Policy 3.1.3\n" in text
+    assert "audit-overdue              error    CCADB Policy 5.2\n" in text
 
 
 def test_json_is_the_catalogue_in_rule_order() -> None:
@@ -63,7 +63,7 @@ def test_json_is_the_catalogue_in_rule_order() -> None:
 
 def test_the_trusted_states_code_is_listed_with_its_policy() -> None:
     text = _run()
-    assert "peer-rollback           error    invsync exchange history (DESIGN 6a)\n" in text
+    assert "peer-rollback              error    invsync exchange history (DESIGN 6a)\n" in text
 
 
 def test_an_unknown_format_is_refused() -> None:

@@ -2,19 +2,22 @@
 can need it (issue 13: `invsync reconcile` of 1,000,000 against 1,000,000).
 
 With no public view (no CCADB report, CRL or audit list) and only PEM bundles on both sides,
-the records carry nothing but their certificates, so only two rules can speak:
-`missing-at-*` about a certificate one side lacks, and `doppelganger-untracked` about a group
-sharing subject and key with such a certificate. Every other rule needs revocations,
-disclosures, audit lists, operators or snapshot headers, which plain lists do not have.
+the records carry nothing but their certificates, so only three rules can speak:
+`missing-at-*` about a certificate one side lacks, `doppelganger-untracked` about a group
+sharing subject and key with such a certificate, and `doppelganger-inconsistent` about a group
+whose members differ in technical constraint (which the certificates alone show). Every other
+rule needs revocations, disclosures, audit lists, operators or snapshot headers, which plain
+lists do not have.
 
 So each block is base64-decoded and hashed; each distinct certificate is loaded by
 `cryptography` (its X.509 structure, not yet its names' values or its key), and three facts are
 kept as one integer: its CA flag and whether it is self-issued, exactly as `parse_certificate`
 derives them, and a hash of its subject Name. Then the certificates the rules may look at are
 parsed in full and read the usual way: those one side lacks, every certificate whose subject
-hash is one of theirs (a doppelganger group shares its subject, so its members are all among
-them), and self-issued ones (whether they are self-signed decides the scope). The rest is
-counted, not decoded: a certificate both lists hold byte for byte cannot differ between them.
+hash is one of theirs or that of another certificate (a doppelganger group shares its subject,
+so its members are all among them), and self-issued ones (whether they are self-signed decides
+the scope). The rest is counted, not decoded: a certificate both lists hold byte for byte, of a
+subject no other certificate has, cannot differ between them.
 
 One difference from reading both lists in full follows, on purpose: a certificate both lists
 hold whose key `cryptography` does not support (SM2, GOST) or whose name values do not decode is
@@ -34,6 +37,7 @@ findings or the precise error.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -111,7 +115,7 @@ def compare_plain_lists(
         return None
     root_listing, sub_listing = listings
     alone = root_listing.first.keys() ^ sub_listing.first.keys()
-    subjects = {facts[digest] >> _FLAGS for digest in alone}
+    subjects = {facts[digest] >> _FLAGS for digest in alone} | _shared_subjects(facts)
     wanted = alone | {
         digest
         for digest, known in facts.items()
@@ -122,6 +126,12 @@ def compare_plain_lists(
     except Irregular:
         return None
     return root_side, sub_side
+
+
+def _shared_subjects(facts: dict[bytes, int]) -> set[int]:
+    """The subject hashes of more than one distinct certificate: the possible groups."""
+    counts = Counter(known >> _FLAGS for known in facts.values())
+    return {subject for subject, n in counts.items() if n > 1}
 
 
 def _listing(files: Sequence[Path], facts: dict[bytes, int], progress: Progress) -> _Listing:

@@ -44,6 +44,7 @@ MISSING_AT_SUBORDINATE = "missing-at-subordinate"
 MISSING_AT_ROOT = "missing-at-root"
 STATUS_MISMATCH = "status-mismatch"
 DOPPELGANGER_UNTRACKED = "doppelganger-untracked"
+DOPPELGANGER_INCONSISTENT = "doppelganger-inconsistent"
 NOT_IN_AUDIT_SCOPE = "not-in-audit-scope"
 AUDIT_OVERDUE = "audit-overdue"
 UNUSED_NOT_REVOKED = "unused-not-revoked"
@@ -121,6 +122,15 @@ CATALOGUE: Mapping[str, CodeInfo] = _catalogue(
         "A certificate shares subject and key with others that are listed or revoked differently.",
         "List or revoke every certificate of the group alike: one key and subject are one CA, "
         "whichever certificate is used.",
+    ),
+    CodeInfo(
+        DOPPELGANGER_INCONSISTENT,
+        Severity.WARNING,
+        MOZILLA_AUDIT_SCOPE,
+        "Certificates sharing subject and key differ in audit scope, technical constraint or "
+        "revocation.",
+        "Subordinate: audit, constrain and revoke every certificate of the group alike, or have "
+        "the odd one revoked.",
     ),
     CodeInfo(
         NOT_IN_AUDIT_SCOPE,

@@ -3,7 +3,8 @@
 SECOM's agent holds the real SECOM hierarchy (185 CA certificates from CCADB) and has three root
 pairings, with JPRS, NII and Cybertrust, each picking its peer's certificates by subject
 organization; each subordinate lists its own certificates (Cybertrust one fewer than SECOM
-issued it, so its pairing has findings from the start). After a first round of all four
+issued it, so its pairing has findings from the start; NII's has three too: unconstrained
+certificates of keys that also have constrained ones). After a first round of all four
 agents, NII drops one certificate from its inventory: the next round changes the secom-nii
 report alone, and the server's reports of the two other pairings are the same bytes.
 """
@@ -43,6 +44,16 @@ PAIRINGS = [
     for sub, organization in ORGANIZATIONS.items()
 ]
 NAMES = [p.name for p in PAIRINGS]
+# NII's Open Domain CA G5 and G6 of 2018-2019 carry no constraint, their 2020 reissues of the same
+# subject and key are name-constrained: the key issues without constraint through the old ones.
+NII_UNCONSTRAINED = [
+    ("doppelganger-inconsistent", sha)
+    for sha in (
+        "012BB72AAA11068FC84E276CA1D41E0D67D546B204F53C417EAF471047F67460",
+        "76BD451EBB1A86332C608D9993878610831855717D7B9D6B82B3CDE7276E6B75",
+        "80F5B0D16FAE8E72B9F1346FEDD78883D4A629D1382FBCFC694F54BFC1EEDD3C",
+    )
+]
 
 
 def _hierarchy() -> list[x509.Certificate]:
@@ -115,7 +126,7 @@ def test_one_change_at_one_subordinate_changes_that_pairings_report_alone(
     left_out = _sha(_of(ORGANIZATIONS["cybertrust"])[0])
     assert {name: _findings(body) for name, (_, body) in first.items()} == {
         "secom-jprs": [],
-        "secom-nii": [],
+        "secom-nii": NII_UNCONSTRAINED,
         "secom-cybertrust": [
             ("doppelganger-untracked", left_out),
             ("missing-at-subordinate", left_out),
@@ -140,7 +151,13 @@ def test_one_change_at_one_subordinate_changes_that_pairings_report_alone(
     body = second["secom-nii"][1]
     assert (body.root.version, body.subordinate.version) == (1, 2)
     # NII's dropped certificate too shares subject and key with one it still lists.
-    assert _findings(body) == [
-        (code, _sha(dropped))
-        for code in ("disappeared", "doppelganger-untracked", "missing-at-subordinate")
-    ]
+    assert _sha(dropped) == NII_UNCONSTRAINED[0][1]  # still listed by SECOM, still inconsistent
+    assert _findings(body) == sorted(
+        [
+            *NII_UNCONSTRAINED,
+            *(
+                (code, _sha(dropped))
+                for code in ("disappeared", "doppelganger-untracked", "missing-at-subordinate")
+            ),
+        ]
+    )

@@ -35,6 +35,15 @@ def check(ctx: Context) -> Iterable[Finding]:
                 yield _finding(ctx, record, audit)
 
 
+def flags(ctx: Context, record: CertRecord, audit: AuditPeriod) -> bool:
+    """This rule makes a finding of `record` for `audit` if the audit's list leaves it out
+    (`doppelganger-inconsistent` leaves those to it)."""
+    operators = dict(ctx.whole.audits).get(audit)
+    if operators is None or ctx.operator_of(record.sha256) not in operators:
+        return False
+    return _must_be_listed(ctx, record, audit)
+
+
 def _must_be_listed(ctx: Context, record: CertRecord, audit: AuditPeriod) -> bool:
     assert audit.period_end is not None  # Whole.audits holds only audits with an end
     issued_in_time = record.info.not_before.date() <= audit.period_end

@@ -69,8 +69,8 @@ class Context:
     sub_side: Side = field(default_factory=lambda: Side("", ()))
     given_whole: Whole | None = None
     # The subordinate's certificates of a key the root certified that another issuer signed
-    # (a cross-sign): not in `sub`, seen by `doppelganger-untracked` alone
-    # (agent.reconcile.cross_signs).
+    # (a cross-sign): not in `sub`, seen by `doppelganger-untracked` alone, and by
+    # `doppelganger-inconsistent` as siblings only (agent.reconcile.cross_signs).
     others: Mapping[str, CertRecord] = field(default_factory=dict)
 
     @classmethod
