@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from invsync.agent.model.findings import CATALOGUE, make_finding
+from invsync.agent.reconcile.runner import reconcile
 from invsync.agent.report.body import (
     ReportBody,
     Signer,
@@ -21,6 +22,7 @@ from invsync.agent.report.body import (
 )
 from invsync.agent.report.render.chart import HistoryPoint, history_chart, history_point
 from invsync.agent.report.render.html import CONTENT_SECURITY_POLICY, report_html
+from tests.golden_cases import GOLDEN, load
 from tests.report_helpers import (
     AS_OF,
     DV_BUG,
@@ -244,9 +246,21 @@ def test_the_doppelganger_table_lists_the_g3_groups() -> None:
     assert OV_G3 in members
     (ov_rows,) = [rows for rows in groups.values() if {c[0] for c in rows} == OV_G3]
     flagged = {cells[0]: cells[1:] for cells in ov_rows}
-    assert flagged[OV_BUG][:2] == ["warning", "jprs"]
+    assert flagged[OV_BUG][:2] == ["warning doppelganger-untracked", "jprs"]
     assert "missing-at-subordinate" in flagged[OV_BUG][2]
     assert {tuple(v[:2]) for k, v in flagged.items() if k != OV_BUG} == {("none", "-")}
+
+
+def test_a_group_whose_members_were_revoked_differently_is_a_table_too() -> None:
+    case = load(GOLDEN / "doppelganger-inconsistent-revocation.json")
+    findings = reconcile(case.root, case.sub, case.at)
+    page = Page(report_html(parse_report_body(body_bytes(findings, case.at)), None))
+    groups = [rows for key, rows in page.rows.items() if key.startswith("group-")]
+    flagged = {cells[0]: cells[1] for rows in groups for cells in rows if cells[1] != "none"}
+    expected = {f.sha256 for f in findings if f.code == "doppelganger-inconsistent"}
+    assert expected and expected <= flagged.keys()
+    for sha in expected:
+        assert "doppelganger-inconsistent" in flagged[sha]
 
 
 def test_related_certificates_are_shown_with_the_finding() -> None:

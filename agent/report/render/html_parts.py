@@ -11,7 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from invsync.agent.model.findings import CATALOGUE, DOPPELGANGER_UNTRACKED, Finding
+from invsync.agent.model.findings import (
+    CATALOGUE,
+    DOPPELGANGER_INCONSISTENT,
+    DOPPELGANGER_UNTRACKED,
+    Finding,
+)
 from invsync.agent.report.body import ReportBody
 from invsync.agent.report.certificates import ListedCertificate
 from invsync.agent.report.diff import diff_findings
@@ -122,14 +127,20 @@ def finding_view(finding: Finding, certificates: Certificates) -> FindingView:
 # --- doppelganger groups ----------------------------------------------------------------------
 
 
+# The codes whose findings name a whole group: the certificate and its `related` members.
+GROUP_CODES = (DOPPELGANGER_UNTRACKED, DOPPELGANGER_INCONSISTENT)
+
+
 @dataclass(frozen=True)
 class Member:
-    """A certificate of a group; `severity` and `party` of its doppelganger finding, if any."""
+    """A certificate of a group; `severity` and `party` of its most severe doppelganger finding
+    and `codes` of its doppelganger findings, if any."""
 
     sha256: str
     flagged: bool
     severity: str
     party: str
+    codes: str
     others: str  # the codes of its other findings, "-" when none
 
 
@@ -141,11 +152,11 @@ class Group:
 
 
 def doppelganger_groups(findings: Iterable[Finding]) -> list[tuple[tuple[str, ...], list[Finding]]]:
-    """(members, findings) per group: a `doppelganger-untracked` finding's certificate and its
-    related ones are the whole group, so findings with the same member set are one group."""
+    """(members, findings) per group: a doppelganger finding's certificate and its related ones
+    are the whole group, so findings with the same member set are one group."""
     groups: dict[tuple[str, ...], list[Finding]] = {}
     for finding in findings:
-        if finding.code == DOPPELGANGER_UNTRACKED:
+        if finding.code in GROUP_CODES:
             members = tuple(sorted({finding.sha256, *finding.related}))
             groups.setdefault(members, []).append(finding)
     return sorted(groups.items())
@@ -162,19 +173,22 @@ def groups(body: ReportBody) -> tuple[Group, ...]:
 def _members(
     members: Sequence[str], flagged: Sequence[Finding], body: ReportBody
 ) -> tuple[Member, ...]:
-    by_member = {finding.sha256: finding for finding in flagged}
-    return tuple(_member(sha256, by_member.get(sha256), body) for sha256 in members)
+    by_member: dict[str, list[Finding]] = {}
+    for finding in sorted(flagged, key=lambda f: (f.severity.rank, f.code)):
+        by_member.setdefault(finding.sha256, []).append(finding)
+    return tuple(_member(sha256, by_member.get(sha256, []), body) for sha256 in members)
 
 
-def _member(sha256: str, finding: Finding | None, body: ReportBody) -> Member:
-    others = sorted(
-        {f.code for f in body.findings if f.sha256 == sha256} - {DOPPELGANGER_UNTRACKED}
-    )
+def _member(sha256: str, found: Sequence[Finding], body: ReportBody) -> Member:
+    others = sorted({f.code for f in body.findings if f.sha256 == sha256} - set(GROUP_CODES))
     listed = ", ".join(others) or "-"
-    if finding is None:
-        return Member(sha256, flagged=False, severity="", party="", others=listed)
-    severity, party = finding.severity.value, party_name(finding.party)
-    return Member(sha256, flagged=True, severity=severity, party=party, others=listed)
+    if not found:
+        return Member(sha256, flagged=False, severity="", party="", codes="", others=listed)
+    worst = found[0]
+    codes = ", ".join(f.code for f in found)
+    return Member(
+        sha256, True, worst.severity.value, party_name(worst.party), codes=codes, others=listed
+    )
 
 
 # --- changes since the previous report --------------------------------------------------------
