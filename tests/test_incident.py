@@ -199,6 +199,13 @@ def test_readable_names() -> None:
     assert readable_name("not a name") == "not a name"
 
 
+def test_a_name_that_would_pass_for_another_keeps_its_escape() -> None:
+    # Unescaped, the common name would read as an organization the certificate does not name.
+    hostile = "CN=Evil\\, O=Google Trust Services LLC,C=US"
+    assert readable_name(hostile) == "CN=Evil\\, O=Google Trust Services LLC, C=US"
+    assert "(Google" not in readable_name(hostile)
+
+
 def _cells(line: str) -> int:
     """The table cells of a Markdown row: pipes not escaped by a backslash."""
     return re.sub(r"\\.", "", line).count("|") - 1

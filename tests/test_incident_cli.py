@@ -155,3 +155,31 @@ def test_without_report_the_cli_takes_the_latest_in_the_directory(tmp_path: Path
     assert _refused(OV_BUG[:8], "--dir", str(tmp_path)) == (
         f"no report in {tmp_path}; name one with --report"
     )
+
+
+def test_without_pins_the_draft_says_its_signatures_were_not_checked(demo: Path) -> None:
+    text = _secom_case(demo)
+    assert "_Signatures not checked: no key pinned (--pin or --config)." in text
+
+
+def test_with_the_agents_pins_every_report_is_checked(demo: Path) -> None:
+    text = _secom_case(demo, "--config", str(demo / "secom.toml"))
+    assert "_Signatures checked: each of the 1 report(s) is signed by the server and both" in text
+
+
+def test_a_report_the_pinned_keys_do_not_sign_is_refused_naming_its_file(demo: Path) -> None:
+    command = [sys.executable, "-m", "invsync.server.cli", "incident", "draft", "--open-errors"]
+    reports = demo / "reports" / "secom"
+    (latest,) = report_files(reports)
+    wrong_key = "ab" * 32
+    result = subprocess.run(
+        [*command, "--dir", str(reports), "--pin", f"secom={wrong_key}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"error: {latest.path}: not signed by every party with a pinned key" in result.stderr
+    assert f"untrusted (pinned key is {wrong_key})" in result.stderr
+    assert result.stdout == ""

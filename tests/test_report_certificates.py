@@ -125,3 +125,23 @@ def test_a_resolved_findings_certificate_is_listed_from_the_previous_report() ->
     )
     assert OV_BUG in {r.finding.sha256 for r in second.resolved}
     assert OV_BUG in {c.sha256 for c in second.certificates}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sha256", "zz`|x", "field 'sha256' is not 64 uppercase hex digits"),
+        ("serial", "22b9", "field 'serial' is not uppercase hex bytes"),
+        ("serial", "ABC", "field 'serial' is not uppercase hex bytes"),
+        ("not_after", "2001-01-01T00:00:00Z", "field 'not_after' is before 'not_before'"),
+    ],
+)
+def test_a_listed_certificate_must_hold_what_the_schema_says(
+    field: str, value: str, message: str
+) -> None:
+    obj = json.loads(body_bytes(demo_findings()))
+    obj["certificates"][0][field] = value
+    if field == "sha256":
+        obj["certificates"].sort(key=lambda c: c["sha256"])
+    with pytest.raises(ReportError, match=rf"certificates\[\d\]: {message}"):
+        parse_report_body(canonical_json(obj))

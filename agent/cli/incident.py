@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from invsync.agent.cli.report import load_report
+from invsync.agent.cli.options import PinnedIds, pin_option
+from invsync.agent.cli.report import load_report, reader_pins
 from invsync.agent.config.settings import load_agent_config
-from invsync.agent.errors import ReportError
+from invsync.agent.errors import ReportError, SignatureError
 from invsync.agent.files import write_atomically
-from invsync.agent.report.body import ReportBody
+from invsync.agent.report.body import Pins, ReportBody, verify_report
 from invsync.agent.report.files import ReportFile, report_files
 from invsync.agent.report.incident import Incident, affected_shas, incident_draft
 from invsync.agent.report.incident_history import Sighting, sightings
@@ -58,6 +59,10 @@ def incident_group() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="An agent database: the first snapshot of each party holding each certificate.",
 )
+@pin_option(
+    "Check every report's signatures with the key of this id for signer NAME (repeatable; "
+    "with --config, the agent's pins too)."
+)
 @click.option(
     "--output",
     "-o",
@@ -74,12 +79,15 @@ def draft_command(
     config: Path | None,
     directory: Path | None,
     db: Path | None,
+    pins: PinnedIds,
     output: Path | None,
 ) -> None:
     """Draft one incident report for the findings named by REFS (CODE:SHA256, or a SHA-256 or
     its prefix), --certificate and --open-errors, from a report file alone; with --config or
     --db, the timeline adds the first signed snapshot of each party holding each certificate
-    and the one recording its revocation."""
+    and the one recording its revocation. With --pin or --config, every report the draft rests
+    on must be signed by the server and both parties with pinned keys (exit 1 otherwise);
+    without, the draft says its signatures were not checked."""
     agent_config = load_agent_config(config) if config else None
     where = directory or (agent_config.report_dir if agent_config else None)
     files = _history(report, where, pairing)
@@ -87,7 +95,8 @@ def draft_command(
     database = db or (agent_config.database if agent_config else None)
     seen = _sightings(database, files[-1].body, affected_shas(chosen)) if database else []
     reports = tuple(f.body for f in files)
-    text = incident_draft(Incident(chosen, reports, tuple(seen)))
+    checked = _signatures(files, reader_pins(pins, config))
+    text = incident_draft(Incident(chosen, reports, tuple(seen), checked))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -111,6 +120,26 @@ def _history(report: str | None, where: Path | None, pairing: str | None) -> lis
         f for f in same if f.body.as_of <= current.body.as_of and f.report_id != current.report_id
     ]
     return [*before, current]
+
+
+def _signatures(files: list[ReportFile], pinned: Pins) -> str:
+    """What the draft says of its reports' signatures; SignatureError names the first report
+    that pinned keys do not fully sign: a draft never rests on a report nobody can vouch for."""
+    if pinned == Pins():
+        return (
+            "Signatures not checked: no key pinned (--pin or --config). Check the reports with "
+            "invsync report verify before filing."
+        )
+    for file in files:
+        result = verify_report(file.envelope, pinned)
+        if not result.complete:
+            raise SignatureError(
+                f"{file.path}: not signed by every party with a pinned key\n" + result.describe()
+            )
+    return (
+        f"Signatures checked: each of the {len(files)} report(s) is signed by the server and both "
+        "parties with pinned keys."
+    )
 
 
 def _latest(files: list[ReportFile], where: Path, pairing: str | None) -> ReportFile:

@@ -65,7 +65,7 @@ def report_verify(files: tuple[Path, ...], pins: PinnedIds, config: Path | None)
     Exit status: 0 only if, in every file, the server and both parties signed with pinned keys
     and every signature is valid; 1 otherwise; 2 if a file cannot be read or an option is wrong.
     """
-    pinned = _reader_pins(pins, config)
+    pinned = reader_pins(pins, config)
     if pinned == Pins():
         click.echo("no key is pinned (--pin or --config): every signer is unverified", err=True)
     complete = True
@@ -76,7 +76,7 @@ def report_verify(files: tuple[Path, ...], pins: PinnedIds, config: Path | None)
     click.get_current_context().exit(EXIT_OK if complete else EXIT_FINDINGS)
 
 
-def _reader_pins(pins: PinnedIds, config: Path | None) -> Pins:
+def reader_pins(pins: PinnedIds, config: Path | None) -> Pins:
     """The --pin options, and the pins of the agent configuration `config` if one is given."""
     given = Pins(names=pins)
     return given if config is None else given.merged(config_pins(config))
@@ -141,7 +141,7 @@ def report_list(directory: Path | None, config: Path | None, pins: PinnedIds, fm
     """List the reports in a directory: id, pairing, as of, versions, findings, signatures
     ("complete" only when every signer is pinned and valid). By pairing, then as of, then in
     the order they were made (each report names the one it continues)."""
-    pinned = _reader_pins(pins, config)
+    pinned = reader_pins(pins, config)
     rows = _in_order([_summary(path, pinned) for path in _files(_directory(directory, config))])
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -213,7 +213,7 @@ def report_show(
     Signatures are shown as the pins judge them."""
     where = _directory(directory, config)
     path, env, body = load_report(report, where)
-    pinned = _reader_pins(pins, config)
+    pinned = reader_pins(pins, config)
     if fmt == "html":
         files = report_files(where)
         current = next((f for f in files if f.path == path), None) or ReportFile(path, env, body)
@@ -245,7 +245,7 @@ def report_diff(
     """What changed from report OLD to report NEW: new, resolved and changed findings, after
     each report's signatures as the pins judge them."""
     where = _directory(directory, config)
-    pinned = _reader_pins(pins, config)
+    pinned = reader_pins(pins, config)
     _, before_env, before = load_report(old, where)
     _, after_env, after = load_report(new, where)
     if before.pairing != after.pairing:

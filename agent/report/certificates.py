@@ -8,6 +8,7 @@ file alone is enough to fill in an incident's appendix, without the party's data
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from invsync.agent.model.record import CertInfo, CertRecord
 from invsync.agent.reconcile.side_index import by_sha256
 from invsync.agent.times import rfc3339
 
+_SHA256 = re.compile(r"[0-9A-F]{64}")
+_SERIAL = re.compile(r"(?:[0-9A-F]{2})*")
 FIELDS = ("sha256", "subject", "issuer", "serial", "not_before", "not_after")
 
 
@@ -55,7 +58,11 @@ class ListedCertificate:
         if not isinstance(value, dict) or set(value) != set(FIELDS):
             raise ReportError(f"{where}: expected an object with exactly {', '.join(FIELDS)}")
         text = {key: _text(value, key, where) for key in FIELDS}
-        return cls(
+        if not _SHA256.fullmatch(text["sha256"]):
+            raise ReportError(f"{where}: field 'sha256' is not 64 uppercase hex digits")
+        if not _SERIAL.fullmatch(text["serial"]):
+            raise ReportError(f"{where}: field 'serial' is not uppercase hex bytes")
+        listed = cls(
             sha256=text["sha256"],
             subject=text["subject"],
             issuer=text["issuer"],
@@ -63,6 +70,9 @@ class ListedCertificate:
             not_before=parse_rfc3339(text["not_before"], f"{where}: field 'not_before'"),
             not_after=parse_rfc3339(text["not_after"], f"{where}: field 'not_after'"),
         )
+        if listed.not_after < listed.not_before:
+            raise ReportError(f"{where}: field 'not_after' is before 'not_before'")
+        return listed
 
 
 def _text(obj: Mapping[str, object], key: str, where: str) -> str:

@@ -50,6 +50,8 @@ class Incident:
     chosen: tuple[Finding, ...]
     reports: tuple[ReportBody, ...]
     seen: tuple[Sighting, ...] = ()
+    # Whether the reports' signatures were checked against pinned keys, in words.
+    signatures: str = ""
 
     @property
     def body(self) -> ReportBody:
@@ -109,6 +111,7 @@ def _title(incident: Incident, found: list[Failure]) -> str:
         f"certificate(s), {len(found)} failure(s)\n\n"
         f"_Drafted by invsync from {report_ref(body)}. Replace every "
         f'"{TO_WRITE.strip("_")}" before filing._'
+        + (f"\n\n_{md(incident.signatures)}_" if incident.signatures else "")
     )
 
 

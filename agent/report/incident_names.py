@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from invsync.agent.report.render.names import LOOKS_LIKE_ATTRIBUTE, readable_dn
+
 SHORT = 16  # hex digits of a SHA-256 shown where the full one is in the appendix
 
 # An attribute's value runs to the next unescaped "," or "+" (RFC 4514 2.4: "\," "\+" "\\" and
@@ -20,10 +22,14 @@ _HEX = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
 
 def readable_name(rfc4514: str) -> str:
     """The common name (or else the organizational unit), with the organization in parentheses
-    when there is one; the text as given when it names none of them."""
+    when there is one; the text as given when it names none of them. A value that would read
+    as another attribute once unescaped (`CN=Evil\\, O=Google`) gives the whole name, readable
+    where that cannot mislead (`readable_dn`), so no certificate passes for another's."""
     attributes = _attributes(rfc4514)
     common = attributes.get("CN") or attributes.get("OU", "")
     organization = attributes.get("O", "")
+    if any(LOOKS_LIKE_ATTRIBUTE.search(value) for value in (common, organization)):
+        return readable_dn(rfc4514)
     if common and organization and organization not in common:
         return f"{common} ({organization})"
     return common or organization or rfc4514

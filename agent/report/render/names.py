@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 # After a separator, what would read as the start of another attribute: `O=`, ` 2.5.4.3=`.
-_LOOKS_LIKE_ATTRIBUTE = re.compile(r"[,+;]\s*[A-Za-z0-9][A-Za-z0-9.-]*\s*=")
+LOOKS_LIKE_ATTRIBUTE = re.compile(r"[,+;]\s*[A-Za-z0-9][A-Za-z0-9.-]*\s*=")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -52,7 +52,7 @@ def _readable_attribute(attribute: str) -> str:
     if not equals:
         raise ValueError(f"no '=' in attribute {attribute!r}")
     plain = _unescape(value)
-    return f"{kind}={value if _LOOKS_LIKE_ATTRIBUTE.search(plain) else plain}"
+    return f"{kind}={value if LOOKS_LIKE_ATTRIBUTE.search(plain) else plain}"
 
 
 def _unescape(value: str) -> str:
