@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from tests.notify_receivers import (
     SMTP_PASSWORD,
     SMTP_USER,
     WEBHOOK_SECRET,
+    dripping_server,
     free_port,
+    scripted_smtp,
     server_tls,
     smtp_server,
     webhook_receiver,
@@ -234,3 +237,48 @@ def test_what_a_channel_wants() -> None:
         describe(_smtp(25))
         == "smtp to compliance@secom.example, ca-team@secom.example via 127.0.0.1:25"
     )
+
+
+@pytest.mark.parametrize("quit_reply", [b"421 closing, busy\r\n", b""])
+def test_a_mail_the_server_took_is_sent_whatever_its_quit_answer(quit_reply: bytes) -> None:
+    # A failure here would send the mail again at every retry: one more copy each time.
+    with scripted_smtp(quit_reply) as (peer, port):
+        send(_smtp(port), EVENT, timeout=1)
+    (message,) = peer.messages
+    assert b"finding-opened" in message
+
+
+def test_a_mail_opens_with_the_certificate_it_is_about() -> None:
+    with smtp_server() as (mailbox, port):
+        send(_smtp(port), EVENT, timeout=10)
+    text = mailbox.messages[0].get_payload(decode=True)
+    assert isinstance(text, bytes)
+    assert (
+        text.decode()
+        .replace("\r\n", "\n")
+        .startswith(
+            "CN=JPRS Domain Validation Authority - G4\nSHA-256 21C066332D6B92DD…\n\n"
+            "not in JPRS's list\n"
+        )
+    )
+
+
+def test_a_server_without_auth_is_told_as_such(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text(SMTP_PASSWORD + "\n")
+    secret = Secret("agent.toml: notify[0].password_file", file=tmp_path / "password")
+    with scripted_smtp(b"221 bye\r\n") as (peer, port):
+        channel = _smtp(port, username=SMTP_USER, password=secret)
+        with pytest.raises(SendError, match=r"the server offers no AUTH, and the entry has a user"):
+            send(channel, EVENT, timeout=10)
+    assert peer.messages == []
+
+
+def test_timeout_seconds_bounds_the_whole_mail_dialogue() -> None:
+    # Each read gets a byte within 0.2 s: only a limit on the whole dialogue stops it.
+    with dripping_server(b"220 " + b"s" * 100) as (_, port):
+        started = time.monotonic()
+        with pytest.raises(
+            SendError, match=r"mail via .*: not done within timeout_seconds \(1 s\)"
+        ):
+            send(_smtp(port), EVENT, timeout=1)
+        assert time.monotonic() - started < 3
