@@ -31,6 +31,7 @@ from tests.notify_receivers import (
     WEBHOOK_SECRET,
     dripping_server,
     free_port,
+    raw_http,
     scripted_smtp,
     server_tls,
     smtp_server,
@@ -181,7 +182,7 @@ def test_a_webhook_with_the_wrong_secret_is_refused_by_the_receiver(tmp_path: Pa
     secret = Secret("agent.toml: notify[1].secret_file", file=tmp_path / "secret")
     with (
         webhook_receiver() as (hooks, url),
-        pytest.raises(SendError, match=r"soc: POST http://127.0.0.1:\d+/hooks/invsync: HTTP 401"),
+        pytest.raises(SendError, match=r"soc: POST http://127.0.0.1:\d+/…: HTTP 401 Unauthorized$"),
     ):
         send(_webhook(url, secret), EVENT, timeout=10)
     assert hooks.bad_signatures == 1
@@ -281,4 +282,36 @@ def test_timeout_seconds_bounds_the_whole_mail_dialogue() -> None:
             SendError, match=r"mail via .*: not done within timeout_seconds \(1 s\)"
         ):
             send(_smtp(port), EVENT, timeout=1)
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"garbage\r\n\r\n", r"a broken HTTP answer \(BadStatusLine\)"),
+        (b"", r"a broken HTTP answer \(RemoteDisconnected\)"),
+        (b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/\r\n\r\n", "HTTP 302 Found"),
+    ],
+)
+def test_a_broken_or_redirecting_webhook_answer_is_a_send_error(
+    answer: bytes, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INVSYNC_TEST_HOOK", WEBHOOK_SECRET)
+    secret = Secret("agent.toml: notify[1].secret_env", env="INVSYNC_TEST_HOOK")
+    with raw_http(answer) as (peer, port):
+        channel = _webhook(f"http://127.0.0.1:{port}/hooks/T0KEN", secret)
+        with pytest.raises(SendError, match=rf"^soc: POST http://127.0.0.1:{port}/…: {said}$"):
+            send(channel, EVENT, timeout=10)
+    assert len(peer.messages) == 1
+
+
+def test_timeout_seconds_bounds_the_whole_webhook_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVSYNC_TEST_HOOK", WEBHOOK_SECRET)
+    secret = Secret("agent.toml: notify[1].secret_env", env="INVSYNC_TEST_HOOK")
+    with dripping_server(b"HTTP/1.1 200 " + b"O" * 100) as (_, port):
+        started = time.monotonic()
+        with pytest.raises(
+            SendError, match=r"POST http://127.0.0.1:\d+: not done within timeout_seconds \(1 s\)$"
+        ):
+            send(_webhook(f"http://127.0.0.1:{port}/", secret), EVENT, timeout=1)
         assert time.monotonic() - started < 3

@@ -55,10 +55,11 @@ def _load(fed: Path, extra: str) -> object:
     return load_agent_config(path).notify
 
 
-def _fails(fed: Path, extra: str, message: str) -> None:
+def _fails(fed: Path, extra: str, message: str) -> str:
     with pytest.raises(ConfigError, match=message) as caught:
         _load(fed, extra)
     assert str(caught.value).startswith(f"{fed / 'secom.toml'}: ")
+    return str(caught.value)
 
 
 def test_the_three_kinds_and_the_settings_load(fed: Path) -> None:
@@ -150,10 +151,36 @@ def test_a_bad_smtp_entry_names_its_key(fed: Path, edit: tuple[str, str], messag
             ('events = ["finding-opened", "cycle-failing"]', "events = []"),
             r"notify\[1\]\.events: must name at least one",
         ),
+        (
+            ('events = ["finding-opened", "cycle-failing"]', 'events = ["test"]'),
+            r"notify\[1\]\.events: 'test' alone: the daemon would send nothing on this channel",
+        ),
+        (
+            ("https://soc.secom.example/hooks/invsync", "https://bot:T0KEN@soc.secom.example/h"),
+            r"notify\[1\]\.url: holds a user name or password: the secret signs the events "
+            r"\(notify entry 'soc'\)",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:99999/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535 "
+            r"\('https://soc.secom.example:…/…'\)",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:https/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:0/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535",
+        ),
+        (
+            ("https://soc.secom.example/hooks/invsync", "ftp://soc.secom.example/T0KEN"),
+            r"notify\[1\]\.url: expected an https:// URL, got 'ftp://soc.secom.example/…'",
+        ),
     ],
 )
 def test_a_bad_webhook_entry_names_its_key(fed: Path, edit: tuple[str, str], message: str) -> None:
-    _fails(fed, SMTP + WEBHOOK.replace(*edit), message)
+    assert "T0KEN" not in _fails(fed, SMTP + WEBHOOK.replace(*edit), message)
 
 
 def test_names_are_unique_and_the_settings_checked(fed: Path) -> None:

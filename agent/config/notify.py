@@ -79,9 +79,27 @@ class SmtpChannel:
 class WebhookChannel:
     name: str
     wants: Wants
-    url: str
+    url: str  # its path and query often hold a token: shown as `shown_url` only
     secret: Secret
     ca: Path | None = None
+
+    @property
+    def shown_url(self) -> str:
+        return shown_url(self.url)
+
+
+def shown_url(url: str) -> str:
+    """`url` as logs, errors and `invsync status` show it: its scheme, host and port, with
+    "/…" for a path or query that may hold a token (a Slack or Teams webhook's)."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ":…"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 Channel = CommandChannel | SmtpChannel | WebhookChannel
@@ -178,6 +196,8 @@ def _wants(table: Table) -> Wants:
     _only_from(table, "events", events, list(EVENT_KINDS))
     if not severities or not events:
         raise table.fail("severities" if not severities else "events", "must name at least one")
+    if set(events) == {"test"}:
+        raise table.fail("events", "'test' alone: the daemon would send nothing on this channel")
     return Wants(frozenset(severities), frozenset(codes), frozenset(events))
 
 
@@ -228,12 +248,20 @@ def _smtp(name: str, wants: Wants, table: Table) -> SmtpChannel:
 
 def _webhook(name: str, wants: Wants, table: Table) -> WebhookChannel:
     url = table.text("url")
-    parts = urlsplit(url)
+    parts, shown = urlsplit(url), shown_url(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise table.fail("url", f"expected an https:// URL, got {url!r}")
+        raise table.fail("url", f"expected an https:// URL, got {shown!r}")
+    if parts.username is not None or parts.password is not None:
+        raise table.fail("url", "holds a user name or password: the secret signs the events")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise table.fail("url", f"its port is no number from 1 to 65535 ({shown!r})")
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise table.fail(
-            "url", f"http:// sends in clear text: only for a loopback host, not {url!r}"
+            "url", f"http:// sends in clear text: only for a loopback host, not {shown!r}"
         )
     secret = _secret(table, "secret")
     if secret is None:
