@@ -3,6 +3,9 @@ refusal naming the file, the entry and the key."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from invsync.agent.config.notify import (
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.reload import changes
 from invsync.agent.errors import ConfigError
+from invsync.agent.notify.channels import send
+from invsync.agent.notify.events import Event
 
 SMTP = """
 [[notify]]
@@ -232,3 +237,27 @@ def test_a_secret_file_must_be_there_and_private(fed: Path) -> None:
         check_agent_keys(config)
     password.chmod(0o600)
     check_agent_keys(config)
+
+
+def test_a_command_does_not_get_the_other_channels_secret_variables(
+    fed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smtp = SMTP.replace('password_file = "secrets/smtp-password"', 'password_env = "SMTP_PW"')
+    script = fed / "env.py"
+    script.write_text(
+        "import json, os, sys\n"
+        f"json.dump(sorted(os.environ), open({str(fed / 'seen.json')!r}, 'w'))\n"
+    )
+    command = COMMAND.replace('"bin/page", "--team", "ca"', f'"{sys.executable}", "{script}"')
+    notify = _load(fed, smtp + WEBHOOK + command)
+    page = notify.channels[2]  # type: ignore[attr-defined]
+    assert isinstance(page, CommandChannel)
+    assert page.hidden_env == {"SMTP_PW", "INVSYNC_WEBHOOK_SECRET"}
+    monkeypatch.setenv("SMTP_PW", "s3cret")
+    monkeypatch.setenv("INVSYNC_WEBHOOK_SECRET", "k3y")
+    monkeypatch.setenv("INVSYNC_SOMETHING_ELSE", "kept")
+    event = Event("test", "secom", datetime(2021, 3, 1, tzinfo=UTC), "a test")
+    send(page, event, timeout=10)
+    seen = json.loads((fed / "seen.json").read_text())
+    assert "INVSYNC_SOMETHING_ELSE" in seen
+    assert "SMTP_PW" not in seen and "INVSYNC_WEBHOOK_SECRET" not in seen

@@ -21,7 +21,8 @@ failing_cycles = 3                # one cycle-failing event after this many fail
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,6 +60,7 @@ class CommandChannel:
     name: str
     wants: Wants
     argv: tuple[str, ...]
+    hidden_env: frozenset[str] = frozenset()  # the other channels' secret variables: not its
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,19 @@ def read_notify(root: Table) -> Notify:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise root.fail(f"notify[{i}].name", f"{name!r} names an earlier entry too")
+    hidden = frozenset(_secret_variables(channels))
+    channels = tuple(
+        replace(c, hidden_env=hidden) if isinstance(c, CommandChannel) else c for c in channels
+    )
     return Notify(channels, _settings(root.optional_table("notify_settings")))
+
+
+def _secret_variables(channels: tuple[Channel, ...]) -> Iterator[str]:
+    for channel in channels:
+        secret = channel.password if isinstance(channel, SmtpChannel) else None
+        secret = channel.secret if isinstance(channel, WebhookChannel) else secret
+        if secret is not None and secret.env is not None:
+            yield secret.env
 
 
 def _settings(table: Table | None) -> NotifySettings:
