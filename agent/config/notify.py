@@ -93,7 +93,10 @@ class WebhookChannel:
 def shown_url(url: str) -> str:
     """`url` as logs, errors and `invsync status` show it: its scheme, host and port, with
     "/…" for a path or query that may hold a token (a Slack or Teams webhook's)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a "[" with no "]"
+        return "…"
     try:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
@@ -262,9 +265,14 @@ def _smtp(name: str, wants: Wants, table: Table) -> SmtpChannel:
 
 def _webhook(name: str, wants: Wants, table: Table) -> WebhookChannel:
     url = table.text("url")
-    parts, shown = urlsplit(url), shown_url(url)
+    shown = shown_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise table.fail("url", f"is no URL: {e} ({shown!r})") from e
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise table.fail("url", f"expected an https:// URL, got {shown!r}")
+    _host(table, "url", parts.hostname)
     if parts.username is not None or parts.password is not None:
         raise table.fail("url", "holds a user name or password: the secret signs the events")
     try:
