@@ -59,9 +59,12 @@ def _post(
     host, https = parts.hostname or "", parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     context = _context(channel) if https else None
-    # The class only for its Host header and default port: the socket is given, never opened.
-    kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
-    connection = kind(host, port, timeout=deadline.seconds)
+    # The classes only for their Host header: the socket is given them, never opened by them.
+    connection = (
+        http.client.HTTPSConnection(host, port, timeout=deadline.seconds, context=context)
+        if context is not None
+        else http.client.HTTPConnection(host, port, timeout=deadline.seconds)
+    )
     try:
         connection.sock = deadline.connect(host, port, context)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
