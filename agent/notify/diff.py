@@ -8,7 +8,7 @@ expires or is withdrawn it is opened again (`finding-opened`, its occurrence the
 acknowledgement, or the report's `as_of` for one withdrawn: another event than its first
 opening), and told `overdue` again if it is past due. With no previous report
 (the agent's first, or one from before notifications) every open finding is opened now, and the
-resolutions the report lists are told: the outbox never sends one event twice.
+resolutions the report lists are told: the outbox never queues one event twice.
 """
 
 from __future__ import annotations
