@@ -8,6 +8,7 @@ stopped, so that the tests see a channel down and back up.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -150,3 +151,106 @@ def webhook_receiver(
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@dataclass
+class RawPeer:
+    """What a raw-socket receiver saw: the messages a scripted SMTP server took."""
+
+    messages: list[bytes] = field(default_factory=list)
+    connections: int = 0
+
+
+@contextmanager
+def _raw_server(serve: Any) -> Iterator[tuple[RawPeer, int]]:
+    """A loopback TCP server that runs `serve(conn, peer, stop)` for each connection, in its
+    own thread, and its port."""
+    peer, stop = RawPeer(), threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    threads: list[threading.Thread] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            peer.connections += 1
+            thread = threading.Thread(target=_serving, args=(serve, conn, peer, stop), daemon=True)
+            thread.start()
+            threads.append(thread)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield peer, listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join()
+        for thread in threads:
+            thread.join(5)
+        listener.close()
+
+
+def _serving(serve: Any, conn: socket.socket, peer: RawPeer, stop: threading.Event) -> None:
+    with conn, contextlib.suppress(OSError):  # the client hung up: what it saw is the test's
+        serve(conn, peer, stop)
+
+
+def scripted_smtp(quit_reply: bytes) -> Any:
+    """A plain SMTP server that takes every message (250 to its DATA) and answers QUIT with
+    `quit_reply` (b"": no answer at all)."""
+
+    def serve(conn: socket.socket, peer: RawPeer, stop: threading.Event) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 scripted ESMTP\r\n")
+        while line := reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                conn.sendall(b"354 go on\r\n")
+                lines = []
+                while (data := reader.readline()) not in (b".\r\n", b""):
+                    lines.append(data)
+                peer.messages.append(b"".join(lines))
+                conn.sendall(b"250 taken\r\n")
+            elif verb == b"QUIT":
+                if quit_reply:
+                    conn.sendall(quit_reply)
+                else:
+                    stop.wait(30)  # never answered
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    return _raw_server(serve)
+
+
+def dripping_server(first: bytes) -> Any:
+    """A server that sends `first` one byte at a time, 0.2 s apart, and then nothing: every read
+    gets a byte well within any socket timeout, the answer never ends."""
+
+    def serve(conn: socket.socket, peer: RawPeer, stop: threading.Event) -> None:
+        for byte in first:
+            if stop.wait(0.2):
+                return
+            conn.sendall(bytes([byte]))
+        stop.wait(30)
+
+    return _raw_server(serve)
+
+
+def raw_http(answer: bytes) -> Any:
+    """An HTTP server that reads a request's head and body and answers `answer`, raw bytes
+    (a broken status line, say), then hangs up."""
+
+    def serve(conn: socket.socket, peer: RawPeer, stop: threading.Event) -> None:
+        reader = conn.makefile("rb")
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        peer.messages.append(reader.read(length))
+        conn.sendall(answer)
+
+    return _raw_server(serve)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,10 @@ from tests.notify_receivers import (
     SMTP_PASSWORD,
     SMTP_USER,
     WEBHOOK_SECRET,
+    dripping_server,
     free_port,
+    raw_http,
+    scripted_smtp,
     server_tls,
     smtp_server,
     webhook_receiver,
@@ -178,7 +182,7 @@ def test_a_webhook_with_the_wrong_secret_is_refused_by_the_receiver(tmp_path: Pa
     secret = Secret("agent.toml: notify[1].secret_file", file=tmp_path / "secret")
     with (
         webhook_receiver() as (hooks, url),
-        pytest.raises(SendError, match=r"soc: POST http://127.0.0.1:\d+/hooks/invsync: HTTP 401"),
+        pytest.raises(SendError, match=r"soc: POST http://127.0.0.1:\d+/…: HTTP 401 Unauthorized$"),
     ):
         send(_webhook(url, secret), EVENT, timeout=10)
     assert hooks.bad_signatures == 1
@@ -234,3 +238,80 @@ def test_what_a_channel_wants() -> None:
         describe(_smtp(25))
         == "smtp to compliance@secom.example, ca-team@secom.example via 127.0.0.1:25"
     )
+
+
+@pytest.mark.parametrize("quit_reply", [b"421 closing, busy\r\n", b""])
+def test_a_mail_the_server_took_is_sent_whatever_its_quit_answer(quit_reply: bytes) -> None:
+    # A failure here would send the mail again at every retry: one more copy each time.
+    with scripted_smtp(quit_reply) as (peer, port):
+        send(_smtp(port), EVENT, timeout=1)
+    (message,) = peer.messages
+    assert b"finding-opened" in message
+
+
+def test_a_mail_opens_with_the_certificate_it_is_about() -> None:
+    with smtp_server() as (mailbox, port):
+        send(_smtp(port), EVENT, timeout=10)
+    text = mailbox.messages[0].get_payload(decode=True)
+    assert isinstance(text, bytes)
+    assert (
+        text.decode()
+        .replace("\r\n", "\n")
+        .startswith(
+            "CN=JPRS Domain Validation Authority - G4\nSHA-256 21C066332D6B92DD…\n\n"
+            "not in JPRS's list\n"
+        )
+    )
+
+
+def test_a_server_without_auth_is_told_as_such(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text(SMTP_PASSWORD + "\n")
+    secret = Secret("agent.toml: notify[0].password_file", file=tmp_path / "password")
+    with scripted_smtp(b"221 bye\r\n") as (peer, port):
+        channel = _smtp(port, username=SMTP_USER, password=secret)
+        with pytest.raises(SendError, match=r"the server offers no AUTH, and the entry has a user"):
+            send(channel, EVENT, timeout=10)
+    assert peer.messages == []
+
+
+def test_timeout_seconds_bounds_the_whole_mail_dialogue() -> None:
+    # Each read gets a byte within 0.2 s: only a limit on the whole dialogue stops it.
+    with dripping_server(b"220 " + b"s" * 100) as (_, port):
+        started = time.monotonic()
+        with pytest.raises(
+            SendError, match=r"mail via .*: not done within timeout_seconds \(1 s\)"
+        ):
+            send(_smtp(port), EVENT, timeout=1)
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"garbage\r\n\r\n", r"a broken HTTP answer \(BadStatusLine\)"),
+        (b"", r"a broken HTTP answer \(RemoteDisconnected\)"),
+        (b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/\r\n\r\n", "HTTP 302 Found"),
+    ],
+)
+def test_a_broken_or_redirecting_webhook_answer_is_a_send_error(
+    answer: bytes, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INVSYNC_TEST_HOOK", WEBHOOK_SECRET)
+    secret = Secret("agent.toml: notify[1].secret_env", env="INVSYNC_TEST_HOOK")
+    with raw_http(answer) as (peer, port):
+        channel = _webhook(f"http://127.0.0.1:{port}/hooks/T0KEN", secret)
+        with pytest.raises(SendError, match=rf"^soc: POST http://127.0.0.1:{port}/…: {said}$"):
+            send(channel, EVENT, timeout=10)
+    assert len(peer.messages) == 1
+
+
+def test_timeout_seconds_bounds_the_whole_webhook_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVSYNC_TEST_HOOK", WEBHOOK_SECRET)
+    secret = Secret("agent.toml: notify[1].secret_env", env="INVSYNC_TEST_HOOK")
+    with dripping_server(b"HTTP/1.1 200 " + b"O" * 100) as (_, port):
+        started = time.monotonic()
+        with pytest.raises(
+            SendError, match=r"POST http://127.0.0.1:\d+: not done within timeout_seconds \(1 s\)$"
+        ):
+            send(_webhook(f"http://127.0.0.1:{port}/", secret), EVENT, timeout=1)
+        assert time.monotonic() - started < 3

@@ -3,6 +3,9 @@ refusal naming the file, the entry and the key."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from invsync.agent.config.notify import (
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.daemon.reload import changes
 from invsync.agent.errors import ConfigError
+from invsync.agent.notify.channels import send
+from invsync.agent.notify.events import Event
 
 SMTP = """
 [[notify]]
@@ -55,10 +60,11 @@ def _load(fed: Path, extra: str) -> object:
     return load_agent_config(path).notify
 
 
-def _fails(fed: Path, extra: str, message: str) -> None:
+def _fails(fed: Path, extra: str, message: str) -> str:
     with pytest.raises(ConfigError, match=message) as caught:
         _load(fed, extra)
     assert str(caught.value).startswith(f"{fed / 'secom.toml'}: ")
+    return str(caught.value)
 
 
 def test_the_three_kinds_and_the_settings_load(fed: Path) -> None:
@@ -150,10 +156,36 @@ def test_a_bad_smtp_entry_names_its_key(fed: Path, edit: tuple[str, str], messag
             ('events = ["finding-opened", "cycle-failing"]', "events = []"),
             r"notify\[1\]\.events: must name at least one",
         ),
+        (
+            ('events = ["finding-opened", "cycle-failing"]', 'events = ["test"]'),
+            r"notify\[1\]\.events: 'test' alone: the daemon would send nothing on this channel",
+        ),
+        (
+            ("https://soc.secom.example/hooks/invsync", "https://bot:T0KEN@soc.secom.example/h"),
+            r"notify\[1\]\.url: holds a user name or password: the secret signs the events "
+            r"\(notify entry 'soc'\)",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:99999/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535 "
+            r"\('https://soc.secom.example:…/…'\)",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:https/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535",
+        ),
+        (
+            ("soc.secom.example/", "soc.secom.example:0/"),
+            r"notify\[1\]\.url: its port is no number from 1 to 65535",
+        ),
+        (
+            ("https://soc.secom.example/hooks/invsync", "ftp://soc.secom.example/T0KEN"),
+            r"notify\[1\]\.url: expected an https:// URL, got 'ftp://soc.secom.example/…'",
+        ),
     ],
 )
 def test_a_bad_webhook_entry_names_its_key(fed: Path, edit: tuple[str, str], message: str) -> None:
-    _fails(fed, SMTP + WEBHOOK.replace(*edit), message)
+    assert "T0KEN" not in _fails(fed, SMTP + WEBHOOK.replace(*edit), message)
 
 
 def test_names_are_unique_and_the_settings_checked(fed: Path) -> None:
@@ -205,3 +237,27 @@ def test_a_secret_file_must_be_there_and_private(fed: Path) -> None:
         check_agent_keys(config)
     password.chmod(0o600)
     check_agent_keys(config)
+
+
+def test_a_command_does_not_get_the_other_channels_secret_variables(
+    fed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smtp = SMTP.replace('password_file = "secrets/smtp-password"', 'password_env = "SMTP_PW"')
+    script = fed / "env.py"
+    script.write_text(
+        "import json, os, sys\n"
+        f"json.dump(sorted(os.environ), open({str(fed / 'seen.json')!r}, 'w'))\n"
+    )
+    command = COMMAND.replace('"bin/page", "--team", "ca"', f'"{sys.executable}", "{script}"')
+    notify = _load(fed, smtp + WEBHOOK + command)
+    page = notify.channels[2]  # type: ignore[attr-defined]
+    assert isinstance(page, CommandChannel)
+    assert page.hidden_env == {"SMTP_PW", "INVSYNC_WEBHOOK_SECRET"}
+    monkeypatch.setenv("SMTP_PW", "s3cret")
+    monkeypatch.setenv("INVSYNC_WEBHOOK_SECRET", "k3y")
+    monkeypatch.setenv("INVSYNC_SOMETHING_ELSE", "kept")
+    event = Event("test", "secom", datetime(2021, 3, 1, tzinfo=UTC), "a test")
+    send(page, event, timeout=10)
+    seen = json.loads((fed / "seen.json").read_text())
+    assert "INVSYNC_SOMETHING_ELSE" in seen
+    assert "SMTP_PW" not in seen and "INVSYNC_WEBHOOK_SECRET" not in seen

@@ -12,6 +12,7 @@ from invsync.agent.model.findings import AckMark, Finding, Severity
 from invsync.agent.notify.diff import report_events
 from invsync.agent.notify.events import Event
 from invsync.agent.report.body import ReportBody, build_report_body, parse_report_body
+from invsync.agent.times import rfc3339
 from tests.report_helpers import AS_OF, DV_BUG, OV_BUG, ROOT_REF, SUB_REF, demo_findings, signers
 
 NOW = datetime(2021, 3, 1, tzinfo=UTC)
@@ -127,3 +128,40 @@ def test_an_acknowledged_finding_opens_without_an_event() -> None:
     ]
     events = report_events(None, _body(findings, AS_OF), "secom", NOW)
     assert {e.code for e in events} == {"doppelganger-untracked"}
+
+
+def _acknowledged(until: datetime) -> list[Finding]:
+    mark = AckMark("jprs", "known", AS_OF - timedelta(days=1), until)
+    return [replace(f, acknowledgement=mark) if f.code == MISSING else f for f in demo_findings()]
+
+
+def test_an_acknowledgement_that_expired_opens_the_finding_again() -> None:
+    end = AS_OF + timedelta(days=10)
+    first = _body(_acknowledged(end), AS_OF)
+    second = _body(demo_findings(), AS_OF + timedelta(days=20), previous=first)
+    events = report_events(first, second, "secom", NOW)
+    assert _kinds(events) == [
+        ("finding-opened", MISSING, "21C06633"),
+        ("finding-opened", MISSING, "659B7A51"),
+        ("overdue", MISSING, "21C06633"),  # due 2020-07-17, and nobody covers it now
+        ("overdue", MISSING, "659B7A51"),
+    ]
+    opened = next(e for e in events if e.kind == "finding-opened")
+    assert opened.occurrence == f"open again {rfc3339(end)}"
+    assert opened.message.startswith(f"open again (acknowledged until {rfc3339(end)}): ")
+    # Other events than the first opening and the first overdue, the same when found again.
+    first_ids = {e.event_id for e in report_events(None, _body(demo_findings(), AS_OF), "x", NOW)}
+    ids = {e.event_id for e in events}
+    assert len(ids) == 4 and not ids & first_ids
+    assert ids == {e.event_id for e in report_events(first, second, "secom", NOW)}
+    third = _body(demo_findings(), AS_OF + timedelta(days=21), previous=second)
+    assert report_events(second, third, "secom", NOW) == []
+
+
+def test_an_acknowledgement_withdrawn_opens_the_finding_again() -> None:
+    first = _body(_acknowledged(AS_OF + timedelta(days=30)), AS_OF)
+    as_of = AS_OF + timedelta(days=1)
+    second = _body(demo_findings(), as_of, previous=first)
+    opened = [e for e in report_events(first, second, "secom", NOW) if e.kind == "finding-opened"]
+    assert [e.occurrence for e in opened] == [f"open again {rfc3339(as_of)}"] * 2
+    assert opened[0].message.startswith("open again (its acknowledgement withdrawn): ")

@@ -4,7 +4,11 @@ failing channel that does not keep the others from sending, and failed cycles in
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from invsync.agent.config.notify import (
 )
 from invsync.agent.errors import TransportError
 from invsync.agent.notify.diff import report_events
+from invsync.agent.notify.events import Event
 from invsync.agent.notify.outbox import Notifier
 from invsync.agent.report.body import ReportBody, build_report_body, parse_report_body
 from invsync.agent.store.agent_store import AgentStore
@@ -111,14 +116,15 @@ def test_a_channel_down_is_retried_after_a_doubling_wait(
     notifier.cycle_ended(None)
     (state,) = store.notifications.channel_states(["soc"])
     assert state.pending == 4 and state.last_error is not None and "HTTP 503" in state.last_error
-    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 4
+    # Tried once: the other three wait as long as the first, untried.
+    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 1
     assert metrics.NOTIFICATIONS_PENDING.labels("soc")._value.get() == 4
     clock.now += timedelta(seconds=30)  # before the first wait (60 s) is over: not tried
     notifier.flush()
-    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 4
+    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 1
     clock.now += timedelta(seconds=31)  # tried again, still down: now waits 120 s
     notifier.flush()
-    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 8
+    assert metrics.NOTIFICATIONS.labels("soc", metrics.FAILED)._value.get() == before + 2
     received.status = 200
     clock.now += timedelta(seconds=100)
     notifier.flush()
@@ -186,3 +192,59 @@ def test_without_channels_nothing_is_stored(tmp_path: Path) -> None:
     notifier.cycle_ended(None)
     assert store.notifications.value("report:secom-jprs") is None
     store.close()
+
+
+def test_a_channel_down_is_tried_once_a_flush_not_once_an_event(tmp_path: Path) -> None:
+    # A command that runs over the timeout: eight events must not cost eight timeouts.
+    tries = tmp_path / "tries"
+    script = f"import time; open({str(tries)!r}, 'a').write('x'); time.sleep(30)"
+    slow = CommandChannel("pager", Wants(), (sys.executable, "-c", script))
+    clock = Clock()
+    notifier, store = _notifier(tmp_path / "a.db", clock, slow)
+    notifier.notify = Notify((slow,), replace(SETTINGS, timeout_seconds=0.5))
+    events = [
+        Event("cycle-failing", "secom", clock(), f"run {i}", occurrence=str(i)) for i in range(8)
+    ]
+    assert notifier.enqueue(events) == 8
+    notifier.flush()
+    assert tries.read_text() == "x"
+    (state,) = store.notifications.channel_states(["pager"])
+    assert state.pending == 8 and "ran over 0.5 s" in (state.last_error or "")
+    clock.now += timedelta(seconds=61)  # all eight due again: still one try
+    notifier.flush()
+    assert tries.read_text() == "xx"
+    attempts = store.notifications.db.execute("SELECT sum(attempts) FROM notify_outbox").fetchone()
+    store.close()
+    assert attempts == (2,)
+
+
+def test_a_damaged_outbox_row_is_dropped_and_the_others_are_sent(
+    tmp_path: Path, hooks: tuple[Hooks, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    received, url = hooks
+    clock = Clock()
+    notifier, store = _notifier(tmp_path / "a.db", clock, _webhook(url))
+    events = [
+        Event("cycle-failing", "secom", clock(), f"run {i}", occurrence=str(i)) for i in range(3)
+    ]
+    notifier.enqueue(events)
+    store.close()
+    # Damaged in the file itself, as a disk or a hand might: the oldest row first, so it
+    # sorts before the others at every flush; then one that is not even UTF-8.
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        ids = [row[0] for row in db.execute("SELECT event_id FROM notify_outbox ORDER BY event_id")]
+        db.execute("UPDATE notify_outbox SET event = '{\"kind\": ' WHERE event_id = ?", [ids[0]])
+        db.execute(
+            "UPDATE notify_outbox SET event = CAST(X'7BFF' AS TEXT) WHERE event_id = ?", [ids[1]]
+        )
+    notifier, store = _notifier(tmp_path / "a.db", clock, _webhook(url))
+    with caplog.at_level(logging.ERROR):
+        notifier.flush()
+        notifier.flush()  # the damaged rows are not tried again
+    (state,) = store.notifications.channel_states(["soc"])
+    store.close()
+    assert [e["message"] for e in received.events] == [
+        e.message for e in events if e.event_id == ids[2]
+    ]
+    assert state.pending == 0 and "does not decode" in (state.last_error or "")
+    assert caplog.text.count("notification dropped: soc: outbox row") == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from invsync.agent.cli.options import config_option
+from invsync.agent.config.keyfiles import secret_files
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ConfigError, InvsyncError, bounded
 from invsync.agent.notify.channels import describe, send
@@ -32,6 +33,7 @@ def notify_test(config_path: Path) -> None:
     channels = config.notify.channels
     if not channels:
         raise ConfigError(f"{config.file}: no [[notify]] entry to test")
+    secret_files(config)  # there and 0600, as `agent run` requires
     now = datetime.now(UTC)
     message = f"A test notification of the invsync agent of {config.party}, sent at your request."
     event = Event("test", config.party, now, message, occurrence=now.isoformat())
@@ -39,9 +41,10 @@ def notify_test(config_path: Path) -> None:
     for channel in channels:
         try:
             send(channel, event, config.notify.settings.timeout_seconds)
-        except InvsyncError as e:
+        except Exception as e:  # as the daemon: one channel's bug keeps no other untried
             failed.append(channel.name)
-            click.echo(f"FAILED {channel.name}: {bounded(e, 500)}")
+            shown = bounded(e, 500) if isinstance(e, InvsyncError) else f"{channel.name}: {e!r}"
+            click.echo(f"FAILED {channel.name}: {shown[:500]}")
         else:
             click.echo(f"ok     {channel.name} ({describe(channel)})")
     if failed:

@@ -21,7 +21,8 @@ failing_cycles = 3                # one cycle-failing event after this many fail
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,6 +60,7 @@ class CommandChannel:
     name: str
     wants: Wants
     argv: tuple[str, ...]
+    hidden_env: frozenset[str] = frozenset()  # the other channels' secret variables: not its
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,30 @@ class SmtpChannel:
 class WebhookChannel:
     name: str
     wants: Wants
-    url: str
+    url: str  # its path and query often hold a token: shown as `shown_url` only
     secret: Secret
     ca: Path | None = None
+
+    @property
+    def shown_url(self) -> str:
+        return shown_url(self.url)
+
+
+def shown_url(url: str) -> str:
+    """`url` as logs, errors and `invsync status` show it: its scheme, host and port, with
+    "/…" for a path or query that may hold a token (a Slack or Teams webhook's)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a "[" with no "]"
+        return "…"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ":…"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 Channel = CommandChannel | SmtpChannel | WebhookChannel
@@ -107,7 +130,19 @@ def read_notify(root: Table) -> Notify:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise root.fail(f"notify[{i}].name", f"{name!r} names an earlier entry too")
+    hidden = frozenset(_secret_variables(channels))
+    channels = tuple(
+        replace(c, hidden_env=hidden) if isinstance(c, CommandChannel) else c for c in channels
+    )
     return Notify(channels, _settings(root.optional_table("notify_settings")))
+
+
+def _secret_variables(channels: tuple[Channel, ...]) -> Iterator[str]:
+    for channel in channels:
+        secret = channel.password if isinstance(channel, SmtpChannel) else None
+        secret = channel.secret if isinstance(channel, WebhookChannel) else secret
+        if secret is not None and secret.env is not None:
+            yield secret.env
 
 
 def _settings(table: Table | None) -> NotifySettings:
@@ -178,6 +213,8 @@ def _wants(table: Table) -> Wants:
     _only_from(table, "events", events, list(EVENT_KINDS))
     if not severities or not events:
         raise table.fail("severities" if not severities else "events", "must name at least one")
+    if set(events) == {"test"}:
+        raise table.fail("events", "'test' alone: the daemon would send nothing on this channel")
     return Wants(frozenset(severities), frozenset(codes), frozenset(events))
 
 
@@ -228,12 +265,25 @@ def _smtp(name: str, wants: Wants, table: Table) -> SmtpChannel:
 
 def _webhook(name: str, wants: Wants, table: Table) -> WebhookChannel:
     url = table.text("url")
-    parts = urlsplit(url)
+    shown = shown_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise table.fail("url", f"is no URL: {e} ({shown!r})") from e
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise table.fail("url", f"expected an https:// URL, got {url!r}")
+        raise table.fail("url", f"expected an https:// URL, got {shown!r}")
+    _host(table, "url", parts.hostname)
+    if parts.username is not None or parts.password is not None:
+        raise table.fail("url", "holds a user name or password: the secret signs the events")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise table.fail("url", f"its port is no number from 1 to 65535 ({shown!r})")
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise table.fail(
-            "url", f"http:// sends in clear text: only for a loopback host, not {url!r}"
+            "url", f"http:// sends in clear text: only for a loopback host, not {shown!r}"
         )
     secret = _secret(table, "secret")
     if secret is None:

@@ -31,7 +31,7 @@ def describe(channel: Channel) -> str:
     if isinstance(channel, SmtpChannel):
         return f"smtp to {', '.join(channel.to)} via {channel.host}:{channel.port}"
     if isinstance(channel, WebhookChannel):
-        return f"webhook {channel.url}"
+        return f"webhook {channel.shown_url}"
     return f"command {channel.argv[0]}"
 
 

@@ -1,8 +1,10 @@
 """The command channel: a program run with the event's JSON on its standard input; exit 0 is
-sent, anything else a failure (its last line of standard error is kept)."""
+sent, anything else a failure (its last line of standard error is kept). It runs with the
+agent's environment but for the variables that hold other channels' passwords and keys."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from invsync.agent.config.notify import CommandChannel
@@ -20,6 +22,7 @@ def run_command(channel: CommandChannel, event: Event, timeout: float) -> None:
             capture_output=True,
             timeout=timeout,
             check=False,
+            env={k: v for k, v in os.environ.items() if k not in channel.hidden_env},
         )
     except subprocess.TimeoutExpired as e:
         raise SendError(f"{channel.name}: {channel.argv[0]} ran over {timeout:g} s") from e

@@ -4,7 +4,8 @@ Its `event_id` is the SHA-256 of the fields that say which event it is (its kind
 finding identity, and what makes this occurrence another: the severity it changed to, the due
 date it passed, the report it opened or resolved in), never of wording or of when it was made:
 the same event found again, in the same cycle or after a restart, has the same id, and the
-outbox sends it once.
+outbox queues it once. Delivery is at least once (a send whose outcome is unknown is sent
+again): a receiver drops repeats by `event_id`.
 """
 
 from __future__ import annotations

@@ -89,15 +89,35 @@ class Notifier:
         return added
 
     def flush(self) -> None:
-        """Send every due row; a failed one waits (doubling) for a later flush."""
+        """Send every due row; a failed one waits (doubling) for a later flush. A channel that
+        fails is tried once a flush: its other due rows wait as long, untried, so a channel
+        down costs a cycle one timeout, not one per event."""
         with _never_raises("notification outbox"):
+            down: dict[str, datetime] = {}
+            untried: dict[str, list[Queued]] = {}
             for row in self.store.due(self.clock(), self.channels):
-                self._send(row, self.channels[row.channel])
+                if row.channel in down:
+                    untried.setdefault(row.channel, []).append(row)
+                    continue
+                retry_at = self._send(row, self.channels[row.channel])
+                if retry_at is not None:
+                    down[row.channel] = retry_at
+            for name, rows in untried.items():
+                self.store.postpone(rows, down[name])
+                _log.warning("%d more notification(s) on %s wait as long", len(rows), name)
             for state in self.store.channel_states(self.channels):
                 metrics.NOTIFICATIONS_PENDING.labels(state.channel).set(state.pending)
 
-    def _send(self, row: Queued, channel: Channel) -> None:
-        event = event_from_bytes(row.event.encode())
+    def _send(self, row: Queued, channel: Channel) -> datetime | None:
+        """Send one row and mark it; when it failed, when it is tried again."""
+        try:
+            event = event_from_bytes(row.event.encode())
+        except Exception as e:  # a damaged row (bad JSON, a key missing): no try can send it
+            shown = f"{channel.name}: outbox row {row.event_id[:16]} does not decode ({e!r})"
+            self.store.mark_dropped(row, shown[:ERROR_CHARS], self.clock())
+            metrics.NOTIFICATIONS.labels(channel.name, metrics.FAILED).inc()
+            _log.error("notification dropped: %s", shown)
+            return None
         try:
             send(channel, event, self.notify.settings.timeout_seconds)
         except Exception as e:  # a bug in one send must not keep the rows after it unsent
@@ -108,9 +128,10 @@ class Notifier:
             self.store.mark_failed(row, shown, retry_at, self.clock())
             metrics.NOTIFICATIONS.labels(channel.name, metrics.FAILED).inc()
             _log.warning("notification %s not sent (again at %s): %s", event.kind, retry_at, shown)
-            return
+            return retry_at
         self.store.mark_sent(row, self.clock())
         metrics.NOTIFICATIONS.labels(channel.name, metrics.SENT).inc()
+        return None
 
     def _backoff(self, attempts: int) -> timedelta:
         settings = self.notify.settings

@@ -1,7 +1,9 @@
 """The notification outbox in the agent's database: every event for every channel recorded as
-pending before it is sent and marked sent after, so that a restart sends nothing twice and
-forgets nothing; each channel's last success and failure; and the little state the notifier
-keeps between cycles (each pairing's last report body seen, the failed cycles in a row).
+pending before it is sent and marked sent after, so that a restart forgets nothing and sends
+again only what it may have sent without marking it (at least once: a crash, or a cut-off
+answer, between a send and its mark sends the event again, with the same `event_id`); each
+channel's last success and failure; and the little state the notifier keeps between cycles
+(each pairing's last report body seen, the failed cycles in a row).
 
 Rows are plain text here: what an event is belongs to `agent.notify`, above the store.
 """
@@ -39,6 +41,7 @@ def m018_notifications(db: sqlite_utils.Database) -> None:
 
 PENDING = "pending"
 SENT = "sent"
+DROPPED = "dropped"  # a row no send can ever take (it does not decode): kept, never tried
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,14 @@ class NotificationStore:
         """The pending rows of `channels` whose next attempt is due, oldest first."""
         names = list(channels)
         marks = ", ".join("?" for _ in names)
+        # The event as bytes: text that is not UTF-8 would fail the whole query, every row.
         rows = self.db.execute(
-            f"""SELECT event_id, channel, event, attempts FROM notify_outbox
+            f"""SELECT event_id, channel, CAST(event AS BLOB), attempts FROM notify_outbox
             WHERE state = ? AND next_attempt <= ? AND channel IN ({marks})
             ORDER BY created_at, event_id""",
             [PENDING, rfc3339(now), *names],
         ).fetchall()
-        return [Queued(*row) for row in rows]
+        return [Queued(e, c, bytes(j).decode("utf-8", "replace"), n) for e, c, j, n in rows]
 
     def mark_sent(self, row: Queued, now: datetime) -> None:
         at = rfc3339(now)
@@ -105,6 +109,24 @@ class NotificationStore:
                 """UPDATE notify_outbox SET attempts = attempts + 1, next_attempt = ?,
                 last_error = ? WHERE event_id = ? AND channel = ?""",
                 [rfc3339(retry_at), error, row.event_id, row.channel],
+            )
+            self._channel(db, row.channel, "last_failure", rfc3339(now), error)
+
+    def postpone(self, rows: Iterable[Queued], retry_at: datetime) -> None:
+        """Rows not tried (their channel just failed) due again at `retry_at`."""
+        params = [(rfc3339(retry_at), row.event_id, row.channel) for row in rows]
+        with transaction(self.db, "notification outbox") as db:
+            db.conn.executemany(
+                "UPDATE notify_outbox SET next_attempt = ? WHERE event_id = ? AND channel = ?",
+                params,
+            )
+
+    def mark_dropped(self, row: Queued, error: str, now: datetime) -> None:
+        with transaction(self.db, "notification outbox") as db:
+            db.execute(
+                """UPDATE notify_outbox SET state = ?, last_error = ?
+                WHERE event_id = ? AND channel = ?""",
+                [DROPPED, error, row.event_id, row.channel],
             )
             self._channel(db, row.channel, "last_failure", rfc3339(now), error)
 

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invsync.agent.config.notify import Notify, read_notify
+from invsync.agent.config.notify import Notify, WebhookChannel, read_notify
 from invsync.agent.errors import ConfigError
 from invsync.agent.tomlconf import Table
 
@@ -82,3 +82,29 @@ def test_fuzz_notify_tables(data: dict[str, Any]) -> None:
 )
 def test_fuzz_entries_of_a_known_kind(entry: dict[str, Any]) -> None:
     _read({"notify": [entry]})
+
+
+url_parts = st.tuples(
+    st.sampled_from(["https", "http", "ftp", ""]),
+    st.sampled_from(["", "user@", "u:p@", ":@"]),
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]", "hooks.example", "", "[::1", "a b"]),
+    st.one_of(st.just(""), st.text(max_size=6).map(lambda port: ":" + port)),
+    st.text(max_size=10),
+)
+
+
+@given(url_parts)
+def test_fuzz_webhook_urls(parts: tuple[str, str, str, str, str]) -> None:
+    # The URL is a credential: whatever it is, no error and no shown form quotes its path.
+    scheme, userinfo, host, port, rest = parts
+    url = f"{scheme}://{userinfo}{host}{port}/SECRETPATH{rest}"
+    entry = {"name": "soc", "kind": "webhook", "url": url, "secret_env": "INVSYNC_X"}
+    try:
+        notify = read_notify(Table({"notify": [entry]}, "", Path("/etc/invsync/agent.toml")))
+    except ConfigError as e:
+        assert str(e).startswith("/etc/invsync/agent.toml: notify[0].url: "), str(e)
+        assert "SECRETPATH" not in str(e)
+        return
+    (channel,) = notify.channels
+    assert isinstance(channel, WebhookChannel)
+    assert "SECRETPATH" not in channel.shown_url and "@" not in channel.shown_url
