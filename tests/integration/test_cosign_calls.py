@@ -269,7 +269,9 @@ def test_a_peer_snapshot_altered_on_the_way_with_the_report_is_refused(
 
 def test_answers_travel_compressed(agents: dict[str, Agent], federation: Federation) -> None:
     """A report body is JSON: on the wire (TLS records, counted by a relay) it takes a fraction
-    of its size."""
+    of its size. Since reports list their certificates (hex SHA-256s and serials, which
+    compress less than prose) the demo's report takes 0.29 of its size; uncompressed it would
+    take more than all of it. Half leaves room for a keepalive frame on a loaded machine."""
     body = len(agents["jprs"].client.report(PAIRING).envelope.payload)
     relay = Relay(federation.port)
     through = federation.client("jprs", address=f"127.0.0.1:{relay.port}")
@@ -281,7 +283,7 @@ def test_answers_travel_compressed(agents: dict[str, Agent], federation: Federat
     finally:
         through.close()
         relay.close()
-    assert after - before < body / 3
+    assert after - before < body / 2
 
 
 METHODS = (
