@@ -162,9 +162,10 @@ class Agent:
 
     def settle(self, pairing: PairingConfig, wait_seconds: float) -> CycleResult:
         """Co-sign each report on our latest snapshot until one carries every signature; write
-        it (`agent.daemon.cosign`); its events queued for the cycle's end (`agent.notify`)."""
+        it (`agent.daemon.cosign`). Only a report every party signed makes events, queued for
+        the cycle's end (`agent.notify`): one the peer has not co-signed yet may never be."""
         result = cosign.settle(self, pairing, wait_seconds)
-        if result.body is not None:
+        if result.body is not None and result.complete:
             self.notifier.report_written(result.payload, result.body)
         return result
 

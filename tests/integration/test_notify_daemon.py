@@ -128,3 +128,31 @@ def test_a_daemon_tells_its_channels_once(federation: Federation) -> None:
         .output
     )
     assert [c["channel"] for c in rows[0]["notifications"]] == ["mail", "soc"]
+
+
+def test_a_report_the_peer_has_not_signed_tells_nothing(federation: Federation) -> None:
+    work = federation.work
+    told = work / "told.jsonl"
+    config = work / "secom.toml"
+    config.write_text(
+        config.read_text()
+        + f"""
+[[notify]]
+name = "log"
+kind = "command"
+command = ["/bin/sh", "-c", "cat >> {told}"]
+severities = ["error", "warning", "notice"]
+"""
+    )
+    secom = command("agent", "run", "--config", str(config), "--once", "--wait", "2")
+    run = subprocess.run(secom, cwd=work, timeout=120, capture_output=True, text=True)
+    # JPRS never ran: the report SECOM writes lacks its signature, and may never get it.
+    assert "subordinate absent" in run.stderr + run.stdout, run.stderr
+    assert not told.exists()
+    rows = json.loads(
+        CliRunner()
+        .invoke(invsync, ["status", "--config", str(config), "--offline", "--format", "json"])
+        .output
+    )
+    (channel,) = rows[0]["notifications"]
+    assert channel["pending"] == 0
