@@ -4,6 +4,8 @@ failures from the signed report files, with and without the agent's database."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +182,47 @@ def test_a_report_the_pinned_keys_do_not_sign_is_refused_naming_its_file(demo: P
         check=False,
     )
     assert result.returncode == 1
-    assert f"error: {latest.path}: not signed by every party with a pinned key" in result.stderr
+    assert f"error: {latest.path}: a signature does not verify with the pinned keys" in (
+        result.stderr
+    )
     assert f"untrusted (pinned key is {wrong_key})" in result.stderr
+    assert result.stdout == ""
+
+
+def _without_jprs(demo: Path, into: Path) -> Path:
+    """The demo's report as SECOM's agent writes it before JPRS co-signed: JPRS's signature gone."""
+    (latest,) = report_files(demo / "reports" / "secom")
+    envelope = json.loads(latest.path.read_text())
+    jprs = next(s for s in latest.body.signers if s.name == "jprs").keyid
+    envelope["signatures"] = [s for s in envelope["signatures"] if s["keyid"] != jprs]
+    into.mkdir(exist_ok=True)
+    copy = into / latest.path.name.replace(".report.json", "-unsigned.report.json")
+    copy.write_text(json.dumps(envelope))
+    shutil.copy(latest.path, into / latest.path.name)
+    return copy
+
+
+def test_a_report_a_party_has_not_cosigned_is_left_out(demo: Path, tmp_path: Path) -> None:
+    _without_jprs(demo, tmp_path / "reports")
+    config = str(demo / "secom.toml")
+    text = _secom_case(demo, "--dir", str(tmp_path / "reports"), "--config", config)
+    assert "_Signatures checked: each of the 1 report(s) is signed by the server and both" in text
+
+
+def test_naming_a_report_a_party_has_not_cosigned_is_refused(demo: Path, tmp_path: Path) -> None:
+    unsigned = _without_jprs(demo, tmp_path / "reports")
+    command = [sys.executable, "-m", "invsync.server.cli", "incident", "draft", "--open-errors"]
+    config = str(demo / "secom.toml")
+    result = subprocess.run(
+        [*command, "--report", str(unsigned), "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"error: {unsigned}: not signed by every party yet; name a complete report" in (
+        result.stderr
+    )
+    assert "hint: A party has not co-signed the report yet" in result.stderr
     assert result.stdout == ""

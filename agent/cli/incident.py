@@ -12,7 +12,7 @@ from invsync.agent.cli.report import load_report, reader_pins
 from invsync.agent.config.settings import load_agent_config
 from invsync.agent.errors import ReportError, SignatureError
 from invsync.agent.files import write_atomically
-from invsync.agent.report.body import Pins, ReportBody, verify_report
+from invsync.agent.report.body import Pins, ReportBody, SignerStatus, verify_report
 from invsync.agent.report.files import ReportFile, report_files
 from invsync.agent.report.incident import Incident, affected_shas, incident_draft
 from invsync.agent.report.incident_history import Sighting, sightings
@@ -85,18 +85,19 @@ def draft_command(
     """Draft one incident report for the findings named by REFS (CODE:SHA256, or a SHA-256 or
     its prefix), --certificate and --open-errors, from a report file alone; with --config or
     --db, the timeline adds the first signed snapshot of each party holding each certificate
-    and the one recording its revocation. With --pin or --config, every report the draft rests
-    on must be signed by the server and both parties with pinned keys (exit 1 otherwise);
-    without, the draft says its signatures were not checked."""
+    and the one recording its revocation. With --pin or --config, the draft rests only on
+    reports the server and both parties signed with pinned keys: one a party has not co-signed
+    yet is left out, and a signature that does not verify stops it (exit 1); without pins, the
+    draft says its signatures were not checked."""
     agent_config = load_agent_config(config) if config else None
     where = directory or (agent_config.report_dir if agent_config else None)
-    files = _history(report, where, pairing)
+    pinned = reader_pins(pins, config)
+    files = _history(report, where, pairing, pinned)
     chosen = select(files[-1].body.findings, refs, certificates, open_errors)
     database = db or (agent_config.database if agent_config else None)
     seen = _sightings(database, files[-1].body, affected_shas(chosen)) if database else []
     reports = tuple(f.body for f in files)
-    checked = _signatures(files, reader_pins(pins, config))
-    text = incident_draft(Incident(chosen, reports, tuple(seen), checked))
+    text = incident_draft(Incident(chosen, reports, tuple(seen), _said(files, pinned)))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -104,16 +105,24 @@ def draft_command(
         click.echo(f"wrote {output}", err=True)
 
 
-def _history(report: str | None, where: Path | None, pairing: str | None) -> list[ReportFile]:
-    """The pairing's reports up to the chosen one (the last), oldest first."""
+def _history(
+    report: str | None, where: Path | None, pairing: str | None, pinned: Pins
+) -> list[ReportFile]:
+    """The pairing's reports up to the chosen one (the last), oldest first; with pins, only
+    those every party signed with a pinned key (the latest such by default)."""
     if report is not None:
         path, env, body = load_report(report, where or Path("."))
         current = ReportFile(path, env, body)
         if pairing is not None and body.pairing != pairing:
             raise ReportError(f"report {path} is of pairing {body.pairing!r}, not {pairing!r}")
-        files = report_files(where or path.parent)
+        if not _vouched(current, pinned):
+            raise NotCosigned(f"{path}: not signed by every party yet; name a complete report")
+        files = [f for f in report_files(where or path.parent) if _vouched(f, pinned)]
     else:
-        files = report_files(where or Path("."))
+        every = report_files(where or Path("."))
+        files = [f for f in every if _vouched(f, pinned)]
+        if every and not files:
+            raise NotCosigned(f"no report in {where or Path('.')} is signed by every party")
         current = _latest(files, where or Path("."), pairing)
     same = [f for f in files if f.body.pairing == current.body.pairing]
     before = [
@@ -122,20 +131,35 @@ def _history(report: str | None, where: Path | None, pairing: str | None) -> lis
     return [*before, current]
 
 
-def _signatures(files: list[ReportFile], pinned: Pins) -> str:
-    """What the draft says of its reports' signatures; SignatureError names the first report
-    that pinned keys do not fully sign: a draft never rests on a report nobody can vouch for."""
+class NotCosigned(ReportError):
+    hint = (
+        "A party has not co-signed the report yet: wait for its agent's next cycle, or name a "
+        "report every party signed with --report (`invsync report list` shows which)."
+    )
+
+
+def _vouched(file: ReportFile, pinned: Pins) -> bool:
+    """Whether a draft may rest on `file`: always without pins (the draft says so); with pins,
+    when every party signed it with a pinned key. A signature that does not verify, or a key
+    other than the pinned one, is a SignatureError naming the file: a draft never rests on, or
+    quietly skips, a report somebody altered."""
+    if pinned == Pins():
+        return True
+    result = verify_report(file.envelope, pinned)
+    if any(c.status in (SignerStatus.INVALID, SignerStatus.UNTRUSTED) for c in result.checks):
+        raise SignatureError(
+            f"{file.path}: a signature does not verify with the pinned keys\n" + result.describe()
+        )
+    return result.complete
+
+
+def _said(files: list[ReportFile], pinned: Pins) -> str:
+    """What the draft says of its reports' signatures."""
     if pinned == Pins():
         return (
             "Signatures not checked: no key pinned (--pin or --config). Check the reports with "
             "invsync report verify before filing."
         )
-    for file in files:
-        result = verify_report(file.envelope, pinned)
-        if not result.complete:
-            raise SignatureError(
-                f"{file.path}: not signed by every party with a pinned key\n" + result.describe()
-            )
     return (
         f"Signatures checked: each of the {len(files)} report(s) is signed by the server and both "
         "parties with pinned keys."
