@@ -91,7 +91,7 @@ def test_one_draft_names_both_certificates_and_the_three_failures() -> None:
         "(`21C066332D6B92DD`)" in summary
     )
     assert "(`659B7A518C6C9EB1`) for 234 days, 2020-07-10 to 2021-03-01" in summary
-    assert "Policy: TLS BR 4.9.1.2. What to do: Revoke the unused certificate" in summary
+    assert "Policy: TLS BR 4.9.1.2. What to do: Revoke every certificate the subordinate" in summary
     assert "Contributing findings:" in summary and "`doppelganger-untracked` (warning)" in summary
 
 

@@ -109,6 +109,7 @@ def test_the_severity_floor_hides_less_severe_findings(tmp_path: Path, run: Runn
     db = str(_db(tmp_path))
     text = run("inventory", "lint", "--db", db, "--all", "--severity", "error").stdout
     assert "ERROR   cabf.serverauth.ca_missing_reserved_policy_oid" in text
+    assert "O=Japan Registry Services Co., Ltd., C=JP\n" in text
     assert "WARNING" not in text
     assert text.endswith("10 CA certificates checked\n")
 

@@ -90,6 +90,7 @@ def test_both_channels_work(fed: Path) -> None:
     assert "secom: test" in str(message["Subject"])
     (event,) = hooks.events
     assert event["kind"] == "test" and event["agent_party"] == "secom"
+    assert event["occurrence"] == event["time"] and event["time"].endswith("Z")
     assert hooks.bad_signatures == 0
 
 
@@ -99,7 +100,7 @@ def test_a_channel_down_exits_3_after_trying_the_others(fed: Path) -> None:
         result = _run(_configure(fed, free_port(), url, tls.ca))  # no SMTP server listens
     assert result.returncode == 3
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("FAILED mail-officers: mail-officers: mail via 127.0.0.1:")
+    assert lines[0].startswith("FAILED mail-officers: mail via 127.0.0.1:")
     assert lines[0].endswith("Connection refused")
     assert lines[1] == f"ok     webhook-soc (webhook {url.removesuffix('/hooks/invsync')}/…)"
     assert len(hooks.events) == 1
@@ -169,8 +170,7 @@ secret_env = "INVSYNC_TEST_HOOK"
         result = _run(config)
     assert result.returncode == 3, result.stderr
     assert result.stdout.splitlines()[0] == (
-        f"FAILED broken: broken: POST http://127.0.0.1:{broken}/…: "
-        "a broken HTTP answer (BadStatusLine)"
+        f"FAILED broken: POST http://127.0.0.1:{broken}/…: a broken HTTP answer (BadStatusLine)"
     )
     assert result.stdout.splitlines()[1].startswith("ok     soc ")
     assert len(peer.messages) == 1 and len(hooks.events) == 1

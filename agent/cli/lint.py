@@ -22,6 +22,7 @@ from invsync.agent.inventory.lint import (
     linter_version,
 )
 from invsync.agent.model.record import CertRecord
+from invsync.agent.report.render.names import readable_dn
 from invsync.agent.report.render.text import visible
 from invsync.agent.store.agent_store import AgentStore
 from invsync.agent.telemetry.progress import terminal_progress
@@ -101,14 +102,9 @@ def _text(
     lines = [f"pkilint {version}, CA/Browser Forum TLS Baseline Requirements profile"]
     for record, result in zip(records, results, strict=True):
         issued = record.info.not_before.date().isoformat()
-        lines.append(
-            f"{record.sha256[:16]}  {issued}  {result.kind}  {visible(record.info.subject)}"
-        )
-        lines += [
-            f"  {f.severity:<7} {f.code}  ({f.where})"
-            + (f": {visible(f.message)}" if f.message else "")
-            for f in result.at_least(shown)
-        ]
+        subject = visible(readable_dn(record.info.subject))
+        lines.append(f"{record.sha256[:16]}  {issued}  {result.kind}  {subject}")
+        lines += [_line(f) for f in result.at_least(shown)]
     lines.append(f"{len(records)} CA certificates checked")
     return "".join(line + "\n" for line in lines)
 

@@ -15,6 +15,7 @@ from invsync.agent.errors import ConfigError, InvsyncError, bounded
 from invsync.agent.notify.channels import describe, send
 from invsync.agent.notify.events import Event
 from invsync.agent.notify.secret import SendError
+from invsync.agent.times import rfc3339
 
 
 @click.group("notify")
@@ -36,16 +37,27 @@ def notify_test(config_path: Path) -> None:
     secret_files(config)  # there and 0600, as `agent run` requires
     now = datetime.now(UTC)
     message = f"A test notification of the invsync agent of {config.party}, sent at your request."
-    event = Event("test", config.party, now, message, occurrence=now.isoformat())
+    event = Event("test", config.party, now, message, occurrence=rfc3339(now))
     failed = []
     for channel in channels:
         try:
             send(channel, event, config.notify.settings.timeout_seconds)
         except Exception as e:  # as the daemon: one channel's bug keeps no other untried
             failed.append(channel.name)
-            shown = bounded(e, 500) if isinstance(e, InvsyncError) else f"{channel.name}: {e!r}"
+            shown = bounded(e, 500) if isinstance(e, InvsyncError) else repr(e)
+            # A channel's errors open with its name; the line names it once.
+            shown = shown.removeprefix(f"{channel.name}: ")
             click.echo(f"FAILED {channel.name}: {shown[:500]}")
         else:
             click.echo(f"ok     {channel.name} ({describe(channel)})")
     if failed:
-        raise SendError(f"{len(failed)} of {len(channels)} channel(s) failed: {', '.join(failed)}")
+        raise ChannelsFailed(
+            f"{len(failed)} of {len(channels)} channel(s) failed: {', '.join(failed)}"
+        )
+
+
+class ChannelsFailed(SendError):
+    hint = (
+        "Each FAILED line says why: check the channel's host, port, URL, credentials or command "
+        "in the configuration. A test event is not kept: run `invsync notify test` again."
+    )

@@ -23,6 +23,7 @@ from invsync.agent.notify.events import Event, event_from_bytes
 from invsync.agent.report.body import ReportBody, parse_report_body
 from invsync.agent.store.notifications import NotificationStore, Queued
 from invsync.agent.telemetry import metrics
+from invsync.agent.times import rfc3339
 
 _log = logging.getLogger("invsync.agent.notify")
 
@@ -142,7 +143,7 @@ class Notifier:
 def _started(now: datetime, failed: int) -> str:
     """The run of failures this event is about: when it reached the threshold (a second run,
     after a success, is another event)."""
-    return f"{now.isoformat()}#{failed}"
+    return f"{rfc3339(now)}#{failed}"
 
 
 @contextmanager

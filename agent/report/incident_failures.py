@@ -91,5 +91,13 @@ def _unrevoked(errors: list[Finding], listed: Mapping[str, ListedCertificate]) -
     since = {sha: listed[sha].not_before for sha in by_sha if sha in listed}
     info = CATALOGUE[UNUSED_NOT_REVOKED]
     return Failure(
-        UNREVOKED, UNUSED_NOT_REVOKED, tuple(by_sha.values()), info.policy, info.action, since
+        UNREVOKED, UNUSED_NOT_REVOKED, tuple(by_sha.values()), info.policy, _UNREVOKED_ACTION, since
     )
+
+
+# A certificate the subordinate does not hold may be unused or merely unlisted: the action says
+# both, where the catalogue's `unused-not-revoked` one assumes the first.
+_UNREVOKED_ACTION = (
+    "Revoke every certificate the subordinate does not use, within the Baseline Requirements' "
+    "seven days, and disclose the revocation in CCADB; list and audit the ones it uses."
+)
