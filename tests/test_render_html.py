@@ -20,6 +20,7 @@ from invsync.agent.report.body import (
     build_report_body,
     parse_report_body,
 )
+from invsync.agent.report.certificates import lookup_in
 from invsync.agent.report.render.chart import HistoryPoint, history_chart, history_point
 from invsync.agent.report.render.html import CONTENT_SECURITY_POLICY, report_html
 from tests.golden_cases import GOLDEN, load
@@ -27,15 +28,20 @@ from tests.report_helpers import (
     AS_OF,
     DV_BUG,
     IMG_O,
+    JPRS_LIST,
     KEYS,
     OV_BUG,
+    ROOT_REF,
     SCRIPT_CN,
+    SECOM_LOG,
+    SUB_REF,
     body_bytes,
     demo_body,
     demo_findings,
     hostile_findings,
     hostile_record,
     signed,
+    signers,
 )
 
 # Every element the page may contain: markup from a subject would show up as another one.
@@ -448,3 +454,29 @@ def test_a_body_without_certificates_renders_blank_certificate_columns() -> None
     rows = Page(report_html(old, None)).rows["findings"]
     assert rows and all(r[3:6] == ["-", "-", "-"] for r in rows)
     assert all(r[6][:64] in {OV_BUG, DV_BUG} for r in rows)
+
+
+def test_a_continued_report_without_its_predecessor_shows_what_it_lists_resolved() -> None:
+    first = parse_report_body(body_bytes(demo_findings()))
+    kept = [f for f in demo_findings() if f.sha256 != OV_BUG]
+    second = build_report_body(
+        pairing="secom-jprs",
+        as_of=AS_OF + timedelta(days=1),
+        root=ROOT_REF,
+        subordinate=SUB_REF,
+        findings=kept,
+        signers=signers(),
+        previous=first,
+        certificates=lookup_in(SECOM_LOG, JPRS_LIST),
+    )
+    body = parse_report_body(second)
+    page = report_html(body, None)  # the report it continues is not at hand
+    assert "No previous report given." not in page
+    gone = len([f for f in demo_findings() if f.sha256 == OV_BUG])
+    assert (
+        f"The report this one continues ({first.report_id[:12]}) is not among these reports; "
+        f"this report lists {gone} finding(s) resolved since it."
+    ) in page
+    resolved = Page(page).rows["changes-resolved"]
+    assert len(resolved) == gone == len(body.resolved)
+    assert all(OV_BUG in " ".join(row) or OV_BUG[:16] in " ".join(row) for row in resolved)

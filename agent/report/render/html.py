@@ -22,6 +22,7 @@ from invsync.agent.report.body import ReportBody, ReportVerification, SnapshotRe
 from invsync.agent.report.render.chart import Chart, HistoryPoint, history_chart, history_point
 from invsync.agent.report.render.html_parts import (
     Certificates,
+    Change,
     Changes,
     Day,
     FindingView,
@@ -32,6 +33,7 @@ from invsync.agent.report.render.html_parts import (
     groups,
     is_overdue,
     party_name,
+    resolved_in,
 )
 from invsync.agent.report.render.markup import render
 from invsync.agent.times import rfc3339
@@ -117,6 +119,8 @@ class Page:
     findings: tuple[FindingRow, ...]  # most urgent first
     groups: tuple[Group, ...]
     changes: Changes | None  # None without a previous report
+    previous_report: str  # the id of the report the body continues, "" for the first
+    resolved: tuple[Change, ...]  # what the body lists as resolved since that report
     chart: Chart | None  # None without history
     reports: int  # in the history
     signatures: Signatures
@@ -143,6 +147,8 @@ def report_html(
         findings=_findings(body),
         groups=groups(body),
         changes=changes(body, previous) if previous is not None else None,
+        previous_report=body.previous_report or "",
+        resolved=resolved_in(body),
         chart=history_chart(history) if history else None,
         reports=len(history),
         signatures=_signatures(body, verification),

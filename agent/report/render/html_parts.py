@@ -233,6 +233,13 @@ def changes(body: ReportBody, previous: ReportBody) -> Changes:
     )
 
 
+def resolved_in(body: ReportBody) -> tuple[Change, ...]:
+    """The findings the body itself lists as resolved since the report it continues: what the
+    page shows when that report is not at hand to compare with."""
+    known = by_sha256(body.certificates)
+    return tuple(Change(finding_view(r.finding, known), "") for r in body.resolved)
+
+
 _COMPARED = ("severity", "due", "policy", "message", "related")
 
 
