@@ -8,16 +8,9 @@ and what it returns is still attacker-controlled text that the renderer escapes.
 
 from __future__ import annotations
 
-import re
-
-from invsync.agent.report.render.names import LOOKS_LIKE_ATTRIBUTE, readable_dn
+from invsync.agent.report.render.names import LOOKS_LIKE_ATTRIBUTE, attributes, readable_dn
 
 SHORT = 16  # hex digits of a SHA-256 shown where the full one is in the appendix
-
-# An attribute's value runs to the next unescaped "," or "+" (RFC 4514 2.4: "\," "\+" "\\" and
-# "\HH" escape within a value).
-_RDN = re.compile(r"\s*([A-Za-z0-9.]+)=((?:\\.|[^\\,+])*)")
-_HEX = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
 
 
 def readable_name(rfc4514: str) -> str:
@@ -25,9 +18,9 @@ def readable_name(rfc4514: str) -> str:
     when there is one; the text as given when it names none of them. A value that would read
     as another attribute once unescaped (`CN=Evil\\, O=Google`) gives the whole name, readable
     where that cannot mislead (`readable_dn`), so no certificate passes for another's."""
-    attributes = _attributes(rfc4514)
-    common = attributes.get("CN") or attributes.get("OU", "")
-    organization = attributes.get("O", "")
+    named = _attributes(rfc4514)
+    common = named.get("CN") or named.get("OU", "")
+    organization = named.get("O", "")
     if any(LOOKS_LIKE_ATTRIBUTE.search(value) for value in (common, organization)):
         return readable_dn(rfc4514)
     if common and organization and organization not in common:
@@ -41,12 +34,11 @@ def short(sha256: str) -> str:
 
 def _attributes(rfc4514: str) -> dict[str, str]:
     """Each attribute type's first value, unescaped; {} for text that is not a DN."""
+    try:
+        pairs = attributes(rfc4514)
+    except ValueError:
+        return {}
     found: dict[str, str] = {}
-    for match in _RDN.finditer(rfc4514):
-        found.setdefault(match.group(1).upper(), _unescape(match.group(2)))
+    for kind, value in pairs:
+        found.setdefault(kind.strip().upper(), value.strip())
     return found
-
-
-def _unescape(value: str) -> str:
-    raw = _HEX.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), value)
-    return raw.strip()

@@ -47,10 +47,22 @@ def _split(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _readable_attribute(attribute: str) -> str:
+def attributes(rfc4514: str) -> list[tuple[str, str]]:
+    """Each attribute's type and unescaped value, in the name's order; ValueError for text
+    that is not RFC 4514."""
+    pairs = [_kind_value(a) for rdn in _split(rfc4514, ",") for a in _split(rdn, "+")]
+    return [(kind, _unescape(value)) for kind, value in pairs]
+
+
+def _kind_value(attribute: str) -> tuple[str, str]:
     kind, equals, value = attribute.partition("=")
     if not equals:
         raise ValueError(f"no '=' in attribute {attribute!r}")
+    return kind, value
+
+
+def _readable_attribute(attribute: str) -> str:
+    kind, value = _kind_value(attribute)
     plain = _unescape(value)
     return f"{kind}={value if LOOKS_LIKE_ATTRIBUTE.search(plain) else plain}"
 
