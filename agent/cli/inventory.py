@@ -21,11 +21,12 @@ from invsync.agent.cli.lint import lint_command
 from invsync.agent.cli.options import (
     audit_options,
     config_option,
+    database_path,
     format_option,
     max_source_bytes_option,
 )
 from invsync.agent.config.settings import load_agent_config
-from invsync.agent.errors import ConfigError, InvsyncError
+from invsync.agent.errors import InvsyncError
 from invsync.agent.files import write_atomically
 from invsync.agent.gc_pause import collector_paused
 from invsync.agent.inventory.assemble import Assembled
@@ -47,18 +48,7 @@ class NotInInventory(InvsyncError):
 
 
 def _store(db: Path | None, config: Path | None) -> AgentStore:
-    return AgentStore(_database(db, config))
-
-
-def _database(db: Path | None, config: Path | None) -> Path:
-    if db is None and config is None:
-        raise ConfigError(
-            "name the database with --db PATH or an agent configuration with --config"
-        )
-    if db is not None:
-        return db
-    assert config is not None
-    return load_agent_config(config).database
+    return AgentStore(database_path(db, config))
 
 
 @contextmanager
@@ -118,7 +108,7 @@ def import_command(
     KIND:PATH overrides detection. Nothing is written if any source cannot be read, unless
     --skip-invalid is given, when the valid rows are imported and every skipped one is listed.
     """
-    path = _database(db, config)
+    path = database_path(db, config)
     cap = max_source_bytes or (load_agent_config(config).max_source_bytes if config else None)
     with (
         # agent.gc_pause: tens of thousands of records built and kept, then the process ends.

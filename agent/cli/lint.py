@@ -10,10 +10,8 @@ from pathlib import Path
 
 import click
 
-from invsync.agent.cli.options import config_option, format_option
+from invsync.agent.cli.options import config_option, database_path, format_option
 from invsync.agent.cli.outcomes import LintFindings
-from invsync.agent.config.settings import load_agent_config
-from invsync.agent.errors import ConfigError
 from invsync.agent.inventory.lint import (
     SEVERITIES,
     LintFinding,
@@ -78,12 +76,7 @@ def lint_command(
 
 
 def _inventory(db: Path | None, config: Path | None) -> list[CertRecord]:
-    if db is None and config is None:
-        raise ConfigError(
-            "name the database with --db PATH or an agent configuration with --config"
-        )
-    path = db if db is not None else load_agent_config(Path(str(config))).database
-    with AgentStore(path, create=False) as store:
+    with AgentStore(database_path(db, config), create=False) as store:
         return list(store.inventory())
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from invsync.agent.config.settings import load_agent_config
+from invsync.agent.errors import ConfigError
 from invsync.agent.model.facts import AuditPeriod
 
 _DAY = click.DateTime(["%Y-%m-%d"])
@@ -124,3 +126,15 @@ def _audit(
         end.date() if end else None,
         statement.date() if statement else None,
     )
+
+
+def database_path(db: Path | None, config: Path | None) -> Path:
+    """The agent database a command reads: --db, or the database of the --config file."""
+    if db is None and config is None:
+        raise ConfigError(
+            "name the database with --db PATH or an agent configuration with --config"
+        )
+    if db is not None:
+        return db
+    assert config is not None
+    return load_agent_config(config).database
